@@ -1,0 +1,52 @@
+"""Checks a frozen config dataclass against the constraints in its own annotations.
+
+Configs declare bounds once, as ``Annotated[int, Ge(1)]`` (annotated-types) and
+``Literal[...]``; the API's schema (pydantic) reads the same annotations, and this
+module enforces them when a config is built directly in a notebook.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from typing import Any
+
+import annotated_types as at
+
+
+def _check(name: str, value: Any, tp: Any) -> None:
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        base, *meta = typing.get_args(tp)
+        _check(name, value, base)
+        for m in meta:
+            for bound, ok in (
+                ("Ge", lambda v, b: v >= b.ge),
+                ("Gt", lambda v, b: v > b.gt),
+                ("Le", lambda v, b: v <= b.le),
+                ("Lt", lambda v, b: v < b.lt),
+            ):
+                if isinstance(m, getattr(at, bound)) and not ok(value, m):
+                    raise ValueError(f"{name}: {value!r} violates {m!r}")
+        return
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ValueError(f"{name}: {value!r} is not one of {list(allowed)}")
+        return
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+    elif tp is bool and not isinstance(value, bool):
+        raise ValueError(f"{name}: expected true/false, got {value!r}")
+
+
+def validate_config(config: Any) -> None:
+    """Raise ``ValueError`` naming the first field that breaks its annotation."""
+    hints = typing.get_type_hints(type(config), include_extras=True)
+    for f in dataclasses.fields(config):
+        _check(f.name, getattr(config, f.name), hints[f.name])

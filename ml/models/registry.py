@@ -1,0 +1,20 @@
+"""Backbone registry: requests carry a name, an unknown name lists the known ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from ml.models.small_cnn import SmallCNN
+
+BACKBONES: dict[str, Callable[..., nn.Module]] = {"small_cnn": SmallCNN}
+
+
+def build_backbone(name: str, *, num_classes: int, width: int, in_channels: int = 1) -> nn.Module:
+    """Instantiate a registered backbone."""
+    try:
+        factory = BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}") from None
+    return factory(num_classes=num_classes, width=width, in_channels=in_channels)

@@ -1,0 +1,1 @@
+"""The neuroreg service: REST API, SQL store, dashboard and CLI."""

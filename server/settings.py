@@ -1,0 +1,70 @@
+"""Deployment configuration: one ``Settings`` per process, from ``NEUROREG_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "neuroreg"
+
+
+class Settings(BaseSettings):
+    """Everything a deployment sets. Unset values derive from ``data_dir``.
+
+    The embedded default keeps the SQLite database, the artifact folder and the
+    filesystem broker's queue under one ``data_dir``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="NEUROREG_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str = ""
+    artifact_dir: Path | None = None
+    broker_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_metric_batch: int = Field(default=100_000, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, v: str) -> str:
+        if v and not v.startswith(("sqlite", "postgresql")):
+            raise ValueError("NEUROREG_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+        return v
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'neuroreg.db'}"
+
+    @property
+    def artifacts(self) -> Path:
+        return (self.artifact_dir or self.data_dir / "artifacts").resolve()
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def token_file(self) -> Path:
+        return self.data_dir / "admin-token"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
