@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    max_metric_batch: int = Field(default=100_000, ge=1)
+    # what the CLI's client commands talk to (default: this machine's own server)
+    api_url: str = ""
+    token: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -58,7 +60,7 @@ class Settings(BaseSettings):
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self.api_url or f"http://{self.host}:{self.port}"
 
     @property
     def token_file(self) -> Path:

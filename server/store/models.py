@@ -118,6 +118,8 @@ class Metric(Base):
     """One point of one series; (run, key, step) is the key, so re-sent points are no-ops."""
 
     __tablename__ = "metrics"
+    # clustered by (run, key, step) on SQLite: series reads are one range scan
+    __table_args__ = {"sqlite_with_rowid": False}
 
     run_id: Mapped[int] = mapped_column(
         ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True

@@ -89,7 +89,8 @@ def upgrade() -> None:
     sa.Column('value', sa.Float(), nullable=False),
     sa.Column('wall_time', sa.Float(), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('run_id', 'key', 'step')
+    sa.PrimaryKeyConstraint('run_id', 'key', 'step'),
+    sqlite_with_rowid=False,
     )
 
 

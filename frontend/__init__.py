@@ -1,0 +1,1 @@
+"""The dashboard: static HTML and JS served by the API (see server/routes/ui.py)."""

@@ -1,0 +1,66 @@
+// Talks to the REST API with the bearer token kept in localStorage.
+// A token in the URL fragment (#token=...) is stored and removed from the address bar.
+
+const KEY = "neuroreg.token";
+
+export function token() {
+  const m = location.hash.match(/token=([^&]+)/);
+  if (m) {
+    localStorage.setItem(KEY, decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return localStorage.getItem(KEY);
+}
+
+export class AuthError extends Error {}
+
+export async function api(path, options = {}) {
+  const res = await fetch(path, {
+    ...options,
+    headers: { Authorization: `Bearer ${token()}`, ...(options.headers || {}) },
+  });
+  if (res.status === 401) throw new AuthError("token rejected");
+  if (!res.ok) {
+    const body = await res.json().catch(() => ({}));
+    throw new Error(typeof body.detail === "string" ? body.detail : `HTTP ${res.status}`);
+  }
+  return res;
+}
+
+export const getJSON = async (path) => (await api(path)).json();
+
+// Shows the sign-in form until a token works, then calls start().
+export async function withLogin(start) {
+  const login = document.getElementById("login");
+  const form = document.getElementById("login-form");
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    localStorage.setItem(KEY, document.getElementById("token").value.trim());
+    location.reload();
+  });
+  if (!token()) { login.hidden = false; return; }
+  try {
+    const me = await getJSON("/api/me");
+    document.getElementById("whoami").textContent = `${me.name} (${me.role})`;
+  } catch (err) {
+    if (err instanceof AuthError) {
+      login.hidden = false;
+      document.getElementById("login-error").textContent = "That token was rejected.";
+      return;
+    }
+    throw err;
+  }
+  await start();
+}
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v; else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+export const fmt = (v, digits = 3) => (v === undefined || v === null ? "–" : Number(v).toFixed(digits));
+export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");

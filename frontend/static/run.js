@@ -1,0 +1,96 @@
+import { api, el, getJSON, when, withLogin } from "./api.js";
+
+const runId = Number(location.pathname.split("/").pop());
+const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+// keys grouped into one chart each; anything else gets a chart of its own
+const GROUPS = [
+  { title: "Loss", match: (k) => /loss/.test(k) },
+  { title: "Accuracy", match: (k) => /acc/.test(k) },
+];
+
+function chartFor(key) {
+  const group = GROUPS.find((g) => g.match(key));
+  return group ? group.title : key;
+}
+
+function ensureDiv(title) {
+  const id = `chart-${title.replace(/[^A-Za-z0-9]/g, "_")}`;
+  let div = document.getElementById(id);
+  if (!div) {
+    div = el("div", { id, class: "chart", "data-title": title });
+    document.getElementById("charts").append(div);
+  }
+  return div;
+}
+
+async function drawCharts() {
+  const keys = await getJSON(`/api/runs/${runId}/metrics`);
+  const series = await Promise.all(keys.map((k) =>
+    getJSON(`/api/runs/${runId}/metrics/${encodeURIComponent(k.key)}?max_points=2000`)));
+  const byChart = new Map();
+  for (const s of series) {
+    const title = chartFor(s.key);
+    if (!byChart.has(title)) byChart.set(title, []);
+    byChart.get(title).push({
+      x: s.steps, y: s.values, name: s.key, type: "scattergl",
+      mode: s.values.length < 60 ? "lines+markers" : "lines",
+    });
+  }
+  for (const [title, traces] of byChart) {
+    const div = ensureDiv(title);
+    Plotly.react(div, traces, {
+      title: { text: title }, margin: { t: 40, r: 10, b: 40, l: 50 },
+      xaxis: { title: { text: "step" } }, legend: { orientation: "h" }, uirevision: title,
+    }, { responsive: true, displaylogo: false });
+    div.dataset.points = traces.reduce((n, t) => n + t.x.length, 0);
+  }
+}
+
+async function drawRun() {
+  const run = await getJSON(`/api/runs/${runId}`);
+  document.title = `neuroreg · ${run.name || `run ${run.id}`}`;
+  document.getElementById("run-title").textContent = `#${run.id} ${run.name || ""}`;
+  const badge = document.getElementById("run-status");
+  badge.textContent = run.status; badge.className = `badge ${run.status}`;
+  document.getElementById("run-meta").textContent =
+    `${run.kind} · owner ${run.owner} · created ${when(run.created_at)}` +
+    (run.started_at ? ` · started ${when(run.started_at)}` : "") +
+    (run.finished_at ? ` · finished ${when(run.finished_at)}` : "");
+  document.getElementById("run-progress").style.width = `${Math.round(run.progress * 100)}%`;
+  document.getElementById("run-message").textContent = run.message;
+  const error = document.getElementById("run-error");
+  error.hidden = !run.error; error.textContent = run.error || "";
+  document.getElementById("run-config").textContent = JSON.stringify(run.config, null, 2);
+  document.getElementById("cancel").hidden = FINISHED.has(run.status);
+  return run;
+}
+
+async function drawArtifacts() {
+  const items = await getJSON(`/api/runs/${runId}/artifacts`);
+  document.getElementById("artifacts").replaceChildren(...items.map((a) => {
+    const link = el("a", { href: "#" }, a.name);
+    link.onclick = async (ev) => {
+      ev.preventDefault();
+      const blob = await (await api(`/api/runs/${runId}/artifacts/${encodeURIComponent(a.name)}`)).blob();
+      const url = URL.createObjectURL(blob);
+      el("a", { href: url, download: a.name }).click();
+      URL.revokeObjectURL(url);
+    };
+    return el("li", {}, link, ` · ${a.media_type} · ${(a.size_bytes / 1024).toFixed(1)} KiB`);
+  }));
+}
+
+withLogin(async () => {
+  document.getElementById("run").hidden = false;
+  document.getElementById("cancel").onclick = async () => {
+    await api(`/api/runs/${runId}/cancel`, { method: "POST" });
+    await drawRun();
+  };
+  // poll while the run is live; one last pass after it finishes
+  for (;;) {
+    const run = await drawRun();
+    await drawCharts();
+    if (FINISHED.has(run.status)) { await drawArtifacts(); break; }
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+});

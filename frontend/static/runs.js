@@ -1,0 +1,47 @@
+import { el, fmt, getJSON, when, withLogin } from "./api.js";
+
+const PAGE = 25;
+let offset = 0;
+
+function query() {
+  const form = new FormData(document.getElementById("filters"));
+  const q = new URLSearchParams({ limit: PAGE, offset });
+  for (const [k, v] of form) if (v) q.set(k, v);
+  return q;
+}
+
+async function refresh() {
+  const page = await getJSON(`/api/runs?${query()}`);
+  const rows = page.items.map((r) => el("tr", {},
+    el("td", {}, r.id),
+    el("td", {}, el("a", { href: `/runs/${r.id}` }, r.name || `run ${r.id}`)),
+    el("td", {}, r.owner), el("td", {}, r.kind),
+    el("td", {}, el("span", { class: `badge ${r.status}` },
+      r.status === "running" ? `running ${Math.round(r.progress * 100)}%` : r.status)),
+    el("td", {}, when(r.created_at)),
+    el("td", {}, fmt(r.last_metrics.loss)), el("td", {}, fmt(r.last_metrics.acc)),
+    el("td", {}, fmt(r.last_metrics.test_acc))));
+  document.getElementById("run-rows").replaceChildren(...rows);
+  const last = Math.min(offset + PAGE, page.total);
+  document.getElementById("page-info").textContent =
+    page.total ? `${offset + 1}–${last} of ${page.total}` : "no runs";
+  document.getElementById("prev").disabled = offset === 0;
+  document.getElementById("next").disabled = last >= page.total;
+}
+
+withLogin(async () => {
+  document.getElementById("runs").hidden = false;
+  const params = new URLSearchParams(location.search);
+  const form = document.getElementById("filters");
+  for (const name of ["owner", "kind", "status"]) if (params.get(name)) form.elements[name].value = params.get(name);
+  form.addEventListener("input", () => {
+    offset = 0;
+    const q = query(); q.delete("limit"); q.delete("offset");
+    history.replaceState(null, "", `/?${q}`);
+    refresh();
+  });
+  document.getElementById("prev").onclick = () => { offset = Math.max(0, offset - PAGE); refresh(); };
+  document.getElementById("next").onclick = () => { offset += PAGE; refresh(); };
+  await refresh();
+  setInterval(refresh, 3000);
+});

@@ -1,0 +1,94 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.queue import make_celery
+from server.routes import artifacts, metrics, runs, system, ui
+from server.routes.ui import FRONTEND
+from server.settings import Settings, get_settings
+from server.store.db import migrate
+
+log = logging.getLogger("neuroreg.api")
+
+
+class BodyLimit:
+    """Rejects request bodies over ``limit`` bytes with 413, before they are read whole."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(self.limit)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counting_receive():  # type: ignore[no-untyped-def]
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _TooLarge:
+            await _too_large(self.limit)(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"request body exceeds {limit} bytes"},
+        status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+    )
+
+
+def create_app(settings: Settings | None = None, *, celery: Celery | None = None) -> FastAPI:
+    """Build the app; migrations are applied here so every start is up to date."""
+    settings = settings or get_settings()
+    migrate(settings.db_url)
+    app = FastAPI(
+        title="neuroreg",
+        summary="Experiment tracking for neural regularization",
+        version="0.1.0",
+    )
+    app.state.settings = settings
+    app.state.celery = celery or make_celery(settings)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # like FastAPI's default, minus echoed inputs (a huge batch would come back whole)
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+    for module in (system, runs, metrics, artifacts, ui):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    return app

@@ -1,0 +1,259 @@
+"""The ``neuroreg`` command line: run the service, submit runs, list them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from server.settings import Settings, get_settings
+
+DEMO = {
+    "kind": "train",
+    "name": "demo: small CNN on digits32",
+    "config": {"dataset": "digits32", "backbone": "small_cnn", "width": 24, "epochs": 20,
+               "lr": 0.02, "seed": 0},
+}
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process this process's settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value not in (None, ""):
+            env[f"NEUROREG_{name.upper()}"] = str(value)
+    return env
+
+
+def worker_command(queues: str, concurrency: int, pool: str) -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.app", "worker",
+        "-Q", queues, "-c", str(concurrency), "--pool", pool, "-l", "INFO",
+        "--without-gossip", "--without-mingle",
+    ]
+
+
+def _admin_token(settings: Settings) -> str:
+    """Create the first admin on first start; its token is kept (mode 600) for the CLI."""
+    from server.store.db import session_scope
+    from server.store.users import ensure_admin
+
+    with session_scope(settings.db_url) as s:
+        token = ensure_admin(s)
+    if token is not None:
+        settings.token_file.parent.mkdir(parents=True, exist_ok=True)
+        settings.token_file.touch(mode=0o600)
+        settings.token_file.write_text(token + "\n")
+    return settings.token_file.read_text().strip() if settings.token_file.exists() else ""
+
+
+def _submit_demo(settings: Settings, app: Any) -> int | None:
+    from server.services import submit_run
+    from server.store.db import session_scope
+    from server.store.models import Run, User
+    from server.kinds import KINDS
+
+    with session_scope(settings.db_url) as s:
+        if s.query(Run.id).first() is not None:
+            return None
+        admin = s.query(User).order_by(User.id).first()
+        assert admin is not None
+        cfg = KINDS["train"].config_type(**DEMO["config"])  # validated like any request
+        import dataclasses
+
+        run = submit_run(
+            s, app.state.celery, owner=admin, kind="train", name=str(DEMO["name"]),
+            config=dataclasses.asdict(cfg),
+        )
+        return run.id
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    token = _admin_token(settings)
+    worker = subprocess.Popen(
+        worker_command("gpu,cpu", args.concurrency, "prefork"), env=_env(settings)
+    )
+    demo = None if args.no_demo else _submit_demo(settings, app)
+    print(f"\n  neuroreg is starting on {settings.url}\n", flush=True)
+    print(f"  data directory : {settings.data_dir}")
+    print(f"  admin token    : {token}")
+    print(f"  open           : {settings.url}/#token={token}")
+    if demo is not None:
+        print(f"  demo run       : {settings.url}/runs/{demo} (training now)")
+    print("  stop with Ctrl-C\n", flush=True)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    return 0
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    app = create_app(settings)
+    _admin_token(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from server.store.db import migrate
+
+    migrate(settings.db_url)
+    cmd = worker_command(args.queues, args.concurrency, args.pool)
+    os.execvpe(cmd[0], cmd, _env(settings))
+    return 0  # not reached
+
+
+def _client(settings: Settings) -> httpx.Client:
+    token = settings.token
+    if not token and settings.token_file.exists():
+        token = settings.token_file.read_text().strip()
+    if not token:
+        raise SystemExit("no token: set NEUROREG_TOKEN (or run `neuroreg up` on this machine)")
+    return httpx.Client(
+        base_url=settings.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+
+
+def _check(res: httpx.Response) -> Any:
+    if res.is_success:
+        return res.json()
+    try:
+        detail = res.json().get("detail")
+    except ValueError:
+        detail = res.text
+    if isinstance(detail, list):  # validation errors: name each field
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in detail
+        )
+    raise SystemExit(f"error {res.status_code}: {detail}")
+
+
+def load_run_file(path: Path) -> dict[str, Any]:
+    """A run file: YAML or JSON with ``kind``, ``name`` and ``config``."""
+    text = path.read_text()
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise SystemExit(f"{path}: expected a mapping with kind, name and config")
+    return data
+
+
+def _bar(fraction: float, width: int = 30) -> str:
+    filled = int(round(fraction * width))
+    return "[" + "#" * filled + "." * (width - filled) + f"] {fraction * 100:5.1f}%"
+
+
+def wait_for(client: httpx.Client, run_id: int, *, poll: float = 1.0) -> dict[str, Any]:
+    """Show a progress line until the run finishes; returns the final run."""
+    tty = sys.stderr.isatty()
+    last = ""
+    while True:
+        run = _check(client.get(f"/api/runs/{run_id}"))
+        line = f"run {run_id} {run['status']:<9} {_bar(run['progress'])} {run['message']}"
+        if tty:
+            sys.stderr.write("\r" + line.ljust(len(last)))
+        elif line != last:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        last = line
+        if run["status"] in ("succeeded", "failed", "cancelled"):
+            if tty:
+                sys.stderr.write("\n")
+            return run
+        time.sleep(poll)
+
+
+def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    body = load_run_file(Path(args.config))
+    with _client(settings) as client:
+        run = _check(client.post("/api/runs", json=body))
+        print(f"submitted run {run['id']}: {settings.url}/runs/{run['id']}")
+        if args.wait:
+            run = wait_for(client, run["id"])
+            if run["error"]:
+                print(run["error"], file=sys.stderr)
+            return 0 if run["status"] == "succeeded" else 1
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
+    params = {k: v for k, v in vars(args).items() if k in ("kind", "status", "owner") and v}
+    params["limit"] = args.limit
+    with _client(settings) as client:
+        page = _check(client.get("/api/runs", params=params))
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return 0
+    print(f"{'id':>5}  {'status':<10} {'kind':<8} {'owner':<10} {'progress':>8}  "
+          f"{'loss':>7} {'acc':>6}  name")
+    for r in page["items"]:
+        m = r["last_metrics"]
+        loss = f"{m['loss']:.3f}" if "loss" in m else "-"
+        acc = f"{m['acc']:.3f}" if "acc" in m else "-"
+        print(f"{r['id']:>5}  {r['status']:<10} {r['kind']:<8} {r['owner']:<10} "
+              f"{r['progress'] * 100:>7.0f}%  {loss:>7} {acc:>6}  {r['name']}")
+    print(f"({len(page['items'])} of {page['total']})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuroreg", description=__doc__)
+    parser.add_argument("--data-dir", help="override NEUROREG_DATA_DIR")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="API, dashboard and a worker in one process tree")
+    up.add_argument("--no-demo", action="store_true", help="don't submit the first-start demo")
+    up.add_argument("--concurrency", type=int, default=1)
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("api", help="the API and dashboard only").set_defaults(func=cmd_api)
+    w = sub.add_parser("worker", help="a Celery worker")
+    w.add_argument("--queues", default="gpu,cpu")
+    w.add_argument("--concurrency", type=int, default=1)
+    w.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"])
+    w.set_defaults(func=cmd_worker)
+    s = sub.add_parser("submit", help="submit a run described in a YAML or JSON file")
+    s.add_argument("config")
+    s.add_argument("--wait", action="store_true", help="show progress until it finishes")
+    s.set_defaults(func=cmd_submit)
+    r = sub.add_parser("runs", help="list runs")
+    r.add_argument("--kind")
+    r.add_argument("--status")
+    r.add_argument("--owner")
+    r.add_argument("--limit", type=int, default=20)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_runs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.data_dir:
+        os.environ["NEUROREG_DATA_DIR"] = str(Path(args.data_dir).resolve())
+        get_settings.cache_clear()
+    return int(args.func(args, get_settings()) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,24 @@
+"""Job kinds by name: the experiment config each takes, its task and its queue."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ml.train import ClassifierConfig
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    config_type: type
+    task: str
+    queue: str
+
+
+KINDS: dict[str, JobKind] = {
+    "train": JobKind("train", ClassifierConfig, "neuroreg.train", "gpu"),
+}
+
+# for query parameters and schemas: an unknown kind is a 422 listing the known ones
+KindName = enum.StrEnum("KindName", {k: k for k in KINDS})  # type: ignore[misc]

@@ -1,0 +1,56 @@
+"""The Celery app's configuration, shared by the API (which only sends) and the worker.
+
+The embedded default uses kombu's filesystem transport: messages are files under
+``<data_dir>/broker``, so a worker needs no server. (The SQLAlchemy transport also
+works without a server but warns of deprecations under SQLAlchemy 2.1 and polls the
+database the API is writing to.) A team sets ``NEUROREG_BROKER_URL=redis://...``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from server.settings import Settings
+
+TASK_QUEUES = ("gpu", "cpu")
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "broker_url": settings.broker,
+        "broker_connection_retry_on_startup": True,
+        "task_ignore_result": True,  # outcomes live in SQL, not in a result backend
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": "cpu",
+        "worker_hijack_root_logger": False,
+    }
+    if settings.broker.startswith("filesystem"):
+        queue_dir = settings.broker_dir / "queue"
+        control_dir = settings.broker_dir / "control"
+        for d in (queue_dir, control_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        config["broker_transport_options"] = {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "control_folder": str(control_dir),
+            "store_processed": False,
+        }
+    elif settings.broker.startswith("redis"):
+        # an unacked (acks_late) task is redelivered after this long; longer than any job
+        config["broker_transport_options"] = {"visibility_timeout": 6 * 3600}
+    return config
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("neuroreg")
+    app.conf.update(celery_config(settings))
+    return app
+
+
+def enqueue(app: Celery, *, task: str, queue: str, run_id: int) -> None:
+    """Send a job by task name: the API never imports task code."""
+    app.send_task(task, args=[run_id], queue=queue)

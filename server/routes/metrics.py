@@ -1,0 +1,50 @@
+"""Metrics: batch logging and (downsampled) series reads."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from server.deps import CurrentUser, SessionDep, run_or_404
+from server.schemas import MetricBatch, MetricBatchResult, MetricKey, SeriesPublic
+from server.store.metrics import insert_points, read_series, summarize_keys
+
+router = APIRouter(prefix="/api/runs/{run_id}/metrics", tags=["metrics"])
+
+
+@router.post("")
+def log_batch(
+    run_id: int, body: MetricBatch, session: SessionDep, _: CurrentUser
+) -> MetricBatchResult:
+    """Log many points at once. The batch is validated whole: one bad point rejects it
+    (422 naming its index) and nothing of it is stored. Re-sent (key, step) pairs are
+    ignored, so retries are safe."""
+    run_or_404(session, run_id)
+    insert_points(session, run_id, [(p.key, p.step, p.value, p.wall_time) for p in body.points])
+    session.commit()
+    return MetricBatchResult(accepted=len(body.points))
+
+
+@router.get("")
+def keys(run_id: int, session: SessionDep, _: CurrentUser) -> list[MetricKey]:
+    run_or_404(session, run_id)
+    return [MetricKey(**k) for k in summarize_keys(session, run_id)]
+
+
+@router.get("/{key:path}")
+def series(
+    run_id: int,
+    key: Annotated[str, Path(min_length=1, max_length=128)],
+    session: SessionDep,
+    _: CurrentUser,
+    max_points: Annotated[int, Query(ge=2, le=100_000)] = 2000,
+) -> SeriesPublic:
+    """One series; longer than ``max_points`` it comes back min/max-decimated in SQL
+    (each bucket keeps its lowest and highest point, so spikes survive)."""
+    run_or_404(session, run_id)
+    s = read_series(session, run_id, key, max_points=max_points)
+    return SeriesPublic(
+        key=key, total=s.total, downsampled=s.downsampled, steps=s.steps, values=s.values,
+        wall_times=s.wall_times,
+    )

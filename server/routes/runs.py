@@ -1,0 +1,73 @@
+"""Runs: create, list, get, cancel."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+
+from server.deps import CurrentUser, SessionDep, run_or_404
+from server.kinds import KindName
+from server.schemas import RunCreate, RunPage, RunPublic
+from server.services import EnqueueFailed, run_public, runs_public, submit_run
+from server.store.models import RunStatus
+from server.store.runs import NotFound, cancel_run, list_runs
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create(body: RunCreate, request: Request, session: SessionDep, user: CurrentUser) -> RunPublic:
+    try:
+        run = submit_run(
+            session,
+            request.app.state.celery,
+            owner=user,
+            kind=body.kind,
+            name=body.name,
+            config=dataclasses.asdict(body.config),
+            parent_id=body.parent_id,
+            input_run_id=body.input_run_id,
+        )
+    except EnqueueFailed as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    except NotFound as exc:
+        field = str(exc).split(":", 1)[0]
+        raise RequestValidationError(
+            [{"type": "not_found", "loc": ("body", field), "msg": str(exc), "input": None}]
+        ) from None
+    return run_public(session, run)
+
+
+@router.get("")
+def list_(
+    session: SessionDep,
+    _: CurrentUser,
+    owner: str | None = None,
+    kind: KindName | None = None,
+    status: RunStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> RunPage:
+    runs, total = list_runs(
+        session, owner=owner, kind=kind and kind.value, status=status, limit=limit, offset=offset
+    )
+    return RunPage(items=runs_public(session, runs), total=total, limit=limit, offset=offset)
+
+
+@router.get("/{run_id}")
+def read(run_id: int, session: SessionDep, _: CurrentUser) -> RunPublic:
+    return run_public(session, run_or_404(session, run_id))
+
+
+@router.post("/{run_id}/cancel")
+def cancel(run_id: int, session: SessionDep, user: CurrentUser) -> RunPublic:
+    run = run_or_404(session, run_id)
+    if run.owner_id != user.id and user.role.value != "admin":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only the owner or an admin may cancel")
+    cancel_run(session, run)
+    session.commit()
+    return run_public(session, run)
+

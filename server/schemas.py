@@ -1,0 +1,114 @@
+"""Public request/response schemas. Experiment configs are ml's own dataclasses, so
+field names, defaults and bounds have one source of truth."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ml.train import ClassifierConfig
+from server.store.models import Role, RunStatus
+
+
+class TrainRunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["train"] = "train"
+    name: str = Field("", max_length=200)
+    config: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    parent_id: int | None = None
+    input_run_id: int | None = None
+
+
+RunCreate = TrainRunCreate
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    role: Role
+
+
+class RunPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    owner: str
+    kind: str
+    config: dict[str, Any]
+    status: RunStatus
+    progress: float
+    message: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    result: dict[str, Any] | None
+    parent_id: int | None
+    input_run_id: int | None
+    last_metrics: dict[str, float] = {}
+
+
+class RunPage(BaseModel):
+    items: list[RunPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class MetricPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/\-\[\]]+$")
+    step: int = Field(ge=0, le=2**31 - 1)
+    value: float
+    wall_time: float | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("value must be a finite number")
+        return v
+
+
+class MetricBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[MetricPoint] = Field(min_length=1)
+
+
+class MetricBatchResult(BaseModel):
+    accepted: int
+
+
+class MetricKey(BaseModel):
+    key: str
+    count: int
+    last_step: int
+    last_value: float | None
+
+
+class SeriesPublic(BaseModel):
+    key: str
+    total: int
+    downsampled: bool
+    steps: list[int]
+    values: list[float]
+    wall_times: list[float] | None
+
+
+class ArtifactPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    media_type: str
+    size_bytes: int
+    sha256: str
+    created_at: datetime

@@ -1,0 +1,68 @@
+"""Service functions the routes call: one per action, keyword-only arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery
+from sqlalchemy.orm import Session
+
+from server.kinds import KINDS
+from server.queue import enqueue
+from server.schemas import RunPublic
+from server.store.metrics import latest_values
+from server.store.models import Run, RunStatus, User
+from server.store.runs import create_run, finish_run
+
+TABLE_KEYS = ("loss", "acc", "test_acc")
+
+
+class EnqueueFailed(RuntimeError):
+    """The run was stored (and marked failed) but the broker refused it."""
+
+
+def submit_run(
+    session: Session,
+    celery: Celery,
+    *,
+    owner: User,
+    kind: str,
+    name: str,
+    config: dict[str, Any],
+    parent_id: int | None = None,
+    input_run_id: int | None = None,
+) -> Run:
+    """Store a queued run, then hand it to its queue (after commit, so the worker sees it)."""
+    job = KINDS[kind]
+    run = create_run(
+        session, owner=owner, kind=kind, name=name, config=config,
+        parent_id=parent_id, input_run_id=input_run_id,
+    )
+    session.commit()
+    try:
+        enqueue(celery, task=job.task, queue=job.queue, run_id=run.id)
+    except Exception as exc:
+        finish_run(session, run.id, RunStatus.failed, error=f"could not enqueue: {exc}")
+        session.commit()
+        raise EnqueueFailed(f"run {run.id} was stored but the broker refused it") from exc
+    return run
+
+
+def runs_public(session: Session, runs: Sequence[Run]) -> list[RunPublic]:
+    latest = latest_values(session, [r.id for r in runs], TABLE_KEYS)
+    return [
+        RunPublic.model_validate(
+            {**_fields(r), "last_metrics": latest.get(r.id, {})}
+        )
+        for r in runs
+    ]
+
+
+def run_public(session: Session, run: Run) -> RunPublic:
+    return runs_public(session, [run])[0]
+
+
+def _fields(run: Run) -> dict[str, Any]:
+    names = RunPublic.model_fields.keys() - {"owner", "last_metrics"}
+    return {"owner": run.owner.name, **{n: getattr(run, n) for n in names}}

@@ -1,0 +1,73 @@
+"""Artifact files under one root, with a row per file (size, sha256)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.store.models import Artifact
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+
+
+class UnsafePath(ValueError):
+    pass
+
+
+def check_name(name: str) -> str:
+    """Artifact names are single path components of safe characters."""
+    if not _NAME.match(name) or ".." in name:
+        raise UnsafePath(f"artifact name {name!r} must match {_NAME.pattern} without '..'")
+    return name
+
+
+def resolve(root: Path, relative: str) -> Path:
+    """The file for a stored relative path; never outside ``root``."""
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise UnsafePath(f"{relative!r} escapes the artifact root")
+    return path
+
+
+def save_artifact(
+    session: Session, root: Path, *, run_id: int, name: str, data: bytes, media_type: str
+) -> Artifact:
+    """Write ``data`` atomically to ``root/<run>/<name>``; saving a name again replaces it."""
+    relative = f"{run_id}/{check_name(name)}"
+    target = resolve(root, relative)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, target)
+    digest = hashlib.sha256(data).hexdigest()
+    row = session.execute(
+        select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)
+    ).scalar_one_or_none()
+    if row is None:
+        row = Artifact(run_id=run_id, name=name, path=relative)
+        session.add(row)
+    row.media_type, row.size_bytes, row.sha256 = media_type, len(data), digest
+    session.flush()
+    return row
+
+
+def list_artifacts(session: Session, run_id: int) -> Sequence[Artifact]:
+    return (
+        session.execute(select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.name))
+        .scalars()
+        .all()
+    )
+
+
+def get_artifact(session: Session, run_id: int, name: str) -> Artifact | None:
+    return session.execute(
+        select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)
+    ).scalar_one_or_none()

@@ -1,0 +1,141 @@
+"""Metric points: idempotent batch writes and downsampled series reads."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from server.store.models import Metric
+
+# a (key, step, value, wall_time) tuple; wall_time None means "now"
+Point = tuple[str, int, float, float | None]
+
+
+def insert_points(session: Session, run_id: int, points: Sequence[Point]) -> None:
+    """Insert points; a (run, key, step) that already exists is left as it is.
+
+    The one write path for metrics: the API's batch endpoint and the worker's
+    recorder both call it, so re-sent points are no-ops everywhere.
+    """
+    if not points:
+        return
+    now = time.time()
+    rows = [
+        {"run_id": run_id, "key": k, "step": s, "value": v, "wall_time": now if t is None else t}
+        for k, s, v, t in points
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(insert(Metric).on_conflict_do_nothing(), rows)
+
+
+@dataclass(frozen=True)
+class Series:
+    key: str
+    total: int
+    steps: list[int]
+    values: list[float]
+    wall_times: list[float] | None
+
+    @property
+    def downsampled(self) -> bool:
+        return len(self.steps) < self.total
+
+
+_MINMAX_SQL = text(
+    """
+    WITH agg AS (
+        SELECT (step - :lo) / :width AS b, MIN(value) AS mn, MAX(value) AS mx
+        FROM metrics WHERE run_id = :run AND key = :key GROUP BY 1
+    )
+    SELECT MIN(m.step) AS step, m.value
+    FROM metrics m JOIN agg ON (m.step - :lo) / :width = agg.b
+    WHERE m.run_id = :run AND m.key = :key AND (m.value = agg.mn OR m.value = agg.mx)
+    GROUP BY agg.b, m.value
+    ORDER BY 1
+    """
+)
+
+
+def read_series(session: Session, run_id: int, key: str, *, max_points: int) -> Series:
+    """A series, reduced in SQL to at most ``max_points`` when longer.
+
+    Reduction is min/max decimation: the steps are cut into ``max_points // 2``
+    equal buckets and each bucket returns its minimum and its maximum point, so a
+    one-step spike survives any amount of downsampling. Wall times are returned only
+    for series that come back whole.
+    """
+    lo, hi, total = session.execute(
+        select(func.min(Metric.step), func.max(Metric.step), func.count()).where(
+            Metric.run_id == run_id, Metric.key == key
+        )
+    ).one()
+    if total <= max_points:
+        rows: Sequence[Any] = session.execute(
+            select(Metric.step, Metric.value, Metric.wall_time)
+            .where(Metric.run_id == run_id, Metric.key == key)
+            .order_by(Metric.step)
+        ).all()
+        return Series(
+            key, total, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+        )
+    buckets = max(1, max_points // 2)
+    width = -(-(hi - lo + 1) // buckets)  # ceil: the last bucket ends at hi
+    rows = session.execute(
+        _MINMAX_SQL, {"run": run_id, "key": key, "lo": lo, "width": width}
+    ).all()
+    return Series(key, total, [r[0] for r in rows], [r[1] for r in rows], None)
+
+
+def summarize_keys(session: Session, run_id: int) -> list[dict[str, Any]]:
+    """Every key of a run with its point count and latest (step, value)."""
+    counts = session.execute(
+        select(Metric.key, func.count(), func.max(Metric.step))
+        .where(Metric.run_id == run_id)
+        .group_by(Metric.key)
+        .order_by(Metric.key)
+    ).all()
+    latest = _latest(session, [run_id], None)
+    return [
+        {"key": k, "count": n, "last_step": s, "last_value": latest.get((run_id, k))}
+        for k, n, s in counts
+    ]
+
+
+def latest_values(
+    session: Session, run_ids: Sequence[int], keys: Sequence[str]
+) -> dict[int, dict[str, float]]:
+    """For each run, the value at the highest step of each of ``keys``."""
+    out: dict[int, dict[str, float]] = {r: {} for r in run_ids}
+    for (run, key), value in _latest(session, run_ids, keys).items():
+        out[run][key] = value
+    return out
+
+
+def _latest(
+    session: Session, run_ids: Sequence[int], keys: Sequence[str] | None
+) -> dict[tuple[int, str], float]:
+    if not run_ids:
+        return {}
+    last = select(Metric.run_id, Metric.key, func.max(Metric.step).label("step")).where(
+        Metric.run_id.in_(run_ids)
+    )
+    if keys is not None:
+        last = last.where(Metric.key.in_(keys))
+    sub = last.group_by(Metric.run_id, Metric.key).subquery()
+    rows = session.execute(
+        select(Metric.run_id, Metric.key, Metric.value).join(
+            sub,
+            (Metric.run_id == sub.c.run_id)
+            & (Metric.key == sub.c.key)
+            & (Metric.step == sub.c.step),
+        )
+    ).all()
+    return {(r, k): v for r, k, v in rows}

@@ -1,0 +1,123 @@
+"""Run records and their status transitions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from server.store.models import Run, RunStatus, User, utcnow
+
+
+class NotFound(LookupError):
+    pass
+
+
+def create_run(
+    session: Session,
+    *,
+    owner: User,
+    kind: str,
+    name: str,
+    config: dict[str, Any],
+    parent_id: int | None = None,
+    input_run_id: int | None = None,
+) -> Run:
+    for field, ref in (("parent_id", parent_id), ("input_run_id", input_run_id)):
+        if ref is not None and session.get(Run, ref) is None:
+            raise NotFound(f"{field}: run {ref} does not exist")
+    run = Run(
+        owner_id=owner.id,
+        owner=owner,
+        kind=kind,
+        name=name,
+        config=config,
+        status=RunStatus.queued,
+        parent_id=parent_id,
+        input_run_id=input_run_id,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def get_run(session: Session, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return run
+
+
+def list_runs(
+    session: Session,
+    *,
+    owner: str | None = None,
+    kind: str | None = None,
+    status: RunStatus | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[Sequence[Run], int]:
+    """Newest first; returns the page and the total matching count."""
+    query = select(Run)
+    if owner is not None:
+        query = query.join(User, Run.owner_id == User.id).where(User.name == owner)
+    if kind is not None:
+        query = query.where(Run.kind == kind)
+    if status is not None:
+        query = query.where(Run.status == status)
+    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    page = session.execute(
+        query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit).offset(offset)
+    )
+    return page.scalars().unique().all(), total
+
+
+def cancel_run(session: Session, run: Run) -> Run:
+    """Cancel a queued or running run; finished runs are left as they are."""
+    if not run.status.finished:
+        run.status = RunStatus.cancelled
+        run.finished_at = utcnow()
+    return run
+
+
+def start_run(session: Session, run_id: int) -> bool:
+    """queued → running (also running → running on redelivery). False if finished."""
+    done = session.execute(
+        update(Run)
+        .where(Run.id == run_id, Run.status.in_([RunStatus.queued, RunStatus.running]))
+        .values(status=RunStatus.running, started_at=utcnow(), error=None)
+    )
+    return bool(done.rowcount)
+
+
+def finish_run(
+    session: Session,
+    run_id: int,
+    status: RunStatus,
+    *,
+    error: str | None = None,
+    result: dict[str, Any] | None = None,
+) -> None:
+    """Record the outcome unless the run was cancelled meanwhile (cancel wins)."""
+    values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error}
+    if result is not None:
+        values["result"] = result
+    if status is RunStatus.succeeded:
+        values["progress"] = 1.0
+    session.execute(
+        update(Run).where(Run.id == run_id, Run.status != RunStatus.cancelled).values(**values)
+    )
+
+
+def set_progress(session: Session, run_id: int, fraction: float, message: str) -> None:
+    session.execute(
+        update(Run)
+        .where(Run.id == run_id)
+        .values(progress=min(max(fraction, 0.0), 1.0), message=message[:200])
+    )
+
+
+def status_of(session: Session, run_id: int) -> RunStatus:
+    return session.execute(select(Run.status).where(Run.id == run_id)).scalar_one()

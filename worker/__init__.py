@@ -1,0 +1,1 @@
+"""Celery worker: thin tasks that load a run, call ml through a Recorder, store."""

@@ -1,0 +1,59 @@
+"""Tasks: each takes a run id, calls one ml function through a SqlRecorder."""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from ml.recorder import Cancelled, Recorder
+from server.kinds import KINDS
+from server.settings import get_settings
+from server.store.db import session_scope
+from server.store.models import RunStatus
+from server.store.runs import finish_run, get_run, start_run
+from worker.app import celery_app
+from worker.recorder import SqlRecorder
+
+Job = Callable[[Any, Recorder], Any]
+
+
+def _error_text(exc: BaseException) -> str:
+    """The exception's message and where it was raised, without the whole traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"[:4000]
+
+
+def execute(run_id: int, job: Job) -> dict[str, Any]:
+    """Run ``job`` for a stored run and move it through its statuses."""
+    settings = get_settings()
+    with session_scope(settings.db_url) as s:
+        if not start_run(s, run_id):
+            return {"run_id": run_id, "skipped": True}
+        run = get_run(s, run_id)
+        config = KINDS[run.kind].config_type(**run.config)
+    recorder = SqlRecorder(db_url=settings.db_url, artifact_root=settings.artifacts, run_id=run_id)
+    status, error, result = RunStatus.succeeded, None, None
+    try:
+        out = job(config, recorder)
+        result = dataclasses.asdict(out) if dataclasses.is_dataclass(out) else out
+    except Cancelled:
+        status = RunStatus.cancelled
+    except Exception as exc:  # the run records any failure; the task itself succeeds
+        status, error = RunStatus.failed, _error_text(exc)
+    finally:
+        try:
+            recorder.flush()
+        finally:
+            with session_scope(settings.db_url) as s:
+                finish_run(s, run_id, status, error=error, result=result)
+    return {"run_id": run_id, "status": status.value}
+
+
+@celery_app.task(name="neuroreg.train")
+def train(run_id: int) -> dict[str, Any]:
+    from ml.train import train_classifier
+
+    return execute(run_id, train_classifier)
