@@ -1,0 +1,117 @@
+"""Shared fixtures: settings on a temporary data dir, real PostgreSQL and Redis.
+
+PostgreSQL (127.0.0.1:5432, db ``test``) and Redis (127.0.0.1:6379) are used where
+reachable. With CI=true an unreachable one fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from server.app import create_app
+from server.settings import Settings
+from server.store.db import session_scope
+from server.store.users import ensure_admin
+
+PG_ADMIN_URL = os.environ.get(
+    "NEUROREG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("NEUROREG_TEST_REDIS", "redis://127.0.0.1:6379/13")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} is unreachable and CI=true: integration tests must not skip")
+    pytest.skip(f"{what} is unreachable")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    if not _reachable("127.0.0.1", 5432):
+        unavailable("PostgreSQL at 127.0.0.1:5432")
+    name = f"neuroreg_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    yield url
+    from server.store.db import engine_for
+
+    engine_for(url).dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    if not _reachable("127.0.0.1", 6379):
+        unavailable("Redis at 127.0.0.1:6379")
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    client.close()
+    return REDIS_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    _truncate(url)
+    return url
+
+
+def _truncate(url: str) -> None:
+    from server.store.db import engine_for, migrate
+
+    migrate(url)
+    with engine_for(url).begin() as conn:
+        conn.execute(text("TRUNCATE metrics, artifacts, runs, api_tokens, users CASCADE"))
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: object) -> Settings:
+        values: dict[str, object] = {"data_dir": tmp_path / "data"}
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """An API client authenticated as the first admin (embedded default)."""
+    app = create_app(settings)
+    with session_scope(settings.db_url) as s:
+        token = ensure_admin(s)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        c.headers["Authorization"] = f"Bearer {token}"
+        yield c

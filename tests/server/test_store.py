@@ -1,0 +1,129 @@
+"""The store on SQLite and PostgreSQL: migrations, idempotent metrics, downsampling."""
+
+import math
+
+import numpy as np
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from server.store.db import engine_for, migrate, session_scope
+from server.store.metrics import insert_points, latest_values, read_series, summarize_keys
+from server.store.models import Base, Role, RunStatus
+from server.store.runs import (
+    NotFound,
+    cancel_run,
+    create_run,
+    finish_run,
+    list_runs,
+    start_run,
+)
+from server.store.users import create_user, ensure_admin, issue_token, revoke_token, user_for_token
+
+
+def _run(db_url: str) -> int:
+    migrate(db_url)
+    with session_scope(db_url) as s:
+        user = create_user(s, name="ada", role=Role.member)
+        return create_run(s, owner=user, kind="train", name="r", config={"a": 1}).id
+
+
+def test_migrations_match_models_and_are_idempotent(db_url: str) -> None:
+    migrate(db_url)
+    migrate(db_url)
+    with engine_for(db_url).connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_metrics_are_idempotent_on_run_key_step(db_url: str) -> None:
+    run_id = _run(db_url)
+    with session_scope(db_url) as s:
+        insert_points(s, run_id, [("loss", 0, 1.0, None), ("loss", 1, 0.5, None)])
+    with session_scope(db_url) as s:  # a retry re-sends step 1 with another value
+        insert_points(s, run_id, [("loss", 1, 99.0, None), ("loss", 2, 0.25, None)])
+    with session_scope(db_url) as s:
+        series = read_series(s, run_id, "loss", max_points=100)
+        assert series.steps == [0, 1, 2] and series.values == [1.0, 0.5, 0.25]
+        assert not series.downsampled and series.wall_times is not None
+        assert latest_values(s, [run_id], ["loss"]) == {run_id: {"loss": 0.25}}
+        assert summarize_keys(s, run_id) == [
+            {"key": "loss", "count": 3, "last_step": 2, "last_value": 0.25}
+        ]
+
+
+def test_downsampling_keeps_spikes_and_bounds(db_url: str) -> None:
+    run_id = _run(db_url)
+    n = 20_000
+    values = np.sin(np.arange(n) / 500.0)
+    values[12_345], values[777] = 50.0, -40.0
+    with session_scope(db_url) as s:
+        insert_points(s, run_id, [("x", i, float(v), 0.0) for i, v in enumerate(values)])
+    with session_scope(db_url) as s:
+        series = read_series(s, run_id, "x", max_points=200)
+    assert series.total == n and series.downsampled
+    assert 100 <= len(series.steps) <= 200
+    assert series.steps == sorted(series.steps)
+    got = dict(zip(series.steps, series.values, strict=True))
+    assert got[12_345] == 50.0 and got[777] == -40.0
+    assert all(math.isclose(got[s], values[s]) for s in series.steps)
+
+
+def test_downsampling_constant_series_returns_one_point_per_bucket(db_url: str) -> None:
+    run_id = _run(db_url)
+    with session_scope(db_url) as s:
+        insert_points(s, run_id, [("acc", i, 1.0, 0.0) for i in range(5000)])
+    with session_scope(db_url) as s:
+        series = read_series(s, run_id, "acc", max_points=100)
+    assert len(series.steps) == 50  # ties collapse: min == max in every bucket
+
+
+def test_run_status_transitions_and_cancel_wins(db_url: str) -> None:
+    run_id = _run(db_url)
+    with session_scope(db_url) as s:
+        assert start_run(s, run_id)
+    with session_scope(db_url) as s:
+        from server.store.runs import get_run
+
+        cancel_run(s, get_run(s, run_id))
+    with session_scope(db_url) as s:
+        finish_run(s, run_id, RunStatus.succeeded)  # arrives after the cancel
+        assert not start_run(s, run_id)
+    with session_scope(db_url) as s:
+        runs, total = list_runs(s, status=RunStatus.cancelled)
+        assert total == 1 and runs[0].id == run_id and runs[0].finished_at is not None
+
+
+def test_list_filters_and_paginates(db_url: str) -> None:
+    migrate(db_url)
+    with session_scope(db_url) as s:
+        a = create_user(s, name="a", role=Role.member)
+        b = create_user(s, name="b", role=Role.member)
+        for i in range(7):
+            create_run(s, owner=a if i % 2 else b, kind="train", name=f"r{i}", config={})
+    with session_scope(db_url) as s:
+        page, total = list_runs(s, owner="a", limit=2, offset=0)
+        assert total == 3 and [r.name for r in page] == ["r5", "r3"]
+        page, _ = list_runs(s, owner="a", limit=2, offset=2)
+        assert [r.name for r in page] == ["r1"]
+        with pytest.raises(NotFound, match="parent_id"):
+            create_run(s, owner=a, kind="train", name="x", config={}, parent_id=999)
+
+
+def test_tokens_are_hashed_and_revocable(db_url: str) -> None:
+    migrate(db_url)
+    with session_scope(db_url) as s:
+        token = ensure_admin(s)
+        assert token and ensure_admin(s) is None
+        member = create_user(s, name="m", role=Role.member)
+        other = issue_token(s, user=member, name="laptop")
+    with engine_for(db_url).connect() as conn:
+        from sqlalchemy import text
+
+        stored = [r[0] for r in conn.execute(text("SELECT token_hash FROM api_tokens"))]
+    assert token not in stored and other not in stored and len(stored) == 2
+    with session_scope(db_url) as s:
+        assert user_for_token(s, other).name == "m"  # type: ignore[union-attr]
+        assert revoke_token(s, token=other)
+    with session_scope(db_url) as s:
+        assert user_for_token(s, other) is None
+        assert user_for_token(s, token).role is Role.admin  # type: ignore[union-attr]
