@@ -33,11 +33,11 @@ def execute(run_id: int, job: Job) -> dict[str, Any]:
         if not start_run(s, run_id):
             return {"run_id": run_id, "skipped": True}
         run = get_run(s, run_id)
-        config = KINDS[run.kind].config_type(**run.config)
+        kind, stored = run.kind, run.config
     recorder = SqlRecorder(db_url=settings.db_url, artifact_root=settings.artifacts, run_id=run_id)
     status, error, result = RunStatus.succeeded, None, None
     try:
-        out = job(config, recorder)
+        out = job(KINDS[kind].config_type(**stored), recorder)
         result = dataclasses.asdict(out) if dataclasses.is_dataclass(out) else out
     except Cancelled:
         status = RunStatus.cancelled

@@ -1,0 +1,72 @@
+"""POST a run → a real Celery worker process trains it → metrics in SQL → GET the series.
+
+Once on the embedded default (SQLite + filesystem broker) and once on the team stack
+(PostgreSQL + Redis). The run is submitted with the CLI (``neuroreg submit --wait``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.cli import main
+from server.settings import Settings, get_settings
+from server.store.db import session_scope
+from server.store.users import ensure_admin
+from tests.livesrv import live_server, live_worker
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["embedded", "redis+postgresql"])
+def stack(request: pytest.FixtureRequest, make_settings) -> Settings:  # type: ignore[no-untyped-def]
+    if request.param == "embedded":
+        return make_settings()
+    from tests.conftest import _truncate
+
+    pg = request.getfixturevalue("pg_url")
+    _truncate(pg)
+    return make_settings(database_url=pg, broker_url=request.getfixturevalue("redis_url"))
+
+
+def test_run_travels_api_worker_sql_series(
+    stack: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    run_file = tmp_path / "run.json"
+    run_file.write_text(json.dumps({
+        "kind": "train", "name": "integration",
+        "config": {"epochs": 1, "width": 4, "batch_size": 128},
+    }))
+    with live_server(stack) as url, live_worker(stack, tmp_path / "worker.log") as worker:
+        with session_scope(stack.db_url) as s:
+            token = ensure_admin(s)
+        monkeypatch.setenv("NEUROREG_API_URL", url)
+        monkeypatch.setenv("NEUROREG_TOKEN", token or "")
+        get_settings.cache_clear()
+        try:
+            code = main(["submit", str(run_file), "--wait"])
+        finally:
+            get_settings.cache_clear()
+        log = (tmp_path / "worker.log").read_text(errors="replace")
+        assert code == 0, f"run did not succeed; worker log:\n{log[-3000:]}"
+        assert worker.poll() is None, "worker died"
+        printed = capsys.readouterr()
+        assert "submitted run" in printed.out and "succeeded" in printed.err
+        run_id = int(printed.out.split("submitted run ")[1].split(":")[0])
+
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
+            run = api.get(f"/api/runs/{run_id}").json()
+            assert run["status"] == "succeeded" and run["result"]["steps"] == 12
+            assert run["started_at"] and run["finished_at"]
+            series = api.get(f"/api/runs/{run_id}/metrics/loss").json()
+            assert series["total"] == 12 and series["steps"] == list(range(12))
+            assert all(v > 0 for v in series["values"])
+            test_acc = api.get(f"/api/runs/{run_id}/metrics/test_acc").json()
+            assert test_acc["steps"] == [11] and 0 <= test_acc["values"][0] <= 1
+            arts = api.get(f"/api/runs/{run_id}/artifacts").json()
+            assert [a["name"] for a in arts] == ["model.pt"]
+            assert len(api.get(f"/api/runs/{run_id}/artifacts/model.pt").content) == arts[0]["size_bytes"]
+        assert main(["runs"]) == 0
+        assert "integration" in capsys.readouterr().out
