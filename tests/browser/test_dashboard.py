@@ -1,0 +1,79 @@
+"""The dashboard in headless Debian chromium (no browser downloads), served by our app."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.settings import Settings
+from server.store.db import session_scope
+from server.store.users import ensure_admin
+from tests.conftest import unavailable
+from tests.livesrv import live_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("NEUROREG_CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    if not shutil.which(CHROMIUM):
+        unavailable(f"chromium at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+def test_run_page_draws_the_chart_with_data_and_updates_live(browser, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    OUTPUT.mkdir(exist_ok=True)
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
+            run = api.post("/api/runs", json={"kind": "train", "name": "<script>alert(1)</script>"}).json()
+            # the run is queued and no worker runs here: metrics arrive as a worker's would
+            api.post(f"/api/runs/{run['id']}/metrics", json={"points": [
+                {"key": "loss", "step": i, "value": math.exp(-i / 40)} for i in range(100)]})
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(f"{url}/runs/{run['id']}#token={token}")
+            page.wait_for_function(
+                "() => { const d = document.querySelector('.chart');"
+                " return d && d.data && d.data[0].x.length === 100; }", timeout=20_000)
+            # a later batch shows up without a reload
+            api.post(f"/api/runs/{run['id']}/metrics", json={"points": [
+                {"key": "loss", "step": i, "value": math.exp(-i / 40)} for i in range(100, 150)]})
+            page.wait_for_function(
+                "() => document.querySelector('.chart').data[0].x.length === 150", timeout=20_000)
+            assert page.locator(".chart .main-svg").count() > 0  # plotly really rendered
+            title = page.locator("#run-title").inner_text()
+            assert "<script>alert(1)</script>" in title and not dialogs  # escaped, not run
+            page.screenshot(path=str(OUTPUT / "run-page.png"), full_page=True)
+
+            page.goto(f"{url}/")
+            page.wait_for_selector("#run-rows tr")
+            row = page.locator("#run-rows tr").first.inner_text()
+            assert "queued" in row and "admin" in row
+            page.screenshot(path=str(OUTPUT / "runs-page.png"), full_page=True)
+            api.post(f"/api/runs/{run['id']}/cancel")
+
+
+def test_bad_token_shows_sign_in(browser, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    with live_server(settings) as url:
+        page = browser.new_page()
+        page.goto(f"{url}/#token=nr_not_a_token")
+        page.wait_for_selector("#login:not([hidden])")
+        assert "rejected" in page.locator("#login-error").inner_text()
