@@ -36,8 +36,12 @@ def start_api(data_dir: Path, database_url: str | None) -> tuple[subprocess.Pope
     env = dict(os.environ, NEUROREG_DATA_DIR=str(data_dir), NEUROREG_PORT=str(port))
     if database_url:
         env["NEUROREG_DATABASE_URL"] = database_url
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "api"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "api"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -53,27 +57,38 @@ def start_api(data_dir: Path, database_url: str | None) -> tuple[subprocess.Pope
 
 
 def measure(url: str, token: str, points: int, batch: int) -> dict[str, float]:
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
-                      timeout=120) as api:
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120
+    ) as api:
         run_id = api.post("/api/runs", json={"kind": "train", "name": "bench"}).json()["id"]
         api.post(f"/api/runs/{run_id}/cancel")  # no worker here; keep the record honest
         t0 = time.perf_counter()
         for start in range(0, points, batch):
-            body = {"points": [{"key": "loss", "step": s, "value": 1.0 / (1 + s % 977)}
-                               for s in range(start, min(start + batch, points))]}
+            body = {
+                "points": [
+                    {"key": "loss", "step": s, "value": 1.0 / (1 + s % 977)}
+                    for s in range(start, min(start + batch, points))
+                ]
+            }
             api.post(f"/api/runs/{run_id}/metrics", json=body).raise_for_status()
         ingest_s = time.perf_counter() - t0
         spike = points // 3
-        api.post(f"/api/runs/{run_id}/metrics",
-                 json={"points": [{"key": "spiky", "step": spike, "value": 1e6}]})
+        api.post(
+            f"/api/runs/{run_id}/metrics",
+            json={"points": [{"key": "spiky", "step": spike, "value": 1e6}]},
+        )
         lat = []
         for _ in range(5):
             t = time.perf_counter()
             s = api.get(f"/api/runs/{run_id}/metrics/loss", params={"max_points": 2000}).json()
             lat.append(time.perf_counter() - t)
         assert s["total"] == points and len(s["steps"]) <= 2000
-    return {"points_per_s": points / ingest_s, "series_fetch_ms": 1000 * statistics.median(lat),
-            "series_fetch_max_ms": 1000 * max(lat), "returned_points": len(s["steps"])}
+    return {
+        "points_per_s": points / ingest_s,
+        "series_fetch_ms": 1000 * statistics.median(lat),
+        "series_fetch_max_ms": 1000 * max(lat),
+        "returned_points": len(s["steps"]),
+    }
 
 
 def bench_backend(name: str, database_url: str | None, points: int, batch: int) -> dict[str, float]:
@@ -103,7 +118,8 @@ def main() -> None:
             c.execute(text(f'CREATE DATABASE "{db}"'))
         try:
             results["postgresql"] = bench_backend(
-                "postgresql", PG_ADMIN.rsplit("/", 1)[0] + "/" + db, args.points, args.batch)
+                "postgresql", PG_ADMIN.rsplit("/", 1)[0] + "/" + db, args.points, args.batch
+            )
         finally:
             with admin.connect() as c:
                 c.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
@@ -111,8 +127,10 @@ def main() -> None:
         print(f"postgresql skipped: {exc}", file=sys.stderr)
     print(f"{'backend':<11} {'points/s':>10} {'fetch 1M→2k (median ms)':>25} {'max ms':>8}")
     for name, r in results.items():
-        print(f"{name:<11} {r['points_per_s']:>10.0f} {r['series_fetch_ms']:>25.0f} "
-              f"{r['series_fetch_max_ms']:>8.0f}")
+        print(
+            f"{name:<11} {r['points_per_s']:>10.0f} {r['series_fetch_ms']:>25.0f} "
+            f"{r['series_fetch_max_ms']:>8.0f}"
+        )
     flat = {"bench": "ingest", "points": args.points, "batch": args.batch}
     for name, r in results.items():
         flat.update({f"{name}_{k}": round(v, 1) for k, v in r.items()})

@@ -36,7 +36,11 @@ def _check(name: str, value: Any, tp: Any) -> None:
             raise ValueError(f"{name}: {value!r} is not one of {list(allowed)}")
         return
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             raise ValueError(f"{name}: expected a finite number, got {value!r}")
     elif tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

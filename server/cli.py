@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -17,11 +18,14 @@ import yaml
 
 from server.settings import Settings, get_settings
 
-DEMO = {
-    "kind": "train",
-    "name": "demo: small CNN on digits32",
-    "config": {"dataset": "digits32", "backbone": "small_cnn", "width": 24, "epochs": 20,
-               "lr": 0.02, "seed": 0},
+DEMO_NAME = "demo: small CNN on digits32"
+DEMO_CONFIG: dict[str, Any] = {
+    "dataset": "digits32",
+    "backbone": "small_cnn",
+    "width": 24,
+    "epochs": 20,
+    "lr": 0.02,
+    "seed": 0,
 }
 
 
@@ -36,9 +40,22 @@ def _env(settings: Settings) -> dict[str, str]:
 
 def worker_command(queues: str, concurrency: int, pool: str) -> list[str]:
     return [
-        sys.executable, "-m", "celery", "-A", "worker.app", "worker",
-        "-Q", queues, "-c", str(concurrency), "--pool", pool, "-l", "INFO",
-        "--without-gossip", "--without-mingle",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.app",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "--pool",
+        pool,
+        "-l",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
     ]
 
 
@@ -57,21 +74,23 @@ def _admin_token(settings: Settings) -> str:
 
 
 def _submit_demo(settings: Settings, app: Any) -> int | None:
+    from server.kinds import KINDS
     from server.services import submit_run
     from server.store.db import session_scope
     from server.store.models import Run, User
-    from server.kinds import KINDS
 
     with session_scope(settings.db_url) as s:
         if s.query(Run.id).first() is not None:
             return None
         admin = s.query(User).order_by(User.id).first()
         assert admin is not None
-        cfg = KINDS["train"].config_type(**DEMO["config"])  # validated like any request
-        import dataclasses
-
+        cfg = KINDS["train"].config_type(**DEMO_CONFIG)  # validated like any request
         run = submit_run(
-            s, app.state.celery, owner=admin, kind="train", name=str(DEMO["name"]),
+            s,
+            app.state.celery,
+            owner=admin,
+            kind="train",
+            name=DEMO_NAME,
             config=dataclasses.asdict(cfg),
         )
         return run.id
@@ -146,9 +165,7 @@ def _check(res: httpx.Response) -> Any:
     except ValueError:
         detail = res.text
     if isinstance(detail, list):  # validation errors: name each field
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in detail
-        )
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in detail)
     raise SystemExit(f"error {res.status_code}: {detail}")
 
 
@@ -207,14 +224,18 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(page, indent=2))
         return 0
-    print(f"{'id':>5}  {'status':<10} {'kind':<8} {'owner':<10} {'progress':>8}  "
-          f"{'loss':>7} {'acc':>6}  name")
+    print(
+        f"{'id':>5}  {'status':<10} {'kind':<8} {'owner':<10} {'progress':>8}  "
+        f"{'loss':>7} {'acc':>6}  name"
+    )
     for r in page["items"]:
         m = r["last_metrics"]
         loss = f"{m['loss']:.3f}" if "loss" in m else "-"
         acc = f"{m['acc']:.3f}" if "acc" in m else "-"
-        print(f"{r['id']:>5}  {r['status']:<10} {r['kind']:<8} {r['owner']:<10} "
-              f"{r['progress'] * 100:>7.0f}%  {loss:>7} {acc:>6}  {r['name']}")
+        print(
+            f"{r['id']:>5}  {r['status']:<10} {r['kind']:<8} {r['owner']:<10} "
+            f"{r['progress'] * 100:>7.0f}%  {loss:>7} {acc:>6}  {r['name']}"
+        )
     print(f"({len(page['items'])} of {page['total']})")
     return 0
 

@@ -36,8 +36,13 @@ def submit_run(
     """Store a queued run, then hand it to its queue (after commit, so the worker sees it)."""
     job = KINDS[kind]
     run = create_run(
-        session, owner=owner, kind=kind, name=name, config=config,
-        parent_id=parent_id, input_run_id=input_run_id,
+        session,
+        owner=owner,
+        kind=kind,
+        name=name,
+        config=config,
+        parent_id=parent_id,
+        input_run_id=input_run_id,
     )
     session.commit()
     try:
@@ -52,10 +57,7 @@ def submit_run(
 def runs_public(session: Session, runs: Sequence[Run]) -> list[RunPublic]:
     latest = latest_values(session, [r.id for r in runs], TABLE_KEYS)
     return [
-        RunPublic.model_validate(
-            {**_fields(r), "last_metrics": latest.get(r.id, {})}
-        )
-        for r in runs
+        RunPublic.model_validate({**_fields(r), "last_metrics": latest.get(r.id, {})}) for r in runs
     ]
 
 

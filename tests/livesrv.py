@@ -50,7 +50,9 @@ def live_server(settings: Settings) -> Iterator[str]:
 def live_worker(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A Celery worker process consuming both queues with ``settings``."""
     env = _env(settings)
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent.parent), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).parent.parent), env.get("PYTHONPATH", "")]
+    )
     with log.open("wb") as out:
         proc = subprocess.Popen(
             worker_command("gpu,cpu", 1, "prefork"), env=env, stdout=out, stderr=subprocess.STDOUT

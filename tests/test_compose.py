@@ -21,8 +21,10 @@ def test_compose_services_healthchecks_gpu_and_shared_volume() -> None:
     assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
     assert services["api"]["volumes"] == services["worker-gpu"]["volumes"]
     env = services["api"]["environment"]
-    assert env["NEUROREG_DATABASE_URL"].startswith("postgresql") and "@postgres:" in env[
-        "NEUROREG_DATABASE_URL"]
+    assert (
+        env["NEUROREG_DATABASE_URL"].startswith("postgresql")
+        and "@postgres:" in env["NEUROREG_DATABASE_URL"]
+    )
     assert env["NEUROREG_BROKER_URL"].startswith("redis://redis")
     assert services["api"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert (ROOT / "Dockerfile").is_file()
@@ -31,7 +33,10 @@ def test_compose_services_healthchecks_gpu_and_shared_volume() -> None:
 def _compose_command() -> list[str] | None:
     """Docker's compose plugin, else Debian's docker-compose (which .ci/run installs)."""
     docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+    if (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+    ):
         return [docker, "compose"]
     legacy = shutil.which("docker-compose")
     return [legacy] if legacy else None
@@ -41,6 +46,9 @@ def test_docker_compose_config_validates() -> None:
     compose = _compose_command()
     if compose is None:
         unavailable("a docker compose client")
-    out = subprocess.run([*compose, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [*compose, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr

@@ -47,7 +47,11 @@ class SqlRecorder:
     def save_artifact(self, name: str, data: bytes, media_type: str) -> None:
         with session_scope(self.db_url) as s:
             save_artifact(
-                s, self.artifact_root, run_id=self.run_id, name=name, data=data,
+                s,
+                self.artifact_root,
+                run_id=self.run_id,
+                name=name,
+                data=data,
                 media_type=media_type,
             )
 

@@ -38,7 +38,10 @@ def execute(run_id: int, job: Job) -> dict[str, Any]:
     status, error, result = RunStatus.succeeded, None, None
     try:
         out = job(KINDS[kind].config_type(**stored), recorder)
-        result = dataclasses.asdict(out) if dataclasses.is_dataclass(out) else out
+        if dataclasses.is_dataclass(out) and not isinstance(out, type):
+            result = dataclasses.asdict(out)
+        else:
+            result = out
     except Cancelled:
         status = RunStatus.cancelled
     except Exception as exc:  # the run records any failure; the task itself succeeds

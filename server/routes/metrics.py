@@ -45,6 +45,10 @@ def series(
     run_or_404(session, run_id)
     s = read_series(session, run_id, key, max_points=max_points)
     return SeriesPublic(
-        key=key, total=s.total, downsampled=s.downsampled, steps=s.steps, values=s.values,
+        key=key,
+        total=s.total,
+        downsampled=s.downsampled,
+        steps=s.steps,
+        values=s.values,
         wall_times=s.wall_times,
     )

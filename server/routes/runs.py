@@ -70,4 +70,3 @@ def cancel(run_id: int, session: SessionDep, user: CurrentUser) -> RunPublic:
     cancel_run(session, run)
     session.commit()
     return run_public(session, run)
-

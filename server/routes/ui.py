@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import plotly
-
-import frontend
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
+
+import frontend
 
 router = APIRouter(include_in_schema=False)
 

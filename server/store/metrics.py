@@ -83,14 +83,10 @@ def read_series(session: Session, run_id: int, key: str, *, max_points: int) -> 
             .where(Metric.run_id == run_id, Metric.key == key)
             .order_by(Metric.step)
         ).all()
-        return Series(
-            key, total, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
-        )
+        return Series(key, total, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
     buckets = max(1, max_points // 2)
     width = -(-(hi - lo + 1) // buckets)  # ceil: the last bucket ends at hi
-    rows = session.execute(
-        _MINMAX_SQL, {"run": run_id, "key": key, "lo": lo, "width": width}
-    ).all()
+    rows = session.execute(_MINMAX_SQL, {"run": run_id, "key": key, "lo": lo, "width": width}).all()
     return Series(key, total, [r[0] for r in rows], [r[1] for r in rows], None)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from server.store.models import Run, RunStatus, User, utcnow
@@ -84,7 +84,7 @@ def cancel_run(session: Session, run: Run) -> Run:
 
 def start_run(session: Session, run_id: int) -> bool:
     """queued → running (also running → running on redelivery). False if finished."""
-    done = session.execute(
+    done: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(Run)
         .where(Run.id == run_id, Run.status.in_([RunStatus.queued, RunStatus.running]))
         .values(status=RunStatus.running, started_at=utcnow(), error=None)

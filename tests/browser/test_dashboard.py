@@ -19,8 +19,15 @@ from tests.livesrv import live_server
 pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("NEUROREG_CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 
 
@@ -42,22 +49,40 @@ def test_run_page_draws_the_chart_with_data_and_updates_live(browser, settings: 
         with session_scope(settings.db_url) as s:
             token = ensure_admin(s)
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
-            run = api.post("/api/runs", json={"kind": "train", "name": "<script>alert(1)</script>"}).json()
+            run = api.post(
+                "/api/runs", json={"kind": "train", "name": "<script>alert(1)</script>"}
+            ).json()
             # the run is queued and no worker runs here: metrics arrive as a worker's would
-            api.post(f"/api/runs/{run['id']}/metrics", json={"points": [
-                {"key": "loss", "step": i, "value": math.exp(-i / 40)} for i in range(100)]})
+            api.post(
+                f"/api/runs/{run['id']}/metrics",
+                json={
+                    "points": [
+                        {"key": "loss", "step": i, "value": math.exp(-i / 40)} for i in range(100)
+                    ]
+                },
+            )
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             dialogs: list[str] = []
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.goto(f"{url}/runs/{run['id']}#token={token}")
             page.wait_for_function(
                 "() => { const d = document.querySelector('.chart');"
-                " return d && d.data && d.data[0].x.length === 100; }", timeout=20_000)
+                " return d && d.data && d.data[0].x.length === 100; }",
+                timeout=20_000,
+            )
             # a later batch shows up without a reload
-            api.post(f"/api/runs/{run['id']}/metrics", json={"points": [
-                {"key": "loss", "step": i, "value": math.exp(-i / 40)} for i in range(100, 150)]})
+            api.post(
+                f"/api/runs/{run['id']}/metrics",
+                json={
+                    "points": [
+                        {"key": "loss", "step": i, "value": math.exp(-i / 40)}
+                        for i in range(100, 150)
+                    ]
+                },
+            )
             page.wait_for_function(
-                "() => document.querySelector('.chart').data[0].x.length === 150", timeout=20_000)
+                "() => document.querySelector('.chart').data[0].x.length === 150", timeout=20_000
+            )
             assert page.locator(".chart .main-svg").count() > 0  # plotly really rendered
             title = page.locator("#run-title").inner_text()
             assert "<script>alert(1)</script>" in title and not dialogs  # escaped, not run

@@ -35,10 +35,15 @@ def test_run_travels_api_worker_sql_series(
     stack: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:  # type: ignore[no-untyped-def]
     run_file = tmp_path / "run.json"
-    run_file.write_text(json.dumps({
-        "kind": "train", "name": "integration",
-        "config": {"epochs": 1, "width": 4, "batch_size": 128},
-    }))
+    run_file.write_text(
+        json.dumps(
+            {
+                "kind": "train",
+                "name": "integration",
+                "config": {"epochs": 1, "width": 4, "batch_size": 128},
+            }
+        )
+    )
     with live_server(stack) as url, live_worker(stack, tmp_path / "worker.log") as worker:
         with session_scope(stack.db_url) as s:
             token = ensure_admin(s)
@@ -67,6 +72,9 @@ def test_run_travels_api_worker_sql_series(
             assert test_acc["steps"] == [11] and 0 <= test_acc["values"][0] <= 1
             arts = api.get(f"/api/runs/{run_id}/artifacts").json()
             assert [a["name"] for a in arts] == ["model.pt"]
-            assert len(api.get(f"/api/runs/{run_id}/artifacts/model.pt").content) == arts[0]["size_bytes"]
+            assert (
+                len(api.get(f"/api/runs/{run_id}/artifacts/model.pt").content)
+                == arts[0]["size_bytes"]
+            )
         assert main(["runs"]) == 0
         assert "integration" in capsys.readouterr().out

@@ -1,8 +1,9 @@
+import typing
+
 import torch
 
 from ml.data import DATASETS, load_dataset
 from ml.train.classifier import ClassifierConfig
-import typing
 
 
 def test_digits32_shapes_range_and_split() -> None:

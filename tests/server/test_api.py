@@ -22,10 +22,16 @@ def _create(client: TestClient, **body: object) -> dict:
 def test_health_is_open_everything_else_needs_a_token(client: TestClient) -> None:
     anon = TestClient(client.app)
     assert anon.get("/api/health").json() == {"status": "ok"}
-    for method, path in [("GET", "/api/runs"), ("POST", "/api/runs"), ("GET", "/api/runs/1"),
-                         ("POST", "/api/runs/1/cancel"), ("POST", "/api/runs/1/metrics"),
-                         ("GET", "/api/runs/1/metrics/loss"), ("GET", "/api/runs/1/artifacts"),
-                         ("GET", "/api/me")]:
+    for method, path in [
+        ("GET", "/api/runs"),
+        ("POST", "/api/runs"),
+        ("GET", "/api/runs/1"),
+        ("POST", "/api/runs/1/cancel"),
+        ("POST", "/api/runs/1/metrics"),
+        ("GET", "/api/runs/1/metrics/loss"),
+        ("GET", "/api/runs/1/artifacts"),
+        ("GET", "/api/me"),
+    ]:
         assert anon.request(method, path).status_code == 401, path
         bad = anon.request(method, path, headers={"Authorization": "Bearer nr_wrong"})
         assert bad.status_code == 401, path
@@ -42,10 +48,12 @@ def test_create_enqueues_and_reads_back(client: TestClient, settings: Settings) 
 
 @pytest.mark.parametrize(
     ("config", "loc"),
-    [({"epochs": 0}, ["body", "config", "epochs"]),
-     ({"lr": "fast"}, ["body", "config", "lr"]),
-     ({"dataset": "imagenet"}, ["body", "config", "dataset"]),
-     ({"bogus": 1}, ["body", "config", "bogus"])],
+    [
+        ({"epochs": 0}, ["body", "config", "epochs"]),
+        ({"lr": "fast"}, ["body", "config", "lr"]),
+        ({"dataset": "imagenet"}, ["body", "config", "dataset"]),
+        ({"bogus": 1}, ["body", "config", "bogus"]),
+    ],
 )
 def test_invalid_config_is_422_naming_the_field(
     client: TestClient, config: dict, loc: list
@@ -109,8 +117,12 @@ def test_metric_batch_roundtrip_and_last_metrics(client: TestClient) -> None:
 def test_malformed_batch_is_rejected_whole_with_its_index(client: TestClient) -> None:
     run = _create(client)
     points = [{"key": "loss", "step": i, "value": 0.5} for i in range(10)]
-    for bad, field in [({"step": -1}, "step"), ({"value": "x"}, "value"),
-                       ({"key": "has space"}, "key"), ({"extra": 1}, "extra")]:
+    for bad, field in [
+        ({"step": -1}, "step"),
+        ({"value": "x"}, "value"),
+        ({"key": "has space"}, "key"),
+        ({"extra": 1}, "extra"),
+    ]:
         batch = [dict(p) for p in points]
         batch[7].update(bad)
         res = client.post(f"/api/runs/{run['id']}/metrics", json={"points": batch})
@@ -123,13 +135,20 @@ def test_malformed_batch_is_rejected_whole_with_its_index(client: TestClient) ->
         b'{"key": "a", "step": 1, "value": NaN}]}',
         headers={"Content-Type": "application/json"},
     )
-    assert res.status_code == 422 and res.json()["detail"][0]["loc"] == ["body", "points", 1, "value"]
+    assert res.status_code == 422 and res.json()["detail"][0]["loc"] == [
+        "body",
+        "points",
+        1,
+        "value",
+    ]
     assert client.post(f"/api/runs/{run['id']}/metrics", json={"points": []}).status_code == 422
     assert client.get(f"/api/runs/{run['id']}/metrics").json() == []
 
 
 def test_errors_carry_no_traceback_or_sql(client: TestClient) -> None:
-    res = client.post("/api/runs", content=b"{not json", headers={"Content-Type": "application/json"})
+    res = client.post(
+        "/api/runs", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert res.status_code == 422
     for text in (res.text, client.get("/api/runs/abc").text):
         assert "Traceback" not in text and "SELECT" not in text
@@ -151,8 +170,14 @@ def test_body_limit(make_settings, tmp_path: Path) -> None:  # type: ignore[no-u
 def test_artifacts_list_download_and_safety(client: TestClient, settings: Settings) -> None:
     run = _create(client)
     with session_scope(settings.db_url) as s:
-        save_artifact(s, settings.artifacts, run_id=run["id"], name="table.csv",
-                      data=b"a,b\n1,2\n", media_type="text/csv")
+        save_artifact(
+            s,
+            settings.artifacts,
+            run_id=run["id"],
+            name="table.csv",
+            data=b"a,b\n1,2\n",
+            media_type="text/csv",
+        )
     items = client.get(f"/api/runs/{run['id']}/artifacts").json()
     assert [(a["name"], a["size_bytes"]) for a in items] == [("table.csv", 8)]
     res = client.get(f"/api/runs/{run['id']}/artifacts/table.csv")
@@ -163,8 +188,9 @@ def test_artifacts_list_download_and_safety(client: TestClient, settings: Settin
     from server.store.artifacts import UnsafePath
 
     with session_scope(settings.db_url) as s, pytest.raises(UnsafePath):
-        save_artifact(s, settings.artifacts, run_id=run["id"], name="../x", data=b"",
-                      media_type="text/plain")
+        save_artifact(
+            s, settings.artifacts, run_id=run["id"], name="../x", data=b"", media_type="text/plain"
+        )
 
 
 def test_docs_dashboard_and_local_plotly(client: TestClient) -> None:

@@ -109,8 +109,13 @@ def test_bad_stored_config_fails_the_run(env_settings: Settings) -> None:
 
 def test_recorder_buffers_and_rejects_non_finite(env_settings: Settings) -> None:
     run_id = _run(env_settings)
-    rec = SqlRecorder(db_url=env_settings.db_url, artifact_root=env_settings.artifacts,
-                      run_id=run_id, interval=3600, flush_points=1000)
+    rec = SqlRecorder(
+        db_url=env_settings.db_url,
+        artifact_root=env_settings.artifacts,
+        run_id=run_id,
+        interval=3600,
+        flush_points=1000,
+    )
     rec.log_metrics({"a": 1.0}, 0)  # first call flushes (no flush yet)
     rec.log_metrics({"a": 2.0}, 1)
     with session_scope(env_settings.db_url) as s:

@@ -1,0 +1,21 @@
+"""ruff on everything, mypy on server/ and worker/ (STYLE.md: from day one)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_ruff() -> None:
+    out = _run("ruff", "check", "server", "worker", "ml", "tests", "bench")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_mypy_server_and_worker() -> None:
+    out = _run("mypy", "server", "worker")
+    assert out.returncode == 0, out.stdout + out.stderr
