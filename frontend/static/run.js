@@ -7,6 +7,7 @@ const GROUPS = [
   { title: "Loss", match: (k) => /loss/.test(k) },
   { title: "Accuracy", match: (k) => /acc/.test(k) },
 ];
+const ORDER = GROUPS.map((g) => g.title);
 
 function chartFor(key) {
   const group = GROUPS.find((g) => g.match(key));
@@ -36,7 +37,10 @@ async function drawCharts() {
       mode: s.values.length < 60 ? "lines+markers" : "lines",
     });
   }
-  for (const [title, traces] of byChart) {
+  const titles = [...byChart.keys()].sort((a, b) =>
+    (ORDER.indexOf(a) + 1 || 99) - (ORDER.indexOf(b) + 1 || 99) || a.localeCompare(b));
+  for (const title of titles) {
+    const traces = byChart.get(title);
     const div = ensureDiv(title);
     Plotly.react(div, traces, {
       title: { text: title }, margin: { t: 40, r: 10, b: 40, l: 50 },

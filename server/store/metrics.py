@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from server.store.models import Metric
@@ -18,22 +16,45 @@ from server.store.models import Metric
 Point = tuple[str, int, float, float | None]
 
 
+_INSERT_SQLITE = (
+    "INSERT OR IGNORE INTO metrics (run_id, key, step, value, wall_time) VALUES (?, ?, ?, ?, ?)"
+)
+# one statement per batch: arrays in, rows out (4-5x fewer round trips than executemany)
+_INSERT_PG = (
+    "INSERT INTO metrics (run_id, key, step, value, wall_time) "
+    "SELECT %s, * FROM unnest(%s::varchar[], %s::int[], %s::float8[], %s::float8[]) "
+    "ON CONFLICT DO NOTHING"
+)
+
+
 def insert_points(session: Session, run_id: int, points: Sequence[Point]) -> None:
     """Insert points; a (run, key, step) that already exists is left as it is.
 
     The one write path for metrics: the API's batch endpoint and the worker's
-    recorder both call it, so re-sent points are no-ops everywhere.
+    recorder both call it, so re-sent points are no-ops everywhere. It talks to the
+    driver directly — the ORM's per-row bookkeeping cost 4x on SQLite (bench/ingest).
     """
     if not points:
         return
     now = time.time()
-    rows = [
-        {"run_id": run_id, "key": k, "step": s, "value": v, "wall_time": now if t is None else t}
-        for k, s, v, t in points
-    ]
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(insert(Metric).on_conflict_do_nothing(), rows)
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        keys, steps, values, times = zip(*points, strict=True)
+        conn.exec_driver_sql(
+            _INSERT_PG,
+            (
+                run_id,
+                list(keys),
+                list(steps),
+                list(values),
+                [now if t is None else t for t in times],
+            ),
+        )
+    else:
+        conn.exec_driver_sql(
+            _INSERT_SQLITE,
+            [(run_id, k, s, v, now if t is None else t) for k, s, v, t in points],
+        )
 
 
 @dataclass(frozen=True)
