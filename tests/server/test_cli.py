@@ -1,0 +1,57 @@
+"""The CLI's pieces that need no live server (the live path runs in tests/integration)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from server.app import create_app
+from server.cli import DEMO_CONFIG, _admin_token, _submit_demo, build_parser, load_run_file
+from server.settings import Settings
+from server.store.db import session_scope
+from server.store.runs import list_runs
+
+
+def test_first_start_creates_admin_and_demo_once(settings: Settings) -> None:
+    app = create_app(settings)
+    token = _admin_token(settings)
+    assert token.startswith("nr_") and settings.token_file.stat().st_mode & 0o777 == 0o600
+    assert _admin_token(settings) == token  # a second start reuses it
+    run_id = _submit_demo(settings, app)
+    assert run_id is not None and _submit_demo(settings, app) is None
+    with session_scope(settings.db_url) as s:
+        runs, total = list_runs(s)
+        assert total == 1 and runs[0].config["epochs"] == DEMO_CONFIG["epochs"]
+
+
+def test_run_files_yaml_and_json(tmp_path: Path) -> None:
+    y = tmp_path / "r.yaml"
+    y.write_text("kind: train\nname: a\nconfig:\n  epochs: 2\n")
+    j = tmp_path / "r.json"
+    j.write_text(json.dumps({"kind": "train", "config": {"epochs": 3}}))
+    assert load_run_file(y)["config"] == {"epochs": 2}
+    assert load_run_file(j)["config"] == {"epochs": 3}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(SystemExit, match="mapping"):
+        load_run_file(bad)
+
+
+def test_parser_knows_every_command() -> None:
+    parser = build_parser()
+    for argv in (["up"], ["api"], ["worker"], ["submit", "x.yaml", "--wait"], ["runs"]):
+        assert parser.parse_args(argv).command == argv[0]
+
+
+def test_cli_errors_name_the_field() -> None:
+    import httpx
+
+    from server.cli import _check
+
+    res = httpx.Response(
+        422, json={"detail": [{"loc": ["body", "config", "epochs"], "msg": "too small"}]}
+    )
+    with pytest.raises(SystemExit, match=r"error 422: config\.epochs: too small"):
+        _check(res)
