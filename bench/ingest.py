@@ -56,6 +56,27 @@ def start_api(data_dir: Path, database_url: str | None) -> tuple[subprocess.Pope
     return proc, url
 
 
+def store_side_by_side(db_url: str, run_id: int, points: int) -> dict[str, float]:
+    """The same 2,000-point reduction from rollups and from a scan of the raw points."""
+    from server.store import rollups
+    from server.store.db import session_scope
+    from server.store.metrics import decimate_raw
+
+    with session_scope(db_url) as s:
+        lo, hi, total = rollups.summary(s, run_id, "loss")
+        assert total == points
+        timings = {}
+        for name, fn in (("rollups", rollups.merged), ("raw_scan", decimate_raw)):
+            lat = []
+            for _ in range(3):
+                t = time.perf_counter()
+                fn(s, run_id, "loss", lo=lo, hi=hi, groups=1000)
+                lat.append(time.perf_counter() - t)
+            timings[f"{name}_ms"] = 1000 * statistics.median(lat)
+    timings["rollup_speedup"] = timings["raw_scan_ms"] / timings["rollups_ms"]
+    return timings
+
+
 def measure(url: str, token: str, points: int, batch: int) -> dict[str, float]:
     with httpx.Client(
         base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120
@@ -84,6 +105,7 @@ def measure(url: str, token: str, points: int, batch: int) -> dict[str, float]:
             lat.append(time.perf_counter() - t)
         assert s["total"] == points and len(s["steps"]) <= 2000
     return {
+        "run_id": run_id,
         "points_per_s": points / ingest_s,
         "series_fetch_ms": 1000 * statistics.median(lat),
         "series_fetch_max_ms": 1000 * max(lat),
@@ -96,7 +118,10 @@ def bench_backend(name: str, database_url: str | None, points: int, batch: int) 
         proc, url = start_api(Path(tmp), database_url)
         try:
             token = (Path(tmp) / "admin-token").read_text().strip()
-            return measure(url, token, points, batch)
+            result = measure(url, token, points, batch)
+            db = database_url or f"sqlite:///{Path(tmp) / 'neuroreg.db'}"
+            result.update(store_side_by_side(db, int(result.pop("run_id")), points))
+            return result
         finally:
             proc.terminate()
             proc.wait(timeout=20)
@@ -125,11 +150,14 @@ def main() -> None:
                 c.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
     except Exception as exc:  # PostgreSQL is optional for this bench
         print(f"postgresql skipped: {exc}", file=sys.stderr)
-    print(f"{'backend':<11} {'points/s':>10} {'fetch 1M→2k (median ms)':>25} {'max ms':>8}")
+    print(
+        f"{'backend':<11} {'points/s':>10} {'API fetch 1M->2k ms':>20} "
+        f"{'rollups ms':>11} {'raw scan ms':>12} {'speedup':>8}"
+    )
     for name, r in results.items():
         print(
-            f"{name:<11} {r['points_per_s']:>10.0f} {r['series_fetch_ms']:>25.0f} "
-            f"{r['series_fetch_max_ms']:>8.0f}"
+            f"{name:<11} {r['points_per_s']:>10.0f} {r['series_fetch_ms']:>20.1f} "
+            f"{r['rollups_ms']:>11.1f} {r['raw_scan_ms']:>12.1f} {r['rollup_speedup']:>7.0f}x"
         )
     flat = {"bench": "ingest", "points": args.points, "batch": args.batch}
     for name, r in results.items():

@@ -88,7 +88,9 @@ def _truncate(url: str) -> None:
 
     migrate(url)
     with engine_for(url).begin() as conn:
-        conn.execute(text("TRUNCATE metrics, artifacts, runs, api_tokens, users CASCADE"))
+        conn.execute(
+            text("TRUNCATE metric_buckets, metrics, artifacts, runs, api_tokens, users CASCADE")
+        )
 
 
 @pytest.fixture

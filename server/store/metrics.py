@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from server.store import rollups
 from server.store.models import Metric
 
 # a (key, step, value, wall_time) tuple; wall_time None means "now"
@@ -55,6 +56,11 @@ def insert_points(session: Session, run_id: int, points: Sequence[Point]) -> Non
             _INSERT_SQLITE,
             [(run_id, k, s, v, now if t is None else t) for k, s, v, t in points],
         )
+    touched: dict[str, tuple[int, int]] = {}
+    for k, s, _, _ in points:
+        lo, hi = touched.get(k, (s, s))
+        touched[k] = (min(lo, s), max(hi, s))
+    rollups.refresh(conn, run_id, touched)
 
 
 @dataclass(frozen=True)
@@ -90,14 +96,11 @@ def read_series(session: Session, run_id: int, key: str, *, max_points: int) -> 
 
     Reduction is min/max decimation: the steps are cut into ``max_points // 2``
     equal buckets and each bucket returns its minimum and its maximum point, so a
-    one-step spike survives any amount of downsampling. Wall times are returned only
-    for series that come back whole.
+    one-step spike survives any amount of downsampling. Long series are reduced from
+    their rollups (``server/store/rollups.py``), shorter ones from the raw points in
+    SQL. Wall times are returned only for series that come back whole.
     """
-    lo, hi, total = session.execute(
-        select(func.min(Metric.step), func.max(Metric.step), func.count()).where(
-            Metric.run_id == run_id, Metric.key == key
-        )
-    ).one()
+    lo, hi, total = rollups.summary(session, run_id, key)
     if total <= max_points:
         rows: Sequence[Any] = session.execute(
             select(Metric.step, Metric.value, Metric.wall_time)
@@ -106,9 +109,19 @@ def read_series(session: Session, run_id: int, key: str, *, max_points: int) -> 
         ).all()
         return Series(key, total, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
     buckets = max(1, max_points // 2)
-    width = -(-(hi - lo + 1) // buckets)  # ceil: the last bucket ends at hi
-    rows = session.execute(_MINMAX_SQL, {"run": run_id, "key": key, "lo": lo, "width": width}).all()
-    return Series(key, total, [r[0] for r in rows], [r[1] for r in rows], None)
+    points = rollups.merged(session, run_id, key, lo=lo, hi=hi, groups=buckets)
+    if points is None:
+        points = decimate_raw(session, run_id, key, lo=lo, hi=hi, groups=buckets)
+    return Series(key, total, [p[0] for p in points], [p[1] for p in points], None)
+
+
+def decimate_raw(
+    session: Session, run_id: int, key: str, *, lo: int, hi: int, groups: int
+) -> Sequence[tuple[int, float]]:
+    """Min/max decimation straight from the points (a full scan of the series)."""
+    width = -(-(hi - lo + 1) // groups)  # ceil: the last bucket ends at hi
+    rows = session.execute(_MINMAX_SQL, {"run": run_id, "key": key, "lo": lo, "width": width})
+    return [(r[0], r[1]) for r in rows]
 
 
 def summarize_keys(session: Session, run_id: int) -> list[dict[str, Any]]:

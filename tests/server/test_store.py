@@ -51,7 +51,8 @@ def test_metrics_are_idempotent_on_run_key_step(db_url: str) -> None:
         ]
 
 
-def test_downsampling_keeps_spikes_and_bounds(db_url: str) -> None:
+@pytest.mark.parametrize("max_points", [200, 100, 2000], ids=["raw-sql", "rollups", "whole"])
+def test_downsampling_keeps_spikes_and_bounds(db_url: str, max_points: int) -> None:
     run_id = _run(db_url)
     n = 20_000
     values = np.sin(np.arange(n) / 500.0)
@@ -59,9 +60,9 @@ def test_downsampling_keeps_spikes_and_bounds(db_url: str) -> None:
     with session_scope(db_url) as s:
         insert_points(s, run_id, [("x", i, float(v), 0.0) for i, v in enumerate(values)])
     with session_scope(db_url) as s:
-        series = read_series(s, run_id, "x", max_points=200)
+        series = read_series(s, run_id, "x", max_points=max_points)
     assert series.total == n and series.downsampled
-    assert 100 <= len(series.steps) <= 200
+    assert max_points // 2 <= len(series.steps) <= max_points
     assert series.steps == sorted(series.steps)
     got = dict(zip(series.steps, series.values, strict=True))
     assert got[12_345] == 50.0 and got[777] == -40.0
@@ -127,3 +128,28 @@ def test_tokens_are_hashed_and_revocable(db_url: str) -> None:
     with session_scope(db_url) as s:
         assert user_for_token(s, other) is None
         assert user_for_token(s, token).role is Role.admin  # type: ignore[union-attr]
+
+
+def test_rollups_match_a_recount_after_out_of_order_and_resent_batches(db_url: str) -> None:
+    from sqlalchemy import text
+
+    from server.store.rollups import BUCKET, _aggregate
+
+    run_id = _run(db_url)
+    rng = np.random.default_rng(1)
+    steps = rng.permutation(3000)
+    values = rng.normal(size=3000).round(1)  # rounding makes ties
+    for chunk in np.array_split(steps, 7):
+        with session_scope(db_url) as s:
+            insert_points(s, run_id, [("v", int(i), float(values[i]), 0.0) for i in chunk])
+    with session_scope(db_url) as s:  # a resend with other values changes nothing
+        insert_points(s, run_id, [("v", int(i), 99.0, 0.0) for i in steps[:500]])
+    expected = _aggregate((i, float(values[i])) for i in range(3000))
+    with engine_for(db_url).connect() as conn:
+        rows = conn.execute(
+            text("SELECT bucket, n, first_step, last_step, min_step, min_value, max_step, "
+                 "max_value FROM metric_buckets WHERE run_id = :r ORDER BY bucket"),
+            {"r": run_id},
+        ).all()
+    assert {r[0]: list(r[1:]) for r in rows} == expected
+    assert len(rows) == -(-3000 // BUCKET)

@@ -91,11 +91,27 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('run_id', 'key', 'step'),
     sqlite_with_rowid=False,
     )
+    op.create_table('metric_buckets',
+    sa.Column('run_id', sa.Integer(), nullable=False),
+    sa.Column('key', sa.String(length=128), nullable=False),
+    sa.Column('bucket', sa.Integer(), nullable=False),
+    sa.Column('n', sa.Integer(), nullable=False),
+    sa.Column('first_step', sa.Integer(), nullable=False),
+    sa.Column('last_step', sa.Integer(), nullable=False),
+    sa.Column('min_step', sa.Integer(), nullable=False),
+    sa.Column('min_value', sa.Float(), nullable=False),
+    sa.Column('max_step', sa.Integer(), nullable=False),
+    sa.Column('max_value', sa.Float(), nullable=False),
+    sa.ForeignKeyConstraint(['run_id'], ['runs.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('run_id', 'key', 'bucket'),
+    sqlite_with_rowid=False,
+    )
 
 
 
 def downgrade() -> None:
 
+    op.drop_table('metric_buckets')
     op.drop_table('metrics')
     with op.batch_alter_table('artifacts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_artifacts_run_id'))
