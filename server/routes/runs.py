@@ -12,7 +12,7 @@ from server.deps import CurrentUser, SessionDep, run_or_404
 from server.kinds import KindName
 from server.schemas import RunCreate, RunPage, RunPublic
 from server.services import EnqueueFailed, run_public, runs_public, submit_run
-from server.store.models import RunStatus
+from server.store.models import Role, RunStatus
 from server.store.runs import NotFound, cancel_run, list_runs
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -65,7 +65,7 @@ def read(run_id: int, session: SessionDep, _: CurrentUser) -> RunPublic:
 @router.post("/{run_id}/cancel")
 def cancel(run_id: int, session: SessionDep, user: CurrentUser) -> RunPublic:
     run = run_or_404(session, run_id)
-    if run.owner_id != user.id and user.role.value != "admin":
+    if run.owner_id != user.id and user.role is not Role.admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only the owner or an admin may cancel")
     cancel_run(session, run)
     session.commit()
