@@ -179,7 +179,8 @@ def _shift(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Images (T, H, W) moved by (T, 2) (dy, dx) pixels, bilinear, edges repeated."""
     from scipy.ndimage import shift as nd_shift
 
-    return np.stack([nd_shift(im, s, order=1, mode="nearest") for im, s in zip(images, shifts)])
+    pairs = zip(images, shifts, strict=True)
+    return np.stack([nd_shift(im, s, order=1, mode="nearest") for im, s in pairs])
 
 
 def simulate(config: SimulationConfig | None = None) -> SimulatedRecording:
