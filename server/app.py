@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from celery import Celery
 from fastapi import FastAPI, Request, status
@@ -11,8 +13,9 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server.kinds import KINDS
 from server.queue import make_celery
-from server.routes import artifacts, metrics, runs, system, ui
+from server.routes import artifacts, metrics, recordings, runs, system, ui
 from server.routes.ui import FRONTEND
 from server.settings import Settings, get_settings
 from server.store.db import migrate
@@ -61,6 +64,23 @@ def _too_large(limit: int) -> JSONResponse:
     )
 
 
+def _public_loc(loc: Sequence[Any]) -> list[Any]:
+    """The field's path as the client wrote it: without the run kind pydantic inserts
+    when it picks a member of the ``kind``-tagged union (``body.similarity.config``)."""
+    out = list(loc)
+    if len(out) > 1 and out[0] == "body" and out[1] in KINDS:
+        del out[1]
+    return out
+
+
+def _public_error(e: Any) -> dict[str, Any]:
+    loc, msg, type_ = _public_loc(e.get("loc", ())), e.get("msg", ""), e.get("type", "")
+    if type_ == "union_tag_invalid":  # the run-kind union: say which kinds exist
+        loc.append("kind")
+        msg = f"unknown kind {e.get('ctx', {}).get('tag')!r}; known kinds: {sorted(KINDS)}"
+    return {"loc": loc, "msg": msg, "type": type_}
+
+
 def create_app(settings: Settings | None = None, *, celery: Celery | None = None) -> FastAPI:
     """Build the app; migrations are applied here so every start is up to date."""
     settings = settings or get_settings()
@@ -76,10 +96,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         # like FastAPI's default, minus echoed inputs (a huge batch would come back whole)
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
+        errors = [_public_error(e) for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(Exception)
@@ -87,7 +104,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal server error"}, status_code=500)
 
-    for module in (system, runs, metrics, artifacts, ui):
+    for module in (system, runs, metrics, artifacts, recordings, ui):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)

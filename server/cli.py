@@ -240,6 +240,17 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_recordings(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        page = _check(client.get("/api/recordings"))
+    print(f"recordings in {page['root']} (name them as config.recording):")
+    for item in page["items"]:
+        print(f"  {item['name']:<40} {item['kind']:<6} {item['bytes'] / 1e6:>10.1f} MB")
+    if not page["items"]:
+        print("  (none yet: copy a Sensorium folder, .nwb or .npz file there)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neuroreg", description=__doc__)
     parser.add_argument("--data-dir", help="override NEUROREG_DATA_DIR")
@@ -265,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, default=20)
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_runs)
+    sub.add_parser(
+        "recordings", help="recordings on the server that similarity runs can read"
+    ).set_defaults(func=cmd_recordings)
     return parser
 
 

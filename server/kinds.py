@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ml.neural.pipeline import SimilarityConfig
 from ml.train import ClassifierConfig
 
 
@@ -17,6 +18,7 @@ class JobKind:
 
 
 KINDS: dict[str, JobKind] = {
+    "similarity": JobKind("similarity", SimilarityConfig, "neuroreg.similarity", "gpu"),
     "train": JobKind("train", ClassifierConfig, "neuroreg.train", "gpu"),
 }
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from ml.neural.pipeline import SimilarityConfig
 from ml.train import ClassifierConfig
 from server.store.models import Role, RunStatus
 
@@ -23,7 +24,25 @@ class TrainRunCreate(BaseModel):
     input_run_id: int | None = None
 
 
-RunCreate = TrainRunCreate
+class SimilarityRunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["similarity"]
+    name: str = Field("", max_length=200)
+    config: SimilarityConfig = Field(default_factory=SimilarityConfig)
+    parent_id: int | None = None
+    input_run_id: int | None = None
+
+
+def _kind(body: Any) -> Any:
+    # a body without "kind" is a train run, as before there were other kinds
+    return body.get("kind", "train") if isinstance(body, dict) else getattr(body, "kind", None)
+
+
+RunCreate = Annotated[
+    Annotated[TrainRunCreate, Tag("train")] | Annotated[SimilarityRunCreate, Tag("similarity")],
+    Discriminator(_kind),
+]
 
 
 class UserPublic(BaseModel):

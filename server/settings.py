@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str = ""
     artifact_dir: Path | None = None
+    # recordings a similarity run may read (config.recording is relative to it)
+    recordings_dir: Path | None = None
     broker_url: str = ""
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -49,6 +51,10 @@ class Settings(BaseSettings):
     @property
     def artifacts(self) -> Path:
         return (self.artifact_dir or self.data_dir / "artifacts").resolve()
+
+    @property
+    def recordings(self) -> Path:
+        return (self.recordings_dir or self.data_dir / "recordings").resolve()
 
     @property
     def broker(self) -> str:

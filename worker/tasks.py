@@ -60,3 +60,19 @@ def train(run_id: int) -> dict[str, Any]:
     from ml.train import train_classifier
 
     return execute(run_id, train_classifier)
+
+
+def similarity_job(config: Any, recorder: Recorder) -> dict[str, Any]:
+    """A similarity run: resolve its recording under the server's root, then analyse."""
+    from ml.neural.pipeline import run_similarity
+    from server.recordings import resolve
+
+    if config.source == "recording":
+        path = resolve(get_settings().recordings, config.recording)
+        config = dataclasses.replace(config, recording=str(path))
+    return run_similarity(config, recorder).summary()
+
+
+@celery_app.task(name="neuroreg.similarity")
+def similarity(run_id: int) -> dict[str, Any]:
+    return execute(run_id, similarity_job)

@@ -1,4 +1,5 @@
 import { api, el, getJSON, when, withLogin } from "./api.js";
+import { drawScores, drawSimilarity } from "./similarity.js";
 
 const runId = Number(location.pathname.split("/").pop());
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
@@ -24,12 +25,16 @@ function ensureDiv(title) {
   return div;
 }
 
-async function drawCharts() {
+async function drawCharts(run) {
   const keys = await getJSON(`/api/runs/${runId}/metrics`);
   const series = await Promise.all(keys.map((k) =>
     getJSON(`/api/runs/${runId}/metrics/${encodeURIComponent(k.key)}?max_points=2000`)));
   const byChart = new Map();
+  // a similarity run's scores are single values logged once: a table, not charts
+  const single = run.kind === "similarity" ? series.filter((s) => s.total === 1) : [];
+  drawScores(single);
   for (const s of series) {
+    if (single.includes(s)) continue;
     const title = chartFor(s.key);
     if (!byChart.has(title)) byChart.set(title, []);
     byChart.get(title).push({
@@ -48,6 +53,7 @@ async function drawCharts() {
     }, { responsive: true, displaylogo: false });
     div.dataset.points = traces.reduce((n, t) => n + t.x.length, 0);
   }
+  if (titles.length === 0 && single.length > 0) document.getElementById("charts").hidden = true;
 }
 
 async function drawRun() {
@@ -93,8 +99,12 @@ withLogin(async () => {
   // poll while the run is live; one last pass after it finishes
   for (;;) {
     const run = await drawRun();
-    await drawCharts();
-    if (FINISHED.has(run.status)) { await drawArtifacts(); break; }
+    await drawCharts(run);
+    if (FINISHED.has(run.status)) {
+      await drawArtifacts();
+      if (run.kind === "similarity" && run.status === "succeeded") await drawSimilarity(runId);
+      break;
+    }
     await new Promise((r) => setTimeout(r, 2000));
   }
 });

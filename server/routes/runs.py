@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 
-from server.deps import CurrentUser, SessionDep, run_or_404
+from server.deps import CurrentUser, SessionDep, SettingsDep, run_or_404
 from server.kinds import KindName
 from server.schemas import RunCreate, RunPage, RunPublic
-from server.services import EnqueueFailed, run_public, runs_public, submit_run
+from server.services import EnqueueFailed, check_inputs, run_public, runs_public, submit_run
 from server.store.models import Role, RunStatus
 from server.store.runs import NotFound, cancel_run, list_runs
 
@@ -19,8 +19,11 @@ router = APIRouter(prefix="/api/runs", tags=["runs"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create(body: RunCreate, request: Request, session: SessionDep, user: CurrentUser) -> RunPublic:
+def create(
+    body: RunCreate, request: Request, session: SessionDep, user: CurrentUser, settings: SettingsDep
+) -> RunPublic:
     try:
+        check_inputs(settings, kind=body.kind, config=body.config)
         run = submit_run(
             session,
             request.app.state.celery,
@@ -35,8 +38,9 @@ def create(body: RunCreate, request: Request, session: SessionDep, user: Current
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     except NotFound as exc:
         field = str(exc).split(":", 1)[0]
+        loc = ("body", *field.split("."))
         raise RequestValidationError(
-            [{"type": "not_found", "loc": ("body", field), "msg": str(exc), "input": None}]
+            [{"type": "not_found", "loc": loc, "msg": str(exc), "input": None}]
         ) from None
     return run_public(session, run)
 

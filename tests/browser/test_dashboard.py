@@ -102,3 +102,44 @@ def test_bad_token_shows_sign_in(browser, settings: Settings) -> None:  # type: 
         page.goto(f"{url}/#token=nr_not_a_token")
         page.wait_for_selector("#login:not([hidden])")
         assert "rejected" in page.locator("#login-error").inner_text()
+
+
+def test_similarity_run_page_draws_fig1_and_scores(  # type: ignore[no-untyped-def]
+    browser, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.settings import get_settings
+    from worker.tasks import execute, similarity_job
+
+    OUTPUT.mkdir(exist_ok=True)
+    monkeypatch.setenv("NEUROREG_DATA_DIR", str(settings.data_dir))
+    get_settings.cache_clear()
+    config = {
+        "simulation": {"n_images": 80, "n_oracle": 8, "oracle_repeats": 3, "n_scans": 2,
+                       "neurons_per_scan": 16},
+        "predictor": {"hidden_channels": 4, "max_epochs": 2},
+        "pairs_for_r": 2000,
+    }
+    try:
+        with live_server(settings) as url:
+            with session_scope(settings.db_url) as s:
+                token = ensure_admin(s)
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
+                run = api.post("/api/runs", json={"kind": "similarity", "config": config}).json()
+                # no worker process here: run the task's logic in-process, as a worker would
+                assert execute(run["id"], similarity_job)["status"] == "succeeded"
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(f"{url}/runs/{run['id']}#token={token}")
+                for fig_id in ("fig-s_oracle", "fig-s_model", "fig-fluctuations", "fig-scatter"):
+                    page.wait_for_function(
+                        f"() => {{ const d = document.getElementById('{fig_id}');"
+                        " return d && d.data && d.data.length > 0"
+                        " && (d.data[0].z || d.data[0].y).length > 0; }",
+                        timeout=20_000,
+                    )
+                z = page.evaluate("() => document.getElementById('fig-s_oracle').data[0].z")
+                assert len(z) == 8 and len(z[0]) == 8
+                scores = page.locator("#scores").inner_text()
+                assert "r_model_oracle" in scores and "r_data_true" in scores
+                page.screenshot(path=str(OUTPUT / "similarity-run.png"), full_page=True)
+    finally:
+        get_settings.cache_clear()

@@ -45,7 +45,7 @@ def save_npz(scans: Scan | Sequence[Scan], path: str | Path) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs: allow_pickle
     os.replace(tmp, path)  # readers never see a half-written file
 
 

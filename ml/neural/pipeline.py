@@ -1,0 +1,299 @@
+"""The similarity job (paper section 2 end to end): recordings → SNR weights (Eq. 1) →
+S_data (Eq. 2), S_oracle (Eq. 3), fluctuations (Eq. 4, 5) → predictive model →
+S_model (Eq. 6) averaged over scans → regularization targets and Fig. 1 data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from annotated_types import Ge, Le
+
+from ml._validate import validate_config
+from ml.neural import estimators as est
+from ml.neural.figures import cluster_order, histogram, ordered, subsample
+from ml.neural.predictor import PredictorConfig, fit_predictor, predict
+from ml.neural.scan import Scan
+from ml.neural.simulate import SimulatedRecording, SimulationConfig, simulate
+from ml.neural.target import SimilarityTarget, average_factors, shuffled
+from ml.recorder import Cancelled, MemoryRecorder, Recorder
+
+TARGET_KINDS = ("neural-model", "neural-data", "shuffle")
+
+
+def target_artifact(kind: str) -> str:
+    """Artifact name under which a similarity run stores a target."""
+    return f"target-{kind}.npz"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimilarityConfig:
+    """What a similarity run analyses and how.
+
+    ``source="simulated"`` uses :mod:`ml.neural.simulate` with ``simulation``;
+    ``source="recording"`` reads ``recording`` (a path to a Sensorium tree, an ``.nwb``
+    or ``.npz`` file, or a folder of them; see docs/recordings.md).
+    """
+
+    source: Literal["simulated", "recording"] = "simulated"
+    recording: str = ""
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    target_dtype: Literal["float32", "float16"] = "float32"
+    pairs_for_r: Annotated[int, Ge(1000), Le(50_000_000)] = 2_000_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # stored configs come back as JSON dicts: rebuild the nested ones
+        for name, cls in (("simulation", SimulationConfig), ("predictor", PredictorConfig)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                object.__setattr__(self, name, cls(**value))
+        validate_config(self)
+        if self.source == "recording" and not self.recording:
+            raise ValueError("recording: a path is required when source is 'recording'")
+
+
+@dataclass
+class ScanAnalysis:
+    """Per-scan results on the oracle images."""
+
+    name: str
+    weights: np.ndarray  # (A,) Eq. 1
+    v: np.ndarray  # (A,) prediction correlation on held-out trials
+    s_oracle: np.ndarray  # (n, n) Eq. 3
+    s_model: np.ndarray  # (n, n) Eq. 6 on the oracle images
+    repeat_fluct: np.ndarray  # Eq. 5
+    scatter_data: np.ndarray  # single-trial S^data of oracle pairs i ≠ j
+    scatter_oracle: np.ndarray  # the S^oracle each of those estimates
+    r_data_oracle: float = 0.0
+    r_model_oracle: float = 0.0
+
+
+@dataclass
+class SimilarityResult:
+    """What :func:`run_similarity` returns (and the job records)."""
+
+    scores: dict[str, float]
+    targets: dict[str, SimilarityTarget]
+    scans: list[ScanAnalysis]
+    figures: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """Small JSON for the run's result: scores and where each target is stored."""
+        return {
+            "scores": self.scores,
+            "targets": {k: target_artifact(k) for k in self.targets},
+            "target_images": {k: len(t) for k, t in self.targets.items()},
+            "scans": [a.name for a in self.scans],
+        }
+
+
+def _load(config: SimilarityConfig) -> tuple[list[Scan], SimulatedRecording | None]:
+    if config.source == "simulated":
+        rec = simulate(config.simulation)
+        return rec.scans, rec
+    from ml.neural.io import load_recording
+
+    return load_recording(config.recording), None
+
+
+def _check_oracles(scans: Sequence[Scan]) -> np.ndarray:
+    oracle = scans[0].oracle_ids
+    for s in scans[1:]:
+        if not np.array_equal(s.oracle_ids, oracle):
+            raise ValueError(
+                f"scans {scans[0].name!r} and {s.name!r} have different oracle images; "
+                "Eq. 4 compares S^oracle of the same images across scans"
+            )
+    return oracle
+
+
+def _images_by_id(scans: Sequence[Scan], ids: np.ndarray) -> np.ndarray:
+    """(n, 1, 36, 64) stimuli for ``ids``, from whichever scan showed each."""
+    out = np.empty((len(ids), 1, 36, 64), dtype=np.float32)
+    found = np.zeros(len(ids), dtype=bool)
+    for s in scans:
+        pos = np.searchsorted(ids, s.image_ids)
+        ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == s.image_ids)
+        out[pos[ok]] = s.images[ok]
+        found[pos[ok]] = True
+    assert found.all()
+    return out
+
+
+def _mean_response(scan: Scan, ids: np.ndarray) -> np.ndarray:
+    """(len(ids), A) response per image, averaged over the trials that showed it."""
+    rows = np.searchsorted(ids, scan.trial_image_ids)
+    ok = (rows < len(ids)) & (ids[np.minimum(rows, len(ids) - 1)] == scan.trial_image_ids)
+    sums = np.zeros((len(ids), scan.n_neurons), dtype=np.float64)
+    np.add.at(sums, rows[ok], scan.responses[ok])
+    counts = np.bincount(rows[ok], minlength=len(ids))[:, None]
+    return (sums / np.maximum(counts, 1)).astype(np.float32)
+
+
+def _random_pairs(rng: np.random.Generator, n: int, count: int) -> tuple[np.ndarray, ...]:
+    i = rng.integers(0, n, count)
+    j = rng.integers(0, n - 1, count)
+    j = j + (j >= i)  # i ≠ j, uniform over ordered pairs
+    return i, j
+
+
+def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
+                   device: str | None = None) -> SimilarityResult:
+    """Analyse recordings the paper's way and build the regularization targets.
+
+    Args:
+        config: what to analyse; see :class:`SimilarityConfig`.
+        recorder: receives metrics, progress and artifacts (targets, figures, model).
+        device: torch device for the predictive model; default CUDA when present.
+
+    Returns:
+        Scores (the r values of Fig. 1D and the denoising check), targets and figures.
+    """
+    rec = recorder or MemoryRecorder()
+    rng = np.random.default_rng(config.seed)
+    rec.progress(0.0, "loading recordings")
+    scans, sim = _load(config)
+    oracle_ids = _check_oracles(scans)
+    if rec.should_stop():
+        raise Cancelled
+    rec.progress(0.1, "fitting the predictive model")
+    fit = fit_predictor(scans, config.predictor, recorder=rec, device=device)
+    rec.progress(0.8, "similarity matrices")
+
+    oracle_images = _images_by_id(scans, oracle_ids)
+    target_ids = np.setdiff1d(np.unique(np.concatenate([s.image_ids for s in scans])),
+                              oracle_ids)
+    if target_ids.size < 2:
+        raise ValueError("the recordings have fewer than 2 non-oracle images to target")
+    target_images = _images_by_id(scans, target_ids)
+    shared_ids = target_ids
+    for s in scans:
+        shared_ids = np.intersect1d(shared_ids, s.image_ids)
+
+    analyses, model_factors, data_factors = [], [], []
+    for s in scans:
+        w = est.snr_weights(s.responses, s.trial_image_ids, oracle_ids)  # Eq. 1
+        v = np.clip(np.nan_to_num(fit.v[s.name]), 0.0, None)
+        on_oracle = np.isin(s.trial_image_ids, oracle_ids)
+        trial_ids = s.trial_image_ids[on_oracle]
+        unit = est.unit_vectors(s.responses[on_oracle] * w)  # r_ai = w_a ρ_ai, centred
+        s_oracle = est.oracle_similarity(unit, trial_ids, oracle_ids)  # Eq. 3
+        scat_d, scat_o = est.trial_pair_scatter(unit, trial_ids, oracle_ids, s_oracle)
+        pred_oracle = predict(fit, s.name, oracle_images)  # (n, A) ρ̂
+        s_model = est.similarity(pred_oracle, w * v)  # Eq. 6 on the oracle images
+        a = ScanAnalysis(
+            name=s.name, weights=w, v=v, s_oracle=s_oracle, s_model=s_model,
+            repeat_fluct=est.repeat_fluctuations(unit, trial_ids, oracle_ids, s_oracle),
+            scatter_data=scat_d, scatter_oracle=scat_o,
+            r_data_oracle=est.pearson(scat_d, scat_o),
+            r_model_oracle=est.pearson(est.offdiag(s_model), est.offdiag(s_oracle)),
+        )
+        analyses.append(a)
+        # Eq. 6: r̂_ai = w_a v_a ρ̂_ai for the non-oracle images, centred over them
+        model_factors.append(est.unit_vectors(predict(fit, s.name, target_images) * (w * v)))
+        if shared_ids.size >= 2:
+            data_factors.append(est.unit_vectors(_mean_response(s, shared_ids) * w))
+        if rec.should_stop():
+            raise Cancelled
+
+    dtype = np.dtype(config.target_dtype)
+    meta = {"scans": [s.name for s in scans], "source": config.source}
+    targets = {"neural-model": SimilarityTarget(
+        "neural-model", average_factors(model_factors, dtype), target_ids, target_images,
+        {**meta, "weights": "w_a * v_a (Eq. 6)"},
+    )}
+    if data_factors:
+        rows = np.searchsorted(target_ids, shared_ids)
+        targets["neural-data"] = SimilarityTarget(
+            "neural-data", average_factors(data_factors, dtype), shared_ids,
+            target_images[rows], {**meta, "weights": "w_a (Eq. 2)"},
+        )
+    targets["shuffle"] = shuffled(targets["neural-model"], seed=config.seed)
+
+    scores = _scores(analyses, targets, sim, rng, config.pairs_for_r)
+    scores["predictor_val_corr"] = float(fit.val_corr)
+    figures = _figures(analyses, rng)
+    scores.update({k: v for k, v in figures["summary"].items()})
+    rec.log_metrics(scores, step=0)
+    rec.progress(0.9, "saving targets")
+    for kind, target in targets.items():
+        rec.save_artifact(target_artifact(kind), target.to_bytes(), "application/x-npz")
+    rec.save_artifact("figures.json", json.dumps(figures).encode(), "application/json")
+    rec.save_artifact("config.json", json.dumps(asdict(config)).encode(), "application/json")
+    rec.progress(1.0, "done")
+    return SimilarityResult(scores, targets, analyses, figures)
+
+
+def _scores(analyses: list[ScanAnalysis], targets: dict[str, SimilarityTarget],
+            sim: SimulatedRecording | None, rng: np.random.Generator,
+            n_pairs: int) -> dict[str, float]:
+    scores = {
+        "r_model_oracle": float(np.mean([a.r_model_oracle for a in analyses])),
+        "r_data_oracle": float(np.mean([a.r_data_oracle for a in analyses])),
+        "n_scans": float(len(analyses)),
+        "n_neurons": float(sum(a.weights.size for a in analyses)),
+        "n_target_images": float(len(targets["neural-model"])),
+    }
+    if sim is not None:  # the simulation knows S_true: measure the denoising directly
+        for kind in ("neural-model", "neural-data"):
+            t = targets.get(kind)
+            if t is None:
+                continue
+            i, j = _random_pairs(rng, len(t), min(n_pairs, len(t) * (len(t) - 1)))
+            rows = np.searchsorted(sim.image_ids, t.image_ids)
+            truth = np.einsum("pd,pd->p", sim.truth[rows[i]], sim.truth[rows[j]])
+            name = "r_model_true" if kind == "neural-model" else "r_data_true"
+            scores[name] = est.pearson(t.pairs(i, j), truth)
+        s_true = sim.s_true(sim.oracle_ids)
+        scores["r_oracle_true"] = float(np.mean([
+            est.pearson(est.offdiag(a.s_oracle), est.offdiag(s_true)) for a in analyses
+        ]))
+    return scores
+
+
+def _figures(analyses: list[ScanAnalysis], rng: np.random.Generator) -> dict[str, Any]:
+    mean_oracle = np.mean([a.s_oracle for a in analyses], axis=0)
+    order = cluster_order(mean_oracle)
+    repeat = np.concatenate([a.repeat_fluct for a in analyses])
+    scan = (est.scan_fluctuations(np.stack([a.s_oracle for a in analyses]))
+            if len(analyses) > 1 else np.zeros(0))
+    span = max(float(np.abs(repeat).max(initial=0)), float(np.abs(scan).max(initial=0)), 1e-3)
+    edges = np.linspace(-span, span, 61)
+    data_pts = subsample(rng, 5000, np.concatenate([a.scatter_oracle for a in analyses]),
+                         np.concatenate([a.scatter_data for a in analyses]))
+    model_pts = subsample(rng, 5000,
+                          np.concatenate([est.offdiag(a.s_oracle) for a in analyses]),
+                          np.concatenate([est.offdiag(a.s_model) for a in analyses]))
+    weights = np.concatenate([a.weights for a in analyses])
+    v = np.concatenate([a.v for a in analyses])
+    summary = {
+        "delta_scan_sd": float(scan.std()) if scan.size else float("nan"),
+        "delta_repeat_sd": float(repeat.std()),
+        "snr_median": float(np.median(weights)),
+        "v_median": float(np.median(v)),
+    }
+    if not np.isfinite(summary["delta_scan_sd"]):
+        summary.pop("delta_scan_sd")  # one scan: Eq. 4 needs two
+    return {
+        "order": order.tolist(),
+        "scans": [a.name for a in analyses],
+        "s_oracle": [ordered(a.s_oracle, order) for a in analyses],  # Fig. 1A
+        "s_model": [ordered(a.s_model, order) for a in analyses],  # Fig. 1B
+        "fluctuations": {  # Fig. 1C
+            "scan": histogram(scan, edges), "repeat": histogram(repeat, edges),
+        },
+        "scatter": {  # Fig. 1D
+            "data": {"oracle": data_pts[0], "data": data_pts[1],
+                     "r": float(np.mean([a.r_data_oracle for a in analyses]))},
+            "model": {"oracle": model_pts[0], "model": model_pts[1],
+                      "r": float(np.mean([a.r_model_oracle for a in analyses]))},
+        },
+        "snr": histogram(weights, np.linspace(0, max(float(weights.max()), 1e-3), 41)),
+        "v": histogram(v, np.linspace(0, 1, 41)),
+        "summary": summary,
+    }

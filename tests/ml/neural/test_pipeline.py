@@ -1,0 +1,98 @@
+import json
+
+import numpy as np
+import pytest
+
+from ml.neural.io import save_npz
+from ml.neural.pipeline import SimilarityConfig, run_similarity, target_artifact
+from ml.neural.predictor import PredictorConfig
+from ml.neural.simulate import SimulationConfig, simulate
+from ml.neural.target import SimilarityTarget
+from ml.recorder import Cancelled, MemoryRecorder
+
+TINY_SIM = SimulationConfig(n_images=120, n_oracle=8, oracle_repeats=4, n_scans=2,
+                            neurons_per_scan=24, seed=2)
+TINY_FIT = PredictorConfig(hidden_channels=4, max_epochs=2, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def result():
+    rec = MemoryRecorder()
+    cfg = SimilarityConfig(simulation=TINY_SIM, predictor=TINY_FIT, pairs_for_r=5000)
+    return run_similarity(cfg, rec), rec
+
+
+def test_scores_cover_fig1_and_denoising(result):
+    res, rec = result
+    for key in ("r_model_oracle", "r_data_oracle", "r_model_true", "r_data_true",
+                "r_oracle_true", "delta_scan_sd", "delta_repeat_sd", "snr_median",
+                "v_median", "predictor_val_corr"):
+        assert key in res.scores and np.isfinite(res.scores[key]), key
+        assert rec.metrics[key][0] == pytest.approx(res.scores[key])
+    assert res.scores["n_target_images"] == 112 and res.scores["n_neurons"] == 48
+    assert rec.series("predictor/val_corr")  # the model's training is recorded
+
+
+def test_targets_are_stored_and_describe_the_non_oracle_images(result):
+    res, rec = result
+    for kind in ("neural-model", "neural-data", "shuffle"):
+        data, media = rec.artifacts[target_artifact(kind)]
+        target = SimilarityTarget.load(data)
+        assert target.kind == kind and len(target) == 112
+        s = target.matrix()
+        np.testing.assert_allclose(np.diag(s), 1.0, atol=1e-4)
+        assert target.images.shape == (112, 1, 36, 64)
+    model = SimilarityTarget.load(rec.artifacts[target_artifact("neural-model")][0])
+    oracle = set(simulate(TINY_SIM).oracle_ids.tolist())
+    assert not oracle & set(model.image_ids.tolist())
+    assert model.factor.shape[1] == 48  # two scans' neurons side by side (Eq. 6 mean)
+    shuffle = res.targets["shuffle"].matrix()
+    iu = np.triu_indices(112, 1)
+    np.testing.assert_allclose(np.sort(shuffle[iu]), np.sort(model.matrix()[iu]), atol=1e-5)
+
+
+def test_figure_data_shares_one_order_and_has_every_panel(result):
+    res, rec = result
+    fig = json.loads(rec.artifacts["figures.json"][0])
+    n = 8
+    assert sorted(fig["order"]) == list(range(n))
+    assert len(fig["s_oracle"]) == len(fig["s_model"]) == 2
+    assert np.array(fig["s_oracle"][0]).shape == (n, n)
+    ordered = np.array(res.scans[0].s_oracle)[np.ix_(fig["order"], fig["order"])]
+    np.testing.assert_allclose(fig["s_oracle"][0], ordered, atol=1e-4)
+    scan, repeat = fig["fluctuations"]["scan"], fig["fluctuations"]["repeat"]
+    assert scan["edges"] == repeat["edges"] and sum(repeat["counts"]) == repeat["n"] > 0
+    assert len(fig["scatter"]["data"]["oracle"]) == len(fig["scatter"]["data"]["data"]) > 0
+    assert fig["scatter"]["model"]["r"] == pytest.approx(res.scores["r_model_oracle"])
+    assert sum(fig["snr"]["counts"]) == 48 and sum(fig["v"]["counts"]) == 48
+
+
+def test_a_recording_file_goes_through_the_same_pipeline(tmp_path):
+    path = tmp_path / "rec.npz"
+    save_npz(simulate(TINY_SIM).scans, path)
+    cfg = SimilarityConfig(source="recording", recording=str(path), predictor=TINY_FIT,
+                           pairs_for_r=5000, target_dtype="float16")
+    res = run_similarity(cfg, MemoryRecorder())
+    assert "r_model_true" not in res.scores  # a real recording has no ground truth
+    assert res.targets["neural-model"].factor.dtype == np.float16
+    assert len(res.targets["neural-data"]) == 112
+
+
+def test_cancel_stops_the_run():
+    rec = MemoryRecorder(stop_after_steps=1)
+    cfg = SimilarityConfig(simulation=TINY_SIM, predictor=TINY_FIT)
+    with pytest.raises(Cancelled):
+        run_similarity(cfg, rec)
+    assert not rec.artifacts  # nothing half-written
+
+
+def test_config_round_trips_as_stored_json_and_refuses_bad_values():
+    cfg = SimilarityConfig(simulation=TINY_SIM, predictor=TINY_FIT)
+    from dataclasses import asdict
+
+    again = SimilarityConfig(**json.loads(json.dumps(asdict(cfg))))
+    assert again == cfg
+    with pytest.raises(ValueError, match="recording"):
+        SimilarityConfig(source="recording")
+    with pytest.raises(ValueError, match="pairs_for_r"):
+        SimilarityConfig(pairs_for_r=1)

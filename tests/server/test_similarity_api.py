@@ -1,0 +1,71 @@
+"""Submitting similarity runs: nested configs, recordings under the server's root."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from server.settings import Settings
+
+
+def _post(client: TestClient, config: dict) -> object:
+    return client.post("/api/runs", json={"kind": "similarity", "config": config})
+
+
+def test_simulated_similarity_run_is_queued_with_nested_defaults(
+    client: TestClient, settings: Settings
+) -> None:
+    res = _post(client, {"simulation": {"n_scans": 2}, "predictor": {"max_epochs": 3}})
+    assert res.status_code == 201, res.text
+    run = res.json()
+    assert run["kind"] == "similarity" and run["status"] == "queued"
+    cfg = run["config"]
+    assert cfg["simulation"]["n_scans"] == 2 and cfg["simulation"]["n_images"] == 5100
+    assert cfg["predictor"]["max_epochs"] == 3 and cfg["predictor"]["readout"] == "gaussian"
+    msg = next((settings.broker_dir / "queue").glob("*.msg")).read_bytes()
+    assert b"neuroreg.similarity" in msg
+    listed = client.get("/api/runs", params={"kind": "similarity"}).json()
+    assert [r["id"] for r in listed["items"]] == [run["id"]]
+
+
+@pytest.mark.parametrize(
+    ("config", "loc"),
+    [
+        ({"simulation": {"n_scans": 0}}, ["body", "config", "simulation", "n_scans"]),
+        ({"predictor": {"readout": "linear"}}, ["body", "config", "predictor", "readout"]),
+        ({"source": "lab"}, ["body", "config", "source"]),
+        ({"target_dtype": "int8"}, ["body", "config", "target_dtype"]),
+        ({"source": "recording", "recording": "nope.npz"}, ["body", "config", "recording"]),
+        ({"source": "recording", "recording": "../../etc/passwd"},
+         ["body", "config", "recording"]),
+    ],
+)
+def test_bad_similarity_config_is_422_naming_the_field(
+    client: TestClient, config: dict, loc: list
+) -> None:
+    res = _post(client, config)
+    assert res.status_code == 422, res.text
+    locs = [e["loc"][: len(loc)] for e in res.json()["detail"]]
+    assert loc in locs, res.json()
+    assert client.get("/api/runs").json()["total"] == 0  # nothing stored
+
+
+def test_recording_source_needs_a_path(client: TestClient) -> None:
+    res = _post(client, {"source": "recording"})
+    assert res.status_code == 422
+    assert "recording" in res.text
+
+
+def test_recordings_are_listed_and_can_be_named(client: TestClient, settings: Settings) -> None:
+    root: Path = settings.recordings
+    (root / "sensorium-scan" / "data").mkdir(parents=True)
+    np.save(root / "sensorium-scan" / "data" / "x.npy", np.zeros(10))
+    (root / "mine.npz").write_bytes(b"PK")
+    items = client.get("/api/recordings").json()["items"]
+    assert [(i["name"], i["kind"]) for i in items] == [
+        ("mine.npz", "file"), ("sensorium-scan", "folder"),
+    ]
+    res = _post(client, {"source": "recording", "recording": "mine.npz"})
+    assert res.status_code == 201, res.text
+    assert TestClient(client.app).get("/api/recordings").status_code == 401
