@@ -78,3 +78,41 @@ def test_run_travels_api_worker_sql_series(
             )
         assert main(["runs"]) == 0
         assert "integration" in capsys.readouterr().out
+
+
+def test_similarity_run_through_worker_and_target_download(
+    make_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """The similarity kind on the embedded default: CLI submit → worker → target artifact."""
+    from ml.neural.target import SimilarityTarget
+
+    stack = make_settings()
+    run_file = tmp_path / "sim.yaml"
+    run_file.write_text(
+        "kind: similarity\nname: tiny simulated V1\nconfig:\n"
+        "  simulation: {n_images: 80, n_oracle: 6, oracle_repeats: 3, n_scans: 2,"
+        " neurons_per_scan: 12}\n"
+        "  predictor: {hidden_channels: 4, max_epochs: 1}\n"
+        "  pairs_for_r: 2000\n"
+    )
+    with live_server(stack) as url, live_worker(stack, tmp_path / "worker.log"):
+        with session_scope(stack.db_url) as s:
+            token = ensure_admin(s)
+        monkeypatch.setenv("NEUROREG_API_URL", url)
+        monkeypatch.setenv("NEUROREG_TOKEN", token or "")
+        get_settings.cache_clear()
+        try:
+            code = main(["submit", str(run_file), "--wait"])
+        finally:
+            get_settings.cache_clear()
+        log = (tmp_path / "worker.log").read_text(errors="replace")
+        assert code == 0, f"run did not succeed; worker log:\n{log[-3000:]}"
+        run_id = int(capsys.readouterr().out.split("submitted run ")[1].split(":")[0])
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
+            run = api.get(f"/api/runs/{run_id}").json()
+            assert run["kind"] == "similarity" and run["status"] == "succeeded"
+            name = run["result"]["targets"]["neural-model"]
+            target = SimilarityTarget.load(api.get(f"/api/runs/{run_id}/artifacts/{name}").content)
+            assert len(target) == 74 and target.factor.shape[1] == 24
+            r = api.get(f"/api/runs/{run_id}/metrics/r_model_oracle").json()
+            assert r["values"] == [pytest.approx(run["result"]["scores"]["r_model_oracle"])]
