@@ -62,6 +62,7 @@ class ScanAnalysis:
     """Per-scan results on the oracle images."""
 
     name: str
+    oracle_ids: np.ndarray  # (n,) this scan's repeated images, the order of the matrices
     weights: np.ndarray  # (A,) Eq. 1
     v: np.ndarray  # (A,) prediction correlation on held-out trials
     s_oracle: np.ndarray  # (n, n) Eq. 3
@@ -101,15 +102,12 @@ def _load(config: SimilarityConfig) -> tuple[list[Scan], SimulatedRecording | No
     return load_recording(config.recording), None
 
 
-def _check_oracles(scans: Sequence[Scan]) -> np.ndarray:
-    oracle = scans[0].oracle_ids
+def _common_oracles(scans: Sequence[Scan]) -> np.ndarray:
+    """Oracle ids every scan repeated: what Eq. 4 and the shared Fig. 1 order compare."""
+    common = scans[0].oracle_ids
     for s in scans[1:]:
-        if not np.array_equal(s.oracle_ids, oracle):
-            raise ValueError(
-                f"scans {scans[0].name!r} and {s.name!r} have different oracle images; "
-                "Eq. 4 compares S^oracle of the same images across scans"
-            )
-    return oracle
+        common = np.intersect1d(common, s.oracle_ids)
+    return common
 
 
 def _images_by_id(scans: Sequence[Scan], ids: np.ndarray) -> np.ndarray:
@@ -158,16 +156,16 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
     rng = np.random.default_rng(config.seed)
     rec.progress(0.0, "loading recordings")
     scans, sim = _load(config)
-    oracle_ids = _check_oracles(scans)
+    all_oracles = np.unique(np.concatenate([s.oracle_ids for s in scans]))
     if rec.should_stop():
         raise Cancelled
     rec.progress(0.1, "fitting the predictive model")
     fit = fit_predictor(scans, config.predictor, recorder=rec, device=device)
     rec.progress(0.8, "similarity matrices")
 
-    oracle_images = _images_by_id(scans, oracle_ids)
+    # the target covers every image no scan repeated (Eq. 6: the non-oracle images)
     target_ids = np.setdiff1d(np.unique(np.concatenate([s.image_ids for s in scans])),
-                              oracle_ids)
+                              all_oracles)
     if target_ids.size < 2:
         raise ValueError("the recordings have fewer than 2 non-oracle images to target")
     target_images = _images_by_id(scans, target_ids)
@@ -177,6 +175,7 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
 
     analyses, model_factors, data_factors = [], [], []
     for s in scans:
+        oracle_ids = s.oracle_ids
         w = est.snr_weights(s.responses, s.trial_image_ids, oracle_ids)  # Eq. 1
         v = np.clip(np.nan_to_num(fit.v[s.name]), 0.0, None)
         on_oracle = np.isin(s.trial_image_ids, oracle_ids)
@@ -184,10 +183,10 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
         unit = est.unit_vectors(s.responses[on_oracle] * w)  # r_ai = w_a ρ_ai, centred
         s_oracle = est.oracle_similarity(unit, trial_ids, oracle_ids)  # Eq. 3
         scat_d, scat_o = est.trial_pair_scatter(unit, trial_ids, oracle_ids, s_oracle)
-        pred_oracle = predict(fit, s.name, oracle_images)  # (n, A) ρ̂
+        pred_oracle = predict(fit, s.name, _images_by_id([s], oracle_ids))  # (n, A) ρ̂
         s_model = est.similarity(pred_oracle, w * v)  # Eq. 6 on the oracle images
         a = ScanAnalysis(
-            name=s.name, weights=w, v=v, s_oracle=s_oracle, s_model=s_model,
+            name=s.name, oracle_ids=oracle_ids, weights=w, v=v, s_oracle=s_oracle, s_model=s_model,
             repeat_fluct=est.repeat_fluctuations(unit, trial_ids, oracle_ids, s_oracle),
             scatter_data=scat_d, scatter_oracle=scat_o,
             r_data_oracle=est.pearson(scat_d, scat_o),
@@ -217,7 +216,7 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
 
     scores = _scores(analyses, targets, sim, rng, config.pairs_for_r)
     scores["predictor_val_corr"] = float(fit.val_corr)
-    figures = _figures(analyses, rng)
+    figures = _figures(analyses, _common_oracles(scans), rng)
     scores.update({k: v for k, v in figures["summary"].items()})
     rec.log_metrics(scores, step=0)
     rec.progress(0.9, "saving targets")
@@ -249,19 +248,30 @@ def _scores(analyses: list[ScanAnalysis], targets: dict[str, SimilarityTarget],
             truth = np.einsum("pd,pd->p", sim.truth[rows[i]], sim.truth[rows[j]])
             name = "r_model_true" if kind == "neural-model" else "r_data_true"
             scores[name] = est.pearson(t.pairs(i, j), truth)
-        s_true = sim.s_true(sim.oracle_ids)
         scores["r_oracle_true"] = float(np.mean([
-            est.pearson(est.offdiag(a.s_oracle), est.offdiag(s_true)) for a in analyses
+            est.pearson(est.offdiag(a.s_oracle), est.offdiag(sim.s_true(a.oracle_ids)))
+            for a in analyses
         ]))
     return scores
 
 
-def _figures(analyses: list[ScanAnalysis], rng: np.random.Generator) -> dict[str, Any]:
-    mean_oracle = np.mean([a.s_oracle for a in analyses], axis=0)
-    order = cluster_order(mean_oracle)
+def _figures(analyses: list[ScanAnalysis], common: np.ndarray,
+             rng: np.random.Generator) -> dict[str, Any]:
+    # Fig. 1A/1B and Eq. 4 compare the oracle images all scans share; scans that repeated
+    # different images (e.g. Sensorium's) show the first scan alone and skip Eq. 4
+    shown = analyses if common.size >= 2 else analyses[:1]
+    ids = common if common.size >= 2 else analyses[0].oracle_ids
+
+    def sub(a: ScanAnalysis, m: np.ndarray) -> np.ndarray:
+        rows = np.searchsorted(a.oracle_ids, ids)
+        return m[np.ix_(rows, rows)]
+
+    oracle_mats = [sub(a, a.s_oracle) for a in shown]
+    model_mats = [sub(a, a.s_model) for a in shown]
+    order = cluster_order(np.mean(oracle_mats, axis=0))
     repeat = np.concatenate([a.repeat_fluct for a in analyses])
-    scan = (est.scan_fluctuations(np.stack([a.s_oracle for a in analyses]))
-            if len(analyses) > 1 else np.zeros(0))
+    scan = (est.scan_fluctuations(np.stack(oracle_mats))
+            if len(shown) > 1 else np.zeros(0))
     span = max(float(np.abs(repeat).max(initial=0)), float(np.abs(scan).max(initial=0)), 1e-3)
     edges = np.linspace(-span, span, 61)
     data_pts = subsample(rng, 5000, np.concatenate([a.scatter_oracle for a in analyses]),
@@ -281,9 +291,10 @@ def _figures(analyses: list[ScanAnalysis], rng: np.random.Generator) -> dict[str
         summary.pop("delta_scan_sd")  # one scan: Eq. 4 needs two
     return {
         "order": order.tolist(),
-        "scans": [a.name for a in analyses],
-        "s_oracle": [ordered(a.s_oracle, order) for a in analyses],  # Fig. 1A
-        "s_model": [ordered(a.s_model, order) for a in analyses],  # Fig. 1B
+        "image_ids": ids[order].tolist(),
+        "scans": [a.name for a in shown],
+        "s_oracle": [ordered(m, order) for m in oracle_mats],  # Fig. 1A
+        "s_model": [ordered(m, order) for m in model_mats],  # Fig. 1B
         "fluctuations": {  # Fig. 1C
             "scan": histogram(scan, edges), "repeat": histogram(repeat, edges),
         },

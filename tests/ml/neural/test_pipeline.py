@@ -96,3 +96,22 @@ def test_config_round_trips_as_stored_json_and_refuses_bad_values():
         SimilarityConfig(source="recording")
     with pytest.raises(ValueError, match="pairs_for_r"):
         SimilarityConfig(pairs_for_r=1)
+
+
+def test_scans_with_different_oracle_images_still_analyse(tmp_path):
+    from dataclasses import replace
+
+    scans = simulate(TINY_SIM).scans
+    ids = scans[0].oracle_ids
+    split = [replace(scans[0], oracle_ids=ids[:4]), replace(scans[1], oracle_ids=ids[4:])]
+    path = tmp_path / "two.npz"
+    save_npz(split, path)
+    rec = MemoryRecorder()
+    cfg = SimilarityConfig(source="recording", recording=str(path), predictor=TINY_FIT,
+                           pairs_for_r=5000)
+    res = run_similarity(cfg, rec)
+    assert "delta_scan_sd" not in res.scores  # Eq. 4 needs images shared across scans
+    fig = json.loads(rec.artifacts["figures.json"][0])
+    assert fig["scans"] == [split[0].name] and sorted(fig["image_ids"]) == ids[:4].tolist()
+    assert len(res.targets["neural-model"]) == 112  # every scan's oracle images excluded
+    assert [a.oracle_ids.tolist() for a in res.scans] == [ids[:4].tolist(), ids[4:].tolist()]
