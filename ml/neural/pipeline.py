@@ -4,6 +4,7 @@ S_model (Eq. 6) averaged over scans → regularization targets and Fig. 1 data."
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,7 @@ from annotated_types import Ge, Le
 from ml._validate import validate_config
 from ml.neural import estimators as est
 from ml.neural.figures import cluster_order, histogram, ordered, subsample
-from ml.neural.predictor import PredictorConfig, fit_predictor, predict
+from ml.neural.predictor import FitResult, PredictorConfig, fit_predictor, predict
 from ml.neural.scan import Scan
 from ml.neural.simulate import SimulatedRecording, SimulationConfig, simulate
 from ml.neural.target import SimilarityTarget, average_factors, shuffled
@@ -223,6 +224,7 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
     for kind, target in targets.items():
         rec.save_artifact(target_artifact(kind), target.to_bytes(), "application/x-npz")
     rec.save_artifact("figures.json", json.dumps(figures).encode(), "application/json")
+    rec.save_artifact("predictor.pt", _predictor_bytes(fit, config), "application/octet-stream")
     rec.save_artifact("config.json", json.dumps(asdict(config)).encode(), "application/json")
     rec.progress(1.0, "done")
     return SimilarityResult(scores, targets, analyses, figures)
@@ -308,3 +310,21 @@ def _figures(analyses: list[ScanAnalysis], common: np.ndarray,
         "v": histogram(v, np.linspace(0, 1, 41)),
         "summary": summary,
     }
+
+
+def _predictor_bytes(fit: FitResult, config: SimilarityConfig) -> bytes:
+    """The fitted denoiser with everything needed to rebuild it (config, per-scan
+    normalisation, v_a), like every neuroreg checkpoint."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({
+        "config": asdict(config),
+        "state_dict": fit.model.state_dict(),
+        "scans": {name: {"mean": st.behavior_mean, "std": st.behavior_std,
+                         "response_scale": st.response_scale, "v": fit.v[name]}
+                  for name, st in fit.stats.items()},
+        "val_corr": fit.val_corr,
+        "best_epoch": fit.best_epoch,
+    }, buf)
+    return buf.getvalue()

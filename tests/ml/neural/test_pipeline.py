@@ -67,6 +67,20 @@ def test_figure_data_shares_one_order_and_has_every_panel(result):
     assert sum(fig["snr"]["counts"]) == 48 and sum(fig["v"]["counts"]) == 48
 
 
+def test_the_fitted_denoiser_is_stored_with_its_config(result):
+    import io
+
+    import torch
+
+    res, rec = result
+    ckpt = torch.load(io.BytesIO(rec.artifacts["predictor.pt"][0]), weights_only=False)
+    assert ckpt["config"]["predictor"]["hidden_channels"] == 4
+    assert set(ckpt["scans"]) == {a.name for a in res.scans}
+    raw_v = ckpt["scans"][res.scans[0].name]["v"]  # the analysis weights by max(v, 0)
+    np.testing.assert_allclose(np.clip(raw_v, 0, None), res.scans[0].v)
+    assert any(k.startswith("core.") for k in ckpt["state_dict"])
+
+
 def test_a_recording_file_goes_through_the_same_pipeline(tmp_path):
     path = tmp_path / "rec.npz"
     save_npz(simulate(TINY_SIM).scans, path)
