@@ -19,7 +19,7 @@ from ml.neural.figures import cluster_order, histogram, ordered, subsample
 from ml.neural.predictor import FitResult, PredictorConfig, fit_predictor, predict
 from ml.neural.scan import Scan
 from ml.neural.simulate import SimulatedRecording, SimulationConfig, simulate
-from ml.neural.target import SimilarityTarget, average_factors, shuffled
+from ml.neural.target import SimilarityTarget, average_factors, pair_similarity, shuffled
 from ml.recorder import Cancelled, MemoryRecorder, Recorder
 
 TARGET_KINDS = ("neural-model", "neural-data", "shuffle")
@@ -247,7 +247,7 @@ def _scores(analyses: list[ScanAnalysis], targets: dict[str, SimilarityTarget],
                 continue
             i, j = _random_pairs(rng, len(t), min(n_pairs, len(t) * (len(t) - 1)))
             rows = np.searchsorted(sim.image_ids, t.image_ids)
-            truth = np.einsum("pd,pd->p", sim.truth[rows[i]], sim.truth[rows[j]])
+            truth = pair_similarity(sim.truth, rows[i], rows[j])
             name = "r_model_true" if kind == "neural-model" else "r_data_true"
             scores[name] = est.pearson(t.pairs(i, j), truth)
         scores["r_oracle_true"] = float(np.mean([

@@ -49,20 +49,9 @@ class SimilarityTarget:
     def __len__(self) -> int:
         return int(self.factor.shape[0])
 
-    def pairs(self, i: np.ndarray, j: np.ndarray, chunk: int = 4096) -> np.ndarray:
-        """S_ij for index arrays i, j of equal shape, as float32.
-
-        Rows are gathered ``chunk`` pairs at a time, so a million pairs of an 8,000-wide
-        factor never materialise as two million float32 rows at once.
-        """
-        i, j = np.broadcast_arrays(np.asarray(i), np.asarray(j))
-        flat_i, flat_j = i.ravel(), j.ravel()
-        out = np.empty(flat_i.size, dtype=np.float32)
-        for start in range(0, flat_i.size, chunk):
-            a = self.factor[flat_i[start:start + chunk]].astype(np.float32)
-            b = self.factor[flat_j[start:start + chunk]].astype(np.float32)
-            out[start:start + chunk] = np.einsum("pd,pd->p", a, b)
-        return out.reshape(i.shape)
+    def pairs(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """S_ij for index arrays i, j of equal shape, as float32."""
+        return pair_similarity(self.factor, i, j)
 
     def block(self, rows: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
         """The sub-matrix S[rows][:, cols] (cols default to rows), float32."""
@@ -95,6 +84,23 @@ class SimilarityTarget:
                 raise ValueError(f"not a {FORMAT} file")
             kind = meta.pop("kind")
             return cls(kind, z["factor"], z["image_ids"], z["images"], meta)
+
+
+def pair_similarity(factor: np.ndarray, i: np.ndarray, j: np.ndarray,
+                    chunk: int = 4096) -> np.ndarray:
+    """factor[i] · factor[j] for index arrays of equal shape, as float32.
+
+    Rows are gathered ``chunk`` pairs at a time, so a million pairs of an 8,000-wide
+    factor never materialise as two million float32 rows (64 GB) at once.
+    """
+    i, j = np.broadcast_arrays(np.asarray(i), np.asarray(j))
+    flat_i, flat_j = i.ravel(), j.ravel()
+    out = np.empty(flat_i.size, dtype=np.float32)
+    for start in range(0, flat_i.size, chunk):
+        a = factor[flat_i[start:start + chunk]].astype(np.float32)
+        b = factor[flat_j[start:start + chunk]].astype(np.float32)
+        out[start:start + chunk] = np.einsum("pd,pd->p", a, b)
+    return out.reshape(i.shape)
 
 
 def average_factors(factors: Sequence[np.ndarray], dtype: Any = np.float32) -> np.ndarray:
