@@ -72,3 +72,14 @@ def test_load_refuses_other_npz_files(tmp_path):
 def test_mismatched_shapes_are_refused():
     with pytest.raises(ValueError, match="agree on N"):
         SimilarityTarget("x", np.zeros((3, 2)), np.arange(4), np.zeros((3, 1, 36, 64)))
+
+
+def test_pair_similarity_in_chunks_matches_one_product():
+    from ml.neural.target import pair_similarity
+
+    rng = np.random.default_rng(7)
+    factor = unit_vectors(rng.normal(size=(50, 16))).astype(np.float16)
+    i, j = rng.integers(0, 50, (2, 1003))
+    full = factor.astype(np.float32) @ factor.astype(np.float32).T
+    np.testing.assert_allclose(pair_similarity(factor, i, j, chunk=7), full[i, j], atol=1e-6)
+    assert pair_similarity(factor, i.reshape(17, 59), j.reshape(17, 59)).shape == (17, 59)
