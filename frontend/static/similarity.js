@@ -25,7 +25,8 @@ export async function drawSimilarity(runId) {
       z: fig[key][0], type: "heatmap", colorscale: "RdBu", reversescale: true, zmin: -lim, zmax: lim,
     }], {
       title: { text: `${name} · ${scan} · oracle images, clustered order` }, margin: MARGIN,
-      yaxis: { autorange: "reversed", scaleanchor: "x" },
+      xaxis: { title: { text: "image (clustered order)" } },
+      yaxis: { autorange: "reversed" },
     }, CONFIG);
   }
   const centres = (h) => h.edges.slice(0, -1).map((e, i) => (e + h.edges[i + 1]) / 2);

@@ -31,6 +31,7 @@ def test_scores_cover_fig1_and_denoising(result):
         assert rec.metrics[key][0] == pytest.approx(res.scores[key])
     assert res.scores["n_target_images"] == 112 and res.scores["n_neurons"] == 48
     assert rec.series("predictor/val_corr")  # the model's training is recorded
+    assert rec.fractions == sorted(rec.fractions) and rec.fractions[-1] == 1.0  # never back
 
 
 def test_targets_are_stored_and_describe_the_non_oracle_images(result):
@@ -129,3 +130,17 @@ def test_scans_with_different_oracle_images_still_analyse(tmp_path):
     assert fig["scans"] == [split[0].name] and sorted(fig["image_ids"]) == ids[:4].tolist()
     assert len(res.targets["neural-model"]) == 112  # every scan's oracle images excluded
     assert [a.oracle_ids.tolist() for a in res.scans] == [ids[:4].tolist(), ids[4:].tolist()]
+
+
+def test_r_over_factor_pairs_is_exact_blockwise_and_close_when_sampled():
+    from ml.neural.estimators import offdiag, pearson, unit_vectors
+    from ml.neural.pipeline import _factor_r
+
+    rng = np.random.default_rng(0)
+    shared = rng.normal(size=(300, 5))
+    a = unit_vectors(np.hstack([shared, rng.normal(size=(300, 20))]))
+    b = unit_vectors(np.hstack([shared, rng.normal(size=(300, 7))]))
+    exact = pearson(offdiag(a @ a.T), offdiag(b @ b.T))
+    assert _factor_r(a, b, rng, 1000, block=64) == pytest.approx(exact, abs=1e-6)
+    sampled = _factor_r(a, b, rng, 40_000, exact_up_to=10)
+    assert sampled == pytest.approx(exact, abs=0.03)
