@@ -78,3 +78,19 @@ def test_natural_patches_are_varied_photographs():
 def test_bad_simulation_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         SimulationConfig(**{field: value})
+
+
+def test_scans_agree_more_than_repeats_do_as_in_fig1c():
+    rec = simulate(SimulationConfig(n_images=150, n_oracle=30, oracle_repeats=8, n_scans=3,
+                                    neurons_per_scan=600, seed=3))
+    mats, repeats = [], []
+    for s in rec.scans:
+        on = np.isin(s.trial_image_ids, rec.oracle_ids)
+        w = est.snr_weights(s.responses, s.trial_image_ids, rec.oracle_ids)
+        unit = est.unit_vectors(s.responses[on] * w)
+        m = est.oracle_similarity(unit, s.trial_image_ids[on], rec.oracle_ids)
+        mats.append(m)
+        repeats.append(est.repeat_fluctuations(unit, s.trial_image_ids[on], rec.oracle_ids, m))
+    scan_sd = est.scan_fluctuations(np.stack(mats)).std()
+    repeat_sd = np.concatenate(repeats).std()
+    assert scan_sd < 0.5 * repeat_sd, (scan_sd, repeat_sd)
