@@ -31,6 +31,23 @@ def stack(request: pytest.FixtureRequest, make_settings) -> Settings:  # type: i
     return make_settings(database_url=pg, broker_url=request.getfixturevalue("redis_url"))
 
 
+def _cli_submit(stack: Settings, url: str, run_file: Path, log: Path,
+                monkeypatch: pytest.MonkeyPatch) -> str:
+    """``neuroreg submit FILE --wait`` against the live server; returns the admin token."""
+    with session_scope(stack.db_url) as s:
+        token = ensure_admin(s) or ""
+    monkeypatch.setenv("NEUROREG_API_URL", url)
+    monkeypatch.setenv("NEUROREG_TOKEN", token)
+    get_settings.cache_clear()
+    try:
+        code = main(["submit", str(run_file), "--wait"])
+    finally:
+        get_settings.cache_clear()
+    text = log.read_text(errors="replace")
+    assert code == 0, f"run did not succeed; worker log:\n{text[-3000:]}"
+    return token
+
+
 def test_run_travels_api_worker_sql_series(
     stack: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:  # type: ignore[no-untyped-def]
@@ -45,17 +62,7 @@ def test_run_travels_api_worker_sql_series(
         )
     )
     with live_server(stack) as url, live_worker(stack, tmp_path / "worker.log") as worker:
-        with session_scope(stack.db_url) as s:
-            token = ensure_admin(s)
-        monkeypatch.setenv("NEUROREG_API_URL", url)
-        monkeypatch.setenv("NEUROREG_TOKEN", token or "")
-        get_settings.cache_clear()
-        try:
-            code = main(["submit", str(run_file), "--wait"])
-        finally:
-            get_settings.cache_clear()
-        log = (tmp_path / "worker.log").read_text(errors="replace")
-        assert code == 0, f"run did not succeed; worker log:\n{log[-3000:]}"
+        token = _cli_submit(stack, url, run_file, tmp_path / "worker.log", monkeypatch)
         assert worker.poll() is None, "worker died"
         printed = capsys.readouterr()
         assert "submitted run" in printed.out and "succeeded" in printed.err
@@ -96,17 +103,7 @@ def test_similarity_run_through_worker_and_target_download(
         "  pairs_for_r: 2000\n"
     )
     with live_server(stack) as url, live_worker(stack, tmp_path / "worker.log"):
-        with session_scope(stack.db_url) as s:
-            token = ensure_admin(s)
-        monkeypatch.setenv("NEUROREG_API_URL", url)
-        monkeypatch.setenv("NEUROREG_TOKEN", token or "")
-        get_settings.cache_clear()
-        try:
-            code = main(["submit", str(run_file), "--wait"])
-        finally:
-            get_settings.cache_clear()
-        log = (tmp_path / "worker.log").read_text(errors="replace")
-        assert code == 0, f"run did not succeed; worker log:\n{log[-3000:]}"
+        token = _cli_submit(stack, url, run_file, tmp_path / "worker.log", monkeypatch)
         run_id = int(capsys.readouterr().out.split("submitted run ")[1].split(":")[0])
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
             run = api.get(f"/api/runs/{run_id}").json()
