@@ -44,9 +44,11 @@ async function drawCharts(run) {
   }
   const titles = [...byChart.keys()].sort((a, b) =>
     (ORDER.indexOf(a) + 1 || 99) - (ORDER.indexOf(b) + 1 || 99) || a.localeCompare(b));
-  for (const title of titles) {
+  // every div first, then plot: a grid cell sized while it was alone would overflow later
+  const divs = titles.map(ensureDiv);
+  for (const [n, title] of titles.entries()) {
     const traces = byChart.get(title);
-    const div = ensureDiv(title);
+    const div = divs[n];
     Plotly.react(div, traces, {
       title: { text: title }, margin: { t: 40, r: 10, b: 40, l: 50 },
       xaxis: { title: { text: "step" } }, legend: { orientation: "h" }, uirevision: title,

@@ -5,9 +5,17 @@ import { api, el } from "./api.js";
 const CONFIG = { responsive: true, displaylogo: false };
 const MARGIN = { t: 40, r: 10, b: 40, l: 50 };
 
+const PANELS = [
+  ["fig-s_oracle", "S_oracle (Eq. 3)"], ["fig-s_model", "S_model (Eq. 6)"],
+  ["fig-fluctuations", "Fig. 1C"], ["fig-scatter", "Fig. 1D"], ["fig-neurons", "neurons"],
+];
+
 function panel(id, title) {
-  const div = el("div", { id, class: "chart", "data-title": title });
-  document.getElementById("similarity-figures").append(div);
+  let div = document.getElementById(id);
+  if (!div) {
+    div = el("div", { id, class: "chart", "data-title": title });
+    document.getElementById("similarity-figures").append(div);
+  }
   return div;
 }
 
@@ -17,6 +25,8 @@ export async function drawSimilarity(runId) {
   const host = document.getElementById("similarity-figures");
   host.replaceChildren();
   host.hidden = false;
+  // all panels exist before the first is drawn, so each is sized in its final grid cell
+  for (const [id, title] of PANELS) panel(id, title);
   const scan = fig.scans[0];
   const values = [...fig.s_oracle[0].flat(), ...fig.s_model[0].flat()];
   const lim = Math.max(...values.map(Math.abs));
