@@ -37,10 +37,10 @@ def create(
     except EnqueueFailed as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     except NotFound as exc:
-        field = str(exc).split(":", 1)[0]
+        field, _, msg = str(exc).partition(": ")  # "config.recording: … does not exist"
         loc = ("body", *field.split("."))
         raise RequestValidationError(
-            [{"type": "not_found", "loc": loc, "msg": str(exc), "input": None}]
+            [{"type": "not_found", "loc": loc, "msg": msg, "input": None}]
         ) from None
     return run_public(session, run)
 

@@ -51,6 +51,13 @@ def test_bad_similarity_config_is_422_naming_the_field(
     assert client.get("/api/runs").json()["total"] == 0  # nothing stored
 
 
+def test_missing_recording_message_names_it_once(client: TestClient) -> None:
+    res = _post(client, {"source": "recording", "recording": "nope.npz"})
+    (err,) = res.json()["detail"]
+    assert err["loc"] == ["body", "config", "recording"]
+    assert err["msg"].startswith("'nope.npz' does not exist in ")
+
+
 def test_recording_source_needs_a_path(client: TestClient) -> None:
     res = _post(client, {"source": "recording"})
     assert res.status_code == 422
