@@ -225,7 +225,7 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(page, indent=2))
         return 0
     print(
-        f"{'id':>5}  {'status':<10} {'kind':<8} {'owner':<10} {'progress':>8}  "
+        f"{'id':>5}  {'status':<10} {'kind':<10} {'owner':<10} {'progress':>8}  "
         f"{'loss':>7} {'acc':>6}  name"
     )
     for r in page["items"]:
@@ -233,7 +233,7 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
         loss = f"{m['loss']:.3f}" if "loss" in m else "-"
         acc = f"{m['acc']:.3f}" if "acc" in m else "-"
         print(
-            f"{r['id']:>5}  {r['status']:<10} {r['kind']:<8} {r['owner']:<10} "
+            f"{r['id']:>5}  {r['status']:<10} {r['kind']:<10} {r['owner']:<10} "
             f"{r['progress'] * 100:>7.0f}%  {loss:>7} {acc:>6}  {r['name']}"
         )
     print(f"({len(page['items'])} of {page['total']})")
