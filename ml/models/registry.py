@@ -6,9 +6,14 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ml.models.resnet import resnet18, resnet34
 from ml.models.small_cnn import SmallCNN
 
-BACKBONES: dict[str, Callable[..., nn.Module]] = {"small_cnn": SmallCNN}
+BACKBONES: dict[str, Callable[..., nn.Module]] = {
+    "small_cnn": SmallCNN,
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+}
 
 
 def build_backbone(name: str, *, num_classes: int, width: int, in_channels: int = 1) -> nn.Module:

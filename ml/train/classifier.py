@@ -30,7 +30,7 @@ class ClassifierConfig:
     """Everything that defines a training run; saved inside its checkpoint."""
 
     dataset: Literal["digits32"] = "digits32"
-    backbone: Literal["small_cnn"] = "small_cnn"
+    backbone: Literal["small_cnn", "resnet18", "resnet34"] = "small_cnn"
     width: Annotated[int, Ge(4), Le(512)] = 16
     epochs: Annotated[int, Ge(1), Le(1000)] = 3
     batch_size: Annotated[int, Ge(1), Le(4096)] = 64
