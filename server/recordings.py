@@ -11,6 +11,8 @@ from pathlib import Path
 
 from server.store.runs import NotFound
 
+FIELD = "config.recording"
+
 
 def resolve(root: Path, name: str) -> Path:
     """The absolute path of recording ``name`` under ``root``.
@@ -21,9 +23,9 @@ def resolve(root: Path, name: str) -> Path:
     root = root.resolve()
     path = (root / name).resolve()
     if name.startswith("/") or not path.is_relative_to(root) or path == root:
-        raise NotFound(f"config.recording: {name!r} must name a path inside {root}")
+        raise NotFound(f"{name!r} must name a path inside {root}", field=FIELD)
     if not path.exists():
-        raise NotFound(f"config.recording: {name!r} does not exist in {root}")
+        raise NotFound(f"{name!r} does not exist in {root}", field=FIELD)
     return path
 
 

@@ -37,10 +37,9 @@ def create(
     except EnqueueFailed as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     except NotFound as exc:
-        field, _, msg = str(exc).partition(": ")  # "config.recording: … does not exist"
-        loc = ("body", *field.split("."))
+        loc = ("body", *(exc.field or "").split("."))
         raise RequestValidationError(
-            [{"type": "not_found", "loc": loc, "msg": msg, "input": None}]
+            [{"type": "not_found", "loc": loc, "msg": exc.message, "input": None}]
         ) from None
     return run_public(session, run)
 

@@ -12,7 +12,12 @@ from server.store.models import Run, RunStatus, User, utcnow
 
 
 class NotFound(LookupError):
-    pass
+    """Something a request named does not exist; ``field`` is the request field that
+    named it (dotted, e.g. ``config.recording``), when there is one."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.message, self.field = message, field
 
 
 def create_run(
@@ -27,7 +32,7 @@ def create_run(
 ) -> Run:
     for field, ref in (("parent_id", parent_id), ("input_run_id", input_run_id)):
         if ref is not None and session.get(Run, ref) is None:
-            raise NotFound(f"{field}: run {ref} does not exist")
+            raise NotFound(f"run {ref} does not exist", field=field)
     run = Run(
         owner_id=owner.id,
         owner=owner,
