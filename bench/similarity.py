@@ -49,10 +49,8 @@ from typing import Any
 import numpy as np
 
 LATENT = 32  # shared latent dimensions of the simulated population
-EPS = 1e-12
 S_METHODS = (
-    "ours", "ours_weighted", "inplace", "inplace_weighted", "torch_f32", "torch_bf16",
-    "rsatoolbox",
+    "ours", "ours_weighted", "torch_f32", "torch_bf16", "rsatoolbox",
 )
 
 
@@ -110,15 +108,6 @@ def reset_peak() -> None:
         pass
 
 
-def unit_inplace(r: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
-    """Candidate rewrite of ``unit_vectors``: one float32 copy, centred and scaled in place."""
-    e = np.multiply(r, w, dtype=np.float32) if w is not None else np.array(r, np.float32)
-    e -= e.mean(axis=0)
-    norms = np.sqrt(np.einsum("ij,ij->i", e, e))
-    e /= np.maximum(norms, EPS)[:, None]
-    return e
-
-
 def s_method(name: str) -> Callable[[np.ndarray, np.ndarray], Any]:
     """The timed call of one method: (responses, weights) -> result; imports happen here."""
     if name in ("ours", "ours_weighted"):
@@ -127,19 +116,13 @@ def s_method(name: str) -> Callable[[np.ndarray, np.ndarray], Any]:
         if name == "ours":
             return lambda r, w: similarity(r)
         return lambda r, w: similarity(r, w)
-    if name in ("inplace", "inplace_weighted"):
-        weighted = name == "inplace_weighted"
-
-        def inplace(r: np.ndarray, w: np.ndarray) -> np.ndarray:
-            e = unit_inplace(r, w if weighted else None)
-            return e @ e.T  # syrk
-
-        return inplace
     if name in ("torch_f32", "torch_bf16"):
         import torch
 
+        from ml.neural.estimators import unit_vectors
+
         def with_torch(r: np.ndarray, w: np.ndarray) -> np.ndarray:
-            t = torch.from_numpy(unit_inplace(r))
+            t = torch.from_numpy(unit_vectors(r))  # only the product moves to torch
             if name == "torch_bf16":
                 t = t.bfloat16()
                 return (t @ t.T).float().numpy()

@@ -39,20 +39,29 @@ def snr_weights(
     return np.where(signal > 0, np.sqrt(signal / np.maximum(noise, floor)), 0.0)
 
 
-def unit_vectors(responses: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+def unit_vectors(responses: np.ndarray, mean: np.ndarray | None = None,
+                 weights: np.ndarray | None = None) -> np.ndarray:
     """Centred unit vectors e_i = (r_i − r̄)/‖r_i − r̄‖ (the step before Eq. 2).
 
+    One float32 working copy is made (with ``weights`` multiplied in while copying) and
+    centred and normalised in place: bench/similarity measured -45% peak memory against
+    separate scale/centre/normalise arrays, at the same speed.
+
     Args:
-        responses: (N, A) scaled population responses, one row per stimulus (or trial).
-        mean: (A,) the r̄ to subtract; defaults to the mean over the rows given.
+        responses: (N, A) population responses, one row per stimulus (or trial).
+        mean: (A,) the r̄ to subtract, in weighted units; defaults to the mean of the rows.
+        weights: (A,) per-neuron scale applied first (r_ai = w_a ρ_ai); none = 1.
 
     Returns:
         (N, A) float32 rows of unit length; a row equal to r̄ stays zero (S = 0 with all).
     """
-    r = np.asarray(responses, dtype=np.float32)
-    centred = r - (r.mean(axis=0) if mean is None else np.asarray(mean, dtype=np.float32))
-    norms = np.linalg.norm(centred, axis=1, keepdims=True)
-    return centred / np.maximum(norms, _EPS)
+    if weights is None:
+        e = np.array(responses, dtype=np.float32)
+    else:
+        e = np.multiply(responses, np.asarray(weights, np.float32), dtype=np.float32)
+    e -= e.mean(axis=0) if mean is None else np.asarray(mean, dtype=np.float32)
+    e /= np.maximum(np.sqrt(np.einsum("ij,ij->i", e, e)), _EPS)[:, None]
+    return e
 
 
 def similarity(responses: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -65,14 +74,7 @@ def similarity(responses: np.ndarray, weights: np.ndarray | None = None) -> np.n
     Returns:
         (N, N) float32 similarity matrix.
     """
-    # one float32 working copy, centred and normalised in place (bench/similarity:
-    # -45% peak memory with weights against separate scale/centre/normalise arrays)
-    if weights is None:
-        e = np.array(responses, dtype=np.float32)
-    else:
-        e = np.multiply(responses, np.asarray(weights, np.float32), dtype=np.float32)
-    e -= e.mean(axis=0)
-    e /= np.maximum(np.sqrt(np.einsum("ij,ij->i", e, e)), _EPS)[:, None]
+    e = unit_vectors(responses, weights=weights)
     return e @ e.T  # (N, N); NumPy hands X @ X.T to BLAS syrk
 
 

@@ -225,7 +225,7 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
         v = np.clip(np.nan_to_num(fit.v[s.name]), 0.0, None)
         on_oracle = np.isin(s.trial_image_ids, oracle_ids)
         trial_ids = s.trial_image_ids[on_oracle]
-        unit = est.unit_vectors(s.responses[on_oracle] * w)  # r_ai = w_a ρ_ai, centred
+        unit = est.unit_vectors(s.responses[on_oracle], weights=w)  # r_ai = w_a ρ_ai
         s_oracle = est.oracle_similarity(unit, trial_ids, oracle_ids)  # Eq. 3
         scat_d, scat_o = est.trial_pair_scatter(unit, trial_ids, oracle_ids, s_oracle)
         pred_oracle = predict(fit, s.name, _images_by_id([s], oracle_ids))  # (n, A) ρ̂
@@ -239,9 +239,9 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
         )
         analyses.append(a)
         # Eq. 6: r̂_ai = w_a v_a ρ̂_ai for the non-oracle images, centred over them
-        model_factors.append(est.unit_vectors(predict(fit, s.name, target_images) * (w * v)))
+        model_factors.append(est.unit_vectors(predict(fit, s.name, target_images), weights=w * v))
         if shared_ids.size >= 2:
-            data_factors.append(est.unit_vectors(_mean_response(s, shared_ids) * w))
+            data_factors.append(est.unit_vectors(_mean_response(s, shared_ids), weights=w))
         if rec.should_stop():
             raise Cancelled
 

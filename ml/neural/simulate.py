@@ -258,4 +258,4 @@ def _true_factor(pop: _Population, flat: np.ndarray, mean_lum: float,
     noise = (cfg.fano * clean * g1 + clean**2 * (g2 - g1**2)).mean(0)  # E_i[Var_t]
     signal = (clean * g1).var(0)
     weights = np.sqrt(signal / np.maximum(noise, 1e-12))
-    return unit_vectors(clean * weights)
+    return unit_vectors(clean, weights=weights)
