@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ml.models._taps import run_taps
+from ml.models._taps import TappedBackbone
 
 
 class BasicBlock(nn.Module):
@@ -40,7 +40,7 @@ class BasicBlock(nn.Module):
         return F.relu(h + self.shortcut(x))
 
 
-class ResNet(nn.Module):
+class ResNet(TappedBackbone):
     """A CIFAR-style ResNet of :class:`BasicBlock` stages.
 
     Args:
@@ -78,37 +78,8 @@ class ResNet(nn.Module):
         self.head = nn.Linear(c_in, num_classes)
         self.num_features = c_in
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) → (B, 8·width, H/8, W/8), the last stage's output."""
-        h = self.stem(x)
-        for stage in self.stages:
-            h = stage(h)
-        return h
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features.mean(dim=(2, 3)))  # global average pool → logits
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, classes)
-        return self.forward_head(self.forward_features(x))
-
-    def forward_intermediates(
-        self, x: torch.Tensor, indices: Sequence[int] | None = None, *,
-        intermediates_only: bool = False, stop_early: bool = False,
-    ) -> Any:
-        """The tapped feature maps (and the final features), in one pass.
-
-        Args:
-            x: (B, C, H, W) images.
-            indices: taps into ``feature_info`` (0 = stem, 1–4 = stages); default all;
-                negative indices count from the end, as in timm.
-            intermediates_only: return only the list of tapped maps.
-            stop_early: stop after the last requested tap (only with
-                ``intermediates_only``; the final features are not computed then).
-
-        Returns:
-            ``(final_features, [maps])`` or ``[maps]``, maps in ``indices`` order.
-        """
-        return run_taps([self.stem, *self.stages], x, indices, intermediates_only, stop_early)
+    def tap_parts(self) -> list[nn.Module]:
+        return [self.stem, *self.stages]  # taps: stem (0) and stages 1–4
 
 
 def resnet18(*, num_classes: int, width: int = 64, in_channels: int = 1) -> ResNet:

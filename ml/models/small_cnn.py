@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
-from ml.models._taps import run_taps
+from ml.models._taps import TappedBackbone
 
 
 def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -19,7 +17,7 @@ def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     )
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(TappedBackbone):
     """Three conv stages (width, 2·width, 4·width; strides 1, 2, 2), global pool, linear.
 
     Fully convolutional before the pool, so any input size ≥ 4×4 works.
@@ -39,18 +37,5 @@ class SmallCNN(nn.Module):
             for i, (c, r) in enumerate([(width, 1), (2 * width, 2), (4 * width, 4)])
         ]
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)  # (B, 4w, H/4, W/4)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features.mean(dim=(2, 3)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, classes)
-        return self.forward_head(self.forward_features(x))
-
-    def forward_intermediates(
-        self, x: torch.Tensor, indices: Sequence[int] | None = None, *,
-        intermediates_only: bool = False, stop_early: bool = False,
-    ) -> Any:
-        """Each conv block's output as a tap (see :func:`ml.models._taps.run_taps`)."""
-        return run_taps(list(self.features), x, indices, intermediates_only, stop_early)
+    def tap_parts(self) -> list[nn.Module]:
+        return list(self.features)  # taps: each conv block
