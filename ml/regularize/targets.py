@@ -9,8 +9,6 @@ training job, which owns checkpoints.)
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from ml.neural.estimators import unit_vectors
@@ -38,6 +36,3 @@ def check_target(name: str) -> None:
     """Refuse an unknown target name with the list of known ones."""
     if name not in TARGETS:
         raise ValueError(f"target: unknown target {name!r}; known: {list(TARGETS)}")
-
-
-BUILDERS: dict[str, Callable[..., SimilarityTarget]] = {"random": random_target}

@@ -54,7 +54,7 @@ class TrainResult:
 
 
 @torch.no_grad()
-def _evaluate(
+def evaluate(
     model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int
 ) -> tuple[float, float]:
     model.eval()
@@ -131,7 +131,7 @@ def train_classifier(config: ClassifierConfig, recorder: Recorder) -> TrainResul
                 )
                 step += 1
                 recorder.progress(step / total, f"epoch {epoch + 1}/{config.epochs}")
-            test_acc, test_loss = _evaluate(model, x_test, y_test, 512)
+            test_acc, test_loss = evaluate(model, x_test, y_test, 512)
             recorder.log_metrics({"test_acc": test_acc, "test_loss": test_loss}, step - 1)
         recorder.save_artifact(
             "model.pt",

@@ -20,13 +20,13 @@ from annotated_types import Ge, Gt, Le, Lt
 
 from ml._validate import validate_config
 from ml.data import load_dataset
-from ml.models import build_backbone
+from ml.models import build_backbone, resolve_taps
 from ml.neural.target import SimilarityTarget
 from ml.recorder import Cancelled, Recorder
 from ml.regularize import SimilarityHead, all_pairs, paper_pairs, similarity_loss
 from ml.regularize.targets import check_target, random_target
 from ml.runtime import deterministic_mode, environment_info, pick_device
-from ml.train.classifier import checkpoint_bytes
+from ml.train.classifier import checkpoint_bytes, evaluate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,10 +129,7 @@ def train_regularized(config: RegularizedConfig, recorder: Recorder,
         model = build_backbone(config.backbone, num_classes=data.num_classes,
                                width=config.width).to(device)
         n_taps = len(model.feature_info)
-        taps = list(config.taps) if config.taps is not None else None
-        if taps is not None:
-            model.forward_intermediates(torch.zeros(1, 1, 32, 32, device=device), taps,
-                                        intermediates_only=True)  # refuses bad taps early
+        taps = None if config.taps is None else resolve_taps(config.taps, n_taps)
         head = SimilarityHead(len(taps) if taps else n_taps,
                               centering=config.centering).to(device)
         opt = torch.optim.SGD([*model.parameters(), *head.parameters()], lr=config.lr,
@@ -184,11 +181,8 @@ def train_regularized(config: RegularizedConfig, recorder: Recorder,
                 recorder.log_metrics(metrics, step)
                 step += 1
                 recorder.progress(step / total, f"epoch {epoch + 1}/{config.epochs}")
-            with torch.no_grad():
-                model.eval()
-                test_acc = (model(x_test).argmax(1) == y_test).float().mean().item()
-                model.train()
-            epoch_metrics = {"test_acc": test_acc}
+            test_acc, test_loss = evaluate(model, x_test, y_test, 512)
+            epoch_metrics = {"test_acc": test_acc, "test_loss": test_loss}
             if target is not None:
                 sim_r = _heldout_r(model, head, taps, stimuli[held_idx], held_s)
                 epoch_metrics["sim_r"] = sim_r
