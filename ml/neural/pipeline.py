@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import reduce
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -124,14 +125,6 @@ class _Stage:
         return self.inner.should_stop()
 
 
-def _common_oracles(scans: Sequence[Scan]) -> np.ndarray:
-    """Oracle ids every scan repeated: what Eq. 4 and the shared Fig. 1 order compare."""
-    common = scans[0].oracle_ids
-    for s in scans[1:]:
-        common = np.intersect1d(common, s.oracle_ids)
-    return common
-
-
 def _images_by_id(scans: Sequence[Scan], ids: np.ndarray) -> np.ndarray:
     """(n, 1, 36, 64) stimuli for ``ids``, from whichever scan showed each."""
     out = np.empty((len(ids), 1, 36, 64), dtype=np.float32)
@@ -214,9 +207,8 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
     if target_ids.size < 2:
         raise ValueError("the recordings have fewer than 2 non-oracle images to target")
     target_images = _images_by_id(scans, target_ids)
-    shared_ids = target_ids
-    for s in scans:
-        shared_ids = np.intersect1d(shared_ids, s.image_ids)
+    # Neural (data) needs a measured response to each image in every scan
+    shared_ids = reduce(np.intersect1d, [s.image_ids for s in scans], target_ids)
 
     analyses, model_factors, data_factors = [], [], []
     for s in scans:
@@ -261,8 +253,10 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
 
     scores = _scores(analyses, targets, sim, rng, config.pairs_for_r)
     scores["predictor_val_corr"] = float(fit.val_corr)
-    figures = _figures(analyses, _common_oracles(scans), rng)
-    scores.update({k: v for k, v in figures["summary"].items()})
+    # Eq. 4 and the shared Fig. 1 order compare the oracle images every scan repeated
+    common = reduce(np.intersect1d, [s.oracle_ids for s in scans])
+    figures = _figures(analyses, common, rng)
+    scores.update(figures["summary"])
     rec.log_metrics(scores, step=0)
     rec.progress(0.9, "saving targets")
     for kind, target in targets.items():
