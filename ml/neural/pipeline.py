@@ -23,8 +23,6 @@ from ml.neural.simulate import SimulatedRecording, SimulationConfig, simulate
 from ml.neural.target import SimilarityTarget, average_factors, pair_similarity, shuffled
 from ml.recorder import Cancelled, MemoryRecorder, Recorder
 
-TARGET_KINDS = ("neural-model", "neural-data", "shuffle")
-
 
 def target_artifact(kind: str) -> str:
     """Artifact name under which a similarity run stores a target."""
