@@ -25,7 +25,7 @@ from ml.neural.estimators import unit_vectors  # noqa: E402
 from ml.neural.stimuli import natural_patches  # noqa: E402
 from ml.neural.target import SimilarityTarget  # noqa: E402
 from ml.recorder import MemoryRecorder  # noqa: E402
-from ml.train.joint import RegularizedConfig, train_regularized  # noqa: E402
+from ml.train.joint import TrainConfig, train_model  # noqa: E402
 
 
 class _Timer(MemoryRecorder):
@@ -41,9 +41,9 @@ class _Timer(MemoryRecorder):
         super().log_metrics(metrics, step)
 
 
-def _step_time(cfg: RegularizedConfig, target: SimilarityTarget | None, skip: int) -> float:
+def _step_time(cfg: TrainConfig, target: SimilarityTarget | None, skip: int) -> float:
     rec = _Timer()
-    train_regularized(cfg, rec, target)
+    train_model(cfg, rec, target)
     gaps = np.diff(rec.stamps)[skip:]  # the first steps warm up allocators and caches
     return float(np.median(gaps))
 
@@ -68,12 +68,12 @@ def main() -> None:
                 device=args.device, deterministic=False)
     b = args.batch
     rows = {
-        "plain": (RegularizedConfig(target="none", **base), None, 0),
-        "paper_pairs": (RegularizedConfig(target="neural-model", pairs="paper",
+        "plain": (TrainConfig(target="none", **base), None, 0),
+        "paper_pairs": (TrainConfig(target="neural-model", pairs="paper",
                                           stimuli_per_step=b, **base), target, b // 2),
     }
     for m in (int(v) for v in args.all_pairs_m.split(",") if v):
-        rows[f"all_pairs_m{m}"] = (RegularizedConfig(target="neural-model", pairs="all",
+        rows[f"all_pairs_m{m}"] = (TrainConfig(target="neural-model", pairs="all",
                                                      stimuli_per_step=m, **base), target,
                                    m * (m - 1) // 2)
     out: dict[str, object] = {"bench": "train_overhead", "backbone": args.backbone,

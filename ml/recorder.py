@@ -22,7 +22,11 @@ class Recorder(Protocol):
         """Record one value per key at ``step``; re-sending a (key, step) is a no-op."""
 
     def save_artifact(self, name: str, data: bytes, media_type: str) -> None:
-        """Store a named blob with the run."""
+        """Store a named blob with the run (replacing one of the same name), after every
+        metric logged before it."""
+
+    def load_artifact(self, name: str) -> bytes | None:
+        """A blob this run stored earlier (e.g. a checkpoint to resume from), or None."""
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Report how far the job is, in [0, 1]."""
@@ -46,6 +50,9 @@ class MemoryRecorder:
 
     def save_artifact(self, name: str, data: bytes, media_type: str) -> None:
         self.artifacts[name] = (data, media_type)
+
+    def load_artifact(self, name: str) -> bytes | None:
+        return self.artifacts[name][0] if name in self.artifacts else None
 
     def progress(self, fraction: float, message: str = "") -> None:
         self.fractions.append(fraction)

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from ml.neural.pipeline import SimilarityConfig
-from ml.train import ClassifierConfig
+from ml.train import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class JobKind:
 
 KINDS: dict[str, JobKind] = {
     "similarity": JobKind("similarity", SimilarityConfig, "neuroreg.similarity", "gpu"),
-    "train": JobKind("train", ClassifierConfig, "neuroreg.train", "gpu"),
+    "train": JobKind("train", TrainConfig, "neuroreg.train", "gpu"),
 }
 
 # for query parameters and schemas: an unknown kind is a 422 listing the known ones

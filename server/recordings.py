@@ -14,18 +14,18 @@ from server.store.runs import NotFound
 FIELD = "config.recording"
 
 
-def resolve(root: Path, name: str) -> Path:
-    """The absolute path of recording ``name`` under ``root``.
+def resolve(root: Path, name: str, field: str = FIELD) -> Path:
+    """The absolute path of ``name`` under ``root`` (recordings, models, datasets).
 
     Raises:
-        NotFound: naming ``config.recording`` when it escapes ``root`` or does not exist.
+        NotFound: naming ``field`` when it escapes ``root`` or does not exist.
     """
     root = root.resolve()
     path = (root / name).resolve()
     if name.startswith("/") or not path.is_relative_to(root) or path == root:
-        raise NotFound(f"{name!r} must name a path inside {root}", field=FIELD)
+        raise NotFound(f"{name!r} must name a path inside {root}", field=field)
     if not path.exists():
-        raise NotFound(f"{name!r} does not exist in {root}", field=FIELD)
+        raise NotFound(f"{name!r} does not exist in {root}", field=field)
     return path
 
 

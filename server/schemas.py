@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from ml.neural.pipeline import SimilarityConfig
-from ml.train import ClassifierConfig
+from ml.train import TrainConfig
 from server.store.models import Role, RunStatus
 
 
@@ -19,7 +19,7 @@ class TrainRunCreate(BaseModel):
 
     kind: Literal["train"] = "train"
     name: str = Field("", max_length=200)
-    config: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    config: TrainConfig = Field(default_factory=TrainConfig)
     parent_id: int | None = None
     input_run_id: int | None = None
 

@@ -8,11 +8,9 @@ from typing import Any
 from celery import Celery
 from sqlalchemy.orm import Session
 
-from server import recordings
 from server.kinds import KINDS
 from server.queue import enqueue
 from server.schemas import RunPublic
-from server.settings import Settings
 from server.store.metrics import latest_values
 from server.store.models import Run, RunStatus, User
 from server.store.runs import create_run, finish_run
@@ -22,12 +20,6 @@ TABLE_KEYS = ("loss", "acc", "test_acc")
 
 class EnqueueFailed(RuntimeError):
     """The run was stored (and marked failed) but the broker refused it."""
-
-
-def check_inputs(settings: Settings, *, kind: str, config: Any) -> None:
-    """Refuse a run whose inputs cannot exist for the worker (raises ``NotFound``)."""
-    if kind == "similarity" and config.source == "recording":
-        recordings.resolve(settings.recordings, config.recording)
 
 
 def submit_run(

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     artifact_dir: Path | None = None
     # recordings a similarity run may read (config.recording is relative to it)
     recordings_dir: Path | None = None
+    # CIFAR archives for train runs (cifar-10-python.tar.gz, cifar-100-python.tar.gz)
+    datasets_dir: Path | None = None
+    # networks a cnn-features target may read (config.features.weights is relative to it)
+    models_dir: Path | None = None
     broker_url: str = ""
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -55,6 +59,14 @@ class Settings(BaseSettings):
     @property
     def recordings(self) -> Path:
         return (self.recordings_dir or self.data_dir / "recordings").resolve()
+
+    @property
+    def datasets(self) -> Path:
+        return (self.datasets_dir or self.data_dir / "datasets").resolve()
+
+    @property
+    def models(self) -> Path:
+        return (self.models_dir or self.data_dir / "models").resolve()
 
     @property
     def broker(self) -> str:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from server.store.artifacts import save_artifact
+from server.store.artifacts import get_artifact, resolve, save_artifact
 from server.store.db import session_scope
 from server.store.metrics import Point, insert_points
 from server.store.models import RunStatus
@@ -45,6 +45,7 @@ class SqlRecorder:
             self.flush()
 
     def save_artifact(self, name: str, data: bytes, media_type: str) -> None:
+        self.flush()  # a checkpoint never gets ahead of the metrics logged before it
         with session_scope(self.db_url) as s:
             save_artifact(
                 s,
@@ -54,6 +55,13 @@ class SqlRecorder:
                 data=data,
                 media_type=media_type,
             )
+
+    def load_artifact(self, name: str) -> bytes | None:
+        with session_scope(self.db_url) as s:
+            row = get_artifact(s, self.run_id, name)
+            if row is None:
+                return None
+            return resolve(self.artifact_root, row.path).read_bytes()
 
     def progress(self, fraction: float, message: str = "") -> None:
         self._progress = (fraction, message)

@@ -55,11 +55,30 @@ def execute(run_id: int, job: Job) -> dict[str, Any]:
     return {"run_id": run_id, "status": status.value}
 
 
+def train_job(config: Any, recorder: Recorder) -> Any:
+    """A train run: load its target (and cnn-features network) from the store, train."""
+    from ml.neural.target import SimilarityTarget
+    from ml.train import train_model
+    from server.inputs import train_inputs
+
+    settings = get_settings()
+    with session_scope(settings.db_url) as s:
+        paths = train_inputs(s, settings, config)
+    target = SimilarityTarget.load(str(paths["target"])) if "target" in paths else None
+    if "network" in paths:
+        from ml.regularize.cnn_features import cnn_features_target, load_feature_network
+        from ml.runtime import pick_device
+
+        recorder.progress(0.0, "computing the cnn-features target")
+        extract, info = load_feature_network(paths["network"], config.features.layer)
+        target = cnn_features_target(extract, target, device=pick_device(config.device),
+                                     meta={**info, "stimuli_run": config.target_run})
+    return train_model(config, recorder, target, data_root=settings.datasets)
+
+
 @celery_app.task(name="neuroreg.train")
 def train(run_id: int) -> dict[str, Any]:
-    from ml.train import train_classifier
-
-    return execute(run_id, train_classifier)
+    return execute(run_id, train_job)
 
 
 def similarity_job(config: Any, recorder: Recorder) -> dict[str, Any]:

@@ -146,6 +146,15 @@ def load_cifar(root: str | Path, which: Literal["cifar10", "cifar100"] = "cifar1
     return ImageDataset(f"{which}-gray", train[0], train[1], test[0], test[1], classes)
 
 
+def locate(root: str | Path, which: str) -> Path | None:
+    """The extracted folder or archive of ``which`` under ``root``, or None if absent."""
+    archive = ARCHIVES[which]
+    for path in (Path(root) / archive.folder, Path(root) / archive.file):
+        if path.exists():
+            return path
+    return None
+
+
 def md5(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as fh:

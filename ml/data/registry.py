@@ -1,9 +1,15 @@
-"""Datasets by name."""
+"""Datasets by name.
+
+``digits32`` ships inside scikit-learn (the offline default); ``cifar10`` and
+``cifar100`` are read from the official archives under a data root that the caller
+(the worker: ``NEUROREG_DATASETS_DIR``) supplies.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -23,19 +29,35 @@ class ImageDataset:
     num_classes: int
 
 
-def _digits(seed: int) -> ImageDataset:
+def _digits(seed: int, root: Path | None) -> ImageDataset:
     from ml.data.digits import load_digits32
 
     return load_digits32(seed=seed)
 
 
-DATASETS: dict[str, Callable[[int], ImageDataset]] = {"digits32": _digits}
+def _cifar(which: str) -> Callable[[int, Path | None], ImageDataset]:
+    def load(seed: int, root: Path | None) -> ImageDataset:
+        from ml.data.cifar import load_cifar
+
+        if root is None:
+            raise ValueError(f"dataset: {which} needs a data root holding its archive")
+        return load_cifar(root, which)  # type: ignore[arg-type]
+
+    return load
 
 
-def load_dataset(name: str, *, seed: int) -> ImageDataset:
-    """Load a registered dataset; the seed fixes any random split."""
+DATASETS: dict[str, Callable[[int, Path | None], ImageDataset]] = {
+    "digits32": _digits,
+    "cifar10": _cifar("cifar10"),
+    "cifar100": _cifar("cifar100"),
+}
+
+
+def load_dataset(name: str, *, seed: int, root: str | Path | None = None) -> ImageDataset:
+    """Load a registered dataset; the seed fixes any random split, ``root`` is where
+    file-backed datasets live."""
     try:
         factory = DATASETS[name]
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}") from None
-    return factory(seed)
+    return factory(seed, None if root is None else Path(root))

@@ -116,6 +116,9 @@ class _Stage:
     def save_artifact(self, name: str, data: bytes, media_type: str) -> None:
         self.inner.save_artifact(name, data, media_type)
 
+    def load_artifact(self, name: str) -> bytes | None:
+        return self.inner.load_artifact(name)
+
     def progress(self, fraction: float, message: str = "") -> None:
         self.inner.progress(self.start + (self.end - self.start) * fraction, message)
 

@@ -1,5 +1,5 @@
-"""Training jobs."""
+"""Training: plain and neural-regularized classification (one loop, Eq. 7)."""
 
-from ml.train.classifier import ClassifierConfig, TrainResult, train_classifier
+from ml.train.joint import FeatureSource, TrainConfig, TrainResult, paper_lr, train_model
 
-__all__ = ["ClassifierConfig", "TrainResult", "train_classifier"]
+__all__ = ["FeatureSource", "TrainConfig", "TrainResult", "paper_lr", "train_model"]

@@ -1,17 +1,27 @@
-"""Joint training with the neural similarity regularizer (paper section 3, Eq. 7).
+"""Training with the neural similarity regularizer (paper section 3 and §4.1, Eq. 7–10).
 
 Each step takes a classification batch and, beside it, M stimuli of the target set:
 L = L_task + α · L_similarity, with L_similarity (Eq. 8) over the stimulus pairs — all
 M(M−1)/2 of them (``pairs="all"``, one forward pass of M images) or M/2 disjoint pairs as
 in the paper (``pairs="paper"``). S_CNN mixes the tapped layers by γ (Eq. 9, 10).
+``target="none"`` (or α = 0 with no target) is plain cross-entropy training: the
+baseline every condition is compared with.
+
+Checkpoints: ``checkpoint.pt`` (weights, γ head, optimizer, sampler state, config) every
+``checkpoint_every`` epochs; a run started again with the same recorder resumes from it
+and re-sends only steps after it, which a recorder keeps once. ``model.pt`` at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import math
 import time
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -28,23 +38,55 @@ from ml.regularize.targets import check_target, random_target
 from ml.runtime import deterministic_mode, environment_info, pick_device
 from ml.train.classifier import checkpoint_bytes, evaluate
 
+CHECKPOINT = "checkpoint.pt"
+_SYNC_EVERY = 25  # steps whose metrics are fetched from the device in one transfer
+
 
 @dataclass(frozen=True, kw_only=True)
-class RegularizedConfig:
-    """A regularized run; defaults follow §4.1 where the paper states them.
+class FeatureSource:
+    """Where the ``cnn-features`` target's network comes from (one of the two).
 
-    SGD momentum 0.9 and weight decay 5e-4 are not stated in the paper; they are the
-    usual CIFAR ResNet values.
+    Attributes:
+        weights: a file under the server's models directory: a torchvision VGG19 state
+            dict or a neuroreg ``model.pt``.
+        run: a neuroreg ``train`` run whose ``model.pt`` to use.
+        layer: ``conv3_1`` (the paper's VGG19 layer), any ``conv<b>_<c>``/``relu<b>_<c>``,
+            or a tap index such as ``"1"`` for a neuroreg network.
     """
 
-    dataset: Literal["digits32"] = "digits32"
+    weights: str | None = None
+    run: Annotated[int, Ge(1)] | None = None
+    layer: str = "conv3_1"
+
+    def __post_init__(self) -> None:
+        if self.weights is not None and self.run is not None:
+            raise ValueError("features: give weights or run, not both")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """A training run; defaults follow §4.1 where the paper states them.
+
+    SGD momentum 0.9 and weight decay 5e-4 are not stated in the paper; they are the
+    usual CIFAR ResNet values. ``target_run`` names the ``similarity`` run whose target
+    (and stimuli) the service loads; ``features`` says which network ``cnn-features``
+    uses. ``precision`` ``auto`` is bfloat16 autocast on CUDA (fp32 on CPU);
+    ``channels_last`` unset means on for CUDA. ``stimuli_per_step`` unset is the batch
+    size for ``pairs="paper"`` (the paper passes as many images through each pathway)
+    and 32 for ``pairs="all"`` (496 pairs; see ``bench/train_overhead.py``).
+    """
+
+    dataset: Literal["digits32", "cifar10", "cifar100"] = "digits32"
     backbone: Literal["small_cnn", "resnet18", "resnet34"] = "resnet18"
     width: Annotated[int, Ge(4), Le(512)] = 64
     taps: tuple[int, ...] | None = None  # indices into feature_info; None = every tap
-    target: Literal["none", "neural-model", "neural-data", "shuffle", "random"] = "none"
+    target: Literal["none", "neural-model", "neural-data", "shuffle", "random",
+                    "cnn-features"] = "none"
+    target_run: Annotated[int, Ge(1)] | None = None
+    features: FeatureSource | None = None
     alpha: Annotated[float, Ge(0.0), Le(1e4)] = 20.0
     pairs: Literal["all", "paper"] = "all"
-    stimuli_per_step: Annotated[int, Ge(2), Le(4096)] = 64
+    stimuli_per_step: Annotated[int, Ge(2), Le(4096)] | None = None
     centering: Literal["batch", "running"] = "running"
     heldout_fraction: Annotated[float, Gt(0.0), Lt(1.0)] = 0.1
     epochs: Annotated[int, Ge(1), Le(1000)] = 40
@@ -55,29 +97,53 @@ class RegularizedConfig:
     reset_every: Annotated[int, Ge(1)] = 20
     momentum: Annotated[float, Ge(0), Lt(1)] = 0.9
     weight_decay: Annotated[float, Ge(0), Le(1)] = 5e-4
+    checkpoint_every: Annotated[int, Ge(1)] = 1
     seed: Annotated[int, Ge(0)] = 0
     deterministic: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.taps, list):  # stored configs come back from JSON as lists
             object.__setattr__(self, "taps", tuple(self.taps))
+        if isinstance(self.features, dict):
+            object.__setattr__(self, "features", FeatureSource(**self.features))
         validate_config(self)
         check_target(self.target)
+        if self.target_run is not None and (isinstance(self.target_run, bool)
+                                            or self.target_run < 1):
+            raise ValueError(f"target_run: {self.target_run!r} is not a run id")
+        m = self.stimuli_per_step
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or not 2 <= m <= 4096):
+            raise ValueError(f"stimuli_per_step: {m!r} is not an integer in 2..4096")
+        if self.features is not None and self.target != "cnn-features":
+            raise ValueError(f"features: only used by target 'cnn-features', not "
+                             f"{self.target!r}")
 
 
-def paper_lr(epoch: int, config: RegularizedConfig) -> float:
+def stimuli_per_step(config: TrainConfig) -> int:
+    """M, the stimuli in each step's neural pathway (see :class:`TrainConfig`)."""
+    if config.stimuli_per_step is not None:
+        return config.stimuli_per_step
+    return config.batch_size if config.pairs == "paper" else 32
+
+
+def paper_lr(epoch: int, config: TrainConfig) -> float:
     """lr × decay^(k) with k = (epoch mod reset_every) // decay_every: ×0.3 every 4
     epochs, back to the start after epoch 20 (§4.1)."""
     return config.lr * config.lr_decay ** ((epoch % config.reset_every) // config.decay_every)
 
 
 @dataclass(frozen=True)
-class JointResult:
+class TrainResult:
     steps: int
     test_accuracy: float
-    r_similarity: float
+    test_loss: float
+    r_similarity: float | None  # None without a target
     gamma: list[float]
+    layers: list[int]  # the tapped layers' numbers (1, 5, 9, 13, 17 for ResNet18)
+    resumed_from_step: int
     seconds: float
 
 
@@ -87,107 +153,191 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[k:]), np.sort(order[:k])
 
 
+def _autocast(device: torch.device, precision: str) -> tuple[Any, torch.amp.GradScaler | None]:
+    """The autocast context for the forward passes, and a scaler for fp16."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return contextlib.nullcontext, None
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp32":
+        return contextlib.nullcontext, None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
 @torch.no_grad()
-def _heldout_r(model: torch.nn.Module, head: SimilarityHead, taps: list[int] | None,
+def _heldout_r(model: torch.nn.Module, head: SimilarityHead, taps: list[int],
                stimuli: torch.Tensor, target: np.ndarray) -> float:
     """r(S_CNN, S_target) over every pair of the held-out stimuli."""
-    was = model.training
     model.eval()
     head.eval()
-    s = head(model.forward_intermediates(stimuli, taps, intermediates_only=True))
-    model.train(was)
-    head.train(was)
+    s = head(model.forward_intermediates(stimuli, taps, intermediates_only=True,
+                                         stop_early=True))
+    model.train()
+    head.train()
     i, j = np.triu_indices(len(target), 1)
-    a, b = s.cpu().numpy()[i, j], target[i, j]
+    a, b = s.float().cpu().numpy()[i, j], target[i, j]
     return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0
 
 
-def train_regularized(config: RegularizedConfig, recorder: Recorder,
-                      target: SimilarityTarget | None = None) -> JointResult:
+def _resume(recorder: Recorder, config: TrainConfig) -> dict[str, Any] | None:
+    raw = recorder.load_artifact(CHECKPOINT)
+    if raw is None:
+        return None
+    ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=False)
+    if ckpt.get("config") != dataclasses.asdict(config):
+        raise ValueError(f"{CHECKPOINT} of this run was written with a different config; "
+                         "start a new run instead")
+    return ckpt
+
+
+def train_model(config: TrainConfig, recorder: Recorder,
+                target: SimilarityTarget | None = None, *,
+                data_root: str | Path | None = None) -> TrainResult:
     """Train ``config.backbone`` on ``config.dataset`` with L = L_task + α·L_sim (Eq. 7).
 
     Args:
         config: the run.
         recorder: per step ``task_loss``, ``sim_loss``, ``loss``, ``acc``, ``lr`` and
-            ``gamma/<k>``; per epoch ``test_acc`` and ``sim_r`` (r(S_CNN, S_target) on
-            held-out stimuli).
-        target: the similarity run's target (its stimuli and S); required unless
-            ``config.target == "none"``; ``random`` builds its matrix over these stimuli.
+            ``gamma/<k>``; per epoch ``test_acc``, ``test_loss`` and ``sim_r``
+            (r(S_CNN, S_target) on held-out stimuli); checkpoints and ``model.pt``.
+        target: the target over the neural stimuli; required unless ``config.target`` is
+            ``none``; ``random`` builds its matrix over these stimuli.
+        data_root: where file-backed datasets (CIFAR) live.
 
     Raises:
-        ValueError: a target is named but none was given.
-        Cancelled, FloatingPointError: as for plain training.
+        ValueError: a target is named but none was given; a checkpoint from another config.
+        Cancelled: when ``recorder.should_stop()`` turns true.
+        FloatingPointError: when the loss becomes non-finite.
     """
     if config.target != "none" and target is None:
-        raise ValueError(f"target: {config.target!r} needs the target of a similarity run")
-    if config.target == "random" and target is not None:
+        raise ValueError(f"target: {config.target!r} needs a target (the stimuli and S of "
+                         "a similarity run)")
+    if config.target == "none":
+        target = None
+    elif config.target == "random":
+        assert target is not None
         target = random_target(target, seed=config.seed)
     start = time.perf_counter()
     device = pick_device(config.device)
+    autocast, scaler = _autocast(device, config.precision)
+    channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     with deterministic_mode(config.deterministic, config.seed):
-        data = load_dataset(config.dataset, seed=config.seed)
+        data = load_dataset(config.dataset, seed=config.seed, root=data_root)
         model = build_backbone(config.backbone, num_classes=data.num_classes,
-                               width=config.width).to(device)
-        n_taps = len(model.feature_info)
-        taps = None if config.taps is None else resolve_taps(config.taps, n_taps)
-        head = SimilarityHead(len(taps) if taps else n_taps,
-                              centering=config.centering).to(device)
+                               width=config.width).to(device, memory_format=fmt)
+        taps = resolve_taps(config.taps, len(model.feature_info))
+        layers = [int(model.feature_info[t].get("layer", t)) for t in taps]
+        head = SimilarityHead(len(taps), centering=config.centering).to(device)
         opt = torch.optim.SGD([*model.parameters(), *head.parameters()], lr=config.lr,
                               momentum=config.momentum, weight_decay=config.weight_decay)
-        x_train, y_train = data.train_images.to(device), data.train_labels.to(device)
-        x_test, y_test = data.test_images.to(device), data.test_labels.to(device)
-        use_sim = target is not None and config.alpha > 0
+        x_train = data.train_images.to(device, memory_format=fmt)
+        y_train = data.train_labels.to(device)
+        x_test = data.test_images.to(device, memory_format=fmt)
+        y_test = data.test_labels.to(device)
         if target is not None:
             train_idx, held_idx = _split(len(target), config.heldout_fraction, config.seed)
-            stimuli = torch.from_numpy(np.asarray(target.images, np.float32)).to(device)
+            stimuli = torch.from_numpy(np.asarray(target.images, np.float32)).to(
+                device, memory_format=fmt)
+            factor = torch.from_numpy(np.asarray(target.factor, np.float32)).to(device)
             held_s = target.block(held_idx)
+        use_sim = target is not None and config.alpha > 0
         gen = torch.Generator().manual_seed(config.seed)
-        n, step = len(x_train), 0
+        n, step, first_epoch = len(x_train), 0, 0
+        test_acc = test_loss = sim_r = float("nan")
+        ckpt = _resume(recorder, config)
+        if ckpt is not None:
+            model.load_state_dict(ckpt["state_dict"])
+            head.load_state_dict(ckpt["head"])
+            opt.load_state_dict(ckpt["optimizer"])
+            gen.set_state(ckpt["sampler"])
+            if scaler is not None and ckpt.get("scaler"):
+                scaler.load_state_dict(ckpt["scaler"])
+            first_epoch, step = ckpt["epoch"], ckpt["step"]
+            test_acc, test_loss, sim_r = ckpt["test_acc"], ckpt["test_loss"], ckpt["sim_r"]
+        resumed_from = step
         total = math.ceil(n / config.batch_size) * config.epochs
-        test_acc = sim_r = float("nan")
         pair_fn = all_pairs if config.pairs == "all" else paper_pairs
-        for epoch in range(config.epochs):
+        m_stimuli = stimuli_per_step(config)
+        keys = ["task_loss", "loss", "acc", "lr"] + (["sim_loss"] if target is not None else [])
+        keys += [f"gamma/{k}" for k in range(len(taps))]
+        pending: list[tuple[int, torch.Tensor]] = []
+
+        def sync() -> None:  # one device→host transfer for many steps' metrics
+            if not pending:
+                return
+            values = torch.stack([v for _, v in pending]).tolist()
+            for (s, _), row in zip(pending, values, strict=True):
+                if not math.isfinite(row[1]):
+                    raise FloatingPointError(f"loss became {row[1]} at step {s}")
+                recorder.log_metrics(dict(zip(keys, row, strict=True)), s)
+            pending.clear()
+
+        for epoch in range(first_epoch, config.epochs):
+            lr = paper_lr(epoch, config)
             for group in opt.param_groups:
-                group["lr"] = paper_lr(epoch, config)
+                group["lr"] = lr
             order = torch.randperm(n, generator=gen).to(device)
             for b in range(0, n, config.batch_size):
                 if recorder.should_stop():
                     raise Cancelled(f"stopped at step {step}")
                 idx = order[b:b + config.batch_size]
-                logits = model(x_train[idx])  # (B, classes)
-                task = F.cross_entropy(logits, y_train[idx])
-                metrics = {"task_loss": task.item()}
-                loss = task
+                with autocast():
+                    logits = model(x_train[idx])  # (B, classes)
+                task = F.cross_entropy(logits.float(), y_train[idx])
+                loss, row = task, [task.detach()]
                 if target is not None:
-                    pick = np.sort(train_idx[torch.randperm(
-                        len(train_idx), generator=gen)[:config.stimuli_per_step].numpy()])
-                    maps = model.forward_intermediates(stimuli[pick], taps,
-                                                       intermediates_only=True)
-                    s_cnn = head(maps)  # (M, M) Eq. 10
+                    pick = torch.from_numpy(np.sort(train_idx[torch.randperm(
+                        len(train_idx), generator=gen)[:m_stimuli].numpy()]))
+                    with autocast():
+                        maps = model.forward_intermediates(
+                            stimuli[pick.to(device)], taps, intermediates_only=True,
+                            stop_early=True)
+                    s_cnn = head(maps)  # (M, M) Eq. 10, in float32
+                    f = factor[pick.to(device)]
+                    s_tgt = (f @ f.T).clamp(-1, 1)
                     i, j = pair_fn(len(pick), device=device)
-                    s_tgt = torch.from_numpy(target.block(pick)).to(device)
                     sim = similarity_loss(s_cnn[i, j], s_tgt[i, j])  # Eq. 8
-                    metrics["sim_loss"] = sim.item()
                     if use_sim:
                         loss = task + config.alpha * sim  # Eq. 7
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at step {step}")
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                metrics.update(loss=loss.item(), lr=opt.param_groups[0]["lr"],
-                               acc=(logits.argmax(1) == y_train[idx]).float().mean().item())
-                metrics.update({f"gamma/{k}": g for k, g in enumerate(head.gamma.tolist())})
-                recorder.log_metrics(metrics, step)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    opt.step()
+                acc = (logits.argmax(1) == y_train[idx]).float().mean()
+                row += [loss.detach(), acc, torch.tensor(lr, device=device)]
+                if target is not None:
+                    row.append(sim.detach())
+                pending.append((step, torch.cat([torch.stack(row).float(),
+                                                 head.gamma.detach()])))
                 step += 1
+                if len(pending) >= _SYNC_EVERY:
+                    sync()
                 recorder.progress(step / total, f"epoch {epoch + 1}/{config.epochs}")
-            test_acc, test_loss = evaluate(model, x_test, y_test, 512)
+            sync()
+            test_acc, test_loss = evaluate(model, x_test, y_test, 512, autocast)
             epoch_metrics = {"test_acc": test_acc, "test_loss": test_loss}
             if target is not None:
-                sim_r = _heldout_r(model, head, taps, stimuli[held_idx], held_s)
+                with autocast():
+                    sim_r = _heldout_r(model, head, taps, stimuli[held_idx], held_s)
                 epoch_metrics["sim_r"] = sim_r
             recorder.log_metrics(epoch_metrics, step - 1)
+            if (epoch + 1) % config.checkpoint_every == 0 and epoch + 1 < config.epochs:
+                recorder.save_artifact(CHECKPOINT, checkpoint_bytes(
+                    model, config, step=step, epoch=epoch + 1, head=head.state_dict(),
+                    optimizer=opt.state_dict(), sampler=gen.get_state(),
+                    scaler=scaler.state_dict() if scaler is not None else None,
+                    test_acc=test_acc, test_loss=test_loss, sim_r=sim_r),
+                    "application/octet-stream")
         recorder.save_artifact("model.pt", checkpoint_bytes(
-            model, config, step=step, head=head.state_dict(),
+            model, config, step=step, head=head.state_dict(), layers=layers,
             environment=environment_info(device)), "application/octet-stream")
-    return JointResult(step, test_acc, sim_r, head.gamma.tolist(), time.perf_counter() - start)
+    return TrainResult(step, test_acc, test_loss, None if math.isnan(sim_r) else sim_r,
+                       head.gamma.tolist(), layers,
+                       resumed_from, time.perf_counter() - start)

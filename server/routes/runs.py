@@ -11,7 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from server.deps import CurrentUser, SessionDep, SettingsDep, run_or_404
 from server.kinds import KindName
 from server.schemas import RunCreate, RunPage, RunPublic
-from server.services import EnqueueFailed, check_inputs, run_public, runs_public, submit_run
+from server.inputs import check_inputs
+from server.services import EnqueueFailed, run_public, runs_public, submit_run
 from server.store.models import Role, RunStatus
 from server.store.runs import NotFound, cancel_run, list_runs
 
@@ -23,7 +24,10 @@ def create(
     body: RunCreate, request: Request, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> RunPublic:
     try:
-        check_inputs(settings, kind=body.kind, config=body.config)
+        reads = check_inputs(session, settings, kind=body.kind, config=body.config)
+        if reads is not None and body.input_run_id not in (None, reads):
+            raise NotFound(f"the config reads run {reads}, not {body.input_run_id}",
+                           field="input_run_id")
         run = submit_run(
             session,
             request.app.state.celery,
@@ -32,7 +36,7 @@ def create(
             name=body.name,
             config=dataclasses.asdict(body.config),
             parent_id=body.parent_id,
-            input_run_id=body.input_run_id,
+            input_run_id=body.input_run_id if reads is None else reads,
         )
     except EnqueueFailed as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None

@@ -3,7 +3,7 @@ import typing
 import torch
 
 from ml.data import DATASETS, load_dataset
-from ml.train.classifier import ClassifierConfig
+from ml.train import TrainConfig
 
 
 def test_digits32_shapes_range_and_split() -> None:
@@ -24,7 +24,7 @@ def test_split_depends_on_seed_only() -> None:
 
 
 def test_registry_matches_config_literal_and_rejects_unknown() -> None:
-    hints = typing.get_type_hints(ClassifierConfig)
+    hints = typing.get_type_hints(TrainConfig)
     assert set(typing.get_args(hints["dataset"])) == set(DATASETS)
     try:
         load_dataset("cifar-1000", seed=0)

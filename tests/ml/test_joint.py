@@ -6,7 +6,7 @@ from ml.neural.estimators import unit_vectors
 from ml.neural.stimuli import natural_patches
 from ml.neural.target import SimilarityTarget
 from ml.recorder import MemoryRecorder
-from ml.train.joint import RegularizedConfig, paper_lr, train_regularized
+from ml.train.joint import TrainConfig, paper_lr, train_model
 
 TINY = dict(backbone="small_cnn", width=8, epochs=4, batch_size=256, lr=0.05,
             stimuli_per_step=24, heldout_fraction=0.25, deterministic=True, device="cpu")
@@ -23,7 +23,7 @@ def target() -> SimilarityTarget:
 
 
 def test_paper_schedule_decays_every_4_epochs_and_resets_after_20():
-    cfg = RegularizedConfig()
+    cfg = TrainConfig()
     lrs = [paper_lr(e, cfg) for e in range(40)]
     assert lrs[0] == lrs[3] == 0.1 and lrs[4] == pytest.approx(0.03)
     assert lrs[19] == pytest.approx(0.1 * 0.3**4) and lrs[20] == 0.1
@@ -34,7 +34,7 @@ def test_alpha_pulls_the_cnn_similarity_toward_the_target(target):
     runs = {}
     for alpha in (0.0, 2.0):
         rec = MemoryRecorder()
-        res = train_regularized(RegularizedConfig(target="neural-model", alpha=alpha, **TINY),
+        res = train_model(TrainConfig(target="neural-model", alpha=alpha, **TINY),
                                 rec, target)
         runs[alpha] = (res, rec)
     plain, reg = runs[0.0], runs[2.0]
@@ -49,7 +49,7 @@ def test_alpha_pulls_the_cnn_similarity_toward_the_target(target):
 
 def test_paper_pairs_mode_runs_and_logs_the_same_keys(target):
     rec = MemoryRecorder()
-    train_regularized(RegularizedConfig(target="shuffle", pairs="paper",
+    train_model(TrainConfig(target="shuffle", pairs="paper",
                                         **{**TINY, "epochs": 1}), rec, target)
     keys = {"task_loss", "sim_loss", "acc", "lr", "gamma/0", "test_acc", "sim_r"}
     assert keys <= set(rec.metrics)
@@ -57,7 +57,7 @@ def test_paper_pairs_mode_runs_and_logs_the_same_keys(target):
 
 def test_random_target_is_built_over_the_same_stimuli(target):
     rec = MemoryRecorder()
-    res = train_regularized(RegularizedConfig(target="random", **{**TINY, "epochs": 1}),
+    res = train_model(TrainConfig(target="random", **{**TINY, "epochs": 1}),
                             rec, target)
     assert np.isfinite(res.r_similarity)
 
@@ -69,12 +69,99 @@ def test_random_target_is_built_over_the_same_stimuli(target):
 ])
 def test_bad_configs_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
-        RegularizedConfig(**kwargs)
+        TrainConfig(**kwargs)
 
 
 def test_missing_target_and_bad_taps_are_clear(target):
     with pytest.raises(ValueError, match="target"):
-        train_regularized(RegularizedConfig(target="neural-model", **TINY), MemoryRecorder())
+        train_model(TrainConfig(target="neural-model", **TINY), MemoryRecorder())
     with pytest.raises(ValueError, match="taps: 7 is out of range"):
-        train_regularized(RegularizedConfig(target="neural-model", taps=(0, 7), **TINY),
+        train_model(TrainConfig(target="neural-model", taps=(0, 7), **TINY),
                           MemoryRecorder(), target)
+
+
+class Crash(Exception):
+    """Stands in for a worker killed mid-run."""
+
+
+class CountingRecorder(MemoryRecorder):
+    """Counts every (key, step) sent, and can crash once a step is reached."""
+
+    def __init__(self, crash_at: int | None = None) -> None:
+        super().__init__()
+        self.sent: dict[tuple[str, int], int] = {}
+        self.crash_at = crash_at
+
+    def log_metrics(self, metrics, step):  # type: ignore[no-untyped-def]
+        if self.crash_at is not None and step >= self.crash_at:
+            raise Crash(step)
+        for key in metrics:
+            self.sent[key, step] = self.sent.get((key, step), 0) + 1
+        super().log_metrics(metrics, step)
+
+
+def test_a_crashed_run_resumes_from_its_checkpoint_with_every_step_once(target):
+    cfg = TrainConfig(target="neural-model", alpha=2.0, **{**TINY, "epochs": 3})
+    whole = CountingRecorder()
+    expected = train_model(cfg, whole, target)
+    steps_per_epoch = expected.steps // 3
+
+    rec = CountingRecorder(crash_at=steps_per_epoch * 2 + 2)  # dies in epoch 3
+    with pytest.raises(Crash):
+        train_model(cfg, rec, target)
+    assert "checkpoint.pt" in rec.artifacts and "model.pt" not in rec.artifacts
+    rec.crash_at = None
+    resumed = train_model(cfg, rec, target)  # the task redelivered with the same store
+
+    assert resumed.resumed_from_step == steps_per_epoch * 2
+    assert set(rec.metrics) == set(whole.metrics)
+    for key, series in whole.metrics.items():
+        assert sorted(rec.metrics[key]) == sorted(series), key  # every step, once
+        assert rec.series(key) == pytest.approx(whole.series(key), rel=1e-5, abs=1e-6), key
+    # only steps after the checkpoint that the crashed attempt sent were sent again (a
+    # store keeps a (key, step) once); nothing before the checkpoint was repeated
+    again = {step for (key, step), n in rec.sent.items() if n > 1}
+    assert again == set(range(steps_per_epoch * 2, steps_per_epoch * 2 + 2))
+    assert resumed.test_accuracy == pytest.approx(expected.test_accuracy)
+
+
+def test_a_checkpoint_from_another_config_is_refused(target):
+    rec = MemoryRecorder()
+    train_model(TrainConfig(target="neural-model", **{**TINY, "epochs": 2}), rec, target)
+    with pytest.raises(ValueError, match="different config"):
+        train_model(TrainConfig(target="neural-model", **{**TINY, "epochs": 3, "seed": 9}),
+                    rec, target)
+
+
+def test_bf16_autocast_and_channels_last_follow_the_fp32_run(target):
+    runs = {}
+    for precision, channels_last in (("fp32", False), ("bf16", True)):
+        rec = MemoryRecorder()
+        train_model(TrainConfig(target="neural-model", alpha=2.0, precision=precision,
+                                channels_last=channels_last, **TINY), rec, target)
+        runs[precision] = np.array(rec.series("loss"))
+    fp32, bf16 = runs["fp32"], runs["bf16"]
+    assert np.isfinite(bf16).all() and bf16[-5:].mean() < bf16[:5].mean()
+    np.testing.assert_allclose(bf16[:5], fp32[:5], rtol=0.02)  # same run, lower precision
+    assert not np.array_equal(bf16, fp32)  # autocast really ran in bfloat16
+
+
+def test_stimuli_per_step_follows_the_pairs_mode():
+    from ml.train.joint import stimuli_per_step
+
+    assert stimuli_per_step(TrainConfig(pairs="paper")) == 64  # as many as the batch
+    assert stimuli_per_step(TrainConfig(pairs="all")) == 32
+    assert stimuli_per_step(TrainConfig(pairs="paper", stimuli_per_step=10)) == 10
+    with pytest.raises(ValueError, match="stimuli_per_step"):
+        TrainConfig(stimuli_per_step=1)
+
+
+def test_features_only_with_the_cnn_features_target():
+    from ml.train import FeatureSource
+
+    with pytest.raises(ValueError, match="features"):
+        TrainConfig(target="neural-model", features=FeatureSource(weights="vgg.pth"))
+    with pytest.raises(ValueError, match="not both"):
+        FeatureSource(weights="vgg.pth", run=3)
+    cfg = TrainConfig(target="cnn-features", features={"run": 3, "layer": "1"})
+    assert cfg.features == FeatureSource(run=3, layer="1")

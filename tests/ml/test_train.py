@@ -6,9 +6,9 @@ import torch
 
 from ml.models import BACKBONES, build_backbone
 from ml.recorder import Cancelled, MemoryRecorder
-from ml.train import ClassifierConfig, train_classifier
+from ml.train import TrainConfig, train_model
 
-TINY = dict(width=4, epochs=1, batch_size=128)
+TINY = dict(backbone="small_cnn", width=4, epochs=1, batch_size=128, lr=0.05, device="cpu")
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
@@ -22,18 +22,20 @@ def test_backbones_forward_backward(name: str) -> None:
 
 
 def test_backbone_registry_matches_config_literal() -> None:
-    assert set(typing.get_args(typing.get_type_hints(ClassifierConfig)["backbone"])) == set(
+    assert set(typing.get_args(typing.get_type_hints(TrainConfig)["backbone"])) == set(
         BACKBONES
     )
 
 
 def test_training_records_every_step_and_a_loadable_checkpoint() -> None:
     rec = MemoryRecorder()
-    result = train_classifier(ClassifierConfig(**TINY), rec)
+    result = train_model(TrainConfig(**TINY), rec)
     steps = result.steps
     assert steps == 12  # ceil(1437 / 128)
     assert sorted(rec.metrics["loss"]) == list(range(steps))
-    assert set(rec.metrics) == {"loss", "acc", "lr", "test_acc", "test_loss"}
+    gammas = {f"gamma/{k}" for k in range(3)}
+    assert set(rec.metrics) == {"task_loss", "loss", "acc", "lr", "test_acc", "test_loss"} | gammas
+    assert rec.series("loss") == rec.series("task_loss")  # no target: L = L_task
     assert list(rec.metrics["test_acc"]) == [steps - 1]
     assert rec.fractions[-1] == pytest.approx(1.0)
     data, media = rec.artifacts["model.pt"]
@@ -45,7 +47,8 @@ def test_training_records_every_step_and_a_loadable_checkpoint() -> None:
 
 def test_training_learns() -> None:
     rec = MemoryRecorder()
-    result = train_classifier(ClassifierConfig(width=16, epochs=6, lr=0.02), rec)
+    result = train_model(TrainConfig(backbone="small_cnn", width=16, epochs=6, lr=0.02,
+                                     lr_decay=1.0), rec)
     loss = rec.series("loss")
     assert sum(loss[-10:]) / 10 < 0.6 * sum(loss[:10]) / 10
     assert result.test_accuracy > 0.5  # chance is 0.1
@@ -54,16 +57,23 @@ def test_training_learns() -> None:
 def test_same_seed_same_numbers_other_seed_differs() -> None:
     runs = [MemoryRecorder() for _ in range(3)]
     for rec, seed in zip(runs, (3, 3, 4), strict=True):
-        train_classifier(ClassifierConfig(**TINY, seed=seed), rec)
+        train_model(TrainConfig(**TINY, seed=seed), rec)
     assert runs[0].series("loss") == runs[1].series("loss")
     assert runs[0].series("loss") != runs[2].series("loss")
 
 
 def test_recorder_can_stop_training() -> None:
-    rec = MemoryRecorder(stop_after_steps=3)
-    with pytest.raises(Cancelled):
-        train_classifier(ClassifierConfig(**TINY), rec)
-    assert len(rec.series("loss")) == 3
+    class StopAtThirdCheck(MemoryRecorder):
+        checks = 0
+
+        def should_stop(self) -> bool:  # asked once per step
+            self.checks += 1
+            return self.checks > 3
+
+    rec = StopAtThirdCheck()
+    with pytest.raises(Cancelled, match="stopped at step 3"):
+        train_model(TrainConfig(**{**TINY, "epochs": 2}), rec)
+    assert "model.pt" not in rec.artifacts
 
 
 @pytest.mark.parametrize(
@@ -72,17 +82,17 @@ def test_recorder_can_stop_training() -> None:
 )
 def test_bad_config_names_the_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
-        ClassifierConfig(**{field: value})
+        TrainConfig(**{field: value})
 
 
 def test_non_finite_loss_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    import ml.train.classifier as mod
+    import ml.train.joint as mod
 
     real = mod.load_dataset
 
-    def poisoned(name: str, *, seed: int):  # type: ignore[no-untyped-def]
+    def poisoned(name: str, *, seed: int, root=None):  # type: ignore[no-untyped-def]
         d = real(name, seed=seed)
         images = d.train_images.clone()
         images[:, :, 0, 0] = float("nan")
@@ -90,4 +100,4 @@ def test_non_finite_loss_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(mod, "load_dataset", poisoned)
     with pytest.raises(FloatingPointError, match="step 0"):
-        train_classifier(ClassifierConfig(**TINY), MemoryRecorder())
+        train_model(TrainConfig(**TINY), MemoryRecorder())

@@ -1,0 +1,176 @@
+"""The ``cnn-features`` control: similarity of another network's layer over the stimuli.
+
+The paper regularized toward "the feature similarity matrix of the conv3-1 layer in a
+VGG19 model pretrained on ImageNet" (§4.1, 'VGG' in Fig. 4). Pretrained weights cannot
+be fetched here, so the network comes from a file a user supplies:
+
+- a torchvision VGG19 state dict (``vgg19-dcbb9e9d.pth`` or any ``torchvision.models.vgg19``
+  ``state_dict()``); :class:`VGG19` has torchvision's exact module layout, so its keys
+  (``features.<i>.weight``…) load directly. Layers are named ``conv<b>_<c>`` (the
+  convolution's output) or ``relu<b>_<c>`` (after its ReLU), b = block 1–5.
+- a neuroreg checkpoint (``model.pt`` of a train run): its backbone is rebuilt from the
+  embedded config and ``layer`` is a tap index (``"0"`` … ``"4"`` for a ResNet18).
+
+Grey stimuli are replicated to RGB and normalised with the ImageNet statistics for VGG.
+S is the centred cosine similarity of the flattened layer output (Eq. 9 with the mean over
+all stimuli), stored as a :class:`~ml.neural.target.SimilarityTarget` whose factor is
+reduced exactly to N columns when the layer is wider than the stimulus count.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ml.models import build_backbone, resolve_taps
+from ml.neural.target import SimilarityTarget
+
+# torchvision's configuration "E" (VGG19): channel counts, "M" = 2×2 max-pool
+VGG19_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+                                    512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def vgg19_layers() -> dict[str, int]:
+    """Layer name → index into ``VGG19.features`` (``conv3_1`` → 10, ``relu3_1`` → 11)."""
+    names, i, block, conv = {}, 0, 1, 1
+    for v in VGG19_CFG:
+        if v == "M":
+            i, block, conv = i + 1, block + 1, 1
+            continue
+        names[f"conv{block}_{conv}"], names[f"relu{block}_{conv}"] = i, i + 1
+        i, conv = i + 2, conv + 1
+    return names
+
+
+class VGG19(nn.Module):
+    """torchvision's VGG19 layout (``features``, ``avgpool``, ``classifier``)."""
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = 3
+        for v in VGG19_CFG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                layers += [nn.Conv2d(channels, int(v), kernel_size=3, padding=1),
+                           nn.ReLU(inplace=True)]
+                channels = int(v)
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(),
+            nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def _vgg_extractor(state: dict[str, torch.Tensor], layer: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    names = vgg19_layers()
+    if layer not in names:
+        raise ValueError(f"features.layer: {layer!r} is not a VGG19 layer; known: "
+                         f"{sorted(names, key=names.get)}")  # type: ignore[arg-type]
+    end = names[layer] + 1
+    net = VGG19()
+    wanted = {k: v for k, v in net.features.state_dict().items()
+              if int(k.split(".")[0]) < end}
+    missing = [f"features.{k}" for k in wanted if f"features.{k}" not in state]
+    if missing:
+        raise ValueError(f"features.weights: not a torchvision VGG19 state dict (missing "
+                         f"{missing[:3]}); VGG19-BN and other variants are not supported")
+    for k, v in wanted.items():
+        got = state[f"features.{k}"]
+        if got.shape != v.shape:
+            raise ValueError(f"features.weights: features.{k} has shape {tuple(got.shape)}, "
+                             f"VGG19 needs {tuple(v.shape)}")
+        v.copy_(got)
+    trunk = net.features[:end].eval()
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+    def extract(x: torch.Tensor) -> torch.Tensor:
+        rgb = x.expand(-1, 3, -1, -1)  # grey → RGB
+        return trunk((rgb - mean.to(x.device)) / std.to(x.device))
+
+    extract.trunk = trunk  # type: ignore[attr-defined]
+    return extract
+
+
+def _neuroreg_extractor(ckpt: dict[str, Any], layer: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    cfg, state = ckpt["config"], ckpt["state_dict"]
+    model = build_backbone(cfg["backbone"], num_classes=int(state["head.weight"].shape[0]),
+                           width=cfg["width"])
+    model.load_state_dict(state)
+    model.eval()
+    try:
+        tap = int(layer)
+    except ValueError:
+        raise ValueError(f"features.layer: a neuroreg checkpoint takes a tap index "
+                         f"0..{len(model.feature_info) - 1}, got {layer!r}") from None
+    (tap,) = resolve_taps((tap,), len(model.feature_info))
+
+    def extract(x: torch.Tensor) -> torch.Tensor:
+        return model.forward_intermediates(x, [tap], intermediates_only=True)[0]
+
+    extract.trunk = model  # type: ignore[attr-defined]
+    return extract
+
+
+def load_feature_network(source: str | Path | bytes, layer: str
+                         ) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict[str, Any]]:
+    """An image → layer-output function from a VGG19 state dict or a neuroreg checkpoint.
+
+    Returns:
+        The extractor (images (N, 1, H, W) in [0, 1] → (N, C, h, w)) and provenance.
+    """
+    raw = io.BytesIO(source) if isinstance(source, bytes) else source
+    obj = torch.load(raw, map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict):
+        raise ValueError("features.weights: expected a state dict or a neuroreg checkpoint")
+    if "config" in obj and "state_dict" in obj:
+        return _neuroreg_extractor(obj, layer), {
+            "network": f"neuroreg {obj['config'].get('backbone')}", "layer": layer}
+    return _vgg_extractor(obj, layer), {"network": "vgg19 (torchvision layout)",
+                                       "layer": layer}
+
+
+@torch.no_grad()
+def cnn_features_target(extract: Callable[[torch.Tensor], torch.Tensor],
+                        stimuli: SimilarityTarget, *, meta: dict[str, Any] | None = None,
+                        batch: int = 128, device: torch.device | str = "cpu"
+                        ) -> SimilarityTarget:
+    """S over ``stimuli``'s images from a layer's centred, unit-length feature vectors.
+
+    The mean over all stimuli is subtracted (Eq. 9's f̄). When the layer has more
+    dimensions D than there are stimuli N, the factor is replaced by an exact N-column
+    one (S = U Λ Uᵀ → U √Λ), so the target stays N×N-sized at most.
+    """
+    trunk = getattr(extract, "trunk", None)
+    if isinstance(trunk, nn.Module):
+        trunk.to(device)
+    images = torch.from_numpy(np.asarray(stimuli.images, np.float32))
+    chunks = [extract(images[i:i + batch].to(device)).flatten(1).float().cpu().numpy()
+              for i in range(0, len(images), batch)]
+    f = np.concatenate(chunks)  # (N, D)
+    del chunks
+    f -= f.mean(axis=0)
+    f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    n, d = f.shape
+    if d > n:
+        gram = np.zeros((n, n), np.float64)
+        for i in range(0, d, 8192):  # column blocks keep the float64 copy small
+            block = f[:, i:i + 8192].astype(np.float64)
+            gram += block @ block.T
+        lam, u = np.linalg.eigh(gram)
+        f = (u * np.sqrt(np.clip(lam, 0, None))).astype(np.float32)
+    info = {**(meta or {}), "feature_dim": d, "stimuli_from": stimuli.meta.get("run")}
+    return SimilarityTarget("cnn-features", f, stimuli.image_ids, stimuli.images, info)

@@ -1,0 +1,107 @@
+"""What a run reads besides its config, checked at submission and loaded by the worker.
+
+- similarity: a recording under ``Settings.recordings``;
+- train: a CIFAR archive under ``Settings.datasets``; the ``similarity`` run named by
+  ``config.target_run`` (its target artifact and stimuli); for ``cnn-features`` a network
+  file under ``Settings.models`` or a succeeded ``train`` run's ``model.pt``.
+
+Every refusal is a :class:`NotFound` naming the request field, which the API turns into
+a 422 before anything is stored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ml.data.cifar import ARCHIVES, locate
+from ml.neural.pipeline import target_artifact
+from server import recordings
+from server.settings import Settings
+from server.store.artifacts import get_artifact, resolve
+from server.store.models import Run, RunStatus
+from server.store.runs import NotFound
+
+MODEL_ARTIFACT = "model.pt"
+
+
+def target_source(target: str) -> str:
+    """The similarity run's artifact a train target is read from (``random`` and
+    ``cnn-features`` take the neural-model target's stimuli)."""
+    return target_artifact(target if target in ("neural-data", "shuffle") else "neural-model")
+
+
+def _succeeded_run(session: Session, run_id: int, kind: str, artifact: str, field: str) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist", field=field)
+    if run.kind != kind:
+        raise NotFound(f"run {run_id} is a {run.kind} run, not a {kind} run", field=field)
+    if run.status is not RunStatus.succeeded:
+        raise NotFound(f"run {run_id} is {run.status.value}; it must have succeeded",
+                       field=field)
+    if get_artifact(session, run_id, artifact) is None:
+        raise NotFound(f"run {run_id} has no {artifact}", field=field)
+    return run
+
+
+def check_inputs(session: Session, settings: Settings, *, kind: str, config: Any) -> int | None:
+    """Refuse a run whose inputs the worker could not read; return the run it reads from
+    (the lineage link), if any."""
+    if kind == "similarity":
+        if config.source == "recording":
+            recordings.resolve(settings.recordings, config.recording)
+        return None
+    if kind != "train":
+        return None
+    if config.dataset in ARCHIVES and locate(settings.datasets, config.dataset) is None:
+        raise NotFound(
+            f"{config.dataset} is not in {settings.datasets}: put "
+            f"{ARCHIVES[config.dataset].file} there (or run `neuroreg datasets download "
+            f"{config.dataset}` where the internet is reachable)", field="config.dataset")
+    if config.target == "none":
+        return None
+    if config.target_run is None:
+        raise NotFound(f"target {config.target!r} needs the id of a succeeded similarity run",
+                       field="config.target_run")
+    _succeeded_run(session, config.target_run, "similarity", target_source(config.target),
+                   "config.target_run")
+    if config.target == "cnn-features":
+        features = config.features
+        if features is None or (features.weights is None and features.run is None):
+            raise NotFound("cnn-features needs features.weights (a file under "
+                           f"{settings.models}) or features.run (a train run)",
+                           field="config.features")
+        if features.weights is not None:
+            recordings.resolve(settings.models, features.weights, "config.features.weights")
+        else:
+            _succeeded_run(session, features.run, "train", MODEL_ARTIFACT,
+                           "config.features.run")
+    return int(config.target_run)
+
+
+def artifact_path(session: Session, settings: Settings, run_id: int, name: str) -> Path:
+    row = get_artifact(session, run_id, name)
+    if row is None:
+        raise NotFound(f"run {run_id} has no artifact {name!r}")
+    return resolve(settings.artifacts, row.path)
+
+
+def train_inputs(session: Session, settings: Settings, config: Any) -> dict[str, Path]:
+    """Paths of what a train run reads: ``target`` (the similarity run's artifact) and,
+    for cnn-features, ``network``."""
+    out: dict[str, Path] = {}
+    if config.target == "none":
+        return out
+    out["target"] = artifact_path(session, settings, config.target_run,
+                                  target_source(config.target))
+    if config.target == "cnn-features":
+        features = config.features
+        if features.weights is not None:
+            out["network"] = recordings.resolve(settings.models, features.weights,
+                                                "config.features.weights")
+        else:
+            out["network"] = artifact_path(session, settings, features.run, MODEL_ARTIFACT)
+    return out
