@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.kinds import KINDS
 from server.queue import make_celery
-from server.routes import artifacts, metrics, recordings, runs, system, ui
+from server.routes import artifacts, metrics, recordings, runs, summaries, system, ui
 from server.routes.ui import FRONTEND
 from server.settings import Settings, get_settings
 from server.store.db import migrate
@@ -78,6 +78,11 @@ def _public_error(e: Any) -> dict[str, Any]:
     if type_ == "union_tag_invalid":  # the run-kind union: say which kinds exist
         loc.append("kind")
         msg = f"unknown kind {e.get('ctx', {}).get('tag')!r}; known kinds: {sorted(KINDS)}"
+    if type_ == "value_error":  # a config's own check: "Value error, <field>: <why>"
+        msg = msg.removeprefix("Value error, ")
+        field, sep, why = msg.partition(": ")
+        if sep and field.isidentifier():
+            loc.append(field)
     return {"loc": loc, "msg": msg, "type": type_}
 
 
@@ -104,7 +109,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal server error"}, status_code=500)
 
-    for module in (system, runs, metrics, artifacts, recordings, ui):
+    for module in (system, runs, metrics, artifacts, recordings, summaries, ui):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)

@@ -251,6 +251,39 @@ def cmd_recordings(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_gamma(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        table = _check(client.get("/api/summaries/gamma", params={"run_id": args.runs}))
+    if not table["rows"]:
+        print("no finished train runs with γ among these")
+    for row in table["rows"]:
+        cols = "  ".join(f"γ{layer:<6}" for layer in row["layers"])
+        print(f"\n{row['target']}  α={row['alpha']:g}  {row['backbone']}  "
+              f"({row['n']} run{'s' * (row['n'] != 1)}, seeds {row['seeds']})")
+        print(f"  {cols}")
+        print("  " + "  ".join(f"{m:.2f}±{s:.2f}" for m, s in
+                               zip(row["gamma_mean"], row["gamma_sem"], strict=True)))
+    if table["skipped"]:
+        print(f"\nskipped (not succeeded train runs): {table['skipped']}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
+    from ml.data.cifar import download, locate
+
+    root = settings.datasets
+    if args.action == "download":
+        for name in args.names:
+            print(f"{name}: {download(root, name)} (MD5 verified)")
+        return 0
+    print(f"datasets in {root} (train runs name them as config.dataset):")
+    print("  digits32    built in (scikit-learn's digits at 32×32)")
+    for name in ("cifar10", "cifar100"):
+        where = locate(root, name)
+        print(f"  {name:<10}  {where if where else 'missing: neuroreg datasets download ' + name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neuroreg", description=__doc__)
     parser.add_argument("--data-dir", help="override NEUROREG_DATA_DIR")
@@ -279,6 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "recordings", help="recordings on the server that similarity runs can read"
     ).set_defaults(func=cmd_recordings)
+    g = sub.add_parser("gamma", help="final γ per tapped layer, averaged over seeds (Table 1)")
+    g.add_argument("runs", nargs="*", type=int, help="train run ids (default: all finished)")
+    g.set_defaults(func=cmd_gamma)
+    d = sub.add_parser("datasets", help="list or download the CIFAR archives train runs read")
+    d.add_argument("action", choices=["list", "download"], nargs="?", default="list")
+    d.add_argument("names", nargs="*", default=["cifar10", "cifar100"],
+                   choices=["cifar10", "cifar100"])
+    d.set_defaults(func=cmd_datasets)
     return parser
 
 

@@ -66,6 +66,7 @@ def train_job(config: Any, recorder: Recorder) -> Any:
         paths = train_inputs(s, settings, config)
     target = SimilarityTarget.load(str(paths["target"])) if "target" in paths else None
     if "network" in paths:
+        assert target is not None  # cnn-features reads its stimuli from the target run
         from ml.regularize.cnn_features import cnn_features_target, load_feature_network
         from ml.runtime import pick_device
 

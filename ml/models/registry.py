@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch import nn
-
+from ml.models._taps import TappedBackbone
 from ml.models.resnet import resnet18, resnet34
 from ml.models.small_cnn import SmallCNN
 
-BACKBONES: dict[str, Callable[..., nn.Module]] = {
+BACKBONES: dict[str, Callable[..., TappedBackbone]] = {
     "small_cnn": SmallCNN,
     "resnet18": resnet18,
     "resnet34": resnet34,
 }
 
 
-def build_backbone(name: str, *, num_classes: int, width: int, in_channels: int = 1) -> nn.Module:
+def build_backbone(name: str, *, num_classes: int, width: int,
+                   in_channels: int = 1) -> TappedBackbone:
     """Instantiate a registered backbone."""
     try:
         factory = BACKBONES[name]

@@ -74,7 +74,10 @@ class VGG19(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-def _vgg_extractor(state: dict[str, torch.Tensor], layer: str) -> Callable[[torch.Tensor], torch.Tensor]:
+Extractor = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _vgg_extractor(state: dict[str, torch.Tensor], layer: str) -> Extractor:
     names = vgg19_layers()
     if layer not in names:
         raise ValueError(f"features.layer: {layer!r} is not a VGG19 layer; known: "
@@ -105,7 +108,7 @@ def _vgg_extractor(state: dict[str, torch.Tensor], layer: str) -> Callable[[torc
     return extract
 
 
-def _neuroreg_extractor(ckpt: dict[str, Any], layer: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def _neuroreg_extractor(ckpt: dict[str, Any], layer: str) -> Extractor:
     cfg, state = ckpt["config"], ckpt["state_dict"]
     model = build_backbone(cfg["backbone"], num_classes=int(state["head.weight"].shape[0]),
                            width=cfg["width"])
@@ -126,7 +129,7 @@ def _neuroreg_extractor(ckpt: dict[str, Any], layer: str) -> Callable[[torch.Ten
 
 
 def load_feature_network(source: str | Path | bytes, layer: str
-                         ) -> tuple[Callable[[torch.Tensor], torch.Tensor], dict[str, Any]]:
+                         ) -> tuple[Extractor, dict[str, Any]]:
     """An image → layer-output function from a VGG19 state dict or a neuroreg checkpoint.
 
     Returns:
@@ -144,7 +147,7 @@ def load_feature_network(source: str | Path | bytes, layer: str
 
 
 @torch.no_grad()
-def cnn_features_target(extract: Callable[[torch.Tensor], torch.Tensor],
+def cnn_features_target(extract: Extractor,
                         stimuli: SimilarityTarget, *, meta: dict[str, Any] | None = None,
                         batch: int = 128, device: torch.device | str = "cpu"
                         ) -> SimilarityTarget:

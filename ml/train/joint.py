@@ -30,7 +30,7 @@ from annotated_types import Ge, Gt, Le, Lt
 
 from ml._validate import validate_config
 from ml.data import load_dataset
-from ml.models import build_backbone, resolve_taps
+from ml.models import TappedBackbone, build_backbone, resolve_taps
 from ml.neural.target import SimilarityTarget
 from ml.recorder import Cancelled, Recorder
 from ml.regularize import SimilarityHead, all_pairs, paper_pairs, similarity_loss
@@ -68,9 +68,9 @@ class TrainConfig:
     """A training run; defaults follow §4.1 where the paper states them.
 
     SGD momentum 0.9 and weight decay 5e-4 are not stated in the paper; they are the
-    usual CIFAR ResNet values. ``target_run`` names the ``similarity`` run whose target
-    (and stimuli) the service loads; ``features`` says which network ``cnn-features``
-    uses. ``precision`` ``auto`` is bfloat16 autocast on CUDA (fp32 on CPU);
+    usual CIFAR ResNet values (the γ logits are not decayed). ``target_run`` names the
+    ``similarity`` run whose target (and stimuli) the service loads; ``features`` says
+    which network ``cnn-features`` uses. ``precision`` ``auto`` is bfloat16 autocast on CUDA (fp32 on CPU);
     ``channels_last`` unset means on for CUDA. ``stimuli_per_step`` unset is the batch
     size for ``pairs="paper"`` (the paper passes as many images through each pathway)
     and 32 for ``pairs="all"`` (496 pairs; see ``bench/train_overhead.py``).
@@ -167,7 +167,7 @@ def _autocast(device: torch.device, precision: str) -> tuple[Any, torch.amp.Grad
 
 
 @torch.no_grad()
-def _heldout_r(model: torch.nn.Module, head: SimilarityHead, taps: list[int],
+def _heldout_r(model: TappedBackbone, head: SimilarityHead, taps: list[int],
                stimuli: torch.Tensor, target: np.ndarray) -> float:
     """r(S_CNN, S_target) over every pair of the held-out stimuli."""
     model.eval()
@@ -227,12 +227,18 @@ def train_model(config: TrainConfig, recorder: Recorder,
     with deterministic_mode(config.deterministic, config.seed):
         data = load_dataset(config.dataset, seed=config.seed, root=data_root)
         model = build_backbone(config.backbone, num_classes=data.num_classes,
-                               width=config.width).to(device, memory_format=fmt)
+                               width=config.width)
+        model = model.to(device, memory_format=fmt)  # type: ignore[call-overload]
         taps = resolve_taps(config.taps, len(model.feature_info))
         layers = [int(model.feature_info[t].get("layer", t)) for t in taps]
         head = SimilarityHead(len(taps), centering=config.centering).to(device)
-        opt = torch.optim.SGD([*model.parameters(), *head.parameters()], lr=config.lr,
-                              momentum=config.momentum, weight_decay=config.weight_decay)
+        # no weight decay on the γ logits: it would pull γ back toward uniform
+        groups: list[dict[str, Any]] = [
+            {"params": list(model.parameters())},
+            {"params": list(head.parameters()), "weight_decay": 0.0}]
+        opt = torch.optim.SGD(groups,
+                              lr=config.lr, momentum=config.momentum,
+                              weight_decay=config.weight_decay)
         x_train = data.train_images.to(device, memory_format=fmt)
         y_train = data.train_labels.to(device)
         x_test = data.test_images.to(device, memory_format=fmt)

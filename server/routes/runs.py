@@ -9,9 +9,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 
 from server.deps import CurrentUser, SessionDep, SettingsDep, run_or_404
+from server.inputs import check_inputs
 from server.kinds import KindName
 from server.schemas import RunCreate, RunPage, RunPublic
-from server.inputs import check_inputs
 from server.services import EnqueueFailed, run_public, runs_public, submit_run
 from server.store.models import Role, RunStatus
 from server.store.runs import NotFound, cancel_run, list_runs

@@ -40,7 +40,7 @@ def test_health_is_open_everything_else_needs_a_token(client: TestClient) -> Non
 def test_create_enqueues_and_reads_back(client: TestClient, settings: Settings) -> None:
     run = _create(client, name="first")
     assert run["status"] == "queued" and run["owner"] == "admin"
-    assert run["config"]["epochs"] == 1 and run["config"]["width"] == 16  # defaults filled
+    assert run["config"]["epochs"] == 1 and run["config"]["width"] == 64  # defaults filled
     assert client.get(f"/api/runs/{run['id']}").json()["name"] == "first"
     queued = list((settings.broker_dir / "queue").glob("*.msg"))
     assert len(queued) == 1 and f"[{run['id']}]".encode() in queued[0].read_bytes()

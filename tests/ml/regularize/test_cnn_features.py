@@ -15,8 +15,8 @@ from ml.regularize.cnn_features import (
     load_feature_network,
     vgg19_layers,
 )
-from ml.train.classifier import checkpoint_bytes
 from ml.train import TrainConfig
+from ml.train.classifier import checkpoint_bytes
 
 # torchvision.models.vgg19().state_dict() layout, written out independently of our module:
 # config "E", each conv followed by a ReLU, a max-pool after each block, 3 Linear layers.
@@ -31,7 +31,8 @@ def torchvision_vgg19_state(seed: int = 0) -> dict[str, torch.Tensor]:
         if v == "M":
             i += 1
             continue
-        state[f"features.{i}.weight"] = torch.randn(v, c_in, 3, 3, generator=g) * (2 / (9 * c_in)) ** 0.5
+        scale = (2 / (9 * c_in)) ** 0.5
+        state[f"features.{i}.weight"] = torch.randn(v, c_in, 3, 3, generator=g) * scale
         state[f"features.{i}.bias"] = torch.zeros(v)
         i, c_in = i + 2, v
     for k, (o, n) in {0: (4096, 25088), 3: (4096, 4096), 6: (1000, 4096)}.items():
@@ -71,7 +72,8 @@ def test_vgg19_conv3_1_target_from_a_state_dict_file(tmp_path, stimuli):
         for idx in range(11):
             key = f"features.{idx}.weight"
             if key in state:
-                x = torch.nn.functional.conv2d(x, state[key], state[f"features.{idx}.bias"], padding=1)
+                bias = state[f"features.{idx}.bias"]
+                x = torch.nn.functional.conv2d(x, state[key], bias, padding=1)
             elif idx in (4, 9):
                 x = torch.nn.functional.max_pool2d(x, 2)
             else:

@@ -1,0 +1,46 @@
+"""Table 1 of the paper's supplement: final γ per tapped layer, averaged over seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+
+def gamma_table(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Group runs by condition and average their final γ.
+
+    Args:
+        runs: one mapping per finished train run with ``id``, ``target``, ``alpha``,
+            ``backbone``, ``seed``, ``gamma`` (final γ_k) and ``layers`` (the tapped
+            layers' numbers, e.g. 1, 5, 9, 13, 17).
+
+    Returns:
+        One row per (target, α, backbone, layers): ``n`` runs, their ``seeds`` and
+        ``run_ids``, ``gamma_mean`` and ``gamma_sem`` (0 for a single run), and
+        ``dominant`` — how many runs ended with each layer holding the largest γ (the
+        paper: "γ5 = 0.67 for α = 16 corresponds to 2 out of 3 seeds with γ5 = 1").
+        Sorted by target, then α.
+    """
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for r in runs:
+        key = (r["target"], float(r["alpha"]), r["backbone"], tuple(r["layers"]))
+        if len(r["gamma"]) != len(r["layers"]):
+            raise ValueError(f"run {r.get('id')}: {len(r['gamma'])} γ for "
+                             f"{len(r['layers'])} layers")
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for (target, alpha, backbone, layers), members in sorted(groups.items(),
+                                                             key=lambda kv: kv[0][:2]):
+        g = np.array([m["gamma"] for m in members], dtype=np.float64)  # (runs, K)
+        sem = g.std(axis=0, ddof=1) / np.sqrt(len(g)) if len(g) > 1 else np.zeros(g.shape[1])
+        winners = np.bincount(g.argmax(axis=1), minlength=g.shape[1])
+        rows.append({
+            "target": target, "alpha": alpha, "backbone": backbone, "layers": list(layers),
+            "n": len(members), "seeds": [m["seed"] for m in members],
+            "run_ids": [m.get("id") for m in members],
+            "gamma_mean": g.mean(axis=0).tolist(), "gamma_sem": sem.tolist(),
+            "dominant": {str(layer): int(c) for layer, c in zip(layers, winners, strict=True)},
+        })
+    return rows

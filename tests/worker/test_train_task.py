@@ -1,0 +1,115 @@
+"""The train task against the store: a target from a similarity run, cnn-features from a
+train run, and resuming a crashed run from its stored checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from ml.neural.estimators import unit_vectors
+from ml.neural.stimuli import natural_patches
+from ml.neural.target import SimilarityTarget
+from ml.train import TrainConfig
+from server.settings import Settings, get_settings
+from server.store.artifacts import save_artifact
+from server.store.db import migrate, session_scope
+from server.store.metrics import read_series
+from server.store.models import Role, RunStatus, User
+from server.store.runs import create_run, finish_run, get_run
+from server.store.users import create_user
+from worker.recorder import SqlRecorder
+from worker.tasks import execute, train_job
+
+TINY = dict(backbone="small_cnn", width=8, epochs=2, batch_size=256, lr=0.05,
+            heldout_fraction=0.25, alpha=2.0, device="cpu")
+
+
+@pytest.fixture
+def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    monkeypatch.setenv("NEUROREG_DATA_DIR", str(settings.data_dir))
+    get_settings.cache_clear()
+    migrate(settings.db_url)
+    with session_scope(settings.db_url) as s:
+        create_user(s, name="u", role=Role.member)
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+def _similarity_run(settings: Settings) -> int:
+    images = natural_patches(64, seed=1)
+    quad = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(images), (2, 2))
+    f = quad.flatten(1).numpy()
+    target = SimilarityTarget("neural-model", unit_vectors((f - f.mean(0)) / f.std(0)),
+                              np.arange(64), images)
+    with session_scope(settings.db_url) as s:
+        user = s.query(User).first()
+        run = create_run(s, owner=user, kind="similarity", name="", config={})
+        save_artifact(s, settings.artifacts, run_id=run.id, name="target-neural-model.npz",
+                      data=target.to_bytes(), media_type="application/x-npz")
+        finish_run(s, run.id, RunStatus.succeeded)
+        return run.id
+
+
+def _train_run(settings: Settings, config: TrainConfig) -> int:
+    with session_scope(settings.db_url) as s:
+        user = s.query(User).first()
+        return create_run(s, owner=user, kind="train", name="",
+                          config=dataclasses.asdict(config)).id
+
+
+def _run(settings: Settings, run_id: int):  # type: ignore[no-untyped-def]
+    with session_scope(settings.db_url) as s:
+        run = get_run(s, run_id)
+        return run.status, run.result, run.error
+
+
+def test_train_reads_its_target_run_and_cnn_features_read_a_trained_network(env: Settings):
+    sim = _similarity_run(env)
+    first = _train_run(env, TrainConfig(target="neural-model", target_run=sim, **TINY))
+    assert execute(first, train_job)["status"] == "succeeded", _run(env, first)
+    status, result, _ = _run(env, first)
+    assert len(result["gamma"]) == 3 and result["layers"] == [1, 2, 3]
+    assert np.isfinite(result["r_similarity"])
+    with session_scope(env.db_url) as s:
+        assert read_series(s, first, "sim_r", max_points=10).total == 2
+        assert read_series(s, first, "gamma/2", max_points=1000).total == result["steps"]
+    assert (env.artifacts / str(first) / "model.pt").exists()
+
+    # the paper's 'VGG' control with a network the lab trained: tap 1 of run `first`
+    cfg = TrainConfig(target="cnn-features", target_run=sim,
+                      features={"run": first, "layer": "1"}, **{**TINY, "epochs": 1})
+    second = _train_run(env, cfg)
+    assert execute(second, train_job)["status"] == "succeeded", _run(env, second)
+    assert np.isfinite(_run(env, second)[1]["r_similarity"])
+
+
+class Killed(Exception):
+    pass
+
+
+class DyingRecorder(SqlRecorder):
+    def log_metrics(self, metrics, step):  # type: ignore[no-untyped-def]
+        if step >= 8:  # epoch 2 of 3 (6 steps per epoch), after the first checkpoint
+            raise Killed
+        super().log_metrics(metrics, step)
+
+
+def test_a_killed_train_task_resumes_from_the_stored_checkpoint(env: Settings):
+    sim = _similarity_run(env)
+    cfg = TrainConfig(target="neural-model", target_run=sim, **{**TINY, "epochs": 3})
+    run_id = _train_run(env, cfg)
+    kw = dict(db_url=env.db_url, artifact_root=env.artifacts, run_id=run_id)
+    with pytest.raises(Killed):
+        train_job(cfg, DyingRecorder(**kw))
+    result = train_job(cfg, SqlRecorder(**kw))  # the redelivered task
+    rec = SqlRecorder(**kw)
+    assert result.resumed_from_step == 6 and result.steps == 18
+    with session_scope(env.db_url) as s:
+        for key in ("loss", "sim_loss", "gamma/0"):
+            assert read_series(s, run_id, key, max_points=100).steps == list(range(18)), key
+        assert read_series(s, run_id, "test_acc", max_points=10).steps == [5, 11, 17]
+    assert rec.load_artifact("model.pt") is not None
