@@ -70,10 +70,11 @@ class TrainConfig:
     SGD momentum 0.9 and weight decay 5e-4 are not stated in the paper; they are the
     usual CIFAR ResNet values (the γ logits are not decayed). ``target_run`` names the
     ``similarity`` run whose target (and stimuli) the service loads; ``features`` says
-    which network ``cnn-features`` uses. ``precision`` ``auto`` is bfloat16 autocast on CUDA (fp32 on CPU);
-    ``channels_last`` unset means on for CUDA. ``stimuli_per_step`` unset is the batch
-    size for ``pairs="paper"`` (the paper passes as many images through each pathway)
-    and 32 for ``pairs="all"`` (496 pairs; see ``bench/train_overhead.py``).
+    which network ``cnn-features`` uses. ``precision`` ``auto`` is bfloat16 autocast on
+    CUDA (fp32 on CPU); ``channels_last`` unset means on for CUDA. ``stimuli_per_step``
+    unset is the batch size for ``pairs="paper"`` (the paper passes as many images
+    through each pathway) and 32 for ``pairs="all"`` (496 pairs; see
+    ``bench/train_overhead.py``).
     """
 
     dataset: Literal["digits32", "cifar10", "cifar100"] = "digits32"
