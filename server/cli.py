@@ -269,12 +269,21 @@ def cmd_gamma(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
-    from ml.data.cifar import download, locate
+    from ml.data.cifar import ARCHIVES, download, locate
 
     root = settings.datasets
+    names = args.names or sorted(ARCHIVES)
+    if unknown := sorted(set(names) - set(ARCHIVES)):
+        print(f"error: unknown dataset {unknown}; known: {sorted(ARCHIVES)}", file=sys.stderr)
+        return 2
     if args.action == "download":
-        for name in args.names:
-            print(f"{name}: {download(root, name)} (MD5 verified)")
+        for name in names:
+            try:
+                print(f"{name}: {download(root, name)} (MD5 verified)")
+            except (OSError, ValueError) as exc:  # URLError is an OSError
+                print(f"error: could not download {name} into {root}: {exc}",
+                      file=sys.stderr)
+                return 1
         return 0
     print(f"datasets in {root} (train runs name them as config.dataset):")
     print("  digits32    built in (scikit-learn's digits at 32×32)")
@@ -317,8 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_gamma)
     d = sub.add_parser("datasets", help="list or download the CIFAR archives train runs read")
     d.add_argument("action", choices=["list", "download"], nargs="?", default="list")
-    d.add_argument("names", nargs="*", default=["cifar10", "cifar100"],
-                   choices=["cifar10", "cifar100"])
+    d.add_argument("names", nargs="*", help="cifar10 and/or cifar100 (default: both)")
     d.set_defaults(func=cmd_datasets)
     return parser
 

@@ -41,8 +41,24 @@ def test_run_files_yaml_and_json(tmp_path: Path) -> None:
 
 def test_parser_knows_every_command() -> None:
     parser = build_parser()
-    for argv in (["up"], ["api"], ["worker"], ["submit", "x.yaml", "--wait"], ["runs"]):
+    for argv in (["up"], ["api"], ["worker"], ["submit", "x.yaml", "--wait"], ["runs"],
+                 ["gamma", "3", "4"], ["datasets"], ["datasets", "download", "cifar100"]):
         assert parser.parse_args(argv).command == argv[0]
+
+
+def test_datasets_lists_what_train_runs_can_read(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.cli import cmd_datasets
+
+    (settings.datasets / "cifar-10-batches-py").mkdir(parents=True)
+    assert cmd_datasets(build_parser().parse_args(["datasets"]), settings) == 0
+    out = capsys.readouterr().out
+    assert f"cifar10     {settings.datasets / 'cifar-10-batches-py'}" in out
+    assert "cifar100    missing: neuroreg datasets download cifar100" in out
+    bad = build_parser().parse_args(["datasets", "download", "mnist"])
+    assert cmd_datasets(bad, settings) == 2
+    assert "unknown dataset ['mnist']" in capsys.readouterr().err
 
 
 def test_cli_errors_name_the_field() -> None:
