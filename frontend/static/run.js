@@ -7,6 +7,8 @@ const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 const GROUPS = [
   { title: "Loss", match: (k) => /loss/.test(k) },
   { title: "Accuracy", match: (k) => /acc/.test(k) },
+  { title: "γ per tapped layer (Eq. 10)", match: (k) => /^gamma\//.test(k) },
+  { title: "r(S_CNN, S_target), held-out stimuli", match: (k) => k === "sim_r" },
 ];
 const ORDER = GROUPS.map((g) => g.title);
 
