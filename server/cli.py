@@ -257,12 +257,11 @@ def cmd_gamma(args: argparse.Namespace, settings: Settings) -> int:
     if not table["rows"]:
         print("no finished train runs with γ among these")
     for row in table["rows"]:
-        cols = "  ".join(f"γ{layer:<6}" for layer in row["layers"])
         print(f"\n{row['target']}  α={row['alpha']:g}  {row['backbone']}  "
               f"({row['n']} run{'s' * (row['n'] != 1)}, seeds {row['seeds']})")
-        print(f"  {cols}")
-        print("  " + "  ".join(f"{m:.2f}±{s:.2f}" for m, s in
-                               zip(row["gamma_mean"], row["gamma_sem"], strict=True)))
+        print("  " + "".join(f"{'γ' + str(layer):<12}" for layer in row["layers"]))
+        print("  " + "".join(f"{f'{m:.2f} ± {s:.2f}':<12}" for m, s in
+                             zip(row["gamma_mean"], row["gamma_sem"], strict=True)))
     if table["skipped"]:
         print(f"\nskipped (not succeeded train runs): {table['skipped']}")
     return 0

@@ -66,10 +66,15 @@ async function drawRun() {
   document.getElementById("run-title").textContent = `#${run.id} ${run.name || ""}`;
   const badge = document.getElementById("run-status");
   badge.textContent = run.status; badge.className = `badge ${run.status}`;
-  document.getElementById("run-meta").textContent =
+  const meta = document.getElementById("run-meta");
+  meta.textContent =
     `${run.kind} · owner ${run.owner} · created ${when(run.created_at)}` +
     (run.started_at ? ` · started ${when(run.started_at)}` : "") +
     (run.finished_at ? ` · finished ${when(run.finished_at)}` : "");
+  if (run.input_run_id) {  // lineage: a train run's target similarity run
+    meta.append(" · reads ", el("a", { href: `/runs/${run.input_run_id}`, id: "input-run" },
+      `run #${run.input_run_id}`));
+  }
   document.getElementById("run-progress").style.width = `${Math.round(run.progress * 100)}%`;
   document.getElementById("run-message").textContent = run.message;
   const error = document.getElementById("run-error");
