@@ -32,10 +32,12 @@ def stack(request: pytest.FixtureRequest, make_settings) -> Settings:  # type: i
 
 
 def _cli_submit(stack: Settings, url: str, run_file: Path, log: Path,
-                monkeypatch: pytest.MonkeyPatch) -> str:
-    """``neuroreg submit FILE --wait`` against the live server; returns the admin token."""
-    with session_scope(stack.db_url) as s:
-        token = ensure_admin(s) or ""
+                monkeypatch: pytest.MonkeyPatch, token: str = "") -> str:
+    """``neuroreg submit FILE --wait`` against the live server; returns the admin token
+    (created by the first call; pass it to later ones)."""
+    if not token:
+        with session_scope(stack.db_url) as s:
+            token = ensure_admin(s) or ""
     monkeypatch.setenv("NEUROREG_API_URL", url)
     monkeypatch.setenv("NEUROREG_TOKEN", token)
     get_settings.cache_clear()
@@ -113,3 +115,20 @@ def test_similarity_run_through_worker_and_target_download(
             assert len(target) == 74 and target.factor.shape[1] == 24
             r = api.get(f"/api/runs/{run_id}/metrics/r_model_oracle").json()
             assert r["values"] == [pytest.approx(run["result"]["scores"]["r_model_oracle"])]
+
+        # a train run regularized toward that target, through the same worker
+        train_file = tmp_path / "train.yaml"
+        train_file.write_text(
+            "kind: train\nname: tiny regularized\nconfig:\n"
+            f"  {{backbone: small_cnn, width: 4, epochs: 1, batch_size: 128,"
+            f" target: neural-model, target_run: {run_id}, alpha: 2}}\n"
+        )
+        _cli_submit(stack, url, train_file, tmp_path / "worker.log", monkeypatch, token)
+        train_id = int(capsys.readouterr().out.split("submitted run ")[1].split(":")[0])
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
+            run = api.get(f"/api/runs/{train_id}").json()
+            assert run["status"] == "succeeded" and run["input_run_id"] == run_id
+            assert len(run["result"]["gamma"]) == 3 and run["result"]["r_similarity"] is not None
+            assert api.get(f"/api/runs/{train_id}/metrics/sim_loss").json()["total"] == 12
+            table = api.get("/api/summaries/gamma", params={"run_id": train_id}).json()
+            assert table["rows"][0]["target"] == "neural-model" and table["rows"][0]["n"] == 1
