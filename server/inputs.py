@@ -3,7 +3,9 @@
 - similarity: a recording under ``Settings.recordings``;
 - train: a CIFAR archive under ``Settings.datasets``; the ``similarity`` run named by
   ``config.target_run`` (its target artifact and stimuli); for ``cnn-features`` a network
-  file under ``Settings.models`` or a succeeded ``train`` run's ``model.pt``.
+  file under ``Settings.models`` or a succeeded ``train`` run's ``model.pt``;
+- evaluate: the succeeded ``train`` run named by ``config.train_run`` (its ``model.pt``)
+  and that run's dataset.
 
 Every refusal is a :class:`NotFound` naming the request field, which the API turns into
 a 422 before anything is stored.
@@ -47,6 +49,14 @@ def _succeeded_run(session: Session, run_id: int, kind: str, artifact: str, fiel
     return run
 
 
+def _check_dataset(settings: Settings, dataset: str, field: str) -> None:
+    if dataset in ARCHIVES and locate(settings.datasets, dataset) is None:
+        raise NotFound(
+            f"{dataset} is not in {settings.datasets}: put {ARCHIVES[dataset].file} there "
+            f"(or run `neuroreg datasets download {dataset}` where the internet is "
+            "reachable)", field=field)
+
+
 def check_inputs(session: Session, settings: Settings, *, kind: str, config: Any) -> int | None:
     """Refuse a run whose inputs the worker could not read; return the run it reads from
     (the lineage link), if any."""
@@ -54,13 +64,17 @@ def check_inputs(session: Session, settings: Settings, *, kind: str, config: Any
         if config.source == "recording":
             recordings.resolve(settings.recordings, config.recording)
         return None
+    if kind == "evaluate":
+        if config.train_run is None:
+            raise NotFound("an evaluation needs the id of a succeeded train run",
+                           field="config.train_run")
+        run = _succeeded_run(session, config.train_run, "train", MODEL_ARTIFACT,
+                             "config.train_run")
+        _check_dataset(settings, run.config.get("dataset", "digits32"), "config.train_run")
+        return int(config.train_run)
     if kind != "train":
         return None
-    if config.dataset in ARCHIVES and locate(settings.datasets, config.dataset) is None:
-        raise NotFound(
-            f"{config.dataset} is not in {settings.datasets}: put "
-            f"{ARCHIVES[config.dataset].file} there (or run `neuroreg datasets download "
-            f"{config.dataset}` where the internet is reachable)", field="config.dataset")
+    _check_dataset(settings, config.dataset, "config.dataset")
     if config.target == "none":
         return None
     if config.target_run is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ml.evaluate.run import EvaluateConfig
 from ml.neural.pipeline import SimilarityConfig
 from ml.train import TrainConfig
 
@@ -20,6 +21,7 @@ class JobKind:
 KINDS: dict[str, JobKind] = {
     "similarity": JobKind("similarity", SimilarityConfig, "neuroreg.similarity", "gpu"),
     "train": JobKind("train", TrainConfig, "neuroreg.train", "gpu"),
+    "evaluate": JobKind("evaluate", EvaluateConfig, "neuroreg.evaluate", "gpu"),
 }
 
 # for query parameters and schemas: an unknown kind is a 422 listing the known ones

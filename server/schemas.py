@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from ml.evaluate.run import EvaluateConfig
 from ml.neural.pipeline import SimilarityConfig
 from ml.train import TrainConfig
 from server.store.models import Role, RunStatus
@@ -34,13 +35,25 @@ class SimilarityRunCreate(BaseModel):
     input_run_id: int | None = None
 
 
+class EvaluateRunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["evaluate"]
+    name: str = Field("", max_length=200)
+    config: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    parent_id: int | None = None
+    input_run_id: int | None = None
+
+
 def _kind(body: Any) -> Any:
     # a body without "kind" is a train run, as before there were other kinds
     return body.get("kind", "train") if isinstance(body, dict) else getattr(body, "kind", None)
 
 
 RunCreate = Annotated[
-    Annotated[TrainRunCreate, Tag("train")] | Annotated[SimilarityRunCreate, Tag("similarity")],
+    Annotated[TrainRunCreate, Tag("train")]
+    | Annotated[SimilarityRunCreate, Tag("similarity")]
+    | Annotated[EvaluateRunCreate, Tag("evaluate")],
     Discriminator(_kind),
 ]
 

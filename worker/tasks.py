@@ -96,3 +96,25 @@ def similarity_job(config: Any, recorder: Recorder) -> dict[str, Any]:
 @celery_app.task(name="neuroreg.similarity")
 def similarity(run_id: int) -> dict[str, Any]:
     return execute(run_id, similarity_job)
+
+
+def evaluate_job(config: Any, recorder: Recorder) -> Any:
+    """An evaluate run: the train run's model.pt on the test split of its dataset."""
+    from ml.data import load_dataset
+    from ml.evaluate import evaluate_model
+    from ml.train.classifier import load_model
+    from server.inputs import MODEL_ARTIFACT, artifact_path
+
+    settings = get_settings()
+    with session_scope(settings.db_url) as s:
+        path = artifact_path(s, settings, config.train_run, MODEL_ARTIFACT)
+    model, train_config = load_model(str(path))
+    data = load_dataset(train_config.get("dataset", "digits32"), seed=train_config["seed"],
+                        root=settings.datasets)
+    return evaluate_model(config, recorder, model, data.test_images, data.test_labels,
+                          num_classes=data.num_classes)
+
+
+@celery_app.task(name="neuroreg.evaluate")
+def evaluate(run_id: int) -> dict[str, Any]:
+    return execute(run_id, evaluate_job)

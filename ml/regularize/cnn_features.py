@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ml.models import build_backbone, resolve_taps
+from ml.models import resolve_taps
 from ml.neural.target import SimilarityTarget
 
 # torchvision's configuration "E" (VGG19): channel counts, "M" = 2×2 max-pool
@@ -108,12 +108,10 @@ def _vgg_extractor(state: dict[str, torch.Tensor], layer: str) -> Extractor:
     return extract
 
 
-def _neuroreg_extractor(ckpt: dict[str, Any], layer: str) -> Extractor:
-    cfg, state = ckpt["config"], ckpt["state_dict"]
-    model = build_backbone(cfg["backbone"], num_classes=int(state["head.weight"].shape[0]),
-                           width=cfg["width"])
-    model.load_state_dict(state)
-    model.eval()
+def _neuroreg_extractor(raw: Any, layer: str) -> Extractor:
+    from ml.train.classifier import load_model
+
+    model, _ = load_model(raw)
     try:
         tap = int(layer)
     except ValueError:

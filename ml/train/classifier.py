@@ -6,10 +6,12 @@ import contextlib
 import dataclasses
 import io
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 import torch
 import torch.nn.functional as F
+
+from ml.models import TappedBackbone, build_backbone
 
 
 @torch.no_grad()
@@ -35,3 +37,28 @@ def checkpoint_bytes(model: torch.nn.Module, config: Any, **extra: Any) -> bytes
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     torch.save({"config": dataclasses.asdict(config), "state_dict": state, **extra}, buf)
     return buf.getvalue()
+
+
+def load_model(source: str | bytes | IO[bytes] | dict[str, Any]
+               ) -> tuple[TappedBackbone, dict[str, Any]]:
+    """Rebuild a network from a neuroreg checkpoint (``model.pt``/``checkpoint.pt``): a
+    path, its bytes, a binary file, or the dict ``torch.load`` gave.
+
+    Returns:
+        The backbone in eval mode on the CPU, and the config it was trained with.
+
+    Raises:
+        ValueError: when ``source`` is not a neuroreg checkpoint.
+    """
+    if isinstance(source, dict):
+        ckpt = source
+    else:
+        raw = io.BytesIO(source) if isinstance(source, bytes) else source
+        ckpt = torch.load(raw, map_location="cpu", weights_only=True)
+    if not (isinstance(ckpt, dict) and "config" in ckpt and "state_dict" in ckpt):
+        raise ValueError("checkpoint: not a neuroreg checkpoint (no config and state_dict)")
+    cfg, state = ckpt["config"], ckpt["state_dict"]
+    model = build_backbone(cfg["backbone"], num_classes=int(state["head.weight"].shape[0]),
+                           width=cfg["width"])
+    model.load_state_dict(state)
+    return model.eval(), cfg

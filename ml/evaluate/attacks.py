@@ -1,0 +1,147 @@
+"""The attack schedule: attacks × hyperparameters × repeats, per norm (§4.2, supplement).
+
+Two kinds of attack, both from Foolbox 3:
+
+- **minimization** attacks return, per sample, the closest adversarial they find
+  (Brendel & Bethge L0/L1/L2/L∞, Carlini-Wagner, DDN, EAD);
+- **fixed-ε** attacks (PGD, Adam-PGD, sparse L1 descent) succeed or not within a budget ε;
+  for them a per-sample geometric bisection over ε finds the smallest successful ε
+  (``search_steps`` attack runs, each with every sample's own ε).
+
+``paper`` is the supplement's grid (Schott et al. / Brendel et al. style); ``quick`` is a
+small grid for CPUs, tests and demos. JSMA and SparseFool are not in Foolbox 3 and not
+implemented here yet.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Norm = Literal["l0", "l1", "l2", "linf"]
+NORMS: tuple[Norm, ...] = ("linf", "l2", "l1", "l0")
+
+BB_STEP_SIZES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
+PGD_STEP_SIZES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+PGD_ITERATIONS = (10, 30, 50, 100, 200)
+
+
+@dataclass(frozen=True)
+class AttackRun:
+    """One attack with one setting of its hyperparameters (and one repeat).
+
+    Attributes:
+        attack: Foolbox class name, e.g. ``L2BrendelBethgeAttack``.
+        norm: the norm the attack minimizes or bounds.
+        params: constructor keyword arguments.
+        search: fixed-ε attack, run inside a per-sample ε bisection.
+        repeat: repeat index (attacks with random starts are repeated with new seeds).
+        iterations: model gradient evaluations per sample it may spend (the x axis of
+            the per-budget curves).
+    """
+
+    attack: str
+    norm: Norm
+    params: dict[str, Any] = field(default_factory=dict)
+    search: bool = False
+    repeat: int = 0
+    iterations: int = 0
+
+    @property
+    def label(self) -> str:
+        args = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.attack}({args})#{self.repeat}"
+
+    def build(self) -> Any:
+        import foolbox as fb
+
+        if self.attack == "SparseL1DescentAttack":
+            return _sparse_l1_per_sample()(**self.params)
+        return getattr(fb.attacks, self.attack)(**self.params)
+
+
+def _sparse_l1_per_sample() -> type:
+    """Foolbox's SparseL1DescentAttack with an exact L1-ball projection (Duchi et al.
+    2008) and one ε per sample, so the ε search can run every sample at its own budget.
+
+    Foolbox 3.3.4's own projection takes a scalar ε only and indexes one element past
+    the threshold, so its projections overshoot ε by a few percent; here a sample
+    already inside its ball is left as it is and the others land on its surface.
+    """
+    import eagerpy as ep
+    import foolbox as fb
+    from foolbox.devutils import flatten
+
+    class SparseL1PerSample(fb.attacks.SparseL1DescentAttack):  # type: ignore[misc]
+        def project(self, x: Any, x0: Any, epsilon: Any) -> Any:
+            delta = flatten(x - x0)
+            n, d = delta.shape
+            eps = ep.astensor(epsilon).reshape((-1,)) if not isinstance(
+                epsilon, float | int) else ep.full(delta, (n,), float(epsilon))
+            abs_delta = abs(delta)
+            mu = -ep.sort(-abs_delta, axis=-1)  # sorted descending
+            cumsums = mu.cumsum(axis=-1)
+            js = ep.arange(x, 1, d + 1).astype(x.dtype)
+            positive = (mu - (cumsums - eps[:, ep.newaxis]) / js) > 0  # a prefix per row
+            rho = ep.maximum(positive.astype(x.dtype).sum(axis=-1), 1.0)  # how many
+            at = (rho - 1).astype(ep.astensor(ep.arange(x, 0, 1)).dtype)
+            theta = (cumsums[range(n), at] - eps) / rho
+            theta = ep.where(abs_delta.sum(axis=-1) <= eps, 0.0, ep.maximum(theta, 0.0))
+            delta = delta.sign() * ep.maximum(abs_delta - theta[:, ep.newaxis], 0)
+            return x0 + delta.reshape(x.shape)
+
+    return SparseL1PerSample
+
+
+def _bb(norm: Norm, lrs: Sequence[float], steps: int) -> list[AttackRun]:
+    name = {"l0": "L0BrendelBethgeAttack", "l1": "L1BrendelBethgeAttack",
+            "l2": "L2BrendelBethgeAttack", "linf": "LinfinityBrendelBethgeAttack"}[norm]
+    return [AttackRun(name, norm, {"lr": lr, "steps": steps}, iterations=steps) for lr in lrs]
+
+
+def schedule(grid: Literal["paper", "quick"], norms: Sequence[str], *, repeats: int = 1,
+             search_steps: int | None = None) -> list[AttackRun]:
+    """The attack runs for ``norms`` in the order they run (minimization attacks first:
+    their results bound the ε searches)."""
+    unknown = sorted(set(norms) - set(NORMS))
+    if unknown or not norms:
+        raise ValueError(f"norms: {unknown or 'none'} given; choose from {list(NORMS)}")
+    if grid not in ("paper", "quick"):
+        raise ValueError(f"attacks: unknown grid {grid!r}; known: ['paper', 'quick']")
+    paper = grid == "paper"
+    search = search_steps or (10 if paper else 6)
+    steps = 1000 if paper else 100
+    lrs = BB_STEP_SIZES if paper else (0.001, 0.01)
+    runs: list[AttackRun] = []
+    if "l2" in norms:
+        runs += _bb("l2", lrs, steps)
+        cw_bs = 9 if paper else 5
+        runs.append(AttackRun("L2CarliniWagnerAttack", "l2",
+                              {"steps": steps, "binary_search_steps": cw_bs},
+                              iterations=steps * cw_bs))
+        runs.append(AttackRun("DDNAttack", "l2", {"steps": steps}, iterations=steps))
+    if "linf" in norms:
+        runs += _bb("linf", lrs, steps)
+        pgd_sizes = PGD_STEP_SIZES if paper else (1e-3, 1e-2)
+        pgd_iters = PGD_ITERATIONS if paper else (10, 50)
+        for r, size, it in itertools.product(range(repeats), pgd_sizes, pgd_iters):
+            runs.append(AttackRun("LinfPGD", "linf", {"abs_stepsize": size, "steps": it},
+                                  search=True, repeat=r, iterations=it * search))
+        for r, size in itertools.product(range(repeats), (1e-3, 1e-2) if paper else (1e-2,)):
+            it = 200 if paper else 50
+            runs.append(AttackRun("LinfAdamPGD", "linf", {"abs_stepsize": size, "steps": it},
+                                  search=True, repeat=r, iterations=it * search))
+    if "l1" in norms:
+        runs += _bb("l1", lrs, steps)
+        ead_bs = 9 if paper else 5
+        runs.append(AttackRun("EADAttack", "l1", {"steps": steps, "binary_search_steps": ead_bs},
+                              iterations=steps * ead_bs))
+        for r, it in itertools.product(range(repeats), (10, 50) if paper else (10,)):
+            runs.append(AttackRun("SparseL1DescentAttack", "l1", {"steps": it},
+                                  search=True, repeat=r, iterations=it * search))
+    if "l0" in norms:
+        runs += _bb("l0", lrs, steps)
+    order = {False: 0, True: 1}
+    return sorted(runs, key=lambda r: order[r.search])  # stable: grid order within each

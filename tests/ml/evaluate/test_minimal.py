@@ -1,0 +1,168 @@
+"""Minimal perturbations on a small trained CPU model: the invariants of the scheme."""
+
+import numpy as np
+import pytest
+import torch
+
+from ml.evaluate.attacks import AttackRun, schedule
+from ml.evaluate.minimal import distances, minimal_perturbations, starting_points
+
+# one of each kind, kept short for a CPU: B&B (numba), CW, DDN, EAD, and two ε searches
+RUNS = [
+    AttackRun("L2BrendelBethgeAttack", "l2", {"lr": 0.01, "steps": 30}, iterations=30),
+    AttackRun("L2CarliniWagnerAttack", "l2", {"steps": 30, "binary_search_steps": 3},
+              iterations=90),
+    AttackRun("DDNAttack", "l2", {"steps": 30}, iterations=30),
+    AttackRun("EADAttack", "l1", {"steps": 30, "binary_search_steps": 3}, iterations=90),
+    AttackRun("LinfPGD", "linf", {"abs_stepsize": 0.01, "steps": 20}, search=True,
+              iterations=120),
+    AttackRun("SparseL1DescentAttack", "l1", {"steps": 10}, search=True, iterations=60),
+]
+
+
+@pytest.fixture(scope="module")
+def result(trained):
+    model, x, y = trained
+    ids = np.arange(0, 60)
+    return minimal_perturbations(model, x[ids], y[ids], RUNS, ids=ids, pool=(x, y),
+                                 num_classes=10, seed=0, batch=32, search_steps=5,
+                                 norms=("linf", "l2", "l1", "l0"))
+
+
+def test_linf_le_l2_le_l1_per_sample(result):
+    b = result.best
+    assert np.all(b["linf"] <= b["l2"] + 1e-12) and np.all(b["l2"] <= b["l1"] + 1e-12)
+    assert np.isfinite(b["l2"]).mean() > 0.9  # the attacks break almost every sample
+
+
+def test_clean_misclassified_samples_count_zero(result, trained):
+    model, x, y = trained
+    wrong = ~result.clean_correct
+    assert wrong.any() and result.clean_correct.any()
+    for norm in ("linf", "l2", "l1", "l0"):
+        assert np.all(result.best[norm][wrong] == 0)
+        assert np.all(result.best[norm][result.clean_correct] > 0)
+    attacked = {r["sample_id"] for r in result.rows}
+    assert attacked == set(result.ids[result.clean_correct].tolist())
+
+
+def test_every_stored_adversarial_re_verifies(result, trained):
+    model, x, y = trained
+    for norm in ("linf", "l2", "l1"):
+        ok = np.isfinite(result.best[norm]) & result.clean_correct
+        adv = torch.from_numpy(result.adversarials[norm][ok])
+        assert adv.min() >= 0 and adv.max() <= 1
+        with torch.no_grad():
+            pred = model(adv).argmax(1)
+        assert (pred != y[result.ids[ok]]).all(), norm
+        d = distances(adv, x[result.ids[ok]])[norm].numpy()
+        np.testing.assert_allclose(d, result.best[norm][ok], rtol=1e-9, atol=1e-12)
+
+
+def test_the_table_has_a_row_per_sample_and_attack_run(result):
+    n_attacked = int(result.clean_correct.sum())
+    assert len(result.rows) <= n_attacked * len(RUNS)
+    by_attack = {}
+    for r in result.rows:
+        by_attack.setdefault(r["attack"], []).append(r)
+        if r["success"]:
+            assert r["linf"] <= r["l2"] <= r["l1"]
+        else:
+            assert r["l2"] is None
+    assert set(by_attack) == {run.attack for run in RUNS}
+    assert len(by_attack["DDNAttack"]) == n_attacked
+    csv = result.table_csv().splitlines()
+    assert csv[0].startswith("sample_id,label,attack,hyperparameters")
+    assert len(csv) == len(result.rows) + 1
+
+
+def test_budget_curves_only_fall_and_end_at_the_median(result):
+    for norm, curve in result.curves.items():
+        steps = [s for s, _ in curve]
+        meds = [m for _, m in curve]
+        assert steps == sorted(steps) and steps[-1] == sum(r.iterations for r in RUNS)
+        assert all(b <= a for a, b in zip(meds, meds[1:], strict=False)), norm
+        assert meds[-1] == pytest.approx(result.median(norm))
+
+
+def test_the_eps_search_finds_smaller_linf_than_its_upper_bound(result):
+    pgd = [r for r in result.rows if r["attack"] == "LinfPGD" and r["success"]]
+    assert pgd and np.median([r["linf"] for r in pgd]) < 0.2
+
+
+def test_starting_points_are_correct_images_of_another_class():
+    pool = torch.tensor([[0.0], [1.0], [2.0], [10.0]]).view(4, 1, 1, 1)
+    pool_y = torch.tensor([0, 1, 1, 2])
+    pool_pred = torch.tensor([0, 1, 0, 2])  # index 2 is misclassified: never a start
+    x = torch.tensor([[1.9], [0.1]]).view(2, 1, 1, 1)
+    y = torch.tensor([0, 1])
+    assert starting_points(x, y, pool, pool_y, pool_pred).tolist() == [1, 0]
+    only_own_class = starting_points(x[:1], y[:1], pool[:1], pool_y[:1], pool_pred[:1])
+    assert only_own_class.tolist() == [-1]
+
+
+def test_same_seed_same_minima(trained):
+    model, x, y = trained
+    runs = [r for r in RUNS if r.attack in ("LinfPGD", "DDNAttack")]
+    a, b = (minimal_perturbations(model, x[:20], y[:20], runs, num_classes=10, seed=5,
+                                  search_steps=3).best for _ in range(2))
+    for norm in a:
+        np.testing.assert_array_equal(a[norm], b[norm])
+
+
+def test_constant_and_untrained_models_are_refused(trained):
+    _, x, y = trained
+
+    class Constant(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros(len(x), 10).index_fill_(1, torch.tensor([3]), 1.0)
+
+    with pytest.raises(ValueError, match="predicts class 3 for every sample"):
+        minimal_perturbations(Constant(), x[:20], y[:20], RUNS[:1], num_classes=10)
+    from ml.models import build_backbone
+
+    torch.manual_seed(0)
+    untrained = build_backbone("small_cnn", num_classes=10, width=8)
+    with pytest.raises(ValueError, match="evaluate a trained model"):
+        minimal_perturbations(untrained, x[:50], y[:50], RUNS[:1], num_classes=10)
+    with pytest.raises(ValueError, match="empty"):
+        minimal_perturbations(untrained, x[:0], y[:0], RUNS[:1], num_classes=10)
+    with pytest.raises(ValueError, match="outside the model bounds"):
+        minimal_perturbations(untrained, x[:5] + 1, y[:5], RUNS[:1], num_classes=10)
+
+
+def test_schedules():
+    paper = schedule("paper", ["l2", "linf", "l1", "l0"])
+    names = [r.attack for r in paper]
+    assert names.count("L2BrendelBethgeAttack") == 6  # the six step sizes
+    assert sorted({r.params["lr"] for r in paper if r.attack == "L2BrendelBethgeAttack"}) == [
+        0.0003, 0.001, 0.003, 0.01, 0.03, 0.1]
+    pgd = [r for r in paper if r.attack == "LinfPGD"]
+    assert len(pgd) == 7 * 5 and all(r.search for r in pgd)
+    assert {r.params["steps"] for r in pgd} == {10, 30, 50, 100, 200}
+    assert {r.params["abs_stepsize"] for r in pgd} == {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0}
+    assert {"L2CarliniWagnerAttack", "DDNAttack", "LinfAdamPGD", "LinfinityBrendelBethgeAttack",
+            "L1BrendelBethgeAttack", "L0BrendelBethgeAttack", "EADAttack",
+            "SparseL1DescentAttack"} <= set(names)
+    first_search = next(i for i, r in enumerate(paper) if r.search)
+    assert not any(r.search for r in paper[:first_search]) and all(
+        r.search for r in paper[first_search:])  # minimizers first: they bound the searches
+    assert len(schedule("paper", ["linf"], repeats=3)) == 6 + 3 * 35 + 3 * 2
+    with pytest.raises(ValueError, match="norms"):
+        schedule("quick", ["l3"])
+
+
+def test_sparse_l1_projection_is_exact_and_per_sample():
+    import eagerpy as ep
+
+    from ml.evaluate.attacks import AttackRun
+
+    attack = AttackRun("SparseL1DescentAttack", "l1", {"steps": 5}, search=True).build()
+    x0 = ep.astensor(torch.zeros(3, 1, 4, 4))
+    x = ep.astensor(torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(0)))
+    eps = torch.tensor([0.5, 1.0, 100.0]).view(3, 1, 1, 1)
+    out = attack.project(x, x0, eps).raw
+    l1 = out.flatten(1).abs().sum(1)
+    assert l1[:2].tolist() == pytest.approx([0.5, 1.0], abs=1e-5)
+    assert torch.equal(out[2], x.raw[2])  # already inside its ball: unchanged
+    assert (out.sign() * x.raw.sign() >= 0).all()  # shrinks toward x0, never flips
