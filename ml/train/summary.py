@@ -8,6 +8,11 @@ from typing import Any
 import numpy as np
 
 
+def alpha_of(run: Mapping[str, Any]) -> float:
+    """α as a condition: 0 for ``target: none`` whatever its (unused) α field says."""
+    return 0.0 if run["target"] == "none" else float(run["alpha"])
+
+
 def gamma_table(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Group runs by condition and average their final γ.
 
@@ -25,7 +30,7 @@ def gamma_table(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for r in runs:
-        key = (r["target"], float(r["alpha"]), r["backbone"], tuple(r["layers"]))
+        key = (r["target"], alpha_of(r), r["backbone"], tuple(r["layers"]))
         if len(r["gamma"]) != len(r["layers"]):
             raise ValueError(f"run {r.get('id')}: {len(r['gamma'])} γ for "
                              f"{len(r['layers'])} layers")

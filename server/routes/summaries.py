@@ -1,4 +1,5 @@
-"""Summaries across runs: the γ table (the supplement's Table 1)."""
+"""Summaries across runs: the γ table (the supplement's Table 1) and robustness (Fig. 4,
+5, 7: noise curves and perturbation medians, mean ± SEM over seeds per condition)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
+from ml.evaluate.summary import robustness_table
 from ml.train.summary import gamma_table
 from server.deps import CurrentUser, SessionDep
 from server.store.models import Run, RunStatus
@@ -41,3 +43,32 @@ def gamma(
                        "layers": result["layers"]})
     missing = sorted(set(run_id or ()) - {r.id for r in runs})
     return {"rows": gamma_table(usable), "skipped": sorted(skipped + missing)}
+
+
+@router.get("/robustness")
+def robustness(
+    session: SessionDep,
+    _: CurrentUser,
+    run_id: Annotated[list[int] | None, Query(max_length=1000)] = None,
+) -> dict[str, Any]:
+    """Evaluate runs grouped by the condition of the train run each evaluated.
+
+    ``run_id`` (repeatable) picks evaluate runs; without it, every succeeded one.
+    """
+    query = select(Run).where(Run.kind == "evaluate")
+    query = query.where(Run.id.in_(run_id)) if run_id else query.where(
+        Run.status == RunStatus.succeeded).order_by(Run.id.desc()).limit(1000)
+    evals = session.execute(query).scalars().unique().all()
+    usable, skipped = [], []
+    for e in evals:
+        trained = session.get(Run, e.input_run_id) if e.input_run_id else None
+        if e.status is not RunStatus.succeeded or trained is None or not e.result:
+            skipped.append(e.id)
+            continue
+        cfg = trained.config
+        usable.append({"id": e.id, "target": cfg.get("target", "none"),
+                       "alpha": cfg.get("alpha", 0.0), "backbone": cfg.get("backbone"),
+                       "dataset": cfg.get("dataset"), "seed": cfg.get("seed"),
+                       "result": e.result})
+    missing = sorted(set(run_id or ()) - {e.id for e in evals})
+    return {"rows": robustness_table(usable), "skipped": sorted(skipped + missing)}

@@ -113,3 +113,33 @@ def test_a_killed_train_task_resumes_from_the_stored_checkpoint(env: Settings):
             assert read_series(s, run_id, key, max_points=100).steps == list(range(18)), key
         assert read_series(s, run_id, "test_acc", max_points=10).steps == [5, 11, 17]
     assert rec.load_artifact("model.pt") is not None
+
+
+def test_evaluate_reads_the_train_runs_model_and_records_robustness(env: Settings):
+    from ml.evaluate import EvaluateConfig
+    from worker.tasks import evaluate_job
+
+    cfg = TrainConfig(backbone="small_cnn", width=16, epochs=8, lr=0.02, lr_decay=1.0,
+                      device="cpu")
+    trained = _train_run(env, cfg)
+    assert execute(trained, train_job)["status"] == "succeeded"
+    ecfg = EvaluateConfig(train_run=trained, attacks="quick", norms=("l2",), n_samples=24,
+                          noise_sigmas=(0.0, 0.1, 0.3), device="cpu")
+    with session_scope(env.db_url) as s:
+        user = s.query(User).first()
+        run_id = create_run(s, owner=user, kind="evaluate", name="",
+                            config=dataclasses.asdict(ecfg), input_run_id=trained).id
+    assert execute(run_id, evaluate_job)["status"] == "succeeded", _run(env, run_id)
+    _, result, _ = _run(env, run_id)
+    assert result["noise"]["sigmas"] == [0.0, 0.1, 0.3] and result["n"] == 24
+    assert result["median_l2"] > 0 and result["noise"]["accuracy"][0] > 0.5
+    with session_scope(env.db_url) as s:
+        assert read_series(s, run_id, "noise_acc", max_points=10).steps == [0, 1, 2]
+        med = read_series(s, run_id, "median_l2", max_points=10).values
+        assert med == [pytest.approx(result["median_l2"])]
+        budget = read_series(s, run_id, "budget_median_l2", max_points=100)
+        assert budget.values[-1] == pytest.approx(result["median_l2"])
+    files = {p.name for p in (env.artifacts / str(run_id)).iterdir()}
+    assert {"samples.csv", "minimal.csv", "adversarials.npz", "provenance.json"} <= files
+    prov = (env.artifacts / str(run_id) / "provenance.json").read_text()
+    assert '"foolbox": "3.' in prov and '"L2BrendelBethgeAttack"' in prov

@@ -1,0 +1,62 @@
+"""Robustness across runs: noise curves and perturbation medians, mean ± SEM over seeds
+per condition (Fig. 4's error bars are SEM over 5 seeds)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ml.evaluate.attacks import NORMS
+from ml.train.summary import alpha_of
+
+
+def _mean_sem(values: list[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=np.float64)
+    sem = float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
+    return float(a.mean()), sem
+
+
+def robustness_table(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Group evaluations by the condition of the model they evaluated.
+
+    Args:
+        evals: one mapping per finished evaluation with ``id``, ``target``, ``alpha``,
+            ``backbone``, ``dataset``, ``seed`` (the train run's) and ``result`` (the
+            evaluation's: ``noise`` with ``sigmas``/``accuracy``, ``median_<norm>``).
+
+    Returns:
+        One row per (target, α, backbone, dataset): ``n``, ``seeds``, ``run_ids``;
+        ``noise`` with ``sigmas``, ``mean``, ``sem`` (only when every member used the same
+        σ grid, else ``None``); ``medians`` per norm with ``mean``, ``sem`` and ``n`` over
+        the members that report a finite median.
+    """
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for e in evals:
+        key = (e["target"], alpha_of(e), e["backbone"], e["dataset"])
+        groups.setdefault(key, []).append(e)
+    rows = []
+    for (target, alpha, backbone, dataset), members in sorted(groups.items(),
+                                                             key=lambda kv: kv[0][:2]):
+        row: dict[str, Any] = {
+            "target": target, "alpha": alpha, "backbone": backbone, "dataset": dataset,
+            "n": len(members), "seeds": [m["seed"] for m in members],
+            "run_ids": [m.get("id") for m in members]}
+        grids = {tuple(m["result"]["noise"]["sigmas"]) for m in members}
+        if len(grids) == 1:
+            acc = np.array([m["result"]["noise"]["accuracy"] for m in members])  # (runs, σ)
+            stats = [_mean_sem(list(acc[:, k])) for k in range(acc.shape[1])]
+            row["noise"] = {"sigmas": list(next(iter(grids))),
+                            "mean": [s[0] for s in stats], "sem": [s[1] for s in stats]}
+        else:
+            row["noise"] = None
+        row["medians"] = {}
+        for norm in NORMS:
+            vals = [m["result"].get(f"median_{norm}") for m in members]
+            finite = [v for v in vals if v is not None]
+            if finite:
+                mean, sem = _mean_sem(finite)
+                row["medians"][norm] = {"mean": mean, "sem": sem, "n": len(finite)}
+        rows.append(row)
+    return rows

@@ -1,0 +1,88 @@
+"""Submitting evaluate runs, and the robustness summary across them."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server.settings import Settings
+from server.store.models import RunStatus
+from tests.server.test_train_api import _stored_run
+
+
+def _post(client: TestClient, config: dict) -> object:
+    return client.post("/api/runs", json={"kind": "evaluate", "config": config})
+
+
+def test_evaluate_links_to_its_train_run(client: TestClient, settings: Settings) -> None:
+    trained = _stored_run(settings, "train", artifacts=("model.pt",),
+                          config={"dataset": "digits32"})
+    res = _post(client, {"train_run": trained, "attacks": "quick", "norms": ["l2", "linf"]})
+    assert res.status_code == 201, res.text
+    run = res.json()
+    assert run["input_run_id"] == trained and run["kind"] == "evaluate"
+    assert run["config"]["n_samples"] == 1000 and run["config"]["norms"] == ["l2", "linf"]
+    msg = next((settings.broker_dir / "queue").glob("*.msg")).read_bytes()
+    assert b"neuroreg.evaluate" in msg
+
+
+@pytest.mark.parametrize(("config", "field", "msg"), [
+    ({}, "train_run", "needs the id of a succeeded train run"),
+    ({"train_run": 999}, "train_run", "run 999 does not exist"),
+    ({"train_run": "SIM"}, "train_run", "not a train run"),
+    ({"train_run": "QUEUED"}, "train_run", "is queued"),
+    ({"train_run": "NOMODEL"}, "train_run", "has no model.pt"),
+    ({"train_run": "CIFAR"}, "train_run", "cifar10 is not in"),
+    ({"train_run": "OK", "norms": ["l3"]}, "norms", "choose from"),
+    ({"train_run": "OK", "noise_sigmas": [-0.1]}, "noise_sigmas", "σ ≥ 0"),
+    ({"train_run": "OK", "n_samples": 0}, "n_samples", ""),
+    ({"train_run": "OK", "attacks": "all"}, "attacks", ""),
+])
+def test_bad_evaluate_configs_are_422_naming_the_field(
+    client: TestClient, settings: Settings, config: dict, field: str, msg: str
+) -> None:
+    ids = {"SIM": _stored_run(settings, "similarity"),
+           "QUEUED": _stored_run(settings, "train", RunStatus.queued),
+           "NOMODEL": _stored_run(settings, "train"),
+           "CIFAR": _stored_run(settings, "train", artifacts=("model.pt",),
+                                config={"dataset": "cifar10"}),
+           "OK": _stored_run(settings, "train", artifacts=("model.pt",))}
+    if isinstance(config.get("train_run"), str):
+        config = {**config, "train_run": ids[config["train_run"]]}
+    before = client.get("/api/runs").json()["total"]
+    res = _post(client, config)
+    assert res.status_code == 422, res.text
+    errors = res.json()["detail"]
+    assert any(e["loc"][:3] == ["body", "config", field] and msg in e["msg"]
+               for e in errors), errors
+    assert client.get("/api/runs").json()["total"] == before
+
+
+def test_robustness_summary_is_mean_and_sem_over_seeds(
+    client: TestClient, settings: Settings
+) -> None:
+    def evaluation(target: str, seed: int, acc: list[float], l2: float | None) -> int:
+        trained = _stored_run(settings, "train", config={
+            "target": target, "alpha": 20.0, "seed": seed, "backbone": "resnet18",
+            "dataset": "digits32"})
+        result = {"noise": {"sigmas": [0.0, 0.1], "accuracy": acc}, "median_l2": l2,
+                  "median_linf": 0.003}
+        from server.store.db import session_scope
+        from server.store.models import Run
+
+        e = _stored_run(settings, "evaluate", result=result)
+        with session_scope(settings.db_url) as s:
+            s.get(Run, e).input_run_id = trained
+        return e
+
+    ids = [evaluation("none", 0, [0.9, 0.5], 0.10), evaluation("none", 1, [0.8, 0.3], 0.12),
+           evaluation("neural-model", 0, [0.9, 0.7], 0.13),
+           evaluation("neural-model", 1, [0.9, 0.6], None)]
+    table = client.get("/api/summaries/robustness", params={"run_id": ids}).json()
+    assert table["skipped"] == []
+    none, neural = (next(r for r in table["rows"] if r["target"] == t)
+                    for t in ("none", "neural-model"))
+    assert none["alpha"] == 0.0  # the unused α of a 'none' run is not a condition
+    assert none["noise"]["mean"] == pytest.approx([0.85, 0.4])
+    assert none["noise"]["sem"] == pytest.approx([0.05, 0.1])
+    assert none["medians"]["l2"] == pytest.approx({"mean": 0.11, "sem": 0.01, "n": 2})
+    assert neural["medians"]["l2"] == {"mean": 0.13, "sem": 0.0, "n": 1}  # one unbroken
+    assert neural["medians"]["linf"]["n"] == 2 and neural["seeds"] == [0, 1]
