@@ -267,6 +267,27 @@ def cmd_gamma(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_robustness(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        table = _check(client.get("/api/summaries/robustness", params={"run_id": args.runs}))
+    if not table["rows"]:
+        print("no finished evaluate runs among these")
+    for row in table["rows"]:
+        print(f"\n{row['target']}  α={row['alpha']:g}  {row['backbone']} on {row['dataset']}  "
+              f"({row['n']} run{'s' * (row['n'] != 1)}, seeds {row['seeds']})")
+        noise = row["noise"]
+        if noise:
+            print("  σ         " + "".join(f"{s:<14g}" for s in noise["sigmas"]))
+            print("  accuracy  " + "".join(f"{f'{m:.3f} ± {e:.3f}':<14}"
+                                           for m, e in zip(noise["mean"], noise["sem"],
+                                                           strict=True)))
+        for norm, m in row["medians"].items():
+            print(f"  median {norm:<5} {m['mean']:.4g} ± {m['sem']:.2g}  (n={m['n']})")
+    if table["skipped"]:
+        print(f"\nskipped (not succeeded evaluate runs): {table['skipped']}")
+    return 0
+
+
 def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
     from ml.data.cifar import ARCHIVES, download, locate
 
@@ -323,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gamma", help="final γ per tapped layer, averaged over seeds (Table 1)")
     g.add_argument("runs", nargs="*", type=int, help="train run ids (default: all finished)")
     g.set_defaults(func=cmd_gamma)
+    rb = sub.add_parser("robustness", help="noise accuracy and perturbation medians, "
+                        "mean ± SEM over seeds per condition (Fig. 4, 5)")
+    rb.add_argument("runs", nargs="*", type=int, help="evaluate run ids (default: all finished)")
+    rb.set_defaults(func=cmd_robustness)
     d = sub.add_parser("datasets", help="list or download the CIFAR archives train runs read")
     d.add_argument("action", choices=["list", "download"], nargs="?", default="list")
     d.add_argument("names", nargs="*", help="cifar10 and/or cifar100 (default: both)")

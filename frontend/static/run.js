@@ -10,11 +10,14 @@ const GROUPS = [
   { title: "γ per tapped layer (Eq. 10)", match: (k) => /^gamma\//.test(k) },
   { title: "r(S_CNN, S_target), held-out stimuli", match: (k) => k === "sim_r" },
 ];
-const ORDER = GROUPS.map((g) => g.title);
+const NOISE = "Accuracy under Gaussian noise (Fig. 4)";
+const ORDER = [NOISE, ...GROUPS.map((g) => g.title)];
 
 function chartFor(key) {
   const group = GROUPS.find((g) => g.match(key));
-  return group ? group.title : key;
+  if (group) return group.title;
+  const norm = key.match(/^budget_median_(\w+)$/);
+  return norm ? `median ${norm[1].toUpperCase()} perturbation vs attack iterations` : key;
 }
 
 function ensureDiv(title) {
@@ -27,16 +30,29 @@ function ensureDiv(title) {
   return div;
 }
 
+function xTitle(title) {
+  if (title === NOISE) return "noise σ (image units, images in [0, 1])";
+  return title.includes("iterations") ? "attack iterations (cumulative)" : "step";
+}
+
 async function drawCharts(run) {
   const keys = await getJSON(`/api/runs/${runId}/metrics`);
   const series = await Promise.all(keys.map((k) =>
     getJSON(`/api/runs/${runId}/metrics/${encodeURIComponent(k.key)}?max_points=2000`)));
   const byChart = new Map();
-  // a similarity run's scores are single values logged once: a table, not charts
-  const single = run.kind === "similarity" ? series.filter((s) => s.total === 1) : [];
+  // similarity scores and evaluation medians are single values: a table, not charts
+  const single = run.kind === "similarity" || run.kind === "evaluate"
+    ? series.filter((s) => s.total === 1 && !s.key.startsWith("noise_")) : [];
   drawScores(single);
+  // the noise curve: accuracy (noise_acc) against σ (noise_sigma), both indexed by σ's rank
+  const sigma = series.find((s) => s.key === "noise_sigma");
+  const noiseAcc = series.find((s) => s.key === "noise_acc");
+  if (sigma && noiseAcc) {
+    byChart.set(NOISE, [{ x: sigma.values, y: noiseAcc.values, name: "accuracy",
+      type: "scatter", mode: "lines+markers" }]);
+  }
   for (const s of series) {
-    if (single.includes(s)) continue;
+    if (single.includes(s) || s.key.startsWith("noise_")) continue;
     const title = chartFor(s.key);
     if (!byChart.has(title)) byChart.set(title, []);
     byChart.get(title).push({
@@ -53,7 +69,8 @@ async function drawCharts(run) {
     const div = divs[n];
     Plotly.react(div, traces, {
       title: { text: title }, margin: { t: 40, r: 10, b: 40, l: 50 },
-      xaxis: { title: { text: "step" } }, legend: { orientation: "h" }, uirevision: title,
+      xaxis: { title: { text: xTitle(title) }, type: title.includes("iterations") ? "log" : "linear" },
+      legend: { orientation: "h" }, uirevision: title,
     }, { responsive: true, displaylogo: false });
     div.dataset.points = traces.reduce((n, t) => n + t.x.length, 0);
   }

@@ -42,7 +42,8 @@ def test_run_files_yaml_and_json(tmp_path: Path) -> None:
 def test_parser_knows_every_command() -> None:
     parser = build_parser()
     for argv in (["up"], ["api"], ["worker"], ["submit", "x.yaml", "--wait"], ["runs"],
-                 ["gamma", "3", "4"], ["datasets"], ["datasets", "download", "cifar100"]):
+                 ["gamma", "3", "4"], ["robustness", "5"], ["datasets"],
+                 ["datasets", "download", "cifar100"]):
         assert parser.parse_args(argv).command == argv[0]
 
 
