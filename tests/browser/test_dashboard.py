@@ -143,3 +143,40 @@ def test_similarity_run_page_draws_fig1_and_scores(  # type: ignore[no-untyped-d
                 page.screenshot(path=str(OUTPUT / "similarity-run.png"), full_page=True)
     finally:
         get_settings.cache_clear()
+
+
+def test_evaluate_page_draws_noise_curve_budget_curve_and_medians(browser, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    from tests.server.test_train_api import _stored_run
+
+    OUTPUT.mkdir(exist_ok=True)
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        trained = _stored_run(settings, "train", artifacts=("model.pt",))
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
+            run = api.post("/api/runs", json={"kind": "evaluate",
+                                              "config": {"train_run": trained}}).json()
+            sigmas = [0.0, 0.05, 0.1, 0.2, 0.4]
+            points = [{"key": "noise_sigma", "step": k, "value": v} for k, v in enumerate(sigmas)]
+            points += [{"key": "noise_acc", "step": k, "value": 0.9 - 1.5 * v}
+                       for k, v in enumerate(sigmas)]
+            points += [{"key": "median_l2", "step": 0, "value": 0.11},
+                       {"key": "median_linf", "step": 0, "value": 0.0031}]
+            points += [{"key": "budget_median_l2", "step": s, "value": 0.5 / (1 + s / 100)}
+                       for s in (100, 200, 700, 800, 1800)]
+            api.post(f"/api/runs/{run['id']}/metrics", json={"points": points})
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{url}/runs/{run['id']}#token={token}")
+            noise = "[data-title^='Accuracy under Gaussian noise']"
+            page.wait_for_function(
+                f"() => {{ const d = document.querySelector(\"{noise}\");"
+                " return d && d.data && d.data[0].x.length === 5; }", timeout=20_000)
+            xs = page.evaluate(f"() => document.querySelector(\"{noise}\").data[0].x")
+            assert xs == sigmas  # accuracy against σ, not against the step index
+            budget = page.locator("[data-title='median L2 perturbation vs attack iterations']")
+            assert budget.count() == 1
+            scores = page.locator("#scores").inner_text()
+            assert "median_l2" in scores and "0.1100" in scores and "noise_acc" not in scores
+            link = page.locator("#input-run")
+            assert link.inner_text() == f"run #{trained}"
+            page.screenshot(path=str(OUTPUT / "evaluate-run.png"), full_page=True)
