@@ -9,8 +9,8 @@ Two kinds of attack, both from Foolbox 3:
   (``search_steps`` attack runs, each with every sample's own ε).
 
 ``paper`` is the supplement's grid (Schott et al. / Brendel et al. style); ``quick`` is a
-small grid for CPUs, tests and demos. JSMA and SparseFool are not in Foolbox 3 and not
-implemented here yet.
+small grid for CPUs, tests and demos. JSMA and SparseFool are not in Foolbox 3; they are
+written in :mod:`ml.evaluate.sparse` with the same interface.
 """
 
 from __future__ import annotations
@@ -59,6 +59,10 @@ class AttackRun:
 
         if self.attack == "SparseL1DescentAttack":
             return _sparse_l1_per_sample()(**self.params)
+        if self.attack in ("JSMA", "SparseFool"):
+            from ml.evaluate import sparse
+
+            return getattr(sparse, self.attack)(**self.params)
         return getattr(fb.attacks, self.attack)(**self.params)
 
 
@@ -138,10 +142,16 @@ def schedule(grid: Literal["paper", "quick"], norms: Sequence[str], *, repeats: 
         ead_bs = 9 if paper else 5
         runs.append(AttackRun("EADAttack", "l1", {"steps": steps, "binary_search_steps": ead_bs},
                               iterations=steps * ead_bs))
+        sf_steps = 20 if paper else 5
+        runs.append(AttackRun("SparseFool", "l1", {"steps": sf_steps, "lambda_": 3.0},
+                              iterations=sf_steps * 50))
         for r, it in itertools.product(range(repeats), (10, 50) if paper else (10,)):
             runs.append(AttackRun("SparseL1DescentAttack", "l1", {"steps": it},
                                   search=True, repeat=r, iterations=it * search))
     if "l0" in norms:
         runs += _bb("l0", lrs, steps)
+        fraction = 0.1 if paper else 0.05
+        runs.append(AttackRun("JSMA", "l0", {"max_fraction": fraction},
+                              iterations=int(fraction * 1024)))
     order = {False: 0, True: 1}
     return sorted(runs, key=lambda r: order[r.search])  # stable: grid order within each

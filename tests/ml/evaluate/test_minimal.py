@@ -166,3 +166,20 @@ def test_sparse_l1_projection_is_exact_and_per_sample():
     assert l1[:2].tolist() == pytest.approx([0.5, 1.0], abs=1e-5)
     assert torch.equal(out[2], x.raw[2])  # already inside its ball: unchanged
     assert (out.sign() * x.raw.sign() >= 0).all()  # shrinks toward x0, never flips
+
+
+@pytest.mark.parametrize(("name", "params", "norm"), [
+    ("JSMA", {"max_fraction": 0.1}, "l0"),
+    ("SparseFool", {"steps": 10}, "l1"),
+])
+def test_jsma_and_sparsefool_find_sparse_adversarials(trained, name, params, norm):
+    model, x, y = trained
+    run = AttackRun(name, norm, params, iterations=10)
+    res = minimal_perturbations(model, x[:16], y[:16], [run], num_classes=10, seed=0,
+                                norms=("l0", "l1", "l2", "linf"))
+    broken = np.isfinite(res.best["l0"]) & res.clean_correct
+    assert broken.mean() > 0.5 * res.clean_correct.mean()  # breaks most samples it attacks
+    # sparse: far fewer pixels than a dense attack touches (1,024 here)
+    assert np.median(res.best["l0"][broken]) < 200
+    if name == "JSMA":  # at most max_fraction of the pixels, two per iteration
+        assert res.best["l0"][broken].max() <= 2 * int(0.1 * 1024 / 2)
