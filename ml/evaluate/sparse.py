@@ -43,7 +43,7 @@ class JSMA:
                  chunk: int = 8) -> None:
         self.max_fraction, self.theta, self.chunk = max_fraction, theta, chunk
 
-    def run(self, fmodel: Any, inputs: torch.Tensor, criterion: Any, **_: Any) -> torch.Tensor:
+    def run(self, fmodel: Any, inputs: torch.Tensor, criterion: Any, **unused: Any) -> torch.Tensor:
         model, y = _torch_model(fmodel), _labels(criterion)
         out = [self._attack(model, inputs[i:i + self.chunk], y[i:i + self.chunk])
                for i in range(0, len(inputs), self.chunk)]
@@ -111,7 +111,7 @@ class SparseFool:
                  ) -> None:
         self.steps, self.lambda_, self.deepfool_steps = steps, lambda_, deepfool_steps
 
-    def run(self, fmodel: Any, inputs: torch.Tensor, criterion: Any, **_: Any) -> torch.Tensor:
+    def run(self, fmodel: Any, inputs: torch.Tensor, criterion: Any, **unused: Any) -> torch.Tensor:
         import foolbox as fb
 
         model, y = _torch_model(fmodel), _labels(criterion)

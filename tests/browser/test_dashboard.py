@@ -145,7 +145,9 @@ def test_similarity_run_page_draws_fig1_and_scores(  # type: ignore[no-untyped-d
         get_settings.cache_clear()
 
 
-def test_evaluate_page_draws_noise_curve_budget_curve_and_medians(browser, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def test_evaluate_page_draws_noise_curve_budget_curve_and_medians(  # type: ignore[no-untyped-def]
+    browser, settings: Settings
+) -> None:
     from tests.server.test_train_api import _stored_run
 
     OUTPUT.mkdir(exist_ok=True)
