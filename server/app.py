@@ -15,7 +15,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.kinds import KINDS
 from server.queue import make_celery
-from server.routes import artifacts, metrics, recordings, runs, summaries, system, ui
+from server.routes import (
+    artifacts,
+    metrics,
+    recordings,
+    runs,
+    studies,
+    summaries,
+    system,
+    ui,
+)
 from server.routes.ui import FRONTEND
 from server.settings import Settings, get_settings
 from server.store.db import migrate
@@ -109,7 +118,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal server error"}, status_code=500)
 
-    for module in (system, runs, metrics, artifacts, recordings, summaries, ui):
+    for module in (system, runs, metrics, artifacts, recordings, summaries, studies, ui):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)

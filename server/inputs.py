@@ -72,6 +72,8 @@ def check_inputs(session: Session, settings: Settings, *, kind: str, config: Any
                              "config.train_run")
         _check_dataset(settings, run.config.get("dataset", "digits32"), "config.train_run")
         return int(config.train_run)
+    if kind == "study":
+        return _check_study(session, settings, config)
     if kind != "train":
         return None
     _check_dataset(settings, config.dataset, "config.dataset")
@@ -94,6 +96,25 @@ def check_inputs(session: Session, settings: Settings, *, kind: str, config: Any
             _succeeded_run(session, features.run, "train", MODEL_ARTIFACT,
                            "config.features.run")
     return int(config.target_run)
+
+
+def _check_study(session: Session, settings: Settings, config: Any) -> int | None:
+    """Every cell's train inputs, checked once per distinct kind of cell."""
+    from ml.study import study_cells
+
+    seen: set[str] = set()
+    for cell in study_cells(config):
+        if cell.condition in seen:
+            continue
+        seen.add(cell.condition)
+        try:
+            check_inputs(session, settings, kind="train", config=cell.train)
+        except NotFound as exc:
+            field = (exc.field or "").removeprefix("config.")
+            if field == "dataset":
+                field = "train.dataset"
+            raise NotFound(exc.message, field=f"config.{field}") from None
+    return config.target_run
 
 
 def artifact_path(session: Session, settings: Settings, run_id: int, name: str) -> Path:

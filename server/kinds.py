@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ml.evaluate.run import EvaluateConfig
 from ml.neural.pipeline import SimilarityConfig
+from ml.study import StudyConfig
 from ml.train import TrainConfig
 
 
@@ -22,6 +23,8 @@ KINDS: dict[str, JobKind] = {
     "similarity": JobKind("similarity", SimilarityConfig, "neuroreg.similarity", "gpu"),
     "train": JobKind("train", TrainConfig, "neuroreg.train", "gpu"),
     "evaluate": JobKind("evaluate", EvaluateConfig, "neuroreg.evaluate", "gpu"),
+    # a study only fans out its train and evaluate runs: no accelerator needed
+    "study": JobKind("study", StudyConfig, "neuroreg.study", "cpu"),
 }
 
 # for query parameters and schemas: an unknown kind is a 422 listing the known ones

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 
 from ml.evaluate.run import EvaluateConfig
 from ml.neural.pipeline import SimilarityConfig
+from ml.study import StudyConfig
 from ml.train import TrainConfig
 from server.store.models import Role, RunStatus
 
@@ -45,6 +46,16 @@ class EvaluateRunCreate(BaseModel):
     input_run_id: int | None = None
 
 
+class StudyRunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["study"]
+    name: str = Field("", max_length=200)
+    config: StudyConfig = Field(default_factory=StudyConfig)
+    parent_id: int | None = None
+    input_run_id: int | None = None
+
+
 def _kind(body: Any) -> Any:
     # a body without "kind" is a train run, as before there were other kinds
     return body.get("kind", "train") if isinstance(body, dict) else getattr(body, "kind", None)
@@ -53,7 +64,8 @@ def _kind(body: Any) -> Any:
 RunCreate = Annotated[
     Annotated[TrainRunCreate, Tag("train")]
     | Annotated[SimilarityRunCreate, Tag("similarity")]
-    | Annotated[EvaluateRunCreate, Tag("evaluate")],
+    | Annotated[EvaluateRunCreate, Tag("evaluate")]
+    | Annotated[StudyRunCreate, Tag("study")],
     Discriminator(_kind),
 ]
 

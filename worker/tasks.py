@@ -52,7 +52,25 @@ def execute(run_id: int, job: Job) -> dict[str, Any]:
         finally:
             with session_scope(settings.db_url) as s:
                 finish_run(s, run_id, status, error=error, result=result)
+            _advance_study(run_id)
     return {"run_id": run_id, "status": status.value}
+
+
+def _enqueue(runs: list[Any]) -> None:
+    from server.queue import enqueue
+
+    for run_id, kind in runs:
+        job = KINDS[kind]
+        enqueue(celery_app, task=job.task, queue=job.queue, run_id=run_id)
+
+
+def _advance_study(run_id: int) -> None:
+    """A study's child finished: queue what follows it (after commit)."""
+    from server.studies import advance
+
+    with session_scope(get_settings().db_url) as s:
+        follow = [(r.id, r.kind) for r in advance(s, run_id)]
+    _enqueue(follow)
 
 
 def train_job(config: Any, recorder: Recorder) -> Any:
@@ -118,3 +136,21 @@ def evaluate_job(config: Any, recorder: Recorder) -> Any:
 @celery_app.task(name="neuroreg.evaluate")
 def evaluate(run_id: int) -> dict[str, Any]:
     return execute(run_id, evaluate_job)
+
+
+@celery_app.task(name="neuroreg.study")
+def study(run_id: int) -> dict[str, Any]:
+    """Fan a study out into its train runs; it finishes when its last child does."""
+    from server.studies import fan_out
+
+    settings = get_settings()
+    with session_scope(settings.db_url) as s:
+        if not start_run(s, run_id):
+            return {"run_id": run_id, "skipped": True}
+        try:
+            runs = [(r.id, r.kind) for r in fan_out(s, get_run(s, run_id))]
+        except Exception as exc:  # a stored config that no longer validates, say
+            finish_run(s, run_id, RunStatus.failed, error=_error_text(exc))
+            return {"run_id": run_id, "status": "failed"}
+    _enqueue(runs)
+    return {"run_id": run_id, "status": "running", "children": len(runs)}

@@ -15,6 +15,7 @@ from server.schemas import RunCreate, RunPage, RunPublic
 from server.services import EnqueueFailed, run_public, runs_public, submit_run
 from server.store.models import Role, RunStatus
 from server.store.runs import NotFound, cancel_run, list_runs
+from server.studies import cancel_children
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
@@ -75,5 +76,7 @@ def cancel(run_id: int, session: SessionDep, user: CurrentUser) -> RunPublic:
     if run.owner_id != user.id and user.role is not Role.admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only the owner or an admin may cancel")
     cancel_run(session, run)
+    if run.kind == "study":
+        cancel_children(session, run)
     session.commit()
     return run_public(session, run)

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ml.evaluate.summary import robustness_table
 from ml.train.summary import gamma_table
@@ -31,6 +33,13 @@ def gamma(
     query = query.where(Run.id.in_(run_id)) if run_id else query.where(
         Run.status == RunStatus.succeeded).order_by(Run.id.desc()).limit(1000)
     runs = session.execute(query).scalars().unique().all()
+    usable, skipped = train_rows(runs)
+    missing = sorted(set(run_id or ()) - {r.id for r in runs})
+    return {"rows": gamma_table(usable), "skipped": sorted(skipped + missing)}
+
+
+def train_rows(runs: Sequence[Run]) -> tuple[list[dict[str, Any]], list[int]]:
+    """Finished train runs as γ-table rows, and the ids that are not."""
     usable, skipped = [], []
     for r in runs:
         result = r.result or {}
@@ -41,8 +50,24 @@ def gamma(
                        "alpha": r.config.get("alpha", 0.0), "seed": r.config.get("seed"),
                        "backbone": r.config.get("backbone"), "gamma": result["gamma"],
                        "layers": result["layers"]})
-    missing = sorted(set(run_id or ()) - {r.id for r in runs})
-    return {"rows": gamma_table(usable), "skipped": sorted(skipped + missing)}
+    return usable, skipped
+
+
+def eval_rows(session: Session, evals: Sequence[Run]
+              ) -> tuple[list[dict[str, Any]], list[int]]:
+    """Finished evaluate runs with the condition of the model each evaluated."""
+    usable, skipped = [], []
+    for e in evals:
+        trained = session.get(Run, e.input_run_id) if e.input_run_id else None
+        if e.status is not RunStatus.succeeded or trained is None or not e.result:
+            skipped.append(e.id)
+            continue
+        cfg = trained.config
+        usable.append({"id": e.id, "target": cfg.get("target", "none"),
+                       "alpha": cfg.get("alpha", 0.0), "backbone": cfg.get("backbone"),
+                       "dataset": cfg.get("dataset"), "seed": cfg.get("seed"),
+                       "result": e.result})
+    return usable, skipped
 
 
 @router.get("/robustness")
@@ -59,16 +84,6 @@ def robustness(
     query = query.where(Run.id.in_(run_id)) if run_id else query.where(
         Run.status == RunStatus.succeeded).order_by(Run.id.desc()).limit(1000)
     evals = session.execute(query).scalars().unique().all()
-    usable, skipped = [], []
-    for e in evals:
-        trained = session.get(Run, e.input_run_id) if e.input_run_id else None
-        if e.status is not RunStatus.succeeded or trained is None or not e.result:
-            skipped.append(e.id)
-            continue
-        cfg = trained.config
-        usable.append({"id": e.id, "target": cfg.get("target", "none"),
-                       "alpha": cfg.get("alpha", 0.0), "backbone": cfg.get("backbone"),
-                       "dataset": cfg.get("dataset"), "seed": cfg.get("seed"),
-                       "result": e.result})
+    usable, skipped = eval_rows(session, evals)
     missing = sorted(set(run_id or ()) - {e.id for e in evals})
     return {"rows": robustness_table(usable), "skipped": sorted(skipped + missing)}

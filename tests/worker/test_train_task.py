@@ -143,3 +143,55 @@ def test_evaluate_reads_the_train_runs_model_and_records_robustness(env: Setting
     assert {"samples.csv", "minimal.csv", "adversarials.npz", "provenance.json"} <= files
     prov = (env.artifacts / str(run_id) / "provenance.json").read_text()
     assert '"foolbox": "3.' in prov and '"L2BrendelBethgeAttack"' in prov
+
+
+def test_a_study_fans_out_trains_then_evaluates_and_aggregates(env: Settings, monkeypatch):
+    """Conditions × seeds → train runs → an evaluate run after each → the study finishes
+    with its aggregates. Tasks run in this process; the broker only carries messages."""
+    from fastapi.testclient import TestClient
+
+    from ml.study import StudyConfig
+    from server.app import create_app
+    from server.store.users import ensure_admin, issue_token
+    from server.studies import children
+    from worker import tasks
+
+    sent: list[tuple[str, int]] = []
+    monkeypatch.setattr("server.queue.enqueue",
+                        lambda app, *, task, queue, run_id: sent.append((task, run_id)))
+    sim = _similarity_run(env)
+    cfg = StudyConfig(conditions=("none", "neural-model"), seeds=2, alphas=(2.0,),
+                      target_run=sim, train={**TINY, "epochs": 2},
+                      evaluate={"attacks": "none", "noise_sigmas": [0.0, 0.2, 0.4],
+                                "device": "cpu"})
+    with session_scope(env.db_url) as s:
+        user = s.query(User).first()
+        study_id = create_run(s, owner=user, kind="study", name="tiny grid",
+                              config=dataclasses.asdict(cfg), input_run_id=sim).id
+    assert tasks.study(study_id)["children"] == 4
+    assert tasks.study(study_id).get("children", 0) == 0  # redelivered: nothing twice
+    trains = [rid for task, rid in sent if task == "neuroreg.train"]
+    assert len(trains) == 4
+    for rid in trains:
+        assert execute(rid, train_job)["status"] == "succeeded", _run(env, rid)
+    evals = [rid for task, rid in sent if task == "neuroreg.evaluate"]
+    assert len(evals) == 4 and _run(env, study_id)[0] is RunStatus.running
+    for rid in evals:
+        assert execute(rid, tasks.evaluate_job)["status"] == "succeeded", _run(env, rid)
+    status, result, _ = _run(env, study_id)
+    assert status is RunStatus.succeeded and result == {"runs": 8, "failed": []}
+    with session_scope(env.db_url) as s:
+        kids = children(s, study_id)
+        assert {k.input_run_id for k in kids if k.kind == "evaluate"} == set(trains)
+        token = issue_token(s, user=s.query(User).first(), name="t")
+        ensure_admin(s)
+    with TestClient(create_app(env)) as client:
+        page = client.get(f"/api/studies/{study_id}",
+                          headers={"Authorization": f"Bearer {token}"}).json()
+    assert len(page["runs"]) == 8 and page["study"]["status"] == "succeeded"
+    rows = {r["target"]: r for r in page["robustness"]}
+    assert rows["none"]["n"] == 2 and rows["neural-model"]["alpha"] == 2.0
+    assert len(rows["neural-model"]["noise"]["mean"]) == 3
+    assert {r["target"] for r in page["gamma"]} == {"none", "neural-model"}
+    (paired,) = [r for r in page["paired_vs_none"] if r["measure"] == "noise_accuracy"]
+    assert paired["pairs"] == 2 and paired["condition"] == "neural-model"

@@ -1,0 +1,149 @@
+"""A study: the paper's grid of conditions × seeds × α as one description (Fig. 4–7,
+Table 1), and the paired comparison of each condition with ``none`` across seeds.
+
+The grid is pure data: :func:`study_cells` expands it into train configs; whoever runs
+them (the service fans them out to workers) evaluates each finished model with the
+study's evaluation config, and :func:`paired_tests` compares the results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import numpy as np
+from annotated_types import Ge, Le
+
+from ml._validate import validate_config
+from ml.evaluate.run import EvaluateConfig
+from ml.regularize.targets import TARGETS
+from ml.train import FeatureSource, TrainConfig
+
+PAPER_CONDITIONS = ("none", "shuffle", "cnn-features", "neural-data", "neural-model")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyConfig:
+    """Conditions × seeds × α, each cell a train run followed by an evaluate run.
+
+    Attributes:
+        conditions: train targets (Fig. 4's None, Shuffle, VGG, Neural (data), Neural
+            (model) by default); ``none`` is trained once per seed, whatever the α values.
+        seeds: how many seeds per cell (0, 1, …), the paper's 5.
+        alphas: regularization strengths (Fig. 6 varies them; the paper's default 20).
+        target_run: the similarity run the neural conditions read.
+        features: the network of ``cnn-features``.
+        train: every other train setting (its target, target_run, alpha, seed and
+            features are set per cell).
+        evaluate: the evaluation of every trained model (its train_run is set per cell).
+    """
+
+    conditions: tuple[str, ...] = PAPER_CONDITIONS
+    seeds: Annotated[int, Ge(1), Le(100)] = 5
+    alphas: tuple[float, ...] = (20.0,)
+    target_run: Annotated[int, Ge(1)] | None = None
+    features: FeatureSource | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("conditions", "alphas"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        for name, cls in (("train", TrainConfig), ("evaluate", EvaluateConfig),
+                          ("features", FeatureSource)):
+            if isinstance(getattr(self, name), dict):
+                object.__setattr__(self, name, cls(**getattr(self, name)))
+        validate_config(self)
+        bad = [c for c in self.conditions if c not in TARGETS]
+        if bad or not self.conditions or len(set(self.conditions)) != len(self.conditions):
+            raise ValueError(f"conditions: {bad or list(self.conditions)} — give distinct "
+                             f"targets from {list(TARGETS)}")
+        if not self.alphas or any(isinstance(a, bool) or not isinstance(a, int | float)
+                                  or not math.isfinite(a) or a <= 0 for a in self.alphas):
+            raise ValueError(f"alphas: need one or more finite α > 0, got {list(self.alphas)}")
+        if "cnn-features" in self.conditions and self.features is None:
+            raise ValueError("features: the cnn-features condition needs features "
+                             "(weights or run)")
+
+
+@dataclass(frozen=True)
+class Cell:
+    condition: str
+    alpha: float
+    seed: int
+    train: TrainConfig
+
+
+def study_cells(config: StudyConfig) -> list[Cell]:
+    """The train runs of the grid, ``none`` once per seed (its α is unused)."""
+    cells = []
+    for condition in config.conditions:
+        alphas = (0.0,) if condition == "none" else config.alphas
+        for alpha in alphas:
+            for seed in range(config.seeds):
+                train = dataclasses.replace(
+                    config.train, target=condition, seed=seed,  # type: ignore[arg-type]
+                    alpha=alpha if condition != "none" else config.train.alpha,
+                    target_run=None if condition == "none" else config.target_run,
+                    features=config.features if condition == "cnn-features" else None)
+                cells.append(Cell(condition, alpha, seed, train))
+    return cells
+
+
+def paired_tests(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each condition vs ``none``, paired by seed: a paired t-test and the Wilcoxon
+    signed-rank test on per-seed differences.
+
+    Args:
+        evals: per finished evaluation ``target``, ``alpha``, ``seed`` and ``result``
+            (its noise curve and medians).
+
+    Returns:
+        Rows (condition, α, measure, n pairs, mean difference condition − none, t-test
+        p, Wilcoxon p); measures are the mean noise accuracy over σ > 0 and each norm's
+        median perturbation. p is None with fewer than 2 pairs.
+    """
+    from scipy import stats
+
+    def measures(result: Mapping[str, Any]) -> dict[str, float]:
+        out = {}
+        noise = result.get("noise") or {}
+        acc = [a for s, a in zip(noise.get("sigmas", []), noise.get("accuracy", []),
+                                 strict=False) if s > 0]
+        if acc:
+            out["noise_accuracy"] = float(np.mean(acc))
+        for norm in ("linf", "l2", "l1", "l0"):
+            v = result.get(f"median_{norm}")
+            if v is not None:
+                out[f"median_{norm}"] = float(v)
+        return out
+
+    base: dict[int, dict[str, float]] = {}
+    groups: dict[tuple[str, float], dict[int, dict[str, float]]] = {}
+    for e in evals:
+        m = measures(e["result"])
+        if e["target"] == "none":
+            base[int(e["seed"])] = m
+        else:
+            groups.setdefault((e["target"], float(e["alpha"])), {})[int(e["seed"])] = m
+    rows = []
+    for (target, alpha), by_seed in sorted(groups.items()):
+        for measure in sorted({k for m in by_seed.values() for k in m}):
+            pairs = [(by_seed[s][measure], base[s][measure]) for s in sorted(by_seed)
+                     if s in base and measure in by_seed[s] and measure in base[s]]
+            diff = np.array([a - b for a, b in pairs])
+            t_p = w_p = None
+            if len(pairs) >= 2 and np.any(diff != 0):
+                t = stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue
+                w = stats.wilcoxon(diff).pvalue
+                t_p = float(t) if np.isfinite(t) else None
+                w_p = float(w) if np.isfinite(w) else None
+            rows.append({"condition": target, "alpha": alpha, "measure": measure,
+                         "pairs": len(pairs),
+                         "mean_difference": float(diff.mean()) if len(pairs) else None,
+                         "t_test_p": t_p, "wilcoxon_p": w_p})
+    return rows

@@ -1,0 +1,86 @@
+"""Studies: fan a grid out into train runs, an evaluate run after each finished train
+run, and finish the study when its last child finishes.
+
+A study's children are runs with ``parent_id`` = the study; each train run reads the
+study's target run, each evaluate run reads its train run (``input_run_id``). The
+functions here change the store and return the runs to enqueue; callers enqueue after
+commit, so a worker never picks up a run it cannot see yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ml.study import StudyConfig, study_cells
+from server.store.models import Run, RunStatus
+from server.store.runs import create_run, finish_run, get_run, set_progress
+
+
+def children(session: Session, study_id: int) -> Sequence[Run]:
+    return session.execute(
+        select(Run).where(Run.parent_id == study_id).order_by(Run.id)
+    ).scalars().unique().all()
+
+
+def fan_out(session: Session, study: Run) -> list[Run]:
+    """Create the study's train runs (once: a redelivered study task creates none)."""
+    if children(session, study.id):
+        return []
+    config = StudyConfig(**study.config)
+    runs = []
+    for cell in study_cells(config):
+        alpha = "" if cell.condition == "none" else f" α={cell.alpha:g}"
+        runs.append(create_run(
+            session, owner=study.owner, kind="train",
+            name=f"{study.name or f'study {study.id}'}: {cell.condition}{alpha} seed {cell.seed}",
+            config=dataclasses.asdict(cell.train), parent_id=study.id,
+            input_run_id=cell.train.target_run))
+    set_progress(session, study.id, 0.0, f"0/{2 * len(runs)} runs finished")
+    return runs
+
+
+def advance(session: Session, run_id: int) -> list[Run]:
+    """After a child finished: queue the evaluation of a succeeded train run, and finish
+    the study once every child has finished. Returns the runs to enqueue."""
+    run = get_run(session, run_id)
+    if run.parent_id is None:
+        return []
+    study = get_run(session, run.parent_id)
+    if study.kind != "study" or study.status.finished:
+        return []
+    new: list[Run] = []
+    kids = list(children(session, study.id))
+    if run.kind == "train" and run.status is RunStatus.succeeded and not any(
+            k.kind == "evaluate" and k.input_run_id == run.id for k in kids):
+        config = StudyConfig(**study.config)
+        evaluate = dataclasses.replace(config.evaluate, train_run=run.id)
+        new.append(create_run(
+            session, owner=study.owner, kind="evaluate", name=f"{run.name}: evaluate",
+            config=dataclasses.asdict(evaluate), parent_id=study.id, input_run_id=run.id))
+        kids += new
+    trains = [k for k in kids if k.kind == "train"]
+    expected = len(trains) + sum(k.status is RunStatus.succeeded for k in trains)
+    finished = [k for k in kids if k.status.finished]
+    set_progress(session, study.id, len(finished) / max(2 * len(trains), 1),
+                 f"{len(finished)}/{2 * len(trains)} runs finished")
+    if len(finished) == expected and not new:
+        failed = [k.id for k in finished if k.status is not RunStatus.succeeded]
+        result: dict[str, Any] = {"runs": len(kids), "failed": failed}
+        if failed:
+            finish_run(session, study.id, RunStatus.failed, result=result,
+                       error=f"{len(failed)} of {len(kids)} runs did not succeed: {failed}")
+        else:
+            finish_run(session, study.id, RunStatus.succeeded, result=result)
+    return new
+
+
+def cancel_children(session: Session, study: Run) -> None:
+    from server.store.runs import cancel_run
+
+    for k in children(session, study.id):
+        cancel_run(session, k)

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+from scipy import stats
+
+from ml.study import StudyConfig, paired_tests, study_cells
+from ml.train import FeatureSource
+
+
+def test_the_paper_grid_expands_to_train_configs():
+    cfg = StudyConfig(target_run=3, features=FeatureSource(weights="vgg19.pth"))
+    cells = study_cells(cfg)
+    assert len(cells) == 5 * 5  # five conditions × five seeds, one α
+    assert {c.condition for c in cells} == {"none", "shuffle", "cnn-features", "neural-data",
+                                            "neural-model"}
+    none = [c for c in cells if c.condition == "none"]
+    assert [c.seed for c in none] == [0, 1, 2, 3, 4] and none[0].train.target_run is None
+    vgg = next(c for c in cells if c.condition == "cnn-features")
+    assert vgg.train.features == FeatureSource(weights="vgg19.pth")
+    assert vgg.train.target_run == 3 and vgg.train.alpha == 20.0
+    assert next(c for c in cells if c.condition == "shuffle").train.features is None
+
+    fig6 = study_cells(StudyConfig(conditions=("none", "neural-model"), seeds=3,
+                                   alphas=(2, 4, 8, 16, 32), target_run=3))
+    assert len(fig6) == 3 + 5 * 3  # none is not repeated per α
+    assert sorted({c.train.alpha for c in fig6 if c.condition != "none"}) == [2, 4, 8, 16, 32]
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"conditions": ("none", "brain")}, "conditions"),
+    ({"conditions": ("none", "none")}, "conditions"),
+    ({"alphas": (0,)}, "alphas"),
+    ({"seeds": 0}, "seeds"),
+    ({"conditions": ("cnn-features",)}, "features"),
+    ({"train": {"epochs": 0}}, "epochs"),
+])
+def test_bad_studies_name_the_field(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        StudyConfig(**kwargs)
+
+
+def test_paired_tests_match_scipy_on_per_seed_pairs():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.3, 5)
+    neural = base + rng.uniform(0.01, 0.05, 5)
+    evals = [{"target": "none", "alpha": 20, "seed": s,
+              "result": {"noise": {"sigmas": [0, 0.1, 0.2], "accuracy": [0.9, base[s], base[s]]},
+                         "median_l2": 0.1 + s}} for s in range(5)]
+    evals += [{"target": "neural-model", "alpha": 20, "seed": s,
+               "result": {"noise": {"sigmas": [0, 0.1, 0.2],
+                                    "accuracy": [0.9, neural[s], neural[s]]},
+                          "median_l2": 0.1 + s}} for s in range(4)]  # seed 4 missing
+    rows = {r["measure"]: r for r in paired_tests(evals)}
+    noise = rows["noise_accuracy"]
+    assert noise["pairs"] == 4 and noise["condition"] == "neural-model"
+    assert noise["mean_difference"] == pytest.approx(np.mean(neural[:4] - base[:4]))
+    assert noise["t_test_p"] == pytest.approx(stats.ttest_rel(neural[:4], base[:4]).pvalue)
+    assert noise["wilcoxon_p"] == pytest.approx(stats.wilcoxon(neural[:4] - base[:4]).pvalue)
+    assert rows["median_l2"]["mean_difference"] == 0 and rows["median_l2"]["t_test_p"] is None
