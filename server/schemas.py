@@ -96,7 +96,50 @@ class RunPublic(BaseModel):
     result: dict[str, Any] | None
     parent_id: int | None
     input_run_id: int | None
+    tags: list[str] = []
     last_metrics: dict[str, float] = {}
+
+
+TagName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/+\-]+$")]
+
+
+class RunUpdate(BaseModel):
+    """Rename and/or retag a run (owner or admin)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=200)
+    tags: list[TagName] | None = Field(None, max_length=50)
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+
+
+class TokenPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class TokenIssued(TokenPublic):
+    token: str  # shown once; only its hash is stored
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    role: Role = Role.member
+
+
+class UserIssued(UserPublic):
+    token: str  # the new user's first token, shown once
 
 
 class RunPage(BaseModel):

@@ -13,7 +13,7 @@ from server.queue import enqueue
 from server.schemas import RunPublic
 from server.store.metrics import latest_values
 from server.store.models import Run, RunStatus, User
-from server.store.runs import create_run, finish_run
+from server.store.runs import create_run, finish_run, tags_of
 
 TABLE_KEYS = ("loss", "acc", "test_acc")
 
@@ -55,9 +55,13 @@ def submit_run(
 
 
 def runs_public(session: Session, runs: Sequence[Run]) -> list[RunPublic]:
-    latest = latest_values(session, [r.id for r in runs], TABLE_KEYS)
+    ids = [r.id for r in runs]
+    latest = latest_values(session, ids, TABLE_KEYS)
+    tags = tags_of(session, ids)
     return [
-        RunPublic.model_validate({**_fields(r), "last_metrics": latest.get(r.id, {})}) for r in runs
+        RunPublic.model_validate(
+            {**_fields(r), "last_metrics": latest.get(r.id, {}), "tags": tags[r.id]})
+        for r in runs
     ]
 
 
@@ -66,5 +70,5 @@ def run_public(session: Session, run: Run) -> RunPublic:
 
 
 def _fields(run: Run) -> dict[str, Any]:
-    names = RunPublic.model_fields.keys() - {"owner", "last_metrics"}
+    names = RunPublic.model_fields.keys() - {"owner", "last_metrics", "tags"}
     return {"owner": run.owner.name, **{n: getattr(run, n) for n in names}}

@@ -1,7 +1,8 @@
-"""Runs: create, list, get, cancel."""
+"""Runs: create, list, get, rename/tag, delete, cancel."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Annotated
 
@@ -11,10 +12,11 @@ from fastapi.exceptions import RequestValidationError
 from server.deps import CurrentUser, SessionDep, SettingsDep, run_or_404
 from server.inputs import check_inputs
 from server.kinds import KindName
-from server.schemas import RunCreate, RunPage, RunPublic
+from server.schemas import RunCreate, RunPage, RunPublic, RunUpdate
 from server.services import EnqueueFailed, run_public, runs_public, submit_run
-from server.store.models import Role, RunStatus
-from server.store.runs import NotFound, cancel_run, list_runs
+from server.store.artifacts import UnsafePath, resolve
+from server.store.models import Role, Run, RunStatus, User
+from server.store.runs import NotFound, cancel_run, delete_run, list_runs, set_tags
 from server.studies import cancel_children
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -56,11 +58,14 @@ def list_(
     owner: str | None = None,
     kind: KindName | None = None,
     status: RunStatus | None = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    parent_id: int | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> RunPage:
     runs, total = list_runs(
-        session, owner=owner, kind=kind and kind.value, status=status, limit=limit, offset=offset
+        session, owner=owner, kind=kind and kind.value, status=status, tag=tag,
+        parent_id=parent_id, limit=limit, offset=offset
     )
     return RunPage(items=runs_public(session, runs), total=total, limit=limit, offset=offset)
 
@@ -70,11 +75,42 @@ def read(run_id: int, session: SessionDep, _: CurrentUser) -> RunPublic:
     return run_public(session, run_or_404(session, run_id))
 
 
-@router.post("/{run_id}/cancel")
-def cancel(run_id: int, session: SessionDep, user: CurrentUser) -> RunPublic:
+def _owned(session: SessionDep, run_id: int, user: User, action: str) -> Run:
     run = run_or_404(session, run_id)
     if run.owner_id != user.id and user.role is not Role.admin:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only the owner or an admin may cancel")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"only the owner or an admin may {action}")
+    return run
+
+
+@router.patch("/{run_id}")
+def update(run_id: int, body: RunUpdate, session: SessionDep, user: CurrentUser) -> RunPublic:
+    """Rename and/or retag (owner or admin)."""
+    run = _owned(session, run_id, user, "rename or tag")
+    if body.name is not None:
+        run.name = body.name
+    if body.tags is not None:
+        set_tags(session, run, body.tags)
+    session.commit()
+    return run_public(session, run)
+
+
+@router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete(run_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep) -> None:
+    """Delete a finished run with its metrics and artifacts (owner or admin)."""
+    run = _owned(session, run_id, user, "delete")
+    try:
+        paths = delete_run(session, run)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    session.commit()
+    for rel in paths:
+        with contextlib.suppress(OSError, UnsafePath):
+            resolve(settings.artifacts, rel).unlink()
+
+
+@router.post("/{run_id}/cancel")
+def cancel(run_id: int, session: SessionDep, user: CurrentUser) -> RunPublic:
+    run = _owned(session, run_id, user, "cancel")
     cancel_run(session, run)
     if run.kind == "study":
         cancel_children(session, run)

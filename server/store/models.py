@@ -114,6 +114,15 @@ class Run(Base):
     owner: Mapped[User] = relationship(lazy="joined")
 
 
+class RunTag(Base):
+    """A label on a run (e.g. a paper figure or a sweep); (run, tag) is the key."""
+
+    __tablename__ = "run_tags"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+
 class Metric(Base):
     """One point of one series; (run, key, step) is the key, so re-sent points are no-ops."""
 

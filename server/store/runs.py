@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from server.store.models import Run, RunStatus, User, utcnow
+from server.store.models import Artifact, Run, RunStatus, RunTag, User, utcnow
 
 
 class NotFound(LookupError):
@@ -61,11 +61,17 @@ def list_runs(
     owner: str | None = None,
     kind: str | None = None,
     status: RunStatus | None = None,
+    tag: str | None = None,
+    parent_id: int | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[Sequence[Run], int]:
     """Newest first; returns the page and the total matching count."""
     query = select(Run)
+    if tag is not None:
+        query = query.join(RunTag, RunTag.run_id == Run.id).where(RunTag.tag == tag)
+    if parent_id is not None:
+        query = query.where(Run.parent_id == parent_id)
     if owner is not None:
         query = query.join(User, Run.owner_id == User.id).where(User.name == owner)
     if kind is not None:
@@ -126,3 +132,34 @@ def set_progress(session: Session, run_id: int, fraction: float, message: str) -
 
 def status_of(session: Session, run_id: int) -> RunStatus:
     return session.execute(select(Run.status).where(Run.id == run_id)).scalar_one()
+
+
+def tags_of(session: Session, run_ids: Sequence[int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {i: [] for i in run_ids}
+    if run_ids:
+        rows = session.execute(
+            select(RunTag.run_id, RunTag.tag).where(RunTag.run_id.in_(run_ids)).order_by(RunTag.tag)
+        )
+        for run_id, tag in rows:
+            out[run_id].append(tag)
+    return out
+
+
+def set_tags(session: Session, run: Run, tags: Sequence[str]) -> None:
+    """Replace the run's tags."""
+    session.execute(delete(RunTag).where(RunTag.run_id == run.id))
+    for tag in sorted(set(tags)):
+        session.add(RunTag(run_id=run.id, tag=tag))
+    session.flush()
+
+
+def delete_run(session: Session, run: Run) -> list[str]:
+    """Delete a finished run with its metrics, tags and artifact rows; returns the
+    artifact paths (relative to the artifact root) for the caller to remove after commit."""
+    if not run.status.finished:
+        raise ValueError(f"run {run.id} is {run.status.value}; cancel it before deleting")
+    paths = list(session.execute(select(Artifact.path).where(Artifact.run_id == run.id)).scalars())
+    session.execute(delete(Artifact).where(Artifact.run_id == run.id))
+    session.delete(run)
+    session.flush()
+    return paths

@@ -1,0 +1,100 @@
+"""Team accounts: users, per-user tokens, and who may change which run."""
+
+from fastapi.testclient import TestClient
+
+from server.settings import Settings
+from server.store.artifacts import save_artifact
+from server.store.db import session_scope
+from server.store.metrics import insert_points
+from server.store.models import RunStatus
+from server.store.runs import finish_run
+
+
+def _as(client: TestClient, token: str) -> TestClient:
+    other = TestClient(client.app, raise_server_exceptions=False)
+    other.headers["Authorization"] = f"Bearer {token}"
+    return other
+
+
+def _member(client: TestClient, name: str = "ada") -> TestClient:
+    res = client.post("/api/users", json={"name": name})
+    assert res.status_code == 201, res.text
+    assert res.json()["role"] == "member"
+    return _as(client, res.json()["token"])
+
+
+def test_admin_adds_members_and_members_cannot(client: TestClient) -> None:
+    ada = _member(client)
+    assert ada.get("/api/me").json()["name"] == "ada"
+    assert client.post("/api/users", json={"name": "ada"}).status_code == 409
+    assert ada.post("/api/users", json={"name": "eve"}).status_code == 403
+    assert client.post("/api/users", json={"name": "bad name!"}).status_code == 422
+    names = [u["name"] for u in ada.get("/api/users").json()]
+    assert names == ["admin", "ada"]
+
+
+def test_tokens_are_created_listed_and_revoked_by_their_user(client: TestClient) -> None:
+    ada = _member(client)
+    made = ada.post("/api/tokens", json={"name": "laptop"}).json()
+    assert made["token"].startswith("nr_") and made["name"] == "laptop"
+    laptop = _as(client, made["token"])
+    assert laptop.get("/api/me").json()["name"] == "ada"
+    listed = ada.get("/api/tokens").json()
+    assert [t["name"] for t in listed] == ["first", "laptop"]
+    assert all("token" not in t for t in listed)  # never shown again
+    admin_token = client.get("/api/tokens").json()[0]["id"]
+    assert ada.delete(f"/api/tokens/{admin_token}").status_code == 404  # not hers
+    assert ada.delete(f"/api/tokens/{made['id']}").status_code == 204
+    assert laptop.get("/api/me").status_code == 401
+    assert ada.get("/api/tokens").json()[1]["revoked_at"] is not None
+
+
+def test_only_the_owner_or_an_admin_may_change_a_run(
+    client: TestClient, settings: Settings
+) -> None:
+    ada, bob = _member(client, "ada"), _member(client, "bob")
+    run = ada.post("/api/runs", json={"kind": "train", "config": {"epochs": 1}}).json()
+    rid = run["id"]
+    assert bob.get(f"/api/runs/{rid}").status_code == 200  # everyone browses
+    for method, path, body in (("PATCH", f"/api/runs/{rid}", {"name": "x"}),
+                               ("POST", f"/api/runs/{rid}/cancel", None),
+                               ("DELETE", f"/api/runs/{rid}", None)):
+        res = bob.request(method, path, json=body)
+        assert res.status_code == 403, (method, res.text)
+    assert ada.get(f"/api/runs/{rid}").json()["name"] == ""  # nothing changed
+    res = ada.patch(f"/api/runs/{rid}", json={"name": "mine", "tags": ["fig4", "cpu"]})
+    assert res.status_code == 200 and res.json()["tags"] == ["cpu", "fig4"]
+    assert client.patch(f"/api/runs/{rid}", json={"tags": ["fig5"]}).json()["tags"] == ["fig5"]
+    assert ada.patch(f"/api/runs/{rid}", json={"tags": ["no spaces"]}).status_code == 422
+    listed = bob.get("/api/runs", params={"tag": "fig5"}).json()
+    assert [r["id"] for r in listed["items"]] == [rid] and listed["items"][0]["name"] == "mine"
+    assert bob.get("/api/runs", params={"tag": "fig4"}).json()["total"] == 0
+    # a queued run is not deleted; once finished, its metrics and files go with it
+    assert ada.delete(f"/api/runs/{rid}").status_code == 409
+    with session_scope(settings.db_url) as s:
+        finish_run(s, rid, RunStatus.succeeded)
+        insert_points(s, rid, [("loss", 0, 1.0, 0.0)])
+        save_artifact(s, settings.artifacts, run_id=rid, name="model.pt", data=b"w",
+                      media_type="application/octet-stream")
+    path = settings.artifacts / str(rid) / "model.pt"
+    assert path.exists()
+    assert ada.delete(f"/api/runs/{rid}").status_code == 204
+    assert ada.get(f"/api/runs/{rid}").status_code == 404 and not path.exists()
+    assert ada.get(f"/api/runs/{rid}/metrics").status_code == 404
+
+
+def test_every_api_route_but_health_needs_a_token(client: TestClient) -> None:
+    anon = TestClient(client.app, raise_server_exceptions=False)
+    checked = 0
+    for route, methods in client.app.openapi()["paths"].items():
+        if not route.startswith("/api"):
+            continue
+        path = route
+        for name in ("run_id", "token_id", "name", "key"):
+            path = path.replace("{" + name + "}", "1")
+        for method in methods:
+            res = anon.request(method.upper(), path)
+            expected = 200 if route == "/api/health" else 401
+            assert res.status_code == expected, (method, route, res.status_code)
+            checked += 1
+    assert checked >= 20
