@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ml.evaluate.run import EvaluateConfig
 from ml.neural.pipeline import SimilarityConfig
@@ -15,8 +16,16 @@ from ml.train import TrainConfig
 class JobKind:
     name: str
     config_type: type
-    task: str
-    queue: str
+    task: str | None  # None: no worker runs it (an external script logs into it)
+    queue: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExternalConfig:
+    """A run that a script outside the service trains and logs into (like an MLflow
+    run): its parameters are recorded as given."""
+
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 KINDS: dict[str, JobKind] = {
@@ -25,6 +34,7 @@ KINDS: dict[str, JobKind] = {
     "evaluate": JobKind("evaluate", EvaluateConfig, "neuroreg.evaluate", "gpu"),
     # a study only fans out its train and evaluate runs: no accelerator needed
     "study": JobKind("study", StudyConfig, "neuroreg.study", "cpu"),
+    "external": JobKind("external", ExternalConfig, None, None),
 }
 
 # for query parameters and schemas: an unknown kind is a 422 listing the known ones

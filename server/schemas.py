@@ -13,6 +13,7 @@ from ml.evaluate.run import EvaluateConfig
 from ml.neural.pipeline import SimilarityConfig
 from ml.study import StudyConfig
 from ml.train import TrainConfig
+from server.kinds import ExternalConfig
 from server.store.models import Role, RunStatus
 
 
@@ -56,6 +57,26 @@ class StudyRunCreate(BaseModel):
     input_run_id: int | None = None
 
 
+class ExternalRunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["external"]
+    name: str = Field("", max_length=200)
+    config: ExternalConfig = Field(default_factory=ExternalConfig)
+    parent_id: int | None = None
+    input_run_id: int | None = None
+
+
+class RunFinish(BaseModel):
+    """How an external run ended."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["succeeded", "failed"] = "succeeded"
+    error: str | None = Field(None, max_length=4000)
+    result: dict[str, Any] | None = None
+
+
 def _kind(body: Any) -> Any:
     # a body without "kind" is a train run, as before there were other kinds
     return body.get("kind", "train") if isinstance(body, dict) else getattr(body, "kind", None)
@@ -65,7 +86,8 @@ RunCreate = Annotated[
     Annotated[TrainRunCreate, Tag("train")]
     | Annotated[SimilarityRunCreate, Tag("similarity")]
     | Annotated[EvaluateRunCreate, Tag("evaluate")]
-    | Annotated[StudyRunCreate, Tag("study")],
+    | Annotated[StudyRunCreate, Tag("study")]
+    | Annotated[ExternalRunCreate, Tag("external")],
     Discriminator(_kind),
 ]
 

@@ -13,7 +13,7 @@ from server.queue import enqueue
 from server.schemas import RunPublic
 from server.store.metrics import latest_values
 from server.store.models import Run, RunStatus, User
-from server.store.runs import create_run, finish_run, tags_of
+from server.store.runs import create_run, finish_run, start_run, tags_of
 
 TABLE_KEYS = ("loss", "acc", "test_acc")
 
@@ -44,8 +44,14 @@ def submit_run(
         parent_id=parent_id,
         input_run_id=input_run_id,
     )
+    if job.task is None:  # an external run: running from now until its script finishes it
+        start_run(session, run.id)
+        session.commit()
+        session.refresh(run)
+        return run
     session.commit()
     try:
+        assert job.queue is not None
         enqueue(celery, task=job.task, queue=job.queue, run_id=run.id)
     except Exception as exc:
         finish_run(session, run.id, RunStatus.failed, error=f"could not enqueue: {exc}")

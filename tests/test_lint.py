@@ -12,10 +12,10 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff() -> None:
-    out = _run("ruff", "check", "server", "worker", "ml", "tests", "bench")
+    out = _run("ruff", "check", "server", "worker", "ml", "neuroreg", "tests", "bench")
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_mypy_server_and_worker() -> None:
-    out = _run("mypy", "server", "worker")
+    out = _run("mypy", "server", "worker", "neuroreg")
     assert out.returncode == 0, out.stdout + out.stderr

@@ -61,7 +61,8 @@ def _enqueue(runs: list[Any]) -> None:
 
     for run_id, kind in runs:
         job = KINDS[kind]
-        enqueue(celery_app, task=job.task, queue=job.queue, run_id=run_id)
+        if job.task is not None and job.queue is not None:
+            enqueue(celery_app, task=job.task, queue=job.queue, run_id=run_id)
 
 
 def _advance_study(run_id: int) -> None:

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from server.deps import CurrentUser, SessionDep, run_or_404
 from server.schemas import MetricBatch, MetricBatchResult, MetricKey, SeriesPublic
 from server.store.metrics import insert_points, read_series, summarize_keys
+from server.store.models import Role
 
 router = APIRouter(prefix="/api/runs/{run_id}/metrics", tags=["metrics"])
 
 
 @router.post("")
 def log_batch(
-    run_id: int, body: MetricBatch, session: SessionDep, _: CurrentUser
+    run_id: int, body: MetricBatch, session: SessionDep, user: CurrentUser
 ) -> MetricBatchResult:
-    """Log many points at once. The batch is validated whole: one bad point rejects it
-    (422 naming its index) and nothing of it is stored. Re-sent (key, step) pairs are
-    ignored, so retries are safe."""
-    run_or_404(session, run_id)
+    """Log many points at once (the run's owner or an admin). The batch is validated
+    whole: one bad point rejects it (422 naming its index) and nothing of it is stored.
+    Re-sent (key, step) pairs are ignored, so retries are safe."""
+    run = run_or_404(session, run_id)
+    if run.owner_id != user.id and user.role is not Role.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            "only the owner or an admin may log metrics to a run")
     insert_points(session, run_id, [(p.key, p.step, p.value, p.wall_time) for p in body.points])
     session.commit()
     return MetricBatchResult(accepted=len(body.points))

@@ -12,11 +12,18 @@ from fastapi.exceptions import RequestValidationError
 from server.deps import CurrentUser, SessionDep, SettingsDep, run_or_404
 from server.inputs import check_inputs
 from server.kinds import KindName
-from server.schemas import RunCreate, RunPage, RunPublic, RunUpdate
+from server.schemas import RunCreate, RunFinish, RunPage, RunPublic, RunUpdate
 from server.services import EnqueueFailed, run_public, runs_public, submit_run
 from server.store.artifacts import UnsafePath, resolve
 from server.store.models import Role, Run, RunStatus, User
-from server.store.runs import NotFound, cancel_run, delete_run, list_runs, set_tags
+from server.store.runs import (
+    NotFound,
+    cancel_run,
+    delete_run,
+    finish_run,
+    list_runs,
+    set_tags,
+)
 from server.studies import cancel_children
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -106,6 +113,21 @@ def delete(run_id: int, session: SessionDep, user: CurrentUser, settings: Settin
     for rel in paths:
         with contextlib.suppress(OSError, UnsafePath):
             resolve(settings.artifacts, rel).unlink()
+
+
+@router.post("/{run_id}/finish")
+def finish(run_id: int, body: RunFinish, session: SessionDep, user: CurrentUser) -> RunPublic:
+    """End an external run (owner or admin); worker-run kinds end themselves."""
+    run = _owned(session, run_id, user, "finish")
+    if run.kind != "external":
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"run {run_id} is a {run.kind} run; its worker finishes it")
+    if run.status.finished:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is already {run.status}")
+    finish_run(session, run_id, RunStatus(body.status), error=body.error, result=body.result)
+    session.commit()
+    session.refresh(run)
+    return run_public(session, run)
 
 
 @router.post("/{run_id}/cancel")

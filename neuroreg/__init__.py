@@ -1,0 +1,1 @@
+"""neuroreg's Python client: ``from neuroreg.client import Client``."""

@@ -1,0 +1,229 @@
+"""A Python client for scripts and notebooks.
+
+    from neuroreg.client import Client
+    nr = Client()                                  # NEUROREG_API_URL / NEUROREG_TOKEN
+    run = nr.submit("train", {"epochs": 5}, name="quick")
+    nr.wait(run["id"])                             # a progress bar on stderr
+    steps, values = nr.series(run["id"], "loss")   # numpy arrays
+    df = nr.metrics_frame(run["id"])               # pandas: one column per key
+    nr.download(run["id"], "model.pt", "model.pt")
+
+Logging from your own training script (like ``mlflow.log_batch``):
+
+    run = nr.create_external("my sweep", params={"lr": 0.1})
+    nr.log_batch(run["id"], {"loss": 0.7, "acc": 0.5}, step=0)
+    nr.log_batch(run["id"], [("loss", 1, 0.6), ("acc", 1, 0.55)])
+    nr.finish(run["id"])
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+FINISHED = ("succeeded", "failed", "cancelled")
+_BATCH = 5000  # points per request
+
+
+class NeuroregError(RuntimeError):
+    """The server refused a request; ``status`` and ``detail`` say why."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        if isinstance(detail, list):  # validation errors: one line per field
+            detail = "; ".join(".".join(str(p) for p in e["loc"][1:]) + f": {e['msg']}"
+                               for e in detail)
+        super().__init__(f"{status}: {detail}")
+        self.status, self.detail = status, detail
+
+
+class Client:
+    """Talks to a neuroreg server over its REST API.
+
+    Args:
+        url: the server (default ``NEUROREG_API_URL`` or ``http://127.0.0.1:8000``).
+        token: an API token (default ``NEUROREG_TOKEN``, else this machine's admin token
+            file when the server runs here).
+        transport: an httpx transport (tests pass the app's).
+    """
+
+    def __init__(self, url: str | None = None, token: str | None = None, *,
+                 timeout: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
+        if url is None or token is None:
+            from server.settings import Settings
+
+            settings = Settings()
+            url = url or settings.url
+            if token is None:
+                token = settings.token or (settings.token_file.read_text().strip()
+                                           if settings.token_file.exists() else "")
+        if not token:
+            raise NeuroregError(401, "no token: pass token= or set NEUROREG_TOKEN")
+        self._http = httpx.Client(base_url=url, timeout=timeout, transport=transport,
+                                  headers={"Authorization": f"Bearer {token}"})
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        res = self._http.request(method, path, **kw)
+        if not res.is_success:
+            try:
+                detail = res.json().get("detail")
+            except ValueError:
+                detail = res.text
+            raise NeuroregError(res.status_code, detail)
+        return None if res.status_code == 204 else res.json()
+
+    # runs ---------------------------------------------------------------------------
+    def submit(self, kind: str, config: Mapping[str, Any] | None = None, *, name: str = "",
+               tags: Sequence[str] = ()) -> dict[str, Any]:
+        """Create and queue a run; returns it (``id``, ``status``, the full ``config``)."""
+        run = self._call("POST", "/api/runs",
+                         json={"kind": kind, "name": name, "config": dict(config or {})})
+        if tags:
+            run = self.update(run["id"], tags=tags)
+        return run
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/api/runs/{run_id}")
+
+    def runs(self, **filters: Any) -> list[dict[str, Any]]:
+        """Runs matching ``owner``, ``kind``, ``status``, ``tag``, ``parent_id`` (all pages)."""
+        out: list[dict[str, Any]] = []
+        while True:
+            page = self._call("GET", "/api/runs",
+                              params={**filters, "limit": 500, "offset": len(out)})
+            out += page["items"]
+            if len(out) >= page["total"] or not page["items"]:
+                return out
+
+    def update(self, run_id: int, *, name: str | None = None,
+               tags: Sequence[str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if name is not None:
+            body["name"] = name
+        if tags is not None:
+            body["tags"] = list(tags)
+        return self._call("PATCH", f"/api/runs/{run_id}", json=body)
+
+    def cancel(self, run_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/api/runs/{run_id}/cancel")
+
+    def delete(self, run_id: int) -> None:
+        self._call("DELETE", f"/api/runs/{run_id}")
+
+    def wait(self, run_id: int, *, progress: bool = True, poll: float = 2.0,
+             timeout: float | None = None) -> dict[str, Any]:
+        """Block until the run finishes; draws a progress bar on stderr.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+        """
+        start = time.monotonic()
+        while True:
+            run = self.run(run_id)
+            if progress:
+                done = int(run["progress"] * 30)
+                sys.stderr.write(f"\rrun {run_id} [{'#' * done}{'.' * (30 - done)}] "
+                                 f"{run['progress']:4.0%} {run['status']:<9} "
+                                 f"{run['message'][:40]:<40}")
+                sys.stderr.flush()
+            if run["status"] in FINISHED:
+                if progress:
+                    sys.stderr.write("\n")
+                return run
+            if timeout is not None and time.monotonic() - start > timeout:
+                raise TimeoutError(f"run {run_id} still {run['status']} after {timeout} s")
+            time.sleep(poll)
+
+    # metrics ------------------------------------------------------------------------
+    def metric_keys(self, run_id: int) -> list[str]:
+        return [k["key"] for k in self._call("GET", f"/api/runs/{run_id}/metrics")]
+
+    def series(self, run_id: int, key: str, *, max_points: int = 100_000
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of one series as numpy arrays (downsampled above max_points)."""
+        s = self._call("GET", f"/api/runs/{run_id}/metrics/{key}",
+                       params={"max_points": max_points})
+        return np.asarray(s["steps"], dtype=np.int64), np.asarray(s["values"], dtype=float)
+
+    def metrics_frame(self, run_id: int, keys: Iterable[str] | None = None,
+                      *, max_points: int = 100_000) -> Any:
+        """A pandas DataFrame indexed by step, one column per metric."""
+        import pandas as pd
+
+        cols = {}
+        for key in keys or self.metric_keys(run_id):
+            steps, values = self.series(run_id, key, max_points=max_points)
+            cols[key] = pd.Series(values, index=steps)
+        frame = pd.DataFrame(cols)
+        frame.index.name = "step"
+        return frame
+
+    # artifacts ----------------------------------------------------------------------
+    def artifacts(self, run_id: int) -> list[dict[str, Any]]:
+        return self._call("GET", f"/api/runs/{run_id}/artifacts")
+
+    def download(self, run_id: int, name: str, dest: str | os.PathLike[str]) -> Path:
+        """Stream an artifact to ``dest`` (a file, or a folder to put it in)."""
+        path = Path(dest)
+        if path.is_dir():
+            path = path / name
+        with self._http.stream("GET", f"/api/runs/{run_id}/artifacts/{name}") as res:
+            if not res.is_success:
+                res.read()
+                raise NeuroregError(res.status_code, res.json().get("detail"))
+            tmp = path.with_name(path.name + ".part")
+            with open(tmp, "wb") as fh:
+                for chunk in res.iter_bytes():
+                    fh.write(chunk)
+            tmp.replace(path)
+        return path
+
+    # logging from a script -------------------------------------------------------
+    def create_external(self, name: str = "", *, params: Mapping[str, Any] | None = None,
+                        tags: Sequence[str] = ()) -> dict[str, Any]:
+        """A run your own script trains: it is ``running`` until :meth:`finish`."""
+        return self.submit("external", {"params": dict(params or {})}, name=name, tags=tags)
+
+    def log_batch(self, run_id: int,
+                  metrics: Mapping[str, float] | Iterable[tuple[str, int, float]],
+                  *, step: int | None = None) -> int:
+        """Log ``{key: value}`` at ``step``, or ``(key, step, value)`` triples; sent in
+        batches of 5,000 points. Re-sent (key, step) pairs are ignored server-side."""
+        now = time.time()
+        if isinstance(metrics, Mapping):
+            if step is None:
+                raise ValueError("step: needed when metrics is a {key: value} mapping")
+            points = [{"key": k, "step": step, "value": float(v), "wall_time": now}
+                      for k, v in metrics.items()]
+        else:
+            points = [{"key": k, "step": int(s), "value": float(v), "wall_time": now}
+                      for k, s, v in metrics]
+        sent = 0
+        for i in range(0, len(points), _BATCH):
+            sent += self._call("POST", f"/api/runs/{run_id}/metrics",
+                               json={"points": points[i:i + _BATCH]})["accepted"]
+        return sent
+
+    def finish(self, run_id: int, *, status: str = "succeeded", error: str | None = None,
+               result: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": status}
+        if error is not None:
+            body["error"] = error
+        if result is not None:
+            body["result"] = dict(result)
+        return self._call("POST", f"/api/runs/{run_id}/finish", json=body)

@@ -1,0 +1,64 @@
+"""The Python client against a live server (no worker: runs stay queued unless external)."""
+
+import numpy as np
+import pytest
+
+from neuroreg.client import Client, NeuroregError
+from server.settings import Settings
+from server.store.artifacts import save_artifact
+from server.store.db import session_scope
+from server.store.users import ensure_admin
+from tests.livesrv import live_server
+
+
+@pytest.fixture
+def nr(settings: Settings):  # type: ignore[no-untyped-def]
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        with Client(url, token) as client:
+            yield client
+
+
+def test_log_from_a_script_like_mlflow_then_read_back(nr: Client, settings: Settings) -> None:
+    run = nr.create_external("my sweep", params={"lr": 0.1}, tags=["sweep"])
+    assert run["status"] == "running" and run["config"] == {"params": {"lr": 0.1}}
+    assert run["tags"] == ["sweep"]
+    nr.log_batch(run["id"], {"loss": 0.7, "acc": 0.5}, step=0)
+    n = nr.log_batch(run["id"], [("loss", s, 1 / (s + 1)) for s in range(1, 12_000)])
+    assert n == 11_999  # sent in several requests
+    steps, values = nr.series(run["id"], "loss")
+    assert steps.tolist() == list(range(12_000)) and values[0] == 0.7
+    frame = nr.metrics_frame(run["id"])
+    assert list(frame.columns) == ["acc", "loss"] and frame.loc[3, "loss"] == 0.25
+    assert np.isnan(frame.loc[3, "acc"])
+    done = nr.finish(run["id"], result={"best": 0.9})
+    assert done["status"] == "succeeded" and done["result"] == {"best": 0.9}
+    assert nr.wait(run["id"], progress=False)["status"] == "succeeded"
+    with pytest.raises(NeuroregError, match="already succeeded"):
+        nr.finish(run["id"])
+    assert [r["id"] for r in nr.runs(tag="sweep")] == [run["id"]]
+
+
+def test_submit_errors_name_the_field_and_downloads_stream(
+    nr: Client, settings: Settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(NeuroregError, match=r"422: config\.epochs"):
+        nr.submit("train", {"epochs": 0})
+    run = nr.submit("train", {"epochs": 1, "backbone": "small_cnn"}, name="queued")
+    assert run["status"] == "queued" and run["config"]["backbone"] == "small_cnn"
+    with pytest.raises(NeuroregError, match="its worker finishes it"):
+        nr.finish(run["id"])
+    with pytest.raises(TimeoutError):
+        nr.wait(run["id"], progress=False, poll=0.05, timeout=0.2)
+    with session_scope(settings.db_url) as s:
+        save_artifact(s, settings.artifacts, run_id=run["id"], name="model.pt",
+                      data=b"weights" * 1000, media_type="application/octet-stream")
+    path = nr.download(run["id"], "model.pt", tmp_path)
+    assert path == tmp_path / "model.pt" and path.read_bytes() == b"weights" * 1000
+    with pytest.raises(NeuroregError, match="404"):
+        nr.download(run["id"], "nope.pt", tmp_path)
+    nr.cancel(run["id"])
+    nr.delete(run["id"])
+    with pytest.raises(NeuroregError, match="404"):
+        nr.run(run["id"])
