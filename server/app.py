@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from celery import Celery
@@ -15,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.kinds import KINDS
 from server.queue import make_celery
+from server.reaper import Reaper
 from server.routes import (
     artifacts,
     metrics,
@@ -100,13 +102,25 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     """Build the app; migrations are applied here so every start is up to date."""
     settings = settings or get_settings()
     migrate(settings.db_url)
+    celery = celery or make_celery(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        reaper = Reaper(settings, celery)
+        reaper.start()
+        try:
+            yield
+        finally:
+            reaper.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="neuroreg",
         summary="Experiment tracking for neural regularization",
         version="0.1.0",
     )
     app.state.settings = settings
-    app.state.celery = celery or make_celery(settings)
+    app.state.celery = celery
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

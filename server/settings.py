@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # liveness: workers beat every heartbeat_s; the API's reaper requeues a running run
+    # whose beat is older than stale_after_s (failing it after max_attempts starts)
+    heartbeat_s: float = Field(default=10.0, gt=0)
+    stale_after_s: float = Field(default=120.0, gt=0)
+    reaper_interval_s: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
     # what the CLI's client commands talk to (default: this machine's own server)
     api_url: str = ""
     token: str = ""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import socket
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ml.recorder import Cancelled, Recorder
@@ -12,7 +16,7 @@ from server.kinds import KINDS
 from server.settings import get_settings
 from server.store.db import session_scope
 from server.store.models import RunStatus
-from server.store.runs import finish_run, get_run, start_run
+from server.store.runs import beat, finish_run, get_run, start_run
 from worker.app import celery_app
 from worker.recorder import SqlRecorder
 
@@ -26,16 +30,68 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"[:4000]
 
 
+def WORKER_ID() -> str:  # noqa: N802 (reads like the constant it is, per process)
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead_here(worker: str | None) -> bool:
+    """True when ``worker`` ran on this host and its process is gone: a redelivered
+    task (its pool process was killed) may take the run over at once."""
+    if not worker or ":" not in worker:
+        return False
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def heartbeat(db_url: str, run_id: int, interval: float) -> Iterator[None]:
+    """Beat for ``run_id`` every ``interval`` s from a thread, whatever the job is doing
+    (a long numba compile or eigh included), until the block ends."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            with contextlib.suppress(Exception):  # a database blip must not kill the job
+                with session_scope(db_url) as s:
+                    beat(s, run_id)
+
+    thread = threading.Thread(target=loop, name=f"heartbeat-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def execute(run_id: int, job: Job) -> dict[str, Any]:
     """Run ``job`` for a stored run and move it through its statuses."""
     settings = get_settings()
     with session_scope(settings.db_url) as s:
-        if not start_run(s, run_id):
+        stale = 0.0 if _dead_here(get_run(s, run_id).worker) else settings.stale_after_s
+        if not start_run(s, run_id, stale_after=stale, worker=WORKER_ID()):
             return {"run_id": run_id, "skipped": True}
         run = get_run(s, run_id)
         kind, stored = run.kind, run.config
     recorder = SqlRecorder(db_url=settings.db_url, artifact_root=settings.artifacts, run_id=run_id)
-    status, error, result = RunStatus.succeeded, None, None
+    with heartbeat(settings.db_url, run_id, settings.heartbeat_s):
+        return _execute(run_id, job, kind, stored, recorder)
+
+
+def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
+             recorder: SqlRecorder) -> dict[str, Any]:
+    settings = get_settings()
+    status: RunStatus = RunStatus.succeeded
+    error: str | None = None
+    result: Any = None
     try:
         out = job(KINDS[kind].config_type(**stored), recorder)
         if dataclasses.is_dataclass(out) and not isinstance(out, type):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from server.store.models import Artifact, Run, RunStatus, RunTag, User, utcnow
@@ -93,14 +94,57 @@ def cancel_run(session: Session, run: Run) -> Run:
     return run
 
 
-def start_run(session: Session, run_id: int) -> bool:
-    """queued → running (also running → running on redelivery). False if finished."""
+def start_run(session: Session, run_id: int, *, stale_after: float = 120.0,
+              worker: str | None = None) -> bool:
+    """queued → running, or running → running when its heartbeat is older than
+    ``stale_after`` seconds (a redelivered task whose worker died; pass 0 when the
+    caller knows that worker is dead). False when the run is finished or another
+    worker is alive on it. ``worker`` ("host:pid") is recorded."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=stale_after)
     done: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(Run)
-        .where(Run.id == run_id, Run.status.in_([RunStatus.queued, RunStatus.running]))
-        .values(status=RunStatus.running, started_at=utcnow(), error=None)
+        .where(Run.id == run_id, or_(
+            Run.status == RunStatus.queued,
+            (Run.status == RunStatus.running)
+            & or_(Run.heartbeat_at.is_(None), Run.heartbeat_at <= cutoff)))
+        .values(status=RunStatus.running, started_at=now, heartbeat_at=now, error=None,
+                attempts=Run.attempts + 1, worker=worker)
     )
     return bool(done.rowcount)
+
+
+def beat(session: Session, run_id: int) -> None:
+    """The worker running ``run_id`` is alive."""
+    session.execute(update(Run).where(Run.id == run_id, Run.status == RunStatus.running)
+                    .values(heartbeat_at=utcnow()))
+
+
+def reap(session: Session, *, stale_after: float, max_attempts: int) -> list[Run]:
+    """Runs whose worker vanished (running, heartbeat older than ``stale_after`` s):
+    back to queued (returned, for the caller to enqueue after commit), or failed after
+    ``max_attempts`` starts. A run never stays ``running`` without a live worker."""
+    cutoff = utcnow() - timedelta(seconds=stale_after)
+    stale = session.execute(
+        select(Run).where(Run.status == RunStatus.running, Run.kind != "external",
+                          Run.kind != "study", Run.heartbeat_at < cutoff)
+    ).scalars().unique().all()
+    requeue = []
+    for run in stale:
+        if run.attempts >= max_attempts:
+            values: dict[str, Any] = {
+                "status": RunStatus.failed, "finished_at": utcnow(),
+                "error": f"worker lost {run.attempts} times (no heartbeat for "
+                         f"{stale_after:g} s); giving up"}
+        else:
+            values = {"status": RunStatus.queued,
+                      "message": f"worker lost; requeued (attempt {run.attempts + 1})"}
+        done: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            update(Run).where(Run.id == run.id, Run.status == RunStatus.running,
+                              Run.heartbeat_at < cutoff).values(**values))
+        if done.rowcount and values["status"] is RunStatus.queued:
+            requeue.append(run)
+    return requeue
 
 
 def finish_run(

@@ -1,0 +1,59 @@
+"""The reaper: no run stays ``running`` after its worker vanished.
+
+Workers beat every ``heartbeat_s`` (worker/tasks.py). Every ``reaper_interval_s`` the
+API requeues running runs whose beat is older than ``stale_after_s`` — a worker killed
+outright, a machine that lost power — and fails them after ``max_attempts`` starts. The
+requeued task resumes from the run's checkpoint. Several API processes may reap at once:
+each run is moved by one conditional UPDATE, so only one of them requeues it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery
+
+from server.kinds import KINDS
+from server.queue import enqueue
+from server.settings import Settings
+from server.store.db import session_scope
+from server.store.runs import reap
+
+log = logging.getLogger("neuroreg.reaper")
+
+
+def reap_once(settings: Settings, celery: Celery) -> list[int]:
+    """One pass; returns the requeued run ids."""
+    with session_scope(settings.db_url) as s:
+        runs = [(r.id, r.kind) for r in reap(s, stale_after=settings.stale_after_s,
+                                             max_attempts=settings.max_attempts)]
+    for run_id, kind in runs:
+        job = KINDS[kind]
+        if job.task is not None and job.queue is not None:
+            enqueue(celery, task=job.task, queue=job.queue, run_id=run_id)
+            log.warning("run %s lost its worker; requeued", run_id)
+    return [r for r, _ in runs]
+
+
+class Reaper:
+    """A daemon thread running :func:`reap_once` every ``reaper_interval_s``."""
+
+    def __init__(self, settings: Settings, celery: Celery) -> None:
+        self.settings, self.celery = settings, celery
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="reaper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.reaper_interval_s):
+            try:
+                reap_once(self.settings, self.celery)
+            except Exception:  # the database or broker is down: try again next time
+                log.exception("reaper pass failed")
