@@ -1,0 +1,156 @@
+"""Faults against real Redis and PostgreSQL with real worker processes: a pool process
+killed with SIGKILL mid-train, the whole worker killed, Redis restarted mid-run. Each run
+must end succeeded with every metric step stored exactly once."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from ml.train import TrainConfig
+from server.queue import enqueue, make_celery
+from server.settings import Settings
+from server.store.db import session_scope
+from server.store.models import Metric, Role, RunStatus
+from server.store.runs import create_run, get_run
+from server.store.users import create_user
+from tests.conftest import unavailable
+from tests.livesrv import free_port, live_server, live_worker
+
+pytestmark = pytest.mark.integration
+
+# ~24 steps per epoch on the digits; a checkpoint after each epoch
+CONFIG = TrainConfig(backbone="small_cnn", width=16, epochs=10, batch_size=64, lr=0.02,
+                     lr_decay=1.0, device="cpu")
+STEPS = 23 * 10
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """Our own redis-server (a real one), so a test may restart it."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        unavailable("redis-server")
+    port = free_port()
+    proc = _start_redis(exe, port, tmp_path)
+    try:
+        yield exe, port
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _start_redis(exe: str, port: int, cwd: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([exe, "--port", str(port), "--save", "", "--appendonly", "yes",
+                             "--dir", str(cwd)], stdout=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
+                         text=True).stdout.strip() != "PONG":
+        assert time.time() < deadline, "redis-server did not start"
+        time.sleep(0.1)
+    return proc
+
+
+@pytest.fixture
+def stack(make_settings, pg_url: str, redis_server) -> Settings:  # type: ignore[no-untyped-def]
+    from tests.conftest import _truncate
+
+    _truncate(pg_url)
+    return make_settings(database_url=pg_url, broker_url=f"redis://127.0.0.1:{redis_server[1]}/0",
+                         heartbeat_s=0.5, stale_after_s=4, reaper_interval_s=1)
+
+
+def _submit(settings: Settings) -> int:
+    with session_scope(settings.db_url) as s:
+        user = create_user(s, name="u", role=Role.member)
+        run_id = create_run(s, owner=user, kind="train", name="",
+                            config=dataclasses.asdict(CONFIG)).id
+    enqueue(make_celery(settings), task="neuroreg.train", queue="gpu", run_id=run_id)
+    return run_id
+
+
+def _wait(settings: Settings, run_id: int, pred, timeout: float = 240):  # type: ignore[no-untyped-def]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with session_scope(settings.db_url) as s:
+            run = get_run(s, run_id)
+            if pred(run):
+                return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} never got there: {run.status} {run.progress}")
+
+
+def _pool_children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _assert_every_step_once(settings: Settings, run_id: int) -> dict:  # type: ignore[type-arg]
+    with session_scope(settings.db_url) as s:
+        run = get_run(s, run_id)
+        assert run.status is RunStatus.succeeded, run.error
+        for key in ("loss", "acc", "gamma/0"):
+            steps = s.execute(select(Metric.step).where(Metric.run_id == run_id,
+                                                        Metric.key == key)).scalars().all()
+            assert sorted(steps) == list(range(STEPS)), key  # none lost, none twice
+        n = s.execute(select(func.count()).select_from(Metric)
+                      .where(Metric.run_id == run_id, Metric.key == "test_acc")).scalar_one()
+        assert n == 10
+        return {"attempts": run.attempts, "result": run.result}
+
+
+def _mid_run(run) -> bool:  # type: ignore[no-untyped-def]
+    return run.status is RunStatus.running and 0.35 < run.progress < 0.8
+
+
+def test_a_pool_process_killed_mid_train_is_redelivered_and_resumes(stack, tmp_path):  # type: ignore[no-untyped-def]
+    with live_server(stack), live_worker(stack, tmp_path / "worker.log") as worker:
+        run_id = _submit(stack)
+        _wait(stack, run_id, _mid_run)
+        (child,) = _pool_children(worker.pid)
+        os.kill(child, signal.SIGKILL)
+        _wait(stack, run_id, lambda r: r.status.finished)
+    out = _assert_every_step_once(stack, run_id)
+    assert out["attempts"] == 2 and out["result"]["resumed_from_step"] > 0
+
+
+def test_a_worker_killed_outright_is_reaped_and_another_finishes_it(stack, tmp_path):  # type: ignore[no-untyped-def]
+    with live_server(stack):
+        with live_worker(stack, tmp_path / "w1.log") as first:
+            run_id = _submit(stack)
+            _wait(stack, run_id, _mid_run)
+            for pid in [*_pool_children(first.pid), first.pid]:
+                os.kill(pid, signal.SIGKILL)
+            first.wait()
+        # nothing runs it now; the API's reaper notices the silence and requeues it
+        _wait(stack, run_id, lambda r: r.status is RunStatus.queued, timeout=30)
+        with live_worker(stack, tmp_path / "w2.log"):
+            _wait(stack, run_id, lambda r: r.status.finished)
+    out = _assert_every_step_once(stack, run_id)
+    assert out["attempts"] == 2 and out["result"]["resumed_from_step"] > 0
+
+
+def test_redis_restarted_mid_run_the_run_still_completes(stack, redis_server, tmp_path):  # type: ignore[no-untyped-def]
+    exe, port = redis_server
+    with live_server(stack), live_worker(stack, tmp_path / "worker.log"):
+        run_id = _submit(stack)
+        _wait(stack, run_id, _mid_run)
+        subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], check=False)
+        time.sleep(1)
+        restarted = _start_redis(exe, port, tmp_path)
+        try:
+            _wait(stack, run_id, lambda r: r.status.finished)
+        finally:
+            restarted.kill()
+            restarted.wait()
+    _assert_every_step_once(stack, run_id)
