@@ -193,6 +193,19 @@ class Client:
             tmp.replace(path)
         return path
 
+    def upload(self, run_id: int, path: str | os.PathLike[str], name: str | None = None,
+               *, media_type: str = "application/octet-stream") -> dict[str, Any]:
+        """Stream a file into the run as an artifact (like ``mlflow.log_artifact``)."""
+        path = Path(path)
+
+        def chunks() -> Iterable[bytes]:
+            with open(path, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    yield block
+
+        return self._call("PUT", f"/api/runs/{run_id}/artifacts/{name or path.name}",
+                          content=chunks(), headers={"content-type": media_type})
+
     # logging from a script -------------------------------------------------------
     def create_external(self, name: str = "", *, params: Mapping[str, Any] | None = None,
                         tags: Sequence[str] = ()) -> dict[str, Any]:

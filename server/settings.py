@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # artifact uploads (PUT /api/runs/{id}/artifacts/{name}) stream to disk up to this
+    max_upload_bytes: int = Field(default=4 * 1024**3, ge=1024)
     # liveness: workers beat every heartbeat_s; the API's reaper requeues a running run
     # whose beat is older than stale_after_s (failing it after max_attempts starts)
     heartbeat_s: float = Field(default=10.0, gt=0)

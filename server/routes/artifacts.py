@@ -1,13 +1,20 @@
-"""Artifacts: list and download."""
+"""Artifacts: list, download, and upload into a run (its owner or an admin)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse
 
 from server.deps import CurrentUser, SessionDep, SettingsDep, run_or_404
 from server.schemas import ArtifactPublic
-from server.store.artifacts import UnsafePath, get_artifact, list_artifacts, resolve
+from server.store.artifacts import (
+    UnsafePath,
+    get_artifact,
+    list_artifacts,
+    resolve,
+    save_artifact_stream,
+)
+from server.store.models import Role
 
 router = APIRouter(prefix="/api/runs/{run_id}/artifacts", tags=["artifacts"])
 
@@ -33,3 +40,27 @@ def download(
     if not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "artifact file is missing on disk")
     return FileResponse(path, media_type=row.media_type, filename=row.name)
+
+
+@router.put("/{name}", status_code=status.HTTP_201_CREATED)
+async def upload(
+    run_id: int, name: str, request: Request, session: SessionDep, settings: SettingsDep,
+    user: CurrentUser,
+) -> ArtifactPublic:
+    """Store the request body as artifact ``name`` (replacing one of that name); the
+    body streams to disk, up to ``NEUROREG_MAX_UPLOAD_BYTES``."""
+    run = run_or_404(session, run_id)
+    if run.owner_id != user.id and user.role is not Role.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            "only the owner or an admin may upload to a run")
+    media_type = request.headers.get("content-type", "application/octet-stream")[:128]
+    try:
+        row = await save_artifact_stream(
+            session, settings.artifacts, run_id=run_id, name=name, chunks=request.stream(),
+            media_type=media_type, limit=settings.max_upload_bytes)
+    except UnsafePath as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    except OverflowError as exc:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
+    session.commit()
+    return ArtifactPublic.model_validate(row)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from sqlalchemy import select
@@ -55,6 +56,45 @@ def save_artifact(
         row = Artifact(run_id=run_id, name=name, path=relative)
         session.add(row)
     row.media_type, row.size_bytes, row.sha256 = media_type, len(data), digest
+    session.flush()
+    return row
+
+
+async def save_artifact_stream(
+    session: Session, root: Path, *, run_id: int, name: str, chunks: AsyncIterator[bytes],
+    media_type: str, limit: int,
+) -> Artifact:
+    """Stream an upload to ``root/<run>/<name>`` (atomically, hashing as it goes).
+
+    Raises:
+        UnsafePath: a bad name.
+        OverflowError: more than ``limit`` bytes (nothing is kept).
+    """
+    relative = f"{run_id}/{check_name(name)}"
+    target = resolve(root, relative)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+    digest, size = hashlib.sha256(), 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise OverflowError(f"upload exceeds {limit} bytes")
+                digest.update(chunk)
+                f.write(chunk)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    row = session.execute(
+        select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)
+    ).scalar_one_or_none()
+    if row is None:
+        row = Artifact(run_id=run_id, name=name, path=relative)
+        session.add(row)
+    row.media_type, row.size_bytes, row.sha256 = media_type, size, digest.hexdigest()
     session.flush()
     return row
 

@@ -62,3 +62,30 @@ def test_submit_errors_name_the_field_and_downloads_stream(
     nr.delete(run["id"])
     with pytest.raises(NeuroregError, match="404"):
         nr.run(run["id"])
+
+
+def test_uploads_stream_in_are_limited_and_stay_under_the_root(
+    make_settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(max_upload_bytes=100_000)
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        with Client(url, token) as nr:
+            run = nr.create_external("uploads")
+            src = tmp_path / "weights.bin"
+            src.write_bytes(bytes(range(256)) * 300)  # 76,800 bytes, under the limit
+            art = nr.upload(run["id"], src, media_type="application/x-test")
+            assert art["size_bytes"] == 76_800 and art["media_type"] == "application/x-test"
+            assert nr.download(run["id"], "weights.bin", tmp_path / "back.bin").read_bytes() \
+                == src.read_bytes()
+            big = tmp_path / "big.bin"
+            big.write_bytes(b"x" * 150_000)
+            with pytest.raises(NeuroregError, match="413"):
+                nr.upload(run["id"], big)
+            assert [a["name"] for a in nr.artifacts(run["id"])] == ["weights.bin"]
+            for bad in ("..", ".hidden", "a..b"):
+                with pytest.raises(NeuroregError, match="404|405|422"):
+                    nr.upload(run["id"], src, name=bad)
+            assert not any(p.name.startswith(".tmp-")
+                           for p in (settings.artifacts / str(run["id"])).iterdir())
