@@ -14,12 +14,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_compose_services_healthchecks_gpu_and_shared_volume() -> None:
     spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = spec["services"]
-    assert {"postgres", "redis", "api", "worker-gpu"} <= set(services)
+    assert {"postgres", "redis", "api", "worker-gpu", "worker-cpu"} <= set(services)
+    queues = {name: services[name]["command"][services[name]["command"].index("--queues") + 1]
+              for name in ("worker-gpu", "worker-cpu")}
+    assert queues == {"worker-gpu": "gpu", "worker-cpu": "cpu"}
+    gpu_cmd = services["worker-gpu"]["command"]
+    assert gpu_cmd[gpu_cmd.index("--concurrency") + 1] == "1"  # one task per GPU
     for name, svc in services.items():
         assert "healthcheck" in svc, f"{name} has no healthcheck"
     gpu = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
-    assert services["api"]["volumes"] == services["worker-gpu"]["volumes"]
+    assert services["api"]["volumes"] == services["worker-gpu"]["volumes"] \
+        == services["worker-cpu"]["volumes"]
     env = services["api"]["environment"]
     assert (
         env["NEUROREG_DATABASE_URL"].startswith("postgresql")
