@@ -51,6 +51,12 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-def enqueue(app: Celery, *, task: str, queue: str, run_id: int) -> None:
-    """Send a job by task name: the API never imports task code."""
-    app.send_task(task, args=[run_id], queue=queue)
+def enqueue(app: Celery, *, task: str, queue: str, run_id: int) -> str:
+    """Send a job by task name (the API never imports task code); returns the task id."""
+    return str(app.send_task(task, args=[run_id], queue=queue).id)
+
+
+def revoke(app: Celery, task_id: str) -> None:
+    """Tell workers to drop a task not yet started (best effort: the worker's own check
+    of the run's status stops a running one within a second)."""
+    app.control.revoke(task_id)

@@ -18,7 +18,7 @@ from server.kinds import KINDS
 from server.queue import enqueue
 from server.settings import Settings
 from server.store.db import session_scope
-from server.store.runs import reap
+from server.store.runs import reap, set_task_id
 
 log = logging.getLogger("neuroreg.reaper")
 
@@ -31,7 +31,9 @@ def reap_once(settings: Settings, celery: Celery) -> list[int]:
     for run_id, kind in runs:
         job = KINDS[kind]
         if job.task is not None and job.queue is not None:
-            enqueue(celery, task=job.task, queue=job.queue, run_id=run_id)
+            task_id = enqueue(celery, task=job.task, queue=job.queue, run_id=run_id)
+            with session_scope(settings.db_url) as s:
+                set_task_id(s, run_id, task_id)
             log.warning("run %s lost its worker; requeued", run_id)
     return [r for r, _ in runs]
 

@@ -52,7 +52,8 @@ def submit_run(
     session.commit()
     try:
         assert job.queue is not None
-        enqueue(celery, task=job.task, queue=job.queue, run_id=run.id)
+        run.task_id = enqueue(celery, task=job.task, queue=job.queue, run_id=run.id)
+        session.commit()
     except Exception as exc:
         finish_run(session, run.id, RunStatus.failed, error=f"could not enqueue: {exc}")
         session.commit()

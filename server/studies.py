@@ -79,8 +79,11 @@ def advance(session: Session, run_id: int) -> list[Run]:
     return new
 
 
-def cancel_children(session: Session, study: Run) -> None:
+def cancel_children(session: Session, study: Run) -> list[Run]:
+    """Cancel the study's unfinished children; returns them."""
     from server.store.runs import cancel_run
 
-    for k in children(session, study.id):
+    live = [k for k in children(session, study.id) if not k.status.finished]
+    for k in live:
         cancel_run(session, k)
+    return live

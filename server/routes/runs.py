@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from server.deps import CurrentUser, SessionDep, SettingsDep, run_or_404
 from server.inputs import check_inputs
 from server.kinds import KindName
+from server.queue import revoke
 from server.schemas import RunCreate, RunFinish, RunPage, RunPublic, RunUpdate
 from server.services import EnqueueFailed, run_public, runs_public, submit_run
 from server.store.artifacts import UnsafePath, resolve
@@ -131,10 +132,18 @@ def finish(run_id: int, body: RunFinish, session: SessionDep, user: CurrentUser)
 
 
 @router.post("/{run_id}/cancel")
-def cancel(run_id: int, session: SessionDep, user: CurrentUser) -> RunPublic:
+def cancel(run_id: int, request: Request, session: SessionDep, user: CurrentUser) -> RunPublic:
+    """Cancel (owner or admin): a queued task is revoked and skipped, a running one stops
+    at its next check (within about a second); a study cancels its children."""
     run = _owned(session, run_id, user, "cancel")
+    was_finished = run.status.finished
     cancel_run(session, run)
+    tasks = [run.task_id]
     if run.kind == "study":
-        cancel_children(session, run)
+        tasks += [k.task_id for k in cancel_children(session, run)]
     session.commit()
+    if not was_finished:
+        for task_id in filter(None, tasks):
+            with contextlib.suppress(Exception):  # the broker may be down; status rules
+                revoke(request.app.state.celery, task_id)
     return run_public(session, run)

@@ -109,6 +109,7 @@ class Run(Base):
     # written every few seconds by the worker running it; a stale one means a lost worker
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     worker: Mapped[str | None] = mapped_column(String(128))  # "host:pid" running it
+    task_id: Mapped[str | None] = mapped_column(String(64))  # the Celery message, to revoke
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)

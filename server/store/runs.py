@@ -207,3 +207,7 @@ def delete_run(session: Session, run: Run) -> list[str]:
     session.delete(run)
     session.flush()
     return paths
+
+
+def set_task_id(session: Session, run_id: int, task_id: str) -> None:
+    session.execute(update(Run).where(Run.id == run_id).values(task_id=task_id))

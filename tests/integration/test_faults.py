@@ -154,3 +154,29 @@ def test_redis_restarted_mid_run_the_run_still_completes(stack, redis_server, tm
             restarted.kill()
             restarted.wait()
     _assert_every_step_once(stack, run_id)
+
+
+def test_cancel_stops_a_running_train_within_seconds(stack, tmp_path):  # type: ignore[no-untyped-def]
+    from server.store.runs import cancel_run
+
+    with live_server(stack), live_worker(stack, tmp_path / "worker.log"):
+        run_id = _submit(stack)
+        _wait(stack, run_id, lambda r: r.status is RunStatus.running and r.progress > 0.1)
+        with session_scope(stack.db_url) as s:
+            cancel_run(s, get_run(s, run_id))
+        cancelled_at = time.time()
+
+        def points() -> int:
+            with session_scope(stack.db_url) as s:
+                return s.execute(select(func.count()).select_from(Metric)
+                                 .where(Metric.run_id == run_id)).scalar_one()
+
+        time.sleep(3)  # the worker checks every second and flushes what it has
+        settled = points()
+        time.sleep(3)
+        assert points() == settled, "the worker kept training after the cancel"
+        with session_scope(stack.db_url) as s:
+            run = get_run(s, run_id)
+            assert run.status is RunStatus.cancelled and run.finished_at is not None
+            assert run.finished_at.timestamp() <= cancelled_at + 1
+        assert settled < STEPS * 7  # stopped early, far from the ~230 steps × 7 keys
