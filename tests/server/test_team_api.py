@@ -98,3 +98,23 @@ def test_every_api_route_but_health_needs_a_token(client: TestClient) -> None:
             assert res.status_code == expected, (method, route, res.status_code)
             checked += 1
     assert checked >= 20
+
+
+def test_writes_into_a_run_are_the_owners_or_an_admins(client: TestClient) -> None:
+    ada, bob = _member(client, "ada"), _member(client, "bob")
+    run = ada.post("/api/runs", json={"kind": "external", "config": {"params": {}}}).json()
+    rid = run["id"]
+    points = {"points": [{"key": "loss", "step": 0, "value": 1.0}]}
+    forbidden = [
+        bob.post(f"/api/runs/{rid}/metrics", json=points),
+        bob.put(f"/api/runs/{rid}/artifacts/notes.txt", content=b"x"),
+        bob.post(f"/api/runs/{rid}/finish", json={"status": "succeeded"}),
+    ]
+    assert [r.status_code for r in forbidden] == [403, 403, 403]
+    assert ada.get(f"/api/runs/{rid}/metrics").json() == []  # nothing got in
+    assert ada.get(f"/api/runs/{rid}/artifacts").json() == []
+    assert ada.post(f"/api/runs/{rid}/metrics", json=points).status_code == 200
+    assert client.put(f"/api/runs/{rid}/artifacts/notes.txt", content=b"x").status_code == 201
+    assert ada.post(f"/api/runs/{rid}/finish", json={"status": "failed",
+                                                     "error": "diverged"}).status_code == 200
+    assert ada.get(f"/api/runs/{rid}").json()["error"] == "diverged"
