@@ -57,10 +57,11 @@ def _latency(fn: Callable[[], Any], n: int) -> dict[str, float]:
 
 def start_mlflow(exe: str, backend: str, artifacts: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
+    log = artifacts.parent / "mlflow-server.log"
     proc = subprocess.Popen(
         [exe, "server", "--backend-store-uri", backend, "--default-artifact-root",
          str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while True:
@@ -70,7 +71,7 @@ def start_mlflow(exe: str, backend: str, artifacts: Path) -> tuple[subprocess.Po
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError("mlflow server did not start")
+            raise RuntimeError(f"mlflow server did not start:\n{log.read_text()[-2000:]}")
         time.sleep(0.5)
 
 
@@ -181,7 +182,7 @@ def main() -> None:
                 admin, ours_db = pg_database()
                 _, theirs_db = pg_database()
                 ours_url = PG_ADMIN.rsplit("/", 1)[0] + "/" + ours_db
-                theirs_url = f"postgresql://{pg_user}@{pg_host}/{theirs_db}"
+                theirs_url = f"postgresql+psycopg2://{pg_user}@{pg_host}/{theirs_db}"
             else:
                 ours_url = None
                 theirs_url = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -191,6 +192,7 @@ def main() -> None:
                     token = (tmp_path / "neuroreg" / "admin-token").read_text().strip()
                     results[f"{backend}_neuroreg"] = bench_ours(url, token, args.points,
                                                                 args.runs, args.fetches)
+                    print(f"{backend}_neuroreg", results[f"{backend}_neuroreg"], flush=True)
                 finally:
                     proc.terminate()
                     proc.wait(timeout=20)
@@ -198,6 +200,7 @@ def main() -> None:
                 try:
                     results[f"{backend}_mlflow"] = bench_mlflow(url, args.points, args.runs,
                                                                args.fetches)
+                    print(f"{backend}_mlflow", results[f"{backend}_mlflow"], flush=True)
                 finally:
                     proc.terminate()
                     proc.wait(timeout=30)
