@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -138,8 +139,10 @@ def paired_tests(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             diff = np.array([a - b for a, b in pairs])
             t_p = w_p = None
             if len(pairs) >= 2 and np.any(diff != 0):
-                t = stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue
-                w = stats.wilcoxon(diff).pvalue
+                with warnings.catch_warnings():  # near-constant differences: scipy warns
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    t = stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue
+                    w = stats.wilcoxon(diff).pvalue
                 t_p = float(t) if np.isfinite(t) else None
                 w_p = float(w) if np.isfinite(w) else None
             rows.append({"condition": target, "alpha": alpha, "measure": measure,

@@ -42,6 +42,7 @@ export async function withLogin(start) {
   try {
     const me = await getJSON("/api/me");
     document.getElementById("whoami").textContent = `${me.name} (${me.role})`;
+    addNav();
   } catch (err) {
     if (err instanceof AuthError) {
       login.hidden = false;
@@ -64,3 +65,26 @@ export function el(tag, attrs = {}, ...children) {
 
 export const fmt = (v, digits = 3) => (v === undefined || v === null ? "–" : Number(v).toFixed(digits));
 export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+
+// The same links on every page, after the brand.
+function addNav() {
+  const header = document.querySelector("header");
+  if (!header || header.querySelector("nav.top")) return;
+  const links = [["/", "Runs"], ["/submit", "Submit"], ["/compare", "Compare"], ["/tokens", "Tokens"]];
+  const nav = el("nav", { class: "top", "aria-label": "pages" },
+    ...links.map(([href, text]) => el("a", { href, ...(location.pathname === href ? { "aria-current": "page" } : {}) }, text)));
+  header.querySelector(".brand").after(nav);
+}
+
+// POST/PATCH/DELETE with a JSON body; returns {ok, status, body} without throwing on 4xx.
+export async function send(method, path, body) {
+  const res = await fetch(path, {
+    method, headers: { Authorization: `Bearer ${token()}`, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status === 401) throw new AuthError("token rejected");
+  const text = await res.text();
+  let parsed = null;
+  try { parsed = text ? JSON.parse(text) : null; } catch { parsed = text; }
+  return { ok: res.ok, status: res.status, body: parsed };
+}

@@ -1,4 +1,5 @@
 import { api, el, getJSON, when, withLogin } from "./api.js";
+import { plot } from "./figures.js";
 import { drawScores, drawSimilarity } from "./similarity.js";
 
 const runId = Number(location.pathname.split("/").pop());
@@ -7,7 +8,7 @@ const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 const GROUPS = [
   { title: "Loss", match: (k) => /loss/.test(k) },
   { title: "Accuracy", match: (k) => /acc/.test(k) },
-  { title: "γ per tapped layer (Eq. 10)", match: (k) => /^gamma\//.test(k) },
+  { title: "γ per tapped layer over training (Eq. 10), stacked", match: (k) => /^gamma\//.test(k) },
   { title: "r(S_CNN, S_target), held-out stimuli", match: (k) => k === "sim_r" },
 ];
 const NOISE = "Accuracy under Gaussian noise (Fig. 4)";
@@ -28,6 +29,13 @@ function ensureDiv(title) {
     document.getElementById("charts").append(div);
   }
   return div;
+}
+
+// γ/<k> → the tapped layer's number (1, 5, 9, 13, 17 for ResNet18) once the run has them
+function layerOf(run, key) {
+  const k = Number(key.split("/")[1]);
+  const layers = run.result && run.result.layers;
+  return layers ? layers[k] : `[${k}]`;
 }
 
 function xTitle(title) {
@@ -55,10 +63,12 @@ async function drawCharts(run) {
     if (single.includes(s) || s.key.startsWith("noise_")) continue;
     const title = chartFor(s.key);
     if (!byChart.has(title)) byChart.set(title, []);
-    byChart.get(title).push({
-      x: s.steps, y: s.values, name: s.key, type: "scattergl",
-      mode: s.values.length < 60 ? "lines+markers" : "lines",
-    });
+    const gamma = s.key.startsWith("gamma/");
+    byChart.get(title).push(gamma
+      ? { x: s.steps, y: s.values, name: `γ${layerOf(run, s.key)}`, type: "scatter",
+        mode: "lines", stackgroup: "gamma", line: { width: 0.5 } }  // stacked: Σγ = 1
+      : { x: s.steps, y: s.values, name: s.key, type: "scattergl",
+        mode: s.values.length < 60 ? "lines+markers" : "lines" });
   }
   const titles = [...byChart.keys()].sort((a, b) =>
     (ORDER.indexOf(a) + 1 || 99) - (ORDER.indexOf(b) + 1 || 99) || a.localeCompare(b));
@@ -67,11 +77,12 @@ async function drawCharts(run) {
   for (const [n, title] of titles.entries()) {
     const traces = byChart.get(title);
     const div = divs[n];
-    Plotly.react(div, traces, {
-      title: { text: title }, margin: { t: 40, r: 10, b: 40, l: 50 },
+    plot(div, traces, {
+      title: { text: title },
       xaxis: { title: { text: xTitle(title) }, type: title.includes("iterations") ? "log" : "linear" },
-      legend: { orientation: "h" }, uirevision: title,
-    }, { responsive: true, displaylogo: false });
+      ...(title.startsWith("γ") ? { yaxis: { range: [0, 1], title: { text: "γ_k" } } } : {}),
+      uirevision: title,
+    });
     div.dataset.points = traces.reduce((n, t) => n + t.x.length, 0);
   }
   if (titles.length === 0 && single.length > 0) document.getElementById("charts").hidden = true;
@@ -79,6 +90,7 @@ async function drawCharts(run) {
 
 async function drawRun() {
   const run = await getJSON(`/api/runs/${runId}`);
+  if (run.kind === "study") location.replace(`/studies/${runId}`);
   document.title = `neuroreg · ${run.name || `run ${run.id}`}`;
   document.getElementById("run-title").textContent = `#${run.id} ${run.name || ""}`;
   const badge = document.getElementById("run-status");

@@ -1,7 +1,8 @@
 import { el, fmt, getJSON, when, withLogin } from "./api.js";
 
 const PAGE = 25;
-let offset = 0;
+let offset = Number(new URLSearchParams(location.search).get("offset")) || 0;
+const picked = new Set();
 
 function query() {
   const form = new FormData(document.getElementById("filters"));
@@ -13,11 +14,19 @@ function query() {
 async function refresh() {
   const page = await getJSON(`/api/runs?${query()}`);
   const rows = page.items.map((r) => el("tr", {},
+    el("td", {}, (() => {
+      const box = el("input", { type: "checkbox", "aria-label": `compare run ${r.id}` });
+      box.checked = picked.has(r.id);
+      box.onchange = () => { if (box.checked) picked.add(r.id); else picked.delete(r.id); link(); };
+      return box;
+    })()),
     el("td", {}, r.id),
-    el("td", {}, el("a", { href: `/runs/${r.id}` }, r.name || `run ${r.id}`)),
+    el("td", {}, el("a", { href: r.kind === "study" ? `/studies/${r.id}` : `/runs/${r.id}` },
+      r.name || `run ${r.id}`)),
     el("td", {}, r.owner), el("td", {}, r.kind),
     el("td", {}, el("span", { class: `badge ${r.status}` },
       r.status === "running" ? `running ${Math.round(r.progress * 100)}%` : r.status)),
+    el("td", {}, ...r.tags.map((t) => el("a", { class: "badge", href: `/?tag=${encodeURIComponent(t)}` }, t))),
     el("td", {}, when(r.created_at)),
     el("td", {}, fmt(r.last_metrics.loss)), el("td", {}, fmt(r.last_metrics.acc)),
     el("td", {}, fmt(r.last_metrics.test_acc))));
@@ -29,19 +38,26 @@ async function refresh() {
   document.getElementById("next").disabled = last >= page.total;
 }
 
+function link() {
+  document.getElementById("compare-link").href = `/compare?runs=${[...picked].join(",")}`;
+}
+
+function remember() {
+  const q = query(); q.delete("limit");
+  if (!offset) q.delete("offset");
+  history.replaceState(null, "", `/?${q}`);
+}
+
 withLogin(async () => {
   document.getElementById("runs").hidden = false;
   const params = new URLSearchParams(location.search);
   const form = document.getElementById("filters");
-  for (const name of ["owner", "kind", "status"]) if (params.get(name)) form.elements[name].value = params.get(name);
-  form.addEventListener("input", () => {
-    offset = 0;
-    const q = query(); q.delete("limit"); q.delete("offset");
-    history.replaceState(null, "", `/?${q}`);
-    refresh();
-  });
-  document.getElementById("prev").onclick = () => { offset = Math.max(0, offset - PAGE); refresh(); };
-  document.getElementById("next").onclick = () => { offset += PAGE; refresh(); };
+  for (const name of ["owner", "kind", "status", "tag", "parent_id", "order"]) {
+    if (params.get(name)) form.elements[name].value = params.get(name);
+  }
+  form.addEventListener("input", () => { offset = 0; remember(); refresh(); });
+  document.getElementById("prev").onclick = () => { offset = Math.max(0, offset - PAGE); remember(); refresh(); };
+  document.getElementById("next").onclick = () => { offset += PAGE; remember(); refresh(); };
   await refresh();
   setInterval(refresh, 3000);
 });

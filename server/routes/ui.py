@@ -6,7 +6,7 @@ from pathlib import Path
 
 import plotly
 from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 
 import frontend
 
@@ -29,6 +29,58 @@ def index() -> FileResponse:
 @router.get("/runs/{run_id}")
 def run_page(run_id: int) -> FileResponse:
     return _page("run")
+
+
+_SHELL = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>neuroreg · {title}</title>
+  <link rel="stylesheet" href="/static/app.css">
+  {plotly}
+</head>
+<body>
+  <header><a class="brand" href="/">neuroreg</a><span id="whoami"></span></header>
+  <main>
+    <section id="login" hidden>
+      <h1>Sign in</h1>
+      <p>Paste an API token (<code>neuroreg up</code> prints the admin's).</p>
+      <form id="login-form"><input id="token" type="password" aria-label="API token" size="50"
+        required> <button>Use token</button></form>
+      <p id="login-error" class="error"></p>
+    </section>
+    <section id="page" hidden></section>
+  </main>
+  <script type="module" src="/static/{script}"></script>
+</body>
+</html>
+"""
+
+
+def _shell(title: str, script: str, plotly: bool = False) -> HTMLResponse:
+    tag = '<script src="/static/vendor/plotly.min.js"></script>' if plotly else ""
+    return HTMLResponse(_SHELL.format(title=title, script=script, plotly=tag))
+
+
+@router.get("/submit")
+def submit_page() -> HTMLResponse:
+    return _shell("submit a run", "submit.js")
+
+
+@router.get("/tokens")
+def tokens_page() -> HTMLResponse:
+    return _shell("my tokens", "tokens.js")
+
+
+@router.get("/compare")
+def compare_page() -> HTMLResponse:
+    return _shell("compare runs", "compare.js", plotly=True)
+
+
+@router.get("/studies/{run_id}")
+def study_page(run_id: int) -> HTMLResponse:
+    return _shell("study", "study.js", plotly=True)
 
 
 @router.get("/static/vendor/plotly.min.js")

@@ -64,10 +64,12 @@ def list_runs(
     status: RunStatus | None = None,
     tag: str | None = None,
     parent_id: int | None = None,
+    order: str = "newest",
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[Sequence[Run], int]:
-    """Newest first; returns the page and the total matching count."""
+    """Newest first (or ``oldest``, or by ``name``); returns the page and the total
+    matching count."""
     query = select(Run)
     if tag is not None:
         query = query.join(RunTag, RunTag.run_id == Run.id).where(RunTag.tag == tag)
@@ -80,9 +82,12 @@ def list_runs(
     if status is not None:
         query = query.where(Run.status == status)
     total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    page = session.execute(
-        query.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit).offset(offset)
-    )
+    orders: dict[str, tuple[Any, ...]] = {
+        "newest": (Run.created_at.desc(), Run.id.desc()),
+        "oldest": (Run.created_at.asc(), Run.id.asc()),
+        "name": (Run.name.asc(), Run.id.desc())}
+    ordering = orders[order]
+    page = session.execute(query.order_by(*ordering).limit(limit).offset(offset))
     return page.scalars().unique().all(), total
 
 

@@ -56,3 +56,11 @@ def test_paired_tests_match_scipy_on_per_seed_pairs():
     assert noise["t_test_p"] == pytest.approx(stats.ttest_rel(neural[:4], base[:4]).pvalue)
     assert noise["wilcoxon_p"] == pytest.approx(stats.wilcoxon(neural[:4] - base[:4]).pvalue)
     assert rows["median_l2"]["mean_difference"] == 0 and rows["median_l2"]["t_test_p"] is None
+
+
+def test_constant_differences_give_a_p_value_not_a_crash():
+    evals = [{"target": t, "alpha": 2, "seed": s,
+              "result": {"noise": {"sigmas": [0, 0.1], "accuracy": [0.9, base]}}}
+             for s in range(3) for t, base in (("none", 0.5), ("neural-model", 0.6))]
+    (row,) = paired_tests(evals)  # every difference is exactly 0.1
+    assert row["mean_difference"] == pytest.approx(0.1) and row["pairs"] == 3

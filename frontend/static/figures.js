@@ -1,0 +1,53 @@
+// Plotly with two more buttons on every figure: SVG (Plotly's client-side export) and
+// the figure's data as CSV. PNG is Plotly's own camera button.
+import { el } from "./api.js";
+
+function csvOf(div) {
+  const rows = [["trace", "x", "y", "z_or_error"]];
+  for (const t of div.data || []) {
+    const name = t.name || t.type || "";
+    if (t.z) {  // heatmap: one row per cell
+      t.z.forEach((row, i) => row.forEach((v, j) =>
+        rows.push([name, t.x ? t.x[j] : j, t.y ? t.y[i] : i, v])));
+    } else {
+      const err = t.error_y && t.error_y.array;
+      (t.x || []).forEach((x, i) => rows.push([name, x, t.y[i], err ? err[i] : ""]));
+    }
+  }
+  return rows.map((r) => r.map((v) => {
+    const s = String(v ?? "");
+    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  }).join(",")).join("\n") + "\n";
+}
+
+function download(name, text, type) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  el("a", { href: url, download: name }).click();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+const slug = (s) => (s || "figure").replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "").toLowerCase();
+
+export function plot(div, data, layout, config = {}) {
+  const title = (layout.title && layout.title.text) || div.dataset.title || "figure";
+  return Plotly.react(div, data, {
+    margin: { t: 40, r: 10, b: 45, l: 55 }, legend: { orientation: "h" }, ...layout,
+  }, {
+    responsive: true, displaylogo: false,
+    toImageButtonOptions: { filename: slug(title) },
+    modeBarButtonsToAdd: [
+      { name: "Download SVG", icon: Plotly.Icons.camera,
+        click: (gd) => Plotly.downloadImage(gd, { format: "svg", filename: slug(title) }) },
+      { name: "Download data as CSV", icon: Plotly.Icons.disk,
+        click: (gd) => download(`${slug(title)}.csv`, csvOf(gd), "text/csv") },
+    ],
+    ...config,
+  });
+}
+
+export function chartDiv(title, id) {
+  return el("div", { class: "chart", "data-title": title, id: id || `chart-${slug(title)}`,
+    role: "img", "aria-label": title });
+}
+
+export { csvOf };

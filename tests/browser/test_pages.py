@@ -1,0 +1,156 @@
+"""The dashboard's other pages in headless chromium: submit (validation next to the
+field, then a real run through a worker), tokens, study aggregates, compare, runs filters.
+Screenshots go to test-output/."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from server.settings import Settings
+from server.store.db import session_scope
+from server.store.models import Run, RunStatus, User
+from server.store.runs import create_run, finish_run
+from server.store.users import ensure_admin
+from tests.browser.test_dashboard import OUTPUT, browser  # noqa: F401 (fixture)
+from tests.livesrv import live_server, live_worker
+
+pytestmark = pytest.mark.browser
+
+
+def _login(browser, url: str, token: str, path: str, **kw):  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, **kw)
+    page.goto(f"{url}{path}#token={token}")
+    return page
+
+
+def test_submit_form_shows_errors_by_the_field_then_runs_it(browser, settings: Settings, tmp_path):  # type: ignore[no-untyped-def]
+    OUTPUT.mkdir(exist_ok=True)
+    with live_server(settings) as url, live_worker(settings, tmp_path / "worker.log"):
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        page = _login(browser, url, token, "/submit?kind=train")
+        page.wait_for_selector("#f-epochs")
+        assert page.locator("#f-target option").count() == 6  # from the API's schema
+        page.fill("#f-epochs", "0")
+        page.click("#submit")
+        page.wait_for_function("() => document.getElementById('err-epochs').textContent.length > 0")
+        assert "greater than or equal to 1" in page.locator("#err-epochs").inner_text()
+        assert page.url.endswith("/submit?kind=train")  # nothing submitted
+        page.screenshot(path=str(OUTPUT / "submit-error.png"), full_page=True)
+        page.fill("#run-name", "<b>from the form</b>")
+        page.fill("#run-tags", "ui, smoke")
+        for field, value in (("epochs", "1"), ("width", "8"), ("batch_size", "256")):
+            page.fill(f"#f-{field}", value)
+        page.select_option("#f-backbone", "small_cnn")
+        page.select_option("#f-device", "cpu")
+        page.click("#submit")
+        page.wait_for_url("**/runs/*")
+        page.wait_for_function(
+            "() => document.getElementById('run-status').textContent === 'succeeded'",
+            timeout=120_000)
+        page.wait_for_function("() => { const d = document.querySelector('.chart');"
+                               " return d && d.data && d.data[0].x.length > 0; }")
+        assert page.locator("#run-title").inner_text().endswith("<b>from the form</b>")
+        page.screenshot(path=str(OUTPUT / "submitted-run.png"), full_page=True)
+        runs = page.context.request.get(f"{url}/api/runs?tag=smoke",
+                                        headers={"Authorization": f"Bearer {token}"}).json()
+        assert runs["total"] == 1 and runs["items"][0]["tags"] == ["smoke", "ui"]
+
+
+def test_tokens_page_creates_shows_once_and_revokes(browser, settings: Settings):  # type: ignore[no-untyped-def]
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        page = _login(browser, url, token, "/tokens")
+        page.wait_for_selector("#token-rows tr")
+        page.fill("#token-name", "laptop")
+        page.keyboard.press("Enter")  # keyboard only
+        secret = page.wait_for_selector("#new-token-value").inner_text()
+        assert httpx.get(f"{url}/api/me", headers={"Authorization": f"Bearer {secret}"}
+                         ).status_code == 200
+        page.click("button[aria-label='revoke laptop']")
+        page.wait_for_function("() => [...document.querySelectorAll('#token-rows tr')]"
+                               ".some((r) => r.textContent.includes('revoked'))")
+        assert httpx.get(f"{url}/api/me", headers={"Authorization": f"Bearer {secret}"}
+                         ).status_code == 401
+        page.screenshot(path=str(OUTPUT / "tokens.png"), full_page=True)
+
+
+def _study_with_results(settings: Settings) -> int:
+    """A finished 2-condition × 3-seed × 2-α study, stored as workers would leave it."""
+    with session_scope(settings.db_url) as s:
+        owner = s.query(User).first()
+        study = create_run(s, owner=owner, kind="study", name="grid", config={})
+        sigmas = [0.0, 0.1, 0.2, 0.4]
+        for target, alphas in (("none", [0.0]), ("neural-model", [2.0, 16.0])):
+            for alpha in alphas:
+                for seed in range(3):
+                    train = create_run(s, owner=owner, kind="train", name="t", parent_id=study.id,
+                                       config={"target": target, "alpha": alpha, "seed": seed,
+                                               "backbone": "resnet18", "dataset": "digits32"})
+                    gain = 0.0 if target == "none" else 0.05 * alpha ** 0.5
+                    finish_run(s, train.id, RunStatus.succeeded, result={
+                        "gamma": [0.2] * 5 if target == "none" else [0, 1, 0, 0, 0],
+                        "layers": [1, 5, 9, 13, 17]})
+                    ev = create_run(s, owner=owner, kind="evaluate", name="e", parent_id=study.id,
+                                    input_run_id=train.id, config={})
+                    finish_run(s, ev.id, RunStatus.succeeded, result={
+                        "noise": {"sigmas": sigmas, "accuracy": [
+                            0.9, 0.6 + gain + 0.01 * seed, 0.3 + gain, 0.1 + gain]},
+                        "median_l2": 0.1 + gain + 0.003 * seed, "median_linf": 0.003})
+        finish_run(s, study.id, RunStatus.succeeded, result={"runs": 18, "failed": []})
+        s.get(Run, study.id).message = "18/18 runs finished"
+        return study.id
+
+
+def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settings: Settings):  # type: ignore[no-untyped-def]
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        study = _study_with_results(settings)
+        page = _login(browser, url, token, f"/runs/{study}")  # a run link lands on the study
+        page.wait_for_url(f"**/studies/{study}")
+        for fig in ("fig4", "fig5-l2", "fig5-linf", "fig6"):
+            page.wait_for_function(f"() => {{ const d = document.getElementById('{fig}');"
+                                   " return d && d.data && d.data.length > 0; }",
+                                   timeout=20_000)
+        fig4 = page.evaluate("() => document.getElementById('fig4').data.map((t) => t.name)")
+        assert any(n.startswith("None (n=3)") for n in fig4)
+        assert any("± SEM" in n for n in fig4)  # the shaded bands
+        bars = page.evaluate("() => document.getElementById('fig5-l2').data[0].error_y.array")
+        assert len(bars) == 3 and all(b > 0 for b in bars)
+        fig6 = page.evaluate("() => document.getElementById('fig6').data[0].x")
+        assert fig6 == [2, 16]
+        text = page.locator("#page").inner_text()
+        assert "γ5" in text and "1.00 ± 0.00" in text  # Table 1
+        assert "noise_accuracy" in text and "Wilcoxon" in text
+        assert page.locator(".modebar-btn[data-title='Download data as CSV']").count() >= 1
+        page.screenshot(path=str(OUTPUT / "study.png"), full_page=True)
+
+
+def test_compare_overlays_and_runs_filters_live_in_the_url(browser, settings: Settings):  # type: ignore[no-untyped-def]
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        headers = {"Authorization": f"Bearer {token}"}
+        ids = []
+        for i in range(3):
+            run = httpx.post(f"{url}/api/runs", headers=headers,
+                             json={"kind": "external", "name": f"sweep {i}"}).json()
+            httpx.post(f"{url}/api/runs/{run['id']}/metrics", headers=headers, json={
+                "points": [{"key": "loss", "step": k, "value": (i + 1) / (k + 1)}
+                           for k in range(50)]})
+            ids.append(run["id"])
+        httpx.patch(f"{url}/api/runs/{ids[0]}", headers=headers, json={"tags": ["best"]})
+        page = _login(browser, url, token, f"/compare?runs={ids[0]},{ids[2]}&key=loss")
+        page.wait_for_function("() => { const d = document.getElementById('compare-chart');"
+                               " return d && d.data && d.data.length === 2; }")
+        assert page.evaluate("() => document.getElementById('compare-chart').data[1].y[0]") == 3
+        page.screenshot(path=str(OUTPUT / "compare.png"), full_page=True)
+        page.goto(f"{url}/?tag=best&order=oldest")
+        page.wait_for_selector("#run-rows tr")
+        assert page.locator("#run-rows tr").count() == 1
+        assert page.locator("select[name=order]").input_value() == "oldest"
+        page.select_option("select[name=kind]", "external")
+        page.wait_for_function("() => location.search.includes('kind=external')")
