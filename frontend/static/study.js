@@ -7,6 +7,8 @@ import { chartDiv, plot } from "./figures.js";
 const studyId = Number(location.pathname.split("/").pop());
 const COLORS = ["#444", "#d62728", "#9467bd", "#ff7f0e", "#1f77b4", "#2ca02c", "#8c564b"];
 const label = (r) => (r.target === "none" ? "None" : `${r.target} α=${r.alpha}`);
+const jobs = [];  // every div goes in first: a grid cell sized alone would clip later
+const later = (div, data, layout) => jobs.push(() => plot(div, data, layout));
 
 function band(row, color) {
   const { sigmas, mean, sem } = row.noise;
@@ -40,12 +42,14 @@ async function draw() {
     charts);
   const rows = data.robustness;
   const cond = [...new Set(rows.map((r) => r.target))];
-  const color = (r) => COLORS[cond.indexOf(r.target) % COLORS.length];
+  const labels = rows.map(label);
+  const color = (r) => (r.target === "none" ? COLORS[0]
+    : COLORS[1 + (labels.indexOf(label(r)) % (COLORS.length - 1))]);
   const noiseRows = rows.filter((r) => r.noise);
   if (noiseRows.length) {
     const div = chartDiv("Accuracy under Gaussian noise, mean ± SEM over seeds (Fig. 4)", "fig4");
     charts.append(div);
-    plot(div, noiseRows.flatMap((r) => band(r, color(r))), {
+    later(div, noiseRows.flatMap((r) => band(r, color(r))), {
       title: { text: div.dataset.title }, xaxis: { title: { text: "noise σ" } },
       yaxis: { title: { text: "accuracy" } } });
   }
@@ -54,7 +58,7 @@ async function draw() {
     if (!have.length) continue;
     const div = chartDiv(`Median ${norm.toUpperCase()} perturbation per condition (Fig. 5, 7)`, `fig5-${norm}`);
     charts.append(div);
-    plot(div, [{ type: "bar", x: have.map(label), y: have.map((r) => r.medians[norm].mean),
+    later(div, [{ type: "bar", x: have.map(label), y: have.map((r) => r.medians[norm].mean),
       error_y: { type: "data", array: have.map((r) => r.medians[norm].sem), visible: true },
       marker: { color: have.map(color) }, name: `median ${norm}` }],
     { title: { text: div.dataset.title }, yaxis: { title: { text: `median ${norm} distance` } } });
@@ -72,9 +76,10 @@ async function draw() {
       return { x: rs.map((r) => r.alpha), y: rs.map(avg), name: c, mode: "lines+markers",
         type: "scatter", line: { color: COLORS[cond.indexOf(c) % COLORS.length] } };
     });
-    plot(div, traces, { title: { text: div.dataset.title }, xaxis: { title: { text: "α" }, type: "log" },
+    later(div, traces, { title: { text: div.dataset.title }, xaxis: { title: { text: "α" }, type: "log" },
       yaxis: { title: { text: "mean accuracy, σ > 0" } } });
   }
+  jobs.splice(0).forEach((draw) => draw());
   if (data.gamma.length) {
     const layers = data.gamma[0].layers;
     page.append(el("h2", {}, "Final γ per tapped layer, mean over seeds (Table 1)"),

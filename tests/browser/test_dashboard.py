@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import shutil
-from pathlib import Path
 
 import httpx
 import pytest
@@ -13,34 +10,11 @@ import pytest
 from server.settings import Settings
 from server.store.db import session_scope
 from server.store.users import ensure_admin
-from tests.conftest import unavailable
+from tests.browser.conftest import OUTPUT
 from tests.livesrv import live_server
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("NEUROREG_CHROMIUM", "/usr/bin/chromium")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
-
-
-@pytest.fixture
-def browser():  # type: ignore[no-untyped-def]
-    if not shutil.which(CHROMIUM):
-        unavailable(f"chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
 
 
 def test_run_page_draws_the_chart_with_data_and_updates_live(browser, settings: Settings) -> None:  # type: ignore[no-untyped-def]

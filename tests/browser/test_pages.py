@@ -12,7 +12,7 @@ from server.store.db import session_scope
 from server.store.models import Run, RunStatus, User
 from server.store.runs import create_run, finish_run
 from server.store.users import ensure_admin
-from tests.browser.test_dashboard import OUTPUT, browser  # noqa: F401 (fixture)
+from tests.browser.conftest import OUTPUT
 from tests.livesrv import live_server, live_worker
 
 pytestmark = pytest.mark.browser
