@@ -20,6 +20,7 @@ from server.queue import make_celery
 from server.reaper import Reaper
 from server.routes import (
     artifacts,
+    matrices,
     metrics,
     recordings,
     runs,
@@ -141,8 +142,8 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal server error"}, status_code=500)
 
-    for module in (system, team, runs, metrics, artifacts, recordings, summaries, studies,
-                   ui):
+    for module in (system, team, runs, metrics, artifacts, matrices, recordings, summaries,
+                   studies, ui):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes,

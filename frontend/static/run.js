@@ -1,6 +1,6 @@
 import { api, el, getJSON, when, withLogin } from "./api.js";
 import { plot } from "./figures.js";
-import { drawScores, drawSimilarity } from "./similarity.js";
+import { drawScores, drawSimilarity, drawTargets } from "./similarity.js";
 
 const runId = Number(location.pathname.split("/").pop());
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
@@ -105,7 +105,14 @@ async function drawRun() {
       `run #${run.input_run_id}`));
   }
   document.getElementById("run-progress").style.width = `${Math.round(run.progress * 100)}%`;
-  document.getElementById("run-message").textContent = run.message;
+  let eta = "";
+  if (run.status === "running" && run.started_at && run.progress > 0.01) {
+    const elapsed = (Date.now() - new Date(run.started_at).getTime()) / 1000;
+    const left = Math.max(0, elapsed * (1 - run.progress) / run.progress);
+    eta = ` · ${Math.round(run.progress * 100)}% · about ${left < 90 ? `${Math.round(left)} s`
+      : left < 5400 ? `${Math.round(left / 60)} min` : `${(left / 3600).toFixed(1)} h`} left`;
+  }
+  document.getElementById("run-message").textContent = run.message + eta;
   const error = document.getElementById("run-error");
   error.hidden = !run.error; error.textContent = run.error || "";
   document.getElementById("run-config").textContent = JSON.stringify(run.config, null, 2);
@@ -140,7 +147,10 @@ withLogin(async () => {
     await drawCharts(run);
     if (FINISHED.has(run.status)) {
       await drawArtifacts();
-      if (run.kind === "similarity" && run.status === "succeeded") await drawSimilarity(runId);
+      if (run.kind === "similarity" && run.status === "succeeded") {
+        // each independently: a run without figures.json still shows its targets
+        await Promise.allSettled([drawSimilarity(runId), drawTargets(runId)]);
+      }
       break;
     }
     await new Promise((r) => setTimeout(r, 2000));

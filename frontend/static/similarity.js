@@ -72,3 +72,65 @@ export function drawScores(series) {
     el("tr", {}, el("th", {}, s.key), el("td", {}, s.values[0].toPrecision(4)))));
   table.hidden = series.length === 0;
 }
+
+// The run's targets (S over all target images, e.g. 5,000×5,000) in one shared order and
+// colour scale: an exact block-mean overview; zoom in and exact sub-blocks replace it.
+const MAX_BLOCK = 600;
+
+async function matrix(runId, name, query) {
+  return (await api(`/api/runs/${runId}/matrices/${name}?${query}`)).json();
+}
+
+function centresOf(edges) {
+  return edges.slice(0, -1).map((e, i) => (e + edges[i + 1] - 1) / 2);
+}
+
+export async function drawTargets(runId) {
+  const names = await (await api(`/api/runs/${runId}/matrices`)).json();
+  if (!names.length) return;
+  const host = document.getElementById("similarity-figures");
+  host.hidden = false;
+  const views = names.map((n) => ({ name: n, title: `S_target ${n}`, query: "" }));
+  if (names.includes("neural-model") && names.includes("neural-data")) {
+    views.push({ name: "neural-model", title: "S_model − S_data", query: "minus=neural-data" });
+  }
+  const divs = views.map((v) => {
+    const div = el("div", { id: `fig-target-${v.title.replace(/[^A-Za-z0-9]+/g, "_")}`,
+      class: "chart", "data-title": v.title, role: "img", "aria-label": v.title });
+    host.append(div);
+    return div;
+  });
+  await Promise.all(views.map(async (v, k) => {
+    const div = divs[k];
+    const overview = async () => {
+      const m = await matrix(runId, v.name, `size=200&${v.query}`);
+      const c = centresOf(m.edges);
+      const lim = v.query ? Math.max(...m.z.flat().map(Math.abs), 1e-6) : 1;
+      await Plotly.react(div, [{ z: m.z, x: c, y: c, type: "heatmap", colorscale: "RdBu",
+        reversescale: true, zmin: -lim, zmax: lim }], {
+        title: { text: `${v.title} · ${m.n} stimuli · ${m.exact ? "exact" : "block means; zoom for exact"}` },
+        margin: MARGIN, xaxis: { title: { text: "stimulus (shared order)" } },
+        yaxis: { autorange: "reversed" } }, CONFIG);
+      div.dataset.exact = m.exact ? "1" : "0";
+      div.dataset.n = m.n;
+    };
+    await overview();
+    div.on("plotly_relayout", async (ev) => {
+      if (ev["xaxis.autorange"] || ev["yaxis.autorange"]) { await overview(); return; }
+      // a box zoom sends range[0]/[1]; a programmatic relayout may send the whole range
+      const [x0, x1] = ev["xaxis.range"] || [ev["xaxis.range[0]"], ev["xaxis.range[1]"]];
+      const [y0, y1] = ev["yaxis.range"] || [ev["yaxis.range[0]"], ev["yaxis.range[1]"]];
+      if (x0 === undefined || y0 === undefined) return;
+      const n = Number(div.dataset.n);
+      const c0 = Math.max(0, Math.floor(x0)); const c1 = Math.min(n, Math.ceil(x1) + 1);
+      const r0 = Math.max(0, Math.floor(Math.min(y0, y1))); const r1 = Math.min(n, Math.ceil(Math.max(y0, y1)) + 1);
+      if (c1 - c0 > MAX_BLOCK || r1 - r0 > MAX_BLOCK) return;  // still an overview
+      const m = await matrix(runId, v.name, `rows=${r0}:${r1}&cols=${c0}:${c1}&${v.query}`);
+      const xs = Array.from({ length: c1 - c0 }, (_, i) => c0 + i);
+      const ys = Array.from({ length: r1 - r0 }, (_, i) => r0 + i);
+      await Plotly.restyle(div, { z: [m.z], x: [xs], y: [ys] });
+      div.dataset.exact = "1";
+      Plotly.relayout(div, { "title.text": `${v.title} · exact S, rows ${r0}–${r1 - 1} × cols ${c0}–${c1 - 1}` });
+    });
+  }));
+}

@@ -154,3 +154,25 @@ def test_compare_overlays_and_runs_filters_live_in_the_url(browser, settings: Se
         assert page.locator("select[name=order]").input_value() == "oldest"
         page.select_option("select[name=kind]", "external")
         page.wait_for_function("() => location.search.includes('kind=external')")
+
+
+def test_a_large_target_shows_an_overview_and_exact_blocks_on_zoom(browser, settings: Settings):  # type: ignore[no-untyped-def]
+    from tests.server.test_matrices import stored_targets
+
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        rid = stored_targets(settings, 2000)
+        page = _login(browser, url, token, f"/runs/{rid}")
+        sel = "fig-target-S_target_neural_model"
+        page.wait_for_function(f"() => {{ const d = document.getElementById('{sel}');"
+                               " return d && d.data && d.data[0].z.length === 200; }",
+                               timeout=20_000)
+        assert page.evaluate(f"() => document.getElementById('{sel}').dataset.exact") == "0"
+        assert page.locator("#fig-target-S_model_S_data").count() == 1  # the difference map
+        page.evaluate(f"() => Plotly.relayout('{sel}', {{'xaxis.range': [100, 300],"
+                      " 'yaxis.range': [400, 250]})")
+        page.wait_for_function(f"() => document.getElementById('{sel}').dataset.exact === '1'")
+        z = page.evaluate(f"() => document.getElementById('{sel}').data[0].z")
+        assert 150 <= len(z) <= 152 and 200 <= len(z[0]) <= 202  # exact cells, not means
+        page.screenshot(path=str(OUTPUT / "target-zoom.png"), full_page=True)

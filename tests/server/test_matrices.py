@@ -1,0 +1,72 @@
+"""Big similarity matrices for the dashboard: exact block means and exact sub-blocks."""
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from ml.neural.estimators import unit_vectors
+from ml.neural.overview import leading_order, pooled
+from ml.neural.target import SimilarityTarget
+from server.settings import Settings
+from server.store.artifacts import save_artifact
+from server.store.db import session_scope
+from server.store.models import RunStatus, User
+from server.store.runs import create_run, finish_run
+
+
+def stored_targets(settings: Settings, n: int, d: int = 40) -> int:
+    rng = np.random.default_rng(0)
+    latent = rng.standard_normal((n, 3))
+    model = unit_vectors(latent @ rng.standard_normal((3, d)) + 0.3 * rng.standard_normal((n, d)))
+    data = unit_vectors(latent @ rng.standard_normal((3, d)) + 1.0 * rng.standard_normal((n, d)))
+    images = np.zeros((n, 1, 36, 64), np.float32)
+    with session_scope(settings.db_url) as s:
+        run = create_run(s, owner=s.query(User).first(), kind="similarity", name="", config={})
+        for kind, f in (("neural-model", model), ("neural-data", data)):
+            t = SimilarityTarget(kind, f, np.arange(n) + 1000, images)
+            save_artifact(s, settings.artifacts, run_id=run.id, name=f"target-{kind}.npz",
+                          data=t.to_bytes(), media_type="application/x-npz")
+        finish_run(s, run.id, RunStatus.succeeded)
+        return run.id
+
+
+def test_block_means_are_exact_and_blocks_match_the_matrix():
+    rng = np.random.default_rng(1)
+    f = unit_vectors(rng.standard_normal((103, 12)))
+    order = leading_order(f)
+    assert sorted(order) == list(range(103))
+    z, edges = pooled(f, order, 10)
+    s = (f @ f.T)[np.ix_(order, order)]
+    for i in range(10):
+        for j in range(10):
+            cell = s[edges[i]:edges[i + 1], edges[j]:edges[j + 1]].mean()
+            assert abs(z[i, j] - cell) < 1e-5
+
+
+def test_overview_zoom_and_difference(client: TestClient, settings: Settings) -> None:
+    rid = stored_targets(settings, 1500)
+    assert sorted(client.get(f"/api/runs/{rid}/matrices").json()) == ["neural-data",
+                                                                      "neural-model"]
+    over = client.get(f"/api/runs/{rid}/matrices/neural-model", params={"size": 150}).json()
+    assert over["n"] == 1500 and not over["exact"] and len(over["z"]) == 150
+    blk = client.get(f"/api/runs/{rid}/matrices/neural-model",
+                     params={"rows": "100:130", "cols": "0:20"}).json()
+    assert blk["exact"] and np.shape(blk["z"]) == (30, 20)
+    # the exact block averages to the overview cell that covers it
+    assert abs(np.mean(client.get(f"/api/runs/{rid}/matrices/neural-model",
+                                  params={"rows": "0:10", "cols": "0:10"}).json()["z"])
+               - over["z"][0][0]) < 1e-3
+    diff = client.get(f"/api/runs/{rid}/matrices/neural-model",
+                      params={"rows": "0:5", "cols": "0:5", "minus": "neural-data"}).json()
+    data = client.get(f"/api/runs/{rid}/matrices/neural-data",
+                      params={"rows": "0:5", "cols": "0:5"}).json()
+    assert np.allclose(np.array(diff["z"]) + np.array(data["z"]),
+                       blk_full(client, rid), atol=2e-4)
+    too_big = client.get(f"/api/runs/{rid}/matrices/neural-model",
+                         params={"rows": "0:700", "cols": "0:10"})
+    assert too_big.status_code == 422
+    assert client.get(f"/api/runs/{rid}/matrices/shuffle").status_code == 404
+
+
+def blk_full(client: TestClient, rid: int) -> np.ndarray:
+    return np.array(client.get(f"/api/runs/{rid}/matrices/neural-model",
+                               params={"rows": "0:5", "cols": "0:5"}).json()["z"])
