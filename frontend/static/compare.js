@@ -31,7 +31,7 @@ withLogin(async () => {
     const series = await Promise.all(ids.map((id) =>
       getJSON(`/api/runs/${id}/metrics/${encodeURIComponent(key)}?max_points=2000`).catch(() => null)));
     const traces = series.map((s, i) => s && runs[i] && {
-      x: s.steps, y: s.values, type: "scattergl", mode: "lines",
+      x: s.steps, y: s.values, type: "scatter", mode: "lines",
       name: `#${ids[i]} ${runs[i].name || runs[i].kind}` }).filter(Boolean);
     status.textContent = `${traces.length} of ${ids.length} runs have “${key}”`;
     div.dataset.title = `${key}: runs ${ids.join(", ")}`;

@@ -67,7 +67,7 @@ async function drawCharts(run) {
     byChart.get(title).push(gamma
       ? { x: s.steps, y: s.values, name: `γ${layerOf(run, s.key)}`, type: "scatter",
         mode: "lines", stackgroup: "gamma", line: { width: 0.5 } }  // stacked: Σγ = 1
-      : { x: s.steps, y: s.values, name: s.key, type: "scattergl",
+      : { x: s.steps, y: s.values, name: s.key, type: "scatter",
         mode: s.values.length < 60 ? "lines+markers" : "lines" });
   }
   const titles = [...byChart.keys()].sort((a, b) =>
@@ -146,11 +146,10 @@ withLogin(async () => {
     const run = await drawRun();
     await drawCharts(run);
     if (FINISHED.has(run.status)) {
-      await drawArtifacts();
-      if (run.kind === "similarity" && run.status === "succeeded") {
-        // each independently: a run without figures.json still shows its targets
-        await Promise.allSettled([drawSimilarity(runId), drawTargets(runId)]);
-      }
+      // all at once, each on its own: a run without figures.json still shows its targets
+      const similarity = run.kind === "similarity" && run.status === "succeeded";
+      await Promise.allSettled([drawArtifacts(),
+        ...(similarity ? [drawSimilarity(runId), drawTargets(runId)] : [])]);
       break;
     }
     await new Promise((r) => setTimeout(r, 2000));

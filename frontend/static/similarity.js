@@ -51,9 +51,9 @@ export async function drawSimilarity(runId) {
   CONFIG);
   const sc = fig.scatter;
   Plotly.newPlot(panel("fig-scatter", "Fig. 1D"), [
-    { x: sc.data.oracle, y: sc.data.data, mode: "markers", type: "scattergl",
+    { x: sc.data.oracle, y: sc.data.data, mode: "markers", type: "scatter",
       name: `S_data, r = ${sc.data.r.toFixed(2)}`, marker: { size: 3, opacity: 0.3 } },
-    { x: sc.model.oracle, y: sc.model.model, mode: "markers", type: "scattergl",
+    { x: sc.model.oracle, y: sc.model.model, mode: "markers", type: "scatter",
       name: `S_model, r = ${sc.model.r.toFixed(2)}`, marker: { size: 3, opacity: 0.5 } },
   ], { title: { text: "Single trials and model vs S_oracle" }, margin: MARGIN,
        xaxis: { title: { text: "S_oracle" } }, legend: { orientation: "h" } }, CONFIG);
