@@ -148,8 +148,11 @@ withLogin(async () => {
     if (FINISHED.has(run.status)) {
       // all at once, each on its own: a run without figures.json still shows its targets
       const similarity = run.kind === "similarity" && run.status === "succeeded";
+      // a finished train run with a target: S_target and S_CNN per tap in one order
+      const trained = run.kind === "train" && run.status === "succeeded" && run.input_run_id;
       await Promise.allSettled([drawArtifacts(),
-        ...(similarity ? [drawSimilarity(runId), drawTargets(runId)] : [])]);
+        ...(similarity ? [drawSimilarity(runId), drawTargets(runId)] : []),
+        ...(trained ? [drawTargets(runId)] : [])]);
       break;
     }
     await new Promise((r) => setTimeout(r, 2000));

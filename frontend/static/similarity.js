@@ -90,7 +90,9 @@ export async function drawTargets(runId) {
   if (!names.length) return;
   const host = document.getElementById("similarity-figures");
   host.hidden = false;
-  const views = names.map((n) => ({ name: n, title: `S_target ${n}`, query: "" }));
+  const title = (n) => (n === "target" ? "S_target (what it was trained toward)"
+    : n.startsWith("cnn-") ? `S_CNN, tap ${n.slice(4)}` : `S_target ${n}`);
+  const views = names.map((n) => ({ name: n, title: title(n), query: "" }));
   if (names.includes("neural-model") && names.includes("neural-data")) {
     views.push({ name: "neural-model", title: "S_model − S_data", query: "minus=neural-data" });
   }

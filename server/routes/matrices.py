@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, status
 
-from ml.neural.overview import block, leading_order, pooled
+from ml.neural.overview import block, feature_block, feature_overview, leading_order, pooled
 from ml.neural.target import SimilarityTarget
 from server.deps import CurrentUser, SessionDep, SettingsDep, run_or_404
 from server.store.artifacts import get_artifact, list_artifacts, resolve
@@ -41,9 +41,56 @@ def _order(session: Any, settings: Any, run_id: int) -> np.ndarray:
     return _target(session, settings, run_id, ref)[1]
 
 
+@lru_cache(maxsize=4)
+def _network(path: str, mtime: float) -> Any:
+    from ml.train.classifier import load_model
+
+    return load_model(path)[0]
+
+
+@lru_cache(maxsize=16)
+def _cnn_overview(path: str, mtime: float, tap: int, target_path: str, size: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    target, order = _load(target_path, Path(target_path).stat().st_mtime)
+    return feature_overview(_features(path, mtime, tap, target), len(target), order, size)
+
+
+def _features(path: str, mtime: float, tap: int, target: SimilarityTarget) -> Any:
+    import torch
+
+    model = _network(path, mtime)
+
+    @torch.no_grad()
+    def features(idx: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.asarray(target.images[np.asarray(idx)], np.float32))
+        (m,) = model.forward_intermediates(x, [tap], intermediates_only=True, stop_early=True)
+        return m.flatten(1).numpy()
+
+    return features
+
+
+def _train_views(session: Any, settings: Any, run: Any) -> tuple[int, str, int]:
+    """A train run's target run, the target it was trained toward, and its tap count."""
+    if run.input_run_id is None or get_artifact(session, run.id, "model.pt") is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"run {run.id} has no model.pt and target run to compare")
+    target = run.config.get("target", "none")
+    name = target if target in ("neural-model", "neural-data", "shuffle") else "neural-model"
+    taps = run.config.get("taps") or list(range(len((run.result or {}).get("layers", [])) or 5))
+    return run.input_run_id, name, len(taps)
+
+
 @router.get("")
-def names(run_id: int, session: SessionDep, _: CurrentUser) -> list[str]:
-    run_or_404(session, run_id)
+def names(run_id: int, session: SessionDep, settings: SettingsDep, _: CurrentUser) -> list[str]:
+    """The matrices a run can show: a similarity run's targets; for a train run, its
+    target and S_CNN of each tapped layer (``cnn-<k>``) over the same stimuli."""
+    run = run_or_404(session, run_id)
+    if run.kind == "train":
+        try:
+            n_taps = _train_views(session, settings, run)[2]
+        except HTTPException:
+            return []
+        return ["target", *(f"cnn-{k}" for k in range(n_taps))]
     return [a.name[7:-4] for a in list_artifacts(session, run_id)
             if a.name.startswith("target-") and a.name.endswith(".npz")]
 
@@ -59,7 +106,14 @@ def matrix(
     """The overview (``size``² exact block means) or, with ``rows``/``cols`` ("a:b"
     positions in the shared order, at most 600 each), the exact sub-block. ``minus``
     names another target of the run for a difference map."""
-    run_or_404(session, run_id)
+    run = run_or_404(session, run_id)
+    if run.kind == "train":
+        return _train_matrix(session, settings, run, name, size, rows, cols)
+    return _target_matrix(session, settings, run_id, name, size, rows, cols, minus)
+
+
+def _target_matrix(session: Any, settings: Any, run_id: int, name: str, size: int,
+                   rows: str | None, cols: str | None, minus: str | None) -> dict[str, Any]:
     target = _target(session, settings, run_id, name)[0]
     order = _order(session, settings, run_id)
     other = _target(session, settings, run_id, minus)[0] if minus else None
@@ -84,4 +138,45 @@ def matrix(
     return {"n": n, "exact": True, "rows": [r0, r1], "cols": [c0, c1],
             "image_ids": [target.image_ids[order[r0:r1]].tolist(),
                           target.image_ids[order[c0:c1]].tolist()],
+            "z": np.round(z, 4).tolist()}
+
+
+def _span(text: str | None, n: int) -> tuple[int, int]:
+    a, b = (int(v) for v in (text or f"0:{n}").split(":"))
+    return max(a, 0), min(b, n)
+
+
+def _train_matrix(session: Any, settings: Any, run: Any, name: str, size: int,
+                  rows: str | None, cols: str | None) -> dict[str, Any]:
+    """S_target (in the target run's order) or S_CNN of tap k of the run's network."""
+    target_run, target_name, n_taps = _train_views(session, settings, run)
+    if name == "target":
+        return _target_matrix(session, settings, target_run, target_name, size, rows, cols,
+                              None)
+    if not (name.startswith("cnn-") and name[4:].isdigit() and int(name[4:]) < n_taps):
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"name: use target or cnn-0..cnn-{n_taps - 1}")
+    taps = run.config.get("taps") or list(range(n_taps))
+    tap = int(taps[int(name[4:])])
+    model_row = get_artifact(session, run.id, "model.pt")
+    assert model_row is not None  # _train_views checked it
+    model_path = resolve(settings.artifacts, model_row.path)
+    mtime = Path(model_path).stat().st_mtime
+    ref = get_artifact(session, target_run, "target-neural-model.npz")
+    if ref is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {target_run} has no stimuli")
+    target_path = str(resolve(settings.artifacts, ref.path))
+    target, order = _load(target_path, Path(target_path).stat().st_mtime)
+    n = len(order)
+    z, edges, mean = _cnn_overview(str(model_path), mtime, tap, target_path, size)
+    if rows is None and cols is None:
+        return {"n": n, "exact": bool(np.all(np.diff(edges) == 1)), "edges": edges.tolist(),
+                "z": np.round(z, 4).tolist()}
+    (r0, r1), (c0, c1) = _span(rows, n), _span(cols, n)
+    if not (r0 < r1 and c0 < c1) or r1 - r0 > MAX_BLOCK or c1 - c0 > MAX_BLOCK:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"rows/cols: a non-empty block of at most {MAX_BLOCK} per side")
+    z = feature_block(_features(str(model_path), mtime, tap, target), order,
+                      slice(r0, r1), slice(c0, c1), mean)
+    return {"n": n, "exact": True, "rows": [r0, r1], "cols": [c0, c1],
             "z": np.round(z, 4).tolist()}

@@ -176,3 +176,38 @@ def test_a_large_target_shows_an_overview_and_exact_blocks_on_zoom(browser, sett
         z = page.evaluate(f"() => document.getElementById('{sel}').data[0].z")
         assert 150 <= len(z) <= 152 and 200 <= len(z[0]) <= 202  # exact cells, not means
         page.screenshot(path=str(OUTPUT / "target-zoom.png"), full_page=True)
+
+
+def test_a_train_run_page_shows_s_target_beside_s_cnn_per_tap(browser, settings: Settings):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    import torch
+
+    from ml.models import build_backbone
+    from ml.train import TrainConfig
+    from ml.train.classifier import checkpoint_bytes
+    from server.store.artifacts import save_artifact
+    from tests.server.test_matrices import stored_targets
+
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        sim = stored_targets(settings, 400)
+        cfg = TrainConfig(backbone="small_cnn", width=4, target="neural-model", target_run=sim)
+        with session_scope(settings.db_url) as s:
+            run = create_run(s, owner=s.query(User).first(), kind="train", name="trained",
+                             config=dataclasses.asdict(cfg), input_run_id=sim)
+            torch.manual_seed(0)
+            save_artifact(s, settings.artifacts, run_id=run.id, name="model.pt",
+                          data=checkpoint_bytes(build_backbone("small_cnn", num_classes=10,
+                                                               width=4), cfg, step=0),
+                          media_type="application/octet-stream")
+            finish_run(s, run.id, RunStatus.succeeded, result={"layers": [1, 2, 3]})
+            rid = run.id
+        page = _login(browser, url, token, f"/runs/{rid}")
+        for fig in ("fig-target-S_target_what_it_was_trained_toward_", "fig-target-S_CNN_tap_0",
+                    "fig-target-S_CNN_tap_2"):
+            page.wait_for_function(f"() => {{ const d = document.getElementById('{fig}');"
+                                   " return d && d.data && d.data[0].z.length === 200; }",
+                                   timeout=30_000)
+        page.screenshot(path=str(OUTPUT / "train-s-cnn.png"), full_page=True)

@@ -18,7 +18,7 @@ def stored_targets(settings: Settings, n: int, d: int = 40) -> int:
     latent = rng.standard_normal((n, 3))
     model = unit_vectors(latent @ rng.standard_normal((3, d)) + 0.3 * rng.standard_normal((n, d)))
     data = unit_vectors(latent @ rng.standard_normal((3, d)) + 1.0 * rng.standard_normal((n, d)))
-    images = np.zeros((n, 1, 36, 64), np.float32)
+    images = rng.random((n, 1, 36, 64), dtype=np.float32)
     with session_scope(settings.db_url) as s:
         run = create_run(s, owner=s.query(User).first(), kind="similarity", name="", config={})
         for kind, f in (("neural-model", model), ("neural-data", data)):
@@ -70,3 +70,58 @@ def test_overview_zoom_and_difference(client: TestClient, settings: Settings) ->
 def blk_full(client: TestClient, rid: int) -> np.ndarray:
     return np.array(client.get(f"/api/runs/{rid}/matrices/neural-model",
                                params={"rows": "0:5", "cols": "0:5"}).json()["z"])
+
+
+def test_feature_overview_streams_to_the_exact_block_means():
+    from ml.neural.overview import feature_block, feature_overview
+
+    rng = np.random.default_rng(3)
+    feats = rng.standard_normal((97, 30)).astype(np.float32) + 0.5
+    order = rng.permutation(97)
+    z, edges, mean = feature_overview(lambda idx: feats[idx], 97, order, 9, batch=10)
+    e = feats - feats.mean(0)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    s = (e @ e.T)[np.ix_(order, order)]
+    for i in range(9):
+        for j in range(9):
+            cell = s[edges[i]:edges[i + 1], edges[j]:edges[j + 1]].mean()
+            assert abs(z[i, j] - cell) < 1e-5
+    blk = feature_block(lambda idx: feats[idx], order, slice(3, 9), slice(50, 60), mean)
+    assert np.allclose(blk, s[3:9, 50:60], atol=1e-5)
+
+
+def test_a_train_run_shows_its_target_and_s_cnn_per_tap(client: TestClient, settings: Settings):
+    import dataclasses
+
+    import torch
+
+    from ml.models import build_backbone
+    from ml.train import TrainConfig
+    from ml.train.classifier import checkpoint_bytes
+
+    sim = stored_targets(settings, 300)
+    torch.manual_seed(0)
+    model = build_backbone("small_cnn", num_classes=10, width=4).eval()
+    cfg = TrainConfig(backbone="small_cnn", width=4, target="neural-model", target_run=sim)
+    with session_scope(settings.db_url) as s:
+        run = create_run(s, owner=s.query(User).first(), kind="train", name="",
+                         config=dataclasses.asdict(cfg), input_run_id=sim)
+        save_artifact(s, settings.artifacts, run_id=run.id, name="model.pt",
+                      data=checkpoint_bytes(model, cfg, step=0),
+                      media_type="application/octet-stream")
+        finish_run(s, run.id, RunStatus.succeeded, result={"layers": [1, 2, 3]})
+        rid = run.id
+    assert client.get(f"/api/runs/{rid}/matrices").json() == ["target", "cnn-0", "cnn-1",
+                                                              "cnn-2"]
+    target = client.get(f"/api/runs/{rid}/matrices/target", params={"size": 30}).json()
+    same = client.get(f"/api/runs/{sim}/matrices/neural-model", params={"size": 30}).json()
+    assert target["z"] == same["z"]  # one order for S_target and S_CNN
+    over = client.get(f"/api/runs/{rid}/matrices/cnn-1", params={"size": 30}).json()
+    assert over["n"] == 300 and len(over["z"]) == 30
+    blk = client.get(f"/api/runs/{rid}/matrices/cnn-1",
+                     params={"rows": "0:300", "cols": "0:300"}).json()
+    z = np.array(blk["z"])
+    assert np.allclose(np.diag(z), 1.0, atol=1e-3)  # exact S_CNN: unit diagonal
+    e = over["edges"]
+    assert abs(z[e[0]:e[1], e[1]:e[2]].mean() - over["z"][0][1]) < 2e-3  # overview = means
+    assert client.get(f"/api/runs/{rid}/matrices/cnn-7").status_code == 404
