@@ -63,6 +63,18 @@ async function draw() {
       marker: { color: have.map(color) }, name: `median ${norm}` }],
     { title: { text: div.dataset.title }, yaxis: { title: { text: `median ${norm} distance` } } });
   }
+  for (const norm of ["linf", "l2", "l1", "l0"]) {
+    const have = rows.filter((r) => r.curves && r.curves[norm]);
+    if (!have.length) continue;
+    const div = chartDiv(`Median ${norm.toUpperCase()} perturbation vs attack iterations (Fig. 5)`,
+      `fig5-budget-${norm}`);
+    charts.append(div);
+    later(div, have.map((r) => ({ x: r.curves[norm].iterations, y: r.curves[norm].mean,
+      error_y: { type: "data", array: r.curves[norm].sem, visible: true },
+      name: label(r), type: "scatter", mode: "lines+markers", line: { color: color(r) } })),
+    { title: { text: div.dataset.title }, xaxis: { title: { text: "attack iterations (cumulative)" }, type: "log" },
+      yaxis: { title: { text: `median ${norm} (best so far)` } } });
+  }
   const alphas = new Set(rows.filter((r) => r.target !== "none").map((r) => r.alpha));
   if (alphas.size > 1) {  // Fig. 6: robustness against α, one line per condition
     const div = chartDiv("Robustness vs α (Fig. 6): mean noise accuracy over σ > 0", "fig6");

@@ -51,6 +51,22 @@ def robustness_table(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
                             "mean": [s[0] for s in stats], "sem": [s[1] for s in stats]}
         else:
             row["noise"] = None
+        row["curves"] = {}  # Fig. 5: median best-so-far vs attack iterations, per norm
+        for norm in NORMS:
+            got = [m["result"].get("curves", {}).get(norm) for m in members]
+            if not all(got):
+                continue
+            xs = {tuple(p[0] for p in c) for c in got}
+            if len(xs) != 1:
+                continue  # different schedules: no common x axis
+            x = list(next(iter(xs)))
+            ys = [[p[1] for p in c] for c in got]
+            if any(v is None for y in ys for v in y):
+                keep = [k for k in range(len(x)) if all(y[k] is not None for y in ys)]
+                x, ys = [x[k] for k in keep], [[y[k] for k in keep] for y in ys]
+            stats = [_mean_sem([y[k] for y in ys]) for k in range(len(x))]
+            row["curves"][norm] = {"iterations": x, "mean": [s[0] for s in stats],
+                                   "sem": [s[1] for s in stats]}
         row["medians"] = {}
         for norm in NORMS:
             vals = [m["result"].get(f"median_{norm}") for m in members]

@@ -98,7 +98,8 @@ def _study_with_results(settings: Settings) -> int:
                     finish_run(s, ev.id, RunStatus.succeeded, result={
                         "noise": {"sigmas": sigmas, "accuracy": [
                             0.9, 0.6 + gain + 0.01 * seed, 0.3 + gain, 0.1 + gain]},
-                        "median_l2": 0.1 + gain + 0.003 * seed, "median_linf": 0.003})
+                        "median_l2": 0.1 + gain + 0.003 * seed, "median_linf": 0.003,
+                        "curves": {"l2": [[100, 0.5], [300, 0.2 + gain], [900, 0.1 + gain]]}})
         finish_run(s, study.id, RunStatus.succeeded, result={"runs": 18, "failed": []})
         s.get(Run, study.id).message = "18/18 runs finished"
         return study.id
@@ -111,7 +112,7 @@ def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settin
         study = _study_with_results(settings)
         page = _login(browser, url, token, f"/runs/{study}")  # a run link lands on the study
         page.wait_for_url(f"**/studies/{study}")
-        for fig in ("fig4", "fig5-l2", "fig5-linf", "fig6"):
+        for fig in ("fig4", "fig5-l2", "fig5-linf", "fig5-budget-l2", "fig6"):
             page.wait_for_function(f"() => {{ const d = document.getElementById('{fig}');"
                                    " return d && d.data && d.data.length > 0; }",
                                    timeout=20_000)

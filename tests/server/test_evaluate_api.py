@@ -64,7 +64,8 @@ def test_robustness_summary_is_mean_and_sem_over_seeds(
             "target": target, "alpha": 20.0, "seed": seed, "backbone": "resnet18",
             "dataset": "digits32"})
         result = {"noise": {"sigmas": [0.0, 0.1], "accuracy": acc}, "median_l2": l2,
-                  "median_linf": 0.003}
+                  "median_linf": 0.003,
+                  "curves": {"l2": [[0, None], [100, 0.5 * seed + 0.2], [300, 0.1]]}}
         from server.store.db import session_scope
         from server.store.models import Run
 
@@ -86,3 +87,6 @@ def test_robustness_summary_is_mean_and_sem_over_seeds(
     assert none["medians"]["l2"] == pytest.approx({"mean": 0.11, "sem": 0.01, "n": 2})
     assert neural["medians"]["l2"] == {"mean": 0.13, "sem": 0.0, "n": 1}  # one unbroken
     assert neural["medians"]["linf"]["n"] == 2 and neural["seeds"] == [0, 1]
+    curve = none["curves"]["l2"]  # the inf start (None) is dropped; mean ± SEM per budget
+    assert curve["iterations"] == [100, 300] and curve["mean"] == pytest.approx([0.45, 0.1])
+    assert curve["sem"] == pytest.approx([0.25, 0.0])
