@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
 from typing import Any
 
@@ -17,6 +18,13 @@ import annotated_types as at
 
 def _check(name: str, value: Any, tp: Any) -> None:
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # ``X | None``: None, or checked as X
+        rest = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None and len(rest) < len(typing.get_args(tp)):
+            return
+        if len(rest) == 1:
+            _check(name, value, rest[0])
+        return
     if origin is typing.Annotated:
         base, *meta = typing.get_args(tp)
         _check(name, value, base)

@@ -251,14 +251,19 @@ def cmd_recordings(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _group_header(row: dict[str, Any], what: str) -> None:
+    """One condition of a summary table: target, α, the model, runs and seeds."""
+    print(f"\n{row['target']}  α={row['alpha']:g}  {what}  "
+          f"({row['n']} run{'s' * (row['n'] != 1)}, seeds {row['seeds']})")
+
+
 def cmd_gamma(args: argparse.Namespace, settings: Settings) -> int:
     with _client(settings) as client:
         table = _check(client.get("/api/summaries/gamma", params={"run_id": args.runs}))
     if not table["rows"]:
         print("no finished train runs with γ among these")
     for row in table["rows"]:
-        print(f"\n{row['target']}  α={row['alpha']:g}  {row['backbone']}  "
-              f"({row['n']} run{'s' * (row['n'] != 1)}, seeds {row['seeds']})")
+        _group_header(row, row["backbone"])
         print("  " + "".join(f"{'γ' + str(layer):<12}" for layer in row["layers"]))
         print("  " + "".join(f"{f'{m:.2f} ± {s:.2f}':<12}" for m, s in
                              zip(row["gamma_mean"], row["gamma_sem"], strict=True)))
@@ -273,8 +278,7 @@ def cmd_robustness(args: argparse.Namespace, settings: Settings) -> int:
     if not table["rows"]:
         print("no finished evaluate runs among these")
     for row in table["rows"]:
-        print(f"\n{row['target']}  α={row['alpha']:g}  {row['backbone']} on {row['dataset']}  "
-              f"({row['n']} run{'s' * (row['n'] != 1)}, seeds {row['seeds']})")
+        _group_header(row, f"{row['backbone']} on {row['dataset']}")
         noise = row["noise"]
         if noise:
             print("  σ         " + "".join(f"{s:<14g}" for s in noise["sigmas"]))

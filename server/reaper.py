@@ -14,11 +14,10 @@ import threading
 
 from celery import Celery
 
-from server.kinds import KINDS
-from server.queue import enqueue
+from server.services import enqueue_runs
 from server.settings import Settings
 from server.store.db import session_scope
-from server.store.runs import reap, set_task_id
+from server.store.runs import reap
 
 log = logging.getLogger("neuroreg.reaper")
 
@@ -28,13 +27,9 @@ def reap_once(settings: Settings, celery: Celery) -> list[int]:
     with session_scope(settings.db_url) as s:
         runs = [(r.id, r.kind) for r in reap(s, stale_after=settings.stale_after_s,
                                              max_attempts=settings.max_attempts)]
-    for run_id, kind in runs:
-        job = KINDS[kind]
-        if job.task is not None and job.queue is not None:
-            task_id = enqueue(celery, task=job.task, queue=job.queue, run_id=run_id)
-            with session_scope(settings.db_url) as s:
-                set_task_id(s, run_id, task_id)
-            log.warning("run %s lost its worker; requeued", run_id)
+    enqueue_runs(celery, settings.db_url, runs)
+    for run_id, _ in runs:
+        log.warning("run %s lost its worker; requeued", run_id)
     return [r for r, _ in runs]
 
 

@@ -13,7 +13,7 @@ from server.queue import enqueue
 from server.schemas import RunPublic
 from server.store.metrics import latest_values
 from server.store.models import Run, RunStatus, User
-from server.store.runs import create_run, finish_run, start_run, tags_of
+from server.store.runs import create_run, finish_run, set_task_id, start_run, tags_of
 
 TABLE_KEYS = ("loss", "acc", "test_acc")
 
@@ -59,6 +59,20 @@ def submit_run(
         session.commit()
         raise EnqueueFailed(f"run {run.id} was stored but the broker refused it") from exc
     return run
+
+
+def enqueue_runs(celery: Celery, db_url: str, runs: Sequence[tuple[int, str]]) -> None:
+    """Send stored (run id, kind) pairs to their queues and record each task id (for
+    revoking); kinds no worker runs are skipped. Call after the runs are committed."""
+    from server import queue
+    from server.store.db import session_scope
+
+    for run_id, kind in runs:
+        job = KINDS[kind]
+        if job.task is not None and job.queue is not None:
+            task_id = queue.enqueue(celery, task=job.task, queue=job.queue, run_id=run_id)
+            with session_scope(db_url) as s:
+                set_task_id(s, run_id, task_id)
 
 
 def runs_public(session: Session, runs: Sequence[Run]) -> list[RunPublic]:

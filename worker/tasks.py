@@ -16,7 +16,7 @@ from server.kinds import KINDS
 from server.settings import get_settings
 from server.store.db import session_scope
 from server.store.models import RunStatus
-from server.store.runs import beat, finish_run, get_run, set_task_id, start_run
+from server.store.runs import beat, finish_run, get_run, start_run
 from worker.app import celery_app
 from worker.recorder import SqlRecorder
 
@@ -112,15 +112,10 @@ def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
     return {"run_id": run_id, "status": status.value}
 
 
-def _enqueue(runs: list[Any]) -> None:
-    from server.queue import enqueue
+def _enqueue(runs: list[tuple[int, str]]) -> None:
+    from server.services import enqueue_runs
 
-    for run_id, kind in runs:
-        job = KINDS[kind]
-        if job.task is not None and job.queue is not None:
-            task_id = enqueue(celery_app, task=job.task, queue=job.queue, run_id=run_id)
-            with session_scope(get_settings().db_url) as s:
-                set_task_id(s, run_id, task_id)
+    enqueue_runs(celery_app, get_settings().db_url, runs)
 
 
 def _advance_study(run_id: int) -> None:

@@ -56,9 +56,6 @@ class EvaluateConfig:
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         validate_config(self)
-        if self.train_run is not None and (isinstance(self.train_run, bool)
-                                           or self.train_run < 1):
-            raise ValueError(f"train_run: {self.train_run!r} is not a run id")
         sig = self.noise_sigmas
         if not sig or any(isinstance(s, bool) or not isinstance(s, int | float)
                           or not math.isfinite(s) or s < 0 for s in sig):

@@ -120,7 +120,8 @@ def _neuroreg_extractor(raw: Any, layer: str) -> Extractor:
     (tap,) = resolve_taps((tap,), len(model.feature_info))
 
     def extract(x: torch.Tensor) -> torch.Tensor:
-        return model.forward_intermediates(x, [tap], intermediates_only=True)[0]
+        return model.forward_intermediates(x, [tap], intermediates_only=True,
+                                           stop_early=True)[0]
 
     extract.trunk = model  # type: ignore[attr-defined]
     return extract
@@ -144,7 +145,25 @@ def load_feature_network(source: str | Path | bytes, layer: str
                                        "layer": layer}
 
 
-@torch.no_grad()
+def numpy_features(extract: Extractor, images: np.ndarray, *, batch: int = 128,
+                   device: torch.device | str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
+    """``features(idx)`` → the flattened layer output (len(idx), D) as float32 NumPy for
+    stimulus indices ``idx``, computed in batches without gradients."""
+    trunk = getattr(extract, "trunk", None)
+    if isinstance(trunk, nn.Module):
+        trunk.to(device)
+
+    @torch.no_grad()
+    def features(idx: np.ndarray) -> np.ndarray:
+        idx = np.asarray(idx)
+        out = [extract(torch.from_numpy(np.asarray(images[idx[i:i + batch]], np.float32))
+                       .to(device)).flatten(1).float().cpu().numpy()
+               for i in range(0, len(idx), batch)]
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    return features
+
+
 def cnn_features_target(extract: Extractor,
                         stimuli: SimilarityTarget, *, meta: dict[str, Any] | None = None,
                         batch: int = 128, device: torch.device | str = "cpu"
@@ -155,14 +174,8 @@ def cnn_features_target(extract: Extractor,
     dimensions D than there are stimuli N, the factor is replaced by an exact N-column
     one (S = U Λ Uᵀ → U √Λ), so the target stays N×N-sized at most.
     """
-    trunk = getattr(extract, "trunk", None)
-    if isinstance(trunk, nn.Module):
-        trunk.to(device)
-    images = torch.from_numpy(np.asarray(stimuli.images, np.float32))
-    chunks = [extract(images[i:i + batch].to(device)).flatten(1).float().cpu().numpy()
-              for i in range(0, len(images), batch)]
-    f = np.concatenate(chunks)  # (N, D)
-    del chunks
+    f = numpy_features(extract, stimuli.images, batch=batch, device=device)(
+        np.arange(len(stimuli)))  # (N, D)
     f -= f.mean(axis=0)
     f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
     n, d = f.shape

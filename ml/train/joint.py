@@ -59,6 +59,7 @@ class FeatureSource:
     layer: str = "conv3_1"
 
     def __post_init__(self) -> None:
+        validate_config(self)
         if self.weights is not None and self.run is not None:
             raise ValueError("features: give weights or run, not both")
 
@@ -112,12 +113,6 @@ class TrainConfig:
             object.__setattr__(self, "features", FeatureSource(**self.features))
         validate_config(self)
         check_target(self.target)
-        if self.target_run is not None and (isinstance(self.target_run, bool)
-                                            or self.target_run < 1):
-            raise ValueError(f"target_run: {self.target_run!r} is not a run id")
-        m = self.stimuli_per_step
-        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or not 2 <= m <= 4096):
-            raise ValueError(f"stimuli_per_step: {m!r} is not an integer in 2..4096")
         if self.features is not None and self.target != "cnn-features":
             raise ValueError(f"features: only used by target 'cnn-features', not "
                              f"{self.target!r}")

@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from ml.neural.overview import block, feature_block, feature_overview, leading_order, pooled
 from ml.neural.target import SimilarityTarget
+from ml.regularize.cnn_features import load_feature_network, numpy_features
 from server.deps import CurrentUser, SessionDep, SettingsDep, run_or_404
 from server.store.artifacts import get_artifact, list_artifacts, resolve
 
@@ -41,32 +42,19 @@ def _order(session: Any, settings: Any, run_id: int) -> np.ndarray:
     return _target(session, settings, run_id, ref)[1]
 
 
-@lru_cache(maxsize=4)
-def _network(path: str, mtime: float) -> Any:
-    from ml.train.classifier import load_model
-
-    return load_model(path)[0]
-
-
 @lru_cache(maxsize=16)
 def _cnn_overview(path: str, mtime: float, tap: int, target_path: str, size: int
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     target, order = _load(target_path, Path(target_path).stat().st_mtime)
-    return feature_overview(_features(path, mtime, tap, target), len(target), order, size)
+    return feature_overview(_features(path, mtime, tap, target_path), len(target), order, size)
 
 
-def _features(path: str, mtime: float, tap: int, target: SimilarityTarget) -> Any:
-    import torch
-
-    model = _network(path, mtime)
-
-    @torch.no_grad()
-    def features(idx: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.asarray(target.images[np.asarray(idx)], np.float32))
-        (m,) = model.forward_intermediates(x, [tap], intermediates_only=True, stop_early=True)
-        return m.flatten(1).numpy()
-
-    return features
+@lru_cache(maxsize=16)
+def _features(path: str, mtime: float, tap: int, target_path: str) -> Any:
+    """The run's network at tap ``tap`` over the target's stimuli (see ml.regularize)."""
+    target, _ = _load(target_path, Path(target_path).stat().st_mtime)
+    extract, _ = load_feature_network(path, str(tap))
+    return numpy_features(extract, target.images, batch=256)
 
 
 def _train_views(session: Any, settings: Any, run: Any) -> tuple[int, str, int]:
@@ -166,7 +154,7 @@ def _train_matrix(session: Any, settings: Any, run: Any, name: str, size: int,
     if ref is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {target_run} has no stimuli")
     target_path = str(resolve(settings.artifacts, ref.path))
-    target, order = _load(target_path, Path(target_path).stat().st_mtime)
+    order = _load(target_path, Path(target_path).stat().st_mtime)[1]
     n = len(order)
     z, edges, mean = _cnn_overview(str(model_path), mtime, tap, target_path, size)
     if rows is None and cols is None:
@@ -176,7 +164,7 @@ def _train_matrix(session: Any, settings: Any, run: Any, name: str, size: int,
     if not (r0 < r1 and c0 < c1) or r1 - r0 > MAX_BLOCK or c1 - c0 > MAX_BLOCK:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"rows/cols: a non-empty block of at most {MAX_BLOCK} per side")
-    z = feature_block(_features(str(model_path), mtime, tap, target), order,
+    z = feature_block(_features(str(model_path), mtime, tap, target_path), order,
                       slice(r0, r1), slice(c0, c1), mean)
     return {"n": n, "exact": True, "rows": [r0, r1], "cols": [c0, c1],
             "z": np.round(z, 4).tolist()}

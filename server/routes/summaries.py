@@ -18,6 +18,14 @@ from server.store.models import Run, RunStatus
 router = APIRouter(prefix="/api/summaries", tags=["summaries"])
 
 
+def _picked(session: Session, kind: str, run_id: list[int] | None) -> Sequence[Run]:
+    """The runs of ``kind`` named by ``run_id``; without ids, the newest 1,000 succeeded."""
+    query = select(Run).where(Run.kind == kind)
+    query = query.where(Run.id.in_(run_id)) if run_id else query.where(
+        Run.status == RunStatus.succeeded).order_by(Run.id.desc()).limit(1000)
+    return session.execute(query).scalars().unique().all()
+
+
 @router.get("/gamma")
 def gamma(
     session: SessionDep,
@@ -29,10 +37,7 @@ def gamma(
     ``run_id`` (repeatable) picks the runs; without it, every succeeded train run.
     Runs that are not succeeded train runs are listed under ``skipped``.
     """
-    query = select(Run).where(Run.kind == "train")
-    query = query.where(Run.id.in_(run_id)) if run_id else query.where(
-        Run.status == RunStatus.succeeded).order_by(Run.id.desc()).limit(1000)
-    runs = session.execute(query).scalars().unique().all()
+    runs = _picked(session, "train", run_id)
     usable, skipped = train_rows(runs)
     missing = sorted(set(run_id or ()) - {r.id for r in runs})
     return {"rows": gamma_table(usable), "skipped": sorted(skipped + missing)}
@@ -80,10 +85,7 @@ def robustness(
 
     ``run_id`` (repeatable) picks evaluate runs; without it, every succeeded one.
     """
-    query = select(Run).where(Run.kind == "evaluate")
-    query = query.where(Run.id.in_(run_id)) if run_id else query.where(
-        Run.status == RunStatus.succeeded).order_by(Run.id.desc()).limit(1000)
-    evals = session.execute(query).scalars().unique().all()
+    evals = _picked(session, "evaluate", run_id)
     usable, skipped = eval_rows(session, evals)
     missing = sorted(set(run_id or ()) - {e.id for e in evals})
     return {"rows": robustness_table(usable), "skipped": sorted(skipped + missing)}

@@ -49,15 +49,7 @@ def save_artifact(
         f.write(data)
     os.replace(tmp, target)
     digest = hashlib.sha256(data).hexdigest()
-    row = session.execute(
-        select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)
-    ).scalar_one_or_none()
-    if row is None:
-        row = Artifact(run_id=run_id, name=name, path=relative)
-        session.add(row)
-    row.media_type, row.size_bytes, row.sha256 = media_type, len(data), digest
-    session.flush()
-    return row
+    return _record(session, run_id, name, relative, media_type, len(data), digest)
 
 
 async def save_artifact_stream(
@@ -88,13 +80,19 @@ async def save_artifact_stream(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    return _record(session, run_id, name, relative, media_type, size, digest.hexdigest())
+
+
+def _record(session: Session, run_id: int, name: str, relative: str, media_type: str,
+            size: int, sha256: str) -> Artifact:
+    """The artifact's row, created or updated for the file just written."""
     row = session.execute(
         select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)
     ).scalar_one_or_none()
     if row is None:
         row = Artifact(run_id=run_id, name=name, path=relative)
         session.add(row)
-    row.media_type, row.size_bytes, row.sha256 = media_type, size, digest.hexdigest()
+    row.media_type, row.size_bytes, row.sha256 = media_type, size, sha256
     session.flush()
     return row
 
