@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     for module in (system, team, runs, metrics, artifacts, matrices, recordings, summaries,
                    studies, ui):
         app.include_router(module.router)
+    app.include_router(metrics.series_router)
     app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes,
                        upload_limit=settings.max_upload_bytes)

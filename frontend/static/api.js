@@ -29,7 +29,8 @@ export async function api(path, options = {}) {
 
 export const getJSON = async (path) => (await api(path)).json();
 
-// Shows the sign-in form until a token works, then calls start().
+// Shows the sign-in form until a token works. start() runs at once, beside /api/me, so a
+// page's first requests leave before plotly.js is parsed; a rejected token shows the form.
 export async function withLogin(start) {
   const login = document.getElementById("login");
   const form = document.getElementById("login-form");
@@ -39,19 +40,18 @@ export async function withLogin(start) {
     location.reload();
   });
   if (!token()) { login.hidden = false; return; }
-  try {
-    const me = await getJSON("/api/me");
-    document.getElementById("whoami").textContent = `${me.name} (${me.role})`;
+  const me = getJSON("/api/me").then((user) => {
+    document.getElementById("whoami").textContent = `${user.name} (${user.role})`;
     addNav();
+  });
+  try {
+    await Promise.all([me, start()]);
   } catch (err) {
-    if (err instanceof AuthError) {
-      login.hidden = false;
-      document.getElementById("login-error").textContent = "That token was rejected.";
-      return;
-    }
-    throw err;
+    if (!(err instanceof AuthError)) throw err;
+    for (const section of document.querySelectorAll("main > section")) section.hidden = true;
+    login.hidden = false;
+    document.getElementById("login-error").textContent = "That token was rejected.";
   }
-  await start();
 }
 
 export function el(tag, attrs = {}, ...children) {

@@ -28,7 +28,24 @@ function download(name, text, type) {
 
 const slug = (s) => (s || "figure").replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "").toLowerCase();
 
-export function plot(div, data, layout, config = {}) {
+// plotly.js (1.5 MB) is loaded once, on first use, after the page has sent its requests:
+// parsing it takes the main thread for about half a second, which the requests overlap.
+let loading = null;
+export function plotly() {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!loading) {
+    loading = new Promise((resolve, reject) => {
+      const script = el("script", { src: "/static/vendor/plotly.min.js" });
+      script.onload = () => resolve(window.Plotly);
+      script.onerror = () => reject(new Error("plotly.js did not load"));
+      document.head.append(script);
+    });
+  }
+  return loading;
+}
+
+export async function plot(div, data, layout, config = {}) {
+  const Plotly = await plotly();
   const title = (layout.title && layout.title.text) || div.dataset.title || "figure";
   return Plotly.react(div, data, {
     margin: { t: 40, r: 10, b: 45, l: 55 }, legend: { orientation: "h" }, ...layout,

@@ -71,14 +71,16 @@ def _train_views(session: Any, settings: Any, run: Any) -> tuple[int, str, int]:
 @router.get("")
 def names(run_id: int, session: SessionDep, settings: SettingsDep, _: CurrentUser) -> list[str]:
     """The matrices a run can show: a similarity run's targets; for a train run, its
-    target and S_CNN of each tapped layer (``cnn-<k>``) over the same stimuli."""
+    target, S_CNN mixed by its final γ (``cnn``, Eq. 10) and S_CNN of each tapped layer
+    (``cnn-<k>``) over the same stimuli."""
     run = run_or_404(session, run_id)
     if run.kind == "train":
         try:
             n_taps = _train_views(session, settings, run)[2]
         except HTTPException:
             return []
-        return ["target", *(f"cnn-{k}" for k in range(n_taps))]
+        mixed = len((run.result or {}).get("gamma") or []) == n_taps
+        return ["target", *(["cnn"] if mixed else []), *(f"cnn-{k}" for k in range(n_taps))]
     return [a.name[7:-4] for a in list_artifacts(session, run_id)
             if a.name.startswith("target-") and a.name.endswith(".npz")]
 
@@ -93,10 +95,11 @@ def matrix(
 ) -> dict[str, Any]:
     """The overview (``size``² exact block means) or, with ``rows``/``cols`` ("a:b"
     positions in the shared order, at most 600 each), the exact sub-block. ``minus``
-    names another target of the run for a difference map."""
+    names another target of the run for a difference map (``target`` for a train run's
+    S_CNN − S_target)."""
     run = run_or_404(session, run_id)
     if run.kind == "train":
-        return _train_matrix(session, settings, run, name, size, rows, cols)
+        return _train_matrix(session, settings, run, name, size, rows, cols, minus)
     return _target_matrix(session, settings, run_id, name, size, rows, cols, minus)
 
 
@@ -134,21 +137,34 @@ def _span(text: str | None, n: int) -> tuple[int, int]:
     return max(a, 0), min(b, n)
 
 
+def _cnn_weights(run: Any, name: str, n_taps: int) -> dict[int, float]:
+    """Which taps' S a view sums, with what weight: ``cnn-k`` is tap k alone; ``cnn`` is
+    Eq. 10's S_CNN, the taps mixed by the run's final γ."""
+    if name.startswith("cnn-") and name[4:].isdigit() and int(name[4:]) < n_taps:
+        return {int(name[4:]): 1.0}
+    gamma = (run.result or {}).get("gamma") or []
+    if name == "cnn" and len(gamma) == n_taps:
+        return {k: float(g) for k, g in enumerate(gamma)}
+    raise HTTPException(status.HTTP_404_NOT_FOUND,
+                        f"name: use target, cnn (γ-weighted) or cnn-0..cnn-{n_taps - 1}")
+
+
 def _train_matrix(session: Any, settings: Any, run: Any, name: str, size: int,
-                  rows: str | None, cols: str | None) -> dict[str, Any]:
-    """S_target (in the target run's order) or S_CNN of tap k of the run's network."""
+                  rows: str | None, cols: str | None, minus: str | None) -> dict[str, Any]:
+    """S_target (in the target run's order), S_CNN of tap k of the run's network, or the
+    γ-weighted S_CNN of Eq. 10; ``minus=target`` gives S_CNN − S_target."""
     target_run, target_name, n_taps = _train_views(session, settings, run)
+    if minus not in (None, "target") or (minus and name == "target"):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            "minus: a train run's S_CNN maps can subtract only 'target'")
     if name == "target":
         return _target_matrix(session, settings, target_run, target_name, size, rows, cols,
                               None)
-    if not (name.startswith("cnn-") and name[4:].isdigit() and int(name[4:]) < n_taps):
-        raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"name: use target or cnn-0..cnn-{n_taps - 1}")
+    weights = _cnn_weights(run, name, n_taps)
     taps = run.config.get("taps") or list(range(n_taps))
-    tap = int(taps[int(name[4:])])
     model_row = get_artifact(session, run.id, "model.pt")
     assert model_row is not None  # _train_views checked it
-    model_path = resolve(settings.artifacts, model_row.path)
+    model_path = str(resolve(settings.artifacts, model_row.path))
     mtime = Path(model_path).stat().st_mtime
     ref = get_artifact(session, target_run, "target-neural-model.npz")
     if ref is None:
@@ -156,15 +172,25 @@ def _train_matrix(session: Any, settings: Any, run: Any, name: str, size: int,
     target_path = str(resolve(settings.artifacts, ref.path))
     order = _load(target_path, Path(target_path).stat().st_mtime)[1]
     n = len(order)
-    z, edges, mean = _cnn_overview(str(model_path), mtime, tap, target_path, size)
+    target = _target(session, settings, target_run, target_name)[0] if minus else None
+    views = {k: _cnn_overview(model_path, mtime, int(taps[k]), target_path, size)
+             for k in weights}
     if rows is None and cols is None:
+        edges = next(iter(views.values()))[1]
+        z = sum(w * views[k][0].astype(np.float64) for k, w in weights.items())
+        if target is not None:
+            z = z - pooled(target.factor, order, size)[0]
         return {"n": n, "exact": bool(np.all(np.diff(edges) == 1)), "edges": edges.tolist(),
                 "z": np.round(z, 4).tolist()}
     (r0, r1), (c0, c1) = _span(rows, n), _span(cols, n)
     if not (r0 < r1 and c0 < c1) or r1 - r0 > MAX_BLOCK or c1 - c0 > MAX_BLOCK:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"rows/cols: a non-empty block of at most {MAX_BLOCK} per side")
-    z = feature_block(_features(str(model_path), mtime, tap, target_path), order,
-                      slice(r0, r1), slice(c0, c1), mean)
+    rs, cs = slice(r0, r1), slice(c0, c1)
+    z = sum(w * feature_block(_features(model_path, mtime, int(taps[k]), target_path), order,
+                              rs, cs, views[k][2]).astype(np.float64)
+            for k, w in weights.items())
+    if target is not None:
+        z = z - block(target.factor, order, rs, cs)
     return {"n": n, "exact": True, "rows": [r0, r1], "cols": [c0, c1],
             "z": np.round(z, 4).tolist()}

@@ -8,10 +8,11 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from server.deps import CurrentUser, SessionDep, run_or_404
 from server.schemas import MetricBatch, MetricBatchResult, MetricKey, SeriesPublic
-from server.store.metrics import insert_points, read_series, summarize_keys
+from server.store.metrics import Series, insert_points, read_series, summarize_keys
 from server.store.models import Role
 
 router = APIRouter(prefix="/api/runs/{run_id}/metrics", tags=["metrics"])
+series_router = APIRouter(prefix="/api/runs/{run_id}/series", tags=["metrics"])
 
 
 @router.post("")
@@ -36,6 +37,32 @@ def keys(run_id: int, session: SessionDep, _: CurrentUser) -> list[MetricKey]:
     return [MetricKey(**k) for k in summarize_keys(session, run_id)]
 
 
+@series_router.get("")
+def all_series(
+    run_id: int,
+    session: SessionDep,
+    _: CurrentUser,
+    key: Annotated[list[str] | None, Query(max_length=200)] = None,
+    max_points: Annotated[int, Query(ge=2, le=100_000)] = 2000,
+) -> list[SeriesPublic]:
+    """Every series of the run (or the ``key`` ones, repeatable) in one response, each
+    reduced like ``GET /metrics/{key}``: what a dashboard draws, in one round trip."""
+    run_or_404(session, run_id)
+    known = [k["key"] for k in summarize_keys(session, run_id)]
+    if key is not None:
+        missing = sorted(set(key) - set(known))
+        if missing:
+            raise HTTPException(status.HTTP_404_NOT_FOUND,
+                                f"key: run {run_id} has no metric {missing[0]!r}")
+        known = [k for k in known if k in set(key)]
+    return [_public(read_series(session, run_id, k, max_points=max_points)) for k in known]
+
+
+def _public(s: Series) -> SeriesPublic:
+    return SeriesPublic(key=s.key, total=s.total, downsampled=s.downsampled, steps=s.steps,
+                        values=s.values, wall_times=s.wall_times)
+
+
 @router.get("/{key:path}")
 def series(
     run_id: int,
@@ -47,12 +74,4 @@ def series(
     """One series; longer than ``max_points`` it comes back min/max-decimated in SQL
     (each bucket keeps its lowest and highest point, so spikes survive)."""
     run_or_404(session, run_id)
-    s = read_series(session, run_id, key, max_points=max_points)
-    return SeriesPublic(
-        key=key,
-        total=s.total,
-        downsampled=s.downsampled,
-        steps=s.steps,
-        values=s.values,
-        wall_times=s.wall_times,
-    )
+    return _public(read_series(session, run_id, key, max_points=max_points))

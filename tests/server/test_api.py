@@ -200,3 +200,20 @@ def test_docs_dashboard_and_local_plotly(client: TestClient) -> None:
     js = client.get("/static/vendor/plotly.min.js")
     assert js.status_code == 200 and len(js.content) > 1_000_000
     assert "cdn" not in client.get("/runs/1").text.lower()
+
+
+def test_all_series_in_one_request_reduced_like_one(client: TestClient) -> None:
+    run = client.post("/api/runs", json={"kind": "external", "name": "many"}).json()
+    points = [{"key": "loss", "step": k, "value": float(k % 7)} for k in range(500)]
+    points += [{"key": "acc", "step": k, "value": 0.5} for k in range(3)]
+    assert client.post(f"/api/runs/{run['id']}/metrics", json={"points": points}).status_code == 200
+    every = client.get(f"/api/runs/{run['id']}/series", params={"max_points": 50}).json()
+    assert [s["key"] for s in every] == ["acc", "loss"]
+    one = client.get(f"/api/runs/{run['id']}/metrics/loss", params={"max_points": 50}).json()
+    assert every[1] == one and one["downsampled"] and one["total"] == 500
+    assert every[0]["steps"] == [0, 1, 2] and not every[0]["downsampled"]
+    picked = client.get(f"/api/runs/{run['id']}/series", params={"key": "acc"}).json()
+    assert [s["key"] for s in picked] == ["acc"]
+    res = client.get(f"/api/runs/{run['id']}/series", params={"key": ["acc", "nope"]})
+    assert res.status_code == 404 and "'nope'" in res.json()["detail"]
+    assert client.get("/api/runs/9999/series").status_code == 404

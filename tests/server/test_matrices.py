@@ -109,10 +109,11 @@ def test_a_train_run_shows_its_target_and_s_cnn_per_tap(client: TestClient, sett
         save_artifact(s, settings.artifacts, run_id=run.id, name="model.pt",
                       data=checkpoint_bytes(model, cfg, step=0),
                       media_type="application/octet-stream")
-        finish_run(s, run.id, RunStatus.succeeded, result={"layers": [1, 2, 3]})
+        finish_run(s, run.id, RunStatus.succeeded,
+                   result={"layers": [1, 2, 3], "gamma": [0.2, 0.5, 0.3]})
         rid = run.id
-    assert client.get(f"/api/runs/{rid}/matrices").json() == ["target", "cnn-0", "cnn-1",
-                                                              "cnn-2"]
+    assert client.get(f"/api/runs/{rid}/matrices").json() == ["target", "cnn", "cnn-0",
+                                                              "cnn-1", "cnn-2"]
     target = client.get(f"/api/runs/{rid}/matrices/target", params={"size": 30}).json()
     same = client.get(f"/api/runs/{sim}/matrices/neural-model", params={"size": 30}).json()
     assert target["z"] == same["z"]  # one order for S_target and S_CNN
@@ -125,3 +126,20 @@ def test_a_train_run_shows_its_target_and_s_cnn_per_tap(client: TestClient, sett
     e = over["edges"]
     assert abs(z[e[0]:e[1], e[1]:e[2]].mean() - over["z"][0][1]) < 2e-3  # overview = means
     assert client.get(f"/api/runs/{rid}/matrices/cnn-7").status_code == 404
+
+    # Eq. 10's S_CNN: the taps mixed by the final γ; and S_CNN − S_target, exact and overview
+    span = {"rows": "10:70", "cols": "5:45"}
+    taps = [np.array(client.get(f"/api/runs/{rid}/matrices/cnn-{k}", params=span).json()["z"])
+            for k in range(3)]
+    mixed = np.array(client.get(f"/api/runs/{rid}/matrices/cnn", params=span).json()["z"])
+    assert np.allclose(mixed, 0.2 * taps[0] + 0.5 * taps[1] + 0.3 * taps[2], atol=2e-4)
+    tgt = np.array(client.get(f"/api/runs/{rid}/matrices/target", params=span).json()["z"])
+    diff = client.get(f"/api/runs/{rid}/matrices/cnn",
+                      params={**span, "minus": "target"}).json()["z"]
+    assert np.allclose(diff, mixed - tgt, atol=2e-4) and np.abs(diff).max() > 0.05
+    over = {"size": 30}
+    d1 = client.get(f"/api/runs/{rid}/matrices/cnn-1", params={**over, "minus": "target"})
+    c1 = client.get(f"/api/runs/{rid}/matrices/cnn-1", params=over).json()["z"]
+    assert np.allclose(d1.json()["z"], np.array(c1) - np.array(target["z"]), atol=2e-4)
+    bad = client.get(f"/api/runs/{rid}/matrices/cnn", params={"minus": "neural-data"})
+    assert bad.status_code == 422 and "minus" in bad.json()["detail"]
