@@ -150,3 +150,40 @@ def paired_tests(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                          "mean_difference": float(diff.mean()) if len(pairs) else None,
                          "t_test_p": t_p, "wilcoxon_p": w_p})
     return rows
+
+
+def mean_curves(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Training curves per condition as mean ± SEM over seeds (the study page's curves).
+
+    Args:
+        runs: per train run ``id``, ``target``, ``alpha``, ``seed`` and its curve as
+            ``steps`` and ``values`` (one value per step, or per bin of steps when every
+            run of a condition was binned the same way).
+
+    Returns:
+        One row per (target, α) sorted like :func:`gamma_table`'s: ``steps`` present in
+        every run of the condition, ``mean`` and ``sem`` there (SEM 0 for one run),
+        ``n`` runs, their ``seeds`` and ``run_ids``. Seeds stopped early (a failed run)
+        shorten the condition's curve to the steps all of them reached.
+    """
+    from ml.train.summary import alpha_of
+
+    groups: dict[tuple[str, float], list[Mapping[str, Any]]] = {}
+    for r in runs:
+        if len(r["steps"]) != len(r["values"]):
+            raise ValueError(f"run {r.get('id')}: {len(r['steps'])} steps for "
+                             f"{len(r['values'])} values")
+        if len(r["steps"]):
+            groups.setdefault((r["target"], alpha_of(r)), []).append(r)
+    rows = []
+    for (target, alpha), members in sorted(groups.items()):
+        common = sorted(set.intersection(*(set(m["steps"]) for m in members)))
+        table = np.array([[dict(zip(m["steps"], m["values"], strict=True))[s] for s in common]
+                          for m in members], dtype=np.float64)  # (runs, steps)
+        n = len(members)
+        sem = table.std(axis=0, ddof=1) / math.sqrt(n) if n > 1 else np.zeros(len(common))
+        rows.append({"target": target, "alpha": alpha, "n": n,
+                     "seeds": [m["seed"] for m in members],
+                     "run_ids": [m.get("id") for m in members], "steps": common,
+                     "mean": table.mean(axis=0).tolist(), "sem": sem.tolist()})
+    return rows

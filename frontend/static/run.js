@@ -1,5 +1,5 @@
 import { api, el, getJSON, when, withLogin } from "./api.js";
-import { plot } from "./figures.js";
+import { plot, plotly } from "./figures.js";
 import { drawScores, drawSimilarity, drawTargets } from "./similarity.js";
 
 const runId = Number(location.pathname.split("/").pop());
@@ -43,10 +43,10 @@ function xTitle(title) {
   return title.includes("iterations") ? "attack iterations (cumulative)" : "step";
 }
 
-async function drawCharts(run) {
-  const keys = await getJSON(`/api/runs/${runId}/metrics`);
-  const series = await Promise.all(keys.map((k) =>
-    getJSON(`/api/runs/${runId}/metrics/${encodeURIComponent(k.key)}?max_points=2000`)));
+// every series of the run in one request, each reduced by the server to ≤ 2,000 points
+const seriesOf = () => getJSON(`/api/runs/${runId}/series?max_points=2000`);
+
+async function drawCharts(run, series) {
   const byChart = new Map();
   // similarity scores and evaluation medians are single values: a table, not charts
   const single = run.kind === "similarity" || run.kind === "evaluate"
@@ -74,22 +74,21 @@ async function drawCharts(run) {
     (ORDER.indexOf(a) + 1 || 99) - (ORDER.indexOf(b) + 1 || 99) || a.localeCompare(b));
   // every div first, then plot: a grid cell sized while it was alone would overflow later
   const divs = titles.map(ensureDiv);
-  for (const [n, title] of titles.entries()) {
+  await Promise.all(titles.map((title, n) => {
     const traces = byChart.get(title);
     const div = divs[n];
-    plot(div, traces, {
+    div.dataset.points = traces.reduce((sum, t) => sum + t.x.length, 0);
+    return plot(div, traces, {
       title: { text: title },
       xaxis: { title: { text: xTitle(title) }, type: title.includes("iterations") ? "log" : "linear" },
       ...(title.startsWith("γ") ? { yaxis: { range: [0, 1], title: { text: "γ_k" } } } : {}),
       uirevision: title,
     });
-    div.dataset.points = traces.reduce((n, t) => n + t.x.length, 0);
-  }
+  }));
   if (titles.length === 0 && single.length > 0) document.getElementById("charts").hidden = true;
 }
 
-async function drawRun() {
-  const run = await getJSON(`/api/runs/${runId}`);
+function drawRun(run) {
   if (run.kind === "study") location.replace(`/studies/${runId}`);
   document.title = `neuroreg · ${run.name || `run ${run.id}`}`;
   document.getElementById("run-title").textContent = `#${run.id} ${run.name || ""}`;
@@ -117,7 +116,6 @@ async function drawRun() {
   error.hidden = !run.error; error.textContent = run.error || "";
   document.getElementById("run-config").textContent = JSON.stringify(run.config, null, 2);
   document.getElementById("cancel").hidden = FINISHED.has(run.status);
-  return run;
 }
 
 async function drawArtifacts() {
@@ -139,22 +137,30 @@ withLogin(async () => {
   document.getElementById("run").hidden = false;
   document.getElementById("cancel").onclick = async () => {
     await api(`/api/runs/${runId}/cancel`, { method: "POST" });
-    await drawRun();
+    drawRun(await getJSON(`/api/runs/${runId}`));
   };
+  // the first requests all leave at once, then plotly.js loads while they are answered
+  let first = [getJSON(`/api/runs/${runId}`), seriesOf(), getJSON(`/api/runs/${runId}/matrices`)];
+  plotly();
   // poll while the run is live; one last pass after it finishes
   for (;;) {
-    const run = await drawRun();
-    await drawCharts(run);
+    const [run, series, names] = await Promise.all(first || [getJSON(`/api/runs/${runId}`),
+      seriesOf(), null]);
+    first = null;
+    drawRun(run);
+    const charts = drawCharts(run, series);
     if (FINISHED.has(run.status)) {
       // all at once, each on its own: a run without figures.json still shows its targets
       const similarity = run.kind === "similarity" && run.status === "succeeded";
-      // a finished train run with a target: S_target and S_CNN per tap in one order
+      // a finished train run with a target: S_target, S_CNN and their difference, one order
       const trained = run.kind === "train" && run.status === "succeeded" && run.input_run_id;
-      await Promise.allSettled([drawArtifacts(),
-        ...(similarity ? [drawSimilarity(runId), drawTargets(runId)] : []),
-        ...(trained ? [drawTargets(runId)] : [])]);
+      const layers = (run.result && run.result.layers) || [];
+      await Promise.allSettled([charts, drawArtifacts(),
+        ...(similarity ? [drawSimilarity(runId)] : []),
+        ...(similarity || trained ? [drawTargets(runId, layers, names)] : [])]);
       break;
     }
+    await charts;
     await new Promise((r) => setTimeout(r, 2000));
   }
 });

@@ -1,8 +1,8 @@
 // Fig. 1 of the paper from a similarity run's figures.json: S_oracle and S_model in one
 // shared clustering order and colour scale, fluctuation histograms, data/model scatter.
 import { api, el } from "./api.js";
+import { plot, plotly } from "./figures.js";
 
-const CONFIG = { responsive: true, displaylogo: false };
 const MARGIN = { t: 40, r: 10, b: 40, l: 50 };
 
 const PANELS = [
@@ -13,7 +13,7 @@ const PANELS = [
 function panel(id, title) {
   let div = document.getElementById(id);
   if (!div) {
-    div = el("div", { id, class: "chart", "data-title": title });
+    div = el("div", { id, class: "chart", "data-title": title, role: "img", "aria-label": title });
     document.getElementById("similarity-figures").append(div);
   }
   return div;
@@ -23,7 +23,6 @@ export async function drawSimilarity(runId) {
   const res = await api(`/api/runs/${runId}/artifacts/figures.json`);
   const fig = await res.json();
   const host = document.getElementById("similarity-figures");
-  host.replaceChildren();
   host.hidden = false;
   // all panels exist before the first is drawn, so each is sized in its final grid cell
   for (const [id, title] of PANELS) panel(id, title);
@@ -31,38 +30,38 @@ export async function drawSimilarity(runId) {
   const values = [...fig.s_oracle[0].flat(), ...fig.s_model[0].flat()];
   const lim = Math.max(...values.map(Math.abs));
   for (const [key, name] of [["s_oracle", "S_oracle (Eq. 3)"], ["s_model", "S_model (Eq. 6)"]]) {
-    Plotly.newPlot(panel(`fig-${key}`, name), [{
+    plot(panel(`fig-${key}`, name), [{
       z: fig[key][0], type: "heatmap", colorscale: "RdBu", reversescale: true, zmin: -lim, zmax: lim,
+      name,
     }], {
       title: { text: `${name} · ${scan} · oracle images, clustered order` }, margin: MARGIN,
       xaxis: { title: { text: "image (clustered order)" } },
       yaxis: { autorange: "reversed" },
-    }, CONFIG);
+    });
   }
   const centres = (h) => h.edges.slice(0, -1).map((e, i) => (e + h.edges[i + 1]) / 2);
   const fl = fig.fluctuations;
-  Plotly.newPlot(panel("fig-fluctuations", "Fig. 1C"), [
+  plot(panel("fig-fluctuations", "Fig. 1C"), [
     { x: centres(fl.scan), y: fl.scan.counts.map((c) => c / Math.max(fl.scan.n, 1)), type: "bar",
       name: `ΔS scan (sd ${fl.scan.sd.toFixed(3)})`, opacity: 0.7 },
     { x: centres(fl.repeat), y: fl.repeat.counts.map((c) => c / Math.max(fl.repeat.n, 1)),
       type: "bar", name: `ΔS repeat (sd ${fl.repeat.sd.toFixed(3)})`, opacity: 0.7 },
-  ], { title: { text: "Fluctuations across scans vs repeats (Eq. 4, 5)" }, barmode: "overlay",
-       margin: MARGIN, yaxis: { title: { text: "fraction" } }, legend: { orientation: "h" } },
-  CONFIG);
+  ], { title: { text: "Fluctuations across scans vs repeats (Eq. 4, 5; Fig. 1C)" },
+       barmode: "overlay", margin: MARGIN, yaxis: { title: { text: "fraction" } } });
   const sc = fig.scatter;
-  Plotly.newPlot(panel("fig-scatter", "Fig. 1D"), [
+  plot(panel("fig-scatter", "Fig. 1D"), [
     { x: sc.data.oracle, y: sc.data.data, mode: "markers", type: "scatter",
       name: `S_data, r = ${sc.data.r.toFixed(2)}`, marker: { size: 3, opacity: 0.3 } },
     { x: sc.model.oracle, y: sc.model.model, mode: "markers", type: "scatter",
       name: `S_model, r = ${sc.model.r.toFixed(2)}`, marker: { size: 3, opacity: 0.5 } },
-  ], { title: { text: "Single trials and model vs S_oracle" }, margin: MARGIN,
-       xaxis: { title: { text: "S_oracle" } }, legend: { orientation: "h" } }, CONFIG);
-  Plotly.newPlot(panel("fig-neurons", "neurons"), [
+  ], { title: { text: "Single trials and model vs S_oracle (Fig. 1D)" }, margin: MARGIN,
+       xaxis: { title: { text: "S_oracle" } } });
+  plot(panel("fig-neurons", "neurons"), [
     { x: centres(fig.snr), y: fig.snr.counts, type: "bar", name: "SNR weight w_a (Eq. 1)" },
     { x: centres(fig.v), y: fig.v.counts, type: "bar", name: "prediction r v_a", xaxis: "x2",
       yaxis: "y2" },
   ], { title: { text: "Per-neuron reliability" }, grid: { rows: 1, columns: 2, pattern: "independent" },
-       margin: MARGIN, legend: { orientation: "h" } }, CONFIG);
+       margin: MARGIN });
 }
 
 // Single-value metrics (a similarity run's scores) read better as a table than as charts.
@@ -73,8 +72,9 @@ export function drawScores(series) {
   table.hidden = series.length === 0;
 }
 
-// The run's targets (S over all target images, e.g. 5,000×5,000) in one shared order and
-// colour scale: an exact block-mean overview; zoom in and exact sub-blocks replace it.
+// Similarity matrices (e.g. 5,000×5,000) without sending N² numbers: an exact block-mean
+// overview in the run's one shared order, replaced by exact sub-blocks when zoomed in.
+// S maps share one colour scale (−1…1); a difference map is symmetric about 0.
 const MAX_BLOCK = 600;
 
 async function matrix(runId, name, query) {
@@ -85,54 +85,105 @@ function centresOf(edges) {
   return edges.slice(0, -1).map((e, i) => (e + edges[i + 1] - 1) / 2);
 }
 
-export async function drawTargets(runId) {
-  const names = await (await api(`/api/runs/${runId}/matrices`)).json();
+export function matrixDiv(title, host) {
+  const div = el("div", { id: `fig-target-${title.replace(/[^A-Za-z0-9]+/g, "_")}`,
+    class: "chart", "data-title": title, role: "img", "aria-label": title });
+  host.append(div);
+  return div;
+}
+
+// Draws view {runId, name, title, minus} into div (again when the view changes: the
+// div keeps one zoom handler, which reads div.view).
+export async function drawMatrix(div, view) {
+  div.view = view;
+  const query = () => (div.view.minus ? `minus=${div.view.minus}` : "");
+  const overview = async () => {
+    const v = div.view;
+    const [m, Plotly] = await Promise.all([matrix(v.runId, v.name, `size=200&${query()}`), plotly()]);
+    if (div.view !== v) return;  // the view changed while this was in flight
+    const c = centresOf(m.edges);
+    const lim = v.minus ? Math.max(...m.z.flat().map(Math.abs), 1e-6) : 1;
+    await plot(div, [{ z: m.z, x: c, y: c, type: "heatmap", colorscale: "RdBu", name: v.title,
+      reversescale: true, zmin: -lim, zmax: lim }], {
+      title: { text: `${v.title} · ${m.n} stimuli · ${m.exact ? "exact" : "block means; zoom for exact"}` },
+      margin: MARGIN, xaxis: { title: { text: "stimulus (shared order)" } },
+      yaxis: { autorange: "reversed" } });
+    div.dataset.exact = m.exact ? "1" : "0";
+    div.dataset.n = m.n;
+    if (!div.zoomable) {
+      div.zoomable = true;
+      div.on("plotly_relayout", (ev) => zoom(div, ev, overview, query).catch(console.error));
+    }
+    return Plotly;
+  };
+  await overview();
+}
+
+async function zoom(div, ev, overview, query) {
+  if (ev["xaxis.autorange"] || ev["yaxis.autorange"]) { await overview(); return; }
+  // a box zoom sends range[0]/[1]; a programmatic relayout may send the whole range
+  const [x0, x1] = ev["xaxis.range"] || [ev["xaxis.range[0]"], ev["xaxis.range[1]"]];
+  const [y0, y1] = ev["yaxis.range"] || [ev["yaxis.range[0]"], ev["yaxis.range[1]"]];
+  if (x0 === undefined || y0 === undefined) return;
+  const v = div.view;
+  const n = Number(div.dataset.n);
+  const c0 = Math.max(0, Math.floor(x0)); const c1 = Math.min(n, Math.ceil(x1) + 1);
+  const r0 = Math.max(0, Math.floor(Math.min(y0, y1))); const r1 = Math.min(n, Math.ceil(Math.max(y0, y1)) + 1);
+  if (c1 - c0 > MAX_BLOCK || r1 - r0 > MAX_BLOCK) return;  // still an overview
+  const m = await matrix(v.runId, v.name, `rows=${r0}:${r1}&cols=${c0}:${c1}&${query()}`);
+  const Plotly = await plotly();
+  const xs = Array.from({ length: c1 - c0 }, (_, i) => c0 + i);
+  const ys = Array.from({ length: r1 - r0 }, (_, i) => r0 + i);
+  await Plotly.restyle(div, { z: [m.z], x: [xs], y: [ys] });
+  div.dataset.exact = "1";
+  Plotly.relayout(div, { "title.text": `${v.title} · exact S, rows ${r0}–${r1 - 1} × cols ${c0}–${c1 - 1}` });
+}
+
+// The views of a run's matrices: a similarity run's targets and S_model − S_data; a train
+// run's S_target, Eq. 10's γ-weighted S_CNN, S_CNN − S_target (pick which S_CNN) and S_CNN
+// of each tapped layer. layers names the taps (1, 5, 9, 13, 17 for ResNet18).
+export function matrixViews(runId, names, layers = []) {
+  const tap = (n) => { const k = Number(n.slice(4)); return layers[k] !== undefined ? `layer ${layers[k]}` : `tap ${k}`; };
+  const views = names.map((n) => ({ runId, name: n,
+    title: n === "target" ? "S_target (what it was trained toward)"
+      : n === "cnn" ? "S_CNN, γ-weighted (Eq. 10)"
+        : n.startsWith("cnn-") ? `S_CNN, ${tap(n)}` : `S_target ${n}` }));
+  if (names.includes("neural-model") && names.includes("neural-data")) {
+    views.push({ runId, name: "neural-model", title: "S_model − S_data", minus: "neural-data" });
+  }
+  const cnn = names.filter((n) => n.startsWith("cnn"));
+  if (names.includes("target") && cnn.length) {  // after S_target and S_CNN (γ), before taps
+    const diff = { runId, name: cnn[0], title: "S_CNN − S_target", minus: "target",
+      choices: cnn.map((n) => [n, n === "cnn" ? "γ-weighted S_CNN" : `S_CNN, ${tap(n)}`]) };
+    views.splice(names.includes("cnn") ? 2 : 1, 0, diff);
+  }
+  return views;
+}
+
+export async function drawTargets(runId, layers = [], names = null) {
+  if (!names || !names.length) names = await (await api(`/api/runs/${runId}/matrices`)).json();
   if (!names.length) return;
   const host = document.getElementById("similarity-figures");
   host.hidden = false;
-  const title = (n) => (n === "target" ? "S_target (what it was trained toward)"
-    : n.startsWith("cnn-") ? `S_CNN, tap ${n.slice(4)}` : `S_target ${n}`);
-  const views = names.map((n) => ({ name: n, title: title(n), query: "" }));
-  if (names.includes("neural-model") && names.includes("neural-data")) {
-    views.push({ name: "neural-model", title: "S_model − S_data", query: "minus=neural-data" });
-  }
-  const divs = views.map((v) => {
-    const div = el("div", { id: `fig-target-${v.title.replace(/[^A-Za-z0-9]+/g, "_")}`,
-      class: "chart", "data-title": v.title, role: "img", "aria-label": v.title });
-    host.append(div);
-    return div;
-  });
-  await Promise.all(views.map(async (v, k) => {
-    const div = divs[k];
-    const overview = async () => {
-      const m = await matrix(runId, v.name, `size=200&${v.query}`);
-      const c = centresOf(m.edges);
-      const lim = v.query ? Math.max(...m.z.flat().map(Math.abs), 1e-6) : 1;
-      await Plotly.react(div, [{ z: m.z, x: c, y: c, type: "heatmap", colorscale: "RdBu",
-        reversescale: true, zmin: -lim, zmax: lim }], {
-        title: { text: `${v.title} · ${m.n} stimuli · ${m.exact ? "exact" : "block means; zoom for exact"}` },
-        margin: MARGIN, xaxis: { title: { text: "stimulus (shared order)" } },
-        yaxis: { autorange: "reversed" } }, CONFIG);
-      div.dataset.exact = m.exact ? "1" : "0";
-      div.dataset.n = m.n;
-    };
-    await overview();
-    div.on("plotly_relayout", async (ev) => {
-      if (ev["xaxis.autorange"] || ev["yaxis.autorange"]) { await overview(); return; }
-      // a box zoom sends range[0]/[1]; a programmatic relayout may send the whole range
-      const [x0, x1] = ev["xaxis.range"] || [ev["xaxis.range[0]"], ev["xaxis.range[1]"]];
-      const [y0, y1] = ev["yaxis.range"] || [ev["yaxis.range[0]"], ev["yaxis.range[1]"]];
-      if (x0 === undefined || y0 === undefined) return;
-      const n = Number(div.dataset.n);
-      const c0 = Math.max(0, Math.floor(x0)); const c1 = Math.min(n, Math.ceil(x1) + 1);
-      const r0 = Math.max(0, Math.floor(Math.min(y0, y1))); const r1 = Math.min(n, Math.ceil(Math.max(y0, y1)) + 1);
-      if (c1 - c0 > MAX_BLOCK || r1 - r0 > MAX_BLOCK) return;  // still an overview
-      const m = await matrix(runId, v.name, `rows=${r0}:${r1}&cols=${c0}:${c1}&${v.query}`);
-      const xs = Array.from({ length: c1 - c0 }, (_, i) => c0 + i);
-      const ys = Array.from({ length: r1 - r0 }, (_, i) => r0 + i);
-      await Plotly.restyle(div, { z: [m.z], x: [xs], y: [ys] });
-      div.dataset.exact = "1";
-      Plotly.relayout(div, { "title.text": `${v.title} · exact S, rows ${r0}–${r1 - 1} × cols ${c0}–${c1 - 1}` });
-    });
-  }));
+  const views = matrixViews(runId, names, layers);
+  const divs = views.map((v) => matrixDiv(v.title, host));
+  views.forEach((v, k) => { if (v.choices) withChoice(v, divs[k]); });
+  await Promise.all(views.map((v, k) => drawMatrix(divs[k], v)));
+}
+
+// The difference map's grid cell: which S_CNN to subtract S_target from, above the map.
+export function withChoice(view, div) {
+  const cell = el("div", { class: "cell" });
+  div.replaceWith(cell);
+  cell.append(choiceOf(view, div), div);
+  return cell;
+}
+
+function choiceOf(view, div) {
+  const id = `${div.id}-pick`;
+  const select = el("select", { id, "aria-label": `${view.title}: which S_CNN` },
+    ...view.choices.map(([value, text]) => el("option", { value }, text)));
+  select.value = view.name;
+  select.onchange = () => drawMatrix(div, { ...div.view, name: select.value });
+  return el("label", { class: "pick", for: id }, `${view.title}: `, select);
 }

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Query, status
 
 from ml.evaluate.summary import robustness_table
-from ml.study import paired_tests
+from ml.study import mean_curves, paired_tests
 from ml.train.summary import gamma_table
 from server.deps import CurrentUser, SessionDep, run_or_404
 from server.routes.summaries import eval_rows, train_rows
 from server.services import runs_public
+from server.store import rollups
+from server.store.metrics import binned_means, summarize_keys
 from server.studies import children
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
+
+
+def _study(session: Any, run_id: int) -> Any:
+    study = run_or_404(session, run_id)
+    if study.kind != "study":
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} is not a study")
+    return study
 
 
 @router.get("/{run_id}")
@@ -22,9 +31,7 @@ def read(run_id: int, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
     """The study, its train and evaluate runs, and across seeds per condition: noise
     curves and perturbation medians (mean ± SEM; by α for Fig. 6), the γ table, and
     each condition against ``none`` paired by seed."""
-    study = run_or_404(session, run_id)
-    if study.kind != "study":
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} is not a study")
+    study = _study(session, run_id)
     kids = list(children(session, run_id))
     trains = train_rows([k for k in kids if k.kind == "train"])[0]
     evals = eval_rows(session, [k for k in kids if k.kind == "evaluate"])[0]
@@ -35,3 +42,31 @@ def read(run_id: int, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
         "gamma": gamma_table(trains),
         "paired_vs_none": paired_tests(evals),
     }
+
+
+@router.get("/{run_id}/curves")
+def curves(
+    run_id: int, session: SessionDep, _: CurrentUser,
+    key: Annotated[str, Query(min_length=1, max_length=128)] = "test_acc",
+    max_points: Annotated[int, Query(ge=2, le=10_000)] = 500,
+) -> dict[str, Any]:
+    """A training curve of the study's train runs (finished or not) as mean ± SEM over
+    seeds per condition. A series longer than ``max_points`` is averaged over equal bins
+    of steps, the same bins for every run. ``keys`` lists what the runs log."""
+    _study(session, run_id)
+    trains = [k for k in children(session, run_id) if k.kind == "train"]
+    keys = sorted({k["key"] for t in trains for k in summarize_keys(session, t.id)})
+    if trains and key not in keys:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"key: the study's runs log no {key!r} (they log {keys})")
+    spans = [rollups.summary(session, t.id, key) for t in trains]
+    longest = max((total for _, _, total in spans), default=0)
+    last = max((hi for _, hi, total in spans if total), default=0)
+    width = 1 if longest <= max_points else -(-(last + 1) // max_points)
+    runs = []
+    for t in trains:
+        steps, values = binned_means(session, t.id, key, width=width)
+        runs.append({"id": t.id, "target": t.config.get("target", "none"),
+                     "alpha": t.config.get("alpha", 0.0), "seed": t.config.get("seed"),
+                     "steps": steps, "values": values})
+    return {"key": key, "keys": keys, "bin_steps": width, "rows": mean_curves(runs)}

@@ -61,7 +61,10 @@ _SHELL = """<!doctype html>
 
 
 def _shell(title: str, script: str, plotly: bool = False) -> HTMLResponse:
-    tag = '<script src="/static/vendor/plotly.min.js"></script>' if plotly else ""
+    # plotly.js is fetched at once but run by figures.js after the page's requests are out
+    tag = ('<link rel="preload" href="/static/vendor/plotly.min.js" as="script">\n'
+           '  <link rel="modulepreload" href="/static/api.js">\n'
+           '  <link rel="modulepreload" href="/static/figures.js">') if plotly else ""
     return HTMLResponse(_SHELL.format(title=title, script=script, plotly=tag))
 
 

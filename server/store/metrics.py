@@ -115,6 +115,29 @@ def read_series(session: Session, run_id: int, key: str, *, max_points: int) -> 
     return Series(key, total, [p[0] for p in points], [p[1] for p in points], None)
 
 
+_BIN_SQL = text(
+    """
+    SELECT (step - :lo) / :width AS b, MAX(step), AVG(value)
+    FROM metrics WHERE run_id = :run AND key = :key AND step >= :lo
+    GROUP BY 1 ORDER BY 1
+    """
+)
+
+
+def binned_means(session: Session, run_id: int, key: str, *, width: int
+                 ) -> tuple[list[int], list[float]]:
+    """A series as the mean of each ``width`` steps (0..width-1, width..), labelled by
+    the bin's last step: runs binned with one width line up bin by bin, and the
+    average over a bin (not its extremes) is what a mean over seeds needs."""
+    if width <= 1:
+        rows = session.execute(select(Metric.step, Metric.value).where(
+            Metric.run_id == run_id, Metric.key == key).order_by(Metric.step)).all()
+        return [r[0] for r in rows], [r[1] for r in rows]
+    rows = session.execute(_BIN_SQL, {"run": run_id, "key": key, "lo": 0, "width": width})
+    out = [(int(r[0]), float(r[2])) for r in rows]
+    return [(b + 1) * width - 1 for b, _ in out], [v for _, v in out]
+
+
 def decimate_raw(
     session: Session, run_id: int, key: str, *, lo: int, hi: int, groups: int
 ) -> Sequence[tuple[int, float]]:

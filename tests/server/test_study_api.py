@@ -54,3 +54,42 @@ def test_bad_studies_are_422_naming_the_field(
     assert any(e["loc"][:2 + len(loc)] == ["body", "config", *loc] and msg in e["msg"]
                for e in errors), errors
     assert client.get("/api/runs", params={"kind": "study"}).json()["total"] == 0
+
+
+def test_study_training_curves_are_mean_and_sem_over_seeds(
+    client: TestClient, settings: Settings
+) -> None:
+    import numpy as np
+
+    from server.store.db import session_scope
+    from server.store.metrics import insert_points
+    from server.store.models import User
+    from server.store.runs import create_run
+
+    with session_scope(settings.db_url) as s:
+        owner = s.query(User).first()
+        study = create_run(s, owner=owner, kind="study", name="grid", config={})
+        for target, seed, offset in [("none", 0, 0.0), ("none", 1, 0.2),
+                                     ("neural-model", 0, 1.0)]:
+            run = create_run(s, owner=owner, kind="train", name="", parent_id=study.id,
+                             config={"target": target, "alpha": 20.0, "seed": seed})
+            insert_points(s, run.id, [("loss", k, offset + k / 1000, None) for k in range(1000)]
+                          + [("test_acc", 499, 0.5 + offset, None),
+                             ("test_acc", 999, 0.6 + offset, None)])
+        sid = study.id
+    acc = client.get(f"/api/studies/{sid}/curves").json()  # test_acc by default
+    assert acc["bin_steps"] == 1 and acc["keys"] == ["loss", "test_acc"]
+    nm, none = acc["rows"]
+    assert none["target"] == "none" and none["n"] == 2 and none["steps"] == [499, 999]
+    assert np.allclose(none["mean"], [0.6, 0.7]) and np.allclose(none["sem"], [0.1, 0.1])
+    assert nm["n"] == 1 and np.allclose(nm["mean"], [1.5, 1.6])
+    loss = client.get(f"/api/studies/{sid}/curves",
+                      params={"key": "loss", "max_points": 100}).json()
+    assert loss["bin_steps"] == 10
+    none = loss["rows"][1]
+    assert len(none["steps"]) == 100 and none["steps"][:2] == [9, 19]
+    # each bin is the mean of its 10 steps, then the mean over the two seeds
+    assert np.allclose(none["mean"][0], 0.1 + np.mean(np.arange(10)) / 1000)
+    bad = client.get(f"/api/studies/{sid}/curves", params={"key": "nope"})
+    assert bad.status_code == 404 and "nope" in bad.json()["detail"]
+    assert client.get(f"/api/studies/{none['run_ids'][0]}/curves").status_code == 404
