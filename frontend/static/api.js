@@ -7,7 +7,9 @@ export function token() {
   const m = location.hash.match(/token=([^&]+)/);
   if (m) {
     localStorage.setItem(KEY, decodeURIComponent(m[1]));
-    history.replaceState(null, "", location.pathname + location.search);
+    // keep the rest of the fragment (e.g. #cond-none on a study page)
+    const rest = location.hash.replace(/[#&]?token=[^&]+/, "").replace(/^#?&?/, "");
+    history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
   }
   return localStorage.getItem(KEY);
 }

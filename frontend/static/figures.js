@@ -26,7 +26,7 @@ function download(name, text, type) {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
-const slug = (s) => (s || "figure").replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "").toLowerCase();
+const slug = (s) => (s || "figure").replace(/<[^>]*>/g, " ").replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "").toLowerCase();
 
 // plotly.js (1.5 MB) is loaded once, on first use, after the page has sent its requests:
 // parsing it takes the main thread for about half a second, which the requests overlap.

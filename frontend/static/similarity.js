@@ -81,6 +81,9 @@ async function matrix(runId, name, query) {
   return (await api(`/api/runs/${runId}/matrices/${name}?${query}`)).json();
 }
 
+// a figure title's second, smaller line (the view's name stays on the first)
+const sub = (text) => `<br><span style="font-size:11px">${text}</span>`;
+
 function centresOf(edges) {
   return edges.slice(0, -1).map((e, i) => (e + edges[i + 1] - 1) / 2);
 }
@@ -105,8 +108,8 @@ export async function drawMatrix(div, view) {
     const lim = v.minus ? Math.max(...m.z.flat().map(Math.abs), 1e-6) : 1;
     await plot(div, [{ z: m.z, x: c, y: c, type: "heatmap", colorscale: "RdBu", name: v.title,
       reversescale: true, zmin: -lim, zmax: lim }], {
-      title: { text: `${v.title} · ${m.n} stimuli · ${m.exact ? "exact" : "block means; zoom for exact"}` },
-      margin: MARGIN, xaxis: { title: { text: "stimulus (shared order)" } },
+      title: { text: `${v.title}${sub(`${m.n} stimuli · ${m.exact ? "exact" : "block means; zoom in for exact cells"}`)}` },
+      margin: { ...MARGIN, t: 62 }, xaxis: { title: { text: "stimulus (shared order)" } },
       yaxis: { autorange: "reversed" } });
     div.dataset.exact = m.exact ? "1" : "0";
     div.dataset.n = m.n;
@@ -136,7 +139,7 @@ async function zoom(div, ev, overview, query) {
   const ys = Array.from({ length: r1 - r0 }, (_, i) => r0 + i);
   await Plotly.restyle(div, { z: [m.z], x: [xs], y: [ys] });
   div.dataset.exact = "1";
-  Plotly.relayout(div, { "title.text": `${v.title} · exact S, rows ${r0}–${r1 - 1} × cols ${c0}–${c1 - 1}` });
+  Plotly.relayout(div, { "title.text": `${v.title}${sub(`exact, rows ${r0}–${r1 - 1} × cols ${c0}–${c1 - 1}`)}` });
 }
 
 // The views of a run's matrices: a similarity run's targets and S_model − S_data; a train

@@ -1,84 +1,135 @@
 // A study: Fig. 4 (noise accuracy, mean ± SEM bands per condition), Fig. 5/7 (median
-// perturbation per condition and norm), Fig. 6 (robustness vs α), Table 1 (γ), paired
-// tests against None, and its runs. Everything comes from GET /api/studies/{id}.
+// perturbation per condition and norm), Fig. 6 (robustness vs α), training curves (mean ±
+// SEM over seeds), S_target beside S_CNN of a trained model and their difference, Table 1
+// (γ), paired tests against None, and its runs by condition. Clicking a bar or a curve
+// jumps to that condition's runs (#cond-…, a shareable URL).
 import { el, fmt, getJSON, when, withLogin } from "./api.js";
-import { chartDiv, plot } from "./figures.js";
+import { chartDiv, plot, plotly } from "./figures.js";
+import { drawMatrix, matrixDiv, matrixViews, withChoice } from "./similarity.js";
 
 const studyId = Number(location.pathname.split("/").pop());
+const FINISHED = ["succeeded", "failed", "cancelled"];
 const COLORS = ["#444", "#d62728", "#9467bd", "#ff7f0e", "#1f77b4", "#2ca02c", "#8c564b"];
-const label = (r) => (r.target === "none" ? "None" : `${r.target} α=${r.alpha}`);
-const jobs = [];  // every div goes in first: a grid cell sized alone would clip later
-const later = (div, data, layout) => jobs.push(() => plot(div, data, layout));
+const alphaOf = (r) => (r.target === "none" ? 0 : Number(r.alpha));
+const label = (r) => (r.target === "none" ? "None" : `${r.target} α=${alphaOf(r)}`);
+const slug = (s) => s.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "").toLowerCase();
+const condId = (r) => `cond-${slug(label(r))}`;
+const CURVE_KEYS = ["test_acc", "sim_r", "loss", "sim_loss", "task_loss", "test_loss"];
+const page = () => document.getElementById("page");
 
-function band(row, color) {
-  const { sigmas, mean, sem } = row.noise;
+function band(x, mean, sem, name, color, cond) {
   const upper = mean.map((m, i) => m + sem[i]);
   const lower = mean.map((m, i) => m - sem[i]);
   return [
-    { x: [...sigmas, ...sigmas.slice().reverse()], y: [...upper, ...lower.reverse()],
+    { x: [...x, ...x.slice().reverse()], y: [...upper, ...lower.reverse()],
       fill: "toself", fillcolor: color + "33", line: { width: 0 }, hoverinfo: "skip",
-      showlegend: false, type: "scatter", name: `${label(row)} ± SEM` },
-    { x: sigmas, y: mean, name: `${label(row)} (n=${row.n})`, type: "scatter",
-      mode: "lines+markers", line: { color } },
+      showlegend: false, type: "scatter", name: `${name} ± SEM` },
+    { x, y: mean, name, type: "scatter", mode: x.length < 60 ? "lines+markers" : "lines",
+      line: { color }, customdata: x.map(() => cond) },
   ];
 }
 
-function table(head, rows) {
-  return el("table", { class: "scores" },
+function table(head, rows, attrs = {}) {
+  return el("table", { class: "scores", ...attrs },
     el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {}, h)))),
-    el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", {}, c))))));
+    el("tbody", {}, ...rows.map((r) => (r instanceof Node ? r
+      : el("tr", {}, ...r.map((c) => el("td", {}, c)))))));
 }
 
-async function draw() {
-  const data = await getJSON(`/api/studies/${studyId}`);
-  const page = document.getElementById("page");
-  const s = data.study;
+// one div per figure, kept across polls (a re-plot, not a new div) and in this order
+function figure(host, id, title) {
+  let div = document.getElementById(id);
+  if (!div) {
+    div = chartDiv(title, id);
+    div.dataset.title = title;
+  }
+  host.append(div);  // (re)appended in draw order
+  return div;
+}
+
+// a click on a bar or a curve point: that condition's runs
+function linkToRuns(div) {
+  if (div.linked) return;
+  div.linked = true;
+  div.on("plotly_click", (ev) => {
+    const cond = ev.points && ev.points[0] && ev.points[0].customdata;
+    if (cond) location.hash = cond;
+  });
+}
+
+function skeleton() {
+  page().replaceChildren(
+    el("h1", {}, el("span", { id: "study-title" }), " ", el("span", { id: "study-status", class: "badge" })),
+    el("p", { class: "meta", id: "study-meta" }),
+    el("div", { class: "progress" }, el("div", { id: "study-progress" })),
+    el("div", { class: "charts", id: "study-charts" }),
+    el("h2", {}, "Training curves, mean ± SEM over seeds"),
+    el("p", {}, el("label", { for: "curve-key" }, "metric "),
+      el("select", { id: "curve-key" }, ...CURVE_KEYS.map((k) => el("option", { value: k }, k))),
+      el("span", { class: "meta", id: "curve-note" })),
+    el("div", { class: "charts", id: "study-curves" }),
+    el("h2", {}, "Similarity: S_target beside S_CNN of a trained model"),
+    el("p", { class: "meta", id: "sim-note" }),
+    el("p", {}, el("label", { for: "sim-run" }, "trained model "), el("select", { id: "sim-run" }),
+      el("span", { class: "meta", id: "sim-run-note" })),
+    el("div", { class: "charts", id: "study-matrices" }),
+    el("div", { id: "study-tables" }));
+  document.getElementById("curve-key").onchange = () => drawCurves().catch(console.error);
+  document.getElementById("sim-run").onchange = () => drawModelMatrices().catch(console.error);
+}
+
+let study = null;
+let trains = [];
+
+function drawHeader(s) {
   document.title = `neuroreg · ${s.name || `study ${s.id}`}`;
-  const charts = el("div", { class: "charts" });
-  page.replaceChildren(
-    el("h1", {}, `#${s.id} ${s.name} `, el("span", { class: `badge ${s.status}` }, s.status)),
-    el("p", { class: "meta" }, `study · owner ${s.owner} · created ${when(s.created_at)} · ${s.message}`),
-    el("div", { class: "progress" }, el("div", { style: `width:${Math.round(s.progress * 100)}%` })),
-    charts);
+  document.getElementById("study-title").textContent = `#${s.id} ${s.name}`;
+  const badge = document.getElementById("study-status");
+  badge.textContent = s.status; badge.className = `badge ${s.status}`;
+  document.getElementById("study-meta").textContent =
+    `study · owner ${s.owner} · created ${when(s.created_at)} · ${s.message}`;
+  document.getElementById("study-progress").style.width = `${Math.round(s.progress * 100)}%`;
+}
+
+function drawFigures(data) {
+  const host = document.getElementById("study-charts");
   const rows = data.robustness;
-  const cond = [...new Set(rows.map((r) => r.target))];
   const labels = rows.map(label);
   const color = (r) => (r.target === "none" ? COLORS[0]
     : COLORS[1 + (labels.indexOf(label(r)) % (COLORS.length - 1))]);
+  const jobs = [];  // every div goes in first: a grid cell sized alone would clip later
   const noiseRows = rows.filter((r) => r.noise);
   if (noiseRows.length) {
-    const div = chartDiv("Accuracy under Gaussian noise, mean ± SEM over seeds (Fig. 4)", "fig4");
-    charts.append(div);
-    later(div, noiseRows.flatMap((r) => band(r, color(r))), {
-      title: { text: div.dataset.title }, xaxis: { title: { text: "noise σ" } },
-      yaxis: { title: { text: "accuracy" } } });
+    const div = figure(host, "fig4", "Accuracy under Gaussian noise, mean ± SEM over seeds (Fig. 4)");
+    jobs.push([div, noiseRows.flatMap((r) => band(r.noise.sigmas, r.noise.mean, r.noise.sem,
+      `${label(r)} (n=${r.n})`, color(r), condId(r))), {
+      xaxis: { title: { text: "noise σ" } }, yaxis: { title: { text: "accuracy" } } }]);
   }
   for (const norm of ["linf", "l2", "l1", "l0"]) {
     const have = rows.filter((r) => r.medians[norm]);
     if (!have.length) continue;
-    const div = chartDiv(`Median ${norm.toUpperCase()} perturbation per condition (Fig. 5, 7)`, `fig5-${norm}`);
-    charts.append(div);
-    later(div, [{ type: "bar", x: have.map(label), y: have.map((r) => r.medians[norm].mean),
+    const div = figure(host, `fig5-${norm}`, `Median ${norm.toUpperCase()} perturbation per condition (Fig. 5, 7)`);
+    jobs.push([div, [{ type: "bar", x: have.map(label), y: have.map((r) => r.medians[norm].mean),
       error_y: { type: "data", array: have.map((r) => r.medians[norm].sem), visible: true },
-      marker: { color: have.map(color) }, name: `median ${norm}` }],
-    { title: { text: div.dataset.title }, yaxis: { title: { text: `median ${norm} distance` } } });
+      marker: { color: have.map(color) }, name: `median ${norm}`, customdata: have.map(condId) }],
+    { yaxis: { title: { text: `median ${norm} distance` } } }]);
   }
   for (const norm of ["linf", "l2", "l1", "l0"]) {
     const have = rows.filter((r) => r.curves && r.curves[norm]);
     if (!have.length) continue;
-    const div = chartDiv(`Median ${norm.toUpperCase()} perturbation vs attack iterations (Fig. 5)`,
-      `fig5-budget-${norm}`);
-    charts.append(div);
-    later(div, have.map((r) => ({ x: r.curves[norm].iterations, y: r.curves[norm].mean,
+    const div = figure(host, `fig5-budget-${norm}`,
+      `Median ${norm.toUpperCase()} perturbation vs attack iterations (Fig. 5)`);
+    jobs.push([div, have.map((r) => ({ x: r.curves[norm].iterations, y: r.curves[norm].mean,
       error_y: { type: "data", array: r.curves[norm].sem, visible: true },
-      name: label(r), type: "scatter", mode: "lines+markers", line: { color: color(r) } })),
-    { title: { text: div.dataset.title }, xaxis: { title: { text: "attack iterations (cumulative)" }, type: "log" },
-      yaxis: { title: { text: `median ${norm} (best so far)` } } });
+      name: label(r), type: "scatter", mode: "lines+markers", line: { color: color(r) },
+      customdata: r.curves[norm].iterations.map(() => condId(r)) })),
+    { xaxis: { title: { text: "attack iterations (cumulative)" }, type: "log" },
+      yaxis: { title: { text: `median ${norm} (best so far)` } } }]);
   }
+  const cond = [...new Set(rows.map((r) => r.target))];
   const alphas = new Set(rows.filter((r) => r.target !== "none").map((r) => r.alpha));
   if (alphas.size > 1) {  // Fig. 6: robustness against α, one line per condition
-    const div = chartDiv("Robustness vs α (Fig. 6): mean noise accuracy over σ > 0", "fig6");
-    charts.append(div);
+    const div = figure(host, "fig6", "Robustness vs α (Fig. 6): mean noise accuracy over σ > 0");
     const traces = cond.filter((c) => c !== "none").map((c) => {
       const rs = rows.filter((r) => r.target === c && r.noise).sort((a, b) => a.alpha - b.alpha);
       const avg = (r) => {
@@ -86,37 +137,184 @@ async function draw() {
         return idx.reduce((a, i) => a + r.noise.mean[i], 0) / idx.length;
       };
       return { x: rs.map((r) => r.alpha), y: rs.map(avg), name: c, mode: "lines+markers",
-        type: "scatter", line: { color: COLORS[cond.indexOf(c) % COLORS.length] } };
+        type: "scatter", line: { color: COLORS[cond.indexOf(c) % COLORS.length] },
+        customdata: rs.map(condId) };
     });
-    later(div, traces, { title: { text: div.dataset.title }, xaxis: { title: { text: "α" }, type: "log" },
-      yaxis: { title: { text: "mean accuracy, σ > 0" } } });
+    jobs.push([div, traces, { xaxis: { title: { text: "α" }, type: "log" },
+      yaxis: { title: { text: "mean accuracy, σ > 0" } } }]);
   }
-  jobs.splice(0).forEach((draw) => draw());
+  return Promise.all(jobs.map(async ([div, traces, layout]) => {
+    await plot(div, traces, { title: { text: div.dataset.title }, uirevision: div.id, ...layout });
+    linkToRuns(div);
+  }));
+}
+
+async function drawCurves() {
+  const key = document.getElementById("curve-key").value;
+  const data = await getJSON(`/api/studies/${studyId}/curves?key=${encodeURIComponent(key)}&max_points=500`)
+    .catch((err) => ({ rows: [], keys: [], error: err.message }));
+  const select = document.getElementById("curve-key");
+  const known = data.keys.length ? data.keys.filter((k) => !k.startsWith("noise_")) : CURVE_KEYS;
+  if (known.join() !== [...select.options].map((o) => o.value).join()) {
+    select.replaceChildren(...known.map((k) => el("option", { value: k }, k)));
+    select.value = known.includes(key) ? key : known[0];
+  }
+  document.getElementById("curve-note").textContent = data.error ? ` · ${data.error}`
+    : data.bin_steps > 1 ? ` · each point averages ${data.bin_steps} steps` : "";
+  const host = document.getElementById("study-curves");
+  const div = figure(host, "study-curve", `${key} over training, mean ± SEM over seeds`);
+  if (!data.rows.length) { host.hidden = true; return; }
+  host.hidden = false;
+  const traces = data.rows.flatMap((r, i) => band(r.steps, r.mean, r.sem, `${label(r)} (n=${r.n})`,
+    r.target === "none" ? COLORS[0] : COLORS[1 + (i % (COLORS.length - 1))], condId(r)));
+  div.dataset.title = `${key} over training, mean ± SEM over seeds`;
+  await plot(div, traces, { title: { text: div.dataset.title }, uirevision: key,
+    xaxis: { title: { text: "step" } }, yaxis: { title: { text: key } } });
+  linkToRuns(div);
+}
+
+// S_target of the study's target run, drawn at once; S_CNN of the picked model beside it
+const views = {};
+
+async function drawTarget() {
+  const host = document.getElementById("study-matrices");
+  const target = study.input_run_id || (study.config && study.config.target_run);
+  const note = document.getElementById("sim-note");
+  if (!target) { note.textContent = "This study trains without a similarity target."; return; }
+  note.replaceChildren("S over all stimuli of ", el("a", { href: `/runs/${target}` }, `similarity run #${target}`),
+    " in one shared order and colour scale; overviews are exact block means, zoom in for exact cells.");
+  if (!views.target) {
+    views.target = matrixDiv("S_target neural-model", host);
+    await drawMatrix(views.target, { runId: target, name: "neural-model",
+      title: `S_target (run #${target}, neural-model)` });
+  }
+}
+
+function pickable(data) {
+  return data.runs.filter((r) => r.kind === "train" && r.status === "succeeded" && r.input_run_id);
+}
+
+function fillPicker(data) {
+  const select = document.getElementById("sim-run");
+  const runs = pickable(data);
+  const ids = runs.map((r) => String(r.id));
+  if (ids.join() === [...select.options].map((o) => o.value).join()) return false;
+  const keep = select.value;
+  select.replaceChildren(...runs.map((r) => el("option", { value: r.id },
+    `#${r.id} ${label(r.config)} seed ${r.config.seed}`)));
+  select.disabled = !runs.length;
+  if (!runs.length) {
+    select.append(el("option", { value: "" }, "– appears when a train run with a target finishes –"));
+    return false;
+  }
+  // the strongest neural-model regularization first: where S_CNN should look most like S_target
+  const neural = runs.filter((r) => r.config.target === "neural-model");
+  const best = neural.sort((a, b) => b.config.alpha - a.config.alpha || a.config.seed - b.config.seed)[0]
+    || runs[0];
+  select.value = ids.includes(keep) ? keep : String(best.id);
+  return select.value !== keep;
+}
+
+async function drawModelMatrices() {
+  const id = Number(document.getElementById("sim-run").value);
+  if (!id) return;
+  const run = trains.find((r) => r.id === id);
+  const names = await getJSON(`/api/runs/${id}/matrices`);
+  const host = document.getElementById("study-matrices");
+  document.getElementById("sim-run-note").textContent = names.length ? ""
+    : ` run #${id} has no model.pt to compute S_CNN from`;
+  const layers = (run && run.result && run.result.layers) || [];
+  const want = matrixViews(id, names, layers).filter((v) =>
+    v.name === "cnn" || v.minus === "target" || (!names.includes("cnn") && v.name === "cnn-0"));
+  for (const key of ["model", "diff"]) {
+    if (views[key]) { (views[key].closest(".cell") || views[key]).remove(); delete views[key]; }
+  }
+  const model = want.find((v) => !v.minus);
+  const diff = want.find((v) => v.minus);
+  const jobs = [];
+  if (model) {
+    views.model = matrixDiv("S_CNN of the picked model", host);
+    jobs.push(drawMatrix(views.model, { ...model, title: `${model.title}, run #${id}` }));
+  }
+  if (diff) {
+    views.diff = matrixDiv("S_CNN minus S_target", host);
+    withChoice(diff, views.diff);
+    jobs.push(drawMatrix(views.diff, { ...diff, title: `S_CNN − its S_target, run #${id}` }));
+  }
+  await Promise.all(jobs);
+}
+
+function drawTables(data) {
+  const host = document.getElementById("study-tables");
+  const parts = [];
   if (data.gamma.length) {
     const layers = data.gamma[0].layers;
-    page.append(el("h2", {}, "Final γ per tapped layer, mean over seeds (Table 1)"),
+    parts.push(el("h2", {}, "Final γ per tapped layer, mean over seeds (Table 1)"),
       table(["condition", "runs", ...layers.map((l) => `γ${l}`)], data.gamma.map((g) => [
         label(g), g.n, ...g.gamma_mean.map((m, i) => `${fmt(m, 2)} ± ${fmt(g.gamma_sem[i], 2)}`)])));
   }
   if (data.paired_vs_none.length) {
-    page.append(el("h2", {}, "Each condition vs None, paired by seed"),
+    parts.push(el("h2", {}, "Each condition vs None, paired by seed"),
       table(["condition", "measure", "pairs", "mean difference", "paired t p", "Wilcoxon p"],
         data.paired_vs_none.map((p) => [`${p.condition} α=${p.alpha}`, p.measure, p.pairs,
           fmt(p.mean_difference, 4), fmt(p.t_test_p, 4), fmt(p.wilcoxon_p, 4)])));
   }
-  page.append(el("h2", {}, `Runs (${data.runs.length})`),
+  // runs by condition: each seed's train run and its evaluation; the target of the figure links
+  const evalOf = new Map(data.runs.filter((r) => r.kind === "evaluate").map((r) => [r.input_run_id, r]));
+  const groups = new Map();
+  for (const r of trains) {
+    const key = label(r.config);
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(r);
+  }
+  const link = (r) => el("a", { href: `/runs/${r.id}`, title: r.status }, `#${r.id}`);
+  parts.push(el("h2", {}, "Runs by condition"), table(
+    ["condition", "seeds", "train runs", "evaluations", "overlay"],
+    [...groups.entries()].map(([key, rs]) => el("tr", { id: condId(rs[0].config), tabindex: "-1" },
+      el("td", {}, key), el("td", {}, rs.map((r) => r.config.seed).join(", ")),
+      el("td", {}, ...rs.flatMap((r) => [link(r), " "])),
+      el("td", {}, ...rs.flatMap((r) => (evalOf.has(r.id) ? [link(evalOf.get(r.id)), " "] : []))),
+      el("td", {}, el("a", { href: `/compare?runs=${rs.map((r) => r.id).join(",")}&key=test_acc` },
+        "compare")))), { id: "study-conditions" }));
+  parts.push(el("h2", {}, `Runs (${data.runs.length})`),
     table(["#", "name", "kind", "status", "reads"], data.runs.map((r) => [
       el("a", { href: `/runs/${r.id}` }, String(r.id)), r.name, r.kind,
       el("span", { class: `badge ${r.status}` }, r.status),
       r.input_run_id ? el("a", { href: `/runs/${r.input_run_id}` }, `#${r.input_run_id}`) : "–"])));
-  return s.status;
+  host.replaceChildren(...parts);
+  focusCondition();
+}
+
+function focusCondition() {
+  const row = location.hash.startsWith("#cond-") && document.getElementById(location.hash.slice(1));
+  if (!row) return;
+  for (const r of document.querySelectorAll("#study-conditions tr.picked")) r.classList.remove("picked");
+  row.classList.add("picked");
+  row.scrollIntoView({ block: "center" });
+  row.focus({ preventScroll: true });
+}
+
+async function draw(first) {
+  const data = await getJSON(`/api/studies/${studyId}`);
+  study = data.study;
+  trains = data.runs.filter((r) => r.kind === "train");
+  drawHeader(study);
+  const jobs = [drawTarget(), drawFigures(data), drawCurves()];
+  if (fillPicker(data) || first) jobs.push(drawModelMatrices());
+  drawTables(data);
+  await Promise.all(jobs.map((j) => j.catch(console.error)));
+  return study.status;
 }
 
 withLogin(async () => {
-  document.getElementById("page").hidden = false;
-  const tick = async () => {
-    const status = await draw();
-    if (!["succeeded", "failed", "cancelled"].includes(status)) setTimeout(tick, 5000);
-  };
-  await tick();
+  page().hidden = false;
+  skeleton();
+  const first = draw(true);
+  plotly();  // after the first request is out
+  window.addEventListener("hashchange", focusCondition);
+  let status = await first;
+  while (!FINISHED.includes(status)) {
+    await new Promise((r) => setTimeout(r, 5000));
+    status = await draw(false);
+  }
 });

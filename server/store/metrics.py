@@ -130,11 +130,11 @@ def binned_means(session: Session, run_id: int, key: str, *, width: int
     the bin's last step: runs binned with one width line up bin by bin, and the
     average over a bin (not its extremes) is what a mean over seeds needs."""
     if width <= 1:
-        rows = session.execute(select(Metric.step, Metric.value).where(
+        raw = session.execute(select(Metric.step, Metric.value).where(
             Metric.run_id == run_id, Metric.key == key).order_by(Metric.step)).all()
-        return [r[0] for r in rows], [r[1] for r in rows]
-    rows = session.execute(_BIN_SQL, {"run": run_id, "key": key, "lo": 0, "width": width})
-    out = [(int(r[0]), float(r[2])) for r in rows]
+        return [r[0] for r in raw], [r[1] for r in raw]
+    binned = session.execute(_BIN_SQL, {"run": run_id, "key": key, "lo": 0, "width": width})
+    out = [(int(r[0]), float(r[2])) for r in binned]
     return [(b + 1) * width - 1 for b, _ in out], [v for _, v in out]
 
 

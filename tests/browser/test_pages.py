@@ -78,18 +78,46 @@ def test_tokens_page_creates_shows_once_and_revokes(browser, settings: Settings)
 
 
 def _study_with_results(settings: Settings) -> int:
-    """A finished 2-condition × 3-seed × 2-α study, stored as workers would leave it."""
+    """A finished 2-condition × 3-seed × 2-α study, stored as workers would leave it: its
+    target run (400 stimuli), train runs with test_acc curves (one with its model.pt) and
+    their evaluations."""
+    import dataclasses
+
+    import torch
+
+    from ml.models import build_backbone
+    from ml.train import TrainConfig
+    from ml.train.classifier import checkpoint_bytes
+    from server.store.artifacts import save_artifact
+    from server.store.metrics import insert_points
+    from tests.server.test_matrices import stored_targets
+
+    sim = stored_targets(settings, 400)
     with session_scope(settings.db_url) as s:
         owner = s.query(User).first()
-        study = create_run(s, owner=owner, kind="study", name="grid", config={})
+        study = create_run(s, owner=owner, kind="study", name="grid",
+                           config={"target_run": sim}, input_run_id=sim)
         sigmas = [0.0, 0.1, 0.2, 0.4]
         for target, alphas in (("none", [0.0]), ("neural-model", [2.0, 16.0])):
             for alpha in alphas:
                 for seed in range(3):
+                    neural = target != "none"
+                    cfg = TrainConfig(backbone="resnet18", width=4, dataset="digits32",
+                                      target=target, alpha=alpha or 20.0, seed=seed,
+                                      target_run=sim if neural else None)
                     train = create_run(s, owner=owner, kind="train", name="t", parent_id=study.id,
-                                       config={"target": target, "alpha": alpha, "seed": seed,
-                                               "backbone": "resnet18", "dataset": "digits32"})
+                                       config=dataclasses.asdict(cfg),
+                                       input_run_id=sim if neural else None)
                     gain = 0.0 if target == "none" else 0.05 * alpha ** 0.5
+                    insert_points(s, train.id, [("test_acc", 100 * (e + 1) - 1,
+                                                 0.5 + 0.1 * e + gain + 0.01 * seed, None)
+                                                for e in range(4)])
+                    if neural:
+                        torch.manual_seed(0)
+                        model = build_backbone("resnet18", num_classes=10, width=4)
+                        save_artifact(s, settings.artifacts, run_id=train.id, name="model.pt",
+                                      data=checkpoint_bytes(model, cfg, step=0),
+                                      media_type="application/octet-stream")
                     finish_run(s, train.id, RunStatus.succeeded, result={
                         "gamma": [0.2] * 5 if target == "none" else [0, 1, 0, 0, 0],
                         "layers": [1, 5, 9, 13, 17]})
@@ -105,6 +133,12 @@ def _study_with_results(settings: Settings) -> int:
         return study.id
 
 
+def _drawn(page, fig: str, timeout: int = 30_000) -> None:  # type: ignore[no-untyped-def]
+    page.wait_for_function(f"() => {{ const d = document.getElementById('{fig}');"
+                           " return d && d.data && d.data.length > 0"
+                           " && d.querySelector('.main-svg'); }", timeout=timeout)
+
+
 def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settings: Settings):  # type: ignore[no-untyped-def]
     with live_server(settings) as url:
         with session_scope(settings.db_url) as s:
@@ -112,10 +146,10 @@ def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settin
         study = _study_with_results(settings)
         page = _login(browser, url, token, f"/runs/{study}")  # a run link lands on the study
         page.wait_for_url(f"**/studies/{study}")
-        for fig in ("fig4", "fig5-l2", "fig5-linf", "fig5-budget-l2", "fig6"):
-            page.wait_for_function(f"() => {{ const d = document.getElementById('{fig}');"
-                                   " return d && d.data && d.data.length > 0; }",
-                                   timeout=20_000)
+        for fig in ("fig4", "fig5-l2", "fig5-linf", "fig5-budget-l2", "fig6", "study-curve",
+                    "fig-target-S_target_neural_model", "fig-target-S_CNN_of_the_picked_model",
+                    "fig-target-S_CNN_minus_S_target"):
+            _drawn(page, fig)
         fig4 = page.evaluate("() => document.getElementById('fig4').data.map((t) => t.name)")
         assert any(n.startswith("None (n=3)") for n in fig4)
         assert any("± SEM" in n for n in fig4)  # the shaded bands
@@ -123,11 +157,38 @@ def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settin
         assert len(bars) == 3 and all(b > 0 for b in bars)
         fig6 = page.evaluate("() => document.getElementById('fig6').data[0].x")
         assert fig6 == [2, 16]
+        # training curves: test_acc per condition, mean over the 3 seeds at each epoch
+        curve = page.evaluate("() => document.getElementById('study-curve').data"
+                              ".filter((t) => t.customdata).map((t) => [t.name, t.x, t.y])")
+        none = next(c for c in curve if c[0].startswith("None (n=3)"))
+        assert none[1] == [99, 199, 299, 399] and abs(none[2][0] - 0.51) < 1e-9
+        # S_target of the study's target run, S_CNN (γ-weighted) and the difference map
+        title = page.evaluate("() => document.getElementById("
+                              "'fig-target-S_CNN_of_the_picked_model').layout.title.text")
+        assert "γ-weighted" in title and "neural-model α=16 seed 0" in page.locator(
+            "#sim-run option:checked").inner_text()
+        page.select_option("#fig-target-S_CNN_minus_S_target-pick", "cnn-1")
+        page.wait_for_function("() => document.getElementById('fig-target-S_CNN_minus_S_target')"
+                               ".view.name === 'cnn-1'")
         text = page.locator("#page").inner_text()
         assert "γ5" in text and "1.00 ± 0.00" in text  # Table 1
         assert "noise_accuracy" in text and "Wilcoxon" in text
         assert page.locator(".modebar-btn[data-title='Download data as CSV']").count() >= 1
         page.screenshot(path=str(OUTPUT / "study.png"), full_page=True)
+        # a bar leads to its condition's runs, by a URL one can share
+        page.evaluate("() => { const d = document.getElementById('fig5-l2');"
+                      " d.emit('plotly_click',"
+                      " { points: [{ customdata: d.data[0].customdata[1] }] }); }")
+        page.wait_for_function("() => location.hash === '#cond-neural-model-16'")
+        row = page.locator("#cond-neural-model-16")
+        page.screenshot(path=str(OUTPUT / "study-condition.png"))
+        assert "picked" in (row.get_attribute("class") or "") and row.locator("a").count() == 7
+        page.goto(f"{url}/studies/{study}#cond-none")  # the token is already stored
+        page.wait_for_selector("#cond-none.picked")
+        shared = browser.new_page()  # a colleague's first visit: token and anchor in one link
+        shared.goto(f"{url}/studies/{study}#cond-none&token={token}")
+        shared.wait_for_selector("#cond-none.picked")
+        assert shared.evaluate("() => location.hash") == "#cond-none"
 
 
 def test_compare_overlays_and_runs_filters_live_in_the_url(browser, settings: Settings):  # type: ignore[no-untyped-def]
@@ -203,12 +264,21 @@ def test_a_train_run_page_shows_s_target_beside_s_cnn_per_tap(browser, settings:
                           data=checkpoint_bytes(build_backbone("small_cnn", num_classes=10,
                                                                width=4), cfg, step=0),
                           media_type="application/octet-stream")
-            finish_run(s, run.id, RunStatus.succeeded, result={"layers": [1, 2, 3]})
+            finish_run(s, run.id, RunStatus.succeeded,
+                       result={"layers": [1, 2, 3], "gamma": [0.2, 0.5, 0.3]})
             rid = run.id
         page = _login(browser, url, token, f"/runs/{rid}")
-        for fig in ("fig-target-S_target_what_it_was_trained_toward_", "fig-target-S_CNN_tap_0",
-                    "fig-target-S_CNN_tap_2"):
+        for fig in ("fig-target-S_target_what_it_was_trained_toward_", "fig-target-S_CNN_layer_1",
+                    "fig-target-S_CNN_layer_3", "fig-target-S_CNN_weighted_Eq_10_",
+                    "fig-target-S_CNN_S_target"):
             page.wait_for_function(f"() => {{ const d = document.getElementById('{fig}');"
                                    " return d && d.data && d.data[0].z.length === 200; }",
                                    timeout=30_000)
+        z = page.evaluate("() => ['fig-target-S_CNN_weighted_Eq_10_', 'fig-target-S_CNN_S_target',"
+                          " 'fig-target-S_target_what_it_was_trained_toward_']"
+                          ".map((id) => document.getElementById(id).data[0].z)")
+        import numpy as np
+
+        mixed, diff, target = (np.array(m) for m in z)
+        assert np.allclose(diff, mixed - target, atol=2e-4)  # S_CNN − S_target, same order
         page.screenshot(path=str(OUTPUT / "train-s-cnn.png"), full_page=True)

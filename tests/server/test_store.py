@@ -8,7 +8,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from server.store.db import engine_for, migrate, session_scope
-from server.store.metrics import insert_points, latest_values, read_series, summarize_keys
+from server.store.metrics import (
+    binned_means,
+    insert_points,
+    latest_values,
+    read_series,
+    summarize_keys,
+)
 from server.store.models import Base, Role, RunStatus
 from server.store.runs import (
     NotFound,
@@ -76,6 +82,19 @@ def test_downsampling_constant_series_returns_one_point_per_bucket(db_url: str) 
     with session_scope(db_url) as s:
         series = read_series(s, run_id, "acc", max_points=100)
     assert len(series.steps) == 50  # ties collapse: min == max in every bucket
+
+
+def test_binned_means_average_each_bin_of_steps(db_url: str) -> None:
+    run_id = _run(db_url)
+    values = np.random.default_rng(0).random(1003)
+    with session_scope(db_url) as s:
+        insert_points(s, run_id, [("loss", i, float(v), 0.0) for i, v in enumerate(values)])
+    with session_scope(db_url) as s:
+        steps, means = binned_means(s, run_id, "loss", width=100)
+        raw_steps, raw = binned_means(s, run_id, "loss", width=1)
+    assert steps == [99 + 100 * b for b in range(11)]  # the last, partial bin too
+    assert np.allclose(means, [values[b * 100:(b + 1) * 100].mean() for b in range(11)])
+    assert raw_steps == list(range(1003)) and np.allclose(raw, values)
 
 
 def test_run_status_transitions_and_cancel_wins(db_url: str) -> None:
