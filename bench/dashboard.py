@@ -2,14 +2,17 @@
 
 - a run page whose metric has 1,000,000 points (the server sends ≤ 2,000 per series:
   min/max rollups);
-- a similarity run page whose targets cover 5,000 stimuli (5,000×5,000 matrices: the
-  server sends an exact 200×200 block-mean overview).
+- a study page (2 conditions × 3 seeds × 2 α, evaluated) whose target covers 5,000
+  stimuli: its first plot, and its 5,000×5,000 S_target (the server sends an exact 200×200
+  block-mean overview);
+- the similarity run page of that target (S_target, S_data and their difference).
 
 Each page is loaded ``--repeats`` times in new tabs of one browser profile (the first
-load fills the cache with plotly.js, 3.5 MB, as a user's first visit does; later loads are
-a returning user's); the time is ``performance.now()`` when the plot's SVG exists with
-data in it (navigation start = 0). Reported: the first (cold) load and the median of the
-warm ones.
+load fills the cache with plotly.js, as a user's first visit does; later loads are a
+returning user's); the time is ``performance.now()`` at the first animation frame where
+the plot's SVG exists with data in it (navigation start = 0). Reported: the first (cold)
+load and the median of the warm ones, and where the time went: when plotly.js had loaded
+and run, and how long the first figure took to draw.
 
     .venv/bin/python bench/dashboard.py [--points 1000000] [--stimuli 5000]
 """
@@ -30,30 +33,48 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.settings import Settings  # noqa: E402
 from server.store.db import session_scope  # noqa: E402
+from server.store.models import Run  # noqa: E402
 from server.store.users import ensure_admin  # noqa: E402
+from tests.browser.test_pages import _study_with_results  # noqa: E402
 from tests.livesrv import live_server  # noqa: E402
-from tests.server.test_matrices import stored_targets  # noqa: E402
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def first_plot_ms(browser, url: str, token: str, path: str, selector: str, repeats: int
-                  ) -> list[float]:  # type: ignore[no-untyped-def]
-    times = []
+# polled at each animation frame; each returns the time it first saw the plot, read in the
+# page (a later evaluate() would also count whatever the page draws next)
+DRAWN = ("() => {{ const d = document.querySelector(\"{0}\");"
+         " return d && d.data && d.data.length && d.querySelector('.main-svg')"
+         " && performance.now(); }}")
+ANY = ("() => [...document.querySelectorAll('.js-plotly-plot')]"
+       ".some((d) => d.data && d.data.length && d.querySelector('.main-svg'))"
+       " && performance.now()")
+MARKS = ("() => Object.fromEntries(performance.getEntries()"
+         ".filter((e) => ['plotly:ready', 'plot:draw'].includes(e.name))"
+         ".map((e) => [e.name, e.entryType === 'measure' ? e.duration : e.startTime]))")
+
+
+def load_times(browser, url: str, token: str, path: str, selector: str, repeats: int
+               ) -> list[dict[str, float]]:  # type: ignore[no-untyped-def]
+    """Per load: first plot of any kind, the plot ``selector``, and the marks."""
+    out = []
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     for _ in range(repeats):
         page = context.new_page()
         page.goto(f"{url}/#token={token}")  # stores the token; not timed
         page.goto(f"{url}{path}")
-        page.wait_for_function(
-            f"() => {{ const d = document.querySelector(\"{selector}\");"
-            " return d && d.data && d.data.length && d.querySelector('.main-svg'); }",
-            timeout=60_000)
-        times.append(page.evaluate("() => performance.now()"))
+        first = page.wait_for_function(ANY, timeout=60_000).json_value()
+        target = page.wait_for_function(DRAWN.format(selector), timeout=60_000).json_value()
+        out.append({"first": first, "target": target, **page.evaluate(MARKS)})
         page.close()
     context.close()
-    return times
+    return out
+
+
+def summary(times: list[dict[str, float]], key: str) -> tuple[float, float]:
+    """(cold, median of the warm loads) of one timing."""
+    return round(times[0][key], 1), round(statistics.median(t[key] for t in times[1:]), 1)
 
 
 def main() -> None:
@@ -78,23 +99,37 @@ def main() -> None:
                 {"key": "loss", "step": k, "value": 1.0 / (1 + k % 977)}
                 for k in range(start, min(start + 10_000, args.points))]}).raise_for_status()
         print(f"logged {args.points} points in {time.perf_counter() - t0:.1f} s", flush=True)
-        sim = stored_targets(settings, args.stimuli)
+        study = _study_with_results(settings, args.stimuli, models=False)
+        with session_scope(settings.db_url) as s:
+            sim = s.get(Run, study).input_run_id
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=FLAGS)
-            run_ms = first_plot_ms(browser, url, token, f"/runs/{run['id']}", ".chart",
-                                   args.repeats)
-            matrix_ms = first_plot_ms(browser, url, token, f"/runs/{sim}",
-                                      "#fig-target-S_target_neural_model", args.repeats)
+            pages = {
+                "run page": load_times(browser, url, token, f"/runs/{run['id']}", ".chart",
+                                       args.repeats),
+                "study page": load_times(browser, url, token, f"/studies/{study}",
+                                         "#fig-target-S_target_neural_model", args.repeats),
+                "similarity page": load_times(browser, url, token, f"/runs/{sim}",
+                                              "#fig-target-S_target_neural_model",
+                                              args.repeats),
+            }
             browser.close()
-    out = {"bench": "dashboard", "points": args.points, "stimuli": args.stimuli,
-           "run_page_cold_ms": round(run_ms[0], 1),
-           "run_page_warm_ms": round(statistics.median(run_ms[1:]), 1),
-           "matrix_page_cold_ms": round(matrix_ms[0], 1),
-           "matrix_page_warm_ms": round(statistics.median(matrix_ms[1:]), 1)}
-    print(f"run page, {args.points:,}-point metric: first plot {out['run_page_cold_ms']} ms "
-          f"cold, {out['run_page_warm_ms']} ms warm (median of {args.repeats - 1})")
-    print(f"similarity page, {args.stimuli:,}×{args.stimuli:,} target: first heatmap "
-          f"{out['matrix_page_cold_ms']} ms cold, {out['matrix_page_warm_ms']} ms warm")
+    out: dict[str, object] = {"bench": "dashboard", "points": args.points,
+                              "stimuli": args.stimuli}
+    print(f"navigation → drawn plot, ms (cold / median of {args.repeats - 1} warm loads)")
+    for name, times in pages.items():
+        what = {"run page": f"{args.points:,}-point metric",
+                "study page": f"{args.stimuli:,}×{args.stimuli:,} S_target",
+                "similarity page": f"{args.stimuli:,}×{args.stimuli:,} S_target"}[name]
+        first, target = summary(times, "first"), summary(times, "target")
+        ready, draw = summary(times, "plotly:ready"), summary(times, "plot:draw")
+        print(f"{name:16s} first plot {first[0]:7.1f} / {first[1]:7.1f}   {what} "
+              f"{target[0]:7.1f} / {target[1]:7.1f}   (plotly.js ready at {ready[1]:.0f}, "
+              f"first figure drawn in {draw[1]:.0f})")
+        key = name.split()[0]
+        out.update({f"{key}_first_cold_ms": first[0], f"{key}_first_warm_ms": first[1],
+                    f"{key}_target_cold_ms": target[0], f"{key}_target_warm_ms": target[1],
+                    f"{key}_plotly_ready_warm_ms": ready[1]})
     print(json.dumps(out))
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from annotated_types import Ge, Le
+from scipy import stats  # at import: the first study page would wait ~0.5 s for it
 
 from ml._validate import validate_config
 from ml.evaluate.run import EvaluateConfig
@@ -108,8 +109,6 @@ def paired_tests(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         p, Wilcoxon p); measures are the mean noise accuracy over σ > 0 and each norm's
         median perturbation. p is None with fewer than 2 pairs.
     """
-    from scipy import stats
-
     def measures(result: Mapping[str, Any]) -> dict[str, float]:
         out = {}
         noise = result.get("noise") or {}

@@ -45,7 +45,21 @@ export function plotly() {
   return loading;
 }
 
-export async function plot(div, data, layout, config = {}) {
+// Figures are drawn one at a time with a frame between them, so the browser paints each
+// as it is done instead of all of them at the end (a hidden tab, without frames, goes on
+// after 50 ms).
+let queue = Promise.resolve();
+export function plot(div, data, layout, config = {}) {
+  const job = queue.then(() => draw(div, data, layout, config));
+  queue = job.then(turn, turn);
+  return job;
+}
+const turn = () => new Promise((resolve) => {
+  requestAnimationFrame(() => setTimeout(resolve, 0));  // after the frame is painted
+  setTimeout(resolve, 50);
+});
+
+async function draw(div, data, layout, config) {
   const Plotly = await plotly();
   const title = (layout.title && layout.title.text) || div.dataset.title || "figure";
   const t0 = performance.now();

@@ -116,7 +116,7 @@ def _target_matrix(session: Any, settings: Any, run_id: int, name: str, size: in
         if other is not None:
             z = z - pooled(other.factor, order, size)[0]
         return {"n": n, "exact": bool(np.all(np.diff(edges) == 1)), "edges": edges.tolist(),
-                "z": np.round(z, 4).tolist()}
+                "z": _cells(z)}
     r0, r1 = (int(v) for v in (rows or f"0:{n}").split(":"))
     c0, c1 = (int(v) for v in (cols or f"0:{n}").split(":"))
     r0, r1, c0, c1 = max(r0, 0), min(r1, n), max(c0, 0), min(c1, n)
@@ -129,7 +129,13 @@ def _target_matrix(session: Any, settings: Any, run_id: int, name: str, size: in
     return {"n": n, "exact": True, "rows": [r0, r1], "cols": [c0, c1],
             "image_ids": [target.image_ids[order[r0:r1]].tolist(),
                           target.image_ids[order[c0:c1]].tolist()],
-            "z": np.round(z, 4).tolist()}
+            "z": _cells(z)}
+
+
+def _cells(z: Any) -> list[list[float]]:
+    """4 decimals as JSON: rounded in float64, so 0.1234 is sent as 0.1234 and not as
+    float32's 0.12340000271797180 (which doubled a 200×200 overview to 800 KB)."""
+    return np.round(np.asarray(z, dtype=np.float64), 4).tolist()  # type: ignore[no-any-return]
 
 
 def _span(text: str | None, n: int) -> tuple[int, int]:
@@ -181,7 +187,7 @@ def _train_matrix(session: Any, settings: Any, run: Any, name: str, size: int,
         if target is not None:
             z = z - pooled(target.factor, order, size)[0]
         return {"n": n, "exact": bool(np.all(np.diff(edges) == 1)), "edges": edges.tolist(),
-                "z": np.round(z, 4).tolist()}
+                "z": _cells(z)}
     (r0, r1), (c0, c1) = _span(rows, n), _span(cols, n)
     if not (r0 < r1 and c0 < c1) or r1 - r0 > MAX_BLOCK or c1 - c0 > MAX_BLOCK:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -193,4 +199,4 @@ def _train_matrix(session: Any, settings: Any, run: Any, name: str, size: int,
     if target is not None:
         z = z - block(target.factor, order, rs, cs)
     return {"n": n, "exact": True, "rows": [r0, r1], "cols": [c0, c1],
-            "z": np.round(z, 4).tolist()}
+            "z": _cells(z)}

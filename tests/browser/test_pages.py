@@ -77,10 +77,10 @@ def test_tokens_page_creates_shows_once_and_revokes(browser, settings: Settings)
         page.screenshot(path=str(OUTPUT / "tokens.png"), full_page=True)
 
 
-def _study_with_results(settings: Settings) -> int:
+def _study_with_results(settings: Settings, stimuli: int = 400, models: bool = True) -> int:
     """A finished 2-condition × 3-seed × 2-α study, stored as workers would leave it: its
-    target run (400 stimuli), train runs with test_acc curves (one with its model.pt) and
-    their evaluations."""
+    target run (``stimuli`` images), train runs with test_acc curves (the neural ones with
+    their model.pt unless ``models`` is false) and their evaluations."""
     import dataclasses
 
     import torch
@@ -92,7 +92,7 @@ def _study_with_results(settings: Settings) -> int:
     from server.store.metrics import insert_points
     from tests.server.test_matrices import stored_targets
 
-    sim = stored_targets(settings, 400)
+    sim = stored_targets(settings, stimuli)
     with session_scope(settings.db_url) as s:
         owner = s.query(User).first()
         study = create_run(s, owner=owner, kind="study", name="grid",
@@ -112,7 +112,7 @@ def _study_with_results(settings: Settings) -> int:
                     insert_points(s, train.id, [("test_acc", 100 * (e + 1) - 1,
                                                  0.5 + 0.1 * e + gain + 0.01 * seed, None)
                                                 for e in range(4)])
-                    if neural:
+                    if neural and models:
                         torch.manual_seed(0)
                         model = build_backbone("resnet18", num_classes=10, width=4)
                         save_artifact(s, settings.artifacts, run_id=train.id, name="model.pt",
