@@ -1,6 +1,6 @@
 // Compare runs: pick runs and a metric, see them overlaid. /compare?runs=3,5,8&key=loss
 import { el, getJSON, withLogin } from "./api.js";
-import { chartDiv, plot } from "./figures.js";
+import { chartDiv, plot, plotly } from "./figures.js";
 
 withLogin(async () => {
   const page = document.getElementById("page");
@@ -22,14 +22,15 @@ withLogin(async () => {
     const key = keyInput.value.trim();
     history.replaceState(null, "", `/compare?runs=${ids.join(",")}&key=${encodeURIComponent(key)}`);
     if (!ids.length || !key) return;
-    const runs = await Promise.all(ids.map((id) => getJSON(`/api/runs/${id}`).catch(() => null)));
-    const known = new Set();
-    for (const id of ids) {
-      for (const k of await getJSON(`/api/runs/${id}/metrics`).catch(() => [])) known.add(k.key);
-    }
+    // every request at once: the runs, their metric keys and the picked series
+    const [runs, keyLists, series] = await Promise.all([
+      Promise.all(ids.map((id) => getJSON(`/api/runs/${id}`).catch(() => null))),
+      Promise.all(ids.map((id) => getJSON(`/api/runs/${id}/metrics`).catch(() => []))),
+      Promise.all(ids.map((id) => getJSON(
+        `/api/runs/${id}/metrics/${encodeURIComponent(key)}?max_points=2000`).catch(() => null))),
+    ]);
+    const known = new Set(keyLists.flat().map((k) => k.key));
     keys.replaceChildren(...[...known].sort().map((k) => el("option", { value: k })));
-    const series = await Promise.all(ids.map((id) =>
-      getJSON(`/api/runs/${id}/metrics/${encodeURIComponent(key)}?max_points=2000`).catch(() => null)));
     const traces = series.map((s, i) => s && runs[i] && {
       x: s.steps, y: s.values, type: "scatter", mode: "lines",
       name: `#${ids[i]} ${runs[i].name || runs[i].kind}` }).filter(Boolean);
@@ -38,5 +39,7 @@ withLogin(async () => {
     plot(div, traces, { title: { text: div.dataset.title }, xaxis: { title: { text: "step" } } });
   };
   form.addEventListener("submit", (ev) => { ev.preventDefault(); draw(); });
-  await draw();
+  const first = draw();
+  plotly();  // loads while the first requests are answered
+  await first;
 });

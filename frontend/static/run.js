@@ -154,10 +154,9 @@ withLogin(async () => {
       const similarity = run.kind === "similarity" && run.status === "succeeded";
       // a finished train run with a target: S_target, S_CNN and their difference, one order
       const trained = run.kind === "train" && run.status === "succeeded" && run.input_run_id;
-      const layers = (run.result && run.result.layers) || [];
       await Promise.allSettled([charts, drawArtifacts(),
         ...(similarity ? [drawSimilarity(runId)] : []),
-        ...(similarity || trained ? [drawTargets(runId, layers, names)] : [])]);
+        ...(similarity || trained ? [drawTargets(runId, run.result || {}, names)] : [])]);
       break;
     }
     await charts;

@@ -108,7 +108,7 @@ export async function drawMatrix(div, view) {
     const lim = v.minus ? Math.max(...m.z.flat().map(Math.abs), 1e-6) : 1;
     await plot(div, [{ z: m.z, x: c, y: c, type: "heatmap", colorscale: "RdBu", name: v.title,
       reversescale: true, zmin: -lim, zmax: lim }], {
-      title: { text: `${v.title}${sub(`${m.n} stimuli · ${m.exact ? "exact" : "block means; zoom in for exact cells"}`)}` },
+      title: { text: `${v.title}${sub(`${m.n} stimuli · ${m.exact ? "exact" : "block means; zoom in for exact cells"}${v.note ? ` · ${v.note}` : ""}`)}` },
       margin: { ...MARGIN, t: 62 }, xaxis: { title: { text: "stimulus (shared order)" } },
       yaxis: { autorange: "reversed" } });
     div.dataset.exact = m.exact ? "1" : "0";
@@ -144,10 +144,15 @@ async function zoom(div, ev, overview, query) {
 
 // The views of a run's matrices: a similarity run's targets and S_model − S_data; a train
 // run's S_target, Eq. 10's γ-weighted S_CNN, S_CNN − S_target (pick which S_CNN) and S_CNN
-// of each tapped layer. layers names the taps (1, 5, 9, 13, 17 for ResNet18).
-export function matrixViews(runId, names, layers = []) {
+// of each tapped layer. result is the train run's: its layers name the taps (1, 5, 9, 13,
+// 17 for ResNet18) and r_similarity, r(S_CNN, S_target) on held-out stimuli, is noted
+// under the γ-weighted S_CNN's title.
+export function matrixViews(runId, names, result = {}) {
+  const layers = result.layers || [];
+  const r = typeof result.r_similarity === "number"
+    ? `r(S_CNN, S_target) = ${result.r_similarity.toFixed(3)} on held-out stimuli` : "";
   const tap = (n) => { const k = Number(n.slice(4)); return layers[k] !== undefined ? `layer ${layers[k]}` : `tap ${k}`; };
-  const views = names.map((n) => ({ runId, name: n,
+  const views = names.map((n) => ({ runId, name: n, ...(n === "cnn" && r ? { note: r } : {}),
     title: n === "target" ? "S_target (what it was trained toward)"
       : n === "cnn" ? "S_CNN, γ-weighted (Eq. 10)"
         : n.startsWith("cnn-") ? `S_CNN, ${tap(n)}` : `S_target ${n}` }));
@@ -163,12 +168,12 @@ export function matrixViews(runId, names, layers = []) {
   return views;
 }
 
-export async function drawTargets(runId, layers = [], names = null) {
+export async function drawTargets(runId, result = {}, names = null) {
   if (!names || !names.length) names = await (await api(`/api/runs/${runId}/matrices`)).json();
   if (!names.length) return;
   const host = document.getElementById("similarity-figures");
   host.hidden = false;
-  const views = matrixViews(runId, names, layers);
+  const views = matrixViews(runId, names, result);
   const divs = views.map((v) => matrixDiv(v.title, host));
   views.forEach((v, k) => { if (v.choices) withChoice(v, divs[k]); });
   await Promise.all(views.map((v, k) => drawMatrix(divs[k], v)));

@@ -223,8 +223,7 @@ async function drawModelMatrices() {
   const host = document.getElementById("study-matrices");
   document.getElementById("sim-run-note").textContent = names.length ? ""
     : ` run #${id} has no model.pt to compute S_CNN from`;
-  const layers = (run && run.result && run.result.layers) || [];
-  const want = matrixViews(id, names, layers).filter((v) =>
+  const want = matrixViews(id, names, (run && run.result) || {}).filter((v) =>
     v.name === "cnn" || v.minus === "target" || (!names.includes("cnn") && v.name === "cnn-0"));
   for (const key of ["model", "diff"]) {
     if (views[key]) { (views[key].closest(".cell") || views[key]).remove(); delete views[key]; }

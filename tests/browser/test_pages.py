@@ -265,7 +265,8 @@ def test_a_train_run_page_shows_s_target_beside_s_cnn_per_tap(browser, settings:
                                                                width=4), cfg, step=0),
                           media_type="application/octet-stream")
             finish_run(s, run.id, RunStatus.succeeded,
-                       result={"layers": [1, 2, 3], "gamma": [0.2, 0.5, 0.3]})
+                       result={"layers": [1, 2, 3], "gamma": [0.2, 0.5, 0.3],
+                               "r_similarity": 0.4321})
             rid = run.id
         page = _login(browser, url, token, f"/runs/{rid}")
         for fig in ("fig-target-S_target_what_it_was_trained_toward_", "fig-target-S_CNN_layer_1",
@@ -280,5 +281,8 @@ def test_a_train_run_page_shows_s_target_beside_s_cnn_per_tap(browser, settings:
         import numpy as np
 
         mixed, diff, target = (np.array(m) for m in z)
+        assert "r(S_CNN, S_target) = 0.432 on held-out" in page.evaluate(
+            "() => document.getElementById('fig-target-S_CNN_weighted_Eq_10_')"
+            ".layout.title.text")
         assert np.allclose(diff, mixed - target, atol=2e-4)  # S_CNN − S_target, same order
         page.screenshot(path=str(OUTPUT / "train-s-cnn.png"), full_page=True)
