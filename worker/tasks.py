@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import socket
 import threading
@@ -19,6 +20,8 @@ from server.store.models import RunStatus
 from server.store.runs import beat, finish_run, get_run, start_run
 from worker.app import celery_app
 from worker.recorder import SqlRecorder
+
+log = logging.getLogger(__name__)
 
 Job = Callable[[Any, Recorder], Any]
 
@@ -146,7 +149,37 @@ def train_job(config: Any, recorder: Recorder) -> Any:
         extract, info = load_feature_network(paths["network"], config.features.layer)
         target = cnn_features_target(extract, target, device=pick_device(config.device),
                                      meta={**info, "stimuli_run": config.target_run})
-    return train_model(config, recorder, target, data_root=settings.datasets)
+    result = train_model(config, recorder, target, data_root=settings.datasets)
+    if config.target_run is not None:
+        _save_s_cnn_overview(config, recorder, settings)
+    return result
+
+
+def _save_s_cnn_overview(config: Any, recorder: Recorder, settings: Any) -> None:
+    """The dashboard's S_CNN overview of the trained network over its target run's stimuli
+    (two network passes here, on the worker's device, instead of on the API's CPU). The
+    run has succeeded by then: if this fails, the API computes the overview itself."""
+    from ml.models import resolve_taps
+    from ml.neural.target import SimilarityTarget
+    from ml.regularize.cnn_features import S_CNN_OVERVIEW, s_cnn_overview_bytes
+    from ml.runtime import pick_device
+    from ml.train.classifier import load_model
+    from server.inputs import MODEL_ARTIFACT, artifact_path
+
+    try:
+        recorder.progress(1.0, "computing S_CNN over the target's stimuli for the dashboard")
+        with session_scope(settings.db_url) as s:
+            run_id = recorder.run_id  # type: ignore[attr-defined]
+            model_path = artifact_path(s, settings, run_id, MODEL_ARTIFACT)
+            stimuli_path = artifact_path(s, settings, config.target_run,
+                                         "target-neural-model.npz")
+        taps = resolve_taps(config.taps, len(load_model(str(model_path))[0].feature_info))
+        data = s_cnn_overview_bytes(str(model_path), taps,
+                                    SimilarityTarget.load(str(stimuli_path)),
+                                    device=pick_device(config.device))
+        recorder.save_artifact(S_CNN_OVERVIEW, data, "application/x-npz")
+    except Exception:  # noqa: BLE001 — a cache for the dashboard; the training stands
+        log.warning("no S_CNN overview for this run", exc_info=True)
 
 
 @celery_app.task(name="neuroreg.train")

@@ -6,7 +6,8 @@
   over the blocks I×J — (Σ_I f_i)·(Σ_J f_j)/(|I||J|), one small product;
 - :func:`block`: any exact sub-block S[rows, cols];
 - :func:`feature_overview` / :func:`feature_block`: the same for a network layer's
-  S_CNN (Eq. 9), streaming its features in batches.
+  S_CNN (Eq. 9), streaming its features in batches; :func:`feature_overviews` /
+  :func:`feature_blocks` for all tapped layers from one pass (and Eq. 10's γ-mix).
 """
 
 from __future__ import annotations
@@ -65,30 +66,58 @@ def feature_overview(features: Any, n: int, order: np.ndarray, size: int, batch:
     Returns:
         The overview, its block edges, and the features' mean (for exact blocks).
     """
-    mean = None
+    return feature_overviews(lambda idx: [features(idx)], n, order, size, batch)[0]
+
+
+def feature_overviews(features: Any, n: int, order: np.ndarray, size: int, batch: int = 256
+                      ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`feature_overview` of several layers from one network pass per chunk.
+
+    Args:
+        features: ``features(idx) -> [(len(idx), D_k) array per layer]``: every tapped
+            layer from one forward pass, so all layers cost two passes over the stimuli.
+    """
+    means: list[np.ndarray] | None = None
     for i in range(0, n, batch):
-        chunk = features(np.arange(i, min(i + batch, n))).astype(np.float64).sum(axis=0)
-        mean = chunk if mean is None else mean + chunk
-    assert mean is not None
-    mean = (mean / n).astype(np.float32)
+        chunk = [f.astype(np.float64).sum(axis=0)
+                 for f in features(np.arange(i, min(i + batch, n)))]
+        means = chunk if means is None else [m + c for m, c in zip(means, chunk, strict=True)]
+    assert means is not None
+    means = [(m / n).astype(np.float32) for m in means]
     size = max(1, min(size, n))
     edges = np.linspace(0, n, size + 1).round().astype(int)
     block_of = np.searchsorted(edges, np.arange(n), side="right") - 1  # position → block
-    sums = None
+    sums = [np.zeros((size, m.shape[0]), np.float64) for m in means]
     for i in range(0, n, batch):
         pos = np.arange(i, min(i + batch, n))
-        e = _unit_rows(features(order[pos]).astype(np.float32), mean)
-        part = np.zeros((size, e.shape[1]), np.float64)
-        np.add.at(part, block_of[pos], e)
-        sums = part if sums is None else sums + part
-    assert sums is not None
-    means = sums / np.diff(edges)[:, None]
-    return np.clip(means @ means.T, -1.0, 1.0).astype(np.float32), edges, mean
+        blocks = block_of[pos]  # non-decreasing: positions run in display order
+        starts = np.flatnonzero(np.r_[True, blocks[1:] != blocks[:-1]])
+        for k, f in enumerate(features(order[pos])):
+            e = _unit_rows(f.astype(np.float32), means[k])
+            sums[k][blocks[starts]] += np.add.reduceat(e, starts, axis=0)  # (np.add.at: 10× slower)
+    out = []
+    for k, mean in enumerate(means):
+        block_means = sums[k] / np.diff(edges)[:, None]
+        z = np.clip(block_means @ block_means.T, -1.0, 1.0).astype(np.float32)
+        out.append((z, edges, mean))
+    return out
 
 
 def feature_block(features: Any, order: np.ndarray, rows: slice, cols: slice,
                   mean: np.ndarray) -> np.ndarray:
     """The exact S_CNN over positions ``rows`` × ``cols`` (centred by the overall mean)."""
-    a = _unit_rows(features(order[rows]).astype(np.float32), mean)
-    b = _unit_rows(features(order[cols]).astype(np.float32), mean)
-    return np.clip(a @ b.T, -1.0, 1.0)
+    return feature_blocks(lambda idx: [features(idx)], order, rows, cols, [mean], [1.0])
+
+
+def feature_blocks(features: Any, order: np.ndarray, rows: slice, cols: slice,
+                   means: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """Σ_k weights[k] · exact S of layer k over ``rows`` × ``cols`` (Eq. 10 when the
+    weights are γ), from one network pass for the rows and one for the columns."""
+    a = features(order[rows])
+    b = features(order[cols])
+    z = np.zeros((len(a[0]), len(b[0])), np.float64)
+    for fa, fb, mean, w in zip(a, b, means, weights, strict=True):
+        if w:
+            s = _unit_rows(fa.astype(np.float32), mean) @ _unit_rows(fb.astype(np.float32), mean).T
+            z += w * np.clip(s, -1.0, 1.0)
+    return z

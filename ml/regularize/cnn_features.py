@@ -20,7 +20,7 @@ reduced exactly to N columns when the layer is wider than the stimulus count.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +164,33 @@ def numpy_features(extract: Extractor, images: np.ndarray, *, batch: int = 128,
     return features
 
 
+def tap_features(source: str | Path | bytes, taps: Sequence[int], images: np.ndarray, *,
+                 batch: int = 128, device: torch.device | str = "cpu"
+                 ) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """``features(idx)`` → every tapped layer's flattened output [(len(idx), D_k) float32]
+    of a neuroreg checkpoint for stimulus indices ``idx``: one forward pass per batch for
+    all taps (a layer at a time would run the network once per tap)."""
+    from ml.train.classifier import load_model
+
+    raw = io.BytesIO(source) if isinstance(source, bytes) else source
+    model, _ = load_model(torch.load(raw, map_location="cpu", weights_only=True))
+    taps = list(resolve_taps(tuple(int(t) for t in taps), len(model.feature_info)))
+    model.to(device)
+
+    @torch.no_grad()
+    def features(idx: np.ndarray) -> list[np.ndarray]:
+        idx = np.asarray(idx)
+        parts: list[list[np.ndarray]] = [[] for _ in taps]
+        for i in range(0, len(idx), batch):
+            x = torch.from_numpy(np.asarray(images[idx[i:i + batch]], np.float32)).to(device)
+            maps = model.forward_intermediates(x, taps, intermediates_only=True, stop_early=True)
+            for k, m in enumerate(maps):
+                parts[k].append(m.flatten(1).float().cpu().numpy())
+        return [np.concatenate(p) if p else np.zeros((0, 0), np.float32) for p in parts]
+
+    return features
+
+
 def cnn_features_target(extract: Extractor,
                         stimuli: SimilarityTarget, *, meta: dict[str, Any] | None = None,
                         batch: int = 128, device: torch.device | str = "cpu"
@@ -188,3 +215,36 @@ def cnn_features_target(extract: Extractor,
         f = (u * np.sqrt(np.clip(lam, 0, None))).astype(np.float32)
     info = {**(meta or {}), "feature_dim": d, "stimuli_from": stimuli.meta.get("run")}
     return SimilarityTarget("cnn-features", f, stimuli.image_ids, stimuli.images, info)
+
+
+S_CNN_OVERVIEW = "s-cnn-overview.npz"
+
+
+def s_cnn_overview_bytes(source: str | Path | bytes, taps: Sequence[int],
+                         stimuli: SimilarityTarget, *, size: int = 200,
+                         device: torch.device | str = "cpu") -> bytes:
+    """A trained network's S_CNN overview at every tap over ``stimuli``'s images, in the
+    display order of ``stimuli`` (its leading-direction order), for the dashboard: the
+    ``size``² block means per tap, the block edges and each tap's feature mean (exact
+    sub-blocks are centred by it). Two passes of the network over the stimuli."""
+    from ml.neural.overview import feature_overviews, leading_order
+
+    order = leading_order(stimuli.factor)
+    views = feature_overviews(tap_features(source, taps, stimuli.images, device=device),
+                              len(stimuli), order, size)
+    buf = io.BytesIO()
+    arrays: dict[str, Any] = {"taps": np.asarray(list(taps)), "edges": views[0][1],
+                              "n": np.asarray(len(stimuli)),
+                              "z": np.stack([v[0] for v in views])}
+    arrays.update({f"mean_{k}": v[2] for k, v in enumerate(views)})
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def load_s_cnn_overview(path: str | Path
+                        ) -> tuple[list[int], int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """(taps, n stimuli, [(overview, edges, mean) per tap]) from :func:`s_cnn_overview_bytes`."""
+    with np.load(path) as f:
+        taps = [int(t) for t in f["taps"]]
+        return taps, int(f["n"]), [(f["z"][k], f["edges"], f[f"mean_{k}"])
+                                   for k in range(len(taps))]

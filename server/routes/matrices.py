@@ -3,6 +3,7 @@ block-mean overview in one shared order, and exact sub-blocks for zooming in."""
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,9 +11,15 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, status
 
-from ml.neural.overview import block, feature_block, feature_overview, leading_order, pooled
+from ml.neural.overview import (
+    block,
+    feature_blocks,
+    feature_overviews,
+    leading_order,
+    pooled,
+)
 from ml.neural.target import SimilarityTarget
-from ml.regularize.cnn_features import load_feature_network, numpy_features
+from ml.regularize.cnn_features import S_CNN_OVERVIEW, load_s_cnn_overview, tap_features
 from server.deps import CurrentUser, SessionDep, SettingsDep, run_or_404
 from server.store.artifacts import get_artifact, list_artifacts, resolve
 
@@ -42,19 +49,45 @@ def _order(session: Any, settings: Any, run_id: int) -> np.ndarray:
     return _target(session, settings, run_id, ref)[1]
 
 
+_CNN_LOCK = threading.Lock()  # one S_CNN computation at a time: a page asks for several
+
+
+def _cnn_overviews(session: Any, settings: Any, run_id: int, path: str, mtime: float,
+                   taps: tuple[int, ...], target_path: str, size: int
+                   ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The overview (and features' mean) of every tap of the run's network over the
+    target's stimuli, in the target's order: the worker's (``s-cnn-overview.npz``, made
+    when training ended) when it has this size, else computed here once per (model,
+    size) — the requests of one page wait for the first instead of each running the
+    network."""
+    row = get_artifact(session, run_id, S_CNN_OVERVIEW)
+    if row is not None:
+        stored = str(resolve(settings.artifacts, row.path))
+        stored_taps, n, views = _stored_overviews(stored, Path(stored).stat().st_mtime)
+        if len(stored_taps) == len(taps) and len(views[0][1]) - 1 == min(size, n):
+            return views
+    with _CNN_LOCK:
+        return _cnn_overviews_cached(path, mtime, taps, target_path, size)
+
+
 @lru_cache(maxsize=16)
-def _cnn_overview(path: str, mtime: float, tap: int, target_path: str, size: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _stored_overviews(path: str, mtime: float) -> Any:
+    return load_s_cnn_overview(path)
+
+
+@lru_cache(maxsize=8)
+def _cnn_overviews_cached(path: str, mtime: float, taps: tuple[int, ...], target_path: str,
+                          size: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     target, order = _load(target_path, Path(target_path).stat().st_mtime)
-    return feature_overview(_features(path, mtime, tap, target_path), len(target), order, size)
+    return feature_overviews(_tap_features(path, mtime, taps, target_path), len(target),
+                             order, size)
 
 
-@lru_cache(maxsize=16)
-def _features(path: str, mtime: float, tap: int, target_path: str) -> Any:
-    """The run's network at tap ``tap`` over the target's stimuli (see ml.regularize)."""
+@lru_cache(maxsize=8)
+def _tap_features(path: str, mtime: float, taps: tuple[int, ...], target_path: str) -> Any:
+    """The run's network at all its taps over the target's stimuli (see ml.regularize)."""
     target, _ = _load(target_path, Path(target_path).stat().st_mtime)
-    extract, _ = load_feature_network(path, str(tap))
-    return numpy_features(extract, target.images, batch=256)
+    return tap_features(path, taps, target.images, batch=256)
 
 
 def _train_views(session: Any, settings: Any, run: Any) -> tuple[int, str, int]:
@@ -179,10 +212,11 @@ def _train_matrix(session: Any, settings: Any, run: Any, name: str, size: int,
     order = _load(target_path, Path(target_path).stat().st_mtime)[1]
     n = len(order)
     target = _target(session, settings, target_run, target_name)[0] if minus else None
-    views = {k: _cnn_overview(model_path, mtime, int(taps[k]), target_path, size)
-             for k in weights}
+    all_taps = tuple(int(t) for t in taps)
+    views = _cnn_overviews(session, settings, run.id, model_path, mtime, all_taps,
+                           target_path, size)
     if rows is None and cols is None:
-        edges = next(iter(views.values()))[1]
+        edges = views[0][1]
         z = sum(w * views[k][0].astype(np.float64) for k, w in weights.items())
         if target is not None:
             z = z - pooled(target.factor, order, size)[0]
@@ -193,9 +227,8 @@ def _train_matrix(session: Any, settings: Any, run: Any, name: str, size: int,
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"rows/cols: a non-empty block of at most {MAX_BLOCK} per side")
     rs, cs = slice(r0, r1), slice(c0, c1)
-    z = sum(w * feature_block(_features(model_path, mtime, int(taps[k]), target_path), order,
-                              rs, cs, views[k][2]).astype(np.float64)
-            for k, w in weights.items())
+    z = feature_blocks(_tap_features(model_path, mtime, all_taps, target_path), order, rs, cs,
+                       [v[2] for v in views], [weights.get(k, 0.0) for k in range(len(views))])
     if target is not None:
         z = z - block(target.factor, order, rs, cs)
     return {"n": n, "exact": True, "rows": [r0, r1], "cols": [c0, c1],

@@ -88,6 +88,18 @@ def test_feature_overview_streams_to_the_exact_block_means():
             assert abs(z[i, j] - cell) < 1e-5
     blk = feature_block(lambda idx: feats[idx], order, slice(3, 9), slice(50, 60), mean)
     assert np.allclose(blk, s[3:9, 50:60], atol=1e-5)
+    # several layers from one pass each; blocks mixed by weights (Eq. 10's γ)
+    from ml.neural.overview import feature_blocks, feature_overviews
+
+    other = rng.standard_normal((97, 12)).astype(np.float32)
+    both = feature_overviews(lambda idx: [feats[idx], other[idx]], 97, order, 9, batch=10)
+    assert np.allclose(both[0][0], z, atol=1e-6)
+    alone = feature_overview(lambda idx: other[idx], 97, order, 9, batch=10)
+    assert np.allclose(both[1][0], alone[0], atol=1e-6)
+    mixed = feature_blocks(lambda idx: [feats[idx], other[idx]], order, slice(3, 9),
+                           slice(50, 60), [mean, alone[2]], [0.25, 0.75])
+    second = feature_block(lambda idx: other[idx], order, slice(3, 9), slice(50, 60), alone[2])
+    assert np.allclose(mixed, 0.25 * blk + 0.75 * second, atol=1e-5)
 
 
 def test_a_train_run_shows_its_target_and_s_cnn_per_tap(client: TestClient, settings: Settings):
@@ -143,3 +155,42 @@ def test_a_train_run_shows_its_target_and_s_cnn_per_tap(client: TestClient, sett
     assert np.allclose(d1.json()["z"], np.array(c1) - np.array(target["z"]), atol=2e-4)
     bad = client.get(f"/api/runs/{rid}/matrices/cnn", params={"minus": "neural-data"})
     assert bad.status_code == 422 and "minus" in bad.json()["detail"]
+
+
+def test_a_stored_s_cnn_overview_is_served_without_running_the_network(
+        client: TestClient, settings: Settings) -> None:
+    import dataclasses
+    import io
+
+    import torch
+
+    from ml.models import build_backbone
+    from ml.train import TrainConfig
+    from ml.train.classifier import checkpoint_bytes
+
+    sim = stored_targets(settings, 120)
+    cfg = TrainConfig(backbone="small_cnn", width=4, target="neural-model", target_run=sim)
+    edges = np.linspace(0, 120, 31).round().astype(int)
+    stored = io.BytesIO()  # what a worker leaves, here with values no network would give
+    np.savez(stored, taps=np.arange(3), edges=edges, n=np.asarray(120),
+             z=np.stack([np.full((30, 30), 0.25 * (k + 1), np.float32) for k in range(3)]),
+             **{f"mean_{k}": np.zeros(4, np.float32) for k in range(3)})
+    with session_scope(settings.db_url) as s:
+        run = create_run(s, owner=s.query(User).first(), kind="train", name="",
+                         config=dataclasses.asdict(cfg), input_run_id=sim)
+        save_artifact(s, settings.artifacts, run_id=run.id, name="model.pt",
+                      data=checkpoint_bytes(build_backbone("small_cnn", num_classes=10, width=4),
+                                            cfg, step=0), media_type="application/octet-stream")
+        save_artifact(s, settings.artifacts, run_id=run.id, name="s-cnn-overview.npz",
+                      data=stored.getvalue(), media_type="application/x-npz")
+        finish_run(s, run.id, RunStatus.succeeded,
+                   result={"layers": [1, 2, 3], "gamma": [0.5, 0.5, 0.0]})
+        rid = run.id
+    torch.manual_seed(0)
+    tap2 = client.get(f"/api/runs/{rid}/matrices/cnn-2", params={"size": 30}).json()
+    assert np.allclose(tap2["z"], 0.75) and tap2["edges"] == edges.tolist()
+    mixed = client.get(f"/api/runs/{rid}/matrices/cnn", params={"size": 30}).json()
+    assert np.allclose(mixed["z"], 0.5 * 0.25 + 0.5 * 0.5)
+    # another size than the stored one: computed from the network (a real S: unit diagonal)
+    real = client.get(f"/api/runs/{rid}/matrices/cnn-2", params={"size": 120}).json()
+    assert np.allclose(np.diag(real["z"]), 1.0, atol=1e-3)

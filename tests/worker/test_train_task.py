@@ -78,6 +78,18 @@ def test_train_reads_its_target_run_and_cnn_features_read_a_trained_network(env:
         assert read_series(s, first, "sim_r", max_points=10).total == 2
         assert read_series(s, first, "gamma/2", max_points=1000).total == result["steps"]
     assert (env.artifacts / str(first) / "model.pt").exists()
+    # the dashboard's S_CNN overview, computed by the worker over the target's stimuli
+    from ml.neural.overview import feature_overviews, leading_order
+    from ml.regularize.cnn_features import load_s_cnn_overview, tap_features
+
+    taps, n, views = load_s_cnn_overview(env.artifacts / str(first) / "s-cnn-overview.npz")
+    stimuli = SimilarityTarget.load(str(env.artifacts / str(sim) / "target-neural-model.npz"))
+    direct = feature_overviews(tap_features(str(env.artifacts / str(first) / "model.pt"), taps,
+                                            stimuli.images), 64, leading_order(stimuli.factor),
+                               200)
+    assert taps == [0, 1, 2] and n == 64 and len(views[0][1]) == 65  # 64 stimuli: exact
+    for (z, _, mean), (z2, _, mean2) in zip(views, direct, strict=True):
+        assert np.allclose(z, z2, atol=1e-5) and np.allclose(mean, mean2, atol=1e-6)
 
     # the paper's 'VGG' control with a network the lab trained: tap 1 of run `first`
     cfg = TrainConfig(target="cnn-features", target_run=sim,

@@ -103,6 +103,20 @@ def test_neuroreg_checkpoint_and_tap_layer(stimuli):
     assert info["network"] == "neuroreg resnet18"
 
 
+def test_tap_features_give_every_tap_from_one_pass(stimuli):
+    from ml.regularize.cnn_features import tap_features
+
+    model = build_backbone("resnet18", num_classes=10, width=4)
+    ckpt = checkpoint_bytes(model, TrainConfig(width=4), step=0)
+    idx = np.array([5, 0, 7, 3])
+    feats = tap_features(ckpt, [0, 2, 4], stimuli.images, batch=3)(idx)
+    for tap, got in zip([0, 2, 4], feats, strict=True):
+        extract, _ = load_feature_network(ckpt, str(tap))
+        with torch.no_grad():
+            want = extract(torch.from_numpy(stimuli.images[idx])).flatten(1).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 @pytest.mark.parametrize(("source", "layer", "match"), [
     ("vgg", "conv9_1", "not a VGG19 layer"),
     ("ckpt", "conv3_1", "tap index"),
