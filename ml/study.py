@@ -160,10 +160,10 @@ def mean_curves(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             run of a condition was binned the same way).
 
     Returns:
-        One row per (target, α) sorted like :func:`gamma_table`'s: ``steps`` present in
-        every run of the condition, ``mean`` and ``sem`` there (SEM 0 for one run),
-        ``n`` runs, their ``seeds`` and ``run_ids``. Seeds stopped early (a failed run)
-        shorten the condition's curve to the steps all of them reached.
+        One row per (target, α) sorted like :func:`gamma_table`'s: every ``steps`` any
+        run of the condition reached, with ``mean`` and ``sem`` over the runs that reached
+        it and their count ``n_at`` (a live study's seeds run ahead of each other; SEM is
+        0 where one run has the step), ``n`` runs, their ``seeds`` and ``run_ids``.
     """
     from ml.train.summary import alpha_of
 
@@ -176,13 +176,19 @@ def mean_curves(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             groups.setdefault((r["target"], alpha_of(r)), []).append(r)
     rows = []
     for (target, alpha), members in sorted(groups.items()):
-        common = sorted(set.intersection(*(set(m["steps"]) for m in members)))
-        table = np.array([[dict(zip(m["steps"], m["values"], strict=True))[s] for s in common]
-                          for m in members], dtype=np.float64)  # (runs, steps)
-        n = len(members)
-        sem = table.std(axis=0, ddof=1) / math.sqrt(n) if n > 1 else np.zeros(len(common))
-        rows.append({"target": target, "alpha": alpha, "n": n,
+        by_step: dict[int, list[float]] = {}
+        for m in members:
+            for step, value in zip(m["steps"], m["values"], strict=True):
+                by_step.setdefault(int(step), []).append(float(value))
+        steps = sorted(by_step)
+        mean, sem, n_at = [], [], []
+        for step in steps:
+            v = np.asarray(by_step[step])
+            mean.append(float(v.mean()))
+            sem.append(float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0)
+            n_at.append(len(v))
+        rows.append({"target": target, "alpha": alpha, "n": len(members),
                      "seeds": [m["seed"] for m in members],
-                     "run_ids": [m.get("id") for m in members], "steps": common,
-                     "mean": table.mean(axis=0).tolist(), "sem": sem.tolist()})
+                     "run_ids": [m.get("id") for m in members], "steps": steps,
+                     "mean": mean, "sem": sem, "n_at": n_at})
     return rows

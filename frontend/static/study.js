@@ -9,7 +9,7 @@ import { drawMatrix, matrixDiv, matrixViews, withChoice } from "./similarity.js"
 
 const studyId = Number(location.pathname.split("/").pop());
 const FINISHED = ["succeeded", "failed", "cancelled"];
-const COLORS = ["#444", "#d62728", "#9467bd", "#ff7f0e", "#1f77b4", "#2ca02c", "#8c564b"];
+const COLORS = ["#444444", "#d62728", "#9467bd", "#ff7f0e", "#1f77b4", "#2ca02c", "#8c564b"];
 const alphaOf = (r) => (r.target === "none" ? 0 : Number(r.alpha));
 const label = (r) => (r.target === "none" ? "None" : `${r.target} α=${alphaOf(r)}`);
 const slug = (s) => s.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "").toLowerCase();
@@ -17,15 +17,16 @@ const condId = (r) => `cond-${slug(label(r))}`;
 const CURVE_KEYS = ["test_acc", "sim_r", "loss", "sim_loss", "task_loss", "test_loss"];
 const page = () => document.getElementById("page");
 
-function band(x, mean, sem, name, color, cond) {
+function band(x, mean, sem, name, color, cond, nAt = null) {
   const upper = mean.map((m, i) => m + sem[i]);
   const lower = mean.map((m, i) => m - sem[i]);
   return [
     { x: [...x, ...x.slice().reverse()], y: [...upper, ...lower.reverse()],
-      fill: "toself", fillcolor: color + "33", line: { width: 0 }, hoverinfo: "skip",
+      fill: "toself", fillcolor: color + "33", line: { width: 0 }, hoverinfo: "skip", mode: "lines",
       showlegend: false, type: "scatter", name: `${name} ± SEM` },
     { x, y: mean, name, type: "scatter", mode: x.length < 60 ? "lines+markers" : "lines",
-      line: { color }, customdata: x.map(() => cond) },
+      line: { color }, customdata: x.map(() => cond),
+      ...(nAt ? { text: nAt.map((n) => `mean of ${n} seed${n === 1 ? "" : "s"}`) } : {}) },
   ];
 }
 
@@ -166,7 +167,7 @@ async function drawCurves() {
   if (!data.rows.length) { host.hidden = true; return; }
   host.hidden = false;
   const traces = data.rows.flatMap((r, i) => band(r.steps, r.mean, r.sem, `${label(r)} (n=${r.n})`,
-    r.target === "none" ? COLORS[0] : COLORS[1 + (i % (COLORS.length - 1))], condId(r)));
+    r.target === "none" ? COLORS[0] : COLORS[1 + (i % (COLORS.length - 1))], condId(r), r.n_at));
   div.dataset.title = `${key} over training, mean ± SEM over seeds`;
   await plot(div, traces, { title: { text: div.dataset.title }, uirevision: key,
     xaxis: { title: { text: "step" } }, yaxis: { title: { text: key } } });

@@ -66,14 +66,14 @@ def test_constant_differences_give_a_p_value_not_a_crash():
     assert row["mean_difference"] == pytest.approx(0.1) and row["pairs"] == 3
 
 
-def test_mean_curves_average_seeds_on_the_steps_all_of_them_reached():
+def test_mean_curves_average_the_seeds_that_reached_each_step():
     from ml.study import mean_curves
 
     runs = [
         {"id": 1, "target": "neural-model", "alpha": 20.0, "seed": 0,
          "steps": [9, 19, 29], "values": [0.5, 0.6, 0.7]},
         {"id": 2, "target": "neural-model", "alpha": 20.0, "seed": 1,
-         "steps": [9, 19], "values": [0.3, 0.8]},  # stopped early
+         "steps": [9, 19], "values": [0.3, 0.8]},  # still running
         {"id": 3, "target": "none", "alpha": 20.0, "seed": 0, "steps": [9], "values": [0.4]},
         {"id": 4, "target": "none", "alpha": 5.0, "seed": 1, "steps": [], "values": []},
     ]
@@ -81,10 +81,10 @@ def test_mean_curves_average_seeds_on_the_steps_all_of_them_reached():
     assert [(r["target"], r["alpha"], r["n"]) for r in rows] == [
         ("neural-model", 20.0, 2), ("none", 0.0, 1)]  # none: α 0, the empty run left out
     nm = rows[0]
-    assert nm["steps"] == [9, 19] and nm["run_ids"] == [1, 2]
-    assert np.allclose(nm["mean"], [0.4, 0.7])
+    assert nm["steps"] == [9, 19, 29] and nm["run_ids"] == [1, 2] and nm["n_at"] == [2, 2, 1]
+    assert np.allclose(nm["mean"], [0.4, 0.7, 0.7])
     assert np.allclose(nm["sem"], [np.std([0.5, 0.3], ddof=1) / np.sqrt(2),
-                                   np.std([0.6, 0.8], ddof=1) / np.sqrt(2)])
+                                   np.std([0.6, 0.8], ddof=1) / np.sqrt(2), 0.0])
     assert rows[1]["sem"] == [0.0]
     with pytest.raises(ValueError, match="run 9"):
         mean_curves([{"id": 9, "target": "none", "alpha": 0, "seed": 0, "steps": [1],
