@@ -58,6 +58,18 @@ def test_run_page_draws_the_chart_with_data_and_updates_live(browser, settings: 
                 "() => document.querySelector('.chart').data[0].x.length === 150", timeout=20_000
             )
             assert page.locator(".chart .main-svg").count() > 0  # plotly really rendered
+            # γ per tapped layer: a stacked area that sums to 1 at every step (Eq. 10)
+            api.post(f"/api/runs/{run['id']}/metrics", json={"points": [
+                {"key": f"gamma/{k}", "step": i, "value": [0.5, 0.3, 0.2][k]}
+                for k in range(3) for i in range(150)]})
+            gamma = "chart-__per_tapped_layer_over_training__Eq__10___stacked"
+            page.wait_for_function(f"() => {{ const d = document.getElementById('{gamma}');"
+                                   " return d && d.data && d.data.length === 3; }",
+                                   timeout=20_000)
+            traces = page.evaluate(f"() => document.getElementById('{gamma}').data"
+                                   ".map((t) => [t.name, t.stackgroup, t.y[0]])")
+            assert traces == [["γ[0]", "gamma", 0.5], ["γ[1]", "gamma", 0.3],
+                              ["γ[2]", "gamma", 0.2]]
             title = page.locator("#run-title").inner_text()
             assert "<script>alert(1)</script>" in title and not dialogs  # escaped, not run
             page.screenshot(path=str(OUTPUT / "run-page.png"), full_page=True)
