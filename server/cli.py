@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ import yaml
 
 from server.settings import Settings, get_settings
 
+log = logging.getLogger(__name__)
+
 DEMO_NAME = "demo: small CNN on digits32"
 DEMO_CONFIG: dict[str, Any] = {
     "dataset": "digits32",
@@ -26,6 +30,25 @@ DEMO_CONFIG: dict[str, Any] = {
     "epochs": 20,
     "lr": 0.02,
     "seed": 0,
+}
+
+
+# the paper in miniature, chained on first start: a simulated similarity run, then a study
+# of None vs Neural (model) × 2 seeds that trains toward it and evaluates every model
+DEMO_SIMILARITY_NAME = "demo: simulated mouse V1, small"
+DEMO_SIMILARITY: dict[str, Any] = {
+    "source": "simulated",
+    "simulation": {"n_images": 1600, "n_oracle": 50, "oracle_repeats": 10, "n_scans": 2,
+                   "neurons_per_scan": 800, "seed": 0},
+    "predictor": {"max_epochs": 10},
+}
+DEMO_STUDY_NAME = "demo: None vs Neural (model), 2 seeds"
+DEMO_STUDY: dict[str, Any] = {
+    "conditions": ["none", "neural-model"],
+    "seeds": 2,
+    "alphas": [2.0],
+    "train": {"backbone": "small_cnn", "width": 16, "epochs": 4, "lr": 0.02},
+    "evaluate": {"attacks": "quick", "norms": ["l2"], "n_samples": 30},
 }
 
 
@@ -74,6 +97,8 @@ def _admin_token(settings: Settings) -> str:
 
 
 def _submit_demo(settings: Settings, app: Any) -> int | None:
+    """On first start (no runs yet): the small train run and the demo similarity run (the
+    study follows it: :func:`_demo_study`). Returns the train run's id."""
     from server.kinds import KINDS
     from server.services import submit_run
     from server.store.db import session_scope
@@ -84,16 +109,59 @@ def _submit_demo(settings: Settings, app: Any) -> int | None:
             return None
         admin = s.query(User).order_by(User.id).first()
         assert admin is not None
-        cfg = KINDS["train"].config_type(**DEMO_CONFIG)  # validated like any request
-        run = submit_run(
-            s,
-            app.state.celery,
-            owner=admin,
-            kind="train",
-            name=DEMO_NAME,
-            config=dataclasses.asdict(cfg),
-        )
+        runs = []
+        for kind, name, config in (("train", DEMO_NAME, DEMO_CONFIG),
+                                   ("similarity", DEMO_SIMILARITY_NAME, DEMO_SIMILARITY)):
+            cfg = KINDS[kind].config_type(**config)  # validated like any request
+            runs.append(submit_run(s, app.state.celery, owner=admin, kind=kind, name=name,
+                                   config=dataclasses.asdict(cfg)))
+        return runs[0].id
+
+
+def _demo_study(settings: Settings, app: Any) -> int | None:
+    """Submit the demo study once the demo similarity run has succeeded (checked again on
+    every start, so a restart in between still gets it). Returns its id once submitted;
+    None while there is nothing (more) to do."""
+    from sqlalchemy import select
+
+    from server.inputs import check_inputs
+    from server.kinds import KINDS
+    from server.services import submit_run
+    from server.store.db import session_scope
+    from server.store.models import Run, RunStatus
+
+    with session_scope(settings.db_url) as s:
+        named = {r.name: r for r in s.execute(select(Run).where(
+            Run.name.in_([DEMO_SIMILARITY_NAME, DEMO_STUDY_NAME]))).scalars()}
+        sim = named.get(DEMO_SIMILARITY_NAME)
+        if DEMO_STUDY_NAME in named or sim is None or sim.status is not RunStatus.succeeded:
+            return None
+        cfg = KINDS["study"].config_type(**{**DEMO_STUDY, "target_run": sim.id})
+        reads = check_inputs(s, settings, kind="study", config=cfg)
+        run = submit_run(s, app.state.celery, owner=sim.owner, kind="study",
+                         name=DEMO_STUDY_NAME, config=dataclasses.asdict(cfg),
+                         input_run_id=reads)
         return run.id
+
+
+def _follow_demo(settings: Settings, app: Any, stop: threading.Event) -> None:
+    """While `neuroreg up` runs: wait for the demo similarity run, then submit the study."""
+    from server.store.db import session_scope
+    from server.store.models import Run, RunStatus
+
+    while not stop.wait(5.0):
+        try:
+            if _demo_study(settings, app) is not None:
+                return
+            with session_scope(settings.db_url) as s:
+                sim = s.query(Run).filter(Run.name == DEMO_SIMILARITY_NAME).first()
+                if sim is None or sim.status in (RunStatus.failed, RunStatus.cancelled):
+                    return
+                if s.query(Run.id).filter(Run.name == DEMO_STUDY_NAME).first() is not None:
+                    return
+        except Exception:  # noqa: BLE001 — the demo must never take the service down
+            log.warning("demo study not submitted", exc_info=True)
+            return
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -108,16 +176,22 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         worker_command("gpu,cpu", args.concurrency, "prefork"), env=_env(settings)
     )
     demo = None if args.no_demo else _submit_demo(settings, app)
+    stop = threading.Event()
+    if not args.no_demo:  # the demo study follows its similarity run (first start or not)
+        threading.Thread(target=_follow_demo, args=(settings, app, stop), daemon=True).start()
     print(f"\n  neuroreg is starting on {settings.url}\n", flush=True)
     print(f"  data directory : {settings.data_dir}")
     print(f"  admin token    : {token}")
     print(f"  open           : {settings.url}/#token={token}")
     if demo is not None:
         print(f"  demo run       : {settings.url}/runs/{demo} (training now)")
+        print(f"  demo study     : a similarity run, then None vs Neural (model) × 2 seeds, "
+              f"trained and attacked (about 10 min on a laptop CPU): {settings.url}/")
     print("  stop with Ctrl-C\n", flush=True)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     finally:
+        stop.set()
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(timeout=20)

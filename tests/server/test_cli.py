@@ -8,10 +8,21 @@ from pathlib import Path
 import pytest
 
 from server.app import create_app
-from server.cli import DEMO_CONFIG, _admin_token, _submit_demo, build_parser, load_run_file
+from server.cli import (
+    DEMO_CONFIG,
+    DEMO_SIMILARITY_NAME,
+    DEMO_STUDY_NAME,
+    _admin_token,
+    _demo_study,
+    _submit_demo,
+    build_parser,
+    load_run_file,
+)
 from server.settings import Settings
+from server.store.artifacts import save_artifact
 from server.store.db import session_scope
-from server.store.runs import list_runs
+from server.store.models import Run, RunStatus
+from server.store.runs import finish_run, list_runs
 
 
 def test_first_start_creates_admin_and_demo_once(settings: Settings) -> None:
@@ -22,8 +33,24 @@ def test_first_start_creates_admin_and_demo_once(settings: Settings) -> None:
     run_id = _submit_demo(settings, app)
     assert run_id is not None and _submit_demo(settings, app) is None
     with session_scope(settings.db_url) as s:
-        runs, total = list_runs(s)
-        assert total == 1 and runs[0].config["epochs"] == DEMO_CONFIG["epochs"]
+        runs, total = list_runs(s, order="oldest")
+        assert total == 2 and runs[0].config["epochs"] == DEMO_CONFIG["epochs"]
+        assert runs[1].kind == "similarity" and runs[1].name == DEMO_SIMILARITY_NAME
+        sim = runs[1].id
+    # the demo study waits for its similarity run, then is submitted once
+    assert _demo_study(settings, app) is None
+    with session_scope(settings.db_url) as s:
+        for name in ("target-neural-model.npz", "target-neural-data.npz"):
+            save_artifact(s, settings.artifacts, run_id=sim, name=name, data=b"x",
+                          media_type="application/x-npz")
+        finish_run(s, sim, RunStatus.succeeded)
+    study = _demo_study(settings, app)
+    assert study is not None and _demo_study(settings, app) is None
+    with session_scope(settings.db_url) as s:
+        run = s.get(Run, study)
+        assert run.kind == "study" and run.name == DEMO_STUDY_NAME
+        assert run.input_run_id == sim and run.config["target_run"] == sim
+        assert run.config["conditions"] == ["none", "neural-model"]
 
 
 def test_run_files_yaml_and_json(tmp_path: Path) -> None:
