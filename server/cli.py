@@ -34,7 +34,7 @@ DEMO_CONFIG: dict[str, Any] = {
 
 
 # the paper in miniature, chained on first start: a simulated similarity run, then a study
-# of None vs Neural (model) × 2 seeds that trains toward it and evaluates every model
+# of None vs Neural (model) × 3 seeds that trains toward it and evaluates every model
 DEMO_SIMILARITY_NAME = "demo: simulated mouse V1, small"
 DEMO_SIMILARITY: dict[str, Any] = {
     "source": "simulated",
@@ -42,13 +42,13 @@ DEMO_SIMILARITY: dict[str, Any] = {
                    "neurons_per_scan": 800, "seed": 0},
     "predictor": {"max_epochs": 10},
 }
-DEMO_STUDY_NAME = "demo: None vs Neural (model), 2 seeds"
+DEMO_STUDY_NAME = "demo: None vs Neural (model), 3 seeds"
 DEMO_STUDY: dict[str, Any] = {
     "conditions": ["none", "neural-model"],
-    "seeds": 2,
+    "seeds": 3,
     "alphas": [2.0],
-    "train": {"backbone": "small_cnn", "width": 16, "epochs": 4, "lr": 0.02},
-    "evaluate": {"attacks": "quick", "norms": ["l2"], "n_samples": 30},
+    "train": dict(DEMO_CONFIG),
+    "evaluate": {"attacks": "quick", "norms": ["l2", "linf"], "n_samples": 50},
 }
 
 
@@ -185,8 +185,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  open           : {settings.url}/#token={token}")
     if demo is not None:
         print(f"  demo run       : {settings.url}/runs/{demo} (training now)")
-        print(f"  demo study     : a similarity run, then None vs Neural (model) × 2 seeds, "
-              f"trained and attacked (about 10 min on a laptop CPU): {settings.url}/")
+        print(f"  demo study     : a similarity run, then None vs Neural (model) × 3 seeds, "
+              f"trained and attacked (minutes on a CPU): {settings.url}/")
     print("  stop with Ctrl-C\n", flush=True)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

@@ -40,6 +40,7 @@ _SHELL = """<!doctype html>
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>neuroreg · {title}</title>
   <link rel="stylesheet" href="/static/app.css">
+  <link rel="icon" href="data:,">
   {plotly}
 </head>
 <body>
