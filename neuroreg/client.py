@@ -101,7 +101,8 @@ class Client:
         return self._call("GET", f"/api/runs/{run_id}")
 
     def runs(self, **filters: Any) -> list[dict[str, Any]]:
-        """Runs matching ``owner``, ``kind``, ``status``, ``tag``, ``parent_id`` (all pages)."""
+        """Runs matching ``owner``, ``kind``, ``status``, ``tag``, ``parent_id`` or
+        ``top_level=True`` (no study's children), all pages."""
         out: list[dict[str, Any]] = []
         while True:
             page = self._call("GET", "/api/runs",

@@ -80,7 +80,8 @@ async function drawCharts(run, series) {
     div.dataset.points = traces.reduce((sum, t) => sum + t.x.length, 0);
     return plot(div, traces, {
       title: { text: title },
-      xaxis: { title: { text: xTitle(title) }, type: title.includes("iterations") ? "log" : "linear" },
+      xaxis: { title: { text: xTitle(title) },  // log ticks at 1, 2, 5 per decade
+        ...(title.includes("iterations") ? { type: "log", dtick: "D2" } : {}) },
       ...(title.startsWith("γ") ? { yaxis: { range: [0, 1], title: { text: "γ_k" } } } : {}),
       uirevision: title,
     });

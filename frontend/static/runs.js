@@ -55,6 +55,7 @@ withLogin(async () => {
   for (const name of ["owner", "kind", "status", "tag", "parent_id", "order"]) {
     if (params.get(name)) form.elements[name].value = params.get(name);
   }
+  form.elements.top_level.checked = params.get("top_level") === "true";  // hides study runs' children
   form.addEventListener("input", () => { offset = 0; remember(); refresh(); });
   document.getElementById("prev").onclick = () => { offset = Math.max(0, offset - PAGE); remember(); refresh(); };
   document.getElementById("next").onclick = () => { offset += PAGE; remember(); refresh(); };

@@ -124,7 +124,7 @@ function drawFigures(data) {
       error_y: { type: "data", array: r.curves[norm].sem, visible: true },
       name: label(r), type: "scatter", mode: "lines+markers", line: { color: color(r) },
       customdata: r.curves[norm].iterations.map(() => condId(r)) })),
-    { xaxis: { title: { text: "attack iterations (cumulative)" }, type: "log" },
+    { xaxis: { title: { text: "attack iterations (cumulative)" }, type: "log", dtick: "D2" },
       yaxis: { title: { text: `median ${norm} (best so far)` } } }]);
   }
   const cond = [...new Set(rows.map((r) => r.target))];
@@ -141,7 +141,7 @@ function drawFigures(data) {
         type: "scatter", line: { color: COLORS[cond.indexOf(c) % COLORS.length] },
         customdata: rs.map(condId) };
     });
-    jobs.push([div, traces, { xaxis: { title: { text: "α" }, type: "log" },
+    jobs.push([div, traces, { xaxis: { title: { text: "α" }, type: "log", dtick: "D2" },
       yaxis: { title: { text: "mean accuracy, σ > 0" } } }]);
   }
   return Promise.all(jobs.map(async ([div, traces, layout]) => {

@@ -68,13 +68,14 @@ def list_(
     status: RunStatus | None = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
     parent_id: int | None = None,
+    top_level: bool = False,
     order: Literal["newest", "oldest", "name"] = "newest",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> RunPage:
     runs, total = list_runs(
         session, owner=owner, kind=kind and kind.value, status=status, tag=tag,
-        parent_id=parent_id, order=order, limit=limit, offset=offset
+        parent_id=parent_id, top_level=top_level, order=order, limit=limit, offset=offset
     )
     return RunPage(items=runs_public(session, runs), total=total, limit=limit, offset=offset)
 

@@ -64,17 +64,20 @@ def list_runs(
     status: RunStatus | None = None,
     tag: str | None = None,
     parent_id: int | None = None,
+    top_level: bool = False,
     order: str = "newest",
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[Sequence[Run], int]:
     """Newest first (or ``oldest``, or by ``name``); returns the page and the total
-    matching count."""
+    matching count. ``top_level`` leaves out runs a study made (they have a parent)."""
     query = select(Run)
     if tag is not None:
         query = query.join(RunTag, RunTag.run_id == Run.id).where(RunTag.tag == tag)
     if parent_id is not None:
         query = query.where(Run.parent_id == parent_id)
+    if top_level:
+        query = query.where(Run.parent_id.is_(None))
     if owner is not None:
         query = query.join(User, Run.owner_id == User.id).where(User.name == owner)
     if kind is not None:

@@ -216,6 +216,21 @@ def test_compare_overlays_and_runs_filters_live_in_the_url(browser, settings: Se
         assert page.locator("select[name=order]").input_value() == "oldest"
         page.select_option("select[name=kind]", "external")
         page.wait_for_function("() => location.search.includes('kind=external')")
+        # a study's cells are hidden by "top-level only", which lives in the URL too
+        study = httpx.post(f"{url}/api/runs", headers=headers,
+                           json={"kind": "external", "name": "parent"}).json()
+        httpx.post(f"{url}/api/runs", headers=headers, json={
+            "kind": "external", "name": "child cell", "parent_id": study["id"]})
+        page.goto(f"{url}/?kind=external")
+        page.wait_for_function("() => document.querySelector('#run-rows').textContent"
+                               ".includes('child cell')")
+        page.check("input[name=top_level]")
+        page.wait_for_function("() => location.search.includes('top_level=true') && "
+                               "!document.querySelector('#run-rows').textContent"
+                               ".includes('child cell')")
+        assert page.locator("#run-rows tr").count() == 4
+        page.reload()
+        assert page.locator("input[name=top_level]").is_checked()
 
 
 def test_a_large_target_shows_an_overview_and_exact_blocks_on_zoom(browser, settings: Settings):  # type: ignore[no-untyped-def]

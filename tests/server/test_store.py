@@ -127,6 +127,13 @@ def test_list_filters_and_paginates(db_url: str) -> None:
         assert [r.name for r in page] == ["r1"]
         with pytest.raises(NotFound, match="parent_id"):
             create_run(s, owner=a, kind="train", name="x", config={}, parent_id=999)
+        owner = page[0].owner  # "a", as this session knows it
+        study = create_run(s, owner=owner, kind="study", name="grid", config={})
+        create_run(s, owner=owner, kind="train", name="cell", config={}, parent_id=study.id)
+    with session_scope(db_url) as s:
+        page, total = list_runs(s, top_level=True)
+        assert total == 8 and "cell" not in [r.name for r in page]
+        assert [r.name for r in list_runs(s, parent_id=study.id)[0]] == ["cell"]
 
 
 def test_tokens_are_hashed_and_revocable(db_url: str) -> None:
