@@ -1,6 +1,6 @@
 import { api, el, getJSON, when, withLogin } from "./api.js";
 import { plot, plotly } from "./figures.js";
-import { drawScores, drawSimilarity, drawTargets } from "./similarity.js";
+import { drawPairs, drawScores, drawSimilarity, drawTargets } from "./similarity.js";
 
 const runId = Number(location.pathname.split("/").pop());
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
@@ -156,7 +156,7 @@ withLogin(async () => {
       // a finished train run with a target: S_target, S_CNN and their difference, one order
       const trained = run.kind === "train" && run.status === "succeeded" && run.input_run_id;
       await Promise.allSettled([charts, drawArtifacts(),
-        ...(similarity ? [drawSimilarity(runId)] : []),
+        ...(similarity ? [drawSimilarity(runId), drawPairs(runId)] : []),
         ...(similarity || trained ? [drawTargets(runId, run.result || {}, names)] : [])]);
       break;
     }

@@ -195,3 +195,34 @@ function choiceOf(view, div) {
   select.onchange = () => drawMatrix(div, { ...div.view, name: select.value });
   return el("label", { class: "pick", for: id }, `${view.title}: `, select);
 }
+
+// Fig. 2 of the paper: the least and the most similar pairs of distinct stimuli in a
+// target (S_model by default) over all its stimuli, with the images themselves.
+export async function drawPairs(runId, name = "neural-model") {
+  const names = await (await api(`/api/runs/${runId}/matrices`)).json();
+  if (!names.includes(name)) return;
+  const data = await (await api(`/api/runs/${runId}/matrices/${name}/pairs?k=3`)).json();
+  const row = (title, pairs) => el("div", { class: "pair-row" }, el("h3", {}, title),
+    ...pairs.map((p) => el("div", { class: "pair" },
+      el("div", {}, canvasOf(p.images[0], `image ${p.image_ids[0]}`),
+        canvasOf(p.images[1], `image ${p.image_ids[1]}`)),
+      el("p", { class: "meta" }, `S = ${p.s.toFixed(3)} · images ${p.image_ids.join(" & ")}`))));
+  const fig = el("figure", { class: "pairs wide", id: "fig2" },
+    el("figcaption", {}, `Fig. 2: least and most similar image pairs, S_target ${name} over all `
+      + `${data.n} stimuli (distinct images per pair)`),
+    row("least similar", data.low), row("most similar", data.high));
+  const host = document.getElementById("similarity-figures");
+  host.hidden = false;
+  host.append(fig);
+}
+
+function canvasOf(pixels, label) {
+  const h = pixels.length; const w = pixels[0].length;
+  const canvas = el("canvas", { width: w, height: h, role: "img", "aria-label": label,
+    style: `width:${w * 2}px;height:${h * 2}px` });
+  const ctx = canvas.getContext("2d");
+  const img = ctx.createImageData(w, h);
+  pixels.flat().forEach((v, k) => { img.data.set([v, v, v, 255], 4 * k); });
+  ctx.putImageData(img, 0, 0);
+  return canvas;
+}

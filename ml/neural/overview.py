@@ -121,3 +121,44 @@ def feature_blocks(features: Any, order: np.ndarray, rows: slice, cols: slice,
             s = _unit_rows(fa.astype(np.float32), mean) @ _unit_rows(fb.astype(np.float32), mean).T
             z += w * np.clip(s, -1.0, 1.0)
     return z
+
+
+def extreme_pairs(factor: np.ndarray, k: int = 3, *, block: int = 512,
+                  candidates: int = 64) -> dict[str, list[tuple[int, int, float]]]:
+    """The most and the least similar stimulus pairs of S = F Fᵀ (the paper's Fig. 2), each
+    side ``k`` pairs of distinct stimuli (so one odd image cannot fill the list).
+
+    Exact: S is computed ``block`` rows at a time over the pairs i < j, keeping each
+    block's ``candidates`` highest and lowest; memory O(block · N).
+
+    Returns:
+        ``{"high": [(i, j, S_ij), …], "low": […]}``, highest (lowest) first.
+    """
+    f = np.asarray(factor, dtype=np.float32)
+    n = len(f)
+    top: list[tuple[float, int, int]] = []
+    bottom: list[tuple[float, int, int]] = []
+    for r0 in range(0, n - 1, block):
+        s = f[r0:r0 + block] @ f.T  # (rows, N)
+        rows = np.arange(r0, min(r0 + block, n))
+        valid = np.arange(n)[None, :] > rows[:, None]  # i < j only: no diagonal, no repeats
+        for keep, fill, sign in ((top, -np.inf, 1.0), (bottom, np.inf, -1.0)):
+            masked = np.where(valid, s, fill).ravel()
+            m = min(candidates, int(valid.sum()))
+            if m == 0:
+                continue
+            idx = np.argpartition(-sign * masked, m - 1)[:m]
+            keep += [(float(masked[x]), int(rows[x // n]), int(x % n)) for x in idx]
+    out: dict[str, list[tuple[int, int, float]]] = {}
+    for name, found, reverse in (("high", top, True), ("low", bottom, False)):
+        picked: list[tuple[int, int, float]] = []
+        used: set[int] = set()
+        for value, i, j in sorted(found, reverse=reverse):
+            if i in used or j in used:
+                continue
+            picked.append((i, j, value))
+            used |= {i, j}
+            if len(picked) == k:
+                break
+        out[name] = picked
+    return out

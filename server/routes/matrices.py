@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from ml.neural.overview import (
     block,
+    extreme_pairs,
     feature_blocks,
     feature_overviews,
     leading_order,
@@ -116,6 +117,35 @@ def names(run_id: int, session: SessionDep, settings: SettingsDep, _: CurrentUse
         return ["target", *(["cnn"] if mixed else []), *(f"cnn-{k}" for k in range(n_taps))]
     return [a.name[7:-4] for a in list_artifacts(session, run_id)
             if a.name.startswith("target-") and a.name.endswith(".npz")]
+
+
+@lru_cache(maxsize=8)
+def _pairs(path: str, mtime: float, k: int) -> dict[str, Any]:
+    target = _load(path, mtime)[0]
+    found = extreme_pairs(target.factor, k)
+
+    def image(i: int) -> list[list[int]]:
+        return np.round(np.asarray(target.images[i, 0], np.float64) * 255).astype(
+            np.uint8).tolist()  # type: ignore[no-any-return]
+
+    return {"n": len(target), **{side: [
+        {"i": i, "j": j, "s": round(s, 4),
+         "image_ids": [int(target.image_ids[i]), int(target.image_ids[j])],
+         "images": [image(i), image(j)]} for i, j, s in pairs]
+        for side, pairs in found.items()}}
+
+
+@router.get("/{name}/pairs")
+def pairs(run_id: int, name: str, session: SessionDep, settings: SettingsDep, _: CurrentUser,
+          k: Annotated[int, Query(ge=1, le=12)] = 3) -> dict[str, Any]:
+    """The paper's Fig. 2 from a similarity run's target: the ``k`` most and least similar
+    pairs of distinct stimuli over all i < j, with their images (grey levels 0–255)."""
+    run_or_404(session, run_id)
+    row = get_artifact(session, run_id, f"target-{name}.npz")
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no target {name!r}")
+    path = resolve(settings.artifacts, row.path)
+    return _pairs(str(path), Path(path).stat().st_mtime, k)
 
 
 @router.get("/{name}")

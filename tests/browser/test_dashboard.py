@@ -126,6 +126,15 @@ def test_similarity_run_page_draws_fig1_and_scores(  # type: ignore[no-untyped-d
                 assert len(z) == 8 and len(z[0]) == 8
                 scores = page.locator("#scores").inner_text()
                 assert "r_model_oracle" in scores and "r_data_true" in scores
+                # Fig. 2: three least and three most similar pairs, drawn as images
+                page.wait_for_selector("#fig2 canvas")
+                assert page.locator("#fig2 .pair").count() == 6
+                assert page.locator("#fig2 canvas").count() == 12
+                lit = page.evaluate("() => { const c = document.querySelector('#fig2 canvas');"
+                                    " const d = c.getContext('2d').getImageData(0, 0, c.width,"
+                                    " c.height).data;"
+                                    " return d.some((v, i) => i % 4 < 3 && v > 0); }")
+                assert lit  # pixels were drawn, not an empty canvas
                 page.screenshot(path=str(OUTPUT / "similarity-run.png"), full_page=True)
     finally:
         get_settings.cache_clear()

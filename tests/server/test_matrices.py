@@ -194,3 +194,35 @@ def test_a_stored_s_cnn_overview_is_served_without_running_the_network(
     # another size than the stored one: computed from the network (a real S: unit diagonal)
     real = client.get(f"/api/runs/{rid}/matrices/cnn-2", params={"size": 120}).json()
     assert np.allclose(np.diag(real["z"]), 1.0, atol=1e-3)
+
+
+def test_fig2_pairs_are_the_extremes_of_s_over_distinct_stimuli(
+        client: TestClient, settings: Settings) -> None:
+    from ml.neural.overview import extreme_pairs
+
+    rid = stored_targets(settings, 700)
+    res = client.get(f"/api/runs/{rid}/matrices/neural-model/pairs", params={"k": 3})
+    assert res.status_code == 200, res.text
+    got = res.json()
+    with session_scope(settings.db_url) as s:
+        from server.store.artifacts import get_artifact, resolve
+
+        path = resolve(settings.artifacts, get_artifact(s, rid, "target-neural-model.npz").path)
+    target = SimilarityTarget.load(str(path))
+    s_full = target.factor.astype(np.float64) @ target.factor.T.astype(np.float64)
+    upper = s_full[np.triu_indices(700, 1)]
+    assert abs(got["high"][0]["s"] - upper.max()) < 1e-3
+    assert abs(got["low"][0]["s"] - upper.min()) < 1e-3
+    for side in ("high", "low"):
+        ids = [x for p in got[side] for x in (p["i"], p["j"])]
+        assert len(got[side]) == 3 and len(set(ids)) == 6  # distinct stimuli
+        p = got[side][0]
+        assert p["image_ids"] == [p["i"] + 1000, p["j"] + 1000]
+        assert np.array_equal(np.array(p["images"][0]),
+                              np.round(target.images[p["i"], 0] * 255).astype(int))
+    values = [p["s"] for p in got["high"]]
+    assert values == sorted(values, reverse=True)
+    # blockwise = the whole matrix at once
+    assert extreme_pairs(target.factor, 3, block=64) == extreme_pairs(target.factor, 3,
+                                                                      block=700)
+    assert client.get(f"/api/runs/{rid}/matrices/nope/pairs").status_code == 404
