@@ -20,12 +20,18 @@ function panel(id, title) {
 }
 
 export async function drawSimilarity(runId) {
-  const res = await api(`/api/runs/${runId}/artifacts/figures.json`);
-  const fig = await res.json();
   const host = document.getElementById("similarity-figures");
   host.hidden = false;
-  // all panels exist before the first is drawn, so each is sized in its final grid cell
+  // all panels exist before the first is drawn, so each is sized in its final grid cell,
+  // and before anything is awaited, so Fig. 1 comes first on the page
   for (const [id, title] of PANELS) panel(id, title);
+  let fig;
+  try {
+    fig = await (await api(`/api/runs/${runId}/artifacts/figures.json`)).json();
+  } catch (err) {  // an older run without figures.json: no empty panels
+    for (const [id] of PANELS) document.getElementById(id).remove();
+    throw err;
+  }
   const scan = fig.scans[0];
   const values = [...fig.s_oracle[0].flat(), ...fig.s_model[0].flat()];
   const lim = Math.max(...values.map(Math.abs));
