@@ -32,17 +32,24 @@ export async function drawSimilarity(runId) {
     for (const [id] of PANELS) document.getElementById(id).remove();
     throw err;
   }
-  const scan = fig.scans[0];
-  const values = [...fig.s_oracle[0].flat(), ...fig.s_model[0].flat()];
+  // Fig. 1A/B: every scan's S_oracle, then every scan's S_model, one colour scale for all
+  const values = [...fig.s_oracle.flat(2), ...fig.s_model.flat(2)];
   const lim = Math.max(...values.map(Math.abs));
   for (const [key, name] of [["s_oracle", "S_oracle (Eq. 3)"], ["s_model", "S_model (Eq. 6)"]]) {
-    plot(panel(`fig-${key}`, name), [{
-      z: fig[key][0], type: "heatmap", colorscale: "RdBu", reversescale: true, zmin: -lim, zmax: lim,
-      name,
-    }], {
-      title: { text: `${name} · ${scan} · oracle images, clustered order` }, margin: MARGIN,
-      xaxis: { title: { text: "image (clustered order)" } },
-      yaxis: { autorange: "reversed" },
+    let prev = null;
+    fig.scans.forEach((scan, k) => {
+      const id = k === 0 ? `fig-${key}` : `fig-${key}-${k + 1}`;
+      const div = k === 0 ? panel(id, name) : document.getElementById(id)
+        || el("div", { id, class: "chart", "data-title": `${name} ${scan}`, role: "img",
+          "aria-label": `${name} ${scan}` });
+      if (prev && !div.isConnected) prev.after(div);
+      prev = div;
+      plot(div, [{ z: fig[key][k], type: "heatmap", colorscale: "RdBu", reversescale: true,
+        zmin: -lim, zmax: lim, name: `${name} ${scan}` }], {
+        title: { text: `${name} · ${scan} · oracle images, clustered order` }, margin: MARGIN,
+        xaxis: { title: { text: "image (clustered order)" } },
+        yaxis: { autorange: "reversed" },
+      });
     });
   }
   const centres = (h) => h.edges.slice(0, -1).map((e, i) => (e + h.edges[i + 1]) / 2);

@@ -124,6 +124,13 @@ def test_similarity_run_page_draws_fig1_and_scores(  # type: ignore[no-untyped-d
                     )
                 z = page.evaluate("() => document.getElementById('fig-s_oracle').data[0].z")
                 assert len(z) == 8 and len(z[0]) == 8
+                # Fig. 1A/B for every scan, in one order and one colour scale
+                for fig_id in ("fig-s_oracle-2", "fig-s_model-2"):
+                    page.wait_for_function(f"() => document.getElementById('{fig_id}')"
+                                           "?.data?.[0]?.z?.length === 8", timeout=20_000)
+                scales = page.evaluate("() => ['fig-s_oracle', 'fig-s_oracle-2', 'fig-s_model-2']"
+                                       ".map((id) => document.getElementById(id).data[0].zmax)")
+                assert len(set(scales)) == 1
                 scores = page.locator("#scores").inner_text()
                 assert "r_model_oracle" in scores and "r_data_true" in scores
                 # Fig. 2: three least and three most similar pairs, drawn as images
