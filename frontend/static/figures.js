@@ -76,6 +76,17 @@ async function draw(div, data, layout, config) {
     ],
     ...config,
   });
+  // a figure follows its grid cell when figures are added or removed beside it (plotly's
+  // own `responsive` only follows the window)
+  if (!div.resizer) {
+    let pending = false;
+    div.resizer = new ResizeObserver(() => {
+      if (pending) return;
+      pending = true;
+      requestAnimationFrame(() => { pending = false; if (div.isConnected) Plotly.Plots.resize(div); });
+    });
+    div.resizer.observe(div);
+  }
   // the page's first drawn figure, for bench/dashboard.py's breakdown
   if (!performance.getEntriesByName("plot:first").length) {
     performance.measure("plot:draw", { start: t0 });

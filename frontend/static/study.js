@@ -195,14 +195,26 @@ function pickable(data) {
   return data.runs.filter((r) => r.kind === "train" && r.status === "succeeded" && r.input_run_id);
 }
 
+// the first seed of each condition: what "every condition" puts side by side
+function firstSeeds(runs) {
+  const first = new Map();
+  for (const r of [...runs].sort((a, b) => a.config.seed - b.config.seed || a.id - b.id)) {
+    if (!first.has(label(r.config))) first.set(label(r.config), r);
+  }
+  return [...first.values()];
+}
+
 function fillPicker(data) {
   const select = document.getElementById("sim-run");
   const runs = pickable(data);
-  const ids = runs.map((r) => String(r.id));
+  const every = firstSeeds(runs).length > 1 ? ["all"] : [];
+  const ids = [...every, ...runs.map((r) => String(r.id))];
   if (ids.join() === [...select.options].map((o) => o.value).join()) return false;
   const keep = select.value;
-  select.replaceChildren(...runs.map((r) => el("option", { value: r.id },
-    `#${r.id} ${label(r.config)} seed ${r.config.seed}`)));
+  select.replaceChildren(
+    ...every.map((v) => el("option", { value: v }, "every condition side by side (first seed)")),
+    ...runs.map((r) => el("option", { value: r.id },
+      `#${r.id} ${label(r.config)} seed ${r.config.seed}`)));
   select.disabled = !runs.length;
   if (!runs.length) {
     select.append(el("option", { value: "" }, "– appears when a train run with a target finishes –"));
@@ -216,7 +228,35 @@ function fillPicker(data) {
   return select.value !== keep;
 }
 
+let latest = null;  // the last /api/studies response
+
+function clearModelViews() {
+  for (const key of ["model", "diff"]) {
+    if (views[key]) { (views[key].closest(".cell") || views[key]).remove(); delete views[key]; }
+  }
+  for (const div of views.every || []) div.remove();
+  views.every = [];
+}
+
+// γ-weighted S_CNN of each condition's first seed, beside S_target in one colour scale
+async function drawEveryCondition() {
+  const runs = firstSeeds(pickable(latest));
+  const lists = await Promise.all(runs.map((r) => getJSON(`/api/runs/${r.id}/matrices`)));
+  clearModelViews();
+  const host = document.getElementById("study-matrices");
+  const shown = runs.map((r, k) => [r, lists[k]]).filter(([, names]) => names.includes("cnn"));
+  document.getElementById("sim-run-note").textContent = shown.length ? ""
+    : " no model.pt yet to compute S_CNN from";
+  views.every = shown.map(([r]) => matrixDiv(`S_CNN ${label(r.config)}`, host));
+  await Promise.all(shown.map(([r, names], k) => {
+    const view = matrixViews(r.id, names, r.result || {}).find((v) => v.name === "cnn" && !v.minus);
+    return drawMatrix(views.every[k], { ...view,
+      title: `S_CNN (γ), ${label(r.config)} seed ${r.config.seed}, run #${r.id}` });
+  }));
+}
+
 async function drawModelMatrices() {
+  if (document.getElementById("sim-run").value === "all") { await drawEveryCondition(); return; }
   const id = Number(document.getElementById("sim-run").value);
   if (!id) return;
   const run = trains.find((r) => r.id === id);
@@ -226,9 +266,7 @@ async function drawModelMatrices() {
     : ` run #${id} has no model.pt to compute S_CNN from`;
   const want = matrixViews(id, names, (run && run.result) || {}).filter((v) =>
     v.name === "cnn" || v.minus === "target" || (!names.includes("cnn") && v.name === "cnn-0"));
-  for (const key of ["model", "diff"]) {
-    if (views[key]) { (views[key].closest(".cell") || views[key]).remove(); delete views[key]; }
-  }
+  clearModelViews();
   const model = want.find((v) => !v.minus);
   const diff = want.find((v) => v.minus);
   const jobs = [];
@@ -296,6 +334,7 @@ function focusCondition() {
 
 async function draw(first) {
   const data = await getJSON(`/api/studies/${studyId}`);
+  latest = data;
   study = data.study;
   trains = data.runs.filter((r) => r.kind === "train");
   drawHeader(study);

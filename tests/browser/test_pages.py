@@ -170,6 +170,16 @@ def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settin
         page.select_option("#fig-target-S_CNN_minus_S_target-pick", "cnn-1")
         page.wait_for_function("() => document.getElementById('fig-target-S_CNN_minus_S_target')"
                                ".view.name === 'cnn-1'")
+        # every condition's first seed side by side, in place of the one model
+        page.select_option("#sim-run", "all")
+        for fig in ("fig-target-S_CNN_neural_model_2", "fig-target-S_CNN_neural_model_16"):
+            _drawn(page, fig)
+        assert page.locator("#fig-target-S_CNN_minus_S_target").count() == 0
+        titles = page.evaluate("() => ['fig-target-S_CNN_neural_model_2',"
+                               " 'fig-target-S_CNN_neural_model_16'].map((id) =>"
+                               " document.getElementById(id).layout.title.text)")
+        assert "seed 0" in titles[0] and "α=16 seed 0" in titles[1]
+        page.screenshot(path=str(OUTPUT / "study-every-condition.png"), full_page=True)
         text = page.locator("#page").inner_text()
         assert "γ5" in text and "1.00 ± 0.00" in text  # Table 1
         assert "noise_accuracy" in text and "Wilcoxon" in text
