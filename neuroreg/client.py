@@ -166,13 +166,34 @@ class Client:
         """A pandas DataFrame indexed by step, one column per metric."""
         import pandas as pd
 
-        cols = {}
-        for key in keys or self.metric_keys(run_id):
-            steps, values = self.series(run_id, key, max_points=max_points)
-            cols[key] = pd.Series(values, index=steps)
-        frame = pd.DataFrame(cols)
+        params: dict[str, Any] = {"max_points": max_points}
+        if keys is not None:
+            params["key"] = list(keys)
+        every = self._call("GET", f"/api/runs/{run_id}/series", params=params)  # one request
+        frame = pd.DataFrame({s["key"]: pd.Series(s["values"], index=s["steps"])
+                              for s in every})
         frame.index.name = "step"
         return frame
+
+    # studies ------------------------------------------------------------------------
+    def study(self, study_id: int) -> dict[str, Any]:
+        """A study's runs and aggregates: ``robustness`` (Fig. 4–7), ``gamma`` (Table 1),
+        ``paired_vs_none``."""
+        return self._call("GET", f"/api/studies/{study_id}")
+
+    def study_curves(self, study_id: int, key: str = "test_acc", *, max_points: int = 500
+                     ) -> Any:
+        """A training curve of a study as a pandas DataFrame: one row per (condition, α,
+        step) with the mean and SEM over the seeds that reached the step and their count."""
+        import pandas as pd
+
+        data = self._call("GET", f"/api/studies/{study_id}/curves",
+                          params={"key": key, "max_points": max_points})
+        return pd.DataFrame([
+            {"target": r["target"], "alpha": r["alpha"], "step": step, "mean": m, "sem": e,
+             "n": n}
+            for r in data["rows"]
+            for step, m, e, n in zip(r["steps"], r["mean"], r["sem"], r["n_at"], strict=True)])
 
     # artifacts ----------------------------------------------------------------------
     def artifacts(self, run_id: int) -> list[dict[str, Any]]:

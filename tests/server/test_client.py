@@ -32,6 +32,7 @@ def test_log_from_a_script_like_mlflow_then_read_back(nr: Client, settings: Sett
     frame = nr.metrics_frame(run["id"])
     assert list(frame.columns) == ["acc", "loss"] and frame.loc[3, "loss"] == 0.25
     assert np.isnan(frame.loc[3, "acc"])
+    assert list(nr.metrics_frame(run["id"], ["loss"]).columns) == ["loss"]
     done = nr.finish(run["id"], result={"best": 0.9})
     assert done["status"] == "succeeded" and done["result"] == {"best": 0.9}
     assert nr.wait(run["id"], progress=False)["status"] == "succeeded"
@@ -89,3 +90,26 @@ def test_uploads_stream_in_are_limited_and_stay_under_the_root(
                     nr.upload(run["id"], src, name=bad)
             assert not any(p.name.startswith(".tmp-")
                            for p in (settings.artifacts / str(run["id"])).iterdir())
+
+
+def test_a_studys_curves_as_a_frame(nr: Client, settings: Settings) -> None:
+    from server.store.metrics import insert_points
+    from server.store.models import User
+    from server.store.runs import create_run
+
+    with session_scope(settings.db_url) as s:
+        owner = s.query(User).first()
+        study = create_run(s, owner=owner, kind="study", name="grid", config={})
+        for seed, acc in ((0, 0.5), (1, 0.7)):
+            run = create_run(s, owner=owner, kind="train", name="", parent_id=study.id,
+                             config={"target": "none", "alpha": 20.0, "seed": seed})
+            insert_points(s, run.id, [("test_acc", 9, acc, None), ("test_acc", 19, acc + 0.1,
+                                                                    None)])
+        sid = study.id
+    frame = nr.study_curves(sid)
+    assert list(frame.columns) == ["target", "alpha", "step", "mean", "sem", "n"]
+    assert frame["step"].tolist() == [9, 19] and np.allclose(frame["mean"], [0.6, 0.7])
+    assert np.allclose(frame["sem"], 0.1) and frame["n"].tolist() == [2, 2]
+    assert len(nr.study(sid)["runs"]) == 2
+    with pytest.raises(NeuroregError, match="nope"):
+        nr.study_curves(sid, "nope")
