@@ -75,12 +75,29 @@ function skeleton() {
       el("span", { class: "meta", id: "sim-run-note" })),
     el("div", { class: "charts", id: "study-matrices" }),
     el("div", { id: "study-tables" }));
-  document.getElementById("curve-key").onchange = () => drawCurves().catch(console.error);
-  document.getElementById("sim-run").onchange = () => drawModelMatrices().catch(console.error);
+  // the picked curve and model live in the URL (?curve=sim_r&model=all), like the anchor
+  const curve = document.getElementById("curve-key");
+  const wanted = SHARED.get("curve");
+  if (wanted && !CURVE_KEYS.includes(wanted)) curve.append(el("option", { value: wanted }, wanted));
+  if (wanted) curve.value = wanted;
+  curve.onchange = () => { remember(); drawCurves().catch(console.error); };
+  document.getElementById("sim-run").onchange = () => {
+    remember(); drawModelMatrices().catch(console.error);
+  };
 }
 
 let study = null;
 let trains = [];
+const SHARED = new URLSearchParams(location.search);
+
+function remember() {
+  const q = new URLSearchParams();
+  const curve = document.getElementById("curve-key").value;
+  const model = document.getElementById("sim-run").value;
+  if (curve && curve !== "test_acc") q.set("curve", curve);
+  if (model) q.set("model", model);
+  history.replaceState(null, "", `${location.pathname}${q.size ? `?${q}` : ""}${location.hash}`);
+}
 
 function drawHeader(s) {
   document.title = `neuroreg · ${s.name || `study ${s.id}`}`;
@@ -224,7 +241,9 @@ function fillPicker(data) {
   const neural = runs.filter((r) => r.config.target === "neural-model");
   const best = neural.sort((a, b) => b.config.alpha - a.config.alpha || a.config.seed - b.config.seed)[0]
     || runs[0];
-  select.value = ids.includes(keep) ? keep : String(best.id);
+  const shared = SHARED.get("model");  // a shared link's pick, until the user picks
+  select.value = ids.includes(keep) ? keep : shared && ids.includes(shared) ? shared
+    : String(best.id);
   return select.value !== keep;
 }
 

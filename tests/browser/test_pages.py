@@ -179,6 +179,7 @@ def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settin
                                " 'fig-target-S_CNN_neural_model_16'].map((id) =>"
                                " document.getElementById(id).layout.title.text)")
         assert "seed 0" in titles[0] and "α=16 seed 0" in titles[1]
+        assert "model=all" in page.evaluate("() => location.search")  # shareable
         page.screenshot(path=str(OUTPUT / "study-every-condition.png"), full_page=True)
         text = page.locator("#page").inner_text()
         assert "γ5" in text and "1.00 ± 0.00" in text  # Table 1
@@ -199,6 +200,9 @@ def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settin
         shared.goto(f"{url}/studies/{study}#cond-none&token={token}")
         shared.wait_for_selector("#cond-none.picked")
         assert shared.evaluate("() => location.hash") == "#cond-none"
+        shared.goto(f"{url}/studies/{study}?model=all")  # a shared pick
+        _drawn(shared, "fig-target-S_CNN_neural_model_16")
+        assert shared.locator("#sim-run").input_value() == "all"
 
 
 def test_compare_overlays_and_runs_filters_live_in_the_url(browser, settings: Settings):  # type: ignore[no-untyped-def]
