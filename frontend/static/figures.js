@@ -76,6 +76,7 @@ async function draw(div, data, layout, config) {
     ],
     ...config,
   });
+  keyboardModebar(div);
   // a figure follows its grid cell when figures are added or removed beside it (plotly's
   // own `responsive` only follows the window)
   if (!div.resizer) {
@@ -93,6 +94,22 @@ async function draw(div, data, layout, config) {
     performance.mark("plot:first");
   }
   return drawn;
+}
+
+// Plotly's modebar buttons (PNG, SVG, CSV, zoom…) are links without href: reachable by
+// mouse only. Make each a focusable button that Enter or Space presses.
+function keyboardModebar(div) {
+  for (const button of div.querySelectorAll(".modebar-btn")) {
+    if (button.tabIndex === 0) continue;
+    button.tabIndex = 0;
+    button.setAttribute("role", "button");
+    button.setAttribute("aria-label", button.dataset.title || "figure tool");
+    button.addEventListener("keydown", (ev) => {
+      if (ev.key !== "Enter" && ev.key !== " ") return;
+      ev.preventDefault();
+      button.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    });
+  }
 }
 
 export function chartDiv(title, id) {

@@ -4,6 +4,8 @@ Screenshots go to test-output/."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -185,6 +187,16 @@ def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settin
         assert "γ5" in text and "1.00 ± 0.00" in text  # Table 1
         assert "noise_accuracy" in text and "Wilcoxon" in text
         assert page.locator(".modebar-btn[data-title='Download data as CSV']").count() >= 1
+        # the figure tools work from the keyboard: focus the CSV button, press Enter
+        csv = page.locator("#fig4 .modebar-btn[data-title='Download data as CSV']")
+        csv.focus()
+        assert page.evaluate("() => document.activeElement.getAttribute('aria-label')"
+                             ) == "Download data as CSV"
+        with page.expect_download() as download:
+            page.keyboard.press("Enter")
+        assert download.value.suggested_filename.endswith(".csv")
+        text = Path(download.value.path()).read_text()
+        assert text.startswith("trace,x,y,z_or_error") and "None (n=3)" in text
         page.screenshot(path=str(OUTPUT / "study.png"), full_page=True)
         # a bar leads to its condition's runs, by a URL one can share
         page.evaluate("() => { const d = document.getElementById('fig5-l2');"
