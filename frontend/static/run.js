@@ -9,7 +9,7 @@ const GROUPS = [
   { title: "Loss", match: (k) => /loss/.test(k) },
   { title: "Accuracy", match: (k) => /acc/.test(k) },
   { title: "γ per tapped layer over training (Eq. 10), stacked", match: (k) => /^gamma\//.test(k) },
-  { title: "r(S_CNN, S_target), held-out stimuli", match: (k) => k === "sim_r" },
+  { title: "r(S_CNN, S_target), held-out stimuli", match: (k) => /^sim_r(\/\d+)?$/.test(k) },
 ];
 const NOISE = "Accuracy under Gaussian noise (Fig. 4)";
 const ORDER = [NOISE, ...GROUPS.map((g) => g.title)];
@@ -67,8 +67,12 @@ async function drawCharts(run, series) {
     byChart.get(title).push(gamma
       ? { x: s.steps, y: s.values, name: `γ${layerOf(run, s.key)}`, type: "scatter",
         mode: "lines", stackgroup: "gamma", line: { width: 0.5 } }  // stacked: Σγ = 1
-      : { x: s.steps, y: s.values, name: s.key, type: "scatter",
-        mode: s.values.length < 60 ? "lines+markers" : "lines" });
+      : { x: s.steps, y: s.values, type: "scatter",
+        mode: s.values.length < 60 ? "lines+markers" : "lines",
+        // sim_r: Eq. 10's γ-mix; sim_r/<k>: tap k's S_k alone
+        name: s.key === "sim_r" ? "S_CNN (γ-weighted)"
+          : s.key.startsWith("sim_r/") ? `S at layer ${layerOf(run, s.key)}` : s.key,
+        ...(s.key.startsWith("sim_r/") ? { line: { dash: "dot" } } : {}) });
   }
   const titles = [...byChart.keys()].sort((a, b) =>
     (ORDER.indexOf(a) + 1 || 99) - (ORDER.indexOf(b) + 1 || 99) || a.localeCompare(b));

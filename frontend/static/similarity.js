@@ -165,7 +165,13 @@ export function matrixViews(runId, names, result = {}) {
   const r = typeof result.r_similarity === "number"
     ? `r(S_CNN, S_target) = ${result.r_similarity.toFixed(3)} on held-out stimuli` : "";
   const tap = (n) => { const k = Number(n.slice(4)); return layers[k] !== undefined ? `layer ${layers[k]}` : `tap ${k}`; };
+  const perTap = result.r_similarity_per_tap || [];
+  const tapNote = (n) => {
+    const v = perTap[Number(n.slice(4))];
+    return typeof v === "number" ? { note: `r(S_k, S_target) = ${v.toFixed(3)} on held-out stimuli` } : {};
+  };
   const views = names.map((n) => ({ runId, name: n, ...(n === "cnn" && r ? { note: r } : {}),
+    ...(n.startsWith("cnn-") ? tapNote(n) : {}),
     title: n === "target" ? "S_target (what it was trained toward)"
       : n === "cnn" ? "S_CNN, γ-weighted (Eq. 10)"
         : n.startsWith("cnn-") ? `S_CNN, ${tap(n)}` : `S_target ${n}` }));

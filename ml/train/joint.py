@@ -137,6 +137,7 @@ class TrainResult:
     test_accuracy: float
     test_loss: float
     r_similarity: float | None  # None without a target
+    r_similarity_per_tap: list[float]  # r(S_k, S_target) per tap, held out; [] without
     gamma: list[float]
     layers: list[int]  # the tapped layers' numbers (1, 5, 9, 13, 17 for ResNet18)
     resumed_from_step: int
@@ -164,17 +165,24 @@ def _autocast(device: torch.device, precision: str) -> tuple[Any, torch.amp.Grad
 
 @torch.no_grad()
 def _heldout_r(model: TappedBackbone, head: SimilarityHead, taps: list[int],
-               stimuli: torch.Tensor, target: np.ndarray) -> float:
-    """r(S_CNN, S_target) over every pair of the held-out stimuli."""
+               stimuli: torch.Tensor, target: np.ndarray) -> tuple[float, list[float]]:
+    """r(S_CNN, S_target) over every pair of the held-out stimuli, for Eq. 10's γ-mix and
+    for each tap's S_k alone (which layers look like the target)."""
     model.eval()
     head.eval()
-    s = head(model.forward_intermediates(stimuli, taps, intermediates_only=True,
-                                         stop_early=True))
+    per_tap = head.per_tap(model.forward_intermediates(stimuli, taps, intermediates_only=True,
+                                                       stop_early=True))
+    s = torch.einsum("k,kij->ij", head.gamma, torch.stack(per_tap))  # = head(maps), Eq. 10
     model.train()
     head.train()
     i, j = np.triu_indices(len(target), 1)
-    a, b = s.float().cpu().numpy()[i, j], target[i, j]
-    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0
+    b = target[i, j]
+
+    def r(m: torch.Tensor) -> float:
+        a = m.float().cpu().numpy()[i, j]
+        return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0
+
+    return r(s), [r(m) for m in per_tap]
 
 
 def _resume(recorder: Recorder, config: TrainConfig) -> dict[str, Any] | None:
@@ -196,8 +204,9 @@ def train_model(config: TrainConfig, recorder: Recorder,
     Args:
         config: the run.
         recorder: per step ``task_loss``, ``sim_loss``, ``loss``, ``acc``, ``lr`` and
-            ``gamma/<k>``; per epoch ``test_acc``, ``test_loss`` and ``sim_r``
-            (r(S_CNN, S_target) on held-out stimuli); checkpoints and ``model.pt``.
+            ``gamma/<k>``; per epoch ``test_acc``, ``test_loss``, ``sim_r`` (r(S_CNN,
+            S_target) on held-out stimuli) and ``sim_r/<k>`` (the same for tap k's S_k
+            alone); checkpoints and ``model.pt``.
         target: the target over the neural stimuli; required unless ``config.target`` is
             ``none``; ``random`` builds its matrix over these stimuli.
         data_root: where file-backed datasets (CIFAR) live.
@@ -249,6 +258,7 @@ def train_model(config: TrainConfig, recorder: Recorder,
         gen = torch.Generator().manual_seed(config.seed)
         n, step, first_epoch = len(x_train), 0, 0
         test_acc = test_loss = sim_r = float("nan")
+        sim_r_taps: list[float] = []
         ckpt = _resume(recorder, config)
         if ckpt is not None:
             model.load_state_dict(ckpt["state_dict"])
@@ -259,6 +269,7 @@ def train_model(config: TrainConfig, recorder: Recorder,
                 scaler.load_state_dict(ckpt["scaler"])
             first_epoch, step = ckpt["epoch"], ckpt["step"]
             test_acc, test_loss, sim_r = ckpt["test_acc"], ckpt["test_loss"], ckpt["sim_r"]
+            sim_r_taps = ckpt.get("sim_r_taps", [])
         resumed_from = step
         total = math.ceil(n / config.batch_size) * config.epochs
         pair_fn = all_pairs if config.pairs == "all" else paper_pairs
@@ -327,19 +338,22 @@ def train_model(config: TrainConfig, recorder: Recorder,
             epoch_metrics = {"test_acc": test_acc, "test_loss": test_loss}
             if target is not None:
                 with autocast():
-                    sim_r = _heldout_r(model, head, taps, stimuli[held_idx], held_s)
+                    sim_r, sim_r_taps = _heldout_r(model, head, taps, stimuli[held_idx], held_s)
                 epoch_metrics["sim_r"] = sim_r
+                epoch_metrics.update({f"sim_r/{k}": v for k, v in enumerate(sim_r_taps)})
             recorder.log_metrics(epoch_metrics, step - 1)
             if (epoch + 1) % config.checkpoint_every == 0 and epoch + 1 < config.epochs:
                 recorder.save_artifact(CHECKPOINT, checkpoint_bytes(
                     model, config, step=step, epoch=epoch + 1, head=head.state_dict(),
                     optimizer=opt.state_dict(), sampler=gen.get_state(),
                     scaler=scaler.state_dict() if scaler is not None else None,
-                    test_acc=test_acc, test_loss=test_loss, sim_r=sim_r),
+                    test_acc=test_acc, test_loss=test_loss, sim_r=sim_r,
+                    sim_r_taps=sim_r_taps),
                     "application/octet-stream")
         recorder.save_artifact("model.pt", checkpoint_bytes(
             model, config, step=step, head=head.state_dict(), layers=layers,
             environment=environment_info(device)), "application/octet-stream")
     return TrainResult(step, test_acc, test_loss, None if math.isnan(sim_r) else sim_r,
+                       sim_r_taps,
                        head.gamma.tolist(), layers,
                        resumed_from, time.perf_counter() - start)

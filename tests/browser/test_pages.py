@@ -307,7 +307,7 @@ def test_a_train_run_page_shows_s_target_beside_s_cnn_per_tap(browser, settings:
                           media_type="application/octet-stream")
             finish_run(s, run.id, RunStatus.succeeded,
                        result={"layers": [1, 2, 3], "gamma": [0.2, 0.5, 0.3],
-                               "r_similarity": 0.4321})
+                               "r_similarity": 0.4321, "r_similarity_per_tap": [0.1, 0.2, 0.3]})
             rid = run.id
         page = _login(browser, url, token, f"/runs/{rid}")
         for fig in ("fig-target-S_target_what_it_was_trained_toward_", "fig-target-S_CNN_layer_1",
@@ -325,5 +325,7 @@ def test_a_train_run_page_shows_s_target_beside_s_cnn_per_tap(browser, settings:
         assert "r(S_CNN, S_target) = 0.432 on held-out" in page.evaluate(
             "() => document.getElementById('fig-target-S_CNN_weighted_Eq_10_')"
             ".layout.title.text")
+        assert "r(S_k, S_target) = 0.200 on held-out" in page.evaluate(
+            "() => document.getElementById('fig-target-S_CNN_layer_2').layout.title.text")
         assert np.allclose(diff, mixed - target, atol=2e-4)  # S_CNN − S_target, same order
         page.screenshot(path=str(OUTPUT / "train-s-cnn.png"), full_page=True)

@@ -55,6 +55,18 @@ def test_paper_pairs_mode_runs_and_logs_the_same_keys(target):
     assert keys <= set(rec.metrics)
 
 
+def test_each_taps_r_is_logged_and_one_tap_alone_is_the_mix(target):
+    rec = MemoryRecorder()
+    res = train_model(TrainConfig(target="neural-model", **{**TINY, "epochs": 1}), rec, target)
+    assert len(res.r_similarity_per_tap) == len(res.gamma) >= 2
+    assert all(-1 <= r <= 1 for r in res.r_similarity_per_tap)
+    assert {f"sim_r/{k}" for k in range(len(res.gamma))} <= set(rec.metrics)
+    one = train_model(TrainConfig(target="neural-model", taps=[1], **{**TINY, "epochs": 1}),
+                      MemoryRecorder(), target)
+    assert one.gamma == [1.0]  # a single tap: Eq. 10's mix is that tap's S
+    assert one.r_similarity == pytest.approx(one.r_similarity_per_tap[0], abs=1e-6)
+
+
 def test_random_target_is_built_over_the_same_stimuli(target):
     rec = MemoryRecorder()
     res = train_model(TrainConfig(target="random", **{**TINY, "epochs": 1}),

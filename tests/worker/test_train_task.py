@@ -73,9 +73,10 @@ def test_train_reads_its_target_run_and_cnn_features_read_a_trained_network(env:
     assert execute(first, train_job)["status"] == "succeeded", _run(env, first)
     status, result, _ = _run(env, first)
     assert len(result["gamma"]) == 3 and result["layers"] == [1, 2, 3]
-    assert np.isfinite(result["r_similarity"])
+    assert np.isfinite(result["r_similarity"]) and len(result["r_similarity_per_tap"]) == 3
     with session_scope(env.db_url) as s:
         assert read_series(s, first, "sim_r", max_points=10).total == 2
+        assert read_series(s, first, "sim_r/2", max_points=10).total == 2
         assert read_series(s, first, "gamma/2", max_points=1000).total == result["steps"]
     assert (env.artifacts / str(first) / "model.pt").exists()
     # the dashboard's S_CNN overview, computed by the worker over the target's stimuli
