@@ -309,6 +309,14 @@ function drawTables(data) {
     parts.push(el("h2", {}, "Final γ per tapped layer, mean over seeds (Table 1)"),
       table(["condition", "runs", ...layers.map((l) => `γ${l}`)], data.gamma.map((g) => [
         label(g), g.n, ...g.gamma_mean.map((m, i) => `${fmt(m, 2)} ± ${fmt(g.gamma_sem[i], 2)}`)])));
+    const withR = data.gamma.filter((g) => g.r_taps_mean);
+    if (withR.length) {  // which layers look like the target, beside where γ went
+      const layers = withR[0].layers;
+      parts.push(el("h2", {}, "r(S_k, S_target) of each tapped layer alone, held-out stimuli, mean over seeds"),
+        table(["condition", "runs", ...layers.map((l) => `layer ${l}`)], withR.map((g) => [
+          label(g), g.r_taps_n, ...g.r_taps_mean.map((m, i) => `${fmt(m, 3)} ± ${fmt(g.r_taps_sem[i], 3)}`)]),
+        { id: "tap-r" }));
+    }
   }
   if (data.paired_vs_none.length) {
     parts.push(el("h2", {}, "Each condition vs None, paired by seed"),

@@ -19,14 +19,16 @@ def gamma_table(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     Args:
         runs: one mapping per finished train run with ``id``, ``target``, ``alpha``,
             ``backbone``, ``seed``, ``gamma`` (final γ_k) and ``layers`` (the tapped
-            layers' numbers, e.g. 1, 5, 9, 13, 17).
+            layers' numbers, e.g. 1, 5, 9, 13, 17); optionally ``r_taps``, r(S_k,
+            S_target) per tap on held-out stimuli.
 
     Returns:
         One row per (target, α, backbone, layers): ``n`` runs, their ``seeds`` and
         ``run_ids``, ``gamma_mean`` and ``gamma_sem`` (0 for a single run), and
         ``dominant`` — how many runs ended with each layer holding the largest γ (the
-        paper: "γ5 = 0.67 for α = 16 corresponds to 2 out of 3 seeds with γ5 = 1").
-        Sorted by target, then α.
+        paper: "γ5 = 0.67 for α = 16 corresponds to 2 out of 3 seeds with γ5 = 1");
+        ``r_taps_mean`` / ``r_taps_sem`` over the ``r_taps_n`` runs that have them (None
+        when none has). Sorted by target, then α.
     """
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for r in runs:
@@ -47,5 +49,18 @@ def gamma_table(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "run_ids": [m.get("id") for m in members],
             "gamma_mean": g.mean(axis=0).tolist(), "gamma_sem": sem.tolist(),
             "dominant": {str(layer): int(c) for layer, c in zip(layers, winners, strict=True)},
+            **_tap_r(members, len(layers)),
         })
     return rows
+
+
+def _tap_r(members: list[Mapping[str, Any]], n_taps: int) -> dict[str, Any]:
+    """Mean ± SEM of r(S_k, S_target) per tap over the runs that recorded it (none for
+    ``target: none`` or runs from before it was recorded)."""
+    r = np.array([m["r_taps"] for m in members if len(m.get("r_taps") or []) == n_taps],
+                 dtype=np.float64)
+    if not len(r):
+        return {"r_taps_mean": None, "r_taps_sem": None, "r_taps_n": 0}
+    sem = r.std(axis=0, ddof=1) / np.sqrt(len(r)) if len(r) > 1 else np.zeros(n_taps)
+    return {"r_taps_mean": r.mean(axis=0).tolist(), "r_taps_sem": sem.tolist(),
+            "r_taps_n": len(r)}

@@ -54,7 +54,8 @@ def train_rows(runs: Sequence[Run]) -> tuple[list[dict[str, Any]], list[int]]:
         usable.append({"id": r.id, "target": r.config.get("target", "none"),
                        "alpha": r.config.get("alpha", 0.0), "seed": r.config.get("seed"),
                        "backbone": r.config.get("backbone"), "gamma": result["gamma"],
-                       "layers": result["layers"]})
+                       "layers": result["layers"],
+                       "r_taps": result.get("r_similarity_per_tap") or []})
     return usable, skipped
 
 

@@ -122,7 +122,9 @@ def _study_with_results(settings: Settings, stimuli: int = 400, models: bool = T
                                       media_type="application/octet-stream")
                     finish_run(s, train.id, RunStatus.succeeded, result={
                         "gamma": [0.2] * 5 if target == "none" else [0, 1, 0, 0, 0],
-                        "layers": [1, 5, 9, 13, 17]})
+                        "layers": [1, 5, 9, 13, 17],
+                        **({"r_similarity_per_tap": [0.1, 0.5 + 0.1 * seed, 0.3, 0.2, 0.1]}
+                           if neural else {})})
                     ev = create_run(s, owner=owner, kind="evaluate", name="e", parent_id=study.id,
                                     input_run_id=train.id, config={})
                     finish_run(s, ev.id, RunStatus.succeeded, result={
@@ -185,6 +187,8 @@ def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settin
         page.screenshot(path=str(OUTPUT / "study-every-condition.png"), full_page=True)
         text = page.locator("#page").inner_text()
         assert "γ5" in text and "1.00 ± 0.00" in text  # Table 1
+        tap_r = page.locator("#tap-r").inner_text()  # r per tap beside Table 1
+        assert "layer 5" in tap_r and "0.600 ± 0.058" in tap_r and "None" not in tap_r
         assert "noise_accuracy" in text and "Wilcoxon" in text
         assert page.locator(".modebar-btn[data-title='Download data as CSV']").count() >= 1
         # the figure tools work from the keyboard: focus the CSV button, press Enter

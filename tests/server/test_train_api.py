@@ -133,8 +133,10 @@ def test_gamma_table_averages_final_gamma_over_seeds(
     def train(target: str, alpha: float, seed: int, gamma: list[float],
               status: RunStatus = RunStatus.succeeded) -> int:
         cfg = {"target": target, "alpha": alpha, "seed": seed, "backbone": "resnet18"}
+        r_taps = {"r_similarity_per_tap": [0.1 * seed, 0.5, 0.4, 0.3, 0.2]} if seed < 2 else {}
         return _stored_run(settings, "train", status, config=cfg,
-                           result={"gamma": gamma, "layers": layers})
+                           result={"gamma": gamma, "layers": layers,
+                                   **(r_taps if target != "none" else {})})
 
     one_hot = lambda k: [float(i == k) for i in range(5)]  # noqa: E731
     ids = [train("neural-model", 16, s, one_hot(k)) for s, k in ((0, 1), (1, 1), (2, 2))]
@@ -150,5 +152,10 @@ def test_gamma_table_averages_final_gamma_over_seeds(
     assert neural["dominant"] == {"1": 0, "5": 2, "9": 1, "13": 0, "17": 0}
     assert neural["n"] == 3 and neural["seeds"] == [0, 1, 2] and neural["layers"] == layers
     assert none["gamma_mean"] == pytest.approx([0.2] * 5) and none["n"] == 2
+    # r(S_k, S_target) per tap over the seeds that recorded it (seed 2 did not)
+    assert neural["r_taps_n"] == 2 and neural["r_taps_mean"] == pytest.approx(
+        [0.05, 0.5, 0.4, 0.3, 0.2])
+    assert neural["r_taps_sem"][0] == pytest.approx(0.05)
+    assert none["r_taps_mean"] is None and none["r_taps_n"] == 0
     everything = client.get("/api/summaries/gamma").json()  # default: all succeeded
     assert sum(r["n"] for r in everything["rows"]) == 5
