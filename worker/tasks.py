@@ -158,24 +158,19 @@ def train_job(config: Any, recorder: Recorder) -> Any:
 def _save_s_cnn_overview(config: Any, recorder: Recorder, settings: Any) -> None:
     """The dashboard's S_CNN overview of the trained network over its target run's stimuli
     (two network passes here, on the worker's device, instead of on the API's CPU). The
-    run has succeeded by then: if this fails, the API computes the overview itself."""
-    from ml.models import resolve_taps
+    training is done by then: if this fails, the API computes the overview itself."""
     from ml.neural.target import SimilarityTarget
     from ml.regularize.cnn_features import S_CNN_OVERVIEW, s_cnn_overview_bytes
     from ml.runtime import pick_device
-    from ml.train.classifier import load_model
     from server.inputs import MODEL_ARTIFACT, artifact_path
 
     try:
         recorder.progress(1.0, "computing S_CNN over the target's stimuli for the dashboard")
+        model = recorder.load_artifact(MODEL_ARTIFACT)
+        assert model is not None  # train_model has just saved it
         with session_scope(settings.db_url) as s:
-            run_id = recorder.run_id  # type: ignore[attr-defined]
-            model_path = artifact_path(s, settings, run_id, MODEL_ARTIFACT)
-            stimuli_path = artifact_path(s, settings, config.target_run,
-                                         "target-neural-model.npz")
-        taps = resolve_taps(config.taps, len(load_model(str(model_path))[0].feature_info))
-        data = s_cnn_overview_bytes(str(model_path), taps,
-                                    SimilarityTarget.load(str(stimuli_path)),
+            stimuli = artifact_path(s, settings, config.target_run, "target-neural-model.npz")
+        data = s_cnn_overview_bytes(model, config.taps, SimilarityTarget.load(str(stimuli)),
                                     device=pick_device(config.device))
         recorder.save_artifact(S_CNN_OVERVIEW, data, "application/x-npz")
     except Exception:  # noqa: BLE001 — a cache for the dashboard; the training stands

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,14 @@ def _unit_rows(f: np.ndarray, mean: np.ndarray) -> np.ndarray:
     e = f - mean
     e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
     return e
+
+
+def mix(matrices: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """Σ_k weights[k] · matrices[k] in float64: Eq. 10's S_CNN when the weights are γ.
+    Block means mix the same way (a mean is linear), so per-tap overviews give the
+    overview of the mix."""
+    return sum((w * np.asarray(m, np.float64) for m, w in zip(matrices, weights, strict=True)
+                if w), np.zeros(np.shape(matrices[0])))
 
 
 def feature_overview(features: Any, n: int, order: np.ndarray, size: int, batch: int = 256

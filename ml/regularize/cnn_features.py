@@ -145,6 +145,25 @@ def load_feature_network(source: str | Path | bytes, layer: str
                                        "layer": layer}
 
 
+def _batched(outputs: Callable[[torch.Tensor], Sequence[torch.Tensor]], n_out: int,
+             images: np.ndarray, batch: int, device: torch.device | str
+             ) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """``features(idx)`` → the flattened float32 NumPy arrays (len(idx), D_k) of each of
+    ``outputs``' ``n_out`` tensors for stimulus indices ``idx``, in batches, no gradients."""
+
+    @torch.no_grad()
+    def features(idx: np.ndarray) -> list[np.ndarray]:
+        idx = np.asarray(idx)
+        parts: list[list[np.ndarray]] = [[] for _ in range(n_out)]
+        for i in range(0, len(idx), batch):
+            x = torch.from_numpy(np.asarray(images[idx[i:i + batch]], np.float32)).to(device)
+            for k, m in enumerate(outputs(x)):
+                parts[k].append(m.flatten(1).float().cpu().numpy())
+        return [np.concatenate(p) if p else np.zeros((0, 0), np.float32) for p in parts]
+
+    return features
+
+
 def numpy_features(extract: Extractor, images: np.ndarray, *, batch: int = 128,
                    device: torch.device | str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
     """``features(idx)`` → the flattened layer output (len(idx), D) as float32 NumPy for
@@ -152,42 +171,27 @@ def numpy_features(extract: Extractor, images: np.ndarray, *, batch: int = 128,
     trunk = getattr(extract, "trunk", None)
     if isinstance(trunk, nn.Module):
         trunk.to(device)
-
-    @torch.no_grad()
-    def features(idx: np.ndarray) -> np.ndarray:
-        idx = np.asarray(idx)
-        out = [extract(torch.from_numpy(np.asarray(images[idx[i:i + batch]], np.float32))
-                       .to(device)).flatten(1).float().cpu().numpy()
-               for i in range(0, len(idx), batch)]
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-    return features
+    every = _batched(lambda x: [extract(x)], 1, images, batch, device)
+    return lambda idx: every(idx)[0]
 
 
-def tap_features(source: str | Path | bytes, taps: Sequence[int], images: np.ndarray, *,
-                 batch: int = 128, device: torch.device | str = "cpu"
+def tap_features(source: str | Path | bytes, taps: Sequence[int] | None, images: np.ndarray,
+                 *, batch: int = 128, device: torch.device | str = "cpu"
                  ) -> Callable[[np.ndarray], list[np.ndarray]]:
     """``features(idx)`` → every tapped layer's flattened output [(len(idx), D_k) float32]
     of a neuroreg checkpoint for stimulus indices ``idx``: one forward pass per batch for
-    all taps (a layer at a time would run the network once per tap)."""
+    all taps (a layer at a time would run the network once per tap). ``taps`` as in a
+    TrainConfig (None: every tap; negative ones count from the end); the resolved indices
+    are ``features.taps``."""
     from ml.train.classifier import load_model
 
-    raw = io.BytesIO(source) if isinstance(source, bytes) else source
-    model, _ = load_model(torch.load(raw, map_location="cpu", weights_only=True))
-    taps = list(resolve_taps(tuple(int(t) for t in taps), len(model.feature_info)))
+    model, _ = load_model(str(source) if isinstance(source, Path) else source)
+    resolved = resolve_taps(taps, len(model.feature_info))
     model.to(device)
-
-    @torch.no_grad()
-    def features(idx: np.ndarray) -> list[np.ndarray]:
-        idx = np.asarray(idx)
-        parts: list[list[np.ndarray]] = [[] for _ in taps]
-        for i in range(0, len(idx), batch):
-            x = torch.from_numpy(np.asarray(images[idx[i:i + batch]], np.float32)).to(device)
-            maps = model.forward_intermediates(x, taps, intermediates_only=True, stop_early=True)
-            for k, m in enumerate(maps):
-                parts[k].append(m.flatten(1).float().cpu().numpy())
-        return [np.concatenate(p) if p else np.zeros((0, 0), np.float32) for p in parts]
-
+    features = _batched(lambda x: model.forward_intermediates(
+        x, resolved, intermediates_only=True, stop_early=True), len(resolved), images, batch,
+        device)
+    features.taps = resolved  # type: ignore[attr-defined]
     return features
 
 
@@ -220,7 +224,7 @@ def cnn_features_target(extract: Extractor,
 S_CNN_OVERVIEW = "s-cnn-overview.npz"
 
 
-def s_cnn_overview_bytes(source: str | Path | bytes, taps: Sequence[int],
+def s_cnn_overview_bytes(source: str | Path | bytes, taps: Sequence[int] | None,
                          stimuli: SimilarityTarget, *, size: int = 200,
                          device: torch.device | str = "cpu") -> bytes:
     """A trained network's S_CNN overview at every tap over ``stimuli``'s images, in the
@@ -229,12 +233,11 @@ def s_cnn_overview_bytes(source: str | Path | bytes, taps: Sequence[int],
     sub-blocks are centred by it). Two passes of the network over the stimuli."""
     from ml.neural.overview import feature_overviews, leading_order
 
-    order = leading_order(stimuli.factor)
-    views = feature_overviews(tap_features(source, taps, stimuli.images, device=device),
-                              len(stimuli), order, size)
+    features = tap_features(source, taps, stimuli.images, device=device)
+    views = feature_overviews(features, len(stimuli), leading_order(stimuli.factor), size)
     buf = io.BytesIO()
-    arrays: dict[str, Any] = {"taps": np.asarray(list(taps)), "edges": views[0][1],
-                              "n": np.asarray(len(stimuli)),
+    arrays: dict[str, Any] = {"taps": np.asarray(features.taps),  # type: ignore[attr-defined]
+                              "edges": views[0][1], "n": np.asarray(len(stimuli)),
                               "z": np.stack([v[0] for v in views])}
     arrays.update({f"mean_{k}": v[2] for k, v in enumerate(views)})
     np.savez(buf, **arrays)

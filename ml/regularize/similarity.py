@@ -106,10 +106,13 @@ class SimilarityHead(nn.Module):
             out.append(centred_cosine(f, mean))
         return out
 
+    def mix(self, per_tap: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Eq. 10 from :meth:`per_tap`'s S_k: S_CNN = Σ_k γ_k S_k, (M, M)."""
+        return torch.einsum("k,kij->ij", self.gamma, torch.stack(list(per_tap)))
+
     def forward(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
         """Eq. 10: S_CNN = Σ_k γ_k S_k, (M, M)."""
-        stacked = torch.stack(self.per_tap(maps))  # (K, M, M)
-        return torch.einsum("k,kij->ij", self.gamma, stacked)
+        return self.mix(self.per_tap(maps))
 
 
 def all_pairs(m: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -172,7 +172,7 @@ def _heldout_r(model: TappedBackbone, head: SimilarityHead, taps: list[int],
     head.eval()
     per_tap = head.per_tap(model.forward_intermediates(stimuli, taps, intermediates_only=True,
                                                        stop_early=True))
-    s = torch.einsum("k,kij->ij", head.gamma, torch.stack(per_tap))  # = head(maps), Eq. 10
+    s = head.mix(per_tap)  # = head(maps), Eq. 10
     model.train()
     head.train()
     i, j = np.triu_indices(len(target), 1)

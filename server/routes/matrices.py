@@ -17,11 +17,13 @@ from ml.neural.overview import (
     feature_blocks,
     feature_overviews,
     leading_order,
+    mix,
     pooled,
 )
 from ml.neural.target import SimilarityTarget
 from ml.regularize.cnn_features import S_CNN_OVERVIEW, load_s_cnn_overview, tap_features
 from server.deps import CurrentUser, SessionDep, SettingsDep, run_or_404
+from server.inputs import MODEL_ARTIFACT
 from server.store.artifacts import get_artifact, list_artifacts, resolve
 
 router = APIRouter(prefix="/api/runs/{run_id}/matrices", tags=["matrices"])
@@ -34,13 +36,19 @@ def _load(path: str, mtime: float) -> tuple[SimilarityTarget, np.ndarray]:
     return target, leading_order(target.factor)
 
 
+def _file(session: Any, settings: Any, run_id: int, name: str) -> tuple[str, float]:
+    """(path, mtime) of the run's artifact ``name`` — the cache key of what is read from
+    it — or 404."""
+    row = get_artifact(session, run_id, name)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no {name}")
+    path = resolve(settings.artifacts, row.path)
+    return str(path), Path(path).stat().st_mtime
+
+
 def _target(session: Any, settings: Any, run_id: int, name: str
             ) -> tuple[SimilarityTarget, np.ndarray]:
-    row = get_artifact(session, run_id, f"target-{name}.npz")
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no target {name!r}")
-    path = resolve(settings.artifacts, row.path)
-    return _load(str(path), Path(path).stat().st_mtime)
+    return _load(*_file(session, settings, run_id, f"target-{name}.npz"))
 
 
 def _order(session: Any, settings: Any, run_id: int) -> np.ndarray:
@@ -53,22 +61,21 @@ def _order(session: Any, settings: Any, run_id: int) -> np.ndarray:
 _CNN_LOCK = threading.Lock()  # one S_CNN computation at a time: a page asks for several
 
 
-def _cnn_overviews(session: Any, settings: Any, run_id: int, path: str, mtime: float,
-                   taps: tuple[int, ...], target_path: str, size: int
+def _cnn_overviews(session: Any, settings: Any, run_id: int, model: tuple[str, float],
+                   taps: tuple[int, ...], stimuli: str, size: int
                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The overview (and features' mean) of every tap of the run's network over the
     target's stimuli, in the target's order: the worker's (``s-cnn-overview.npz``, made
     when training ended) when it has this size, else computed here once per (model,
     size) — the requests of one page wait for the first instead of each running the
     network."""
-    row = get_artifact(session, run_id, S_CNN_OVERVIEW)
-    if row is not None:
-        stored = str(resolve(settings.artifacts, row.path))
-        stored_taps, n, views = _stored_overviews(stored, Path(stored).stat().st_mtime)
+    if get_artifact(session, run_id, S_CNN_OVERVIEW) is not None:
+        stored_taps, n, views = _stored_overviews(*_file(session, settings, run_id,
+                                                         S_CNN_OVERVIEW))
         if len(stored_taps) == len(taps) and len(views[0][1]) - 1 == min(size, n):
             return views
     with _CNN_LOCK:
-        return _cnn_overviews_cached(path, mtime, taps, target_path, size)
+        return _cnn_overviews_cached(*model, taps, stimuli, size)
 
 
 @lru_cache(maxsize=16)
@@ -91,15 +98,15 @@ def _tap_features(path: str, mtime: float, taps: tuple[int, ...], target_path: s
     return tap_features(path, taps, target.images, batch=256)
 
 
-def _train_views(session: Any, settings: Any, run: Any) -> tuple[int, str, int]:
-    """A train run's target run, the target it was trained toward, and its tap count."""
-    if run.input_run_id is None or get_artifact(session, run.id, "model.pt") is None:
+def _train_views(session: Any, run: Any) -> tuple[int, str, tuple[int, ...]]:
+    """A train run's target run, the target it was trained toward, and its taps."""
+    if run.input_run_id is None or get_artifact(session, run.id, MODEL_ARTIFACT) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"run {run.id} has no model.pt and target run to compare")
     target = run.config.get("target", "none")
     name = target if target in ("neural-model", "neural-data", "shuffle") else "neural-model"
-    taps = run.config.get("taps") or list(range(len((run.result or {}).get("layers", [])) or 5))
-    return run.input_run_id, name, len(taps)
+    taps = run.config.get("taps") or range(len((run.result or {}).get("layers", [])) or 5)
+    return run.input_run_id, name, tuple(int(t) for t in taps)
 
 
 @router.get("")
@@ -110,7 +117,7 @@ def names(run_id: int, session: SessionDep, settings: SettingsDep, _: CurrentUse
     run = run_or_404(session, run_id)
     if run.kind == "train":
         try:
-            n_taps = _train_views(session, settings, run)[2]
+            n_taps = len(_train_views(session, run)[2])
         except HTTPException:
             return []
         mixed = len((run.result or {}).get("gamma") or []) == n_taps
@@ -141,11 +148,7 @@ def pairs(run_id: int, name: str, session: SessionDep, settings: SettingsDep, _:
     """The paper's Fig. 2 from a similarity run's target: the ``k`` most and least similar
     pairs of distinct stimuli over all i < j, with their images (grey levels 0–255)."""
     run_or_404(session, run_id)
-    row = get_artifact(session, run_id, f"target-{name}.npz")
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no target {name!r}")
-    path = resolve(settings.artifacts, row.path)
-    return _pairs(str(path), Path(path).stat().st_mtime, k)
+    return _pairs(*_file(session, settings, run_id, f"target-{name}.npz"), k)
 
 
 @router.get("/{name}")
@@ -178,20 +181,22 @@ def _target_matrix(session: Any, settings: Any, run_id: int, name: str, size: in
         z, edges = pooled(target.factor, order, size)
         if other is not None:
             z = z - pooled(other.factor, order, size)[0]
-        return {"n": n, "exact": bool(np.all(np.diff(edges) == 1)), "edges": edges.tolist(),
-                "z": _cells(z)}
-    r0, r1 = (int(v) for v in (rows or f"0:{n}").split(":"))
-    c0, c1 = (int(v) for v in (cols or f"0:{n}").split(":"))
-    r0, r1, c0, c1 = max(r0, 0), min(r1, n), max(c0, 0), min(c1, n)
-    if not (r0 < r1 and c0 < c1) or r1 - r0 > MAX_BLOCK or c1 - c0 > MAX_BLOCK:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"rows/cols: a non-empty block of at most {MAX_BLOCK} per side")
-    z = block(target.factor, order, slice(r0, r1), slice(c0, c1))
+        return _overview(n, edges, z)
+    rs, cs = _block(rows, cols, n)
+    z = block(target.factor, order, rs, cs)
     if other is not None:
-        z = z - block(other.factor, order, slice(r0, r1), slice(c0, c1))
-    return {"n": n, "exact": True, "rows": [r0, r1], "cols": [c0, c1],
-            "image_ids": [target.image_ids[order[r0:r1]].tolist(),
-                          target.image_ids[order[c0:c1]].tolist()],
+        z = z - block(other.factor, order, rs, cs)
+    return {**_exact(n, rs, cs, z), "image_ids": [target.image_ids[order[rs]].tolist(),
+                                               target.image_ids[order[cs]].tolist()]}
+
+
+def _overview(n: int, edges: np.ndarray, z: np.ndarray) -> dict[str, Any]:
+    return {"n": n, "exact": bool(np.all(np.diff(edges) == 1)), "edges": edges.tolist(),
+            "z": _cells(z)}
+
+
+def _exact(n: int, rs: slice, cs: slice, z: np.ndarray) -> dict[str, Any]:
+    return {"n": n, "exact": True, "rows": [rs.start, rs.stop], "cols": [cs.start, cs.stop],
             "z": _cells(z)}
 
 
@@ -201,19 +206,27 @@ def _cells(z: Any) -> list[list[float]]:
     return np.round(np.asarray(z, dtype=np.float64), 4).tolist()  # type: ignore[no-any-return]
 
 
-def _span(text: str | None, n: int) -> tuple[int, int]:
-    a, b = (int(v) for v in (text or f"0:{n}").split(":"))
-    return max(a, 0), min(b, n)
+def _block(rows: str | None, cols: str | None, n: int) -> tuple[slice, slice]:
+    """``rows``/``cols`` ("a:b", default all) clipped to the n stimuli, or 422."""
+    def span(text: str | None) -> slice:
+        a, b = (int(v) for v in (text or f"0:{n}").split(":"))
+        return slice(max(a, 0), min(b, n))
+
+    rs, cs = span(rows), span(cols)
+    if not all(0 < s.stop - s.start <= MAX_BLOCK for s in (rs, cs)):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"rows/cols: a non-empty block of at most {MAX_BLOCK} per side")
+    return rs, cs
 
 
-def _cnn_weights(run: Any, name: str, n_taps: int) -> dict[int, float]:
-    """Which taps' S a view sums, with what weight: ``cnn-k`` is tap k alone; ``cnn`` is
-    Eq. 10's S_CNN, the taps mixed by the run's final γ."""
+def _cnn_weights(run: Any, name: str, n_taps: int) -> list[float]:
+    """The weight of each tap's S in a view: ``cnn-k`` is tap k alone; ``cnn`` is Eq. 10's
+    S_CNN, the taps mixed by the run's final γ."""
     if name.startswith("cnn-") and name[4:].isdigit() and int(name[4:]) < n_taps:
-        return {int(name[4:]): 1.0}
+        return [float(k == int(name[4:])) for k in range(n_taps)]
     gamma = (run.result or {}).get("gamma") or []
     if name == "cnn" and len(gamma) == n_taps:
-        return {k: float(g) for k, g in enumerate(gamma)}
+        return [float(g) for g in gamma]
     raise HTTPException(status.HTTP_404_NOT_FOUND,
                         f"name: use target, cnn (γ-weighted) or cnn-0..cnn-{n_taps - 1}")
 
@@ -222,44 +235,28 @@ def _train_matrix(session: Any, settings: Any, run: Any, name: str, size: int,
                   rows: str | None, cols: str | None, minus: str | None) -> dict[str, Any]:
     """S_target (in the target run's order), S_CNN of tap k of the run's network, or the
     γ-weighted S_CNN of Eq. 10; ``minus=target`` gives S_CNN − S_target."""
-    target_run, target_name, n_taps = _train_views(session, settings, run)
+    target_run, target_name, taps = _train_views(session, run)
     if minus not in (None, "target") or (minus and name == "target"):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             "minus: a train run's S_CNN maps can subtract only 'target'")
     if name == "target":
         return _target_matrix(session, settings, target_run, target_name, size, rows, cols,
                               None)
-    weights = _cnn_weights(run, name, n_taps)
-    taps = run.config.get("taps") or list(range(n_taps))
-    model_row = get_artifact(session, run.id, "model.pt")
-    assert model_row is not None  # _train_views checked it
-    model_path = str(resolve(settings.artifacts, model_row.path))
-    mtime = Path(model_path).stat().st_mtime
-    ref = get_artifact(session, target_run, "target-neural-model.npz")
-    if ref is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {target_run} has no stimuli")
-    target_path = str(resolve(settings.artifacts, ref.path))
-    order = _load(target_path, Path(target_path).stat().st_mtime)[1]
+    weights = _cnn_weights(run, name, len(taps))
+    model = _file(session, settings, run.id, MODEL_ARTIFACT)
+    stimuli = _file(session, settings, target_run, "target-neural-model.npz")
+    order = _load(*stimuli)[1]  # the stimuli and order of every view of this run
     n = len(order)
     target = _target(session, settings, target_run, target_name)[0] if minus else None
-    all_taps = tuple(int(t) for t in taps)
-    views = _cnn_overviews(session, settings, run.id, model_path, mtime, all_taps,
-                           target_path, size)
+    views = _cnn_overviews(session, settings, run.id, model, taps, stimuli[0], size)
     if rows is None and cols is None:
-        edges = views[0][1]
-        z = sum(w * views[k][0].astype(np.float64) for k, w in weights.items())
+        z = mix([v[0] for v in views], weights)
         if target is not None:
             z = z - pooled(target.factor, order, size)[0]
-        return {"n": n, "exact": bool(np.all(np.diff(edges) == 1)), "edges": edges.tolist(),
-                "z": _cells(z)}
-    (r0, r1), (c0, c1) = _span(rows, n), _span(cols, n)
-    if not (r0 < r1 and c0 < c1) or r1 - r0 > MAX_BLOCK or c1 - c0 > MAX_BLOCK:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"rows/cols: a non-empty block of at most {MAX_BLOCK} per side")
-    rs, cs = slice(r0, r1), slice(c0, c1)
-    z = feature_blocks(_tap_features(model_path, mtime, all_taps, target_path), order, rs, cs,
-                       [v[2] for v in views], [weights.get(k, 0.0) for k in range(len(views))])
+        return _overview(n, views[0][1], z)
+    rs, cs = _block(rows, cols, n)
+    z = feature_blocks(_tap_features(*model, taps, stimuli[0]), order, rs, cs,
+                       [v[2] for v in views], weights)
     if target is not None:
         z = z - block(target.factor, order, rs, cs)
-    return {"n": n, "exact": True, "rows": [r0, r1], "cols": [c0, c1],
-            "z": _cells(z)}
+    return _exact(n, rs, cs, z)
