@@ -165,7 +165,7 @@ def mean_curves(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         it and their count ``n_at`` (a live study's seeds run ahead of each other; SEM is
         0 where one run has the step), ``n`` runs, their ``seeds`` and ``run_ids``.
     """
-    from ml.train.summary import alpha_of
+    from ml.train.summary import alpha_of, mean_sem
 
     groups: dict[tuple[str, float], list[Mapping[str, Any]]] = {}
     for r in runs:
@@ -181,14 +181,10 @@ def mean_curves(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             for step, value in zip(m["steps"], m["values"], strict=True):
                 by_step.setdefault(int(step), []).append(float(value))
         steps = sorted(by_step)
-        mean, sem, n_at = [], [], []
-        for step in steps:
-            v = np.asarray(by_step[step])
-            mean.append(float(v.mean()))
-            sem.append(float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0)
-            n_at.append(len(v))
+        stats = [mean_sem(by_step[step]) for step in steps]
         rows.append({"target": target, "alpha": alpha, "n": len(members),
                      "seeds": [m["seed"] for m in members],
                      "run_ids": [m.get("id") for m in members], "steps": steps,
-                     "mean": mean, "sem": sem, "n_at": n_at})
+                     "mean": [float(m) for m, _ in stats], "sem": [float(e) for _, e in stats],
+                     "n_at": [len(by_step[step]) for step in steps]})
     return rows

@@ -9,13 +9,12 @@ from typing import Any
 import numpy as np
 
 from ml.evaluate.attacks import NORMS
-from ml.train.summary import alpha_of
+from ml.train.summary import alpha_of, mean_sem
 
 
 def _mean_sem(values: list[float]) -> tuple[float, float]:
-    a = np.asarray(values, dtype=np.float64)
-    sem = float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
-    return float(a.mean()), sem
+    mean, sem = mean_sem(values)
+    return float(mean), float(sem)
 
 
 def robustness_table(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -13,6 +13,14 @@ def alpha_of(run: Mapping[str, Any]) -> float:
     return 0.0 if run["target"] == "none" else float(run["alpha"])
 
 
+def mean_sem(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error over the first axis (one entry per run); SEM is 0 for a
+    single run. The error bars of every figure and table here (Fig. 4: SEM over seeds)."""
+    a = np.asarray(values, dtype=np.float64)
+    sem = a.std(axis=0, ddof=1) / np.sqrt(len(a)) if len(a) > 1 else np.zeros(a.shape[1:])
+    return a.mean(axis=0), sem
+
+
 def gamma_table(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Group runs by condition and average their final γ.
 
@@ -41,13 +49,13 @@ def gamma_table(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for (target, alpha, backbone, layers), members in sorted(groups.items(),
                                                              key=lambda kv: kv[0][:2]):
         g = np.array([m["gamma"] for m in members], dtype=np.float64)  # (runs, K)
-        sem = g.std(axis=0, ddof=1) / np.sqrt(len(g)) if len(g) > 1 else np.zeros(g.shape[1])
+        mean, sem = mean_sem(g)
         winners = np.bincount(g.argmax(axis=1), minlength=g.shape[1])
         rows.append({
             "target": target, "alpha": alpha, "backbone": backbone, "layers": list(layers),
             "n": len(members), "seeds": [m["seed"] for m in members],
             "run_ids": [m.get("id") for m in members],
-            "gamma_mean": g.mean(axis=0).tolist(), "gamma_sem": sem.tolist(),
+            "gamma_mean": mean.tolist(), "gamma_sem": sem.tolist(),
             "dominant": {str(layer): int(c) for layer, c in zip(layers, winners, strict=True)},
             **_tap_r(members, len(layers)),
         })
@@ -57,10 +65,8 @@ def gamma_table(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def _tap_r(members: list[Mapping[str, Any]], n_taps: int) -> dict[str, Any]:
     """Mean ± SEM of r(S_k, S_target) per tap over the runs that recorded it (none for
     ``target: none`` or runs from before it was recorded)."""
-    r = np.array([m["r_taps"] for m in members if len(m.get("r_taps") or []) == n_taps],
-                 dtype=np.float64)
-    if not len(r):
+    r = [m["r_taps"] for m in members if len(m.get("r_taps") or []) == n_taps]
+    if not r:
         return {"r_taps_mean": None, "r_taps_sem": None, "r_taps_n": 0}
-    sem = r.std(axis=0, ddof=1) / np.sqrt(len(r)) if len(r) > 1 else np.zeros(n_taps)
-    return {"r_taps_mean": r.mean(axis=0).tolist(), "r_taps_sem": sem.tolist(),
-            "r_taps_n": len(r)}
+    mean, sem = mean_sem(r)
+    return {"r_taps_mean": mean.tolist(), "r_taps_sem": sem.tolist(), "r_taps_n": len(r)}
