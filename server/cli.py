@@ -145,20 +145,19 @@ def _demo_study(settings: Settings, app: Any) -> int | None:
 
 
 def _follow_demo(settings: Settings, app: Any, stop: threading.Event) -> None:
-    """While `neuroreg up` runs: wait for the demo similarity run, then submit the study."""
+    """While `neuroreg up` runs: wait for the demo similarity run to finish, then submit
+    the study (if it succeeded and there is none yet)."""
     from server.store.db import session_scope
-    from server.store.models import Run, RunStatus
+    from server.store.models import Run
 
     while not stop.wait(5.0):
         try:
-            if _demo_study(settings, app) is not None:
-                return
             with session_scope(settings.db_url) as s:
                 sim = s.query(Run).filter(Run.name == DEMO_SIMILARITY_NAME).first()
-                if sim is None or sim.status in (RunStatus.failed, RunStatus.cancelled):
-                    return
-                if s.query(Run.id).filter(Run.name == DEMO_STUDY_NAME).first() is not None:
-                    return
+                waiting = sim is not None and not sim.status.finished
+            if not waiting:
+                _demo_study(settings, app)
+                return
         except Exception:  # noqa: BLE001 — the demo must never take the service down
             log.warning("demo study not submitted", exc_info=True)
             return
