@@ -117,4 +117,14 @@ export function chartDiv(title, id) {
     role: "img", "aria-label": title });
 }
 
+// The figure `id` in `host`: the one drawn on an earlier poll (a re-plot keeps its zoom),
+// or a new one appended to `host`.
+export function chartIn(host, id, title) {
+  const div = document.getElementById(id);
+  if (div) return div;
+  const made = chartDiv(title, id);
+  host.append(made);
+  return made;
+}
+
 export { csvOf };

@@ -1,5 +1,5 @@
 import { api, el, getJSON, when, withLogin } from "./api.js";
-import { plot, plotly } from "./figures.js";
+import { chartIn, plot, plotly } from "./figures.js";
 import { drawPairs, drawScores, drawSimilarity, drawTargets } from "./similarity.js";
 
 const runId = Number(location.pathname.split("/").pop());
@@ -22,13 +22,8 @@ function chartFor(key) {
 }
 
 function ensureDiv(title) {
-  const id = `chart-${title.replace(/[^A-Za-z0-9]/g, "_")}`;
-  let div = document.getElementById(id);
-  if (!div) {
-    div = el("div", { id, class: "chart", "data-title": title });
-    document.getElementById("charts").append(div);
-  }
-  return div;
+  return chartIn(document.getElementById("charts"), `chart-${title.replace(/[^A-Za-z0-9]/g, "_")}`,
+    title);
 }
 
 // γ/<k> → the tapped layer's number (1, 5, 9, 13, 17 for ResNet18) once the run has them
@@ -159,9 +154,12 @@ withLogin(async () => {
       const similarity = run.kind === "similarity" && run.status === "succeeded";
       // a finished train run with a target: S_target, S_CNN and their difference, one order
       const trained = run.kind === "train" && run.status === "succeeded" && run.input_run_id;
+      // the matrices asked for on the first pass, unless the run finished since
+      const shown = similarity || trained ? (names && names.length ? names
+        : await getJSON(`/api/runs/${runId}/matrices`)) : [];
       await Promise.allSettled([charts, drawArtifacts(),
-        ...(similarity ? [drawSimilarity(runId), drawPairs(runId)] : []),
-        ...(similarity || trained ? [drawTargets(runId, run.result || {}, names)] : [])]);
+        ...(similarity ? [drawSimilarity(runId), drawPairs(runId, shown)] : []),
+        drawTargets(runId, run.result || {}, shown)]);
       break;
     }
     await charts;

@@ -1,7 +1,7 @@
 // Fig. 1 of the paper from a similarity run's figures.json: S_oracle and S_model in one
 // shared clustering order and colour scale, fluctuation histograms, data/model scatter.
 import { api, el } from "./api.js";
-import { plot, plotly } from "./figures.js";
+import { chartDiv, chartIn, plot, plotly } from "./figures.js";
 
 const MARGIN = { t: 40, r: 10, b: 40, l: 50 };
 
@@ -10,14 +10,7 @@ const PANELS = [
   ["fig-fluctuations", "Fig. 1C"], ["fig-scatter", "Fig. 1D"], ["fig-neurons", "neurons"],
 ];
 
-function panel(id, title) {
-  let div = document.getElementById(id);
-  if (!div) {
-    div = el("div", { id, class: "chart", "data-title": title, role: "img", "aria-label": title });
-    document.getElementById("similarity-figures").append(div);
-  }
-  return div;
-}
+const panel = (id, title) => chartIn(document.getElementById("similarity-figures"), id, title);
 
 export async function drawSimilarity(runId) {
   const host = document.getElementById("similarity-figures");
@@ -40,8 +33,7 @@ export async function drawSimilarity(runId) {
     fig.scans.forEach((scan, k) => {
       const id = k === 0 ? `fig-${key}` : `fig-${key}-${k + 1}`;
       const div = k === 0 ? panel(id, name) : document.getElementById(id)
-        || el("div", { id, class: "chart", "data-title": `${name} ${scan}`, role: "img",
-          "aria-label": `${name} ${scan}` });
+        || chartDiv(`${name} ${scan}`, id);
       if (prev && !div.isConnected) prev.after(div);
       prev = div;
       plot(div, [{ z: fig[key][k], type: "heatmap", colorscale: "RdBu", reversescale: true,
@@ -102,8 +94,7 @@ function centresOf(edges) {
 }
 
 export function matrixDiv(title, host) {
-  const div = el("div", { id: `fig-target-${title.replace(/[^A-Za-z0-9]+/g, "_")}`,
-    class: "chart", "data-title": title, role: "img", "aria-label": title });
+  const div = chartDiv(title, `fig-target-${title.replace(/[^A-Za-z0-9]+/g, "_")}`);
   host.append(div);
   return div;
 }
@@ -115,7 +106,7 @@ export async function drawMatrix(div, view) {
   const query = () => (div.view.minus ? `minus=${div.view.minus}` : "");
   const overview = async () => {
     const v = div.view;
-    const [m, Plotly] = await Promise.all([matrix(v.runId, v.name, `size=200&${query()}`), plotly()]);
+    const m = await matrix(v.runId, v.name, `size=200&${query()}`);
     if (div.view !== v) return;  // the view changed while this was in flight
     const c = centresOf(m.edges);
     const lim = v.minus ? Math.max(...m.z.flat().map(Math.abs), 1e-6) : 1;
@@ -130,7 +121,6 @@ export async function drawMatrix(div, view) {
       div.zoomable = true;
       div.on("plotly_relayout", (ev) => zoom(div, ev, overview, query).catch(console.error));
     }
-    return Plotly;
   };
   await overview();
 }
@@ -162,16 +152,13 @@ async function zoom(div, ev, overview, query) {
 // under the γ-weighted S_CNN's title.
 export function matrixViews(runId, names, result = {}) {
   const layers = result.layers || [];
-  const r = typeof result.r_similarity === "number"
-    ? `r(S_CNN, S_target) = ${result.r_similarity.toFixed(3)} on held-out stimuli` : "";
   const tap = (n) => { const k = Number(n.slice(4)); return layers[k] !== undefined ? `layer ${layers[k]}` : `tap ${k}`; };
-  const perTap = result.r_similarity_per_tap || [];
-  const tapNote = (n) => {
-    const v = perTap[Number(n.slice(4))];
-    return typeof v === "number" ? { note: `r(S_k, S_target) = ${v.toFixed(3)} on held-out stimuli` } : {};
-  };
-  const views = names.map((n) => ({ runId, name: n, ...(n === "cnn" && r ? { note: r } : {}),
-    ...(n.startsWith("cnn-") ? tapNote(n) : {}),
+  const held = (what, r) => (typeof r === "number"
+    ? { note: `${what} = ${r.toFixed(3)} on held-out stimuli` } : {});
+  const views = names.map((n) => ({ runId, name: n,
+    ...(n === "cnn" ? held("r(S_CNN, S_target)", result.r_similarity)
+      : n.startsWith("cnn-") ? held("r(S_k, S_target)", (result.r_similarity_per_tap || [])[Number(n.slice(4))])
+        : {}),
     title: n === "target" ? "S_target (what it was trained toward)"
       : n === "cnn" ? "S_CNN, γ-weighted (Eq. 10)"
         : n.startsWith("cnn-") ? `S_CNN, ${tap(n)}` : `S_target ${n}` }));
@@ -187,8 +174,7 @@ export function matrixViews(runId, names, result = {}) {
   return views;
 }
 
-export async function drawTargets(runId, result = {}, names = null) {
-  if (!names || !names.length) names = await (await api(`/api/runs/${runId}/matrices`)).json();
+export async function drawTargets(runId, result, names) {
   if (!names.length) return;
   const host = document.getElementById("similarity-figures");
   host.hidden = false;
@@ -217,8 +203,7 @@ function choiceOf(view, div) {
 
 // Fig. 2 of the paper: the least and the most similar pairs of distinct stimuli in a
 // target (S_model by default) over all its stimuli, with the images themselves.
-export async function drawPairs(runId, name = "neural-model") {
-  const names = await (await api(`/api/runs/${runId}/matrices`)).json();
+export async function drawPairs(runId, names, name = "neural-model") {
   if (!names.includes(name)) return;
   const data = await (await api(`/api/runs/${runId}/matrices/${name}/pairs?k=3`)).json();
   const row = (title, pairs) => el("div", { class: "pair-row" }, el("h3", {}, title),

@@ -4,7 +4,7 @@
 // (γ), paired tests against None, and its runs by condition. Clicking a bar or a curve
 // jumps to that condition's runs (#cond-…, a shareable URL).
 import { el, fmt, getJSON, when, withLogin } from "./api.js";
-import { chartDiv, plot, plotly } from "./figures.js";
+import { chartIn, plot, plotly } from "./figures.js";
 import { drawMatrix, matrixDiv, matrixViews, withChoice } from "./similarity.js";
 
 const studyId = Number(location.pathname.split("/").pop());
@@ -37,15 +37,19 @@ function table(head, rows, attrs = {}) {
       : el("tr", {}, ...r.map((c) => el("td", {}, c)))))));
 }
 
-// one div per figure, kept across polls (a re-plot, not a new div) and in this order
+// one div per figure, kept across polls (a re-plot, not a new div) and in draw order
 function figure(host, id, title) {
-  let div = document.getElementById(id);
-  if (!div) {
-    div = chartDiv(title, id);
-    div.dataset.title = title;
-  }
-  host.append(div);  // (re)appended in draw order
+  const div = chartIn(host, id, title);
+  host.append(div);  // a figure that appears on a later poll still lands in its place
   return div;
+}
+
+// one colour per condition on every figure: None grey, the others in order of appearance
+const colours = new Map([["None", COLORS[0]]]);
+function colour(r) {
+  const key = label(r);
+  if (!colours.has(key)) colours.set(key, COLORS[1 + ((colours.size - 1) % (COLORS.length - 1))]);
+  return colours.get(key);
 }
 
 // a click on a bar or a curve point: that condition's runs
@@ -86,8 +90,8 @@ function skeleton() {
   };
 }
 
-let study = null;
-let trains = [];
+let latest = null;  // the last GET /api/studies/{id}: the study, its runs, aggregates
+const trains = () => latest.runs.filter((r) => r.kind === "train");
 const SHARED = new URLSearchParams(location.search);
 
 function remember() {
@@ -112,15 +116,12 @@ function drawHeader(s) {
 function drawFigures(data) {
   const host = document.getElementById("study-charts");
   const rows = data.robustness;
-  const labels = rows.map(label);
-  const color = (r) => (r.target === "none" ? COLORS[0]
-    : COLORS[1 + (labels.indexOf(label(r)) % (COLORS.length - 1))]);
   const jobs = [];  // every div goes in first: a grid cell sized alone would clip later
   const noiseRows = rows.filter((r) => r.noise);
   if (noiseRows.length) {
     const div = figure(host, "fig4", "Accuracy under Gaussian noise, mean ± SEM over seeds (Fig. 4)");
     jobs.push([div, noiseRows.flatMap((r) => band(r.noise.sigmas, r.noise.mean, r.noise.sem,
-      `${label(r)} (n=${r.n})`, color(r), condId(r))), {
+      `${label(r)} (n=${r.n})`, colour(r), condId(r))), {
       xaxis: { title: { text: "noise σ" } }, yaxis: { title: { text: "accuracy" } } }]);
   }
   for (const norm of ["linf", "l2", "l1", "l0"]) {
@@ -129,7 +130,7 @@ function drawFigures(data) {
     const div = figure(host, `fig5-${norm}`, `Median ${norm.toUpperCase()} perturbation per condition (Fig. 5, 7)`);
     jobs.push([div, [{ type: "bar", x: have.map(label), y: have.map((r) => r.medians[norm].mean),
       error_y: { type: "data", array: have.map((r) => r.medians[norm].sem), visible: true },
-      marker: { color: have.map(color) }, name: `median ${norm}`, customdata: have.map(condId) }],
+      marker: { color: have.map(colour) }, name: `median ${norm}`, customdata: have.map(condId) }],
     { yaxis: { title: { text: `median ${norm} distance` } } }]);
   }
   for (const norm of ["linf", "l2", "l1", "l0"]) {
@@ -139,7 +140,7 @@ function drawFigures(data) {
       `Median ${norm.toUpperCase()} perturbation vs attack iterations (Fig. 5)`);
     jobs.push([div, have.map((r) => ({ x: r.curves[norm].iterations, y: r.curves[norm].mean,
       error_y: { type: "data", array: r.curves[norm].sem, visible: true },
-      name: label(r), type: "scatter", mode: "lines+markers", line: { color: color(r) },
+      name: label(r), type: "scatter", mode: "lines+markers", line: { color: colour(r) },
       customdata: r.curves[norm].iterations.map(() => condId(r)) })),
     { xaxis: { title: { text: "attack iterations (cumulative)" }, type: "log", dtick: "D2" },
       yaxis: { title: { text: `median ${norm} (best so far)` } } }]);
@@ -183,8 +184,8 @@ async function drawCurves() {
   const div = figure(host, "study-curve", `${key} over training, mean ± SEM over seeds`);
   if (!data.rows.length) { host.hidden = true; return; }
   host.hidden = false;
-  const traces = data.rows.flatMap((r, i) => band(r.steps, r.mean, r.sem, `${label(r)} (n=${r.n})`,
-    r.target === "none" ? COLORS[0] : COLORS[1 + (i % (COLORS.length - 1))], condId(r), r.n_at));
+  const traces = data.rows.flatMap((r) => band(r.steps, r.mean, r.sem, `${label(r)} (n=${r.n})`,
+    colour(r), condId(r), r.n_at));
   div.dataset.title = `${key} over training, mean ± SEM over seeds`;
   await plot(div, traces, { title: { text: div.dataset.title }, uirevision: key,
     xaxis: { title: { text: "step" } }, yaxis: { title: { text: key } } });
@@ -196,7 +197,7 @@ const views = {};
 
 async function drawTarget() {
   const host = document.getElementById("study-matrices");
-  const target = study.input_run_id || (study.config && study.config.target_run);
+  const target = latest.study.input_run_id || latest.study.config.target_run;
   const note = document.getElementById("sim-note");
   if (!target) { note.textContent = "This study trains without a similarity target."; return; }
   note.replaceChildren("S over all stimuli of ", el("a", { href: `/runs/${target}` }, `similarity run #${target}`),
@@ -247,8 +248,6 @@ function fillPicker(data) {
   return select.value !== keep;
 }
 
-let latest = null;  // the last /api/studies response
-
 function clearModelViews() {
   for (const key of ["model", "diff"]) {
     if (views[key]) { (views[key].closest(".cell") || views[key]).remove(); delete views[key]; }
@@ -278,7 +277,7 @@ async function drawModelMatrices() {
   if (document.getElementById("sim-run").value === "all") { await drawEveryCondition(); return; }
   const id = Number(document.getElementById("sim-run").value);
   if (!id) return;
-  const run = trains.find((r) => r.id === id);
+  const run = trains().find((r) => r.id === id);
   const names = await getJSON(`/api/runs/${id}/matrices`);
   const host = document.getElementById("study-matrices");
   document.getElementById("sim-run-note").textContent = names.length ? ""
@@ -327,7 +326,7 @@ function drawTables(data) {
   // runs by condition: each seed's train run and its evaluation; the target of the figure links
   const evalOf = new Map(data.runs.filter((r) => r.kind === "evaluate").map((r) => [r.input_run_id, r]));
   const groups = new Map();
-  for (const r of trains) {
+  for (const r of trains()) {
     const key = label(r.config);
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(r);
@@ -362,14 +361,12 @@ function focusCondition() {
 async function draw(first) {
   const data = await getJSON(`/api/studies/${studyId}`);
   latest = data;
-  study = data.study;
-  trains = data.runs.filter((r) => r.kind === "train");
-  drawHeader(study);
+  drawHeader(data.study);
   const jobs = [drawTarget(), drawFigures(data), drawCurves()];
   if (fillPicker(data) || first) jobs.push(drawModelMatrices());
   drawTables(data);
   await Promise.all(jobs.map((j) => j.catch(console.error)));
-  return study.status;
+  return data.study.status;
 }
 
 withLogin(async () => {

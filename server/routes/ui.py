@@ -1,4 +1,4 @@
-"""The dashboard's pages and static files (plotly.js from the plotly package, no CDN)."""
+"""The dashboard's pages and static files (plotly.js vendored, no CDN)."""
 
 from __future__ import annotations
 
@@ -16,22 +16,6 @@ FRONTEND = Path(frontend.__file__).parent
 # (frontend/plotly/build.sh). It loads and runs in ~190 ms in headless chromium on a 2-core
 # machine; the official cartesian bundle took ~490 ms and the full one about a second.
 PLOTLY_JS = FRONTEND / "static" / "vendor" / "plotly-neuroreg.min.js"
-_PAGES = {"runs": "index.html", "run": "run.html"}
-
-
-def _page(name: str) -> FileResponse:
-    return FileResponse(FRONTEND / _PAGES[name], media_type="text/html")
-
-
-@router.get("/")
-def index() -> FileResponse:
-    return _page("runs")
-
-
-@router.get("/runs/{run_id}")
-def run_page(run_id: int) -> FileResponse:
-    return _page("run")
-
 
 _SHELL = """<!doctype html>
 <html lang="en">
@@ -41,7 +25,7 @@ _SHELL = """<!doctype html>
   <title>neuroreg · {title}</title>
   <link rel="stylesheet" href="/static/app.css">
   <link rel="icon" href="data:,">
-  {plotly}
+  {preload}
 </head>
 <body>
   <header><a class="brand" href="/">neuroreg</a><span id="whoami"></span></header>
@@ -53,7 +37,7 @@ _SHELL = """<!doctype html>
         required> <button>Use token</button></form>
       <p id="login-error" class="error"></p>
     </section>
-    <section id="page" hidden></section>
+    {body}
   </main>
   <script type="module" src="/static/{script}"></script>
 </body>
@@ -61,12 +45,31 @@ _SHELL = """<!doctype html>
 """
 
 
-def _shell(title: str, script: str, plotly: bool = False) -> HTMLResponse:
-    # plotly.js is fetched at once but run by figures.js after the page's requests are out
-    tag = ('<link rel="preload" href="/static/vendor/plotly.min.js" as="script">\n'
-           '  <link rel="modulepreload" href="/static/api.js">\n'
-           '  <link rel="modulepreload" href="/static/figures.js">') if plotly else ""
-    return HTMLResponse(_SHELL.format(title=title, script=script, plotly=tag))
+def _shell(title: str, script: str, *, body: str | None = None,
+           modules: tuple[str, ...] = ()) -> HTMLResponse:
+    """A page: the shared head, header and sign-in form around ``body`` (a fragment file
+    in frontend/, or an empty section the script fills). Pages that plot name their
+    ``modules``: they and plotly.js are fetched at once, and figures.js runs plotly.js
+    once the page's first requests are out."""
+    preload = "\n  ".join(
+        ['<link rel="preload" href="/static/vendor/plotly.min.js" as="script">'] * bool(modules)
+        + [f'<link rel="modulepreload" href="/static/{m}">' for m in modules])
+    section = (FRONTEND / body).read_text() if body else '<section id="page" hidden></section>'
+    return HTMLResponse(_SHELL.format(title=title, script=script, preload=preload,
+                                      body=section))
+
+
+PLOTTING = ("api.js", "figures.js")
+
+
+@router.get("/")
+def index() -> HTMLResponse:
+    return _shell("runs", "runs.js", body="runs.html")
+
+
+@router.get("/runs/{run_id}")
+def run_page(run_id: int) -> HTMLResponse:
+    return _shell("run", "run.js", body="run.html", modules=(*PLOTTING, "similarity.js"))
 
 
 @router.get("/submit")
@@ -81,12 +84,12 @@ def tokens_page() -> HTMLResponse:
 
 @router.get("/compare")
 def compare_page() -> HTMLResponse:
-    return _shell("compare runs", "compare.js", plotly=True)
+    return _shell("compare runs", "compare.js", modules=PLOTTING)
 
 
 @router.get("/studies/{run_id}")
 def study_page(run_id: int) -> HTMLResponse:
-    return _shell("study", "study.js", plotly=True)
+    return _shell("study", "study.js", modules=(*PLOTTING, "similarity.js"))
 
 
 @router.get("/static/vendor/plotly.min.js")
