@@ -17,54 +17,39 @@ from server.kinds import ExternalConfig
 from server.store.models import Role, RunStatus
 
 
-class TrainRunCreate(BaseModel):
+class _RunCreate(BaseModel):
+    """What every kind's create body has besides its ``kind`` and ``config``."""
+
     model_config = ConfigDict(extra="forbid")
 
+    name: str = Field("", max_length=200)
+    parent_id: int | None = None
+    input_run_id: int | None = None
+
+
+class TrainRunCreate(_RunCreate):
     kind: Literal["train"] = "train"
-    name: str = Field("", max_length=200)
     config: TrainConfig = Field(default_factory=TrainConfig)
-    parent_id: int | None = None
-    input_run_id: int | None = None
 
 
-class SimilarityRunCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SimilarityRunCreate(_RunCreate):
     kind: Literal["similarity"]
-    name: str = Field("", max_length=200)
     config: SimilarityConfig = Field(default_factory=SimilarityConfig)
-    parent_id: int | None = None
-    input_run_id: int | None = None
 
 
-class EvaluateRunCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EvaluateRunCreate(_RunCreate):
     kind: Literal["evaluate"]
-    name: str = Field("", max_length=200)
     config: EvaluateConfig = Field(default_factory=EvaluateConfig)
-    parent_id: int | None = None
-    input_run_id: int | None = None
 
 
-class StudyRunCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StudyRunCreate(_RunCreate):
     kind: Literal["study"]
-    name: str = Field("", max_length=200)
     config: StudyConfig = Field(default_factory=StudyConfig)
-    parent_id: int | None = None
-    input_run_id: int | None = None
 
 
-class ExternalRunCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ExternalRunCreate(_RunCreate):
     kind: Literal["external"]
-    name: str = Field("", max_length=200)
     config: ExternalConfig = Field(default_factory=ExternalConfig)
-    parent_id: int | None = None
-    input_run_id: int | None = None
 
 
 class RunFinish(BaseModel):
