@@ -12,8 +12,7 @@ from ml.train.summary import gamma_table
 from server.deps import CurrentUser, SessionDep, run_or_404
 from server.routes.summaries import eval_rows, train_rows
 from server.services import runs_public
-from server.store import rollups
-from server.store.metrics import binned_means, summarize_keys
+from server.store.metrics import binned_many, summarize_keys
 from server.studies import children
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
@@ -59,14 +58,9 @@ def curves(
     if trains and key not in keys:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"key: the study's runs log no {key!r} (they log {keys})")
-    spans = [rollups.summary(session, t.id, key) for t in trains]
-    longest = max((total for _, _, total in spans), default=0)
-    last = max((hi for _, hi, total in spans if total), default=0)
-    width = 1 if longest <= max_points else -(-(last + 1) // max_points)
-    runs = []
-    for t in trains:
-        steps, values = binned_means(session, t.id, key, width=width)
-        runs.append({"id": t.id, "target": t.config.get("target", "none"),
-                     "alpha": t.config.get("alpha", 0.0), "seed": t.config.get("seed"),
-                     "steps": steps, "values": values})
+    width, series = binned_many(session, [t.id for t in trains], key, max_points=max_points)
+    runs = [{"id": t.id, "target": t.config.get("target", "none"),
+             "alpha": t.config.get("alpha", 0.0), "seed": t.config.get("seed"),
+             "steps": steps, "values": values} for t, (steps, values) in zip(trains, series,
+                                                                             strict=True)]
     return {"key": key, "keys": keys, "bin_steps": width, "rows": mean_curves(runs)}

@@ -138,6 +138,19 @@ def binned_means(session: Session, run_id: int, key: str, *, width: int
     return [(b + 1) * width - 1 for b, _ in out], [v for _, v in out]
 
 
+def binned_many(session: Session, run_ids: Sequence[int], key: str, *, max_points: int
+                ) -> tuple[int, list[tuple[list[int], list[float]]]]:
+    """Several runs' ``key`` on one grid of bins (so they can be averaged bin by bin):
+    whole when the longest has at most ``max_points`` points, else averaged over bins of
+    ``width`` steps that cut the last step seen into ``max_points``. Returns the width and
+    each run's (steps, values)."""
+    spans = [rollups.summary(session, r, key) for r in run_ids]
+    longest = max((total for _, _, total in spans), default=0)
+    last = max((hi for _, hi, total in spans if total), default=0)
+    width = 1 if longest <= max_points else -(-(last + 1) // max_points)
+    return width, [binned_means(session, r, key, width=width) for r in run_ids]
+
+
 def decimate_raw(
     session: Session, run_id: int, key: str, *, lo: int, hi: int, groups: int
 ) -> Sequence[tuple[int, float]]:
