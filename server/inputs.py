@@ -13,6 +13,7 @@ a 422 before anything is stored.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -99,9 +100,11 @@ def check_inputs(session: Session, settings: Settings, *, kind: str, config: Any
 
 
 def _check_study(session: Session, settings: Settings, config: Any) -> int | None:
-    """Every cell's train inputs, checked once per distinct kind of cell."""
-    from ml.study import study_cells
+    """Every cell's train inputs, checked once per distinct kind of cell. An error names
+    the study's field: its own (target_run, features) or the train template's."""
+    from ml.study import StudyConfig, study_cells
 
+    own = {f.name for f in dataclasses.fields(StudyConfig)}
     seen: set[str] = set()
     for cell in study_cells(config):
         if cell.condition in seen:
@@ -111,8 +114,8 @@ def _check_study(session: Session, settings: Settings, config: Any) -> int | Non
             check_inputs(session, settings, kind="train", config=cell.train)
         except NotFound as exc:
             field = (exc.field or "").removeprefix("config.")
-            if field == "dataset":
-                field = "train.dataset"
+            if field.split(".")[0] not in own:
+                field = f"train.{field}"
             raise NotFound(exc.message, field=f"config.{field}") from None
     return config.target_run
 

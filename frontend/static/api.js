@@ -16,12 +16,18 @@ export function token() {
 
 export class AuthError extends Error {}
 
-export async function api(path, options = {}) {
+// fetch with the token; a rejected token throws AuthError (the page shows sign-in)
+async function request(path, options = {}) {
   const res = await fetch(path, {
     ...options,
     headers: { Authorization: `Bearer ${token()}`, ...(options.headers || {}) },
   });
   if (res.status === 401) throw new AuthError("token rejected");
+  return res;
+}
+
+export async function api(path, options = {}) {
+  const res = await request(path, options);
   if (!res.ok) {
     const body = await res.json().catch(() => ({}));
     throw new Error(typeof body.detail === "string" ? body.detail : `HTTP ${res.status}`);
@@ -80,11 +86,10 @@ function addNav() {
 
 // POST/PATCH/DELETE with a JSON body; returns {ok, status, body} without throwing on 4xx.
 export async function send(method, path, body) {
-  const res = await fetch(path, {
-    method, headers: { Authorization: `Bearer ${token()}`, "Content-Type": "application/json" },
+  const res = await request(path, {
+    method, headers: { "Content-Type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (res.status === 401) throw new AuthError("token rejected");
   const text = await res.text();
   let parsed = null;
   try { parsed = text ? JSON.parse(text) : null; } catch { parsed = text; }
