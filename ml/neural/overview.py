@@ -132,42 +132,54 @@ def feature_blocks(features: Any, order: np.ndarray, rows: slice, cols: slice,
     return z
 
 
-def extreme_pairs(factor: np.ndarray, k: int = 3, *, block: int = 512,
-                  candidates: int = 64) -> dict[str, list[tuple[int, int, float]]]:
+def extreme_pairs(factor: np.ndarray, k: int = 3, *, block: int = 512
+                  ) -> dict[str, list[tuple[int, int, float]]]:
     """The most and the least similar stimulus pairs of S = F Fᵀ (the paper's Fig. 2), each
-    side ``k`` pairs of distinct stimuli (so one odd image cannot fill the list).
+    side ``k`` pairs of distinct stimuli (so one odd image cannot fill the list): greedily,
+    the extreme pair, then the extreme pair of stimuli not used yet, and so on.
 
-    Exact: S is computed ``block`` rows at a time over the pairs i < j, keeping each
-    block's ``candidates`` highest and lowest; memory O(block · N).
+    Exact: S is computed ``block`` rows at a time over the pairs i < j, keeping each row's
+    2k − 1 extreme entries; memory O(block · N + N · k). That is enough whatever S is: if
+    the best pair (i, j) of unused stimuli were not kept, row i would keep 2k − 1 entries
+    at least as extreme, and at most 2k − 2 stimuli are used before the last pick, so one
+    of them pairs i with an unused stimulus and is as good (a tie). Ties are broken
+    towards the lower (i, j).
 
     Returns:
         ``{"high": [(i, j, S_ij), …], "low": […]}``, highest (lowest) first.
     """
     f = np.asarray(factor, dtype=np.float32)
     n = len(f)
-    top: list[tuple[float, int, int]] = []
-    bottom: list[tuple[float, int, int]] = []
+    per_row = 2 * k - 1
+    found: dict[str, list[np.ndarray]] = {"high": [], "low": []}
     for r0 in range(0, n - 1, block):
         s = f[r0:r0 + block] @ f.T  # (rows, N)
         rows = np.arange(r0, min(r0 + block, n))
         valid = np.arange(n)[None, :] > rows[:, None]  # i < j only: no diagonal, no repeats
-        for keep, fill, sign in ((top, -np.inf, 1.0), (bottom, np.inf, -1.0)):
-            masked = np.where(valid, s, fill).ravel()
-            m = min(candidates, int(valid.sum()))
-            if m == 0:
-                continue
-            idx = np.argpartition(-sign * masked, m - 1)[:m]
-            keep += [(float(masked[x]), int(rows[x // n]), int(x % n)) for x in idx]
+        m = min(per_row, n - 1 - r0)  # the block's first row has the most valid entries
+        for side, sign in (("high", 1.0), ("low", -1.0)):
+            key = np.where(valid, -sign * s, np.inf)  # smallest key = most extreme
+            cols = np.argpartition(key, m - 1, axis=1)[:, :m]
+            keep = np.take_along_axis(valid, cols, axis=1)
+            i = np.broadcast_to(rows[:, None], cols.shape)[keep]
+            found[side].append(np.stack([i, cols[keep]]))
     out: dict[str, list[tuple[int, int, float]]] = {}
-    for name, found, reverse in (("high", top, True), ("low", bottom, False)):
+    for side, sign in (("high", 1.0), ("low", -1.0)):
+        if not found[side]:
+            out[side] = []
+            continue
+        i, j = np.concatenate(found[side], axis=1)
+        values = np.einsum("nd,nd->n", f[i], f[j])
+        # lexsort: the last key is the primary one
         picked: list[tuple[int, int, float]] = []
         used: set[int] = set()
-        for value, i, j in sorted(found, reverse=reverse):
-            if i in used or j in used:
+        for x in np.lexsort((j, i, -sign * values)):
+            a, b = int(i[x]), int(j[x])
+            if a in used or b in used:
                 continue
-            picked.append((i, j, value))
-            used |= {i, j}
+            picked.append((a, b, float(values[x])))
+            used |= {a, b}
             if len(picked) == k:
                 break
-        out[name] = picked
+        out[side] = picked
     return out

@@ -222,7 +222,52 @@ def test_fig2_pairs_are_the_extremes_of_s_over_distinct_stimuli(
                               np.round(target.images[p["i"], 0] * 255).astype(int))
     values = [p["s"] for p in got["high"]]
     assert values == sorted(values, reverse=True)
-    # blockwise = the whole matrix at once
-    assert extreme_pairs(target.factor, 3, block=64) == extreme_pairs(target.factor, 3,
-                                                                      block=700)
+    served = {side: [(p["i"], p["j"], p["s"]) for p in got[side]] for side in ("high", "low")}
+    assert_greedy_extremes(target.factor, served, 3, tol=F32_S + 5e-5)  # "s" has 4 decimals
+    # any blocking gives the same pairs; the values agree to float32 rounding, not bitwise:
+    # BLAS sums each S_ij in an order that depends on the block shape and the processor
+    for block in (64, 700):
+        assert_greedy_extremes(target.factor, extreme_pairs(target.factor, 3, block=block), 3)
     assert client.get(f"/api/runs/{rid}/matrices/nope/pairs").status_code == 404
+
+
+# S_ij of unit float32 factors, summed in any order: a few ulps of 1 (ulp 1.2e-7)
+F32_S = 1e-5
+
+
+def assert_greedy_extremes(factor: np.ndarray, found: dict, k: int, tol: float = F32_S) -> None:
+    """``found`` is a correct Fig. 2 answer up to float32 rounding: per side ``k`` pairs
+    i < j of distinct stimuli, each S_ij to within ``tol`` of the exact (float64) value,
+    each within ``tol`` of the most extreme pair of stimuli not picked before it. Where no
+    other pair is that close, this admits exactly one answer; where pairs tie to within
+    rounding, any of them."""
+    f = np.asarray(factor, np.float64)
+    s = f @ f.T
+    i_all, j_all = np.triu_indices(len(f), 1)
+    for side, sign in (("high", 1.0), ("low", -1.0)):
+        assert len(found[side]) == k, side
+        free = np.ones(len(f), bool)
+        for i, j, value in found[side]:
+            assert i < j and free[i] and free[j], (side, i, j)
+            assert abs(value - s[i, j]) <= tol, (side, i, j, value, s[i, j])
+            best = (sign * s[i_all, j_all])[free[i_all] & free[j_all]].max()
+            assert sign * s[i, j] >= best - tol, (side, i, j)
+            free[[i, j]] = False
+
+
+def test_fig2_pairs_stay_exact_when_one_stimulus_resembles_every_other():
+    """A hub (say a blank frame) is the most similar partner of every stimulus: every row's
+    best entry pairs with it, yet after the hub's pair the next picks must avoid it."""
+    from ml.neural.overview import extreme_pairs
+
+    rng = np.random.default_rng(2)
+    n, d = 300, 1000
+    u = rng.standard_normal((n, d))
+    u[:, 0] = 0
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    f = (0.7 * np.eye(d)[0] + np.sqrt(1 - 0.7**2) * u).astype(np.float32)
+    f[-1] = np.eye(d, dtype=np.float32)[0]  # S(x, hub) = 0.7 > S(x, y) for all others
+    for block in (16, 64, 300):
+        found = extreme_pairs(f, 3, block=block)
+        assert_greedy_extremes(f, found, 3)
+        assert sum(n - 1 in (i, j) for i, j, _ in found["high"]) == 1
