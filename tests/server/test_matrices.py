@@ -128,7 +128,8 @@ def test_a_train_run_shows_its_target_and_s_cnn_per_tap(client: TestClient, sett
                                                               "cnn-1", "cnn-2"]
     target = client.get(f"/api/runs/{rid}/matrices/target", params={"size": 30}).json()
     same = client.get(f"/api/runs/{sim}/matrices/neural-model", params={"size": 30}).json()
-    assert target["z"] == same["z"]  # one order for S_target and S_CNN
+    # exact on purpose: one artifact through one code path (one order for S_target and S_CNN)
+    assert target["z"] == same["z"]
     over = client.get(f"/api/runs/{rid}/matrices/cnn-1", params={"size": 30}).json()
     assert over["n"] == 300 and len(over["z"]) == 30
     blk = client.get(f"/api/runs/{rid}/matrices/cnn-1",

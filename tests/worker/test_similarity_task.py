@@ -41,7 +41,7 @@ def test_similarity_run_stores_scores_targets_and_figures(env_settings: Settings
         assert run.status is RunStatus.succeeded, run.error
         result = run.result
         r = read_series(s, run_id, "r_model_oracle", max_points=10)
-        assert r.values == [result["scores"]["r_model_oracle"]]
+        assert r.values == [result["scores"]["r_model_oracle"]]  # exact: stored, not recomputed
     assert result["targets"]["neural-model"] == "target-neural-model.npz"
     folder = env_settings.artifacts / str(run_id)
     target = SimilarityTarget.load(str(folder / "target-neural-model.npz"))

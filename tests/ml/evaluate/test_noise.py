@@ -8,11 +8,18 @@ def test_same_seed_same_noisy_images_for_every_model(trained):
     model, x, y = trained
     a = noise_curve(model, x, y, sigmas=(0.0, 0.1, 0.3, 0.6), seed=3)
     b = noise_curve(model, x, y, sigmas=(0.0, 0.1, 0.3, 0.6), seed=3)
-    assert a == b
+    assert a == b  # exact on purpose: the same path twice on one machine
     other = noise_curve(model, x, y, sigmas=(0.0, 0.1, 0.3, 0.6), seed=4)
+    # exact on purpose: at σ = 0 every seed feeds the very same images (x + 0·z = x)
     assert other.accuracy[0] == a.accuracy[0] and other.accuracy[1:] != a.accuracy[1:]
-    clean = (model(x).argmax(1) == y).double().mean().item()
-    assert a.accuracy[0] == pytest.approx(clean)
+    # σ = 0 is the clean accuracy, up to samples whose two top logits tie to float32
+    # rounding: another batching may run other kernels and flip their argmax
+    with torch.no_grad():
+        logits = model(x)
+    top = logits.topk(2, dim=1).values
+    near_ties = int((top[:, 0] - top[:, 1] < 1e-4 * (1 + top[:, 0].abs())).sum())
+    clean = (logits.argmax(1) == y).double().mean().item()
+    assert abs(a.accuracy[0] - clean) <= near_ties / len(x) + 1e-12
     assert a.accuracy[-1] < a.accuracy[1] < a.accuracy[0]  # noise hurts
     assert a.accuracy[-1] < 0.3  # near chance (0.1) at σ = 0.6
 

@@ -140,7 +140,8 @@ def test_r_over_factor_pairs_is_exact_blockwise_and_close_when_sampled():
     shared = rng.normal(size=(300, 5))
     a = unit_vectors(np.hstack([shared, rng.normal(size=(300, 20))]))
     b = unit_vectors(np.hstack([shared, rng.normal(size=(300, 7))]))
-    exact = pearson(offdiag(a @ a.T), offdiag(b @ b.T))
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)  # the reference, not float32 GEMMs
+    exact = pearson(offdiag(a64 @ a64.T), offdiag(b64 @ b64.T))
     assert _factor_r(a, b, rng, 1000, block=64) == pytest.approx(exact, abs=1e-6)
     sampled = _factor_r(a, b, rng, 40_000, exact_up_to=10)
     assert sampled == pytest.approx(exact, abs=0.03)

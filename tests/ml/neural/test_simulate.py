@@ -59,7 +59,7 @@ def test_s_true_is_a_similarity_and_oracle_estimates_approach_it(rec):
 def test_same_seed_same_recording_and_different_seed_differs():
     cfg = SimulationConfig(n_images=40, n_oracle=4, oracle_repeats=3, n_scans=1,
                            neurons_per_scan=10, seed=5)
-    a, b = simulate(cfg), simulate(cfg)
+    a, b = simulate(cfg), simulate(cfg)  # exact on purpose: the same path twice
     np.testing.assert_array_equal(a.scans[0].responses, b.scans[0].responses)
     c = simulate(SimulationConfig(n_images=40, n_oracle=4, oracle_repeats=3, n_scans=1,
                                   neurons_per_scan=10, seed=6))
