@@ -150,30 +150,28 @@ def extreme_pairs(factor: np.ndarray, k: int = 3, *, block: int = 512
     """
     f = np.asarray(factor, dtype=np.float32)
     n = len(f)
-    per_row = 2 * k - 1
-    found: dict[str, list[np.ndarray]] = {"high": [], "low": []}
+    sides = (("high", 1.0), ("low", -1.0))  # sign · S: larger is more extreme
+    if n < 2:
+        return {side: [] for side, _ in sides}
+    found: dict[str, list[np.ndarray]] = {side: [] for side, _ in sides}
     for r0 in range(0, n - 1, block):
         s = f[r0:r0 + block] @ f.T  # (rows, N)
         rows = np.arange(r0, min(r0 + block, n))
         valid = np.arange(n)[None, :] > rows[:, None]  # i < j only: no diagonal, no repeats
-        m = min(per_row, n - 1 - r0)  # the block's first row has the most valid entries
-        for side, sign in (("high", 1.0), ("low", -1.0)):
+        m = min(2 * k - 1, n - 1 - r0)  # the block's first row has the most valid entries
+        for side, sign in sides:
             key = np.where(valid, -sign * s, np.inf)  # smallest key = most extreme
             cols = np.argpartition(key, m - 1, axis=1)[:, :m]
             keep = np.take_along_axis(valid, cols, axis=1)
             i = np.broadcast_to(rows[:, None], cols.shape)[keep]
             found[side].append(np.stack([i, cols[keep]]))
     out: dict[str, list[tuple[int, int, float]]] = {}
-    for side, sign in (("high", 1.0), ("low", -1.0)):
-        if not found[side]:
-            out[side] = []
-            continue
+    for side, sign in sides:
         i, j = np.concatenate(found[side], axis=1)
-        values = np.einsum("nd,nd->n", f[i], f[j])
-        # lexsort: the last key is the primary one
+        values = np.einsum("nd,nd->n", f[i], f[j])  # each S_ij alone: no blocking in it
         picked: list[tuple[int, int, float]] = []
         used: set[int] = set()
-        for x in np.lexsort((j, i, -sign * values)):
+        for x in np.lexsort((j, i, -sign * values)):  # most extreme first, then lower (i, j)
             a, b = int(i[x]), int(j[x])
             if a in used or b in used:
                 continue
