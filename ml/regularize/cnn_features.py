@@ -111,7 +111,7 @@ def _vgg_extractor(state: dict[str, torch.Tensor], layer: str) -> Extractor:
 def _neuroreg_extractor(raw: Any, layer: str) -> Extractor:
     from ml.train.classifier import load_model
 
-    model, _ = load_model(raw)
+    model, _ = load_model(raw, pathway="stimulus")  # its features of the stimuli
     try:
         tap = int(layer)
     except ValueError:
@@ -185,7 +185,8 @@ def tap_features(source: str | Path | bytes, taps: Sequence[int] | None, images:
     are ``features.taps``."""
     from ml.train.classifier import load_model
 
-    model, _ = load_model(str(source) if isinstance(source, Path) else source)
+    model, _ = load_model(str(source) if isinstance(source, Path) else source,
+                          pathway="stimulus")
     resolved = resolve_taps(taps, len(model.feature_info))
     model.to(device)
     features = _batched(lambda x: model.forward_intermediates(

@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import io
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,10 +39,16 @@ def checkpoint_bytes(model: torch.nn.Module, config: Any, **extra: Any) -> bytes
     return buf.getvalue()
 
 
-def load_model(source: str | bytes | IO[bytes] | dict[str, Any]
+def load_model(source: str | bytes | IO[bytes] | dict[str, Any], *,
+               pathway: Literal["task", "stimulus"] = "task",
                ) -> tuple[TappedBackbone, dict[str, Any]]:
     """Rebuild a network from a neuroreg checkpoint (``model.pt``/``checkpoint.pt``): a
     path, its bytes, a binary file, or the dict ``torch.load`` gave.
+
+    ``pathway="stimulus"`` gives the network as the neural stimuli pass through it: for
+    ``stimulus_norm: separate`` its BatchNorm layers hold the stimulus pathway's own
+    statistics (``stimulus_bn``, :mod:`ml.train.pathway`); otherwise it is the same
+    network. Use it for passes over stimuli only, never for classification.
 
     Returns:
         The backbone in eval mode on the CPU, and the config it was trained with.
@@ -61,4 +67,6 @@ def load_model(source: str | bytes | IO[bytes] | dict[str, Any]
     model = build_backbone(cfg["backbone"], num_classes=int(state["head.weight"].shape[0]),
                            width=cfg["width"])
     model.load_state_dict(state)
+    if pathway == "stimulus" and cfg.get("stimulus_norm") == "separate":
+        model.load_state_dict(ckpt["stimulus_bn"], strict=False)
     return model.eval(), cfg

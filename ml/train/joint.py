@@ -5,7 +5,9 @@ L = L_task + α · L_similarity, with L_similarity (Eq. 8) over the stimulus pai
 M(M−1)/2 of them (``pairs="all"``, one forward pass of M images) or M/2 disjoint pairs as
 in the paper (``pairs="paper"``). S_CNN mixes the tapped layers by γ (Eq. 9, 10).
 ``target="none"`` (or α = 0 with no target) is plain cross-entropy training: the
-baseline every condition is compared with.
+baseline every condition is compared with. ``stimulus_norm`` says how the stimulus pass
+uses the BatchNorm statistics (:mod:`ml.train.pathway`); stimuli are drawn by a generator
+of their own, so outside ``shared`` a target with α = 0 trains exactly the None model.
 
 Checkpoints: ``checkpoint.pt`` (weights, γ head, optimizer, sampler state, config) every
 ``checkpoint_every`` epochs; a run started again with the same recorder resumes from it
@@ -37,6 +39,7 @@ from ml.regularize import SimilarityHead, all_pairs, paper_pairs, similarity_los
 from ml.regularize.targets import check_target, random_target
 from ml.runtime import deterministic_mode, environment_info, pick_device
 from ml.train.classifier import checkpoint_bytes, evaluate
+from ml.train.pathway import StimulusNorm, StimulusPathway
 
 CHECKPOINT = "checkpoint.pt"
 _SYNC_EVERY = 25  # steps whose metrics are fetched from the device in one transfer
@@ -75,7 +78,9 @@ class TrainConfig:
     CUDA (fp32 on CPU); ``channels_last`` unset means on for CUDA. ``stimuli_per_step``
     unset is the batch size for ``pairs="paper"`` (the paper passes as many images
     through each pathway) and 32 for ``pairs="all"`` (496 pairs; see
-    ``bench/train_overhead.py``).
+    ``bench/train_overhead.py``). ``stimulus_norm`` (``shared``, ``frozen``,
+    ``separate``; :mod:`ml.train.pathway`) is how the stimulus pass uses BatchNorm
+    statistics; the default is chosen by ``bench/reproduce.py`` (see the README).
     """
 
     dataset: Literal["digits32", "cifar10", "cifar100"] = "digits32"
@@ -90,6 +95,7 @@ class TrainConfig:
     pairs: Literal["all", "paper"] = "all"
     stimuli_per_step: Annotated[int, Ge(2), Le(4096)] | None = None
     centering: Literal["batch", "running"] = "running"
+    stimulus_norm: StimulusNorm = "separate"
     heldout_fraction: Annotated[float, Gt(0.0), Lt(1.0)] = 0.1
     epochs: Annotated[int, Ge(1), Le(1000)] = 40
     batch_size: Annotated[int, Ge(1), Le(4096)] = 64
@@ -164,14 +170,17 @@ def _autocast(device: torch.device, precision: str) -> tuple[Any, torch.amp.Grad
 
 
 @torch.no_grad()
-def _heldout_r(model: TappedBackbone, head: SimilarityHead, taps: list[int],
-               stimuli: torch.Tensor, target: np.ndarray) -> tuple[float, list[float]]:
+def _heldout_r(model: TappedBackbone, head: SimilarityHead, pathway: StimulusPathway,
+               taps: list[int], stimuli: torch.Tensor, target: np.ndarray
+               ) -> tuple[float, list[float]]:
     """r(S_CNN, S_target) over every pair of the held-out stimuli, for Eq. 10's γ-mix and
-    for each tap's S_k alone (which layers look like the target)."""
+    for each tap's S_k alone (which layers look like the target), in eval mode through
+    the stimulus pathway."""
     model.eval()
     head.eval()
-    per_tap = head.per_tap(model.forward_intermediates(stimuli, taps, intermediates_only=True,
-                                                       stop_early=True))
+    with pathway():
+        per_tap = head.per_tap(model.forward_intermediates(
+            stimuli, taps, intermediates_only=True, stop_early=True))
     s = head.mix(per_tap)  # = head(maps), Eq. 10
     model.train()
     head.train()
@@ -255,7 +264,11 @@ def train_model(config: TrainConfig, recorder: Recorder,
             factor = torch.from_numpy(np.asarray(target.factor, np.float32)).to(device)
             held_s = target.block(held_idx)
         use_sim = target is not None and config.alpha > 0
-        gen = torch.Generator().manual_seed(config.seed)
+        pathway = StimulusPathway(model, config.stimulus_norm)
+        gen = torch.Generator().manual_seed(config.seed)  # classification batch order
+        # the stimulus draws have a stream of their own: a target leaves the batches alone
+        stim_gen = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([config.seed, 1]).generate_state(1)[0]))
         n, step, first_epoch = len(x_train), 0, 0
         test_acc = test_loss = sim_r = float("nan")
         sim_r_taps: list[float] = []
@@ -265,6 +278,8 @@ def train_model(config: TrainConfig, recorder: Recorder,
             head.load_state_dict(ckpt["head"])
             opt.load_state_dict(ckpt["optimizer"])
             gen.set_state(ckpt["sampler"])
+            stim_gen.set_state(ckpt["stimulus_sampler"])
+            pathway.load_state_dict(ckpt["stimulus_bn"])
             if scaler is not None and ckpt.get("scaler"):
                 scaler.load_state_dict(ckpt["scaler"])
             first_epoch, step = ckpt["epoch"], ckpt["step"]
@@ -303,16 +318,18 @@ def train_model(config: TrainConfig, recorder: Recorder,
                 loss, row = task, [task.detach()]
                 if target is not None:
                     pick = torch.from_numpy(np.sort(train_idx[torch.randperm(
-                        len(train_idx), generator=gen)[:m_stimuli].numpy()]))
-                    with autocast():
+                        len(train_idx), generator=stim_gen)[:m_stimuli].numpy()]))
+                    # α = 0 logs L_sim without a graph; the pass still runs the pathway
+                    with torch.set_grad_enabled(use_sim), pathway(), autocast():
                         maps = model.forward_intermediates(
                             stimuli[pick.to(device)], taps, intermediates_only=True,
                             stop_early=True)
-                    s_cnn = head(maps)  # (M, M) Eq. 10, in float32
-                    f = factor[pick.to(device)]
-                    s_tgt = (f @ f.T).clamp(-1, 1)
-                    i, j = pair_fn(len(pick), device=device)
-                    sim = similarity_loss(s_cnn[i, j], s_tgt[i, j])  # Eq. 8
+                    with torch.set_grad_enabled(use_sim):
+                        s_cnn = head(maps)  # (M, M) Eq. 10, in float32
+                        f = factor[pick.to(device)]
+                        s_tgt = (f @ f.T).clamp(-1, 1)
+                        i, j = pair_fn(len(pick), device=device)
+                        sim = similarity_loss(s_cnn[i, j], s_tgt[i, j])  # Eq. 8
                     if use_sim:
                         loss = task + config.alpha * sim  # Eq. 7
                 opt.zero_grad(set_to_none=True)
@@ -338,7 +355,8 @@ def train_model(config: TrainConfig, recorder: Recorder,
             epoch_metrics = {"test_acc": test_acc, "test_loss": test_loss}
             if target is not None:
                 with autocast():
-                    sim_r, sim_r_taps = _heldout_r(model, head, taps, stimuli[held_idx], held_s)
+                    sim_r, sim_r_taps = _heldout_r(model, head, pathway, taps,
+                                                   stimuli[held_idx], held_s)
                 epoch_metrics["sim_r"] = sim_r
                 epoch_metrics.update({f"sim_r/{k}": v for k, v in enumerate(sim_r_taps)})
             recorder.log_metrics(epoch_metrics, step - 1)
@@ -346,12 +364,14 @@ def train_model(config: TrainConfig, recorder: Recorder,
                 recorder.save_artifact(CHECKPOINT, checkpoint_bytes(
                     model, config, step=step, epoch=epoch + 1, head=head.state_dict(),
                     optimizer=opt.state_dict(), sampler=gen.get_state(),
+                    stimulus_sampler=stim_gen.get_state(), stimulus_bn=pathway.state_dict(),
                     scaler=scaler.state_dict() if scaler is not None else None,
                     test_acc=test_acc, test_loss=test_loss, sim_r=sim_r,
                     sim_r_taps=sim_r_taps),
                     "application/octet-stream")
         recorder.save_artifact("model.pt", checkpoint_bytes(
             model, config, step=step, head=head.state_dict(), layers=layers,
+            stimulus_bn=pathway.state_dict(),
             environment=environment_info(device)), "application/octet-stream")
     return TrainResult(step, test_acc, test_loss, None if math.isnan(sim_r) else sim_r,
                        sim_r_taps,

@@ -181,3 +181,69 @@ def test_features_only_with_the_cnn_features_target():
         FeatureSource(weights="vgg.pth", run=3)
     cfg = TrainConfig(target="cnn-features", features={"run": 3, "layer": "1"})
     assert cfg.features == FeatureSource(run=3, layer="1")
+
+
+def _weights(rec: MemoryRecorder) -> dict[str, torch.Tensor]:
+    import io
+
+    return torch.load(io.BytesIO(rec.artifacts["model.pt"][0]), weights_only=True)["state_dict"]
+
+
+@pytest.mark.parametrize("resnet", [False, True], ids=["small_cnn", "resnet18"])
+def test_a_target_at_alpha_0_trains_the_none_model_unless_stimuli_share_batchnorm(
+        target, resnet):
+    cfg = {**TINY, "epochs": 2}
+    if resnet:
+        cfg.update(backbone="resnet18", width=4, epochs=1)
+    none_rec = MemoryRecorder()
+    none = train_model(TrainConfig(target="none", **cfg), none_rec, None)
+    base = _weights(none_rec)
+    for mode in ("frozen", "separate", "shared"):
+        rec = MemoryRecorder()
+        res = train_model(TrainConfig(target="neural-model", alpha=0.0, stimulus_norm=mode,
+                                      **cfg), rec, target)
+        w = _weights(rec)
+        # exact on purpose: the same kernels, seeds and batches; the stimulus pass must
+        # leave the classification pathway (weights, BatchNorm statistics) untouched
+        same = all(torch.equal(w[k], base[k]) for k in base)
+        if mode == "shared":  # the stimuli moved the running statistics eval mode uses
+            assert not same
+            assert not all(torch.equal(w[k], base[k]) for k in base if "running" in k)
+        else:
+            assert same, mode
+            assert res.test_accuracy == none.test_accuracy, mode
+            assert rec.series("test_acc") == none_rec.series("test_acc"), mode
+            assert rec.series("task_loss") == none_rec.series("task_loss"), mode
+        assert "sim_loss" in rec.metrics and "sim_r" in rec.metrics
+
+
+def test_separate_keeps_stimulus_statistics_of_its_own_and_frozen_none(target):
+    from ml.train.classifier import load_model
+
+    for mode in ("frozen", "separate"):
+        rec = MemoryRecorder()
+        train_model(TrainConfig(target="neural-model", alpha=2.0, stimulus_norm=mode,
+                                **{**TINY, "epochs": 1}), rec, target)
+        raw = torch.load(__import__("io").BytesIO(rec.artifacts["model.pt"][0]),
+                         weights_only=True)
+        task, _ = load_model(raw)
+        stim, _ = load_model(raw, pathway="stimulus")
+        means = [k for k in raw["state_dict"] if k.endswith("running_mean")]
+        if mode == "frozen":
+            assert raw["stimulus_bn"] == {}
+            assert all(torch.equal(task.state_dict()[k], stim.state_dict()[k]) for k in means)
+        else:
+            assert sorted(k for k in raw["stimulus_bn"] if k.endswith("running_mean")) == \
+                sorted(means)
+            # the stimulus pathway's statistics are those of 36×64 natural images, the
+            # task's those of digits: they differ, and the stimulus model carries them
+            for k in means:
+                assert not torch.allclose(raw["stimulus_bn"][k], raw["state_dict"][k])
+                assert torch.equal(stim.state_dict()[k], raw["stimulus_bn"][k])
+            counts = [v for k, v in raw["stimulus_bn"].items() if "num_batches" in k]
+            assert all(int(c) == int(raw["step"]) for c in counts)  # one update a step
+
+
+def test_an_unknown_stimulus_norm_is_refused_with_the_modes():
+    with pytest.raises(ValueError, match=r"stimulus_norm.*shared.*frozen.*separate"):
+        TrainConfig(stimulus_norm="mixed")  # type: ignore[arg-type]
