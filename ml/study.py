@@ -20,6 +20,7 @@ from annotated_types import Ge, Le
 from scipy import stats  # at import: the first study page would wait ~0.5 s for it
 
 from ml._validate import validate_config
+from ml.evaluate.measures import MEASURES, read_measures
 from ml.evaluate.run import EvaluateConfig
 from ml.regularize.targets import TARGETS
 from ml.train import FeatureSource, TrainConfig
@@ -96,6 +97,26 @@ def study_cells(config: StudyConfig) -> list[Cell]:
     return cells
 
 
+def paired_difference(pairs: list[tuple[float, float]]) -> dict[str, Any]:
+    """Per-seed pairs (condition, none): their count, the mean difference condition −
+    none with its SEM, a paired t-test p and the Wilcoxon signed-rank p (None with fewer
+    than 2 pairs or all differences 0; with n pairs the two-sided Wilcoxon p is at least
+    2/2ⁿ — 0.25 for 3 seeds)."""
+    diff = np.array([a - b for a, b in pairs], dtype=np.float64)
+    t_p = w_p = None
+    if len(pairs) >= 2 and np.any(diff != 0):
+        with warnings.catch_warnings():  # near-constant differences: scipy warns
+            warnings.simplefilter("ignore", RuntimeWarning)
+            t = stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue
+            w = stats.wilcoxon(diff).pvalue
+        t_p = float(t) if np.isfinite(t) else None
+        w_p = float(w) if np.isfinite(w) else None
+    sem = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None
+    return {"pairs": len(pairs),
+            "mean_difference": float(diff.mean()) if len(pairs) else None,
+            "sem_difference": sem, "t_test_p": t_p, "wilcoxon_p": w_p}
+
+
 def paired_tests(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Each condition vs ``none``, paired by seed: a paired t-test and the Wilcoxon
     signed-rank test on per-seed differences.
@@ -105,49 +126,27 @@ def paired_tests(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             (its noise curve and medians).
 
     Returns:
-        Rows (condition, α, measure, n pairs, mean difference condition − none, t-test
-        p, Wilcoxon p); measures are the mean noise accuracy over σ > 0 and each norm's
-        median perturbation. p is None with fewer than 2 pairs.
+        Rows (condition, α, measure, n pairs, mean difference condition − none and its
+        SEM, t-test p, Wilcoxon p) for every measure of :mod:`ml.evaluate.measures`
+        (clean accuracy, noise accuracy, each norm's median perturbation); p is None
+        with fewer than 2 pairs.
     """
-    def measures(result: Mapping[str, Any]) -> dict[str, float]:
-        out = {}
-        noise = result.get("noise") or {}
-        acc = [a for s, a in zip(noise.get("sigmas", []), noise.get("accuracy", []),
-                                 strict=False) if s > 0]
-        if acc:
-            out["noise_accuracy"] = float(np.mean(acc))
-        for norm in ("linf", "l2", "l1", "l0"):
-            v = result.get(f"median_{norm}")
-            if v is not None:
-                out[f"median_{norm}"] = float(v)
-        return out
-
     base: dict[int, dict[str, float]] = {}
     groups: dict[tuple[str, float], dict[int, dict[str, float]]] = {}
     for e in evals:
-        m = measures(e["result"])
+        m = read_measures(e["result"])
         if e["target"] == "none":
             base[int(e["seed"])] = m
         else:
             groups.setdefault((e["target"], float(e["alpha"])), {})[int(e["seed"])] = m
     rows = []
     for (target, alpha), by_seed in sorted(groups.items()):
-        for measure in sorted({k for m in by_seed.values() for k in m}):
+        for measure in [k for k in MEASURES if any(k in m for m in by_seed.values())]:
             pairs = [(by_seed[s][measure], base[s][measure]) for s in sorted(by_seed)
                      if s in base and measure in by_seed[s] and measure in base[s]]
-            diff = np.array([a - b for a, b in pairs])
-            t_p = w_p = None
-            if len(pairs) >= 2 and np.any(diff != 0):
-                with warnings.catch_warnings():  # near-constant differences: scipy warns
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    t = stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue
-                    w = stats.wilcoxon(diff).pvalue
-                t_p = float(t) if np.isfinite(t) else None
-                w_p = float(w) if np.isfinite(w) else None
             rows.append({"condition": target, "alpha": alpha, "measure": measure,
-                         "pairs": len(pairs),
-                         "mean_difference": float(diff.mean()) if len(pairs) else None,
-                         "t_test_p": t_p, "wilcoxon_p": w_p})
+                         "higher_is_better": MEASURES[measure].higher_is_better,
+                         **paired_difference(pairs)})
     return rows
 
 

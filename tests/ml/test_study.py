@@ -62,8 +62,12 @@ def test_constant_differences_give_a_p_value_not_a_crash():
     evals = [{"target": t, "alpha": 2, "seed": s,
               "result": {"noise": {"sigmas": [0, 0.1], "accuracy": [0.9, base]}}}
              for s in range(3) for t, base in (("none", 0.5), ("neural-model", 0.6))]
-    (row,) = paired_tests(evals)  # every difference is exactly 0.1
+    rows = {r["measure"]: r for r in paired_tests(evals)}  # every difference is exactly 0.1
+    row = rows["noise_accuracy"]
     assert row["mean_difference"] == pytest.approx(0.1) and row["pairs"] == 3
+    assert row["sem_difference"] == pytest.approx(0.0, abs=1e-12)
+    assert rows["clean_accuracy"]["mean_difference"] == 0  # both 0.9 at σ = 0
+    assert set(rows) == {"clean_accuracy", "noise_accuracy", "noise_accuracy_highest"}
 
 
 def test_mean_curves_average_the_seeds_that_reached_each_step():

@@ -1,0 +1,76 @@
+"""The numbers an evaluation is compared by: one registry, read by the paired tests, the
+accuracy–robustness frontier, the benchmark and the study page.
+
+Each measure reads an evaluate run's result (its noise curve and perturbation medians)
+and says which direction is better. A new robustness score is one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ml.evaluate.attacks import NORMS
+
+Result = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    label: str  # for axes and tables
+    higher_is_better: bool
+    read: Callable[[Result], float | None]
+
+
+def _noise(result: Result) -> list[tuple[float, float]]:
+    noise = result.get("noise") or {}
+    return [(float(s), float(a)) for s, a in zip(noise.get("sigmas", []),
+                                                 noise.get("accuracy", []), strict=False)]
+
+
+def _clean(result: Result) -> float | None:
+    return next((a for s, a in _noise(result) if s == 0), None)
+
+
+def _noise_mean(result: Result) -> float | None:
+    acc = [a for s, a in _noise(result) if s > 0]
+    return float(np.mean(acc)) if acc else None
+
+
+def _noise_highest(result: Result) -> float | None:
+    curve = [(s, a) for s, a in _noise(result) if s > 0]
+    return max(curve)[1] if curve else None
+
+
+def _median(norm: str) -> Callable[[Result], float | None]:
+    def read(result: Result) -> float | None:
+        v = result.get(f"median_{norm}")
+        return None if v is None else float(v)
+    return read
+
+
+_NORM_LABEL = {"linf": "L∞", "l2": "L2", "l1": "L1", "l0": "L0"}
+
+CLEAN = Measure("clean_accuracy", "clean accuracy (σ = 0)", True, _clean)
+MEASURES: dict[str, Measure] = {m.name: m for m in [
+    CLEAN,
+    Measure("noise_accuracy", "mean accuracy over σ > 0", True, _noise_mean),
+    Measure("noise_accuracy_highest", "accuracy at the highest σ", True, _noise_highest),
+    *[Measure(f"median_{n}", f"median minimal {_NORM_LABEL[n]} perturbation", True,
+              _median(n)) for n in NORMS],
+]}
+ROBUSTNESS = tuple(m for m in MEASURES.values() if m is not CLEAN)
+
+
+def read_measures(result: Result) -> dict[str, float]:
+    """Every measure the result has (a missing curve or an unbroken median is left out)."""
+    out = {}
+    for m in MEASURES.values():
+        v = m.read(result)
+        if v is not None and np.isfinite(v):
+            out[m.name] = v
+    return out
