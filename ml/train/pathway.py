@@ -61,10 +61,10 @@ class StimulusPathway:
         self._stats: dict[str, torch.Tensor] = {}
         if mode == "separate":
             for name, bn in self._norms:
-                self._stats[f"{name}.running_mean"] = torch.zeros_like(bn.running_mean)
-                self._stats[f"{name}.running_var"] = torch.ones_like(bn.running_var)
-                self._stats[f"{name}.num_batches_tracked"] = torch.zeros_like(
-                    bn.num_batches_tracked)
+                fresh = {"running_mean": torch.zeros_like, "running_var": torch.ones_like,
+                         "num_batches_tracked": torch.zeros_like}
+                for stat, make in fresh.items():
+                    self._stats[f"{name}.{stat}"] = make(bn._buffers[stat])  # type: ignore[arg-type]
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The stimulus pathway's own statistics (empty unless ``separate``), on the CPU."""
@@ -81,7 +81,9 @@ class StimulusPathway:
         for name, bn in self._norms:
             for stat in _STATS:
                 key = f"{name}.{stat}"
-                bn._buffers[stat], self._stats[key] = self._stats[key], bn._buffers[stat]
+                mine, theirs = self._stats[key], bn._buffers[stat]
+                assert theirs is not None  # track_running_stats: every BN here has them
+                bn._buffers[stat], self._stats[key] = mine, theirs
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
