@@ -179,3 +179,32 @@ def test_rollups_match_a_recount_after_out_of_order_and_resent_batches(db_url: s
         ).all()
     assert {r[0]: list(r[1:]) for r in rows} == expected
     assert len(rows) == -(-3000 // BUCKET)
+
+
+def test_train_runs_stored_before_stimulus_norm_read_as_trained_shared(db_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from server.store.db import MIGRATIONS
+    from server.store.models import Run
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine_for(db_url).begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        command.downgrade(cfg, "0003")  # the schema before the field (PostgreSQL's
+        # database is shared by the session: it is at head already)
+    with session_scope(db_url) as s:
+        user = create_user(s, name="old", role=Role.member)
+        old = {"dataset": "digits32", "target": "neural-model", "alpha": 2.0}
+        ids = [create_run(s, owner=user, kind=k, name=k, config=c).id for k, c in (
+            ("train", old), ("study", {"seeds": 3, "train": old}),
+            ("train", {**old, "stimulus_norm": "frozen"}), ("similarity", {"seed": 0}))]
+    migrate(db_url)
+    with session_scope(db_url) as s:
+        configs = [s.get(Run, i).config for i in ids]
+    assert configs[0] == {**old, "stimulus_norm": "shared"}
+    assert configs[1] == {"seeds": 3, "train": {**old, "stimulus_norm": "shared"}}
+    assert configs[2]["stimulus_norm"] == "frozen"  # said by its owner: kept
+    assert configs[3] == {"seed": 0}
