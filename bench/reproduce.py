@@ -92,8 +92,9 @@ def _cell(spec: dict[str, Any]) -> dict[str, Any]:
                             num_classes=data.num_classes)
     ev = {k: v for k, v in ev.items() if k in ("noise", "median_l2", "median_linf",
                                                "median_l1", "median_l0")}
-    return {**row, "result": ev, "attack_error": note, "test_acc": res.test_accuracy, "r": res.r_similarity,
-            "gamma": res.gamma, "layers": res.layers, "seconds": time.perf_counter() - start}
+    return {**row, "result": ev, "attack_error": note, "test_acc": res.test_accuracy,
+            "r": res.r_similarity, "gamma": res.gamma, "layers": res.layers,
+            "seconds": time.perf_counter() - start}
 
 
 def _spec(condition: str, mode: str, alpha: float, seed: int, epochs: int) -> dict[str, Any]:
@@ -117,8 +118,10 @@ def _run(specs: list[dict[str, Any]], jobs: int, target_dir: str, cache: Path | 
             for row in pool.map(_cell, todo):
                 key = {k: row[k] for k in ("condition", "mode", "alpha", "seed", "epochs")}
                 done[json.dumps(key, sort_keys=True)] = row
-                tag = row.get("error") or (f"clean {row['result']['noise']['accuracy'][0]:.3f}"
-                                           f"  r {row['r'] if row['r'] is None else round(row['r'], 3)}")
+                r = row.get("r")
+                tag = row.get("error") or (
+                    f"clean {row['result']['noise']['accuracy'][0]:.3f}"
+                    f"  r {'—' if r is None else round(r, 3)}")
                 print(f"  {key['condition']:<13} {key['mode']:<9} α={key['alpha']:<5g} "
                       f"seed {key['seed']}: {tag}  ({row['seconds']:.0f} s)", flush=True)
                 if cache is not None:
@@ -152,10 +155,13 @@ def _table(rows: list[dict[str, Any]], label: str) -> dict[str, Any]:
     for p in fr["points"]:
         members = [r for r in by[(p["condition"], p["alpha"])] if "result" in r]
         rs = [r["r"] for r in members if r["r"] is not None]
-        r_txt = "—" if not rs else f"{np.mean(rs):.3f}±{np.std(rs, ddof=1) / np.sqrt(len(rs)) if len(rs) > 1 else 0:.3f}"
-        gamma = np.mean([r["gamma"] for r in members], axis=0) if p["condition"] != "none" else None
+        r_sem = np.std(rs, ddof=1) / np.sqrt(len(rs)) if len(rs) > 1 else 0.0
+        r_txt = "—" if not rs else f"{np.mean(rs):.3f}±{r_sem:.3f}"
+        gamma = (np.mean([r["gamma"] for r in members], axis=0)
+                 if p["condition"] != "none" else None)
         m = p["measures"]
-        print(f"{p['condition']:<13} {p['alpha']:>5g} {p['n']:>2}  {_fmt(m.get('clean_accuracy'))}  "
+        print(f"{p['condition']:<13} {p['alpha']:>5g} {p['n']:>2}  "
+              f"{_fmt(m.get('clean_accuracy'))}  "
               f"{_fmt(m.get('noise_accuracy'))}  {_fmt(m.get('noise_accuracy_highest'))}  "
               f"{_fmt(m.get('median_l2'), 4):>13}  {_fmt(m.get('median_linf'), 5):>15}  "
               f"{r_txt:>11}  {'—' if gamma is None else ' '.join(f'{g:.2f}' for g in gamma)}")

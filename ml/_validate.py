@@ -37,6 +37,9 @@ def _check(name: str, value: Any, tp: Any) -> None:
             ):
                 if isinstance(m, getattr(at, bound)) and not ok(value, m):
                     raise ValueError(f"{name}: {value!r} violates {m!r}")
+            if isinstance(m, at.MaxLen) and len(value) > m.max_length:
+                raise ValueError(f"{name}: at most {m.max_length} characters or items, "
+                                 f"got {len(value)}")
         return
     if origin is typing.Literal:
         allowed = typing.get_args(tp)
@@ -55,6 +58,8 @@ def _check(name: str, value: Any, tp: Any) -> None:
             raise ValueError(f"{name}: expected an integer, got {value!r}")
     elif tp is bool and not isinstance(value, bool):
         raise ValueError(f"{name}: expected true/false, got {value!r}")
+    elif tp is str and not isinstance(value, str):
+        raise ValueError(f"{name}: expected a string, got {value!r}")
 
 
 def validate_config(config: Any) -> None:

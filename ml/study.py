@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import numpy as np
-from annotated_types import Ge, Le
+from annotated_types import Ge, Le, MaxLen
 from scipy import stats  # at import: the first study page would wait ~0.5 s for it
 
 from ml._validate import validate_config
@@ -42,6 +42,7 @@ class StudyConfig:
         train: every other train setting (its target, target_run, alpha, seed and
             features are set per cell).
         evaluate: the evaluation of every trained model (its train_run is set per cell).
+        note: a short free-text note the study page shows at the top (≤ 2000 characters).
     """
 
     conditions: tuple[str, ...] = PAPER_CONDITIONS
@@ -51,6 +52,7 @@ class StudyConfig:
     features: FeatureSource | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    note: Annotated[str, MaxLen(2000)] = ""
 
     def __post_init__(self) -> None:
         for name in ("conditions", "alphas"):

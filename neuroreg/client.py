@@ -178,8 +178,32 @@ class Client:
     # studies ------------------------------------------------------------------------
     def study(self, study_id: int) -> dict[str, Any]:
         """A study's runs and aggregates: ``robustness`` (Fig. 4–7), ``gamma`` (Table 1),
-        ``paired_vs_none``."""
+        ``paired_vs_none``, and ``paper`` (the paper's values and setting beside it)."""
         return self._call("GET", f"/api/studies/{study_id}")
+
+    def frontier(self, study_id: int | None = None, *, run_ids: Sequence[int] | None = None,
+                 tolerance: float = 0.02) -> dict[str, Any]:
+        """The accuracy–robustness frontier of a study, or of evaluate runs ``run_ids``
+        (give one of the two).
+
+        Returns the server's dict (:func:`ml.frontier.frontier`): ``points`` per
+        (condition, α) with each measure's ``mean``/``sem``/``n`` over seeds, ``curves``,
+        ``matched`` (each condition vs None at the α of closest clean accuracy within
+        ``tolerance``, with seed-paired tests per measure), ``measures``, ``tolerance``
+        and ``none_clean_accuracy``; for ``run_ids`` also ``skipped``.
+
+        Raises:
+            ValueError: both or neither of ``study_id`` and (non-empty) ``run_ids``.
+            NeuroregError: 409 when the runs have no finished evaluation or no None yet,
+                422 for a tolerance that is not a finite number > 0.
+        """
+        if (study_id is None) == (not run_ids):
+            raise ValueError("frontier: give study_id or run_ids (one or more), not both")
+        if study_id is not None:
+            return self._call("GET", f"/api/studies/{study_id}/frontier",
+                              params={"tolerance": tolerance})
+        return self._call("GET", "/api/summaries/frontier",
+                          params={"run_id": list(run_ids or ()), "tolerance": tolerance})
 
     def study_curves(self, study_id: int, key: str = "test_acc", *, max_points: int = 500
                      ) -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import yaml
 
+from ml import presets
 from server.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -33,22 +34,19 @@ DEMO_CONFIG: dict[str, Any] = {
 }
 
 
-# the paper in miniature, chained on first start: a simulated similarity run, then a study
-# of None vs Neural (model) × 3 seeds that trains toward it and evaluates every model
+# the paper in miniature (ml.presets: what bench/reproduce.py measures), chained on first
+# start: a simulated similarity run, then a study of None vs Neural (model) × 3 seeds that
+# trains toward it and evaluates every model
 DEMO_SIMILARITY_NAME = "demo: simulated mouse V1, small"
-DEMO_SIMILARITY: dict[str, Any] = {
-    "source": "simulated",
-    "simulation": {"n_images": 1600, "n_oracle": 50, "oracle_repeats": 10, "n_scans": 2,
-                   "neurons_per_scan": 800, "seed": 0},
-    "predictor": {"max_epochs": 10},
-}
+DEMO_SIMILARITY: dict[str, Any] = presets.SIMILARITY
 DEMO_STUDY_NAME = "demo: None vs Neural (model), 3 seeds"
 DEMO_STUDY: dict[str, Any] = {
     "conditions": ["none", "neural-model"],
-    "seeds": 3,
-    "alphas": [2.0],
-    "train": dict(DEMO_CONFIG),
-    "evaluate": {"attacks": "quick", "norms": ["l2", "linf"], "n_samples": 50},
+    "seeds": presets.SEEDS,
+    "alphas": [presets.ABLATION_ALPHA],
+    "train": dict(presets.TRAIN),
+    "evaluate": dict(presets.EVALUATE),
+    "note": presets.NOTE,
 }
 
 
@@ -365,6 +363,76 @@ def cmd_robustness(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+_POINT_COLUMNS = (("clean_accuracy", "clean acc"), ("noise_accuracy", "noise acc σ>0"),
+                  ("noise_accuracy_highest", "acc highest σ"), ("median_l2", "median L2"),
+                  ("median_linf", "median L∞"))
+
+
+def _num(v: float, spec: str) -> str:
+    """``v`` in ``spec``; float residue (|v| < 1e-12, a SEM of equal values) reads as 0."""
+    return f"{0.0 if abs(v) < 1e-12 else v:{spec}}"
+
+
+def _mean_sem(m: dict[str, Any] | None) -> str:
+    return "–" if m is None else f"{_num(m['mean'], '.4g')} ± {_num(m['sem'], '.2g')}"
+
+
+def _p(p: float | None) -> str:
+    return "–" if p is None else f"{p:.3g}"
+
+
+def print_frontier(data: dict[str, Any]) -> None:
+    """The frontier's points (None first), then each condition against None at matched
+    clean accuracy, one row per measure."""
+    tol = data["tolerance"]
+    print(f"accuracy–robustness frontier: mean ± SEM over seeds per (condition, α); "
+          f"None's clean accuracy {data['none_clean_accuracy']:.4g}")
+    print(f"{'condition':<16}{'α':>6}{'n':>4}  " + "".join(
+        f"{title:<20}" for _, title in _POINT_COLUMNS))
+    for p in sorted(data["points"], key=lambda p: p["condition"] != "none"):
+        print(f"{p['condition']:<16}{p['alpha']:>6g}{p['n']:>4}  " + "".join(
+            f"{_mean_sem(p['measures'].get(name)):<20}" for name, _ in _POINT_COLUMNS))
+    print(f"\neach condition vs None at the α of closest clean accuracy (within ±{tol:g}), "
+          "paired by seed; difference = condition − None")
+    print(f"{'condition':<16}{'matched α':>10}{'clean gap':>11}  {'measure':<34}{'pairs':>5}  "
+          f"{'difference ± SEM':<22}{'t-test p':>10}{'Wilcoxon p':>12}")
+    labels = {k: v["label"] for k, v in data["measures"].items()}
+    fewest = None
+    for row in data["matched"]:
+        if not row["matched"]:
+            tried = ", ".join(f"{a:g}" for a in row["alphas_tried"])
+            print(f"{row['condition']:<16}{'–':>10}{'–':>11}  no α within ±{tol:g} (closest "
+                  f"α={row['alpha']:g}, gap {row['clean_gap']:+.3f}; tried α = {tried})")
+            continue
+        head = f"{row['condition']:<16}{row['alpha']:>10g}{row['clean_gap']:>+11.3f}  "
+        for k, (name, t) in enumerate(row["tests"].items()):
+            diff = "–" if t["mean_difference"] is None else "".join([
+                f"{'+' if t['mean_difference'] >= 0 else ''}{_num(t['mean_difference'], '.4g')}",
+                "" if t["sem_difference"] is None else f" ± {_num(t['sem_difference'], '.2g')}"])
+            print((head if k == 0 else " " * len(head)) + f"{labels.get(name, name):<34}"
+                  f"{t['pairs']:>5}  {diff:<22}{_p(t['t_test_p']):>10}{_p(t['wilcoxon_p']):>12}")
+            fewest = t["pairs"] if fewest is None else min(fewest, t["pairs"])
+    if not data["matched"]:
+        print("(no condition besides None)")
+    better = [v["label"] for v in data["measures"].values() if v["higher_is_better"]]
+    print("\nhigher is better for every measure." if len(better) == len(data["measures"])
+          else "\nhigher is better for: " + ", ".join(better) + "; lower for the rest.")
+    if fewest:
+        print(f"with n pairs the two-sided Wilcoxon p cannot go below 2/2^n "
+              f"({2 / 2 ** fewest:.3g} for n = {fewest}).")
+
+
+def cmd_frontier(args: argparse.Namespace, settings: Settings) -> int:
+    with _client(settings) as client:
+        data = _check(client.get(f"/api/studies/{args.study}/frontier",
+                                 params={"tolerance": args.tolerance}))
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print_frontier(data)
+    return 0
+
+
 def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
     from ml.data.cifar import ARCHIVES, download, locate
 
@@ -425,6 +493,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "mean ± SEM over seeds per condition (Fig. 4, 5)")
     rb.add_argument("runs", nargs="*", type=int, help="evaluate run ids (default: all finished)")
     rb.set_defaults(func=cmd_robustness)
+    fr = sub.add_parser("frontier", help="clean accuracy against robustness per condition "
+                        "and α, and each condition vs None at matched clean accuracy")
+    fr.add_argument("study", type=int, help="study run id")
+    fr.add_argument("--tolerance", type=float, default=0.02,
+                    help="largest clean-accuracy gap to None that counts as matched "
+                    "(a fraction; default 0.02)")
+    fr.add_argument("--json", action="store_true", help="the server's JSON as is")
+    fr.set_defaults(func=cmd_frontier)
     d = sub.add_parser("datasets", help="list or download the CIFAR archives train runs read")
     d.add_argument("action", choices=["list", "download"], nargs="?", default="list")
     d.add_argument("names", nargs="*", help="cifar10 and/or cifar100 (default: both)")

@@ -30,7 +30,10 @@ export async function api(path, options = {}) {
   const res = await request(path, options);
   if (!res.ok) {
     const body = await res.json().catch(() => ({}));
-    throw new Error(typeof body.detail === "string" ? body.detail : `HTTP ${res.status}`);
+    throw new Error(typeof body.detail === "string" ? body.detail
+      : Array.isArray(body.detail) ? body.detail.map((e) =>  // validation: name each field
+        `${(e.loc || []).slice(1).join(".")}: ${e.msg}`).join("; ")
+      : `HTTP ${res.status}`);
   }
   return res;
 }

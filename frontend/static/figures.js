@@ -59,13 +59,40 @@ const turn = () => new Promise((resolve) => {
   setTimeout(resolve, 50);
 });
 
+// The one figure style: a horizontal legend at the foot of the figure, below the x-axis
+// title (not over it), axes that make room for their labels, and a title that wraps
+// onto more lines rather than run past a narrow figure's edges.
+function styled(div, layout) {
+  const out = { margin: { t: 40, r: 10, b: 45, l: 55 },
+    legend: { orientation: "h", yref: "container", y: 0, yanchor: "bottom" }, ...layout };
+  for (const key of ["xaxis", "yaxis", ...Object.keys(out).filter((k) => /^[xy]axis\d+$/.test(k))]) {
+    out[key] = { automargin: true, ...(out[key] || {}) };
+  }
+  if (out.title && out.title.text && !out.title.text.includes("<br>")) {
+    const lines = wrap(out.title.text, perLine(div, (out.title.font && out.title.font.size) || 17));
+    // more than one line: the title pushes the plot down instead of running into it
+    if (lines.length > 1) out.title = { ...out.title, text: lines.join("<br>"), automargin: true, yref: "paper" };
+  }
+  return out;
+}
+
+const perLine = (div, size) => Math.max(24, Math.floor(((div.clientWidth || 600) - 40) / (0.55 * size)));
+
+function wrap(text, width) {
+  const lines = [""];
+  for (const word of text.split(" ")) {
+    const line = lines[lines.length - 1];
+    if (line && line.length + 1 + word.length > width) lines.push(word);
+    else lines[lines.length - 1] = line ? `${line} ${word}` : word;
+  }
+  return lines;
+}
+
 async function draw(div, data, layout, config) {
   const Plotly = await plotly();
   const title = (layout.title && layout.title.text) || div.dataset.title || "figure";
   const t0 = performance.now();
-  const drawn = await Plotly.react(div, data, {
-    margin: { t: 40, r: 10, b: 45, l: 55 }, legend: { orientation: "h" }, ...layout,
-  }, {
+  const drawn = await Plotly.react(div, data, styled(div, layout), {
     responsive: true, displaylogo: false,
     toImageButtonOptions: { filename: slug(title) },
     modeBarButtonsToAdd: [

@@ -2,8 +2,11 @@
 // perturbation per condition and norm), Fig. 6 (robustness vs α), training curves (mean ±
 // SEM over seeds), S_target beside S_CNN of a trained model and their difference, Table 1
 // (γ), paired tests against None, and its runs by condition. Clicking a bar or a curve
-// jumps to that condition's runs (#cond-…, a shareable URL).
-import { el, fmt, getJSON, when, withLogin } from "./api.js";
+// jumps to that condition's runs (#cond-…, a shareable URL). The accuracy–robustness
+// frontier: each condition through its α in (clean accuracy, robustness), and against None
+// at matched clean accuracy. The paper's reported values can be laid over ours (◇), beside
+// a box saying how this study's setting differs from the paper's.
+import { AuthError, el, fmt, getJSON, when, withLogin } from "./api.js";
 import { chartIn, plot, plotly } from "./figures.js";
 import { drawMatrix, matrixDiv, matrixViews, withChoice } from "./similarity.js";
 
@@ -16,6 +19,18 @@ const slug = (s) => s.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "").toLow
 const condId = (r) => `cond-${slug(label(r))}`;
 const CURVE_KEYS = ["test_acc", "sim_r", "loss", "sim_loss", "task_loss", "test_loss"];
 const page = () => document.getElementById("page");
+const TOLERANCE = 0.02;  // the server's default: kept out of the URL
+const showPaper = () => document.getElementById("paper-toggle").checked;
+const signed = (v, digits) => (v === null || v === undefined ? "–" : `${v >= 0 ? "+" : ""}${fmt(v, digits)}`);
+const pval = (p) => (p === null || p === undefined ? "–" : p === 0 ? "0"
+  : p < 1e-4 ? p.toExponential(1) : p.toFixed(4));
+// a SEM of equal values comes back as float residue (1e-19): draw no error bar for it
+const bar = (v) => (v.sem > 1e-9 * Math.abs(v.mean) ? v.sem : 0);
+const BETTER_NOTE = (rows) => (rows.every((r) => r.higher_is_better)
+  ? "Higher is better for every measure, so a positive difference favours the condition."
+  : `Higher is better for ${rows.filter((r) => r.higher_is_better).map((r) => r.measure).join(", ")}; lower for the rest.`);
+const wilcoxonFloor = (n) => (n > 0
+  ? ` With ${n} pairs the two-sided Wilcoxon p cannot go below 2/2^${n} = ${fmt(2 / 2 ** n, 3)}.` : "");
 
 function band(x, mean, sem, name, color, cond, nAt = null) {
   const upper = mean.map((m, i) => m + sem[i]);
@@ -67,7 +82,19 @@ function skeleton() {
     el("h1", {}, el("span", { id: "study-title" }), " ", el("span", { id: "study-status", class: "badge" })),
     el("p", { class: "meta", id: "study-meta" }),
     el("div", { class: "progress" }, el("div", { id: "study-progress" })),
+    el("p", { class: "study-note", id: "study-note", hidden: "" }),
+    el("aside", { class: "paper-box", id: "paper-box", "aria-label": "the paper beside this study" },
+      el("label", {}, el("input", { type: "checkbox", id: "paper-toggle" }),
+        " show the paper's values (◇: Fig. 4 at the highest σ, Fig. 5 medians, Table 1)"),
+      el("div", { id: "paper-setting" })),
     el("div", { class: "charts", id: "study-charts" }),
+    el("h2", {}, "Accuracy–robustness frontier"),
+    el("p", {}, el("label", { for: "frontier-tolerance" }, "matched when |clean accuracy − None's| ≤ "),
+      el("input", { id: "frontier-tolerance", type: "number", min: "0.001", max: "1", step: "0.005",
+        value: String(TOLERANCE) }),
+      el("span", { class: "meta", id: "frontier-note" })),
+    el("div", { class: "charts", id: "frontier-charts" }),
+    el("div", { id: "frontier-matched" }),
     el("h2", {}, "Training curves, mean ± SEM over seeds"),
     el("p", {}, el("label", { for: "curve-key" }, "metric "),
       el("select", { id: "curve-key" }, ...CURVE_KEYS.map((k) => el("option", { value: k }, k))),
@@ -88,6 +115,17 @@ function skeleton() {
   document.getElementById("sim-run").onchange = () => {
     remember(); drawModelMatrices().catch(console.error);
   };
+  const tolerance = document.getElementById("frontier-tolerance");
+  if (SHARED.get("tolerance")) tolerance.value = SHARED.get("tolerance");
+  tolerance.onchange = () => { remember(); drawFrontier().catch(console.error); };
+  const toggle = document.getElementById("paper-toggle");
+  toggle.checked = SHARED.get("paper") === "1";
+  toggle.onchange = () => {
+    remember();
+    if (!latest) return;
+    drawFigures(latest).catch(console.error);
+    drawTables(latest);
+  };
 }
 
 let latest = null;  // the last GET /api/studies/{id}: the study, its runs, aggregates
@@ -100,6 +138,9 @@ function remember() {
   const model = document.getElementById("sim-run").value;
   if (curve && curve !== "test_acc") q.set("curve", curve);
   if (model) q.set("model", model);
+  const tolerance = document.getElementById("frontier-tolerance").value;
+  if (tolerance !== "" && Number(tolerance) !== TOLERANCE) q.set("tolerance", tolerance);
+  if (showPaper()) q.set("paper", "1");
   history.replaceState(null, "", `${location.pathname}${q.size ? `?${q}` : ""}${location.hash}`);
 }
 
@@ -111,6 +152,26 @@ function drawHeader(s) {
   document.getElementById("study-meta").textContent =
     `study · owner ${s.owner} · created ${when(s.created_at)} · ${s.message}`;
   document.getElementById("study-progress").style.width = `${Math.round(s.progress * 100)}%`;
+  const note = document.getElementById("study-note");
+  const text = typeof s.config.note === "string" ? s.config.note.trim() : "";
+  note.textContent = text;
+  note.hidden = !text;
+}
+
+// a condition's line colour: that of its smallest α on every other figure
+function condColour(target) {
+  if (target === "none") return COLORS[0];
+  const alphas = ((latest && latest.robustness) || []).filter((r) => r.target === target)
+    .map((r) => Number(r.alpha)).sort((a, b) => a - b);
+  return alphas.length ? colour({ target, alpha: alphas[0] }) : "#7f7f7f";
+}
+
+// the paper's reported values: hollow diamonds with their own legend entries, so they are
+// never read as ours
+function paperTrace(name, x, y, targets) {
+  return { type: "scatter", mode: "markers", name, x, y, cliponaxis: false,
+    hovertemplate: `%{x}: %{y}<extra>${name}</extra>`,
+    marker: { symbol: "diamond-open", size: 13, line: { width: 2 }, color: targets.map(condColour) } };
 }
 
 function drawFigures(data) {
@@ -120,18 +181,33 @@ function drawFigures(data) {
   const noiseRows = rows.filter((r) => r.noise);
   if (noiseRows.length) {
     const div = figure(host, "fig4", "Accuracy under Gaussian noise, mean ± SEM over seeds (Fig. 4)");
-    jobs.push([div, noiseRows.flatMap((r) => band(r.noise.sigmas, r.noise.mean, r.noise.sem,
-      `${label(r)} (n=${r.n})`, colour(r), condId(r))), {
-      xaxis: { title: { text: "noise σ" } }, yaxis: { title: { text: "accuracy" } } }]);
+    const traces = noiseRows.flatMap((r) => band(r.noise.sigmas, r.noise.mean, r.noise.sem,
+      `${label(r)} (n=${r.n})`, colour(r), condId(r)));
+    const layout = { xaxis: { title: { text: "noise σ" } }, yaxis: { title: { text: "accuracy" } } };
+    const reported = data.paper && data.paper.noise_highest;
+    if (showPaper() && reported) {  // at our highest σ: the paper's σ is in its figure only
+      const top = Math.max(...noiseRows.flatMap((r) => r.noise.sigmas));
+      for (const [target, value] of Object.entries(reported.values)) {
+        traces.push(paperTrace(`paper: ${data.paper.labels[target] || target}`, [top], [value], [target]));
+      }
+    }
+    jobs.push([div, traces, layout]);
   }
   for (const norm of ["linf", "l2", "l1", "l0"]) {
     const have = rows.filter((r) => r.medians[norm]);
     if (!have.length) continue;
     const div = figure(host, `fig5-${norm}`, `Median ${norm.toUpperCase()} perturbation per condition (Fig. 5, 7)`);
-    jobs.push([div, [{ type: "bar", x: have.map(label), y: have.map((r) => r.medians[norm].mean),
+    const traces = [{ type: "bar", x: have.map(label), y: have.map((r) => r.medians[norm].mean),
       error_y: { type: "data", array: have.map((r) => r.medians[norm].sem), visible: true },
-      marker: { color: have.map(colour) }, name: `median ${norm}`, customdata: have.map(condId) }],
-    { yaxis: { title: { text: `median ${norm} distance` } } }]);
+      marker: { color: have.map(colour) }, name: `median ${norm}`, customdata: have.map(condId) }];
+    const layout = { xaxis: { tickangle: -40 }, yaxis: { title: { text: `median ${norm} distance` } } };
+    const reported = data.paper && data.paper.medians;
+    const theirs = reported ? Object.keys(reported.values).filter((t) => reported.values[t][norm] !== undefined) : [];
+    if (showPaper() && theirs.length) {  // beside our bars, on categories of their own
+      traces.push(paperTrace(`paper (${reported.source})`,
+        theirs.map((t) => `paper: ${data.paper.labels[t] || t}`), theirs.map((t) => reported.values[t][norm]), theirs));
+    }
+    jobs.push([div, traces, layout]);
   }
   for (const norm of ["linf", "l2", "l1", "l0"]) {
     const have = rows.filter((r) => r.curves && r.curves[norm]);
@@ -156,7 +232,7 @@ function drawFigures(data) {
         return idx.reduce((a, i) => a + r.noise.mean[i], 0) / idx.length;
       };
       return { x: rs.map((r) => r.alpha), y: rs.map(avg), name: c, mode: "lines+markers",
-        type: "scatter", line: { color: COLORS[cond.indexOf(c) % COLORS.length] },
+        type: "scatter", line: { color: condColour(c) },
         customdata: rs.map(condId) };
     });
     jobs.push([div, traces, { xaxis: { title: { text: "α" }, type: "log", dtick: "D2" },
@@ -166,6 +242,126 @@ function drawFigures(data) {
     await plot(div, traces, { title: { text: div.dataset.title }, uirevision: div.id, ...layout });
     linkToRuns(div);
   }));
+}
+
+// Each condition as a line through its α values in (clean accuracy, robustness), one
+// subplot per robustness measure, mean ± SEM over seeds on both axes; None is one point.
+async function drawFrontier() {
+  const host = document.getElementById("frontier-charts");
+  const note = document.getElementById("frontier-note");
+  const tolerance = document.getElementById("frontier-tolerance").value;
+  let data;
+  try {
+    data = await getJSON(`/api/studies/${studyId}/frontier?tolerance=${encodeURIComponent(tolerance)}`);
+  } catch (err) {  // 409: nothing evaluated yet, or no None; 422: a bad tolerance
+    if (err instanceof AuthError) throw err;
+    note.textContent = ` · ${err.message}`;
+    note.className = "meta frontier-error";
+    host.hidden = true;
+    document.getElementById("frontier-matched").replaceChildren();
+    return;
+  }
+  note.className = "meta";
+  note.textContent = ` · None's clean accuracy ${fmt(data.none_clean_accuracy, 3)}; each condition`
+    + " is compared with None at its α of closest clean accuracy, paired by seed";
+  host.hidden = false;
+  const measures = Object.keys(data.measures).filter((m) => m !== "clean_accuracy"
+    && data.points.some((p) => p.measures[m] && p.measures.clean_accuracy));
+  if (!measures.length) {  // evaluations with a clean accuracy but no robustness measure
+    note.textContent += " · no robustness measure to draw against clean accuracy yet";
+    host.hidden = true;
+  }
+  const conditions = Object.keys(data.curves).sort((a, b) => (a !== "none") - (b !== "none"));
+  const columns = measures.length === 4 ? 2 : Math.min(measures.length, 3);
+  const rows = Math.ceil(measures.length / columns);
+  const traces = [];
+  const layout = { grid: { rows, columns, pattern: "independent", xgap: 0.1, ygap: 0.3 },
+    height: 330 * rows + 110 };
+  const inLegend = new Set();
+  measures.forEach((m, k) => {
+    const ax = k ? String(k + 1) : "";
+    layout[`xaxis${ax}`] = { title: { text: "clean accuracy (σ = 0)" } };
+    layout[`yaxis${ax}`] = { title: { text: data.measures[m].label } };
+    for (const c of conditions) {
+      const ps = data.points.filter((p) => p.condition === c && p.measures[m] && p.measures.clean_accuracy);
+      if (!ps.length) continue;
+      const name = c === "none" ? "None" : c;
+      const clean = ps.map((p) => p.measures.clean_accuracy);
+      const y = ps.map((p) => p.measures[m]);
+      const cells = ps.map((p) => ({ target: c, alpha: p.alpha }));
+      traces.push({ type: "scatter", mode: "lines+markers+text", name, legendgroup: c,
+        showlegend: !inLegend.has(c), xaxis: `x${ax}`, yaxis: `y${ax}`,
+        x: clean.map((v) => v.mean), y: y.map((v) => v.mean),
+        error_x: { type: "data", array: clean.map(bar), visible: true, thickness: 1 },
+        error_y: { type: "data", array: y.map(bar), visible: true, thickness: 1 },
+        text: ps.map((p) => `α=${alphaOf({ target: c, alpha: p.alpha })}`), textposition: "top center",
+        textfont: { size: 12 }, cliponaxis: false, line: { color: condColour(c) },
+        marker: { size: 8, color: cells.map(colour) }, customdata: cells.map(condId),
+        hovertext: ps.map((p, i) => `${name} α=${p.alpha} (n=${p.n})<br>clean ${fmt(clean[i].mean, 3)} ± `
+          + `${fmt(clean[i].sem, 3)}<br>${data.measures[m].label} ${y[i].mean.toPrecision(3)} ± ${y[i].sem.toPrecision(2)}`),
+        hoverinfo: "text" });
+      inLegend.add(c);
+    }
+  });
+  document.getElementById("frontier-matched").replaceChildren(...matchedTable(data));
+  if (!measures.length) return;
+  const div = figure(host, "frontier", "Clean accuracy against robustness, one line per condition through its α, mean ± SEM over seeds");
+  div.classList.add("wide");
+  await plot(div, traces, { title: { text: div.dataset.title }, uirevision: div.id, ...layout });
+  linkToRuns(div);
+}
+
+// each condition against None at its matched α: one row per measure, or why none matched
+function matchedTable(data) {
+  const tol = data.tolerance;
+  const rows = [];
+  let fewest = 0;
+  const tested = [];
+  for (const m of data.matched) {
+    if (!m.matched) {
+      rows.push(el("tr", { class: "unmatched" }, el("td", {}, m.condition),
+        el("td", { colspan: "7" }, `no α within ±${tol} (closest α=${m.alpha}, gap ${signed(m.clean_gap, 3)})`)));
+      continue;
+    }
+    Object.entries(m.tests).forEach(([name, t], i) => {
+      tested.push({ measure: data.measures[name].label, higher_is_better: t.higher_is_better });
+      fewest = fewest ? Math.min(fewest, t.pairs) : t.pairs;
+      rows.push(el("tr", {}, el("td", {}, i ? "" : m.condition), el("td", {}, i ? "" : `α=${m.alpha}`),
+        el("td", {}, i ? "" : signed(m.clean_gap, 3)), el("td", {}, data.measures[name].label),
+        el("td", {}, String(t.pairs)),
+        el("td", {}, `${signed(t.mean_difference, 4)} ± ${fmt(t.sem_difference, 4)}`),
+        el("td", {}, pval(t.t_test_p)), el("td", {}, pval(t.wilcoxon_p))));
+    });
+  }
+  return [
+    el("h3", {}, `Each condition vs None at matched clean accuracy (within ±${tol})`),
+    table(["condition", "matched α", "clean gap", "measure", "pairs", "difference ± SEM", "paired t p", "Wilcoxon p"],
+      rows, { id: "frontier-table" }),
+    el("p", { class: "meta" }, "Difference = condition − None at the matched α, paired by seed. ",
+      tested.length ? BETTER_NOTE(tested) : "", wilcoxonFloor(fewest))];
+}
+
+// how this study's setting differs from the paper's, from the study's own config
+const SETTING_LABEL = { dataset: "dataset", backbone: "backbone", width: "width", epochs: "epochs",
+  batch_size: "batch size", schedule: "optimizer", seeds: "seeds", alphas: "α", target: "target",
+  attack_samples: "attacked samples", attacks: "attacks" };
+
+function drawPaperBox(data) {
+  const host = document.getElementById("paper-setting");
+  const paper = data.paper;
+  if (!paper) { host.replaceChildren(); return; }
+  const name = (r) => SETTING_LABEL[r.field] || r.field;
+  const differ = paper.beside.filter((r) => r.same !== true);
+  const same = paper.beside.filter((r) => r.same === true);
+  host.replaceChildren(
+    el("p", {}, el("strong", {}, "This study beside the paper's setting"), ` — ${paper.citation}.`),
+    table(["differs", "this study", "the paper", "paper §"], differ.map((r) => [
+      name(r), r.same === null ? `${r.ours} (whether it matches is not recorded)` : r.ours, r.paper, r.source]),
+    { id: "paper-differences" }),
+    el("p", { class: "meta" }, same.length ? `Same as the paper: ${same.map(name).join(", ")}.` : ""),
+    el("p", { class: "meta", id: "paper-marks" }, "◇ marks the paper's values, never ours. ",
+      ...[["Fig. 4", paper.noise_highest], ["Fig. 5", paper.medians], ["Table 1 (italic rows)", paper.gamma]]
+        .map(([fig, v]) => `${fig}: ${v.note} (${v.source}). `)));
 }
 
 async function drawCurves() {
@@ -303,11 +499,24 @@ async function drawModelMatrices() {
 function drawTables(data) {
   const host = document.getElementById("study-tables");
   const parts = [];
+  const reported = showPaper() && data.paper && data.paper.gamma;
+  const paperRows = reported ? reported.rows.map((r) => el("tr", { class: "paper-row" },
+    el("td", {}, r.alpha ? `paper: ${data.paper.labels[reported.condition]} α=${r.alpha}` : "paper: None (α=0)"),
+    el("td", {}, reported.seeds), ...r.gamma.map((v) => el("td", {}, fmt(v, 2))))) : [];
+  const paperCaption = reported ? el("p", { class: "meta" }, `◇ paper rows: ${reported.source}, `
+    + `layers ${reported.layers.join(", ")} of ResNet18; ${reported.note}.`) : null;
   if (data.gamma.length) {
     const layers = data.gamma[0].layers;
+    const sameLayers = reported && layers.join() === reported.layers.join();
     parts.push(el("h2", {}, "Final γ per tapped layer, mean over seeds (Table 1)"),
-      table(["condition", "runs", ...layers.map((l) => `γ${l}`)], data.gamma.map((g) => [
-        label(g), g.n, ...g.gamma_mean.map((m, i) => `${fmt(m, 2)} ± ${fmt(g.gamma_sem[i], 2)}`)])));
+      table(["condition", "runs", ...layers.map((l) => `γ${l}`)], [...data.gamma.map((g) => [
+        label(g), g.n, ...g.gamma_mean.map((m, i) => `${fmt(m, 2)} ± ${fmt(g.gamma_sem[i], 2)}`)]),
+      ...(sameLayers ? paperRows : [])], { id: "gamma-table" }));
+    if (reported && !sameLayers) {  // other taps: the paper's table on its own
+      parts.push(el("p", { class: "meta" }, `This study taps layers ${layers.join(", ")}; the paper's γ:`),
+        table(["condition", "runs", ...reported.layers.map((l) => `γ${l}`)], paperRows, { id: "paper-gamma" }));
+    }
+    if (paperCaption) parts.push(paperCaption);
     const withR = data.gamma.filter((g) => g.r_taps_mean);
     if (withR.length) {  // which layers look like the target, beside where γ went
       const layers = withR[0].layers;
@@ -318,10 +527,15 @@ function drawTables(data) {
     }
   }
   if (data.paired_vs_none.length) {
+    const pairs = data.paired_vs_none;
+    const fewest = Math.min(...pairs.map((p) => p.pairs).filter((n) => n > 0));
     parts.push(el("h2", {}, "Each condition vs None, paired by seed"),
-      table(["condition", "measure", "pairs", "mean difference", "paired t p", "Wilcoxon p"],
-        data.paired_vs_none.map((p) => [`${p.condition} α=${p.alpha}`, p.measure, p.pairs,
-          fmt(p.mean_difference, 4), fmt(p.t_test_p, 4), fmt(p.wilcoxon_p, 4)])));
+      table(["condition", "measure", "pairs", "mean difference ± SEM", "paired t p", "Wilcoxon p"],
+        pairs.map((p) => [`${p.condition} α=${p.alpha}`, p.measure, p.pairs,
+          `${signed(p.mean_difference, 4)} ± ${fmt(p.sem_difference, 4)}`, pval(p.t_test_p),
+          pval(p.wilcoxon_p)]), { id: "paired-tests" }),
+      el("p", { class: "meta" }, "Difference = condition − None. ", BETTER_NOTE(pairs),
+        Number.isFinite(fewest) ? wilcoxonFloor(fewest) : ""));
   }
   // runs by condition: each seed's train run and its evaluation; the target of the figure links
   const evalOf = new Map(data.runs.filter((r) => r.kind === "evaluate").map((r) => [r.input_run_id, r]));
@@ -362,7 +576,8 @@ async function draw(first) {
   const data = await getJSON(`/api/studies/${studyId}`);
   latest = data;
   drawHeader(data.study);
-  const jobs = [drawTarget(), drawFigures(data), drawCurves()];
+  drawPaperBox(data);
+  const jobs = [drawTarget(), drawFigures(data), drawFrontier(), drawCurves()];
   if (fillPicker(data) || first) jobs.push(drawModelMatrices());
   drawTables(data);
   await Promise.all(jobs.map((j) => j.catch(console.error)));

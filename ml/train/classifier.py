@@ -67,6 +67,7 @@ def load_model(source: str | bytes | IO[bytes] | dict[str, Any], *,
     model = build_backbone(cfg["backbone"], num_classes=int(state["head.weight"].shape[0]),
                            width=cfg["width"])
     model.load_state_dict(state)
-    if pathway == "stimulus" and cfg.get("stimulus_norm") == "separate":
+    if pathway == "stimulus" and cfg.get("stimulus_norm") == "separate" and ckpt.get(
+            "stimulus_bn"):  # a checkpoint written without them has one pathway only
         model.load_state_dict(ckpt["stimulus_bn"], strict=False)
     return model.eval(), cfg

@@ -1,4 +1,5 @@
-"""A study's page data: its runs and the aggregates of Fig. 4–7 and Table 1."""
+"""A study's page data: its runs, the aggregates of Fig. 4–7 and Table 1, its
+accuracy–robustness frontier, and the paper's values beside them."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 
 from ml.evaluate.summary import robustness_table
+from ml.frontier import DEFAULT_TOLERANCE
+from ml.paper import paper_values, setting_beside
 from ml.study import mean_curves, paired_tests
 from ml.train.summary import gamma_table
 from server.deps import CurrentUser, SessionDep, run_or_404
-from server.routes.summaries import eval_rows, train_rows
+from server.routes.summaries import Tolerance, eval_rows, frontier_or_409, train_rows
 from server.services import runs_public
 from server.store.metrics import binned_many, summarize_keys
+from server.store.models import Run
 from server.studies import children
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
@@ -29,18 +33,36 @@ def _study(session: Any, run_id: int) -> Any:
 def read(run_id: int, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
     """The study, its train and evaluate runs, and across seeds per condition: noise
     curves and perturbation medians (mean ± SEM; by α for Fig. 6), the γ table, and
-    each condition against ``none`` paired by seed."""
+    each condition against ``none`` paired by seed; ``paper``: the paper's reported
+    values and its setting beside this study's."""
     study = _study(session, run_id)
     kids = list(children(session, run_id))
     trains = train_rows([k for k in kids if k.kind == "train"])[0]
     evals = eval_rows(session, [k for k in kids if k.kind == "evaluate"])[0]
+    target = session.get(Run, study.input_run_id) if study.input_run_id else None
     return {
         "study": runs_public(session, [study])[0],
         "runs": runs_public(session, kids),
         "robustness": robustness_table(evals),
         "gamma": gamma_table(trains),
         "paired_vs_none": paired_tests(evals),
+        "paper": {**paper_values(),
+                  "beside": setting_beside(study.config, target.config if target else None)},
     }
+
+
+@router.get("/{run_id}/frontier")
+def frontier(
+    run_id: int, session: SessionDep, _: CurrentUser,
+    tolerance: Tolerance = DEFAULT_TOLERANCE,
+) -> dict[str, Any]:
+    """The study's accuracy–robustness frontier: per (condition, α) clean accuracy and
+    each robustness measure as mean ± SEM over seeds, and each condition against None at
+    the α of closest clean accuracy within ``tolerance``, paired by seed. A study with no
+    finished evaluation or no evaluated None yet: 409 saying which."""
+    _study(session, run_id)
+    kids = [k for k in children(session, run_id) if k.kind == "evaluate"]
+    return frontier_or_409(eval_rows(session, kids)[0], tolerance)
 
 
 @router.get("/{run_id}/curves")

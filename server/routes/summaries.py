@@ -1,21 +1,28 @@
-"""Summaries across runs: the γ table (the supplement's Table 1) and robustness (Fig. 4,
-5, 7: noise curves and perturbation medians, mean ± SEM over seeds per condition)."""
+"""Summaries across runs: the γ table (the supplement's Table 1), robustness (Fig. 4, 5,
+7: noise curves and perturbation medians, mean ± SEM over seeds per condition) and the
+accuracy–robustness frontier with each condition against None at matched clean accuracy."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ml.evaluate.summary import robustness_table
+from ml.frontier import DEFAULT_TOLERANCE, FrontierError, frontier
 from ml.train.summary import gamma_table
 from server.deps import CurrentUser, SessionDep
 from server.store.models import Run, RunStatus
 
 router = APIRouter(prefix="/api/summaries", tags=["summaries"])
+
+# > 0 and finite: NaN or inf is a 422 naming the field, like 0 or a negative
+Tolerance = Annotated[float, Query(
+    gt=0, allow_inf_nan=False,
+    description="largest |clean accuracy − None's| (a fraction) that counts as matched")]
 
 
 def _picked(session: Session, kind: str, run_id: list[int] | None) -> Sequence[Run]:
@@ -90,3 +97,30 @@ def robustness(
     usable, skipped = eval_rows(session, evals)
     missing = sorted(set(run_id or ()) - {e.id for e in evals})
     return {"rows": robustness_table(usable), "skipped": sorted(skipped + missing)}
+
+
+def frontier_or_409(evals: Sequence[dict[str, Any]], tolerance: float) -> dict[str, Any]:
+    """:func:`ml.frontier.frontier` of ``evals``; what the runs lack for one is a 409."""
+    try:
+        return frontier(evals, tolerance=tolerance)
+    except FrontierError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+
+
+@router.get("/frontier")
+def frontier_of_runs(
+    session: SessionDep,
+    _: CurrentUser,
+    run_id: Annotated[list[int] | None, Query(max_length=1000)] = None,
+    tolerance: Tolerance = DEFAULT_TOLERANCE,
+) -> dict[str, Any]:
+    """The accuracy–robustness frontier of evaluate runs, and each condition against None
+    at the α of closest clean accuracy (within ``tolerance``), paired by seed.
+
+    ``run_id`` (repeatable) picks evaluate runs; without it, every succeeded one. No
+    finished evaluation, no None among them, or mixed datasets/backbones: 409.
+    """
+    evals = _picked(session, "evaluate", run_id)
+    usable, skipped = eval_rows(session, evals)
+    missing = sorted(set(run_id or ()) - {e.id for e in evals})
+    return {**frontier_or_409(usable, tolerance), "skipped": sorted(skipped + missing)}

@@ -333,3 +333,84 @@ def test_a_train_run_page_shows_s_target_beside_s_cnn_per_tap(browser, settings:
             "() => document.getElementById('fig-target-S_CNN_layer_2').layout.title.text")
         assert np.allclose(diff, mixed - target, atol=2e-4)  # S_CNN − S_target, same order
         page.screenshot(path=str(OUTPUT / "train-s-cnn.png"), full_page=True)
+
+
+def test_study_frontier_matched_table_and_papers_values(browser, settings: Settings):  # type: ignore[no-untyped-def]
+    from tests.server.test_frontier_api import stored_study
+
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        ids = stored_study(settings, note="Why: does the gain survive at matched accuracy?")
+        empty = stored_study(settings, evaluated=False)
+        page = _login(browser, url, token, f"/studies/{ids['study']}")
+        _drawn(page, "frontier")
+        assert page.locator("#study-note").inner_text() == \
+            "Why: does the gain survive at matched accuracy?"
+        traces = page.evaluate("() => document.getElementById('frontier').data.map((t) =>"
+                               " [t.name, t.xaxis, t.showlegend, t.text, t.error_x.array.length,"
+                               " t.error_y.array.length])")
+        # four measures (mean and highest-σ noise accuracy, L2 and L∞ medians), one trace per
+        # condition in each; a condition is in the legend once
+        assert len(traces) == 12 and {t[1] for t in traces} == {"x", "x2", "x3", "x4"}
+        assert [t[0] for t in traces if t[2]] == ["None", "neural-model", "shuffle"]
+        neural = next(t for t in traces if t[0] == "neural-model")
+        assert neural[3] == ["α=2", "α=16"] and neural[4] == neural[5] == 2
+        assert next(t for t in traces if t[0] == "None")[3] == ["α=0"]
+        # markers share Fig. 4's colours: each (condition, α) the colour of its noise curve
+        colours = page.evaluate("""() => {
+            const f4 = Object.fromEntries(document.getElementById('fig4').data
+              .filter((t) => t.line && t.line.color).map((t) => [t.name, t.line.color]));
+            const n = document.getElementById('frontier').data
+              .find((t) => t.name === 'neural-model');
+            return [n.marker.color, f4['neural-model α=2 (n=3)'],
+                    f4['neural-model α=16 (n=3)']]; }""")
+        assert colours[0] == colours[1:]
+        table = page.locator("#frontier-table").inner_text()
+        assert "neural-model\tα=2\t-0.005\tclean accuracy (σ = 0)" in table
+        assert "accuracy at the highest σ\t3\t+0.1000 ± 0.0000" in table
+        assert "no α within ±0.02 (closest α=16, gap -0.100)" in table
+        note = page.locator("#frontier-matched").inner_text()
+        assert "Higher is better for every measure" in note and "below 2/2^3 = 0.250" in note
+        # a wider tolerance matches Shuffle too, and lives in the URL
+        page.fill("#frontier-tolerance", "0.2")
+        page.dispatch_event("#frontier-tolerance", "change")
+        page.wait_for_function("() => !document.getElementById('frontier-table')"
+                               ".textContent.includes('no α within')")
+        assert "tolerance=0.2" in page.evaluate("() => location.search")
+        page.fill("#frontier-tolerance", "-1")
+        page.dispatch_event("#frontier-tolerance", "change")
+        page.wait_for_function("() => document.getElementById('frontier-note')"
+                               ".textContent.includes('tolerance: Input should be greater than 0')")
+        assert page.locator("#frontier-charts").is_hidden()
+        paired = page.locator("#paired-tests").inner_text()
+        assert "mean difference ± SEM" in paired and "+0.0203 ± 0.0002" in paired
+        # the paper's values: off by default, on by the toggle (and in the URL)
+        assert "paper" not in " ".join(page.evaluate(
+            "() => document.getElementById('fig4').data.map((t) => t.name)"))
+        differences = page.locator("#paper-differences").inner_text()
+        assert "digits32\tgrayscale CIFAR-10" in differences
+        assert "simulated responses" in differences
+        page.check("#paper-toggle")
+        page.wait_for_function("() => document.getElementById('fig4').data"
+                               ".some((t) => t.name === 'paper: Neural (model)')")
+        fig4 = page.evaluate("() => document.getElementById('fig4').data"
+                             ".filter((t) => t.name.startsWith('paper')).map((t) =>"
+                             " [t.name, t.x, t.y, t.marker.symbol])")
+        assert fig4 == [["paper: None", [0.4], [0.2], "diamond-open"],
+                        ["paper: Neural (model)", [0.4], [0.5], "diamond-open"]]
+        fig5 = page.evaluate("() => document.getElementById('fig5-linf').data"
+                             ".filter((t) => t.name.startsWith('paper')).map((t) => [t.x, t.y])")
+        assert fig5 == [[["paper: None", "paper: Shuffle", "paper: VGG", "paper: Neural (model)"],
+                         [0.0025, 0.003, 0.0028, 0.0034]]]
+        # this study taps two layers: the paper's Table 1 stands on its own, in its rows
+        assert page.locator("#paper-gamma tr.paper-row").count() == 6
+        assert "paper: Neural (model) α=32" in page.locator("#paper-gamma").inner_text()
+        assert "paper=1" in page.evaluate("() => location.search")
+        page.screenshot(path=str(OUTPUT / "study-paper.png"), full_page=True)
+        # a study with nothing evaluated yet says so where the frontier would be
+        page.goto(f"{url}/studies/{empty['study']}")
+        page.wait_for_function("() => document.getElementById('frontier-note')"
+                               ".textContent.includes('no finished evaluations yet')")
+        assert page.locator("#frontier-charts").is_hidden()
+        page.wait_for_selector("#study-conditions")  # the rest of the page still draws

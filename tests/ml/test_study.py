@@ -93,3 +93,11 @@ def test_mean_curves_average_the_seeds_that_reached_each_step():
     with pytest.raises(ValueError, match="run 9"):
         mean_curves([{"id": 9, "target": "none", "alpha": 0, "seed": 0, "steps": [1],
                       "values": []}])
+
+
+def test_a_study_note_is_a_short_string() -> None:
+    assert StudyConfig(conditions=("none",), note="why: the BatchNorm question").note
+    with pytest.raises(ValueError, match="note: at most 2000"):
+        StudyConfig(conditions=("none",), note="x" * 2001)
+    with pytest.raises(ValueError, match="note: expected a string"):
+        StudyConfig(conditions=("none",), note=3)  # type: ignore[arg-type]

@@ -69,7 +69,8 @@ def test_run_files_yaml_and_json(tmp_path: Path) -> None:
 def test_parser_knows_every_command() -> None:
     parser = build_parser()
     for argv in (["up"], ["api"], ["worker"], ["submit", "x.yaml", "--wait"], ["runs"],
-                 ["gamma", "3", "4"], ["robustness", "5"], ["datasets"],
+                 ["gamma", "3", "4"], ["robustness", "5"], ["frontier", "6", "--json"],
+                 ["datasets"],
                  ["datasets", "download", "cifar100"]):
         assert parser.parse_args(argv).command == argv[0]
 
@@ -99,3 +100,50 @@ def test_cli_errors_name_the_field() -> None:
     )
     with pytest.raises(SystemExit, match=r"error 422: config\.epochs: too small"):
         _check(res)
+
+
+def test_frontier_prints_the_points_and_the_matched_comparison(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from server.cli import cmd_frontier
+    from server.store.users import ensure_admin
+    from tests.livesrv import live_server
+    from tests.server.test_frontier_api import stored_study
+
+    with live_server(settings) as url:  # the app migrates the store
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        ids = stored_study(settings)
+        empty = stored_study(settings, evaluated=False)
+        cli = settings.model_copy(update={"api_url": url, "token": token})
+        assert cmd_frontier(build_parser().parse_args(["frontier", str(ids["study"])]), cli) == 0
+        out = capsys.readouterr().out
+        lines = out.splitlines()
+        none = next(line for line in lines if line.startswith("none "))
+        assert none.split()[:6] == ["none", "0", "3", "0.901", "±", "0.00058"]
+        assert lines.index(none) == 2  # None first, under the header
+        assert "median L∞" in lines[1] and "acc highest σ" in lines[1]
+        row = next(line for line in lines if line.startswith("neural-model ") and "-0.005" in line)
+        assert row.split()[:3] == ["neural-model", "2", "-0.005"]
+        assert "accuracy at the highest σ" in out and "+0.1 ± " in out
+        assert "no α within ±0.02 (closest α=16, gap -0.100; tried α = 16)" in out
+        assert "higher is better for every measure." in out
+        assert "cannot go below 2/2^n (0.25 for n = 3)" in out
+        wide = build_parser().parse_args(["frontier", str(ids["study"]), "--tolerance", "0.2",
+                                          "--json"])
+        assert cmd_frontier(wide, cli) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert [m["matched"] for m in data["matched"]] == [True, True]
+        env = {**os.environ, "NEUROREG_API_URL": url, "NEUROREG_TOKEN": token,
+               "NEUROREG_DATA_DIR": str(settings.data_dir)}
+        for argv, code in (([str(empty["study"])], "error 409: no finished evaluations yet"),
+                           ([str(ids["study"]), "--tolerance", "0"], "error 422: tolerance")):
+            res = subprocess.run([sys.executable, "-m", "server.cli", "frontier", *argv],
+                                 env=env, capture_output=True, text=True, timeout=120)
+            assert res.returncode == 1 and res.stdout == ""
+            assert res.stderr.startswith(code) and "Traceback" not in res.stderr
+            assert len(res.stderr.splitlines()) == 1

@@ -113,3 +113,25 @@ def test_a_studys_curves_as_a_frame(nr: Client, settings: Settings) -> None:
     assert len(nr.study(sid)["runs"]) == 2
     with pytest.raises(NeuroregError, match="nope"):
         nr.study_curves(sid, "nope")
+
+
+def test_the_frontier_of_a_study_or_of_evaluate_runs(nr: Client, settings: Settings) -> None:
+    from tests.server.test_frontier_api import stored_study
+
+    ids = stored_study(settings)
+    data = nr.frontier(ids["study"])
+    assert [m["condition"] for m in data["matched"]] == ["neural-model", "shuffle"]
+    assert [m["matched"] for m in data["matched"]] == [True, False]
+    assert [m["matched"] for m in nr.frontier(ids["study"], tolerance=0.2)["matched"]] == [
+        True, True]
+    none = [ids["evals"][("none", 0.0, s)] for s in range(3)]
+    picked = nr.frontier(run_ids=none + [ids["evals"][("shuffle", 16.0, 0)]], tolerance=0.5)
+    assert [(p["condition"], p["n"]) for p in picked["points"]] == [("none", 3), ("shuffle", 1)]
+    assert picked["matched"][0]["tests"]["noise_accuracy"]["pairs"] == 1
+    with pytest.raises(NeuroregError, match="409: no evaluated None run"):
+        nr.frontier(run_ids=[ids["evals"][("shuffle", 16.0, 0)]])
+    with pytest.raises(NeuroregError, match="422: tolerance"):
+        nr.frontier(ids["study"], tolerance=float("nan"))
+    for bad in ({}, {"study_id": ids["study"], "run_ids": none}, {"run_ids": []}):
+        with pytest.raises(ValueError, match="study_id or run_ids"):
+            nr.frontier(**bad)
