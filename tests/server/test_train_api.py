@@ -64,6 +64,7 @@ def test_train_run_links_to_its_target_run(client: TestClient, settings: Setting
          "features.run", "not a train run"),
         ({"target": "neural-model", "features": {"run": 1}}, "features", "only used by"),
         ({"dataset": "cifar10"}, "dataset", "put cifar-10-python.tar.gz there"),
+        ({"stimulus_norm": "mixed"}, "stimulus_norm", "'shared', 'frozen' or 'separate'"),
     ],
 )
 def test_bad_train_configs_are_422_naming_the_field(
