@@ -41,7 +41,9 @@ def frontier(evals: Iterable[Mapping[str, Any]], *,
 
     Args:
         evals: finished evaluations with ``target``, ``alpha``, ``seed``, ``backbone``,
-            ``dataset`` (the train run's) and ``result`` (the evaluation's).
+            ``dataset``, optionally ``stimulus_norm`` (the train run's) and ``result``
+            (the evaluation's). When the regularized runs mix ``stimulus_norm`` modes,
+            each mode is a condition of its own, named ``"<target> (<mode>)"``.
         tolerance: the largest |clean accuracy − None's| (as a fraction) that counts as
             matched; > 0.
 
@@ -70,9 +72,17 @@ def frontier(evals: Iterable[Mapping[str, Any]], *,
     if len(setups) > 1:
         raise FrontierError("the evaluations mix datasets/backbones "
                             f"{[f'{d}/{b}' for d, b in setups]}; pick runs of one setup")
+    # runs regularized with different stimulus_norm modes are different conditions
+    modes = {e.get("stimulus_norm") for e in evals if e["target"] != "none"}
+
+    def condition(e: Mapping[str, Any]) -> str:
+        if e["target"] == "none" or len(modes) <= 1:
+            return str(e["target"])
+        return f"{e['target']} ({e.get('stimulus_norm')})"
+
     groups: dict[tuple[str, float], dict[int, tuple[Any, dict[str, float]]]] = {}
     for e in evals:
-        key = (str(e["target"]), alpha_of(e))
+        key = (condition(e), alpha_of(e))
         groups.setdefault(key, {})[int(e["seed"])] = (e.get("id"), read_measures(e["result"]))
     points = []
     for (target, alpha), by_seed in sorted(groups.items()):

@@ -163,7 +163,11 @@ function condColour(target) {
   if (target === "none") return COLORS[0];
   const alphas = ((latest && latest.robustness) || []).filter((r) => r.target === target)
     .map((r) => Number(r.alpha)).sort((a, b) => a - b);
-  return alphas.length ? colour({ target, alpha: alphas[0] }) : "#7f7f7f";
+  if (alphas.length) return colour({ target, alpha: alphas[0] });
+  // a condition the robustness table does not name ("neural-model (shared)" when the
+  // frontier splits stimulus_norm modes): a colour of its own, stable for its name
+  const h = [...target].reduce((acc, ch) => (acc * 31 + ch.charCodeAt(0)) % 9973, 7);
+  return COLORS[1 + (h % (COLORS.length - 1))];
 }
 
 // the paper's reported values: hollow diamonds with their own legend entries, so they are

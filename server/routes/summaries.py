@@ -79,6 +79,7 @@ def eval_rows(session: Session, evals: Sequence[Run]
         usable.append({"id": e.id, "target": cfg.get("target", "none"),
                        "alpha": cfg.get("alpha", 0.0), "backbone": cfg.get("backbone"),
                        "dataset": cfg.get("dataset"), "seed": cfg.get("seed"),
+                       "stimulus_norm": cfg.get("stimulus_norm"),
                        "result": e.result})
     return usable, skipped
 

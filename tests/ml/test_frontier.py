@@ -81,3 +81,17 @@ def test_what_a_frontier_lacks_is_said():
     mixed = _grid() + [_eval("none", 0.0, 9, 0.9, 0.5, backbone="resnet18")]
     with pytest.raises(FrontierError, match="mix"):
         frontier(mixed)
+
+
+def test_runs_of_different_stimulus_norms_are_different_conditions():
+    evals = [_eval("none", 0.0, s, 0.95, 0.6) for s in range(2)]
+    for mode, clean in (("shared", 0.90), ("separate", 0.95)):
+        evals += [{**_eval("neural-model", 8.0, s, clean, 0.7), "stimulus_norm": mode}
+                  for s in range(2)]
+    out = frontier(evals)
+    assert set(out["curves"]) == {"none", "neural-model (shared)", "neural-model (separate)"}
+    rows = {r["condition"]: r for r in out["matched"]}
+    assert rows["neural-model (separate)"]["matched"]
+    assert not rows["neural-model (shared)"]["matched"]
+    one = frontier([e for e in evals if e.get("stimulus_norm") != "shared"])
+    assert set(one["curves"]) == {"none", "neural-model"}  # one mode: the plain name
