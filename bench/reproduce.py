@@ -283,7 +283,8 @@ def main() -> None:
         grid = [_spec("none", "-", 0.0, s, epochs, attack(s)) for s in seeds]
         grid += [_spec(c, mode, alpha, s, epochs, not args.quick or (
                      c == "neural-model" and attack(s, mode)))
-                 for c in CONDITIONS if c != "none" for alpha in alphas for s in seeds]
+                 for alpha in sorted(alphas, key=lambda a: (a != presets.ABLATION_ALPHA, a))
+                 for c in CONDITIONS if c != "none" for s in seeds]  # the ablation α first
         part_b = _run(grid, args.jobs, target_dir, args.cache, done)
     b = _table(part_b, f"(b) the grid with stimulus_norm = {mode}: {len(CONDITIONS)} conditions "
                        f"× α {list(alphas)} × {args.seeds} seeds, {epochs} epochs")
