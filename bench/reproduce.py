@@ -234,6 +234,8 @@ def main() -> None:
                          "Neural (model) in the default mode only, noise curves for all")
     ap.add_argument("--seeds", type=int, default=presets.SEEDS)
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--report", action="store_true",
+                    help="print the tables of the cells in --cache, run nothing")
     ap.add_argument("--epochs", type=int, default=None, help="override the epochs")
     ap.add_argument("--cache", type=Path, default=None,
                     help="a JSON-lines file of finished cells to reuse and extend")
@@ -251,6 +253,18 @@ def main() -> None:
 
     from ml.neural.pipeline import SimilarityConfig, run_similarity
     from ml.train.joint import TrainConfig
+
+    if args.report:  # the tables of what the cache holds, nothing run
+        rows = [r for r in done.values() if r["epochs"] == epochs]
+        part_a = [r for r in rows if r["condition"] == "none" or (
+            r["condition"] == "neural-model" and r["alpha"] == presets.ABLATION_ALPHA)]
+        for mode in STIMULUS_NORMS:
+            _table([r for r in part_a if r["mode"] in ("-", mode)],
+                   f"(a) stimulus_norm = {mode} (from the cache)")
+        mode, _ = _pick_default(part_a)
+        _table([r for r in rows if r["mode"] in ("-", mode)],
+               f"(b) stimulus_norm = {mode}, every cell the cache holds")
+        return
 
     t0 = time.perf_counter()
     sim = run_similarity(SimilarityConfig(**presets.SIMILARITY), device="cpu")
