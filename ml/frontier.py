@@ -75,14 +75,14 @@ def frontier(evals: Iterable[Mapping[str, Any]], *,
     # runs regularized with different stimulus_norm modes are different conditions
     modes = {e.get("stimulus_norm") for e in evals if e["target"] != "none"}
 
-    def condition(e: Mapping[str, Any]) -> str:
+    def condition_of(e: Mapping[str, Any]) -> str:
         if e["target"] == "none" or len(modes) <= 1:
             return str(e["target"])
         return f"{e['target']} ({e.get('stimulus_norm')})"
 
     groups: dict[tuple[str, float], dict[int, tuple[Any, dict[str, float]]]] = {}
     for e in evals:
-        key = (condition(e), alpha_of(e))
+        key = (condition_of(e), alpha_of(e))
         groups.setdefault(key, {})[int(e["seed"])] = (e.get("id"), read_measures(e["result"]))
     points = []
     for (target, alpha), by_seed in sorted(groups.items()):
