@@ -7,8 +7,10 @@ Settings: :mod:`ml.presets` (the demo study runs the same). Two parts:
 (b) **the grid** — with the mode part (a) picks, None, Shuffle, Random, Neural (data) and
     Neural (model) at every α of the preset grid.
 
-``--quick`` (about 10 minutes here): 4 epochs, the ablation α only, and the attacks on
-seed 0 of None and of Neural (model) in the default mode only; every model's noise curve.
+``--quick`` (meant to finish within 15 minutes here; not yet timed end to end — in the
+full run an attacked model cost 5–7 core-minutes, a 12-epoch training about one): 4
+epochs, the ablation α only, and the attacks on seed 0 of None and of Neural (model) in
+the default mode only; every model's noise curve.
 
 Every model is evaluated the service's way (noise curve on the whole test split; the quick
 attack grid in L2 and L∞ on 100 fixed samples) and compared by :func:`ml.frontier.frontier`
