@@ -47,9 +47,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ml import presets  # noqa: E402
+from ml.evaluate.measures import CLEAN  # noqa: E402
 from ml.frontier import frontier  # noqa: E402
 from ml.study import paired_difference  # noqa: E402
 from ml.train.pathway import STIMULUS_NORMS  # noqa: E402
+from ml.train.summary import mean_sem  # noqa: E402
 
 CONDITIONS = ("none", "shuffle", "random", "neural-data", "neural-model")
 SOURCE = {"random": "neural-model"}  # Random is built over the Neural (model) stimuli
@@ -128,7 +130,7 @@ def _run(specs: list[dict[str, Any]], jobs: int, target_dir: str, cache: Path | 
                 done[json.dumps(key, sort_keys=True)] = row
                 r = row.get("r")
                 tag = row.get("error") or (
-                    f"clean {row['result']['noise']['accuracy'][0]:.3f}"
+                    f"clean {CLEAN.read(row['result']):.3f}"
                     f"  r {'—' if r is None else round(r, 3)}")
                 print(f"  {key['condition']:<13} {key['mode']:<9} α={key['alpha']:<5g} "
                       f"seed {key['seed']}: {tag}  ({row['seconds']:.0f} s)", flush=True)
@@ -163,8 +165,7 @@ def _table(rows: list[dict[str, Any]], label: str) -> dict[str, Any]:
     for p in fr["points"]:
         members = [r for r in by[(p["condition"], p["alpha"])] if "result" in r]
         rs = [r["r"] for r in members if r["r"] is not None]
-        r_sem = np.std(rs, ddof=1) / np.sqrt(len(rs)) if len(rs) > 1 else 0.0
-        r_txt = "—" if not rs else f"{np.mean(rs):.3f}±{r_sem:.3f}"
+        r_txt = "—" if not rs else "{:.3f}±{:.3f}".format(*mean_sem(rs))
         gamma = (np.mean([r["gamma"] for r in members], axis=0)
                  if p["condition"] != "none" else None)
         m = p["measures"]
@@ -213,8 +214,8 @@ def _pick_default(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
         mine = {r["seed"]: r for r in rows if r["condition"] == "neural-model"
                 and r["mode"] == mode and "result" in r}
         seeds = sorted(set(mine) & set(base))
-        d = paired_difference([(mine[s]["result"]["noise"]["accuracy"][0],
-                                base[s]["result"]["noise"]["accuracy"][0]) for s in seeds])
+        d = paired_difference([(CLEAN.read(mine[s]["result"]), CLEAN.read(base[s]["result"]))
+                               for s in seeds])
         rs = [mine[s]["r"] for s in seeds if mine[s]["r"] is not None]
         stats[mode] = {"clean_difference": d["mean_difference"], "sem": d["sem_difference"],
                        "r": float(np.mean(rs)) if rs else None, "pairs": d["pairs"]}

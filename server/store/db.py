@@ -66,10 +66,13 @@ def new_session(url: str) -> Session:
     return _sessionmaker(url)()
 
 
-def migrate(url: str) -> None:
-    """Apply every Alembic migration (idempotent; runs on each start)."""
+def migrate(url: str, revision: str = "head") -> None:
+    """Apply every Alembic migration up to ``revision`` (idempotent; runs on each start),
+    or go back down to it when the database is past it."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine_for(url).begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
+        if revision != "head":
+            command.downgrade(cfg, revision)

@@ -182,19 +182,11 @@ def test_rollups_match_a_recount_after_out_of_order_and_resent_batches(db_url: s
 
 
 def test_train_runs_stored_before_stimulus_norm_read_as_trained_shared(db_url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from server.store.db import MIGRATIONS
     from server.store.models import Run
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine_for(db_url).begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-        command.downgrade(cfg, "0003")  # the schema before the field (PostgreSQL's
-        # database is shared by the session: it is at head already)
+    # the schema before the field (PostgreSQL's database is shared by the session and
+    # at head already: migrate goes back down to 0003)
+    migrate(db_url, "0003")
     with session_scope(db_url) as s:
         user = create_user(s, name="old", role=Role.member)
         old = {"dataset": "digits32", "target": "neural-model", "alpha": 2.0}

@@ -10,6 +10,7 @@ Revises: 0003
 """
 
 import json
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from alembic import op
@@ -24,8 +25,6 @@ runs = sa.table("runs", sa.column("id", sa.Integer), sa.column("kind", sa.String
 
 
 def _with_shared(config: dict) -> dict | None:
-    if not isinstance(config, dict):
-        return None
     if "stimulus_norm" not in config and "alpha" in config and "dataset" in config:
         return {**config, "stimulus_norm": "shared"}  # a train config
     train = config.get("train")
@@ -34,30 +33,29 @@ def _with_shared(config: dict) -> dict | None:
     return None
 
 
-def upgrade() -> None:
+def _rewrite(change: Callable[[dict], dict | None]) -> None:
+    """Store ``change(config)`` for every train and study run it returns a config for."""
     bind = op.get_bind()
     rows = bind.execute(sa.select(runs.c.id, runs.c.config).where(
         runs.c.kind.in_(["train", "study"]))).all()
     for run_id, config in rows:
         if isinstance(config, str):
             config = json.loads(config)
-        new = _with_shared(config)
-        if new is not None:
+        new = change(config) if isinstance(config, dict) else None
+        if new is not None and new != config:
             bind.execute(runs.update().where(runs.c.id == run_id).values(config=new))
+
+
+def _without_field(config: dict) -> dict:
+    new = {k: v for k, v in config.items() if k != "stimulus_norm"}
+    if isinstance(new.get("train"), dict):
+        new["train"] = {k: v for k, v in new["train"].items() if k != "stimulus_norm"}
+    return new
+
+
+def upgrade() -> None:
+    _rewrite(_with_shared)
 
 
 def downgrade() -> None:
-    # older code refuses a config field it does not know
-    bind = op.get_bind()
-    rows = bind.execute(sa.select(runs.c.id, runs.c.config).where(
-        runs.c.kind.in_(["train", "study"]))).all()
-    for run_id, config in rows:
-        if isinstance(config, str):
-            config = json.loads(config)
-        if not isinstance(config, dict):
-            continue
-        new = {k: v for k, v in config.items() if k != "stimulus_norm"}
-        if isinstance(new.get("train"), dict):
-            new["train"] = {k: v for k, v in new["train"].items() if k != "stimulus_norm"}
-        if new != config:
-            bind.execute(runs.update().where(runs.c.id == run_id).values(config=new))
+    _rewrite(_without_field)  # older code refuses a config field it does not know
