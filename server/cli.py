@@ -425,7 +425,8 @@ def print_frontier(data: dict[str, Any]) -> None:
 def cmd_frontier(args: argparse.Namespace, settings: Settings) -> int:
     with _client(settings) as client:
         data = _check(client.get(f"/api/studies/{args.study}/frontier",
-                                 params={"tolerance": args.tolerance}))
+                                 params={} if args.tolerance is None else
+                                 {"tolerance": args.tolerance}))
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -496,9 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
     fr = sub.add_parser("frontier", help="clean accuracy against robustness per condition "
                         "and α, and each condition vs None at matched clean accuracy")
     fr.add_argument("study", type=int, help="study run id")
-    fr.add_argument("--tolerance", type=float, default=0.02,
+    fr.add_argument("--tolerance", type=float, default=None,
                     help="largest clean-accuracy gap to None that counts as matched "
-                    "(a fraction; default 0.02)")
+                    "(a fraction; default the server's, 0.02)")
     fr.add_argument("--json", action="store_true", help="the server's JSON as is")
     fr.set_defaults(func=cmd_frontier)
     d = sub.add_parser("datasets", help="list or download the CIFAR archives train runs read")
