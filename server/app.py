@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from celery import Celery
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -61,28 +62,26 @@ class BodyLimit:
         seen = 0
 
         async def counting_receive():  # type: ignore[no-untyped-def]
+            # a body without a length (chunked) is counted as it arrives; the exception
+            # is an HTTPException so that FastAPI's body reader passes it on as a 413
+            # (anything else it reports as a 400 "error parsing the body")
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise _TooLarge
+                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large_text(limit))
             return message
 
-        try:
-            await self.app(scope, counting_receive, send)
-        except _TooLarge:
-            await _too_large(limit)(scope, receive, send)
+        await self.app(scope, counting_receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+def _too_large_text(limit: int) -> str:
+    return f"request body exceeds {limit} bytes"
 
 
 def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse(
-        {"detail": f"request body exceeds {limit} bytes"},
-        status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-    )
+    return JSONResponse({"detail": _too_large_text(limit)},
+                        status_code=status.HTTP_413_CONTENT_TOO_LARGE)
 
 
 def _public_loc(loc: Sequence[Any]) -> list[Any]:
@@ -105,6 +104,34 @@ def _public_error(e: Any) -> dict[str, Any]:
         if sep and field.isidentifier():
             loc.append(field)
     return {"loc": loc, "msg": msg, "type": type_}
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def storage_refused(exc: BaseException) -> tuple[int, str] | None:
+    """(status, message) when ``exc`` says the database or the artifact store cannot
+    take a write — 507 when it is full, 503 when it is read-only or unreachable — else
+    None. The request's transaction is rolled back and an upload's partial file removed
+    before this answers, so nothing partial is kept."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:  # the exception, its cause, the driver's
+        seen.append(exc)
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    for e in seen:
+        text, state = str(e).lower(), getattr(e, "sqlstate", None)
+        if isinstance(e, OSError) and e.errno in _FULL:
+            return 507, f"the artifact store is full ({e.strerror}); nothing was stored"
+        if isinstance(e, OSError) and e.errno in _UNWRITABLE:
+            return 503, f"the artifact store is not writable ({e.strerror}); nothing was stored"
+        if "database or disk is full" in text or state == "53100":
+            return 507, "the database's disk is full; nothing was stored"
+        if "readonly database" in text or state == "25006":
+            return 503, "the database is read-only; nothing was stored"
+        if state is not None and state.startswith("08"):
+            return 503, "the database is unreachable; try again"
+    return None
 
 
 def create_app(settings: Settings | None = None, *, celery: Celery | None = None) -> FastAPI:
@@ -139,6 +166,10 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        refused = storage_refused(exc)
+        if refused is not None:  # the request was fine; the store could not take it
+            log.error("%s %s: %s", request.method, request.url.path, refused[1])
+            return JSONResponse({"detail": refused[1]}, status_code=refused[0])
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal server error"}, status_code=500)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from server.settings import Settings
 from server.store.db import new_session
-from server.store.models import Run, User
+from server.store.models import MAX_ID, Run, User
 from server.store.runs import NotFound, get_run
 from server.store.users import user_for_token
 
@@ -24,6 +24,10 @@ def get_app_settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="a run's id")]
+RunIdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID, description="a run's id")]
+"""Ids as requests name them: 1..MAX_ID (a larger one is a 422 naming the field)."""
 
 
 def get_session(settings: SettingsDep) -> Iterator[Session]:

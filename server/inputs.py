@@ -25,7 +25,7 @@ from server import recordings
 from server.settings import Settings
 from server.store.artifacts import get_artifact, resolve
 from server.store.models import Run, RunStatus
-from server.store.runs import NotFound
+from server.store.runs import NotFound, find_run
 
 MODEL_ARTIFACT = "model.pt"
 
@@ -37,7 +37,7 @@ def target_source(target: str) -> str:
 
 
 def _succeeded_run(session: Session, run_id: int, kind: str, artifact: str, field: str) -> Run:
-    run = session.get(Run, run_id)
+    run = find_run(session, run_id)
     if run is None:
         raise NotFound(f"run {run_id} does not exist", field=field)
     if run.kind != kind:

@@ -14,7 +14,9 @@ from ml.neural.pipeline import SimilarityConfig
 from ml.study import StudyConfig
 from ml.train import TrainConfig
 from server.kinds import ExternalConfig
-from server.store.models import Role, RunStatus
+from server.store.models import MAX_ID, Role, RunStatus
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class _RunCreate(BaseModel):
@@ -23,33 +25,33 @@ class _RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field("", max_length=200)
-    parent_id: int | None = None
-    input_run_id: int | None = None
+    parent_id: Id | None = None
+    input_run_id: Id | None = None
 
 
 class TrainRunCreate(_RunCreate):
     kind: Literal["train"] = "train"
-    config: TrainConfig = Field(default_factory=TrainConfig)
+    config: TrainConfig = Field(default_factory=dict, validate_default=True)
 
 
 class SimilarityRunCreate(_RunCreate):
     kind: Literal["similarity"]
-    config: SimilarityConfig = Field(default_factory=SimilarityConfig)
+    config: SimilarityConfig = Field(default_factory=dict, validate_default=True)
 
 
 class EvaluateRunCreate(_RunCreate):
     kind: Literal["evaluate"]
-    config: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    config: EvaluateConfig = Field(default_factory=dict, validate_default=True)
 
 
 class StudyRunCreate(_RunCreate):
     kind: Literal["study"]
-    config: StudyConfig = Field(default_factory=StudyConfig)
+    config: StudyConfig = Field(default_factory=dict, validate_default=True)
 
 
 class ExternalRunCreate(_RunCreate):
     kind: Literal["external"]
-    config: ExternalConfig = Field(default_factory=ExternalConfig)
+    config: ExternalConfig = Field(default_factory=dict, validate_default=True)
 
 
 class RunFinish(BaseModel):

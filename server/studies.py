@@ -21,15 +21,18 @@ from server.store.models import Run, RunStatus
 from server.store.runs import create_run, finish_run, get_run, set_progress
 
 
-def children(session: Session, study_id: int) -> Sequence[Run]:
+def children(session: Session, study: Run) -> Sequence[Run]:
+    """The runs the study made: its owner's train and evaluate runs under it (the API
+    lets no one else attach a run to a study; rows from before it did are not counted)."""
     return session.execute(
-        select(Run).where(Run.parent_id == study_id).order_by(Run.id)
+        select(Run).where(Run.parent_id == study.id, Run.owner_id == study.owner_id,
+                          Run.kind.in_(("train", "evaluate"))).order_by(Run.id)
     ).scalars().unique().all()
 
 
 def fan_out(session: Session, study: Run) -> list[Run]:
     """Create the study's train runs (once: a redelivered study task creates none)."""
-    if children(session, study.id):
+    if children(session, study):
         return []
     config = StudyConfig(**study.config)
     runs = []
@@ -54,7 +57,7 @@ def advance(session: Session, run_id: int) -> list[Run]:
     if study.kind != "study" or study.status.finished:
         return []
     new: list[Run] = []
-    kids = list(children(session, study.id))
+    kids = list(children(session, study))
     if run.kind == "train" and run.status is RunStatus.succeeded and not any(
             k.kind == "evaluate" and k.input_run_id == run.id for k in kids):
         config = StudyConfig(**study.config)
@@ -83,7 +86,7 @@ def cancel_children(session: Session, study: Run) -> list[Run]:
     """Cancel the study's unfinished children; returns them."""
     from server.store.runs import cancel_run
 
-    live = [k for k in children(session, study.id) if not k.status.finished]
+    live = [k for k in children(session, study) if not k.status.finished]
     for k in live:
         cancel_run(session, k)
     return live

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import HTTPException, Request, status
 from fastapi.responses import FileResponse
 
-from server.deps import CurrentUser, SessionDep, SettingsDep, run_or_404
+from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
 from server.schemas import ArtifactPublic
 from server.store.artifacts import (
     UnsafePath,
@@ -15,19 +15,20 @@ from server.store.artifacts import (
     save_artifact_stream,
 )
 from server.store.models import Role
+from server.strict import api_router
 
-router = APIRouter(prefix="/api/runs/{run_id}/artifacts", tags=["artifacts"])
+router = api_router(prefix="/api/runs/{run_id}/artifacts", tags=["artifacts"])
 
 
 @router.get("")
-def list_(run_id: int, session: SessionDep, _: CurrentUser) -> list[ArtifactPublic]:
+def list_(run_id: RunId, session: SessionDep, _: CurrentUser) -> list[ArtifactPublic]:
     run_or_404(session, run_id)
     return [ArtifactPublic.model_validate(a) for a in list_artifacts(session, run_id)]
 
 
 @router.get("/{name}", response_class=FileResponse)
 def download(
-    run_id: int, name: str, session: SessionDep, settings: SettingsDep, _: CurrentUser
+    run_id: RunId, name: str, session: SessionDep, settings: SettingsDep, _: CurrentUser
 ) -> FileResponse:
     run_or_404(session, run_id)
     row = get_artifact(session, run_id, name)
@@ -44,7 +45,7 @@ def download(
 
 @router.put("/{name}", status_code=status.HTTP_201_CREATED)
 async def upload(
-    run_id: int, name: str, request: Request, session: SessionDep, settings: SettingsDep,
+    run_id: RunId, name: str, request: Request, session: SessionDep, settings: SettingsDep,
     user: CurrentUser,
 ) -> ArtifactPublic:
     """Store the request body as artifact ``name`` (replacing one of that name); the

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import HTTPException, Query, status
 
 from ml.neural.overview import (
     block,
@@ -22,11 +22,12 @@ from ml.neural.overview import (
 )
 from ml.neural.target import SimilarityTarget
 from ml.regularize.cnn_features import S_CNN_OVERVIEW, load_s_cnn_overview, tap_features
-from server.deps import CurrentUser, SessionDep, SettingsDep, run_or_404
+from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
 from server.inputs import MODEL_ARTIFACT
 from server.store.artifacts import get_artifact, list_artifacts, resolve
+from server.strict import api_router
 
-router = APIRouter(prefix="/api/runs/{run_id}/matrices", tags=["matrices"])
+router = api_router(prefix="/api/runs/{run_id}/matrices", tags=["matrices"])
 MAX_BLOCK = 600  # cells per side of an exact block
 
 
@@ -110,7 +111,7 @@ def _train_views(session: Any, run: Any) -> tuple[int, str, tuple[int, ...]]:
 
 
 @router.get("")
-def names(run_id: int, session: SessionDep, settings: SettingsDep, _: CurrentUser) -> list[str]:
+def names(run_id: RunId, session: SessionDep, settings: SettingsDep, _: CurrentUser) -> list[str]:
     """The matrices a run can show: a similarity run's targets; for a train run, its
     target, S_CNN mixed by its final γ (``cnn``, Eq. 10) and S_CNN of each tapped layer
     (``cnn-<k>``) over the same stimuli."""
@@ -143,7 +144,7 @@ def _pairs(path: str, mtime: float, k: int) -> dict[str, Any]:
 
 
 @router.get("/{name}/pairs")
-def pairs(run_id: int, name: str, session: SessionDep, settings: SettingsDep, _: CurrentUser,
+def pairs(run_id: RunId, name: str, session: SessionDep, settings: SettingsDep, _: CurrentUser,
           k: Annotated[int, Query(ge=1, le=12)] = 3) -> dict[str, Any]:
     """The paper's Fig. 2 from a similarity run's target: the ``k`` most and least similar
     pairs of distinct stimuli over all i < j, with their images (grey levels 0–255)."""
@@ -153,7 +154,7 @@ def pairs(run_id: int, name: str, session: SessionDep, settings: SettingsDep, _:
 
 @router.get("/{name}")
 def matrix(
-    run_id: int, name: str, session: SessionDep, settings: SettingsDep, _: CurrentUser,
+    run_id: RunId, name: str, session: SessionDep, settings: SettingsDep, _: CurrentUser,
     size: Annotated[int, Query(ge=2, le=400)] = 200,
     rows: Annotated[str | None, Query(pattern=r"^\d+:\d+$")] = None,
     cols: Annotated[str | None, Query(pattern=r"^\d+:\d+$")] = None,

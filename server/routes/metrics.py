@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import HTTPException, Path, Query, status
 
-from server.deps import CurrentUser, SessionDep, run_or_404
+from server.deps import CurrentUser, RunId, SessionDep, run_or_404
 from server.schemas import MetricBatch, MetricBatchResult, MetricKey, SeriesPublic
 from server.store.metrics import Series, insert_points, read_series, summarize_keys
 from server.store.models import Role
+from server.strict import api_router
 
-router = APIRouter(prefix="/api/runs/{run_id}/metrics", tags=["metrics"])
-series_router = APIRouter(prefix="/api/runs/{run_id}/series", tags=["metrics"])
+router = api_router(prefix="/api/runs/{run_id}/metrics", tags=["metrics"])
+series_router = api_router(prefix="/api/runs/{run_id}/series", tags=["metrics"])
 
 
 @router.post("")
 def log_batch(
-    run_id: int, body: MetricBatch, session: SessionDep, user: CurrentUser
+    run_id: RunId, body: MetricBatch, session: SessionDep, user: CurrentUser
 ) -> MetricBatchResult:
     """Log many points at once (the run's owner or an admin). The batch is validated
     whole: one bad point rejects it (422 naming its index) and nothing of it is stored.
@@ -32,14 +33,14 @@ def log_batch(
 
 
 @router.get("")
-def keys(run_id: int, session: SessionDep, _: CurrentUser) -> list[MetricKey]:
+def keys(run_id: RunId, session: SessionDep, _: CurrentUser) -> list[MetricKey]:
     run_or_404(session, run_id)
     return [MetricKey(**k) for k in summarize_keys(session, run_id)]
 
 
 @series_router.get("")
 def all_series(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
     _: CurrentUser,
     key: Annotated[list[str] | None, Query(max_length=200)] = None,
@@ -66,7 +67,7 @@ def _public(s: Series) -> SeriesPublic:
 
 @router.get("/{key:path}")
 def series(
-    run_id: int,
+    run_id: RunId,
     key: Annotated[str, Path(min_length=1, max_length=128)],
     session: SessionDep,
     _: CurrentUser,

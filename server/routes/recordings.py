@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from server import recordings
 from server.deps import CurrentUser, SettingsDep
+from server.strict import api_router
 
-router = APIRouter(prefix="/api/recordings", tags=["recordings"])
+router = api_router(prefix="/api/recordings", tags=["recordings"])
 
 
 @router.get("")

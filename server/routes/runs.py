@@ -6,28 +6,30 @@ import contextlib
 import dataclasses
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 
-from server.deps import CurrentUser, SessionDep, SettingsDep, run_or_404
+from server.deps import CurrentUser, RunId, RunIdQuery, SessionDep, SettingsDep, run_or_404
 from server.inputs import check_inputs
 from server.kinds import KindName
 from server.queue import revoke
 from server.schemas import RunCreate, RunFinish, RunPage, RunPublic, RunUpdate
 from server.services import EnqueueFailed, run_public, runs_public, submit_run
 from server.store.artifacts import UnsafePath, resolve
-from server.store.models import Role, Run, RunStatus, User
+from server.store.models import MAX_ID, Role, Run, RunStatus, User
 from server.store.runs import (
     NotFound,
     cancel_run,
     delete_run,
+    find_run,
     finish_run,
     list_runs,
     set_tags,
 )
+from server.strict import api_router
 from server.studies import cancel_children
 
-router = APIRouter(prefix="/api/runs", tags=["runs"])
+router = api_router(prefix="/api/runs", tags=["runs"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -35,6 +37,8 @@ def create(
     body: RunCreate, request: Request, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> RunPublic:
     try:
+        if body.parent_id is not None:
+            _check_parent(session, user, body.parent_id)
         reads = check_inputs(session, settings, kind=body.kind, config=body.config)
         if reads is not None and body.input_run_id not in (None, reads):
             raise NotFound(f"the config reads run {reads}, not {body.input_run_id}",
@@ -59,6 +63,22 @@ def create(
     return run_public(session, run)
 
 
+def _check_parent(session: SessionDep, user: User, parent_id: int) -> None:
+    """A parent is a write into that run: only into one the creator may write, and never
+    into a study (a study's runs are the ones it makes)."""
+    parent = find_run(session, parent_id)
+    if parent is None:
+        raise NotFound(f"run {parent_id} does not exist", field="parent_id")
+    if parent.owner_id != user.id and user.role is not Role.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"parent_id: run {parent_id} is {parent.owner.name}'s; a run's "
+                            "parent must be a run you may write (your own)")
+    if parent.kind == "study":
+        raise RequestValidationError([{
+            "type": "parent_is_study", "loc": ("body", "parent_id"), "input": None,
+            "msg": f"run {parent_id} is a study; a study's runs are the ones it makes"}])
+
+
 @router.get("")
 def list_(
     session: SessionDep,
@@ -67,11 +87,11 @@ def list_(
     kind: KindName | None = None,
     status: RunStatus | None = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
-    parent_id: int | None = None,
+    parent_id: RunIdQuery = None,
     top_level: bool = False,
     order: Literal["newest", "oldest", "name"] = "newest",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> RunPage:
     runs, total = list_runs(
         session, owner=owner, kind=kind and kind.value, status=status, tag=tag,
@@ -81,7 +101,7 @@ def list_(
 
 
 @router.get("/{run_id}")
-def read(run_id: int, session: SessionDep, _: CurrentUser) -> RunPublic:
+def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> RunPublic:
     return run_public(session, run_or_404(session, run_id))
 
 
@@ -93,7 +113,7 @@ def _owned(session: SessionDep, run_id: int, user: User, action: str) -> Run:
 
 
 @router.patch("/{run_id}")
-def update(run_id: int, body: RunUpdate, session: SessionDep, user: CurrentUser) -> RunPublic:
+def update(run_id: RunId, body: RunUpdate, session: SessionDep, user: CurrentUser) -> RunPublic:
     """Rename and/or retag (owner or admin)."""
     run = _owned(session, run_id, user, "rename or tag")
     if body.name is not None:
@@ -105,7 +125,7 @@ def update(run_id: int, body: RunUpdate, session: SessionDep, user: CurrentUser)
 
 
 @router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete(run_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep) -> None:
+def delete(run_id: RunId, session: SessionDep, user: CurrentUser, settings: SettingsDep) -> None:
     """Delete a finished run with its metrics and artifacts (owner or admin)."""
     run = _owned(session, run_id, user, "delete")
     try:
@@ -119,7 +139,7 @@ def delete(run_id: int, session: SessionDep, user: CurrentUser, settings: Settin
 
 
 @router.post("/{run_id}/finish")
-def finish(run_id: int, body: RunFinish, session: SessionDep, user: CurrentUser) -> RunPublic:
+def finish(run_id: RunId, body: RunFinish, session: SessionDep, user: CurrentUser) -> RunPublic:
     """End an external run (owner or admin); worker-run kinds end themselves."""
     run = _owned(session, run_id, user, "finish")
     if run.kind != "external":
@@ -134,7 +154,7 @@ def finish(run_id: int, body: RunFinish, session: SessionDep, user: CurrentUser)
 
 
 @router.post("/{run_id}/cancel")
-def cancel(run_id: int, request: Request, session: SessionDep, user: CurrentUser) -> RunPublic:
+def cancel(run_id: RunId, request: Request, session: SessionDep, user: CurrentUser) -> RunPublic:
     """Cancel (owner or admin): a queued task is revoked and skipped, a running one stops
     at its next check (within about a second); a study cancels its children."""
     run = _owned(session, run_id, user, "cancel")

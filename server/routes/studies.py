@@ -5,21 +5,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import HTTPException, Query, status
 
 from ml.evaluate.summary import robustness_table
 from ml.frontier import DEFAULT_TOLERANCE
 from ml.paper import paper_values, setting_beside
 from ml.study import mean_curves, paired_tests
 from ml.train.summary import gamma_table
-from server.deps import CurrentUser, SessionDep, run_or_404
+from server.deps import CurrentUser, RunId, SessionDep, run_or_404
 from server.routes.summaries import Tolerance, eval_rows, frontier_or_409, train_rows
 from server.services import runs_public
 from server.store.metrics import binned_many, summarize_keys
-from server.store.models import Run
+from server.store.runs import find_run
+from server.strict import api_router
 from server.studies import children
 
-router = APIRouter(prefix="/api/studies", tags=["studies"])
+router = api_router(prefix="/api/studies", tags=["studies"])
 
 
 def _study(session: Any, run_id: int) -> Any:
@@ -30,16 +31,16 @@ def _study(session: Any, run_id: int) -> Any:
 
 
 @router.get("/{run_id}")
-def read(run_id: int, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
+def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
     """The study, its train and evaluate runs, and across seeds per condition: noise
     curves and perturbation medians (mean ± SEM; by α for Fig. 6), the γ table, and
     each condition against ``none`` paired by seed; ``paper``: the paper's reported
     values and its setting beside this study's."""
     study = _study(session, run_id)
-    kids = list(children(session, run_id))
+    kids = list(children(session, study))
     trains = train_rows([k for k in kids if k.kind == "train"])[0]
     evals = eval_rows(session, [k for k in kids if k.kind == "evaluate"])[0]
-    target = session.get(Run, study.input_run_id) if study.input_run_id else None
+    target = find_run(session, study.input_run_id) if study.input_run_id else None
     return {
         "study": runs_public(session, [study])[0],
         "runs": runs_public(session, kids),
@@ -53,29 +54,27 @@ def read(run_id: int, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
 
 @router.get("/{run_id}/frontier")
 def frontier(
-    run_id: int, session: SessionDep, _: CurrentUser,
+    run_id: RunId, session: SessionDep, _: CurrentUser,
     tolerance: Tolerance = DEFAULT_TOLERANCE,
 ) -> dict[str, Any]:
     """The study's accuracy–robustness frontier: per (condition, α) clean accuracy and
     each robustness measure as mean ± SEM over seeds, and each condition against None at
     the α of closest clean accuracy within ``tolerance``, paired by seed. A study with no
     finished evaluation or no evaluated None yet: 409 saying which."""
-    _study(session, run_id)
-    kids = [k for k in children(session, run_id) if k.kind == "evaluate"]
+    kids = [k for k in children(session, _study(session, run_id)) if k.kind == "evaluate"]
     return frontier_or_409(eval_rows(session, kids)[0], tolerance)
 
 
 @router.get("/{run_id}/curves")
 def curves(
-    run_id: int, session: SessionDep, _: CurrentUser,
+    run_id: RunId, session: SessionDep, _: CurrentUser,
     key: Annotated[str, Query(min_length=1, max_length=128)] = "test_acc",
     max_points: Annotated[int, Query(ge=2, le=10_000)] = 500,
 ) -> dict[str, Any]:
     """A training curve of the study's train runs (finished or not) as mean ± SEM over
     seeds per condition. A series longer than ``max_points`` is averaged over equal bins
     of steps, the same bins for every run. ``keys`` lists what the runs log."""
-    _study(session, run_id)
-    trains = [k for k in children(session, run_id) if k.kind == "train"]
+    trains = [k for k in children(session, _study(session, run_id)) if k.kind == "train"]
     keys = sorted({k["key"] for t in trains for k in summarize_keys(session, t.id)})
     if trains and key not in keys:
         raise HTTPException(status.HTTP_404_NOT_FOUND,

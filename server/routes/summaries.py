@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import HTTPException, Query, status
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,9 +16,13 @@ from ml.evaluate.summary import robustness_table
 from ml.frontier import DEFAULT_TOLERANCE, FrontierError, frontier
 from ml.train.summary import gamma_table
 from server.deps import CurrentUser, SessionDep
-from server.store.models import Run, RunStatus
+from server.store.models import MAX_ID, Run, RunStatus
+from server.strict import api_router
 
-router = APIRouter(prefix="/api/summaries", tags=["summaries"])
+router = api_router(prefix="/api/summaries", tags=["summaries"])
+
+RunIds = Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None, Query(
+    max_length=1000, description="run ids (repeatable)")]
 
 # > 0 and finite: NaN or inf is a 422 naming the field, like 0 or a negative
 Tolerance = Annotated[float, Query(
@@ -37,7 +42,7 @@ def _picked(session: Session, kind: str, run_id: list[int] | None) -> Sequence[R
 def gamma(
     session: SessionDep,
     _: CurrentUser,
-    run_id: Annotated[list[int] | None, Query(max_length=1000)] = None,
+    run_id: RunIds = None,
 ) -> dict[str, Any]:
     """Final γ per tapped layer, mean ± SEM over the runs of each (target, α) group.
 
@@ -88,7 +93,7 @@ def eval_rows(session: Session, evals: Sequence[Run]
 def robustness(
     session: SessionDep,
     _: CurrentUser,
-    run_id: Annotated[list[int] | None, Query(max_length=1000)] = None,
+    run_id: RunIds = None,
 ) -> dict[str, Any]:
     """Evaluate runs grouped by the condition of the train run each evaluated.
 
@@ -112,7 +117,7 @@ def frontier_or_409(evals: Sequence[dict[str, Any]], tolerance: float) -> dict[s
 def frontier_of_runs(
     session: SessionDep,
     _: CurrentUser,
-    run_id: Annotated[list[int] | None, Query(max_length=1000)] = None,
+    run_id: RunIds = None,
     tolerance: Tolerance = DEFAULT_TOLERANCE,
 ) -> dict[str, Any]:
     """The accuracy–robustness frontier of evaluate runs, and each condition against None

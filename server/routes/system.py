@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from sqlalchemy import text
 
 from server.deps import CurrentUser, SessionDep
 from server.schemas import UserPublic
+from server.strict import api_router
 
-router = APIRouter(prefix="/api", tags=["system"])
+router = api_router(prefix="/api", tags=["system"])
 
 
 @router.get("/health")

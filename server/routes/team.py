@@ -6,16 +6,19 @@ are 256 random bits shown once at creation; only their sha256 is stored.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from typing import Annotated
+
+from fastapi import HTTPException, Path, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from server.deps import CurrentUser, SessionDep
 from server.schemas import TokenCreate, TokenIssued, TokenPublic, UserCreate, UserIssued, UserPublic
-from server.store.models import ApiToken, Role, User, utcnow
+from server.store.models import MAX_ID, ApiToken, Role, User, utcnow
 from server.store.users import create_user, hash_token, issue_token
+from server.strict import api_router
 
-router = APIRouter(prefix="/api", tags=["team"])
+router = api_router(prefix="/api", tags=["team"])
 
 
 @router.get("/tokens")
@@ -38,7 +41,9 @@ def create_token(body: TokenCreate, session: SessionDep, user: CurrentUser) -> T
 
 
 @router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_token(token_id: int, session: SessionDep, user: CurrentUser) -> None:
+def revoke_token(
+    token_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep, user: CurrentUser
+) -> None:
     """Revoke one of your tokens (an admin may revoke anyone's)."""
     row = session.get(ApiToken, token_id)
     if row is None or (row.user_id != user.id and user.role is not Role.admin):

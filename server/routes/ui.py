@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException
+from fastapi import HTTPException
 from fastapi.responses import FileResponse, HTMLResponse
 
 import frontend
+from server.deps import RunId
+from server.strict import api_router
 
-router = APIRouter(include_in_schema=False)
+router = api_router(include_in_schema=False)
 
 FRONTEND = Path(frontend.__file__).parent
 # plotly.js 4.1.1 (MIT) with only the traces the dashboard draws: scatter, bar, heatmap
@@ -68,7 +70,7 @@ def index() -> HTMLResponse:
 
 
 @router.get("/runs/{run_id}")
-def run_page(run_id: int) -> HTMLResponse:
+def run_page(run_id: RunId) -> HTMLResponse:
     return _shell("run", "run.js", body="run.html", modules=(*PLOTTING, "similarity.js"))
 
 
@@ -88,7 +90,7 @@ def compare_page() -> HTMLResponse:
 
 
 @router.get("/studies/{run_id}")
-def study_page(run_id: int) -> HTMLResponse:
+def study_page(run_id: RunId) -> HTMLResponse:
     return _shell("study", "study.js", modules=(*PLOTTING, "similarity.js"))
 
 

@@ -66,6 +66,11 @@ class RunStatus(enum.StrEnum):
         return self in (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled)
 
 
+MAX_ID = 2**31 - 1
+"""The largest id a row can have: id columns are PostgreSQL ``integer``. Requests name
+ids in ``1..MAX_ID``; a larger one names no row (and would overflow the column's type)."""
+
+
 class User(Base):
     __tablename__ = "users"
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from server.store.models import Artifact, Run, RunStatus, RunTag, User, utcnow
+from server.store.models import MAX_ID, Artifact, Run, RunStatus, RunTag, User, utcnow
 
 
 class NotFound(LookupError):
@@ -32,7 +32,7 @@ def create_run(
     input_run_id: int | None = None,
 ) -> Run:
     for field, ref in (("parent_id", parent_id), ("input_run_id", input_run_id)):
-        if ref is not None and session.get(Run, ref) is None:
+        if ref is not None and find_run(session, ref) is None:
             raise NotFound(f"run {ref} does not exist", field=field)
     run = Run(
         owner_id=owner.id,
@@ -49,8 +49,13 @@ def create_run(
     return run
 
 
+def find_run(session: Session, run_id: int) -> Run | None:
+    """The run with this id, or None (also for ids no row can have)."""
+    return session.get(Run, run_id) if 1 <= run_id <= MAX_ID else None
+
+
 def get_run(session: Session, run_id: int) -> Run:
-    run = session.get(Run, run_id)
+    run = find_run(session, run_id)
     if run is None:
         raise NotFound(f"run {run_id} does not exist")
     return run
