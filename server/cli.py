@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -161,7 +162,33 @@ def _follow_demo(settings: Settings, app: Any, stop: threading.Event) -> None:
             return
 
 
+class _Stop(BaseException):
+    """SIGTERM or SIGHUP reached ``neuroreg up``."""
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise _Stop(signum)
+
+
+def _stop_worker(worker: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    """SIGTERM to the worker's process group (its pool processes too), SIGKILL to what
+    is left after ``grace`` seconds; a task cut short is redelivered and resumes."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGKILL)  # pool processes the main one left behind
+    worker.wait()
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    """The API, a worker and the demo. SIGINT (Ctrl-C), SIGTERM and SIGHUP all stop
+    every process it started: uvicorn shuts down gracefully, then re-raises the signal
+    under the handler it found, which here unwinds to the cleanup instead of killing
+    this process on the spot."""
     import uvicorn
 
     from server.app import create_app
@@ -169,31 +196,32 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     token = _admin_token(settings)
-    worker = subprocess.Popen(
-        worker_command("gpu,cpu", args.concurrency, "prefork"), env=_env(settings)
-    )
-    demo = None if args.no_demo else _submit_demo(settings, app)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_stop)
+    # its own process group: the signals reach it from us, once, and killpg finds its pool
+    worker = subprocess.Popen(worker_command("gpu,cpu", args.concurrency, "prefork"),
+                              env=_env(settings), start_new_session=True)
     stop = threading.Event()
-    if not args.no_demo:  # the demo study follows its similarity run (first start or not)
-        threading.Thread(target=_follow_demo, args=(settings, app, stop), daemon=True).start()
-    print(f"\n  neuroreg is starting on {settings.url}\n", flush=True)
-    print(f"  data directory : {settings.data_dir}")
-    print(f"  admin token    : {token}")
-    print(f"  open           : {settings.url}/#token={token}")
-    if demo is not None:
-        print(f"  demo run       : {settings.url}/runs/{demo} (training now)")
-        print(f"  demo study     : a similarity run, then None vs Neural (model) × 3 seeds, "
-              f"trained and attacked (minutes on a CPU): {settings.url}/")
-    print("  stop with Ctrl-C\n", flush=True)
     try:
+        demo = None if args.no_demo else _submit_demo(settings, app)
+        if not args.no_demo:  # the demo study follows its similarity run
+            threading.Thread(target=_follow_demo, args=(settings, app, stop),
+                             daemon=True).start()
+        print(f"\n  neuroreg is starting on {settings.url}\n", flush=True)
+        print(f"  data directory : {settings.data_dir}")
+        print(f"  admin token    : {token}")
+        print(f"  open           : {settings.url}/#token={token}")
+        if demo is not None:
+            print(f"  demo run       : {settings.url}/runs/{demo} (training now)")
+            print(f"  demo study     : a similarity run, then None vs Neural (model) × 3 "
+                  f"seeds, trained and attacked (minutes on a CPU): {settings.url}/")
+        print("  stop with Ctrl-C\n", flush=True)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    except (_Stop, KeyboardInterrupt):
+        pass
     finally:
         stop.set()
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        _stop_worker(worker)
     return 0
 
 

@@ -15,7 +15,7 @@ from server.store.artifacts import (
     save_artifact_stream,
 )
 from server.store.models import Role
-from server.strict import api_router
+from server.strict import api_router, invalid
 
 router = api_router(prefix="/api/runs/{run_id}/artifacts", tags=["artifacts"])
 
@@ -60,7 +60,7 @@ async def upload(
             session, settings.artifacts, run_id=run_id, name=name, chunks=request.stream(),
             media_type=media_type, limit=settings.max_upload_bytes)
     except UnsafePath as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        raise invalid(["path", "name"], str(exc)) from None
     except OverflowError as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
     session.commit()

@@ -25,7 +25,7 @@ from ml.regularize.cnn_features import S_CNN_OVERVIEW, load_s_cnn_overview, tap_
 from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
 from server.inputs import MODEL_ARTIFACT
 from server.store.artifacts import get_artifact, list_artifacts, resolve
-from server.strict import api_router
+from server.strict import api_router, invalid
 
 router = api_router(prefix="/api/runs/{run_id}/matrices", tags=["matrices"])
 MAX_BLOCK = 600  # cells per side of an exact block
@@ -215,8 +215,8 @@ def _block(rows: str | None, cols: str | None, n: int) -> tuple[slice, slice]:
 
     rs, cs = span(rows), span(cols)
     if not all(0 < s.stop - s.start <= MAX_BLOCK for s in (rs, cs)):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"rows/cols: a non-empty block of at most {MAX_BLOCK} per side")
+        raise invalid(["query", "rows" if not 0 < rs.stop - rs.start <= MAX_BLOCK else "cols"],
+                      f"rows/cols: a non-empty block of at most {MAX_BLOCK} per side")
     return rs, cs
 
 
@@ -238,8 +238,8 @@ def _train_matrix(session: Any, settings: Any, run: Any, name: str, size: int,
     γ-weighted S_CNN of Eq. 10; ``minus=target`` gives S_CNN − S_target."""
     target_run, target_name, taps = _train_views(session, run)
     if minus not in (None, "target") or (minus and name == "target"):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "minus: a train run's S_CNN maps can subtract only 'target'")
+        raise invalid(["query", "minus"],
+                      "minus: a train run's S_CNN maps can subtract only 'target'")
     if name == "target":
         return _target_matrix(session, settings, target_run, target_name, size, rows, cols,
                               None)
