@@ -1,11 +1,14 @@
 """The paper's grid in miniature, on this CPU: what comes out, whichever way it goes.
 
-Settings: :mod:`ml.presets` (the demo study runs the same). Two parts:
+Settings: :mod:`ml.presets` (the demo study runs the same). Three parts:
 
 (a) **normalization ablation** — None and Neural (model) at the ablation α, in every
     ``stimulus_norm`` mode (:mod:`ml.train.pathway`), ``--seeds`` seeds each.
 (b) **the grid** — with the mode part (a) picks, None, Shuffle, Random, Neural (data) and
     Neural (model) at every α of the preset grid.
+(c) **the layer ablation** — Random and Neural (model) at the ablation α with the
+    similarity loss on some tapped layers only (:data:`LAYER_ABLATION`), to see which
+    layers' constraint costs the perturbation medians (not in ``--quick``).
 
 ``--quick`` (meant to finish within 15 minutes here; not yet timed end to end — in the
 full run an attacked model cost 5–7 core-minutes, a 12-epoch training about one): 4
@@ -38,6 +41,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,15 @@ from ml.train.pathway import STIMULUS_NORMS  # noqa: E402
 from ml.train.summary import mean_sem  # noqa: E402
 
 CONDITIONS = ("none", "shuffle", "random", "neural-data", "neural-model")
+KEY = ("condition", "mode", "alpha", "seed", "epochs", "taps")  # a cell; taps: part (c) only
+LAYER_ABLATION = {"random": ((0, 1), (3, 4)), "neural-model": ((0, 1),)}
+"""Part (c): at the ablation α, the similarity loss on the shallow taps only (indices 0, 1:
+layers 1 and 5, where the paper's γ went) or the deep ones only (layers 13, 17, where ours
+goes) — which layers' constraint costs the perturbation medians."""
+
+
+def _key(row: dict[str, Any]) -> str:
+    return json.dumps({k: row[k] for k in KEY if k in row}, sort_keys=True)
 SOURCE = {"random": "neural-model"}  # Random is built over the Neural (model) stimuli
 _TARGETS: dict[str, Any] = {}
 
@@ -107,7 +120,7 @@ def _cell(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _spec(condition: str, mode: str, alpha: float, seed: int, epochs: int,
-          attack: bool = True) -> dict[str, Any]:
+          attack: bool = True, taps: tuple[int, ...] | None = None) -> dict[str, Any]:
     train = {**presets.TRAIN, "epochs": epochs, "target": condition, "seed": seed,
              "alpha": alpha if condition != "none" else 0.0, "device": "cpu",
              "deterministic": True}
@@ -115,29 +128,46 @@ def _spec(condition: str, mode: str, alpha: float, seed: int, epochs: int,
         train["stimulus_norm"] = mode
     key = {"condition": condition, "mode": mode if condition != "none" else "-",
            "alpha": alpha if condition != "none" else 0.0, "seed": seed, "epochs": epochs}
+    if taps is not None:
+        train["taps"] = key["taps"] = list(taps)
     return {"key": key, "train": train, "attack": attack}
+
+
+def _by_layers(rows: list[dict[str, Any]], conditions: Iterable[str]) -> list[dict[str, Any]]:
+    """Part (c)'s rows as conditions of their own ("random, layers 1 5"), beside None and
+    the same conditions on every layer (part (b) at the ablation α)."""
+    out = []
+    for r in rows:
+        if r["condition"] == "none" and "taps" not in r:
+            out.append(r)
+        elif r["condition"] in conditions and r["alpha"] == presets.ABLATION_ALPHA:
+            layers = ("all layers" if "taps" not in r
+                      else "layers " + " ".join(map(str, r["layers"])))
+            out.append({**r, "condition": f"{r['condition']}, {layers}"})
+    return out
 
 
 def _run(specs: list[dict[str, Any]], jobs: int, target_dir: str, cache: Path | None,
          done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    todo = [s for s in specs if json.dumps(s["key"], sort_keys=True) not in done]
+    todo = [s for s in specs if _key(s["key"]) not in done]
     if todo:
         print(f"training and evaluating {len(todo)} models ({len(specs) - len(todo)} "
               f"cached) on {jobs} processes", flush=True)
         with ProcessPoolExecutor(jobs, initializer=_init, initargs=(target_dir,)) as pool:
             for row in pool.map(_cell, todo):
-                key = {k: row[k] for k in ("condition", "mode", "alpha", "seed", "epochs")}
-                done[json.dumps(key, sort_keys=True)] = row
+                key = {k: row[k] for k in KEY if k in row}
+                done[_key(row)] = row
                 r = row.get("r")
                 tag = row.get("error") or (
                     f"clean {CLEAN.read(row['result']):.3f}"
                     f"  r {'—' if r is None else round(r, 3)}")
+                taps = f" taps {key['taps']}" if "taps" in key else ""
                 print(f"  {key['condition']:<13} {key['mode']:<9} α={key['alpha']:<5g} "
-                      f"seed {key['seed']}: {tag}  ({row['seconds']:.0f} s)", flush=True)
+                      f"seed {key['seed']}{taps}: {tag}  ({row['seconds']:.0f} s)", flush=True)
                 if cache is not None:
                     with cache.open("a") as f:
                         f.write(json.dumps(row) + "\n")
-    return [done[json.dumps(s["key"], sort_keys=True)] for s in specs]
+    return [done[_key(s["key"])] for s in specs]
 
 
 def _evals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -251,14 +281,14 @@ def main() -> None:
     if args.cache is not None and args.cache.exists():
         for line in args.cache.read_text().splitlines():
             row = json.loads(line)
-            key = {k: row[k] for k in ("condition", "mode", "alpha", "seed", "epochs")}
-            done[json.dumps(key, sort_keys=True)] = row
+            done[_key(row)] = row
 
     from ml.neural.pipeline import SimilarityConfig, run_similarity
     from ml.train.joint import TrainConfig
 
     if args.report:  # the tables of what the cache holds, nothing run
-        rows = [r for r in done.values() if r["epochs"] == epochs]
+        every = [r for r in done.values() if r["epochs"] == epochs]
+        rows = [r for r in every if "taps" not in r]
         part_a = [r for r in rows if r["condition"] == "none" or (
             r["condition"] == "neural-model" and r["alpha"] == presets.ABLATION_ALPHA)]
         for mode in STIMULUS_NORMS:
@@ -267,6 +297,9 @@ def main() -> None:
         mode, _ = _pick_default(part_a)
         _table([r for r in rows if r["mode"] in ("-", mode)],
                f"(b) stimulus_norm = {mode}, every cell the cache holds")
+        if any("taps" in r for r in every):
+            _table(_by_layers([r for r in every if r["mode"] in ("-", mode)], LAYER_ABLATION),
+                   "(c) the similarity loss on some layers only (from the cache)")
         return
 
     t0 = time.perf_counter()
@@ -303,14 +336,22 @@ def main() -> None:
                  for alpha in sorted(alphas, key=lambda a: (a != presets.ABLATION_ALPHA, a))
                  for c in CONDITIONS if c != "none" for s in seeds]  # the ablation α first
         part_b = _run(grid, args.jobs, target_dir, args.cache, done)
+        layer_specs = [] if args.quick else [
+            _spec(c, mode, presets.ABLATION_ALPHA, s, epochs, taps=taps)
+            for c, tap_sets in LAYER_ABLATION.items() for taps in tap_sets for s in seeds]
+        part_c = _run(layer_specs, args.jobs, target_dir, args.cache, done)
     b = _table(part_b, f"(b) the grid with stimulus_norm = {mode}: {len(CONDITIONS)} conditions "
                        f"× α {list(alphas)} × {args.seeds} seeds, {epochs} epochs")
+    c = None if not part_c else _table(
+        _by_layers(part_b + part_c, LAYER_ABLATION),
+        f"(c) the similarity loss on some layers only, α={presets.ABLATION_ALPHA:g}, "
+        f"{args.seeds} seeds: which layers' constraint costs the perturbation medians")
     if default != mode:
         print(f"\nNOTE: TrainConfig's default stimulus_norm is {TrainConfig().stimulus_norm!r}, "
               f"this run's rule picked {mode!r}")
     print(json.dumps({"bench": "reproduce", "quick": args.quick, "epochs": epochs,
                       "seeds": args.seeds, "default_mode": mode, "mode_stats": stats,
-                      "ablation": by_mode, "grid": b,
+                      "ablation": by_mode, "grid": b, "layers": c,
                       "seconds": round(time.perf_counter() - start)}))
 
 
