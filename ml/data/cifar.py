@@ -17,6 +17,7 @@ import hashlib
 import pickle
 import tarfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -66,16 +67,29 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"CIFAR batch refers to {module}.{name}; refusing it")
 
 
-def _unpickle(raw: bytes, what: str) -> dict[bytes, Any]:
+class CifarError(ValueError):
+    """A CIFAR file that is not what the format says; the message names the file."""
+
+
+def _unpickle(raw: bytes, what: str) -> tuple[str, dict[bytes, Any]]:
+    """(``what``, the batch): a pickled dict with a ``data`` entry, or a CifarError."""
     import io
 
-    batch = _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    if not raw:
+        raise CifarError(f"{what}: the file is empty")
+    try:
+        batch = _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError, ImportError) as exc:  # what a damaged pickle raises
+        raise CifarError(f"{what}: not a readable CIFAR batch ({type(exc).__name__}: "
+                         f"{exc or 'truncated'}); re-extract or re-download it") from None
     if not isinstance(batch, dict) or b"data" not in batch:
-        raise ValueError(f"{what}: not a CIFAR batch (no b'data' entry)")
-    return batch
+        raise CifarError(f"{what}: not a CIFAR batch (no b'data' entry)")
+    return what, batch
 
 
-def _read_members(root: Path, archive: _Archive, names: tuple[str, ...]) -> list[dict]:
+def _read_members(root: Path, archive: _Archive,
+                  names: tuple[str, ...]) -> list[tuple[str, dict[bytes, Any]]]:
     folder = root / archive.folder
     if folder.is_dir():
         out = []
@@ -91,27 +105,50 @@ def _read_members(root: Path, archive: _Archive, names: tuple[str, ...]) -> list
             f"neither {folder} nor {tar_path} exists; download the archive from {URL} "
             "or call ml.data.cifar.download(root)"
         )
-    with tarfile.open(tar_path, "r:gz") as tar:
-        out = []
-        for n in names:
-            member = f"{archive.folder}/{n}"
-            try:
-                fh = tar.extractfile(member)
-            except KeyError:
-                raise FileNotFoundError(f"{tar_path} has no {member}") from None
-            if fh is None:
-                raise FileNotFoundError(f"{tar_path}: {member} is not a file")
-            out.append(_unpickle(fh.read(), f"{tar_path}:{member}"))
-        return out
+    try:
+        with tarfile.open(tar_path, "r:gz") as tar:
+            out = []
+            for n in names:
+                member = f"{archive.folder}/{n}"
+                try:
+                    fh = tar.extractfile(member)
+                except KeyError:
+                    raise FileNotFoundError(f"{tar_path} has no {member}") from None
+                if fh is None:
+                    raise FileNotFoundError(f"{tar_path}: {member} is not a file")
+                out.append(_unpickle(fh.read(), f"{tar_path}:{member}"))
+            return out
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise CifarError(f"{tar_path}: not a readable .tar.gz ({type(exc).__name__}: "
+                         f"{exc}); re-download it (its MD5 is checked)") from None
 
 
-def _to_gray(batches: list[dict], label_key: bytes, what: str) -> tuple[torch.Tensor, ...]:
-    data = np.concatenate([np.asarray(b[b"data"]) for b in batches])
-    if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
-        raise ValueError(f"{what}: expected (N, 3072) uint8 rows, got {data.shape} {data.dtype}")
-    labels = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
-    if len(labels) != len(data):
-        raise ValueError(f"{what}: {len(data)} images but {len(labels)} labels")
+def _to_gray(batches: list[tuple[str, dict[bytes, Any]]], label_key: bytes,
+             classes: int) -> tuple[torch.Tensor, ...]:
+    datas, labelss = [], []
+    for what, b in batches:  # each file checked on its own, so the error can name it
+        data = np.asarray(b[b"data"])
+        if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
+            raise CifarError(f"{what}: expected (N, 3072) uint8 rows, got {data.shape} "
+                             f"{data.dtype}")
+        if label_key not in b:
+            raise CifarError(f"{what}: no {label_key.decode()!r} entry (it has "
+                             f"{sorted(k.decode(errors='replace') for k in b)})")
+        try:
+            labels = np.asarray(b[label_key], dtype=np.int64)
+        except (TypeError, ValueError):
+            raise CifarError(f"{what}: {label_key.decode()!r} are not integers") from None
+        if labels.shape != (len(data),):
+            raise CifarError(f"{what}: {len(data)} images but labels of shape "
+                             f"{labels.shape}")
+        if labels.size and (labels.min() < 0 or labels.max() >= classes):
+            raise CifarError(f"{what}: labels outside 0..{classes - 1} (from "
+                             f"{labels.min()} to {labels.max()})")
+        datas.append(data)
+        labelss.append(labels)
+    data, labels = np.concatenate(datas), np.concatenate(labelss)
     rgb = data.reshape(-1, 3, 32, 32).astype(np.float32) / 255.0  # (N, 3, 32, 32)
     gray = np.einsum("c,nchw->nhw", LUMA, rgb)[:, None]  # (N, 1, 32, 32), ITU-R 601 luma
     return torch.from_numpy(np.ascontiguousarray(gray)), torch.from_numpy(labels)
@@ -138,11 +175,8 @@ def load_cifar(root: str | Path, which: Literal["cifar10", "cifar100"] = "cifar1
         key = b"fine_labels" if labels == "fine" else b"coarse_labels"
         classes = 100 if labels == "fine" else 20
     root = Path(root)
-    train = _to_gray(_read_members(root, archive, archive.train), key, f"{which} train")
-    test = _to_gray(_read_members(root, archive, (archive.test,)), key, f"{which} test")
-    for split, lab in (("train", train[1]), ("test", test[1])):
-        if lab.min() < 0 or lab.max() >= classes:
-            raise ValueError(f"{which} {split}: labels outside 0..{classes - 1}")
+    train = _to_gray(_read_members(root, archive, archive.train), key, classes)
+    test = _to_gray(_read_members(root, archive, (archive.test,)), key, classes)
     return ImageDataset(f"{which}-gray", train[0], train[1], test[0], test[1], classes)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ml.data.cifar import download, load_cifar
+from ml.data.cifar import CifarError, download, load_cifar
 
 
 def _batch(rng: np.random.Generator, n: int, **labels: list[int]) -> bytes:
@@ -95,8 +95,47 @@ def test_a_pickle_that_calls_code_is_refused(tmp_path: Path) -> None:
     evil = pickle.dumps({b"data": os.getcwd, b"labels": []}, protocol=2)
     _write_tar(tmp_path / "cifar-100-python.tar.gz", "cifar-100-python",
                {"train": evil, "test": evil})
-    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+    with pytest.raises(CifarError, match="train.*refusing"):
         load_cifar(tmp_path, "cifar100")
+
+
+def _folder(root: Path, members: dict[str, bytes]) -> Path:
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name, raw in members.items():
+        (folder / name).write_bytes(raw)
+    return root
+
+
+@pytest.mark.parametrize("bad, message", [
+    (b"", r"cifar-100-python/test: the file is empty"),
+    ("truncated", r"cifar-100-python/test: not a readable CIFAR batch \(.*re-extract"),
+    ("narrow", r"cifar-100-python/test: expected \(N, 3072\) uint8 rows, got \(2, 1024\)"),
+    ("no fine labels", r"cifar-100-python/test: no 'fine_labels' entry \(it has \["),
+    ("bad label", r"cifar-100-python/test: labels outside 0..99 \(from 3 to 100\)"),
+])
+def test_a_damaged_batch_is_named_with_what_is_wrong(
+    tmp_path: Path, bad: bytes | str, message: str
+) -> None:
+    rng = np.random.default_rng(3)
+    good = _batch(rng, 2, fine_labels=[3, 4], coarse_labels=[5, 6])
+    raw = {
+        "truncated": good[: len(good) // 2],
+        "narrow": pickle.dumps({b"data": np.zeros((2, 1024), np.uint8),
+                                b"fine_labels": [0, 1]}, protocol=2),
+        "no fine labels": _batch(rng, 2, coarse_labels=[5, 6]),
+        "bad label": _batch(rng, 2, fine_labels=[3, 100]),
+    }.get(bad, bad) if isinstance(bad, str) else bad
+    root = _folder(tmp_path, {"train": good, "test": raw})
+    with pytest.raises(CifarError, match=message):
+        load_cifar(root, "cifar100")
+
+
+def test_a_truncated_archive_is_named(cifar10: Path) -> None:
+    path = cifar10 / "cifar-10-python.tar.gz"
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(CifarError, match=r"cifar-10-python.tar.gz: not a readable .tar.gz"):
+        load_cifar(cifar10, "cifar10")
 
 
 def test_download_checks_the_published_md5(tmp_path: Path) -> None:

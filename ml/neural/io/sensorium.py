@@ -42,7 +42,8 @@ def is_sensorium(path: Path) -> bool:
     return (path / "data").is_dir() and (path / "meta").is_dir()
 
 
-def load_sensorium(root: str | Path, name: str | None = None) -> Scan:
+def load_sensorium(root: str | Path, name: str | None = None, *,
+                   pixel_max: float = PIXEL_MAX) -> Scan:
     """Read one Sensorium 2022 scan directory into a :class:`Scan`.
 
     Trials tiered outside train/validation/test/final_test (e.g. ``none``) are dropped;
@@ -54,6 +55,10 @@ def load_sensorium(root: str | Path, name: str | None = None) -> Scan:
         root: the unzipped scan directory (holding ``data/`` and ``meta/``).
         name: scan name; defaults to ``<animal>-<session>-<scan>`` from ``meta/neurons``
             (the neuralpredictors data key), else the directory name.
+        pixel_max: the pixel value that means white: 255 as the format writes images;
+            1 for a copy someone already rescaled to [0, 1]. Nothing is rescaled by
+            guess: with 255, images whose every pixel is within [0, 1] are refused
+            (dividing them by 255 again would leave stimuli in [0, 0.004]).
 
     Returns:
         The scan, behaviour columns ``(pupil_x, pupil_y, pupil_size, running_speed)``.
@@ -77,7 +82,7 @@ def load_sensorium(root: str | Path, name: str | None = None) -> Scan:
         raise RecordingError(f"{root}: no trial has a train/validation/test tier")
     neurons = _neurons(root)
     responses, behavior = _trial_arrays(root, trials)
-    image_ids, images = _images(root, trials, trial_image_ids)
+    image_ids, images = _images(root, trials, trial_image_ids, pixel_max)
     kept_ids, kept_tiers = trial_image_ids[trials], tiers[trials]
     return Scan(
         name=name or _default_name(root, neurons),
@@ -150,7 +155,7 @@ def _trial_arrays(root: Path, trials: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _images(
-    root: Path, trials: np.ndarray, trial_image_ids: np.ndarray
+    root: Path, trials: np.ndarray, trial_image_ids: np.ndarray, pixel_max: float
 ) -> tuple[np.ndarray, np.ndarray]:
     # repeats of an image are the same file content; reading only the first saves ~1/6 of
     # a scan's image reads (100 test images × 10 repeats in 6,000 trials)
@@ -159,9 +164,19 @@ def _images(
         first_trial.setdefault(int(trial_image_ids[trial]), trial)
     ids = np.array(sorted(first_trial), dtype=np.int64)
     images = np.empty((ids.size, *STIMULUS_SHAPE), np.float32)  # (N, 1, 36, 64)
+    brightest = -np.inf
     for row, image_id in enumerate(ids.tolist()):
         rel = f"data/images/{first_trial[image_id]}.npy"
-        images[row] = to_stimulus(_load(root / rel, root), scale=PIXEL_MAX, where=f"{root}/{rel}")
+        frame = _load(root / rel, root)
+        brightest = max(brightest, float(np.nanmax(frame)) if frame.size else -np.inf)
+        images[row] = to_stimulus(frame, scale=pixel_max, where=f"{root}/{rel}")
+    if pixel_max > 1 and brightest <= 1.0:
+        raise RecordingError(
+            f"{root}/data/images: every pixel of the {ids.size} images is within [0, 1] "
+            f"(the brightest is {brightest:.4g}), but Sensorium images are 0–{pixel_max:g}; "
+            "they look rescaled already. Load them with load_sensorium(root, "
+            "pixel_max=1) (e.g. to save_npz them for the service), or restore the 0–255 "
+            "files; nothing is rescaled by guess")
     return ids, images
 
 

@@ -579,3 +579,20 @@ def test_to_stimulus_resizes_other_sizes_by_area() -> None:
     np.testing.assert_allclose(small[0, :, 32], small[0, 0, 32], rtol=0, atol=1e-6)
     with pytest.raises(RecordingError, match=r"f: expected a grayscale"):
         to_stimulus(np.zeros((72, 128, 3)), scale=255.0, where="f")
+
+
+def test_sensorium_images_already_in_0_1_are_refused_not_rescaled_again(
+    sensorium: tuple[Path, dict]
+) -> None:
+    root, truth = sensorium
+    for t in range(len(truth["ids"])):  # what a lab that rescaled its copy has
+        np.save(root / f"data/images/{t}.npy",
+                truth["pictures"][int(truth["ids"][t])].astype(np.float32) / 255)
+    with pytest.raises(RecordingError, match=r"data/images: every pixel of the 15 images "
+                                             r"is within \[0, 1\].*pixel_max=1"):
+        load_sensorium(root)
+    scan = load_sensorium(root, pixel_max=1)  # said so: taken as they are
+    row = int(np.flatnonzero(scan.image_ids == 41)[0])
+    np.testing.assert_allclose(
+        scan.images[row, 0], block_mean(truth["pictures"][41][0], 4), rtol=1e-5
+    )
