@@ -10,8 +10,8 @@ Settings: :mod:`ml.presets` (the demo study runs the same). Three parts:
     similarity loss on some tapped layers only (:data:`LAYER_ABLATION`), to see which
     layers' constraint costs the perturbation medians (not in ``--quick``).
 
-``--quick`` (meant to finish within 15 minutes here; not yet timed end to end — in the
-full run an attacked model cost 5–7 core-minutes, a 12-epoch training about one): 4
+``--quick`` (5 minutes end to end on this 2-core machine; in the full run an attacked
+model cost 5–7 core-minutes, a 12-epoch training about one): 4
 epochs, the ablation α only, and the attacks on seed 0 of None and of Neural (model) in
 the default mode only; every model's noise curve.
 
@@ -179,6 +179,8 @@ def _evals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _fmt(m: dict[str, Any] | None, digits: int = 3) -> str:
     if m is None:
         return "—"
+    if m.get("n") == 1:  # one seed has no SEM (--quick attacks seed 0 only)
+        return f"{m['mean']:.{digits}f} (1 seed)"
     return f"{m['mean']:.{digits}f}±{m['sem']:.{digits}f}"
 
 

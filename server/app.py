@@ -11,10 +11,13 @@ from typing import Any
 
 from celery import Celery
 from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.kinds import KINDS
 from server.queue import make_celery
@@ -134,6 +137,34 @@ def storage_refused(exc: BaseException) -> tuple[int, str] | None:
     return None
 
 
+def _allowed_methods(routes: Sequence[Any], scope: Scope) -> list[str]:
+    """The methods some route in ``routes`` takes at this scope's path."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.methods and route.matches(
+                {**scope, "method": next(iter(route.methods))})[0] is Match.FULL:
+            methods |= route.methods
+    return sorted(methods)
+
+
+class SecurityHeaders:
+    """``X-Content-Type-Options: nosniff`` on every response: a browser renders what it
+    is sent as the type it is labelled, never what it guesses (an uploaded file)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"],
+                                      (b"x-content-type-options", b"nosniff")]
+            await send(message)
+
+        await self.app(scope, receive, with_headers if scope["type"] == "http" else send)
+
+
 def create_app(settings: Settings | None = None, *, celery: Celery | None = None) -> FastAPI:
     """Build the app; migrations are applied here so every start is up to date."""
     settings = settings or get_settings()
@@ -164,6 +195,15 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         errors = [_public_error(e) for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:  # Allow: every route's
+            allowed = _allowed_methods(routes, request.scope)     # methods, not the first's
+            return JSONResponse({"detail": f"{request.method} is not allowed here; use "
+                                           f"{', '.join(allowed)}"},
+                                status_code=405, headers={"Allow": ", ".join(allowed)})
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         refused = storage_refused(exc)
@@ -173,11 +213,13 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal server error"}, status_code=500)
 
-    for module in (system, team, runs, metrics, artifacts, matrices, recordings, summaries,
-                   studies, ui):
-        app.include_router(module.router)
-    app.include_router(metrics.series_router)
+    routers = [m.router for m in (system, team, runs, metrics, artifacts, matrices,
+                                  recordings, summaries, studies, ui)] + [metrics.series_router]
+    for router in routers:
+        app.include_router(router)
+    routes = [r for router in routers for r in router.routes] + list(app.routes)
     app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes,
                        upload_limit=settings.max_upload_bytes)
     return app

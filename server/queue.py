@@ -1,7 +1,8 @@
 """The Celery app's configuration, shared by the API (which only sends) and the worker.
 
-The embedded default uses kombu's filesystem transport: messages are files under
-``<data_dir>/broker``, so a worker needs no server. (The SQLAlchemy transport also
+The embedded default uses kombu's filesystem transport, through :mod:`server.broker`
+(first in, first out across restarts): messages are files under ``<data_dir>/broker``,
+so a worker needs no server. (The SQLAlchemy transport also
 works without a server but warns of deprecations under SQLAlchemy 2.1 and polls the
 database the API is writing to.) A team sets ``NEUROREG_BROKER_URL=redis://...``.
 """
@@ -33,6 +34,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         control_dir = settings.broker_dir / "control"
         for d in (queue_dir, control_dir):
             d.mkdir(parents=True, exist_ok=True)
+        config["broker_transport"] = "server.broker:Transport"
         config["broker_transport_options"] = {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import json
 import math
+import typing
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, params
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from server.deps import get_current_user
 
 MAX_DEPTH = 32
 """The deepest nesting of objects and arrays a body may have (configs nest 3 levels)."""
@@ -87,8 +91,54 @@ def _is_json(request: Request) -> bool:
     return kind == "application/json" or kind.endswith("+json")
 
 
+class ErrorDetail(BaseModel):
+    """Every error but a 422: what went wrong, in words."""
+
+    detail: str
+
+
+_WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+CONFLICT = {409: {"model": ErrorDetail, "description": "Conflicts with the run's state"}}
+"""For a route that can answer 409; every other status is documented by StrictRoute."""
+
+
+def _documented(path: str, methods: set[str], endpoint: Callable[..., Any]) -> dict[int, Any]:
+    """The statuses a route answers besides its success and FastAPI's 422, from what it
+    is: authenticated (401), a write (403, 413 with a body, 507), addressing something
+    by path (404); 503 for any (the database unreachable)."""
+    hints = typing.get_type_hints(endpoint, include_extras=True)
+    authenticated = any(getattr(m, "dependency", None) is get_current_user
+                        for h in hints.values() for m in getattr(h, "__metadata__", ()))
+    out: dict[int, Any] = {}
+
+    def add(code: int, description: str) -> None:
+        out[code] = {"model": ErrorDetail, "description": description}
+
+    if authenticated:
+        add(401, "Missing or invalid bearer token")
+    if authenticated and methods & _WRITES:
+        add(403, "Not yours to write (only the owner or an admin may)")
+    if "{" in path:
+        add(404, "No such run, artifact, metric or token")
+    if methods & {"POST", "PUT", "PATCH"}:
+        add(413, "Request body over the limit")
+    add(503, "The database or artifact store is unreachable or read-only")
+    if methods & _WRITES:
+        add(507, "The database's or artifact store's disk is full; nothing was stored")
+    return out
+
+
 class StrictRoute(APIRoute):
-    """An APIRoute that checks path, query and JSON body by the module's rules first."""
+    """An APIRoute that checks path, query and JSON body by the module's rules first, and
+    documents every status it can answer (:func:`_documented`) in the OpenAPI schema."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        methods = {m.upper() for m in kwargs.get("methods") or ("GET",)}
+        kwargs["responses"] = {**_documented(path, methods, endpoint),
+                               **(kwargs.get("responses") or {})}
+        super().__init__(path, endpoint, **kwargs)
+        self._declared_query = {f.alias for f in get_flat_params(self.dependant)
+                                if isinstance(f.field_info, params.Query)}
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -96,10 +146,11 @@ class StrictRoute(APIRoute):
         strict = TypeAdapter(annotation) if annotation is not None else None
 
         async def checked(request: Request) -> Response:
-            for where, params in (("path", request.path_params),
+            for where, given in (("path", request.path_params),
                                   ("query", request.query_params)):
-                for name, value in params.items():
-                    if isinstance(value, str) and "\x00" in value:
+                for name, value in given.items():
+                    declared = where == "path" or name in self._declared_query
+                    if declared and isinstance(value, str) and "\x00" in value:
                         raise invalid([where, name], "NUL characters are not allowed",
                                      "string_nul")
             if strict is not None and _is_json(request):

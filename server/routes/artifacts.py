@@ -40,7 +40,9 @@ def download(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "artifact file unavailable") from None
     if not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "artifact file is missing on disk")
-    return FileResponse(path, media_type=row.media_type, filename=row.name)
+    # an attachment, sandboxed: an uploaded HTML file is downloaded, never run as our page
+    return FileResponse(path, media_type=row.media_type, filename=row.name,
+                        headers={"Content-Security-Policy": "sandbox"})
 
 
 @router.put("/{name}", status_code=status.HTTP_201_CREATED)

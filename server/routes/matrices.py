@@ -25,7 +25,7 @@ from ml.regularize.cnn_features import S_CNN_OVERVIEW, load_s_cnn_overview, tap_
 from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
 from server.inputs import MODEL_ARTIFACT
 from server.store.artifacts import get_artifact, list_artifacts, resolve
-from server.strict import api_router, invalid
+from server.strict import CONFLICT, api_router, invalid
 
 router = api_router(prefix="/api/runs/{run_id}/matrices", tags=["matrices"])
 MAX_BLOCK = 600  # cells per side of an exact block
@@ -152,7 +152,7 @@ def pairs(run_id: RunId, name: str, session: SessionDep, settings: SettingsDep, 
     return _pairs(*_file(session, settings, run_id, f"target-{name}.npz"), k)
 
 
-@router.get("/{name}")
+@router.get("/{name}", responses=CONFLICT)
 def matrix(
     run_id: RunId, name: str, session: SessionDep, settings: SettingsDep, _: CurrentUser,
     size: Annotated[int, Query(ge=2, le=400)] = 200,

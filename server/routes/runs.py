@@ -26,7 +26,7 @@ from server.store.runs import (
     list_runs,
     set_tags,
 )
-from server.strict import api_router
+from server.strict import CONFLICT, api_router
 from server.studies import cancel_children
 
 router = api_router(prefix="/api/runs", tags=["runs"])
@@ -124,7 +124,7 @@ def update(run_id: RunId, body: RunUpdate, session: SessionDep, user: CurrentUse
     return run_public(session, run)
 
 
-@router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, responses=CONFLICT)
 def delete(run_id: RunId, session: SessionDep, user: CurrentUser, settings: SettingsDep) -> None:
     """Delete a finished run with its metrics and artifacts (owner or admin)."""
     run = _owned(session, run_id, user, "delete")
@@ -138,7 +138,7 @@ def delete(run_id: RunId, session: SessionDep, user: CurrentUser, settings: Sett
             resolve(settings.artifacts, rel).unlink()
 
 
-@router.post("/{run_id}/finish")
+@router.post("/{run_id}/finish", responses=CONFLICT)
 def finish(run_id: RunId, body: RunFinish, session: SessionDep, user: CurrentUser) -> RunPublic:
     """End an external run (owner or admin); worker-run kinds end themselves."""
     run = _owned(session, run_id, user, "finish")

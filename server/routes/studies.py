@@ -17,7 +17,7 @@ from server.routes.summaries import Tolerance, eval_rows, frontier_or_409, train
 from server.services import runs_public
 from server.store.metrics import binned_many, summarize_keys
 from server.store.runs import find_run
-from server.strict import api_router
+from server.strict import CONFLICT, api_router
 from server.studies import children
 
 router = api_router(prefix="/api/studies", tags=["studies"])
@@ -52,7 +52,7 @@ def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
     }
 
 
-@router.get("/{run_id}/frontier")
+@router.get("/{run_id}/frontier", responses=CONFLICT)
 def frontier(
     run_id: RunId, session: SessionDep, _: CurrentUser,
     tolerance: Tolerance = DEFAULT_TOLERANCE,

@@ -17,7 +17,7 @@ from ml.frontier import DEFAULT_TOLERANCE, FrontierError, frontier
 from ml.train.summary import gamma_table
 from server.deps import CurrentUser, SessionDep
 from server.store.models import MAX_ID, Run, RunStatus
-from server.strict import api_router
+from server.strict import CONFLICT, api_router
 
 router = api_router(prefix="/api/summaries", tags=["summaries"])
 
@@ -113,7 +113,7 @@ def frontier_or_409(evals: Sequence[dict[str, Any]], tolerance: float) -> dict[s
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
 
-@router.get("/frontier")
+@router.get("/frontier", responses=CONFLICT)
 def frontier_of_runs(
     session: SessionDep,
     _: CurrentUser,

@@ -16,7 +16,7 @@ from server.deps import CurrentUser, SessionDep
 from server.schemas import TokenCreate, TokenIssued, TokenPublic, UserCreate, UserIssued, UserPublic
 from server.store.models import MAX_ID, ApiToken, Role, User, utcnow
 from server.store.users import create_user, hash_token, issue_token
-from server.strict import api_router
+from server.strict import CONFLICT, api_router
 
 router = api_router(prefix="/api", tags=["team"])
 
@@ -59,7 +59,7 @@ def list_users(session: SessionDep, _: CurrentUser) -> list[UserPublic]:
             for u in session.execute(select(User).order_by(User.id)).scalars()]
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED)
+@router.post("/users", status_code=status.HTTP_201_CREATED, responses=CONFLICT)
 def add_user(body: UserCreate, session: SessionDep, user: CurrentUser) -> UserIssued:
     """Create a user with a first token (admins only)."""
     if user.role is not Role.admin:

@@ -298,3 +298,47 @@ def test_a_full_database_disk_is_a_507_and_nothing_is_stored(
     assert c.get("/api/runs").json()["total"] == 1
     res = c.post(f"/api/runs/{run['id']}/metrics", json={"points": points})  # the retry
     assert res.status_code == 200 and res.json() == {"accepted": 500}
+
+
+def test_a_method_a_path_does_not_take_is_405_with_every_method_it_does(
+    client: TestClient,
+) -> None:
+    for method, path, allowed in [("OPTIONS", "/api/runs", "GET, POST"),
+                                  ("PUT", "/api/runs/1", "DELETE, GET, PATCH"),
+                                  ("DELETE", "/api/runs/1/artifacts/x", "GET, PUT")]:
+        res = client.request(method, path)
+        assert res.status_code == 405 and res.headers["allow"] == allowed, res.text
+        assert allowed in res.json()["detail"]
+
+
+def test_an_uploaded_page_is_downloaded_never_rendered(client: TestClient) -> None:
+    run = _external(client)
+    url = f"/api/runs/{run['id']}/artifacts/page.html"
+    page = b"<script>fetch('/api/runs', {method: 'POST'})</script>"
+    assert client.put(url, content=page, headers={"Content-Type": "text/html"}
+                      ).status_code == 201
+    res = client.get(url)
+    assert res.content == page
+    assert res.headers["content-disposition"].startswith("attachment")
+    assert res.headers["content-security-policy"] == "sandbox"
+    assert res.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/api/health").headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_schema_documents_what_each_operation_answers(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, operations in paths.items():
+        for method, op in operations.items():
+            codes = set(op["responses"])
+            if path != "/api/health":
+                assert {"401", "503"} <= codes, (method, path)
+            if method in ("post", "put", "patch", "delete") and path != "/api/health":
+                assert {"403", "507"} <= codes, (method, path)
+            if "{" in path:
+                assert "404" in codes, (method, path)
+            for code, response in op["responses"].items():
+                if code[0] in "45" and code != "422":
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    assert ref.endswith("/ErrorDetail"), (method, path, code)
+    assert "409" in paths["/api/runs/{run_id}/finish"]["post"]["responses"]
+    assert "409" in paths["/api/studies/{run_id}/frontier"]["get"]["responses"]
