@@ -64,6 +64,18 @@ def _problem(value: Any, loc: list[Any], depth: int = 0) -> tuple[list[Any], str
     return None
 
 
+def _integral(value: Any) -> Any:
+    """``value`` with every float that is a whole number as an int: JSON Schema's integer
+    (``2.0`` is one), for the strict check of int fields, which takes only ints."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
 def invalid(loc: list[Any], msg: str, type_: str = "invalid") -> RequestValidationError:
     """A 422 in the shape of every validation error (``detail``: a list naming ``loc``)."""
     return RequestValidationError([{"loc": loc, "msg": msg, "type": type_, "input": None}])
@@ -160,8 +172,8 @@ class StrictRoute(APIRoute):
                         parsed = loads(body)
                     except json.JSONDecodeError:
                         return await handler(request)  # FastAPI's own 422 says where
-                    try:
-                        strict.validate_json(body, strict=True)
+                    try:  # numbers are numbers: "1.5" and true are not, 2.0 is an integer
+                        strict.validate_json(json.dumps(_integral(parsed)), strict=True)
                     except ValidationError as exc:
                         raise RequestValidationError(
                             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request, status
+from typing import Annotated
+
+from fastapi import HTTPException, Path, Request, status
 from fastapi.responses import FileResponse
 
 from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
 from server.schemas import ArtifactPublic
 from server.store.artifacts import (
+    NAME_MAX,
+    NAME_PATTERN,
     UnsafePath,
     get_artifact,
     list_artifacts,
@@ -17,6 +21,8 @@ from server.store.artifacts import (
 from server.store.models import Role
 from server.strict import api_router, invalid
 
+ArtifactName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=NAME_MAX,
+                                   description="the artifact's name")]
 router = api_router(prefix="/api/runs/{run_id}/artifacts", tags=["artifacts"])
 
 
@@ -28,7 +34,8 @@ def list_(run_id: RunId, session: SessionDep, _: CurrentUser) -> list[ArtifactPu
 
 @router.get("/{name}", response_class=FileResponse)
 def download(
-    run_id: RunId, name: str, session: SessionDep, settings: SettingsDep, _: CurrentUser
+    run_id: RunId, name: ArtifactName, session: SessionDep, settings: SettingsDep,
+    _: CurrentUser,
 ) -> FileResponse:
     run_or_404(session, run_id)
     row = get_artifact(session, run_id, name)
@@ -47,7 +54,8 @@ def download(
 
 @router.put("/{name}", status_code=status.HTTP_201_CREATED)
 async def upload(
-    run_id: RunId, name: str, request: Request, session: SessionDep, settings: SettingsDep,
+    run_id: RunId, name: ArtifactName, request: Request, session: SessionDep,
+    settings: SettingsDep,
     user: CurrentUser,
 ) -> ArtifactPublic:
     """Store the request body as artifact ``name`` (replacing one of that name); the

@@ -15,7 +15,12 @@ from sqlalchemy.orm import Session
 
 from server.store.models import Artifact
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+NAME_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?$"
+"""An artifact name: a letter or digit, then letters, digits, ``.``, ``_`` and ``-`` with
+no two dots in a row (so never ``..``); at most NAME_MAX characters. Written without
+look-ahead, so the API schema states it and clients can generate from it."""
+NAME_MAX = 255
+_NAME = re.compile(NAME_PATTERN)
 
 
 class UnsafePath(ValueError):
@@ -24,8 +29,9 @@ class UnsafePath(ValueError):
 
 def check_name(name: str) -> str:
     """Artifact names are single path components of safe characters."""
-    if not _NAME.match(name) or ".." in name:
-        raise UnsafePath(f"artifact name {name!r} must match {_NAME.pattern} without '..'")
+    if not _NAME.match(name) or len(name) > NAME_MAX:
+        raise UnsafePath(f"artifact name {name!r} must be 1–{NAME_MAX} letters, digits, "
+                         "'.', '_' or '-', starting with a letter or digit, without '..'")
     return name
 
 
