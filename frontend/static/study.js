@@ -158,16 +158,19 @@ function drawHeader(s) {
   note.hidden = !text;
 }
 
-// a condition's line colour: that of its smallest α on every other figure
+// a condition's colour on the frontier: one per condition (α is the point's label), in
+// the order the study names its conditions, so no two lines share one however many α
+// values each has; a condition the study does not name ("neural-model (shared)", when the
+// frontier splits stimulus_norm modes) takes the next free colour
+const condColours = new Map([["none", COLORS[0]]]);
 function condColour(target) {
-  if (target === "none") return COLORS[0];
-  const alphas = ((latest && latest.robustness) || []).filter((r) => r.target === target)
-    .map((r) => Number(r.alpha)).sort((a, b) => a - b);
-  if (alphas.length) return colour({ target, alpha: alphas[0] });
-  // a condition the robustness table does not name ("neural-model (shared)" when the
-  // frontier splits stimulus_norm modes): a colour of its own, stable for its name
-  const h = [...target].reduce((acc, ch) => (acc * 31 + ch.charCodeAt(0)) % 9973, 7);
-  return COLORS[1 + (h % (COLORS.length - 1))];
+  if (!condColours.has(target)) {
+    const named = ((latest && latest.study && latest.study.config.conditions) || [])
+      .filter((c) => c !== "none" && !condColours.has(c));
+    for (const c of named) condColours.set(c, COLORS[1 + ((condColours.size - 1) % (COLORS.length - 1))]);
+    if (!condColours.has(target)) condColours.set(target, COLORS[1 + ((condColours.size - 1) % (COLORS.length - 1))]);
+  }
+  return condColours.get(target);
 }
 
 // the paper's reported values: hollow diamonds with their own legend entries, so they are
@@ -300,7 +303,7 @@ async function drawFrontier() {
         error_y: { type: "data", array: y.map(bar), visible: true, thickness: 1 },
         text: ps.map((p) => `α=${alphaOf({ target: c, alpha: p.alpha })}`), textposition: "top center",
         textfont: { size: 12 }, cliponaxis: false, line: { color: condColour(c) },
-        marker: { size: 8, color: cells.map(colour) }, customdata: cells.map(condId),
+        marker: { size: 8, color: condColour(c) }, customdata: cells.map(condId),
         hovertext: ps.map((p, i) => `${name} α=${p.alpha} (n=${p.n})<br>clean ${fmt(clean[i].mean, 3)} ± `
           + `${fmt(clean[i].sem, 3)}<br>${data.measures[m].label} ${y[i].mean.toPrecision(3)} ± ${y[i].sem.toPrecision(2)}`),
         hoverinfo: "text" });

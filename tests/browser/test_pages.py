@@ -357,15 +357,13 @@ def test_study_frontier_matched_table_and_papers_values(browser, settings: Setti
         neural = next(t for t in traces if t[0] == "neural-model")
         assert neural[3] == ["α=2", "α=16"] and neural[4] == neural[5] == 2
         assert next(t for t in traces if t[0] == "None")[3] == ["α=0"]
-        # markers share Fig. 4's colours: each (condition, α) the colour of its noise curve
-        colours = page.evaluate("""() => {
-            const f4 = Object.fromEntries(document.getElementById('fig4').data
-              .filter((t) => t.line && t.line.color).map((t) => [t.name, t.line.color]));
-            const n = document.getElementById('frontier').data
-              .find((t) => t.name === 'neural-model');
-            return [n.marker.color, f4['neural-model α=2 (n=3)'],
-                    f4['neural-model α=16 (n=3)']]; }""")
-        assert colours[0] == colours[1:]
+        # one colour per condition, line and markers alike, no two conditions sharing one
+        # (Fig. 4's per-(condition, α) colours cycle once a grid has more cells than colours)
+        colours = page.evaluate("""() => Object.fromEntries(document.getElementById('frontier')
+            .data.filter((t) => t.showlegend).map((t) => [t.name, [t.line.color,
+                                                                  t.marker.color]]))""")
+        assert all(line == marker for line, marker in colours.values()), colours
+        assert len({line for line, _ in colours.values()}) == len(colours) == 3
         table = page.locator("#frontier-table").inner_text()
         assert "neural-model\tα=2\t-0.005\tclean accuracy (σ = 0)" in table
         assert "accuracy at the highest σ\t3\t+0.1000 ± 0.0000" in table
