@@ -77,16 +77,21 @@ class Series:
 
 
 _MINMAX_SQL = text(
+    # one pass over the series, whatever plan the database picks: each bucket's lowest and
+    # highest point (the earliest step among equal values). A join of the points with
+    # their buckets' extremes was quadratic under PostgreSQL's plan for a freshly written
+    # series (statistics of one row: a nested loop, 6,000 points × 1,000 buckets = 0.68 s)
     """
-    WITH agg AS (
-        SELECT (step - :lo) / :width AS b, MIN(value) AS mn, MAX(value) AS mx
-        FROM metrics WHERE run_id = :run AND key = :key GROUP BY 1
-    )
-    SELECT MIN(m.step) AS step, m.value
-    FROM metrics m JOIN agg ON (m.step - :lo) / :width = agg.b
-    WHERE m.run_id = :run AND m.key = :key AND (m.value = agg.mn OR m.value = agg.mx)
-    GROUP BY agg.b, m.value
-    ORDER BY 1
+    SELECT step, value FROM (
+        SELECT step, value,
+               ROW_NUMBER() OVER (PARTITION BY (step - :lo) / :width
+                                  ORDER BY value ASC, step ASC) AS lowest,
+               ROW_NUMBER() OVER (PARTITION BY (step - :lo) / :width
+                                  ORDER BY value DESC, step ASC) AS highest
+        FROM metrics WHERE run_id = :run AND key = :key
+    ) ranked
+    WHERE lowest = 1 OR highest = 1
+    ORDER BY step
     """
 )
 
