@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,8 +26,9 @@ TRANSPORTS = {"neuroreg (server.broker)": "server.broker:Transport",
 
 
 def measure(transport: str, n: int) -> dict[str, float | bool]:
-    with tempfile.TemporaryDirectory() as folder:
-        options = {"data_folder_in": folder, "data_folder_out": folder}
+    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as control:
+        options = {"data_folder_in": folder, "data_folder_out": folder,
+                   "control_folder": control}
         with Connection("filesystem://", transport=transport,
                         transport_options=options) as conn:
             queue = conn.SimpleQueue("gpu")
@@ -48,8 +50,17 @@ def measure(transport: str, n: int) -> dict[str, float | bool]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=2000)
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # measure this transport, print JSON
     args = ap.parse_args()
-    rows = {name: measure(t, args.messages) for name, t in TRANSPORTS.items()}
+    if args.one:
+        print(json.dumps(measure(args.one, args.messages)))
+        return
+    # each transport in a process of its own: kombu keeps state per process (a second
+    # Connection in one process over new folders routed nothing)
+    rows = {name: json.loads(subprocess.run(
+        [sys.executable, __file__, "--one", t, "--messages", str(args.messages)],
+        check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        for name, t in TRANSPORTS.items()}
     print(f"{args.messages} messages, one process (a worker takes one at a time)")
     print(f"{'transport':<26} {'send/s':>8} {'receive/s':>10}  in order")
     for name, r in rows.items():

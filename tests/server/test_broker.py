@@ -55,7 +55,8 @@ def test_kombus_names_across_the_digit_boundary_keep_their_order(
 
     kombu_own = Celery(broker="filesystem://")
     kombu_own.conf.broker_transport_options = {"data_folder_in": str(copy),
-                                               "data_folder_out": str(copy)}
+                                               "data_folder_out": str(copy),
+                                               "control_folder": str(tmp_path / "control")}
     assert _consume(kombu_own, "filesystem") == [2, 1]  # the bug, in kombu's transport
 
     app.send_task("neuroreg.train", args=[3], queue="gpu")  # queued after the upgrade

@@ -342,3 +342,24 @@ def test_the_schema_documents_what_each_operation_answers(client: TestClient) ->
                     assert ref.endswith("/ErrorDetail"), (method, path, code)
     assert "409" in paths["/api/runs/{run_id}/finish"]["post"]["responses"]
     assert "409" in paths["/api/studies/{run_id}/frontier"]["get"]["responses"]
+
+
+def test_a_foreign_run_under_a_study_does_not_stop_it_fanning_out(api: TestClient) -> None:
+    """A colleague's run attached (before the API refused it) to a study whose task has
+    not run yet: the study still makes its own runs."""
+    import dataclasses
+
+    from ml.study import StudyConfig
+    from server.studies import fan_out
+
+    _member(api, "ada")
+    with session_scope(api.app.state.settings.db_url) as s:
+        owner = s.query(User).filter_by(name="admin").one()
+        stranger = s.query(User).filter_by(name="ada").one()
+        config = dataclasses.asdict(StudyConfig(conditions=("none",), seeds=2))
+        study = create_run(s, owner=owner, kind="study", name="s", config=config)
+        create_run(s, owner=stranger, kind="external", name="x", config={},
+                   parent_id=study.id)
+        made = fan_out(s, study)
+        assert [r.kind for r in made] == ["train", "train"]
+        assert [k.id for k in children(s, study)] == [r.id for r in made]
