@@ -71,7 +71,9 @@ class Channel(filesystem.Channel):
         super().__init__(*args, **kwargs)
         adopt_legacy(self.data_folder_in)
 
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    # kombu's filesystem Channel names the argument ``payload``, its AbstractChannel
+    # ``message``: no signature satisfies both, so this keeps the filesystem one's
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         folder = self.data_folder_out
         name = f"{next_sequence(folder):0{WIDTH}d}_{uuid.uuid4()}.{queue}.msg"
         hidden = os.path.join(folder, f".{name}.part")  # no reader matches it

@@ -110,7 +110,8 @@ class ErrorDetail(BaseModel):
 
 
 _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
-CONFLICT = {409: {"model": ErrorDetail, "description": "Conflicts with the run's state"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorDetail, "description": "Conflicts with the run's state"}}
 """For a route that can answer 409; every other status is documented by StrictRoute."""
 
 

@@ -194,7 +194,7 @@ def test_a_study_fans_out_trains_then_evaluates_and_aggregates(env: Settings, mo
     status, result, _ = _run(env, study_id)
     assert status is RunStatus.succeeded and result == {"runs": 8, "failed": []}
     with session_scope(env.db_url) as s:
-        kids = children(s, study_id)
+        kids = children(s, get_run(s, study_id))
         assert {k.input_run_id for k in kids if k.kind == "evaluate"} == set(trains)
         token = issue_token(s, user=s.query(User).first(), name="t")
         ensure_admin(s)
