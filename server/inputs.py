@@ -19,21 +19,19 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from ml import artifacts
 from ml.data.cifar import ARCHIVES, locate
-from ml.neural.pipeline import target_artifact
 from server import recordings
 from server.settings import Settings
 from server.store.artifacts import get_artifact, resolve
 from server.store.models import Run, RunStatus
 from server.store.runs import NotFound, find_run
 
-MODEL_ARTIFACT = "model.pt"
-
 
 def target_source(target: str) -> str:
     """The similarity run's artifact a train target is read from (``random`` and
     ``cnn-features`` take the neural-model target's stimuli)."""
-    return target_artifact(target if target in ("neural-data", "shuffle") else "neural-model")
+    return artifacts.target(target if target in ("neural-data", "shuffle") else "neural-model")
 
 
 def _succeeded_run(session: Session, run_id: int, kind: str, artifact: str, field: str) -> Run:
@@ -69,7 +67,7 @@ def check_inputs(session: Session, settings: Settings, *, kind: str, config: Any
         if config.train_run is None:
             raise NotFound("an evaluation needs the id of a succeeded train run",
                            field="config.train_run")
-        run = _succeeded_run(session, config.train_run, "train", MODEL_ARTIFACT,
+        run = _succeeded_run(session, config.train_run, "train", artifacts.MODEL,
                              "config.train_run")
         _check_dataset(settings, run.config.get("dataset", "digits32"), "config.train_run")
         return int(config.train_run)
@@ -94,7 +92,7 @@ def check_inputs(session: Session, settings: Settings, *, kind: str, config: Any
         if features.weights is not None:
             recordings.resolve(settings.models, features.weights, "config.features.weights")
         else:
-            _succeeded_run(session, features.run, "train", MODEL_ARTIFACT,
+            _succeeded_run(session, features.run, "train", artifacts.MODEL,
                            "config.features.run")
     return int(config.target_run)
 
@@ -141,5 +139,5 @@ def train_inputs(session: Session, settings: Settings, config: Any) -> dict[str,
             out["network"] = recordings.resolve(settings.models, features.weights,
                                                 "config.features.weights")
         else:
-            out["network"] = artifact_path(session, settings, features.run, MODEL_ARTIFACT)
+            out["network"] = artifact_path(session, settings, features.run, artifacts.MODEL)
     return out

@@ -159,20 +159,22 @@ def _save_s_cnn_overview(config: Any, recorder: Recorder, settings: Any) -> None
     """The dashboard's S_CNN overview of the trained network over its target run's stimuli
     (two network passes here, on the worker's device, instead of on the API's CPU). The
     training is done by then: if this fails, the API computes the overview itself."""
+    from ml import artifacts
     from ml.neural.target import SimilarityTarget
-    from ml.regularize.cnn_features import S_CNN_OVERVIEW, s_cnn_overview_bytes
+    from ml.regularize.cnn_features import s_cnn_overview_bytes
     from ml.runtime import pick_device
-    from server.inputs import MODEL_ARTIFACT, artifact_path
+    from server.inputs import artifact_path
 
     try:
         recorder.progress(1.0, "computing S_CNN over the target's stimuli for the dashboard")
-        model = recorder.load_artifact(MODEL_ARTIFACT)
+        model = recorder.load_artifact(artifacts.MODEL)
         assert model is not None  # train_model has just saved it
         with session_scope(settings.db_url) as s:
-            stimuli = artifact_path(s, settings, config.target_run, "target-neural-model.npz")
+            stimuli = artifact_path(s, settings, config.target_run,
+                                    artifacts.target("neural-model"))
         data = s_cnn_overview_bytes(model, config.taps, SimilarityTarget.load(str(stimuli)),
                                     device=pick_device(config.device))
-        recorder.save_artifact(S_CNN_OVERVIEW, data, "application/x-npz")
+        recorder.save_artifact(artifacts.S_CNN_OVERVIEW, data, "application/x-npz")
     except Exception:  # noqa: BLE001 — a cache for the dashboard; the training stands
         log.warning("no S_CNN overview for this run", exc_info=True)
 
@@ -200,14 +202,15 @@ def similarity(run_id: int) -> dict[str, Any]:
 
 def evaluate_job(config: Any, recorder: Recorder) -> Any:
     """An evaluate run: the train run's model.pt on the test split of its dataset."""
+    from ml import artifacts
     from ml.data import load_dataset
     from ml.evaluate import evaluate_model
     from ml.train.classifier import load_model
-    from server.inputs import MODEL_ARTIFACT, artifact_path
+    from server.inputs import artifact_path
 
     settings = get_settings()
     with session_scope(settings.db_url) as s:
-        path = artifact_path(s, settings, config.train_run, MODEL_ARTIFACT)
+        path = artifact_path(s, settings, config.train_run, artifacts.MODEL)
     model, train_config = load_model(str(path))
     data = load_dataset(train_config.get("dataset", "digits32"), seed=train_config["seed"],
                         root=settings.datasets)

@@ -40,6 +40,10 @@ export async function api(path, options = {}) {
 
 export const getJSON = async (path) => (await api(path)).json();
 
+// the artifact each role is stored under (ml/artifacts.py), asked once: pages never spell them
+let names = null;
+export const artifactNames = () => (names ??= getJSON("/api/artifact-names"));
+
 // Shows the sign-in form until a token works. start() runs at once, beside /api/me, so a
 // page's first requests leave before plotly.js is parsed; a rejected token shows the form.
 export async function withLogin(start) {

@@ -1,6 +1,6 @@
 // Fig. 1 of the paper from a similarity run's figures.json: S_oracle and S_model in one
 // shared clustering order and colour scale, fluctuation histograms, data/model scatter.
-import { api, el } from "./api.js";
+import { api, artifactNames, el } from "./api.js";
 import { chartDiv, chartIn, plot, plotly } from "./figures.js";
 
 const MARGIN = { t: 40, r: 10, b: 40, l: 50 };
@@ -20,8 +20,9 @@ export async function drawSimilarity(runId) {
   for (const [id, title] of PANELS) panel(id, title);
   let fig;
   try {
-    fig = await (await api(`/api/runs/${runId}/artifacts/figures.json`)).json();
-  } catch (err) {  // an older run without figures.json: no empty panels
+    const { figures } = await artifactNames();
+    fig = await (await api(`/api/runs/${runId}/artifacts/${figures}`)).json();
+  } catch (err) {  // an older run without its figures: no empty panels
     for (const [id] of PANELS) document.getElementById(id).remove();
     throw err;
   }

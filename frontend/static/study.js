@@ -6,7 +6,7 @@
 // frontier: each condition through its α in (clean accuracy, robustness), and against None
 // at matched clean accuracy. The paper's reported values can be laid over ours (◇), beside
 // a box saying how this study's setting differs from the paper's.
-import { AuthError, el, fmt, getJSON, when, withLogin } from "./api.js";
+import { artifactNames, AuthError, el, fmt, getJSON, when, withLogin } from "./api.js";
 import { chartIn, plot, plotly } from "./figures.js";
 import { drawMatrix, matrixDiv, matrixViews, withChoice } from "./similarity.js";
 
@@ -467,7 +467,7 @@ async function drawEveryCondition() {
   const host = document.getElementById("study-matrices");
   const shown = runs.map((r, k) => [r, lists[k]]).filter(([, names]) => names.includes("cnn"));
   document.getElementById("sim-run-note").textContent = shown.length ? ""
-    : " no model.pt yet to compute S_CNN from";
+    : ` no ${(await artifactNames()).model} yet to compute S_CNN from`;
   views.every = shown.map(([r]) => matrixDiv(`S_CNN ${label(r.config)}`, host));
   await Promise.all(shown.map(([r, names], k) => {
     const view = matrixViews(r.id, names, r.result || {}).find((v) => v.name === "cnn" && !v.minus);
@@ -484,7 +484,7 @@ async function drawModelMatrices() {
   const names = await getJSON(`/api/runs/${id}/matrices`);
   const host = document.getElementById("study-matrices");
   document.getElementById("sim-run-note").textContent = names.length ? ""
-    : ` run #${id} has no model.pt to compute S_CNN from`;
+    : ` run #${id} has no ${(await artifactNames()).model} to compute S_CNN from`;
   const want = matrixViews(id, names, (run && run.result) || {}).filter((v) =>
     v.name === "cnn" || v.minus === "target" || (!names.includes("cnn") && v.name === "cnn-0"));
   clearModelViews();

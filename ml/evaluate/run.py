@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from annotated_types import Ge, Le
 
+from ml import artifacts
 from ml._validate import validate_config
 from ml.evaluate.attacks import NORMS, schedule
 from ml.evaluate.minimal import MinimalResult, minimal_perturbations
@@ -135,7 +136,7 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
     np.savez_compressed(buf, **arrays)
     recorder.save_artifact("samples.csv", res.table_csv().encode(), "text/csv")
     recorder.save_artifact("minimal.csv", _minimal_csv(res, config.norms).encode(), "text/csv")
-    recorder.save_artifact("adversarials.npz", buf.getvalue(), "application/x-npz")
+    recorder.save_artifact(artifacts.ADVERSARIALS, buf.getvalue(), "application/x-npz")
     prov = {**res.provenance, "config": asdict(config), "sample_ids": res.ids.tolist()}
     recorder.save_artifact("provenance.json", json.dumps(prov, indent=1).encode(),
                            "application/json")

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from annotated_types import Ge, Le
 
+from ml import artifacts
 from ml._validate import validate_config
 from ml.neural import estimators as est
 from ml.neural.figures import cluster_order, histogram, ordered, subsample
@@ -22,11 +23,6 @@ from ml.neural.scan import Scan
 from ml.neural.simulate import SimulatedRecording, SimulationConfig, simulate
 from ml.neural.target import SimilarityTarget, average_factors, pair_similarity, shuffled
 from ml.recorder import Cancelled, MemoryRecorder, Recorder
-
-
-def target_artifact(kind: str) -> str:
-    """Artifact name under which a similarity run stores a target."""
-    return f"target-{kind}.npz"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,7 +83,7 @@ class SimilarityResult:
         """Small JSON for the run's result: scores and where each target is stored."""
         return {
             "scores": self.scores,
-            "targets": {k: target_artifact(k) for k in self.targets},
+            "targets": {k: artifacts.target(k) for k in self.targets},
             "target_images": {k: len(t) for k, t in self.targets.items()},
             "scans": [a.name for a in self.scans],
         }
@@ -261,8 +257,8 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
     rec.log_metrics(scores, step=0)
     rec.progress(0.9, "saving targets")
     for kind, target in targets.items():
-        rec.save_artifact(target_artifact(kind), target.to_bytes(), "application/x-npz")
-    rec.save_artifact("figures.json", json.dumps(figures).encode(), "application/json")
+        rec.save_artifact(artifacts.target(kind), target.to_bytes(), "application/x-npz")
+    rec.save_artifact(artifacts.FIGURES, json.dumps(figures).encode(), "application/json")
     rec.save_artifact("predictor.pt", _predictor_bytes(fit, config), "application/octet-stream")
     rec.save_artifact("config.json", json.dumps(asdict(config)).encode(), "application/json")
     rec.progress(1.0, "done")

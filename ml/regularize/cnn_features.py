@@ -222,9 +222,6 @@ def cnn_features_target(extract: Extractor,
     return SimilarityTarget("cnn-features", f, stimuli.image_ids, stimuli.images, info)
 
 
-S_CNN_OVERVIEW = "s-cnn-overview.npz"
-
-
 def s_cnn_overview_bytes(source: str | Path | bytes, taps: Sequence[int] | None,
                          stimuli: SimilarityTarget, *, size: int = 200,
                          device: torch.device | str = "cpu") -> bytes:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from annotated_types import Ge, Gt, Le, Lt
 
 from ml._validate import validate_config
+from ml.artifacts import CHECKPOINT, MODEL
 from ml.data import load_dataset
 from ml.models import TappedBackbone, build_backbone, resolve_taps
 from ml.neural.target import SimilarityTarget
@@ -41,7 +42,6 @@ from ml.runtime import deterministic_mode, environment_info, pick_device
 from ml.train.classifier import checkpoint_bytes, evaluate
 from ml.train.pathway import StimulusNorm, StimulusPathway
 
-CHECKPOINT = "checkpoint.pt"
 _SYNC_EVERY = 25  # steps whose metrics are fetched from the device in one transfer
 
 
@@ -369,7 +369,7 @@ def train_model(config: TrainConfig, recorder: Recorder,
                     test_acc=test_acc, test_loss=test_loss, sim_r=sim_r,
                     sim_r_taps=sim_r_taps),
                     "application/octet-stream")
-        recorder.save_artifact("model.pt", checkpoint_bytes(
+        recorder.save_artifact(MODEL, checkpoint_bytes(
             model, config, step=step, head=head.state_dict(), layers=layers,
             stimulus_bn=pathway.state_dict(),
             environment=environment_info(device)), "application/octet-stream")

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import HTTPException, Query, status
 
+from ml import artifacts
 from ml.neural.overview import (
     block,
     extreme_pairs,
@@ -21,9 +22,8 @@ from ml.neural.overview import (
     pooled,
 )
 from ml.neural.target import SimilarityTarget
-from ml.regularize.cnn_features import S_CNN_OVERVIEW, load_s_cnn_overview, tap_features
+from ml.regularize.cnn_features import load_s_cnn_overview, tap_features
 from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
-from server.inputs import MODEL_ARTIFACT
 from server.store.artifacts import get_artifact, list_artifacts, resolve
 from server.strict import CONFLICT, api_router, invalid
 
@@ -49,13 +49,16 @@ def _file(session: Any, settings: Any, run_id: int, name: str) -> tuple[str, flo
 
 def _target(session: Any, settings: Any, run_id: int, name: str
             ) -> tuple[SimilarityTarget, np.ndarray]:
-    return _load(*_file(session, settings, run_id, f"target-{name}.npz"))
+    return _load(*_file(session, settings, run_id, artifacts.target(name)))
 
 
 def _order(session: Any, settings: Any, run_id: int) -> np.ndarray:
     """One order for every target of the run: the neural-model target's, when present."""
-    names = [a.name for a in list_artifacts(session, run_id) if a.name.startswith("target-")]
-    ref = "neural-model" if "target-neural-model.npz" in names else names[0][7:-4]
+    kinds = [k for a in list_artifacts(session, run_id)
+             if (k := artifacts.target_kind(a.name)) is not None]
+    if not kinds:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no targets")
+    ref = "neural-model" if "neural-model" in kinds else kinds[0]
     return _target(session, settings, run_id, ref)[1]
 
 
@@ -66,13 +69,13 @@ def _cnn_overviews(session: Any, settings: Any, run_id: int, model: tuple[str, f
                    taps: tuple[int, ...], stimuli: str, size: int
                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The overview (and features' mean) of every tap of the run's network over the
-    target's stimuli, in the target's order: the worker's (``s-cnn-overview.npz``, made
+    target's stimuli, in the target's order: the worker's (:data:`ml.artifacts.S_CNN_OVERVIEW`, made
     when training ended) when it has this size, else computed here once per (model,
     size) — the requests of one page wait for the first instead of each running the
     network."""
-    if get_artifact(session, run_id, S_CNN_OVERVIEW) is not None:
+    if get_artifact(session, run_id, artifacts.S_CNN_OVERVIEW) is not None:
         stored_taps, n, views = _stored_overviews(*_file(session, settings, run_id,
-                                                         S_CNN_OVERVIEW))
+                                                         artifacts.S_CNN_OVERVIEW))
         if len(stored_taps) == len(taps) and len(views[0][1]) - 1 == min(size, n):
             return views
     with _CNN_LOCK:
@@ -101,9 +104,9 @@ def _tap_features(path: str, mtime: float, taps: tuple[int, ...], target_path: s
 
 def _train_views(session: Any, run: Any) -> tuple[int, str, tuple[int, ...]]:
     """A train run's target run, the target it was trained toward, and its taps."""
-    if run.input_run_id is None or get_artifact(session, run.id, MODEL_ARTIFACT) is None:
+    if run.input_run_id is None or get_artifact(session, run.id, artifacts.MODEL) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"run {run.id} has no model.pt and target run to compare")
+                            f"run {run.id} has no {artifacts.MODEL} and target run to compare")
     target = run.config.get("target", "none")
     name = target if target in ("neural-model", "neural-data", "shuffle") else "neural-model"
     taps = run.config.get("taps") or range(len((run.result or {}).get("layers", [])) or 5)
@@ -123,8 +126,8 @@ def names(run_id: RunId, session: SessionDep, settings: SettingsDep, _: CurrentU
             return []
         mixed = len((run.result or {}).get("gamma") or []) == n_taps
         return ["target", *(["cnn"] if mixed else []), *(f"cnn-{k}" for k in range(n_taps))]
-    return [a.name[7:-4] for a in list_artifacts(session, run_id)
-            if a.name.startswith("target-") and a.name.endswith(".npz")]
+    return [k for a in list_artifacts(session, run_id)
+            if (k := artifacts.target_kind(a.name)) is not None]
 
 
 @lru_cache(maxsize=8)
@@ -149,7 +152,7 @@ def pairs(run_id: RunId, name: str, session: SessionDep, settings: SettingsDep, 
     """The paper's Fig. 2 from a similarity run's target: the ``k`` most and least similar
     pairs of distinct stimuli over all i < j, with their images (grey levels 0–255)."""
     run_or_404(session, run_id)
-    return _pairs(*_file(session, settings, run_id, f"target-{name}.npz"), k)
+    return _pairs(*_file(session, settings, run_id, artifacts.target(name)), k)
 
 
 @router.get("/{name}", responses=CONFLICT)
@@ -244,8 +247,8 @@ def _train_matrix(session: Any, settings: Any, run: Any, name: str, size: int,
         return _target_matrix(session, settings, target_run, target_name, size, rows, cols,
                               None)
     weights = _cnn_weights(run, name, len(taps))
-    model = _file(session, settings, run.id, MODEL_ARTIFACT)
-    stimuli = _file(session, settings, target_run, "target-neural-model.npz")
+    model = _file(session, settings, run.id, artifacts.MODEL)
+    stimuli = _file(session, settings, target_run, artifacts.target("neural-model"))
     order = _load(*stimuli)[1]  # the stimuli and order of every view of this run
     n = len(order)
     target = _target(session, settings, target_run, target_name)[0] if minus else None

@@ -1,9 +1,11 @@
-"""Health (the one unauthenticated route) and the current user."""
+"""Health (the one unauthenticated route), the current user, and the names of the
+artifacts runs store."""
 
 from __future__ import annotations
 
 from sqlalchemy import text
 
+from ml import artifacts
 from server.deps import CurrentUser, SessionDep
 from server.schemas import UserPublic
 from server.strict import api_router
@@ -20,3 +22,11 @@ def health(session: SessionDep) -> dict[str, str]:
 @router.get("/me")
 def me(user: CurrentUser) -> UserPublic:
     return UserPublic.model_validate(user)
+
+
+@router.get("/artifact-names")
+def artifact_names(_: CurrentUser) -> dict[str, str]:
+    """The artifact each role is stored under (``model``: a train run's network,
+    ``figures``: a similarity run's Fig. 1 panels, …), from :mod:`ml.artifacts`: pages ask
+    here instead of spelling names."""
+    return artifacts.public()

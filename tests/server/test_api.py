@@ -217,3 +217,13 @@ def test_all_series_in_one_request_reduced_like_one(client: TestClient) -> None:
     res = client.get(f"/api/runs/{run['id']}/series", params={"key": ["acc", "nope"]})
     assert res.status_code == 404 and "'nope'" in res.json()["detail"]
     assert client.get("/api/runs/9999/series").status_code == 404
+
+
+def test_pages_get_artifact_names_from_the_api(client: TestClient) -> None:
+    from ml import artifacts
+
+    names = client.get("/api/artifact-names").json()
+    assert names == artifacts.public() and names["model"] == artifacts.MODEL
+    assert artifacts.target_kind(artifacts.target("neural-data")) == "neural-data"
+    assert artifacts.target_kind(names["model"]) is None
+    assert artifacts.target_kind("target-.npz") is None

@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
+from ml import artifacts
 from ml.neural.io import save_npz
-from ml.neural.pipeline import SimilarityConfig, run_similarity, target_artifact
+from ml.neural.pipeline import SimilarityConfig, run_similarity
 from ml.neural.predictor import PredictorConfig
 from ml.neural.simulate import SimulationConfig, simulate
 from ml.neural.target import SimilarityTarget
@@ -37,13 +38,13 @@ def test_scores_cover_fig1_and_denoising(result):
 def test_targets_are_stored_and_describe_the_non_oracle_images(result):
     res, rec = result
     for kind in ("neural-model", "neural-data", "shuffle"):
-        data, media = rec.artifacts[target_artifact(kind)]
+        data, media = rec.artifacts[artifacts.target(kind)]
         target = SimilarityTarget.load(data)
         assert target.kind == kind and len(target) == 112
         s = target.matrix()
         np.testing.assert_allclose(np.diag(s), 1.0, atol=1e-4)
         assert target.images.shape == (112, 1, 36, 64)
-    model = SimilarityTarget.load(rec.artifacts[target_artifact("neural-model")][0])
+    model = SimilarityTarget.load(rec.artifacts[artifacts.target("neural-model")][0])
     oracle = set(simulate(TINY_SIM).oracle_ids.tolist())
     assert not oracle & set(model.image_ids.tolist())
     assert model.factor.shape[1] == 48  # two scans' neurons side by side (Eq. 6 mean)
