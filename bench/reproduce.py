@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ml import presets  # noqa: E402
 from ml.evaluate.measures import CLEAN  # noqa: E402
 from ml.frontier import frontier  # noqa: E402
+from ml.regularize.targets import FROM_SIMILARITY_RUN, REGISTRY  # noqa: E402
 from ml.study import paired_difference  # noqa: E402
 from ml.train.pathway import STIMULUS_NORMS  # noqa: E402
 from ml.train.summary import mean_sem  # noqa: E402
@@ -67,7 +68,6 @@ goes) — which layers' constraint costs the perturbation medians."""
 
 def _key(row: dict[str, Any]) -> str:
     return json.dumps({k: row[k] for k in KEY if k in row}, sort_keys=True)
-SOURCE = {"random": "neural-model"}  # Random is built over the Neural (model) stimuli
 _TARGETS: dict[str, Any] = {}
 
 
@@ -77,7 +77,7 @@ def _init(target_dir: str) -> None:
     torch.set_num_threads(1)  # one process per core
     from ml.neural.target import SimilarityTarget
 
-    for kind in ("neural-model", "neural-data", "shuffle"):
+    for kind in FROM_SIMILARITY_RUN:
         _TARGETS[kind] = SimilarityTarget.load(os.path.join(target_dir, f"{kind}.npz"))
 
 
@@ -91,7 +91,8 @@ def _cell(spec: dict[str, Any]) -> dict[str, Any]:
 
     start = time.perf_counter()
     cfg = TrainConfig(**spec["train"])
-    target = None if cfg.target == "none" else _TARGETS[SOURCE.get(cfg.target, cfg.target)]
+    source = REGISTRY[cfg.target].source  # Random: built over the Neural (model) stimuli
+    target = None if source is None else _TARGETS[source]
     rec = MemoryRecorder()
     row = {**spec["key"]}
     try:

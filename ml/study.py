@@ -22,7 +22,7 @@ from scipy import stats  # at import: the first study page would wait ~0.5 s for
 from ml._validate import validate_config
 from ml.evaluate.measures import MEASURES, read_measures
 from ml.evaluate.run import EvaluateConfig
-from ml.regularize.targets import TARGETS
+from ml.regularize.targets import REGISTRY, TARGETS
 from ml.train import FeatureSource, TrainConfig
 
 PAPER_CONDITIONS = ("none", "shuffle", "cnn-features", "neural-data", "neural-model")
@@ -70,7 +70,7 @@ class StudyConfig:
         if not self.alphas or any(isinstance(a, bool) or not isinstance(a, int | float)
                                   or not math.isfinite(a) or a <= 0 for a in self.alphas):
             raise ValueError(f"alphas: need one or more finite α > 0, got {list(self.alphas)}")
-        if "cnn-features" in self.conditions and self.features is None:
+        if any(REGISTRY[c].needs_network for c in self.conditions) and self.features is None:
             raise ValueError("features: the cnn-features condition needs features "
                              "(weights or run)")
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from ml import artifacts
 from ml.data.cifar import ARCHIVES, locate
+from ml.regularize.targets import REGISTRY
 from server import recordings
 from server.settings import Settings
 from server.store.artifacts import get_artifact, resolve
@@ -29,9 +30,9 @@ from server.store.runs import NotFound, find_run
 
 
 def target_source(target: str) -> str:
-    """The similarity run's artifact a train target is read from (``random`` and
-    ``cnn-features`` take the neural-model target's stimuli)."""
-    return artifacts.target(target if target in ("neural-data", "shuffle") else "neural-model")
+    """The similarity run's artifact a train target is read from (its registry entry's
+    ``source``: ``random`` and ``cnn-features`` take the neural-model target's stimuli)."""
+    return artifacts.target(REGISTRY[target].source or "neural-model")
 
 
 def _succeeded_run(session: Session, run_id: int, kind: str, artifact: str, field: str) -> Run:
@@ -83,7 +84,7 @@ def check_inputs(session: Session, settings: Settings, *, kind: str, config: Any
                        field="config.target_run")
     _succeeded_run(session, config.target_run, "similarity", target_source(config.target),
                    "config.target_run")
-    if config.target == "cnn-features":
+    if REGISTRY[config.target].needs_network:
         features = config.features
         if features is None or (features.weights is None and features.run is None):
             raise NotFound("cnn-features needs features.weights (a file under "
@@ -133,7 +134,7 @@ def train_inputs(session: Session, settings: Settings, config: Any) -> dict[str,
         return out
     out["target"] = artifact_path(session, settings, config.target_run,
                                   target_source(config.target))
-    if config.target == "cnn-features":
+    if REGISTRY[config.target].needs_network:
         features = config.features
         if features.weights is not None:
             out["network"] = recordings.resolve(settings.models, features.weights,

@@ -133,22 +133,22 @@ def _advance_study(run_id: int) -> None:
 def train_job(config: Any, recorder: Recorder) -> Any:
     """A train run: load its target (and cnn-features network) from the store, train."""
     from ml.neural.target import SimilarityTarget
+    from ml.regularize.targets import Network, resolve_target
+    from ml.runtime import pick_device
     from ml.train import train_model
     from server.inputs import train_inputs
 
     settings = get_settings()
     with session_scope(settings.db_url) as s:
         paths = train_inputs(s, settings, config)
-    target = SimilarityTarget.load(str(paths["target"])) if "target" in paths else None
+    source = SimilarityTarget.load(str(paths["target"])) if "target" in paths else None
+    network = None
     if "network" in paths:
-        assert target is not None  # cnn-features reads its stimuli from the target run
-        from ml.regularize.cnn_features import cnn_features_target, load_feature_network
-        from ml.runtime import pick_device
-
         recorder.progress(0.0, "computing the cnn-features target")
-        extract, info = load_feature_network(paths["network"], config.features.layer)
-        target = cnn_features_target(extract, target, device=pick_device(config.device),
-                                     meta={**info, "stimuli_run": config.target_run})
+        network = Network(paths["network"], config.features.layer,
+                          {"stimuli_run": config.target_run})
+    target = resolve_target(config.target, source, seed=config.seed, network=network,
+                            device=pick_device(config.device))
     result = train_model(config, recorder, target, data_root=settings.datasets)
     if config.target_run is not None:
         _save_s_cnn_overview(config, recorder, settings)

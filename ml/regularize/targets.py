@@ -1,21 +1,121 @@
 """Regularization targets by name: where S_target for a batch of stimuli comes from.
 
 A target is a :class:`~ml.neural.target.SimilarityTarget` (unit-vector factor over a
-stimulus set, S = F Fᵀ). ``neural-model``, ``neural-data`` and ``shuffle`` are stored by a
-``similarity`` run; ``random`` is built here over the same stimuli; ``none`` means α = 0.
-(``cnn-features`` — another network's layer, the paper's VGG19 conv3_1 — comes with the
-training job, which owns checkpoints.)
+stimulus set, S = F Fᵀ). :data:`REGISTRY` is the one home of what each name means: which
+of a similarity run's stored targets it is built over (``source``; its artifact is
+:func:`ml.artifacts.target` of it), whether it needs a network (``cnn-features``: another
+network's layer, the paper's VGG19 conv3_1), and how it is built from that source
+(:func:`resolve_target`). ``none`` means α = 0. The config type (:data:`TargetName`), the
+API's input checks, the worker, the matrices route and studies all read it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from ml.neural.estimators import unit_vectors
 from ml.neural.target import SimilarityTarget
 
-FROM_SIMILARITY_RUN = ("neural-model", "neural-data", "shuffle")
-TARGETS = ("none", *FROM_SIMILARITY_RUN, "random", "cnn-features")
+TargetName = Literal["none", "neural-model", "neural-data", "shuffle", "random", "cnn-features"]
+"""The names, for config types (a test keeps it equal to the registry's keys)."""
+
+
+@dataclass(frozen=True)
+class Network:
+    """What ``cnn-features`` computes its S from: a network's file and layer."""
+
+    source: str | Path | bytes
+    layer: str
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A target kind.
+
+    Attributes:
+        name: its config name.
+        source: the similarity run's stored target it is built over (its stimuli, and for
+            the stored kinds the target itself); None for ``none``.
+        needs_network: built from a network's features (``cnn-features``).
+        build: (source target, seed, network) → the target; None for ``none``.
+        summary: one line for docs and errors.
+    """
+
+    name: str
+    source: str | None
+    needs_network: bool
+    build: Callable[[SimilarityTarget | None, int, Network | None, Any], SimilarityTarget | None]
+    summary: str
+
+
+def _stored(source: SimilarityTarget | None, seed: int, network: Network | None,
+            device: Any) -> SimilarityTarget | None:
+    return source
+
+
+def _none(source: SimilarityTarget | None, seed: int, network: Network | None,
+          device: Any) -> SimilarityTarget | None:
+    return None
+
+
+def _random(source: SimilarityTarget | None, seed: int, network: Network | None,
+            device: Any) -> SimilarityTarget:
+    assert source is not None
+    return random_target(source, seed=seed)
+
+
+def _cnn_features(source: SimilarityTarget | None, seed: int, network: Network | None,
+                  device: Any) -> SimilarityTarget:
+    from ml.regularize.cnn_features import cnn_features_target, load_feature_network
+
+    if network is None:
+        raise ValueError("features: the cnn-features target needs a network (weights or run)")
+    assert source is not None
+    extract, info = load_feature_network(network.source, network.layer)
+    return cnn_features_target(extract, source, device=device or "cpu",
+                               meta={**info, **network.meta})
+
+
+REGISTRY: dict[str, TargetSpec] = {spec.name: spec for spec in (
+    TargetSpec("none", None, False, _none, "no regularization (α unused)"),
+    TargetSpec("neural-model", "neural-model", False, _stored,
+               "S_model: the predictive model's similarity, averaged over scans (Eq. 6)"),
+    TargetSpec("neural-data", "neural-data", False, _stored,
+               "S_data: the recorded responses' similarity (Eq. 2)"),
+    TargetSpec("shuffle", "shuffle", False, _stored,
+               "S_model with its stimuli shuffled (the paper's control)"),
+    TargetSpec("random", "neural-model", False, _random,
+               "Gaussian unit vectors over the neural-model target's stimuli"),
+    TargetSpec("cnn-features", "neural-model", True, _cnn_features,
+               "another network's layer over the neural-model target's stimuli (VGG19 "
+               "conv3_1 in the paper)"),
+)}
+TARGETS = tuple(REGISTRY)
+FROM_SIMILARITY_RUN = tuple(n for n, s in REGISTRY.items() if s.build is _stored)
+assert TARGETS == get_args(TargetName), "TargetName and REGISTRY name the same targets"
+
+
+def resolve_target(name: str, source: SimilarityTarget | None, *, seed: int,
+                   network: Network | None = None, device: Any = None
+                   ) -> SimilarityTarget | None:
+    """The target ``name`` over ``source`` (the similarity run's ``REGISTRY[name].source``
+    target); a ``source`` that already is a ``name`` target comes back as it is."""
+    check_target(name)
+    spec = REGISTRY[name]
+    if spec.source is None:
+        return None
+    if source is None:
+        raise ValueError(f"target: {name!r} needs a target (the stimuli and S of a "
+                         "similarity run)")
+    if source.kind == name and spec.build is not _stored:
+        return source  # resolved already (the worker builds cnn-features before training)
+    return spec.build(source, seed, network, device)
 
 
 def random_target(like: SimilarityTarget, *, seed: int, dim: int | None = None) -> SimilarityTarget:

@@ -37,7 +37,7 @@ from ml.models import TappedBackbone, build_backbone, resolve_taps
 from ml.neural.target import SimilarityTarget
 from ml.recorder import Cancelled, Recorder
 from ml.regularize import SimilarityHead, all_pairs, paper_pairs, similarity_loss
-from ml.regularize.targets import check_target, random_target
+from ml.regularize.targets import TargetName, check_target, resolve_target
 from ml.runtime import deterministic_mode, environment_info, pick_device
 from ml.train.classifier import checkpoint_bytes, evaluate
 from ml.train.pathway import StimulusNorm, StimulusPathway
@@ -87,8 +87,7 @@ class TrainConfig:
     backbone: Literal["small_cnn", "resnet18", "resnet34"] = "resnet18"
     width: Annotated[int, Ge(4), Le(512)] = 64
     taps: tuple[int, ...] | None = None  # indices into feature_info; None = every tap
-    target: Literal["none", "neural-model", "neural-data", "shuffle", "random",
-                    "cnn-features"] = "none"
+    target: TargetName = "none"
     target_run: Annotated[int, Ge(1)] | None = None
     features: FeatureSource | None = None
     alpha: Annotated[float, Ge(0.0), Le(1e4)] = 20.0
@@ -216,8 +215,10 @@ def train_model(config: TrainConfig, recorder: Recorder,
             ``gamma/<k>``; per epoch ``test_acc``, ``test_loss``, ``sim_r`` (r(S_CNN,
             S_target) on held-out stimuli) and ``sim_r/<k>`` (the same for tap k's S_k
             alone); checkpoints and ``model.pt``.
-        target: the target over the neural stimuli; required unless ``config.target`` is
-            ``none``; ``random`` builds its matrix over these stimuli.
+        target: the target over the neural stimuli, or the similarity run's target it is
+            built from (:func:`ml.regularize.targets.resolve_target`: ``random`` builds
+            its matrix over these stimuli); required unless ``config.target`` is
+            ``none``; ``cnn-features`` must come resolved (it needs its network).
         data_root: where file-backed datasets (CIFAR) live.
 
     Raises:
@@ -225,14 +226,7 @@ def train_model(config: TrainConfig, recorder: Recorder,
         Cancelled: when ``recorder.should_stop()`` turns true.
         FloatingPointError: when the loss becomes non-finite.
     """
-    if config.target != "none" and target is None:
-        raise ValueError(f"target: {config.target!r} needs a target (the stimuli and S of "
-                         "a similarity run)")
-    if config.target == "none":
-        target = None
-    elif config.target == "random":
-        assert target is not None
-        target = random_target(target, seed=config.seed)
+    target = resolve_target(config.target, target, seed=config.seed)
     start = time.perf_counter()
     device = pick_device(config.device)
     autocast, scaler = _autocast(device, config.precision)

@@ -23,6 +23,7 @@ from ml.neural.overview import (
 )
 from ml.neural.target import SimilarityTarget
 from ml.regularize.cnn_features import load_s_cnn_overview, tap_features
+from ml.regularize.targets import REGISTRY
 from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
 from server.store.artifacts import get_artifact, list_artifacts, resolve
 from server.strict import CONFLICT, api_router, invalid
@@ -108,7 +109,8 @@ def _train_views(session: Any, run: Any) -> tuple[int, str, tuple[int, ...]]:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"run {run.id} has no {artifacts.MODEL} and target run to compare")
     target = run.config.get("target", "none")
-    name = target if target in ("neural-model", "neural-data", "shuffle") else "neural-model"
+    spec = REGISTRY.get(target)
+    name = (spec.source if spec is not None else None) or "neural-model"
     taps = run.config.get("taps") or range(len((run.result or {}).get("layers", [])) or 5)
     return run.input_run_id, name, tuple(int(t) for t in taps)
 
