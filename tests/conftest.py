@@ -6,6 +6,7 @@ reachable. With CI=true an unreachable one fails the run instead of skipping.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -108,12 +109,19 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
 
 
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    """An API client authenticated as the first admin (embedded default)."""
+@contextlib.contextmanager
+def admin_client(settings: Settings) -> Iterator[TestClient]:
+    """An API client on ``settings``, authenticated as the first admin."""
     app = create_app(settings)
     with session_scope(settings.db_url) as s:
         token = ensure_admin(s)
     with TestClient(app, raise_server_exceptions=False) as c:
         c.headers["Authorization"] = f"Bearer {token}"
+        yield c
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """An API client authenticated as the first admin (embedded default)."""
+    with admin_client(settings) as c:
         yield c

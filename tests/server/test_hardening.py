@@ -22,17 +22,13 @@ from server.store.models import MAX_ID, Run, RunStatus, User
 from server.store.runs import create_run, finish_run
 from server.store.users import ensure_admin
 from server.studies import advance, children
+from tests.conftest import admin_client
 
 
 @pytest.fixture
 def api(make_settings: Callable[..., Settings], db_url: str) -> Iterator[TestClient]:
     """An admin's client on each backend (``db_url`` is SQLite, then PostgreSQL)."""
-    settings = make_settings(database_url=db_url)
-    app = create_app(settings)
-    with session_scope(settings.db_url) as s:
-        token = ensure_admin(s)
-    with TestClient(app, raise_server_exceptions=False) as c:
-        c.headers["Authorization"] = f"Bearer {token}"
+    with admin_client(make_settings(database_url=db_url)) as c:
         yield c
 
 
