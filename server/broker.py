@@ -29,6 +29,7 @@ import time
 import uuid
 from typing import Any
 
+from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.utils.json import dumps
 
@@ -68,7 +69,7 @@ def adopt_legacy(folder: str) -> int:
 
 class Channel(filesystem.Channel):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
         adopt_legacy(self.data_folder_in)
 
     # kombu's filesystem Channel names the argument ``payload``, its AbstractChannel
@@ -79,12 +80,13 @@ class Channel(filesystem.Channel):
         hidden = os.path.join(folder, f".{name}.part")  # no reader matches it
         try:
             with open(hidden, "wb") as f:
-                f.write(dumps(payload).encode())
+                # kombu's JSON (its encoder takes what Celery's headers may hold)
+                f.write(dumps(payload).encode())  # type: ignore[no-untyped-call]
             os.replace(hidden, os.path.join(folder, name))  # whole, or not at all
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(hidden)
-            raise filesystem.ChannelError(f"Cannot add {name!r} to {folder}") from exc
+            raise ChannelError(f"Cannot add {name!r} to {folder}") from exc
 
 
 class Transport(filesystem.Transport):

@@ -298,7 +298,7 @@ def wait_for(client: httpx.Client, run_id: int, *, poll: float = 1.0) -> dict[st
         if run["status"] in ("succeeded", "failed", "cancelled"):
             if tty:
                 sys.stderr.write("\n")
-            return run
+            return dict(run)
         time.sleep(poll)
 
 

@@ -116,7 +116,7 @@ def _check_study(session: Session, settings: Settings, config: Any) -> int | Non
             if field.split(".")[0] not in own:
                 field = f"train.{field}"
             raise NotFound(exc.message, field=f"config.{field}") from None
-    return config.target_run
+    return None if config.target_run is None else int(config.target_run)
 
 
 def artifact_path(session: Session, settings: Settings, run_id: int, name: str) -> Path:

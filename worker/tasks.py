@@ -18,7 +18,7 @@ from server.settings import get_settings
 from server.store.db import session_scope
 from server.store.models import RunStatus
 from server.store.runs import beat, finish_run, get_run, start_run
-from worker.app import celery_app
+from worker.app import celery_app, task
 from worker.recorder import SqlRecorder
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def _save_s_cnn_overview(config: Any, recorder: Recorder, settings: Any) -> None
         log.warning("no S_CNN overview for this run", exc_info=True)
 
 
-@celery_app.task(name="neuroreg.train")
+@task("neuroreg.train")
 def train(run_id: int) -> dict[str, Any]:
     return execute(run_id, train_job)
 
@@ -195,7 +195,7 @@ def similarity_job(config: Any, recorder: Recorder) -> dict[str, Any]:
     return run_similarity(config, recorder).summary()
 
 
-@celery_app.task(name="neuroreg.similarity")
+@task("neuroreg.similarity")
 def similarity(run_id: int) -> dict[str, Any]:
     return execute(run_id, similarity_job)
 
@@ -218,12 +218,12 @@ def evaluate_job(config: Any, recorder: Recorder) -> Any:
                           num_classes=data.num_classes)
 
 
-@celery_app.task(name="neuroreg.evaluate")
+@task("neuroreg.evaluate")
 def evaluate(run_id: int) -> dict[str, Any]:
     return execute(run_id, evaluate_job)
 
 
-@celery_app.task(name="neuroreg.study")
+@task("neuroreg.study")
 def study(run_id: int) -> dict[str, Any]:
     """Fan a study out into its train runs; it finishes when its last child does."""
     from server.studies import fan_out

@@ -78,7 +78,7 @@ def _cnn_overviews(session: Any, settings: Any, run_id: int, model: tuple[str, f
         stored_taps, n, views = _stored_overviews(*_file(session, settings, run_id,
                                                          artifacts.S_CNN_OVERVIEW))
         if len(stored_taps) == len(taps) and len(views[0][1]) - 1 == min(size, n):
-            return views
+            return list(views)
     with _CNN_LOCK:
         return _cnn_overviews_cached(*model, taps, stimuli, size)
 
@@ -138,8 +138,9 @@ def _pairs(path: str, mtime: float, k: int) -> dict[str, Any]:
     found = extreme_pairs(target.factor, k)
 
     def image(i: int) -> list[list[int]]:
-        return np.round(np.asarray(target.images[i, 0], np.float64) * 255).astype(
-            np.uint8).tolist()  # type: ignore[no-any-return]
+        pixels: list[list[int]] = np.round(
+            np.asarray(target.images[i, 0], np.float64) * 255).astype(np.uint8).tolist()
+        return pixels
 
     return {"n": len(target), **{side: [
         {"i": i, "j": j, "s": round(s, 4),

@@ -10,6 +10,7 @@ Revises: 0003
 """
 
 import json
+from typing import Any
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -24,7 +25,7 @@ runs = sa.table("runs", sa.column("id", sa.Integer), sa.column("kind", sa.String
                 sa.column("config", sa.JSON))
 
 
-def _with_shared(config: dict) -> dict | None:
+def _with_shared(config: dict[str, Any]) -> dict[str, Any] | None:
     if "stimulus_norm" not in config and "alpha" in config and "dataset" in config:
         return {**config, "stimulus_norm": "shared"}  # a train config
     train = config.get("train")
@@ -33,7 +34,7 @@ def _with_shared(config: dict) -> dict | None:
     return None
 
 
-def _rewrite(change: Callable[[dict], dict | None]) -> None:
+def _rewrite(change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
     """Store ``change(config)`` for every train and study run it returns a config for."""
     bind = op.get_bind()
     rows = bind.execute(sa.select(runs.c.id, runs.c.config).where(
@@ -46,7 +47,7 @@ def _rewrite(change: Callable[[dict], dict | None]) -> None:
             bind.execute(runs.update().where(runs.c.id == run_id).values(config=new))
 
 
-def _without_field(config: dict) -> dict:
+def _without_field(config: dict[str, Any]) -> dict[str, Any]:
     new = {k: v for k, v in config.items() if k != "stimulus_norm"}
     if isinstance(new.get("train"), dict):
         new["train"] = {k: v for k, v in new["train"].items() if k != "stimulus_norm"}
