@@ -212,7 +212,7 @@ def evaluate_job(config: Any, recorder: Recorder) -> Any:
     with session_scope(settings.db_url) as s:
         path = artifact_path(s, settings, config.train_run, artifacts.MODEL)
     model, train_config = load_model(str(path))
-    data = load_dataset(train_config.get("dataset", "digits32"), seed=train_config["seed"],
+    data = load_dataset(train_config.dataset, seed=train_config.seed,
                         root=settings.datasets)
     return evaluate_model(config, recorder, model, data.test_images, data.test_labels,
                           num_classes=data.num_classes)

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ml.data.registry import ImageDataset
+from ml.data.dataset import ImageDataset
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ml.data.registry import ImageDataset
+from ml.data.dataset import ImageDataset
 
 
 def load_digits32(*, seed: int = 0, test_fraction: float = 0.2) -> ImageDataset:

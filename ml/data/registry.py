@@ -8,30 +8,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-
-@dataclass(frozen=True)
-class ImageDataset:
-    """A labelled image classification split pair.
-
-    Images are float32 in [0, 1], shape (N, 1, H, W); labels int64, shape (N,).
-    """
-
-    name: str
-    train_images: torch.Tensor
-    train_labels: torch.Tensor
-    test_images: torch.Tensor
-    test_labels: torch.Tensor
-    num_classes: int
+from ml.data.cifar import load_cifar
+from ml.data.dataset import ImageDataset
+from ml.data.digits import load_digits32
 
 
 def _digits(seed: int, root: Path | None) -> ImageDataset:
-    from ml.data.digits import load_digits32
-
     # one fixed split, as CIFAR's: models trained with different seeds are tested (and
     # attacked) on the same images
     return load_digits32(seed=0)
@@ -39,8 +23,6 @@ def _digits(seed: int, root: Path | None) -> ImageDataset:
 
 def _cifar(which: str) -> Callable[[int, Path | None], ImageDataset]:
     def load(seed: int, root: Path | None) -> ImageDataset:
-        from ml.data.cifar import load_cifar
-
         if root is None:
             raise ValueError(f"dataset: {which} needs a data root holding its archive")
         return load_cifar(root, which)  # type: ignore[arg-type]

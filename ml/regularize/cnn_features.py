@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ml.models import resolve_taps
+from ml.models.checkpoint import load_network
 from ml.neural.target import SimilarityTarget
 
 # torchvision's configuration "E" (VGG19): channel counts, "M" = 2×2 max-pool
@@ -109,9 +110,7 @@ def _vgg_extractor(state: dict[str, torch.Tensor], layer: str) -> Extractor:
 
 
 def _neuroreg_extractor(raw: Any, layer: str) -> Extractor:
-    from ml.train.classifier import load_model
-
-    model, _ = load_model(raw, pathway="stimulus")  # its features of the stimuli
+    model, _ = load_network(raw, pathway="stimulus")  # its features of the stimuli
     try:
         tap = int(layer)
     except ValueError:
@@ -183,10 +182,8 @@ def tap_features(source: str | Path | bytes, taps: Sequence[int] | None, images:
     all taps (a layer at a time would run the network once per tap). ``taps`` as in a
     TrainConfig (None: every tap; negative ones count from the end); the resolved indices
     are ``features.taps``."""
-    from ml.train.classifier import load_model
-
-    model, _ = load_model(str(source) if isinstance(source, Path) else source,
-                          pathway="stimulus")
+    model, _ = load_network(str(source) if isinstance(source, Path) else source,
+                            pathway="stimulus")
     resolved = resolve_taps(taps, len(model.feature_info))
     model.to(device)
     features = _batched(lambda x: model.forward_intermediates(

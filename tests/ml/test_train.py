@@ -102,3 +102,23 @@ def test_non_finite_loss_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mod, "load_dataset", poisoned)
     with pytest.raises(FloatingPointError, match="step 0"):
         train_model(TrainConfig(**TINY), MemoryRecorder())
+
+
+def test_a_checkpoint_gives_back_its_config_object_with_the_defaults_of_its_time() -> None:
+    import io
+
+    import torch
+
+    from ml.models import build_backbone
+    from ml.models.checkpoint import checkpoint_bytes
+    from ml.train import TrainConfig
+    from ml.train.classifier import load_model
+
+    cfg = TrainConfig(backbone="small_cnn", width=4, seed=7)
+    raw = checkpoint_bytes(build_backbone("small_cnn", num_classes=10, width=4), cfg)
+    model, loaded = load_model(raw)
+    assert loaded == cfg and isinstance(loaded, TrainConfig)
+    old = torch.load(io.BytesIO(raw), weights_only=True)
+    del old["config"]["stimulus_norm"]  # written before the field existed
+    old["config"]["a_field_since_dropped"] = 1
+    assert load_model(old)[1].stimulus_norm == "shared"

@@ -1,0 +1,58 @@
+"""Self-describing checkpoints (``model.pt``/``checkpoint.pt``): weights with the config
+that built them, so a file rebuilds its own network. Below :mod:`ml.train` and
+:mod:`ml.regularize`, which both read them (:mod:`ml.train.classifier` adds the config
+object on top)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from typing import IO, Any, Literal
+
+import torch
+
+from ml.models._taps import TappedBackbone
+from ml.models.registry import build_backbone
+
+
+def checkpoint_bytes(model: torch.nn.Module, config: Any, **extra: Any) -> bytes:
+    """Serialize weights with the full config, so a checkpoint rebuilds its own model."""
+    buf = io.BytesIO()
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"config": dataclasses.asdict(config), "state_dict": state, **extra}, buf)
+    return buf.getvalue()
+
+
+def load_network(source: str | bytes | IO[bytes] | dict[str, Any], *,
+               pathway: Literal["task", "stimulus"] = "task",
+               ) -> tuple[TappedBackbone, dict[str, Any]]:
+    """Rebuild a network from a neuroreg checkpoint (``model.pt``/``checkpoint.pt``): a
+    path, its bytes, a binary file, or the dict ``torch.load`` gave.
+
+    ``pathway="stimulus"`` gives the network as the neural stimuli pass through it: for
+    ``stimulus_norm: separate`` its BatchNorm layers hold the stimulus pathway's own
+    statistics (``stimulus_bn``, :mod:`ml.train.pathway`); otherwise it is the same
+    network. Use it for passes over stimuli only, never for classification.
+
+    Returns:
+        The backbone in eval mode on the CPU, and the config dict it was saved with
+        (:func:`ml.train.classifier.load_model` gives the config object).
+
+    Raises:
+        ValueError: when ``source`` is not a neuroreg checkpoint.
+    """
+    if isinstance(source, dict):
+        ckpt = source
+    else:
+        raw = io.BytesIO(source) if isinstance(source, bytes) else source
+        ckpt = torch.load(raw, map_location="cpu", weights_only=True)
+    if not (isinstance(ckpt, dict) and "config" in ckpt and "state_dict" in ckpt):
+        raise ValueError("checkpoint: not a neuroreg checkpoint (no config and state_dict)")
+    cfg, state = ckpt["config"], ckpt["state_dict"]
+    model = build_backbone(cfg["backbone"], num_classes=int(state["head.weight"].shape[0]),
+                           width=cfg["width"])
+    model.load_state_dict(state)
+    if pathway == "stimulus" and cfg.get("stimulus_norm") == "separate" and ckpt.get(
+            "stimulus_bn"):  # a checkpoint written without them has one pathway only
+        model.load_state_dict(ckpt["stimulus_bn"], strict=False)
+    return model.eval(), cfg
