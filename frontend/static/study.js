@@ -200,14 +200,14 @@ function drawFigures(data) {
     }
     jobs.push([div, traces, layout]);
   }
-  for (const norm of ["linf", "l2", "l1", "l0"]) {
+  for (const { name: norm, label: normLabel } of data.norms) {  // the server's norms, written its way
     const have = rows.filter((r) => r.medians[norm]);
     if (!have.length) continue;
-    const div = figure(host, `fig5-${norm}`, `Median ${norm.toUpperCase()} perturbation per condition (Fig. 5, 7)`);
+    const div = figure(host, `fig5-${norm}`, `Median ${normLabel} perturbation per condition (Fig. 5, 7)`);
     const traces = [{ type: "bar", x: have.map(label), y: have.map((r) => r.medians[norm].mean),
       error_y: { type: "data", array: have.map((r) => r.medians[norm].sem), visible: true },
       marker: { color: have.map(colour) }, name: `median ${norm}`, customdata: have.map(condId) }];
-    const layout = { xaxis: { tickangle: -40 }, yaxis: { title: { text: `median ${norm} distance` } } };
+    const layout = { xaxis: { tickangle: -40 }, yaxis: { title: { text: `median ${normLabel} distance` } } };
     const reported = data.paper && data.paper.medians;
     const theirs = reported ? Object.keys(reported.values).filter((t) => reported.values[t][norm] !== undefined) : [];
     if (showPaper() && theirs.length) {  // beside our bars, on categories of their own
@@ -216,29 +216,29 @@ function drawFigures(data) {
     }
     jobs.push([div, traces, layout]);
   }
-  for (const norm of ["linf", "l2", "l1", "l0"]) {
+  for (const { name: norm, label: normLabel } of data.norms) {
     const have = rows.filter((r) => r.curves && r.curves[norm]);
     if (!have.length) continue;
     const div = figure(host, `fig5-budget-${norm}`,
-      `Median ${norm.toUpperCase()} perturbation vs attack iterations (Fig. 5)`);
+      `Median ${normLabel} perturbation vs attack iterations (Fig. 5)`);
     jobs.push([div, have.map((r) => ({ x: r.curves[norm].iterations, y: r.curves[norm].mean,
       error_y: { type: "data", array: r.curves[norm].sem, visible: true },
       name: label(r), type: "scatter", mode: "lines+markers", line: { color: colour(r) },
       customdata: r.curves[norm].iterations.map(() => condId(r)) })),
     { xaxis: { title: { text: "attack iterations (cumulative)" }, type: "log", dtick: "D2" },
-      yaxis: { title: { text: `median ${norm} (best so far)` } } }]);
+      yaxis: { title: { text: `median ${normLabel} (best so far)` } } }]);
   }
   const cond = [...new Set(rows.map((r) => r.target))];
   const alphas = new Set(rows.filter((r) => r.target !== "none").map((r) => r.alpha));
   if (alphas.size > 1) {  // Fig. 6: robustness against α, one line per condition
     const div = figure(host, "fig6", "Robustness vs α (Fig. 6): mean noise accuracy over σ > 0");
     const traces = cond.filter((c) => c !== "none").map((c) => {
-      const rs = rows.filter((r) => r.target === c && r.noise).sort((a, b) => a.alpha - b.alpha);
-      const avg = (r) => {
-        const idx = r.noise.sigmas.map((x, i) => [x, i]).filter(([x]) => x > 0).map(([, i]) => i);
-        return idx.reduce((a, i) => a + r.noise.mean[i], 0) / idx.length;
-      };
-      return { x: rs.map((r) => r.alpha), y: rs.map(avg), name: c, mode: "lines+markers",
+      // the server's mean over σ > 0 (ml/evaluate/measures.py), with its SEM over seeds
+      const rs = rows.filter((r) => r.target === c && r.measures.noise_accuracy)
+        .sort((a, b) => a.alpha - b.alpha);
+      const m = rs.map((r) => r.measures.noise_accuracy);
+      return { x: rs.map((r) => r.alpha), y: m.map((v) => v.mean), name: c, mode: "lines+markers",
+        error_y: { type: "data", array: m.map((v) => v.sem), visible: true },
         type: "scatter", line: { color: condColour(c) },
         customdata: rs.map(condId) };
     });

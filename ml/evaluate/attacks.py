@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 Norm = Literal["l0", "l1", "l2", "linf"]
 NORMS: tuple[Norm, ...] = ("linf", "l2", "l1", "l0")
+NORM_LABELS: dict[str, str] = {"linf": "L∞", "l2": "L2", "l1": "L1", "l0": "L0"}
+"""How a norm is written on figures and tables."""
 
 BB_STEP_SIZES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 PGD_STEP_SIZES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.evaluate.attacks import NORMS
+from ml.evaluate.attacks import NORM_LABELS, NORMS
 
 Result = Mapping[str, Any]
 
@@ -53,14 +53,12 @@ def _median(norm: str) -> Callable[[Result], float | None]:
     return read
 
 
-_NORM_LABEL = {"linf": "L∞", "l2": "L2", "l1": "L1", "l0": "L0"}
-
 CLEAN = Measure("clean_accuracy", "clean accuracy (σ = 0)", True, _clean)
 MEASURES: dict[str, Measure] = {m.name: m for m in [
     CLEAN,
     Measure("noise_accuracy", "mean accuracy over σ > 0", True, _noise_mean),
     Measure("noise_accuracy_highest", "accuracy at the highest σ", True, _noise_highest),
-    *[Measure(f"median_{n}", f"median minimal {_NORM_LABEL[n]} perturbation", True,
+    *[Measure(f"median_{n}", f"median minimal {NORM_LABELS[n]} perturbation", True,
               _median(n)) for n in NORMS],
 ]}
 ROBUSTNESS = tuple(m for m in MEASURES.values() if m is not CLEAN)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ml.evaluate.attacks import NORMS
+from ml.evaluate.measures import MEASURES, read_measures
 from ml.train.summary import alpha_of, mean_sem
 
 
@@ -66,6 +67,16 @@ def robustness_table(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
             stats = [_mean_sem([y[k] for y in ys]) for k in range(len(x))]
             row["curves"][norm] = {"iterations": x, "mean": [s[0] for s in stats],
                                    "sem": [s[1] for s in stats]}
+        # every measure (ml/evaluate/measures.py) as mean ± SEM over the members that have
+        # it: what a figure draws (Fig. 6's mean noise accuracy over σ > 0), never
+        # recomputed by the page
+        read = [read_measures(m["result"]) for m in members]
+        row["measures"] = {}
+        for name in MEASURES:
+            vals = [r[name] for r in read if name in r]
+            if vals:
+                mean, sem = _mean_sem(vals)
+                row["measures"][name] = {"mean": mean, "sem": sem, "n": len(vals)}
         row["medians"] = {}
         for norm in NORMS:
             vals = [m["result"].get(f"median_{norm}") for m in members]

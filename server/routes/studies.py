@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import HTTPException, Query, status
 
+from ml.evaluate.attacks import NORM_LABELS, NORMS
 from ml.evaluate.summary import robustness_table
 from ml.frontier import DEFAULT_TOLERANCE
 from ml.paper import paper_values, setting_beside
@@ -41,10 +42,14 @@ def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
     trains = train_rows([k for k in kids if k.kind == "train"])[0]
     evals = eval_rows(session, [k for k in kids if k.kind == "evaluate"])[0]
     target = find_run(session, study.input_run_id) if study.input_run_id else None
+    robustness = robustness_table(evals)
     return {
         "study": runs_public(session, [study])[0],
         "runs": runs_public(session, kids),
-        "robustness": robustness_table(evals),
+        "robustness": robustness,
+        # the norms the evaluations measured, in the figures' order, as they are written
+        "norms": [{"name": n, "label": NORM_LABELS[n]} for n in NORMS
+                  if any(n in r["medians"] for r in robustness)],
         "gamma": gamma_table(trains),
         "paired_vs_none": paired_tests(evals),
         "paper": {**paper_values(),

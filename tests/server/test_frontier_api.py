@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -180,3 +181,20 @@ def test_a_study_note_is_kept_and_a_long_one_is_422(client: TestClient) -> None:
     res = client.post("/api/runs", json=body)
     assert res.status_code == 201, res.text
     assert res.json()["config"]["note"] == "why this study: the BatchNorm question"
+
+
+def test_the_study_sends_what_its_figures_draw(client: TestClient, settings: Settings) -> None:
+    """Fig. 6's mean noise accuracy over σ > 0 with its SEM over seeds and the norms the
+    evaluations measured come from the server (ml's measures), not from the page."""
+    ids = stored_study(settings)
+    data = client.get(f"/api/studies/{ids['study']}").json()
+    assert data["norms"] == [{"name": "linf", "label": "L∞"}, {"name": "l2", "label": "L2"}]
+    row = next(r for r in data["robustness"]
+               if r["target"] == "neural-model" and r["alpha"] == 16.0)
+    # the stored noise curves: σ = 0.1, 0.2, 0.4 at 0.6 + g + 0.01·s(1 + g), 0.3 + g,
+    # 0.1 + g + 0.002·s with g = 0.2 and seeds s = 0, 1, 2
+    per_seed = [((0.8 + 0.012 * s) + 0.5 + (0.3 + 0.002 * s)) / 3 for s in range(3)]
+    got = row["measures"]["noise_accuracy"]
+    assert got["n"] == 3 and got["mean"] == pytest.approx(sum(per_seed) / 3)
+    assert got["sem"] == pytest.approx(
+        float(np.std(per_seed, ddof=1)) / 3**0.5)
