@@ -206,7 +206,7 @@ function drawFigures(data) {
     const div = figure(host, `fig5-${norm}`, `Median ${normLabel} perturbation per condition (Fig. 5, 7)`);
     const traces = [{ type: "bar", x: have.map(label), y: have.map((r) => r.medians[norm].mean),
       error_y: { type: "data", array: have.map((r) => r.medians[norm].sem), visible: true },
-      marker: { color: have.map(colour) }, name: `median ${norm}`, customdata: have.map(condId) }];
+      marker: { color: have.map(colour) }, name: `median ${normLabel}`, customdata: have.map(condId) }];
     const layout = { xaxis: { tickangle: -40 }, yaxis: { title: { text: `median ${normLabel} distance` } } };
     const reported = data.paper && data.paper.medians;
     const theirs = reported ? Object.keys(reported.values).filter((t) => reported.values[t][norm] !== undefined) : [];
