@@ -61,10 +61,10 @@ class Client:
             settings = Settings()
             url = url or settings.url
             if token is None:
-                token = settings.token or (settings.token_file.read_text().strip()
-                                           if settings.token_file.exists() else "")
+                token = settings.api_token()
         if not token:
-            raise NeuroregError(401, "no token: pass token= or set NEUROREG_TOKEN")
+            raise NeuroregError(401, "no token: pass token= or set NEUROREG_TOKEN (or run "
+                                     "`neuroreg up` on this machine)")
         self._http = httpx.Client(base_url=url, timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {token}"})
 
@@ -97,8 +97,18 @@ class Client:
             run = self.update(run["id"], tags=tags)
         return run
 
+    def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create and queue a run as a run file describes it (``kind``, ``name``,
+        ``config``, ``parent_id``, ``input_run_id``)."""
+        return self._call("POST", "/api/runs", json=dict(body))
+
     def run(self, run_id: int) -> dict[str, Any]:
         return self._call("GET", f"/api/runs/{run_id}")
+
+    def runs_page(self, *, limit: int = 50, offset: int = 0, **filters: Any) -> dict[str, Any]:
+        """One page of runs, newest first: ``items``, ``total``, ``limit``, ``offset``."""
+        return self._call("GET", "/api/runs",
+                          params={**filters, "limit": limit, "offset": offset})
 
     def runs(self, **filters: Any) -> list[dict[str, Any]]:
         """Runs matching ``owner``, ``kind``, ``status``, ``tag``, ``parent_id`` or
@@ -133,17 +143,22 @@ class Client:
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
         """
-        start = time.monotonic()
+        start, last = time.monotonic(), ""
+        tty = sys.stderr.isatty()
         while True:
             run = self.run(run_id)
-            if progress:
-                done = int(run["progress"] * 30)
-                sys.stderr.write(f"\rrun {run_id} [{'#' * done}{'.' * (30 - done)}] "
-                                 f"{run['progress']:4.0%} {run['status']:<9} "
-                                 f"{run['message'][:40]:<40}")
+            if progress:  # redrawn in place on a terminal; a line per change in a log
+                done = int(round(run["progress"] * 30))
+                line = (f"run {run_id} [{'#' * done}{'.' * (30 - done)}] "
+                        f"{run['progress']:4.0%} {run['status']:<9} {run['message'][:60]}")
+                if tty:
+                    sys.stderr.write("\r" + line.ljust(len(last)))
+                elif line != last:
+                    sys.stderr.write(line + "\n")
                 sys.stderr.flush()
+                last = line
             if run["status"] in FINISHED:
-                if progress:
+                if progress and tty:
                     sys.stderr.write("\n")
                 return run
             if timeout is not None and time.monotonic() - start > timeout:
@@ -182,14 +197,15 @@ class Client:
         return self._call("GET", f"/api/studies/{study_id}")
 
     def frontier(self, study_id: int | None = None, *, run_ids: Sequence[int] | None = None,
-                 tolerance: float = 0.02) -> dict[str, Any]:
+                 tolerance: float | None = None) -> dict[str, Any]:
         """The accuracy–robustness frontier of a study, or of evaluate runs ``run_ids``
         (give one of the two).
 
         Returns the server's dict (:func:`ml.frontier.frontier`): ``points`` per
         (condition, α) with each measure's ``mean``/``sem``/``n`` over seeds, ``curves``,
         ``matched`` (each condition vs None at the α of closest clean accuracy within
-        ``tolerance``, with seed-paired tests per measure), ``measures``, ``tolerance``
+        ``tolerance`` — the server's default when None —, with seed-paired tests per
+        measure), ``measures``, ``tolerance``
         and ``none_clean_accuracy``; for ``run_ids`` also ``skipped``.
 
         Raises:
@@ -199,11 +215,27 @@ class Client:
         """
         if (study_id is None) == (not run_ids):
             raise ValueError("frontier: give study_id or run_ids (one or more), not both")
+        given = {} if tolerance is None else {"tolerance": tolerance}
         if study_id is not None:
-            return self._call("GET", f"/api/studies/{study_id}/frontier",
-                              params={"tolerance": tolerance})
+            return self._call("GET", f"/api/studies/{study_id}/frontier", params=given)
         return self._call("GET", "/api/summaries/frontier",
-                          params={"run_id": list(run_ids or ()), "tolerance": tolerance})
+                          params={"run_id": list(run_ids or ()), **given})
+
+    # summaries ----------------------------------------------------------------------
+    def recordings(self) -> dict[str, Any]:
+        """The recordings a similarity run can name: ``root`` and ``items``."""
+        return self._call("GET", "/api/recordings")
+
+    def gamma(self, run_ids: Sequence[int] = ()) -> dict[str, Any]:
+        """Table 1: final γ per tap, mean ± SEM per (target, α) over ``run_ids`` (train
+        runs; none: every finished one)."""
+        return self._call("GET", "/api/summaries/gamma", params={"run_id": list(run_ids)})
+
+    def robustness(self, run_ids: Sequence[int] = ()) -> dict[str, Any]:
+        """Noise accuracy and perturbation medians per condition over ``run_ids``
+        (evaluate runs; none: every finished one)."""
+        return self._call("GET", "/api/summaries/robustness",
+                          params={"run_id": list(run_ids)})
 
     def study_curves(self, study_id: int, key: str = "test_acc", *, max_points: int = 500
                      ) -> Any:

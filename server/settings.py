@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     def token_file(self) -> Path:
         return self.data_dir / "admin-token"
 
+    def api_token(self) -> str:
+        """The token clients use: ``NEUROREG_TOKEN``, else this machine's admin token
+        file (``neuroreg up`` writes it), else ``""``."""
+        if self.token:
+            return self.token
+        return self.token_file.read_text().strip() if self.token_file.exists() else ""
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -18,7 +18,7 @@ from server.cli import (
     build_parser,
     load_run_file,
 )
-from server.settings import Settings
+from server.settings import Settings, get_settings
 from server.store.artifacts import save_artifact
 from server.store.db import session_scope
 from server.store.models import Run, RunStatus
@@ -90,16 +90,26 @@ def test_datasets_lists_what_train_runs_can_read(
     assert "unknown dataset ['mnist']" in capsys.readouterr().err
 
 
-def test_cli_errors_name_the_field() -> None:
-    import httpx
+def test_cli_errors_name_the_field_and_an_unreachable_server_its_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neuroreg.client import NeuroregError
+    from server.cli import main
+    from tests.livesrv import free_port
 
-    from server.cli import _check
-
-    res = httpx.Response(
-        422, json={"detail": [{"loc": ["body", "config", "epochs"], "msg": "too small"}]}
-    )
-    with pytest.raises(SystemExit, match=r"error 422: config\.epochs: too small"):
-        _check(res)
+    err = NeuroregError(422, [{"loc": ["body", "config", "epochs"], "msg": "too small"}])
+    assert str(err) == "422: config.epochs: too small"
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("NEUROREG_API_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("NEUROREG_TOKEN", "nr_x")
+    get_settings.cache_clear()
+    try:
+        assert main(["--data-dir", str(tmp_path), "runs"]) == 1
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr()
+    assert out.err.startswith(f"error: cannot reach the neuroreg server at http://127.0.0.1:{port}")
+    assert "Traceback" not in out.err and out.out == ""
 
 
 def test_frontier_prints_the_points_and_the_matched_comparison(

@@ -1,0 +1,186 @@
+"""The commands that talk to a server, all through :class:`neuroreg.client.Client`:
+``submit``, ``runs``, ``recordings``, ``gamma``, ``robustness``, ``frontier``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from neuroreg.client import Client
+from server.settings import Settings
+
+
+def client(settings: Settings) -> Client:
+    """A client for ``settings``' server with its token (``Settings.api_token``)."""
+    return Client(settings.url, settings.api_token())
+
+
+def load_run_file(path: Path) -> dict[str, Any]:
+    """A run file: YAML or JSON with ``kind``, ``name`` and ``config``."""
+    text = path.read_text()
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise SystemExit(f"{path}: expected a mapping with kind, name and config")
+    return data
+
+
+def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    body = load_run_file(Path(args.config))
+    with client(settings) as nr:
+        run = nr.create(body)
+        print(f"submitted run {run['id']}: {settings.url}/runs/{run['id']}")
+        if args.wait:
+            run = nr.wait(run["id"], poll=1.0)
+            if run["error"]:
+                print(run["error"], file=sys.stderr)
+            return 0 if run["status"] == "succeeded" else 1
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
+    params = {k: v for k, v in vars(args).items() if k in ("kind", "status", "owner") and v}
+    with client(settings) as nr:
+        page = nr.runs_page(limit=args.limit, **params)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return 0
+    print(
+        f"{'id':>5}  {'status':<10} {'kind':<10} {'owner':<10} {'progress':>8}  "
+        f"{'loss':>7} {'acc':>6}  name"
+    )
+    for r in page["items"]:
+        m = r["last_metrics"]
+        loss = f"{m['loss']:.3f}" if "loss" in m else "-"
+        acc = f"{m['acc']:.3f}" if "acc" in m else "-"
+        print(
+            f"{r['id']:>5}  {r['status']:<10} {r['kind']:<10} {r['owner']:<10} "
+            f"{r['progress'] * 100:>7.0f}%  {loss:>7} {acc:>6}  {r['name']}"
+        )
+    print(f"({len(page['items'])} of {page['total']})")
+    return 0
+
+
+def cmd_recordings(args: argparse.Namespace, settings: Settings) -> int:
+    with client(settings) as nr:
+        page = nr.recordings()
+    print(f"recordings in {page['root']} (name them as config.recording):")
+    for item in page["items"]:
+        print(f"  {item['name']:<40} {item['kind']:<6} {item['bytes'] / 1e6:>10.1f} MB")
+    if not page["items"]:
+        print("  (none yet: copy a Sensorium folder, .nwb or .npz file there)")
+    return 0
+
+
+def _group_header(row: dict[str, Any], what: str) -> None:
+    """One condition of a summary table: target, α, the model, runs and seeds."""
+    print(f"\n{row['target']}  α={row['alpha']:g}  {what}  "
+          f"({row['n']} run{'s' * (row['n'] != 1)}, seeds {row['seeds']})")
+
+
+def cmd_gamma(args: argparse.Namespace, settings: Settings) -> int:
+    with client(settings) as nr:
+        table = nr.gamma(args.runs)
+    if not table["rows"]:
+        print("no finished train runs with γ among these")
+    for row in table["rows"]:
+        _group_header(row, row["backbone"])
+        print("  " + "".join(f"{'γ' + str(layer):<12}" for layer in row["layers"]))
+        print("  " + "".join(f"{f'{m:.2f} ± {s:.2f}':<12}" for m, s in
+                             zip(row["gamma_mean"], row["gamma_sem"], strict=True)))
+    if table["skipped"]:
+        print(f"\nskipped (not succeeded train runs): {table['skipped']}")
+    return 0
+
+
+def cmd_robustness(args: argparse.Namespace, settings: Settings) -> int:
+    with client(settings) as nr:
+        table = nr.robustness(args.runs)
+    if not table["rows"]:
+        print("no finished evaluate runs among these")
+    for row in table["rows"]:
+        _group_header(row, f"{row['backbone']} on {row['dataset']}")
+        noise = row["noise"]
+        if noise:
+            print("  σ         " + "".join(f"{s:<14g}" for s in noise["sigmas"]))
+            print("  accuracy  " + "".join(f"{f'{m:.3f} ± {e:.3f}':<14}"
+                                           for m, e in zip(noise["mean"], noise["sem"],
+                                                           strict=True)))
+        for norm, m in row["medians"].items():
+            print(f"  median {norm:<5} {m['mean']:.4g} ± {m['sem']:.2g}  (n={m['n']})")
+    if table["skipped"]:
+        print(f"\nskipped (not succeeded evaluate runs): {table['skipped']}")
+    return 0
+
+
+_POINT_COLUMNS = (("clean_accuracy", "clean acc"), ("noise_accuracy", "noise acc σ>0"),
+                  ("noise_accuracy_highest", "acc highest σ"), ("median_l2", "median L2"),
+                  ("median_linf", "median L∞"))
+
+
+def _num(v: float, spec: str) -> str:
+    """``v`` in ``spec``; float residue (|v| < 1e-12, a SEM of equal values) reads as 0."""
+    return f"{0.0 if abs(v) < 1e-12 else v:{spec}}"
+
+
+def _mean_sem(m: dict[str, Any] | None) -> str:
+    return "–" if m is None else f"{_num(m['mean'], '.4g')} ± {_num(m['sem'], '.2g')}"
+
+
+def _p(p: float | None) -> str:
+    return "–" if p is None else f"{p:.3g}"
+
+
+def print_frontier(data: dict[str, Any]) -> None:
+    """The frontier's points (None first), then each condition against None at matched
+    clean accuracy, one row per measure."""
+    tol = data["tolerance"]
+    print(f"accuracy–robustness frontier: mean ± SEM over seeds per (condition, α); "
+          f"None's clean accuracy {data['none_clean_accuracy']:.4g}")
+    print(f"{'condition':<16}{'α':>6}{'n':>4}  " + "".join(
+        f"{title:<20}" for _, title in _POINT_COLUMNS))
+    for p in sorted(data["points"], key=lambda p: p["condition"] != "none"):
+        print(f"{p['condition']:<16}{p['alpha']:>6g}{p['n']:>4}  " + "".join(
+            f"{_mean_sem(p['measures'].get(name)):<20}" for name, _ in _POINT_COLUMNS))
+    print(f"\neach condition vs None at the α of closest clean accuracy (within ±{tol:g}), "
+          "paired by seed; difference = condition − None")
+    print(f"{'condition':<16}{'matched α':>10}{'clean gap':>11}  {'measure':<34}{'pairs':>5}  "
+          f"{'difference ± SEM':<22}{'t-test p':>10}{'Wilcoxon p':>12}")
+    labels = {k: v["label"] for k, v in data["measures"].items()}
+    fewest = None
+    for row in data["matched"]:
+        if not row["matched"]:
+            tried = ", ".join(f"{a:g}" for a in row["alphas_tried"])
+            print(f"{row['condition']:<16}{'–':>10}{'–':>11}  no α within ±{tol:g} (closest "
+                  f"α={row['alpha']:g}, gap {row['clean_gap']:+.3f}; tried α = {tried})")
+            continue
+        head = f"{row['condition']:<16}{row['alpha']:>10g}{row['clean_gap']:>+11.3f}  "
+        for k, (name, t) in enumerate(row["tests"].items()):
+            diff = "–" if t["mean_difference"] is None else "".join([
+                f"{'+' if t['mean_difference'] >= 0 else ''}{_num(t['mean_difference'], '.4g')}",
+                "" if t["sem_difference"] is None else f" ± {_num(t['sem_difference'], '.2g')}"])
+            print((head if k == 0 else " " * len(head)) + f"{labels.get(name, name):<34}"
+                  f"{t['pairs']:>5}  {diff:<22}{_p(t['t_test_p']):>10}{_p(t['wilcoxon_p']):>12}")
+            fewest = t["pairs"] if fewest is None else min(fewest, t["pairs"])
+    if not data["matched"]:
+        print("(no condition besides None)")
+    better = [v["label"] for v in data["measures"].values() if v["higher_is_better"]]
+    print("\nhigher is better for every measure." if len(better) == len(data["measures"])
+          else "\nhigher is better for: " + ", ".join(better) + "; lower for the rest.")
+    if fewest:
+        print(f"with n pairs the two-sided Wilcoxon p cannot go below 2/2^n "
+              f"({2 / 2 ** fewest:.3g} for n = {fewest}).")
+
+
+def cmd_frontier(args: argparse.Namespace, settings: Settings) -> int:
+    with client(settings) as nr:
+        data = nr.frontier(args.study, tolerance=args.tolerance)
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print_frontier(data)
+    return 0

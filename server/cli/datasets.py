@@ -1,0 +1,33 @@
+"""``neuroreg datasets``: the CIFAR archives train runs read, listed or downloaded."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from server.settings import Settings
+
+
+def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
+    from ml.data.cifar import ARCHIVES, download, locate
+
+    root = settings.datasets
+    names = args.names or sorted(ARCHIVES)
+    if unknown := sorted(set(names) - set(ARCHIVES)):
+        print(f"error: unknown dataset {unknown}; known: {sorted(ARCHIVES)}", file=sys.stderr)
+        return 2
+    if args.action == "download":
+        for name in names:
+            try:
+                print(f"{name}: {download(root, name)} (MD5 verified)")
+            except (OSError, ValueError) as exc:  # URLError is an OSError
+                print(f"error: could not download {name} into {root}: {exc}",
+                      file=sys.stderr)
+                return 1
+        return 0
+    print(f"datasets in {root} (train runs name them as config.dataset):")
+    print("  digits32    built in (scikit-learn's digits at 32×32)")
+    for name in ("cifar10", "cifar100"):
+        where = locate(root, name)
+        print(f"  {name:<10}  {where if where else 'missing: neuroreg datasets download ' + name}")
+    return 0
