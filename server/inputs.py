@@ -59,23 +59,39 @@ def _check_dataset(settings: Settings, dataset: str, field: str) -> None:
 
 def check_inputs(session: Session, settings: Settings, *, kind: str, config: Any) -> int | None:
     """Refuse a run whose inputs the worker could not read; return the run it reads from
-    (the lineage link), if any."""
-    if kind == "similarity":
-        if config.source == "recording":
-            recordings.resolve(settings.recordings, config.recording)
-        return None
-    if kind == "evaluate":
-        if config.train_run is None:
-            raise NotFound("an evaluation needs the id of a succeeded train run",
-                           field="config.train_run")
-        run = _succeeded_run(session, config.train_run, "train", artifacts.MODEL,
-                             "config.train_run")
-        _check_dataset(settings, run.config.get("dataset", "digits32"), "config.train_run")
-        return int(config.train_run)
-    if kind == "study":
-        return _check_study(session, settings, config)
-    if kind != "train":
-        return None
+    (the lineage link), if any. Each kind's check is its registry entry's
+    (:data:`server.kinds.KINDS`)."""
+    from server.kinds import KINDS
+
+    return KINDS[kind].check(session, settings, config)
+
+
+def check_nothing(session: Session, settings: Settings, config: Any) -> int | None:
+    """A kind that reads no stored input (an external run)."""
+    return None
+
+
+def check_similarity(session: Session, settings: Settings, config: Any) -> int | None:
+    """A recording it names must exist under the recordings root."""
+    if config.source == "recording":
+        recordings.resolve(settings.recordings, config.recording)
+    return None
+
+
+def check_evaluate(session: Session, settings: Settings, config: Any) -> int | None:
+    """The succeeded train run with a model it evaluates, on a dataset this server has."""
+    if config.train_run is None:
+        raise NotFound("an evaluation needs the id of a succeeded train run",
+                       field="config.train_run")
+    run = _succeeded_run(session, config.train_run, "train", artifacts.MODEL,
+                         "config.train_run")
+    _check_dataset(settings, run.config.get("dataset", "digits32"), "config.train_run")
+    return int(config.train_run)
+
+
+def check_train(session: Session, settings: Settings, config: Any) -> int | None:
+    """Its dataset, the similarity run its target is built over, and cnn-features'
+    network."""
     _check_dataset(settings, config.dataset, "config.dataset")
     if config.target == "none":
         return None
@@ -98,7 +114,7 @@ def check_inputs(session: Session, settings: Settings, *, kind: str, config: Any
     return int(config.target_run)
 
 
-def _check_study(session: Session, settings: Settings, config: Any) -> int | None:
+def check_study(session: Session, settings: Settings, config: Any) -> int | None:
     """Every cell's train inputs, checked once per distinct kind of cell. An error names
     the study's field: its own (target_run, features) or the train template's."""
     from ml.study import StudyConfig, study_cells
@@ -110,7 +126,7 @@ def _check_study(session: Session, settings: Settings, config: Any) -> int | Non
             continue
         seen.add(cell.condition)
         try:
-            check_inputs(session, settings, kind="train", config=cell.train)
+            check_train(session, settings, cell.train)
         except NotFound as exc:
             field = (exc.field or "").removeprefix("config.")
             if field.split(".")[0] not in own:

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model, field_validator
 
-from ml.evaluate.run import EvaluateConfig
-from ml.neural.pipeline import SimilarityConfig
-from ml.study import StudyConfig
-from ml.train import TrainConfig
-from server.kinds import ExternalConfig
+from server.kinds import KINDS, JobKind
 from server.store.models import MAX_ID, Role, RunStatus
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
@@ -29,29 +25,20 @@ class _RunCreate(BaseModel):
     input_run_id: Id | None = None
 
 
-class TrainRunCreate(_RunCreate):
-    kind: Literal["train"] = "train"
-    config: TrainConfig = Field(default_factory=dict, validate_default=True)
+DEFAULT_KIND = "train"  # a body without "kind" is a train run, as before there were others
 
 
-class SimilarityRunCreate(_RunCreate):
-    kind: Literal["similarity"]
-    config: SimilarityConfig = Field(default_factory=dict, validate_default=True)
+def _create_model(kind: JobKind) -> type[_RunCreate]:
+    """``<Kind>RunCreate``: the common fields, ``kind`` and the kind's ``config`` (its
+    defaults validated too, so an invalid default is a 422 naming the field)."""
+    literal = Literal[kind.name]  # type: ignore[name-defined]
+    tag = (literal, kind.name) if kind.name == DEFAULT_KIND else (literal, ...)
+    return create_model(
+        f"{kind.name.capitalize()}RunCreate", __base__=_RunCreate, kind=tag,
+        config=(kind.config_type, Field(default_factory=dict, validate_default=True)))
 
 
-class EvaluateRunCreate(_RunCreate):
-    kind: Literal["evaluate"]
-    config: EvaluateConfig = Field(default_factory=dict, validate_default=True)
-
-
-class StudyRunCreate(_RunCreate):
-    kind: Literal["study"]
-    config: StudyConfig = Field(default_factory=dict, validate_default=True)
-
-
-class ExternalRunCreate(_RunCreate):
-    kind: Literal["external"]
-    config: ExternalConfig = Field(default_factory=dict, validate_default=True)
+CREATE_MODELS: dict[str, type[_RunCreate]] = {k: _create_model(v) for k, v in KINDS.items()}
 
 
 class RunFinish(BaseModel):
@@ -65,18 +52,21 @@ class RunFinish(BaseModel):
 
 
 def _kind(body: Any) -> Any:
-    # a body without "kind" is a train run, as before there were other kinds
-    return body.get("kind", "train") if isinstance(body, dict) else getattr(body, "kind", None)
+    return (body.get("kind", DEFAULT_KIND) if isinstance(body, dict)
+            else getattr(body, "kind", None))
 
 
-RunCreate = Annotated[
-    Annotated[TrainRunCreate, Tag("train")]
-    | Annotated[SimilarityRunCreate, Tag("similarity")]
-    | Annotated[EvaluateRunCreate, Tag("evaluate")]
-    | Annotated[StudyRunCreate, Tag("study")]
-    | Annotated[ExternalRunCreate, Tag("external")],
-    Discriminator(_kind),
-]
+if TYPE_CHECKING:  # what every member has, for the type checker
+    class RunCreate(_RunCreate):
+        kind: str
+        config: Any
+else:
+    RunCreate = Annotated[
+        Union[tuple(Annotated[m, Tag(k)] for k, m in CREATE_MODELS.items())],  # noqa: UP007
+        Discriminator(_kind),
+    ]
+    """A create body: one member per registered kind (:data:`server.kinds.KINDS`),
+    picked by its ``kind``."""
 
 
 class UserPublic(BaseModel):

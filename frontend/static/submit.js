@@ -1,10 +1,9 @@
 // Submit any kind of run with a form built from the API's own schema (GET /openapi.json):
 // one input per config field (enums as selects, numbers with their bounds, nested objects
 // and lists as JSON), validated by the server, whose 422 messages appear next to each field.
-import { el, send, withLogin } from "./api.js";
+import { el, getJSON, send, withLogin } from "./api.js";
 
-const KINDS = { train: "TrainConfig", similarity: "SimilarityConfig", evaluate: "EvaluateConfig",
-  study: "StudyConfig", external: "ExternalConfig" };
+let KINDS = {};  // kind → the schema of its config: from GET /api/kinds, never listed here
 let schemas = {};
 
 function resolve(prop) {
@@ -80,13 +79,16 @@ function showErrors(detail) {
 }
 
 withLogin(async () => {
-  schemas = (await (await fetch("/openapi.json")).json()).components.schemas;
+  const [openapi, kinds] = await Promise.all([fetch("/openapi.json").then((r) => r.json()),
+    getJSON("/api/kinds")]);
+  schemas = openapi.components.schemas;
+  KINDS = Object.fromEntries(kinds.map((k) => [k.name, k.config_schema]));
   const page = document.getElementById("page");
   page.hidden = false;
   const params = new URLSearchParams(location.search);
   const kind = el("select", { id: "kind", name: "kind" },
     ...Object.keys(KINDS).map((k) => el("option", { value: k }, k)));
-  kind.value = KINDS[params.get("kind")] ? params.get("kind") : "train";
+  kind.value = KINDS[params.get("kind")] ? params.get("kind") : kinds[0].name;
   const name = el("input", { id: "run-name", name: "name", size: 40 });
   const tags = el("input", { id: "run-tags", name: "tags", size: 40, placeholder: "fig4, cpu" });
   const holder = el("div", {});

@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 from ml import artifacts
 from server.deps import CurrentUser, SessionDep
+from server.kinds import KINDS
 from server.schemas import UserPublic
 from server.strict import api_router
 
@@ -30,3 +31,12 @@ def artifact_names(_: CurrentUser) -> dict[str, str]:
     ``figures``: a similarity run's Fig. 1 panels, …), from :mod:`ml.artifacts`: pages ask
     here instead of spelling names."""
     return artifacts.public()
+
+
+@router.get("/kinds")
+def kinds(_: CurrentUser) -> list[dict[str, str | None]]:
+    """The run kinds (:data:`server.kinds.KINDS`): each one's name, the schema of its
+    ``config`` in ``/openapi.json``, what it is, and the queue its task runs on (None: a
+    script outside the service logs into it). The submit form is built from these."""
+    return [{"name": k.name, "config_schema": k.config_type.__name__, "summary": k.summary,
+             "queue": k.queue} for k in KINDS.values()]

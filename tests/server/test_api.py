@@ -227,3 +227,16 @@ def test_pages_get_artifact_names_from_the_api(client: TestClient) -> None:
     assert artifacts.target_kind(artifacts.target("neural-data")) == "neural-data"
     assert artifacts.target_kind(names["model"]) is None
     assert artifacts.target_kind("target-.npz") is None
+
+
+def test_the_kinds_the_api_takes_come_from_one_registry(client: TestClient) -> None:
+    from server.kinds import KINDS
+
+    listed = client.get("/api/kinds").json()
+    assert [k["name"] for k in listed] == list(KINDS)
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for k in listed:  # the form finds each kind's config schema, and its create body
+        assert k["config_schema"] in schemas
+        assert f"{k['name'].capitalize()}RunCreate" in schemas
+    assert client.post("/api/runs", json={"kind": "nope"}).json()["detail"][0]["msg"] == (
+        f"unknown kind 'nope'; known kinds: {sorted(KINDS)}")
