@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,38 +83,46 @@ def _group_header(row: dict[str, Any], what: str) -> None:
           f"({row['n']} run{'s' * (row['n'] != 1)}, seeds {row['seeds']})")
 
 
+def _print_table(table: dict[str, Any], runs: str, row: Callable[[dict[str, Any]], None]
+                 ) -> None:
+    """A summary over runs (``/api/summaries/…``): each group as ``row`` prints it, or
+    that there is none, then the runs it skipped."""
+    if not table["rows"]:
+        print(f"no finished {runs} runs among these")
+    for r in table["rows"]:
+        row(r)
+    if table["skipped"]:
+        print(f"\nskipped (not succeeded {runs} runs): {table['skipped']}")
+
+
+def _gamma_row(row: dict[str, Any]) -> None:
+    _group_header(row, row["backbone"])
+    print("  " + "".join(f"{'γ' + str(layer):<12}" for layer in row["layers"]))
+    print("  " + "".join(f"{f'{m:.2f} ± {s:.2f}':<12}" for m, s in
+                         zip(row["gamma_mean"], row["gamma_sem"], strict=True)))
+
+
+def _robustness_row(row: dict[str, Any]) -> None:
+    _group_header(row, f"{row['backbone']} on {row['dataset']}")
+    noise = row["noise"]
+    if noise:
+        print("  σ         " + "".join(f"{s:<14g}" for s in noise["sigmas"]))
+        print("  accuracy  " + "".join(f"{f'{m:.3f} ± {e:.3f}':<14}"
+                                       for m, e in zip(noise["mean"], noise["sem"],
+                                                       strict=True)))
+    for norm, m in row["medians"].items():
+        print(f"  median {norm:<5} {m['mean']:.4g} ± {m['sem']:.2g}  (n={m['n']})")
+
+
 def cmd_gamma(args: argparse.Namespace, settings: Settings) -> int:
     with client(settings) as nr:
-        table = nr.gamma(args.runs)
-    if not table["rows"]:
-        print("no finished train runs with γ among these")
-    for row in table["rows"]:
-        _group_header(row, row["backbone"])
-        print("  " + "".join(f"{'γ' + str(layer):<12}" for layer in row["layers"]))
-        print("  " + "".join(f"{f'{m:.2f} ± {s:.2f}':<12}" for m, s in
-                             zip(row["gamma_mean"], row["gamma_sem"], strict=True)))
-    if table["skipped"]:
-        print(f"\nskipped (not succeeded train runs): {table['skipped']}")
+        _print_table(nr.gamma(args.runs), "train", _gamma_row)
     return 0
 
 
 def cmd_robustness(args: argparse.Namespace, settings: Settings) -> int:
     with client(settings) as nr:
-        table = nr.robustness(args.runs)
-    if not table["rows"]:
-        print("no finished evaluate runs among these")
-    for row in table["rows"]:
-        _group_header(row, f"{row['backbone']} on {row['dataset']}")
-        noise = row["noise"]
-        if noise:
-            print("  σ         " + "".join(f"{s:<14g}" for s in noise["sigmas"]))
-            print("  accuracy  " + "".join(f"{f'{m:.3f} ± {e:.3f}':<14}"
-                                           for m, e in zip(noise["mean"], noise["sem"],
-                                                           strict=True)))
-        for norm, m in row["medians"].items():
-            print(f"  median {norm:<5} {m['mean']:.4g} ± {m['sem']:.2g}  (n={m['n']})")
-    if table["skipped"]:
-        print(f"\nskipped (not succeeded evaluate runs): {table['skipped']}")
+        _print_table(nr.robustness(args.runs), "evaluate", _robustness_row)
     return 0
 
 
