@@ -16,7 +16,7 @@ written in :mod:`ml.evaluate.sparse` with the same interface.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,16 +56,80 @@ class AttackRun:
         args = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         return f"{self.attack}({args})#{self.repeat}"
 
+    def __post_init__(self) -> None:
+        spec = ATTACKS.get(self.attack)
+        if spec is None:
+            raise ValueError(f"attack: unknown attack {self.attack!r}; known: {list(ATTACKS)}")
+        if (self.norm, self.search) != (spec.norm, spec.search):
+            raise ValueError(f"attack: {self.attack} is a{' fixed-ε' if spec.search else ''} "
+                             f"{spec.norm} attack, not {self.norm} (search={self.search})")
+
+    @property
+    def spec(self) -> AttackSpec:
+        return ATTACKS[self.attack]
+
     def build(self) -> Any:
+        """The attack object, with this run's settings."""
+        return self.spec.cls()(**self.params)
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """An attack by name: everything the harness needs to know about it.
+
+    Attributes:
+        name: the schedule's name for it (Foolbox's class name where it is Foolbox's).
+        norm: the norm it minimizes or bounds.
+        cls: () → its class (imported when first built: Foolbox is slow to import).
+        search: a fixed-ε attack, run inside the per-sample ε bisection; else it
+            minimizes and returns its closest adversarial.
+        starting_points: it starts from an adversarial of each sample (Brendel & Bethge).
+    """
+
+    name: str
+    norm: Norm
+    cls: Callable[[], type]
+    search: bool = False
+    starting_points: bool = False
+
+
+def _foolbox(name: str) -> Callable[[], type]:
+    def cls() -> type:
         import foolbox as fb
 
-        if self.attack == "SparseL1DescentAttack":
-            return _sparse_l1_per_sample()(**self.params)
-        if self.attack in ("JSMA", "SparseFool"):
-            from ml.evaluate import sparse
+        found: type = getattr(fb.attacks, name)  # a registered name, never a user's
+        return found
+    return cls
 
-            return getattr(sparse, self.attack)(**self.params)
-        return getattr(fb.attacks, self.attack)(**self.params)
+
+def _ours(name: str) -> Callable[[], type]:
+    def cls() -> type:
+        from ml.evaluate import sparse
+
+        found: type = getattr(sparse, name)
+        return found
+    return cls
+
+
+ATTACKS: dict[str, AttackSpec] = {a.name: a for a in (
+    AttackSpec("L0BrendelBethgeAttack", "l0", _foolbox("L0BrendelBethgeAttack"),
+               starting_points=True),
+    AttackSpec("L1BrendelBethgeAttack", "l1", _foolbox("L1BrendelBethgeAttack"),
+               starting_points=True),
+    AttackSpec("L2BrendelBethgeAttack", "l2", _foolbox("L2BrendelBethgeAttack"),
+               starting_points=True),
+    AttackSpec("LinfinityBrendelBethgeAttack", "linf",
+               _foolbox("LinfinityBrendelBethgeAttack"), starting_points=True),
+    AttackSpec("L2CarliniWagnerAttack", "l2", _foolbox("L2CarliniWagnerAttack")),
+    AttackSpec("DDNAttack", "l2", _foolbox("DDNAttack")),
+    AttackSpec("EADAttack", "l1", _foolbox("EADAttack")),
+    AttackSpec("LinfPGD", "linf", _foolbox("LinfPGD"), search=True),
+    AttackSpec("LinfAdamPGD", "linf", _foolbox("LinfAdamPGD"), search=True),
+    AttackSpec("SparseL1DescentAttack", "l1", lambda: _sparse_l1_per_sample(), search=True),
+    AttackSpec("SparseFool", "l1", _ours("SparseFool")),
+    AttackSpec("JSMA", "l0", _ours("JSMA")),
+)}
+"""Every attack a schedule may name; a new attack is an entry here (and its class)."""
 
 
 def _sparse_l1_per_sample() -> type:

@@ -177,7 +177,7 @@ def minimal_perturbations(
     for r_index, run in enumerate(runs):
         torch.manual_seed(seed * 100_003 + r_index)
         attack = run.build()
-        bb = "BrendelBethge" in run.attack
+        bb = run.spec.starting_points
         targets = todo[starts[todo].numpy() >= 0] if bb else todo
         for b in range(0, len(targets), batch):
             if should_stop is not None and should_stop():
