@@ -15,6 +15,7 @@ class.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import time
@@ -105,6 +106,77 @@ def starting_points(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor,
     return out
 
 
+def _fixed_epsilon(attack: Any, fmodel: Any, x: torch.Tensor, y: torch.Tensor,
+                   epsilon: torch.Tensor) -> torch.Tensor:
+    import foolbox as fb
+
+    adv: torch.Tensor = attack.run(fmodel, x, fb.criteria.Misclassification(y),
+                                   epsilon=epsilon)
+    return adv
+
+
+Verify = Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
+                  tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]]
+
+
+def _bisect_epsilon(attack: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+                    verify: Verify, x: torch.Tensor, y: torch.Tensor, hi: torch.Tensor,
+                    norm: str, steps: int, device: torch.device
+                    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """A fixed-ε attack's smallest successful ε per sample: a geometric bisection between
+    ``hi / 1000`` and ``hi`` (each sample at its own ε), ``steps`` attack runs at most.
+    Returns per sample whether any ε succeeded, the closest adversarial found and its
+    distances in every norm."""
+    n = len(x)
+    found = torch.zeros(n, dtype=torch.bool)
+    final_adv = x.cpu().clone()
+    final_d = {m: torch.full((n,), float("inf"), dtype=torch.float64) for m in NORMS}
+    lo, eps = hi / 1000.0, hi.clone()
+    active = torch.ones(n, dtype=torch.bool)
+    for step in range(steps):
+        a = torch.nonzero(active).flatten()
+        if len(a) == 0:
+            break
+        ad = a.to(device)
+        e = eps[a].float().to(device).view(-1, *([1] * (x.ndim - 1)))
+        adv, ok, d = verify(attack(x[ad], y[ad], e), x[ad], y[ad])
+        better = ok & (d[norm] < final_d[norm][a])
+        final_adv[a[better]] = adv[better]
+        for m in list(final_d):
+            final_d[m][a[better]] = d[m][better]
+        found[a] |= ok
+        hi[a] = torch.where(ok, eps[a], hi[a])
+        lo[a] = torch.where(ok, lo[a], eps[a])
+        if step == 0:  # not even at the upper bound: nothing to search below
+            active[a[~ok]] = False
+        eps = torch.sqrt(lo * hi)  # geometric bisection between fail and success
+    return found, final_adv, final_d
+
+
+def _keep_minima(run: AttackRun, idx: np.ndarray, ids: np.ndarray, labels: torch.Tensor,
+                 found: torch.Tensor, final_adv: torch.Tensor,
+                 final_d: dict[str, torch.Tensor], norms: Sequence[str],
+                 best: dict[str, np.ndarray], best_attack: dict[str, list[str]],
+                 adversarials: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Each sample's row for this run; where it beat the best so far in a norm, the new
+    minimum, the run that found it and its adversarial (``best…`` updated in place)."""
+    rows = []
+    for j, i in enumerate(idx):
+        success = bool(found[j])
+        rows.append({"sample_id": int(ids[i]), "label": int(labels[i]),
+                     "attack": run.attack, "hyperparameters": run.params,
+                     "repeat": run.repeat, "norm": run.norm, "success": success,
+                     **{m: float(final_d[m][j]) if success else None for m in final_d}})
+        if not success:
+            continue
+        for m in norms:
+            if final_d[m][j] < best[m][i]:
+                best[m][i] = float(final_d[m][j])
+                best_attack[m][i] = run.label
+                adversarials[m][i] = final_adv[j].numpy()
+    return rows
+
+
 def provenance(runs: Sequence[AttackRun], seed: int) -> dict[str, Any]:
     versions = {}
     for pkg in ("foolbox", "eagerpy", "numba", "torch", "numpy"):
@@ -186,56 +258,20 @@ def minimal_perturbations(
                 raise Cancelled(f"stopped during {run.label}")
             idx = targets[b:b + batch]
             x, y = images[idx].to(device), labels[idx].to(device)
-            crit = fb.criteria.Misclassification(y)
-            found = torch.zeros(len(idx), dtype=torch.bool)
-            final_adv = x.cpu().clone()
-            final_d: dict[str, torch.Tensor] = {
-                m: torch.full((len(idx),), float("inf"), dtype=torch.float64) for m in NORMS}
-            if not run.search:
+            if not run.search:  # a minimizer: its closest adversarial, in one run
                 kwargs = {"starting_points": pool_x[starts[idx]].to(device)} if bb else {}
-                adv, ok, d = verify(attack.run(fmodel, x, crit, **kwargs), x, y)
-                found, final_adv, final_d = ok, adv, d
+                final_adv, found, final_d = verify(
+                    attack.run(fmodel, x, fb.criteria.Misclassification(y), **kwargs), x, y)
             else:
                 prev = torch.from_numpy(best[run.norm][idx]) if run.norm in best else None
-                upper = _UPPER[run.norm](dim)
-                hi = torch.full((len(idx),), upper, dtype=torch.float64)
-                if prev is not None:
+                hi = torch.full((len(idx),), _UPPER[run.norm](dim), dtype=torch.float64)
+                if prev is not None:  # what the minimizers found bounds the search
                     hi = torch.where(torch.isfinite(prev), prev, hi)
-                lo = hi / 1000.0
-                eps = hi.clone()
-                active = torch.ones(len(idx), dtype=torch.bool)
-                for step in range(search_steps):
-                    a = torch.nonzero(active).flatten()
-                    if len(a) == 0:
-                        break
-                    ad = a.to(device)
-                    e = eps[a].float().to(device).view(-1, *([1] * (x.ndim - 1)))
-                    crit_a = fb.criteria.Misclassification(y[ad])
-                    adv, ok, d = verify(attack.run(fmodel, x[ad], crit_a, epsilon=e),
-                                        x[ad], y[ad])
-                    better = ok & (d[run.norm] < final_d[run.norm][a])
-                    final_adv[a[better]] = adv[better]
-                    for m in list(final_d):
-                        final_d[m][a[better]] = d[m][better]
-                    found[a] |= ok
-                    hi[a] = torch.where(ok, eps[a], hi[a])
-                    lo[a] = torch.where(ok, lo[a], eps[a])
-                    if step == 0:  # not even at the upper bound: nothing to search below
-                        active[a[~ok]] = False
-                    eps = torch.sqrt(lo * hi)  # geometric bisection between fail and success
-            for j, i in enumerate(idx):
-                success = bool(found[j])
-                rows.append({"sample_id": int(ids[i]), "label": int(labels[i]),
-                             "attack": run.attack, "hyperparameters": run.params,
-                             "repeat": run.repeat, "norm": run.norm, "success": success,
-                             **{m: float(final_d[m][j]) if success else None for m in final_d}})
-                if not success:
-                    continue
-                for m in norms:
-                    if final_d[m][j] < best[m][i]:
-                        best[m][i] = float(final_d[m][j])
-                        best_attack[m][i] = run.label
-                        adversarials[m][i] = final_adv[j].numpy()
+                found, final_adv, final_d = _bisect_epsilon(
+                    functools.partial(_fixed_epsilon, attack, fmodel),
+                    verify, x, y, hi, run.norm, search_steps, device)
+            rows += _keep_minima(run, idx, ids, labels, found, final_adv, final_d, norms,
+                                 best, best_attack, adversarials)
         spent += run.iterations
         for m in norms:
             curves[m].append((spent, float(np.median(best[m]))))
