@@ -130,7 +130,8 @@ def _bisect_epsilon(attack: Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
     n = len(x)
     found = torch.zeros(n, dtype=torch.bool)
     final_adv = x.cpu().clone()
-    final_d = {m: torch.full((n,), float("inf"), dtype=torch.float64) for m in NORMS}
+    final_d: dict[str, torch.Tensor] = {
+        m: torch.full((n,), float("inf"), dtype=torch.float64) for m in NORMS}
     lo, eps = hi / 1000.0, hi.clone()
     active = torch.ones(n, dtype=torch.bool)
     for step in range(steps):
