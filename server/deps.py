@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from server.settings import Settings
 from server.store.db import new_session
-from server.store.models import MAX_ID, Run, User
+from server.store.models import MAX_ID, Role, Run, User
 from server.store.runs import NotFound, get_run
 from server.store.users import user_for_token
 
@@ -57,6 +57,12 @@ def get_current_user(
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def may_write(user: User, run: Run) -> bool:
+    """Whether ``user`` may change ``run``, log into it, upload to it or parent a run
+    under it: its owner or an admin."""
+    return run.owner_id == user.id or user.role is Role.admin
 
 
 def run_or_404(session: Session, run_id: int) -> Run:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from ml import artifacts
 from ml.data.cifar import ARCHIVES, locate
-from ml.regularize.targets import REGISTRY
+from ml.regularize.targets import REGISTRY, source_kind
 from server import recordings
 from server.settings import Settings
 from server.store.artifacts import get_artifact, resolve
@@ -32,7 +32,7 @@ from server.store.runs import NotFound, find_run
 def target_source(target: str) -> str:
     """The similarity run's artifact a train target is read from (its registry entry's
     ``source``: ``random`` and ``cnn-features`` take the neural-model target's stimuli)."""
-    return artifacts.target(REGISTRY[target].source or "neural-model")
+    return artifacts.target(source_kind(target))
 
 
 def _succeeded_run(session: Session, run_id: int, kind: str, artifact: str, field: str) -> Run:

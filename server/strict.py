@@ -38,11 +38,6 @@ class _NonFinite:
         self.token = token
 
 
-def _parse_float(text: str) -> float | _NonFinite:
-    value = float(text)
-    return value if math.isfinite(value) else _NonFinite(text)
-
-
 def _problem(value: Any, loc: list[Any], depth: int = 0) -> tuple[list[Any], str, str] | None:
     """The first thing in a parsed body that breaks the rules: (loc, message, type)."""
     if isinstance(value, str):
@@ -81,11 +76,22 @@ def invalid(loc: list[Any], msg: str, type_: str = "invalid") -> RequestValidati
     return RequestValidationError([{"loc": loc, "msg": msg, "type": type_, "input": None}])
 
 
-def loads(body: bytes) -> Any:
-    """Parse a JSON body by the rules above; a :class:`RequestValidationError` if it
-    breaks one (``json.JSONDecodeError`` if it is not JSON at all)."""
+def loads(body: bytes) -> tuple[Any, bool]:
+    """Parse a JSON body by the rules above: the value, and whether it holds a whole
+    number written as a float (``2.0``, ``1e3``); a :class:`RequestValidationError` if it
+    breaks a rule (``json.JSONDecodeError`` if it is not JSON at all)."""
+    whole = False
+
+    def parse_float(text: str) -> float | _NonFinite:
+        nonlocal whole
+        value = float(text)
+        if not math.isfinite(value):
+            return _NonFinite(text)
+        whole = whole or value.is_integer()
+        return value
+
     try:
-        value = json.loads(body, parse_constant=_NonFinite, parse_float=_parse_float)
+        value = json.loads(body, parse_constant=_NonFinite, parse_float=parse_float)
     except RecursionError:
         raise invalid(["body"], f"nested deeper than {MAX_DEPTH} levels", "too_deep") from None
     except ValueError as exc:  # not JSON, or an integer of more than 4300 digits
@@ -95,7 +101,7 @@ def loads(body: bytes) -> Any:
     found = _problem(value, ["body"])
     if found is not None:
         raise invalid(*found)
-    return value
+    return value, whole
 
 
 def _is_json(request: Request) -> bool:
@@ -170,11 +176,12 @@ class StrictRoute(APIRoute):
                 body = await request.body()
                 if body:
                     try:
-                        parsed = loads(body)
+                        parsed, whole = loads(body)
                     except json.JSONDecodeError:
                         return await handler(request)  # FastAPI's own 422 says where
                     try:  # numbers are numbers: "1.5" and true are not, 2.0 is an integer
-                        strict.validate_json(json.dumps(_integral(parsed)), strict=True)
+                        strict.validate_json(  # re-encoded only when a 2.0 needs it
+                            json.dumps(_integral(parsed)) if whole else body, strict=True)
                     except ValidationError as exc:
                         raise RequestValidationError(
                             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]

@@ -97,7 +97,8 @@ REGISTRY: dict[str, TargetSpec] = {spec.name: spec for spec in (
                "conv3_1 in the paper)"),
 )}
 TARGETS = tuple(REGISTRY)
-FROM_SIMILARITY_RUN = tuple(n for n, s in REGISTRY.items() if s.build is _stored)
+FROM_SIMILARITY_RUN = tuple(n for n, s in REGISTRY.items() if s.source == n)
+"""The targets a similarity run stores as they are (each its own source)."""
 assert TARGETS == get_args(TargetName), "TargetName and REGISTRY name the same targets"
 
 
@@ -113,9 +114,17 @@ def resolve_target(name: str, source: SimilarityTarget | None, *, seed: int,
     if source is None:
         raise ValueError(f"target: {name!r} needs a target (the stimuli and S of a "
                          "similarity run)")
-    if source.kind == name and spec.build is not _stored:
-        return source  # resolved already (the worker builds cnn-features before training)
+    if source.kind == name:
+        return source  # a stored kind, or built already (the worker builds cnn-features)
     return spec.build(source, seed, network, device)
+
+
+def source_kind(name: str) -> str:
+    """The similarity run's stored target a train target is read over — its stimuli
+    for every kind, and the target itself for the stored ones (``neural-model`` for
+    ``none``, which reads nothing, so a None run's pages show the same stimuli)."""
+    check_target(name)
+    return REGISTRY[name].source or "neural-model"
 
 
 def random_target(like: SimilarityTarget, *, seed: int, dim: int | None = None) -> SimilarityTarget:

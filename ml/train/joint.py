@@ -37,7 +37,7 @@ from ml.models import TappedBackbone, build_backbone, resolve_taps
 from ml.neural.target import SimilarityTarget
 from ml.recorder import Cancelled, Recorder
 from ml.regularize import SimilarityHead, all_pairs, paper_pairs, similarity_loss
-from ml.regularize.targets import TargetName, check_target, resolve_target
+from ml.regularize.targets import REGISTRY, TargetName, check_target, resolve_target
 from ml.runtime import deterministic_mode, environment_info, pick_device
 from ml.train.classifier import checkpoint_bytes, evaluate
 from ml.train.pathway import StimulusNorm, StimulusPathway
@@ -118,7 +118,7 @@ class TrainConfig:
             object.__setattr__(self, "features", FeatureSource(**self.features))
         validate_config(self)
         check_target(self.target)
-        if self.features is not None and self.target != "cnn-features":
+        if self.features is not None and not REGISTRY[self.target].needs_network:
             raise ValueError(f"features: only used by target 'cnn-features', not "
                              f"{self.target!r}")
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import HTTPException, Path, Request, status
 from fastapi.responses import FileResponse
 
-from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
+from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, may_write, run_or_404
 from server.schemas import ArtifactPublic
 from server.store.artifacts import (
     NAME_MAX,
@@ -18,7 +18,6 @@ from server.store.artifacts import (
     resolve,
     save_artifact_stream,
 )
-from server.store.models import Role
 from server.strict import api_router, invalid
 
 ArtifactName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=NAME_MAX,
@@ -61,7 +60,7 @@ async def upload(
     """Store the request body as artifact ``name`` (replacing one of that name); the
     body streams to disk, up to ``NEUROREG_MAX_UPLOAD_BYTES``."""
     run = run_or_404(session, run_id)
-    if run.owner_id != user.id and user.role is not Role.admin:
+    if not may_write(user, run):
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             "only the owner or an admin may upload to a run")
     media_type = request.headers.get("content-type", "application/octet-stream")[:128]

@@ -23,7 +23,7 @@ from ml.neural.overview import (
 )
 from ml.neural.target import SimilarityTarget
 from ml.regularize.cnn_features import load_s_cnn_overview, tap_features
-from ml.regularize.targets import REGISTRY
+from ml.regularize.targets import REGISTRY, source_kind
 from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
 from server.store.artifacts import get_artifact, list_artifacts, resolve
 from server.strict import CONFLICT, api_router, invalid
@@ -109,8 +109,7 @@ def _train_views(session: Any, run: Any) -> tuple[int, str, tuple[int, ...]]:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"run {run.id} has no {artifacts.MODEL} and target run to compare")
     target = run.config.get("target", "none")
-    spec = REGISTRY.get(target)
-    name = (spec.source if spec is not None else None) or "neural-model"
+    name = source_kind(target) if target in REGISTRY else "neural-model"
     taps = run.config.get("taps") or range(len((run.result or {}).get("layers", [])) or 5)
     return run.input_run_id, name, tuple(int(t) for t in taps)
 

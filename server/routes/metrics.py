@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import HTTPException, Path, Query, status
 
-from server.deps import CurrentUser, RunId, SessionDep, run_or_404
+from server.deps import CurrentUser, RunId, SessionDep, may_write, run_or_404
 from server.schemas import MetricBatch, MetricBatchResult, MetricKey, SeriesPublic
 from server.store.metrics import Series, insert_points, read_series, summarize_keys
-from server.store.models import Role
 from server.strict import api_router
 
 router = api_router(prefix="/api/runs/{run_id}/metrics", tags=["metrics"])
@@ -24,7 +23,7 @@ def log_batch(
     whole: one bad point rejects it (422 naming its index) and nothing of it is stored.
     Re-sent (key, step) pairs are ignored, so retries are safe."""
     run = run_or_404(session, run_id)
-    if run.owner_id != user.id and user.role is not Role.admin:
+    if not may_write(user, run):
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             "only the owner or an admin may log metrics to a run")
     insert_points(session, run_id, [(p.key, p.step, p.value, p.wall_time) for p in body.points])

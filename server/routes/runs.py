@@ -7,16 +7,23 @@ import dataclasses
 from typing import Annotated, Literal
 
 from fastapi import HTTPException, Query, Request, status
-from fastapi.exceptions import RequestValidationError
 
-from server.deps import CurrentUser, RunId, RunIdQuery, SessionDep, SettingsDep, run_or_404
+from server.deps import (
+    CurrentUser,
+    RunId,
+    RunIdQuery,
+    SessionDep,
+    SettingsDep,
+    may_write,
+    run_or_404,
+)
 from server.inputs import check_inputs
 from server.kinds import KindName
 from server.queue import revoke
 from server.schemas import RunCreate, RunFinish, RunPage, RunPublic, RunUpdate
 from server.services import EnqueueFailed, run_public, runs_public, submit_run
 from server.store.artifacts import UnsafePath, resolve
-from server.store.models import MAX_ID, Role, Run, RunStatus, User
+from server.store.models import MAX_ID, Run, RunStatus, User
 from server.store.runs import (
     NotFound,
     cancel_run,
@@ -26,7 +33,7 @@ from server.store.runs import (
     list_runs,
     set_tags,
 )
-from server.strict import CONFLICT, api_router
+from server.strict import CONFLICT, api_router, invalid
 from server.studies import cancel_children
 
 router = api_router(prefix="/api/runs", tags=["runs"])
@@ -56,10 +63,8 @@ def create(
     except EnqueueFailed as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     except NotFound as exc:
-        loc = ("body", *(exc.field or "").split("."))
-        raise RequestValidationError(
-            [{"type": "not_found", "loc": loc, "msg": exc.message, "input": None}]
-        ) from None
+        raise invalid(["body", *(exc.field or "").split(".")], exc.message,
+                      "not_found") from None
     return run_public(session, run)
 
 
@@ -69,14 +74,13 @@ def _check_parent(session: SessionDep, user: User, parent_id: int) -> None:
     parent = find_run(session, parent_id)
     if parent is None:
         raise NotFound(f"run {parent_id} does not exist", field="parent_id")
-    if parent.owner_id != user.id and user.role is not Role.admin:
+    if not may_write(user, parent):
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             f"parent_id: run {parent_id} is {parent.owner.name}'s; a run's "
                             "parent must be a run you may write (your own)")
     if parent.kind == "study":
-        raise RequestValidationError([{
-            "type": "parent_is_study", "loc": ("body", "parent_id"), "input": None,
-            "msg": f"run {parent_id} is a study; a study's runs are the ones it makes"}])
+        raise invalid(["body", "parent_id"], f"run {parent_id} is a study; a study's runs "
+                      "are the ones it makes", "parent_is_study")
 
 
 @router.get("")
@@ -107,7 +111,7 @@ def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> RunPublic:
 
 def _owned(session: SessionDep, run_id: int, user: User, action: str) -> Run:
     run = run_or_404(session, run_id)
-    if run.owner_id != user.id and user.role is not Role.admin:
+    if not may_write(user, run):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"only the owner or an admin may {action}")
     return run
 

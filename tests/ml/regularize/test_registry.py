@@ -58,7 +58,7 @@ def test_every_target_resolves_from_its_source_and_trains(
     else:
         assert target is not None and len(target) == len(source)
         np.testing.assert_array_equal(target.image_ids, source.image_ids)
-        assert target.kind == (name if spec.build.__name__ != "_stored" else source.kind)
+        assert target.kind == (name if spec.source != name else source.kind)
         assert resolve_target(name, target, seed=3) is target or spec.source == name
     res = train_model(TrainConfig(target=name, alpha=2.0, **TINY), MemoryRecorder(), target)
     assert (res.r_similarity is None) == (name == "none")
