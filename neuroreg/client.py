@@ -115,8 +115,7 @@ class Client:
         ``top_level=True`` (no study's children), all pages."""
         out: list[dict[str, Any]] = []
         while True:
-            page = self._call("GET", "/api/runs",
-                              params={**filters, "limit": 500, "offset": len(out)})
+            page = self.runs_page(limit=500, offset=len(out), **filters)
             out += page["items"]
             if len(out) >= page["total"] or not page["items"]:
                 return out
