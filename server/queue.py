@@ -53,9 +53,14 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
+def send(app: Celery, *, task: str, queue: str, args: list[Any]) -> str:
+    """Send a task by name (the API never imports task code); returns the task id."""
+    return str(app.send_task(task, args=args, queue=queue).id)
+
+
 def enqueue(app: Celery, *, task: str, queue: str, run_id: int) -> str:
-    """Send a job by task name (the API never imports task code); returns the task id."""
-    return str(app.send_task(task, args=[run_id], queue=queue).id)
+    """Send a run's job."""
+    return send(app, task=task, queue=queue, args=[run_id])
 
 
 def revoke(app: Celery, task_id: str) -> None:

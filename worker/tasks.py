@@ -150,33 +150,68 @@ def train_job(config: Any, recorder: Recorder) -> Any:
     target = resolve_target(config.target, source, seed=config.seed, network=network,
                             device=pick_device(config.device))
     result = train_model(config, recorder, target, data_root=settings.datasets)
-    if config.target_run is not None:
+    if config.target_run is not None and isinstance(recorder, SqlRecorder):
         _save_s_cnn_overview(config, recorder, settings)
     return result
 
 
-def _save_s_cnn_overview(config: Any, recorder: Recorder, settings: Any) -> None:
-    """The dashboard's S_CNN overview of the trained network over its target run's stimuli
-    (two network passes here, on the worker's device, instead of on the API's CPU). The
-    training is done by then: if this fails, the API computes the overview itself."""
-    from ml import artifacts
-    from ml.neural.target import SimilarityTarget
-    from ml.regularize.cnn_features import s_cnn_overview_bytes
-    from ml.runtime import pick_device
-    from server.inputs import artifact_path
-
+def _save_s_cnn_overview(config: Any, recorder: SqlRecorder, settings: Any) -> None:
+    """The dashboard's S_CNN overview of the network just trained, over its target run's
+    stimuli (on the worker's device). The training is done by then: if this fails, the
+    page asks for it and :func:`s_cnn_overview` computes it."""
     try:
         recorder.progress(1.0, "computing S_CNN over the target's stimuli for the dashboard")
-        model = recorder.load_artifact(artifacts.MODEL)
-        assert model is not None  # train_model has just saved it
         with session_scope(settings.db_url) as s:
-            stimuli = artifact_path(s, settings, config.target_run,
-                                    artifacts.target("neural-model"))
-        data = s_cnn_overview_bytes(model, config.taps, SimilarityTarget.load(str(stimuli)),
-                                    device=pick_device(config.device))
-        recorder.save_artifact(artifacts.S_CNN_OVERVIEW, data, "application/x-npz")
+            store_s_cnn_overview(s, settings, recorder.run_id, config, sizes=(200,))
+        recorder.progress(1.0, "done")
     except Exception:  # noqa: BLE001 — a cache for the dashboard; the training stands
         log.warning("no S_CNN overview for this run", exc_info=True)
+
+
+def store_s_cnn_overview(session: Any, settings: Any, run_id: int, config: Any,
+                         sizes: tuple[int, ...]) -> None:
+    """Compute a train run's S_CNN overviews at ``sizes`` over its target run's stimuli and
+    store them with those it has (:data:`ml.artifacts.S_CNN_OVERVIEW`)."""
+    from ml import artifacts
+    from ml.neural.target import SimilarityTarget
+    from ml.regularize.cnn_features import SCnnOverviews, s_cnn_overviews
+    from ml.runtime import pick_device
+    from server.inputs import artifact_path
+    from server.store.artifacts import get_artifact, resolve, save_artifact
+
+    model = artifact_path(session, settings, run_id, artifacts.MODEL)
+    stimuli = artifact_path(session, settings, config.target_run,
+                            artifacts.target("neural-model"))
+    new = s_cnn_overviews(str(model), config.taps, SimilarityTarget.load(str(stimuli)),
+                          sizes=sizes, device=pick_device(config.device))
+    row = get_artifact(session, run_id, artifacts.S_CNN_OVERVIEW)
+    if row is not None:
+        with contextlib.suppress(Exception):  # an unreadable or other network's: replaced
+            new = SCnnOverviews.load(resolve(settings.artifacts, row.path)).with_sizes(new)
+    save_artifact(session, settings.artifacts, run_id=run_id, name=artifacts.S_CNN_OVERVIEW,
+                  data=new.to_bytes(), media_type="application/x-npz")
+
+
+@task("neuroreg.s_cnn_overview")
+def s_cnn_overview(run_id: int, size: int) -> dict[str, Any]:
+    """A small job the dashboard asks for: a train run's S_CNN overview at ``size`` when it
+    lacks one (run before overviews were stored, or the store failed), so the API process
+    never runs a network."""
+    from ml import artifacts
+    from ml.regularize.cnn_features import SCnnOverviews
+    from server.store.artifacts import get_artifact, resolve
+
+    settings = get_settings()
+    with session_scope(settings.db_url) as s:
+        run = get_run(s, run_id)
+        row = get_artifact(s, run_id, artifacts.S_CNN_OVERVIEW)
+        if row is not None:
+            with contextlib.suppress(Exception):
+                if size in SCnnOverviews.load(resolve(settings.artifacts, row.path)).sizes:
+                    return {"run_id": run_id, "skipped": True}  # asked twice
+        store_s_cnn_overview(s, settings, run_id, KINDS["train"].config_type(**run.config),
+                             sizes=(size,))
+    return {"run_id": run_id, "size": size}
 
 
 @task("neuroreg.train")

@@ -83,8 +83,17 @@ export function drawScores(series) {
 // S maps share one colour scale (−1…1); a difference map is symmetric about 0.
 const MAX_BLOCK = 600;
 
-async function matrix(runId, name, query) {
-  return (await api(`/api/runs/${runId}/matrices/${name}?${query}`)).json();
+// A 202 means a worker is computing the view (a run's S_CNN overview it lacked): call
+// pending(detail) and ask again after Retry-After, while keepAsking() holds.
+async function matrix(runId, name, query, pending = () => {}, keepAsking = () => true) {
+  for (;;) {
+    const res = await api(`/api/runs/${runId}/matrices/${name}?${query}`);
+    const body = await res.json();
+    if (res.status !== 202) return body;
+    if (!keepAsking()) return null;
+    pending(body.detail);
+    await new Promise((r) => setTimeout(r, 1000 * Number(res.headers.get("Retry-After") || 2)));
+  }
 }
 
 // a figure title's second, smaller line (the view's name stays on the first)
@@ -107,8 +116,11 @@ export async function drawMatrix(div, view) {
   const query = () => (div.view.minus ? `minus=${div.view.minus}` : "");
   const overview = async () => {
     const v = div.view;
-    const m = await matrix(v.runId, v.name, `size=200&${query()}`);
-    if (div.view !== v) return;  // the view changed while this was in flight
+    const waiting = () => plot(div, [], { title: { text: `${v.title}${sub("a worker is computing this view; it is drawn when ready")}` },
+      margin: { ...MARGIN, t: 62 }, xaxis: { visible: false }, yaxis: { visible: false } });
+    const m = await matrix(v.runId, v.name, `size=200&${query()}`, waiting,
+      () => div.view === v && div.isConnected);
+    if (!m || div.view !== v) return;  // the view changed while this was in flight
     const c = centresOf(m.edges);
     const lim = v.minus ? Math.max(...m.z.flat().map(Math.abs), 1e-6) : 1;
     await plot(div, [{ z: m.z, x: c, y: c, type: "heatmap", colorscale: "RdBu", name: v.title,

@@ -7,13 +7,17 @@
 - :func:`block`: any exact sub-block S[rows, cols];
 - :func:`feature_overview` / :func:`feature_block`: the same for a network layer's
   S_CNN (Eq. 9), streaming its features in batches; :func:`feature_overviews` /
-  :func:`feature_blocks` for all tapped layers from one pass (and Eq. 10's γ-mix).
+  :func:`feature_blocks` for all tapped layers from one pass (and Eq. 10's γ-mix);
+- matrix sources — :class:`FactorMatrix` (a target), :class:`TapMatrix` (S_CNN of a
+  network's taps), :class:`Difference` — and :func:`view`, which draws any of them: the
+  one path from a stored artifact to what the dashboard shows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -32,9 +36,7 @@ def leading_order(factor: np.ndarray, iterations: int = 50, seed: int = 0) -> np
 def pooled(factor: np.ndarray, order: np.ndarray, size: int
            ) -> tuple[np.ndarray, np.ndarray]:
     """(size', size') block means of S in ``order`` and the block edges (size' ≤ size)."""
-    n = len(order)
-    size = max(1, min(size, n))
-    edges = np.linspace(0, n, size + 1).round().astype(int)
+    edges = edges_of(len(order), size)
     f = np.asarray(factor, dtype=np.float32)[order]
     sums = np.add.reduceat(f, edges[:-1], axis=0)  # (size, D) Σ_I f_i
     counts = np.diff(edges).astype(np.float32)[:, None]
@@ -93,8 +95,8 @@ def feature_overviews(features: Any, n: int, order: np.ndarray, size: int, batch
         means = chunk if means is None else [m + c for m, c in zip(means, chunk, strict=True)]
     assert means is not None
     means = [(m / n).astype(np.float32) for m in means]
-    size = max(1, min(size, n))
-    edges = np.linspace(0, n, size + 1).round().astype(int)
+    edges = edges_of(n, size)
+    size = len(edges) - 1
     block_of = np.searchsorted(edges, np.arange(n), side="right") - 1  # position → block
     sums = [np.zeros((size, m.shape[0]), np.float64) for m in means]
     for i in range(0, n, batch):
@@ -181,3 +183,122 @@ def extreme_pairs(factor: np.ndarray, k: int = 3, *, block: int = 512
                 break
         out[side] = picked
     return out
+
+
+# --- matrix sources: one way to draw any of a run's matrices ---------------------------
+
+class OverviewMissing(LookupError):
+    """A matrix whose overview at this size has not been computed (by a worker) yet."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"no overview of {size} blocks yet")
+        self.size = size
+
+
+@dataclass(frozen=True)
+class View:
+    """What the dashboard draws of a matrix: the overview (``edges`` set: block means
+    between consecutive edges) or an exact block (``rows`` × ``cols`` positions)."""
+
+    n: int
+    z: np.ndarray
+    edges: np.ndarray | None = None
+    rows: slice | None = None
+    cols: slice | None = None
+
+    @property
+    def exact(self) -> bool:
+        return self.edges is None or bool(np.all(np.diff(self.edges) == 1))
+
+
+def edges_of(n: int, size: int) -> np.ndarray:
+    """The block edges of an overview of ``n`` positions in at most ``size`` blocks."""
+    return np.linspace(0, n, max(1, min(size, n)) + 1).round().astype(int)
+
+
+class Matrix(Protocol):
+    """A symmetric similarity matrix over ``n`` stimuli, viewed in a display order."""
+
+    @property
+    def n(self) -> int: ...
+
+    def overview(self, order: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def block(self, order: np.ndarray, rows: slice, cols: slice) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class FactorMatrix:
+    """S = F Fᵀ of a target's factor (S_model, S_data, the control targets)."""
+
+    factor: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.factor)
+
+    def overview(self, order: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        return pooled(self.factor, order, size)
+
+    def block(self, order: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+        return block(self.factor, order, rows, cols)
+
+
+@dataclass(frozen=True)
+class TapMatrix:
+    """Σ_k weights[k] · S_k over a network's tapped layers (one tap alone, or Eq. 10's
+    S_CNN when the weights are γ).
+
+    Overviews come from ``overviews`` (size → (per-tap block means, edges), as a worker
+    stored them: :func:`ml.regularize.cnn_features.load_s_cnn_overview`), never from a
+    network pass here; exact blocks from ``features`` (``features(idx)`` → per-tap
+    arrays), centred by the taps' feature ``means``.
+    """
+
+    n: int
+    weights: Sequence[float]
+    means: Sequence[np.ndarray]
+    overviews: dict[int, tuple[Sequence[np.ndarray], np.ndarray]]
+    features: Any = None
+
+    def overview(self, order: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        size = max(1, min(size, self.n))
+        if size not in self.overviews:
+            raise OverviewMissing(size)
+        zs, edges = self.overviews[size]
+        return mix(zs, self.weights), edges
+
+    def block(self, order: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+        return feature_blocks(self.features, order, rows, cols, list(self.means),
+                              list(self.weights))
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``a − b`` over the same stimuli (S_model − S_data, S_CNN − S_target)."""
+
+    a: Matrix
+    b: Matrix
+
+    @property
+    def n(self) -> int:
+        return self.a.n
+
+    def overview(self, order: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        (za, edges), (zb, _) = self.a.overview(order, size), self.b.overview(order, size)
+        return np.asarray(za, np.float64) - zb, edges
+
+    def block(self, order: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+        return (np.asarray(self.a.block(order, rows, cols), np.float64)
+                - self.b.block(order, rows, cols))
+
+
+def view(matrix: Matrix, order: np.ndarray, *, size: int = 200, rows: slice | None = None,
+         cols: slice | None = None) -> View:
+    """The overview of ``matrix`` in ``order`` (``size`` blocks a side), or with ``rows``
+    and ``cols`` (positions in ``order``) its exact block."""
+    if rows is None and cols is None:
+        z, edges = matrix.overview(order, size)
+        return View(matrix.n, np.asarray(z), edges=np.asarray(edges))
+    rows, cols = rows or slice(0, matrix.n), cols or slice(0, matrix.n)
+    return View(matrix.n, np.asarray(matrix.block(order, rows, cols)), rows=rows, cols=cols)

@@ -19,8 +19,10 @@ reduced exactly to N columns when the layer is wider than the stimulus count.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -219,30 +221,58 @@ def cnn_features_target(extract: Extractor,
     return SimilarityTarget("cnn-features", f, stimuli.image_ids, stimuli.images, info)
 
 
-def s_cnn_overview_bytes(source: str | Path | bytes, taps: Sequence[int] | None,
-                         stimuli: SimilarityTarget, *, size: int = 200,
-                         device: torch.device | str = "cpu") -> bytes:
-    """A trained network's S_CNN overview at every tap over ``stimuli``'s images, in the
-    display order of ``stimuli`` (its leading-direction order), for the dashboard: the
-    ``size``² block means per tap, the block edges and each tap's feature mean (exact
-    sub-blocks are centred by it). Two passes of the network over the stimuli."""
-    from ml.neural.overview import feature_overviews, leading_order
+@dataclass(frozen=True)
+class SCnnOverviews:
+    """A trained network's S_CNN overviews over its target's stimuli, for the dashboard,
+    in the stimuli's display order (their leading-direction order): per tap its feature
+    mean (exact sub-blocks are centred by it) and, for each overview size, the per-tap
+    block means and the block edges. Stored as :data:`ml.artifacts.S_CNN_OVERVIEW`."""
+
+    taps: list[int]
+    n: int
+    means: list[np.ndarray]
+    sizes: dict[int, tuple[list[np.ndarray], np.ndarray]]
+
+    def with_sizes(self, other: SCnnOverviews) -> SCnnOverviews:
+        """These overviews and ``other``'s (of the same network and stimuli) together."""
+        if other.taps != self.taps or other.n != self.n:
+            raise ValueError("overviews of different taps or stimuli")
+        return dataclasses.replace(self, sizes={**self.sizes, **other.sizes})
+
+    def to_bytes(self) -> bytes:
+        arrays: dict[str, Any] = {"taps": np.asarray(self.taps), "n": np.asarray(self.n)}
+        arrays.update({f"mean_{k}": m for k, m in enumerate(self.means)})
+        for size, (zs, edges) in self.sizes.items():
+            arrays[f"z_{size}"], arrays[f"edges_{size}"] = np.stack(zs), edges
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def load(cls, path: str | Path) -> SCnnOverviews:
+        """Read :meth:`to_bytes` (or the one-size file of earlier versions: ``z``, ``edges``)."""
+        with np.load(path) as f:
+            taps = [int(t) for t in f["taps"]]
+            keys = {k.removeprefix("z_"): k for k in f.files if k.startswith("z_")}
+            pairs = ([(f["z"], f["edges"])] if "z" in f.files else
+                     [(f[key], f[f"edges_{size}"]) for size, key in keys.items()])
+            return cls(taps, int(f["n"]), [f[f"mean_{k}"] for k in range(len(taps))],
+                       {len(edges) - 1: (list(z), edges) for z, edges in pairs})
+
+
+def s_cnn_overviews(source: str | Path | bytes, taps: Sequence[int] | None,
+                    stimuli: SimilarityTarget, *, sizes: Sequence[int] = (200,),
+                    device: torch.device | str = "cpu") -> SCnnOverviews:
+    """:class:`SCnnOverviews` of a neuroreg checkpoint at ``sizes`` blocks a side (at most
+    the number of stimuli): two passes of the network over the stimuli per size."""
+    from ml.neural.overview import edges_of, feature_overviews, leading_order
 
     features = tap_features(source, taps, stimuli.images, device=device)
-    views = feature_overviews(features, len(stimuli), leading_order(stimuli.factor), size)
-    buf = io.BytesIO()
-    arrays: dict[str, Any] = {"taps": np.asarray(features.taps),  # type: ignore[attr-defined]
-                              "edges": views[0][1], "n": np.asarray(len(stimuli)),
-                              "z": np.stack([v[0] for v in views])}
-    arrays.update({f"mean_{k}": v[2] for k, v in enumerate(views)})
-    np.savez(buf, **arrays)
-    return buf.getvalue()
-
-
-def load_s_cnn_overview(path: str | Path
-                        ) -> tuple[list[int], int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-    """(taps, n stimuli, [(overview, edges, mean) per tap]) from :func:`s_cnn_overview_bytes`."""
-    with np.load(path) as f:
-        taps = [int(t) for t in f["taps"]]
-        return taps, int(f["n"]), [(f["z"][k], f["edges"], f[f"mean_{k}"])
-                                   for k in range(len(taps))]
+    order, n = leading_order(stimuli.factor), len(stimuli)
+    means: list[np.ndarray] = []
+    out: dict[int, tuple[list[np.ndarray], np.ndarray]] = {}
+    for size in sorted({len(edges_of(n, s)) - 1 for s in sizes}):
+        views = feature_overviews(features, n, order, size)
+        means = [v[2] for v in views]
+        out[size] = ([v[0] for v in views], views[0][1])
+    return SCnnOverviews(list(features.taps), n, means, out)  # type: ignore[attr-defined]

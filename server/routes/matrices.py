@@ -1,41 +1,94 @@
 """Similarity matrices of a run's targets, without sending N×N numbers: an exact
-block-mean overview in one shared order, and exact sub-blocks for zooming in."""
+block-mean overview in one shared order, and exact sub-blocks for zooming in.
+
+Which matrix a name means is decided here; how it is drawn is
+:func:`ml.neural.overview.view` over a matrix source. S_CNN overviews are what a worker
+stored (:data:`ml.artifacts.S_CNN_OVERVIEW`): a run that lacks one at the asked size gets
+it from a small job (``neuroreg.s_cnn_overview``) and the page is told to come back (202).
+"""
 
 from __future__ import annotations
 
-import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import HTTPException, Query, status
+from fastapi import HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from ml import artifacts
 from ml.neural.overview import (
-    block,
+    Difference,
+    FactorMatrix,
+    Matrix,
+    OverviewMissing,
+    TapMatrix,
+    View,
+    edges_of,
     extreme_pairs,
-    feature_blocks,
-    feature_overviews,
     leading_order,
-    mix,
-    pooled,
+    view,
 )
 from ml.neural.target import SimilarityTarget
-from ml.regularize.cnn_features import load_s_cnn_overview, tap_features
+from ml.regularize.cnn_features import SCnnOverviews, tap_features
 from ml.regularize.targets import REGISTRY, source_kind
 from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
+from server.queue import send
 from server.store.artifacts import get_artifact, list_artifacts, resolve
 from server.strict import CONFLICT, api_router, invalid
 
 router = api_router(prefix="/api/runs/{run_id}/matrices", tags=["matrices"])
 MAX_BLOCK = 600  # cells per side of an exact block
+ASK_AGAIN_S = 120.0  # a pending overview job not answered by then is sent again
+
+
+class MatrixView(BaseModel):
+    """An overview (``edges``: block means between consecutive edges) or an exact block
+    (``rows``, ``cols``: [start, stop) positions in the shared order)."""
+
+    n: int = Field(description="stimuli (the matrix is n × n)")
+    exact: bool = Field(description="every cell is one S_ij (not a block mean)")
+    z: list[list[float]]
+    edges: list[int] | None = None
+    rows: list[int] | None = None
+    cols: list[int] | None = None
+    image_ids: list[list[int]] | None = Field(
+        default=None, description="a target's exact block: the image ids of its rows and "
+                                  "columns")
+
+
+class Pending(BaseModel):
+    pending: bool = True
+    detail: str
+
+
+PENDING: dict[int | str, dict[str, Any]] = {202: {
+    "model": Pending,
+    "description": "a worker is computing this overview; ask again after Retry-After s"}}
 
 
 @lru_cache(maxsize=8)
 def _load(path: str, mtime: float) -> tuple[SimilarityTarget, np.ndarray]:
     target = SimilarityTarget.load(path)
     return target, leading_order(target.factor)
+
+
+@lru_cache(maxsize=16)
+def _stored(path: str, mtime: float) -> SCnnOverviews:
+    return SCnnOverviews.load(path)
+
+
+@lru_cache(maxsize=4)
+def _network(path: str, mtime: float, taps: tuple[int, ...], target_path: str) -> Any:
+    """The run's network at all its taps over the target's stimuli, for exact blocks."""
+    return tap_features(path, taps, _load(target_path, Path(target_path).stat().st_mtime)[0]
+                        .images, batch=256)
+
+
+_asked: dict[tuple[int, int, float], float] = {}  # (run, size, model mtime) → when
 
 
 def _file(session: Any, settings: Any, run_id: int, name: str) -> tuple[str, float]:
@@ -53,54 +106,18 @@ def _target(session: Any, settings: Any, run_id: int, name: str
     return _load(*_file(session, settings, run_id, artifacts.target(name)))
 
 
+def _target_names(session: Any, run_id: int) -> list[str]:
+    return [k for a in list_artifacts(session, run_id)
+            if (k := artifacts.target_kind(a.name)) is not None]
+
+
 def _order(session: Any, settings: Any, run_id: int) -> np.ndarray:
     """One order for every target of the run: the neural-model target's, when present."""
-    kinds = [k for a in list_artifacts(session, run_id)
-             if (k := artifacts.target_kind(a.name)) is not None]
+    kinds = _target_names(session, run_id)
     if not kinds:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no targets")
     ref = "neural-model" if "neural-model" in kinds else kinds[0]
     return _target(session, settings, run_id, ref)[1]
-
-
-_CNN_LOCK = threading.Lock()  # one S_CNN computation at a time: a page asks for several
-
-
-def _cnn_overviews(session: Any, settings: Any, run_id: int, model: tuple[str, float],
-                   taps: tuple[int, ...], stimuli: str, size: int
-                   ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The overview (and features' mean) of every tap of the run's network over the
-    target's stimuli, in the target's order: the worker's (:data:`ml.artifacts.S_CNN_OVERVIEW`, made
-    when training ended) when it has this size, else computed here once per (model,
-    size) — the requests of one page wait for the first instead of each running the
-    network."""
-    if get_artifact(session, run_id, artifacts.S_CNN_OVERVIEW) is not None:
-        stored_taps, n, views = _stored_overviews(*_file(session, settings, run_id,
-                                                         artifacts.S_CNN_OVERVIEW))
-        if len(stored_taps) == len(taps) and len(views[0][1]) - 1 == min(size, n):
-            return list(views)
-    with _CNN_LOCK:
-        return _cnn_overviews_cached(*model, taps, stimuli, size)
-
-
-@lru_cache(maxsize=16)
-def _stored_overviews(path: str, mtime: float) -> Any:
-    return load_s_cnn_overview(path)
-
-
-@lru_cache(maxsize=8)
-def _cnn_overviews_cached(path: str, mtime: float, taps: tuple[int, ...], target_path: str,
-                          size: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    target, order = _load(target_path, Path(target_path).stat().st_mtime)
-    return feature_overviews(_tap_features(path, mtime, taps, target_path), len(target),
-                             order, size)
-
-
-@lru_cache(maxsize=8)
-def _tap_features(path: str, mtime: float, taps: tuple[int, ...], target_path: str) -> Any:
-    """The run's network at all its taps over the target's stimuli (see ml.regularize)."""
-    target, _ = _load(target_path, Path(target_path).stat().st_mtime)
-    return tap_features(path, taps, target.images, batch=256)
 
 
 def _train_views(session: Any, run: Any) -> tuple[int, str, tuple[int, ...]]:
@@ -127,8 +144,7 @@ def names(run_id: RunId, session: SessionDep, settings: SettingsDep, _: CurrentU
             return []
         mixed = len((run.result or {}).get("gamma") or []) == n_taps
         return ["target", *(["cnn"] if mixed else []), *(f"cnn-{k}" for k in range(n_taps))]
-    return [k for a in list_artifacts(session, run_id)
-            if (k := artifacts.target_kind(a.name)) is not None]
+    return _target_names(session, run_id)
 
 
 @lru_cache(maxsize=8)
@@ -157,72 +173,78 @@ def pairs(run_id: RunId, name: str, session: SessionDep, settings: SettingsDep, 
     return _pairs(*_file(session, settings, run_id, artifacts.target(name)), k)
 
 
-@router.get("/{name}", responses=CONFLICT)
+@router.get("/{name}", responses={**CONFLICT, **PENDING}, response_model=MatrixView,
+            response_model_exclude_none=True)
 def matrix(
     run_id: RunId, name: str, session: SessionDep, settings: SettingsDep, _: CurrentUser,
+    request: Request,
     size: Annotated[int, Query(ge=2, le=400)] = 200,
     rows: Annotated[str | None, Query(pattern=r"^\d+:\d+$")] = None,
     cols: Annotated[str | None, Query(pattern=r"^\d+:\d+$")] = None,
     minus: Annotated[str | None, Query(max_length=64)] = None,
-) -> dict[str, Any]:
+) -> Any:
     """The overview (``size``² exact block means) or, with ``rows``/``cols`` ("a:b"
     positions in the shared order, at most 600 each), the exact sub-block. ``minus``
     names another target of the run for a difference map (``target`` for a train run's
     S_CNN − S_target)."""
     run = run_or_404(session, run_id)
     if run.kind == "train":
-        return _train_matrix(session, settings, run, name, size, rows, cols, minus)
-    return _target_matrix(session, settings, run_id, name, size, rows, cols, minus)
+        source, order, ids = _train_matrix(session, settings, run, name, minus)
+    else:
+        source, order, ids = _target_matrix(session, settings, run_id, name, minus)
+    spans = _block(rows, cols, len(order)) if rows is not None or cols is not None else None
+    try:
+        drawn = view(source, order, size=size, **({"rows": spans[0], "cols": spans[1]}
+                                                   if spans else {}))
+    except OverviewMissing as missing:
+        _ask(request, session, settings, run, missing.size)
+        return JSONResponse(Pending(detail=f"a worker is computing this run's S_CNN overview "
+                                           f"({missing.size} blocks a side); ask again "
+                                           "shortly").model_dump(),
+                            status.HTTP_202_ACCEPTED, headers={"Retry-After": "2"})
+    return _body(drawn, ids)
 
 
-def _target_matrix(session: Any, settings: Any, run_id: int, name: str, size: int,
-                   rows: str | None, cols: str | None, minus: str | None) -> dict[str, Any]:
+def _body(drawn: View, ids: Any) -> MatrixView:
+    z = np.round(np.asarray(drawn.z, np.float64), 4).tolist()  # float64: 0.1234, not float32's
+    if drawn.edges is not None:  # 0.12340000271797180 (which doubled an overview to 800 KB)
+        return MatrixView(n=drawn.n, exact=drawn.exact, z=z, edges=drawn.edges.tolist())
+    assert drawn.rows is not None and drawn.cols is not None
+    return MatrixView(n=drawn.n, exact=True, z=z, rows=[drawn.rows.start, drawn.rows.stop],
+                      cols=[drawn.cols.start, drawn.cols.stop],
+                      image_ids=None if ids is None else [ids[drawn.rows].tolist(),
+                                                          ids[drawn.cols].tolist()])
+
+
+def _ask(request: Request, session: Any, settings: Any, run: Any, size: int) -> None:
+    """Send the small job that stores ``run``'s S_CNN overview at ``size``, unless it was
+    sent lately (the page asks every few seconds until it is there)."""
+    key = (run.id, size, _file(session, settings, run.id, artifacts.MODEL)[1])
+    now = time.monotonic()
+    if now - _asked.get(key, -ASK_AGAIN_S) < ASK_AGAIN_S:
+        return
+    for old in [k for k, t in _asked.items() if now - t >= ASK_AGAIN_S]:
+        del _asked[old]
+    send(request.app.state.celery, task="neuroreg.s_cnn_overview", queue="cpu",
+         args=[run.id, size])
+    _asked[key] = now
+
+
+def _target_matrix(session: Any, settings: Any, run_id: int, name: str, minus: str | None
+                   ) -> tuple[Matrix, np.ndarray, np.ndarray]:
+    """A similarity run's target ``name`` (minus another of its targets), in the run's
+    shared order, with the image ids of its stimuli."""
     target = _target(session, settings, run_id, name)[0]
     order = _order(session, settings, run_id)
-    other = _target(session, settings, run_id, minus)[0] if minus else None
-    n = len(order)
-    if len(target) != n or (other is not None and len(other) != n):
+    source: Matrix = FactorMatrix(target.factor)
+    if minus:
+        other = _target(session, settings, run_id, minus)[0]
+        if len(other) != len(target):
+            raise HTTPException(status.HTTP_409_CONFLICT, "targets cover different stimuli")
+        source = Difference(source, FactorMatrix(other.factor))
+    if len(target) != len(order):
         raise HTTPException(status.HTTP_409_CONFLICT, "targets cover different stimuli")
-    if rows is None and cols is None:
-        z, edges = pooled(target.factor, order, size)
-        if other is not None:
-            z = z - pooled(other.factor, order, size)[0]
-        return _overview(n, edges, z)
-    rs, cs = _block(rows, cols, n)
-    z = block(target.factor, order, rs, cs)
-    if other is not None:
-        z = z - block(other.factor, order, rs, cs)
-    return {**_exact(n, rs, cs, z), "image_ids": [target.image_ids[order[rs]].tolist(),
-                                               target.image_ids[order[cs]].tolist()]}
-
-
-def _overview(n: int, edges: np.ndarray, z: np.ndarray) -> dict[str, Any]:
-    return {"n": n, "exact": bool(np.all(np.diff(edges) == 1)), "edges": edges.tolist(),
-            "z": _cells(z)}
-
-
-def _exact(n: int, rs: slice, cs: slice, z: np.ndarray) -> dict[str, Any]:
-    return {"n": n, "exact": True, "rows": [rs.start, rs.stop], "cols": [cs.start, cs.stop],
-            "z": _cells(z)}
-
-
-def _cells(z: Any) -> list[list[float]]:
-    """4 decimals as JSON: rounded in float64, so 0.1234 is sent as 0.1234 and not as
-    float32's 0.12340000271797180 (which doubled a 200×200 overview to 800 KB)."""
-    return np.round(np.asarray(z, dtype=np.float64), 4).tolist()  # type: ignore[no-any-return]
-
-
-def _block(rows: str | None, cols: str | None, n: int) -> tuple[slice, slice]:
-    """``rows``/``cols`` ("a:b", default all) clipped to the n stimuli, or 422."""
-    def span(text: str | None) -> slice:
-        a, b = (int(v) for v in (text or f"0:{n}").split(":"))
-        return slice(max(a, 0), min(b, n))
-
-    rs, cs = span(rows), span(cols)
-    if not all(0 < s.stop - s.start <= MAX_BLOCK for s in (rs, cs)):
-        raise invalid(["query", "rows" if not 0 < rs.stop - rs.start <= MAX_BLOCK else "cols"],
-                      f"rows/cols: a non-empty block of at most {MAX_BLOCK} per side")
-    return rs, cs
+    return source, order, target.image_ids[order]
 
 
 def _cnn_weights(run: Any, name: str, n_taps: int) -> list[float]:
@@ -237,8 +259,8 @@ def _cnn_weights(run: Any, name: str, n_taps: int) -> list[float]:
                         f"name: use target, cnn (γ-weighted) or cnn-0..cnn-{n_taps - 1}")
 
 
-def _train_matrix(session: Any, settings: Any, run: Any, name: str, size: int,
-                  rows: str | None, cols: str | None, minus: str | None) -> dict[str, Any]:
+def _train_matrix(session: Any, settings: Any, run: Any, name: str, minus: str | None
+                  ) -> tuple[Matrix, np.ndarray, np.ndarray | None]:
     """S_target (in the target run's order), S_CNN of tap k of the run's network, or the
     γ-weighted S_CNN of Eq. 10; ``minus=target`` gives S_CNN − S_target."""
     target_run, target_name, taps = _train_views(session, run)
@@ -246,23 +268,51 @@ def _train_matrix(session: Any, settings: Any, run: Any, name: str, size: int,
         raise invalid(["query", "minus"],
                       "minus: a train run's S_CNN maps can subtract only 'target'")
     if name == "target":
-        return _target_matrix(session, settings, target_run, target_name, size, rows, cols,
-                              None)
+        return _target_matrix(session, settings, target_run, target_name, None)
     weights = _cnn_weights(run, name, len(taps))
     model = _file(session, settings, run.id, artifacts.MODEL)
     stimuli = _file(session, settings, target_run, artifacts.target("neural-model"))
     order = _load(*stimuli)[1]  # the stimuli and order of every view of this run
     n = len(order)
-    target = _target(session, settings, target_run, target_name)[0] if minus else None
-    views = _cnn_overviews(session, settings, run.id, model, taps, stimuli[0], size)
-    if rows is None and cols is None:
-        z = mix([v[0] for v in views], weights)
-        if target is not None:
-            z = z - pooled(target.factor, order, size)[0]
-        return _overview(n, views[0][1], z)
-    rs, cs = _block(rows, cols, n)
-    z = feature_blocks(_tap_features(*model, taps, stimuli[0]), order, rs, cs,
-                       [v[2] for v in views], weights)
-    if target is not None:
-        z = z - block(target.factor, order, rs, cs)
-    return _exact(n, rs, cs, z)
+    stored = _stored_overviews(session, settings, run.id, len(taps), n)
+    source: Matrix = TapMatrix(
+        n, weights, stored.means if stored else [],
+        {s: (z, e) for s, (z, e) in (stored.sizes if stored else {}).items()
+         if np.array_equal(e, edges_of(n, s))},
+        features=_Lazy(lambda: _network(*model, taps, stimuli[0])))
+    if minus:
+        target = _target(session, settings, target_run, target_name)[0]
+        source = Difference(source, FactorMatrix(target.factor))
+    return source, order, None
+
+
+def _stored_overviews(session: Any, settings: Any, run_id: int, n_taps: int, n: int
+                      ) -> SCnnOverviews | None:
+    """The run's stored overviews, if they are of its taps over these stimuli."""
+    if get_artifact(session, run_id, artifacts.S_CNN_OVERVIEW) is None:
+        return None
+    stored = _stored(*_file(session, settings, run_id, artifacts.S_CNN_OVERVIEW))
+    return stored if len(stored.taps) == n_taps and stored.n == n else None
+
+
+class _Lazy:
+    """``features(idx)`` that loads the network on first use (exact blocks only)."""
+
+    def __init__(self, load: Any) -> None:
+        self._load = load
+
+    def __call__(self, idx: np.ndarray) -> Any:
+        return self._load()(idx)
+
+
+def _block(rows: str | None, cols: str | None, n: int) -> tuple[slice, slice]:
+    """``rows``/``cols`` ("a:b", default all) clipped to the n stimuli, or 422."""
+    def span(text: str | None) -> slice:
+        a, b = (int(v) for v in (text or f"0:{n}").split(":"))
+        return slice(max(a, 0), min(b, n))
+
+    rs, cs = span(rows), span(cols)
+    if not all(0 < s.stop - s.start <= MAX_BLOCK for s in (rs, cs)):
+        raise invalid(["query", "rows" if not 0 < rs.stop - rs.start <= MAX_BLOCK else "cols"],
+                      f"rows/cols: a non-empty block of at most {MAX_BLOCK} per side")
+    return rs, cs

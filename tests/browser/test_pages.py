@@ -4,6 +4,7 @@ Screenshots go to test-output/."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import httpx
@@ -143,8 +144,10 @@ def _drawn(page, fig: str, timeout: int = 30_000) -> None:  # type: ignore[no-un
                            " && d.querySelector('.main-svg'); }", timeout=timeout)
 
 
-def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settings: Settings):  # type: ignore[no-untyped-def]
-    with live_server(settings) as url:
+def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settings: Settings,  # type: ignore[no-untyped-def]
+                                                                 tmp_path):
+    # the worker computes the S_CNN overviews the stored train runs lack
+    with live_server(settings) as url, live_worker(settings, tmp_path / "worker.log"):
         with session_scope(settings.db_url) as s:
             token = ensure_admin(s)
         study = _study_with_results(settings)
@@ -273,7 +276,7 @@ def test_a_large_target_shows_an_overview_and_exact_blocks_on_zoom(browser, sett
         page = _login(browser, url, token, f"/runs/{rid}")
         sel = "fig-target-S_target_neural_model"
         page.wait_for_function(f"() => {{ const d = document.getElementById('{sel}');"
-                               " return d && d.data && d.data[0].z.length === 200; }",
+                               " return d && d.data && d.data[0] && d.data[0].z.length === 200; }",
                                timeout=20_000)
         assert page.evaluate(f"() => document.getElementById('{sel}').dataset.exact") == "0"
         assert page.locator("#fig-target-S_model_S_data").count() == 1  # the difference map
@@ -285,7 +288,8 @@ def test_a_large_target_shows_an_overview_and_exact_blocks_on_zoom(browser, sett
         page.screenshot(path=str(OUTPUT / "target-zoom.png"), full_page=True)
 
 
-def test_a_train_run_page_shows_s_target_beside_s_cnn_per_tap(browser, settings: Settings):  # type: ignore[no-untyped-def]
+def test_a_train_run_page_shows_s_target_beside_s_cnn_per_tap(browser, settings: Settings,  # type: ignore[no-untyped-def]
+                                                              tmp_path):
     import dataclasses
 
     import torch
@@ -296,7 +300,7 @@ def test_a_train_run_page_shows_s_target_beside_s_cnn_per_tap(browser, settings:
     from server.store.artifacts import save_artifact
     from tests.server.test_matrices import stored_targets
 
-    with live_server(settings) as url:
+    with live_server(settings) as url, contextlib.ExitStack() as later:
         with session_scope(settings.db_url) as s:
             token = ensure_admin(s)
         sim = stored_targets(settings, 400)
@@ -314,11 +318,19 @@ def test_a_train_run_page_shows_s_target_beside_s_cnn_per_tap(browser, settings:
                                "r_similarity": 0.4321, "r_similarity_per_tap": [0.1, 0.2, 0.3]})
             rid = run.id
         page = _login(browser, url, token, f"/runs/{rid}")
+        # no S_CNN overview stored: the page says a worker is computing it
+        page.wait_for_function("() => { const d = document.getElementById("
+                               "'fig-target-S_CNN_layer_1'); return d && d.layout"
+                               " && d.layout.title.text.includes('a worker is computing'); }",
+                               timeout=30_000)
+        page.screenshot(path=str(OUTPUT / "train-s-cnn-pending.png"), full_page=True)
+        later.enter_context(live_worker(settings, tmp_path / "worker.log"))
         for fig in ("fig-target-S_target_what_it_was_trained_toward_", "fig-target-S_CNN_layer_1",
                     "fig-target-S_CNN_layer_3", "fig-target-S_CNN_weighted_Eq_10_",
                     "fig-target-S_CNN_S_target"):
             page.wait_for_function(f"() => {{ const d = document.getElementById('{fig}');"
-                                   " return d && d.data && d.data[0].z.length === 200; }",
+                                   " return d && d.data && d.data[0]"
+                                   " && d.data[0].z.length === 200; }",
                                    timeout=30_000)
         z = page.evaluate("() => ['fig-target-S_CNN_weighted_Eq_10_', 'fig-target-S_CNN_S_target',"
                           " 'fig-target-S_target_what_it_was_trained_toward_']"

@@ -1,6 +1,9 @@
 """Big similarity matrices for the dashboard: exact block means and exact sub-blocks."""
 
+from collections.abc import Iterator
+
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from ml.neural.estimators import unit_vectors
@@ -102,7 +105,32 @@ def test_feature_overview_streams_to_the_exact_block_means():
     assert np.allclose(mixed, 0.25 * blk + 0.75 * second, atol=1e-5)
 
 
-def test_a_train_run_shows_its_target_and_s_cnn_per_tap(client: TestClient, settings: Settings):
+def queued(settings: Settings, task: str) -> list[dict]:
+    """The messages for ``task`` waiting in the embedded broker."""
+    import base64
+    import json
+
+    out = []
+    for path in sorted((settings.broker_dir / "queue").glob("*.msg")):
+        message = json.loads(path.read_text())
+        if message["headers"]["task"] == task:
+            out.append(json.loads(base64.b64decode(message["body"]))[0])
+    return out
+
+
+@pytest.fixture
+def worker_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Worker tasks called in this process see the test's settings."""
+    from server.settings import get_settings
+
+    monkeypatch.setenv("NEUROREG_DATA_DIR", str(settings.data_dir))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_a_train_run_shows_its_target_and_s_cnn_per_tap(client: TestClient, settings: Settings,
+                                                        worker_env: None):
     import dataclasses
 
     import torch
@@ -130,6 +158,16 @@ def test_a_train_run_shows_its_target_and_s_cnn_per_tap(client: TestClient, sett
     same = client.get(f"/api/runs/{sim}/matrices/neural-model", params={"size": 30}).json()
     # exact on purpose: one artifact through one code path (one order for S_target and S_CNN)
     assert target["z"] == same["z"]
+    # no stored S_CNN overview: the API runs no network but sends a worker a small job, once
+    for _ in range(2):
+        wait = client.get(f"/api/runs/{rid}/matrices/cnn-1", params={"size": 30})
+        assert wait.status_code == 202 and wait.headers["Retry-After"] == "2"
+        assert wait.json()["pending"] is True and "worker" in wait.json()["detail"]
+    assert queued(settings, "neuroreg.s_cnn_overview") == [[rid, 30]]
+    from worker.tasks import s_cnn_overview
+
+    assert s_cnn_overview(rid, 30) == {"run_id": rid, "size": 30}
+    assert s_cnn_overview(rid, 30)["skipped"]  # asked twice: computed once
     over = client.get(f"/api/runs/{rid}/matrices/cnn-1", params={"size": 30}).json()
     assert over["n"] == 300 and len(over["z"]) == 30
     blk = client.get(f"/api/runs/{rid}/matrices/cnn-1",
@@ -159,7 +197,7 @@ def test_a_train_run_shows_its_target_and_s_cnn_per_tap(client: TestClient, sett
 
 
 def test_a_stored_s_cnn_overview_is_served_without_running_the_network(
-        client: TestClient, settings: Settings) -> None:
+        client: TestClient, settings: Settings, worker_env: None) -> None:
     import dataclasses
     import io
 
@@ -192,9 +230,17 @@ def test_a_stored_s_cnn_overview_is_served_without_running_the_network(
     assert np.allclose(tap2["z"], 0.75) and tap2["edges"] == edges.tolist()
     mixed = client.get(f"/api/runs/{rid}/matrices/cnn", params={"size": 30}).json()
     assert np.allclose(mixed["z"], 0.5 * 0.25 + 0.5 * 0.5)
-    # another size than the stored one: computed from the network (a real S: unit diagonal)
+    # another size than the stored one: a worker adds it (a real S: unit diagonal), and
+    # keeps the stored size
+    assert client.get(f"/api/runs/{rid}/matrices/cnn-2", params={"size": 120}).status_code == 202
+    assert queued(settings, "neuroreg.s_cnn_overview") == [[rid, 120]]
+    from worker.tasks import s_cnn_overview
+
+    s_cnn_overview(rid, 120)
     real = client.get(f"/api/runs/{rid}/matrices/cnn-2", params={"size": 120}).json()
-    assert np.allclose(np.diag(real["z"]), 1.0, atol=1e-3)
+    assert real["exact"] and np.allclose(np.diag(real["z"]), 1.0, atol=1e-3)
+    assert np.allclose(client.get(f"/api/runs/{rid}/matrices/cnn-2",
+                                  params={"size": 30}).json()["z"], 0.75)
 
 
 def test_fig2_pairs_are_the_extremes_of_s_over_distinct_stimuli(

@@ -81,9 +81,13 @@ def test_train_reads_its_target_run_and_cnn_features_read_a_trained_network(env:
     assert (env.artifacts / str(first) / "model.pt").exists()
     # the dashboard's S_CNN overview, computed by the worker over the target's stimuli
     from ml.neural.overview import feature_overviews, leading_order
-    from ml.regularize.cnn_features import load_s_cnn_overview, tap_features
+    from ml.regularize.cnn_features import SCnnOverviews, tap_features
 
-    taps, n, views = load_s_cnn_overview(env.artifacts / str(first) / "s-cnn-overview.npz")
+    stored = SCnnOverviews.load(env.artifacts / str(first) / "s-cnn-overview.npz")
+    taps, n = stored.taps, stored.n
+    assert list(stored.sizes) == [64]  # 200 blocks asked, 64 stimuli: exact
+    views = [(z, stored.sizes[64][1], m) for z, m in zip(stored.sizes[64][0], stored.means,
+                                                          strict=True)]
     stimuli = SimilarityTarget.load(str(env.artifacts / str(sim) / "target-neural-model.npz"))
     direct = feature_overviews(tap_features(str(env.artifacts / str(first) / "model.pt"), taps,
                                             stimuli.images), 64, leading_order(stimuli.factor),
