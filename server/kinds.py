@@ -25,6 +25,17 @@ class JobKind:
     queue: str | None
     check: Callable[..., int | None]  # (session, settings, config) → the run it reads
     summary: str = ""
+    fans_out: bool = False
+    """Its job creates child runs and returns :class:`Waiting`; the run stays running
+    (without a heartbeat: no worker holds it) until its last child finishes it. Its
+    children are its own: no client may name it as a parent, cancelling it cancels them."""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What a fanning-out kind's job returns: the child runs to queue, (id, kind) each."""
+
+    children: list[tuple[int, str]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,10 +55,13 @@ KINDS: dict[str, JobKind] = {k.name: k for k in (
             "a trained network under noise and minimal attacks"),
     # a study only fans out its train and evaluate runs: no accelerator needed
     JobKind("study", StudyConfig, "neuroreg.study", "cpu", inputs.check_study,
-            "conditions × seeds × α, each trained and evaluated"),
+            "conditions × seeds × α, each trained and evaluated", fans_out=True),
     JobKind("external", ExternalConfig, None, None, inputs.check_nothing,
             "a run a script outside the service logs into"),
 )}
+
+HELD = [k.name for k in KINDS.values() if k.task is not None and not k.fans_out]
+"""The kinds a worker holds while they run (with a heartbeat the reaper watches)."""
 
 # for query parameters and schemas: an unknown kind is a 422 listing the known ones
 KindName = enum.StrEnum("KindName", {k: k for k in KINDS})  # type: ignore[misc]

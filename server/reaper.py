@@ -14,6 +14,7 @@ import threading
 
 from celery import Celery
 
+from server.kinds import HELD
 from server.services import enqueue_runs
 from server.settings import Settings
 from server.store.db import session_scope
@@ -26,7 +27,7 @@ def reap_once(settings: Settings, celery: Celery) -> list[int]:
     """One pass; returns the requeued run ids."""
     with session_scope(settings.db_url) as s:
         runs = [(r.id, r.kind) for r in reap(s, stale_after=settings.stale_after_s,
-                                             max_attempts=settings.max_attempts)]
+                                             max_attempts=settings.max_attempts, kinds=HELD)]
     enqueue_runs(celery, settings.db_url, runs)
     for run_id, _ in runs:
         log.warning("run %s lost its worker; requeued", run_id)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ml.recorder import Cancelled, Recorder
-from server.kinds import KINDS
+from server.kinds import KINDS, Waiting
 from server.settings import get_settings
 from server.store.db import session_scope
 from server.store.models import RunStatus
@@ -23,7 +23,7 @@ from worker.recorder import SqlRecorder
 
 log = logging.getLogger(__name__)
 
-Job = Callable[[Any, Recorder], Any]
+Job = Callable[[Any, SqlRecorder], Any]
 
 
 def _error_text(exc: BaseException) -> str:
@@ -91,13 +91,19 @@ def execute(run_id: int, job: Job) -> dict[str, Any]:
 
 def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
              recorder: SqlRecorder) -> dict[str, Any]:
+    """The one lifecycle of every kind: the job runs on the stored config, then the run
+    finishes — or, when the job fanned out (:class:`~server.kinds.Waiting`), stays running
+    with its children queued, and the last of them to finish finishes it."""
     settings = get_settings()
     status: RunStatus = RunStatus.succeeded
     error: str | None = None
     result: Any = None
+    waiting: Waiting | None = None
     try:
         out = job(KINDS[kind].config_type(**stored), recorder)
-        if dataclasses.is_dataclass(out) and not isinstance(out, type):
+        if isinstance(out, Waiting):
+            waiting = out
+        elif dataclasses.is_dataclass(out) and not isinstance(out, type):
             result = dataclasses.asdict(out)
         else:
             result = out
@@ -109,9 +115,13 @@ def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
         try:
             recorder.flush()
         finally:
-            with session_scope(settings.db_url) as s:
-                finish_run(s, run_id, status, error=error, result=result)
-            _advance_study(run_id)
+            if waiting is None:
+                with session_scope(settings.db_url) as s:
+                    finish_run(s, run_id, status, error=error, result=result)
+                _advance_study(run_id)
+    if waiting is not None:
+        _enqueue(waiting.children)
+        return {"run_id": run_id, "status": "running", "children": len(waiting.children)}
     return {"run_id": run_id, "status": status.value}
 
 
@@ -258,19 +268,14 @@ def evaluate(run_id: int) -> dict[str, Any]:
     return execute(run_id, evaluate_job)
 
 
-@task("neuroreg.study")
-def study(run_id: int) -> dict[str, Any]:
-    """Fan a study out into its train runs; it finishes when its last child does."""
+def study_job(config: Any, recorder: SqlRecorder) -> Waiting:
+    """A study: its train runs, queued; it finishes when its last child does."""
     from server.studies import fan_out
 
-    settings = get_settings()
-    with session_scope(settings.db_url) as s:
-        if not start_run(s, run_id):
-            return {"run_id": run_id, "skipped": True}
-        try:
-            runs = [(r.id, r.kind) for r in fan_out(s, get_run(s, run_id))]
-        except Exception as exc:  # a stored config that no longer validates, say
-            finish_run(s, run_id, RunStatus.failed, error=_error_text(exc))
-            return {"run_id": run_id, "status": "failed"}
-    _enqueue(runs)
-    return {"run_id": run_id, "status": "running", "children": len(runs)}
+    with session_scope(get_settings().db_url) as s:
+        return Waiting([(r.id, r.kind) for r in fan_out(s, get_run(s, recorder.run_id))])
+
+
+@task("neuroreg.study")
+def study(run_id: int) -> dict[str, Any]:
+    return execute(run_id, study_job)

@@ -18,7 +18,7 @@ from server.deps import (
     run_or_404,
 )
 from server.inputs import check_inputs
-from server.kinds import KindName
+from server.kinds import KINDS, KindName
 from server.queue import revoke
 from server.schemas import RunCreate, RunFinish, RunPage, RunPublic, RunUpdate
 from server.services import EnqueueFailed, run_public, runs_public, submit_run
@@ -78,8 +78,8 @@ def _check_parent(session: SessionDep, user: User, parent_id: int) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             f"parent_id: run {parent_id} is {parent.owner.name}'s; a run's "
                             "parent must be a run you may write (your own)")
-    if parent.kind == "study":
-        raise invalid(["body", "parent_id"], f"run {parent_id} is a study; a study's runs "
+    if KINDS[parent.kind].fans_out:
+        raise invalid(["body", "parent_id"], f"run {parent_id} is a {parent.kind}; its runs "
                       "are the ones it makes", "parent_is_study")
 
 
@@ -165,7 +165,7 @@ def cancel(run_id: RunId, request: Request, session: SessionDep, user: CurrentUs
     was_finished = run.status.finished
     cancel_run(session, run)
     tasks = [run.task_id]
-    if run.kind == "study":
+    if KINDS[run.kind].fans_out:
         tasks += [k.task_id for k in cancel_children(session, run)]
     session.commit()
     if not was_finished:

@@ -133,14 +133,16 @@ def beat(session: Session, run_id: int) -> None:
                     .values(heartbeat_at=utcnow()))
 
 
-def reap(session: Session, *, stale_after: float, max_attempts: int) -> list[Run]:
-    """Runs whose worker vanished (running, heartbeat older than ``stale_after`` s):
-    back to queued (returned, for the caller to enqueue after commit), or failed after
-    ``max_attempts`` starts. A run never stays ``running`` without a live worker."""
+def reap(session: Session, *, stale_after: float, max_attempts: int,
+         kinds: Sequence[str]) -> list[Run]:
+    """Runs of ``kinds`` (those a worker holds while running) whose worker vanished
+    (running, heartbeat older than ``stale_after`` s): back to queued (returned, for the
+    caller to enqueue after commit), or failed after ``max_attempts`` starts. Such a run
+    never stays ``running`` without a live worker."""
     cutoff = utcnow() - timedelta(seconds=stale_after)
     stale = session.execute(
-        select(Run).where(Run.status == RunStatus.running, Run.kind != "external",
-                          Run.kind != "study", Run.heartbeat_at < cutoff)
+        select(Run).where(Run.status == RunStatus.running, Run.kind.in_(list(kinds)),
+                          Run.heartbeat_at < cutoff)
     ).scalars().unique().all()
     requeue = []
     for run in stale:

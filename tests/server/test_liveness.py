@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
+from server.kinds import HELD
 from server.store.db import migrate, session_scope
 from server.store.models import Role, Run, RunStatus, utcnow
 from server.store.runs import beat, create_run, get_run, reap, start_run
@@ -47,14 +48,14 @@ def test_the_reaper_requeues_then_gives_up(db_url: str) -> None:
     for rid in (train, external, study):
         _age(db_url, rid, 300)
     with session_scope(db_url) as s:
-        assert [r.id for r in reap(s, stale_after=120, max_attempts=2)] == [train]
+        assert [r.id for r in reap(s, stale_after=120, max_attempts=2, kinds=HELD)] == [train]
         assert get_run(s, train).status is RunStatus.queued
         assert get_run(s, fresh).status is RunStatus.running  # still beating
         assert get_run(s, external).status is RunStatus.running  # a script owns it
         assert start_run(s, train)  # the requeued task starts: attempt 2
     _age(db_url, train, 300)
     with session_scope(db_url) as s:
-        assert reap(s, stale_after=120, max_attempts=2) == []
+        assert reap(s, stale_after=120, max_attempts=2, kinds=HELD) == []
         run = get_run(s, train)
         assert run.status is RunStatus.failed and "worker lost 2 times" in run.error
 

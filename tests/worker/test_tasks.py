@@ -125,3 +125,52 @@ def test_recorder_buffers_and_rejects_non_finite(env_settings: Settings) -> None
         assert read_series(s, run_id, "a", max_points=10).total == 2
     with pytest.raises(ValueError, match="'a' at step 2"):
         rec.log_metrics({"a": float("inf")}, 2)
+
+
+def test_a_study_goes_through_the_same_lifecycle_and_waits_for_its_children(
+        env_settings: Settings) -> None:
+    """execute() starts a study like any run; its job fans out, the study stays running
+    (not reaped: no worker holds it) and the last child to finish finishes it."""
+    from datetime import timedelta
+
+    from server.kinds import HELD
+    from server.store.models import Run
+    from server.store.runs import finish_run, reap
+    from worker.tasks import study_job
+
+    with session_scope(env_settings.db_url) as s:
+        user = create_user(s, name="u", role=Role.member)
+        study = create_run(s, owner=user, kind="study", name="grid", config={
+            "conditions": ["none"], "seeds": 2, "train": {"backbone": "small_cnn"},
+            "evaluate": {"attacks": "quick", "norms": ["l2"]}}).id
+    out = execute(study, study_job)
+    assert out == {"run_id": study, "status": "running", "children": 2}
+    with session_scope(env_settings.db_url) as s:
+        kids = s.query(Run).filter(Run.parent_id == study).all()
+        assert sorted(k.name for k in kids) == ["grid: none seed 0", "grid: none seed 1"]
+        assert all(k.task_id and k.status is RunStatus.queued for k in kids)  # sent
+        run = get_run(s, study)
+        assert run.status is RunStatus.running and run.attempts == 1
+        run.heartbeat_at = run.heartbeat_at - timedelta(hours=1)
+    with session_scope(env_settings.db_url) as s:
+        assert reap(s, stale_after=120, max_attempts=1, kinds=HELD) == []
+    assert execute(study, study_job)["children"] == 0  # redelivered: no second grid
+    # a cancelled child is finished; the study finishes when its last child does
+    for kid in kids:
+        with session_scope(env_settings.db_url) as s:
+            finish_run(s, kid.id, RunStatus.cancelled)
+        from worker.tasks import _advance_study
+
+        _advance_study(kid.id)
+    assert _state(env_settings, study).status.finished
+
+
+def test_a_study_whose_stored_config_no_longer_validates_fails(env_settings: Settings) -> None:
+    from worker.tasks import study_job
+
+    with session_scope(env_settings.db_url) as s:
+        user = create_user(s, name="u", role=Role.member)
+        study = create_run(s, owner=user, kind="study", name="", config={"seeds": 0}).id
+    assert execute(study, study_job) == {"run_id": study, "status": "failed"}
+    run = _state(env_settings, study)
+    assert run.status is RunStatus.failed and "seeds" in run.error
