@@ -10,7 +10,7 @@ Two kinds of attack, both from Foolbox 3:
 
 ``paper`` is the supplement's grid (Schott et al. / Brendel et al. style); ``quick`` is a
 small grid for CPUs, tests and demos. JSMA and SparseFool are not in Foolbox 3; they are
-written in :mod:`ml.evaluate.sparse` with the same interface.
+written in :mod:`ml.evaluate.sparse` on a base class with Foolbox's interface.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class AttackRun:
         search: fixed-ε attack, run inside a per-sample ε bisection.
         repeat: repeat index (attacks with random starts are repeated with new seeds).
         iterations: model gradient evaluations per sample it may spend (the x axis of
-            the per-budget curves).
+            the per-budget curves), where that does not depend on the input's size (see
+            :meth:`budget`).
     """
 
     attack: str
@@ -72,6 +73,10 @@ class AttackRun:
         """The attack object, with this run's settings."""
         return self.spec.cls()(**self.params)
 
+    def budget(self, dim: int) -> int:
+        """Gradient evaluations per sample it may spend on inputs of ``dim`` values."""
+        return self.spec.budget(self.params, dim) if self.spec.budget else self.iterations
+
 
 @dataclass(frozen=True)
 class AttackSpec:
@@ -84,6 +89,9 @@ class AttackSpec:
         search: a fixed-ε attack, run inside the per-sample ε bisection; else it
             minimizes and returns its closest adversarial.
         starting_points: it starts from an adversarial of each sample (Brendel & Bethge).
+        budget: (params, input size) → its gradient evaluations per sample, for an attack
+            whose budget grows with the input (JSMA's pixel share); else the schedule's
+            ``iterations``.
     """
 
     name: str
@@ -91,6 +99,7 @@ class AttackSpec:
     cls: Callable[[], type]
     search: bool = False
     starting_points: bool = False
+    budget: Callable[[dict[str, Any], int], int] | None = None
 
 
 def _foolbox(name: str) -> Callable[[], type]:
@@ -127,9 +136,15 @@ ATTACKS: dict[str, AttackSpec] = {a.name: a for a in (
     AttackSpec("LinfAdamPGD", "linf", _foolbox("LinfAdamPGD"), search=True),
     AttackSpec("SparseL1DescentAttack", "l1", lambda: _sparse_l1_per_sample(), search=True),
     AttackSpec("SparseFool", "l1", _ours("SparseFool")),
-    AttackSpec("JSMA", "l0", _ours("JSMA")),
+    AttackSpec("JSMA", "l0", _ours("JSMA"), budget=lambda p, dim: 2 * _jsma_steps(p, dim)),
 )}
 """Every attack a schedule may name; a new attack is an entry here (and its class)."""
+
+
+def _jsma_steps(params: dict[str, Any], dim: int) -> int:
+    from ml.evaluate.sparse import jsma_steps
+
+    return jsma_steps(params.get("max_fraction", 0.1), dim)  # two gradients per step
 
 
 def _sparse_l1_per_sample() -> type:
@@ -217,7 +232,6 @@ def schedule(grid: Literal["paper", "quick"], norms: Sequence[str], *, repeats: 
     if "l0" in norms:
         runs += _bb("l0", lrs, steps)
         fraction = 0.1 if paper else 0.05
-        runs.append(AttackRun("JSMA", "l0", {"max_fraction": fraction},
-                              iterations=int(fraction * 1024)))
+        runs.append(AttackRun("JSMA", "l0", {"max_fraction": fraction}))  # budget(dim)
     order = {False: 0, True: 1}
     return sorted(runs, key=lambda r: order[r.search])  # stable: grid order within each

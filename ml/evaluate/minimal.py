@@ -178,14 +178,14 @@ def _keep_minima(run: AttackRun, idx: np.ndarray, ids: np.ndarray, labels: torch
     return rows
 
 
-def provenance(runs: Sequence[AttackRun], seed: int) -> dict[str, Any]:
+def provenance(runs: Sequence[AttackRun], seed: int, dim: int) -> dict[str, Any]:
     versions = {}
     for pkg in ("foolbox", "eagerpy", "numba", "torch", "numpy"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[pkg] = metadata.version(pkg)
     return {"versions": versions, "seed": seed,
             "attacks": [{"attack": r.attack, "norm": r.norm, "params": r.params,
-                         "search": r.search, "repeat": r.repeat, "iterations": r.iterations}
+                         "search": r.search, "repeat": r.repeat, "iterations": r.budget(dim)}
                         for r in runs]}
 
 
@@ -273,10 +273,10 @@ def minimal_perturbations(
                     verify, x, y, hi, run.norm, search_steps, device)
             rows += _keep_minima(run, idx, ids, labels, found, final_adv, final_d, norms,
                                  best, best_attack, adversarials)
-        spent += run.iterations
+        spent += run.budget(dim)
         for m in norms:
             curves[m].append((spent, float(np.median(best[m]))))
         if progress is not None:
             progress((r_index + 1) / len(runs), f"attack {r_index + 1}/{len(runs)}: {run.label}")
     return MinimalResult(ids, labels.numpy(), correct, best, best_attack, adversarials, rows,
-                         curves, provenance(runs, seed), time.perf_counter() - start)
+                         curves, provenance(runs, seed, dim), time.perf_counter() - start)

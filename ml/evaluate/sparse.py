@@ -2,9 +2,12 @@
 
 Written here against the papers (no maintained PyPI implementation fits: ART's JSMA is
 targeted-only with its own model wrapper, and nothing maintained ships SparseFool), in
-batched PyTorch, with the interface of a Foolbox minimization attack:
-``run(fmodel, inputs, criterion)`` returns one candidate adversarial per sample (the
-harness re-verifies every one, so a failed sample simply comes back unchanged).
+batched PyTorch, on :class:`MinimizationAttack` — Foolbox 3's interface in small: the
+final public ``run(fmodel, inputs, criterion)`` checks its inputs and returns one
+candidate adversarial per sample within the model's bounds (the harness re-verifies every
+one, so a failed sample simply comes back unchanged); a subclass implements ``_attack``.
+The model is called through Foolbox's own public call (``fmodel(x)``, which applies its
+preprocessing), never through its private module.
 
 - :class:`JSMA` — Papernot et al. 2016, the Jacobian-based saliency map attack: each
   iteration changes the pixel pair whose saliency most raises the target class (the
@@ -18,20 +21,55 @@ harness re-verifies every one, so a failed sample simply comes back unchanged).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, final
 
 import torch
 
-
-def _torch_model(fmodel: Any) -> torch.nn.Module:
-    return fmodel._model  # foolbox.PyTorchModel keeps the module here  # noqa: SLF001
+Model = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _labels(criterion: Any) -> torch.Tensor:
-    return criterion.labels.raw
+class MinimizationAttack:
+    """An attack that returns, per sample, the closest adversarial it finds.
+
+    Settings are the keyword arguments of ``__init__`` (kept as attributes, shown by
+    ``repr``); a subclass implements :meth:`_attack`.
+    """
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in sorted(vars(self).items()))
+        return f"{type(self).__name__}({args})"
+
+    @final
+    def run(self, fmodel: Any, inputs: torch.Tensor, criterion: Any, **unused: Any
+            ) -> torch.Tensor:
+        """Candidate adversarials of ``inputs`` (N, …) for ``criterion``'s labels (a
+        ``foolbox.criteria.Misclassification``), within ``fmodel.bounds``."""
+        labels = getattr(getattr(criterion, "labels", None), "raw", None)
+        if not isinstance(inputs, torch.Tensor) or not inputs.is_floating_point():
+            raise TypeError(f"{type(self).__name__}: inputs must be a float tensor")
+        if not isinstance(labels, torch.Tensor) or labels.shape != inputs.shape[:1]:
+            raise ValueError(f"{type(self).__name__}: the criterion needs one label per input "
+                             f"({len(inputs)})")
+        lo, hi = fmodel.bounds
+        if len(inputs) and (inputs.min() < lo or inputs.max() > hi):
+            raise ValueError(f"{type(self).__name__}: inputs outside the model's bounds "
+                             f"[{lo}, {hi}]")
+        if not len(inputs):
+            return inputs.clone()
+        return self._attack(fmodel, inputs, labels).clamp(lo, hi).view_as(inputs)
+
+    def _attack(self, model: Model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
 
-class JSMA:
+def jsma_steps(max_fraction: float, dim: int) -> int:
+    """JSMA's iterations on inputs of ``dim`` values: each changes two pixels, at most
+    ``max_fraction`` of them in all."""
+    return max(1, int(max_fraction * dim / 2))
+
+
+class JSMA(MinimizationAttack):
     """Untargeted JSMA toward each sample's runner-up class.
 
     Args:
@@ -43,14 +81,11 @@ class JSMA:
                  chunk: int = 8) -> None:
         self.max_fraction, self.theta, self.chunk = max_fraction, theta, chunk
 
-    def run(self, fmodel: Any, inputs: torch.Tensor, criterion: Any, **unused: Any) -> torch.Tensor:
-        model, y = _torch_model(fmodel), _labels(criterion)
-        out = [self._attack(model, inputs[i:i + self.chunk], y[i:i + self.chunk])
-               for i in range(0, len(inputs), self.chunk)]
-        return torch.cat(out)
+    def _attack(self, model: Model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self._chunk(model, x[i:i + self.chunk], y[i:i + self.chunk])
+                          for i in range(0, len(x), self.chunk)])
 
-    def _attack(self, model: torch.nn.Module, x0: torch.Tensor, y: torch.Tensor
-                ) -> torch.Tensor:
+    def _chunk(self, model: Model, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         b, d = len(x0), x0[0].numel()
         with torch.no_grad():
             logits = model(x0)
@@ -59,7 +94,7 @@ class JSMA:
         used = torch.zeros(b, d, dtype=torch.bool, device=x.device)
         active = torch.ones(b, dtype=torch.bool, device=x.device)
         eye = torch.eye(d, dtype=torch.bool, device=x.device)
-        for _ in range(max(1, int(self.max_fraction * d / 2))):
+        for _ in range(jsma_steps(self.max_fraction, d)):
             xi = x.detach().requires_grad_(True)
             z = model(xi.view_as(x0))
             pred = z.argmax(1)
@@ -98,7 +133,7 @@ class JSMA:
         return x.detach().view_as(x0)
 
 
-class SparseFool:
+class SparseFool(MinimizationAttack):
     """SparseFool with DeepFool boundary points and the box-constrained linear solver.
 
     Args:
@@ -111,12 +146,11 @@ class SparseFool:
                  ) -> None:
         self.steps, self.lambda_, self.deepfool_steps = steps, lambda_, deepfool_steps
 
-    def run(self, fmodel: Any, inputs: torch.Tensor, criterion: Any, **unused: Any) -> torch.Tensor:
+    def _attack(self, fmodel: Any, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         import foolbox as fb
 
-        model, y = _torch_model(fmodel), _labels(criterion)
+        model: Model = fmodel
         deepfool = fb.attacks.L2DeepFoolAttack(steps=self.deepfool_steps, overshoot=0.02)
-        x0 = inputs
         x = x0.clone()
         for _ in range(self.steps):
             with torch.no_grad():
@@ -132,7 +166,7 @@ class SparseFool:
         return x
 
     @staticmethod
-    def _normal(model: torch.nn.Module, xb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _normal(model: Model, xb: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """∇(Z_k − Z_y) at the boundary point, k the class it crossed into."""
         xb = xb.detach().requires_grad_(True)
         z = model(xb)

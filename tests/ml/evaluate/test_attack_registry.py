@@ -47,3 +47,64 @@ def test_an_attack_the_registry_does_not_hold_is_refused_by_name() -> None:
         AttackRun("FGSM", "linf")
     with pytest.raises(ValueError, match="DDNAttack is a l2 attack, not linf"):
         AttackRun("DDNAttack", "linf")
+
+
+def test_our_attacks_check_their_inputs_show_their_settings_and_return_within_bounds(
+    trained: tuple[torch.nn.Module, torch.Tensor, torch.Tensor]
+) -> None:
+    import foolbox as fb
+
+    from ml.evaluate.sparse import JSMA, MinimizationAttack, SparseFool
+
+    model, x, y = trained
+    fmodel = fb.PyTorchModel(model.eval(), bounds=(0, 1))
+    for attack in (JSMA(max_fraction=0.01), SparseFool(steps=1, deepfool_steps=2)):
+        assert isinstance(attack, MinimizationAttack)
+        assert repr(attack).startswith(type(attack).__name__ + "(")
+        assert ("max_fraction=0.01" if isinstance(attack, JSMA) else "steps=1") in repr(attack)
+        with pytest.raises(ValueError, match="one label per input"):
+            attack.run(fmodel, x[:4], fb.criteria.Misclassification(y[:3]))
+        with pytest.raises(ValueError, match="outside the model's bounds"):
+            attack.run(fmodel, x[:2] + 2.0, fb.criteria.Misclassification(y[:2]))
+        with pytest.raises(TypeError, match="float tensor"):
+            attack.run(fmodel, (x[:2] * 255).to(torch.uint8), fb.criteria.Misclassification(y[:2]))
+        adv = attack.run(fmodel, x[:3], fb.criteria.Misclassification(y[:3]))
+        assert adv.shape == x[:3].shape and adv.min() >= 0 and adv.max() <= 1
+
+
+def test_our_attacks_call_the_model_through_foolbox_so_its_preprocessing_applies(
+    trained: tuple[torch.nn.Module, torch.Tensor, torch.Tensor]
+) -> None:
+    """A model given with Foolbox preprocessing is attacked as the same model with the
+    normalisation inside it: JSMA sees what Foolbox's own attacks see."""
+    import foolbox as fb
+
+    from ml.evaluate.sparse import JSMA
+
+    model, x, y = trained
+    mean, std = 0.3, 0.5
+    inner = torch.nn.Sequential(torch.nn.Identity(), model.eval())
+    inner[0] = _Normalise(mean, std)
+    inner.eval()
+    with_pre = fb.PyTorchModel(model.eval(), bounds=(0, 1),
+                               preprocessing={"mean": mean, "std": std})
+    built_in = fb.PyTorchModel(inner, bounds=(0, 1))
+    crit = fb.criteria.Misclassification(y[:4])
+    a = JSMA(max_fraction=0.02).run(with_pre, x[:4], crit)
+    b = JSMA(max_fraction=0.02).run(built_in, x[:4], crit)
+    assert torch.allclose(a, b) and not torch.equal(a, x[:4])
+
+
+class _Normalise(torch.nn.Module):
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.mean, self.std = mean, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def test_jsmas_budget_follows_the_number_of_pixels() -> None:
+    (jsma,) = [r for r in schedule("paper", ["l0"]) if r.attack == "JSMA"]
+    assert jsma.budget(32 * 32) == 2 * 51  # 10 % of 1,024 pixels, two per step
+    assert jsma.budget(3 * 32 * 32) == 2 * 153  # an RGB CIFAR image: three times the pixels
