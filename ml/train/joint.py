@@ -204,6 +204,221 @@ def _resume(recorder: Recorder, config: TrainConfig) -> dict[str, Any] | None:
     return ckpt
 
 
+@dataclass
+class _Stimuli:
+    """The target's side of a training: its images and factor on the device, the split of
+    its stimuli into those drawn for L_sim and those held out for ``sim_r``."""
+
+    images: torch.Tensor
+    factor: torch.Tensor
+    train_idx: np.ndarray
+    held_idx: np.ndarray
+    held_s: np.ndarray
+
+    @classmethod
+    def of(cls, target: SimilarityTarget, config: TrainConfig, device: torch.device,
+           fmt: torch.memory_format) -> _Stimuli:
+        train_idx, held_idx = _split(len(target), config.heldout_fraction, config.seed)
+        return cls(torch.from_numpy(np.asarray(target.images, np.float32)).to(
+                       device, memory_format=fmt),
+                   torch.from_numpy(np.asarray(target.factor, np.float32)).to(device),
+                   train_idx, held_idx, target.block(held_idx))
+
+
+@dataclass
+class _Training:
+    """Everything one training holds, from :func:`_build` to the end: the network, γ head,
+    optimizer and samplers, the data on the device, and where it stands."""
+
+    config: TrainConfig
+    device: torch.device
+    autocast: Any
+    scaler: torch.amp.GradScaler | None
+    model: TappedBackbone
+    taps: list[int]
+    layers: list[int]
+    head: SimilarityHead
+    opt: torch.optim.SGD
+    pathway: StimulusPathway
+    gen: torch.Generator  # classification batch order
+    stim_gen: torch.Generator  # stimulus draws: a stream of their own
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    stimuli: _Stimuli | None
+    step: int = 0
+    first_epoch: int = 0
+    test_acc: float = float("nan")
+    test_loss: float = float("nan")
+    sim_r: float = float("nan")
+    sim_r_taps: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def metric_keys(self) -> list[str]:
+        keys = ["task_loss", "loss", "acc", "lr"] + (["sim_loss"] if self.stimuli else [])
+        return keys + [f"gamma/{k}" for k in range(len(self.taps))]
+
+
+def _build(config: TrainConfig, target: SimilarityTarget | None, device: torch.device,
+           data_root: str | Path | None) -> _Training:
+    """The dataset, network, γ head and optimizer of a fresh training (in this order: the
+    initial weights come from the seeded global generator)."""
+    autocast, scaler = _autocast(device, config.precision)
+    channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    data = load_dataset(config.dataset, seed=config.seed, root=data_root)
+    model = build_backbone(config.backbone, num_classes=data.num_classes, width=config.width)
+    model = model.to(device, memory_format=fmt)  # type: ignore[call-overload]
+    taps = resolve_taps(config.taps, len(model.feature_info))
+    head = SimilarityHead(len(taps), centering=config.centering).to(device)
+    # no weight decay on the γ logits: it would pull γ back toward uniform
+    groups: list[dict[str, Any]] = [
+        {"params": list(model.parameters())},
+        {"params": list(head.parameters()), "weight_decay": 0.0}]
+    opt = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
+                          weight_decay=config.weight_decay)
+    return _Training(
+        config, device, autocast, scaler, model, taps,
+        [int(model.feature_info[t].get("layer", t)) for t in taps], head, opt,
+        StimulusPathway(model, config.stimulus_norm),
+        torch.Generator().manual_seed(config.seed),
+        torch.Generator().manual_seed(
+            int(np.random.SeedSequence([config.seed, 1]).generate_state(1)[0])),
+        data.train_images.to(device, memory_format=fmt), data.train_labels.to(device),
+        data.test_images.to(device, memory_format=fmt), data.test_labels.to(device),
+        _Stimuli.of(target, config, device, fmt) if target is not None else None)
+
+
+def _restore(t: _Training, ckpt: dict[str, Any]) -> None:
+    """Where a checkpoint left the training: weights, γ, optimizer, samplers, metrics."""
+    t.model.load_state_dict(ckpt["state_dict"])
+    t.head.load_state_dict(ckpt["head"])
+    t.opt.load_state_dict(ckpt["optimizer"])
+    t.gen.set_state(ckpt["sampler"])
+    t.stim_gen.set_state(ckpt["stimulus_sampler"])
+    t.pathway.load_state_dict(ckpt["stimulus_bn"])
+    if t.scaler is not None and ckpt.get("scaler"):
+        t.scaler.load_state_dict(ckpt["scaler"])
+    t.first_epoch, t.step = ckpt["epoch"], ckpt["step"]
+    t.test_acc, t.test_loss, t.sim_r = ckpt["test_acc"], ckpt["test_loss"], ckpt["sim_r"]
+    t.sim_r_taps = ckpt.get("sim_r_taps", [])
+
+
+class _MetricLog:
+    """Per-step metrics kept on the device and sent to the recorder in one transfer every
+    :data:`_SYNC_EVERY` steps (a sync per step stalls a GPU)."""
+
+    def __init__(self, recorder: Recorder, keys: list[str]) -> None:
+        self.recorder, self.keys = recorder, keys
+        self.pending: list[tuple[int, torch.Tensor]] = []
+
+    def add(self, step: int, row: torch.Tensor) -> None:
+        self.pending.append((step, row))
+        if len(self.pending) >= _SYNC_EVERY:
+            self.sync()
+
+    def sync(self) -> None:
+        if not self.pending:
+            return
+        values = torch.stack([v for _, v in self.pending]).tolist()
+        for (s, _), row in zip(self.pending, values, strict=True):
+            if not math.isfinite(row[1]):
+                raise FloatingPointError(f"loss became {row[1]} at step {s}")
+            self.recorder.log_metrics(dict(zip(self.keys, row, strict=True)), s)
+        self.pending.clear()
+
+
+def _similarity_term(t: _Training) -> tuple[torch.Tensor, bool]:
+    """Eq. 8 over a fresh draw of M training stimuli (Eq. 9–10 for S_CNN), and whether
+    it takes part in the loss (α > 0; α = 0 logs L_sim without a graph, the pathway
+    still runs)."""
+    assert t.stimuli is not None
+    config, use_sim = t.config, t.config.alpha > 0
+    train_idx = t.stimuli.train_idx
+    pick = torch.from_numpy(np.sort(train_idx[torch.randperm(
+        len(train_idx), generator=t.stim_gen)[:stimuli_per_step(config)].numpy()]))
+    with torch.set_grad_enabled(use_sim), t.pathway(), t.autocast():
+        maps = t.model.forward_intermediates(
+            t.stimuli.images[pick.to(t.device)], t.taps, intermediates_only=True,
+            stop_early=True)
+    with torch.set_grad_enabled(use_sim):
+        s_cnn = t.head(maps)  # (M, M) Eq. 10, in float32
+        f = t.stimuli.factor[pick.to(t.device)]
+        s_tgt = (f @ f.T).clamp(-1, 1)
+        pair_fn = all_pairs if config.pairs == "all" else paper_pairs
+        i, j = pair_fn(len(pick), device=t.device)
+        return similarity_loss(s_cnn[i, j], s_tgt[i, j]), use_sim  # Eq. 8
+
+
+def _train_step(t: _Training, idx: torch.Tensor, lr: float) -> torch.Tensor:
+    """One optimizer step on classification batch ``idx`` (and, with a target, a stimulus
+    batch): L = L_task + α·L_sim (Eq. 7). Returns the step's metrics row, on the device."""
+    with t.autocast():
+        logits = t.model(t.x_train[idx])  # (B, classes)
+    task = F.cross_entropy(logits.float(), t.y_train[idx])
+    loss, row = task, [task.detach()]
+    sim = None
+    if t.stimuli is not None:
+        sim, use_sim = _similarity_term(t)
+        if use_sim:
+            loss = task + t.config.alpha * sim  # Eq. 7
+    t.opt.zero_grad(set_to_none=True)
+    if t.scaler is not None:
+        t.scaler.scale(loss).backward()
+        t.scaler.step(t.opt)
+        t.scaler.update()
+    else:
+        loss.backward()
+        t.opt.step()
+    acc = (logits.argmax(1) == t.y_train[idx]).float().mean()
+    row += [loss.detach(), acc, torch.tensor(lr, device=t.device)]
+    if sim is not None:
+        row.append(sim.detach())
+    return torch.cat([torch.stack(row).float(), t.head.gamma.detach()])
+
+
+def _train_epoch(t: _Training, epoch: int, recorder: Recorder, log: _MetricLog,
+                 total: int) -> None:
+    """One pass over the training set in a fresh batch order, at the epoch's lr."""
+    config, n = t.config, len(t.x_train)
+    lr = paper_lr(epoch, config)
+    for group in t.opt.param_groups:
+        group["lr"] = lr
+    order = torch.randperm(n, generator=t.gen).to(t.device)
+    for b in range(0, n, config.batch_size):
+        if recorder.should_stop():
+            raise Cancelled(f"stopped at step {t.step}")
+        log.add(t.step, _train_step(t, order[b:b + config.batch_size], lr))
+        t.step += 1
+        recorder.progress(t.step / total, f"epoch {epoch + 1}/{config.epochs}")
+    log.sync()
+
+
+def _end_epoch(t: _Training, epoch: int, recorder: Recorder) -> None:
+    """Test accuracy and loss, held-out r(S_CNN, S_target) overall and per tap, and the
+    checkpoint when one is due."""
+    config = t.config
+    t.test_acc, t.test_loss = evaluate(t.model, t.x_test, t.y_test, 512, t.autocast)
+    metrics = {"test_acc": t.test_acc, "test_loss": t.test_loss}
+    if t.stimuli is not None:
+        with t.autocast():
+            t.sim_r, t.sim_r_taps = _heldout_r(t.model, t.head, t.pathway, t.taps,
+                                               t.stimuli.images[t.stimuli.held_idx],
+                                               t.stimuli.held_s)
+        metrics["sim_r"] = t.sim_r
+        metrics.update({f"sim_r/{k}": v for k, v in enumerate(t.sim_r_taps)})
+    recorder.log_metrics(metrics, t.step - 1)
+    if (epoch + 1) % config.checkpoint_every == 0 and epoch + 1 < config.epochs:
+        recorder.save_artifact(CHECKPOINT, checkpoint_bytes(
+            t.model, config, step=t.step, epoch=epoch + 1, head=t.head.state_dict(),
+            optimizer=t.opt.state_dict(), sampler=t.gen.get_state(),
+            stimulus_sampler=t.stim_gen.get_state(), stimulus_bn=t.pathway.state_dict(),
+            scaler=t.scaler.state_dict() if t.scaler is not None else None,
+            test_acc=t.test_acc, test_loss=t.test_loss, sim_r=t.sim_r,
+            sim_r_taps=t.sim_r_taps), "application/octet-stream")
+
+
 def train_model(config: TrainConfig, recorder: Recorder,
                 target: SimilarityTarget | None = None, *,
                 data_root: str | Path | None = None) -> TrainResult:
@@ -229,145 +444,22 @@ def train_model(config: TrainConfig, recorder: Recorder,
     target = resolve_target(config.target, target, seed=config.seed)
     start = time.perf_counter()
     device = pick_device(config.device)
-    autocast, scaler = _autocast(device, config.precision)
-    channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
     with deterministic_mode(config.deterministic, config.seed):
-        data = load_dataset(config.dataset, seed=config.seed, root=data_root)
-        model = build_backbone(config.backbone, num_classes=data.num_classes,
-                               width=config.width)
-        model = model.to(device, memory_format=fmt)  # type: ignore[call-overload]
-        taps = resolve_taps(config.taps, len(model.feature_info))
-        layers = [int(model.feature_info[t].get("layer", t)) for t in taps]
-        head = SimilarityHead(len(taps), centering=config.centering).to(device)
-        # no weight decay on the γ logits: it would pull γ back toward uniform
-        groups: list[dict[str, Any]] = [
-            {"params": list(model.parameters())},
-            {"params": list(head.parameters()), "weight_decay": 0.0}]
-        opt = torch.optim.SGD(groups,
-                              lr=config.lr, momentum=config.momentum,
-                              weight_decay=config.weight_decay)
-        x_train = data.train_images.to(device, memory_format=fmt)
-        y_train = data.train_labels.to(device)
-        x_test = data.test_images.to(device, memory_format=fmt)
-        y_test = data.test_labels.to(device)
-        if target is not None:
-            train_idx, held_idx = _split(len(target), config.heldout_fraction, config.seed)
-            stimuli = torch.from_numpy(np.asarray(target.images, np.float32)).to(
-                device, memory_format=fmt)
-            factor = torch.from_numpy(np.asarray(target.factor, np.float32)).to(device)
-            held_s = target.block(held_idx)
-        use_sim = target is not None and config.alpha > 0
-        pathway = StimulusPathway(model, config.stimulus_norm)
-        gen = torch.Generator().manual_seed(config.seed)  # classification batch order
-        # the stimulus draws have a stream of their own: a target leaves the batches alone
-        stim_gen = torch.Generator().manual_seed(
-            int(np.random.SeedSequence([config.seed, 1]).generate_state(1)[0]))
-        n, step, first_epoch = len(x_train), 0, 0
-        test_acc = test_loss = sim_r = float("nan")
-        sim_r_taps: list[float] = []
+        t = _build(config, target, device, data_root)
         ckpt = _resume(recorder, config)
         if ckpt is not None:
-            model.load_state_dict(ckpt["state_dict"])
-            head.load_state_dict(ckpt["head"])
-            opt.load_state_dict(ckpt["optimizer"])
-            gen.set_state(ckpt["sampler"])
-            stim_gen.set_state(ckpt["stimulus_sampler"])
-            pathway.load_state_dict(ckpt["stimulus_bn"])
-            if scaler is not None and ckpt.get("scaler"):
-                scaler.load_state_dict(ckpt["scaler"])
-            first_epoch, step = ckpt["epoch"], ckpt["step"]
-            test_acc, test_loss, sim_r = ckpt["test_acc"], ckpt["test_loss"], ckpt["sim_r"]
-            sim_r_taps = ckpt.get("sim_r_taps", [])
-        resumed_from = step
-        total = math.ceil(n / config.batch_size) * config.epochs
-        pair_fn = all_pairs if config.pairs == "all" else paper_pairs
-        m_stimuli = stimuli_per_step(config)
-        keys = ["task_loss", "loss", "acc", "lr"] + (["sim_loss"] if target is not None else [])
-        keys += [f"gamma/{k}" for k in range(len(taps))]
-        pending: list[tuple[int, torch.Tensor]] = []
-
-        def sync() -> None:  # one device→host transfer for many steps' metrics
-            if not pending:
-                return
-            values = torch.stack([v for _, v in pending]).tolist()
-            for (s, _), row in zip(pending, values, strict=True):
-                if not math.isfinite(row[1]):
-                    raise FloatingPointError(f"loss became {row[1]} at step {s}")
-                recorder.log_metrics(dict(zip(keys, row, strict=True)), s)
-            pending.clear()
-
-        for epoch in range(first_epoch, config.epochs):
-            lr = paper_lr(epoch, config)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            order = torch.randperm(n, generator=gen).to(device)
-            for b in range(0, n, config.batch_size):
-                if recorder.should_stop():
-                    raise Cancelled(f"stopped at step {step}")
-                idx = order[b:b + config.batch_size]
-                with autocast():
-                    logits = model(x_train[idx])  # (B, classes)
-                task = F.cross_entropy(logits.float(), y_train[idx])
-                loss, row = task, [task.detach()]
-                if target is not None:
-                    pick = torch.from_numpy(np.sort(train_idx[torch.randperm(
-                        len(train_idx), generator=stim_gen)[:m_stimuli].numpy()]))
-                    # α = 0 logs L_sim without a graph; the pass still runs the pathway
-                    with torch.set_grad_enabled(use_sim), pathway(), autocast():
-                        maps = model.forward_intermediates(
-                            stimuli[pick.to(device)], taps, intermediates_only=True,
-                            stop_early=True)
-                    with torch.set_grad_enabled(use_sim):
-                        s_cnn = head(maps)  # (M, M) Eq. 10, in float32
-                        f = factor[pick.to(device)]
-                        s_tgt = (f @ f.T).clamp(-1, 1)
-                        i, j = pair_fn(len(pick), device=device)
-                        sim = similarity_loss(s_cnn[i, j], s_tgt[i, j])  # Eq. 8
-                    if use_sim:
-                        loss = task + config.alpha * sim  # Eq. 7
-                opt.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    opt.step()
-                acc = (logits.argmax(1) == y_train[idx]).float().mean()
-                row += [loss.detach(), acc, torch.tensor(lr, device=device)]
-                if target is not None:
-                    row.append(sim.detach())
-                pending.append((step, torch.cat([torch.stack(row).float(),
-                                                 head.gamma.detach()])))
-                step += 1
-                if len(pending) >= _SYNC_EVERY:
-                    sync()
-                recorder.progress(step / total, f"epoch {epoch + 1}/{config.epochs}")
-            sync()
-            test_acc, test_loss = evaluate(model, x_test, y_test, 512, autocast)
-            epoch_metrics = {"test_acc": test_acc, "test_loss": test_loss}
-            if target is not None:
-                with autocast():
-                    sim_r, sim_r_taps = _heldout_r(model, head, pathway, taps,
-                                                   stimuli[held_idx], held_s)
-                epoch_metrics["sim_r"] = sim_r
-                epoch_metrics.update({f"sim_r/{k}": v for k, v in enumerate(sim_r_taps)})
-            recorder.log_metrics(epoch_metrics, step - 1)
-            if (epoch + 1) % config.checkpoint_every == 0 and epoch + 1 < config.epochs:
-                recorder.save_artifact(CHECKPOINT, checkpoint_bytes(
-                    model, config, step=step, epoch=epoch + 1, head=head.state_dict(),
-                    optimizer=opt.state_dict(), sampler=gen.get_state(),
-                    stimulus_sampler=stim_gen.get_state(), stimulus_bn=pathway.state_dict(),
-                    scaler=scaler.state_dict() if scaler is not None else None,
-                    test_acc=test_acc, test_loss=test_loss, sim_r=sim_r,
-                    sim_r_taps=sim_r_taps),
-                    "application/octet-stream")
+            _restore(t, ckpt)
+        resumed_from = t.step
+        total = math.ceil(len(t.x_train) / config.batch_size) * config.epochs
+        log = _MetricLog(recorder, t.metric_keys)
+        for epoch in range(t.first_epoch, config.epochs):
+            _train_epoch(t, epoch, recorder, log, total)
+            _end_epoch(t, epoch, recorder)
         recorder.save_artifact(MODEL, checkpoint_bytes(
-            model, config, step=step, head=head.state_dict(), layers=layers,
-            stimulus_bn=pathway.state_dict(),
+            t.model, config, step=t.step, head=t.head.state_dict(), layers=t.layers,
+            stimulus_bn=t.pathway.state_dict(),
             environment=environment_info(device)), "application/octet-stream")
-    return TrainResult(step, test_acc, test_loss, None if math.isnan(sim_r) else sim_r,
-                       sim_r_taps,
-                       head.gamma.tolist(), layers,
-                       resumed_from, time.perf_counter() - start)
+    return TrainResult(t.step, t.test_acc, t.test_loss,
+                       None if math.isnan(t.sim_r) else t.sim_r, t.sim_r_taps,
+                       t.head.gamma.tolist(), t.layers, resumed_from,
+                       time.perf_counter() - start)
