@@ -22,6 +22,10 @@ ADVERSARIALS = "adversarials.npz"
 # a similarity run
 FIGURES = "figures.json"
 """Fig. 1's panels (S_oracle and S_model in one order, the reliability figures)."""
+PREDICTOR = "predictor.pt"
+"""The fitted predictive model of the recorded neurons (its weights and config)."""
+CONFIG = "config.json"
+"""The run's config, as it ran."""
 _TARGET_PREFIX, _TARGET_SUFFIX = "target-", ".npz"
 
 

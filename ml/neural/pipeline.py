@@ -209,31 +209,64 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
 
     analyses, model_factors, data_factors = [], [], []
     for s in scans:
-        oracle_ids = s.oracle_ids
-        w = est.snr_weights(s.responses, s.trial_image_ids, oracle_ids)  # Eq. 1
-        v = np.clip(np.nan_to_num(fit.v[s.name]), 0.0, None)
-        on_oracle = np.isin(s.trial_image_ids, oracle_ids)
-        trial_ids = s.trial_image_ids[on_oracle]
-        unit = est.unit_vectors(s.responses[on_oracle], weights=w)  # r_ai = w_a ρ_ai
-        s_oracle = est.oracle_similarity(unit, trial_ids, oracle_ids)  # Eq. 3
-        scat_d, scat_o = est.trial_pair_scatter(unit, trial_ids, oracle_ids, s_oracle)
-        pred_oracle = predict(fit, s.name, _images_by_id([s], oracle_ids))  # (n, A) ρ̂
-        s_model = est.similarity(pred_oracle, w * v)  # Eq. 6 on the oracle images
-        a = ScanAnalysis(
-            name=s.name, oracle_ids=oracle_ids, weights=w, v=v, s_oracle=s_oracle, s_model=s_model,
-            repeat_fluct=est.repeat_fluctuations(unit, trial_ids, oracle_ids, s_oracle),
-            scatter_data=scat_d, scatter_oracle=scat_o,
-            r_data_oracle=est.pearson(scat_d, scat_o),
-            r_model_oracle=est.pearson(est.offdiag(s_model), est.offdiag(s_oracle)),
-        )
+        a, model_factor, data_factor = _analyse_scan(s, fit, target_images, shared_ids)
         analyses.append(a)
-        # Eq. 6: r̂_ai = w_a v_a ρ̂_ai for the non-oracle images, centred over them
-        model_factors.append(est.unit_vectors(predict(fit, s.name, target_images), weights=w * v))
-        if shared_ids.size >= 2:
-            data_factors.append(est.unit_vectors(_mean_response(s, shared_ids), weights=w))
+        model_factors.append(model_factor)
+        if data_factor is not None:
+            data_factors.append(data_factor)
         if rec.should_stop():
             raise Cancelled
+    targets = _targets(config, scans, target_ids, target_images, shared_ids, model_factors,
+                       data_factors)
 
+    scores = _scores(analyses, targets, sim, rng, config.pairs_for_r)
+    scores["predictor_val_corr"] = float(fit.val_corr)
+    # Eq. 4 and the shared Fig. 1 order compare the oracle images every scan repeated
+    common = reduce(np.intersect1d, [s.oracle_ids for s in scans])
+    figures = _figures(analyses, common, rng)
+    scores.update(figures["summary"])
+    rec.log_metrics(scores, step=0)
+    rec.progress(0.9, "saving targets")
+    _save(rec, config, targets, figures, fit)
+    rec.progress(1.0, "done")
+    return SimilarityResult(scores, targets, analyses, figures)
+
+
+def _analyse_scan(s: Scan, fit: FitResult, target_images: np.ndarray, shared_ids: np.ndarray
+                  ) -> tuple[ScanAnalysis, np.ndarray, np.ndarray | None]:
+    """One scan's S_oracle (Eq. 3), S_model on the oracle images (Eq. 6), the Fig. 1
+    statistics, and its factors of S_model over the target images (Eq. 6: r̂_ai =
+    w_a v_a ρ̂_ai, centred over them) and of S_data over the shared images (Eq. 2; None
+    when fewer than two are shared)."""
+    oracle_ids = s.oracle_ids
+    w = est.snr_weights(s.responses, s.trial_image_ids, oracle_ids)  # Eq. 1
+    v = np.clip(np.nan_to_num(fit.v[s.name]), 0.0, None)
+    on_oracle = np.isin(s.trial_image_ids, oracle_ids)
+    trial_ids = s.trial_image_ids[on_oracle]
+    unit = est.unit_vectors(s.responses[on_oracle], weights=w)  # r_ai = w_a ρ_ai
+    s_oracle = est.oracle_similarity(unit, trial_ids, oracle_ids)  # Eq. 3
+    scat_d, scat_o = est.trial_pair_scatter(unit, trial_ids, oracle_ids, s_oracle)
+    pred_oracle = predict(fit, s.name, _images_by_id([s], oracle_ids))  # (n, A) ρ̂
+    s_model = est.similarity(pred_oracle, w * v)  # Eq. 6 on the oracle images
+    analysis = ScanAnalysis(
+        name=s.name, oracle_ids=oracle_ids, weights=w, v=v, s_oracle=s_oracle, s_model=s_model,
+        repeat_fluct=est.repeat_fluctuations(unit, trial_ids, oracle_ids, s_oracle),
+        scatter_data=scat_d, scatter_oracle=scat_o,
+        r_data_oracle=est.pearson(scat_d, scat_o),
+        r_model_oracle=est.pearson(est.offdiag(s_model), est.offdiag(s_oracle)),
+    )
+    model_factor = est.unit_vectors(predict(fit, s.name, target_images), weights=w * v)
+    data_factor = (est.unit_vectors(_mean_response(s, shared_ids), weights=w)
+                   if shared_ids.size >= 2 else None)
+    return analysis, model_factor, data_factor
+
+
+def _targets(config: SimilarityConfig, scans: Sequence[Scan], target_ids: np.ndarray,
+             target_images: np.ndarray, shared_ids: np.ndarray,
+             model_factors: list[np.ndarray], data_factors: list[np.ndarray]
+             ) -> dict[str, SimilarityTarget]:
+    """The targets over the scans' averaged factors: neural-model, neural-data (when the
+    scans share images) and its shuffle control."""
     dtype = np.dtype(config.target_dtype)
     meta = {"scans": [s.name for s in scans], "source": config.source}
     targets = {"neural-model": SimilarityTarget(
@@ -247,22 +280,18 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
             target_images[rows], {**meta, "weights": "w_a (Eq. 2)"},
         )
     targets["shuffle"] = shuffled(targets["neural-model"], seed=config.seed)
+    return targets
 
-    scores = _scores(analyses, targets, sim, rng, config.pairs_for_r)
-    scores["predictor_val_corr"] = float(fit.val_corr)
-    # Eq. 4 and the shared Fig. 1 order compare the oracle images every scan repeated
-    common = reduce(np.intersect1d, [s.oracle_ids for s in scans])
-    figures = _figures(analyses, common, rng)
-    scores.update(figures["summary"])
-    rec.log_metrics(scores, step=0)
-    rec.progress(0.9, "saving targets")
+
+def _save(rec: Recorder, config: SimilarityConfig, targets: dict[str, SimilarityTarget],
+          figures: dict[str, Any], fit: FitResult) -> None:
     for kind, target in targets.items():
         rec.save_artifact(artifacts.target(kind), target.to_bytes(), "application/x-npz")
     rec.save_artifact(artifacts.FIGURES, json.dumps(figures).encode(), "application/json")
-    rec.save_artifact("predictor.pt", _predictor_bytes(fit, config), "application/octet-stream")
-    rec.save_artifact("config.json", json.dumps(asdict(config)).encode(), "application/json")
-    rec.progress(1.0, "done")
-    return SimilarityResult(scores, targets, analyses, figures)
+    rec.save_artifact(artifacts.PREDICTOR, _predictor_bytes(fit, config),
+                      "application/octet-stream")
+    rec.save_artifact(artifacts.CONFIG, json.dumps(asdict(config)).encode(),
+                      "application/json")
 
 
 def _scores(analyses: list[ScanAnalysis], targets: dict[str, SimilarityTarget],
