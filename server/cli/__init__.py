@@ -13,11 +13,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from neuroreg.client import NeuroregError
 from server.cli.commands import (
+    UsageError,
     cmd_frontier,
     cmd_gamma,
     cmd_recordings,
@@ -48,31 +50,55 @@ __all__ = ["DEMO_CONFIG", "DEMO_SIMILARITY_NAME", "DEMO_STUDY_NAME", "_admin_tok
            "cmd_frontier", "load_run_file", "main", "print_frontier", "worker_command"]
 
 
+def _service_options(p: argparse.ArgumentParser) -> None:
+    """``--port`` and ``--data-dir`` after a service command (``neuroreg up --port 8010``)."""
+    p.add_argument("--port", type=int, default=argparse.SUPPRESS,
+                   help="port the API listens on (NEUROREG_PORT; default 8000)")
+    p.add_argument("--data-dir", default=argparse.SUPPRESS,
+                   help="where the database, artifacts and broker live (NEUROREG_DATA_DIR)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="neuroreg",
-                                     description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="neuroreg", description="neuroreg: run the service, submit runs, read results.")
     parser.add_argument("--data-dir", help="override NEUROREG_DATA_DIR")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="API, dashboard and a worker in one process tree")
     up.add_argument("--no-demo", action="store_true", help="don't submit the first-start demo")
-    up.add_argument("--concurrency", type=int, default=1)
+    up.add_argument("--concurrency", type=int, default=1,
+                    help="runs the worker trains at once (default 1)")
+    _service_options(up)
     up.set_defaults(func=cmd_up)
-    sub.add_parser("api", help="the API and dashboard only").set_defaults(func=cmd_api)
+    api = sub.add_parser("api", help="the API and dashboard only")
+    _service_options(api)
+    api.set_defaults(func=cmd_api)
     w = sub.add_parser("worker", help="a Celery worker")
-    w.add_argument("--queues", default="gpu,cpu")
-    w.add_argument("--concurrency", type=int, default=1)
-    w.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"])
+    w.add_argument("--queues", default="gpu,cpu",
+                   help="queues to take tasks from: gpu (train, similarity, evaluate), cpu "
+                   "(studies, dashboard views); default both")
+    w.add_argument("--concurrency", type=int, default=1,
+                   help="tasks it runs at once (default 1)")
+    w.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"],
+                   help="Celery's execution pool (default prefork)")
     w.set_defaults(func=cmd_worker)
     s = sub.add_parser("submit", help="submit a run described in a YAML or JSON file")
-    s.add_argument("config")
+    s.add_argument("config", help="the run file (kind, name, config), e.g. "
+                   "examples/train-neural.yaml")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a field of the run file, e.g. --set epochs=2 or --set "
+                   "config.train_run=7 (repeatable; the value is read as YAML)")
     s.add_argument("--wait", action="store_true", help="show progress until it finishes")
     s.set_defaults(func=cmd_submit)
     r = sub.add_parser("runs", help="list runs")
-    r.add_argument("--kind")
-    r.add_argument("--status")
-    r.add_argument("--owner")
-    r.add_argument("--limit", type=int, default=20)
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--kind", help="only runs of this kind (train, similarity, evaluate, study, "
+                   "external)")
+    r.add_argument("--status", help="only runs in this status (queued, running, succeeded, "
+                   "failed, cancelled)")
+    r.add_argument("--owner", help="only this user's runs")
+    r.add_argument("--limit", type=int, default=20, help="how many, newest first (default 20)")
+    r.add_argument("--json", action="store_true", help="the server's JSON page as is")
     r.set_defaults(func=cmd_runs)
     sub.add_parser(
         "recordings", help="recordings on the server that similarity runs can read"
@@ -93,27 +119,65 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--json", action="store_true", help="the server's JSON as is")
     fr.set_defaults(func=cmd_frontier)
     d = sub.add_parser("datasets", help="list or download the CIFAR archives train runs read")
-    d.add_argument("action", choices=["list", "download"], nargs="?", default="list")
+    d.add_argument("action", choices=["list", "download"], nargs="?", default="list",
+                   help="list what is there (default) or download the archives")
     d.add_argument("names", nargs="*", help="cifar10 and/or cifar100 (default: both)")
     d.set_defaults(func=cmd_datasets)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; every error is one line on stderr and exit status 1 (``--debug``:
+    the traceback instead)."""
     args = build_parser().parse_args(argv)
-    if args.data_dir:
-        os.environ["NEUROREG_DATA_DIR"] = str(Path(args.data_dir).resolve())
-        get_settings.cache_clear()
-    settings = get_settings()
+    try:
+        settings = _settings(args)
+    except ValueError as exc:  # a bad NEUROREG_* value: pydantic names the field
+        print(f"error: settings: {_first_line(exc)}", file=sys.stderr)
+        return 1
     try:
         return int(args.func(args, settings) or 0)
-    except NeuroregError as exc:  # the server's reason, one line
-        print(f"error {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"error{_explain(exc, settings)}", file=sys.stderr)
+        if not isinstance(exc, NeuroregError | UsageError | httpx.TransportError):
+            print("(run again with --debug for the traceback)", file=sys.stderr)
         return 1
-    except httpx.TransportError as exc:
-        print(f"error: cannot reach the neuroreg server at {settings.url} ({exc}); is it "
-              "running? (NEUROREG_API_URL)", file=sys.stderr)
-        return 1
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    changed = False
+    for name, env in (("data_dir", "NEUROREG_DATA_DIR"), ("port", "NEUROREG_PORT")):
+        value = getattr(args, name, None)
+        if value is not None:
+            os.environ[env] = str(Path(value).resolve()) if name == "data_dir" else str(value)
+            changed = True
+    if changed:
+        get_settings.cache_clear()
+    return get_settings()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines[:3]) if lines else type(exc).__name__
+
+
+def _explain(exc: Exception, settings: Any) -> str:
+    """What went wrong, after ``error``: the server's reason, the file, or the URL."""
+    if isinstance(exc, NeuroregError):  # the server's reason, one line
+        return f" {exc}"
+    if isinstance(exc, UsageError):
+        return f": {exc}"
+    if isinstance(exc, httpx.TransportError):
+        return (f": cannot reach the neuroreg server at {settings.url} "
+                f"({type(exc).__name__}); is it running? Start it with `neuroreg up`, or "
+                "point NEUROREG_API_URL (or NEUROREG_PORT) at it")
+    if isinstance(exc, OSError) and exc.filename:
+        return f": {exc.filename}: {exc.strerror or exc}"
+    return f": {type(exc).__name__}: {_first_line(exc)}"
 
 
 if __name__ == "__main__":

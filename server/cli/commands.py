@@ -21,18 +21,94 @@ def client(settings: Settings) -> Client:
     return Client(settings.url, settings.api_token())
 
 
+class UsageError(Exception):
+    """Something the user gave that cannot work, said in one line (the CLI exits 1)."""
+
+
 def load_run_file(path: Path) -> dict[str, Any]:
     """A run file: YAML or JSON with ``kind``, ``name`` and ``config``."""
-    text = path.read_text()
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"{path}{where}: not valid YAML: {problem}") from None
     if not isinstance(data, dict):
-        raise SystemExit(f"{path}: expected a mapping with kind, name and config")
+        raise UsageError(f"{path}: expected a mapping with kind, name and config")
     return data
 
 
+def apply_sets(body: dict[str, Any], sets: list[str]) -> dict[str, Any]:
+    """``--set config.train_run=7`` overrides: a dotted path into the run file (a path
+    without ``config.`` or ``name``/``kind`` is taken inside ``config``), the value read
+    as YAML (``7`` an int, ``[l2, linf]`` a list)."""
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {item!r}: write it as key=value, e.g. "
+                             "--set config.epochs=2")
+        path = key.split(".")
+        if path[0] not in ("config", "name", "kind"):
+            path = ["config", *path]
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = body
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UsageError(f"--set {key}: {part} is not a mapping in the run file")
+            node = child
+        node[path[-1]] = value
+    return body
+
+
+REFERENCES: dict[tuple[str, ...], str] = {
+    ("target_run",): "similarity", ("train_run",): "train", ("features", "run"): "train"}
+"""The config fields that name another run, and the kind of run each takes."""
+
+
+def resolve_references(body: dict[str, Any], nr: Any) -> dict[str, Any]:
+    """A run file may name the runs it reads by more than an id, so that it runs as
+    written on any server: ``latest`` (the newest succeeded run of the kind the field
+    takes) or a run's name (the newest succeeded run of that kind so named)."""
+    config = body.get("config")
+    if not isinstance(config, dict):
+        return body
+    for path, kind in REFERENCES.items():
+        node = config
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or not isinstance(node.get(path[-1]), str):
+            continue
+        ref = node[path[-1]]
+        runs = nr.runs(kind=kind, status="succeeded")
+        found = runs if ref == "latest" else [r for r in runs if r["name"] == ref]
+        field = ".".join(path)
+        if not found:
+            raise UsageError(
+                f"config.{field}: no succeeded {kind} run"
+                + ("" if ref == "latest" else f" named {ref!r}")
+                + f" on this server; submit one first, or give a run id "
+                  f"(--set {field}=<id>; `neuroreg runs --kind {kind}` lists them)")
+        node[path[-1]] = max(r["id"] for r in found)
+    return body
+
+
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
-    body = load_run_file(Path(args.config))
+    body = apply_sets(load_run_file(Path(args.config)), args.set or [])
     with client(settings) as nr:
+        body = resolve_references(body, nr)
         run = nr.create(body)
         print(f"submitted run {run['id']}: {settings.url}/runs/{run['id']}")
         if args.wait:

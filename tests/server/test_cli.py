@@ -157,3 +157,77 @@ def test_frontier_prints_the_points_and_the_matched_comparison(
             assert res.returncode == 1 and res.stdout == ""
             assert res.stderr.startswith(code) and "Traceback" not in res.stderr
             assert len(res.stderr.splitlines()) == 1
+
+
+def _options(parser: object) -> list[tuple[str, object]]:
+    """(command, action) for every option and positional of every command."""
+    import argparse
+
+    out = []
+    for action in parser._actions:  # type: ignore[attr-defined]
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out += [(name, a) for a in sub._actions if not isinstance(a, argparse._HelpAction)]
+        elif not isinstance(action, argparse._HelpAction):
+            out.append(("neuroreg", action))
+    return out
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    missing = [(cmd, a.dest) for cmd, a in _options(build_parser()) if not a.help]  # type: ignore[attr-defined]
+    assert missing == []
+    args = build_parser().parse_args(["up", "--port", "8123", "--data-dir", "/tmp/x"])
+    assert (args.port, args.data_dir) == (8123, "/tmp/x")
+    # the global --data-dir still works before the command
+    assert build_parser().parse_args(["--data-dir", "/tmp/y", "up"]).data_dir == "/tmp/y"
+
+
+@pytest.mark.parametrize(("text", "suffix", "said"), [
+    ("kind: train\nconfig: {epochs: 2\n", ".yaml",
+     "r.yaml:3:1: not valid YAML: expected ',' or '}'"),
+    ('{"kind": "train",}', ".json", "r.json:1:18: not valid JSON: Expecting property name"),
+    (None, ".yaml", "r.yaml: no such file"),
+])
+def test_a_bad_run_file_is_one_line_naming_the_file_and_where(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str | None, suffix: str, said: str
+) -> None:
+    from server.cli import main
+
+    path = tmp_path / f"r{suffix}"
+    if text is not None:
+        path.write_text(text)
+    assert main(["--data-dir", str(tmp_path), "submit", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"error: {path.parent}/{said}" + err.split(said, 1)[1].rstrip()]
+    assert "Traceback" not in err
+    from server.cli.commands import UsageError
+
+    with pytest.raises(UsageError):  # --debug: the exception itself, for a bug report
+        main(["--data-dir", str(tmp_path), "--debug", "submit", str(path)])
+
+
+def test_set_overrides_and_run_references_resolve_on_the_server() -> None:
+    from server.cli.commands import UsageError, apply_sets, resolve_references
+
+    body = apply_sets({"kind": "evaluate", "config": {"train_run": "latest"}},
+                      ["n_samples=10", "config.norms=[l2]", "name=quick"])
+    assert body == {"kind": "evaluate", "name": "quick",
+                    "config": {"train_run": "latest", "n_samples": 10, "norms": ["l2"]}}
+    with pytest.raises(UsageError, match="key=value"):
+        apply_sets({}, ["epochs"])
+
+    class Server:  # what Client.runs answers: newest first
+        def runs(self, kind: str, status: str) -> list[dict]:
+            assert status == "succeeded"
+            return {"train": [{"id": 9, "name": "b"}, {"id": 4, "name": "a"},
+                              {"id": 3, "name": "a"}],
+                    "similarity": []}[kind]
+
+    assert resolve_references(body, Server())["config"]["train_run"] == 9
+    named = {"kind": "train", "config": {"target_run": 2, "features": {"run": "a"}}}
+    assert resolve_references(named, Server())["config"]["features"]["run"] == 4
+    with pytest.raises(UsageError, match=r"config.target_run: no succeeded similarity run "
+                                         r"on this server; submit one first"):
+        resolve_references({"config": {"target_run": "latest"}}, Server())
+    with pytest.raises(UsageError, match="no succeeded train run named 'zz'"):
+        resolve_references({"config": {"train_run": "zz"}}, Server())
