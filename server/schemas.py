@@ -98,6 +98,12 @@ class RunPublic(BaseModel):
     tags: list[str] = []
     last_metrics: dict[str, float] = {}
 
+    @field_validator("progress", mode="after")
+    @classmethod
+    def _rounded(cls, value: float) -> float:
+        """0.45, not the 0.45000000000000007 a sum of steps leaves."""
+        return round(value, 6)
+
 
 TagName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/+\-]+$")]
 

@@ -44,6 +44,10 @@ export const getJSON = async (path) => (await api(path)).json();
 let names = null;
 export const artifactNames = () => (names ??= getJSON("/api/artifact-names"));
 
+// how figures write norms (L∞, L2, …), asked once: ml/evaluate/attacks.py's NORM_LABELS
+let labels = null;
+export const fieldLabels = () => (labels ??= getJSON("/api/labels"));
+
 // Shows the sign-in form until a token works. start() runs at once, beside /api/me, so a
 // page's first requests leave before plotly.js is parsed; a rejected token shows the form.
 export async function withLogin(start) {

@@ -59,24 +59,65 @@ const turn = () => new Promise((resolve) => {
   setTimeout(resolve, 50);
 });
 
-// The one figure style: a horizontal legend at the foot of the figure, below the x-axis
-// title (not over it), axes that make room for their labels, and a title that wraps
-// onto more lines rather than run past a narrow figure's edges.
-function styled(div, layout) {
-  const out = { margin: { t: 40, r: 10, b: 45, l: 55 },
-    legend: { orientation: "h", yref: "container", y: 0, yanchor: "bottom" }, ...layout };
-  for (const key of ["xaxis", "yaxis", ...Object.keys(out).filter((k) => /^[xy]axis\d+$/.test(k))]) {
-    out[key] = { automargin: true, ...(out[key] || {}) };
+// The one figure style:
+// - a short title, its detail in a subtitle (a title written "text<br><span>detail</span>"
+//   is split so), wrapped onto more lines rather than cut at a narrow figure's edges;
+// - a horizontal legend at the foot of the figure, below the x-axis title (not over it);
+// - axes that make room for their labels, decade ticks on log axes, four significant
+//   digits on hover, and a flat series on a range around its value (not plotly's ±1);
+// - the toolbar on hover only, upright at the right edge, away from the title.
+function styled(div, layout, data = []) {
+  const out = { margin: { t: 46, r: 34, b: 45, l: 55 },
+    legend: { orientation: "h", yref: "container", y: 0, yanchor: "bottom" },
+    modebar: { orientation: "v", bgcolor: "rgba(255,255,255,0.85)" }, ...layout };
+  const axes = ["xaxis", "yaxis", ...Object.keys(out).filter((k) => /^[xy]axis\d+$/.test(k))];
+  for (const key of axes) {
+    // no dark zero line across an x axis that starts at 0 (σ, step): it reads as data
+    const axis = { automargin: true, hoverformat: ".4~g", ...(key.startsWith("x") ? { zeroline: false } : {}),
+      ...(out[key] || {}) };
+    if (axis.type === "log" && axis.dtick === undefined) {
+      Object.assign(axis, { dtick: 1, minor: { ticks: "outside", dtick: "D1", showgrid: true } });
+    }
+    out[key] = axis;
   }
-  if (out.title && out.title.text && !out.title.text.includes("<br>")) {
-    const lines = wrap(out.title.text, perLine(div, (out.title.font && out.title.font.size) || 17));
-    // more than one line: the title pushes the plot down instead of running into it
-    if (lines.length > 1) out.title = { ...out.title, text: lines.join("<br>"), automargin: true, yref: "paper" };
+  const bars = data.some((t) => t.type === "bar");
+  for (const [key, values] of [["yaxis", data.map((t) => t.y)], ["xaxis", data.map((t) => t.x)]]) {
+    const range = flatRange(values, bars && key === "yaxis");
+    if (range && out[key].range === undefined && out[key].type !== "category") out[key].range = range;
   }
+  if (out.title && out.title.text) out.title = fitted(div, out.title);
   return out;
 }
 
-const perLine = (div, size) => Math.max(24, Math.floor(((div.clientWidth || 600) - 40) / (0.55 * size)));
+// [lo, hi] around a series whose numbers are all one value (a constant lr, one point);
+// bars keep 0 on their axis
+function flatRange(arrays, fromZero = false) {
+  const nums = arrays.filter(Array.isArray).flat().filter((v) => typeof v === "number" && Number.isFinite(v));
+  if (!nums.length || nums.some((v) => v !== nums[0])) return null;
+  const pad = Math.abs(nums[0]) * 0.1 || 0.5;
+  const range = [nums[0] - pad, nums[0] + pad];
+  return fromZero ? [Math.min(0, range[0]), Math.max(0, range[1])] : range;
+}
+
+function fitted(div, title) {
+  let text = title.text;
+  let subtitle = title.subtitle && title.subtitle.text;
+  const br = text.indexOf("<br>");
+  if (br >= 0 && !subtitle) {  // the older "title<br><span>detail</span>" form
+    subtitle = text.slice(br + 4).replace(/<[^>]*>/g, "");
+    text = text.slice(0, br);
+  }
+  const size = (title.font && title.font.size) || 16;
+  const lines = wrap(text, perLine(div, size));
+  const subLines = subtitle ? wrap(subtitle, perLine(div, 11)) : [];
+  const out = { ...title, text: lines.join("<br>"), font: { size, ...(title.font || {}) },
+    automargin: true, yref: "container", y: 0.985, yanchor: "top" };
+  if (subLines.length) out.subtitle = { text: subLines.join("<br>"), font: { size: 11, color: "#5b6475" } };
+  else delete out.subtitle;
+  return out;
+}
+
+const perLine = (div, size) => Math.max(20, Math.floor(((div.clientWidth || 600) - 60) / (0.56 * size)));
 
 function wrap(text, width) {
   const lines = [""];
@@ -88,15 +129,21 @@ function wrap(text, width) {
   return lines;
 }
 
+// the SVG export's own icon (a page with a folded corner), beside PNG's camera and
+// CSV's disk: no two buttons look alike
+const SVG_ICON = { width: 16, height: 16,
+  path: "M3 1h7l4 4v10H3z M10 1v4h4 M5 8h6 M5 10.5h6 M5 13h4" };
+
 async function draw(div, data, layout, config) {
   const Plotly = await plotly();
-  const title = (layout.title && layout.title.text) || div.dataset.title || "figure";
+  const title = ((layout.title && layout.title.text) || div.dataset.title || "figure").split("<br>")[0];
   const t0 = performance.now();
-  const drawn = await Plotly.react(div, data, styled(div, layout), {
-    responsive: true, displaylogo: false,
-    toImageButtonOptions: { filename: slug(title) },
+  const drawn = await Plotly.react(div, data, styled(div, layout, data), {
+    responsive: true, displaylogo: false, displayModeBar: "hover",
+    toImageButtonOptions: { filename: slug(title), scale: 2 },
+    modeBarButtonsToRemove: ["select2d", "lasso2d"],
     modeBarButtonsToAdd: [
-      { name: "Download SVG", icon: Plotly.Icons.camera,
+      { name: "Download SVG", icon: SVG_ICON,
         click: (gd) => Plotly.downloadImage(gd, { format: "svg", filename: slug(title) }) },
       { name: "Download data as CSV", icon: Plotly.Icons.disk,
         click: (gd) => download(`${slug(title)}.csv`, csvOf(gd), "text/csv") },

@@ -1,4 +1,4 @@
-import { api, el, getJSON, when, withLogin } from "./api.js";
+import { api, el, fieldLabels, getJSON, when, withLogin } from "./api.js";
 import { chartIn, plot, plotly } from "./figures.js";
 import { drawPairs, drawScores, drawSimilarity, drawTargets } from "./similarity.js";
 
@@ -14,12 +14,17 @@ const GROUPS = [
 const NOISE = "Accuracy under Gaussian noise (Fig. 4)";
 const ORDER = [NOISE, ...GROUPS.map((g) => g.title)];
 
-function chartFor(key) {
+function chartFor(key, norms) {
   const group = GROUPS.find((g) => g.match(key));
   if (group) return group.title;
   const norm = key.match(/^budget_median_(\w+)$/);
-  return norm ? `median ${norm[1].toUpperCase()} perturbation vs attack iterations` : key;
+  return norm ? `median ${norms[norm[1]] || norm[1]} perturbation vs attack iterations` : key;
 }
+
+// γ exists only where a run learned it: of train runs, those with a target and α > 0 (one
+// stored before this may carry a flat γ it never learned); a script's run shows what it logs
+const learnsGamma = (run) => run.kind !== "train" || ((run.config.target || "none") !== "none"
+  && Number(run.config.alpha ?? 20) > 0);
 
 function ensureDiv(title) {
   return chartIn(document.getElementById("charts"), `chart-${title.replace(/[^A-Za-z0-9]/g, "_")}`,
@@ -43,6 +48,8 @@ const seriesOf = () => getJSON(`/api/runs/${runId}/series?max_points=2000`);
 
 async function drawCharts(run, series) {
   const byChart = new Map();
+  const norms = (await fieldLabels()).norms;
+  if (!learnsGamma(run)) series = series.filter((s) => !s.key.startsWith("gamma/"));
   // similarity scores and evaluation medians are single values: a table, not charts
   const single = run.kind === "similarity" || run.kind === "evaluate"
     ? series.filter((s) => s.total === 1 && !s.key.startsWith("noise_")) : [];
@@ -56,7 +63,7 @@ async function drawCharts(run, series) {
   }
   for (const s of series) {
     if (single.includes(s) || s.key.startsWith("noise_")) continue;
-    const title = chartFor(s.key);
+    const title = chartFor(s.key, norms);
     if (!byChart.has(title)) byChart.set(title, []);
     const gamma = s.key.startsWith("gamma/");
     byChart.get(title).push(gamma
@@ -80,7 +87,7 @@ async function drawCharts(run, series) {
     return plot(div, traces, {
       title: { text: title },
       xaxis: { title: { text: xTitle(title) },  // log ticks at 1, 2, 5 per decade
-        ...(title.includes("iterations") ? { type: "log", dtick: "D2" } : {}) },
+        ...(title.includes("iterations") ? { type: "log" } : {}) },
       ...(title.startsWith("γ") ? { yaxis: { range: [0, 1], title: { text: "γ_k" } } } : {}),
       uirevision: title,
     });

@@ -39,7 +39,8 @@ export async function drawSimilarity(runId) {
       prev = div;
       plot(div, [{ z: fig[key][k], type: "heatmap", colorscale: "RdBu", reversescale: true,
         zmin: -lim, zmax: lim, name: `${name} ${scan}` }], {
-        title: { text: `${name} · ${scan} · oracle images, clustered order` }, margin: MARGIN,
+        title: { text: `${name}, ${scan}`, subtitle: { text: "oracle images, clustered order" } },
+        margin: MARGIN,
         xaxis: { title: { text: "image (clustered order)" } },
         yaxis: { autorange: "reversed" },
       });
@@ -52,7 +53,7 @@ export async function drawSimilarity(runId) {
       name: `ΔS scan (sd ${fl.scan.sd.toFixed(3)})`, opacity: 0.7 },
     { x: centres(fl.repeat), y: fl.repeat.counts.map((c) => c / Math.max(fl.repeat.n, 1)),
       type: "bar", name: `ΔS repeat (sd ${fl.repeat.sd.toFixed(3)})`, opacity: 0.7 },
-  ], { title: { text: "Fluctuations across scans vs repeats (Eq. 4, 5; Fig. 1C)" },
+  ], { title: { text: "Scan vs repeat fluctuations (Fig. 1C)", subtitle: { text: "ΔS across scans and across repeats (Eq. 4, 5)" } },
        barmode: "overlay", margin: MARGIN, yaxis: { title: { text: "fraction" } } });
   const sc = fig.scatter;
   plot(panel("fig-scatter", "Fig. 1D"), [
@@ -60,7 +61,7 @@ export async function drawSimilarity(runId) {
       name: `S_data, r = ${sc.data.r.toFixed(2)}`, marker: { size: 3, opacity: 0.3 } },
     { x: sc.model.oracle, y: sc.model.model, mode: "markers", type: "scatter",
       name: `S_model, r = ${sc.model.r.toFixed(2)}`, marker: { size: 3, opacity: 0.5 } },
-  ], { title: { text: "Single trials and model vs S_oracle (Fig. 1D)" }, margin: MARGIN,
+  ], { title: { text: "Trials and model vs S_oracle (Fig. 1D)" }, margin: MARGIN,
        xaxis: { title: { text: "S_oracle" } } });
   plot(panel("fig-neurons", "neurons"), [
     { x: centres(fig.snr), y: fig.snr.counts, type: "bar", name: "SNR weight w_a (Eq. 1)" },
@@ -70,11 +71,14 @@ export async function drawSimilarity(runId) {
        margin: MARGIN });
 }
 
+// a count as a count (n_scans 2, not 2.000), anything else to four significant digits
+export const number = (v) => (Number.isInteger(v) ? String(v) : v.toPrecision(4));
+
 // Single-value metrics (a similarity run's scores) read better as a table than as charts.
 export function drawScores(series) {
   const table = document.getElementById("scores");
   table.replaceChildren(...series.map((s) =>
-    el("tr", {}, el("th", {}, s.key), el("td", {}, s.values[0].toPrecision(4)))));
+    el("tr", {}, el("th", {}, s.key), el("td", {}, number(s.values[0])))));
   table.hidden = series.length === 0;
 }
 
@@ -155,7 +159,7 @@ async function zoom(div, ev, overview, query) {
   const ys = Array.from({ length: r1 - r0 }, (_, i) => r0 + i);
   await Plotly.restyle(div, { z: [m.z], x: [xs], y: [ys] });
   div.dataset.exact = "1";
-  Plotly.relayout(div, { "title.text": `${v.title}${sub(`exact, rows ${r0}–${r1 - 1} × cols ${c0}–${c1 - 1}`)}` });
+  Plotly.relayout(div, { "title.subtitle.text": `exact, rows ${r0}–${r1 - 1} × cols ${c0}–${c1 - 1}` });
 }
 
 // The views of a run's matrices: a similarity run's targets and S_model − S_data; a train

@@ -14,9 +14,13 @@ const studyId = Number(location.pathname.split("/").pop());
 const FINISHED = ["succeeded", "failed", "cancelled"];
 const COLORS = ["#444444", "#d62728", "#9467bd", "#ff7f0e", "#1f77b4", "#2ca02c", "#8c564b"];
 const alphaOf = (r) => (r.target === "none" ? 0 : Number(r.alpha));
-const label = (r) => (r.target === "none" ? "None" : `${r.target} α=${alphaOf(r)}`);
+// a condition as the paper writes it (the server's labels: Neural (model), VGG, …)
+const condName = (target) => (latest && latest.paper && latest.paper.labels
+  && latest.paper.labels[target]) || target;
+const label = (r) => (r.target === "none" ? "None" : `${condName(r.target)} α=${alphaOf(r)}`);
 const slug = (s) => s.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-|-$/g, "").toLowerCase();
-const condId = (r) => `cond-${slug(label(r))}`;
+// stable ids for links and tests: the stored target name, not its label
+const condId = (r) => `cond-${slug(r.target === "none" ? "None" : `${r.target} α=${alphaOf(r)}`)}`;
 const CURVE_KEYS = ["test_acc", "sim_r", "loss", "sim_loss", "task_loss", "test_loss"];
 const page = () => document.getElementById("page");
 const TOLERANCE = 0.02;  // the server's default: kept out of the URL
@@ -32,7 +36,7 @@ const BETTER_NOTE = (rows) => (rows.every((r) => r.higher_is_better)
 const wilcoxonFloor = (n) => (n > 0
   ? ` With ${n} pairs the two-sided Wilcoxon p cannot go below 2/2^${n} = ${fmt(2 / 2 ** n, 3)}.` : "");
 
-function band(x, mean, sem, name, color, cond, nAt = null) {
+function band(x, mean, sem, name, color, cond, nAt = null, lineDash = "solid") {
   const upper = mean.map((m, i) => m + sem[i]);
   const lower = mean.map((m, i) => m - sem[i]);
   return [
@@ -40,7 +44,7 @@ function band(x, mean, sem, name, color, cond, nAt = null) {
       fill: "toself", fillcolor: color + "33", line: { width: 0 }, hoverinfo: "skip", mode: "lines",
       showlegend: false, type: "scatter", name: `${name} ± SEM` },
     { x, y: mean, name, type: "scatter", mode: x.length < 60 ? "lines+markers" : "lines",
-      line: { color }, customdata: x.map(() => cond),
+      line: { color, dash: lineDash }, customdata: x.map(() => cond),
       ...(nAt ? { text: nAt.map((n) => `mean of ${n} seed${n === 1 ? "" : "s"}`) } : {}) },
   ];
 }
@@ -53,18 +57,22 @@ function table(head, rows, attrs = {}) {
 }
 
 // one div per figure, kept across polls (a re-plot, not a new div) and in draw order
-function figure(host, id, title) {
+function figure(host, id, title, subtitle = "", wide = false) {
   const div = chartIn(host, id, title);
+  div.dataset.subtitle = subtitle;
+  div.classList.toggle("wide", wide);
   host.append(div);  // a figure that appears on a later poll still lands in its place
   return div;
 }
 
-// one colour per condition on every figure: None grey, the others in order of appearance
-const colours = new Map([["None", COLORS[0]]]);
-function colour(r) {
-  const key = label(r);
-  if (!colours.has(key)) colours.set(key, COLORS[1 + ((colours.size - 1) % (COLORS.length - 1))]);
-  return colours.get(key);
+// one colour per condition on every figure (the frontier's: None grey, the others in the
+// order the study names them), and within a condition one dash per α, smallest solid
+const DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"];
+const colour = (r) => condColour(r.target);
+function dash(r) {
+  const alphas = [...new Set(((latest && latest.robustness) || []).concat((latest && latest.gamma) || [])
+    .filter((o) => o.target === r.target).map(alphaOf))].sort((a, b) => a - b);
+  return DASHES[Math.max(0, alphas.indexOf(alphaOf(r))) % DASHES.length];
 }
 
 // a click on a bar or a curve point: that condition's runs
@@ -187,9 +195,10 @@ function drawFigures(data) {
   const jobs = [];  // every div goes in first: a grid cell sized alone would clip later
   const noiseRows = rows.filter((r) => r.noise);
   if (noiseRows.length) {
-    const div = figure(host, "fig4", "Accuracy under Gaussian noise, mean ± SEM over seeds (Fig. 4)");
+    const div = figure(host, "fig4", "Accuracy under noise (Fig. 4)",
+      "Gaussian noise of standard deviation σ; mean ± SEM over seeds", true);
     const traces = noiseRows.flatMap((r) => band(r.noise.sigmas, r.noise.mean, r.noise.sem,
-      `${label(r)} (n=${r.n})`, colour(r), condId(r)));
+      `${label(r)} (n=${r.n})`, colour(r), condId(r), null, dash(r)));
     const layout = { xaxis: { title: { text: "noise σ" } }, yaxis: { title: { text: "accuracy" } } };
     const reported = data.paper && data.paper.noise_highest;
     if (showPaper() && reported) {  // at our highest σ: the paper's σ is in its figure only
@@ -203,7 +212,8 @@ function drawFigures(data) {
   for (const { name: norm, label: normLabel } of data.norms) {  // the server's norms, written its way
     const have = rows.filter((r) => r.medians[norm]);
     if (!have.length) continue;
-    const div = figure(host, `fig5-${norm}`, `Median ${normLabel} perturbation per condition (Fig. 5, 7)`);
+    const div = figure(host, `fig5-${norm}`, `Median ${normLabel} perturbation (Fig. 5, 7)`,
+      "smallest adversarial per image; mean ± SEM over seeds");
     const traces = [{ type: "bar", x: have.map(label), y: have.map((r) => r.medians[norm].mean),
       error_y: { type: "data", array: have.map((r) => r.medians[norm].sem), visible: true },
       marker: { color: have.map(colour) }, name: `median ${normLabel}`, customdata: have.map(condId) }];
@@ -219,34 +229,42 @@ function drawFigures(data) {
   for (const { name: norm, label: normLabel } of data.norms) {
     const have = rows.filter((r) => r.curves && r.curves[norm]);
     if (!have.length) continue;
-    const div = figure(host, `fig5-budget-${norm}`,
-      `Median ${normLabel} perturbation vs attack iterations (Fig. 5)`);
+    const div = figure(host, `fig5-budget-${norm}`, `Median ${normLabel} vs attack budget (Fig. 5)`,
+      "best so far after each attack; mean ± SEM over seeds");
     jobs.push([div, have.map((r) => ({ x: r.curves[norm].iterations, y: r.curves[norm].mean,
       error_y: { type: "data", array: r.curves[norm].sem, visible: true },
-      name: label(r), type: "scatter", mode: "lines+markers", line: { color: colour(r) },
+      name: label(r), type: "scatter", mode: "lines+markers", line: { color: colour(r), dash: dash(r) },
       customdata: r.curves[norm].iterations.map(() => condId(r)) })),
-    { xaxis: { title: { text: "attack iterations (cumulative)" }, type: "log", dtick: "D2" },
+    { xaxis: { title: { text: "attack iterations (cumulative)" }, type: "log" },
       yaxis: { title: { text: `median ${normLabel} (best so far)` } } }]);
   }
   const cond = [...new Set(rows.map((r) => r.target))];
   const alphas = new Set(rows.filter((r) => r.target !== "none").map((r) => r.alpha));
-  if (alphas.size > 1) {  // Fig. 6: robustness against α, one line per condition
-    const div = figure(host, "fig6", "Robustness vs α (Fig. 6): mean noise accuracy over σ > 0");
-    const traces = cond.filter((c) => c !== "none").map((c) => {
-      // the server's mean over σ > 0 (ml/evaluate/measures.py), with its SEM over seeds
-      const rs = rows.filter((r) => r.target === c && r.measures.noise_accuracy)
-        .sort((a, b) => a.alpha - b.alpha);
-      const m = rs.map((r) => r.measures.noise_accuracy);
-      return { x: rs.map((r) => r.alpha), y: m.map((v) => v.mean), name: c, mode: "lines+markers",
-        error_y: { type: "data", array: m.map((v) => v.sem), visible: true },
-        type: "scatter", line: { color: condColour(c) },
-        customdata: rs.map(condId) };
-    });
-    jobs.push([div, traces, { xaxis: { title: { text: "α" }, type: "log", dtick: "D2" },
-      yaxis: { title: { text: "mean accuracy, σ > 0" } } }]);
+  if (alphas.size > 1) {  // Fig. 6 as in the paper: robustness against α, None at α = 0
+    const div = figure(host, "fig6", "Robustness vs α (Fig. 6)",
+      "mean accuracy over σ > 0, mean ± SEM over seeds; α = 0 is None");
+    // the server's mean over σ > 0 (ml/evaluate/measures.py), with its SEM over seeds
+    const none = rows.find((r) => r.target === "none" && r.measures.noise_accuracy);
+    const point = (r) => ({ x: String(alphaOf(r)), m: r.measures.noise_accuracy, id: condId(r) });
+    const trace = (c, pts) => ({ x: pts.map((p) => p.x), y: pts.map((p) => p.m.mean),
+      error_y: { type: "data", array: pts.map((p) => p.m.sem), visible: true },
+      name: condName(c), type: "scatter", mode: "lines+markers",
+      line: { color: condColour(c) }, marker: { color: condColour(c), size: 8 },
+      customdata: pts.map((p) => p.id) });
+    const traces = cond.filter((c) => c !== "none").map((c) => trace(c, [
+      ...(none ? [point(none)] : []),  // every condition starts from None (α = 0)
+      ...rows.filter((r) => r.target === c && r.measures.noise_accuracy)
+        .sort((a, b) => a.alpha - b.alpha).map(point)]));
+    if (none) traces.unshift({ ...trace("none", [point(none)]), mode: "markers",
+      marker: { color: condColour("none"), size: 10, symbol: "square" } });
+    const ticks = [0, ...[...alphas].sort((a, b) => a - b)].map(String);  // evenly spaced
+    jobs.push([div, traces, { xaxis: { title: { text: "α (0: None)" }, type: "category",
+      categoryorder: "array", categoryarray: ticks },
+      yaxis: { title: { text: "mean accuracy over σ > 0" } }, showlegend: true }]);
   }
   return Promise.all(jobs.map(async ([div, traces, layout]) => {
-    await plot(div, traces, { title: { text: div.dataset.title }, uirevision: div.id, ...layout });
+    await plot(div, traces, { title: { text: div.dataset.title,
+      subtitle: { text: div.dataset.subtitle || "" } }, uirevision: div.id, ...layout });
     linkToRuns(div);
   }));
 }
@@ -384,13 +402,13 @@ async function drawCurves() {
   document.getElementById("curve-note").textContent = data.error ? ` · ${data.error}`
     : data.bin_steps > 1 ? ` · each point averages ${data.bin_steps} steps` : "";
   const host = document.getElementById("study-curves");
-  const div = figure(host, "study-curve", `${key} over training, mean ± SEM over seeds`);
+  const div = figure(host, "study-curve", `${key} over training`, "mean ± SEM over seeds", true);
   if (!data.rows.length) { host.hidden = true; return; }
   host.hidden = false;
   const traces = data.rows.flatMap((r) => band(r.steps, r.mean, r.sem, `${label(r)} (n=${r.n})`,
-    colour(r), condId(r), r.n_at));
-  div.dataset.title = `${key} over training, mean ± SEM over seeds`;
-  await plot(div, traces, { title: { text: div.dataset.title }, uirevision: key,
+    colour(r), condId(r), r.n_at, dash(r)));
+  div.dataset.title = `${key} over training`;
+  await plot(div, traces, { title: { text: div.dataset.title, subtitle: { text: "mean ± SEM over seeds" } }, uirevision: key,
     xaxis: { title: { text: "step" } }, yaxis: { title: { text: key } } });
   linkToRuns(div);
 }

@@ -122,6 +122,12 @@ class TrainConfig:
             raise ValueError(f"features: only used by target 'cnn-features', not "
                              f"{self.target!r}")
 
+    @property
+    def learns_gamma(self) -> bool:
+        """Whether the run has layer weights γ (Eq. 10): only a regularized run (a target
+        and α > 0) trains them; None's (or α = 0's) would stay uniform and mean nothing."""
+        return self.target != "none" and self.alpha > 0
+
 
 def stimuli_per_step(config: TrainConfig) -> int:
     """M, the stimuli in each step's neural pathway (see :class:`TrainConfig`)."""
@@ -143,7 +149,7 @@ class TrainResult:
     test_loss: float
     r_similarity: float | None  # None without a target
     r_similarity_per_tap: list[float]  # r(S_k, S_target) per tap, held out; [] without
-    gamma: list[float]
+    gamma: list[float]  # final γ per tap; [] for a run that learns none (learns_gamma)
     layers: list[int]  # the tapped layers' numbers (1, 5, 9, 13, 17 for ResNet18)
     resumed_from_step: int
     seconds: float
@@ -257,7 +263,8 @@ class _Training:
     @property
     def metric_keys(self) -> list[str]:
         keys = ["task_loss", "loss", "acc", "lr"] + (["sim_loss"] if self.stimuli else [])
-        return keys + [f"gamma/{k}" for k in range(len(self.taps))]
+        return keys + ([f"gamma/{k}" for k in range(len(self.taps))]
+                       if self.config.learns_gamma else [])
 
 
 def _build(config: TrainConfig, target: SimilarityTarget | None, device: torch.device,
@@ -375,7 +382,8 @@ def _train_step(t: _Training, idx: torch.Tensor, lr: float) -> torch.Tensor:
     row += [loss.detach(), acc, torch.tensor(lr, device=t.device)]
     if sim is not None:
         row.append(sim.detach())
-    return torch.cat([torch.stack(row).float(), t.head.gamma.detach()])
+    values = torch.stack(row).float()
+    return torch.cat([values, t.head.gamma.detach()]) if t.config.learns_gamma else values
 
 
 def _train_epoch(t: _Training, epoch: int, recorder: Recorder, log: _MetricLog,
@@ -427,9 +435,9 @@ def train_model(config: TrainConfig, recorder: Recorder,
     Args:
         config: the run.
         recorder: per step ``task_loss``, ``sim_loss``, ``loss``, ``acc``, ``lr`` and
-            ``gamma/<k>``; per epoch ``test_acc``, ``test_loss``, ``sim_r`` (r(S_CNN,
-            S_target) on held-out stimuli) and ``sim_r/<k>`` (the same for tap k's S_k
-            alone); checkpoints and ``model.pt``.
+            ``gamma/<k>`` (a run that learns γ); per epoch ``test_acc``, ``test_loss``,
+            ``sim_r`` (r(S_CNN, S_target) on held-out stimuli) and ``sim_r/<k>`` (the same
+            for tap k's S_k alone); checkpoints and ``model.pt``.
         target: the target over the neural stimuli, or the similarity run's target it is
             built from (:func:`ml.regularize.targets.resolve_target`: ``random`` builds
             its matrix over these stimuli); required unless ``config.target`` is
@@ -461,5 +469,6 @@ def train_model(config: TrainConfig, recorder: Recorder,
             environment=environment_info(device)), "application/octet-stream")
     return TrainResult(t.step, t.test_acc, t.test_loss,
                        None if math.isnan(t.sim_r) else t.sim_r, t.sim_r_taps,
-                       t.head.gamma.tolist(), t.layers, resumed_from,
+                       t.head.gamma.tolist() if config.learns_gamma else [], t.layers,
+                       resumed_from,
                        time.perf_counter() - start)

@@ -25,13 +25,16 @@ def gamma_table(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Group runs by condition and average their final γ.
 
     Args:
-        runs: one mapping per finished train run with ``id``, ``target``, ``alpha``,
-            ``backbone``, ``seed``, ``gamma`` (final γ_k) and ``layers`` (the tapped
-            layers' numbers, e.g. 1, 5, 9, 13, 17); optionally ``r_taps``, r(S_k,
-            S_target) per tap on held-out stimuli.
+        runs: one mapping per finished train run that learned γ, with ``id``,
+            ``target``, ``alpha``, ``backbone``, ``seed``, ``gamma`` (final γ_k) and
+            ``layers`` (the tapped layers' numbers, e.g. 1, 5, 9, 13, 17); optionally
+            ``dataset``, ``width`` and ``study`` (the study that made it), and
+            ``r_taps``, r(S_k, S_target) per tap on held-out stimuli.
 
     Returns:
-        One row per (target, α, backbone, layers): ``n`` runs, their ``seeds`` and
+        One row per (target, α, backbone, width, dataset, layers, study): the runs that
+        belong together (one study's seeds, not a demo run of the same target beside
+        them): ``n`` runs, their ``seeds`` and
         ``run_ids``, ``gamma_mean`` and ``gamma_sem`` (0 for a single run), and
         ``dominant`` — how many runs ended with each layer holding the largest γ (the
         paper: "γ5 = 0.67 for α = 16 corresponds to 2 out of 3 seeds with γ5 = 1");
@@ -40,19 +43,21 @@ def gamma_table(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for r in runs:
-        key = (r["target"], alpha_of(r), r["backbone"], tuple(r["layers"]))
+        key = (r["target"], alpha_of(r), r["backbone"], tuple(r["layers"]), r.get("width"),
+               r.get("dataset"), r.get("study"))
         if len(r["gamma"]) != len(r["layers"]):
             raise ValueError(f"run {r.get('id')}: {len(r['gamma'])} γ for "
                              f"{len(r['layers'])} layers")
         groups.setdefault(key, []).append(r)
     rows = []
-    for (target, alpha, backbone, layers), members in sorted(groups.items(),
-                                                             key=lambda kv: kv[0][:2]):
+    for (target, alpha, backbone, layers, width, dataset, study), members in sorted(
+            groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][6] or 0, str(kv[0][4:6]))):
         g = np.array([m["gamma"] for m in members], dtype=np.float64)  # (runs, K)
         mean, sem = mean_sem(g)
         winners = np.bincount(g.argmax(axis=1), minlength=g.shape[1])
         rows.append({
             "target": target, "alpha": alpha, "backbone": backbone, "layers": list(layers),
+            "width": width, "dataset": dataset, "study": study,
             "n": len(members), "seeds": [m["seed"] for m in members],
             "run_ids": [m.get("id") for m in members],
             "gamma_mean": mean.tolist(), "gamma_sem": sem.tolist(),

@@ -169,10 +169,16 @@ def _print_table(table: dict[str, Any], runs: str, row: Callable[[dict[str, Any]
         row(r)
     if table["skipped"]:
         print(f"\nskipped (not succeeded {runs} runs): {table['skipped']}")
+    if table.get("no_gamma"):
+        print(f"\nno γ (not regularized: target none or α = 0): {table['no_gamma']}")
 
 
 def _gamma_row(row: dict[str, Any]) -> None:
-    _group_header(row, row["backbone"])
+    setting = " ".join(filter(None, [
+        row["backbone"], f"w{row['width']}" if row.get("width") else "",
+        f"on {row['dataset']}" if row.get("dataset") else "",
+        f"· study {row['study']}" if row.get("study") else ""]))
+    _group_header(row, setting)
     print("  " + "".join(f"{'γ' + str(layer):<12}" for layer in row["layers"]))
     print("  " + "".join(f"{f'{m:.2f} ± {s:.2f}':<12}" for m, s in
                          zip(row["gamma_mean"], row["gamma_sem"], strict=True)))

@@ -50,7 +50,7 @@ def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
         # the norms the evaluations measured, in the figures' order, as they are written
         "norms": [{"name": n, "label": NORM_LABELS[n]} for n in NORMS
                   if any(n in r["medians"] for r in robustness)],
-        "gamma": gamma_table(trains),
+        "gamma": gamma_table([t for t in trains if t["gamma"]]),
         "paired_vs_none": paired_tests(evals),
         "paper": {**paper_values(),
                   "beside": setting_beside(study.config, target.config if target else None)},

@@ -44,28 +44,41 @@ def gamma(
     _: CurrentUser,
     run_id: RunIds = None,
 ) -> dict[str, Any]:
-    """Final γ per tapped layer, mean ± SEM over the runs of each (target, α) group.
+    """Final γ per tapped layer, mean ± SEM over the runs of each group: one condition (target,
+    α) of one network setting and one study.
 
     ``run_id`` (repeatable) picks the runs; without it, every succeeded train run.
-    Runs that are not succeeded train runs are listed under ``skipped``.
+    Runs that are not succeeded train runs are listed under ``skipped``; runs that learn no
+    γ (``target: none``, or α = 0) under ``no_gamma``.
     """
     runs = _picked(session, "train", run_id)
     usable, skipped = train_rows(runs)
     missing = sorted(set(run_id or ()) - {r.id for r in runs})
-    return {"rows": gamma_table(usable), "skipped": sorted(skipped + missing)}
+    with_gamma = [u for u in usable if u["gamma"]]
+    return {"rows": gamma_table(with_gamma), "skipped": sorted(skipped + missing),
+            "no_gamma": sorted(u["id"] for u in usable if not u["gamma"])}
+
+
+def learns_gamma(config: dict[str, Any]) -> bool:
+    """A stored train config's :attr:`ml.train.TrainConfig.learns_gamma` (a run stored before
+    it existed may carry a uniform γ it never learned)."""
+    return config.get("target", "none") != "none" and float(config.get("alpha", 20.0)) > 0
 
 
 def train_rows(runs: Sequence[Run]) -> tuple[list[dict[str, Any]], list[int]]:
-    """Finished train runs as γ-table rows, and the ids that are not."""
+    """Finished train runs as γ-table rows (``gamma`` empty for a run that learns none),
+    and the ids that are not finished."""
     usable, skipped = [], []
     for r in runs:
         result = r.result or {}
-        if r.status is not RunStatus.succeeded or "gamma" not in result:
+        if r.status is not RunStatus.succeeded or "layers" not in result:
             skipped.append(r.id)
             continue
         usable.append({"id": r.id, "target": r.config.get("target", "none"),
                        "alpha": r.config.get("alpha", 0.0), "seed": r.config.get("seed"),
-                       "backbone": r.config.get("backbone"), "gamma": result["gamma"],
+                       "backbone": r.config.get("backbone"), "width": r.config.get("width"),
+                       "dataset": r.config.get("dataset"), "study": r.parent_id,
+                       "gamma": (result.get("gamma") or []) if learns_gamma(r.config) else [],
                        "layers": result["layers"],
                        "r_taps": result.get("r_similarity_per_tap") or []})
     return usable, skipped

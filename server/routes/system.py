@@ -33,6 +33,15 @@ def artifact_names(_: CurrentUser) -> dict[str, str]:
     return artifacts.public()
 
 
+@router.get("/labels")
+def labels(_: CurrentUser) -> dict[str, dict[str, str]]:
+    """How the figures write the field's names: ``norms`` (``linf`` → ``L∞``, from
+    :data:`ml.evaluate.attacks.NORM_LABELS`), so no page spells them."""
+    from ml.evaluate.attacks import NORM_LABELS
+
+    return {"norms": dict(NORM_LABELS)}
+
+
 @router.get("/kinds")
 def kinds(_: CurrentUser) -> list[dict[str, str | None]]:
     """The run kinds (:data:`server.kinds.KINDS`): each one's name, the schema of its

@@ -33,3 +33,42 @@ def browser():  # type: ignore[no-untyped-def]
         b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield b
         b.close()
+
+
+# Where a figure's pieces overlap or leave it: the title or subtitle running past the
+# figure's edges (cut), the legend over an axis title or tick labels, the toolbar over the
+# title. Bounding boxes as the browser laid them out.
+_FIGURE_PROBLEMS = """() => {
+  const out = [];
+  const box = (e) => e.getBoundingClientRect();
+  const meets = (a, b) => a.width > 0 && b.width > 0 && a.left < b.right - 1 && b.left < a.right - 1
+    && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+  for (const div of document.querySelectorAll('.js-plotly-plot')) {
+    const d = box(div);
+    if (!d.width) continue;
+    const name = div.id || '(figure)';
+    const titles = [...div.querySelectorAll('text.gtitle, text.gtitle-subtitle')];
+    for (const t of titles) {
+      const r = box(t);
+      if (r.left < d.left - 1 || r.right > d.right + 1 || r.top < d.top - 1)
+        out.push(`${name}: title "${t.textContent.slice(0, 40)}" runs past the figure`);
+    }
+    const legend = div.querySelector('g.legend');
+    if (legend) {
+      const l = box(legend);
+      for (const a of div.querySelectorAll('text.xtitle, text.x2title, text.ytitle, .xtick text'))
+        if (meets(l, box(a))) out.push(`${name}: legend over "${a.textContent.slice(0, 30)}"`);
+      if (l.bottom > d.bottom + 1 || l.top < d.top - 1)
+        out.push(`${name}: legend outside the figure`);
+    }
+    const bar = div.querySelector('.modebar');
+    if (bar) for (const t of titles)
+      if (meets(box(bar), box(t))) out.push(`${name}: toolbar over the title`);
+  }
+  return out;
+}"""
+
+
+def figure_problems(page) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every drawn figure's clipped title, legend over an axis label, toolbar over a title."""
+    return page.evaluate(_FIGURE_PROBLEMS)  # type: ignore[no-any-return]

@@ -10,7 +10,7 @@ import pytest
 from server.settings import Settings
 from server.store.db import session_scope
 from server.store.users import ensure_admin
-from tests.browser.conftest import OUTPUT
+from tests.browser.conftest import OUTPUT, figure_problems
 from tests.livesrv import live_server
 
 pytestmark = pytest.mark.browser
@@ -58,25 +58,38 @@ def test_run_page_draws_the_chart_with_data_and_updates_live(browser, settings: 
                 "() => document.querySelector('.chart').data[0].x.length === 150", timeout=20_000
             )
             assert page.locator(".chart .main-svg").count() > 0  # plotly really rendered
-            # γ per tapped layer: a stacked area that sums to 1 at every step (Eq. 10)
+            # γ exists only where a run learns it: none for this None run, even if logged
             api.post(f"/api/runs/{run['id']}/metrics", json={"points": [
+                *({"key": f"gamma/{k}", "step": i, "value": 1 / 3}
+                  for k in range(3) for i in range(150)),
+                *({"key": "loss", "step": i, "value": 0.1} for i in range(150, 160))]})
+            page.wait_for_function(
+                "() => document.querySelector('.chart').data[0].x.length === 160", timeout=20_000
+            )
+            gamma = "chart-__per_tapped_layer_over_training__Eq__10___stacked"
+            assert page.locator(f"#{gamma}").count() == 0
+            # a script that logs γ (an external run): a stacked area summing to 1 (Eq. 10)
+            ext = api.post("/api/runs", json={"kind": "external", "name": "script"}).json()
+            api.post(f"/api/runs/{ext['id']}/metrics", json={"points": [
                 {"key": f"gamma/{k}", "step": i, "value": [0.5, 0.3, 0.2][k]}
                 for k in range(3) for i in range(150)]})
-            gamma = "chart-__per_tapped_layer_over_training__Eq__10___stacked"
-            page.wait_for_function(f"() => {{ const d = document.getElementById('{gamma}');"
-                                   " return d && d.data && d.data.length === 3; }",
-                                   timeout=20_000)
-            traces = page.evaluate(f"() => document.getElementById('{gamma}').data"
-                                   ".map((t) => [t.name, t.stackgroup, t.y[0]])")
+            other = browser.new_page(viewport={"width": 1280, "height": 900})
+            other.goto(f"{url}/runs/{ext['id']}#token={token}")
+            other.wait_for_function(f"() => {{ const d = document.getElementById('{gamma}');"
+                                    " return d && d.data && d.data.length === 3; }",
+                                    timeout=20_000)
+            traces = other.evaluate(f"() => document.getElementById('{gamma}').data"
+                                    ".map((t) => [t.name, t.stackgroup, t.y[0]])")
             assert traces == [["γ[0]", "gamma", 0.5], ["γ[1]", "gamma", 0.3],
                               ["γ[2]", "gamma", 0.2]]
             title = page.locator("#run-title").inner_text()
             assert "<script>alert(1)</script>" in title and not dialogs  # escaped, not run
+            assert figure_problems(page) == []
             page.screenshot(path=str(OUTPUT / "run-page.png"), full_page=True)
 
             page.goto(f"{url}/")
             page.wait_for_selector("#run-rows tr")
-            row = page.locator("#run-rows tr").first.inner_text()
+            row = page.locator("#run-rows tr").last.inner_text()  # newest first: the train run
             assert "queued" in row and "admin" in row
             page.screenshot(path=str(OUTPUT / "runs-page.png"), full_page=True)
             api.post(f"/api/runs/{run['id']}/cancel")
@@ -142,6 +155,7 @@ def test_similarity_run_page_draws_fig1_and_scores(  # type: ignore[no-untyped-d
                                     " c.height).data;"
                                     " return d.some((v, i) => i % 4 < 3 && v > 0); }")
                 assert lit  # pixels were drawn, not an empty canvas
+                assert figure_problems(page) == []
                 page.screenshot(path=str(OUTPUT / "similarity-run.png"), full_page=True)
     finally:
         get_settings.cache_clear()
@@ -183,4 +197,5 @@ def test_evaluate_page_draws_noise_curve_budget_curve_and_medians(  # type: igno
             assert "median_l2" in scores and "0.1100" in scores and "noise_acc" not in scores
             link = page.locator("#input-run")
             assert link.inner_text() == f"run #{trained}"
+            assert figure_problems(page) == []
             page.screenshot(path=str(OUTPUT / "evaluate-run.png"), full_page=True)

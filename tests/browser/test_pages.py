@@ -15,10 +15,14 @@ from server.store.db import session_scope
 from server.store.models import Run, RunStatus, User
 from server.store.runs import create_run, finish_run
 from server.store.users import ensure_admin
-from tests.browser.conftest import OUTPUT
+from tests.browser.conftest import OUTPUT, figure_problems
 from tests.livesrv import live_server, live_worker
 
 pytestmark = pytest.mark.browser
+
+# a figure's whole title as read: its lines and its subtitle
+TITLE = ("(id) => { const t = document.getElementById(id).layout.title;"
+         " return `${t.text} ${(t.subtitle || {}).text || ''}`.replace(/<br>/g, ' '); }")
 
 
 def _login(browser, url: str, token: str, path: str, **kw):  # type: ignore[no-untyped-def]
@@ -157,34 +161,38 @@ def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settin
                     "fig-target-S_target_neural_model", "fig-target-S_CNN_of_the_picked_model",
                     "fig-target-S_CNN_minus_S_target"):
             _drawn(page, fig)
+        assert figure_problems(page) == []  # no title cut, no legend over an axis label
         fig4 = page.evaluate("() => document.getElementById('fig4').data.map((t) => t.name)")
         assert any(n.startswith("None (n=3)") for n in fig4)
         assert any("± SEM" in n for n in fig4)  # the shaded bands
         bars = page.evaluate("() => document.getElementById('fig5-l2').data[0].error_y.array")
         assert len(bars) == 3 and all(b > 0 for b in bars)
-        fig6 = page.evaluate("() => document.getElementById('fig6').data[0].x")
-        assert fig6 == [2, 16]
+        # Fig. 6 as in the paper: None at α = 0, each condition from it, SEM bars, a legend,
+        # the condition colours
+        fig6 = page.evaluate("() => document.getElementById('fig6').data.map((t) =>"
+                             " [t.name, t.x, t.marker.color, t.error_y.visible])")
+        assert fig6[0][:2] == ["None", ["0"]]
+        assert fig6[1][:2] == ["Neural (model)", ["0", "2", "16"]]
+        assert fig6[0][2] != fig6[1][2] and all(t[3] for t in fig6)
+        assert page.evaluate("() => document.getElementById('fig6')._fullLayout.showlegend")
         # training curves: test_acc per condition, mean over the 3 seeds at each epoch
         curve = page.evaluate("() => document.getElementById('study-curve').data"
                               ".filter((t) => t.customdata).map((t) => [t.name, t.x, t.y])")
         none = next(c for c in curve if c[0].startswith("None (n=3)"))
         assert none[1] == [99, 199, 299, 399] and abs(none[2][0] - 0.51) < 1e-9
         # S_target of the study's target run, S_CNN (γ-weighted) and the difference map
-        title = page.evaluate("() => document.getElementById("
-                              "'fig-target-S_CNN_of_the_picked_model').layout.title.text")
-        assert "γ-weighted" in title and "neural-model α=16 seed 0" in page.locator(
+        title = page.evaluate(TITLE, "fig-target-S_CNN_of_the_picked_model")
+        assert "γ-weighted" in title and "Neural (model) α=16 seed 0" in page.locator(
             "#sim-run option:checked").inner_text()
         page.select_option("#fig-target-S_CNN_minus_S_target-pick", "cnn-1")
         page.wait_for_function("() => document.getElementById('fig-target-S_CNN_minus_S_target')"
                                ".view.name === 'cnn-1'")
         # every condition's first seed side by side, in place of the one model
         page.select_option("#sim-run", "all")
-        for fig in ("fig-target-S_CNN_neural_model_2", "fig-target-S_CNN_neural_model_16"):
+        for fig in ("fig-target-S_CNN_Neural_model_2", "fig-target-S_CNN_Neural_model_16"):
             _drawn(page, fig)
         assert page.locator("#fig-target-S_CNN_minus_S_target").count() == 0
-        titles = page.evaluate("() => ['fig-target-S_CNN_neural_model_2',"
-                               " 'fig-target-S_CNN_neural_model_16'].map((id) =>"
-                               " document.getElementById(id).layout.title.text)")
+        titles = [page.evaluate(TITLE, f"fig-target-S_CNN_Neural_model_{a}") for a in (2, 16)]
         assert "seed 0" in titles[0] and "α=16 seed 0" in titles[1]
         assert "model=all" in page.evaluate("() => location.search")  # shareable
         page.screenshot(path=str(OUTPUT / "study-every-condition.png"), full_page=True)
@@ -220,7 +228,7 @@ def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settin
         shared.wait_for_selector("#cond-none.picked")
         assert shared.evaluate("() => location.hash") == "#cond-none"
         shared.goto(f"{url}/studies/{study}?model=all")  # a shared pick
-        _drawn(shared, "fig-target-S_CNN_neural_model_16")
+        _drawn(shared, "fig-target-S_CNN_Neural_model_16")
         assert shared.locator("#sim-run").input_value() == "all"
 
 
@@ -242,6 +250,7 @@ def test_compare_overlays_and_runs_filters_live_in_the_url(browser, settings: Se
         page.wait_for_function("() => { const d = document.getElementById('compare-chart');"
                                " return d && d.data && d.data.length === 2; }")
         assert page.evaluate("() => document.getElementById('compare-chart').data[1].y[0]") == 3
+        assert figure_problems(page) == []
         page.screenshot(path=str(OUTPUT / "compare.png"), full_page=True)
         page.goto(f"{url}/?tag=best&order=oldest")
         page.wait_for_selector("#run-rows tr")
@@ -285,6 +294,7 @@ def test_a_large_target_shows_an_overview_and_exact_blocks_on_zoom(browser, sett
         page.wait_for_function(f"() => document.getElementById('{sel}').dataset.exact === '1'")
         z = page.evaluate(f"() => document.getElementById('{sel}').data[0].z")
         assert 150 <= len(z) <= 152 and 200 <= len(z[0]) <= 202  # exact cells, not means
+        assert figure_problems(page) == []
         page.screenshot(path=str(OUTPUT / "target-zoom.png"), full_page=True)
 
 
@@ -321,7 +331,8 @@ def test_a_train_run_page_shows_s_target_beside_s_cnn_per_tap(browser, settings:
         # no S_CNN overview stored: the page says a worker is computing it
         page.wait_for_function("() => { const d = document.getElementById("
                                "'fig-target-S_CNN_layer_1'); return d && d.layout"
-                               " && d.layout.title.text.includes('a worker is computing'); }",
+                               " && (d.layout.title.subtitle || {}).text"
+                               "?.includes('a worker is computing'); }",
                                timeout=30_000)
         page.screenshot(path=str(OUTPUT / "train-s-cnn-pending.png"), full_page=True)
         later.enter_context(live_worker(settings, tmp_path / "worker.log"))
@@ -338,11 +349,11 @@ def test_a_train_run_page_shows_s_target_beside_s_cnn_per_tap(browser, settings:
         import numpy as np
 
         mixed, diff, target = (np.array(m) for m in z)
+        assert figure_problems(page) == []
         assert "r(S_CNN, S_target) = 0.432 on held-out" in page.evaluate(
-            "() => document.getElementById('fig-target-S_CNN_weighted_Eq_10_')"
-            ".layout.title.text")
+            TITLE, "fig-target-S_CNN_weighted_Eq_10_")
         assert "r(S_k, S_target) = 0.200 on held-out" in page.evaluate(
-            "() => document.getElementById('fig-target-S_CNN_layer_2').layout.title.text")
+            TITLE, "fig-target-S_CNN_layer_2")
         assert np.allclose(diff, mixed - target, atol=2e-4)  # S_CNN − S_target, same order
         page.screenshot(path=str(OUTPUT / "train-s-cnn.png"), full_page=True)
 
@@ -417,6 +428,7 @@ def test_study_frontier_matched_table_and_papers_values(browser, settings: Setti
         assert page.locator("#paper-gamma tr.paper-row").count() == 6
         assert "paper: Neural (model) α=32" in page.locator("#paper-gamma").inner_text()
         assert "paper=1" in page.evaluate("() => location.search")
+        assert figure_problems(page) == []
         page.screenshot(path=str(OUTPUT / "study-paper.png"), full_page=True)
         # a study with nothing evaluated yet says so where the frontier would be
         page.goto(f"{url}/studies/{empty['study']}")

@@ -99,7 +99,7 @@ def _assert_every_step_once(settings: Settings, run_id: int) -> dict:  # type: i
     with session_scope(settings.db_url) as s:
         run = get_run(s, run_id)
         assert run.status is RunStatus.succeeded, run.error
-        for key in ("loss", "acc", "gamma/0"):
+        for key in ("loss", "acc", "task_loss"):
             steps = s.execute(select(Metric.step).where(Metric.run_id == run_id,
                                                         Metric.key == key)).scalars().all()
             assert sorted(steps) == list(range(STEPS)), key  # none lost, none twice

@@ -33,8 +33,9 @@ def test_training_records_every_step_and_a_loadable_checkpoint() -> None:
     steps = result.steps
     assert steps == 12  # ceil(1437 / 128)
     assert sorted(rec.metrics["loss"]) == list(range(steps))
-    gammas = {f"gamma/{k}" for k in range(3)}
-    assert set(rec.metrics) == {"task_loss", "loss", "acc", "lr", "test_acc", "test_loss"} | gammas
+    # a None run learns no γ: none is logged (nor kept in the result)
+    assert set(rec.metrics) == {"task_loss", "loss", "acc", "lr", "test_acc", "test_loss"}
+    assert result.gamma == [] and len(result.layers) == 3
     assert rec.series("loss") == rec.series("task_loss")  # no target: L = L_task
     assert list(rec.metrics["test_acc"]) == [steps - 1]
     assert rec.fractions[-1] == pytest.approx(1.0)

@@ -240,3 +240,14 @@ def test_the_kinds_the_api_takes_come_from_one_registry(client: TestClient) -> N
         assert f"{k['name'].capitalize()}RunCreate" in schemas
     assert client.post("/api/runs", json={"kind": "nope"}).json()["detail"][0]["msg"] == (
         f"unknown kind 'nope'; known kinds: {sorted(KINDS)}")
+
+
+def test_progress_reads_as_written_not_as_float_residue(client: TestClient,
+                                                        settings: Settings) -> None:
+    from server.store.db import session_scope
+    from server.store.runs import set_progress
+
+    rid = client.post("/api/runs", json={"kind": "train", "config": {"epochs": 1}}).json()["id"]
+    with session_scope(settings.db_url) as s:
+        set_progress(s, rid, 0.15 + 0.15 + 0.15, "epoch 1/1")  # 0.45000000000000007
+    assert client.get(f"/api/runs/{rid}").json()["progress"] == 0.45

@@ -62,7 +62,9 @@ def test_run_files_yaml_and_json(tmp_path: Path) -> None:
     assert load_run_file(j)["config"] == {"epochs": 3}
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just\n- a list\n")
-    with pytest.raises(SystemExit, match="mapping"):
+    from server.cli.commands import UsageError
+
+    with pytest.raises(UsageError, match="mapping"):
         load_run_file(bad)
 
 

@@ -143,20 +143,47 @@ def test_gamma_table_averages_final_gamma_over_seeds(
     ids = [train("neural-model", 16, s, one_hot(k)) for s, k in ((0, 1), (1, 1), (2, 2))]
     ids += [train("none", 0, 0, [0.2] * 5), train("none", 0, 1, [0.2] * 5)]
     failed = train("neural-model", 16, 3, one_hot(0), RunStatus.failed)
-    table = client.get("/api/summaries/gamma", params={"run_id": [*ids, failed, 999]}).json()
+    alpha0 = train("neural-model", 0, 0, [0.2] * 5)  # α = 0: no γ is learned
+    table = client.get("/api/summaries/gamma",
+                       params={"run_id": [*ids, alpha0, failed, 999]}).json()
     assert table["skipped"] == [failed, 999]
-    neural, none = (next(r for r in table["rows"] if r["target"] == t)
-                    for t in ("neural-model", "none"))
+    # γ only where it exists: None runs and α = 0 carry a uniform γ they never learned
+    assert table["no_gamma"] == [ids[3], ids[4], alpha0]
+    assert [r["target"] for r in table["rows"]] == ["neural-model"]
+    (neural,) = table["rows"]
     # the paper's example: γ5 = 0.67 when 2 of 3 seeds end with γ5 = 1
     assert neural["gamma_mean"] == pytest.approx([0, 2 / 3, 1 / 3, 0, 0])
     assert neural["gamma_sem"][1] == pytest.approx(np.std([1, 1, 0], ddof=1) / np.sqrt(3))
     assert neural["dominant"] == {"1": 0, "5": 2, "9": 1, "13": 0, "17": 0}
     assert neural["n"] == 3 and neural["seeds"] == [0, 1, 2] and neural["layers"] == layers
-    assert none["gamma_mean"] == pytest.approx([0.2] * 5) and none["n"] == 2
     # r(S_k, S_target) per tap over the seeds that recorded it (seed 2 did not)
     assert neural["r_taps_n"] == 2 and neural["r_taps_mean"] == pytest.approx(
         [0.05, 0.5, 0.4, 0.3, 0.2])
     assert neural["r_taps_sem"][0] == pytest.approx(0.05)
-    assert none["r_taps_mean"] is None and none["r_taps_n"] == 0
     everything = client.get("/api/summaries/gamma").json()  # default: all succeeded
-    assert sum(r["n"] for r in everything["rows"]) == 5
+    assert sum(r["n"] for r in everything["rows"]) == 3 and len(everything["no_gamma"]) == 3
+
+
+def test_gamma_groups_one_study_and_one_setting_together(
+    client: TestClient, settings: Settings
+) -> None:
+    """A demo run of the same target beside a study's runs is a group of its own, and so
+    are runs of another width or dataset."""
+    from server.store.db import session_scope
+    from server.store.models import Run
+
+    def train(seed: int, width: int = 8, study: int | None = None) -> int:
+        rid = _stored_run(settings, "train", config={
+            "target": "neural-model", "alpha": 8, "seed": seed, "backbone": "resnet18",
+            "width": width, "dataset": "digits32"}, result={"gamma": [0.5, 0.5],
+                                                             "layers": [1, 5]})
+        with session_scope(settings.db_url) as s:
+            s.get(Run, rid).parent_id = study
+        return rid
+
+    study = _stored_run(settings, "study")
+    grid = [train(s, study=study) for s in range(3)]
+    alone, wider = train(0), train(0, width=16, study=study)
+    rows = client.get("/api/summaries/gamma").json()["rows"]
+    groups = sorted((sorted(r["run_ids"]), r["study"], r["width"]) for r in rows)
+    assert groups == sorted([(grid, study, 8), ([alone], None, 8), ([wider], study, 16)])

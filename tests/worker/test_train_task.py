@@ -209,6 +209,6 @@ def test_a_study_fans_out_trains_then_evaluates_and_aggregates(env: Settings, mo
     rows = {r["target"]: r for r in page["robustness"]}
     assert rows["none"]["n"] == 2 and rows["neural-model"]["alpha"] == 2.0
     assert len(rows["neural-model"]["noise"]["mean"]) == 3
-    assert {r["target"] for r in page["gamma"]} == {"none", "neural-model"}
+    assert {r["target"] for r in page["gamma"]} == {"neural-model"}  # None learns no γ
     (paired,) = [r for r in page["paired_vs_none"] if r["measure"] == "noise_accuracy"]
     assert paired["pairs"] == 2 and paired["condition"] == "neural-model"
