@@ -102,6 +102,16 @@ class Client:
         ``config``, ``parent_id``, ``input_run_id``)."""
         return self._call("POST", "/api/runs", json=dict(body))
 
+    def kinds(self) -> list[dict[str, Any]]:
+        """The run kinds the server takes: each one's config schema, the fields that name
+        another run (``reads``) and its presets."""
+        return self._call("GET", "/api/kinds")
+
+    def check(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Check a run as :meth:`create` would, storing nothing: the config with its
+        defaults, or the server's 422 (naming the field) as a :class:`NeuroregError`."""
+        return self._call("POST", "/api/runs/check", json=dict(body))
+
     def run(self, run_id: int) -> dict[str, Any]:
         return self._call("GET", f"/api/runs/{run_id}")
 

@@ -165,6 +165,30 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers if scope["type"] == "http" else send)
 
 
+def _describe_config_fields(app: FastAPI) -> None:
+    """Each config field in ``/openapi.json`` carries its description from the config's
+    docstring (:func:`ml._docs.field_docs`): the submit form's help and ``/docs`` alike."""
+    from ml._docs import config_classes, field_docs
+    from server.kinds import KINDS
+
+    classes = config_classes(*(k.config_type for k in KINDS.values()))
+    default = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = default()
+        if not schema.get("x-field-docs"):
+            for name, component in schema.get("components", {}).get("schemas", {}).items():
+                cls = classes.get(name.removesuffix("-Input").removesuffix("-Output"))
+                for field, text in (field_docs(cls) if cls else {}).items():
+                    prop = component.get("properties", {}).get(field)
+                    if prop is not None:
+                        prop.setdefault("description", text)
+            schema["x-field-docs"] = True
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None, *, celery: Celery | None = None) -> FastAPI:
     """Build the app; migrations are applied here so every start is up to date."""
     settings = settings or get_settings()
@@ -188,6 +212,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     )
     app.state.settings = settings
     app.state.celery = celery
+    _describe_config_fields(app)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ml import presets
 from ml.evaluate.run import EvaluateConfig
 from ml.neural.pipeline import SimilarityConfig
 from ml.study import StudyConfig
@@ -25,6 +26,12 @@ class JobKind:
     queue: str | None
     check: Callable[..., int | None]  # (session, settings, config) → the run it reads
     summary: str = ""
+    reads: dict[str, str] = field(default_factory=dict)
+    """The config fields that name another run (``features.run`` a nested one), and the
+    kind of run each takes: the submit form's pickers, the CLI's ``latest``."""
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Named starting points for the submit form: ``cpu`` (minutes on a CPU) and ``paper``
+    (the paper's setting, hours on a GPU); the config's defaults fill the rest."""
     fans_out: bool = False
     """Its job creates child runs and returns :class:`Waiting`; the run stays running
     (without a heartbeat: no worker holds it) until its last child finishes it. Its
@@ -46,16 +53,31 @@ class ExternalConfig:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+_TRAIN_READS = {"target_run": "similarity", "features.run": "train"}
+_PAPER_TRAIN = {"dataset": "cifar10", "backbone": "resnet18", "width": 64, "epochs": 40}
+
 KINDS: dict[str, JobKind] = {k.name: k for k in (
     JobKind("train", TrainConfig, "neuroreg.train", "gpu", inputs.check_train,
-            "a network trained toward a similarity target (Eq. 7)"),
+            "a network trained toward a similarity target (Eq. 7)", reads=_TRAIN_READS,
+            presets={"cpu": dict(presets.TRAIN), "paper": _PAPER_TRAIN}),
     JobKind("similarity", SimilarityConfig, "neuroreg.similarity", "gpu",
-            inputs.check_similarity, "S_data, S_model and the targets of a recording"),
+            inputs.check_similarity, "S_data, S_model and the targets of a recording",
+            presets={"cpu": dict(presets.SIMILARITY), "paper": {"source": "simulated"}}),
     JobKind("evaluate", EvaluateConfig, "neuroreg.evaluate", "gpu", inputs.check_evaluate,
-            "a trained network under noise and minimal attacks"),
+            "a trained network under noise and minimal attacks",
+            reads={"train_run": "train"},
+            presets={"cpu": dict(presets.EVALUATE),
+                     "paper": {"attacks": "paper", "norms": ["linf", "l2", "l1", "l0"],
+                               "n_samples": 1000, "repeats": 5}}),
     # a study only fans out its train and evaluate runs: no accelerator needed
     JobKind("study", StudyConfig, "neuroreg.study", "cpu", inputs.check_study,
-            "conditions × seeds × α, each trained and evaluated", fans_out=True),
+            "conditions × seeds × α, each trained and evaluated", fans_out=True,
+            reads=_TRAIN_READS,
+            presets={"cpu": {"conditions": ["none", "neural-model"], "seeds": presets.SEEDS,
+                             "alphas": list(presets.ALPHAS), "train": dict(presets.TRAIN),
+                             "evaluate": dict(presets.EVALUATE)},
+                     "paper": {"train": _PAPER_TRAIN, "features": {
+                         "weights": "vgg19-dcbb9e9d.pth", "layer": "conv3_1"}}}),
     JobKind("external", ExternalConfig, None, None, inputs.check_nothing,
             "a run a script outside the service logs into"),
 )}

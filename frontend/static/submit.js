@@ -4,7 +4,9 @@
 import { el, getJSON, send, withLogin } from "./api.js";
 
 let KINDS = {};  // kind → the schema of its config: from GET /api/kinds, never listed here
+let INFO = {};  // kind → its GET /api/kinds entry (reads, presets)
 let schemas = {};
+const PRESETS = { paper: "the paper's setting (hours on a GPU)", cpu: "CPU-sized (minutes)" };
 
 function resolve(prop) {
   if (prop.$ref) return schemas[prop.$ref.split("/").pop()];
@@ -54,14 +56,48 @@ function readValue(node) {
   }
 }
 
-function buildForm(kind) {
+// a field that names another run: a picker of the succeeded runs of the kind it takes
+async function picker(name, prop, kind) {
+  const runs = (await getJSON(`/api/runs?kind=${kind}&status=succeeded&limit=200`)).items;
+  const node = el("select", { id: `f-${name}`, name, "data-type": "integer", "data-nullable": "1" },
+    el("option", { value: "" }, runs.length ? `– pick a succeeded ${kind} run –`
+      : `– no succeeded ${kind} run yet –`),
+    ...runs.map((r) => el("option", { value: r.id }, `#${r.id} ${r.name || "(no name)"}`)));
+  node.dataset.nullable = "1";
+  if (prop.default !== undefined && prop.default !== null) node.value = prop.default;
+  return node;
+}
+
+async function buildForm(kind, preset) {
   const schema = schemas[KINDS[kind]];
+  const values = (INFO[kind].presets || {})[preset] || {};
   const fields = el("div", { class: "form-grid", id: "config-fields" });
   for (const [name, prop] of Object.entries(schema.properties)) {
-    fields.append(el("label", { for: `f-${name}` }, name), input(name, prop),
+    const seeded = name in values ? { ...prop, default: values[name] } : prop;
+    const reads = INFO[kind].reads && INFO[kind].reads[name];
+    const node = reads ? await picker(name, seeded, reads) : input(name, seeded);
+    const help = prop.description || resolve(prop).description;
+    fields.append(el("label", { for: `f-${name}` }, name),
+      el("div", { class: "field" }, node, ...(help ? [el("div", { class: "hint", id: `help-${name}` }, help)] : [])),
       el("div", { class: "field-error", id: `err-${name}`, role: "alert" }));
+    if (help) node.setAttribute("aria-describedby", `help-${name}`);
   }
   return fields;
+}
+
+// how long a train run of this setting took here: the newest succeeded one with the same
+// dataset, backbone and width, scaled by epochs (what this service's workers measured)
+async function estimate(kind, config) {
+  if (kind !== "train") return "";
+  const runs = (await getJSON("/api/runs?kind=train&status=succeeded&limit=200")).items;
+  const same = runs.find((r) => ["dataset", "backbone", "width"].every((k) => r.config[k] === config[k])
+    && r.started_at && r.finished_at);
+  if (!same) return "No finished run of this dataset, backbone and width yet to estimate its time from.";
+  const seconds = (new Date(same.finished_at) - new Date(same.started_at)) / 1000;
+  const total = seconds * (config.epochs || 1) / (same.config.epochs || 1);
+  const text = total < 90 ? `${Math.round(total)} s` : total < 5400 ? `${Math.round(total / 60)} min`
+    : `${(total / 3600).toFixed(1)} h`;
+  return `About ${text} on this service's workers, from run #${same.id} (${same.config.epochs} epochs in ${Math.round(seconds)} s).`;
 }
 
 function showErrors(detail) {
@@ -83,6 +119,7 @@ withLogin(async () => {
     getJSON("/api/kinds")]);
   schemas = openapi.components.schemas;
   KINDS = Object.fromEntries(kinds.map((k) => [k.name, k.config_schema]));
+  INFO = Object.fromEntries(kinds.map((k) => [k.name, k]));
   const page = document.getElementById("page");
   page.hidden = false;
   const params = new URLSearchParams(location.search);
@@ -92,30 +129,52 @@ withLogin(async () => {
   const name = el("input", { id: "run-name", name: "name", size: 40 });
   const tags = el("input", { id: "run-tags", name: "tags", size: 40, placeholder: "fig4, cpu" });
   const holder = el("div", {});
+  const preset = el("select", { id: "preset", name: "preset" });
+  const estimateNote = el("p", { class: "hint", id: "estimate" });
   const form = el("form", { id: "submit-form", novalidate: "" },  // the API validates
     el("div", { class: "form-grid" },
       el("label", { for: "kind" }, "kind"), kind, el("div", { class: "field-error", id: "err-kind" }),
       el("label", { for: "run-name" }, "name"), name, el("div", { class: "field-error", id: "err-name" }),
-      el("label", { for: "run-tags" }, "tags"), tags, el("div", { class: "field-error", id: "err-tags" })),
+      el("label", { for: "run-tags" }, "tags"), tags, el("div", { class: "field-error", id: "err-tags" }),
+      el("label", { for: "preset" }, "start from"), preset, el("div", {})),
+    estimateNote,
     el("h2", {}, "config"), el("p", { class: "hint" },
       "Defaults are the paper's where it states them; lists and nested settings are JSON."),
     holder, el("p", {}, el("button", { type: "submit", id: "submit" }, "Submit run")),
     el("pre", { class: "error", id: "submit-error", role: "alert" }));
   page.replaceChildren(el("h1", {}, "Submit a run"), form);
-  const rebuild = () => {
-    holder.replaceChildren(buildForm(kind.value));
-    history.replaceState(null, "", `/submit?kind=${kind.value}`);
+  const fillPresets = () => {
+    const names = Object.keys(INFO[kind.value].presets || {});
+    preset.replaceChildren(el("option", { value: "" }, "the config's defaults"),
+      ...names.map((n) => el("option", { value: n }, PRESETS[n] || n)));
+    preset.value = names.includes(params.get("preset")) ? params.get("preset") : "";
   };
-  kind.addEventListener("change", rebuild);
-  rebuild();
+  const readConfig = () => {
+    const config = {};
+    for (const node of holder.querySelectorAll("input, select, textarea")) {
+      const v = readValue(node);
+      if (v !== undefined) config[node.name] = v;
+    }
+    return config;
+  };
+  const showEstimate = async () => {
+    try { estimateNote.textContent = await estimate(kind.value, readConfig()); } catch { estimateNote.textContent = ""; }
+  };
+  const rebuild = async () => {
+    holder.replaceChildren(await buildForm(kind.value, preset.value));
+    history.replaceState(null, "", `/submit?kind=${kind.value}${preset.value ? `&preset=${preset.value}` : ""}`);
+    await showEstimate();
+  };
+  kind.addEventListener("change", () => { fillPresets(); rebuild(); });
+  preset.addEventListener("change", rebuild);
+  holder.addEventListener("change", showEstimate);
+  fillPresets();
+  await rebuild();
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    const config = {};
+    let config;
     try {
-      for (const node of holder.querySelectorAll("input, select, textarea")) {
-        const v = readValue(node);
-        if (v !== undefined) config[node.name] = v;
-      }
+      config = readConfig();
     } catch (err) { showErrors([{ loc: ["body", "config", err.message.split(":")[0]], msg: err.message }]); return; }
     const res = await send("POST", "/api/runs", { kind: kind.value, name: name.value, config });
     if (!res.ok) { showErrors(res.body && res.body.detail); return; }

@@ -37,6 +37,22 @@ class EvaluateConfig:
 
     ``train_run`` names the train run whose ``model.pt`` the service evaluates on that
     run's dataset (its test split). ``attacks: none`` measures the noise curve only.
+
+    Attributes:
+        train_run: the succeeded train run whose ``model.pt`` it evaluates.
+        noise_sigmas: σ of the Gaussian noise added to the test images (Fig. 4), images
+            in [0, 1].
+        noise_seed: the noise drawn (the same for every model given the seed).
+        attacks: ``paper`` (the supplement's grid, for a GPU), ``quick`` (a small grid for a
+            CPU) or ``none`` (the noise curve only).
+        norms: the perturbation norms measured: any of linf, l2, l1, l0.
+        n_samples: test images attacked (the supplement's 1,000).
+        sample_seed: which test images (the same for every model given the seed).
+        repeats: runs of each attack setting (the supplement's 5).
+        search_steps: bisection steps of each fixed-ε attack's per-image ε search.
+        batch_size: images per attack batch.
+        seed: the attacks' random starts.
+        device: ``auto`` takes CUDA when the worker has it.
     """
 
     train_run: Annotated[int, Ge(1)] | None = None

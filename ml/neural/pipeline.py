@@ -32,6 +32,16 @@ class SimilarityConfig:
     ``source="simulated"`` uses :mod:`ml.neural.simulate` with ``simulation``;
     ``source="recording"`` reads ``recording`` (a path to a Sensorium tree, an ``.nwb``
     or ``.npz`` file, or a folder of them; see docs/recordings.md).
+
+    Attributes:
+        source: ``simulated`` mouse V1 (no data needed) or a lab's ``recording``.
+        recording: a recording under the server's recordings directory (``neuroreg
+            recordings`` lists them).
+        simulation: the simulated experiment (images, oracle repeats, scans, neurons).
+        predictor: the predictive model that denoises the responses (Eq. 6).
+        target_dtype: ``float16`` halves a target's memory.
+        pairs_for_r: stimulus pairs sampled for each r(S, S′) score.
+        seed: pair sampling and the shuffle control.
     """
 
     source: Literal["simulated", "recording"] = "simulated"

@@ -81,6 +81,40 @@ class TrainConfig:
     ``bench/train_overhead.py``). ``stimulus_norm`` (``shared``, ``frozen``,
     ``separate``; :mod:`ml.train.pathway`) is how the stimulus pass uses BatchNorm
     statistics; the default is chosen by ``bench/reproduce.py`` (see the README).
+
+    Attributes:
+        dataset: what it learns: ``digits32`` (offline, small) or grayscale CIFAR
+            (``neuroreg datasets download``).
+        backbone: the network; the paper's is ``resnet18``; ``small_cnn`` for quick CPU runs.
+        width: channels of the first stage (the paper's ResNet18: 64; 8–16 on a CPU).
+        taps: which layers S_CNN mixes (indices into the backbone's taps); empty: every tap.
+        target: what S_CNN is pulled toward (Eq. 7): ``none`` is the plain baseline;
+            ``neural-model`` the paper's Neural (model).
+        target_run: the succeeded similarity run whose target and stimuli it reads.
+        features: the network ``cnn-features`` computes its target with.
+        alpha: α of Eq. 7, the weight of the similarity loss (the paper's 20).
+        pairs: stimulus pairs per step: ``all`` pairs of the drawn stimuli, or ``paper``'s
+            disjoint pairs.
+        stimuli_per_step: stimuli drawn per step (empty: 32 for ``all``, the batch size for
+            ``paper``).
+        centering: how S_CNN centres features: by a ``running`` mean or the ``batch`` mean.
+        stimulus_norm: how the stimulus pass uses BatchNorm (``separate`` statistics,
+            ``shared`` with the task, or ``frozen``).
+        heldout_fraction: share of the stimuli kept out of training, for ``sim_r``.
+        epochs: passes over the training set (the paper's 40).
+        batch_size: images per step (the paper's 64).
+        lr: learning rate at the start and after every reset (the paper's 0.1).
+        lr_decay: factor applied every ``decay_every`` epochs (the paper's 0.3).
+        decay_every: epochs between decays (the paper's 4).
+        reset_every: epochs after which the rate goes back to ``lr`` (the paper's 20).
+        momentum: SGD momentum (not stated in the paper; the usual 0.9).
+        weight_decay: L2 weight decay (not stated in the paper; the usual 5e-4).
+        checkpoint_every: epochs between checkpoints a resumed run starts from.
+        seed: initial weights, batch order and stimulus draws.
+        deterministic: deterministic kernels (slower on a GPU; same result every time).
+        device: ``auto`` takes CUDA when the worker has it.
+        precision: ``auto`` is bfloat16 autocast on CUDA, fp32 on a CPU.
+        channels_last: memory layout (empty: on for CUDA).
     """
 
     dataset: Literal["digits32", "cifar10", "cifar100"] = "digits32"

@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a field of the run file, e.g. --set epochs=2 or --set "
                    "config.train_run=7 (repeatable; the value is read as YAML)")
     s.add_argument("--wait", action="store_true", help="show progress until it finishes")
+    s.add_argument("--check", action="store_true",
+                   help="only check the run file against the server; submit nothing")
     s.set_defaults(func=cmd_submit)
     r = sub.add_parser("runs", help="list runs")
     r.add_argument("--kind", help="only runs of this kind (train, similarity, evaluate, study, "

@@ -73,20 +73,19 @@ def apply_sets(body: dict[str, Any], sets: list[str]) -> dict[str, Any]:
     return body
 
 
-REFERENCES: dict[tuple[str, ...], str] = {
-    ("target_run",): "similarity", ("train_run",): "train", ("features", "run"): "train"}
-"""The config fields that name another run, and the kind of run each takes."""
-
-
 def resolve_references(body: dict[str, Any], nr: Any) -> dict[str, Any]:
     """A run file may name the runs it reads by more than an id, so that it runs as
     written on any server: ``latest`` (the newest succeeded run of the kind the field
-    takes) or a run's name (the newest succeeded run of that kind so named)."""
+    takes) or a run's name (the newest succeeded run of that kind so named). Which
+    fields name runs, and of which kind, the server says (``GET /api/kinds``)."""
     config = body.get("config")
     if not isinstance(config, dict):
         return body
-    for path, kind in REFERENCES.items():
-        node = config
+    reads: dict[str, str] = next(
+        (k["reads"] for k in nr.kinds() if k["name"] == body.get("kind")), {})
+    for dotted, kind in reads.items():
+        path = tuple(dotted.split("."))
+        node: Any = config
         for part in path[:-1]:
             node = node.get(part) if isinstance(node, dict) else None
         if not isinstance(node, dict) or not isinstance(node.get(path[-1]), str):
@@ -109,6 +108,12 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     body = apply_sets(load_run_file(Path(args.config)), args.set or [])
     with client(settings) as nr:
         body = resolve_references(body, nr)
+        if args.check:
+            checked = nr.check(body)
+            print(f"{args.config}: a valid {checked['kind']} run"
+                  + (f" reading run {checked['input_run_id']}" if checked["input_run_id"] else "")
+                  + " (nothing was submitted)")
+            return 0
         run = nr.create(body)
         print(f"submitted run {run['id']}: {settings.url}/runs/{run['id']}")
         if args.wait:

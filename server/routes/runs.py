@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException, Query, Request, status
+from pydantic import BaseModel
 
 from server.deps import (
     CurrentUser,
@@ -39,17 +40,48 @@ from server.studies import cancel_children
 router = api_router(prefix="/api/runs", tags=["runs"])
 
 
+def _checked(body: RunCreate, session: SessionDep, user: User, settings: SettingsDep
+             ) -> int | None:
+    """Every check a new run passes before it is stored; the run it reads (or None)."""
+    if body.parent_id is not None:
+        _check_parent(session, user, body.parent_id)
+    reads = check_inputs(session, settings, kind=body.kind, config=body.config)
+    if reads is not None and body.input_run_id not in (None, reads):
+        raise NotFound(f"the config reads run {reads}, not {body.input_run_id}",
+                       field="input_run_id")
+    return reads
+
+
+class RunChecked(BaseModel):
+    """A run as ``POST /api/runs`` would store it: its config with every default filled in
+    and the run it reads."""
+
+    kind: str
+    name: str
+    config: dict[str, Any]
+    input_run_id: int | None
+
+
+@router.post("/check")
+def check(body: RunCreate, session: SessionDep, user: CurrentUser, settings: SettingsDep
+          ) -> RunChecked:
+    """Check a run without storing or queueing it: the same 422s (naming the field) as
+    ``POST /api/runs``, or the config as it would run (``neuroreg submit --check``)."""
+    try:
+        reads = _checked(body, session, user, settings)
+    except NotFound as exc:
+        raise invalid(["body", *(exc.field or "").split(".")], exc.message,
+                      "not_found") from None
+    return RunChecked(kind=body.kind, name=body.name, config=dataclasses.asdict(body.config),
+                      input_run_id=body.input_run_id if reads is None else reads)
+
+
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create(
     body: RunCreate, request: Request, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> RunPublic:
     try:
-        if body.parent_id is not None:
-            _check_parent(session, user, body.parent_id)
-        reads = check_inputs(session, settings, kind=body.kind, config=body.config)
-        if reads is not None and body.input_run_id not in (None, reads):
-            raise NotFound(f"the config reads run {reads}, not {body.input_run_id}",
-                           field="input_run_id")
+        reads = _checked(body, session, user, settings)
         run = submit_run(
             session,
             request.app.state.celery,

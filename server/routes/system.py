@@ -3,6 +3,8 @@ artifacts runs store."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import text
 
 from ml import artifacts
@@ -43,9 +45,12 @@ def labels(_: CurrentUser) -> dict[str, dict[str, str]]:
 
 
 @router.get("/kinds")
-def kinds(_: CurrentUser) -> list[dict[str, str | None]]:
+def kinds(_: CurrentUser) -> list[dict[str, Any]]:
     """The run kinds (:data:`server.kinds.KINDS`): each one's name, the schema of its
-    ``config`` in ``/openapi.json``, what it is, and the queue its task runs on (None: a
-    script outside the service logs into it). The submit form is built from these."""
+    ``config`` in ``/openapi.json``, what it is, the queue its task runs on (None: a
+    script outside the service logs into it), the fields that name another run and its
+    kind (``reads``), and its ``presets`` (``cpu``: minutes on a CPU; ``paper``: the
+    paper's setting). The submit form is built from these."""
     return [{"name": k.name, "config_schema": k.config_type.__name__, "summary": k.summary,
-             "queue": k.queue} for k in KINDS.values()]
+             "queue": k.queue, "reads": k.reads, "presets": k.presets}
+            for k in KINDS.values()]

@@ -65,6 +65,48 @@ def test_submit_form_shows_errors_by_the_field_then_runs_it(browser, settings: S
         assert runs["total"] == 1 and runs["items"][0]["tags"] == ["smoke", "ui"]
 
 
+def test_submit_form_guides_with_help_pickers_presets_and_an_estimate(browser, settings):  # type: ignore[no-untyped-def]
+    import dataclasses
+    from datetime import timedelta
+
+    from ml import presets
+    from ml.train import TrainConfig
+    from server.store.models import utcnow
+    from tests.server.test_matrices import stored_targets
+
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        sim = stored_targets(settings, 50)  # a succeeded similarity run to pick
+        with session_scope(settings.db_url) as s:  # a finished run of the CPU preset's setting
+            done = create_run(s, owner=s.query(User).first(), kind="train", name="earlier",
+                              config=dataclasses.asdict(TrainConfig(**presets.TRAIN)))
+            finish_run(s, done.id, RunStatus.succeeded, result={"layers": [1]})
+            row = s.get(Run, done.id)
+            row.finished_at = utcnow()
+            row.started_at = row.finished_at - timedelta(seconds=120)
+        page = _login(browser, url, token, "/submit?kind=train")
+        page.wait_for_selector("#f-epochs")
+        # help from the config's own docstring, beside its field
+        assert "weight of the similarity loss" in page.locator("#help-alpha").inner_text()
+        assert page.locator("#f-alpha").get_attribute("aria-describedby") == "help-alpha"
+        # the run a field names: a picker of succeeded runs of the kind it takes
+        options = page.locator("#f-target_run option").all_inner_texts()
+        assert any(o.startswith(f"#{sim} ") for o in options) and len(options) == 2
+        assert "No finished run of this dataset" in page.locator("#estimate").inner_text()
+        page.select_option("#preset", "cpu")  # the CPU-sized preset, with its time here
+        page.wait_for_function("() => document.getElementById('f-width').value === '8'")
+        assert page.locator("#f-epochs").input_value() == str(presets.TRAIN["epochs"])
+        assert page.locator("#f-dataset").input_value() == "digits32"
+        page.wait_for_function("() => document.getElementById('estimate').textContent"
+                               ".startsWith('About 2 min')")
+        assert f"from run #{done.id}" in page.locator("#estimate").inner_text()
+        assert "preset=cpu" in page.url
+        page.select_option("#f-target_run", str(sim))
+        page.select_option("#f-target", "neural-model")
+        page.screenshot(path=str(OUTPUT / "submit-guided.png"), full_page=True)
+
+
 def test_tokens_page_creates_shows_once_and_revokes(browser, settings: Settings):  # type: ignore[no-untyped-def]
     with live_server(settings) as url:
         with session_scope(settings.db_url) as s:

@@ -242,6 +242,35 @@ def test_the_kinds_the_api_takes_come_from_one_registry(client: TestClient) -> N
         f"unknown kind 'nope'; known kinds: {sorted(KINDS)}")
 
 
+def test_every_preset_is_a_valid_config_and_every_field_has_help(client: TestClient) -> None:
+    import dataclasses
+
+    from server.kinds import KINDS
+
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for k in client.get("/api/kinds").json():
+        config = KINDS[k["name"]].config_type
+        for preset in k["presets"].values():
+            config(**preset)  # raises when a preset drifts from its config
+        for path, kind in k["reads"].items():  # a field that names a run of a known kind
+            assert kind in KINDS and path.split(".")[0] in {f.name for f in dataclasses.fields(
+                config)}
+        props = schemas[k["config_schema"]]["properties"]
+        undocumented = [f for f, p in props.items() if not p.get("description")]
+        assert undocumented == [] or k["name"] == "external", (k["name"], undocumented)
+    assert set(KINDS["train"].presets) == {"cpu", "paper"}
+
+
+def test_check_validates_a_run_and_stores_nothing(client: TestClient) -> None:
+    ok = client.post("/api/runs/check", json={"kind": "train", "config": {"epochs": 2}})
+    assert ok.status_code == 200 and ok.json()["config"]["epochs"] == 2
+    assert ok.json()["config"]["alpha"] == 20.0  # every default filled in
+    bad = client.post("/api/runs/check", json={"kind": "evaluate", "config": {"train_run": 99}})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == [
+        "body", "config", "train_run"]
+    assert client.get("/api/runs").json()["total"] == 0
+
+
 def test_progress_reads_as_written_not_as_float_residue(client: TestClient,
                                                         settings: Settings) -> None:
     from server.store.db import session_scope

@@ -218,7 +218,12 @@ def test_set_overrides_and_run_references_resolve_on_the_server() -> None:
     with pytest.raises(UsageError, match="key=value"):
         apply_sets({}, ["epochs"])
 
-    class Server:  # what Client.runs answers: newest first
+    class Server:  # what Client.kinds and Client.runs answer (newest first)
+        def kinds(self) -> list[dict]:
+            from server.kinds import KINDS
+
+            return [{"name": k.name, "reads": k.reads} for k in KINDS.values()]
+
         def runs(self, kind: str, status: str) -> list[dict]:
             assert status == "succeeded"
             return {"train": [{"id": 9, "name": "b"}, {"id": 4, "name": "a"},
@@ -230,6 +235,6 @@ def test_set_overrides_and_run_references_resolve_on_the_server() -> None:
     assert resolve_references(named, Server())["config"]["features"]["run"] == 4
     with pytest.raises(UsageError, match=r"config.target_run: no succeeded similarity run "
                                          r"on this server; submit one first"):
-        resolve_references({"config": {"target_run": "latest"}}, Server())
+        resolve_references({"kind": "study", "config": {"target_run": "latest"}}, Server())
     with pytest.raises(UsageError, match="no succeeded train run named 'zz'"):
-        resolve_references({"config": {"train_run": "zz"}}, Server())
+        resolve_references({"kind": "evaluate", "config": {"train_run": "zz"}}, Server())

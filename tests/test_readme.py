@@ -1,0 +1,65 @@
+"""The README is true: its concrete ``neuroreg`` commands parse and name files that exist,
+and its Python blocks that need no server run as written (the client block runs against
+a live server in tests/integration/test_examples.py)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README, re.S)
+
+
+def _commands() -> list[list[str]]:
+    """Every ``neuroreg …`` line of the sh blocks that is a command, not a usage line
+    (``[--opt]``, ``…``, ``<id>``)."""
+    out = []
+    for block in _blocks("sh"):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].strip()
+            words = shlex.split(line, comments=True) if line else []
+            while words and "=" in words[0]:  # NAME=value before the command
+                words = words[1:]
+            if words[:1] == ["neuroreg"] and not re.search(r"[\[\]…<>]|\bRUN\b|STUDY", line):
+                out.append(words[1:])
+    return out
+
+
+def test_the_readme_has_commands_to_check() -> None:
+    assert len(_commands()) >= 8
+
+
+@pytest.mark.parametrize("argv", _commands(), ids=" ".join)
+def test_every_readme_command_parses_and_its_files_exist(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    for word in argv:
+        if word.startswith("examples/"):
+            assert (ROOT / word).is_file(), word
+    assert args.command == argv[0]
+
+
+def test_the_target_block_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    from ml.neural.estimators import unit_vectors
+    from ml.neural.target import SimilarityTarget
+
+    (block,) = [b for b in _blocks("python") if "SimilarityTarget.load" in b]
+    f = unit_vectors(np.random.default_rng(0).standard_normal((6, 4)))
+    target = SimilarityTarget("neural-model", f, np.arange(6), np.zeros((6, 1, 36, 64)))
+    (tmp_path / "target-neural-model.npz").write_bytes(target.to_bytes())
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    assert np.allclose(scope["s"], [f[0] @ f[2], f[1] @ f[3]], atol=1e-6)
+    assert np.shape(scope["m"]) == (3, 2)
