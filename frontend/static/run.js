@@ -18,7 +18,7 @@ function chartFor(key, norms) {
   const group = GROUPS.find((g) => g.match(key));
   if (group) return group.title;
   const norm = key.match(/^budget_median_(\w+)$/);
-  return norm ? `median ${norms[norm[1]] || norm[1]} perturbation vs attack iterations` : key;
+  return norm ? `Median ${norms[norm[1]] || norm[1]} vs attack budget` : key;
 }
 
 // γ exists only where a run learned it: of train runs, those with a target and α > 0 (one
@@ -40,7 +40,7 @@ function layerOf(run, key) {
 
 function xTitle(title) {
   if (title === NOISE) return "noise σ (image units, images in [0, 1])";
-  return title.includes("iterations") ? "attack iterations (cumulative)" : "step";
+  return title.includes("attack budget") ? "attack iterations (cumulative)" : "step";
 }
 
 // every series of the run in one request, each reduced by the server to ≤ 2,000 points
@@ -87,7 +87,7 @@ async function drawCharts(run, series) {
     return plot(div, traces, {
       title: { text: title },
       xaxis: { title: { text: xTitle(title) },  // log ticks at 1, 2, 5 per decade
-        ...(title.includes("iterations") ? { type: "log" } : {}) },
+        ...(title.includes("attack budget") ? { type: "log" } : {}) },
       ...(title.startsWith("γ") ? { yaxis: { range: [0, 1], title: { text: "γ_k" } } } : {}),
       uirevision: title,
     });

@@ -191,7 +191,7 @@ def test_evaluate_page_draws_noise_curve_budget_curve_and_medians(  # type: igno
                 " return d && d.data && d.data[0].x.length === 5; }", timeout=20_000)
             xs = page.evaluate(f"() => document.querySelector(\"{noise}\").data[0].x")
             assert xs == sigmas  # accuracy against σ, not against the step index
-            budget = page.locator("[data-title='median L2 perturbation vs attack iterations']")
+            budget = page.locator("[data-title='Median L2 vs attack budget']")
             assert budget.count() == 1
             scores = page.locator("#scores").inner_text()
             assert "median_l2" in scores and "0.1100" in scores and "noise_acc" not in scores

@@ -68,16 +68,21 @@ def test_the_examples_and_the_readme_client_run_as_written(
                 assert main(["submit", str(EXAMPLES / name), "--check"]) == 0, (
                     name, capsys.readouterr().err)
                 assert "nothing was submitted" in capsys.readouterr().out
-            nr = Client(url, token)
-            runs = nr.runs()
-            assert len(runs) == 3 + 1 + 8  # the three runs, the study and its 4 + 4
-            assert {r["status"] for r in runs} == {"succeeded"}, [
-                (r["id"], r["status"], r["error"]) for r in runs]
-            # the README's Python client, as written, in a fresh folder
-            monkeypatch.chdir(tmp_path)
-            exec(compile(_readme_block("### Python client"), "README.md", "exec"), {})
-            assert (tmp_path / "model.pt").stat().st_size > 0
-            assert nr.runs(kind="external", status="succeeded")[0]["name"] == "my sweep"
+            with Client(url, token) as nr:
+                runs = nr.runs()
+                assert len(runs) == 3 + 1 + 8  # the three runs, the study and its 4 + 4
+                assert {r["status"] for r in runs} == {"succeeded"}, [
+                    (r["id"], r["status"], r["error"]) for r in runs]
+                # the README's Python client, as written, in a fresh folder
+                monkeypatch.chdir(tmp_path)
+                scope: dict[str, object] = {}
+                try:
+                    exec(compile(_readme_block("### Python client"), "README.md", "exec"), scope)
+                finally:
+                    if isinstance(scope.get("nr"), Client):
+                        scope["nr"].close()  # type: ignore[union-attr]
+                assert (tmp_path / "model.pt").stat().st_size > 0
+                assert nr.runs(kind="external", status="succeeded")[0]["name"] == "my sweep"
         finally:
             get_settings.cache_clear()
             os.environ.pop("NEUROREG_TOKEN", None)
