@@ -53,7 +53,7 @@ async function drawCharts(run, series) {
   // similarity scores and evaluation medians are single values: a table, not charts
   const single = run.kind === "similarity" || run.kind === "evaluate"
     ? series.filter((s) => s.total === 1 && !s.key.startsWith("noise_")) : [];
-  drawScores(single);
+  drawScores(single, norms);
   // the noise curve: accuracy (noise_acc) against σ (noise_sigma), both indexed by σ's rank
   const sigma = series.find((s) => s.key === "noise_sigma");
   const noiseAcc = series.find((s) => s.key === "noise_acc");

@@ -75,10 +75,13 @@ export async function drawSimilarity(runId) {
 export const number = (v) => (Number.isInteger(v) ? String(v) : v.toPrecision(4));
 
 // Single-value metrics (a similarity run's scores) read better as a table than as charts.
-export function drawScores(series) {
+export function drawScores(series, norms = {}) {
   const table = document.getElementById("scores");
+  // median_linf → "median L∞ (median_linf)": the field's name, then the stored key
+  const name = (key) => { const m = key.match(/^median_(\w+)$/);
+    return m && norms[m[1]] ? `median ${norms[m[1]]} (${key})` : key; };
   table.replaceChildren(...series.map((s) =>
-    el("tr", {}, el("th", {}, s.key), el("td", {}, number(s.values[0])))));
+    el("tr", {}, el("th", {}, name(s.key)), el("td", {}, number(s.values[0])))));
   table.hidden = series.length === 0;
 }
 
