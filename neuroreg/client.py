@@ -110,7 +110,7 @@ class Client:
     def check(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Check a run as :meth:`create` would, storing nothing: the config with its
         defaults, or the server's 422 (naming the field) as a :class:`NeuroregError`."""
-        return self._call("POST", "/api/runs/check", json=dict(body))
+        return self._call("POST", "/api/dry-run", json=dict(body))
 
     def run(self, run_id: int) -> dict[str, Any]:
         return self._call("GET", f"/api/runs/{run_id}")

@@ -239,7 +239,8 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         return JSONResponse({"detail": "internal server error"}, status_code=500)
 
     routers = [m.router for m in (system, team, runs, metrics, artifacts, matrices,
-                                  recordings, summaries, studies, ui)] + [metrics.series_router]
+                                  recordings, summaries, studies, ui)] + [
+        metrics.series_router, runs.dry_run_router]
     for router in routers:
         app.include_router(router)
     routes = [r for router in routers for r in router.routes] + list(app.routes)

@@ -38,6 +38,7 @@ from server.strict import CONFLICT, api_router, invalid
 from server.studies import cancel_children
 
 router = api_router(prefix="/api/runs", tags=["runs"])
+dry_run_router = api_router(prefix="/api", tags=["runs"])  # beside /api/runs/{id}, not under it
 
 
 def _checked(body: RunCreate, session: SessionDep, user: User, settings: SettingsDep
@@ -62,8 +63,8 @@ class RunChecked(BaseModel):
     input_run_id: int | None
 
 
-@router.post("/check")
-def check(body: RunCreate, session: SessionDep, user: CurrentUser, settings: SettingsDep
+@dry_run_router.post("/dry-run")
+def dry_run(body: RunCreate, session: SessionDep, user: CurrentUser, settings: SettingsDep
           ) -> RunChecked:
     """Check a run without storing or queueing it: the same 422s (naming the field) as
     ``POST /api/runs``, or the config as it would run (``neuroreg submit --check``)."""

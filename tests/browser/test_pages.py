@@ -379,8 +379,8 @@ def test_a_train_run_page_shows_s_target_beside_s_cnn_per_tap(browser, settings:
         page.screenshot(path=str(OUTPUT / "train-s-cnn-pending.png"), full_page=True)
         later.enter_context(live_worker(settings, tmp_path / "worker.log"))
         for fig in ("fig-target-S_target_what_it_was_trained_toward_", "fig-target-S_CNN_layer_1",
-                    "fig-target-S_CNN_layer_3", "fig-target-S_CNN_weighted_Eq_10_",
-                    "fig-target-S_CNN_S_target"):
+                    "fig-target-S_CNN_layer_2", "fig-target-S_CNN_layer_3",
+                    "fig-target-S_CNN_weighted_Eq_10_", "fig-target-S_CNN_S_target"):
             page.wait_for_function(f"() => {{ const d = document.getElementById('{fig}');"
                                    " return d && d.data && d.data[0]"
                                    " && d.data[0].z.length === 200; }",
