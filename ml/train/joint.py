@@ -160,7 +160,12 @@ class TrainConfig:
     def learns_gamma(self) -> bool:
         """Whether the run has layer weights γ (Eq. 10): only a regularized run (a target
         and α > 0) trains them; None's (or α = 0's) would stay uniform and mean nothing."""
-        return self.target != "none" and self.alpha > 0
+        return learns_gamma(self.target, self.alpha)
+
+
+def learns_gamma(target: str, alpha: float) -> bool:
+    """:attr:`TrainConfig.learns_gamma` for a stored config's target and α."""
+    return target != "none" and alpha > 0
 
 
 def stimuli_per_step(config: TrainConfig) -> int:

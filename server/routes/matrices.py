@@ -279,7 +279,7 @@ def _train_matrix(session: Any, settings: Any, run: Any, name: str, minus: str |
         n, weights, stored.means if stored else [],
         {s: (z, e) for s, (z, e) in (stored.sizes if stored else {}).items()
          if np.array_equal(e, edges_of(n, s))},
-        features=_Lazy(lambda: _network(*model, taps, stimuli[0])))
+        features=lambda idx: _network(*model, taps, stimuli[0])(idx))  # loaded on first block
     if minus:
         target = _target(session, settings, target_run, target_name)[0]
         source = Difference(source, FactorMatrix(target.factor))
@@ -293,16 +293,6 @@ def _stored_overviews(session: Any, settings: Any, run_id: int, n_taps: int, n: 
         return None
     stored = _stored(*_file(session, settings, run_id, artifacts.S_CNN_OVERVIEW))
     return stored if len(stored.taps) == n_taps and stored.n == n else None
-
-
-class _Lazy:
-    """``features(idx)`` that loads the network on first use (exact blocks only)."""
-
-    def __init__(self, load: Any) -> None:
-        self._load = load
-
-    def __call__(self, idx: np.ndarray) -> Any:
-        return self._load()(idx)
 
 
 def _block(rows: str | None, cols: str | None, n: int) -> tuple[slice, slice]:

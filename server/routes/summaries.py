@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from ml.evaluate.summary import robustness_table
 from ml.frontier import DEFAULT_TOLERANCE, FrontierError, frontier
+from ml.train.joint import learns_gamma
 from ml.train.summary import gamma_table
 from server.deps import CurrentUser, SessionDep
 from server.store.models import MAX_ID, Run, RunStatus
@@ -59,12 +60,6 @@ def gamma(
             "no_gamma": sorted(u["id"] for u in usable if not u["gamma"])}
 
 
-def learns_gamma(config: dict[str, Any]) -> bool:
-    """A stored train config's :attr:`ml.train.TrainConfig.learns_gamma` (a run stored before
-    it existed may carry a uniform γ it never learned)."""
-    return config.get("target", "none") != "none" and float(config.get("alpha", 20.0)) > 0
-
-
 def train_rows(runs: Sequence[Run]) -> tuple[list[dict[str, Any]], list[int]]:
     """Finished train runs as γ-table rows (``gamma`` empty for a run that learns none),
     and the ids that are not finished."""
@@ -78,7 +73,10 @@ def train_rows(runs: Sequence[Run]) -> tuple[list[dict[str, Any]], list[int]]:
                        "alpha": r.config.get("alpha", 0.0), "seed": r.config.get("seed"),
                        "backbone": r.config.get("backbone"), "width": r.config.get("width"),
                        "dataset": r.config.get("dataset"), "study": r.parent_id,
-                       "gamma": (result.get("gamma") or []) if learns_gamma(r.config) else [],
+                       # a run stored before γ was dropped for these may carry a flat one
+                       "gamma": (result.get("gamma") or []) if learns_gamma(
+                           r.config.get("target", "none"), float(r.config.get("alpha", 20.0)))
+                       else [],
                        "layers": result["layers"],
                        "r_taps": result.get("r_similarity_per_tap") or []})
     return usable, skipped
