@@ -8,9 +8,11 @@ Two kinds of attack, both from Foolbox 3:
   for them a per-sample geometric bisection over ε finds the smallest successful ε
   (``search_steps`` attack runs, each with every sample's own ε).
 
-``paper`` is the supplement's grid (Schott et al. / Brendel et al. style); ``quick`` is a
-small grid for CPUs, tests and demos. JSMA and SparseFool are not in Foolbox 3; they are
-written in :mod:`ml.evaluate.sparse` on a base class with Foolbox's interface.
+``paper`` is the supplement's grid (Schott et al. / Brendel et al. style: a range of
+every attack's hyperparameters, five runs of each setting with a random element);
+``quick`` is a small grid for CPUs, tests and demos. JSMA and SparseFool are not in
+Foolbox 3; they are written in :mod:`ml.evaluate.sparse` on a base class with Foolbox's
+interface.
 """
 
 from __future__ import annotations
@@ -180,58 +182,90 @@ def _sparse_l1_per_sample() -> type:
     return SparseL1PerSample
 
 
-def _bb(norm: Norm, lrs: Sequence[float], steps: int) -> list[AttackRun]:
+def _bb(norm: Norm, lrs: Sequence[float], steps: int, repeats: int) -> list[AttackRun]:
     name = {"l0": "L0BrendelBethgeAttack", "l1": "L1BrendelBethgeAttack",
             "l2": "L2BrendelBethgeAttack", "linf": "LinfinityBrendelBethgeAttack"}[norm]
-    return [AttackRun(name, norm, {"lr": lr, "steps": steps}, iterations=steps) for lr in lrs]
+    return [AttackRun(name, norm, {"lr": lr, "steps": steps}, repeat=r, iterations=steps)
+            for r, lr in itertools.product(range(repeats), lrs)]
 
 
-def schedule(grid: Literal["paper", "quick"], norms: Sequence[str], *, repeats: int = 1,
-             search_steps: int | None = None) -> list[AttackRun]:
+def _grid(attack: str, norm: Norm, grid: dict[str, Sequence[Any]], *, repeats: int = 1,
+          search: bool = False, iterations: Callable[[dict[str, Any]], int] = lambda p: 0
+          ) -> list[AttackRun]:
+    """Every combination of ``grid``'s values, each ``repeats`` times."""
+    keys = list(grid)
+    return [AttackRun(attack, norm, dict(zip(keys, values, strict=True)), search=search,
+                      repeat=r, iterations=iterations(dict(zip(keys, values, strict=True))))
+            for r in range(repeats) for values in itertools.product(*grid.values())]
+
+
+DEFAULT_REPEATS = {"paper": 5, "quick": 1}
+"""Runs of each setting of an attack with a random element (the supplement's five)."""
+
+
+def schedule(grid: Literal["paper", "quick"], norms: Sequence[str], *,
+             repeats: int | None = None, search_steps: int | None = None) -> list[AttackRun]:
     """The attack runs for ``norms`` in the order they run (minimization attacks first:
-    their results bound the ε searches)."""
+    their results bound the ε searches).
+
+    ``paper`` is the supplement's scheme: a range of every attack's hyperparameters and
+    ``repeats`` (default 5) runs of each setting of every attack with a random element —
+    the fixed-ε attacks' random starts, and Brendel & Bethge's starting point (repeat r
+    starts from the r-th nearest correctly classified image of another class). C&W,
+    DDN, EAD, JSMA and SparseFool are deterministic in their input: five runs would
+    return the same adversarial five times, so each setting runs once.
+    """
     unknown = sorted(set(norms) - set(NORMS))
     if unknown or not norms:
         raise ValueError(f"norms: {unknown or 'none'} given; choose from {list(NORMS)}")
     if grid not in ("paper", "quick"):
         raise ValueError(f"attacks: unknown grid {grid!r}; known: ['paper', 'quick']")
     paper = grid == "paper"
+    reps = repeats or DEFAULT_REPEATS[grid]
     search = search_steps or (10 if paper else 6)
     steps = 1000 if paper else 100
     lrs = BB_STEP_SIZES if paper else (0.001, 0.01)
+    bs = 9 if paper else 5  # C&W's and EAD's binary search over their constant
     runs: list[AttackRun] = []
     if "l2" in norms:
-        runs += _bb("l2", lrs, steps)
-        cw_bs = 9 if paper else 5
-        runs.append(AttackRun("L2CarliniWagnerAttack", "l2",
-                              {"steps": steps, "binary_search_steps": cw_bs},
-                              iterations=steps * cw_bs))
-        runs.append(AttackRun("DDNAttack", "l2", {"steps": steps}, iterations=steps))
+        runs += _bb("l2", lrs, steps, reps)
+        runs += _grid("L2CarliniWagnerAttack", "l2", {
+            "steps": [steps], "binary_search_steps": [bs],
+            "stepsize": [1e-3, 1e-2, 1e-1] if paper else [1e-2],
+            "initial_const": [1e-3, 1e-2] if paper else [1e-3]},
+            iterations=lambda p: p["steps"] * p["binary_search_steps"])
+        runs += _grid("DDNAttack", "l2", {
+            "steps": [100, steps] if paper else [steps],
+            "init_epsilon": [0.1, 1.0] if paper else [1.0]},
+            iterations=lambda p: p["steps"])
     if "linf" in norms:
-        runs += _bb("linf", lrs, steps)
-        pgd_sizes = PGD_STEP_SIZES if paper else (1e-3, 1e-2)
-        pgd_iters = PGD_ITERATIONS if paper else (10, 50)
-        for r, size, it in itertools.product(range(repeats), pgd_sizes, pgd_iters):
-            runs.append(AttackRun("LinfPGD", "linf", {"abs_stepsize": size, "steps": it},
-                                  search=True, repeat=r, iterations=it * search))
-        for r, size in itertools.product(range(repeats), (1e-3, 1e-2) if paper else (1e-2,)):
-            it = 200 if paper else 50
-            runs.append(AttackRun("LinfAdamPGD", "linf", {"abs_stepsize": size, "steps": it},
-                                  search=True, repeat=r, iterations=it * search))
+        runs += _bb("linf", lrs, steps, reps)
+        runs += _grid("LinfPGD", "linf", {
+            "abs_stepsize": PGD_STEP_SIZES if paper else [1e-3, 1e-2],
+            "steps": PGD_ITERATIONS if paper else [10, 50]},
+            repeats=reps, search=True, iterations=lambda p: p["steps"] * search)
+        runs += _grid("LinfAdamPGD", "linf", {
+            "abs_stepsize": [1e-4, 1e-3, 1e-2, 1e-1] if paper else [1e-2],
+            "steps": [50, 200] if paper else [50]},
+            repeats=reps, search=True, iterations=lambda p: p["steps"] * search)
     if "l1" in norms:
-        runs += _bb("l1", lrs, steps)
-        ead_bs = 9 if paper else 5
-        runs.append(AttackRun("EADAttack", "l1", {"steps": steps, "binary_search_steps": ead_bs},
-                              iterations=steps * ead_bs))
-        sf_steps = 20 if paper else 5
-        runs.append(AttackRun("SparseFool", "l1", {"steps": sf_steps, "lambda_": 3.0},
-                              iterations=sf_steps * 50))
-        for r, it in itertools.product(range(repeats), (10, 50) if paper else (10,)):
-            runs.append(AttackRun("SparseL1DescentAttack", "l1", {"steps": it},
-                                  search=True, repeat=r, iterations=it * search))
+        runs += _bb("l1", lrs, steps, reps)
+        runs += _grid("EADAttack", "l1", {
+            "steps": [steps], "binary_search_steps": [bs],
+            "initial_stepsize": [1e-3, 1e-2] if paper else [1e-2],
+            "regularization": [1e-3, 1e-2] if paper else [1e-2]},
+            iterations=lambda p: p["steps"] * p["binary_search_steps"])
+        runs += _grid("SparseFool", "l1", {
+            "steps": [20] if paper else [5], "lambda_": [1.0, 2.0, 3.0] if paper else [3.0]},
+            iterations=lambda p: p["steps"] * 50)
+        runs += _grid("SparseL1DescentAttack", "l1", {
+            "steps": [10, 50] if paper else [10],
+            "quantile": [0.95, 0.99] if paper else [0.99]},
+            repeats=reps, search=True, iterations=lambda p: p["steps"] * search)
     if "l0" in norms:
-        runs += _bb("l0", lrs, steps)
-        fraction = 0.1 if paper else 0.05
-        runs.append(AttackRun("JSMA", "l0", {"max_fraction": fraction}))  # budget(dim)
+        runs += _bb("l0", lrs, steps, reps)
+        runs += _grid("JSMA", "l0", {  # budget from the input's size: AttackRun.budget
+            "max_fraction": [0.05, 0.1, 0.2] if paper else [0.05],
+            "theta": [0.5, 1.0] if paper else [1.0]})
     order = {False: 0, True: 1}
     return sorted(runs, key=lambda r: order[r.search])  # stable: grid order within each

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,10 +43,10 @@ STANDARD_STEPS, STANDARD_QUERIES, STANDARD_TARGETS = 100, 5000, 9
 _SLACK = 1e-5  # relative: float32 projections land on the ε sphere, not inside it
 
 
-def check_epsilons(epsilons: dict[str, Sequence[float]], field: str = "autoattack_eps"
+def check_epsilons(epsilons: Mapping[str, Any], field: str = "autoattack_eps"
                    ) -> dict[str, tuple[float, ...]]:
     """ε per threat model: known threat models, each ε in (0, 1]."""
-    if not isinstance(epsilons, dict):
+    if not isinstance(epsilons, Mapping):
         raise ValueError(f"{field}: a mapping of threat model to ε list, e.g. "
                          f"{{'linf': [0.0314], 'l2': [0.5]}}")
     out = {}
@@ -110,7 +110,7 @@ def autoattack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
                norm: str, epsilon: float, num_classes: int, seed: int = 0, batch: int = 250,
                steps: int = STANDARD_STEPS, queries: int = STANDARD_QUERIES,
                device: torch.device | str = "cpu",
-               progress: Callable[[int, str], None] | None = None,
+               progress: Callable[[float, str], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> AutoAttackResult:
     """AutoAttack at one ε on the sample set.
 
@@ -118,8 +118,8 @@ def autoattack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
         model: classifier on (B, C, H, W) images in [0, 1] (put in eval mode).
         norm: ``linf`` or ``l2``; epsilon in (0, 1].
         steps: APGD/APGD-T/FAB iterations; queries: Square's (the standard: 100, 5,000).
-        progress: called after each batch of each component with the number of samples
-            that batch attacked and a message.
+        progress: called after each batch of each component with the fraction done
+            (each component a quarter) and a message.
     """
     check_images(images, labels)
     check_epsilons({norm: [epsilon]})
@@ -138,8 +138,9 @@ def autoattack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
     adversarials = images.numpy().copy()
     after: dict[str, float] = {}
     over = 0
-    for name, attack in _components(model, norm, epsilon, num_classes=num_classes, seed=seed,
-                                    steps=steps, queries=queries):
+    parts = _components(model, norm, epsilon, num_classes=num_classes, seed=seed, steps=steps,
+                        queries=queries)
+    for k, (name, attack) in enumerate(parts):
         todo = np.flatnonzero(robust)
         for b in range(0, len(todo), batch):
             if should_stop is not None and should_stop():
@@ -161,7 +162,8 @@ def autoattack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
             for i in idx[hit]:
                 broken_by[i] = name
             if progress is not None:
-                progress(len(idx), f"AutoAttack {NAMES[norm]} ε = {epsilon:.4g}: {name}")
+                progress((k + (b + len(idx)) / len(todo)) / len(parts),
+                         f"AutoAttack {NAMES[norm]} ε = {epsilon:.4g}: {name}")
         after[name] = float(robust.mean())
     return AutoAttackResult(norm, float(epsilon), version, clean, robust, broken_by, dist,
                             adversarials, after, over, time.perf_counter() - start)

@@ -103,7 +103,7 @@ def _glass_loop() -> Callable[[np.ndarray, np.ndarray, int], None]:
 
 def _glass_blur(x: np.ndarray, c: tuple[float, int, int], rng: Rng) -> np.ndarray:
     sigma, delta, iterations = c
-    x = np.uint8(_gaussian(x / 255.0, sigma) * 255)
+    x = (_gaussian(x / 255.0, sigma) * 255).astype(np.uint8)  # truncated
     h, w = x.shape[:2]
     n_h, n_w = len(range(h - delta, delta, -1)), len(range(w - delta, delta, -1))
     offsets = rng.integers(-delta, delta, size=(iterations, n_h, n_w, 2))
@@ -293,7 +293,7 @@ def _saturate(x: np.ndarray, c: tuple[float, float], rng: Rng) -> np.ndarray:
 def _pil(x: np.ndarray) -> Any:
     from PIL import Image
 
-    a = np.uint8(x)
+    a = np.asarray(x).astype(np.uint8)
     return Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
 
 
@@ -325,12 +325,14 @@ def _elastic(x: np.ndarray, c: tuple[float, float, float], rng: Rng) -> np.ndarr
     image = (x / 255.0).astype(np.float32)
     shape = image.shape
     size = shape[:2]
-    centre = np.float32(size) // 2
+    centre = np.array(size, dtype=np.float32) // 2
     sq = min(size) // 3
-    pts1 = np.float32([centre + sq, [centre[0] + sq, centre[1] - sq], centre - sq])
+    pts1 = np.array([centre + sq, [centre[0] + sq, centre[1] - sq], centre - sq],
+                    dtype=np.float32)
     pts2 = pts1 + rng.uniform(-c[2], c[2], size=pts1.shape).astype(np.float32)
-    warp = cv2.getAffineTransform(pts1, pts2)
-    image = cv2.warpAffine(image, warp, size[::-1], borderMode=cv2.BORDER_REFLECT_101)
+    warp = cv2.getAffineTransform(pts1, pts2)  # type: ignore[call-overload]
+    image = cv2.warpAffine(  # type: ignore[assignment]
+        image, warp, size[::-1], borderMode=cv2.BORDER_REFLECT_101)
     image = image.reshape(shape)  # OpenCV drops a single channel
     dx = (_gaussian(rng.uniform(-1, 1, size=size), c[1], mode="reflect", truncate=3)
           * c[0]).astype(np.float32)[..., None]
@@ -412,7 +414,7 @@ def corrupt_one(image: np.ndarray, name: str, severity: int, rng: Rng) -> np.nda
     out = spec.op(x, spec.severities[severity - 1], rng)
     if gray and spec.colour:
         out = _luma(np.asarray(out, dtype=np.float64))
-    return np.uint8(np.clip(out, 0, 255))
+    return np.clip(out, 0, 255).astype(np.uint8)  # truncated, as CIFAR-10-C
 
 
 def corrupt(images: torch.Tensor, name: str, severity: int, *, seed: int,
@@ -426,12 +428,55 @@ def corrupt(images: torch.Tensor, name: str, severity: int, *, seed: int,
     if images.ndim != 4 or images.shape[1] not in (1, 3) or tuple(images.shape[2:]) != SIZE:
         raise ValueError(f"images: CIFAR-10-C's severities are defined for (N, 1 or 3, 32, "
                          f"32) images, got shape {tuple(images.shape)}")
-    ids = np.arange(len(images)) if ids is None else np.asarray(ids)
+    sample_ids = np.arange(len(images)) if ids is None else np.asarray(ids)
     index = list(CORRUPTIONS).index(name)
-    hwc = (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-    hwc = hwc.permute(0, 2, 3, 1).numpy()
+    hwc = (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(
+        0, 2, 3, 1).numpy()
     out = np.empty_like(hwc)
-    for i, (img, sid) in enumerate(zip(hwc, ids, strict=True)):
+    for i, (img, sid) in enumerate(zip(hwc, sample_ids, strict=True)):
         rng = np.random.default_rng([seed, index, severity, int(sid)])
         out[i] = corrupt_one(img, name, severity, rng)
     return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+
+
+def corruption_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                        *, names: Sequence[str] = tuple(CORRUPTIONS),
+                        severities: Sequence[int] = SEVERITIES, seed: int = 0,
+                        batch: int = 250, device: torch.device | str = "cpu",
+                        progress: Callable[[float, str], None] | None = None,
+                        should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Accuracy of ``model`` on every chosen corruption × severity of ``images``.
+
+    Returns:
+        ``names``, ``severities``, ``accuracy`` (corruption → accuracy per severity),
+        ``mean_accuracy`` (over the benchmark corruptions chosen and every severity; over
+        all chosen when none of the 15 is), ``clean_accuracy`` (the same images), ``n``,
+        ``seed``.
+    """
+    check_choice(names, severities)
+    device = torch.device(device)
+    model = model.eval()
+
+    @torch.no_grad()
+    def accuracy(x: torch.Tensor) -> float:
+        hits = sum(int((model(x[i:i + batch].to(device)).argmax(1).cpu()
+                        == labels[i:i + batch]).sum()) for i in range(0, len(x), batch))
+        return hits / len(x)
+
+    out: dict[str, list[float]] = {}
+    total, done = len(names) * len(severities), 0
+    for name in names:
+        out[name] = []
+        for sev in severities:
+            if should_stop is not None and should_stop():
+                from ml.recorder import Cancelled
+
+                raise Cancelled(f"stopped during the corruption {name} ({sev})")
+            out[name].append(accuracy(corrupt(images, name, sev, seed=seed)))
+            done += 1
+            if progress is not None:
+                progress(done / total, f"corruption {CORRUPTIONS[name].label}, severity {sev}")
+    bench = [n for n in names if n in BENCHMARK] or list(names)
+    return {"names": list(names), "severities": list(severities), "accuracy": out,
+            "mean_accuracy": float(np.mean([out[n] for n in bench])),
+            "clean_accuracy": accuracy(images), "n": len(images), "seed": seed}

@@ -54,11 +54,15 @@ class MinimalResult:
         return float(np.median(self.best[norm]))
 
     def summary(self) -> dict[str, Any]:
+        """Per norm the median (the main text's score) and the mean (the supplement's,
+        Fig. 7) of the minimal distances; each None when it is infinite (a median when
+        more than half the samples were never broken, a mean when any was)."""
         out: dict[str, Any] = {"n": int(len(self.ids)),
                                "clean_accuracy": float(self.clean_correct.mean())}
         for norm, values in self.best.items():
-            med = self.median(norm)
+            med, mean = self.median(norm), float(np.mean(values))
             out[f"median_{norm}"] = med if math.isfinite(med) else None
+            out[f"mean_{norm}"] = mean if math.isfinite(mean) else None
             out[f"unbroken_{norm}"] = int(np.isinf(values).sum())
         return out
 
@@ -89,9 +93,11 @@ def _predict(model: torch.nn.Module, x: torch.Tensor, batch: int, device: Any) -
 
 
 def starting_points(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor,
-                    pool_y: torch.Tensor, pool_pred: torch.Tensor) -> torch.Tensor:
-    """Per sample the index into ``pool`` of the nearest (L2) image the model classifies
-    correctly and whose class differs from the sample's; −1 where there is none."""
+                    pool_y: torch.Tensor, pool_pred: torch.Tensor, rank: int = 0
+                    ) -> torch.Tensor:
+    """Per sample the index into ``pool`` of the ``rank``-th nearest (L2; 0: the
+    nearest) image the model classifies correctly and whose class differs from the
+    sample's; −1 where there is none."""
     ok = pool_pred == pool_y
     cand = pool[ok].flatten(1).float()
     cand_y, cand_idx = pool_y[ok], torch.nonzero(ok).flatten()
@@ -101,7 +107,10 @@ def starting_points(x: torch.Tensor, y: torch.Tensor, pool: torch.Tensor,
     for i in range(0, len(x), 256):
         d = torch.cdist(x[i:i + 256].flatten(1).float(), cand)  # (b, P)
         d[y[i:i + 256, None] == cand_y[None, :]] = float("inf")
-        val, arg = d.min(1)
+        if rank >= d.shape[1]:
+            continue
+        val, arg = d.topk(rank + 1, dim=1, largest=False)
+        val, arg = val[:, rank], arg[:, rank]
         out[i:i + 256] = torch.where(torch.isfinite(val), cand_idx[arg], -1)
     return out
 
@@ -178,12 +187,18 @@ def _keep_minima(run: AttackRun, idx: np.ndarray, ids: np.ndarray, labels: torch
     return rows
 
 
-def provenance(runs: Sequence[AttackRun], seed: int, dim: int) -> dict[str, Any]:
+def package_versions() -> dict[str, str]:
+    """The versions of the packages an evaluation's numbers depend on."""
     versions = {}
-    for pkg in ("foolbox", "eagerpy", "numba", "torch", "numpy"):
+    for pkg in ("foolbox", "torchattacks", "eagerpy", "numba", "torch", "numpy",
+                "scikit-image", "opencv-python-headless", "scipy", "pillow"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[pkg] = metadata.version(pkg)
-    return {"versions": versions, "seed": seed,
+    return versions
+
+
+def provenance(runs: Sequence[AttackRun], seed: int, dim: int) -> dict[str, Any]:
+    return {"versions": package_versions(), "seed": seed,
             "attacks": [{"attack": r.attack, "norm": r.norm, "params": r.params,
                          "search": r.search, "repeat": r.repeat, "iterations": r.budget(dim)}
                         for r in runs]}
@@ -232,13 +247,15 @@ def minimal_perturbations(
     adversarials = {m: images.numpy().copy() for m in norms}
     pool_x, pool_y = pool if pool is not None else (images, labels)
     pool_pred = pred if pool is None else _predict(model, pool_x, batch, device)
-    starts = starting_points(images, labels, pool_x, pool_y, pool_pred)
+    starts = {0: starting_points(images, labels, pool_x, pool_y, pool_pred)}
     fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=device)
     rows: list[dict[str, Any]] = []
     spent = 0
     curves: dict[str, list[tuple[int, float]]] = {
         m: [(0, float(np.median(best[m])))] for m in norms}
     todo = np.flatnonzero(correct)
+    work = {id(r): r.budget(dim) * len(todo) for r in runs}  # for progress
+    total_work, done_work = max(sum(work.values()), 1), 0
 
     def verify(adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
@@ -251,7 +268,11 @@ def minimal_perturbations(
         torch.manual_seed(seed * 100_003 + r_index)
         attack = run.build()
         bb = run.spec.starting_points
-        targets = todo[starts[todo].numpy() >= 0] if bb else todo
+        if bb and run.repeat not in starts:  # repeat r starts from the r-th nearest
+            starts[run.repeat] = starting_points(images, labels, pool_x, pool_y, pool_pred,
+                                                 rank=run.repeat)
+        start_of = starts[run.repeat] if bb else starts[0]
+        targets = todo[start_of[todo].numpy() >= 0] if bb else todo
         for b in range(0, len(targets), batch):
             if should_stop is not None and should_stop():
                 from ml.recorder import Cancelled
@@ -260,7 +281,7 @@ def minimal_perturbations(
             idx = targets[b:b + batch]
             x, y = images[idx].to(device), labels[idx].to(device)
             if not run.search:  # a minimizer: its closest adversarial, in one run
-                kwargs = {"starting_points": pool_x[starts[idx]].to(device)} if bb else {}
+                kwargs = {"starting_points": pool_x[start_of[idx]].to(device)} if bb else {}
                 final_adv, found, final_d = verify(
                     attack.run(fmodel, x, fb.criteria.Misclassification(y), **kwargs), x, y)
             else:
@@ -273,10 +294,14 @@ def minimal_perturbations(
                     verify, x, y, hi, run.norm, search_steps, device)
             rows += _keep_minima(run, idx, ids, labels, found, final_adv, final_d, norms,
                                  best, best_attack, adversarials)
+            if progress is not None:  # per batch
+                done_work += run.budget(dim) * len(idx)
+                progress(done_work / total_work,
+                         f"attack {r_index + 1}/{len(runs)}: {run.label}, "
+                         f"batch {b // batch + 1}/{-(-len(targets) // batch)}")
+        done_work = sum(work[id(r)] for r in runs[:r_index + 1])
         spent += run.budget(dim)
         for m in norms:
             curves[m].append((spent, float(np.median(best[m]))))
-        if progress is not None:
-            progress((r_index + 1) / len(runs), f"attack {r_index + 1}/{len(runs)}: {run.label}")
     return MinimalResult(ids, labels.numpy(), correct, best, best_attack, adversarials, rows,
                          curves, provenance(runs, seed, dim), time.perf_counter() - start)

@@ -1,12 +1,17 @@
-"""An evaluation: noise-robustness curve and minimal adversarial perturbations of one
-trained model, reported through a Recorder.
+"""An evaluation of one trained model, reported through a Recorder, in the parts its
+config picks: the noise-robustness curve, minimal adversarial perturbations, AutoAttack
+robust accuracy at fixed ε and accuracy under CIFAR-10-C's common corruptions.
 
-Records: ``noise_acc`` and ``noise_sigma`` (step k = the k-th σ), ``median_<norm>``
-(step 0), ``budget_median_<norm>`` (step = attack iterations spent so far: the per-budget
-curve, Fig. 5), ``clean_acc_samples``. Artifacts: ``samples.csv`` (one row per sample ×
-attack run: sample id, label, attack, hyperparameters, norm, distances, success),
-``minimal.csv`` (per sample: minimal distance per norm and the run that found it),
-``adversarials.npz`` (the minimal adversarials, re-verified), ``provenance.json``.
+Records: ``noise_acc`` and ``noise_sigma`` (step k = the k-th σ), ``median_<norm>`` and
+``mean_<norm>`` (step 0), ``budget_median_<norm>`` (step = attack iterations spent so far:
+the per-budget curve, Fig. 5), ``clean_acc_samples``, ``autoattack_<norm>`` (step k = the
+k-th ε), ``corruption_acc`` (step 0, the mean over the benchmark corruptions chosen).
+Artifacts: ``samples.csv`` (one row per sample × attack run: sample id, label, attack,
+hyperparameters, norm, distances, success), ``minimal.csv`` (per sample: minimal distance
+per norm and the run that found it), ``adversarials.npz`` (the minimal adversarials,
+re-verified), ``autoattack.csv`` (per sample × threat model × ε: the component that broke
+it, its distance, the minimal perturbation), ``corruptions.csv`` (accuracy per corruption
+× severity), ``provenance.json``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import io
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -25,10 +31,27 @@ from annotated_types import Ge, Le
 from ml import artifacts
 from ml._validate import validate_config
 from ml.evaluate.attacks import NORMS, schedule
+from ml.evaluate.autoattack import (
+    COMPONENTS,
+    DEFAULT_EPSILONS,
+    STANDARD_QUERIES,
+    STANDARD_STEPS,
+    autoattack,
+    check_epsilons,
+    inconsistencies,
+)
+from ml.evaluate.corruptions import (
+    CORRUPTIONS,
+    SEVERITIES,
+    check_choice,
+    corruption_accuracy,
+)
 from ml.evaluate.minimal import MinimalResult, minimal_perturbations
 from ml.evaluate.noise import DEFAULT_SIGMAS, noise_curve
 from ml.recorder import Recorder
 from ml.runtime import deterministic_mode, environment_info, pick_device
+
+PARTS = ("noise", "minimal", "autoattack", "corruptions")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,43 +59,74 @@ class EvaluateConfig:
     """An evaluation of one trained model.
 
     ``train_run`` names the train run whose ``model.pt`` the service evaluates on that
-    run's dataset (its test split). ``attacks: none`` measures the noise curve only.
+    run's dataset (its test split). ``parts`` picks what runs; ``attacks: none`` (kept for
+    older configs) leaves the minimal perturbations out as well.
 
     Attributes:
         train_run: the succeeded train run whose ``model.pt`` it evaluates.
+        parts: what it measures: ``noise`` (accuracy under Gaussian noise, Fig. 4),
+            ``minimal`` (minimal adversarial perturbations, Fig. 5 and 7), ``autoattack``
+            (robust accuracy at fixed ε, the RobustBench protocol), ``corruptions``
+            (CIFAR-10-C's common corruptions).
         noise_sigmas: σ of the Gaussian noise added to the test images (Fig. 4), images
             in [0, 1].
         noise_seed: the noise drawn (the same for every model given the seed).
-        attacks: ``paper`` (the supplement's grid, for a GPU), ``quick`` (a small grid for a
-            CPU) or ``none`` (the noise curve only).
+        attacks: the minimal-perturbation grid: ``paper`` (the supplement's, for a GPU),
+            ``quick`` (a small one for a CPU) or ``none`` (no minimal perturbations).
         norms: the perturbation norms measured: any of linf, l2, l1, l0.
-        n_samples: test images attacked (the supplement's 1,000).
+        n_samples: test images attacked (the supplement's 1,000), by the minimal search
+            and by AutoAttack alike.
         sample_seed: which test images (the same for every model given the seed).
-        repeats: runs of each attack setting (the supplement's 5).
+        repeats: runs of each attack setting with a random element (random starts, or
+            Brendel & Bethge's starting point); empty: the grid's own (``paper``: the
+            supplement's 5, ``quick``: 1).
         search_steps: bisection steps of each fixed-ε attack's per-image ε search.
         batch_size: images per attack batch.
         seed: the attacks' random starts.
+        autoattack_eps: ε per threat model (``linf``, ``l2``) for AutoAttack, each in
+            (0, 1] (RobustBench's CIFAR-10: L∞ 8/255, L2 0.5).
+        autoattack_steps: iterations of APGD-CE, APGD-T and FAB-T (the standard: 100;
+            fewer is recorded as a custom version).
+        autoattack_queries: Square's queries (the standard: 5,000).
+        corruptions: the common corruptions measured (CIFAR-10-C's 15, then its 4 extra).
+        corruption_severities: severities 1–5 measured.
+        corruption_samples: test images corrupted (CIFAR-10-C: all 10,000); the first of
+            the split.
+        corruption_seed: the corruptions drawn (the same for every model given the seed).
         device: ``auto`` takes CUDA when the worker has it.
     """
 
     train_run: Annotated[int, Ge(1)] | None = None
+    parts: tuple[str, ...] = PARTS
     noise_sigmas: tuple[float, ...] = DEFAULT_SIGMAS
     noise_seed: Annotated[int, Ge(0)] = 0
     attacks: Literal["paper", "quick", "none"] = "paper"
     norms: tuple[str, ...] = NORMS
     n_samples: Annotated[int, Ge(1), Le(100_000)] = 1000
     sample_seed: Annotated[int, Ge(0)] = 0
-    repeats: Annotated[int, Ge(1), Le(20)] = 1
+    repeats: Annotated[int, Ge(1), Le(20)] | None = None
     search_steps: Annotated[int, Ge(1), Le(30)] = 10
     batch_size: Annotated[int, Ge(1), Le(4096)] = 250
     seed: Annotated[int, Ge(0)] = 0
+    autoattack_eps: dict[str, tuple[float, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_EPSILONS))
+    autoattack_steps: Annotated[int, Ge(1), Le(1000)] = STANDARD_STEPS
+    autoattack_queries: Annotated[int, Ge(1), Le(100_000)] = STANDARD_QUERIES
+    corruptions: tuple[str, ...] = tuple(CORRUPTIONS)
+    corruption_severities: tuple[int, ...] = SEVERITIES
+    corruption_samples: Annotated[int, Ge(1), Le(100_000)] = 10_000
+    corruption_seed: Annotated[int, Ge(0)] = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("noise_sigmas", "norms"):
+        for name in ("parts", "noise_sigmas", "norms", "corruptions", "corruption_severities"):
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         validate_config(self)
+        bad = [p for p in self.parts if p not in PARTS]
+        if bad or not self.parts or len(set(self.parts)) != len(self.parts):
+            raise ValueError(f"parts: {bad or list(self.parts)} given; choose one or more of "
+                             f"{list(PARTS)}, each once")
         sig = self.noise_sigmas
         if not sig or any(isinstance(s, bool) or not isinstance(s, int | float)
                           or not math.isfinite(s) or s < 0 for s in sig):
@@ -80,6 +134,14 @@ class EvaluateConfig:
         bad = sorted(set(self.norms) - set(NORMS))
         if bad or not self.norms:
             raise ValueError(f"norms: {bad or 'none'} given; choose from {list(NORMS)}")
+        object.__setattr__(self, "autoattack_eps", check_epsilons(self.autoattack_eps))
+        check_choice(self.corruptions, self.corruption_severities)
+
+    @property
+    def runs(self) -> tuple[str, ...]:
+        """The parts that run, in order (``attacks: none`` drops ``minimal``)."""
+        return tuple(p for p in PARTS if p in self.parts
+                     and not (p == "minimal" and self.attacks == "none"))
 
 
 def sample_ids(n_test: int, n_samples: int, seed: int) -> np.ndarray:
@@ -102,45 +164,142 @@ def _minimal_csv(res: MinimalResult, norms: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _Progress:
+    """One fraction over the parts, each weighted by its estimated cost (gradient
+    evaluations; a forward pass counts a third), with the time left at the rate so far."""
+
+    def __init__(self, recorder: Recorder, weights: dict[str, float]) -> None:
+        self.recorder, self.weights = recorder, weights
+        self.total = sum(weights.values()) or 1.0
+        self.done: dict[str, float] = dict.fromkeys(weights, 0.0)
+        self.start = time.perf_counter()
+
+    def part(self, name: str) -> Callable[[float, str], None]:
+        def report(fraction: float, message: str) -> None:
+            self.done[name] = self.weights[name] * min(max(fraction, 0.0), 1.0)
+            f = sum(self.done.values()) / self.total
+            elapsed = time.perf_counter() - self.start
+            left = elapsed * (1 - f) / f if f > 0.01 else None
+            eta = "" if left is None else f" · about {_duration(left)} left"
+            self.recorder.progress(f, f"{message}{eta}")
+        return report
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _weights(config: EvaluateConfig, n_test: int, dim: int) -> dict[str, float]:
+    n = min(config.n_samples, n_test)
+    w: dict[str, float] = {}
+    if "noise" in config.runs:
+        w["noise"] = n_test * len(config.noise_sigmas) / 3
+    if "minimal" in config.runs:
+        runs = schedule(config.attacks, config.norms, repeats=config.repeats,  # type: ignore[arg-type]
+                        search_steps=config.search_steps)
+        w["minimal"] = n * sum(r.budget(dim) for r in runs)
+    if "autoattack" in config.runs:
+        per = config.autoattack_steps * 28 + config.autoattack_queries / 3  # CE, 9 T, 9 FAB
+        w["autoattack"] = n * per * sum(len(e) for e in config.autoattack_eps.values())
+    if "corruptions" in config.runs:
+        w["corruptions"] = (min(config.corruption_samples, n_test) * len(config.corruptions)
+                            * len(config.corruption_severities) * 2)  # generate + forward
+    return w
+
+
 def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Module,
                    test_images: torch.Tensor, test_labels: torch.Tensor, *,
                    num_classes: int) -> dict[str, Any]:
-    """Noise curve on the whole test split, then minimal perturbations on the sample set.
+    """The parts the config picks, in order: the noise curve on the whole test split,
+    minimal perturbations and AutoAttack on the sample set, corruptions on the first
+    ``corruption_samples`` test images.
 
     Returns:
-        A JSON-able summary: the noise curve, per-norm medians (None when more than half
-        the samples were never broken), unbroken counts, the sample count, seconds.
+        A JSON-able summary: ``parts``; the noise curve; per-norm medians and means of the
+        minimal distances (None when a sample was never broken: the median when more
+        than half); unbroken counts; ``autoattack`` per threat model (robust accuracy per
+        ε and after each component, the samples inconsistent with the minimal search);
+        ``corruptions`` (accuracy per corruption × severity and their mean); seconds.
     """
     start = time.perf_counter()
     device = pick_device(config.device)
     model = model.to(device).eval()
-    out: dict[str, Any] = {"environment": environment_info(device)}
+    parts = config.runs
+    out: dict[str, Any] = {"environment": environment_info(device), "parts": list(parts)}
+    progress = _Progress(recorder, _weights(config, len(test_images),
+                                            int(test_images[0].numel())))
+    prov: dict[str, Any] = {"config": asdict(config)}
+    ids = sample_ids(len(test_images), config.n_samples, config.sample_seed)
+    res: MinimalResult | None = None
     with deterministic_mode(False, config.seed):
-        recorder.progress(0.0, "noise curve")
-        curve = noise_curve(model, test_images, test_labels, sigmas=config.noise_sigmas,
-                            seed=config.noise_seed, batch=max(config.batch_size, 100),
-                            device=device)
-        for k, (sigma, acc) in enumerate(zip(curve.sigmas, curve.accuracy, strict=True)):
-            recorder.log_metrics({"noise_sigma": sigma, "noise_acc": acc}, k)
-        out["noise"] = {"sigmas": curve.sigmas, "accuracy": curve.accuracy, "n": curve.n,
-                        "seed": curve.seed}
-        if config.attacks == "none":
-            out["seconds"] = time.perf_counter() - start
-            return out
-        ids = sample_ids(len(test_images), config.n_samples, config.sample_seed)
-        runs = schedule(config.attacks, config.norms, repeats=config.repeats,
-                        search_steps=config.search_steps)
-        res = minimal_perturbations(
-            model, test_images[ids], test_labels[ids], runs, ids=ids,
-            pool=(test_images, test_labels), num_classes=num_classes, seed=config.seed,
-            batch=config.batch_size, device=device, norms=config.norms,
-            search_steps=config.search_steps, should_stop=recorder.should_stop,
-            progress=lambda f, msg: recorder.progress(0.05 + 0.95 * f, msg))
+        if "noise" in parts:
+            progress.part("noise")(0.0, "noise curve")
+            curve = noise_curve(model, test_images, test_labels, sigmas=config.noise_sigmas,
+                                seed=config.noise_seed, batch=max(config.batch_size, 100),
+                                device=device)
+            for k, (sigma, acc) in enumerate(zip(curve.sigmas, curve.accuracy, strict=True)):
+                recorder.log_metrics({"noise_sigma": sigma, "noise_acc": acc}, k)
+            out["noise"] = {"sigmas": curve.sigmas, "accuracy": curve.accuracy, "n": curve.n,
+                            "seed": curve.seed}
+            progress.part("noise")(1.0, "noise curve")
+        if "minimal" in parts:
+            res = _minimal(config, recorder, model, test_images, test_labels, ids,
+                           num_classes, device, progress.part("minimal"))
+            out.update(res.summary())
+            out["curves"] = {n: [[s, m if math.isfinite(m) else None] for s, m in res.curves[n]]
+                             for n in config.norms}
+            prov.update(res.provenance)
+            prov["sample_ids"] = res.ids.tolist()
+        if "autoattack" in parts:
+            out["autoattack"] = _autoattack(config, recorder, model, test_images[ids],
+                                            test_labels[ids], ids, res, num_classes, device,
+                                            progress.part("autoattack"))
+            prov["sample_ids"] = ids.tolist()
+        if "corruptions" in parts:
+            k = min(config.corruption_samples, len(test_images))
+            cor = corruption_accuracy(
+                model, test_images[:k], test_labels[:k], names=config.corruptions,
+                severities=config.corruption_severities, seed=config.corruption_seed,
+                batch=max(config.batch_size, 100), device=device,
+                progress=progress.part("corruptions"), should_stop=recorder.should_stop)
+            recorder.log_metrics({"corruption_acc": cor["mean_accuracy"]}, 0)
+            lines = ["corruption,severity,accuracy"] + [
+                f"{name},{sev},{acc:.6g}" for name in cor["names"]
+                for sev, acc in zip(cor["severities"], cor["accuracy"][name], strict=True)]
+            recorder.save_artifact("corruptions.csv", ("\n".join(lines) + "\n").encode(),
+                                   "text/csv")
+            out["corruptions"] = cor
+    from ml.evaluate.minimal import package_versions
+
+    out["versions"] = prov["versions"] = package_versions()
+    recorder.save_artifact("provenance.json", json.dumps(prov, indent=1).encode(),
+                           "application/json")
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def _minimal(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Module,
+             test_images: torch.Tensor, test_labels: torch.Tensor, ids: np.ndarray,
+             num_classes: int, device: torch.device,
+             progress: Callable[[float, str], None]) -> MinimalResult:
+    runs = schedule(config.attacks, config.norms, repeats=config.repeats,  # type: ignore[arg-type]
+                    search_steps=config.search_steps)
+    res = minimal_perturbations(
+        model, test_images[ids], test_labels[ids], runs, ids=ids,
+        pool=(test_images, test_labels), num_classes=num_classes, seed=config.seed,
+        batch=config.batch_size, device=device, norms=config.norms,
+        search_steps=config.search_steps, should_stop=recorder.should_stop,
+        progress=progress)
     summary = res.summary()
     recorder.log_metrics({"clean_acc_samples": summary["clean_accuracy"]}, 0)
     for norm in config.norms:
-        if summary[f"median_{norm}"] is not None:
-            recorder.log_metrics({f"median_{norm}": summary[f"median_{norm}"]}, 0)
+        for stat in ("median", "mean"):
+            if summary[f"{stat}_{norm}"] is not None:
+                recorder.log_metrics({f"{stat}_{norm}": summary[f"{stat}_{norm}"]}, 0)
         for spent, med in res.curves[norm]:
             if math.isfinite(med):
                 recorder.log_metrics({f"budget_median_{norm}": med}, spent)
@@ -153,12 +312,48 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
     recorder.save_artifact("samples.csv", res.table_csv().encode(), "text/csv")
     recorder.save_artifact("minimal.csv", _minimal_csv(res, config.norms).encode(), "text/csv")
     recorder.save_artifact(artifacts.ADVERSARIALS, buf.getvalue(), "application/x-npz")
-    prov = {**res.provenance, "config": asdict(config), "sample_ids": res.ids.tolist()}
-    recorder.save_artifact("provenance.json", json.dumps(prov, indent=1).encode(),
-                           "application/json")
-    out.update(summary)
-    out["curves"] = {n: [[s, m if math.isfinite(m) else None] for s, m in res.curves[n]]
-                     for n in config.norms}
-    out["versions"] = res.provenance["versions"]
-    out["seconds"] = time.perf_counter() - start
-    return out
+    return res
+
+
+def _autoattack(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Module,
+                x: torch.Tensor, y: torch.Tensor, ids: np.ndarray, res: MinimalResult | None,
+                num_classes: int, device: torch.device,
+                progress: Callable[[float, str], None]) -> dict[str, Any]:
+    """Every threat model at every ε; each sample AutoAttack breaks is checked against
+    the minimal perturbation of the same norm, where one was measured."""
+    from ml.evaluate.checks import check_model
+
+    with torch.no_grad():
+        pred = torch.cat([model(x[i:i + config.batch_size].to(device)).argmax(1).cpu()
+                          for i in range(0, len(x), config.batch_size)])
+    check_model(pred, y, num_classes)
+    settings = [(norm, eps) for norm, epss in config.autoattack_eps.items() for eps in epss]
+    out: dict[str, list[dict[str, Any]]] = {}
+    lines = ["sample_id,label,norm,epsilon,broken_by,distance,minimal"]
+    for k, (norm, eps) in enumerate(settings):
+        def step(f: float, msg: str, k: int = k) -> None:
+            progress((k + f) / len(settings), msg)
+
+        r = autoattack(model, x, y, norm=norm, epsilon=eps, num_classes=num_classes,
+                       seed=config.seed, batch=config.batch_size, steps=config.autoattack_steps,
+                       queries=config.autoattack_queries, device=device, progress=step,
+                       should_stop=recorder.should_stop)
+        row = r.summary()
+        minimal = res.best.get(norm) if res is not None else None
+        if minimal is not None:
+            bad = inconsistencies(r, minimal, ids)
+            row["inconsistent"] = len(bad)
+            row["inconsistent_samples"] = bad[:50]
+        else:
+            row["inconsistent"] = None  # no minimal perturbations in this norm to check
+        index = len(out.setdefault(norm, []))
+        out[norm].append(row)
+        recorder.log_metrics({f"autoattack_{norm}": r.robust_accuracy,
+                              f"autoattack_eps_{norm}": eps}, index)
+        for i in range(len(ids)):
+            d = r.distance[i]
+            m = "" if minimal is None or math.isinf(minimal[i]) else f"{minimal[i]:.8g}"
+            lines.append(f"{int(ids[i])},{int(y[i])},{norm},{eps:.8g},{r.broken_by[i]},"
+                         f"{'inf' if math.isinf(d) else f'{d:.8g}'},{m}")
+    recorder.save_artifact("autoattack.csv", ("\n".join(lines) + "\n").encode(), "text/csv")
+    return {"components": list(COMPONENTS), "threat_models": out}

@@ -105,6 +105,7 @@ class _Normalise(torch.nn.Module):
 
 
 def test_jsmas_budget_follows_the_number_of_pixels() -> None:
-    (jsma,) = [r for r in schedule("paper", ["l0"]) if r.attack == "JSMA"]
+    (jsma,) = [r for r in schedule("paper", ["l0"]) if r.attack == "JSMA"
+               and r.params == {"max_fraction": 0.1, "theta": 1.0}]
     assert jsma.budget(32 * 32) == 2 * 51  # 10 % of 1,024 pixels, two per step
     assert jsma.budget(3 * 32 * 32) == 2 * 153  # an RGB CIFAR image: three times the pixels

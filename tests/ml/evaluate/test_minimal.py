@@ -134,22 +134,68 @@ def test_constant_and_untrained_models_are_refused(trained):
 def test_schedules():
     paper = schedule("paper", ["l2", "linf", "l1", "l0"])
     names = [r.attack for r in paper]
-    assert names.count("L2BrendelBethgeAttack") == 6  # the six step sizes
+    assert names.count("L2BrendelBethgeAttack") == 6 * 5  # six step sizes, five starts
     assert sorted({r.params["lr"] for r in paper if r.attack == "L2BrendelBethgeAttack"}) == [
         0.0003, 0.001, 0.003, 0.01, 0.03, 0.1]
     pgd = [r for r in paper if r.attack == "LinfPGD"]
-    assert len(pgd) == 7 * 5 and all(r.search for r in pgd)
+    assert len(pgd) == 7 * 5 * 5 and all(r.search for r in pgd)  # the supplement's 5 runs
     assert {r.params["steps"] for r in pgd} == {10, 30, 50, 100, 200}
     assert {r.params["abs_stepsize"] for r in pgd} == {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0}
     assert {"L2CarliniWagnerAttack", "DDNAttack", "LinfAdamPGD", "LinfinityBrendelBethgeAttack",
             "L1BrendelBethgeAttack", "L0BrendelBethgeAttack", "EADAttack",
-            "SparseL1DescentAttack"} <= set(names)
+            "SparseL1DescentAttack", "SparseFool", "JSMA"} <= set(names)
     first_search = next(i for i, r in enumerate(paper) if r.search)
     assert not any(r.search for r in paper[:first_search]) and all(
         r.search for r in paper[first_search:])  # minimizers first: they bound the searches
-    assert len(schedule("paper", ["linf"], repeats=3)) == 6 + 3 * 35 + 3 * 2
+    assert len(schedule("paper", ["linf"], repeats=3)) == 3 * 6 + 3 * 35 + 3 * 8
+    assert len(schedule("quick", ["linf"])) == 2 + 4 + 1  # quick: one run per setting
     with pytest.raises(ValueError, match="norms"):
         schedule("quick", ["l3"])
+
+
+RANDOM = {"LinfPGD", "LinfAdamPGD", "SparseL1DescentAttack", "L0BrendelBethgeAttack",
+          "L1BrendelBethgeAttack", "L2BrendelBethgeAttack", "LinfinityBrendelBethgeAttack"}
+
+
+def test_the_paper_grid_tests_a_range_of_every_attack_five_times_where_runs_differ():
+    """The supplement: "each attack was run five times for each hyperparameter setting"
+    and "for each attack we tested a range of hyperparameters". An attack with a random
+    element runs 5× per setting; a deterministic one (C&W, DDN, EAD, JSMA, SparseFool)
+    would return the same adversarial 5×, so it runs once per setting."""
+    paper = schedule("paper", ["l2", "linf", "l1", "l0"])
+    by_attack: dict[str, list] = {}
+    for r in paper:
+        by_attack.setdefault(r.attack, []).append(r)
+    for attack, runs in by_attack.items():
+        settings = {tuple(sorted(r.params.items())) for r in runs}
+        assert len(settings) >= 2, f"{attack}: one setting, not a range"
+        for setting in settings:
+            reps = sorted(r.repeat for r in runs if tuple(sorted(r.params.items())) == setting)
+            assert reps == (list(range(5)) if attack in RANDOM else [0]), (attack, setting)
+    labels = [r.label for r in paper]
+    assert len(labels) == len(set(labels))  # every run tells itself apart
+    sf = {r.params["lambda_"] for r in by_attack["SparseFool"]}
+    assert sf == {1.0, 2.0, 3.0}
+
+
+def test_brendel_bethge_repeats_start_from_the_next_nearest_image():
+    pool = torch.tensor([[0.0], [1.0], [2.0], [10.0]]).view(4, 1, 1, 1)
+    pool_y = torch.tensor([0, 1, 1, 2])
+    pred = pool_y.clone()
+    x, y = torch.tensor([[0.2]]).view(1, 1, 1, 1), torch.tensor([0])
+    ranks = [starting_points(x, y, pool, pool_y, pred, rank=r).item() for r in range(4)]
+    assert ranks == [1, 2, 3, -1]  # nearest other-class first; none left: −1
+
+
+def test_mean_and_median_of_the_minimal_distances(result):
+    s = result.summary()
+    for norm in ("l2", "linf"):
+        values = result.best[norm]
+        if np.isfinite(values).all():
+            assert s[f"mean_{norm}"] == pytest.approx(float(values.mean()))
+        else:
+            assert s[f"mean_{norm}"] is None  # a never-broken sample: an infinite mean
+        assert s[f"median_{norm}"] == pytest.approx(float(np.median(values)))
 
 
 def test_sparse_l1_projection_is_exact_and_per_sample():
