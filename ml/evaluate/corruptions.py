@@ -31,7 +31,9 @@ model.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -432,11 +434,40 @@ def corrupt(images: torch.Tensor, name: str, severity: int, *, seed: int,
     index = list(CORRUPTIONS).index(name)
     hwc = (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(
         0, 2, 3, 1).numpy()
-    out = np.empty_like(hwc)
-    for i, (img, sid) in enumerate(zip(hwc, sample_ids, strict=True)):
-        rng = np.random.default_rng([seed, index, severity, int(sid)])
-        out[i] = corrupt_one(img, name, severity, rng)
-    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    key = (hashlib.sha1(np.ascontiguousarray(hwc).tobytes() + sample_ids.astype(np.int64)
+                        .tobytes()).hexdigest(), name, severity, seed)
+    out = _CACHE.get(key)
+    if out is None:
+        out = np.empty_like(hwc)
+        for i, (img, sid) in enumerate(zip(hwc, sample_ids, strict=True)):
+            rng = np.random.default_rng([seed, index, severity, int(sid)])
+            out[i] = corrupt_one(img, name, severity, rng)
+        _CACHE.put(key, out)
+    return torch.from_numpy(out.copy()).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+
+
+class _Cache:
+    """The corrupted images last made, up to ``limit`` bytes: every model a worker
+    evaluates sees the same corrupted test images, so a study generates them once per
+    worker process (least recently used dropped first)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.items = limit, OrderedDict[Any, np.ndarray]()
+
+    def get(self, key: Any) -> np.ndarray | None:
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        return None
+
+    def put(self, key: Any, value: np.ndarray) -> None:
+        value.setflags(write=False)
+        self.items[key] = value
+        while sum(v.nbytes for v in self.items.values()) > self.limit and len(self.items) > 1:
+            self.items.popitem(last=False)
+
+
+_CACHE = _Cache(1 << 30)
 
 
 def corruption_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,

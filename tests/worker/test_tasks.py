@@ -142,7 +142,7 @@ def test_a_study_goes_through_the_same_lifecycle_and_waits_for_its_children(
         user = create_user(s, name="u", role=Role.member)
         study = create_run(s, owner=user, kind="study", name="grid", config={
             "conditions": ["none"], "seeds": 2, "train": {"backbone": "small_cnn"},
-            "evaluate": {"attacks": "quick", "norms": ["l2"]}}).id
+            "evaluate": {"attacks": "quick", "norms": ["l2"], "parts": ["noise", "minimal"]}}).id
     out = execute(study, study_job)
     assert out == {"run_id": study, "status": "running", "children": 2}
     with session_scope(env_settings.db_url) as s:

@@ -141,7 +141,10 @@ def test_evaluate_reads_the_train_runs_model_and_records_robustness(env: Setting
     trained = _train_run(env, cfg)
     assert execute(trained, train_job)["status"] == "succeeded"
     ecfg = EvaluateConfig(train_run=trained, attacks="quick", norms=("l2",), n_samples=24,
-                          noise_sigmas=(0.0, 0.1, 0.3), device="cpu")
+                          noise_sigmas=(0.0, 0.1, 0.3), autoattack_eps={"l2": (0.2,)},
+                          autoattack_steps=5, autoattack_queries=20,
+                          corruptions=("fog",), corruption_severities=(1,),
+                          corruption_samples=40, device="cpu")
     with session_scope(env.db_url) as s:
         user = s.query(User).first()
         run_id = create_run(s, owner=user, kind="evaluate", name="",
@@ -157,9 +160,14 @@ def test_evaluate_reads_the_train_runs_model_and_records_robustness(env: Setting
         budget = read_series(s, run_id, "budget_median_l2", max_points=100)
         assert budget.values[-1] == pytest.approx(result["median_l2"])
     files = {p.name for p in (env.artifacts / str(run_id)).iterdir()}
-    assert {"samples.csv", "minimal.csv", "adversarials.npz", "provenance.json"} <= files
+    assert {"samples.csv", "minimal.csv", "adversarials.npz", "provenance.json",
+            "autoattack.csv", "corruptions.csv"} <= files
     prov = (env.artifacts / str(run_id) / "provenance.json").read_text()
     assert '"foolbox": "3.' in prov and '"L2BrendelBethgeAttack"' in prov
+    assert '"torchattacks": "3.5' in prov
+    (aa,) = result["autoattack"]["threat_models"]["l2"]
+    assert aa["epsilon"] == 0.2 and aa["n"] == 24 and aa["inconsistent"] is not None
+    assert set(result["corruptions"]["accuracy"]) == {"fog"}
 
 
 def test_a_study_fans_out_trains_then_evaluates_and_aggregates(env: Settings, monkeypatch):
@@ -179,7 +187,7 @@ def test_a_study_fans_out_trains_then_evaluates_and_aggregates(env: Settings, mo
     sim = _similarity_run(env)
     cfg = StudyConfig(conditions=("none", "neural-model"), seeds=2, alphas=(2.0,),
                       target_run=sim, train={**TINY, "epochs": 2},
-                      evaluate={"attacks": "none", "noise_sigmas": [0.0, 0.2, 0.4],
+                      evaluate={"parts": ["noise"], "noise_sigmas": [0.0, 0.2, 0.4],
                                 "device": "cpu"})
     with session_scope(env.db_url) as s:
         user = s.query(User).first()

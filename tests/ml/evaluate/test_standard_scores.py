@@ -190,3 +190,17 @@ def test_parts_are_checked_and_attacks_none_leaves_the_minimal_search_out():
         EvaluateConfig(parts=("noise", "noise"))
     assert EvaluateConfig(attacks="none").runs == ("noise", "autoattack", "corruptions")
     assert EvaluateConfig().runs == ("noise", "minimal", "autoattack", "corruptions")
+
+
+def test_corrupted_images_are_made_once_per_process_for_every_model(trained, monkeypatch):
+    from ml.evaluate import corruptions
+
+    _, x, _ = trained
+    calls = []
+    real = corruptions.corrupt_one
+    monkeypatch.setattr(corruptions, "corrupt_one", lambda *a: calls.append(1) or real(*a))
+    first = corrupt(x[:5], "pixelate", 2, seed=11)
+    again = corrupt(x[:5], "pixelate", 2, seed=11)
+    assert torch.equal(first, again) and len(calls) == 5
+    corrupt(x[:5], "pixelate", 2, seed=12)  # another draw: made anew
+    assert len(calls) == 10
