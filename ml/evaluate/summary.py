@@ -43,6 +43,7 @@ def robustness_table(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
             "target": target, "alpha": alpha, "backbone": backbone, "dataset": dataset,
             "n": len(members), "seeds": [m["seed"] for m in members],
             "run_ids": [m.get("id") for m in members]}
+        row["_results"] = [m["result"] for m in members]
         grids = {tuple(m["result"]["noise"]["sigmas"]) for m in members}
         if len(grids) == 1:
             acc = np.array([m["result"]["noise"]["accuracy"] for m in members])  # (runs, σ)
@@ -77,6 +78,7 @@ def robustness_table(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
             if vals:
                 mean, sem = _mean_sem(vals)
                 row["measures"][name] = {"mean": mean, "sem": sem, "n": len(vals)}
+        row["corruptions"] = _corruption_grid(members)
         row["medians"] = {}
         for norm in NORMS:
             vals = [m["result"].get(f"median_{norm}") for m in members]
@@ -85,4 +87,66 @@ def robustness_table(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
                 mean, sem = _mean_sem(finite)
                 row["medians"][norm] = {"mean": mean, "sem": sem, "n": len(finite)}
         rows.append(row)
+    _corruption_errors(rows)
+    for row in rows:
+        del row["_results"]
     return rows
+
+
+def _corruption_grid(members: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Accuracy per corruption × severity, mean ± SEM over the members (a heatmap per
+    condition), when every member measured the same corruptions and severities."""
+    got = [m["result"].get("corruptions") for m in members]
+    if not got or not all(got):
+        return None
+    if len({(tuple(c["names"]), tuple(c["severities"])) for c in got}) != 1:
+        return None
+    names, sev = got[0]["names"], got[0]["severities"]
+    acc = np.array([[c["accuracy"][n] for n in names] for c in got])  # (runs, C, S)
+    mean, sem = mean_sem(acc)
+    return {"names": names, "severities": sev, "mean": mean.tolist(), "sem": sem.tolist(),
+            "n": len(got), "seeds": [m["seed"] for m in members]}
+
+
+def _corruption_errors(rows: list[dict[str, Any]]) -> None:
+    """CE and mCE of every condition relative to the None of its backbone and dataset
+    (Hendrycks & Dietterich 2019, with None as the baseline instead of AlexNet): per seed,
+    CE_c = Σ_s E(c, s) / Σ_s E_None(c, s) against the None model of the same seed, mCE the
+    mean over the benchmark corruptions measured; then mean ± SEM over the paired seeds."""
+    from ml.evaluate.corruptions import BENCHMARK
+
+    base = {(r["backbone"], r["dataset"]): r for r in rows if r["target"] == "none"}
+    for row in rows:
+        row["mce"] = None
+        ref = base.get((row["backbone"], row["dataset"]))
+        grid = row.get("corruptions")
+        if ref is None or grid is None or ref.get("corruptions") is None:
+            continue
+        rg = ref["corruptions"]
+        if (rg["names"], rg["severities"]) != (grid["names"], grid["severities"]):
+            continue
+        per_seed = _per_seed_errors(row), _per_seed_errors(ref)
+        seeds = sorted(set(per_seed[0]) & set(per_seed[1]))
+        if not seeds:
+            continue
+        names = grid["names"]
+        bench = [i for i, n in enumerate(names) if n in BENCHMARK] or list(range(len(names)))
+        ce = np.array([[per_seed[0][s][i] / per_seed[1][s][i]
+                        if per_seed[1][s][i] > 0 else np.nan for i in range(len(names))]
+                       for s in seeds])  # (seeds, C)
+        mce = np.nanmean(ce[:, bench], axis=1)
+        mean, sem = mean_sem(mce)
+        ce_mean, ce_sem = mean_sem(ce)
+        row["mce"] = {"mean": float(mean), "sem": float(sem), "n": len(seeds), "seeds": seeds,
+                      "ce": {n: {"mean": float(ce_mean[i]), "sem": float(ce_sem[i])}
+                             for i, n in enumerate(names)}}
+
+
+def _per_seed_errors(row: Mapping[str, Any]) -> dict[int, list[float]]:
+    """Seed → Σ over severities of the error per corruption, from the row's members."""
+    out = {}
+    for seed, result in zip(row["seeds"], row.get("_results", []), strict=False):
+        cor = result.get("corruptions")
+        if cor:
+            out[int(seed)] = [float(sum(1 - a for a in cor["accuracy"][n])) for n in cor["names"]]
+    return out
