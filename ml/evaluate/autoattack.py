@@ -57,7 +57,7 @@ def check_epsilons(epsilons: Mapping[str, Any], field: str = "autoattack_eps"
         vals = [eps] if isinstance(eps, int | float) else list(eps)
         if not vals or any(isinstance(e, bool) or not isinstance(e, int | float)
                            or not math.isfinite(e) or not 0 < e <= 1 for e in vals):
-            raise ValueError(f"{field}.{norm}: each ε must be in (0, 1] (images in [0, 1]), "
+            raise ValueError(f"{field}: {norm}: each ε must be in (0, 1] (images in [0, 1]), "
                              f"got {vals}")
         out[norm] = tuple(float(e) for e in vals)
     return out

@@ -35,6 +35,13 @@ def test_evaluate_links_to_its_train_run(client: TestClient, settings: Settings)
     ({"train_run": "OK", "noise_sigmas": [-0.1]}, "noise_sigmas", "σ ≥ 0"),
     ({"train_run": "OK", "n_samples": 0}, "n_samples", ""),
     ({"train_run": "OK", "attacks": "all"}, "attacks", ""),
+    ({"train_run": "OK", "autoattack_eps": {"linf": [0]}}, "autoattack_eps", "(0, 1]"),
+    ({"train_run": "OK", "autoattack_eps": {"l2": [2.0]}}, "autoattack_eps", "(0, 1]"),
+    ({"train_run": "OK", "autoattack_eps": {"l7": [0.1]}}, "autoattack_eps",
+     "unknown threat model"),
+    ({"train_run": "OK", "corruptions": ["rain"]}, "corruptions", "choose from"),
+    ({"train_run": "OK", "corruption_severities": [0]}, "corruption_severities", "one of"),
+    ({"train_run": "OK", "parts": ["noise", "fgsm"]}, "parts", "choose one or more"),
 ])
 def test_bad_evaluate_configs_are_422_naming_the_field(
     client: TestClient, settings: Settings, config: dict, field: str, msg: str

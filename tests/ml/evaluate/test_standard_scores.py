@@ -78,10 +78,10 @@ def test_a_sample_autoattack_breaks_below_its_minimal_perturbation_is_reported(a
 
 
 @pytest.mark.parametrize("eps, match", [
-    ({"linf": [0.0]}, r"autoattack_eps.linf: each ε must be in \(0, 1\]"),
-    ({"l2": [1.5]}, r"autoattack_eps.l2: each ε must be in \(0, 1\]"),
+    ({"linf": [0.0]}, r"autoattack_eps: linf: each ε must be in \(0, 1\]"),
+    ({"l2": [1.5]}, r"autoattack_eps: l2: each ε must be in \(0, 1\]"),
     ({"l1": [0.1]}, "unknown threat model 'l1'"),
-    ({"linf": ["big"]}, "autoattack_eps.linf"),
+    ({"linf": ["big"]}, "autoattack_eps: linf"),
 ])
 def test_bad_eps_and_threat_models_are_refused_by_field(eps, match):
     with pytest.raises(ValueError, match=match):
