@@ -54,7 +54,8 @@ def check_epsilons(epsilons: Mapping[str, Any], field: str = "autoattack_eps"
         if norm not in THREAT_MODELS:
             raise ValueError(f"{field}: unknown threat model {norm!r}; AutoAttack has "
                              f"{list(THREAT_MODELS)}")
-        vals = [eps] if isinstance(eps, int | float) else list(eps)
+        vals = [eps] if isinstance(eps, int | float) else list(eps) if isinstance(
+            eps, list | tuple) else [eps]
         if not vals or any(isinstance(e, bool) or not isinstance(e, int | float)
                            or not math.isfinite(e) or not 0 < e <= 1 for e in vals):
             raise ValueError(f"{field}: {norm}: each ε must be in (0, 1] (images in [0, 1]), "
