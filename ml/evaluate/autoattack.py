@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ml.evaluate.checks import check_images
+from ml.evaluate.attacks import NORM_LABELS
+from ml.evaluate.checks import check_images, check_model
 from ml.evaluate.minimal import distances
 
 THREAT_MODELS: dict[str, str] = {"linf": "Linf", "l2": "L2"}
@@ -132,6 +133,7 @@ def autoattack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
     with torch.no_grad():
         pred = torch.cat([model(images[i:i + batch].to(device)).argmax(1).cpu()
                           for i in range(0, n, batch)])
+    check_model(pred, labels, num_classes)  # as the minimal search: no boundary, no score
     clean = (pred == labels).numpy()
     robust = clean.copy()
     broken_by = ["" if c else "clean" for c in clean]
@@ -164,13 +166,11 @@ def autoattack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
                 broken_by[i] = name
             if progress is not None:
                 progress((k + (b + len(idx)) / len(todo)) / len(parts),
-                         f"AutoAttack {NAMES[norm]} ε = {epsilon:.4g}: {name}")
+                         f"AutoAttack {NORM_LABELS[norm]} ε = {epsilon:.4g}: {name}")
         after[name] = float(robust.mean())
     return AutoAttackResult(norm, float(epsilon), version, clean, robust, broken_by, dist,
                             adversarials, after, over, time.perf_counter() - start)
 
-
-NAMES = {"linf": "L∞", "l2": "L2"}
 
 
 def inconsistencies(result: AutoAttackResult, minimal: np.ndarray, ids: np.ndarray

@@ -204,3 +204,14 @@ def test_corrupted_images_are_made_once_per_process_for_every_model(trained, mon
     assert torch.equal(first, again) and len(calls) == 5
     corrupt(x[:5], "pixelate", 2, seed=12)  # another draw: made anew
     assert len(calls) == 10
+
+
+def test_autoattack_refuses_a_constant_model_as_the_minimal_search_does(trained):
+    _, x, y = trained
+
+    class Constant(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros(len(x), 10).index_fill_(1, torch.tensor([3]), 1.0)
+
+    with pytest.raises(ValueError, match="predicts class 3 for every sample"):
+        autoattack(Constant(), x[:20], y[:20], norm="linf", epsilon=0.03, num_classes=10)
