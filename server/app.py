@@ -27,6 +27,7 @@ from server.routes import (
     matrices,
     metrics,
     recordings,
+    records,
     runs,
     studies,
     summaries,
@@ -239,7 +240,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         return JSONResponse({"detail": "internal server error"}, status_code=500)
 
     routers = [m.router for m in (system, team, runs, metrics, artifacts, matrices,
-                                  recordings, summaries, studies, ui)] + [
+                                  recordings, records, summaries, studies, ui)] + [
         metrics.series_router, runs.dry_run_router]
     for router in routers:
         app.include_router(router)

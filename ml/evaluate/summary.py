@@ -44,8 +44,9 @@ def robustness_table(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
             "n": len(members), "seeds": [m["seed"] for m in members],
             "run_ids": [m.get("id") for m in members]}
         row["_results"] = [m["result"] for m in members]
-        grids = {tuple(m["result"]["noise"]["sigmas"]) for m in members}
-        if len(grids) == 1:
+        noises = [m["result"].get("noise") for m in members]  # None: no noise part
+        grids = {tuple(n["sigmas"]) for n in noises if n}
+        if len(grids) == 1 and all(noises):
             acc = np.array([m["result"]["noise"]["accuracy"] for m in members])  # (runs, σ)
             stats = [_mean_sem(list(acc[:, k])) for k in range(acc.shape[1])]
             row["noise"] = {"sigmas": list(next(iter(grids))),
@@ -79,6 +80,7 @@ def robustness_table(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
                 mean, sem = _mean_sem(vals)
                 row["measures"][name] = {"mean": mean, "sem": sem, "n": len(vals)}
         row["corruptions"] = _corruption_grid(members)
+        row["autoattack"] = _autoattack_grid(members)
         row["medians"] = {}
         for norm in NORMS:
             vals = [m["result"].get(f"median_{norm}") for m in members]
@@ -91,6 +93,25 @@ def robustness_table(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
     for row in rows:
         del row["_results"]
     return rows
+
+
+def _autoattack_grid(members: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per threat model, robust accuracy at each ε (and after each component) as mean ±
+    SEM over the members, when every member measured the same ε list."""
+    from ml.evaluate.autoattack import THREAT_MODELS
+    from ml.evaluate.measures import autoattack_rows
+
+    out: dict[str, Any] = {}
+    for norm in THREAT_MODELS:
+        got = [autoattack_rows(m["result"], norm) for m in members]
+        if not all(got) or len({tuple(r["epsilon"] for r in g) for g in got}) != 1:
+            continue
+        acc = np.array([[r["robust_accuracy"] for r in g] for g in got])  # (runs, ε)
+        mean, sem = mean_sem(acc)
+        out[norm] = {"eps": [r["epsilon"] for r in got[0]], "mean": mean.tolist(),
+                     "sem": sem.tolist(), "n": len(got),
+                     "versions": sorted({r.get("version") for g in got for r in g} - {None})}
+    return out
 
 
 def _corruption_grid(members: list[Mapping[str, Any]]) -> dict[str, Any] | None:

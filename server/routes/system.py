@@ -38,10 +38,14 @@ def artifact_names(_: CurrentUser) -> dict[str, str]:
 @router.get("/labels")
 def labels(_: CurrentUser) -> dict[str, dict[str, str]]:
     """How the figures write the field's names: ``norms`` (``linf`` → ``L∞``, from
-    :data:`ml.evaluate.attacks.NORM_LABELS`), so no page spells them."""
+    :data:`ml.evaluate.attacks.NORM_LABELS`) and ``corruptions`` (``gaussian_noise`` →
+    ``Gaussian noise``, from :data:`ml.evaluate.corruptions.CORRUPTIONS`), so no page
+    spells them."""
     from ml.evaluate.attacks import NORM_LABELS
+    from ml.evaluate.corruptions import CORRUPTIONS
 
-    return {"norms": dict(NORM_LABELS)}
+    return {"norms": dict(NORM_LABELS),
+            "corruptions": {name: c.label for name, c in CORRUPTIONS.items()}}
 
 
 @router.get("/kinds")

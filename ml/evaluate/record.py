@@ -1,0 +1,177 @@
+"""A RobustBench-style record of one evaluated model, and the leaderboard row it ranks by.
+
+RobustBench (Croce et al. 2021) keeps one ``model_info`` entry per model and threat model:
+``dataset``, ``architecture``, ``eps`` (``"8/255"``), ``clean_acc`` and ``autoattack_acc``
+(percent, two decimals, as strings), and for corruptions ``corruptions_acc``. A record
+here holds those for every threat model and ε the evaluation measured (``robustbench``),
+beside what this paper adds: the minimal-perturbation medians and means per norm, the
+noise curve, the condition (target, α, seed), the similarity run the target came from
+and the versions that measured it. Plain mappings in, plain dicts out: the server reads
+the runs, this module decides what a record says.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
+
+from ml.evaluate.attacks import NORMS
+from ml.evaluate.autoattack import DEFAULT_EPSILONS, THREAT_MODELS
+from ml.evaluate.measures import MEASURES, autoattack_rows
+
+SCHEMA = "neuroreg.record/1"
+
+Column = Literal[
+    "clean_acc", "autoattack_linf", "autoattack_l2", "corruptions_acc", "noise_acc",
+    "median_linf", "median_l2", "median_l1", "median_l0",
+    "mean_linf", "mean_l2", "mean_l1", "mean_l0", "alpha", "seed", "evaluation_run"]
+"""The leaderboard's sortable columns: a record's scalars (higher is better for every
+score: accuracy, and the distance an attack needs)."""
+COLUMNS: tuple[str, ...] = get_args(Column)
+
+
+def eps_label(eps: float) -> str:
+    """ε as RobustBench writes it: ``8/255`` when it is k/255 below 1, else the number."""
+    k = eps * 255
+    if abs(k - round(k)) < 1e-6 and 1 <= round(k) < 255:
+        return f"{round(k)}/255"
+    return f"{eps:g}"
+
+
+def _pct(v: float | None) -> str | None:
+    return None if v is None else f"{100 * v:.2f}"
+
+
+def _finite(v: Any) -> float | None:
+    return None if v is None or not math.isfinite(float(v)) else float(v)
+
+
+def model_record(*, evaluation: Mapping[str, Any], model: Mapping[str, Any],
+                 similarity: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The record of one succeeded evaluation.
+
+    Args:
+        evaluation: the evaluate run: ``id``, ``name``, ``owner``, ``finished_at``,
+            ``config`` and ``result``.
+        model: the train run it evaluated: ``id``, ``name``, ``config``, ``parent_id``
+            (its study), ``last_metrics``.
+        similarity: the similarity run the model's target came from (``id``, ``config``),
+            when it had one.
+
+    Returns:
+        A JSON-able dict: the model (architecture, width, dataset, condition, seed, runs),
+        ``clean_acc`` (σ = 0 of the noise curve on the whole test split, else the sample
+        set's), ``autoattack`` per threat model and ε (robust accuracy overall and after
+        each component, samples, version, the samples inconsistent with the minimal
+        search), ``corruptions_acc`` and the grid, the minimal-perturbation medians and
+        means, the noise curve, and ``robustbench``: one ``model_info`` entry per threat
+        model and ε, in RobustBench's own fields.
+    """
+    result: Mapping[str, Any] = evaluation.get("result") or {}
+    cfg: Mapping[str, Any] = model.get("config") or {}
+    clean = MEASURES["clean_accuracy"].read(result)
+    clean_n = (result.get("noise") or {}).get("n")
+    if clean is None:
+        clean = _finite(result.get("clean_accuracy"))
+        clean_n = result.get("n") or clean_n
+    arch = str(cfg.get("backbone", ""))
+    architecture = f"{arch} (width {cfg['width']})" if cfg.get("width") else arch
+    rec: dict[str, Any] = {
+        "schema": SCHEMA,
+        "name": model.get("name") or evaluation.get("name") or f"run {model.get('id')}",
+        "evaluation_run": evaluation.get("id"), "model_run": model.get("id"),
+        "model_name": model.get("name"), "study": model.get("parent_id"),
+        "similarity_run": cfg.get("target_run"), "owner": evaluation.get("owner"),
+        "finished_at": evaluation.get("finished_at"),
+        "dataset": cfg.get("dataset"), "architecture": architecture, "backbone": arch or None,
+        "width": cfg.get("width"), "target": cfg.get("target", "none"),
+        "alpha": cfg.get("alpha", 0.0), "seed": cfg.get("seed"),
+        "stimulus_norm": cfg.get("stimulus_norm"),
+        "test_acc": _finite((model.get("last_metrics") or {}).get("test_acc")),
+        "clean_acc": clean, "clean_acc_n": clean_n,
+        "parts": list(result.get("parts") or []),
+    }
+    if similarity is not None:
+        scfg = similarity.get("config") or {}
+        rec["similarity"] = {"run": similarity.get("id"), "source": scfg.get("source"),
+                             "recording": scfg.get("recording"),
+                             "name": similarity.get("name")}
+    rec["autoattack"] = {}
+    for norm in THREAT_MODELS:
+        rows = autoattack_rows(result, norm)
+        if rows:
+            rec["autoattack"][norm] = [{
+                "eps": float(r["epsilon"]), "eps_label": eps_label(float(r["epsilon"])),
+                "robust_acc": float(r["robust_accuracy"]), "after": dict(r.get("after") or {}),
+                "n": r.get("n"), "clean_acc": r.get("clean_accuracy"),
+                "version": r.get("version"), "inconsistent": r.get("inconsistent"),
+                "over_budget": r.get("over_budget")} for r in rows]
+    cor = result.get("corruptions")
+    rec["corruptions_acc"] = None if not cor else float(cor["mean_accuracy"])
+    rec["corruptions"] = None if not cor else {
+        k: cor.get(k) for k in ("names", "severities", "accuracy", "n", "seed",
+                                 "clean_accuracy")}
+    rec["minimal"] = {
+        stat: {n: _finite(result.get(f"{stat}_{n}")) for n in NORMS
+               if f"{stat}_{n}" in result} for stat in ("median", "mean")}
+    rec["minimal"]["unbroken"] = {n: result[f"unbroken_{n}"] for n in NORMS
+                                  if f"unbroken_{n}" in result}
+    rec["noise"] = result.get("noise")
+    rec["noise_acc"] = MEASURES["noise_accuracy"].read(result)
+    rec["versions"] = result.get("versions")
+    rec["robustbench"] = _robustbench(rec)
+    return rec
+
+
+def _robustbench(rec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """RobustBench ``model_info`` entries: one per threat model and ε, and one for
+    corruptions; ``unreliable`` marks a reduced (custom) AutoAttack."""
+    base = {"name": rec["name"], "dataset": rec["dataset"],
+            "architecture": rec["architecture"], "additional_data": False,
+            "number_forward_passes": 1, "clean_acc": _pct(rec["clean_acc"])}
+    out = []
+    for norm, rows in rec["autoattack"].items():
+        for r in rows:
+            out.append({**base, "threat_model": THREAT_MODELS[norm], "eps": r["eps_label"],
+                        "autoattack_acc": _pct(r["robust_acc"]), "n_examples": r["n"],
+                        "unreliable": r["version"] != "standard"})
+    if rec["corruptions_acc"] is not None:
+        out.append({**base, "threat_model": "corruptions",
+                    "corruptions_acc": _pct(rec["corruptions_acc"]),
+                    "n_examples": (rec["corruptions"] or {}).get("n")})
+    return out
+
+
+def leaderboard_row(rec: Mapping[str, Any], eps: Mapping[str, float] | None = None
+                    ) -> dict[str, Any]:
+    """The scalar columns of a record: AutoAttack accuracy at ``eps`` per threat model
+    (default the standard 8/255 and 0.5; None when the evaluation did not measure that ε),
+    corruption and clean accuracy, the medians and means per norm, the condition."""
+    eps = {**{n: v[0] for n, v in DEFAULT_EPSILONS.items()}, **(eps or {})}
+    row: dict[str, Any] = {k: rec.get(k) for k in (
+        "evaluation_run", "model_run", "name", "owner", "study", "similarity_run",
+        "dataset", "architecture", "target", "alpha", "seed", "clean_acc", "clean_acc_n",
+        "corruptions_acc", "noise_acc", "finished_at")}
+    for norm in THREAT_MODELS:
+        hit = next((r for r in rec["autoattack"].get(norm, [])
+                    if math.isclose(r["eps"], eps[norm], rel_tol=1e-6)), None)
+        row[f"autoattack_{norm}"] = None if hit is None else hit["robust_acc"]
+        row[f"autoattack_{norm}_version"] = None if hit is None else hit["version"]
+        row[f"autoattack_{norm}_n"] = None if hit is None else hit["n"]
+    for stat in ("median", "mean"):
+        for n in NORMS:
+            row[f"{stat}_{n}"] = rec["minimal"][stat].get(n)
+    return row
+
+
+def sort_rows(rows: list[dict[str, Any]], column: str, *, descending: bool
+              ) -> list[dict[str, Any]]:
+    """``rows`` by ``column``; rows without a value last, whichever the order; ties by
+    evaluation run (newest first)."""
+    have = [r for r in rows if r.get(column) is not None]
+    have.sort(key=lambda r: -(r["evaluation_run"] or 0))
+    have.sort(key=lambda r: r[column], reverse=descending)
+    missing = sorted((r for r in rows if r.get(column) is None),
+                     key=lambda r: -(r["evaluation_run"] or 0))
+    return have + missing

@@ -1,0 +1,115 @@
+"""RobustBench-style records of evaluated models and the leaderboard across them
+(:mod:`ml.evaluate.record` says what a record holds)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import HTTPException, Query, Response, status
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from ml.evaluate.autoattack import DEFAULT_EPSILONS
+from ml.evaluate.record import Column, leaderboard_row, model_record, sort_rows
+from server.deps import CurrentUser, RunId, RunIdQuery, SessionDep, run_or_404
+from server.store.metrics import latest_values
+from server.store.models import MAX_ID, Run, RunStatus, User
+from server.strict import CONFLICT, api_router
+
+router = api_router(prefix="/api", tags=["records"])
+
+Epsilon = Annotated[float | None, Query(
+    gt=0, le=1, allow_inf_nan=False,
+    description="the ε whose AutoAttack accuracy this column ranks (images in [0, 1])")]
+
+
+def _as_dict(run: Run, last_metrics: dict[str, float] | None = None) -> dict[str, Any]:
+    return {"id": run.id, "name": run.name, "owner": run.owner.name, "config": run.config,
+            "result": run.result, "parent_id": run.parent_id,
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "last_metrics": last_metrics or {}}
+
+
+def _records(session: Session, pairs: list[tuple[Run, Run]]) -> list[dict[str, Any]]:
+    """The record of each (evaluation, model) pair, with the similarity runs they name."""
+    tests = latest_values(session, [m.id for _, m in pairs], ["test_acc"])
+    sim_ids = {m.config.get("target_run") for _, m in pairs} - {None}
+    sims = {r.id: r for r in session.execute(
+        select(Run).where(Run.id.in_(sim_ids))).scalars().unique()} if sim_ids else {}
+    out = []
+    for e, m in pairs:
+        sim = sims.get(m.config.get("target_run") or 0)
+        out.append(model_record(evaluation=_as_dict(e), model=_as_dict(m, tests.get(m.id)),
+                                similarity=None if sim is None else _as_dict(sim)))
+    return out
+
+
+@router.get("/runs/{run_id}/record", responses=CONFLICT)
+def record(run_id: RunId, session: SessionDep, _: CurrentUser,
+           download: bool = False) -> Response:
+    """The RobustBench-style record of a succeeded evaluate run (``download=true``: as a
+    JSON file to save). A train run answers 409 naming its evaluations."""
+    run = run_or_404(session, run_id)
+    if run.kind != "evaluate":
+        evals = session.execute(select(Run.id).where(
+            Run.input_run_id == run.id, Run.kind == "evaluate",
+            Run.status == RunStatus.succeeded).order_by(Run.id)).scalars().all()
+        hint = (f"; its succeeded evaluations: {', '.join(map(str, evals))}" if evals
+                else "; it has no succeeded evaluation")
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"run {run_id} is a {run.kind} run: records are of evaluate "
+                            f"runs{hint if run.kind == 'train' else ''}")
+    if run.status is not RunStatus.succeeded or not run.result:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"run {run_id} is {run.status}: a record needs a succeeded "
+                            "evaluation")
+    model = session.get(Run, run.input_run_id) if run.input_run_id else None
+    if model is None:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"run {run_id}: the model it evaluated was deleted")
+    rec = _records(session, [(run, model)])[0]
+    headers = {"Content-Disposition": f'attachment; filename="neuroreg-record-{run_id}.json"'
+               } if download else {}
+    return Response(json.dumps(rec, indent=1), media_type="application/json",
+                    headers=headers)
+
+
+@router.get("/leaderboard")
+def leaderboard(
+    session: SessionDep,
+    _: CurrentUser,
+    sort: Column = "autoattack_linf",
+    order: Literal["desc", "asc"] = "desc",
+    dataset: Annotated[str | None, Query(max_length=64)] = None,
+    target: Annotated[str | None, Query(max_length=64)] = None,
+    owner: Annotated[str | None, Query(max_length=64)] = None,
+    study: RunIdQuery = None,
+    eps_linf: Epsilon = None,
+    eps_l2: Epsilon = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+) -> dict[str, Any]:
+    """Every succeeded evaluation of a model that still exists, one row each, sorted by
+    ``sort`` (rows without that score last). AutoAttack columns rank robust accuracy at
+    ``eps_linf``/``eps_l2`` (default RobustBench's 8/255 and 0.5): an evaluation at
+    another ε has no value there, as RobustBench keeps one leaderboard per ε. ``study``
+    is the study of the evaluated models."""
+    model = aliased(Run)
+    query = (select(Run, model).join(model, Run.input_run_id == model.id)
+             .where(Run.kind == "evaluate", Run.status == RunStatus.succeeded))
+    if study is not None:
+        query = query.where(model.parent_id == study)
+    if owner:
+        query = query.join(User, Run.owner_id == User.id).where(User.name == owner)
+    pairs = [(e, m) for e, m in session.execute(query).unique().all() if e.result]
+    if dataset:
+        pairs = [p for p in pairs if p[1].config.get("dataset") == dataset]
+    if target:
+        pairs = [p for p in pairs if p[1].config.get("target", "none") == target]
+    eps = {k: v for k, v in (("linf", eps_linf), ("l2", eps_l2)) if v is not None}
+    rows = sort_rows([leaderboard_row(r, eps) for r in _records(session, pairs)], sort,
+                     descending=order == "desc")
+    return {"items": rows[offset:offset + limit], "total": len(rows), "limit": limit,
+            "offset": offset, "sort": sort, "order": order,
+            "eps": {n: eps.get(n, v[0]) for n, v in DEFAULT_EPSILONS.items()}}

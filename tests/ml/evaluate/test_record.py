@@ -1,0 +1,117 @@
+"""RobustBench-style records of a real evaluation, the leaderboard row they rank by, and
+the study summaries of evaluations that ran only some parts."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ml.evaluate.autoattack import THREAT_MODELS
+from ml.evaluate.record import eps_label, leaderboard_row, model_record, sort_rows
+from ml.evaluate.run import EvaluateConfig, evaluate_model
+from ml.evaluate.summary import robustness_table
+from ml.recorder import MemoryRecorder
+
+MODEL = {"id": 7, "name": "neural α=8 seed 1", "parent_id": 3, "last_metrics": {"test_acc": 0.91},
+         "config": {"backbone": "small_cnn", "width": 16, "dataset": "digits32",
+                    "target": "neural-model", "alpha": 8.0, "seed": 1, "target_run": 2}}
+SIMILARITY = {"id": 2, "name": "v1", "config": {"source": "simulated"}}
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained):
+    model, x, y = trained
+    cfg = EvaluateConfig(attacks="quick", norms=("l2", "linf"), n_samples=20, batch_size=20,
+                         noise_sigmas=(0.0, 0.1), autoattack_eps={"linf": [8 / 255, 0.1]},
+                         autoattack_steps=5, autoattack_queries=20,
+                         corruptions=("fog", "saturate"), corruption_severities=(1, 3),
+                         corruption_samples=30, device="cpu")
+    return evaluate_model(cfg, MemoryRecorder(), model, x, y, num_classes=10)
+
+
+def test_a_record_holds_robustbench_fields_and_ours(evaluated):
+    rec = model_record(evaluation={"id": 9, "name": "eval", "owner": "ana", "result": evaluated},
+                       model=MODEL, similarity=SIMILARITY)
+    assert (rec["evaluation_run"], rec["model_run"], rec["study"], rec["similarity_run"]) == (
+        9, 7, 3, 2)
+    assert rec["architecture"] == "small_cnn (width 16)" and rec["dataset"] == "digits32"
+    assert (rec["target"], rec["alpha"], rec["seed"], rec["test_acc"]) == (
+        "neural-model", 8.0, 1, 0.91)
+    assert rec["similarity"] == {"run": 2, "source": "simulated", "recording": None,
+                                 "name": "v1"}
+    # clean accuracy from σ = 0 on the whole test split, not the 20 attacked samples
+    assert rec["clean_acc"] == evaluated["noise"]["accuracy"][0]
+    assert rec["clean_acc_n"] == evaluated["noise"]["n"] > 20
+    rows = rec["autoattack"]["linf"]
+    assert [r["eps_label"] for r in rows] == ["8/255", "0.1"] and "l2" not in rec["autoattack"]
+    first = evaluated["autoattack"]["threat_models"]["linf"][0]
+    assert rows[0]["robust_acc"] == first["robust_accuracy"] and rows[0]["n"] == 20
+    assert list(rows[0]["after"]) == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert rows[0]["version"] == "custom"  # 5 steps, 20 queries: not the standard
+    assert rec["minimal"]["median"]["l2"] == evaluated["median_l2"]
+    assert rec["minimal"]["mean"]["linf"] == evaluated["mean_linf"]
+    assert rec["corruptions_acc"] == evaluated["corruptions"]["mean_accuracy"]
+    assert rec["corruptions"]["names"] == ["fog", "saturate"]
+    # RobustBench's model_info: percent strings with two decimals, one entry per ε
+    rb = {(e["threat_model"], e.get("eps")): e for e in rec["robustbench"]}
+    assert set(rb) == {("Linf", "8/255"), ("Linf", "0.1"), ("corruptions", None)}
+    entry = rb[("Linf", "8/255")]
+    assert entry["autoattack_acc"] == f"{100 * rows[0]['robust_acc']:.2f}"
+    assert entry["clean_acc"] == f"{100 * rec['clean_acc']:.2f}" and entry["unreliable"]
+    assert rb[("corruptions", None)]["corruptions_acc"] == f"{100 * rec['corruptions_acc']:.2f}"
+
+
+def test_the_leaderboard_ranks_autoattack_at_one_eps_and_puts_the_unmeasured_last(evaluated):
+    rec = model_record(evaluation={"id": 9, "result": evaluated}, model=MODEL)
+    row = leaderboard_row(rec)  # RobustBench's 8/255 for L∞; no L2 measured
+    assert row["autoattack_linf"] == rec["autoattack"]["linf"][0]["robust_acc"]
+    assert row["autoattack_l2"] is None and row["autoattack_linf_version"] == "custom"
+    assert leaderboard_row(rec, {"linf": 0.1})["autoattack_linf"] == (
+        rec["autoattack"]["linf"][1]["robust_acc"])
+    assert leaderboard_row(rec, {"linf": 0.05})["autoattack_linf"] is None
+    rows = [{"evaluation_run": i, "x": v} for i, v in enumerate([0.3, None, 0.9, 0.3])]
+    assert [r["evaluation_run"] for r in sort_rows(rows, "x", descending=True)] == [2, 3, 0, 1]
+    assert [r["evaluation_run"] for r in sort_rows(rows, "x", descending=False)] == [3, 0, 2, 1]
+
+
+def test_every_norm_and_score_of_a_record_is_a_leaderboard_column():
+    from ml.evaluate.attacks import NORMS
+    from ml.evaluate.record import COLUMNS
+
+    assert {f"{s}_{n}" for s in ("median", "mean") for n in NORMS} <= set(COLUMNS)
+    assert {f"autoattack_{n}" for n in THREAT_MODELS} <= set(COLUMNS)
+
+
+@pytest.mark.parametrize(("eps", "label"), [(8 / 255, "8/255"), (0.5, "0.5"), (0.1, "0.1"),
+                                            (1.0, "1"), (0.0123456, "0.0123456")])
+def test_eps_is_written_as_robustbench_writes_it(eps, label):
+    assert eps_label(eps) == label
+
+
+def test_a_record_of_an_evaluation_without_noise_takes_the_samples_clean_accuracy(trained):
+    model, x, y = trained
+    cfg = EvaluateConfig(parts=("minimal",), attacks="quick", norms=("l2",), n_samples=10,
+                         batch_size=10, device="cpu")
+    out = evaluate_model(cfg, MemoryRecorder(), model, x, y, num_classes=10)
+    rec = model_record(evaluation={"id": 1, "result": out}, model=MODEL)
+    assert rec["clean_acc"] == out["clean_accuracy"] and rec["clean_acc_n"] == 10
+    assert rec["noise"] is None and rec["autoattack"] == {} and rec["corruptions_acc"] is None
+    # a study whose evaluations skipped the noise curve still summarizes
+    (row,) = robustness_table([{"id": 1, "target": "none", "alpha": 0, "backbone": "b",
+                                "dataset": "d", "seed": 0, "result": out}])
+    assert row["noise"] is None and row["medians"]["l2"]["n"] == 1
+
+
+def test_a_condition_averages_autoattack_per_eps_over_its_seeds(evaluated):
+    other = {**evaluated, "autoattack": {"components": [], "threat_models": {"linf": [
+        {**r, "robust_accuracy": r["robust_accuracy"] + 0.1}
+        for r in evaluated["autoattack"]["threat_models"]["linf"]]}}}
+    (row,) = robustness_table([
+        {"id": i, "target": "none", "alpha": 0, "backbone": "b", "dataset": "d", "seed": i,
+         "result": res} for i, res in enumerate([evaluated, other])])
+    grid = row["autoattack"]["linf"]
+    assert grid["eps"] == pytest.approx([8 / 255, 0.1]) and grid["n"] == 2
+    first = evaluated["autoattack"]["threat_models"]["linf"][0]["robust_accuracy"]
+    assert grid["mean"][0] == pytest.approx(first + 0.05)
+    assert grid["sem"][0] == pytest.approx(0.05) and grid["versions"] == ["custom"]
+    assert math.isfinite(np.sum(grid["mean"]))
