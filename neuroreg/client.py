@@ -18,6 +18,7 @@ Logging from your own training script (like ``mlflow.log_batch``):
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -245,6 +246,52 @@ class Client:
         (evaluate runs; none: every finished one)."""
         return self._call("GET", "/api/summaries/robustness",
                           params={"run_id": list(run_ids)})
+
+    # records ------------------------------------------------------------------------
+    def record(self, evaluate_run: int, *, dest: str | os.PathLike[str] | None = None
+               ) -> Any:
+        """The RobustBench-style record of a succeeded evaluate run
+        (:func:`ml.evaluate.record.model_record`): clean accuracy, AutoAttack accuracy
+        per threat model and ε, corruption accuracy, the medians per norm, the condition,
+        ``robustbench`` (RobustBench's ``model_info`` entries). With ``dest`` (a file, or a
+        folder for ``neuroreg-record-<id>.json``) it is saved there and the path returned.
+
+        Raises:
+            NeuroregError: 409 for a run that is no succeeded evaluation (a train run's
+                message names its evaluations).
+        """
+        rec = self._call("GET", f"/api/runs/{evaluate_run}/record")
+        if dest is None:
+            return rec
+        path = Path(dest)
+        if path.is_dir():
+            path = path / f"neuroreg-record-{evaluate_run}.json"
+        path.write_text(json.dumps(rec, indent=1))
+        return path
+
+    def leaderboard_page(self, **params: Any) -> dict[str, Any]:
+        """One page of ``GET /api/leaderboard``: ``items``, ``total``, ``sort``, ``order``,
+        ``eps`` (the ε each AutoAttack column ranks), ``limit``, ``offset``."""
+        return self._call("GET", "/api/leaderboard", params=params)
+
+    def leaderboard(self, *, sort: str = "autoattack_linf", order: str = "desc",
+                    eps_linf: float | None = None, eps_l2: float | None = None,
+                    limit: int | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """Every succeeded evaluation, one row each (:func:`ml.evaluate.record.leaderboard_row`),
+        sorted by ``sort`` (rows without it last); AutoAttack columns at ``eps_linf`` /
+        ``eps_l2`` (the server's default: 8/255 and 0.5). ``filters``: ``dataset``,
+        ``target``, ``owner``, ``study``. All rows, page by page, or the first ``limit``."""
+        params = {"sort": sort, "order": order, **filters,
+                  **{k: v for k, v in (("eps_linf", eps_linf), ("eps_l2", eps_l2))
+                     if v is not None}}
+        rows: list[dict[str, Any]] = []
+        while limit is None or len(rows) < limit:
+            size = 1000 if limit is None else min(1000, limit - len(rows))
+            page = self.leaderboard_page(**params, limit=size, offset=len(rows))
+            rows += page["items"]
+            if not page["items"] or len(rows) >= page["total"]:
+                break
+        return rows
 
     def study_curves(self, study_id: int, key: str = "test_acc", *, max_points: int = 500
                      ) -> Any:

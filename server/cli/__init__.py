@@ -22,6 +22,8 @@ from server.cli.commands import (
     UsageError,
     cmd_frontier,
     cmd_gamma,
+    cmd_leaderboard,
+    cmd_record,
     cmd_recordings,
     cmd_robustness,
     cmd_runs,
@@ -47,7 +49,8 @@ from server.settings import get_settings
 
 __all__ = ["DEMO_CONFIG", "DEMO_SIMILARITY_NAME", "DEMO_STUDY_NAME", "_admin_token",
            "_demo_study", "_env", "_submit_demo", "build_parser", "cmd_datasets",
-           "cmd_frontier", "load_run_file", "main", "print_frontier", "worker_command"]
+           "cmd_frontier", "cmd_leaderboard", "load_run_file", "main", "print_frontier",
+           "worker_command"]
 
 
 def _service_options(p: argparse.ArgumentParser) -> None:
@@ -120,6 +123,29 @@ def build_parser() -> argparse.ArgumentParser:
                     "(a fraction; default the server's, 0.02)")
     fr.add_argument("--json", action="store_true", help="the server's JSON as is")
     fr.set_defaults(func=cmd_frontier)
+    from ml.evaluate.record import COLUMNS
+
+    lb = sub.add_parser("leaderboard", help="every evaluated model ranked RobustBench's way: "
+                        "AutoAttack at one ε, corruptions, clean accuracy, medians")
+    lb.add_argument("--sort", choices=COLUMNS, default="autoattack_linf",
+                    help="the column to rank by (default autoattack_linf)")
+    lb.add_argument("--order", choices=("desc", "asc"), default="desc",
+                    help="desc (default): best first")
+    lb.add_argument("--eps-linf", type=float, help="the L∞ ε the AutoAttack column ranks "
+                    "(default the server's, 8/255)")
+    lb.add_argument("--eps-l2", type=float, help="the L2 ε (default the server's, 0.5)")
+    for name in ("dataset", "target", "owner"):
+        lb.add_argument(f"--{name}", help=f"only models with this {name}")
+    lb.add_argument("--study", type=int, help="only models trained by this study")
+    lb.add_argument("--limit", type=int, default=50, help="how many rows (default 50)")
+    lb.add_argument("--json", action="store_true", help="the server's JSON page as is")
+    lb.set_defaults(func=cmd_leaderboard)
+    rc = sub.add_parser("record", help="save the RobustBench-style record of an evaluate "
+                        "run as JSON")
+    rc.add_argument("run", type=int, help="evaluate run id")
+    rc.add_argument("-o", "--out", default=".", help="a file, or a folder for "
+                    "neuroreg-record-<id>.json (default: here); - prints it")
+    rc.set_defaults(func=cmd_record)
     d = sub.add_parser("datasets", help="list or download the CIFAR archives train runs read")
     d.add_argument("action", choices=["list", "download"], nargs="?", default="list",
                    help="list what is there (default) or download the archives")

@@ -280,3 +280,55 @@ def cmd_frontier(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print_frontier(data)
     return 0
+
+
+def _pct(v: float | None, custom: bool = False) -> str:
+    return "–" if v is None else f"{100 * v:.1f}{'*' if custom else ''}"
+
+
+def cmd_leaderboard(args: argparse.Namespace, settings: Settings) -> int:
+    from ml.evaluate.record import eps_label
+
+    params = {k: getattr(args, k) for k in ("sort", "order", "eps_linf", "eps_l2", "dataset",
+                                            "target", "owner", "study")
+              if getattr(args, k) is not None}
+    with client(settings) as nr:
+        page = nr.leaderboard_page(**params, limit=args.limit)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return 0
+    eps = page["eps"]
+    cols = [("clean %", 8), (f"AA L∞ {eps_label(eps['linf'])}", 13),
+            (f"AA L2 {eps_label(eps['l2'])}", 11), ("corrupt. %", 11), ("median L2", 10),
+            ("median L∞", 10)]
+    print(f"{'eval':>5} {'model':>6}  {'target':<14}{'α':>6} {'seed':>5}  "
+          + "".join(f"{c:>{w}}" for c, w in cols) + "  architecture · dataset · name")
+    custom = False
+    for r in page["items"]:
+        flags = [r["autoattack_linf_version"] == "custom", r["autoattack_l2_version"] == "custom"]
+        custom |= any(flags)
+        med = [("–" if r[k] is None else f"{r[k]:.4g}") for k in ("median_l2", "median_linf")]
+        vals = [_pct(r["clean_acc"]), _pct(r["autoattack_linf"], flags[0]),
+                _pct(r["autoattack_l2"], flags[1]), _pct(r["corruptions_acc"]), *med]
+        print(f"{r['evaluation_run']:>5} {r['model_run']:>6}  {str(r['target']):<14}"
+              f"{r['alpha']:>6g} {str(r['seed']):>5}  "
+              + "".join(f"{v:>{w}}" for v, (_, w) in zip(vals, cols, strict=True))
+              + f"  {r['architecture']} · {r['dataset']} · {r['name']}")
+    if not page["items"]:
+        print("no succeeded evaluations among these")
+    if custom:
+        print("* a reduced (custom) AutoAttack: fewer steps or queries than the standard "
+              "version; not comparable with RobustBench's numbers")
+    best = "highest" if page["order"] == "desc" else "lowest"
+    print(f"({len(page['items'])} of {page['total']} evaluations; by {page['sort']}, {best} "
+          "first; – : not measured, or at another ε)")
+    return 0
+
+
+def cmd_record(args: argparse.Namespace, settings: Settings) -> int:
+    with client(settings) as nr:
+        if args.out == "-":
+            print(json.dumps(nr.record(args.run), indent=1))
+        else:
+            print(f"saved {nr.record(args.run, dest=args.out)}")
+    return 0
