@@ -89,7 +89,8 @@ export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 function addNav() {
   const header = document.querySelector("header");
   if (!header || header.querySelector("nav.top")) return;
-  const links = [["/", "Runs"], ["/submit", "Submit"], ["/compare", "Compare"], ["/tokens", "Tokens"]];
+  const links = [["/", "Runs"], ["/submit", "Submit"], ["/compare", "Compare"],
+    ["/leaderboard", "Leaderboard"], ["/tokens", "Tokens"]];
   const nav = el("nav", { class: "top", "aria-label": "pages" },
     ...links.map(([href, text]) => el("a", { href, ...(location.pathname === href ? { "aria-current": "page" } : {}) }, text)));
   header.querySelector(".brand").after(nav);

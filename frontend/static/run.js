@@ -1,4 +1,4 @@
-import { api, el, fieldLabels, getJSON, when, withLogin } from "./api.js";
+import { api, el, fieldLabels, fmt, getJSON, when, withLogin } from "./api.js";
 import { chartIn, plot, plotly } from "./figures.js";
 import { drawPairs, drawScores, drawSimilarity, drawTargets } from "./similarity.js";
 
@@ -50,6 +50,8 @@ async function drawCharts(run, series) {
   const byChart = new Map();
   const norms = (await fieldLabels()).norms;
   if (!learnsGamma(run)) series = series.filter((s) => !s.key.startsWith("gamma/"));
+  // an evaluation's AutoAttack and corruption scores: in its record, with their ε
+  if (run.kind === "evaluate") series = series.filter((s) => !/^(autoattack_|corruption_acc)/.test(s.key));
   // similarity scores and evaluation medians are single values: a table, not charts
   const single = run.kind === "similarity" || run.kind === "evaluate"
     ? series.filter((s) => s.total === 1 && !s.key.startsWith("noise_")) : [];
@@ -125,6 +127,68 @@ function drawRun(run) {
   document.getElementById("cancel").hidden = FINISHED.has(run.status);
 }
 
+const pct = (v) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)} %`);
+const epsText = (norm, r) => (norm === "linf" ? r.eps_label : String(r.eps));
+
+function scoreTable(id, head, rows) {
+  return el("table", { class: "scores", id },
+    el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {}, h)))),
+    el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", {}, c))))));
+}
+
+// A succeeded evaluation's RobustBench-style record: clean accuracy, AutoAttack per threat
+// model and ε (after each component), the corruptions as a heatmap, the minimal medians
+async function drawRecord(norms) {
+  const rec = await getJSON(`/api/runs/${runId}/record`);
+  const { corruptions: names } = await fieldLabels();
+  const tables = [el("p", { class: "meta" },
+    `${rec.architecture} on ${rec.dataset} · ${rec.target === "none" ? "None" : `${rec.target} α=${rec.alpha}`}`
+    + ` · seed ${rec.seed} · clean accuracy ${pct(rec.clean_acc)}${rec.clean_acc_n ? ` (${rec.clean_acc_n} test images)` : ""}`)];
+  const aa = Object.entries(rec.autoattack);
+  if (aa.length) {
+    const components = Object.keys(aa[0][1][0].after);
+    tables.push(el("h3", {}, "AutoAttack robust accuracy"), scoreTable("record-autoattack",
+      ["threat model", "ε", "robust accuracy", ...components.map((c) => `after ${c}`), "samples", "version",
+        "inconsistent with minimal"],
+      aa.flatMap(([norm, rows]) => rows.map((r) => [norms[norm] || norm, epsText(norm, r), pct(r.robust_acc),
+        ...components.map((c) => pct(r.after[c])), r.n, r.version,
+        r.inconsistent === null || r.inconsistent === undefined ? "–" : String(r.inconsistent)]))));
+    if (aa.some(([, rows]) => rows.some((r) => r.version !== "standard"))) {
+      tables.push(el("p", { class: "meta" }, "custom: fewer steps or queries than the standard AutoAttack "
+        + "(100 steps, 5,000 Square queries); not comparable with RobustBench's numbers."));
+    }
+  }
+  const minimal = Object.keys(rec.minimal.median);
+  if (minimal.length) {
+    tables.push(el("h3", {}, "Minimal adversarial perturbations"), scoreTable("record-minimal",
+      ["norm", "median", "mean", "never broken"], minimal.map((n) => [norms[n] || n, fmt(rec.minimal.median[n], 4),
+        fmt(rec.minimal.mean[n], 4), rec.minimal.unbroken[n] ?? "–"])));
+  }
+  const charts = document.getElementById("record-charts");
+  if (rec.corruptions) {
+    const c = rec.corruptions;
+    tables.push(el("p", {}, `Mean accuracy under the common corruptions: ${pct(rec.corruptions_acc)} `
+      + `(${c.n} test images; clean on the same ${pct(c.clean_accuracy)})`));
+    const div = chartIn(charts, "record-corruptions", "Accuracy under corruptions");
+    div.classList.add("wide");
+    div.style.height = `${170 + 24 * c.names.length}px`;  // rows readable, never stretched
+    await plot(div, [{ type: "heatmap", z: c.names.map((n) => c.accuracy[n]), x: c.severities.map(String),
+      y: c.names.map((n) => names[n] || n), zmin: 0, zmax: 1, colorscale: "Viridis",
+      colorbar: { title: { text: "accuracy" }, thickness: 12 },
+      hovertemplate: "%{y}, severity %{x}: %{z:.3f}<extra></extra>" }],
+    { title: { text: "Accuracy under corruptions (CIFAR-10-C's, per severity)" },
+      xaxis: { title: { text: "severity" }, type: "category" },
+      yaxis: { autorange: "reversed", automargin: true, type: "category" } });
+  }
+  document.getElementById("record-tables").replaceChildren(...tables);
+  document.getElementById("record-download").onclick = () => {
+    const url = URL.createObjectURL(new Blob([JSON.stringify(rec, null, 1)], { type: "application/json" }));
+    el("a", { href: url, download: `neuroreg-record-${runId}.json` }).click();
+    URL.revokeObjectURL(url);
+  };
+  document.getElementById("record").hidden = false;
+}
+
 async function drawArtifacts() {
   const items = await getJSON(`/api/runs/${runId}/artifacts`);
   document.getElementById("artifacts").replaceChildren(...items.map((a) => {
@@ -164,7 +228,9 @@ withLogin(async () => {
       // the matrices asked for on the first pass, unless the run finished since
       const shown = similarity || trained ? (names && names.length ? names
         : await getJSON(`/api/runs/${runId}/matrices`)) : [];
+      const evaluated = run.kind === "evaluate" && run.status === "succeeded" && run.input_run_id;
       await Promise.allSettled([charts, drawArtifacts(),
+        ...(evaluated ? [fieldLabels().then((l) => drawRecord(l.norms))] : []),
         ...(similarity ? [drawSimilarity(runId), drawPairs(runId, shown)] : []),
         drawTargets(runId, run.result || {}, shown)]);
       break;

@@ -6,7 +6,7 @@
 // frontier: each condition through its α in (clean accuracy, robustness), and against None
 // at matched clean accuracy. The paper's reported values can be laid over ours (◇), beside
 // a box saying how this study's setting differs from the paper's.
-import { artifactNames, AuthError, el, fmt, getJSON, when, withLogin } from "./api.js";
+import { artifactNames, AuthError, el, fieldLabels, fmt, getJSON, when, withLogin } from "./api.js";
 import { chartIn, plot, plotly } from "./figures.js";
 import { drawMatrix, matrixDiv, matrixViews, withChoice } from "./similarity.js";
 
@@ -238,6 +238,7 @@ function drawFigures(data) {
     { xaxis: { title: { text: "attack iterations (cumulative)" }, type: "log" },
       yaxis: { title: { text: `median ${normLabel} (best so far)` } } }]);
   }
+  jobs.push(...standardScores(host, rows, data.corruptionLabels || {}));
   const cond = [...new Set(rows.map((r) => r.target))];
   const alphas = new Set(rows.filter((r) => r.target !== "none").map((r) => r.alpha));
   if (alphas.size > 1) {  // Fig. 6 as in the paper: robustness against α, None at α = 0
@@ -267,6 +268,62 @@ function drawFigures(data) {
       subtitle: { text: div.dataset.subtitle || "" } }, uirevision: div.id, ...layout });
     linkToRuns(div);
   }));
+}
+
+const epsText = (norm, e) => {
+  const k = e * 255;
+  return norm === "linf" && Math.abs(k - Math.round(k)) < 1e-6 ? `${Math.round(k)}/255` : String(Number(e.toPrecision(4)));
+};
+
+// The field's standard numbers: AutoAttack robust accuracy per threat model and ε, CE/mCE
+// against None (Hendrycks & Dietterich's, None as the baseline) and one corruption heatmap
+// per condition (accuracy per corruption × severity), all mean ± SEM over seeds.
+function standardScores(host, rows, names) {
+  const jobs = [];
+  for (const [norm, normLabel] of [["linf", "L∞"], ["l2", "L2"]]) {
+    const have = rows.filter((r) => r.autoattack && r.autoattack[norm]);
+    if (!have.length) continue;
+    const eps = [...new Set(have.flatMap((r) => r.autoattack[norm].eps))].sort((a, b) => a - b);
+    const custom = have.some((r) => r.autoattack[norm].versions.includes("custom"));
+    const div = figure(host, `fig-autoattack-${norm}`, `AutoAttack robust accuracy, ${normLabel}`,
+      `per ε; mean ± SEM over seeds${custom ? "; a reduced (custom) AutoAttack, not RobustBench's standard" : ""}`);
+    const traces = eps.map((e, k) => {
+      const at = have.filter((r) => r.autoattack[norm].eps.includes(e));
+      const i = (r) => r.autoattack[norm].eps.indexOf(e);
+      return { type: "bar", name: `ε = ${epsText(norm, e)}`, x: at.map(label),
+        y: at.map((r) => r.autoattack[norm].mean[i(r)]),
+        error_y: { type: "data", array: at.map((r) => bar({ mean: r.autoattack[norm].mean[i(r)],
+          sem: r.autoattack[norm].sem[i(r)] })), visible: true },
+        marker: { color: at.map(colour), opacity: 1 - 0.45 * (k / Math.max(1, eps.length - 1)) },
+        customdata: at.map(condId) };
+    });
+    jobs.push([div, traces, { barmode: "group", showlegend: eps.length > 1, xaxis: { tickangle: -40 },
+      yaxis: { title: { text: "robust accuracy" }, range: [0, 1] } }]);
+  }
+  const withMce = rows.filter((r) => r.mce);
+  if (withMce.length) {
+    const div = figure(host, "fig-mce", "Mean corruption error (mCE) vs None",
+      "Σ error over severities relative to None of the same seed, mean over the 15 corruptions; mean ± SEM over seeds; < 1 is more robust");
+    jobs.push([div, [{ type: "bar", x: withMce.map(label), y: withMce.map((r) => r.mce.mean),
+      error_y: { type: "data", array: withMce.map((r) => bar(r.mce)), visible: true },
+      text: withMce.map((r) => `${r.mce.n} seed${r.mce.n === 1 ? "" : "s"}`), textposition: "none",
+      marker: { color: withMce.map(colour) }, name: "mCE", customdata: withMce.map(condId) }],
+    { xaxis: { tickangle: -40 }, yaxis: { title: { text: "mCE (None = 1)" } },
+      shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: 1, y1: 1, line: { dash: "dot", color: "#888" } }] }]);
+  }
+  for (const r of rows.filter((x) => x.corruptions)) {
+    const g = r.corruptions;
+    const div = figure(host, `fig-corruptions-${condId(r).slice(5)}`, `Accuracy under corruptions: ${label(r)}`,
+      `CIFAR-10-C's corruptions × severity, mean over ${g.n} seed${g.n === 1 ? "" : "s"}`);
+    div.style.height = `${190 + 24 * g.names.length}px`;  // rows readable, never stretched
+    const y = g.names.map((n) => names[n] || n);
+    jobs.push([div, [{ type: "heatmap", z: g.mean, x: g.severities.map(String), y, zmin: 0, zmax: 1,
+      colorscale: "Viridis", colorbar: { title: { text: "accuracy" }, thickness: 12 },
+      customdata: g.sem, hovertemplate: "%{y}, severity %{x}: %{z:.3f} ± %{customdata:.3f}<extra></extra>" }],
+    { xaxis: { title: { text: "severity" }, type: "category" },
+      yaxis: { autorange: "reversed", automargin: true, type: "category" } }]);
+  }
+  return jobs;
 }
 
 // Each condition as a line through its α values in (clean accuracy, robustness), one
@@ -598,7 +655,8 @@ function focusCondition() {
 }
 
 async function draw(first) {
-  const data = await getJSON(`/api/studies/${studyId}`);
+  const [data, labels] = await Promise.all([getJSON(`/api/studies/${studyId}`), fieldLabels()]);
+  data.corruptionLabels = labels.corruptions;
   latest = data;
   drawHeader(data.study);
   drawPaperBox(data);

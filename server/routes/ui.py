@@ -74,6 +74,11 @@ def run_page(run_id: RunId) -> HTMLResponse:
     return _shell("run", "run.js", body="run.html", modules=(*PLOTTING, "similarity.js"))
 
 
+@router.get("/leaderboard")
+def leaderboard_page() -> HTMLResponse:
+    return _shell("leaderboard", "leaderboard.js", body="leaderboard.html")
+
+
 @router.get("/submit")
 def submit_page() -> HTMLResponse:
     return _shell("submit a run", "submit.js")

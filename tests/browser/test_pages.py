@@ -19,6 +19,7 @@ from tests.browser.conftest import OUTPUT, figure_problems
 from tests.livesrv import live_server, live_worker
 
 pytestmark = pytest.mark.browser
+CORRUPTED = ["gaussian_noise", "fog", "contrast"]
 
 # a figure's whole title as read: its lines and its subtitle
 TITLE = ("(id) => { const t = document.getElementById(id).layout.title;"
@@ -178,7 +179,17 @@ def _study_with_results(settings: Settings, stimuli: int = 400, models: bool = T
                         "noise": {"sigmas": sigmas, "accuracy": [
                             0.9, 0.6 + gain + 0.01 * seed, 0.3 + gain, 0.1 + gain]},
                         "median_l2": 0.1 + gain + 0.003 * seed, "median_linf": 0.003,
-                        "curves": {"l2": [[100, 0.5], [300, 0.2 + gain], [900, 0.1 + gain]]}})
+                        "curves": {"l2": [[100, 0.5], [300, 0.2 + gain], [900, 0.1 + gain]]},
+                        "autoattack": {"components": ["apgd-ce"], "threat_models": {"linf": [
+                            {"epsilon": 8 / 255, "version": "custom", "n": 100,
+                             "robust_accuracy": 0.1 + gain / 2 + 0.01 * seed,
+                             "after": {"apgd-ce": 0.2}}]}},
+                        "corruptions": {
+                            "names": CORRUPTED, "severities": [1, 2, 3, 4, 5], "n": 100,
+                            "accuracy": {c: [0.9 - 0.1 * k - (0.05 - gain / 4) * i - 0.01 * seed
+                                             for k in range(5)]
+                                         for i, c in enumerate(CORRUPTED)},
+                            "mean_accuracy": 0.6 + gain / 4}})
         finish_run(s, study.id, RunStatus.succeeded, result={"runs": 18, "failed": []})
         s.get(Run, study.id).message = "18/18 runs finished"
         return study.id
@@ -200,6 +211,8 @@ def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settin
         page = _login(browser, url, token, f"/runs/{study}")  # a run link lands on the study
         page.wait_for_url(f"**/studies/{study}")
         for fig in ("fig4", "fig5-l2", "fig5-linf", "fig5-budget-l2", "fig6", "study-curve",
+                    "fig-autoattack-linf", "fig-mce", "fig-corruptions-None",
+                    "fig-corruptions-neural-model-16",
                     "fig-target-S_target_neural_model", "fig-target-S_CNN_of_the_picked_model",
                     "fig-target-S_CNN_minus_S_target"):
             _drawn(page, fig)
@@ -209,6 +222,19 @@ def test_study_page_draws_fig4_fig5_fig6_table1_and_paired_tests(browser, settin
         assert any("± SEM" in n for n in fig4)  # the shaded bands
         bars = page.evaluate("() => document.getElementById('fig5-l2').data[0].error_y.array")
         assert len(bars) == 3 and all(b > 0 for b in bars)
+        # the field's standard numbers: AutoAttack per ε, mCE against None (1 by definition)
+        # with SEM over the paired seeds, one corruption heatmap per condition
+        aa = page.evaluate("() => document.getElementById('fig-autoattack-linf').data"
+                           ".map((t) => [t.name, t.x, t.error_y.array])")
+        assert aa[0][0] == "ε = 8/255" and aa[0][1][0] == "None" and all(e > 0 for e in aa[0][2])
+        assert "custom" in page.evaluate(TITLE, "fig-autoattack-linf")
+        mce = page.evaluate("() => { const t = document.getElementById('fig-mce').data[0];"
+                            " return [t.x, t.y, t.error_y.array]; }")
+        assert mce[0][0] == "None" and abs(mce[1][0] - 1) < 1e-9 and mce[2][0] == 0
+        assert all(v < 1 for v in mce[1][1:]) and all(e > 0 for e in mce[2][1:])
+        heat = page.evaluate("() => { const t = document.getElementById("
+                             "'fig-corruptions-None').data[0]; return [t.type, t.y, t.x]; }")
+        assert heat == ["heatmap", ["Gaussian noise", "Fog", "Contrast"], ["1", "2", "3", "4", "5"]]
         # Fig. 6 as in the paper: None at α = 0, each condition from it, SEM bars, a legend,
         # the condition colours
         fig6 = page.evaluate("() => document.getElementById('fig6').data.map((t) =>"
@@ -478,3 +504,58 @@ def test_study_frontier_matched_table_and_papers_values(browser, settings: Setti
                                ".textContent.includes('no finished evaluations yet')")
         assert page.locator("#frontier-charts").is_hidden()
         page.wait_for_selector("#study-conditions")  # the rest of the page still draws
+
+
+def test_the_leaderboard_sorts_by_a_clicked_column_and_a_run_shows_its_record(  # type: ignore[no-untyped-def]
+        browser, settings: Settings):
+    import json
+
+    from server.store.models import Role
+    from server.store.users import create_user
+    from tests.server.test_records_api import stored
+
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+            create_user(s, name="ada", role=Role.member)
+        ids = stored(settings)
+        page = _login(browser, url, token, "/leaderboard")
+        page.wait_for_selector("#lb-rows tr")
+        column = "() => [...document.querySelectorAll('#lb-rows tr')].map((r) => r.dataset.run)"
+        ev = [str(i) for i in ids["evals"]]
+        assert page.evaluate(column) == [ev[1], ev[0], ev[3], ev[2]]  # AA L∞ 8/255, best first
+        head = page.locator("#lb-head").inner_text()
+        assert "AA L∞ 8/255" in head and "AA L2 0.5" in head
+        assert "20.0*" in page.locator(f"#lb-rows tr[data-run='{ev[1]}']").inner_text()
+        assert "custom" in page.locator("#lb-note").inner_text()
+        page.screenshot(path=str(OUTPUT / "leaderboard.png"), full_page=True)
+        page.click("button.sort[data-key='clean_acc']")  # highest first, then lowest
+        page.wait_for_function(f"() => ({column})()[0] === '{ev[0]}'")
+        assert page.evaluate("() => location.search").startswith("?sort=clean_acc&order=desc")
+        page.click("button.sort[data-key='clean_acc']")
+        page.wait_for_function(f"() => ({column})()[0] === '{ev[3]}'")
+        assert page.get_attribute("th[aria-sort='ascending'] button", "data-key") == "clean_acc"
+        page.fill("input[name=eps_linf]", "0.1")  # another ε: another column
+        page.press("input[name=eps_linf]", "Enter")
+        page.click("button.sort[data-key='autoattack_linf']")
+        page.wait_for_function(f"() => ({column})()[0] === '{ev[3]}'")
+        assert "AA L∞ 0.1" in page.locator("#lb-head").inner_text()
+        page.fill("input[name=eps_linf]", "2")
+        page.press("input[name=eps_linf]", "Enter")
+        page.wait_for_function("() => document.getElementById('lb-error').textContent")
+        assert "eps_linf" in page.locator("#lb-error").inner_text()
+        with page.expect_download() as download:  # a row's record, with the token
+            page.locator("#lb-rows a.download").first.click()
+        rec = json.loads(Path(download.value.path()).read_text())
+        assert rec["schema"] == "neuroreg.record/1"
+        # an evaluation's page: its record's tables, the corruption heatmap, the download
+        run = _login(browser, url, token, f"/runs/{ids['evals'][1]}")
+        run.wait_for_selector("#record:not([hidden]) #record-autoattack")
+        _drawn(run, "record-corruptions")
+        table = run.locator("#record-autoattack").inner_text()
+        assert "L∞" in table and "8/255" in table and "20.0 %" in table and "custom" in table
+        assert "75.0 %" in run.locator("#record-tables").inner_text()
+        run.screenshot(path=str(OUTPUT / "run-record.png"), full_page=True)
+        with run.expect_download() as download:
+            run.click("#record-download")
+        assert download.value.suggested_filename == f"neuroreg-record-{ids['evals'][1]}.json"
