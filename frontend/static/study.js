@@ -285,8 +285,9 @@ function standardScores(host, rows, names) {
     if (!have.length) continue;
     const eps = [...new Set(have.flatMap((r) => r.autoattack[norm].eps))].sort((a, b) => a - b);
     const custom = have.some((r) => r.autoattack[norm].versions.includes("custom"));
-    const div = figure(host, `fig-autoattack-${norm}`, `AutoAttack robust accuracy, ${normLabel}`,
-      `per ε; mean ± SEM over seeds${custom ? "; a reduced (custom) AutoAttack, not RobustBench's standard" : ""}`);
+    const div = figure(host, `fig-autoattack-${norm}`, `AutoAttack robust accuracy, ${normLabel}`
+      + (eps.length === 1 ? ` at ε = ${epsText(norm, eps[0])}` : ""),
+      `${eps.length > 1 ? "per ε; " : ""}mean ± SEM over seeds${custom ? "; a reduced (custom) AutoAttack, not RobustBench's standard" : ""}`);
     const traces = eps.map((e, k) => {
       const at = have.filter((r) => r.autoattack[norm].eps.includes(e));
       const i = (r) => r.autoattack[norm].eps.indexOf(e);
@@ -303,7 +304,7 @@ function standardScores(host, rows, names) {
   const withMce = rows.filter((r) => r.mce);
   if (withMce.length) {
     const div = figure(host, "fig-mce", "Mean corruption error (mCE) vs None",
-      "Σ error over severities relative to None of the same seed, mean over the 15 corruptions; mean ± SEM over seeds; < 1 is more robust");
+      "Σ error over severities relative to None of the same seed, mean over CIFAR-10-C's 15 corruptions measured; mean ± SEM over seeds; < 1 is more robust");
     jobs.push([div, [{ type: "bar", x: withMce.map(label), y: withMce.map((r) => r.mce.mean),
       error_y: { type: "data", array: withMce.map((r) => bar(r.mce)), visible: true },
       text: withMce.map((r) => `${r.mce.n} seed${r.mce.n === 1 ? "" : "s"}`), textposition: "none",

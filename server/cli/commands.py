@@ -199,6 +199,18 @@ def _robustness_row(row: dict[str, Any]) -> None:
                                                        strict=True)))
     for norm, m in row["medians"].items():
         print(f"  median {norm:<5} {m['mean']:.4g} ± {m['sem']:.2g}  (n={m['n']})")
+    from ml.evaluate.record import eps_label
+
+    for norm, aa in (row.get("autoattack") or {}).items():
+        custom = " (custom: reduced steps/queries)" if "custom" in aa["versions"] else ""
+        print(f"  AutoAttack {norm:<5} " + ", ".join(
+            f"ε {eps_label(e)}: {m:.3f} ± {s:.2g}" for e, m, s in
+            zip(aa["eps"], aa["mean"], aa["sem"], strict=True)) + f"  (n={aa['n']}){custom}")
+    cor = row["measures"].get("corruption_accuracy")
+    if cor:
+        print(f"  corruption accuracy {_mean_sem(cor)}  (n={cor['n']})")
+    if row.get("mce"):
+        print(f"  mCE vs None {_mean_sem(row['mce'])}  ({row['mce']['n']} paired seeds)")
 
 
 def cmd_gamma(args: argparse.Namespace, settings: Settings) -> int:

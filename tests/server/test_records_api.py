@@ -180,3 +180,12 @@ def test_the_client_and_cli_show_the_leaderboard_and_save_a_record(
         assert cmd_leaderboard(args, cli) == 0
         data = json.loads(capsys.readouterr().out)
         assert data["items"][0]["evaluation_run"] == ids["evals"][3]
+        # the per-condition summary prints the new scores too
+        from server.cli import cmd_robustness
+
+        assert cmd_robustness(build_parser().parse_args(["robustness"]), cli) == 0
+        out = capsys.readouterr().out
+        none = out[out.index("none  α=0"):].split("\n\n")[0]
+        assert "AutoAttack linf  ε 8/255: 0.100 ± 0  (n=1) (custom" in none
+        assert "AutoAttack l2    ε 0.5: 0.300 ± 0" in none
+        assert "corruption accuracy 0.7 ± 0" in none and "mCE vs None 1 ± 0" in none
