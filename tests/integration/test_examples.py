@@ -5,6 +5,7 @@ client block, after them."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -82,6 +83,15 @@ def test_the_examples_and_the_readme_client_run_as_written(
                     if isinstance(scope.get("nr"), Client):
                         scope["nr"].close()  # type: ignore[union-attr]
                 assert (tmp_path / "model.pt").stat().st_size > 0
+                # evaluate-quick ran AutoAttack at RobustBench's ε and the corruptions: the
+                # README's leaderboard leads with a record of both
+                board = scope["board"]
+                assert isinstance(board, list) and board
+                saved = json.loads((tmp_path / f"neuroreg-record-"
+                                    f"{board[0]['evaluation_run']}.json").read_text())
+                quick = next(r for r in board if r["autoattack_linf"] is not None)
+                assert quick["autoattack_linf_version"] == "custom"
+                assert quick["corruptions_acc"] is not None and saved["schema"]
                 assert nr.runs(kind="external", status="succeeded")[0]["name"] == "my sweep"
         finally:
             get_settings.cache_clear()
