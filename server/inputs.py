@@ -5,7 +5,8 @@
   ``config.target_run`` (its target artifact and stimuli); for ``cnn-features`` a network
   file under ``Settings.models`` or a succeeded ``train`` run's ``model.pt``;
 - evaluate: the succeeded ``train`` run named by ``config.train_run`` (its ``model.pt``)
-  and that run's dataset.
+  and that run's dataset; for ``corruption_source: published`` the CIFAR-C folder beside
+  it with a file per chosen corruption.
 
 Every refusal is a :class:`NotFound` naming the request field, which the API turns into
 a 422 before anything is stored.
@@ -14,6 +15,7 @@ a 422 before anything is stored.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +87,30 @@ def check_evaluate(session: Session, settings: Settings, config: Any) -> int | N
                        field="config.train_run")
     run = _succeeded_run(session, config.train_run, "train", artifacts.MODEL,
                          "config.train_run")
-    _check_dataset(settings, run.config.get("dataset", "digits32"), "config.train_run")
+    dataset = run.config.get("dataset", "digits32")
+    _check_dataset(settings, dataset, "config.train_run")
+    if config.corruption_source == "published" and "corruptions" in config.runs:
+        _check_published(settings, dataset, config.corruptions)
     return int(config.train_run)
+
+
+def _check_published(settings: Settings, dataset: str, names: Sequence[str]) -> None:
+    """The published CIFAR-C folder of ``dataset`` with a file per chosen corruption."""
+    from ml.data import cifar_c
+
+    field = "config.corruption_source"
+    if dataset not in cifar_c.FOLDERS:
+        raise NotFound(f"published corruptions exist for {sorted(cifar_c.FOLDERS)}, not "
+                       f"{dataset}: use corruption_source: generated", field=field)
+    folder = cifar_c.locate(settings.datasets, dataset)
+    if folder is None:
+        raise NotFound(f"no {cifar_c.FOLDERS[dataset]} folder in {settings.datasets}: "
+                       f"extract {cifar_c.FOLDERS[dataset]}.tar there (Hendrycks & "
+                       "Dietterich's release), or use corruption_source: generated",
+                       field=field)
+    lacking = cifar_c.missing(folder, names)
+    if lacking:
+        raise NotFound(f"{folder} lacks {', '.join(lacking)}", field=field)
 
 
 def check_train(session: Session, settings: Settings, config: Any) -> int | None:
@@ -132,6 +156,12 @@ def check_study(session: Session, settings: Settings, config: Any) -> int | None
             if field.split(".")[0] not in own:
                 field = f"train.{field}"
             raise NotFound(exc.message, field=f"config.{field}") from None
+    ev = config.evaluate
+    if ev.corruption_source == "published" and "corruptions" in ev.runs:
+        try:
+            _check_published(settings, config.train.dataset, ev.corruptions)
+        except NotFound as exc:
+            raise NotFound(exc.message, field="config.evaluate.corruption_source") from None
     return None if config.target_run is None else int(config.target_run)
 
 

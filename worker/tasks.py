@@ -259,8 +259,18 @@ def evaluate_job(config: Any, recorder: Recorder) -> Any:
     model, train_config = load_model(str(path))
     data = load_dataset(train_config.dataset, seed=train_config.seed,
                         root=settings.datasets)
+    published = None
+    if config.corruption_source == "published":  # the server checked the folder is there
+        from ml.data import cifar_c
+
+        folder = cifar_c.locate(settings.datasets, train_config.dataset)
+        if folder is None:
+            raise ValueError(f"corruption_source: no {cifar_c.FOLDERS.get(train_config.dataset)}"
+                             f" folder in {settings.datasets}")
+        published = cifar_c.published_source(folder, channels=int(data.test_images.shape[1]),
+                                             test_labels=data.test_labels)
     return evaluate_model(config, recorder, model, data.test_images, data.test_labels,
-                          num_classes=data.num_classes)
+                          num_classes=data.num_classes, published=published)
 
 
 @task("neuroreg.evaluate")

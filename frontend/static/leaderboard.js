@@ -43,7 +43,9 @@ function columns(eps) {
     ["clean_acc", "clean", (r) => pct(r.clean_acc)],
     ["autoattack_linf", `AA L∞ ${epsLabel(eps.linf)}`, (r) => aa("linf", r)],
     ["autoattack_l2", `AA L2 ${epsLabel(eps.l2)}`, (r) => aa("l2", r)],
-    ["corruptions_acc", "corrupt.", (r) => pct(r.corruptions_acc)],
+    ["corruptions_acc", "corrupt.", (r) => (r.corruptions_source === "published"
+      ? el("span", { title: "on the published CIFAR-C files" }, `${pct(r.corruptions_acc)} ᵖ`)
+      : pct(r.corruptions_acc))],
     ["median_l2", "median L2", (r) => fmt(r.median_l2, 3)],
     ["median_linf", "median L∞", (r) => fmt(r.median_linf, 4)],
     [null, "network · data", (r) => `${r.architecture.replace(/ \(width (\d+)\)/, " w$1")} · ${r.dataset}`],
@@ -114,7 +116,9 @@ async function refresh() {
   const custom = page.items.some((r) => r.autoattack_linf_version === "custom" || r.autoattack_l2_version === "custom");
   document.getElementById("lb-note").textContent = "Accuracies in %. – : not measured, or measured at another ε. Rows without the "
     + "sorted score come last." + (custom ? " * a reduced (custom) AutoAttack: fewer steps or queries than the "
-    + "standard version, not comparable with RobustBench's numbers." : "");
+    + "standard version, not comparable with RobustBench's numbers." : "")
+    + (page.items.some((r) => r.corruptions_source === "published") ? " ᵖ on the published CIFAR-C files; "
+      + "otherwise generated here with CIFAR-10-C's parameters." : "");
 }
 
 withLogin(async () => {

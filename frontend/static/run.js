@@ -168,7 +168,8 @@ async function drawRecord(norms) {
   if (rec.corruptions) {
     const c = rec.corruptions;
     tables.push(el("p", {}, `Mean accuracy under the common corruptions: ${pct(rec.corruptions_acc)} `
-      + `(${c.n} test images; clean on the same ${pct(c.clean_accuracy)})`));
+      + `(${c.n} test images, ${c.source === "published" ? "the published CIFAR-C files"
+        : `generated here with seed ${c.seed}`}; clean on the same ${pct(c.clean_accuracy)})`));
     const div = chartIn(charts, "record-corruptions", "Accuracy under corruptions");
     div.classList.add("wide");
     div.style.height = `${170 + 24 * c.names.length}px`;  // rows readable, never stretched

@@ -475,8 +475,13 @@ def corruption_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: to
                         severities: Sequence[int] = SEVERITIES, seed: int = 0,
                         batch: int = 250, device: torch.device | str = "cpu",
                         progress: Callable[[float, str], None] | None = None,
-                        should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+                        should_stop: Callable[[], bool] | None = None,
+                        source: Callable[[str, int], torch.Tensor] | None = None
+                        ) -> dict[str, Any]:
     """Accuracy of ``model`` on every chosen corruption × severity of ``images``.
+
+    ``source`` (corruption, severity) → the corrupted ``images`` from elsewhere (the
+    published CIFAR-10-C files, :mod:`ml.data.cifar_c`) instead of generating them here.
 
     Returns:
         ``names``, ``severities``, ``accuracy`` (corruption → accuracy per severity),
@@ -503,11 +508,17 @@ def corruption_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: to
                 from ml.recorder import Cancelled
 
                 raise Cancelled(f"stopped during the corruption {name} ({sev})")
-            out[name].append(accuracy(corrupt(images, name, sev, seed=seed)))
+            made = corrupt(images, name, sev, seed=seed) if source is None else source(name, sev)
+            if made.shape != images.shape:
+                raise ValueError(f"corruption {name} ({sev}): {tuple(made.shape)} images for "
+                                 f"{tuple(images.shape)} test images")
+            out[name].append(accuracy(made))
             done += 1
             if progress is not None:
                 progress(done / total, f"corruption {CORRUPTIONS[name].label}, severity {sev}")
     bench = [n for n in names if n in BENCHMARK] or list(names)
     return {"names": list(names), "severities": list(severities), "accuracy": out,
             "mean_accuracy": float(np.mean([out[n] for n in bench])),
-            "clean_accuracy": accuracy(images), "n": len(images), "seed": seed}
+            "clean_accuracy": accuracy(images), "n": len(images),
+            "seed": seed if source is None else None,
+            "source": "generated" if source is None else "published"}

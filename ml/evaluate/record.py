@@ -111,7 +111,7 @@ def model_record(*, evaluation: Mapping[str, Any], model: Mapping[str, Any],
     rec["corruptions_acc"] = None if not cor else float(cor["mean_accuracy"])
     rec["corruptions"] = None if not cor else {
         k: cor.get(k) for k in ("names", "severities", "accuracy", "n", "seed",
-                                 "clean_accuracy")}
+                                 "clean_accuracy")} | {"source": cor.get("source", "generated")}
     rec["minimal"] = {
         stat: {n: _finite(result.get(f"{stat}_{n}")) for n in NORMS
                if f"{stat}_{n}" in result} for stat in ("median", "mean")}
@@ -139,7 +139,9 @@ def _robustbench(rec: Mapping[str, Any]) -> list[dict[str, Any]]:
     if rec["corruptions_acc"] is not None:
         out.append({**base, "threat_model": "corruptions",
                     "corruptions_acc": _pct(rec["corruptions_acc"]),
-                    "n_examples": (rec["corruptions"] or {}).get("n")})
+                    "n_examples": (rec["corruptions"] or {}).get("n"),
+                    # RobustBench scores the published files; generated ones are ours
+                    "corruptions_source": (rec["corruptions"] or {}).get("source")})
     return out
 
 
@@ -159,6 +161,7 @@ def leaderboard_row(rec: Mapping[str, Any], eps: Mapping[str, float] | None = No
         row[f"autoattack_{norm}"] = None if hit is None else hit["robust_acc"]
         row[f"autoattack_{norm}_version"] = None if hit is None else hit["version"]
         row[f"autoattack_{norm}_n"] = None if hit is None else hit["n"]
+    row["corruptions_source"] = (rec["corruptions"] or {}).get("source")
     for stat in ("median", "mean"):
         for n in NORMS:
             row[f"{stat}_{n}"] = rec["minimal"][stat].get(n)

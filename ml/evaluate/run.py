@@ -93,6 +93,9 @@ class EvaluateConfig:
         corruption_samples: test images corrupted (CIFAR-10-C: all 10,000); the first of
             the split.
         corruption_seed: the corruptions drawn (the same for every model given the seed).
+        corruption_source: ``generated`` here from the test split (any dataset), or the
+            ``published`` CIFAR-10-C / CIFAR-100-C files of a CIFAR model (the folder
+            ``CIFAR-10-C`` beside the CIFAR archive; RobustBench's corruption numbers).
         device: ``auto`` takes CUDA when the worker has it.
     """
 
@@ -116,6 +119,7 @@ class EvaluateConfig:
     corruption_severities: tuple[int, ...] = SEVERITIES
     corruption_samples: Annotated[int, Ge(1), Le(100_000)] = 10_000
     corruption_seed: Annotated[int, Ge(0)] = 0
+    corruption_source: Literal["generated", "published"] = "generated"
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
@@ -213,7 +217,9 @@ def _weights(config: EvaluateConfig, n_test: int, dim: int) -> dict[str, float]:
 
 def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Module,
                    test_images: torch.Tensor, test_labels: torch.Tensor, *,
-                   num_classes: int) -> dict[str, Any]:
+                   num_classes: int,
+                   published: Callable[[str, int, int], torch.Tensor] | None = None
+                   ) -> dict[str, Any]:
     """The parts the config picks, in order: the noise curve on the whole test split,
     minimal perturbations and AutoAttack on the sample set, corruptions on the first
     ``corruption_samples`` test images.
@@ -224,7 +230,15 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
         than half); unbroken counts; ``autoattack`` per threat model (robust accuracy per
         ε and after each component, the samples inconsistent with the minimal search);
         ``corruptions`` (accuracy per corruption × severity and their mean); seconds.
+
+    ``published`` (corruption, severity, n) → the published corrupted first ``n`` test
+    images (:func:`ml.data.cifar_c.published_source`), for ``corruption_source:
+    published``.
     """
+    if "corruptions" in config.runs and config.corruption_source == "published" \
+            and published is None:
+        raise ValueError("corruption_source: published needs the published CIFAR-C files "
+                         "(the worker finds them beside the dataset)")
     start = time.perf_counter()
     device = pick_device(config.device)
     model = model.to(device).eval()
@@ -265,7 +279,9 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
                 model, test_images[:k], test_labels[:k], names=config.corruptions,
                 severities=config.corruption_severities, seed=config.corruption_seed,
                 batch=max(config.batch_size, 100), device=device,
-                progress=progress.part("corruptions"), should_stop=recorder.should_stop)
+                progress=progress.part("corruptions"), should_stop=recorder.should_stop,
+                source=None if config.corruption_source == "generated" or published is None
+                else lambda name, sev: published(name, sev, k))
             recorder.log_metrics({"corruption_acc": cor["mean_accuracy"]}, 0)
             lines = ["corruption,severity,accuracy"] + [
                 f"{name},{sev},{acc:.6g}" for name in cor["names"]

@@ -63,6 +63,45 @@ def test_bad_evaluate_configs_are_422_naming_the_field(
     assert client.get("/api/runs").json()["total"] == before
 
 
+def test_published_corruptions_need_a_cifar_model_and_the_folder_with_every_file(
+    client: TestClient, settings: Settings
+) -> None:
+    import numpy as np
+
+    def post(train_run: int, **extra: object) -> tuple[int, str]:
+        res = _post(client, {"train_run": train_run, "corruption_source": "published",
+                             "corruptions": ["fog", "snow"], **extra})
+        if res.status_code != 422:
+            return res.status_code, ""
+        (err,) = res.json()["detail"]
+        assert err["loc"] == ["body", "config", "corruption_source"], err
+        return 422, err["msg"]
+
+    digits = _stored_run(settings, "train", artifacts=("model.pt",))
+    assert post(digits)[1].startswith("published corruptions exist for ['cifar10', "
+                                      "'cifar100'], not digits32")
+    settings.datasets.mkdir(parents=True)
+    (settings.datasets / "cifar-10-python.tar.gz").write_bytes(b"archive")
+    cifar = _stored_run(settings, "train", artifacts=("model.pt",),
+                        config={"dataset": "cifar10"})
+    assert "no CIFAR-10-C folder in" in post(cifar)[1]
+    folder = settings.datasets / "CIFAR-10-C"
+    folder.mkdir()
+    np.save(folder / "fog.npy", np.zeros((5, 32, 32, 3), np.uint8))
+    assert post(cifar)[1].endswith("lacks snow.npy, labels.npy")
+    assert post(cifar, parts=["noise"])[0] == 201  # no corruptions part: nothing to read
+    for name in ("snow", "labels"):
+        np.save(folder / f"{name}.npy", np.zeros(5, np.uint8))
+    assert post(cifar)[0] == 201
+    # a study's evaluation is checked the same way, naming the study's field
+    res = client.post("/api/runs", json={"kind": "study", "config": {
+        "conditions": ["none"], "train": {"dataset": "digits32"},
+        "evaluate": {"corruption_source": "published"}}})
+    assert res.status_code == 422, res.text
+    assert res.json()["detail"][0]["loc"] == ["body", "config", "evaluate",
+                                              "corruption_source"]
+
+
 def test_robustness_summary_is_mean_and_sem_over_seeds(
     client: TestClient, settings: Settings
 ) -> None:
