@@ -227,7 +227,8 @@ def cmd_robustness(args: argparse.Namespace, settings: Settings) -> int:
 
 _POINT_COLUMNS = (("clean_accuracy", "clean acc"), ("noise_accuracy", "noise acc σ>0"),
                   ("noise_accuracy_highest", "acc highest σ"), ("median_l2", "median L2"),
-                  ("median_linf", "median L∞"))
+                  ("median_linf", "median L∞"), ("autoattack_linf", "AutoAttack L∞"),
+                  ("autoattack_l2", "AutoAttack L2"), ("corruption_accuracy", "corruption acc"))
 
 
 def _num(v: float, spec: str) -> str:
@@ -249,11 +250,13 @@ def print_frontier(data: dict[str, Any]) -> None:
     tol = data["tolerance"]
     print(f"accuracy–robustness frontier: mean ± SEM over seeds per (condition, α); "
           f"None's clean accuracy {data['none_clean_accuracy']:.4g}")
-    print(f"{'condition':<16}{'α':>6}{'n':>4}  " + "".join(
-        f"{title:<20}" for _, title in _POINT_COLUMNS))
+    # the columns some point has: AutoAttack and corruptions only where they were measured
+    columns = [(n, t) for n, t in _POINT_COLUMNS if any(n in p["measures"]
+                                                        for p in data["points"])]
+    print(f"{'condition':<16}{'α':>6}{'n':>4}  " + "".join(f"{title:<20}" for _, title in columns))
     for p in sorted(data["points"], key=lambda p: p["condition"] != "none"):
         print(f"{p['condition']:<16}{p['alpha']:>6g}{p['n']:>4}  " + "".join(
-            f"{_mean_sem(p['measures'].get(name)):<20}" for name, _ in _POINT_COLUMNS))
+            f"{_mean_sem(p['measures'].get(name)):<20}" for name, _ in columns))
     print(f"\neach condition vs None at the α of closest clean accuracy (within ±{tol:g}), "
           "paired by seed; difference = condition − None")
     print(f"{'condition':<16}{'matched α':>10}{'clean gap':>11}  {'measure':<34}{'pairs':>5}  "

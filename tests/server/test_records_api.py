@@ -189,3 +189,11 @@ def test_the_client_and_cli_show_the_leaderboard_and_save_a_record(
         assert "AutoAttack linf  ε 8/255: 0.100 ± 0  (n=1) (custom" in none
         assert "AutoAttack l2    ε 0.5: 0.300 ± 0" in none
         assert "corruption accuracy 0.7 ± 0" in none and "mCE vs None 1 ± 0" in none
+        # and the frontier's table has a column per new score the points have
+        from server.cli import print_frontier
+
+        with Client(url, token) as nr:
+            print_frontier(nr.frontier(run_ids=ids["evals"], tolerance=0.5))
+        head = capsys.readouterr().out.splitlines()[1]
+        assert "AutoAttack L∞" in head and "AutoAttack L2" in head and "corruption acc" in head
+        assert "median L∞" not in head  # no evaluation measured it
