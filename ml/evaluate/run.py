@@ -183,7 +183,7 @@ class _Progress:
             self.done[name] = self.weights[name] * min(max(fraction, 0.0), 1.0)
             f = sum(self.done.values()) / self.total
             elapsed = time.perf_counter() - self.start
-            left = elapsed * (1 - f) / f if f > 0.01 else None
+            left = elapsed * (1 - f) / f if 0.01 < f < 1 else None
             eta = "" if left is None else f" · about {_duration(left)} left"
             self.recorder.progress(f, f"{message}{eta}")
         return report
@@ -295,6 +295,7 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
     recorder.save_artifact("provenance.json", json.dumps(prov, indent=1).encode(),
                            "application/json")
     out["seconds"] = time.perf_counter() - start
+    recorder.progress(1.0, f"done in {_duration(out['seconds'])}")
     return out
 
 
