@@ -17,6 +17,7 @@ def window_means(
     *,
     what: str,
     skip_nan: bool = False,
+    empty: str = "raise",
 ) -> np.ndarray:
     """Mean of a series' samples within each half-open window [start, stop).
 
@@ -29,6 +30,8 @@ def window_means(
         what: names the series in error messages.
         skip_nan: average finite samples only (eye tracking loses the pupil in blinks);
             a window with none left is NaN.
+        empty: a window without samples (a gap in the recording) ``raise``-s, naming
+            the first such presentation, or is ``nan``.
 
     Returns:
         (T, K) float64, K = 1 for 1-D data.
@@ -44,17 +47,20 @@ def window_means(
         raise RecordingError(f"{what}: timestamps are not in ascending order")
     lo = np.searchsorted(times, start, side="left")
     hi = np.searchsorted(times, stop, side="left")
-    empty = np.flatnonzero(hi <= lo)
-    if empty.size:
-        i = int(empty[0])
+    blank = np.flatnonzero(hi <= lo)
+    if blank.size and empty == "raise":
+        i = int(blank[0])
         raise RecordingError(
             f"{what}: no samples within presentation {i} [{start[i]:.3f}, {stop[i]:.3f}) s "
-            f"({empty.size} presentations like it; samples span "
+            f"({blank.size} presentations like it; samples span "
             f"[{times[0]:.3f}, {times[-1]:.3f}] s)"
         )
     width = int(np.prod(data.shape[1:], dtype=np.int64))
     out = np.empty((len(start), width))  # (T, K)
     for row, (a, b) in enumerate(zip(lo.tolist(), hi.tolist(), strict=True)):
+        if b <= a:
+            out[row] = np.nan
+            continue
         block = np.asarray(data[a:b], dtype=np.float64).reshape(b - a, width)
         if skip_nan:
             finite = np.isfinite(block)

@@ -370,7 +370,7 @@ def test_nwb_refuses_bad_files(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match=r"no such NWB file"):
         load_nwb(tmp_path / "absent.nwb")
     write_nwb(tmp_path / "s.nwb")
-    with pytest.raises(RecordingError, match=r"no intervals table with a 'frame' column"):
+    with pytest.raises(RecordingError, match=r"no intervals table with a frame column"):
         load_nwb(tmp_path / "s.nwb", image_column="frame")
     with pytest.raises(RecordingError, match=r"no stimulus template 'movie'"):
         load_nwb(tmp_path / "s.nwb", template="movie")
