@@ -399,5 +399,6 @@ def _predictor_bytes(fit: FitResult, config: SimilarityConfig) -> bytes:
                   for name, st in fit.stats.items()},
         "val_corr": fit.val_corr,
         "best_epoch": fit.best_epoch,
+        "loss": fit.loss,  # poisson: elu(x) + 1 output; gaussian: linear
     }, buf)
     return buf.getvalue()

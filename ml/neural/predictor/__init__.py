@@ -8,8 +8,10 @@ from ml.neural.predictor.fit import (
     PredictorConfig,
     build_predictor,
     fit_predictor,
+    gaussian_loss,
     poisson_loss,
     predict,
+    resolve_loss,
 )
 from ml.neural.predictor.model import Predictor
 from ml.neural.predictor.modulator import Modulator
@@ -29,6 +31,8 @@ __all__ = [
     "Shifter",
     "build_predictor",
     "fit_predictor",
+    "gaussian_loss",
     "poisson_loss",
+    "resolve_loss",
     "predict",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -34,9 +34,19 @@ _EPS = 1e-8  # inside the Poisson log
 _EVAL_BATCH = 512
 
 
+Loss = Literal["auto", "poisson", "gaussian"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class PredictorConfig:
-    """Architecture and training of the predictor; defaults fit 4 scans in minutes on CPU."""
+    """Architecture and training of the predictor; defaults fit 4 scans in minutes on CPU.
+
+    ``loss`` says what the responses are: ``poisson`` for spike counts or deconvolved
+    events (non-negative; the paper's, and Sensorium's), with a positive output
+    ``elu(x) + 1``; ``gaussian`` for dF/F and other real-valued traces (negative
+    somewhere in nearly every 2-photon file), mean squared error with a linear output;
+    ``auto`` takes ``poisson`` when every response is ≥ 0 and ``gaussian`` otherwise.
+    """
 
     hidden_channels: Annotated[int, Ge(1), Le(256)] = 16
     input_kernel: Annotated[int, Ge(1), Le(25)] = 9
@@ -60,6 +70,7 @@ class PredictorConfig:
     gamma_shifter: Annotated[float, Ge(0), Le(1e3)] = 1e-3
     gamma_modulator: Annotated[float, Ge(0), Le(1e3)] = 1e-3
     seed: Annotated[int, Ge(0)] = 0
+    loss: Loss = "auto"
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -86,6 +97,7 @@ class FitResult:
         epochs: epochs run.
         best_epoch: the epoch (0-based) whose weights were kept.
         seconds: wall time of the fit.
+        loss: ``poisson`` or ``gaussian``, the loss it was fitted with.
     """
 
     model: Predictor
@@ -96,12 +108,15 @@ class FitResult:
     epochs: int
     best_epoch: int
     seconds: float
+    loss: str = "poisson"  # the one fitted ("auto" resolved)
 
 
 def build_predictor(
     config: PredictorConfig,
     neurons: Mapping[str, int],
     mean_responses: Mapping[str, np.ndarray] | None = None,
+    *,
+    loss: str = "poisson",
 ) -> Predictor:
     """An untrained predictor for scans with ``neurons[name]`` neurons each.
 
@@ -109,6 +124,7 @@ def build_predictor(
         config: architecture and regularizer weights.
         neurons: number of neurons per scan name.
         mean_responses: per scan, (A,) mean (scaled) response to start each bias at.
+        loss: ``poisson`` (a positive output) or ``gaussian`` (a linear one).
 
     Returns:
         The predictor, on CPU.
@@ -146,7 +162,33 @@ def build_predictor(
         if config.use_modulator
         else None
     )
-    return Predictor(core, readouts, shifters, modulators)
+    if loss == "gaussian":  # a linear output starts at each neuron's mean as it is
+        for name, readout in readouts.items():
+            if name in means:
+                readout.bias.data = torch.as_tensor(means[name]).float().clone()
+    return Predictor(core, readouts, shifters, modulators,
+                     output="linear" if loss == "gaussian" else "positive")
+
+
+def gaussian_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Gaussian negative log-likelihood at unit variance up to a constant (half the mean
+    squared error), mean over trials and neurons: for real-valued responses."""
+    return 0.5 * ((pred - target) ** 2).mean()
+
+
+def resolve_loss(loss: str, scans: Sequence[Scan]) -> str:
+    """``auto`` → ``poisson`` when every response is ≥ 0, else ``gaussian``; a Poisson
+    loss asked for negative responses is refused saying what to do."""
+    negative = [(s.name, float(s.responses.min())) for s in scans if (s.responses < 0).any()]
+    if loss == "auto":
+        return "gaussian" if negative else "poisson"
+    if loss == "poisson" and negative:
+        name, low = negative[0]
+        raise ValueError(
+            f"predictor.loss: scan {name!r} has negative responses (min {low:.4g}): the "
+            "Poisson loss is for spike counts or deconvolved events; dF/F and other "
+            "real-valued traces need predictor.loss: gaussian (or auto)")
+    return loss
 
 
 def poisson_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -160,11 +202,6 @@ def _check_scans(scans: Sequence[Scan]) -> None:
     names = [s.name for s in scans]
     if len(set(names)) != len(names):
         raise ValueError(f"scan names must be unique, got {names}")
-    for scan in scans:
-        if (scan.responses < 0).any():
-            raise ValueError(
-                f"scan {scan.name!r}: responses must be non-negative for the Poisson loss"
-            )
 
 
 @torch.no_grad()
@@ -200,6 +237,7 @@ def _train_epoch(
     batch_size: int,
     rng: np.random.Generator,
     recorder: Recorder | None,
+    data_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
     """One pass over every scan's train trials, batches of one scan each, scans
     interleaved in random order (like neuralpredictors' cycler); returns the mean loss."""
@@ -218,7 +256,7 @@ def _train_epoch(
         idx = torch.as_tensor(chunk, device=d.responses.device)
         pred = model(d.images[d.trial_image[idx]], name, d.behavior[idx])  # (B, A)
         # the total loss, in one place: data term plus every part's regularizer
-        loss = poisson_loss(pred, d.responses[idx]) + model.regularizer(name)
+        loss = (data_loss or poisson_loss)(pred, d.responses[idx]) + model.regularizer(name)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()}")
         opt.zero_grad(set_to_none=True)
@@ -237,14 +275,15 @@ def fit_predictor(
 ) -> FitResult:
     """Train one predictor jointly on ``scans`` (shared core, per-scan readouts).
 
-    Minimizes the Poisson loss plus every part's regularizer with Adam, on batches of one
+    Minimizes the data loss (``config.loss``: Poisson for non-negative responses, Gaussian
+    for dF/F) plus every part's regularizer with Adam, on batches of one
     scan each, the scans interleaved in a seeded random order. After each epoch the mean
     validation correlation decides the learning-rate decay and early stopping; the best
     epoch's weights are kept. Logs ``predictor/train_loss``, ``predictor/val_corr`` and
     ``predictor/lr`` per epoch (step = epoch). Deterministic given the seed on CPU.
 
     Args:
-        scans: recordings with unique names and non-negative responses.
+        scans: recordings with unique names (non-negative responses for a Poisson loss).
         config: hyperparameters; defaults to ``PredictorConfig()``.
         recorder: receives metrics and progress; may cancel the fit.
         device: ``"auto"``/None (CUDA when present), ``"cpu"``, ``"cuda"`` or a device.
@@ -260,6 +299,7 @@ def fit_predictor(
     start = time.perf_counter()
     config = config or PredictorConfig()
     _check_scans(scans)
+    loss = resolve_loss(config.loss, scans)
     dev = device if isinstance(device, torch.device) else pick_device(device or "auto")
     stats = {s.name: scan_stats(s) for s in scans}
     # grid_sample has no deterministic CUDA backward, so determinism is a CPU promise
@@ -269,7 +309,8 @@ def fit_predictor(
             n: d.responses[torch.as_tensor(d.train, device=dev)].mean(0).cpu().numpy()
             for n, d in data.items()
         }
-        model = build_predictor(config, {s.name: s.n_neurons for s in scans}, means)
+        model = build_predictor(config, {s.name: s.n_neurons for s in scans}, means, loss=loss)
+        data_loss = gaussian_loss if loss == "gaussian" else poisson_loss
         model = model.to(dev)
         opt = torch.optim.Adam(model.parameters(), lr=config.lr)
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -279,7 +320,8 @@ def fit_predictor(
         best, best_epoch, best_state = -math.inf, -1, None
         epoch = 0
         for epoch in range(config.max_epochs):
-            train_loss = _train_epoch(model, opt, data, config.batch_size, rng, recorder)
+            train_loss = _train_epoch(model, opt, data, config.batch_size, rng, recorder,
+                                      data_loss)
             corr = _correlations(model, data, "validation")
             val_corr = float(np.concatenate(list(corr.values())).mean())
             lr = opt.param_groups[0]["lr"]
@@ -317,6 +359,7 @@ def fit_predictor(
         epochs=epoch + 1,
         best_epoch=best_epoch,
         seconds=time.perf_counter() - start,
+        loss=loss,
     )
 
 

@@ -36,6 +36,8 @@ class Predictor(nn.Module):
         readouts: one readout per scan name.
         shifters: optional, one shifter per scan name (all scans or none).
         modulators: optional, one modulator per scan name (all scans or none).
+        output: ``positive`` (``elu(x) + 1``, for a Poisson loss) or ``linear`` (for
+            real-valued responses such as dF/F).
     """
 
     def __init__(
@@ -44,8 +46,13 @@ class Predictor(nn.Module):
         readouts: Mapping[str, GaussianReadout | FactorizedReadout],
         shifters: Mapping[str, Shifter] | None = None,
         modulators: Mapping[str, Modulator] | None = None,
+        *,
+        output: str = "positive",
     ) -> None:
         super().__init__()
+        if output not in ("positive", "linear"):
+            raise ValueError(f"output: {output!r} is not positive or linear")
+        self.output = output
         self.scan_names: tuple[str, ...] = tuple(readouts)
         for kind, parts in (("shifters", shifters), ("modulators", modulators)):
             if parts is not None and set(parts) != set(self.scan_names):
@@ -74,7 +81,7 @@ class Predictor(nn.Module):
     def forward(
         self, images: torch.Tensor, scan: str, behavior: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Predicted responses, ``(elu(readout) + 1) · gain``.
+        """Predicted responses, ``(elu(readout) + 1) · gain`` (``linear``: ``readout · gain``).
 
         Args:
             images: (B, 1, H, W) in [0, 1].
@@ -83,7 +90,7 @@ class Predictor(nn.Module):
                 the model has a shifter or modulator.
 
         Returns:
-            (B, A) positive predicted responses.
+            (B, A) predicted responses (positive for the ``positive`` output).
         """
         key = self._key(scan)
         shift = gain = None
@@ -96,7 +103,8 @@ class Predictor(nn.Module):
             if self.modulators is not None:
                 gain = self.modulators[key](behavior[:, STATE])  # (B, A)
         features = self.core(images)  # (B, C, H', W'), once for all neurons
-        rate = F.elu(self.readouts[key](features, shift)) + 1  # (B, A)
+        drive = self.readouts[key](features, shift)  # (B, A)
+        rate = F.elu(drive) + 1 if self.output == "positive" else drive
         return rate if gain is None else rate * gain
 
     def regularizer(self, scan: str | None = None) -> torch.Tensor:

@@ -256,8 +256,39 @@ def test_unusable_scans_are_refused() -> None:
         fit_predictor([scan, scan], PredictorConfig(max_epochs=1))
     parts = {f.name: getattr(scan, f.name) for f in dataclasses.fields(scan)}
     parts["responses"] = parts["responses"] - 1
-    with pytest.raises(ValueError, match="non-negative"):
-        fit_predictor([Scan(**parts)], PredictorConfig(max_epochs=1))
+    with pytest.raises(ValueError, match=r"predictor.loss: scan 's1' has negative responses "
+                       r"\(min -1\): the Poisson loss is for spike counts.*gaussian"):
+        fit_predictor([Scan(**parts)], PredictorConfig(max_epochs=1, loss="poisson"))
+
+
+def as_dff(scan: Scan, seed: int = 0) -> Scan:
+    """The scan as a 2-photon file holds it: fluorescence F = F0 (1 + 0.3 · events) plus
+    Gaussian noise, then dF/F = (F − F0) / F0 with F0 each neuron's median, negative on
+    every quiet trial."""
+    rng = np.random.default_rng(seed)
+    f0 = rng.uniform(50, 150, scan.n_neurons)
+    f = f0 * (1 + 0.3 * scan.responses) + rng.normal(0, 0.1 * f0, scan.responses.shape)
+    base = np.median(f, axis=0)
+    parts = {k.name: getattr(scan, k.name) for k in dataclasses.fields(scan)}
+    return Scan(**{**parts, "responses": ((f - base) / base).astype(np.float32)})
+
+
+def test_df_over_f_is_fitted_with_a_gaussian_loss_and_a_linear_output(scans) -> None:
+    dff = [as_dff(s, seed=k) for k, s in enumerate(scans)]
+    assert all((s.responses < 0).mean() > 0.3 for s in dff)
+    config = PredictorConfig(max_epochs=12, **TINY)  # loss: auto
+    result = fit_predictor(dff, config, device="cpu")
+    assert result.loss == "gaussian" and result.model.output == "linear"
+    neurons = {s.name: s.n_neurons for s in dff}
+    untrained = dataclasses.replace(result, model=build_predictor(
+        result.config, neurons, loss="gaussian").eval())
+    trained = np.mean([_mean_corr(result, s) for s in dff])
+    assert trained > np.mean([_mean_corr(untrained, s) for s in dff]) + 0.1
+    for s in dff:  # it still tells the image-driven neurons from the pure-noise ones
+        v = result.v[s.name]
+        assert v[:12].mean() > v[12:].mean() + 0.2, v
+    pred = predict(result, dff[0].name, dff[0].images[:50])
+    assert (pred < 0).any()  # a linear output predicts dF/F's dips, as it should
 
 
 @pytest.mark.parametrize(
