@@ -74,9 +74,16 @@ def check_nothing(session: Session, settings: Settings, config: Any) -> int | No
 
 
 def check_similarity(session: Session, settings: Settings, config: Any) -> int | None:
-    """A recording it names must exist under the recordings root."""
+    """A recording it names must exist under the recordings root; importer options
+    need an NWB file among it."""
     if config.source == "recording":
-        recordings.resolve(settings.recordings, config.recording)
+        path = recordings.resolve(settings.recordings, config.recording)
+        given = config.importer.given()
+        nwb = path.suffix.lower() == ".nwb" or (path.is_dir() and any(
+            p.suffix.lower() == ".nwb" for p in path.iterdir()))
+        if given and not nwb:
+            raise NotFound(f"{', '.join(given)} apply to NWB files, and "
+                           f"{config.recording!r} holds none", field="config.importer")
     return None
 
 

@@ -18,6 +18,7 @@ from ml import artifacts
 from ml._validate import validate_config
 from ml.neural import estimators as est
 from ml.neural.figures import cluster_order, histogram, ordered, subsample
+from ml.neural.io.options import ImportOptions
 from ml.neural.predictor import FitResult, PredictorConfig, fit_predictor, predict
 from ml.neural.scan import Scan
 from ml.neural.simulate import SimulatedRecording, SimulationConfig, simulate
@@ -37,6 +38,9 @@ class SimilarityConfig:
         source: ``simulated`` mouse V1 (no data needed) or a lab's ``recording``.
         recording: a recording under the server's recordings directory (``neuroreg
             recordings`` lists them).
+        importer: how an NWB recording is read: which series, table and image column,
+            the response window, gaps in behaviour, frames of another aspect ratio
+            (``neuroreg recordings inspect`` shows what a file gives with them).
         simulation: the simulated experiment (images, oracle repeats, scans, neurons).
         predictor: the predictive model that denoises the responses (Eq. 6).
         target_dtype: ``float16`` halves a target's memory.
@@ -46,6 +50,7 @@ class SimilarityConfig:
 
     source: Literal["simulated", "recording"] = "simulated"
     recording: str = ""
+    importer: ImportOptions = field(default_factory=ImportOptions)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     target_dtype: Literal["float32", "float16"] = "float32"
@@ -54,7 +59,8 @@ class SimilarityConfig:
 
     def __post_init__(self) -> None:
         # stored configs come back as JSON dicts: rebuild the nested ones
-        for name, cls in (("simulation", SimulationConfig), ("predictor", PredictorConfig)):
+        for name, cls in (("simulation", SimulationConfig), ("predictor", PredictorConfig),
+                          ("importer", ImportOptions)):
             value = getattr(self, name)
             if isinstance(value, dict):
                 object.__setattr__(self, name, cls(**value))
@@ -105,7 +111,7 @@ def _load(config: SimilarityConfig) -> tuple[list[Scan], SimulatedRecording | No
         return rec.scans, rec
     from ml.neural.io import load_recording
 
-    return load_recording(config.recording), None
+    return load_recording(config.recording, config.importer), None
 
 
 @dataclass

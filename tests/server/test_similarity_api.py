@@ -39,6 +39,14 @@ def test_simulated_similarity_run_is_queued_with_nested_defaults(
         ({"source": "recording", "recording": "nope.npz"}, ["body", "config", "recording"]),
         ({"source": "recording", "recording": "../../etc/passwd"},
          ["body", "config", "recording"]),
+        ({"importer": {"response_offset": -0.1}}, ["body", "config", "importer",
+                                                  "response_offset"]),
+        ({"importer": {"response_window": 0}}, ["body", "config", "importer",
+                                               "response_window"]),
+        ({"importer": {"behavior_gaps": "ignore"}}, ["body", "config", "importer",
+                                                    "behavior_gaps"]),
+        ({"importer": {"frame_fit": "stretch"}}, ["body", "config", "importer", "frame_fit"]),
+        ({"predictor": {"loss": "mse"}}, ["body", "config", "predictor", "loss"]),
     ],
 )
 def test_bad_similarity_config_is_422_naming_the_field(
@@ -75,4 +83,18 @@ def test_recordings_are_listed_and_can_be_named(client: TestClient, settings: Se
     ]
     res = _post(client, {"source": "recording", "recording": "mine.npz"})
     assert res.status_code == 201, res.text
+    # the NWB importer's options name a file that is not NWB: refused by field
+    res = _post(client, {"source": "recording", "recording": "mine.npz",
+                         "importer": {"behavior_gaps": "fill"}})
+    assert res.status_code == 422
+    (err,) = res.json()["detail"]
+    assert err["loc"] == ["body", "config", "importer"] and "behavior_gaps apply to NWB" in err[
+        "msg"]
+    (root / "lab").mkdir()
+    (root / "lab" / "s.nwb").write_bytes(b"x")
+    res = _post(client, {"source": "recording", "recording": "lab",
+                         "importer": {"behavior_gaps": "fill", "response_offset": 0.2,
+                                      "responses": "Fluorescence/traces"}})
+    assert res.status_code == 201, res.text
+    assert res.json()["config"]["importer"]["response_offset"] == 0.2
     assert TestClient(client.app).get("/api/recordings").status_code == 401

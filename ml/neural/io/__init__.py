@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ml.neural.io.npz import FORMAT, load_npz, save_npz
-from ml.neural.io.nwb import load_nwb
+from ml.neural.io.nwb import inspect_nwb, load_nwb
+from ml.neural.io.options import ImportOptions
 from ml.neural.io.sensorium import is_sensorium, load_sensorium
 from ml.neural.scan import RecordingError, Scan
 
@@ -19,10 +20,10 @@ ACCEPTED = (
     "or a directory of these"
 )
 
-_LOADERS: dict[str, Callable[[Path], list[Scan]]] = {
-    "sensorium": lambda p: [load_sensorium(p)],
-    "nwb": lambda p: [load_nwb(p)],
-    "npz": load_npz,
+_LOADERS: dict[str, Callable[[Path, ImportOptions], list[Scan]]] = {
+    "sensorium": lambda p, o: [load_sensorium(p)],
+    "nwb": lambda p, o: [load_nwb(p, **o.nwb())],
+    "npz": lambda p, o: load_npz(p),
 }
 
 
@@ -33,12 +34,13 @@ def _kind(path: Path) -> str | None:
     return {".nwb": "nwb", ".npz": "npz"}.get(suffix) if path.is_file() else None
 
 
-def load_recording(path: str | Path) -> list[Scan]:
+def load_recording(path: str | Path, options: ImportOptions | None = None) -> list[Scan]:
     """Load every scan at ``path``, choosing the reader by what the path is.
 
     Args:
         path: a Sensorium scan directory, a ``.nwb`` or ``.npz`` file, or a directory
             holding several of those (read in name order; other entries are ignored).
+        options: how NWB files are read; refused for a recording without one.
 
     Returns:
         The scans, with distinct names.
@@ -46,15 +48,20 @@ def load_recording(path: str | Path) -> list[Scan]:
     path = Path(path)
     if not path.exists():
         raise RecordingError(f"{path} does not exist; expected {ACCEPTED}")
+    options = options or ImportOptions()
     kind = _kind(path)
     if kind is not None:
-        return _LOADERS[kind](path)
-    entries = sorted(path.iterdir()) if path.is_dir() else []
-    children = [(child, k) for child in entries if (k := _kind(child)) is not None]
+        children = [(path, kind)]
+    else:
+        entries = sorted(path.iterdir()) if path.is_dir() else []
+        children = [(child, k) for child in entries if (k := _kind(child)) is not None]
     if not children:
         hint = " (unzip it first)" if path.suffix.lower() == ".zip" else ""
         raise RecordingError(f"{path} is not a recording{hint}; expected {ACCEPTED}")
-    scans = [scan for child, k in children for scan in _LOADERS[k](child)]
+    if options.given() and all(k != "nwb" for _, k in children):
+        raise RecordingError(f"importer: {', '.join(options.given())} apply to NWB files; "
+                             f"{path} holds {', '.join(sorted({k for _, k in children}))}")
+    scans = [scan for child, k in children for scan in _LOADERS[k](child, options)]
     names = [s.name for s in scans]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -65,6 +72,8 @@ def load_recording(path: str | Path) -> list[Scan]:
 __all__ = [
     "ACCEPTED",
     "FORMAT",
+    "ImportOptions",
+    "inspect_nwb",
     "load_npz",
     "load_nwb",
     "load_recording",

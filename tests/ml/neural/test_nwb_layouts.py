@@ -4,6 +4,7 @@ DANDI/NeuroConv and AllenSDK outputs (not our own writer's layout), each valid u
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,15 +19,17 @@ RATE = 10.0  # imaging, Hz
 N_ROIS = 6
 
 
-def plan(seed: int = 0) -> np.ndarray:
-    """Frame per presentation: 0–2 five times each, 3–14 once, and 4 blank sweeps (-1)."""
-    frames = np.array([*[f for f in range(3) for _ in range(5)], *range(3, 15), -1, -1, -1, -1])
+def plan(seed: int = 0, singles: int = 12) -> np.ndarray:
+    """Frame per presentation: 0–2 five times each, the next ``singles`` once, and 4 blank
+    sweeps (-1)."""
+    frames = np.array([*[f for f in range(3) for _ in range(5)], *range(3, 3 + singles),
+                       -1, -1, -1, -1])
     return np.random.default_rng(seed).permutation(frames)
 
 
 def write_lab_nwb(path: Path, *, layout: str = "dandi", frames: np.ndarray | None = None,
                   shape: tuple[int, int] = (72, 128), dropout: tuple[float, float] | None = None,
-                  seed: int = 0) -> dict:
+                  singles: int = 12, seed: int = 0) -> dict:
     """A 2-photon session: ``dandi`` keeps behaviour in processing['behavior'] (running
     in a BehavioralTimeSeries, PupilTracking with ``angle`` before ``pupil_area``,
     EyeTracking with the eye position); ``allen`` keeps running speed in
@@ -45,13 +48,13 @@ def write_lab_nwb(path: Path, *, layout: str = "dandi", frames: np.ndarray | Non
     rng = np.random.default_rng(seed)
     nwb = NWBFile(session_description="natural scenes", identifier=f"{layout}-{seed}",
                   session_start_time=datetime(2024, 5, 1, tzinfo=UTC))
-    pictures = rng.integers(0, 256, (15, *shape), dtype=np.uint8)
+    pictures = rng.integers(0, 256, (3 + singles, *shape), dtype=np.uint8)
     refs = [GrayscaleImage(name=f"scene_{i:03d}", data=p, description="natural scene")
             for i, p in enumerate(pictures)]
     scenes = Images(name="natural_scenes", images=refs, description="the scenes shown",
                     order_of_images=ImageReferences(name="order_of_images", data=refs))
     nwb.add_stimulus_template(scenes)
-    frames = plan(seed) if frames is None else frames
+    frames = plan(seed, singles) if frames is None else frames
     onset = 0.5 + 1.0 * np.arange(frames.size)  # 250 ms flashes, one per second
     table = TimeIntervals(name="natural_scenes_presentations",
                           description="AllenSDK-style stimulus table")
@@ -241,3 +244,43 @@ def test_frames_of_another_aspect_ratio_are_cropped_or_padded_on_request(tmp_pat
         np.testing.assert_allclose(scan.images[0, 0], want, atol=1e-6)
     if fit == "pad":  # the picture whole in the middle, grey bars either side
         assert scan.images[0, 0, :, 0].std() < picture.std()
+
+
+def test_both_layouts_run_to_a_finished_similarity_run_with_the_importers_options(tmp_path):
+    from ml.neural.pipeline import SimilarityConfig, run_similarity
+    from ml.neural.predictor import PredictorConfig
+    from ml.recorder import MemoryRecorder
+
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    write_lab_nwb(folder / "mouse1-dandi.nwb", layout="dandi", singles=60, seed=1)
+    write_lab_nwb(folder / "mouse2-allen.nwb", layout="allen", singles=60, seed=2,
+                  dropout=(20.0, 23.0))
+    cfg = SimilarityConfig(source="recording", recording=str(folder), pairs_for_r=5000,
+                           importer={"response_offset": 0.3, "response_window": 0.3,
+                                     "behavior_gaps": "fill"},
+                           predictor=PredictorConfig(hidden_channels=4, max_epochs=2,
+                                                     batch_size=16))
+    rec = MemoryRecorder()
+    res = run_similarity(cfg, rec)
+    assert [a.name for a in res.scans] == ["mouse1-dandi", "mouse2-allen"]
+    assert np.isfinite(res.scores["r_model_oracle"]) and np.isfinite(res.scores["r_data_oracle"])
+    assert len(res.targets["neural-model"]) == 60  # the images shown once, in both scans
+    import io
+
+    import torch
+
+    def loss(rec: MemoryRecorder) -> str:
+        return torch.load(io.BytesIO(rec.artifacts["predictor.pt"][0]), weights_only=False)[
+            "loss"]
+
+    assert loss(rec) == "poisson"  # on the indicator's rise every dF/F is > 0
+    # over the flash itself dF/F is still at its (negative) baseline: a Gaussian fit
+    onset = dataclasses.replace(cfg, importer=dataclasses.replace(
+        cfg.importer, response_offset=0.0, response_window=None))
+    rec = MemoryRecorder()
+    assert np.isfinite(run_similarity(onset, rec).scores["r_data_oracle"])
+    assert loss(rec) == "gaussian"
+    with pytest.raises(RecordingError, match="eye_position: no samples within"):
+        run_similarity(SimilarityConfig(source="recording", recording=str(folder),
+                                        predictor=cfg.predictor), MemoryRecorder())
