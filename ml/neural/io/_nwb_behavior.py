@@ -106,7 +106,7 @@ def _scalar(f: Found) -> bool:
 def pick_position(series: Sequence[Found]) -> Found | None:
     named = [f for f in series if f.width == (2,) and f.name.lower() in POSITION_NAMES]
     eye = [f for f in series if f.width == (2,) and f.container == "EyeTracking"]
-    return (named or eye or [None])[0]
+    return next(iter(named or eye), None)
 
 
 def pick_size(series: Sequence[Found]) -> Found | None:
