@@ -236,6 +236,17 @@ class Client:
         """The recordings a similarity run can name: ``root`` and ``items``."""
         return self._call("GET", "/api/recordings")
 
+    def inspect_recording(self, recording: str, **importer: Any) -> dict[str, Any]:
+        """What a similarity run would import from ``recording`` (a name under the
+        server's recordings root) with the NWB ``importer`` options
+        (:class:`ml.neural.io.options.ImportOptions`): ``files``, one report each.
+
+        Raises:
+            NeuroregError: 422 with the importer's message when it would refuse the file.
+        """
+        return self._call("POST", "/api/recordings/inspect",
+                          json={"recording": recording, "importer": importer})
+
     def gamma(self, run_ids: Sequence[int] = ()) -> dict[str, Any]:
         """Table 1: final γ per tap, mean ± SEM per (target, α) over ``run_ids`` (train
         runs; none: every finished one)."""

@@ -105,9 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, default=20, help="how many, newest first (default 20)")
     r.add_argument("--json", action="store_true", help="the server's JSON page as is")
     r.set_defaults(func=cmd_runs)
-    sub.add_parser(
-        "recordings", help="recordings on the server that similarity runs can read"
-    ).set_defaults(func=cmd_recordings)
+    rec = sub.add_parser("recordings", help="recordings on the server that similarity runs "
+                         "can read; `recordings inspect PATH`: what the importer takes")
+    rec.add_argument("action", nargs="?", choices=["list", "inspect"], default="list")
+    rec.add_argument("path", nargs="?", help="inspect: a local file or folder, else a "
+                     "recording's name on the server")
+    rec.add_argument("--responses", help="the RoiResponseSeries, by path or name")
+    rec.add_argument("--intervals", help="the presentation table or IndexSeries")
+    rec.add_argument("--template", help="the stimulus template, when there are several")
+    rec.add_argument("--image-column", help="the table's frame column")
+    rec.add_argument("--allow-missing-behavior", action="store_true", default=None,
+                     help="zeros for missing pupil/running series")
+    rec.add_argument("--behavior-gaps", choices=["error", "fill", "drop"])
+    rec.add_argument("--response-offset", type=float, help="seconds from onset")
+    rec.add_argument("--response-window", type=float, help="seconds")
+    rec.add_argument("--frame-fit", choices=["refuse", "crop", "pad"])
+    rec.add_argument("--json", action="store_true", help="the report as JSON")
+    rec.set_defaults(func=cmd_recordings)
     g = sub.add_parser("gamma", help="final γ per tapped layer, averaged over seeds (Table 1)")
     g.add_argument("runs", nargs="*", type=int, help="train run ids (default: all finished)")
     g.set_defaults(func=cmd_gamma)

@@ -147,7 +147,45 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+IMPORT_OPTIONS = ("responses", "intervals", "template", "image_column",
+                  "allow_missing_behavior", "behavior_gaps", "response_offset",
+                  "response_window", "frame_fit")
+
+
+def print_inspection(files: list[dict[str, Any]]) -> None:
+    """``neuroreg recordings inspect``'s report, one block per file."""
+    for f in files:
+        print(f"{f['path']} ({f['format']})")
+        if f["format"] == "nwb":
+            print(f"  responses       {f['responses']}  ({f['neurons']} ROIs; candidates: "
+                  f"{', '.join(f['responses_found'])})")
+            if f["negative_responses"]:
+                print("                  negative somewhere (dF/F): the predictor fits it with "
+                      "a Gaussian loss (predictor.loss: auto)")
+            print(f"  presentations   {f['presentations']}: {f['presentations_total']}")
+            for what, key in (("blank (frame < 0)", "blank_dropped"),
+                              ("outside train/validation/test", "tier_dropped"),
+                              ("a gap in behaviour", "gap_dropped")):
+                if f[key]:
+                    print(f"    dropped {f[key]:>5}  {what}")
+            if f["gap_filled"]:
+                print(f"    filled  {f['gap_filled']:>5}  behaviour interpolated across a gap")
+            print(f"  stimuli         {f['template']}")
+            for quantity, where in f["behavior"].items():
+                print(f"  {quantity:<16}{where or 'missing (zeros)'}")
+        else:
+            print(f"  scan {f['scan']}: {f['neurons']} neurons"
+                  + ("; negative responses (dF/F)" if f["negative_responses"] else ""))
+        tiers = ", ".join(f"{t} {n}" for t, n in f["tiers"].items())
+        r = f["repeats"]
+        times = f"{r['min']}×" if r["min"] == r["max"] else f"{r['min']}–{r['max']}×"
+        print(f"  → {f['trials']} trials of {f['images']} images ({tiers}); "
+              f"{r['oracle_images']} oracle images repeated {times}")
+
+
 def cmd_recordings(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "inspect":
+        return _inspect(args, settings)
     with client(settings) as nr:
         page = nr.recordings()
     print(f"recordings in {page['root']} (name them as config.recording):")
@@ -346,4 +384,30 @@ def cmd_record(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps(nr.record(args.run), indent=1))
         else:
             print(f"saved {nr.record(args.run, dest=args.out)}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    if not args.path:
+        raise UsageError("recordings inspect: name a file or folder (PATH)")
+    options = {k: getattr(args, k) for k in IMPORT_OPTIONS if getattr(args, k) is not None}
+    local = Path(args.path)
+    if local.exists():  # a file on this machine, before it is copied to the server
+        from ml.neural.io.inspect import inspect_recording
+        from ml.neural.io.options import ImportOptions
+        from ml.neural.scan import RecordingError
+
+        try:
+            files = inspect_recording(local, ImportOptions(**options))
+        except (RecordingError, ValueError) as exc:  # the importer's own message
+            raise UsageError(str(exc)) from None
+    else:
+        with client(settings) as nr:
+            files = nr.inspect_recording(args.path, **options)["files"]
+    if args.json:
+        print(json.dumps(files, indent=2))
+    else:
+        print_inspection(files)
     return 0

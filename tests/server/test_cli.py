@@ -238,3 +238,24 @@ def test_set_overrides_and_run_references_resolve_on_the_server() -> None:
         resolve_references({"kind": "study", "config": {"target_run": "latest"}}, Server())
     with pytest.raises(UsageError, match="no succeeded train run named 'zz'"):
         resolve_references({"kind": "evaluate", "config": {"train_run": "zz"}}, Server())
+
+
+def test_recordings_inspect_reports_a_local_file_and_the_importers_refusal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.cli import main
+    from tests.ml.neural.test_nwb_layouts import write_lab_nwb
+
+    write_lab_nwb(tmp_path / "allen.nwb", layout="allen", dropout=(10.0, 13.0))
+    assert main(["recordings", "inspect", str(tmp_path / "allen.nwb")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "acquisition/EyeTracking/eye_position: no samples" in err[0]
+    assert main(["recordings", "inspect", str(tmp_path), "--behavior-gaps", "fill",
+                 "--response-offset", "0.3", "--json"]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["gap_filled"] == 3 and report["blank_dropped"] == 4
+    assert report["behavior"]["pupil size"] == "acquisition/PupilTracking/pupil_area [pixels^2]"
+    assert main(["recordings", "inspect", str(tmp_path)] + ["--behavior-gaps", "drop"]) == 0
+    out = capsys.readouterr().out
+    assert "dropped     3  a gap in behaviour" in out and "→ 24 trials of 13 images" in out
+    assert "repeated 4–5×" in out  # a repeat of an oracle image fell in the gap

@@ -98,3 +98,33 @@ def test_recordings_are_listed_and_can_be_named(client: TestClient, settings: Se
     assert res.status_code == 201, res.text
     assert res.json()["config"]["importer"]["response_offset"] == 0.2
     assert TestClient(client.app).get("/api/recordings").status_code == 401
+
+
+def test_a_recording_is_inspected_before_anything_runs(client: TestClient,
+                                                       settings: Settings) -> None:
+    from tests.ml.neural.test_nwb_layouts import write_lab_nwb
+
+    settings.recordings.mkdir(parents=True, exist_ok=True)
+    write_lab_nwb(settings.recordings / "allen.nwb", layout="allen", dropout=(10.0, 13.0))
+    res = client.post("/api/recordings/inspect", json={"recording": "allen.nwb"})
+    assert res.status_code == 422  # the gap: the importer's own message, naming the series
+    (err,) = res.json()["detail"]
+    assert err["loc"] == ["body", "recording"]
+    assert err["msg"].startswith("allen.nwb: acquisition/EyeTracking/eye_position: no samples")
+    res = client.post("/api/recordings/inspect", json={
+        "recording": "allen.nwb", "importer": {"behavior_gaps": "drop"}})
+    assert res.status_code == 200, res.text
+    (f,) = res.json()["files"]
+    assert f["path"] == "allen.nwb" and f["format"] == "nwb"
+    assert f["blank_dropped"] == 4 and f["gap_dropped"] > 0
+    assert f["trials"] == 27 - f["gap_dropped"]
+    assert f["behavior"]["running speed"] == "processing/running/speed [cm/s]"
+    assert f["responses_found"] == ["processing/ophys/DfOverF/traces",
+                                    "processing/ophys/Fluorescence/traces"]
+    for body, loc in (({"recording": "nope.nwb"}, ["body", "recording"]),
+                      ({"recording": "allen.nwb", "importer": {"frame_fit": "x"}},
+                       ["body", "importer", "frame_fit"]),
+                      ({"recording": "allen.nwb", "extra": 1}, ["body", "extra"])):
+        res = client.post("/api/recordings/inspect", json=body)
+        assert res.status_code == 422, res.text
+        assert res.json()["detail"][0]["loc"][:len(loc)] == loc, res.json()
