@@ -100,6 +100,27 @@ async function estimate(kind, config) {
   return `About ${text} on this service's workers, from run #${same.id} (${same.config.epochs} epochs in ${Math.round(seconds)} s).`;
 }
 
+// one file of POST /api/recordings/inspect, as text
+function describe(f) {
+  const lines = [`${f.path} (${f.format})`];
+  if (f.format === "nwb") {
+    lines.push(`responses: ${f.responses} (${f.neurons} ROIs)${f.negative_responses ? ", negative somewhere (dF/F: a Gaussian fit)" : ""}`,
+      `presentations: ${f.presentations}, ${f.presentations_total}`);
+    for (const [key, what] of [["blank_dropped", "blank (frame < 0)"], ["tier_dropped", "outside the tiers"],
+      ["gap_dropped", "a gap in behaviour"], ["gap_filled", "behaviour interpolated across a gap (kept)"]]) {
+      if (f[key]) lines.push(`  ${key.endsWith("filled") ? "filled" : "dropped"} ${f[key]}: ${what}`);
+    }
+    lines.push(`stimuli: ${f.template}`,
+      ...Object.entries(f.behavior).map(([q, where]) => `${q}: ${where || "missing (zeros)"}`));
+  } else {
+    lines.push(`scan ${f.scan}: ${f.neurons} neurons`);
+  }
+  const r = f.repeats;
+  lines.push(`→ ${f.trials} trials of ${f.images} images (${Object.entries(f.tiers).map(([t, n]) => `${t} ${n}`).join(", ")}); `
+    + `${r.oracle_images} oracle images repeated ${r.min === r.max ? r.min : `${r.min}–${r.max}`}×`);
+  return lines.join("\n");
+}
+
 function showErrors(detail) {
   document.querySelectorAll(".field-error").forEach((e) => { e.textContent = ""; });
   const general = [];
@@ -160,8 +181,31 @@ withLogin(async () => {
   const showEstimate = async () => {
     try { estimateNote.textContent = await estimate(kind.value, readConfig()); } catch { estimateNote.textContent = ""; }
   };
+  // a similarity run's recording: what the importer would take from it, before submitting
+  const addInspect = () => {
+    const field = document.getElementById("f-recording");
+    if (!field || kind.value !== "similarity") return;
+    const out = el("pre", { class: "inspect", id: "inspect-result", "aria-live": "polite" });
+    const button = el("button", { type: "button", id: "inspect" }, "Inspect the recording");
+    button.onclick = async () => {
+      let importer;
+      try { importer = readValue(document.getElementById("f-importer")) || {}; } catch (err) {
+        out.textContent = err.message; return;
+      }
+      out.textContent = "reading…";
+      const res = await send("POST", "/api/recordings/inspect", { recording: field.value, importer });
+      if (!res.ok) {
+        const d = res.body && res.body.detail;
+        out.textContent = Array.isArray(d) ? d.map((e) => `${e.loc.slice(1).join(".")}: ${e.msg}`).join("\n") : String(d);
+        return;
+      }
+      out.textContent = res.body.files.map(describe).join("\n\n");
+    };
+    field.parentElement.append(el("p", {}, button), out);
+  };
   const rebuild = async () => {
     holder.replaceChildren(await buildForm(kind.value, preset.value));
+    addInspect();
     history.replaceState(null, "", `/submit?kind=${kind.value}${preset.value ? `&preset=${preset.value}` : ""}`);
     await showEstimate();
   };

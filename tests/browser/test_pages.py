@@ -564,3 +564,32 @@ def test_the_leaderboard_sorts_by_a_clicked_column_and_a_run_shows_its_record(  
         with run.expect_download() as download:
             run.click("#record-download")
         assert download.value.suggested_filename == f"neuroreg-record-{ids['evals'][1]}.json"
+
+
+def test_the_submit_form_inspects_a_recording_with_its_importer_options(  # type: ignore[no-untyped-def]
+        browser, settings: Settings):
+    from tests.ml.neural.test_nwb_layouts import write_lab_nwb
+
+    settings.recordings.mkdir(parents=True, exist_ok=True)
+    write_lab_nwb(settings.recordings / "allen.nwb", layout="allen", dropout=(10.0, 13.0))
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        page = _login(browser, url, token, "/submit?kind=similarity")
+        page.wait_for_selector("#f-recording")
+        page.select_option("#f-source", "recording")
+        page.fill("#f-recording", "allen.nwb")
+        page.click("#inspect")
+        page.wait_for_function("() => !document.getElementById('inspect-result')"
+                               ".textContent.startsWith('reading')")
+        text = page.locator("#inspect-result").inner_text()
+        assert "acquisition/EyeTracking/eye_position: no samples" in text  # the refusal
+        page.fill("#f-importer", '{"behavior_gaps": "fill"}')  # empty: every default
+        page.click("#inspect")
+        page.wait_for_function("() => document.getElementById('inspect-result')"
+                               ".textContent.includes('→')", timeout=5000)
+        text = page.locator("#inspect-result").inner_text()
+        assert "dropped 4: blank (frame < 0)" in text and "filled 3" in text
+        assert "pupil size: acquisition/PupilTracking/pupil_area [pixels^2]" in text
+        assert "negative somewhere (dF/F" in text
+        page.screenshot(path=str(OUTPUT / "submit-inspect.png"), full_page=True)
