@@ -56,12 +56,23 @@ export async function drawSimilarity(runId) {
   ], { title: { text: "Scan vs repeat fluctuations (Fig. 1C)", subtitle: { text: "ΔS across scans and across repeats (Eq. 4, 5)" } },
        barmode: "overlay", margin: MARGIN, yaxis: { title: { text: "fraction" } } });
   const sc = fig.scatter;
+  // 95 % bootstrap intervals over stimuli (and neurons) and S_oracle's noise ceiling,
+  // when the run measured them (ml/neural/uncertainty.py)
+  const bars = fig.error_bars || {};
+  const boot = bars.bootstrap;
+  const ci = (key) => (boot ? ` [${boot[`${key}_ci_stimuli`].map((v) => v.toFixed(2)).join(", ")}]` : "");
+  const ceiling = bars.noise_ceiling && bars.noise_ceiling.ceiling;
+  const sub = [boot ? `[ ]: ${Math.round(100 * boot.level)} % bootstrap interval over stimuli (${boot.replicates} replicates); `
+    + `over neurons: S_data [${boot.r_data_oracle_ci_neurons.map((v) => v.toFixed(2)).join(", ")}], `
+    + `S_model [${boot.r_model_oracle_ci_neurons.map((v) => v.toFixed(2)).join(", ")}]` : "",
+  ceiling !== undefined ? `noise ceiling of S_oracle ${ceiling.toFixed(2)} (split halves, Spearman–Brown)` : ""]
+    .filter(Boolean).join("; ");
   plot(panel("fig-scatter", "Fig. 1D"), [
     { x: sc.data.oracle, y: sc.data.data, mode: "markers", type: "scatter",
-      name: `S_data, r = ${sc.data.r.toFixed(2)}`, marker: { size: 3, opacity: 0.3 } },
+      name: `S_data, r = ${sc.data.r.toFixed(2)}${ci("r_data_oracle")}`, marker: { size: 3, opacity: 0.3 } },
     { x: sc.model.oracle, y: sc.model.model, mode: "markers", type: "scatter",
-      name: `S_model, r = ${sc.model.r.toFixed(2)}`, marker: { size: 3, opacity: 0.5 } },
-  ], { title: { text: "Trials and model vs S_oracle (Fig. 1D)" }, margin: MARGIN,
+      name: `S_model, r = ${sc.model.r.toFixed(2)}${ci("r_model_oracle")}`, marker: { size: 3, opacity: 0.5 } },
+  ], { title: { text: "Trials and model vs S_oracle (Fig. 1D)", subtitle: { text: sub } }, margin: MARGIN,
        xaxis: { title: { text: "S_oracle" } } });
   plot(panel("fig-neurons", "neurons"), [
     { x: centres(fig.snr), y: fig.snr.counts, type: "bar", name: "SNR weight w_a (Eq. 1)" },
@@ -80,8 +91,16 @@ export function drawScores(series, norms = {}) {
   // median_linf → "median L∞ (median_linf)": the field's name, then the stored key
   const name = (key) => { const m = key.match(/^median_(\w+)$/);
     return m && norms[m[1]] ? `median ${norms[m[1]]} (${key})` : key; };
-  table.replaceChildren(...series.map((s) =>
-    el("tr", {}, el("th", {}, name(s.key)), el("td", {}, number(s.values[0])))));
+  // a score's bootstrap intervals (<key>_ci_<over>_lo/hi) go in its own row
+  const value = Object.fromEntries(series.map((s) => [s.key, s.values[0]]));
+  const interval = (key, over) => (value[`${key}_ci_${over}_lo`] === undefined ? null
+    : `[${value[`${key}_ci_${over}_lo`].toFixed(3)}, ${value[`${key}_ci_${over}_hi`].toFixed(3)}] over ${over}`);
+  const shown = series.filter((s) => !/_ci_(stimuli|neurons)_(lo|hi)$/.test(s.key));
+  table.replaceChildren(...shown.map((s) => {
+    const cis = ["stimuli", "neurons"].map((o) => interval(s.key, o)).filter(Boolean);
+    return el("tr", {}, el("th", {}, name(s.key)), el("td", {}, number(s.values[0])),
+      ...(cis.length ? [el("td", { class: "meta" }, `95 % CI ${cis.join(", ")}`)] : []));
+  }));
   table.hidden = series.length === 0;
 }
 

@@ -17,6 +17,7 @@ from annotated_types import Ge, Le
 from ml import artifacts
 from ml._validate import validate_config
 from ml.neural import estimators as est
+from ml.neural import uncertainty as est_u
 from ml.neural.figures import cluster_order, histogram, ordered, subsample
 from ml.neural.io.options import ImportOptions
 from ml.neural.predictor import FitResult, PredictorConfig, fit_predictor, predict
@@ -45,7 +46,11 @@ class SimilarityConfig:
         predictor: the predictive model that denoises the responses (Eq. 6).
         target_dtype: ``float16`` halves a target's memory.
         pairs_for_r: stimulus pairs sampled for each r(S, S′) score.
-        seed: pair sampling and the shuffle control.
+        bootstrap: replicates of the bootstrap over stimuli and over neurons behind the
+            95 % intervals of r(S_model, S_oracle) and r(S_data, S_oracle); 0: none.
+        ceiling_splits: random split halves of the repeats behind S_oracle's noise
+            ceiling; 0: none (it needs 4 repeats per oracle image).
+        seed: pair sampling, the shuffle control, the bootstrap and the splits.
     """
 
     source: Literal["simulated", "recording"] = "simulated"
@@ -55,6 +60,8 @@ class SimilarityConfig:
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     target_dtype: Literal["float32", "float16"] = "float32"
     pairs_for_r: Annotated[int, Ge(1000), Le(50_000_000)] = 2_000_000
+    bootstrap: Annotated[int, Ge(0), Le(10_000)] = 100
+    ceiling_splits: Annotated[int, Ge(0), Le(10_000)] = 50
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -84,6 +91,7 @@ class ScanAnalysis:
     scatter_oracle: np.ndarray  # the S^oracle each of those estimates
     r_data_oracle: float = 0.0
     r_model_oracle: float = 0.0
+    raw: est_u.ScanData | None = None  # what the error bars resample
 
 
 @dataclass
@@ -237,15 +245,47 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
 
     scores = _scores(analyses, targets, sim, rng, config.pairs_for_r)
     scores["predictor_val_corr"] = float(fit.val_corr)
+    errors = _error_bars(config, analyses, rec)
+    scores.update(errors["scores"])
     # Eq. 4 and the shared Fig. 1 order compare the oracle images every scan repeated
     common = reduce(np.intersect1d, [s.oracle_ids for s in scans])
     figures = _figures(analyses, common, rng)
+    figures["error_bars"] = errors["detail"]
     scores.update(figures["summary"])
     rec.log_metrics(scores, step=0)
     rec.progress(0.9, "saving targets")
     _save(rec, config, targets, figures, fit)
     rec.progress(1.0, "done")
     return SimilarityResult(scores, targets, analyses, figures)
+
+
+def _error_bars(config: SimilarityConfig, analyses: list[ScanAnalysis], rec: Recorder
+                ) -> dict[str, Any]:
+    """Bootstrap intervals of Fig. 1D's r's and S_oracle's noise ceiling
+    (:mod:`ml.neural.uncertainty`), as flat scores and as the figures' detail."""
+    raw = [a.raw for a in analyses if a.raw is not None]
+    scores: dict[str, float] = {}
+    detail: dict[str, Any] = {}
+    if config.bootstrap and raw:
+        rec.progress(0.85, f"bootstrap: {config.bootstrap} replicates over stimuli and neurons")
+        boot = est_u.bootstrap_scores(raw, replicates=config.bootstrap, seed=config.seed)
+        detail["bootstrap"] = boot
+        for name in ("r_model_oracle", "r_data_oracle"):
+            for over in ("stimuli", "neurons"):
+                lo, hi = boot[f"{name}_ci_{over}"]  # type: ignore[misc]
+                scores[f"{name}_ci_{over}_lo"], scores[f"{name}_ci_{over}_hi"] = lo, hi
+    min_repeats = min(int(np.bincount(np.searchsorted(d.oracle_ids, d.trial_ids)).min())
+                      for d in raw) if raw else 0
+    if config.ceiling_splits and min_repeats >= 4:
+        ceiling = est_u.noise_ceiling(raw, splits=config.ceiling_splits, seed=config.seed)
+        detail["noise_ceiling"] = ceiling
+        scores["oracle_split_half_r"] = float(ceiling["split_half_r"])  # type: ignore[arg-type]
+        scores["oracle_reliability"] = float(ceiling["reliability"])  # type: ignore[arg-type]
+        scores["oracle_noise_ceiling"] = float(ceiling["ceiling"])  # type: ignore[arg-type]
+    elif config.ceiling_splits:
+        detail["noise_ceiling"] = {"skipped": f"an oracle image has {min_repeats} repeats; "
+                                   "split halves need at least 4"}
+    return {"scores": scores, "detail": detail}
 
 
 def _analyse_scan(s: Scan, fit: FitResult, target_images: np.ndarray, shared_ids: np.ndarray
@@ -270,6 +310,8 @@ def _analyse_scan(s: Scan, fit: FitResult, target_images: np.ndarray, shared_ids
         scatter_data=scat_d, scatter_oracle=scat_o,
         r_data_oracle=est.pearson(scat_d, scat_o),
         r_model_oracle=est.pearson(est.offdiag(s_model), est.offdiag(s_oracle)),
+        raw=est_u.ScanData(s.responses[on_oracle] * w, trial_ids, oracle_ids,
+                           pred_oracle * (w * v)),
     )
     model_factor = est.unit_vectors(predict(fit, s.name, target_images), weights=w * v)
     data_factor = (est.unit_vectors(_mean_response(s, shared_ids), weights=w)

@@ -103,6 +103,10 @@ def test_bad_token_shows_sign_in(browser, settings: Settings) -> None:  # type: 
         assert "rejected" in page.locator("#login-error").inner_text()
 
 
+TITLE = ("(id) => { const t = document.getElementById(id).layout.title;"
+         " return `${t.text} ${(t.subtitle || {}).text || ''}`.replace(/<br>/g, ' '); }")
+
+
 def test_similarity_run_page_draws_fig1_and_scores(  # type: ignore[no-untyped-def]
     browser, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,7 +117,7 @@ def test_similarity_run_page_draws_fig1_and_scores(  # type: ignore[no-untyped-d
     monkeypatch.setenv("NEUROREG_DATA_DIR", str(settings.data_dir))
     get_settings.cache_clear()
     config = {
-        "simulation": {"n_images": 80, "n_oracle": 8, "oracle_repeats": 3, "n_scans": 2,
+        "simulation": {"n_images": 80, "n_oracle": 8, "oracle_repeats": 4, "n_scans": 2,
                        "neurons_per_scan": 16},
         "predictor": {"hidden_channels": 4, "max_epochs": 2},
         "pairs_for_r": 2000,
@@ -146,6 +150,14 @@ def test_similarity_run_page_draws_fig1_and_scores(  # type: ignore[no-untyped-d
                 assert len(set(scales)) == 1
                 scores = page.locator("#scores").inner_text()
                 assert "r_model_oracle" in scores and "r_data_true" in scores
+                # each r with its bootstrap intervals in its row, and the noise ceiling
+                row = page.locator("#scores tr", has_text="r_model_oracle").first.inner_text()
+                assert "95 % CI [" in row and "over stimuli" in row and "over neurons" in row
+                assert "_ci_stimuli_lo" not in scores and "oracle_noise_ceiling" in scores
+                legend = page.evaluate("() => document.getElementById('fig-scatter').data"
+                                       ".map((t) => t.name)")
+                assert all(" [" in n for n in legend), legend
+                assert "noise ceiling of S_oracle" in page.evaluate(TITLE, "fig-scatter")
                 # Fig. 2: three least and three most similar pairs, drawn as images
                 page.wait_for_selector("#fig2 canvas")
                 assert page.locator("#fig2 .pair").count() == 6

@@ -146,3 +146,17 @@ def test_r_over_factor_pairs_is_exact_blockwise_and_close_when_sampled():
     assert _factor_r(a, b, rng, 1000, block=64) == pytest.approx(exact, abs=1e-6)
     sampled = _factor_r(a, b, rng, 40_000, exact_up_to=10)
     assert sampled == pytest.approx(exact, abs=0.03)
+
+
+def test_the_scores_come_with_bootstrap_intervals_and_a_noise_ceiling(result):
+    res, rec = result
+    s = res.scores
+    for name in ("r_model_oracle", "r_data_oracle"):
+        for over in ("stimuli", "neurons"):
+            lo, hi = s[f"{name}_ci_{over}_lo"], s[f"{name}_ci_{over}_hi"]
+            assert lo < hi and rec.series(f"{name}_ci_{over}_lo") == [lo]
+    assert 0 < s["oracle_reliability"] <= 1 and s["oracle_noise_ceiling"] == pytest.approx(
+        s["oracle_reliability"] ** 0.5)
+    bars = json.loads(rec.artifacts[artifacts.FIGURES][0])["error_bars"]
+    assert bars["bootstrap"]["replicates"] == 100 and bars["noise_ceiling"]["splits"] == 50
+    assert bars["bootstrap"]["r_model_oracle"] == pytest.approx(s["r_model_oracle"], abs=1e-5)
