@@ -272,8 +272,8 @@ def _error_bars(config: SimilarityConfig, analyses: list[ScanAnalysis], rec: Rec
         detail["bootstrap"] = boot
         for name in ("r_model_oracle", "r_data_oracle"):
             for over in ("stimuli", "neurons"):
-                lo, hi = boot[f"{name}_ci_{over}"]  # type: ignore[misc]
-                scores[f"{name}_ci_{over}_lo"], scores[f"{name}_ci_{over}_hi"] = lo, hi
+                bounds: list[float] = boot[f"{name}_ci_{over}"]  # type: ignore[assignment]
+                scores[f"{name}_ci_{over}_lo"], scores[f"{name}_ci_{over}_hi"] = bounds
     min_repeats = min(int(np.bincount(np.searchsorted(d.oracle_ids, d.trial_ids)).min())
                       for d in raw) if raw else 0
     if config.ceiling_splits and min_repeats >= 4:
