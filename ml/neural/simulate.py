@@ -265,3 +265,18 @@ def _true_factor(pop: _Population, flat: np.ndarray, mean_lum: float,
     signal = (clean * g1).var(0)
     weights = np.sqrt(signal / np.maximum(noise, 1e-12))
     return unit_vectors(clean, weights=weights)
+
+
+def as_dff(scan: Scan, *, seed: int = 0, gain: float = 0.3, noise: float = 0.1) -> Scan:
+    """The scan as a 2-photon file would hold it: fluorescence F = F0 (1 + gain · events)
+    plus Gaussian noise of ``noise`` · F0 (F0 drawn per neuron), then dF/F = (F − F0′) /
+    F0′ with F0′ each neuron's median F, negative on every quiet trial. A measurement
+    model for exercising the real-valued path, not a model of any indicator's kinetics."""
+    import dataclasses
+
+    rng = np.random.default_rng(seed)
+    f0 = rng.uniform(50, 150, scan.n_neurons)
+    f = f0 * (1 + gain * scan.responses) + rng.normal(0, noise * f0, scan.responses.shape)
+    base = np.median(f, axis=0)
+    parts = {k.name: getattr(scan, k.name) for k in dataclasses.fields(scan)}
+    return Scan(**{**parts, "responses": ((f - base) / base).astype(np.float32)})

@@ -261,19 +261,9 @@ def test_unusable_scans_are_refused() -> None:
         fit_predictor([Scan(**parts)], PredictorConfig(max_epochs=1, loss="poisson"))
 
 
-def as_dff(scan: Scan, seed: int = 0) -> Scan:
-    """The scan as a 2-photon file holds it: fluorescence F = F0 (1 + 0.3 · events) plus
-    Gaussian noise, then dF/F = (F − F0) / F0 with F0 each neuron's median, negative on
-    every quiet trial."""
-    rng = np.random.default_rng(seed)
-    f0 = rng.uniform(50, 150, scan.n_neurons)
-    f = f0 * (1 + 0.3 * scan.responses) + rng.normal(0, 0.1 * f0, scan.responses.shape)
-    base = np.median(f, axis=0)
-    parts = {k.name: getattr(scan, k.name) for k in dataclasses.fields(scan)}
-    return Scan(**{**parts, "responses": ((f - base) / base).astype(np.float32)})
-
-
 def test_df_over_f_is_fitted_with_a_gaussian_loss_and_a_linear_output(scans) -> None:
+    from ml.neural.simulate import as_dff
+
     dff = [as_dff(s, seed=k) for k, s in enumerate(scans)]
     assert all((s.responses < 0).mean() > 0.3 for s in dff)
     config = PredictorConfig(max_epochs=12, **TINY)  # loss: auto
