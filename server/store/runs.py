@@ -73,10 +73,24 @@ def list_runs(
     order: str = "newest",
     limit: int = 50,
     offset: int = 0,
+    q: str | None = None,
+    sort: str | None = None,
+    descending: bool = False,
 ) -> tuple[Sequence[Run], int]:
     """Newest first (or ``oldest``, or by ``name``); returns the page and the total
-    matching count. ``top_level`` leaves out runs a study made (they have a parent)."""
+    matching count. ``top_level`` leaves out runs a study made (they have a parent).
+    ``q`` is a query (:mod:`server.store.query`); ``sort`` a config or metric field
+    (``config.alpha``, ``metrics.test_acc.max``), runs without it last, then ``order``.
+
+    Raises:
+        QueryError: for a query or sort field that cannot be compiled.
+    """
+    from server.store.query import compile_query, sort_key
+
+    dialect = session.get_bind().dialect.name
     query = select(Run)
+    if q:
+        query = query.where(compile_query(q, dialect))
     if tag is not None:
         query = query.join(RunTag, RunTag.run_id == Run.id).where(RunTag.tag == tag)
     if parent_id is not None:
@@ -94,7 +108,11 @@ def list_runs(
         "newest": (Run.created_at.desc(), Run.id.desc()),
         "oldest": (Run.created_at.asc(), Run.id.asc()),
         "name": (Run.name.asc(), Run.id.desc())}
-    ordering = orders[order]
+    ordering: tuple[Any, ...] = orders[order]
+    if sort:
+        keys = sort_key(sort, dialect)
+        ordering = tuple((k.desc() if descending else k.asc()).nulls_last()
+                         for k in keys) + ordering
     page = session.execute(query.order_by(*ordering).limit(limit).offset(offset))
     return page.scalars().unique().all(), total
 

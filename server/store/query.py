@@ -1,0 +1,346 @@
+"""A query language for runs, compiled to SQL that runs on SQLite and PostgreSQL alike.
+
+    config.alpha >= 8 and metrics.test_acc.last > 0.9 and (tag = "fig4" or tag = "fig6")
+
+- **fields**: ``config.<path>`` (any config field, nested with dots: ``config.train.width``),
+  ``metrics.<key>[.last|.min|.max]`` (``.last``, the value at the highest step, when
+  none is given), ``tag``, ``owner``, ``kind``, ``status``, ``parent`` (the parent run's
+  id, ``null`` for none), ``name``, ``id``, ``created``, ``started``, ``finished``
+  (compared with ISO dates or times: ``created >= "2026-11-01"``);
+- **comparisons**: ``=`` (or ``==``), ``!=``, ``<``, ``<=``, ``>``, ``>=``, and ``~``
+  (contains, case-insensitive, for text);
+- **values**: numbers, ``"strings"`` or ``'strings'``, ``true``, ``false``, ``null``;
+- ``and``, ``or``, ``not`` and parentheses, ``not`` binding tightest, then ``and``.
+
+A config field compares by the type of the value it is compared with: ``config.alpha >
+8`` matches runs whose alpha is a number above 8, never a string; a run without the
+field does not match (``!=`` included). Nothing is evaluated in Python over the runs: the
+whole query becomes one WHERE clause (and ``sort_key`` one ORDER BY term).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    and_,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+)
+
+from server.store.models import Metric, MetricBucket, Run, RunStatus, RunTag, User
+
+FIELDS_HELP = ("config.<path>, metrics.<key>[.last|.min|.max], tag, owner, kind, status, "
+               "parent, name, id, created, started, finished")
+_TEXT = {"name": Run.name, "kind": Run.kind}
+_DATES = {"created": Run.created_at, "started": Run.started_at, "finished": Run.finished_at}
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-/]+)*")
+_NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_OPS = ("==", "!=", "<=", ">=", "=", "<", ">", "~")
+MAX_LENGTH = 2000
+
+
+class QueryError(ValueError):
+    """A query that cannot be run, with the position (0-based) of what is wrong."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(f"at {position}: {message}")
+        self.message, self.position = message, position
+
+
+@dataclass(frozen=True)
+class _Tok:
+    kind: str   # ident, number, string, op, lparen, rparen, word (and/or/not/true/…)
+    text: str
+    value: Any
+    pos: int
+
+
+def _tokens(q: str) -> list[_Tok]:
+    out, i = [], 0
+    while i < len(q):
+        c = q[i]
+        if c.isspace():
+            i += 1
+            continue
+        if c in "()":
+            out.append(_Tok("lparen" if c == "(" else "rparen", c, c, i))
+            i += 1
+            continue
+        if c in "\"'":
+            j, buf = i + 1, []
+            while j < len(q) and q[j] != c:
+                if q[j] == "\\" and j + 1 < len(q):
+                    j += 1
+                buf.append(q[j])
+                j += 1
+            if j >= len(q):
+                raise QueryError(f"the string opened here has no closing {c}", i)
+            out.append(_Tok("string", q[i:j + 1], "".join(buf), i))
+            i = j + 1
+            continue
+        op = next((o for o in _OPS if q.startswith(o, i)), None)
+        if op:
+            out.append(_Tok("op", op, "=" if op == "==" else op, i))
+            i += len(op)
+            continue
+        m = _NUMBER.match(q, i)
+        if m and (c.isdigit() or c in "-."):
+            out.append(_Tok("number", m.group(), float(m.group()), i))
+            i = m.end()
+            continue
+        m = _IDENT.match(q, i)
+        if m:
+            word = m.group()
+            low = word.lower()
+            if low in ("and", "or", "not", "true", "false", "null"):
+                out.append(_Tok("word", word, low, i))
+            else:
+                out.append(_Tok("ident", word, word, i))
+            i = m.end()
+            continue
+        raise QueryError(f"unexpected {c!r}", i)
+    return out
+
+
+class _Parser:
+    def __init__(self, q: str, dialect: str) -> None:
+        self.q, self.toks, self.k, self.dialect = q, _tokens(q), 0, dialect
+
+    def peek(self) -> _Tok | None:
+        return self.toks[self.k] if self.k < len(self.toks) else None
+
+    def take(self) -> _Tok:
+        tok = self.peek()
+        if tok is None:
+            raise QueryError("the query ends too soon", len(self.q))
+        self.k += 1
+        return tok
+
+    def parse(self) -> ColumnElement[bool]:
+        if not self.toks:
+            raise QueryError("the query is empty", 0)
+        expr = self.or_()
+        tok = self.peek()
+        if tok is not None:
+            raise QueryError(f"expected and, or or the end, got {tok.text!r}", tok.pos)
+        return expr
+
+    def or_(self) -> ColumnElement[bool]:
+        parts = [self.and_()]
+        while (t := self.peek()) is not None and t.kind == "word" and t.value == "or":
+            self.take()
+            parts.append(self.and_())
+        return parts[0] if len(parts) == 1 else or_(*parts)
+
+    def and_(self) -> ColumnElement[bool]:
+        parts = [self.not_()]
+        while (t := self.peek()) is not None and t.kind == "word" and t.value == "and":
+            self.take()
+            parts.append(self.not_())
+        return parts[0] if len(parts) == 1 else and_(*parts)
+
+    def not_(self) -> ColumnElement[bool]:
+        t = self.peek()
+        if t is not None and t.kind == "word" and t.value == "not":
+            self.take()
+            return not_(self.not_())
+        return self.atom()
+
+    def atom(self) -> ColumnElement[bool]:
+        t = self.take()
+        if t.kind == "lparen":
+            inner = self.or_()
+            close = self.peek()
+            if close is None or close.kind != "rparen":
+                raise QueryError("this parenthesis is never closed", t.pos)
+            self.take()
+            return inner
+        if t.kind != "ident":
+            raise QueryError(f"expected a field ({FIELDS_HELP}), got {t.text!r}", t.pos)
+        op = self.take()
+        if op.kind != "op":
+            raise QueryError(f"expected a comparison (=, !=, <, <=, >, >=, ~) after "
+                             f"{t.text!r}, got {op.text!r}", op.pos)
+        value = self.take()
+        if value.kind not in ("number", "string") and not (
+                value.kind == "word" and value.value in ("true", "false", "null")):
+            raise QueryError(f"expected a value (a number, a \"string\", true, false or "
+                             f"null) after {op.text!r}, got {value.text!r}", value.pos)
+        return _comparison(t, op, value, self.dialect)
+
+
+def _value(tok: _Tok) -> Any:
+    if tok.kind == "word":
+        return {"true": True, "false": False, "null": None}[tok.value]
+    return tok.value
+
+
+def _compare(col: Any, op: str, v: Any) -> ColumnElement[bool]:
+    if op == "=":
+        return col == v  # type: ignore[no-any-return]
+    if op == "!=":
+        return col != v  # type: ignore[no-any-return]
+    if op == "<":
+        return col < v  # type: ignore[no-any-return]
+    if op == "<=":
+        return col <= v  # type: ignore[no-any-return]
+    if op == ">":
+        return col > v  # type: ignore[no-any-return]
+    if op == ">=":
+        return col >= v  # type: ignore[no-any-return]
+    return func.lower(col).contains(str(v).lower())
+
+
+def _json(path: list[str], kind: str, dialect: str) -> Any:
+    """The config value at ``path`` when it is of JSON ``kind`` (number, string,
+    boolean), else NULL: never a cast that fails on another type."""
+    if dialect == "postgresql":
+        elem = Run.config[tuple(path)]  # config #> '{a,b}'
+        typ = func.json_typeof(elem)
+        text = elem.as_string()         # config #>> '{a,b}'
+        if kind == "number":
+            return case((typ == "number", cast(text, Float)), else_=None)
+        if kind == "boolean":
+            return case((typ == "boolean", text == "true"), else_=None)
+        return case((typ == "string", text), else_=None)
+    jpath = "$." + ".".join(f'"{p}"' for p in path)
+    typ = func.json_type(Run.config, jpath)
+    val = func.json_extract(Run.config, jpath)
+    if kind == "number":
+        return case((typ.in_(("integer", "real")), val), else_=None)
+    if kind == "boolean":
+        return case((typ == "true", true()), (typ == "false", false()), else_=None)
+    return case((typ == "text", val), else_=None)
+
+
+def _metric(key: str, stat: str) -> Any:
+    if stat == "last":
+        return (select(Metric.value).where(Metric.run_id == Run.id, Metric.key == key)
+                .order_by(Metric.step.desc()).limit(1).scalar_subquery())
+    agg = func.min(MetricBucket.min_value) if stat == "min" else func.max(
+        MetricBucket.max_value)
+    return select(agg).where(MetricBucket.run_id == Run.id,
+                             MetricBucket.key == key).scalar_subquery()
+
+
+def field_column(name: str, pos: int, dialect: str, kind: str = "number") -> Any:
+    """The SQL expression of a config or metric field (for sorting and comparing)."""
+    if name.startswith("config."):
+        path = name.split(".")[1:]
+        if not all(path):
+            raise QueryError(f"{name!r}: empty part in the config path", pos)
+        return _json(path, kind, dialect)
+    if name.startswith("metrics."):
+        rest = name[len("metrics."):]
+        key, _, stat = rest.rpartition(".")
+        if stat not in ("last", "min", "max"):
+            key, stat = rest, "last"
+        if not key:
+            raise QueryError(f"{name!r}: name the metric (metrics.test_acc.last)", pos)
+        return _metric(key, stat)
+    raise QueryError(f"unknown field {name!r} (fields: {FIELDS_HELP})", pos)
+
+
+def _comparison(field: _Tok, op_tok: _Tok, value_tok: _Tok, dialect: str) -> ColumnElement[bool]:
+    name, op, v = field.text, op_tok.value, _value(value_tok)
+    numeric = isinstance(v, float)
+    where = value_tok.pos
+
+    def need(kind: str) -> None:
+        ok = {"number": numeric, "text": isinstance(v, str)}[kind]
+        if not ok:
+            got = "null" if v is None else "a number" if numeric else (
+                "a boolean" if isinstance(v, bool) else "a string")
+            want = "a number" if kind == "number" else "a string"
+            raise QueryError(f"{name} compares with {want}, not {got}", where)
+
+    if op == "~" and not isinstance(v, str):
+        raise QueryError("~ (contains) compares with a string", where)
+    if name == "tag":
+        need("text")
+        if op not in ("=", "!=", "~"):
+            raise QueryError("tag takes =, != or ~", op_tok.pos)
+        match = RunTag.tag == v if op != "~" else func.lower(RunTag.tag).contains(v.lower())
+        has = exists().where(RunTag.run_id == Run.id, match)
+        return not_(has) if op == "!=" else has
+    if name == "owner":
+        need("text")
+        return exists().where(User.id == Run.owner_id, _compare(User.name, op, v))
+    if name == "status":
+        need("text")
+        known = [s.value for s in RunStatus]
+        if op not in ("=", "!="):
+            raise QueryError("status takes = or !=", op_tok.pos)
+        if v not in known:
+            raise QueryError(f"status is one of {known}, not {v!r}", where)
+        return _compare(Run.status, op, RunStatus(v))
+    if name in _TEXT:
+        need("text")
+        return _compare(_TEXT[name], op, v)
+    if name == "id":
+        need("number")
+        return _compare(Run.id, op, int(v))
+    if name == "parent":
+        if v is None:
+            if op not in ("=", "!="):
+                raise QueryError("parent compares with null by = or !=", op_tok.pos)
+            return Run.parent_id.is_(None) if op == "=" else Run.parent_id.is_not(None)
+        need("number")
+        return _compare(Run.parent_id, op, int(v))
+    if name in _DATES:
+        if v is None:
+            if op not in ("=", "!="):
+                raise QueryError(f"{name} compares with null by = or !=", op_tok.pos)
+            return _DATES[name].is_(None) if op == "=" else _DATES[name].is_not(None)
+        need("text")
+        try:
+            when = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            raise QueryError(f"{name} compares with an ISO date or time "
+                             f"(\"2026-11-01\", \"2026-11-01T12:00\"), not {v!r}", where) from None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        return _compare(_DATES[name], op, when)
+    if v is None:
+        raise QueryError(f"{name} compares with a number, a string or a boolean, not null",
+                         where)
+    kind = "boolean" if isinstance(v, bool) else "number" if numeric else "text"
+    if name.startswith("metrics.") and kind != "number":
+        raise QueryError(f"{name} is a number; it compares with a number, not "
+                         f"{'a boolean' if kind == 'boolean' else 'a string'}", where)
+    if kind == "boolean" and op not in ("=", "!="):
+        raise QueryError("a boolean compares by = or !=", op_tok.pos)
+    col = field_column(name, field.pos, dialect, {"text": "string"}.get(kind, kind))
+    return _compare(col, op, v)
+
+
+def compile_query(q: str, dialect: str) -> ColumnElement[bool]:
+    """The WHERE clause of query ``q`` for ``dialect`` (``sqlite`` or ``postgresql``).
+
+    Raises:
+        QueryError: naming the position of what could not be parsed or compared.
+    """
+    if len(q) > MAX_LENGTH:
+        raise QueryError(f"the query is longer than {MAX_LENGTH} characters", MAX_LENGTH)
+    return _Parser(q, dialect).parse()
+
+
+def sort_key(name: str, dialect: str) -> Any:
+    """The ORDER BY expression of a config or metric field (numbers; a config field that
+    holds text sorts by its text)."""
+    if name.startswith("config."):
+        return (field_column(name, 0, dialect, "number"),
+                field_column(name, 0, dialect, "string"))
+    return (field_column(name, 0, dialect),)

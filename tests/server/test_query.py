@@ -1,0 +1,122 @@
+"""The runs query language on SQLite and PostgreSQL: the same runs for the same query,
+compiled to SQL (never evaluated in Python), errors naming the position."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.store.db import migrate, session_scope
+from server.store.metrics import insert_points
+from server.store.models import Role, Run, RunStatus
+from server.store.query import QueryError, compile_query
+from server.store.runs import create_run, finish_run, list_runs, set_tags
+from server.store.users import create_user, ensure_admin
+
+# name, owner, kind, config, metrics {key: [values by step]}, tags, status
+RUNS = [
+    ("a", "admin", "train", {"alpha": 8, "target": "neural-model", "train": {"width": 16}},
+     {"test_acc": [0.5, 0.95, 0.91]}, ["fig4"], RunStatus.succeeded),
+    ("b", "admin", "train", {"alpha": 2.5, "target": "none", "train": {"width": 8}},
+     {"test_acc": [0.4, 0.8]}, ["fig6"], RunStatus.succeeded),
+    ("c", "ada", "train", {"alpha": 16, "target": "neural-model"},
+     {"test_acc": [0.3, 0.92]}, ["fig4", "sweep"], RunStatus.failed),
+    ("d", "ada", "evaluate", {"alpha": "high", "note": "Alpha as text"}, {}, [],
+     RunStatus.queued),
+    ("e", "admin", "similarity", {"deterministic": True}, {"loss": [3.0, 1.0, 2.0]}, [],
+     RunStatus.succeeded),
+]
+
+
+@pytest.fixture
+def store(db_url: str) -> str:
+    migrate(db_url)
+    with session_scope(db_url) as s:
+        ensure_admin(s)
+        create_user(s, name="ada", role=Role.member)
+        users = {u.name: u for u in s.query(Run.owner.property.mapper.class_).all()}
+        for name, owner, kind, config, metrics, tags, status in RUNS:
+            run = create_run(s, owner=users[owner], kind=kind, name=name, config=config)
+            insert_points(s, run.id, [(k, step, v, None) for k, vs in metrics.items()
+                                      for step, v in enumerate(vs)])
+            set_tags(s, run, tags)
+            if status.finished:
+                finish_run(s, run.id, status)
+    return db_url
+
+
+def names(db_url: str, q: str | None = None, **kw: object) -> list[str]:
+    with session_scope(db_url) as s:
+        runs, total = list_runs(s, q=q, order="name", limit=100, **kw)
+        assert total == len(runs)
+        return [r.name for r in runs]
+
+
+@pytest.mark.parametrize(("q", "want"), [
+    ('config.alpha >= 8 and metrics.test_acc.last > 0.9 and (tag = "fig4" or tag = "fig6")',
+     ["a", "c"]),
+    ("config.alpha >= 8", ["a", "c"]),            # "high" is text: never a number
+    ('config.alpha = "high"', ["d"]),
+    ("config.alpha != 8", ["b", "c"]),            # a run without alpha does not match
+    ("config.train.width < 10", ["b"]),           # nested
+    ('config.note ~ "alpha"', ["d"]),             # contains, case-insensitive
+    ("config.deterministic = true", ["e"]),
+    ("metrics.test_acc.max >= 0.95", ["a"]),
+    ("metrics.test_acc.min < 0.35", ["c"]),
+    ("metrics.test_acc > 0.9", ["a", "c"]),       # .last by default
+    ("metrics.loss.last == 2", ["e"]),
+    ('not tag = "fig4"', ["b", "d", "e"]),
+    ('tag != "fig4" and kind = "train"', ["b"]),
+    ('owner = "ada" or status = "succeeded"', ["a", "b", "c", "d", "e"]),
+    ('owner = "ada" and not (status = "failed")', ["d"]),
+    ('name ~ "A" or name = "b"', ["a", "b"]),
+    ("parent = null", ["a", "b", "c", "d", "e"]),
+    ('created >= "2000-01-01" and created < "2999-01-01T00:00"', ["a", "b", "c", "d", "e"]),
+    ('finished = null', ["d"]),
+])
+def test_queries_select_the_same_runs_on_both_databases(store: str, q: str, want: list) -> None:
+    assert names(store, q) == want
+
+
+def test_any_config_or_metric_field_sorts_with_the_missing_last(store: str) -> None:
+    with session_scope(store) as s:
+        by = lambda **kw: [r.name for r in list_runs(s, limit=100, **kw)[0]]  # noqa: E731
+        assert by(sort="config.alpha") == ["b", "a", "c", "d", "e"]  # numbers, then text
+        assert by(sort="config.alpha", descending=True)[:3] == ["c", "a", "b"]
+        assert by(sort="metrics.test_acc.max", descending=True)[:3] == ["a", "c", "b"]
+        assert by(sort="metrics.test_acc.last")[:3] == ["b", "a", "c"]
+
+
+@pytest.mark.parametrize(("q", "position", "message"), [
+    ("config.alpha >", 14, "ends too soon"),
+    ("config.alpha >= 8 and", 21, "ends too soon"),
+    ("confg.alpha > 1", 0, "unknown field 'confg.alpha'"),
+    ("(kind = \"train\"", 0, "never closed"),
+    ('owner = 3', 8, "owner compares with a string, not a number"),
+    ('metrics.test_acc > "high"', 19, "compares with a number, not a string"),
+    ("config.alpha > 1 kind", 17, "expected and, or or the end"),
+    ('status = "done"', 9, "status is one of"),
+    ('created > "last week"', 10, "ISO date"),
+    ("config.alpha ?? 3", 13, "unexpected '?'"),
+    ('name = "open', 7, "no closing"),
+    ("", 0, "empty"),
+])
+def test_a_query_that_cannot_run_names_the_position(q: str, position: int,
+                                                     message: str) -> None:
+    with pytest.raises(QueryError) as err:
+        compile_query(q, "sqlite")
+    assert err.value.position == position and message in err.value.message, err.value
+
+
+def test_ids_compare_as_numbers(store: str) -> None:
+    with session_scope(store) as s:
+        b = s.query(Run).filter_by(name="b").one().id
+    assert names(store, f"id = {b}") == ["b"] and names(store, f"id > {b}") == ["c", "d", "e"]
+
+
+def test_the_query_is_one_sql_statement(store: str) -> None:
+    from sqlalchemy import select
+
+    where = compile_query('config.alpha > 1 and metrics.test_acc.max > 0.5 and tag = "x"',
+                          "postgresql" if store.startswith("postgresql") else "sqlite")
+    sql = str(select(Run.id).where(where).compile())
+    assert "metric_buckets" in sql and "run_tags" in sql and "WHERE" in sql
