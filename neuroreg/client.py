@@ -121,9 +121,17 @@ class Client:
         return self._call("GET", "/api/runs",
                           params={**filters, "limit": limit, "offset": offset})
 
-    def runs(self, **filters: Any) -> list[dict[str, Any]]:
-        """Runs matching ``owner``, ``kind``, ``status``, ``tag``, ``parent_id`` or
-        ``top_level=True`` (no study's children), all pages."""
+    def runs(self, q: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """Runs matching the query ``q`` (``'config.alpha >= 8 and metrics.test_acc.last
+        > 0.9 and (tag = "fig4" or tag = "fig6")'``; see the README) and ``owner``,
+        ``kind``, ``status``, ``tag``, ``parent_id`` or ``top_level=True`` (no study's
+        children), all pages; ``sort="config.alpha"`` (``desc=True``) orders them.
+
+        Raises:
+            NeuroregError: 422 naming the position of what in ``q`` could not be read.
+        """
+        if q is not None:
+            filters["q"] = q
         out: list[dict[str, Any]] = []
         while True:
             page = self.runs_page(limit=500, offset=len(out), **filters)

@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--status", help="only runs in this status (queued, running, succeeded, "
                    "failed, cancelled)")
     r.add_argument("--owner", help="only this user's runs")
+    r.add_argument("-q", "--query", help='a query: \'config.alpha >= 8 and '
+                   'metrics.test_acc.last > 0.9 and (tag = "fig4" or tag = "fig6")\'')
+    r.add_argument("--sort", help="a config or metric field to sort by (config.alpha, "
+                   "metrics.test_acc.max)")
+    r.add_argument("--desc", action="store_true", help="with --sort: highest first")
     r.add_argument("--limit", type=int, default=20, help="how many, newest first (default 20)")
     r.add_argument("--json", action="store_true", help="the server's JSON page as is")
     r.set_defaults(func=cmd_runs)

@@ -125,7 +125,12 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
-    params = {k: v for k, v in vars(args).items() if k in ("kind", "status", "owner") and v}
+    params = {k: v for k, v in vars(args).items() if k in ("kind", "status", "owner", "sort")
+              and v}
+    if args.query:
+        params["q"] = args.query
+    if args.desc:
+        params["desc"] = "true"
     with client(settings) as nr:
         page = nr.runs_page(limit=args.limit, **params)
     if args.json:

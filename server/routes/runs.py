@@ -129,11 +129,33 @@ def list_(
     order: Literal["newest", "oldest", "name"] = "newest",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
+    q: Annotated[str | None, Query(max_length=2000, description=(
+        'a query: config.alpha >= 8 and metrics.test_acc.last > 0.9 and (tag = "fig4" '
+        'or tag = "fig6"); fields config.<path>, metrics.<key>[.last|.min|.max], tag, '
+        "owner, kind, status, parent, name, id, created, started, finished"))] = None,
+    sort: Annotated[str | None, Query(max_length=200, pattern=r"^(config|metrics)\.\S+$",
+                                      description="a config or metric field to sort by "
+                                      "(config.alpha, metrics.test_acc.max); runs "
+                                      "without it last")] = None,
+    desc: bool = False,
 ) -> RunPage:
+    """Runs matching the filters and the query ``q``, newest first (or ``order``), or by
+    ``sort`` (``desc``: highest first). A query that does not parse, names an unknown
+    field or compares a string with a number is a 422 naming its position."""
+    from server.store.query import QueryError, compile_query, sort_key
+
+    for name, check in (("q", q and (lambda: compile_query(q, "sqlite"))),
+                        ("sort", sort and (lambda: sort_key(sort, "sqlite")))):
+        try:  # what a query says and compares is the same on every database
+            if check:
+                check()
+        except QueryError as exc:
+            raise invalid(["query", name], str(exc) if name == "q" else exc.message,
+                          "query_invalid") from None
     runs, total = list_runs(
         session, owner=owner, kind=kind and kind.value, status=status, tag=tag,
-        parent_id=parent_id, top_level=top_level, order=order, limit=limit, offset=offset
-    )
+        parent_id=parent_id, top_level=top_level, order=order, limit=limit,
+        offset=offset, q=q, sort=sort, descending=desc)
     return RunPage(items=runs_public(session, runs), total=total, limit=limit, offset=offset)
 
 

@@ -50,6 +50,7 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-/]+)*")
 _NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _OPS = ("==", "!=", "<=", ">=", "=", "<", ">", "~")
 MAX_LENGTH = 2000
+MAX_DEPTH = 32
 
 
 class QueryError(ValueError):
@@ -118,6 +119,7 @@ def _tokens(q: str) -> list[_Tok]:
 class _Parser:
     def __init__(self, q: str, dialect: str) -> None:
         self.q, self.toks, self.k, self.dialect = q, _tokens(q), 0, dialect
+        self.depth = 0
 
     def peek(self) -> _Tok | None:
         return self.toks[self.k] if self.k < len(self.toks) else None
@@ -153,16 +155,21 @@ class _Parser:
         return parts[0] if len(parts) == 1 else and_(*parts)
 
     def not_(self) -> ColumnElement[bool]:
-        t = self.peek()
-        if t is not None and t.kind == "word" and t.value == "not":
+        nots = 0
+        while (t := self.peek()) is not None and t.kind == "word" and t.value == "not":
             self.take()
-            return not_(self.not_())
-        return self.atom()
+            nots += 1
+        atom = self.atom()
+        return not_(atom) if nots % 2 else atom
 
     def atom(self) -> ColumnElement[bool]:
         t = self.take()
         if t.kind == "lparen":
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise QueryError(f"parentheses nest deeper than {MAX_DEPTH}", t.pos)
             inner = self.or_()
+            self.depth -= 1
             close = self.peek()
             if close is None or close.kind != "rparen":
                 raise QueryError("this parenthesis is never closed", t.pos)

@@ -29,10 +29,16 @@ RUNS = [
 
 @pytest.fixture
 def store(db_url: str) -> str:
+    return stored(db_url)
+
+
+def stored(db_url: str) -> str:
+    """:data:`RUNS` in the store at ``db_url``."""
     migrate(db_url)
     with session_scope(db_url) as s:
         ensure_admin(s)
-        create_user(s, name="ada", role=Role.member)
+        if not s.query(Run.owner.property.mapper.class_).filter_by(name="ada").count():
+            create_user(s, name="ada", role=Role.member)
         users = {u.name: u for u in s.query(Run.owner.property.mapper.class_).all()}
         for name, owner, kind, config, metrics, tags, status in RUNS:
             run = create_run(s, owner=users[owner], kind=kind, name=name, config=config)
@@ -65,6 +71,7 @@ def names(db_url: str, q: str | None = None, **kw: object) -> list[str]:
     ("metrics.test_acc > 0.9", ["a", "c"]),       # .last by default
     ("metrics.loss.last == 2", ["e"]),
     ('not tag = "fig4"', ["b", "d", "e"]),
+    ('not not not tag = "fig4"', ["b", "d", "e"]),
     ('tag != "fig4" and kind = "train"', ["b"]),
     ('owner = "ada" or status = "succeeded"', ["a", "b", "c", "d", "e"]),
     ('owner = "ada" and not (status = "failed")', ["d"]),
@@ -99,6 +106,7 @@ def test_any_config_or_metric_field_sorts_with_the_missing_last(store: str) -> N
     ("config.alpha ?? 3", 13, "unexpected '?'"),
     ('name = "open', 7, "no closing"),
     ("", 0, "empty"),
+    ("(" * 40 + "id = 1" + ")" * 40, 32, "nest deeper than 32"),
 ])
 def test_a_query_that_cannot_run_names_the_position(q: str, position: int,
                                                      message: str) -> None:
@@ -120,3 +128,34 @@ def test_the_query_is_one_sql_statement(store: str) -> None:
                           "postgresql" if store.startswith("postgresql") else "sqlite")
     sql = str(select(Run.id).where(where).compile())
     assert "metric_buckets" in sql and "run_tags" in sql and "WHERE" in sql
+
+
+def test_the_api_client_and_cli_take_a_query_and_a_sort(client, settings, capsys) -> None:
+    from neuroreg.client import Client
+    from server.cli import build_parser, cmd_runs
+    from tests.livesrv import live_server
+
+    stored(settings.db_url)
+    q = 'config.alpha >= 8 and (tag = "fig4" or tag = "fig6")'
+    res = client.get("/api/runs", params={"q": q, "sort": "config.alpha", "desc": True})
+    assert res.status_code == 200, res.text
+    assert [r["name"] for r in res.json()["items"]] == ["c", "a"] and res.json()["total"] == 2
+    for params, loc, msg in (({"q": "config.alpha >"}, "q", "at 14: the query ends too soon"),
+                             ({"q": 'owner = 3'}, "q", "at 8: owner compares with a string"),
+                             ({"sort": "name"}, "sort", "should match pattern"),
+                             ({"sort": "metrics..max"}, "sort", "name the metric")):
+        res = client.get("/api/runs", params=params)
+        assert res.status_code == 422, res.text
+        (err,) = res.json()["detail"]
+        assert err["loc"] == ["query", loc] and msg in err["msg"], err
+    token = client.headers["Authorization"].split()[1]
+    with live_server(settings) as url:
+        with Client(url, token) as nr:
+            assert [r["name"] for r in nr.runs(q="metrics.test_acc.max > 0.9",
+                                               sort="metrics.test_acc.max")] == ["c", "a"]
+        cli = settings.model_copy(update={"api_url": url, "token": token})
+        args = build_parser().parse_args(["runs", "-q", 'owner = "ada"', "--sort",
+                                          "config.alpha", "--desc"])
+        assert cmd_runs(args, cli) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert [ln.split()[-1] for ln in out[1:-1]] == ["c", "d"] and out[-1] == "(2 of 2)"
