@@ -1,18 +1,27 @@
-import { el, fmt, getJSON, when, withLogin } from "./api.js";
+import { AuthError, el, fmt, getJSON, when, withLogin } from "./api.js";
 
 const PAGE = 25;
 let offset = Number(new URLSearchParams(location.search).get("offset")) || 0;
 const picked = new Set();
 
 function query() {
-  const form = new FormData(document.getElementById("filters"));
   const q = new URLSearchParams({ limit: PAGE, offset });
-  for (const [k, v] of form) if (v) q.set(k, v);
+  for (const id of ["filters", "query-form"]) {
+    for (const [k, v] of new FormData(document.getElementById(id))) if (v) q.set(k, v);
+  }
   return q;
 }
 
 async function refresh() {
-  const page = await getJSON(`/api/runs?${query()}`);
+  let page;
+  try {
+    page = await getJSON(`/api/runs?${query()}`);
+    document.getElementById("q-error").textContent = "";
+  } catch (err) {  // a query the server cannot read: its message names the position
+    if (err instanceof AuthError) throw err;
+    document.getElementById("q-error").textContent = err.message;
+    return;
+  }
   const rows = page.items.map((r) => el("tr", {},
     el("td", {}, (() => {
       const box = el("input", { type: "checkbox", "aria-label": `compare run ${r.id}` });
@@ -55,6 +64,12 @@ withLogin(async () => {
   for (const name of ["owner", "kind", "status", "tag", "parent_id", "order"]) {
     if (params.get(name)) form.elements[name].value = params.get(name);
   }
+  const search = document.getElementById("query-form");
+  for (const name of ["q", "sort"]) if (params.get(name)) search.elements[name].value = params.get(name);
+  search.elements.desc.checked = params.get("desc") === "true";
+  // the query runs on Enter or Search (not on every key: half a query is a 422)
+  search.addEventListener("submit", (ev) => { ev.preventDefault(); offset = 0; remember(); refresh(); });
+  search.elements.desc.addEventListener("change", () => { offset = 0; remember(); refresh(); });
   form.elements.top_level.checked = params.get("top_level") === "true";  // hides study runs' children
   form.addEventListener("input", () => { offset = 0; remember(); refresh(); });
   document.getElementById("prev").onclick = () => { offset = Math.max(0, offset - PAGE); remember(); refresh(); };

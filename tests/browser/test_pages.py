@@ -593,3 +593,32 @@ def test_the_submit_form_inspects_a_recording_with_its_importer_options(  # type
         assert "pupil size: acquisition/PupilTracking/pupil_area [pixels^2]" in text
         assert "negative somewhere (dF/F" in text
         page.screenshot(path=str(OUTPUT / "submit-inspect.png"), full_page=True)
+
+
+def test_the_runs_page_takes_a_query_kept_in_the_url(browser, settings: Settings):  # type: ignore[no-untyped-def]
+    from tests.server.test_query import stored
+
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        stored(settings.db_url)
+        page = _login(browser, url, token, "/")
+        page.wait_for_selector("#run-rows tr")
+        names = ("() => [...document.querySelectorAll('#run-rows tr td:nth-child(3)')]"
+                 ".map((td) => td.textContent)")
+        page.fill("#q", 'config.alpha >= 8 and (tag = "fig4" or tag = "fig6")')
+        page.fill("#sort", "config.alpha")
+        page.check("input[name=desc]")
+        page.press("#q", "Enter")
+        page.wait_for_function(f"() => ({names})().join() === 'c,a'")
+        assert "q=config.alpha" in page.evaluate("() => decodeURIComponent(location.search)"
+                                                 ".replace(/\\+/g, ' ')")
+        page.screenshot(path=str(OUTPUT / "runs-query.png"), full_page=True)
+        shared = browser.new_page()  # the URL alone brings the query back
+        shared.goto(f"{page.url}#token={token}")
+        shared.wait_for_function(f"() => ({names})().join() === 'c,a'")
+        assert shared.input_value("#q").startswith("config.alpha >= 8")
+        page.fill("#q", "config.alpha >")
+        page.press("#q", "Enter")
+        page.wait_for_function("() => document.getElementById('q-error').textContent")
+        assert "q: at 14: the query ends too soon" in page.locator("#q-error").inner_text()
