@@ -152,6 +152,8 @@ class RunPage(BaseModel):
     total: int
     limit: int
     offset: int
+    # per run id, the value of each asked-for column (config and metric fields)
+    values: dict[str, dict[str, float | str | bool | None]] = {}
 
 
 class MetricPoint(BaseModel):

@@ -4,6 +4,11 @@ const PAGE = 25;
 let offset = Number(new URLSearchParams(location.search).get("offset")) || 0;
 const picked = new Set();
 
+const chosen = () => document.getElementById("columns").value.split(",")
+  .map((c) => c.trim()).filter(Boolean);
+const shown = (v) => (v === null || v === undefined ? "–" : typeof v === "number"
+  ? (Number.isInteger(v) ? String(v) : v.toPrecision(4)) : String(v));
+
 function query() {
   const q = new URLSearchParams({ limit: PAGE, offset });
   for (const id of ["filters", "query-form"]) {
@@ -38,7 +43,12 @@ async function refresh() {
     el("td", {}, ...r.tags.map((t) => el("a", { class: "badge", href: `/?tag=${encodeURIComponent(t)}` }, t))),
     el("td", {}, when(r.created_at)),
     el("td", {}, fmt(r.last_metrics.loss)), el("td", {}, fmt(r.last_metrics.acc)),
-    el("td", {}, fmt(r.last_metrics.test_acc))));
+    el("td", {}, fmt(r.last_metrics.test_acc)),
+    ...chosen().map((c) => el("td", { class: "col-extra" }, shown((page.values[r.id] || {})[c])))));
+  // the chosen config and metric columns, after the fixed ones
+  const head = document.getElementById("run-head");
+  head.querySelectorAll(".col-extra").forEach((th) => th.remove());
+  head.append(...chosen().map((c) => el("th", { class: "col-extra" }, c)));
   document.getElementById("run-rows").replaceChildren(...rows);
   const last = Math.min(offset + PAGE, page.total);
   document.getElementById("page-info").textContent =
@@ -65,7 +75,7 @@ withLogin(async () => {
     if (params.get(name)) form.elements[name].value = params.get(name);
   }
   const search = document.getElementById("query-form");
-  for (const name of ["q", "sort"]) if (params.get(name)) search.elements[name].value = params.get(name);
+  for (const name of ["q", "sort", "columns"]) if (params.get(name)) search.elements[name].value = params.get(name);
   search.elements.desc.checked = params.get("desc") === "true";
   // the query runs on Enter or Search (not on every key: half a query is a 422)
   search.addEventListener("submit", (ev) => { ev.preventDefault(); offset = 0; remember(); refresh(); });

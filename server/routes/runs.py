@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException, Query, Request, status
@@ -138,6 +140,9 @@ def list_(
                                       "(config.alpha, metrics.test_acc.max); runs "
                                       "without it last")] = None,
     desc: bool = False,
+    columns: Annotated[str | None, Query(max_length=2000, description=(
+        "comma-separated config and metric fields whose values the page carries in "
+        "`values` (config.alpha,metrics.test_acc.max)"))] = None,
 ) -> RunPage:
     """Runs matching the filters and the query ``q``, newest first (or ``order``), or by
     ``sort`` (``desc``: highest first). A query that does not parse, names an unknown
@@ -152,11 +157,53 @@ def list_(
         except QueryError as exc:
             raise invalid(["query", name], str(exc) if name == "q" else exc.message,
                           "query_invalid") from None
+    cols = [c.strip() for c in (columns or "").split(",") if c.strip()]
+    bad = [c for c in cols if not c.startswith(("config.", "metrics.")) or c.endswith(".")]
+    if bad or len(cols) > 30:
+        raise invalid(["query", "columns"], f"{bad or cols[30:]}: columns are at most 30 "
+                      "config.<path> or metrics.<key>[.last|.min|.max] fields", "columns")
     runs, total = list_runs(
         session, owner=owner, kind=kind and kind.value, status=status, tag=tag,
         parent_id=parent_id, top_level=top_level, order=order, limit=limit,
         offset=offset, q=q, sort=sort, descending=desc)
-    return RunPage(items=runs_public(session, runs), total=total, limit=limit, offset=offset)
+    return RunPage(items=runs_public(session, runs), total=total, limit=limit, offset=offset,
+                   values=column_values(session, runs, cols) if cols else {})
+
+
+def column_values(session: SessionDep, runs: Sequence[Run], cols: list[str]
+                  ) -> dict[str, dict[str, Any]]:
+    """The page's runs' value of each column: a config field read from the run's config,
+    a metric's last, min or max from the store (one query per statistic)."""
+    from server.store.metrics import extreme_values, latest_values
+
+    ids = [r.id for r in runs]
+    metric_cols = {}
+    for c in cols:
+        if c.startswith("metrics."):
+            key, _, stat = c[len("metrics."):].rpartition(".")
+            if stat not in ("last", "min", "max") or not key:
+                key, stat = c[len("metrics."):], "last"
+            metric_cols[c] = (key, stat)
+    found: dict[str, dict[int, dict[str, float]]] = {}
+    for stat in {s for _, s in metric_cols.values()}:
+        keys = sorted({k for k, s in metric_cols.values() if s == stat})
+        found[stat] = (latest_values(session, ids, keys) if stat == "last"
+                       else extreme_values(session, ids, keys, stat))
+    out: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        row: dict[str, Any] = {}
+        for c in cols:
+            if c in metric_cols:
+                key, stat = metric_cols[c]
+                row[c] = found[stat][r.id].get(key)
+            else:
+                v: Any = r.config
+                for part in c.split(".")[1:]:
+                    v = v.get(part) if isinstance(v, dict) else None
+                row[c] = v if isinstance(v, int | float | str | bool) or v is None else (
+                    json.dumps(v))  # a list or mapping, as JSON text
+        out[str(r.id)] = row
+    return out
 
 
 @router.get("/{run_id}")

@@ -209,3 +209,19 @@ def _last_points(
         )
     ).all()
     return [(r, k, int(n), step, v) for r, k, n, step, v in rows]
+
+
+def extreme_values(session: Session, run_ids: Sequence[int], keys: Sequence[str], stat: str
+                   ) -> dict[int, dict[str, float]]:
+    """For each run, the minimum (``stat`` ``min``) or maximum of each of ``keys``, from
+    the rollups."""
+    out: dict[int, dict[str, float]] = {r: {} for r in run_ids}
+    if not run_ids or not keys:
+        return out
+    agg = func.min(MetricBucket.min_value) if stat == "min" else func.max(MetricBucket.max_value)
+    rows = session.execute(select(MetricBucket.run_id, MetricBucket.key, agg).where(
+        MetricBucket.run_id.in_(run_ids), MetricBucket.key.in_(keys)).group_by(
+        MetricBucket.run_id, MetricBucket.key))
+    for run, key, value in rows:
+        out[run][key] = value
+    return out

@@ -609,8 +609,16 @@ def test_the_runs_page_takes_a_query_kept_in_the_url(browser, settings: Settings
         page.fill("#q", 'config.alpha >= 8 and (tag = "fig4" or tag = "fig6")')
         page.fill("#sort", "config.alpha")
         page.check("input[name=desc]")
+        page.fill("#columns", "config.alpha, metrics.test_acc.max")
         page.press("#q", "Enter")
         page.wait_for_function(f"() => ({names})().join() === 'c,a'")
+        page.wait_for_selector("#run-head th.col-extra")
+        heads = page.locator("#run-head th.col-extra").all_inner_texts()
+        cells = page.evaluate("() => [...document.querySelectorAll('#run-rows tr')].map((tr) =>"
+                              " [...tr.querySelectorAll('td.col-extra')].map((td) =>"
+                              " td.textContent))")
+        assert heads == ["config.alpha", "metrics.test_acc.max"]
+        assert cells == [["16", "0.9200"], ["8", "0.9500"]]
         assert "q=config.alpha" in page.evaluate("() => decodeURIComponent(location.search)"
                                                  ".replace(/\\+/g, ' ')")
         page.screenshot(path=str(OUTPUT / "runs-query.png"), full_page=True)

@@ -148,6 +148,18 @@ def test_the_api_client_and_cli_take_a_query_and_a_sort(client, settings, capsys
         assert res.status_code == 422, res.text
         (err,) = res.json()["detail"]
         assert err["loc"] == ["query", loc] and msg in err["msg"], err
+    # the page carries the chosen columns: config fields and each metric's last/min/max
+    res = client.get("/api/runs", params={"q": 'kind = "train"', "order": "name", "columns":
+                                          "config.alpha,config.train.width,metrics.test_acc,"
+                                          "metrics.test_acc.min,metrics.test_acc.max"})
+    assert res.status_code == 200, res.text
+    page = res.json()
+    a, c = (page["values"][str(r["id"])] for r in page["items"] if r["name"] in "ac")
+    assert a == {"config.alpha": 8, "config.train.width": 16, "metrics.test_acc": 0.91,
+                 "metrics.test_acc.min": 0.5, "metrics.test_acc.max": 0.95}
+    assert c["config.train.width"] is None and c["metrics.test_acc.max"] == 0.92
+    res = client.get("/api/runs", params={"columns": "name,config."})
+    assert res.status_code == 422 and res.json()["detail"][0]["loc"] == ["query", "columns"]
     token = client.headers["Authorization"].split()[1]
     with live_server(settings) as url:
         with Client(url, token) as nr:
