@@ -139,6 +139,16 @@ class Client:
             if len(out) >= page["total"] or not page["items"]:
                 return out
 
+    def groups(self, by: Sequence[str], metrics: Sequence[str] = (), *,
+               q: str | None = None) -> list[dict[str, Any]]:
+        """Runs matching ``q`` grouped by ``by`` (``config.<path>``, ``tag``, ``owner``,
+        ``kind``, ``status``): per group its ``group`` values, ``count`` and, per metric
+        (``metrics.test_acc.last``), ``mean``, ``sem`` and ``n``."""
+        params: dict[str, Any] = {"by": list(by), "metric": list(metrics)}
+        if q:
+            params["q"] = q
+        return list(self._call("GET", "/api/runs/groups", params=params)["groups"])
+
     def update(self, run_id: int, *, name: str | None = None,
                tags: Sequence[str] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {}

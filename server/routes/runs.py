@@ -170,6 +170,43 @@ def list_(
                    values=column_values(session, runs, cols) if cols else {})
 
 
+@router.get("/groups")
+def groups(
+    session: SessionDep,
+    _: CurrentUser,
+    by: Annotated[list[Annotated[str, Query(max_length=200)]], Query(
+        min_length=1, max_length=5, description="fields to group by (repeatable): "
+        "config.<path>, tag, owner, kind, status")],
+    metric: Annotated[list[Annotated[str, Query(max_length=200, pattern=r"^metrics\.\S+$")]]
+                      | None, Query(max_length=20, description="metrics.<key>[.last|.min|"
+                                    ".max] to average per group (repeatable)")] = None,
+    q: Annotated[str | None, Query(max_length=2000)] = None,
+) -> dict[str, Any]:
+    """Runs matching ``q`` grouped by ``by``: per group the count and, per ``metric``,
+    the mean ± SEM over the runs that have it (W&B's grouping; averaging over seeds)."""
+    from server.store.query import QueryError, compile_query, field_column, group_runs
+    from server.store.query import group_column as check_group
+
+    def check(name: str, value: str) -> None:
+        if name == "q":
+            compile_query(value, "sqlite")
+        elif name == "by":
+            check_group(value, "sqlite")
+        else:
+            field_column(value, 0, "sqlite")
+
+    parts = ([("q", q)] if q else []) + [("by", b) for b in by] + [
+        ("metric", m) for m in metric or []]
+    for name, value in parts:
+        try:  # what each part says is the same on every database
+            check(name, value)
+        except QueryError as exc:
+            raise invalid(["query", name], str(exc) if name == "q" else exc.message,
+                          "query_invalid") from None
+    rows = group_runs(session, by=list(by), metrics=list(metric or []), q=q)
+    return {"by": list(by), "metrics": list(metric or []), "groups": rows}
+
+
 def column_values(session: SessionDep, runs: Sequence[Run], cols: list[str]
                   ) -> dict[str, dict[str, Any]]:
     """The page's runs' value of each column: a config field read from the run's config,

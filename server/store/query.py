@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Float,
+    Text,
     and_,
     case,
     cast,
@@ -351,3 +352,76 @@ def sort_key(name: str, dialect: str) -> Any:
         return (field_column(name, 0, dialect, "number"),
                 field_column(name, 0, dialect, "string"))
     return (field_column(name, 0, dialect),)
+
+
+def group_column(name: str, dialect: str) -> Any:
+    """A group-by key: a config field as JSON text (typed again in Python), or a run
+    column."""
+    if name.startswith("config."):
+        path = name.split(".")[1:]
+        if not all(path):
+            raise QueryError(f"{name!r}: empty part in the config path", 0)
+        if dialect == "postgresql":
+            return cast(Run.config[tuple(path)], Text)
+        return func.json_extract(Run.config, "$." + ".".join(f'"{p}"' for p in path))
+    if name == "owner":
+        return select(User.name).where(User.id == Run.owner_id).scalar_subquery()
+    if name in ("kind", "status", "name"):
+        return getattr(Run, name)
+    if name == "tag":
+        return RunTag.tag
+    raise QueryError(f"cannot group by {name!r} (config.<path>, tag, owner, kind, status)", 0)
+
+
+def group_runs(session: Any, *, by: list[str], metrics: list[str], q: str | None = None,
+               where: Any = None) -> list[dict[str, Any]]:
+    """Runs matching ``q`` grouped by the fields ``by``: per group its ``count`` and, per
+    metric (``metrics.<key>[.last|.min|.max]``), ``mean``, ``sem`` and ``n`` over the runs
+    that have it. All in SQL (one statement); a run with several tags is in each of their
+    groups when grouping by ``tag``.
+
+    Raises:
+        QueryError: for a query, group field or metric that cannot be compiled.
+    """
+    import json
+    import math
+
+    dialect = session.get_bind().dialect.name
+    keys = [group_column(b, dialect).label(f"g{i}") for i, b in enumerate(by)]
+    vals = [field_column(m, 0, dialect).label(f"m{i}") for i, m in enumerate(metrics)]
+    inner = select(Run.id, *keys, *vals)
+    if "tag" in by:
+        inner = inner.join(RunTag, RunTag.run_id == Run.id)
+    if q:
+        inner = inner.where(compile_query(q, dialect))
+    if where is not None:
+        inner = inner.where(where)
+    sub = inner.subquery()
+    cols = [sub.c[f"g{i}"] for i in range(len(by))]
+    aggs = []
+    for i in range(len(metrics)):
+        m = sub.c[f"m{i}"]
+        aggs += [func.count(m), func.sum(m), func.sum(m * m)]
+    rows = session.execute(select(*cols, func.count(func.distinct(sub.c.id)), *aggs)
+                           .group_by(*cols).order_by(*cols)).all()
+    out = []
+    for row in rows:
+        group = {}
+        for b, v in zip(by, row[:len(by)], strict=True):
+            if b.startswith("config.") and isinstance(v, str) and dialect == "postgresql":
+                v = json.loads(v)
+            elif isinstance(v, RunStatus):
+                v = v.value
+            group[b] = v
+        stats: dict[str, dict[str, Any]] = {}
+        rest = row[len(by) + 1:]
+        for i, metric in enumerate(metrics):
+            n, total, squares = rest[3 * i:3 * i + 3]
+            if not n:
+                stats[metric] = {"n": 0, "mean": None, "sem": None}
+                continue
+            mean = total / n
+            var = max(squares / n - mean * mean, 0.0) * n / (n - 1) if n > 1 else 0.0
+            stats[metric] = {"n": int(n), "mean": mean, "sem": math.sqrt(var / n)}
+        out.append({"group": group, "count": int(row[len(by)]), "metrics": stats})
+    return out

@@ -165,9 +165,51 @@ def test_the_api_client_and_cli_take_a_query_and_a_sort(client, settings, capsys
         with Client(url, token) as nr:
             assert [r["name"] for r in nr.runs(q="metrics.test_acc.max > 0.9",
                                                sort="metrics.test_acc.max")] == ["c", "a"]
+            (fig4,) = [g for g in nr.groups(["tag"], ["metrics.test_acc.max"], q="id > 0")
+                       if g["group"]["tag"] == "fig4"]
+            assert fig4["count"] == 2 and fig4["metrics"]["metrics.test_acc.max"][
+                "mean"] == pytest.approx(0.935)
         cli = settings.model_copy(update={"api_url": url, "token": token})
         args = build_parser().parse_args(["runs", "-q", 'owner = "ada"', "--sort",
                                           "config.alpha", "--desc"])
         assert cmd_runs(args, cli) == 0
         out = capsys.readouterr().out.splitlines()
         assert [ln.split()[-1] for ln in out[1:-1]] == ["c", "d"] and out[-1] == "(2 of 2)"
+
+
+def test_groups_count_and_average_their_metrics_on_both_databases(store: str) -> None:
+    from server.store.query import group_runs
+
+    with session_scope(store) as s:
+        rows = group_runs(s, by=["config.target"], metrics=["metrics.test_acc.last",
+                                                            "metrics.test_acc.max"],
+                          q='kind = "train"')
+    got = {r["group"]["config.target"]: r for r in rows}
+    assert set(got) == {"neural-model", "none"}
+    neural = got["neural-model"]  # runs a (last 0.91, max 0.95) and c (0.92, 0.92)
+    assert neural["count"] == 2
+    last = neural["metrics"]["metrics.test_acc.last"]
+    assert last["n"] == 2 and last["mean"] == pytest.approx(0.915)
+    assert last["sem"] == pytest.approx(0.005)  # SEM of two: |Δ| / 2
+    assert got["none"]["metrics"]["metrics.test_acc.max"] == {"n": 1, "mean": 0.8, "sem": 0.0}
+    with session_scope(store) as s:
+        two = group_runs(s, by=["kind", "config.alpha"], metrics=[])
+        tags = group_runs(s, by=["tag"], metrics=["metrics.test_acc.last"])
+    assert {(r["group"]["kind"], r["group"]["config.alpha"]) for r in two} == {
+        ("train", 8), ("train", 2.5), ("train", 16), ("evaluate", "high"), ("similarity", None)}
+    by_tag = {r["group"]["tag"]: r["count"] for r in tags}
+    assert by_tag == {"fig4": 2, "fig6": 1, "sweep": 1}  # c is in both of its tags' groups
+
+
+def test_the_groups_route_names_what_it_cannot_read(client, settings) -> None:
+    stored(settings.db_url)
+    res = client.get("/api/runs/groups", params={"by": ["config.target"],
+                                                 "metric": ["metrics.test_acc.last"]})
+    assert res.status_code == 200, res.text
+    assert {g["group"]["config.target"] for g in res.json()["groups"]} >= {"none",
+                                                                          "neural-model"}
+    for params, loc in (({"by": "colour"}, "by"), ({"by": "kind", "q": "kind ="}, "q"),
+                        ({"by": "kind", "metric": "metrics."}, "metric"), ({}, "by")):
+        res = client.get("/api/runs/groups", params=params)
+        assert res.status_code == 422, res.text
+        assert res.json()["detail"][0]["loc"][:2] == ["query", loc], res.json()
