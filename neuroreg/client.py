@@ -139,6 +139,24 @@ class Client:
             if len(out) >= page["total"] or not page["items"]:
                 return out
 
+    def runs_frame(self, q: str | None = None, columns: Sequence[str] = (), *,
+                   sort: str | None = None, desc: bool = False) -> Any:
+        """Every run matching ``q`` as a pandas DataFrame, one call: id, name, owner,
+        kind, status, parent_id, created_at, finished_at and each of ``columns``
+        (``config.alpha``, ``metrics.test_acc.max``), from ``GET /api/runs/export.csv``."""
+        import io
+
+        import pandas as pd
+
+        params: dict[str, Any] = {"columns": ",".join(columns), "desc": desc}
+        for k, v in (("q", q), ("sort", sort)):
+            if v:
+                params[k] = v
+        res = self._http.get("/api/runs/export.csv", params=params)
+        if not res.is_success:
+            raise NeuroregError(res.status_code, res.json().get("detail"))
+        return pd.read_csv(io.StringIO(res.text))
+
     def groups(self, by: Sequence[str], metrics: Sequence[str] = (), *,
                q: str | None = None) -> list[dict[str, Any]]:
         """Runs matching ``q`` grouped by ``by`` (``config.<path>``, ``tag``, ``owner``,

@@ -1,4 +1,4 @@
-import { AuthError, el, fmt, getJSON, when, withLogin } from "./api.js";
+import { api, AuthError, el, fmt, getJSON, when, withLogin } from "./api.js";
 
 const PAGE = 25;
 let offset = Number(new URLSearchParams(location.search).get("offset")) || 0;
@@ -82,6 +82,14 @@ withLogin(async () => {
   search.elements.desc.addEventListener("change", () => { offset = 0; remember(); refresh(); });
   form.elements.top_level.checked = params.get("top_level") === "true";  // hides study runs' children
   form.addEventListener("input", () => { offset = 0; remember(); refresh(); });
+  document.getElementById("export").onclick = async () => {  // every matching run, not one page
+    const params = new URLSearchParams();
+    for (const [k, v] of new FormData(search)) if (v) params.set(k, v);
+    const blob = await (await api(`/api/runs/export.csv?${params}`)).blob();
+    const url = URL.createObjectURL(blob);
+    el("a", { href: url, download: "runs.csv" }).click();
+    URL.revokeObjectURL(url);
+  };
   document.getElementById("prev").onclick = () => { offset = Math.max(0, offset - PAGE); remember(); refresh(); };
   document.getElementById("next").onclick = () => { offset += PAGE; remember(); refresh(); };
   await refresh();

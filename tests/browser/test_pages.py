@@ -622,6 +622,10 @@ def test_the_runs_page_takes_a_query_kept_in_the_url(browser, settings: Settings
         assert "q=config.alpha" in page.evaluate("() => decodeURIComponent(location.search)"
                                                  ".replace(/\\+/g, ' ')")
         page.screenshot(path=str(OUTPUT / "runs-query.png"), full_page=True)
+        with page.expect_download() as download:  # the query's runs with their columns
+            page.click("#export")
+        lines = Path(download.value.path()).read_text().splitlines()
+        assert lines[0].endswith(",config.alpha,metrics.test_acc.max") and len(lines) == 3
         shared = browser.new_page()  # the URL alone brings the query back
         shared.goto(f"{page.url}#token={token}")
         shared.wait_for_function(f"() => ({names})().join() === 'c,a'")

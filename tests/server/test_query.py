@@ -165,6 +165,13 @@ def test_the_api_client_and_cli_take_a_query_and_a_sort(client, settings, capsys
         with Client(url, token) as nr:
             assert [r["name"] for r in nr.runs(q="metrics.test_acc.max > 0.9",
                                                sort="metrics.test_acc.max")] == ["c", "a"]
+            frame = nr.runs_frame('kind = "train"', ["config.alpha", "metrics.test_acc.max"],
+                                  sort="config.alpha")
+            assert frame["name"].tolist() == ["b", "a", "c"]
+            assert frame["config.alpha"].tolist() == [2.5, 8, 16]
+            assert frame["metrics.test_acc.max"].tolist() == [0.8, 0.95, 0.92]
+            with pytest.raises(Exception, match="422"):
+                nr.runs_frame("kind =")
             (fig4,) = [g for g in nr.groups(["tag"], ["metrics.test_acc.max"], q="id > 0")
                        if g["group"]["tag"] == "fig4"]
             assert fig4["count"] == 2 and fig4["metrics"]["metrics.test_acc.max"][
