@@ -2,6 +2,35 @@
 import { el, getJSON, withLogin } from "./api.js";
 import { chartDiv, plot, plotly } from "./figures.js";
 
+// config.a.b → value, every leaf of a run's config (lists as JSON)
+function flatten(obj, prefix = "", out = {}) {
+  for (const [k, v] of Object.entries(obj || {})) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (v && typeof v === "object" && !Array.isArray(v)) flatten(v, key, out);
+    else out[key] = JSON.stringify(v);
+  }
+  return out;
+}
+
+// The config fields that differ between the runs (only those), each value that differs
+// from the first run's highlighted; kind and name first
+function drawDiff(host, ids, runs) {
+  const shown = runs.map((r, i) => [ids[i], r]).filter(([, r]) => r);
+  if (shown.length < 2) { host.replaceChildren(); return; }
+  const flat = shown.map(([, r]) => ({ kind: JSON.stringify(r.kind), ...flatten(r.config) }));
+  const keys = [...new Set(flat.flatMap(Object.keys))].sort((a, b) => (a !== "kind") - (b !== "kind") || a.localeCompare(b));
+  const differ = keys.filter((k) => new Set(flat.map((f) => f[k] ?? "–")).size > 1);
+  const text = (v) => (v === undefined ? "–" : v.replace(/^"(.*)"$/, "$1"));
+  host.replaceChildren(
+    el("h2", {}, "Config: the fields that differ"),
+    el("p", { class: "meta" }, `${differ.length} of ${keys.length} fields differ; the rest are the same in every run.`),
+    el("table", { class: "scores", id: "diff-table" },
+      el("thead", {}, el("tr", {}, el("th", {}, "field"),
+        ...shown.map(([id, r]) => el("th", {}, el("a", { href: `/runs/${id}` }, `#${id} ${r.name || ""}`))))),
+      el("tbody", {}, ...differ.map((k) => el("tr", {}, el("th", {}, k),
+        ...flat.map((f) => el("td", { class: f[k] !== flat[0][k] ? "differs" : "" }, text(f[k]))))))));
+}
+
 withLogin(async () => {
   const page = document.getElementById("page");
   page.hidden = false;
@@ -16,7 +45,8 @@ withLogin(async () => {
     el("label", { for: "compare-key" }, "metric "), keyInput, keys, el("button", {}, "Overlay"));
   const div = chartDiv("Overlay", "compare-chart");
   const status = el("p", { class: "meta", id: "compare-status" });
-  page.replaceChildren(el("h1", {}, "Compare runs"), form, status, div);
+  const diff = el("div", { id: "config-diff" });
+  page.replaceChildren(el("h1", {}, "Compare runs"), form, status, div, diff);
   const draw = async () => {
     const ids = runsInput.value.split(/[\s,]+/).map(Number).filter((n) => n > 0);
     const key = keyInput.value.trim();
@@ -35,6 +65,7 @@ withLogin(async () => {
       x: s.steps, y: s.values, type: "scatter", mode: "lines",
       name: `#${ids[i]} ${runs[i].name || runs[i].kind}` }).filter(Boolean);
     status.textContent = `${traces.length} of ${ids.length} runs have “${key}”`;
+    drawDiff(diff, ids, runs);
     div.dataset.title = `${key}: runs ${ids.join(", ")}`;
     plot(div, traces, { title: { text: div.dataset.title }, xaxis: { title: { text: "step" } } });
   };

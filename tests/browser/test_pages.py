@@ -312,8 +312,10 @@ def test_compare_overlays_and_runs_filters_live_in_the_url(browser, settings: Se
         headers = {"Authorization": f"Bearer {token}"}
         ids = []
         for i in range(3):
-            run = httpx.post(f"{url}/api/runs", headers=headers,
-                             json={"kind": "external", "name": f"sweep {i}"}).json()
+            run = httpx.post(f"{url}/api/runs", headers=headers, json={
+                "kind": "external", "name": f"sweep {i}",
+                "config": {"params": {"lr": 0.1 * (i + 1), "batch": 64, "opt": {"name": "sgd"}}}}
+            ).json()
             httpx.post(f"{url}/api/runs/{run['id']}/metrics", headers=headers, json={
                 "points": [{"key": "loss", "step": k, "value": (i + 1) / (k + 1)}
                            for k in range(50)]})
@@ -323,6 +325,12 @@ def test_compare_overlays_and_runs_filters_live_in_the_url(browser, settings: Se
         page.wait_for_function("() => { const d = document.getElementById('compare-chart');"
                                " return d && d.data && d.data.length === 2; }")
         assert page.evaluate("() => document.getElementById('compare-chart').data[1].y[0]") == 3
+        # the config diff: only the field that differs (lr), its differing value marked
+        page.wait_for_selector("#diff-table")
+        rows = page.locator("#diff-table tbody tr").all_inner_texts()
+        assert rows == ["params.lr\t0.1\t0.30000000000000004"], rows
+        assert page.locator("#diff-table td.differs").count() == 1
+        assert "1 of 4 fields differ" in page.locator("#config-diff").inner_text()
         assert figure_problems(page) == []
         page.screenshot(path=str(OUTPUT / "compare.png"), full_page=True)
         page.goto(f"{url}/?tag=best&order=oldest")
