@@ -12,12 +12,43 @@ const shown = (v) => (v === null || v === undefined ? "–" : typeof v === "numb
 function query() {
   const q = new URLSearchParams({ limit: PAGE, offset });
   for (const id of ["filters", "query-form"]) {
-    for (const [k, v] of new FormData(document.getElementById(id))) if (v) q.set(k, v);
+    for (const [k, v] of new FormData(document.getElementById(id))) if (v && k !== "group") q.set(k, v);
   }
   return q;
 }
 
+// Group by: per group the count and each chosen metric column's mean ± SEM over its runs
+// (GET /api/runs/groups with the same query); the page's other filters do not apply
+async function drawGroups() {
+  const by = document.getElementById("group").value.split(",").map((c) => c.trim()).filter(Boolean);
+  const box = document.getElementById("groups");
+  if (!by.length) { box.hidden = true; return; }
+  const metrics = chosen().filter((c) => c.startsWith("metrics."));
+  const params = new URLSearchParams();
+  by.forEach((b) => params.append("by", b));
+  metrics.forEach((m) => params.append("metric", m));
+  const q = document.getElementById("q").value.trim();
+  if (q) params.set("q", q);
+  let data;
+  try { data = await getJSON(`/api/runs/groups?${params}`); } catch (err) {
+    if (err instanceof AuthError) throw err;
+    document.getElementById("q-error").textContent = err.message;
+    box.hidden = true;
+    return;
+  }
+  document.getElementById("group-head").replaceChildren(...[...by, "runs", ...metrics.map((m) => `${m} (mean ± SEM)`)]
+    .map((h) => el("th", {}, h)));
+  document.getElementById("group-rows").replaceChildren(...data.groups.map((g) => el("tr", {},
+    ...by.map((b) => el("td", {}, shown(g.group[b]))), el("td", {}, String(g.count)),
+    ...metrics.map((m) => { const v = g.metrics[m];
+      return el("td", {}, v.n ? `${v.mean.toPrecision(4)} ± ${v.sem.toPrecision(2)} (n=${v.n})` : "–"); }))));
+  document.getElementById("group-note").textContent = `${data.groups.length} groups of the query's runs`
+    + (metrics.length ? "" : "; add metrics.… columns to average them");
+  box.hidden = false;
+}
+
 async function refresh() {
+  drawGroups().catch(console.error);
   let page;
   try {
     page = await getJSON(`/api/runs?${query()}`);
@@ -64,6 +95,8 @@ function link() {
 function remember() {
   const q = query(); q.delete("limit");
   if (!offset) q.delete("offset");
+  const group = document.getElementById("group").value.trim();
+  if (group) q.set("group", group);
   history.replaceState(null, "", `/?${q}`);
 }
 
@@ -75,7 +108,7 @@ withLogin(async () => {
     if (params.get(name)) form.elements[name].value = params.get(name);
   }
   const search = document.getElementById("query-form");
-  for (const name of ["q", "sort", "columns"]) if (params.get(name)) search.elements[name].value = params.get(name);
+  for (const name of ["q", "sort", "columns", "group"]) if (params.get(name)) search.elements[name].value = params.get(name);
   search.elements.desc.checked = params.get("desc") === "true";
   // the query runs on Enter or Search (not on every key: half a query is a 422)
   search.addEventListener("submit", (ev) => { ev.preventDefault(); offset = 0; remember(); refresh(); });

@@ -630,6 +630,19 @@ def test_the_runs_page_takes_a_query_kept_in_the_url(browser, settings: Settings
         assert "q=config.alpha" in page.evaluate("() => decodeURIComponent(location.search)"
                                                  ".replace(/\\+/g, ' ')")
         page.screenshot(path=str(OUTPUT / "runs-query.png"), full_page=True)
+        # grouped by target: each group's count and its metric columns' mean ± SEM
+        page.fill("#q", 'kind = "train"')
+        page.fill("#group", "config.target")
+        page.press("#q", "Enter")
+        page.wait_for_selector("#groups:not([hidden]) #group-rows tr")
+        groups = page.locator("#group-rows tr").all_inner_texts()
+        assert groups == ["neural-model\t2\t0.9350 ± 0.015 (n=2)", "none\t1\t0.8000 ± 0.0 (n=1)"]
+        assert "group=config.target" in page.evaluate("() => decodeURIComponent(location.search)")
+        page.screenshot(path=str(OUTPUT / "runs-groups.png"), full_page=True)
+        page.fill("#q", 'config.alpha >= 8 and (tag = "fig4" or tag = "fig6")')
+        page.fill("#group", "")
+        page.press("#q", "Enter")
+        page.wait_for_function(f"() => ({names})().join() === 'c,a'")
         with page.expect_download() as download:  # the query's runs with their columns
             page.click("#export")
         lines = Path(download.value.path()).read_text().splitlines()
