@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_runs)
     rec = sub.add_parser("recordings", help="recordings on the server that similarity runs "
                          "can read; `recordings inspect PATH`: what the importer takes")
-    rec.add_argument("action", nargs="?", choices=["list", "inspect"], default="list")
+    rec.add_argument("action", nargs="?", choices=["list", "inspect"], default="list",
+                     help="list (default): what the server holds; inspect: what the importer "
+                     "takes from PATH")
     rec.add_argument("path", nargs="?", help="inspect: a local file or folder, else a "
                      "recording's name on the server")
     rec.add_argument("--responses", help="the RoiResponseSeries, by path or name")
@@ -121,10 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--image-column", help="the table's frame column")
     rec.add_argument("--allow-missing-behavior", action="store_true", default=None,
                      help="zeros for missing pupil/running series")
-    rec.add_argument("--behavior-gaps", choices=["error", "fill", "drop"])
+    rec.add_argument("--behavior-gaps", choices=["error", "fill", "drop"],
+                     help="a presentation a behaviour series has no sample in")
     rec.add_argument("--response-offset", type=float, help="seconds from onset")
     rec.add_argument("--response-window", type=float, help="seconds")
-    rec.add_argument("--frame-fit", choices=["refuse", "crop", "pad"])
+    rec.add_argument("--frame-fit", choices=["refuse", "crop", "pad"],
+                     help="frames that are not 9:16")
     rec.add_argument("--json", action="store_true", help="the report as JSON")
     rec.set_defaults(func=cmd_recordings)
     g = sub.add_parser("gamma", help="final γ per tapped layer, averaged over seeds (Table 1)")
