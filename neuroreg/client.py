@@ -143,7 +143,7 @@ class Client:
                    sort: str | None = None, desc: bool = False) -> Any:
         """Every run matching ``q`` as a pandas DataFrame, one call: id, name, owner,
         kind, status, parent_id, created_at, finished_at and each of ``columns``
-        (``config.alpha``, ``metrics.test_acc.max``), from ``GET /api/runs/export.csv``."""
+        (``config.alpha``, ``metrics.test_acc.max``), from ``GET /api/runs.csv``."""
         import io
 
         import pandas as pd
@@ -152,7 +152,7 @@ class Client:
         for k, v in (("q", q), ("sort", sort)):
             if v:
                 params[k] = v
-        res = self._http.get("/api/runs/export.csv", params=params)
+        res = self._http.get("/api/runs.csv", params=params)
         if not res.is_success:
             raise NeuroregError(res.status_code, res.json().get("detail"))
         return pd.read_csv(io.StringIO(res.text))
@@ -165,7 +165,7 @@ class Client:
         params: dict[str, Any] = {"by": list(by), "metric": list(metrics)}
         if q:
             params["q"] = q
-        return list(self._call("GET", "/api/runs/groups", params=params)["groups"])
+        return list(self._call("GET", "/api/run-groups", params=params)["groups"])
 
     def update(self, run_id: int, *, name: str | None = None,
                tags: Sequence[str] | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ function query() {
 }
 
 // Group by: per group the count and each chosen metric column's mean ± SEM over its runs
-// (GET /api/runs/groups with the same query); the page's other filters do not apply
+// (GET /api/run-groups with the same query); the page's other filters do not apply
 async function drawGroups() {
   const by = document.getElementById("group").value.split(",").map((c) => c.trim()).filter(Boolean);
   const box = document.getElementById("groups");
@@ -30,7 +30,7 @@ async function drawGroups() {
   const q = document.getElementById("q").value.trim();
   if (q) params.set("q", q);
   let data;
-  try { data = await getJSON(`/api/runs/groups?${params}`); } catch (err) {
+  try { data = await getJSON(`/api/run-groups?${params}`); } catch (err) {
     if (err instanceof AuthError) throw err;
     document.getElementById("q-error").textContent = err.message;
     box.hidden = true;
@@ -118,7 +118,7 @@ withLogin(async () => {
   document.getElementById("export").onclick = async () => {  // every matching run, not one page
     const params = new URLSearchParams();
     for (const [k, v] of new FormData(search)) if (v) params.set(k, v);
-    const blob = await (await api(`/api/runs/export.csv?${params}`)).blob();
+    const blob = await (await api(`/api/runs.csv?${params}`)).blob();
     const url = URL.createObjectURL(blob);
     el("a", { href: url, download: "runs.csv" }).click();
     URL.revokeObjectURL(url);

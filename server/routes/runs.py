@@ -40,6 +40,15 @@ from server.strict import CONFLICT, api_router, invalid
 from server.studies import cancel_children
 
 router = api_router(prefix="/api/runs", tags=["runs"])
+
+# the fields sort, columns, by and metric name, as patterns: a config path or a metric
+# (with .last/.min/.max), dot-separated parts of a metric key's characters
+_PART = r"[A-Za-z0-9_:/\-\[\]]+"
+FIELD_PATTERN = rf"^(config|metrics)(\.{_PART})+$"
+METRIC_PATTERN = rf"^metrics(\.{_PART})+$"
+GROUP_PATTERN = rf"^(config(\.{_PART})+|tag|owner|kind|status|name)$"
+COLUMNS_PATTERN = (rf"^\s*((config|metrics)(\.{_PART})+\s*"
+                   rf"(,\s*(config|metrics)(\.{_PART})+\s*){{0,29}})?$")
 dry_run_router = api_router(prefix="/api", tags=["runs"])  # beside /api/runs/{id}, not under it
 
 
@@ -135,12 +144,12 @@ def list_(
         'a query: config.alpha >= 8 and metrics.test_acc.last > 0.9 and (tag = "fig4" '
         'or tag = "fig6"); fields config.<path>, metrics.<key>[.last|.min|.max], tag, '
         "owner, kind, status, parent, name, id, created, started, finished"))] = None,
-    sort: Annotated[str | None, Query(max_length=200, pattern=r"^(config|metrics)\.\S+$",
+    sort: Annotated[str | None, Query(max_length=200, pattern=FIELD_PATTERN,
                                       description="a config or metric field to sort by "
                                       "(config.alpha, metrics.test_acc.max); runs "
                                       "without it last")] = None,
     desc: bool = False,
-    columns: Annotated[str | None, Query(max_length=2000, description=(
+    columns: Annotated[str | None, Query(max_length=2000, pattern=COLUMNS_PATTERN, description=(
         "comma-separated config and metric fields whose values the page carries in "
         "`values` (config.alpha,metrics.test_acc.max)"))] = None,
 ) -> RunPage:
@@ -166,15 +175,14 @@ def list_(
                    values=column_values(session, runs, cols) if cols else {})
 
 
-@router.get("/export.csv", response_class=Response,
+@dry_run_router.get("/runs.csv", response_class=Response,
             responses={200: {"content": {"text/csv": {}}}})
 def export_csv(
     session: SessionDep,
     _: CurrentUser,
     q: Annotated[str | None, Query(max_length=2000)] = None,
-    columns: Annotated[str | None, Query(max_length=2000)] = None,
-    sort: Annotated[str | None, Query(max_length=200, pattern=r"^(config|metrics)\.\S+$")
-                    ] = None,
+    columns: Annotated[str | None, Query(max_length=2000, pattern=COLUMNS_PATTERN)] = None,
+    sort: Annotated[str | None, Query(max_length=200, pattern=FIELD_PATTERN)] = None,
     desc: bool = False,
 ) -> Response:
     """Every run matching ``q`` as CSV: id, name, owner, kind, status, parent, created,
@@ -223,14 +231,14 @@ def _columns(columns: str | None) -> list[str]:
     return cols
 
 
-@router.get("/groups")
+@dry_run_router.get("/run-groups")
 def groups(
     session: SessionDep,
     _: CurrentUser,
-    by: Annotated[list[Annotated[str, Query(max_length=200)]], Query(
+    by: Annotated[list[Annotated[str, Query(max_length=200, pattern=GROUP_PATTERN)]], Query(
         min_length=1, max_length=5, description="fields to group by (repeatable): "
         "config.<path>, tag, owner, kind, status")],
-    metric: Annotated[list[Annotated[str, Query(max_length=200, pattern=r"^metrics\.\S+$")]]
+    metric: Annotated[list[Annotated[str, Query(max_length=200, pattern=METRIC_PATTERN)]]
                       | None, Query(max_length=20, description="metrics.<key>[.last|.min|"
                                     ".max] to average per group (repeatable)")] = None,
     q: Annotated[str | None, Query(max_length=2000)] = None,

@@ -254,7 +254,7 @@ def field_column(name: str, pos: int, dialect: str, kind: str = "number") -> Any
     if name.startswith("metrics."):
         rest = name[len("metrics."):]
         key, _, stat = rest.rpartition(".")
-        if stat not in ("last", "min", "max"):
+        if stat not in ("last", "min", "max") or not key:  # metrics.max: the metric "max"
             key, stat = rest, "last"
         if not key:
             raise QueryError(f"{name!r}: name the metric (metrics.test_acc.last)", pos)
