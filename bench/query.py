@@ -9,7 +9,7 @@ FastAPI and serialisation but no network):
    metrics.test_acc.last > 0.5 and (tag = "fig4" or tag = "fig6")&sort=
    metrics.test_acc.max&desc=true&limit=50``; p50/p95 over ``--repeats`` (goal p95 <
    150 ms);
-2. grouping by two fields with two metrics' mean ± SEM: ``GET /api/runs/groups?by=
+2. grouping by two fields with two metrics' mean ± SEM: ``GET /api/run-groups?by=
    config.target&by=config.seed&metric=metrics.test_acc.last&metric=metrics.loss.min``
    (goal p95 < 300 ms).
 
@@ -129,7 +129,7 @@ def main() -> None:
             client.headers["Authorization"] = f"Bearer {token}"
             q = timed(client, "/api/runs", {"q": QUERY, "sort": "metrics.test_acc.max",
                                             "desc": "true", "limit": 50}, args.repeats)
-            g = timed(client, "/api/runs/groups", {
+            g = timed(client, "/api/run-groups", {
                 "by": ["config.target", "config.seed"],
                 "metric": ["metrics.test_acc.last", "metrics.loss.min"]}, args.repeats)
         out[name] = {"load_s": round(load, 1), "query": q, "group": g}
