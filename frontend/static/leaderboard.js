@@ -11,11 +11,6 @@ const epsValue = (text) => {
   const m = text.trim().match(/^(\d*\.?\d+)\s*\/\s*(\d*\.?\d+)$/);
   return m ? String(Number(m[1]) / Number(m[2])) : text.trim();
 };
-const epsLabel = (e) => {
-  const k = e * 255;
-  return Math.abs(k - Math.round(k)) < 1e-6 && Math.round(k) >= 1 && Math.round(k) < 255
-    ? `${Math.round(k)}/255` : String(Number(e.toPrecision(6)));
-};
 
 // what an abbreviated header means, on hover
 const TITLES = { autoattack_linf: "AutoAttack robust accuracy, L∞ threat model, at this ε",
@@ -26,7 +21,7 @@ const TITLES = { autoattack_linf: "AutoAttack robust accuracy, L∞ threat model
   median_linf: "median minimal L∞ perturbation" };
 
 // [column key, header, cell]: a key sorts; null does not
-function columns(eps) {
+function columns(labels) {
   const aa = (norm, r) => {
     const v = r[`autoattack_${norm}`];
     if (v === null || v === undefined) return "–";
@@ -41,8 +36,8 @@ function columns(eps) {
     ["alpha", "α", (r) => (r.target === "none" ? "–" : String(r.alpha))],
     ["seed", "seed", (r) => (r.seed ?? "–")],
     ["clean_acc", "clean", (r) => pct(r.clean_acc)],
-    ["autoattack_linf", `AA L∞ ${epsLabel(eps.linf)}`, (r) => aa("linf", r)],
-    ["autoattack_l2", `AA L2 ${epsLabel(eps.l2)}`, (r) => aa("l2", r)],
+    ["autoattack_linf", `AA L∞ ${labels.linf}`, (r) => aa("linf", r)],
+    ["autoattack_l2", `AA L2 ${labels.l2}`, (r) => aa("l2", r)],
     ["corruptions_acc", "corrupt.", (r) => (r.corruptions_source === "published"
       ? el("span", { title: "on the published CIFAR-C files" }, `${pct(r.corruptions_acc)} ᵖ`)
       : pct(r.corruptions_acc))],
@@ -93,7 +88,7 @@ async function refresh() {
     error.textContent = err.message;  // a 422 names the field (an ε outside (0, 1], …)
     return;
   }
-  const cols = columns(page.eps);
+  const cols = columns(page.eps_labels);
   document.getElementById("lb-head").replaceChildren(...cols.map(([key, title]) => {
     if (!key) return el("th", {}, title);
     const on = key === page.sort;

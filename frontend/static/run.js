@@ -128,7 +128,6 @@ function drawRun(run) {
 }
 
 const pct = (v) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)} %`);
-const epsText = (norm, r) => (norm === "linf" ? r.eps_label : String(r.eps));
 
 function scoreTable(id, head, rows) {
   return el("table", { class: "scores", id },
@@ -150,7 +149,7 @@ async function drawRecord(norms) {
     tables.push(el("h3", {}, "AutoAttack robust accuracy"), scoreTable("record-autoattack",
       ["threat model", "ε", "robust accuracy", ...components.map((c) => `after ${c}`), "samples", "version",
         "inconsistent with minimal"],
-      aa.flatMap(([norm, rows]) => rows.map((r) => [norms[norm] || norm, epsText(norm, r), pct(r.robust_acc),
+      aa.flatMap(([norm, rows]) => rows.map((r) => [norms[norm] || norm, r.eps_label, pct(r.robust_acc),
         ...components.map((c) => pct(r.after[c])), r.n, r.version,
         r.inconsistent === null || r.inconsistent === undefined ? "–" : String(r.inconsistent)]))));
     if (aa.some(([, rows]) => rows.some((r) => r.version !== "standard"))) {

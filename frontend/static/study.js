@@ -270,10 +270,6 @@ function drawFigures(data) {
   }));
 }
 
-const epsText = (norm, e) => {
-  const k = e * 255;
-  return norm === "linf" && Math.abs(k - Math.round(k)) < 1e-6 ? `${Math.round(k)}/255` : String(Number(e.toPrecision(4)));
-};
 
 // The field's standard numbers: AutoAttack robust accuracy per threat model and ε, CE/mCE
 // against None (Hendrycks & Dietterich's, None as the baseline) and one corruption heatmap
@@ -284,14 +280,17 @@ function standardScores(host, rows, names) {
     const have = rows.filter((r) => r.autoattack && r.autoattack[norm]);
     if (!have.length) continue;
     const eps = [...new Set(have.flatMap((r) => r.autoattack[norm].eps))].sort((a, b) => a - b);
+    // ε as the server writes it (8/255): ml/evaluate/record.py's eps_label
+    const labelOf = Object.fromEntries(have.flatMap((r) => r.autoattack[norm].eps.map((e, i) =>
+      [e, r.autoattack[norm].eps_labels[i]])));
     const custom = have.some((r) => r.autoattack[norm].versions.includes("custom"));
     const div = figure(host, `fig-autoattack-${norm}`, `AutoAttack robust accuracy, ${normLabel}`
-      + (eps.length === 1 ? ` at ε = ${epsText(norm, eps[0])}` : ""),
+      + (eps.length === 1 ? ` at ε = ${labelOf[eps[0]]}` : ""),
       `${eps.length > 1 ? "per ε; " : ""}mean ± SEM over seeds${custom ? "; a reduced (custom) AutoAttack, not RobustBench's standard" : ""}`);
     const traces = eps.map((e, k) => {
       const at = have.filter((r) => r.autoattack[norm].eps.includes(e));
       const i = (r) => r.autoattack[norm].eps.indexOf(e);
-      return { type: "bar", name: `ε = ${epsText(norm, e)}`, x: at.map(label),
+      return { type: "bar", name: `ε = ${labelOf[e]}`, x: at.map(label),
         y: at.map((r) => r.autoattack[norm].mean[i(r)]),
         error_y: { type: "data", array: at.map((r) => bar({ mean: r.autoattack[norm].mean[i(r)],
           sem: r.autoattack[norm].sem[i(r)] })), visible: true },

@@ -108,7 +108,11 @@ def _autoattack_grid(members: list[Mapping[str, Any]]) -> dict[str, Any]:
             continue
         acc = np.array([[r["robust_accuracy"] for r in g] for g in got])  # (runs, ε)
         mean, sem = mean_sem(acc)
-        out[norm] = {"eps": [r["epsilon"] for r in got[0]], "mean": mean.tolist(),
+        from ml.evaluate.record import eps_label
+
+        out[norm] = {"eps": [r["epsilon"] for r in got[0]],
+                     "eps_labels": [eps_label(r["epsilon"]) for r in got[0]],
+                     "mean": mean.tolist(),
                      "sem": sem.tolist(), "n": len(got),
                      "versions": sorted({r.get("version") for g in got for r in g} - {None})}
     return out

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ml.neural.estimators import pearson
+
 _EPS = 1e-12
 
 
@@ -56,6 +58,8 @@ class ScanData:
 
 
 def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    """Pearson r with a weight per pair (a stimulus drawn k times weighs k); unweighted,
+    :func:`ml.neural.estimators.pearson`."""
     sw = w.sum()
     if sw <= 0:
         return 0.0
@@ -107,11 +111,10 @@ class _Scan:
     def r_pair(self, m: np.ndarray | None = None) -> tuple[float, float]:
         """(r(S_model, S_oracle), r(S_data, S_oracle)) with neuron multiplicities m."""
         s_oracle, s_model, gram = self.matrices(m)
-        r_model = _weighted_pearson(s_model[self.iu], s_oracle[self.iu],
-                                    np.ones(len(self.iu[0])))
+        r_model = pearson(s_model[self.iu], s_oracle[self.iu])
         x = gram[self.t1, self.t2]
         y = s_oracle[self.index[self.t1], self.index[self.t2]]
-        return r_model, _weighted_pearson(x, y, np.ones(len(x)))
+        return r_model, pearson(x, y)
 
 
 class _StimulusStats:
@@ -222,7 +225,7 @@ def noise_ceiling(scans: Sequence[ScanData], *, splits: int = 50, level: float =
             a = _Scan(ScanData(d.trials[half], ids[half], d.oracle_ids, d.model)).matrices()[0]
             b = _Scan(ScanData(d.trials[~half], ids[~half], d.oracle_ids, d.model)).matrices()[0]
             iu = np.triu_indices(len(d.oracle_ids), k=1)
-            rs.append(_weighted_pearson(a[iu], b[iu], np.ones(len(iu[0]))))
+            rs.append(pearson(a[iu], b[iu]))
         per_split.append(float(np.mean(rs)))
     r = float(np.mean(per_split))
     reliability = 2 * r / (1 + r) if r > -1 else 0.0

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from ml.evaluate.autoattack import DEFAULT_EPSILONS
-from ml.evaluate.record import Column, leaderboard_row, model_record, sort_rows
+from ml.evaluate.record import Column, eps_label, leaderboard_row, model_record, sort_rows
 from server.deps import CurrentUser, RunId, RunIdQuery, SessionDep, run_or_404
 from server.store.metrics import latest_values
 from server.store.models import MAX_ID, Run, RunStatus, User
@@ -112,4 +112,5 @@ def leaderboard(
                      descending=order == "desc")
     return {"items": rows[offset:offset + limit], "total": len(rows), "limit": limit,
             "offset": offset, "sort": sort, "order": order,
-            "eps": {n: eps.get(n, v[0]) for n, v in DEFAULT_EPSILONS.items()}}
+            "eps": {n: eps.get(n, v[0]) for n, v in DEFAULT_EPSILONS.items()},
+            "eps_labels": {n: eps_label(eps.get(n, v[0])) for n, v in DEFAULT_EPSILONS.items()}}

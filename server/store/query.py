@@ -57,9 +57,13 @@ MAX_DEPTH = 32
 class QueryError(ValueError):
     """A query that cannot be run, with the position (0-based) of what is wrong."""
 
-    def __init__(self, message: str, position: int) -> None:
+    def __init__(self, message: str, position: int, part: str = "q") -> None:
         super().__init__(f"at {position}: {message}")
-        self.message, self.position = message, position
+        self.message, self.position, self.part = message, position, part
+
+    def of(self, part: str) -> QueryError:
+        """The same error, said of the request's ``part`` (``q``, ``sort``, ``by``, …)."""
+        return QueryError(self.message, self.position, part)
 
 
 @dataclass(frozen=True)
@@ -348,10 +352,13 @@ def compile_query(q: str, dialect: str) -> ColumnElement[bool]:
 def sort_key(name: str, dialect: str) -> Any:
     """The ORDER BY expression of a config or metric field (numbers; a config field that
     holds text sorts by its text)."""
-    if name.startswith("config."):
-        return (field_column(name, 0, dialect, "number"),
-                field_column(name, 0, dialect, "string"))
-    return (field_column(name, 0, dialect),)
+    try:
+        if name.startswith("config."):
+            return (field_column(name, 0, dialect, "number"),
+                    field_column(name, 0, dialect, "string"))
+        return (field_column(name, 0, dialect),)
+    except QueryError as exc:
+        raise exc.of("sort") from None
 
 
 def group_column(name: str, dialect: str) -> Any:
@@ -381,14 +388,21 @@ def group_runs(session: Any, *, by: list[str], metrics: list[str], q: str | None
     groups when grouping by ``tag``.
 
     Raises:
-        QueryError: for a query, group field or metric that cannot be compiled.
+        QueryError: for a query, group field or metric that cannot be compiled, its
+            ``part`` naming which (``q``, ``by``, ``metric``).
     """
     import json
     import math
 
     dialect = session.get_bind().dialect.name
-    keys = [group_column(b, dialect).label(f"g{i}") for i, b in enumerate(by)]
-    vals = [field_column(m, 0, dialect).label(f"m{i}") for i, m in enumerate(metrics)]
+    try:
+        keys = [group_column(b, dialect).label(f"g{i}") for i, b in enumerate(by)]
+    except QueryError as exc:
+        raise exc.of("by") from None
+    try:
+        vals = [field_column(m, 0, dialect).label(f"m{i}") for i, m in enumerate(metrics)]
+    except QueryError as exc:
+        raise exc.of("metric") from None
     inner = select(Run.id, *keys, *vals)
     if "tag" in by:
         inner = inner.join(RunTag, RunTag.run_id == Run.id)
