@@ -120,6 +120,10 @@ class Run(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     input_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    # the code, packages, host and GPU that ran it (a worker's, or an external run's script)
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # bytes of log text stored so far in run_logs, against the per-run bound
+    log_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     owner: Mapped[User] = relationship(lazy="joined")
 
@@ -145,6 +149,19 @@ class Metric(Base):
     step: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[float] = mapped_column(Float)
     wall_time: Mapped[float] = mapped_column(Float)
+
+
+class RunLog(Base):
+    """One captured log line; (run, seq) is the key, so a re-sent line is a no-op."""
+
+    __tablename__ = "run_logs"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stream: Mapped[str] = mapped_column(String(16))  # stdout | stderr | log | client
+    time: Mapped[float] = mapped_column(Float)
+    line: Mapped[str] = mapped_column(Text)
 
 
 class Artifact(Base):
