@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -194,3 +195,53 @@ class MetricBucket(Base):
     min_value: Mapped[float] = mapped_column(Float)
     max_step: Mapped[int] = mapped_column(Integer)
     max_value: Mapped[float] = mapped_column(Float)
+
+
+class Webhook(Base):
+    """A member's URL that is POSTed a signed JSON event when one of their runs or
+    studies finishes (:mod:`server.store.webhooks`)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    # the HMAC-SHA256 key of X-Neuroreg-Signature: kept (it signs every delivery), shown once
+    secret: Mapped[str] = mapped_column(String(256))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeliveryStatus(enum.StrEnum):
+    pending = "pending"
+    delivered = "delivered"
+    failed = "failed"
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook: an outbox row, written in the transaction that finished
+    the run, sent (and retried) by the dispatcher (:mod:`server.webhooks`)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_hook_created", "webhook_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # X-Neuroreg-Delivery: the same on every retry, for the receiver to drop repeats
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[int | None] = mapped_column(Integer)  # no FK: the record outlives the run
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        Enum(DeliveryStatus, native_enum=False, length=16), default=DeliveryStatus.pending)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # when it is due; while a dispatcher sends it, the end of that dispatcher's lease
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
