@@ -166,26 +166,39 @@ def mean_curves(runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         it and their count ``n_at`` (a live study's seeds run ahead of each other; SEM is
         0 where one run has the step), ``n`` runs, their ``seeds`` and ``run_ids``.
     """
-    from ml.train.summary import alpha_of, mean_sem
+    from ml.train.summary import alpha_of
 
     groups: dict[tuple[str, float], list[Mapping[str, Any]]] = {}
     for r in runs:
-        if len(r["steps"]) != len(r["values"]):
-            raise ValueError(f"run {r.get('id')}: {len(r['steps'])} steps for "
-                             f"{len(r['values'])} values")
-        if len(r["steps"]):
+        if len(r["steps"]) or len(r["values"]):  # mean_curve checks they match
             groups.setdefault((r["target"], alpha_of(r)), []).append(r)
-    rows = []
-    for (target, alpha), members in sorted(groups.items()):
-        by_step: dict[int, list[float]] = {}
-        for m in members:
-            for step, value in zip(m["steps"], m["values"], strict=True):
-                by_step.setdefault(int(step), []).append(float(value))
-        steps = sorted(by_step)
-        stats = [mean_sem(by_step[step]) for step in steps]
-        rows.append({"target": target, "alpha": alpha, "n": len(members),
-                     "seeds": [m["seed"] for m in members],
-                     "run_ids": [m.get("id") for m in members], "steps": steps,
-                     "mean": [float(m) for m, _ in stats], "sem": [float(e) for _, e in stats],
-                     "n_at": [len(by_step[step]) for step in steps]})
-    return rows
+    return [{"target": target, "alpha": alpha, "n": len(members),
+             "seeds": [m["seed"] for m in members], **mean_curve(members)}
+            for (target, alpha), members in sorted(groups.items())]
+
+
+def mean_curve(runs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several runs' curves as one: every ``steps`` any run reached, with ``mean`` and
+    ``sem`` over the runs that reached it and their count ``n_at`` (SEM is 0 where one
+    run has the step), and the runs' ``run_ids``. The curves of a study's condition and
+    of a group of runs in Compare.
+
+    Args:
+        runs: per run its ``id`` and its curve as ``steps`` and ``values`` (one value
+            per step, or per bin of steps when every run was binned the same way).
+    """
+    from ml.train.summary import mean_sem
+
+    members = list(runs)
+    by_step: dict[int, list[float]] = {}
+    for m in members:
+        if len(m["steps"]) != len(m["values"]):
+            raise ValueError(f"run {m.get('id')}: {len(m['steps'])} steps for "
+                             f"{len(m['values'])} values")
+        for step, value in zip(m["steps"], m["values"], strict=True):
+            by_step.setdefault(int(step), []).append(float(value))
+    steps = sorted(by_step)
+    stats = [mean_sem(by_step[step]) for step in steps]
+    return {"run_ids": [m.get("id") for m in members], "steps": steps,
+            "mean": [float(m) for m, _ in stats], "sem": [float(e) for _, e in stats],
+            "n_at": [len(by_step[step]) for step in steps]}

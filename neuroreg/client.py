@@ -167,6 +167,16 @@ class Client:
             params["q"] = q
         return list(self._call("GET", "/api/run-groups", params=params)["groups"])
 
+    def group_curves(self, by: Sequence[str], key: str, *, q: str | None = None,
+                     max_points: int = 500) -> list[dict[str, Any]]:
+        """Each group's curve of metric ``key`` as mean ± SEM over its runs: per group its
+        ``group`` values, ``run_ids``, ``steps``, ``mean``, ``sem`` and ``n_at`` (runs
+        that reached each step)."""
+        params: dict[str, Any] = {"by": list(by), "key": key, "max_points": max_points}
+        if q:
+            params["q"] = q
+        return list(self._call("GET", "/api/run-groups/curves", params=params)["groups"])
+
     def update(self, run_id: int, *, name: str | None = None,
                tags: Sequence[str] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {}

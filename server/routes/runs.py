@@ -254,6 +254,41 @@ def groups(
     return {"by": list(by), "metrics": list(metric or []), "groups": rows}
 
 
+@dry_run_router.get("/run-groups/curves")
+def group_curves(
+    session: SessionDep,
+    _: CurrentUser,
+    by: Annotated[list[Annotated[str, Query(max_length=200, pattern=GROUP_PATTERN)]], Query(
+        min_length=1, max_length=5, description="fields to group by (repeatable), as "
+        "GET /api/run-groups")],
+    key: Annotated[str, Query(min_length=1, max_length=128, description="the metric")],
+    q: Annotated[str | None, Query(max_length=2000)] = None,
+    max_points: Annotated[int, Query(ge=2, le=10_000)] = 500,
+    max_runs: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> dict[str, Any]:
+    """Each group's curve of ``key`` as mean ± SEM over its runs (Compare's grouped
+    overlay): every step some run of the group reached, with the count ``n_at`` of runs
+    there. Series longer than ``max_points`` are averaged over the same bins of steps
+    for every run. At most ``max_runs`` runs are read (``truncated`` says when more
+    matched); runs that never logged ``key`` count in ``run_ids`` but not in ``n_at``."""
+    from ml.study import mean_curve
+    from server.store.metrics import binned_many
+    from server.store.query import QueryError, group_members
+
+    try:
+        groups, truncated = group_members(session, by=list(by), q=q, limit=max_runs)
+    except QueryError as exc:
+        raise _query_422(exc) from None
+    ids = sorted({i for g in groups for i in g["run_ids"]})
+    width, series = binned_many(session, ids, key, max_points=max_points)
+    curve_of = dict(zip(ids, series, strict=True))
+    rows = [{"group": g["group"], "n": len(g["run_ids"]),
+             **mean_curve({"id": i, "steps": curve_of[i][0], "values": curve_of[i][1]}
+                          for i in g["run_ids"])} for g in groups]
+    return {"by": list(by), "key": key, "bin_steps": width, "truncated": truncated,
+            "groups": rows}
+
+
 def column_values(session: SessionDep, runs: Sequence[Run], cols: list[str]
                   ) -> dict[str, dict[str, Any]]:
     """The page's runs' value of each column: a config field read from the run's config,

@@ -391,7 +391,6 @@ def group_runs(session: Any, *, by: list[str], metrics: list[str], q: str | None
         QueryError: for a query, group field or metric that cannot be compiled, its
             ``part`` naming which (``q``, ``by``, ``metric``).
     """
-    import json
     import math
 
     dialect = session.get_bind().dialect.name
@@ -420,13 +419,7 @@ def group_runs(session: Any, *, by: list[str], metrics: list[str], q: str | None
                            .group_by(*cols).order_by(*cols)).all()
     out = []
     for row in rows:
-        group = {}
-        for b, v in zip(by, row[:len(by)], strict=True):
-            if b.startswith("config.") and isinstance(v, str) and dialect == "postgresql":
-                v = json.loads(v)
-            elif isinstance(v, RunStatus):
-                v = v.value
-            group[b] = v
+        group = _group_of(by, row[:len(by)], dialect)
         stats: dict[str, dict[str, Any]] = {}
         rest = row[len(by) + 1:]
         for i, metric in enumerate(metrics):
@@ -439,3 +432,47 @@ def group_runs(session: Any, *, by: list[str], metrics: list[str], q: str | None
             stats[metric] = {"n": int(n), "mean": mean, "sem": math.sqrt(var / n)}
         out.append({"group": group, "count": int(row[len(by)]), "metrics": stats})
     return out
+
+
+def _group_of(by: list[str], values: Any, dialect: str) -> dict[str, Any]:
+    """A group's key as ``{field: value}``, config values typed again (PostgreSQL hands
+    the JSON text back)."""
+    import json
+
+    group = {}
+    for b, v in zip(by, values, strict=True):
+        if b.startswith("config.") and isinstance(v, str) and dialect == "postgresql":
+            v = json.loads(v)
+        elif isinstance(v, RunStatus):
+            v = v.value
+        group[b] = v
+    return group
+
+
+def group_members(session: Any, *, by: list[str], q: str | None = None, limit: int = 500,
+                  ) -> tuple[list[dict[str, Any]], bool]:
+    """The runs matching ``q`` in the groups :func:`group_runs` makes of them: per group
+    its key and ``run_ids`` (oldest first), over at most ``limit`` (run, group) pairs in
+    group order. Returns the groups and whether ``limit`` cut any off.
+
+    Raises:
+        QueryError: as :func:`group_runs`.
+    """
+    dialect = session.get_bind().dialect.name
+    try:
+        keys = [group_column(b, dialect).label(f"g{i}") for i, b in enumerate(by)]
+    except QueryError as exc:
+        raise exc.of("by") from None
+    stmt = select(Run.id, *keys)
+    if "tag" in by:
+        stmt = stmt.join(RunTag, RunTag.run_id == Run.id)
+    if q:
+        stmt = stmt.where(compile_query(q, dialect))
+    order = [k for k in keys] + [Run.id]
+    rows = session.execute(stmt.order_by(*order).limit(limit + 1)).all()
+    groups: dict[str, dict[str, Any]] = {}
+    for row in rows[:limit]:
+        group = _group_of(by, row[1:], dialect)
+        ident = repr(sorted(group.items(), key=lambda kv: kv[0]))
+        groups.setdefault(ident, {"group": group, "run_ids": []})["run_ids"].append(row[0])
+    return list(groups.values()), len(rows) > limit

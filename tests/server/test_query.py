@@ -176,6 +176,9 @@ def test_the_api_client_and_cli_take_a_query_and_a_sort(client, settings, capsys
                        if g["group"]["tag"] == "fig4"]
             assert fig4["count"] == 2 and fig4["metrics"]["metrics.test_acc.max"][
                 "mean"] == pytest.approx(0.935)
+            (fig6,) = [g for g in nr.group_curves(["tag"], "test_acc")
+                       if g["group"]["tag"] == "fig6"]
+            assert fig6["steps"] == [0, 1] and fig6["mean"] == pytest.approx([0.4, 0.8])
         cli = settings.model_copy(update={"api_url": url, "token": token})
         args = build_parser().parse_args(["runs", "-q", 'owner = "ada"', "--sort",
                                           "config.alpha", "--desc"])
@@ -218,5 +221,48 @@ def test_the_groups_route_names_what_it_cannot_read(client, settings) -> None:
     for params, loc in (({"by": "colour"}, "by"), ({"by": "kind", "q": "kind ="}, "q"),
                         ({"by": "kind", "metric": "metrics."}, "metric"), ({}, "by")):
         res = client.get("/api/run-groups", params=params)
+        assert res.status_code == 422, res.text
+        assert res.json()["detail"][0]["loc"][:2] == ["query", loc], res.json()
+
+
+def test_group_members_and_their_curves_on_both_databases(store: str) -> None:
+    from ml.study import mean_curve
+    from server.store.metrics import binned_many
+    from server.store.query import group_members
+
+    with session_scope(store) as s:
+        groups, truncated = group_members(s, by=["config.target"], q='kind = "train"')
+        ids = {r.name: r.id for r in s.query(Run).all()}
+        cut, was_cut = group_members(s, by=["tag"], limit=3)
+        _, series = binned_many(s, ids_of := sorted(ids.values()), "test_acc", max_points=500)
+    assert not truncated and was_cut
+    got = {g["group"]["config.target"]: g["run_ids"] for g in groups}
+    assert got == {"neural-model": [ids["a"], ids["c"]], "none": [ids["b"]]}
+    assert sum(len(g["run_ids"]) for g in cut) == 3  # pairs (run, tag), not runs
+    curve = mean_curve({"id": i, "steps": st, "values": v}
+                       for i, (st, v) in zip(ids_of, series, strict=True)
+                       if i in (ids["a"], ids["c"]))
+    # a: 0.5, 0.95, 0.91; c: 0.3, 0.92 — step 2 has only a
+    assert curve["steps"] == [0, 1, 2] and curve["n_at"] == [2, 2, 1]
+    assert curve["mean"] == pytest.approx([0.4, 0.935, 0.91])
+    assert curve["sem"] == pytest.approx([0.1, 0.015, 0.0])
+
+
+def test_the_group_curves_route_draws_mean_and_sem_per_group(client, settings) -> None:
+    stored(settings.db_url)
+    res = client.get("/api/run-groups/curves", params={
+        "by": ["config.target"], "key": "test_acc", "q": 'kind = "train" and name != "e"'})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    rows = {r["group"]["config.target"]: r for r in body["groups"]}
+    assert rows["neural-model"]["n"] == 2 and rows["neural-model"]["n_at"] == [2, 2, 1]
+    assert rows["none"]["mean"] == pytest.approx([0.4, 0.8]) and rows["none"]["sem"] == [0, 0]
+    assert body["bin_steps"] == 1 and body["truncated"] is False
+    binned = client.get("/api/run-groups/curves", params={
+        "by": "config.target", "key": "test_acc", "max_points": 2, "q": 'kind = "train"'})
+    assert binned.json()["bin_steps"] == 2  # 3 steps cut into 2 bins, the same for each run
+    for params, loc in (({"by": "colour", "key": "x"}, "by"), ({"by": "kind"}, "key"),
+                        ({"by": "kind", "key": "x", "q": "kind ="}, "q")):
+        res = client.get("/api/run-groups/curves", params=params)
         assert res.status_code == 422, res.text
         assert res.json()["detail"][0]["loc"][:2] == ["query", loc], res.json()
