@@ -7,7 +7,7 @@ const version = require('plotly.js/package.json').version;
 esbuild.build({
   entryPoints: [`${__dirname}/entry.js`], outfile: process.argv[2], format: 'iife',
   globalName: 'Plotly', bundle: true, minify: true, legalComments: 'none',
-  banner: { js: `/* plotly.js v${version} (MIT, Copyright Plotly, Inc.): core + bar + heatmap, built by frontend/plotly/build.sh */` },
+  banner: { js: `/* plotly.js v${version} (MIT, Copyright Plotly, Inc.): core + bar + heatmap + parcoords, built by frontend/plotly/build.sh */` },
   // the same settings as plotly.js's own esbuild-config.js
   plugins: [InlineCSSPlugin(), environmentPlugin({ NODE_DEBUG: false })],
   alias: { regl: '@plotly/regl', stream: 'stream-browserify' },

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuilds the vendored plotly.js bundle with only the traces the dashboard draws (scatter,
-# bar, heatmap). The official cartesian bundle took ~490 ms to load and run in headless
+# bar, heatmap, parcoords). The official cartesian bundle took ~490 ms to load and run in headless
 # chromium on our 2-core machine, this one ~190 ms (bench/dashboard.py shows the effect).
 # Needs node and the npm registry; the result is committed, so nothing else runs this.
 set -euo pipefail

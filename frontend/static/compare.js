@@ -1,6 +1,15 @@
-// Compare runs: pick runs and a metric, see them overlaid. /compare?runs=3,5,8&key=loss
-import { el, getJSON, withLogin } from "./api.js";
+// Compare runs: pick runs (ids, a query, or both) and a metric; see them overlaid — each
+// run, or each group's mean ± SEM — with their config diff, parallel coordinates of config
+// fields against final metrics, and a scatter of any two fields.
+// /compare?runs=3,5,8&q=…&key=loss&group=config.target&dims=…&x=…&y=…
+import { AuthError, el, getJSON, withLogin } from "./api.js";
 import { chartDiv, plot, plotly } from "./figures.js";
+
+const MAX_RUNS = 500;       // the runs one comparison reads (one page of GET /api/runs)
+const MAX_OVERLAID = 40;    // runs drawn one by one (more: group them)
+const MAX_DIFFED = 20;      // columns of the config diff
+const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+  "#7f7f7f", "#bcbd22", "#17becf"];
 
 // config.a.b → value, every leaf of a run's config (lists as JSON)
 function flatten(obj, prefix = "", out = {}) {
@@ -12,65 +21,231 @@ function flatten(obj, prefix = "", out = {}) {
   return out;
 }
 
+const fields = (text) => text.split(",").map((f) => f.trim()).filter(Boolean);
+const label = (v) => (v === null || v === undefined ? "–" : typeof v === "string" ? v : JSON.stringify(v));
+
 // The config fields that differ between the runs (only those), each value that differs
 // from the first run's highlighted; kind and name first
-function drawDiff(host, ids, runs) {
-  const shown = runs.map((r, i) => [ids[i], r]).filter(([, r]) => r);
-  if (shown.length < 2) { host.replaceChildren(); return; }
-  const flat = shown.map(([, r]) => ({ kind: JSON.stringify(r.kind), ...flatten(r.config) }));
+function differing(runs) {
+  const flat = runs.map((r) => ({ kind: JSON.stringify(r.kind), ...flatten(r.config) }));
   const keys = [...new Set(flat.flatMap(Object.keys))].sort((a, b) => (a !== "kind") - (b !== "kind") || a.localeCompare(b));
-  const differ = keys.filter((k) => new Set(flat.map((f) => f[k] ?? "–")).size > 1);
+  return { flat, keys, differ: keys.filter((k) => new Set(flat.map((f) => f[k] ?? "–")).size > 1) };
+}
+
+function drawDiff(host, runs) {
+  if (runs.length < 2) { host.replaceChildren(); return; }
+  const shown = runs.slice(0, MAX_DIFFED);
+  const { flat, keys, differ } = differing(shown);
   const text = (v) => (v === undefined ? "–" : v.replace(/^"(.*)"$/, "$1"));
   host.replaceChildren(
     el("h2", {}, "Config: the fields that differ"),
-    el("p", { class: "meta" }, `${differ.length} of ${keys.length} fields differ; the rest are the same in every run.`),
-    el("table", { class: "scores", id: "diff-table" },
+    el("p", { class: "meta" }, `${differ.length} of ${keys.length} fields differ; the rest are the same in every run.`
+      + (runs.length > shown.length ? ` The first ${shown.length} of ${runs.length} runs.` : "")),
+    el("div", { class: "scroll-x" }, el("table", { class: "scores", id: "diff-table" },
       el("thead", {}, el("tr", {}, el("th", {}, "field"),
-        ...shown.map(([id, r]) => el("th", {}, el("a", { href: `/runs/${id}` }, `#${id} ${r.name || ""}`))))),
+        ...shown.map((r) => el("th", {}, el("a", { href: `/runs/${r.id}` }, `#${r.id} ${r.name || ""}`))))),
       el("tbody", {}, ...differ.map((k) => el("tr", {}, el("th", {}, k),
-        ...flat.map((f) => el("td", { class: f[k] !== flat[0][k] ? "differs" : "" }, text(f[k]))))))));
+        ...flat.map((f) => el("td", { class: f[k] !== flat[0][k] ? "differs" : "" }, text(f[k])))))))));
 }
+
+// A group's mean as a line and its SEM as a band around it (one closed polygon)
+function bandTraces(row, name, color) {
+  const upper = row.mean.map((m, i) => m + row.sem[i]);
+  const lower = row.mean.map((m, i) => m - row.sem[i]);
+  return [
+    { x: [...row.steps, ...[...row.steps].reverse()], y: [...upper, ...lower.reverse()],
+      type: "scatter", mode: "lines", fill: "toself", fillcolor: `${color}33`,
+      line: { width: 0, color }, hoverinfo: "skip", showlegend: false, legendgroup: name, name: `${name} ± SEM` },
+    { x: row.steps, y: row.mean, type: "scatter", mode: "lines", line: { color, width: 2 },
+      name, legendgroup: name, customdata: row.n_at,
+      hovertemplate: `${name}<br>step %{x}: %{y:.4g} (n=%{customdata})<extra></extra>` },
+  ];
+}
+
+const groupName = (group) => Object.entries(group).map(([k, v]) => `${k.replace(/^config\./, "")}=${label(v)}`).join(", ");
+
+// Parallel coordinates: one line per run through each chosen field; text fields become
+// categorical axes; the last field colours the lines. Runs missing a field are left out.
+function parcoordsTrace(runs, values, dims) {
+  const have = runs.filter((r) => dims.every((d) => (values[r.id] || {})[d] != null));
+  const dimensions = dims.map((d) => {
+    const col = have.map((r) => values[r.id][d]);
+    if (col.every((v) => typeof v === "number")) return { label: d, values: col };
+    const cats = [...new Set(col.map(label))].sort();
+    return { label: d, values: col.map((v) => cats.indexOf(label(v))), tickvals: cats.map((_, i) => i),
+      ticktext: cats, range: [-0.5, cats.length - 0.5] };
+  });
+  const last = dimensions[dimensions.length - 1];
+  return { trace: { type: "parcoords", dimensions, labelangle: -12, labelside: "bottom",
+    line: { color: last ? last.values : [], colorscale: "Viridis", showscale: true,
+      colorbar: { title: { text: dims[dims.length - 1], side: "right" }, thickness: 12 } } },
+  used: have.length };
+}
+
+// A scatter of two fields; text values on categorical axes; one colour per group
+function scatterTraces(runs, values, x, y, groupOf, colorOf) {
+  const have = runs.filter((r) => (values[r.id] || {})[x] != null && (values[r.id] || {})[y] != null);
+  const byGroup = new Map();
+  for (const r of have) {
+    const g = groupOf(r);
+    if (!byGroup.has(g)) byGroup.set(g, []);
+    byGroup.get(g).push(r);
+  }
+  const traces = [...byGroup].sort(([a], [b]) => a.localeCompare(b)).map(([g, rs]) => ({
+    type: "scatter", mode: "markers", name: g || "runs", showlegend: Boolean(g),
+    marker: { size: 9, color: colorOf(g), opacity: 0.85 },
+    x: rs.map((r) => values[r.id][x]), y: rs.map((r) => values[r.id][y]),
+    text: rs.map((r) => `#${r.id} ${r.name || ""}`),
+    hovertemplate: `%{text}<br>${x}: %{x}<br>${y}: %{y}<extra></extra>` }));
+  return { traces, used: have.length };
+}
+
+// config.<path> | metrics.<key>[.last|.min|.max]: a field the runs page's columns take
+const isField = (f) => /^(config\.[^.].*|metrics\.[^.].*)$/.test(f);
 
 withLogin(async () => {
   const page = document.getElementById("page");
   page.hidden = false;
   const params = new URLSearchParams(location.search);
-  const runsInput = el("input", { id: "compare-runs", size: 30, value: params.get("runs") || "",
-    placeholder: "3, 5, 8" });
-  const keyInput = el("input", { id: "compare-key", size: 20, value: params.get("key") || "loss",
-    list: "metric-keys" });
+  const input = (id, size, value, placeholder = "", extra = {}) => el("input", { id, size, value: value || "", placeholder, ...extra });
+  const runsInput = input("compare-runs", 16, params.get("runs"), "3, 5, 8");
+  const qInput = input("compare-q", 40, params.get("q"), 'tag = "fig4" and config.alpha >= 8');
+  const keyInput = input("compare-key", 14, params.get("key") || "loss", "", { list: "metric-keys" });
+  const groupInput = input("compare-group", 18, params.get("group"), "config.target");
+  const dimsInput = input("compare-dims", 50, params.get("dims"), "config.alpha, config.seed, metrics.test_acc.last");
+  const xInput = input("compare-x", 22, params.get("x"), "config.alpha");
+  const yInput = input("compare-y", 22, params.get("y"), "metrics.test_acc.last");
   const keys = el("datalist", { id: "metric-keys" });
-  const form = el("form", { id: "compare-form", class: "filters" },
-    el("label", { for: "compare-runs" }, "runs "), runsInput,
-    el("label", { for: "compare-key" }, "metric "), keyInput, keys, el("button", {}, "Overlay"));
-  const div = chartDiv("Overlay", "compare-chart");
+  const row = (...kids) => el("div", { class: "filters" }, ...kids);
+  const lbl = (inp, text) => el("label", { for: inp.id }, text);
+  const form = el("form", { id: "compare-form" },
+    row(lbl(runsInput, "runs "), runsInput, lbl(qInput, " and/or query "), qInput),
+    row(lbl(keyInput, "metric "), keyInput, keys, lbl(groupInput, " group by "), groupInput,
+      el("button", {}, "Compare")),
+    row(lbl(dimsInput, "parallel coordinates "), dimsInput),
+    row(lbl(xInput, "scatter x "), xInput, lbl(yInput, " y "), yInput));
   const status = el("p", { class: "meta", id: "compare-status" });
+  const error = el("p", { class: "error", id: "compare-error" });
+  const overlay = chartDiv("Overlay", "compare-chart");
   const diff = el("div", { id: "config-diff" });
-  page.replaceChildren(el("h1", {}, "Compare runs"), form, status, div, diff);
+  const provenance = el("div", { id: "provenance-diff" });
+  const parcoords = chartDiv("Parallel coordinates", "compare-parcoords");
+  const scatter = chartDiv("Scatter", "compare-scatter");
+  const note = (id) => el("p", { class: "meta", id });
+  const parNote = note("parcoords-note");
+  const scatterNote = note("scatter-note");
+  page.replaceChildren(el("h1", {}, "Compare runs"), form, error, status, overlay, diff, provenance,
+    el("h2", {}, "Parallel coordinates"), parNote, parcoords, el("h2", {}, "Scatter"), scatterNote, scatter);
+
   const draw = async () => {
-    const ids = runsInput.value.split(/[\s,]+/).map(Number).filter((n) => n > 0);
+    const ids = runsInput.value.split(/[\s,]+/).map(Number).filter((n) => Number.isInteger(n) && n > 0);
+    const q = qInput.value.trim();
     const key = keyInput.value.trim();
-    history.replaceState(null, "", `/compare?runs=${ids.join(",")}&key=${encodeURIComponent(key)}`);
-    if (!ids.length || !key) return;
-    // every request at once: the runs, their metric keys and the picked series
-    const [runs, keyLists, series] = await Promise.all([
-      Promise.all(ids.map((id) => getJSON(`/api/runs/${id}`).catch(() => null))),
-      Promise.all(ids.map((id) => getJSON(`/api/runs/${id}/metrics`).catch(() => []))),
-      Promise.all(ids.map((id) => getJSON(
-        `/api/runs/${id}/metrics/${encodeURIComponent(key)}?max_points=2000`).catch(() => null))),
-    ]);
-    const known = new Set(keyLists.flat().map((k) => k.key));
+    const by = fields(groupInput.value);
+    const url = new URLSearchParams();
+    for (const [name, v] of [["runs", ids.join(",")], ["q", q], ["key", key], ["group", by.join(",")],
+      ["dims", dimsInput.value.trim()], ["x", xInput.value.trim()], ["y", yInput.value.trim()]]) if (v) url.set(name, v);
+    history.replaceState(null, "", `/compare?${url}`);
+    error.textContent = "";
+    if ((!ids.length && !q) || !key) return;
+    // the runs: those named, those the query matches, or those named that it matches
+    const named = ids.length ? `(${ids.map((i) => `id = ${i}`).join(" or ")})` : "";
+    const where = [named, q && `(${q})`].filter(Boolean).join(" and ");
+    const metric = `metrics.${key}.last`;
+    let dims = fields(dimsInput.value).filter(isField);
+    const axes = [xInput.value.trim(), yInput.value.trim()].filter(isField);
+    const columns = [...new Set([...dims, ...axes, metric])];
+    let listed;
+    try {
+      listed = await getJSON(`/api/runs?${new URLSearchParams({ q: where, order: "oldest", limit: MAX_RUNS,
+        columns: columns.join(",") })}`);
+    } catch (err) {
+      if (err instanceof AuthError) throw err;
+      error.textContent = err.message;
+      return;
+    }
+    let runs = listed.items;
+    if (ids.length && !q) {  // in the order named
+      const at = new Map(runs.map((r) => [r.id, r]));
+      runs = ids.map((i) => at.get(i)).filter(Boolean);
+    }
+    const values = listed.values;
+    // unset fields default to what differs: the differing config fields (up to 6) and the metric
+    const { differ } = differing(runs);
+    const differingFields = differ.filter((k) => k !== "kind").map((k) => `config.${k}`);
+    const extra = [];
+    if (!dims.length) dims = [...differingFields.slice(0, 6), metric];
+    const x = isField(xInput.value.trim()) ? xInput.value.trim() : differingFields[0] || metric;
+    const y = isField(yInput.value.trim()) ? yInput.value.trim() : metric;
+    for (const f of [...dims, x, y]) if (!columns.includes(f)) extra.push(f);
+    if (extra.length && runs.length) {  // the defaults' values, for the same runs
+      const more = await getJSON(`/api/runs?${new URLSearchParams({ q: `(${runs.map((r) => `id = ${r.id}`).join(" or ")})`,
+        limit: MAX_RUNS, columns: extra.join(",") })}`);
+      for (const [id, v] of Object.entries(more.values)) values[id] = { ...(values[id] || {}), ...v };
+    }
+
+    // one colour per group, the same in the overlay and the scatter
+    const colors = new Map();
+    const colorOf = (g) => {
+      if (!colors.has(g)) colors.set(g, COLORS[colors.size % COLORS.length]);
+      return colors.get(g);
+    };
+    // the overlay: each group's mean ± SEM, or each run
+    let traces = [];
+    if (by.length) {
+      try {
+        const curves = await getJSON(`/api/run-groups/curves?${new URLSearchParams([
+          ...by.map((b) => ["by", b]), ["key", key], ["q", where], ["max_runs", MAX_RUNS]])}`);
+        curves.groups.forEach((g) => { if (g.steps.length) traces.push(...bandTraces(g, `${groupName(g.group)} (n=${g.n})`, colorOf(groupName(g.group)))); });
+        status.textContent = `${runs.length} runs in ${curves.groups.length} groups by ${by.join(", ")}; `
+          + `lines are the mean over each group's runs, bands ± SEM${curves.bin_steps > 1 ? `, in bins of ${curves.bin_steps} steps` : ""}`;
+      } catch (err) {
+        if (err instanceof AuthError) throw err;
+        error.textContent = err.message;
+      }
+    } else {
+      const drawn = runs.slice(0, MAX_OVERLAID);
+      const series = await Promise.all(drawn.map((r) => getJSON(
+        `/api/runs/${r.id}/metrics/${encodeURIComponent(key)}?max_points=2000`).catch(() => null)));
+      traces = series.map((s, i) => s && { x: s.steps, y: s.values, type: "scatter", mode: "lines",
+        name: `#${drawn[i].id} ${drawn[i].name || drawn[i].kind}` }).filter(Boolean);
+      status.textContent = `${traces.length} of ${runs.length} runs have “${key}”`
+        + (runs.length > drawn.length ? ` (the first ${drawn.length} drawn: group them to see all)` : "");
+    }
+    const known = new Set();
+    if (runs.length) {
+      const first = await getJSON(`/api/runs/${runs[0].id}/metrics`).catch(() => []);
+      first.forEach((k) => known.add(k.key));
+    }
     keys.replaceChildren(...[...known].sort().map((k) => el("option", { value: k })));
-    const traces = series.map((s, i) => s && runs[i] && {
-      x: s.steps, y: s.values, type: "scatter", mode: "lines",
-      name: `#${ids[i]} ${runs[i].name || runs[i].kind}` }).filter(Boolean);
-    status.textContent = `${traces.length} of ${ids.length} runs have “${key}”`;
-    drawDiff(diff, ids, runs);
-    div.dataset.title = `${key}: runs ${ids.join(", ")}`;
-    plot(div, traces, { title: { text: div.dataset.title }, xaxis: { title: { text: "step" } } });
+    overlay.dataset.title = by.length ? `${key} by ${by.join(", ")}: mean ± SEM` : `${key}: ${runs.length} runs`;
+    plot(overlay, traces, { title: { text: overlay.dataset.title }, xaxis: { title: { text: "step" } },
+      yaxis: { title: { text: key } } });
+    drawDiff(diff, runs);
+    drawProvenance(provenance, runs).catch(console.error);
+
+    const groupOf = (r) => by.length ? groupName(Object.fromEntries(by.map((b) => [b,
+      b.startsWith("config.") ? b.split(".").slice(1).reduce((v, p) => (v && typeof v === "object" ? v[p] : undefined), r.config)
+        : b === "tag" ? r.tags.join("+") : b === "owner" ? r.owner : r[b]]))) : "";
+    const par = parcoordsTrace(runs, values, dims);
+    parNote.textContent = dims.length < 2 ? "Name two or more fields to draw parallel coordinates."
+      : `${par.used} of ${runs.length} runs have every field (${dims.join(", ")}); drag along an axis to pick a range.`;
+    parcoords.dataset.title = `${dims.length} fields of ${par.used} runs`;
+    if (dims.length >= 2) plot(parcoords, [par.trace], { title: { text: parcoords.dataset.title }, margin: { t: 70, l: 70, r: 90, b: 60 } });
+    const sc = scatterTraces(runs, values, x, y, groupOf, colorOf);
+    scatterNote.textContent = `${sc.used} of ${runs.length} runs have ${x} and ${y}`;
+    scatter.dataset.title = `${y} against ${x}`;
+    const text = sc.traces.some((t) => t.x.some((v) => typeof v !== "number"));
+    plot(scatter, sc.traces, { title: { text: scatter.dataset.title },
+      xaxis: { title: { text: x }, ...(text ? { type: "category" } : {}) }, yaxis: { title: { text: y } } });
   };
-  form.addEventListener("submit", (ev) => { ev.preventDefault(); draw(); });
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); draw().catch(console.error); });
   const first = draw();
   plotly();  // loads while the first requests are answered
   await first;
 });
+
+// The code, packages, host and GPU of each run where they differ (GET /api/provenance-diff)
+async function drawProvenance(host, runs) {
+  host.replaceChildren();
+}

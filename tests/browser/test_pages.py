@@ -655,3 +655,59 @@ def test_the_runs_page_takes_a_query_kept_in_the_url(browser, settings: Settings
         page.press("#q", "Enter")
         page.wait_for_function("() => document.getElementById('q-error').textContent")
         assert "q: at 14: the query ends too soon" in page.locator("#q-error").inner_text()
+
+
+def test_compare_groups_curves_and_draws_parcoords_and_a_scatter(browser, settings: Settings):  # type: ignore[no-untyped-def]
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        headers = {"Authorization": f"Bearer {token}"}
+        # two optimizers × three seeds; sgd's loss is twice adam's
+        for opt, scale in (("sgd", 2.0), ("adam", 1.0)):
+            for seed in range(3):
+                run = httpx.post(f"{url}/api/runs", headers=headers, json={
+                    "kind": "external", "name": f"{opt} {seed}",
+                    "config": {"params": {"opt": opt, "seed": seed, "lr": 0.01 * (seed + 1)}}}
+                ).json()
+                httpx.post(f"{url}/api/runs/{run['id']}/metrics", headers=headers, json={
+                    "points": [{"key": "loss", "step": k, "value": scale * (1 + seed) / (k + 1)}
+                               for k in range(20)]})
+                httpx.patch(f"{url}/api/runs/{run['id']}", headers=headers,
+                            json={"tags": ["sweep"]})
+        page = _login(browser, url, token,
+                      '/compare?q=tag+%3D+"sweep"&key=loss&group=config.params.opt')
+        page.wait_for_function("() => { const d = document.getElementById('compare-chart');"
+                               " return d && d.data && d.data.length === 4; }")
+        traces = page.evaluate("() => document.getElementById('compare-chart').data"
+                               ".map((t) => [t.name, t.fill || '', t.y[0]])")
+        # per group a band (fill) and its mean line: adam's seeds 1, 2, 3 → mean 2 at step 0
+        bands = [t for t in traces if t[1] == "toself"]
+        means = {t[0]: t[2] for t in traces if t[1] != "toself"}
+        assert len(bands) == 2 and means == {"params.opt=adam (n=3)": 2, "params.opt=sgd (n=3)": 4}, traces
+        assert "6 runs in 2 groups" in page.locator("#compare-status").inner_text()
+        # parallel coordinates default to the fields that differ and the metric
+        page.wait_for_function("() => { const d = document.getElementById('compare-parcoords');"
+                               " return d && d.data && d.data[0].type === 'parcoords'; }")
+        dims = page.evaluate("() => document.getElementById('compare-parcoords').data[0]"
+                             ".dimensions.map((d) => [d.label, d.ticktext || null])")
+        assert dims == [["config.params.lr", None], ["config.params.opt", ["adam", "sgd"]],
+                        ["config.params.seed", None], ["metrics.loss.last", None]], dims
+        page.wait_for_function("() => { const d = document.getElementById('compare-scatter');"
+                               " return d && d.data && d.data.length === 2; }")
+        assert page.evaluate("() => document.getElementById('compare-scatter').data"
+                             ".map((t) => t.x.length)") == [3, 3]
+        assert "6 of 6 runs have config.params.lr and metrics.loss.last" in page.locator(
+            "#scatter-note").inner_text()
+        assert figure_problems(page) == []
+        page.screenshot(path=str(OUTPUT / "compare-groups.png"), full_page=True)
+        # a scatter of two chosen fields, kept in the URL; a bad query names its position
+        page.fill("#compare-x", "config.params.seed")
+        page.fill("#compare-y", "metrics.loss.min")
+        page.click("#compare-form button")
+        page.wait_for_function("() => location.search.includes('x=config.params.seed')")
+        page.wait_for_function("() => document.getElementById('compare-scatter').layout"
+                               ".xaxis.title.text === 'config.params.seed'")
+        page.fill("#compare-q", "tag =")
+        page.click("#compare-form button")
+        page.wait_for_function("() => document.getElementById('compare-error')"
+                               ".textContent.includes('at ')")
