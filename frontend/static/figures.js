@@ -3,6 +3,13 @@
 import { el } from "./api.js";
 
 function csvOf(div) {
+  const par = (div.data || []).find((t) => t.type === "parcoords");
+  if (par) {  // parallel coordinates: one row per line, one column per axis (text as text)
+    const dims = par.dimensions;
+    const cell = (d, v) => (d.ticktext ? d.ticktext[v] : v);
+    return toCsv([dims.map((d) => d.label),
+      ...(dims[0] ? dims[0].values.map((_, i) => dims.map((d) => cell(d, d.values[i]))) : [])]);
+  }
   const rows = [["trace", "x", "y", "z_or_error"]];
   for (const t of div.data || []) {
     const name = t.name || t.type || "";
@@ -14,6 +21,10 @@ function csvOf(div) {
       (t.x || []).forEach((x, i) => rows.push([name, x, t.y[i], err ? err[i] : ""]));
     }
   }
+  return toCsv(rows);
+}
+
+function toCsv(rows) {
   return rows.map((r) => r.map((v) => {
     const s = String(v ?? "");
     return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;

@@ -42,8 +42,12 @@ async function drawGroups() {
     ...by.map((b) => el("td", {}, shown(g.group[b]))), el("td", {}, String(g.count)),
     ...metrics.map((m) => { const v = g.metrics[m];
       return el("td", {}, v.n ? `${v.mean.toPrecision(4)} ± ${v.sem.toPrecision(2)} (n=${v.n})` : "–"); }))));
-  document.getElementById("group-note").textContent = `${data.groups.length} groups of the query's runs`
-    + (metrics.length ? "" : "; add metrics.… columns to average them");
+  const curves = new URLSearchParams({ group: by.join(","), key: (metrics[0] || "metrics.loss")
+    .replace(/^metrics\./, "").replace(/\.(last|min|max)$/, "") });
+  if (q) curves.set("q", q);
+  document.getElementById("group-note").replaceChildren(`${data.groups.length} groups of the query's runs`
+    + (metrics.length ? "" : "; add metrics.… columns to average them") + " · ",
+  el("a", { id: "group-compare", href: `/compare?${curves}` }, "their curves in Compare"));
   box.hidden = false;
 }
 

@@ -638,6 +638,8 @@ def test_the_runs_page_takes_a_query_kept_in_the_url(browser, settings: Settings
         groups = page.locator("#group-rows tr").all_inner_texts()
         assert groups == ["neural-model\t2\t0.9350 ± 0.015 (n=2)", "none\t1\t0.8000 ± 0.0 (n=1)"]
         assert "group=config.target" in page.evaluate("() => decodeURIComponent(location.search)")
+        link = page.get_attribute("#group-compare", "href")  # the groups' curves in Compare
+        assert link == "/compare?group=config.target&key=test_acc&q=kind+%3D+%22train%22", link
         page.screenshot(path=str(OUTPUT / "runs-groups.png"), full_page=True)
         page.fill("#q", 'config.alpha >= 8 and (tag = "fig4" or tag = "fig6")')
         page.fill("#group", "")
@@ -696,6 +698,11 @@ def test_compare_groups_curves_and_draws_parcoords_and_a_scatter(browser, settin
                                " return d && d.data && d.data.length === 2; }")
         assert page.evaluate("() => document.getElementById('compare-scatter').data"
                              ".map((t) => t.x.length)") == [3, 3]
+        csv = page.evaluate("async () => (await import('/static/figures.js'))"
+                            ".csvOf(document.getElementById('compare-parcoords'))")
+        lines = csv.splitlines()  # one row per run, categories as their text
+        assert lines[0] == "config.params.lr,config.params.opt,config.params.seed,metrics.loss.last"
+        assert len(lines) == 7 and lines[1] == "0.01,sgd,0,0.1", lines
         assert "6 of 6 runs have config.params.lr and metrics.loss.last" in page.locator(
             "#scatter-note").inner_text()
         assert figure_problems(page) == []
