@@ -26,6 +26,11 @@ PREDICTOR = "predictor.pt"
 """The fitted predictive model of the recorded neurons (its weights and config)."""
 CONFIG = "config.json"
 """The run's config, as it ran."""
+
+# every run a worker ran (and an external run, when it finishes)
+LOGS = "logs.txt"
+"""Its captured stdout, stderr and logging lines, one per line: UTC time, stream, text."""
+
 _TARGET_PREFIX, _TARGET_SUFFIX = "target-", ".npz"
 
 
@@ -47,4 +52,4 @@ def public() -> dict[str, str]:
     """The names a page needs, by role (``GET /api/artifact-names``)."""
     return {"model": MODEL, "checkpoint": CHECKPOINT, "s_cnn_overview": S_CNN_OVERVIEW,
             "adversarials": ADVERSARIALS, "figures": FIGURES,
-            "target_neural_model": target("neural-model")}
+            "target_neural_model": target("neural-model"), "logs": LOGS}

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     stale_after_s: float = Field(default=120.0, gt=0)
     reaper_interval_s: float = Field(default=30.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    # a run's captured log (stdout, stderr, logging; lines a client sends) holds at most
+    # this many bytes; past it lines are dropped and one marker line counts them
+    log_max_bytes: int = Field(default=4 * 1024**2, ge=1024)
+    # seconds between a running job's system/* samples (CPU, memory, GPU); 0: none
+    system_metrics_s: float = Field(default=5.0, ge=0)
     # what the CLI's client commands talk to (default: this machine's own server)
     api_url: str = ""
     token: str = ""
@@ -54,6 +59,13 @@ class Settings(BaseSettings):
     def _known_database(cls, v: str) -> str:
         if v and not v.startswith(("sqlite", "postgresql")):
             raise ValueError("NEUROREG_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+        return v
+
+    @field_validator("system_metrics_s")
+    @classmethod
+    def _whole_seconds(cls, v: float) -> float:
+        if 0 < v < 1:
+            raise ValueError("NEUROREG_SYSTEM_METRICS_S is 0 (off) or at least 1 second")
         return v
 
     @property

@@ -16,9 +16,12 @@ from ml.recorder import Cancelled, Recorder
 from server.kinds import KINDS, Waiting
 from server.settings import get_settings
 from server.store.db import session_scope
+from server.store.logs import save_log_artifact
 from server.store.models import RunStatus
 from server.store.runs import beat, finish_run, get_run, start_run
 from worker.app import celery_app, task
+from worker.capture import Capture, capture_logs
+from worker.observe import record_provenance, system_metrics
 from worker.recorder import SqlRecorder
 
 log = logging.getLogger(__name__)
@@ -85,13 +88,17 @@ def execute(run_id: int, job: Job) -> dict[str, Any]:
         run = get_run(s, run_id)
         kind, stored = run.kind, run.config
     recorder = SqlRecorder(db_url=settings.db_url, artifact_root=settings.artifacts, run_id=run_id)
-    with heartbeat(settings.db_url, run_id, settings.heartbeat_s):
-        return _execute(run_id, job, kind, stored, recorder)
+    record_provenance(settings.db_url, run_id)
+    with (heartbeat(settings.db_url, run_id, settings.heartbeat_s),
+          capture_logs(settings.db_url, run_id, max_bytes=settings.log_max_bytes) as logs,
+          system_metrics(settings.db_url, run_id, settings.system_metrics_s)):
+        return _execute(run_id, job, kind, stored, recorder, logs=logs)
 
 
 def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
-             recorder: SqlRecorder) -> dict[str, Any]:
-    """The one lifecycle of every kind: the job runs on the stored config, then the run
+             recorder: SqlRecorder, *, logs: Capture | None = None) -> dict[str, Any]:
+    """The one lifecycle of every kind: the job runs on the stored config (its output
+    captured into ``logs``, kept as the run's logs.txt before it finishes), then the run
     finishes — or, when the job fanned out (:class:`~server.kinds.Waiting`), stays running
     with its children queued, and the last of them to finish finishes it."""
     settings = get_settings()
@@ -114,6 +121,9 @@ def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
     finally:
         try:
             recorder.flush()
+            if logs is not None:
+                logs.end()
+                _keep_logs(settings, run_id)
         finally:
             if waiting is None:
                 with session_scope(settings.db_url) as s:
@@ -123,6 +133,15 @@ def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
         _enqueue(waiting.children)
         return {"run_id": run_id, "status": "running", "children": len(waiting.children)}
     return {"run_id": run_id, "status": status.value}
+
+
+def _keep_logs(settings: Any, run_id: int) -> None:
+    """The run's log as its logs.txt artifact (a failure leaves the lines in the store)."""
+    try:
+        with session_scope(settings.db_url) as s:
+            save_log_artifact(s, settings.artifacts, run_id)
+    except Exception:  # noqa: BLE001 — the run's outcome stands without it
+        log.warning("run %s: no logs.txt", run_id, exc_info=True)
 
 
 def _enqueue(runs: list[tuple[int, str]]) -> None:
