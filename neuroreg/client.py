@@ -431,3 +431,35 @@ class Client:
         if result is not None:
             body["result"] = dict(result)
         return self._call("POST", f"/api/runs/{run_id}/finish", json=body)
+
+    # webhooks -----------------------------------------------------------------------
+    def add_webhook(self, url: str, events: Sequence[str] | None = None, *,
+                    secret: str | None = None) -> dict[str, Any]:
+        """Have ``url`` POSTed a signed JSON event when your runs or studies finish
+        (``events``: default all of run.succeeded, run.failed, run.cancelled,
+        study.succeeded, study.failed, study.cancelled). The answer's ``secret`` (yours,
+        or a new one) is shown this once: the receiver checks X-Neuroreg-Signature with it."""
+        body: dict[str, Any] = {"url": url}
+        if events is not None:
+            body["events"] = list(events)
+        if secret is not None:
+            body["secret"] = secret
+        return self._call("POST", "/api/webhooks", json=body)
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """Your webhooks (without their secrets)."""
+        return self._call("GET", "/api/webhooks")
+
+    def delete_webhook(self, webhook_id: int) -> None:
+        self._call("DELETE", f"/api/webhooks/{webhook_id}")
+
+    def test_webhook(self, webhook_id: int) -> dict[str, Any]:
+        """Queue a ``ping`` to the hook; returns that delivery (watch it in
+        :meth:`webhook_deliveries`)."""
+        return self._call("POST", f"/api/webhooks/{webhook_id}/test")
+
+    def webhook_deliveries(self, webhook_id: int, *, limit: int = 20) -> list[dict[str, Any]]:
+        """The hook's latest deliveries, newest first: event, status (pending, delivered,
+        failed), attempts, the last status code or error."""
+        return self._call(
+            "GET", f"/api/webhooks/{webhook_id}/deliveries", params={"limit": limit})

@@ -34,10 +34,12 @@ from server.routes import (
     system,
     team,
     ui,
+    webhooks,
 )
 from server.routes.ui import FRONTEND
 from server.settings import Settings, get_settings
 from server.store.db import migrate
+from server.webhooks import Dispatcher
 
 log = logging.getLogger("neuroreg.api")
 
@@ -198,12 +200,14 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        reaper = Reaper(settings, celery)
+        reaper, dispatcher = Reaper(settings, celery), Dispatcher(settings)
         reaper.start()
+        dispatcher.start()
         try:
             yield
         finally:
             reaper.stop()
+            dispatcher.stop()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -240,7 +244,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         return JSONResponse({"detail": "internal server error"}, status_code=500)
 
     routers = [m.router for m in (system, team, runs, metrics, artifacts, matrices,
-                                  recordings, records, summaries, studies, ui)] + [
+                                  recordings, records, summaries, studies, webhooks, ui)] + [
         metrics.series_router, runs.dry_run_router]
     for router in routers:
         app.include_router(router)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_mo
 
 from server.kinds import KINDS, JobKind
 from server.store.models import MAX_ID, Role, RunStatus
+from server.store.webhooks import EventName
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
@@ -206,3 +207,66 @@ class ArtifactPublic(BaseModel):
     size_bytes: int
     sha256: str
     created_at: datetime
+
+
+# an http(s) URL to a named host (ASCII; an IDN host in its xn-- form), its port 0..65535
+_PORT = r"6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}"
+WEBHOOK_URL_PATTERN = (r"^https?://([A-Za-z0-9._~!$&'()*+,;=:\-]+@)?"
+                       r"[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?"
+                       rf"(:({_PORT}))?([/?#][!-~]*)?$")
+
+
+class WebhookCreate(BaseModel):
+    """A URL POSTed a signed JSON event when one of your runs or studies finishes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2048, pattern=WEBHOOK_URL_PATTERN,
+                     description="an http:// or https:// URL; redirects are not followed")
+    events: list[EventName] | None = Field(
+        None, min_length=1, max_length=20,
+        description="what to send (default: all): run.succeeded, run.failed, run.cancelled "
+        "for runs, study.succeeded, study.failed, study.cancelled for studies")
+    secret: str | None = Field(
+        None, min_length=16, max_length=256, pattern=r"^[!-~]+$",
+        description="the HMAC-SHA256 key of X-Neuroreg-Signature (printable ASCII); "
+        "default: a new random one, returned once")
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _http_only(cls, v: Any) -> Any:
+        if isinstance(v, str) and not v.startswith(("http://", "https://")):
+            scheme = v.partition(":")[0] if ":" in v else ""
+            raise ValueError("must be an http:// or https:// URL"
+                             + (f", not {scheme[:20]}:" if scheme else ""))
+        return v
+
+
+class WebhookPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    url: str
+    events: list[str]
+    active: bool
+    created_at: datetime
+
+
+class WebhookIssued(WebhookPublic):
+    secret: str  # shown once (a receiver keeps it to check signatures)
+
+
+class DeliveryPublic(BaseModel):
+    """One event sent (or being sent) to a hook; ``id`` is its X-Neuroreg-Delivery."""
+
+    id: str
+    event: str
+    run_id: int | None
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt_at: datetime | None  # when pending: the next try
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    payload: dict[str, Any]

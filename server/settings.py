@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     log_max_bytes: int = Field(default=4 * 1024**2, ge=1024)
     # seconds between a running job's system/* samples (CPU, memory, GPU); 0: none
     system_metrics_s: float = Field(default=5.0, ge=0)
+    # webhooks: the API's dispatcher sends due deliveries every webhook_interval_s, each
+    # POST given webhook_timeout_s; a failed one is retried after the next of
+    # webhook_backoff_s (the last repeating), and failed for good after
+    # webhook_max_attempts attempts
+    webhook_interval_s: float = Field(default=2.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    webhook_backoff_s: tuple[float, ...] = Field(default=(10.0, 30.0, 120.0, 600.0, 3600.0),
+                                                 min_length=1)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
     # what the CLI's client commands talk to (default: this machine's own server)
     api_url: str = ""
     token: str = ""
@@ -59,6 +68,14 @@ class Settings(BaseSettings):
     def _known_database(cls, v: str) -> str:
         if v and not v.startswith(("sqlite", "postgresql")):
             raise ValueError("NEUROREG_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+        return v
+
+    @field_validator("webhook_backoff_s")
+    @classmethod
+    def _positive_delays(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < d < 10**7 for d in v):
+            raise ValueError("NEUROREG_WEBHOOK_BACKOFF_S: each delay is a positive number of "
+                             "seconds, e.g. [10, 30, 120, 600, 3600]")
         return v
 
     @field_validator("system_metrics_s")

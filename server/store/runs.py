@@ -10,6 +10,7 @@ from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from server.store.models import MAX_ID, Artifact, Run, RunStatus, RunTag, User, utcnow
+from server.store.webhooks import queue_run_event
 
 
 class NotFound(LookupError):
@@ -122,6 +123,8 @@ def cancel_run(session: Session, run: Run) -> Run:
     if not run.status.finished:
         run.status = RunStatus.cancelled
         run.finished_at = utcnow()
+        session.flush()
+        queue_run_event(session, run.id)
     return run
 
 
@@ -177,6 +180,8 @@ def reap(session: Session, *, stale_after: float, max_attempts: int,
                               Run.heartbeat_at < cutoff).values(**values))
         if done.rowcount and values["status"] is RunStatus.queued:
             requeue.append(run)
+        elif done.rowcount:
+            queue_run_event(session, run.id)
     return requeue
 
 
@@ -188,15 +193,19 @@ def finish_run(
     error: str | None = None,
     result: dict[str, Any] | None = None,
 ) -> None:
-    """Record the outcome unless the run was cancelled meanwhile (cancel wins)."""
+    """Record the outcome unless the run was cancelled meanwhile (cancel wins); a change
+    of status queues the owner's webhooks in the same transaction."""
     values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error}
     if result is not None:
         values["result"] = result
     if status is RunStatus.succeeded:
         values["progress"] = 1.0
-    session.execute(
+    before = session.execute(select(Run.status).where(Run.id == run_id)).scalar_one_or_none()
+    done: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(Run).where(Run.id == run_id, Run.status != RunStatus.cancelled).values(**values)
     )
+    if done.rowcount and before is not status:
+        queue_run_event(session, run_id)
 
 
 def set_progress(session: Session, run_id: int, fraction: float, message: str) -> None:

@@ -1,0 +1,82 @@
+"""Webhooks: a member's URLs called when their runs or studies finish (signed JSON POSTs,
+retried with backoff; see :mod:`server.webhooks`). A member sees and changes only their
+own hooks; another's is a 404, as if it did not exist (an admin may reach any)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import HTTPException, Path, Query, status
+from sqlalchemy.orm import Session
+
+from server.deps import CurrentUser, SessionDep
+from server.schemas import DeliveryPublic, WebhookCreate, WebhookIssued, WebhookPublic
+from server.store.models import MAX_ID, DeliveryStatus, User, Webhook, WebhookDelivery
+from server.store.webhooks import (
+    create_webhook,
+    delete_webhook,
+    find_webhook,
+    list_webhooks,
+    queue_ping,
+    recent_deliveries,
+)
+from server.strict import api_router
+
+router = api_router(prefix="/api/webhooks", tags=["webhooks"])
+
+HookId = Annotated[int, Path(ge=1, le=MAX_ID, description="a webhook's id")]
+
+
+def _hook_or_404(session: Session, hook_id: int, user: User) -> Webhook:
+    hook = find_webhook(session, hook_id, user=user)
+    if hook is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"you have no webhook {hook_id}")
+    return hook
+
+
+def _delivery(d: WebhookDelivery) -> DeliveryPublic:
+    return DeliveryPublic(
+        id=d.uuid, event=d.event, run_id=d.run_id, status=d.status.value, attempts=d.attempts,
+        next_attempt_at=d.next_attempt_at if d.status is DeliveryStatus.pending else None,
+        last_status_code=d.last_status_code, last_error=d.last_error, created_at=d.created_at,
+        delivered_at=d.delivered_at, payload=d.payload)
+
+
+@router.get("")
+def list_(session: SessionDep, user: CurrentUser) -> list[WebhookPublic]:
+    """Your webhooks (their secrets are never shown again)."""
+    return [WebhookPublic.model_validate(h) for h in list_webhooks(session, owner=user)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create(body: WebhookCreate, session: SessionDep, user: CurrentUser) -> WebhookIssued:
+    """Register a URL for your runs' and studies' events; the answer carries the secret
+    (yours, or a new one) once."""
+    hook = create_webhook(session, owner=user, url=body.url, events=body.events,
+                          secret=body.secret)
+    session.commit()
+    return WebhookIssued(id=hook.id, url=hook.url, events=hook.events, active=hook.active,
+                         created_at=hook.created_at, secret=hook.secret)
+
+
+@router.delete("/{hook_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete(hook_id: HookId, session: SessionDep, user: CurrentUser) -> None:
+    """Delete one of your webhooks with its deliveries (pending ones are not sent)."""
+    delete_webhook(session, _hook_or_404(session, hook_id, user))
+    session.commit()
+
+
+@router.post("/{hook_id}/test", status_code=status.HTTP_202_ACCEPTED)
+def test(hook_id: HookId, session: SessionDep, user: CurrentUser) -> DeliveryPublic:
+    """Queue a ``ping`` to the hook (sent within a few seconds, signed like every event)."""
+    delivery = queue_ping(session, _hook_or_404(session, hook_id, user))
+    session.commit()
+    return _delivery(delivery)
+
+
+@router.get("/{hook_id}/deliveries")
+def deliveries(hook_id: HookId, session: SessionDep, user: CurrentUser,
+               limit: Annotated[int, Query(ge=1, le=200)] = 20) -> list[DeliveryPublic]:
+    """The hook's latest deliveries, newest first: status, attempts, the last answer."""
+    hook = _hook_or_404(session, hook_id, user)
+    return [_delivery(d) for d in recent_deliveries(session, hook, limit=limit)]

@@ -1,0 +1,214 @@
+"""Webhooks: a member's URLs, and the outbox of deliveries to them.
+
+A notification is never lost: every path that moves a run to a finished status (a
+worker's or an external script's :func:`~server.store.runs.finish_run`, a cancel, the
+reaper giving up on a run, a study finishing with its last child) calls
+:func:`queue_run_event` in the transaction that moved it, which writes one pending
+delivery per matching hook of the run's owner. The dispatcher (:mod:`server.webhooks`)
+claims due rows one conditional UPDATE at a time, so several API processes never send
+one delivery twice, and records each attempt here.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid as uuidlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, get_args
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
+
+from server.store.models import (
+    MAX_ID,
+    DeliveryStatus,
+    Role,
+    Run,
+    RunStatus,
+    User,
+    Webhook,
+    WebhookDelivery,
+    utcnow,
+)
+
+EventName = Literal["run.succeeded", "run.failed", "run.cancelled",
+                    "study.succeeded", "study.failed", "study.cancelled"]
+EVENTS: tuple[str, ...] = get_args(EventName)
+"""What a hook may subscribe to: a study (a run of kind ``study``) sends ``study.*``,
+every other run (train, similarity, evaluate, external, and a study's children)
+``run.*``."""
+PING = "ping"  # POST /api/webhooks/{id}/test: sent whatever the hook's events
+
+
+def event_name(kind: str, status: RunStatus) -> str:
+    return f"{'study' if kind == 'study' else 'run'}.{status.value}"
+
+
+def create_webhook(session: Session, *, owner: User, url: str,
+                   events: Sequence[str] | None = None, secret: str | None = None) -> Webhook:
+    """A hook of ``owner``'s for ``events`` (default: all); without a ``secret``, a new
+    random one (``whsec_`` and 256 bits)."""
+    wanted = set(EVENTS if events is None else events)
+    hook = Webhook(owner_id=owner.id, url=url, secret=secret or new_secret(),
+                   events=[e for e in EVENTS if e in wanted], active=True)
+    session.add(hook)
+    session.flush()
+    return hook
+
+
+def new_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def list_webhooks(session: Session, *, owner: User) -> Sequence[Webhook]:
+    return session.execute(
+        select(Webhook).where(Webhook.owner_id == owner.id).order_by(Webhook.id)
+    ).scalars().all()
+
+
+def find_webhook(session: Session, hook_id: int, *, user: User) -> Webhook | None:
+    """The hook if ``user`` owns it (or is an admin); else None, as if it did not exist."""
+    hook = session.get(Webhook, hook_id) if 1 <= hook_id <= MAX_ID else None
+    if hook is None or (hook.owner_id != user.id and user.role is not Role.admin):
+        return None
+    return hook
+
+
+def delete_webhook(session: Session, hook: Webhook) -> None:
+    """Delete the hook with its deliveries (pending ones are never sent)."""
+    session.delete(hook)
+    session.flush()
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+def _deliver(session: Session, hook: Webhook, event: str, body: dict[str, Any],
+             run_id: int | None, now: datetime) -> WebhookDelivery:
+    key = str(uuidlib.uuid4())
+    payload = {"id": key, "event": event, "timestamp": now.isoformat(), **body}
+    row = WebhookDelivery(uuid=key, webhook_id=hook.id, event=event, run_id=run_id,
+                          payload=payload, status=DeliveryStatus.pending, attempts=0,
+                          next_attempt_at=now, created_at=now)
+    session.add(row)
+    return row
+
+
+def queue_run_event(session: Session, run_id: int) -> list[WebhookDelivery]:
+    """Write a delivery of the run's finish (``run.succeeded``, ``study.failed``, …) for
+    each active hook of its owner subscribed to it. Call inside the transaction that
+    finished the run, after the change (it reads the run's row as that change left it)."""
+    row = session.execute(
+        select(Run.id, Run.name, Run.kind, Run.status, Run.owner_id, User.name, Run.parent_id,
+               Run.error, Run.result, Run.created_at, Run.started_at, Run.finished_at)
+        .join(User, User.id == Run.owner_id).where(Run.id == run_id)
+    ).one_or_none()
+    if row is None or not row.status.finished:
+        return []
+    event = event_name(row.kind, row.status)
+    hooks = [h for h in session.execute(
+        select(Webhook).where(Webhook.owner_id == row.owner_id, Webhook.active.is_(True))
+        .order_by(Webhook.id)).scalars() if event in h.events]
+    if not hooks:
+        return []
+    run: dict[str, Any] = {
+        "id": row.id, "name": row.name, "kind": row.kind, "status": row.status.value,
+        "owner": row[5], "parent_id": row.parent_id,
+        "error": row.error[:2000] if row.error else None,
+        "created_at": _iso(row.created_at), "started_at": _iso(row.started_at),
+        "finished_at": _iso(row.finished_at)}
+    if row.kind == "study":  # its result is small: how many runs, which failed
+        run["result"] = row.result
+    now = utcnow()
+    out = [_deliver(session, h, event, {"run": run}, row.id, now) for h in hooks]
+    session.flush()
+    return out
+
+
+def queue_ping(session: Session, hook: Webhook) -> WebhookDelivery:
+    """A ``ping`` to the hook, to check the receiver and its signature check."""
+    row = _deliver(session, hook, PING, {"webhook": {"id": hook.id, "url": hook.url,
+                                                     "events": list(hook.events)}},
+                   None, utcnow())
+    session.flush()
+    return row
+
+
+def recent_deliveries(session: Session, hook: Webhook, *, limit: int = 20
+                      ) -> Sequence[WebhookDelivery]:
+    return session.execute(
+        select(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id)
+        .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(limit)
+    ).scalars().all()
+
+
+def due(session: Session, *, now: datetime, limit: int) -> list[int]:
+    """Ids of pending deliveries whose time has come, oldest due first."""
+    return list(session.execute(
+        select(WebhookDelivery.id).where(WebhookDelivery.status == DeliveryStatus.pending,
+                                         WebhookDelivery.next_attempt_at <= now)
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(limit)
+    ).scalars())
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery this dispatcher holds for one attempt (number ``attempt``)."""
+
+    id: int
+    uuid: str
+    event: str
+    url: str
+    secret: str
+    payload: dict[str, Any]
+    attempt: int
+
+
+def claim(session: Session, delivery_id: int, *, now: datetime, lease_s: float
+          ) -> Claimed | None:
+    """Take the delivery for one attempt, or None when another dispatcher has it (or it is
+    no longer due). One conditional UPDATE: it moves ``next_attempt_at`` past ``now`` for
+    the lease (a dispatcher that dies mid-send leaves it due again afterwards) and counts
+    the attempt. Commit before sending, so other dispatchers see the claim."""
+    done: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id,
+               WebhookDelivery.status == DeliveryStatus.pending,
+               WebhookDelivery.next_attempt_at <= now)
+        .values(next_attempt_at=now + timedelta(seconds=lease_s),
+                attempts=WebhookDelivery.attempts + 1)
+        .execution_options(synchronize_session=False))
+    if not done.rowcount:
+        return None
+    row = session.execute(
+        select(WebhookDelivery.uuid, WebhookDelivery.event, WebhookDelivery.payload,
+               WebhookDelivery.attempts, Webhook.url, Webhook.secret)
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(WebhookDelivery.id == delivery_id)).one()
+    return Claimed(id=delivery_id, uuid=row.uuid, event=row.event, url=row.url,
+                   secret=row.secret, payload=row.payload, attempt=row.attempts)
+
+
+def record_attempt(session: Session, claimed: Claimed, *, now: datetime, ok: bool,
+                   status_code: int | None, error: str | None, retry_in: float | None
+                   ) -> None:
+    """The attempt's outcome: delivered (``ok``), due again in ``retry_in`` s, or failed
+    for good (``retry_in`` None). Only while the claim still holds: a dispatcher whose
+    lease ran out and whose delivery another one took writes nothing."""
+    values: dict[str, Any] = {"last_status_code": status_code,
+                              "last_error": error[:500] if error else None}
+    if ok:
+        values |= {"status": DeliveryStatus.delivered, "delivered_at": now}
+    elif retry_in is None:
+        values |= {"status": DeliveryStatus.failed}
+    else:
+        values |= {"next_attempt_at": now + timedelta(seconds=retry_in)}
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == claimed.id,
+               WebhookDelivery.status == DeliveryStatus.pending,
+               WebhookDelivery.attempts == claimed.attempt)
+        .values(**values).execution_options(synchronize_session=False))
