@@ -1,5 +1,68 @@
-// My API tokens: create (shown once), list, revoke.
+// My API tokens: create (shown once), list, revoke. My webhooks: add (secret shown once),
+// list with their latest deliveries, ping, delete.
 import { el, getJSON, send, when, withLogin } from "./api.js";
+
+// a refused request's reason, one line per field ("url: must be an http:// or https:// URL")
+const reason = (res) => (Array.isArray(res.body?.detail)
+  ? res.body.detail.map((e) => `${(e.loc || []).slice(1).join(".")}: ${e.msg}`).join("\n")
+  : String(res.body?.detail ?? `HTTP ${res.status}`));
+
+function deliveryText(d) {
+  if (!d) return "no deliveries yet";
+  const code = d.last_status_code ? ` (${d.last_status_code})` : "";
+  const tries = `${d.attempts} attempt${d.attempts === 1 ? "" : "s"}`;
+  if (d.status === "delivered") return `${d.event} delivered${code}, ${tries}, ${when(d.delivered_at)}`;
+  const why = d.last_error ? ` — ${d.last_error}` : "";
+  if (d.status === "failed") return `${d.event} failed after ${tries}${why}`;
+  return `${d.event} pending, ${tries}${why}${d.next_attempt_at ? `; next ${when(d.next_attempt_at)}` : ""}`;
+}
+
+async function drawHooks() {
+  const hooks = await getJSON("/api/webhooks");
+  const recent = await Promise.all(hooks.map((h) => getJSON(`/api/webhooks/${h.id}/deliveries?limit=10`)));
+  const rows = hooks.map((h, i) => {
+    const test = el("button", { type: "button", "aria-label": `test webhook ${h.id}` }, "Test");
+    test.onclick = async () => { await send("POST", `/api/webhooks/${h.id}/test`); drawHooks(); };
+    const del = el("button", { type: "button", "aria-label": `delete webhook ${h.id}` }, "Delete");
+    del.onclick = async () => { await send("DELETE", `/api/webhooks/${h.id}`); drawHooks(); };
+    const log = el("details", {}, el("summary", {}, deliveryText(recent[i][0])),
+      el("ul", { class: "deliveries" }, ...recent[i].map((d) => el("li", {},
+        `${when(d.created_at)}: ${deliveryText(d)}`))));
+    return el("tr", { "data-hook": h.id }, el("td", { class: "hook-url" }, h.url),
+      el("td", {}, h.events.join(", ")), el("td", {}, when(h.created_at)),
+      el("td", { class: "hook-last" }, recent[i].length ? log : deliveryText(null)),
+      el("td", {}, test, " ", del));
+  });
+  document.getElementById("hook-rows").replaceChildren(...rows);
+}
+
+async function hookSection() {
+  const openapi = await getJSON("/openapi.json");
+  const events = openapi.components.schemas.WebhookCreate.properties.events.anyOf[0].items.enum;
+  const url = el("input", { id: "hook-url", required: "", size: 44, placeholder: "https://lab.example/neuroreg-hook" });
+  const boxes = events.map((e) => el("input", { type: "checkbox", value: e, checked: "", id: `hook-ev-${e}` }));
+  const form = el("form", { id: "hook-form" },
+    el("label", { for: "hook-url" }, "URL "), url, " ",
+    el("fieldset", { class: "hook-events" }, el("legend", {}, "Events"),
+      ...boxes.flatMap((b) => [b, el("label", { for: b.id }, b.value), " "])),
+    el("button", {}, "Add webhook"));
+  const shown = el("div", { id: "new-hook" });
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const res = await send("POST", "/api/webhooks",
+      { url: url.value.trim(), events: boxes.filter((b) => b.checked).map((b) => b.value) });
+    if (!res.ok) { shown.replaceChildren(el("p", { class: "error", id: "hook-error" }, reason(res))); return; }
+    shown.replaceChildren(el("p", {}, `Webhook ${res.body.id} added. Its signing secret — copy it now, it will not be shown again:`),
+      el("p", { class: "secret", id: "new-hook-secret" }, res.body.secret));
+    url.value = "";
+    drawHooks();
+  });
+  return [el("h2", {}, "My webhooks"),
+    el("p", { class: "hint" }, "Each is sent a JSON POST when one of your runs (run.*) or studies (study.*) finishes, signed with its secret in X-Neuroreg-Signature (sha256=HMAC of the body); failed deliveries are retried with backoff."),
+    form, shown,
+    el("table", { id: "hook-table" }, el("thead", {}, el("tr", {}, el("th", {}, "URL"), el("th", {}, "events"),
+      el("th", {}, "created"), el("th", {}, "latest delivery"), el("th", {}, ""))), el("tbody", { id: "hook-rows" }))];
+}
 
 async function draw() {
   const tokens = await getJSON("/api/tokens");
@@ -25,7 +88,8 @@ withLogin(async () => {
     el("p", { class: "hint" }, "Scripts and the CLI use a token as NEUROREG_TOKEN. A new token is shown once; only its hash is stored."),
     form, shown,
     el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "name"), el("th", {}, "created"),
-      el("th", {}, "state"), el("th", {}, ""))), el("tbody", { id: "token-rows" })));
+      el("th", {}, "state"), el("th", {}, ""))), el("tbody", { id: "token-rows" })),
+    ...await hookSection());
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const res = await send("POST", "/api/tokens", { name: nameInput.value });
@@ -35,5 +99,5 @@ withLogin(async () => {
     nameInput.value = "";
     draw();
   });
-  await draw();
+  await Promise.all([draw(), drawHooks()]);
 });
