@@ -13,6 +13,9 @@ Logging from your own training script (like ``mlflow.log_batch``):
     run = nr.create_external("my sweep", params={"lr": 0.1})
     nr.log_batch(run["id"], {"loss": 0.7, "acc": 0.5}, step=0)
     nr.log_batch(run["id"], [("loss", 1, 0.6), ("acc", 1, 0.55)])
+    nr.log(run["id"], "epoch 1 done")               # lines in the run's log
+    with nr.start_system_metrics(run["id"]):        # system/* series while it trains
+        ...
     nr.finish(run["id"])
 """
 
@@ -22,7 +25,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +71,8 @@ class Client:
                                      "`neuroreg up` on this machine)")
         self._http = httpx.Client(base_url=url, timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {token}"})
+        self._log_seq: dict[int, int] = {}  # per run, the seq of the next line to send
+        self.last_logs: dict[str, Any] = {}
 
     def __enter__(self) -> Client:
         return self
@@ -399,9 +404,93 @@ class Client:
 
     # logging from a script -------------------------------------------------------
     def create_external(self, name: str = "", *, params: Mapping[str, Any] | None = None,
-                        tags: Sequence[str] = ()) -> dict[str, Any]:
-        """A run your own script trains: it is ``running`` until :meth:`finish`."""
-        return self.submit("external", {"params": dict(params or {})}, name=name, tags=tags)
+                        tags: Sequence[str] = (), provenance: bool = True) -> dict[str, Any]:
+        """A run your own script trains: it is ``running`` until :meth:`finish`. With
+        ``provenance`` (default) it records what runs it (:func:`neuroreg.provenance.
+        of_script`): the git commit and dirty flag of the script's checkout, the installed
+        packages, Python, host and GPUs."""
+        body: dict[str, Any] = {"kind": "external", "name": name,
+                                "config": {"params": dict(params or {})}}
+        if provenance:
+            from neuroreg.provenance import of_script
+
+            body["provenance"] = of_script()
+        run = self._call("POST", "/api/runs", json=body)
+        if tags:
+            run = self.update(run["id"], tags=tags)
+        return run
+
+    def provenance(self, run_id: int) -> dict[str, Any] | None:
+        """What ran the run (its code's git commit and dirty flag, packages, host, GPUs),
+        or None when nothing was recorded."""
+        out: dict[str, Any] | None = self._call("GET", f"/api/runs/{run_id}/provenance")[
+            "provenance"]
+        return out
+
+    def provenance_diff(self, run_ids: Sequence[int]) -> dict[str, Any]:
+        """The provenance fields and package versions that differ between ``run_ids``:
+        ``fields`` ([{field, values}]), ``packages`` ([{name, versions}]), ``same``,
+        ``missing`` (runs without provenance)."""
+        return self._call("GET", "/api/provenance-diff", params={"run_id": list(run_ids)})
+
+    def log(self, run_id: int, lines: str | Iterable[str], *, stream: str = "client") -> int:
+        """Append ``lines`` (a string is split at newlines) to an external run's log (its
+        owner's). They are numbered after the run's last line (asked once per run), so a
+        call that failed can be made again: lines that arrived are not stored twice.
+        Returns how many were stored (past the run's bound they are dropped, and
+        counted)."""
+        items = lines.splitlines() if isinstance(lines, str) else [str(x) for x in lines]
+        if not items:
+            return 0
+        seq = self._log_seq.get(run_id)
+        if seq is None:
+            seq = int(self._call("GET", f"/api/runs/{run_id}/logs",
+                                 params={"after": -1, "limit": 1})["next_seq"])
+        now, stored = time.time(), 0
+        body = [{"seq": seq + i, "line": text, "stream": stream, "time": now}
+                for i, text in enumerate(items)]
+        for i in range(0, len(body), _BATCH):
+            stored += self._call("POST", f"/api/runs/{run_id}/logs",
+                                 json={"lines": body[i:i + _BATCH]})["stored"]
+            self._log_seq[run_id] = seq + min(i + _BATCH, len(body))
+        return stored
+
+    def logs(self, run_id: int, *, after: int = -1, limit: int = 1000) -> dict[str, Any]:
+        """One page of the run's log: ``lines`` ([{seq, stream, time, line}]) after seq
+        ``after``, ``next_after`` (ask again with it), ``running``, ``status``, and
+        ``dropped`` (past the run's bound: how many lines and bytes, and the marker)."""
+        return self._call("GET", f"/api/runs/{run_id}/logs",
+                          params={"after": after, "limit": limit})
+
+    def follow_logs(self, run_id: int, *, after: int = -1, poll: float = 2.0
+                    ) -> Iterator[dict[str, Any]]:
+        """Every line of the run's log, as it comes, until the run has finished and its
+        last line is read; the last page (with ``dropped``) is :attr:`last_logs`."""
+        while True:
+            page = self.logs(run_id, after=after, limit=5000)
+            yield from page["lines"]
+            after = page["next_after"]
+            self.last_logs = page
+            if len(page["lines"]) < 5000:
+                if not page["running"]:
+                    return
+                time.sleep(poll)
+
+    def start_system_metrics(self, run_id: int, *, interval: float = 5.0) -> Any:
+        """Sample this process's (and its children's) CPU, memory and GPUs every
+        ``interval`` s into the run's ``system/*`` series (:mod:`neuroreg.system`), from a
+        thread, until ``.stop()`` or the end of a ``with`` block."""
+        from datetime import datetime
+
+        from neuroreg.system import SystemMetrics
+
+        t0 = datetime.fromisoformat(self.run(run_id)["created_at"]).timestamp()
+
+        def send(points: list[tuple[str, int, float, float]]) -> None:
+            self._call("POST", f"/api/runs/{run_id}/metrics", json={"points": [
+                {"key": k, "step": st, "value": v, "wall_time": w} for k, st, v, w in points]})
+
+        return SystemMetrics(send, t0=t0, interval=interval)
 
     def log_batch(self, run_id: int,
                   metrics: Mapping[str, float] | Iterable[tuple[str, int, float]],

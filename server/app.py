@@ -24,14 +24,17 @@ from server.queue import make_celery
 from server.reaper import Reaper
 from server.routes import (
     artifacts,
+    logs,
     matrices,
     metrics,
+    provenance,
     recordings,
     records,
     runs,
     studies,
     summaries,
     system,
+    system_metrics,
     team,
     ui,
     webhooks,
@@ -245,7 +248,8 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
 
     routers = [m.router for m in (system, team, runs, metrics, artifacts, matrices,
                                   recordings, records, summaries, studies, webhooks, ui)] + [
-        metrics.series_router, runs.dry_run_router]
+        metrics.series_router, runs.dry_run_router, logs.router, provenance.router,
+        system_metrics.router]
     for router in routers:
         app.include_router(router)
     routes = [r for router in routers for r in router.routes] + list(app.routes)

@@ -3,11 +3,21 @@ field names, defaults and bounds have one source of truth."""
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from server.kinds import KINDS, JobKind
 from server.store.models import MAX_ID, Role, RunStatus
@@ -29,14 +39,62 @@ class _RunCreate(BaseModel):
 DEFAULT_KIND = "train"  # a body without "kind" is a train run, as before there were others
 
 
+def _encodable(v: str) -> str:
+    """``v`` if it is UTF-8 text (JSON may carry a lone surrogate, which no database
+    stores)."""
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a lone surrogate (\\ud800-\\udfff) is not text") from None
+    return v
+
+
+MAX_PROVENANCE_BYTES = 256 * 1024
+_Short = Annotated[str, Field(max_length=1000)]
+
+
+class ProvenanceIn(BaseModel):
+    """What ran an external run (:func:`neuroreg.provenance.of_script`): the fields
+    :data:`neuroreg.provenance.FIELDS` typed, any others kept as sent; at most
+    :data:`MAX_PROVENANCE_BYTES` of JSON."""
+
+    model_config = ConfigDict(extra="allow")
+
+    git_commit: str | None = Field(None, max_length=64, pattern=r"^[0-9a-f]{4,64}$")
+    git_dirty: bool | None = None
+    git_branch: _Short | None = None
+    git_root: _Short | None = None
+    neuroreg_version: _Short | None = None
+    python: _Short | None = None
+    host: _Short | None = None
+    platform: _Short | None = None
+    torch: _Short | None = None
+    cuda: _Short | None = None
+    gpus: list[_Short] = Field(default_factory=list, max_length=64)
+    script: _Short | None = None
+    packages: dict[Annotated[str, Field(max_length=200)], Annotated[str, Field(
+        max_length=200)]] = Field(default_factory=dict, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ProvenanceIn:
+        size = len(_encodable(json.dumps(self.model_dump(), ensure_ascii=False)).encode())
+        if size > MAX_PROVENANCE_BYTES:
+            raise ValueError(f"{size} bytes of JSON; at most {MAX_PROVENANCE_BYTES}")
+        return self
+
+
 def _create_model(kind: JobKind) -> type[_RunCreate]:
     """``<Kind>RunCreate``: the common fields, ``kind`` and the kind's ``config`` (its
-    defaults validated too, so an invalid default is a 422 naming the field)."""
+    defaults validated too, so an invalid default is a 422 naming the field); a kind no
+    worker runs (an external run) takes its script's ``provenance`` too."""
     literal = Literal[kind.name]  # type: ignore[name-defined]
     tag = (literal, kind.name) if kind.name == DEFAULT_KIND else (literal, ...)
+    extra: dict[str, Any] = {} if kind.task is not None else {
+        "provenance": (ProvenanceIn | None, None)}
     return create_model(
         f"{kind.name.capitalize()}RunCreate", __base__=_RunCreate, kind=tag,
-        config=(kind.config_type, Field(default_factory=dict, validate_default=True)))
+        config=(kind.config_type, Field(default_factory=dict, validate_default=True)),
+        **extra)
 
 
 CREATE_MODELS: dict[str, type[_RunCreate]] = {k: _create_model(v) for k, v in KINDS.items()}
@@ -181,6 +239,65 @@ class MetricBatch(BaseModel):
 
 class MetricBatchResult(BaseModel):
     accepted: int
+
+
+LogStream = Literal["stdout", "stderr", "log", "client"]
+
+
+class LogLineIn(BaseModel):
+    """A line an external run's script sends; ``seq`` orders it and makes a re-send a
+    no-op (:meth:`neuroreg.client.Client.log` numbers them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int = Field(ge=0, lt=MAX_ID)
+    line: str = Field(max_length=16_384)
+    stream: LogStream = "client"
+    time: float | None = Field(None, ge=0, le=1e11)
+
+    @field_validator("line")
+    @classmethod
+    def _utf8(cls, v: str) -> str:
+        return _encodable(v)
+
+
+class LogBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[LogLineIn] = Field(min_length=1, max_length=5000)
+
+
+class LogBatchResult(BaseModel):
+    stored: int
+    skipped: int  # sent before (or known to the bound's marker)
+    dropped: int  # past the run's bound
+
+
+class LogLinePublic(BaseModel):
+    seq: int
+    stream: str
+    time: float
+    line: str
+
+
+class LogDropped(BaseModel):
+    lines: int
+    bytes: int
+    line: str  # the marker line, as logs.txt ends with it
+
+
+class LogPage(BaseModel):
+    """Lines after ``after``, in order; ask again with ``after=next_after`` (while
+    ``running``, new lines keep coming)."""
+
+    lines: list[LogLinePublic]
+    next_after: int
+    next_seq: int  # where a new sender starts numbering
+    running: bool
+    status: RunStatus
+    bytes: int
+    max_bytes: int
+    dropped: LogDropped | None
 
 
 class MetricKey(BaseModel):

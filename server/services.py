@@ -32,8 +32,10 @@ def submit_run(
     config: dict[str, Any],
     parent_id: int | None = None,
     input_run_id: int | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> Run:
-    """Store a queued run, then hand it to its queue (after commit, so the worker sees it)."""
+    """Store a queued run, then hand it to its queue (after commit, so the worker sees it).
+    ``provenance``: an external run's script's (a worker records its own)."""
     job = KINDS[kind]
     run = create_run(
         session,
@@ -45,6 +47,7 @@ def submit_run(
         input_run_id=input_run_id,
     )
     if job.task is None:  # an external run: running from now until its script finishes it
+        run.provenance = provenance
         start_run(session, run.id)
         session.commit()
         session.refresh(run)

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from neuroreg.client import NeuroregError
-from server.cli import webhooks
+from server.cli import logs, webhooks
 from server.cli.commands import (
     UsageError,
     cmd_frontier,
@@ -176,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("names", nargs="*", help="cifar10 and/or cifar100 (default: both)")
     d.set_defaults(func=cmd_datasets)
     webhooks.add_parser(sub)
+    logs.add_parser(sub)
     return parser
 
 

@@ -103,6 +103,7 @@ def create(
             config=dataclasses.asdict(body.config),
             parent_id=body.parent_id,
             input_run_id=body.input_run_id if reads is None else reads,
+            provenance=_provenance(body),
         )
     except EnqueueFailed as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
@@ -110,6 +111,12 @@ def create(
         raise invalid(["body", *(exc.field or "").split(".")], exc.message,
                       "not_found") from None
     return run_public(session, run)
+
+
+def _provenance(body: RunCreate) -> dict[str, Any] | None:
+    """An external run's script's provenance, as sent (other kinds' bodies have none)."""
+    sent = getattr(body, "provenance", None)
+    return None if sent is None else dict(sent.model_dump())
 
 
 def _check_parent(session: SessionDep, user: User, parent_id: int) -> None:
@@ -364,8 +371,12 @@ def delete(run_id: RunId, session: SessionDep, user: CurrentUser, settings: Sett
 
 
 @router.post("/{run_id}/finish", responses=CONFLICT)
-def finish(run_id: RunId, body: RunFinish, session: SessionDep, user: CurrentUser) -> RunPublic:
-    """End an external run (owner or admin); worker-run kinds end themselves."""
+def finish(run_id: RunId, body: RunFinish, session: SessionDep, user: CurrentUser,
+           settings: SettingsDep) -> RunPublic:
+    """End an external run (owner or admin); worker-run kinds end themselves. Its log
+    becomes its logs.txt."""
+    from server.store.logs import save_log_artifact
+
     run = _owned(session, run_id, user, "finish")
     if run.kind != "external":
         raise HTTPException(status.HTTP_409_CONFLICT,
@@ -373,6 +384,7 @@ def finish(run_id: RunId, body: RunFinish, session: SessionDep, user: CurrentUse
     if run.status.finished:
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is already {run.status}")
     finish_run(session, run_id, RunStatus(body.status), error=body.error, result=body.result)
+    save_log_artifact(session, settings.artifacts, run_id)
     session.commit()
     session.refresh(run)
     return run_public(session, run)

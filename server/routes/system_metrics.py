@@ -1,0 +1,18 @@
+"""A run's system metrics as the run page's System figure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.deps import CurrentUser, RunId, SessionDep, run_or_404
+from server.strict import api_router
+from server.system_figure import system_figure
+
+router = api_router(prefix="/api/runs/{run_id}/system", tags=["metrics"])
+
+
+@router.get("")
+def figure(run_id: RunId, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
+    """The run's ``system/*`` series (CPU, memory and, on CUDA, each GPU's utilization,
+    memory and power) as the System figure's panels over time (empty without them)."""
+    return system_figure(session, run_or_404(session, run_id))
