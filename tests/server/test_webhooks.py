@@ -484,3 +484,31 @@ def test_the_cli_and_client_manage_hooks_and_the_live_server_delivers(
                                                                         str(hook_id))
         assert f"deleted webhook {hook_id}" in run("rm", str(hook_id))
         assert "no webhooks" in run("list")
+
+
+def test_the_readme_receiver_accepts_a_real_delivery_once_and_refuses_a_forged_one(
+        store: Settings, receiver: Callable[..., Receiver]) -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Webhooks"):]
+    block = re.findall(r"```python\n(.*?)```", section, re.S)[0]  # the receiver
+    scope: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    rx = receiver()
+    ada = _user(store, "ada")
+    _hook(store, ada, rx.url, secret="readme-secret-0123")
+    rid = _run(store, ada)
+    with session_scope(store.db_url) as s:
+        finish_run(s, rid, RunStatus.succeeded)
+    dispatch_once(store, now=utcnow())
+    (req,) = rx.requests
+    seen: set[str] = set()
+    assert scope["handle"]("readme-secret-0123", req["body"], req["headers"], seen) == 204
+    assert seen == {req["headers"]["X-Neuroreg-Delivery"]}
+    assert scope["handle"]("readme-secret-0123", req["body"], req["headers"], seen) == 204
+    forged = req["body"].replace(b'"succeeded"', b'"failed"')
+    assert forged != req["body"]
+    assert scope["handle"]("readme-secret-0123", forged, req["headers"], seen) == 401
+    assert scope["handle"]("another-secret-000", req["body"], req["headers"], seen) == 401
