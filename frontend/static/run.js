@@ -1,5 +1,6 @@
 import { api, el, fieldLabels, fmt, getJSON, when, withLogin } from "./api.js";
 import { chartIn, plot, plotly } from "./figures.js";
+import { drawProvenance, drawSystem, followLogs } from "./runlogs.js";
 import { drawPairs, drawScores, drawSimilarity, drawTargets } from "./similarity.js";
 
 const runId = Number(location.pathname.split("/").pop());
@@ -50,6 +51,7 @@ async function drawCharts(run, series) {
   const byChart = new Map();
   const norms = (await fieldLabels()).norms;
   if (!learnsGamma(run)) series = series.filter((s) => !s.key.startsWith("gamma/"));
+  series = series.filter((s) => !s.key.startsWith("system/"));  // the System figure's
   // an evaluation's AutoAttack and corruption scores: in its record, with their ε
   if (run.kind === "evaluate") series = series.filter((s) => !/^(autoattack_|corruption_acc)/.test(s.key));
   // similarity scores and evaluation medians are single values: a table, not charts
@@ -213,6 +215,8 @@ withLogin(async () => {
   // the first requests all leave at once, then plotly.js loads while they are answered
   let first = [getJSON(`/api/runs/${runId}`), seriesOf(), getJSON(`/api/runs/${runId}/matrices`)];
   plotly();
+  followLogs(runId);  // polls on its own until the run has finished
+  let provenance = false;
   // poll while the run is live; one last pass after it finishes
   for (;;) {
     const [run, series, names] = await Promise.all(first || [getJSON(`/api/runs/${runId}`),
@@ -220,6 +224,8 @@ withLogin(async () => {
     first = null;
     drawRun(run);
     const charts = drawCharts(run, series);
+    const system = drawSystem(runId).catch(() => null);
+    if (!provenance) provenance = await drawProvenance(runId).catch(() => false);
     if (FINISHED.has(run.status)) {
       // all at once, each on its own: a run without figures.json still shows its targets
       const similarity = run.kind === "similarity" && run.status === "succeeded";
@@ -229,13 +235,13 @@ withLogin(async () => {
       const shown = similarity || trained ? (names && names.length ? names
         : await getJSON(`/api/runs/${runId}/matrices`)) : [];
       const evaluated = run.kind === "evaluate" && run.status === "succeeded" && run.input_run_id;
-      await Promise.allSettled([charts, drawArtifacts(),
+      await Promise.allSettled([charts, system, drawArtifacts(),
         ...(evaluated ? [fieldLabels().then((l) => drawRecord(l.norms))] : []),
         ...(similarity ? [drawSimilarity(runId), drawPairs(runId, shown)] : []),
         drawTargets(runId, run.result || {}, shown)]);
       break;
     }
-    await charts;
+    await Promise.all([charts, system]);
     await new Promise((r) => setTimeout(r, 2000));
   }
 });

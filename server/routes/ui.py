@@ -71,7 +71,8 @@ def index() -> HTMLResponse:
 
 @router.get("/runs/{run_id}")
 def run_page(run_id: RunId) -> HTMLResponse:
-    return _shell("run", "run.js", body="run.html", modules=(*PLOTTING, "similarity.js"))
+    return _shell("run", "run.js", body="run.html",
+                  modules=(*PLOTTING, "similarity.js", "runlogs.js"))
 
 
 @router.get("/leaderboard")
