@@ -11,7 +11,7 @@ from neuroreg.provenance import diff
 from server.deps import CurrentUser, RunId, SessionDep, run_or_404
 from server.store.models import MAX_ID
 from server.store.provenance import provenance_of
-from server.strict import api_router
+from server.strict import ErrorDetail, api_router
 
 router = api_router(prefix="/api", tags=["provenance"])
 
@@ -27,7 +27,8 @@ def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
     return {"run_id": run.id, "provenance": run.provenance}
 
 
-@router.get("/provenance-diff")
+@router.get("/provenance-diff", responses={
+    404: {"model": ErrorDetail, "description": "A run named in run_id does not exist"}})
 def provenance_diff(
     session: SessionDep,
     _: CurrentUser,
