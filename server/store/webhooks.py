@@ -102,7 +102,8 @@ def queue_run_event(session: Session, run_id: int) -> list[WebhookDelivery]:
     each active hook of its owner subscribed to it. Call inside the transaction that
     finished the run, after the change (it reads the run's row as that change left it)."""
     row = session.execute(
-        select(Run.id, Run.name, Run.kind, Run.status, Run.owner_id, User.name, Run.parent_id,
+        select(Run.id, Run.name, Run.kind, Run.status, Run.owner_id,
+               User.name.label("owner_name"), Run.parent_id,
                Run.error, Run.result, Run.created_at, Run.started_at, Run.finished_at)
         .join(User, User.id == Run.owner_id).where(Run.id == run_id)
     ).one_or_none()
@@ -116,7 +117,7 @@ def queue_run_event(session: Session, run_id: int) -> list[WebhookDelivery]:
         return []
     run: dict[str, Any] = {
         "id": row.id, "name": row.name, "kind": row.kind, "status": row.status.value,
-        "owner": row[5], "parent_id": row.parent_id,
+        "owner": row.owner_name, "parent_id": row.parent_id,
         "error": row.error[:2000] if row.error else None,
         "created_at": _iso(row.created_at), "started_at": _iso(row.started_at),
         "finished_at": _iso(row.finished_at)}
