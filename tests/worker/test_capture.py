@@ -183,3 +183,20 @@ def test_a_record_a_handler_already_prints_to_stderr_is_kept_once(
     assert execute(run_id, job)["status"] == "succeeded"
     assert [ln for ln in _log(env_settings, run_id) if "once" in ln[1]] == [
         ("stderr", "WARNING:configured:once")]
+
+
+def test_print_is_captured_though_celery_redirected_stdout_to_its_logger(
+        env_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from celery.utils.log import LoggingProxy
+
+    proxy = LoggingProxy(logging.getLogger("celery.redirected"), logging.WARNING)
+    monkeypatch.setattr(sys, "stdout", proxy)  # what a Celery pool process has
+    run_id = _run(env_settings)
+
+    def job(config, rec):  # type: ignore[no-untyped-def]
+        print("through the proxy?")
+        return {}
+
+    assert execute(run_id, job)["status"] == "succeeded"
+    assert _log(env_settings, run_id) == [("stdout", "through the proxy?")]  # once, as stdout
+    assert sys.stdout is proxy
