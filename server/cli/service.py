@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -49,9 +50,10 @@ DEMO_STUDY: dict[str, Any] = {
 def _env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process this process's settings."""
     env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value not in (None, ""):
-            env[f"NEUROREG_{name.upper()}"] = str(value)
+    for name, value in settings.model_dump(mode="json").items():
+        if value not in (None, ""):  # lists (webhook_backoff_s) as JSON, as they are read
+            env[f"NEUROREG_{name.upper()}"] = (json.dumps(value) if isinstance(value, list | dict)
+                                               else str(value))
     return env
 
 

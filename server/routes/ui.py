@@ -15,8 +15,9 @@ router = api_router(include_in_schema=False)
 
 FRONTEND = Path(frontend.__file__).parent
 # plotly.js 4.1.1 (MIT) with only the traces the dashboard draws: scatter, bar, heatmap and
-# Compare's parcoords (frontend/plotly/build.sh). It loads and runs in ~190 ms in headless chromium on a 2-core
-# machine; the official cartesian bundle took ~490 ms and the full one about a second.
+# Compare's parcoords (frontend/plotly/build.sh); bench/dashboard.py times its load. The
+# official cartesian bundle took ~490 ms to load and run in headless chromium on a 2-core
+# machine, and the full one about a second.
 PLOTLY_JS = FRONTEND / "static" / "vendor" / "plotly-neuroreg.min.js"
 
 _SHELL = """<!doctype html>

@@ -685,7 +685,8 @@ def test_compare_groups_curves_and_draws_parcoords_and_a_scatter(browser, settin
         # per group a band (fill) and its mean line: adam's seeds 1, 2, 3 → mean 2 at step 0
         bands = [t for t in traces if t[1] == "toself"]
         means = {t[0]: t[2] for t in traces if t[1] != "toself"}
-        assert len(bands) == 2 and means == {"params.opt=adam (n=3)": 2, "params.opt=sgd (n=3)": 4}, traces
+        assert len(bands) == 2, traces
+        assert means == {"params.opt=adam (n=3)": 2, "params.opt=sgd (n=3)": 4}, traces
         assert "6 runs in 2 groups" in page.locator("#compare-status").inner_text()
         # parallel coordinates default to the fields that differ and the metric
         page.wait_for_function("() => { const d = document.getElementById('compare-parcoords');"
