@@ -59,6 +59,26 @@ class Settings(BaseSettings):
     webhook_backoff_s: tuple[float, ...] = Field(default=(10.0, 30.0, 120.0, 600.0, 3600.0),
                                                  min_length=1)
     webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    # a worker told to shut down (SIGTERM: a SLURM requeue, preemption or time limit)
+    # stops its running task at the next step and puts the run back in the queue, to
+    # resume from its checkpoint elsewhere; off, it lets the task finish first
+    requeue_on_shutdown: bool = False
+    # `neuroreg slurm up` defaults (its flags override them): see server/slurm.py
+    slurm_partition: str | None = None
+    slurm_account: str | None = None
+    slurm_qos: str | None = None
+    slurm_time: str = "4:00:00"
+    slurm_workers: int = Field(default=1, ge=1, le=10_000)
+    slurm_gpus_per_worker: int = Field(default=1, ge=0, le=64)
+    slurm_cpus_per_worker: int | None = Field(default=None, ge=1, le=1024)
+    slurm_mem: str | None = None
+    slurm_array: bool = False
+    slurm_signal_delay_s: int = Field(default=120, ge=10, le=3600)
+    # shell lines run in the job before the worker starts (JSON list: ["module load cuda"])
+    slurm_setup: tuple[str, ...] = ()
+    # the job folder (submitit's pickles and logs, jobs.json): on a file system the
+    # compute nodes share; default <data_dir>/slurm
+    slurm_dir: Path | None = None
     # what the CLI's client commands talk to (default: this machine's own server)
     api_url: str = ""
     token: str = ""
@@ -104,6 +124,10 @@ class Settings(BaseSettings):
     @property
     def models(self) -> Path:
         return (self.models_dir or self.data_dir / "models").resolve()
+
+    @property
+    def slurm_folder(self) -> Path:
+        return (self.slurm_dir or self.data_dir / "slurm").resolve()
 
     @property
     def broker(self) -> str:

@@ -13,6 +13,7 @@ from server.store.db import session_scope
 from server.store.metrics import Point, insert_points
 from server.store.models import RunStatus
 from server.store.runs import set_progress, status_of
+from worker import shutdown
 
 
 class SqlRecorder:
@@ -69,6 +70,10 @@ class SqlRecorder:
             self._write_progress()
 
     def should_stop(self) -> bool:
+        """True once the run is cancelled, or this worker is shutting down and hands
+        its run back (:mod:`worker.shutdown`)."""
+        if shutdown.requested():
+            return True
         now = time.time()
         if not self._stop and now - self._last_check >= self.interval:
             self._last_check = now

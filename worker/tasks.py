@@ -18,7 +18,8 @@ from server.settings import get_settings
 from server.store.db import session_scope
 from server.store.logs import save_log_artifact
 from server.store.models import RunStatus
-from server.store.runs import beat, finish_run, get_run, start_run
+from server.store.runs import beat, finish_run, get_run, release_run, start_run
+from worker import shutdown
 from worker.app import celery_app, task
 from worker.capture import Capture, capture_logs
 from worker.observe import record_provenance, system_metrics
@@ -37,12 +38,19 @@ def _error_text(exc: BaseException) -> str:
 
 
 def WORKER_ID() -> str:  # noqa: N802 (reads like the constant it is, per process)
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid``, and in a SLURM job ``host:pid slurm:<job id>`` (an array task's
+    ``<array job>_<task>``): ``neuroreg slurm status`` finds each job's runs by it."""
+    ident = f"{socket.gethostname()}:{os.getpid()}"
+    job = os.environ.get("SLURM_JOB_ID")
+    if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return f"{ident} slurm:{job}" if job else ident
 
 
 def _dead_here(worker: str | None) -> bool:
     """True when ``worker`` ran on this host and its process is gone: a redelivered
     task (its pool process was killed) may take the run over at once."""
+    worker = worker.split()[0] if worker else worker
     if not worker or ":" not in worker:
         return False
     host, _, pid = worker.rpartition(":")
@@ -106,6 +114,7 @@ def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
     error: str | None = None
     result: Any = None
     waiting: Waiting | None = None
+    released = False  # handed back to the queue by a worker shutting down
     try:
         out = job(KINDS[kind].config_type(**stored), recorder)
         if isinstance(out, Waiting):
@@ -116,6 +125,7 @@ def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
             result = out
     except Cancelled:
         status = RunStatus.cancelled
+        released = shutdown.requested()  # this worker is going away, not the run
     except Exception as exc:  # the run records any failure; the task itself succeeds
         status, error = RunStatus.failed, _error_text(exc)
     finally:
@@ -123,16 +133,33 @@ def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
             recorder.flush()
             if logs is not None:
                 logs.end()
-                _keep_logs(settings, run_id)
+                if not released:
+                    _keep_logs(settings, run_id)
         finally:
-            if waiting is None:
+            if released:
+                _release(run_id, kind)
+            elif waiting is None:
                 with session_scope(settings.db_url) as s:
                     finish_run(s, run_id, status, error=error, result=result)
                 _advance_study(run_id)
     if waiting is not None:
         _enqueue(waiting.children)
         return {"run_id": run_id, "status": "running", "children": len(waiting.children)}
+    if released:
+        return {"run_id": run_id, "status": "requeued"}
     return {"run_id": run_id, "status": status.value}
+
+
+def _release(run_id: int, kind: str) -> None:
+    """Put a run this worker stopped for its shutdown back in the queue (a cancel that
+    came meanwhile stands), to resume from its checkpoint in another worker."""
+    with session_scope(get_settings().db_url) as s:
+        handed = release_run(s, run_id, worker=WORKER_ID(), message=(
+            "its worker shut down (a SLURM job's end?); requeued to resume from its "
+            "last checkpoint"))
+    if handed:
+        _enqueue([(run_id, kind)])
+        log.warning("run %s handed back to the queue: this worker is shutting down", run_id)
 
 
 def _keep_logs(settings: Any, run_id: int) -> None:

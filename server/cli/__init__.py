@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from neuroreg.client import NeuroregError
-from server.cli import logs, webhooks
+from server.cli import logs, slurm, webhooks
 from server.cli.commands import (
     UsageError,
     cmd_frontier,
@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_datasets)
     webhooks.add_parser(sub)
     logs.add_parser(sub)
+    slurm.add_parser(sub)
     return parser
 
 

@@ -185,6 +185,18 @@ def reap(session: Session, *, stale_after: float, max_attempts: int,
     return requeue
 
 
+def release_run(session: Session, run_id: int, *, worker: str, message: str) -> bool:
+    """running → queued for a run its worker hands back (a SLURM job's end, a warm
+    shutdown): the start it used is not counted against ``max_attempts``. False when the
+    run was cancelled meanwhile or another worker holds it. The caller enqueues it."""
+    done: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(Run).where(Run.id == run_id, Run.status == RunStatus.running,
+                          Run.worker == worker)
+        .values(status=RunStatus.queued, worker=None, heartbeat_at=None,
+                attempts=Run.attempts - 1, message=message[:200]))
+    return bool(done.rowcount)
+
+
 def finish_run(
     session: Session,
     run_id: int,
