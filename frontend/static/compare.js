@@ -101,6 +101,7 @@ function scatterTraces(runs, values, x, y, groupOf, colorOf) {
 }
 
 // config.<path> | metrics.<key>[.last|.min|.max]: a field the runs page's columns take
+const count = (n, what) => `${n} ${what}${n === 1 ? "" : "s"}`;
 const isField = (f) => /^(config\.[^.].*|metrics\.[^.].*)$/.test(f);
 
 withLogin(async () => {
@@ -247,5 +248,22 @@ withLogin(async () => {
 
 // The code, packages, host and GPU of each run where they differ (GET /api/provenance-diff)
 async function drawProvenance(host, runs) {
-  host.replaceChildren();
+  const shown = runs.slice(0, MAX_DIFFED);
+  if (shown.length < 2) { host.replaceChildren(); return; }
+  const diff = await getJSON(`/api/provenance-diff?${new URLSearchParams(shown.map((r) => ["run_id", r.id]))}`);
+  const text = (v) => (v === null || v === undefined ? "–" : Array.isArray(v) ? v.join(", ") || "none"
+    : typeof v === "boolean" ? (v ? "yes" : "no") : String(v));
+  const row = (name, values) => el("tr", {}, el("th", {}, name),
+    ...values.map((v) => el("td", { class: text(v) !== text(values[0]) ? "differs" : "" }, text(v))));
+  const missing = diff.missing.length ? ` Runs ${diff.missing.map((i) => `#${i}`).join(", ")} recorded none.` : "";
+  const differ = diff.fields.length + diff.packages.length;
+  host.replaceChildren(
+    el("h2", {}, "Provenance: code, packages and machine where they differ"),
+    el("p", { class: "meta" }, `${count(diff.fields.length, "field")} and ${count(diff.packages.length, "package")} differ; `
+      + `${count(diff.same.fields, "field")} and ${count(diff.same.packages, "package")} are the same.${missing}`),
+    differ ? el("div", { class: "scroll-x" }, el("table", { class: "scores", id: "provenance-table" },
+      el("thead", {}, el("tr", {}, el("th", {}, "field"),
+        ...diff.runs.map((id) => el("th", {}, el("a", { href: `/runs/${id}` }, `#${id}`))))),
+      el("tbody", {}, ...diff.fields.map((f) => row(f.field, f.values)),
+        ...diff.packages.map((p) => row(`package ${p.name}`, p.versions))))) : "");
 }

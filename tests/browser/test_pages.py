@@ -314,7 +314,9 @@ def test_compare_overlays_and_runs_filters_live_in_the_url(browser, settings: Se
         for i in range(3):
             run = httpx.post(f"{url}/api/runs", headers=headers, json={
                 "kind": "external", "name": f"sweep {i}",
-                "config": {"params": {"lr": 0.1 * (i + 1), "batch": 64, "opt": {"name": "sgd"}}}}
+                "config": {"params": {"lr": 0.1 * (i + 1), "batch": 64, "opt": {"name": "sgd"}}},
+                "provenance": {"git_commit": "a" * 40, "host": f"gpu{i % 2}",
+                               "packages": {"numpy": f"2.{i}.0", "torch": "2.4.0"}}}
             ).json()
             httpx.post(f"{url}/api/runs/{run['id']}/metrics", headers=headers, json={
                 "points": [{"key": "loss", "step": k, "value": (i + 1) / (k + 1)}
@@ -331,6 +333,13 @@ def test_compare_overlays_and_runs_filters_live_in_the_url(browser, settings: Se
         assert rows == ["params.lr\t0.1\t0.30000000000000004"], rows
         assert page.locator("#diff-table td.differs").count() == 1
         assert "1 of 4 fields differ" in page.locator("#config-diff").inner_text()
+        # the provenance diff: runs 1 and 3 ran on one host, with other numpy versions
+        page.wait_for_selector("#provenance-table")
+        rows = page.locator("#provenance-table tbody tr").all_inner_texts()
+        assert rows == ["package numpy\t2.0.0\t2.2.0"], rows
+        assert "0 fields and 1 package differ; 12 fields and 1 package are" in page.locator(
+            "#provenance-diff").inner_text()
+        assert page.locator("#provenance-table td.differs").count() == 1
         assert figure_problems(page) == []
         page.screenshot(path=str(OUTPUT / "compare.png"), full_page=True)
         page.goto(f"{url}/?tag=best&order=oldest")
