@@ -1,6 +1,7 @@
 """The store on SQLite and PostgreSQL: migrations, idempotent metrics, downsampling."""
 
 import math
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -182,15 +183,26 @@ def test_rollups_match_a_recount_after_out_of_order_and_resent_batches(db_url: s
 
 
 def test_train_runs_stored_before_stimulus_norm_read_as_trained_shared(db_url: str) -> None:
+    import sqlalchemy as sa
+
     from server.store.models import Run
 
     # the schema before the field (PostgreSQL's database is shared by the session and
     # at head already: migrate goes back down to 0003)
     migrate(db_url, "0003")
+    # rows as that schema holds them: only its columns (the model has later ones)
+    runs_0003 = sa.table("runs", sa.column("id", sa.Integer), sa.column("name"),
+                         sa.column("owner_id"), sa.column("kind"), sa.column("config", sa.JSON),
+                         sa.column("status"), sa.column("progress"), sa.column("message"),
+                         sa.column("created_at", sa.DateTime(timezone=True)),
+                         sa.column("attempts"))
     with session_scope(db_url) as s:
         user = create_user(s, name="old", role=Role.member)
         old = {"dataset": "digits32", "target": "neural-model", "alpha": 2.0}
-        ids = [create_run(s, owner=user, kind=k, name=k, config=c).id for k, c in (
+        ids = [s.execute(sa.insert(runs_0003).values(
+            name=k, owner_id=user.id, kind=k, config=c, status="queued", progress=0.0,
+            message="", created_at=datetime.now(UTC), attempts=0).returning(runs_0003.c.id)
+        ).scalar_one() for k, c in (
             ("train", old), ("study", {"seeds": 3, "train": old}),
             ("train", {**old, "stimulus_norm": "frozen"}), ("similarity", {"seed": 0}))]
     migrate(db_url)
