@@ -17,6 +17,10 @@ Logging from your own training script (like ``mlflow.log_batch``):
     with nr.start_system_metrics(run["id"]):        # system/* series while it trains
         ...
     nr.finish(run["id"])
+
+On a compute node without network, ``Client(offline=True)`` writes those calls to a local
+spool (:mod:`neuroreg.spool`) and ``neuroreg sync`` uploads it later; ``offline="auto"``
+logs online and falls back to the spool for a run whose server stops answering.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import numpy as np
+
+from neuroreg import spool as _spool
 
 FINISHED = ("succeeded", "failed", "cancelled")
 _BATCH = 5000  # points per request
@@ -47,6 +53,18 @@ class NeuroregError(RuntimeError):
         self.status, self.detail = status, detail
 
 
+class OfflineError(NeuroregError):
+    """An offline client was asked for something only the server has."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(503, f"{what} needs the server; this client is offline (it spools "
+                              "external runs' logging for `neuroreg sync`)")
+
+
+RunRef = int | str  # a server run id, or an offline run's "offline:<key>"
+_UNAVAILABLE = (502, 503, 504)  # a proxy or server that is up but cannot serve: unreachable
+
+
 class Client:
     """Talks to a neuroreg server over its REST API.
 
@@ -55,23 +73,42 @@ class Client:
         token: an API token (default ``NEUROREG_TOKEN``, else this machine's admin token
             file when the server runs here).
         transport: an httpx transport (tests pass the app's).
+        offline: ``True``: talk to no server; :meth:`create_external`, :meth:`log_batch`,
+            :meth:`log`, :meth:`upload`, :meth:`update`, :meth:`finish` and
+            :meth:`start_system_metrics` write to the spool, and their run ids are
+            ``"offline:<key>"``; everything else raises :class:`OfflineError`.
+            ``"auto"``: online, but a run whose server cannot be reached (no connection, a
+            timeout, a 502/503/504) goes on in the spool from that call on, with a warning
+            on stderr. Default ``NEUROREG_OFFLINE`` (``false``, ``true`` or ``auto``).
+            ``neuroreg sync`` (or :meth:`sync`) uploads the spool.
+        spool_dir: where (default ``NEUROREG_SPOOL_DIR``, else ``<data_dir>/spool``).
     """
 
     def __init__(self, url: str | None = None, token: str | None = None, *,
-                 timeout: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
-        if url is None or token is None:
+                 timeout: float = 60.0, transport: httpx.BaseTransport | None = None,
+                 offline: bool | Literal["auto"] | None = None,
+                 spool_dir: str | os.PathLike[str] | None = None) -> None:
+        if url is None or token is None or offline is None or spool_dir is None:
             from server.settings import Settings
 
             settings = Settings()
             url = url or settings.url
             if token is None:
                 token = settings.api_token()
-        if not token:
+            offline = settings.offline if offline is None else offline
+            spool_dir = spool_dir or settings.spool
+        if offline not in (True, False, "auto"):
+            raise ValueError(f"offline: {offline!r} is not True, False or 'auto'")
+        self.offline: bool | Literal["auto"] = offline
+        self.spool = _spool.Spool(spool_dir)
+        if not token and offline is not True:
             raise NeuroregError(401, "no token: pass token= or set NEUROREG_TOKEN (or run "
                                      "`neuroreg up` on this machine)")
         self._http = httpx.Client(base_url=url, timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {token}"})
         self._log_seq: dict[int, int] = {}  # per run, the seq of the next line to send
+        self._keys: dict[int, str] = {}  # client keys of the runs this client created
+        self._lost: dict[int, _spool.SpoolRun] = {}  # online runs now going to the spool
         self.last_logs: dict[str, Any] = {}
 
     def __enter__(self) -> Client:
@@ -84,6 +121,8 @@ class Client:
         self._http.close()
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
+        if self.offline is True:
+            raise OfflineError(f"{method} {path}")
         res = self._http.request(method, path, **kw)
         if not res.is_success:
             try:
@@ -182,14 +221,21 @@ class Client:
             params["q"] = q
         return list(self._call("GET", "/api/run-groups/curves", params=params)["groups"])
 
-    def update(self, run_id: int, *, name: str | None = None,
+    def update(self, run_id: RunRef, *, name: str | None = None,
                tags: Sequence[str] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {}
         if name is not None:
             body["name"] = name
         if tags is not None:
             body["tags"] = list(tags)
-        return self._call("PATCH", f"/api/runs/{run_id}", json=body)
+        sp = self._spooled(run_id)
+        if sp is None:
+            try:
+                return self._call("PATCH", f"/api/runs/{run_id}", json=body)
+            except Exception as exc:
+                sp = self._fallback(run_id, exc)
+        sp.append({"op": "update", **body})
+        return {"id": run_id, **body, "offline": True}
 
     def cancel(self, run_id: int) -> dict[str, Any]:
         return self._call("POST", f"/api/runs/{run_id}/cancel")
@@ -389,36 +435,72 @@ class Client:
             tmp.replace(path)
         return path
 
-    def upload(self, run_id: int, path: str | os.PathLike[str], name: str | None = None,
-               *, media_type: str = "application/octet-stream") -> dict[str, Any]:
-        """Stream a file into the run as an artifact (like ``mlflow.log_artifact``)."""
-        path = Path(path)
-
-        def chunks() -> Iterable[bytes]:
-            with open(path, "rb") as fh:
-                while block := fh.read(1 << 20):
-                    yield block
-
-        return self._call("PUT", f"/api/runs/{run_id}/artifacts/{name or path.name}",
-                          content=chunks(), headers={"content-type": media_type})
-
     # logging from a script -------------------------------------------------------
     def create_external(self, name: str = "", *, params: Mapping[str, Any] | None = None,
                         tags: Sequence[str] = (), provenance: bool = True) -> dict[str, Any]:
         """A run your own script trains: it is ``running`` until :meth:`finish`. With
         ``provenance`` (default) it records what runs it (:func:`neuroreg.provenance.
         of_script`): the git commit and dirty flag of the script's checkout, the installed
-        packages, Python, host and GPUs."""
-        body: dict[str, Any] = {"kind": "external", "name": name,
+        packages, Python, host and GPUs. Offline (or ``offline="auto"`` with the server
+        unreachable) it is spooled, and its ``id`` is ``"offline:<key>"``."""
+        key = _spool.new_key()  # the run's idempotency key, online and in the spool alike
+        body: dict[str, Any] = {"kind": "external", "name": name, "client_key": key,
                                 "config": {"params": dict(params or {})}}
         if provenance:
             from neuroreg.provenance import of_script
 
             body["provenance"] = of_script()
-        run = self._call("POST", "/api/runs", json=body)
-        if tags:
-            run = self.update(run["id"], tags=tags)
-        return run
+        if self.offline is not True:
+            try:
+                run = self._call("POST", "/api/runs", json=body)
+                self._keys[int(run["id"])] = key
+                if tags:
+                    run = self.update(run["id"], tags=tags)
+                return run
+            except Exception as exc:
+                if not self._unreachable(exc):
+                    raise
+                self._warn(exc, "a new run")
+        sp = self.spool.create(key=key, name=name, params=body["config"]["params"],
+                               tags=list(tags), provenance=body.get("provenance"))
+        return {"id": sp.id, "name": name, "kind": "external", "status": "running",
+                "config": body["config"], "tags": list(tags), "offline": True,
+                "spool": str(sp.folder), "client_key": key,
+                "created_at": _spool.iso(sp.created)}
+
+    def _unreachable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the server cannot be reached (and ``auto`` may spool)."""
+        if self.offline != "auto":
+            return False
+        if isinstance(exc, httpx.TransportError):
+            return True
+        return isinstance(exc, NeuroregError) and exc.status in _UNAVAILABLE
+
+    def _warn(self, exc: BaseException, what: str) -> None:
+        print(f"neuroreg: {self._http.base_url} is unreachable ({type(exc).__name__}: "
+              f"{exc}); {what} goes on in the spool {self.spool.root} — upload it with "
+              "`neuroreg sync`", file=sys.stderr)
+
+    def _spooled(self, run_id: RunRef) -> _spool.SpoolRun | None:
+        """Where a run's logging goes if not to the server: an offline run's folder, or
+        the folder of an online run whose server went away."""
+        if isinstance(run_id, str):
+            if not run_id.startswith(_spool.OFFLINE_PREFIX):
+                raise ValueError(f"run_id: {run_id!r} is neither a run id nor an offline "
+                                 "run's 'offline:<key>'")
+            return self.spool.get(run_id)
+        return self._lost.get(run_id)
+
+    def _fallback(self, run_id: RunRef, exc: BaseException) -> _spool.SpoolRun:
+        """After a failed call for online run ``run_id``: its spool folder from now on
+        (``auto``, server unreachable), else ``exc`` again."""
+        if not self._unreachable(exc):
+            raise exc
+        assert isinstance(run_id, int)
+        self._warn(exc, f"run {run_id}")
+        sp = self._lost[run_id] = self.spool.attach(
+            run_id, client_key=self._keys.get(run_id), log_base=self._log_seq.get(run_id))
+        return sp
 
     def provenance(self, run_id: int) -> dict[str, Any] | None:
         """What ran the run (its code's git commit and dirty flag, packages, host, GPUs),
@@ -433,26 +515,36 @@ class Client:
         ``missing`` (runs without provenance)."""
         return self._call("GET", "/api/provenance-diff", params={"run_id": list(run_ids)})
 
-    def log(self, run_id: int, lines: str | Iterable[str], *, stream: str = "client") -> int:
+    def log(self, run_id: RunRef, lines: str | Iterable[str], *, stream: str = "client"
+            ) -> int:
         """Append ``lines`` (a string is split at newlines) to an external run's log (its
         owner's). They are numbered after the run's last line (asked once per run), so a
         call that failed can be made again: lines that arrived are not stored twice.
         Returns how many were stored (past the run's bound they are dropped, and
-        counted)."""
+        counted); an offline run's are spooled, and counted."""
         items = lines.splitlines() if isinstance(lines, str) else [str(x) for x in lines]
         if not items:
             return 0
-        seq = self._log_seq.get(run_id)
-        if seq is None:
-            seq = int(self._call("GET", f"/api/runs/{run_id}/logs",
-                                 params={"after": -1, "limit": 1})["next_seq"])
-        now, stored = time.time(), 0
-        body = [{"seq": seq + i, "line": text, "stream": stream, "time": now}
-                for i, text in enumerate(items)]
-        for i in range(0, len(body), _BATCH):
-            stored += self._call("POST", f"/api/runs/{run_id}/logs",
-                                 json={"lines": body[i:i + _BATCH]})["stored"]
-            self._log_seq[run_id] = seq + min(i + _BATCH, len(body))
+        sp = self._spooled(run_id)
+        if sp is not None:
+            return sp.log(items, stream)
+        assert isinstance(run_id, int)
+        stored = sent = 0
+        try:
+            seq = self._log_seq.get(run_id)
+            if seq is None:
+                seq = int(self._call("GET", f"/api/runs/{run_id}/logs",
+                                     params={"after": -1, "limit": 1})["next_seq"])
+            now = time.time()
+            body = [{"seq": seq + i, "line": text, "stream": stream, "time": now}
+                    for i, text in enumerate(items)]
+            for i in range(0, len(body), _BATCH):
+                stored += self._call("POST", f"/api/runs/{run_id}/logs",
+                                     json={"lines": body[i:i + _BATCH]})["stored"]
+                sent = min(i + _BATCH, len(body))
+                self._log_seq[run_id] = seq + sent
+        except Exception as exc:
+            return stored + self._fallback(run_id, exc).log(items[sent:], stream)
         return stored
 
     def logs(self, run_id: int, *, after: int = -1, limit: int = 1000) -> dict[str, Any]:
@@ -476,7 +568,7 @@ class Client:
                     return
                 time.sleep(poll)
 
-    def start_system_metrics(self, run_id: int, *, interval: float = 5.0) -> Any:
+    def start_system_metrics(self, run_id: RunRef, *, interval: float = 5.0) -> Any:
         """Sample this process's (and its children's) CPU, memory and GPUs every
         ``interval`` s into the run's ``system/*`` series (:mod:`neuroreg.system`), from a
         thread, until ``.stop()`` or the end of a ``with`` block."""
@@ -484,42 +576,97 @@ class Client:
 
         from neuroreg.system import SystemMetrics
 
-        t0 = datetime.fromisoformat(self.run(run_id)["created_at"]).timestamp()
+        sp = self._spooled(run_id)
+        t0 = sp.created if sp is not None and isinstance(run_id, str) else \
+            datetime.fromisoformat(self.run(run_id)["created_at"]).timestamp()  # type: ignore[arg-type]
 
         def send(points: list[tuple[str, int, float, float]]) -> None:
-            self._call("POST", f"/api/runs/{run_id}/metrics", json={"points": [
-                {"key": k, "step": st, "value": v, "wall_time": w} for k, st, v, w in points]})
+            self._points(run_id, points)
 
         return SystemMetrics(send, t0=t0, interval=interval)
 
-    def log_batch(self, run_id: int,
+    def log_batch(self, run_id: RunRef,
                   metrics: Mapping[str, float] | Iterable[tuple[str, int, float]],
                   *, step: int | None = None) -> int:
         """Log ``{key: value}`` at ``step``, or ``(key, step, value)`` triples; sent in
-        batches of 5,000 points. Re-sent (key, step) pairs are ignored server-side."""
+        batches of 5,000 points (an offline run's: spooled). Re-sent (key, step) pairs
+        are ignored server-side."""
         now = time.time()
         if isinstance(metrics, Mapping):
             if step is None:
                 raise ValueError("step: needed when metrics is a {key: value} mapping")
-            points = [{"key": k, "step": step, "value": float(v), "wall_time": now}
-                      for k, v in metrics.items()]
+            points = [(k, int(step), float(v), now) for k, v in metrics.items()]
         else:
-            points = [{"key": k, "step": int(s), "value": float(v), "wall_time": now}
-                      for k, s, v in metrics]
+            points = [(k, int(s), float(v), now) for k, s, v in metrics]
+        for k, s, v, _ in points:
+            _spool.check_point(k, s, v)
+        return self._points(run_id, points)
+
+    def _points(self, run_id: RunRef, points: Sequence[tuple[str, int, float, float]]) -> int:
+        """Send (key, step, value, wall time) points, or spool them."""
+        sp = self._spooled(run_id)
+        if sp is not None:
+            return sp.metrics(points)
         sent = 0
-        for i in range(0, len(points), _BATCH):
-            sent += self._call("POST", f"/api/runs/{run_id}/metrics",
-                               json={"points": points[i:i + _BATCH]})["accepted"]
+        try:
+            for i in range(0, len(points), _BATCH):
+                sent += self._call("POST", f"/api/runs/{run_id}/metrics", json={"points": [
+                    {"key": k, "step": s, "value": v, "wall_time": w}
+                    for k, s, v, w in points[i:i + _BATCH]]})["accepted"]
+        except Exception as exc:
+            return sent + self._fallback(run_id, exc).metrics(points[sent:])
         return sent
 
-    def finish(self, run_id: int, *, status: str = "succeeded", error: str | None = None,
+    def upload(self, run_id: RunRef, path: str | os.PathLike[str], name: str | None = None,
+               *, media_type: str = "application/octet-stream") -> dict[str, Any]:
+        """Stream a file into the run as an artifact (like ``mlflow.log_artifact``); an
+        offline run's is copied into the spool now."""
+        path = Path(path)
+
+        def chunks() -> Iterable[bytes]:
+            with open(path, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    yield block
+
+        sp = self._spooled(run_id)
+        if sp is None:
+            try:
+                out: dict[str, Any] = self._call(
+                    "PUT", f"/api/runs/{run_id}/artifacts/{name or path.name}",
+                    content=chunks(), headers={"content-type": media_type})
+                return out
+            except Exception as exc:
+                sp = self._fallback(run_id, exc)
+        return sp.add_file(path, name or path.name, media_type)
+
+    def finish(self, run_id: RunRef, *, status: str = "succeeded", error: str | None = None,
                result: Mapping[str, Any] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"status": status}
         if error is not None:
             body["error"] = error
         if result is not None:
             body["result"] = dict(result)
-        return self._call("POST", f"/api/runs/{run_id}/finish", json=body)
+        sp = self._spooled(run_id)
+        if sp is None:
+            try:
+                out: dict[str, Any] = self._call("POST", f"/api/runs/{run_id}/finish",
+                                                 json=body)
+                return out
+            except Exception as exc:
+                sp = self._fallback(run_id, exc)
+        if status not in ("succeeded", "failed"):
+            raise ValueError(f"status: {status!r} is not succeeded or failed")
+        sp.append({"op": "finish", "time": time.time(), "error": None, "result": None,
+                   **body})
+        return {"id": run_id, "status": status, "offline": True, "spool": str(sp.folder)}
+
+    def sync(self, spool_dir: str | os.PathLike[str] | None = None
+             ) -> list[_spool.RunSync]:
+        """Upload the spool (default this client's) to the server: every run not synced
+        yet, each point once however often it is called (:mod:`neuroreg.spool`)."""
+        if self.offline is True:
+            raise OfflineError("sync")
+        return _spool.sync(self, spool_dir or self.spool.root)
 
     # webhooks -----------------------------------------------------------------------
     def add_webhook(self, url: str, events: Sequence[str] | None = None, *,

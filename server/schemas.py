@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -24,6 +26,25 @@ from server.store.models import MAX_ID, Role, RunStatus
 from server.store.webhooks import EventName
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+ClientKey = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+CLOCK_SKEW_S = 300  # how far in the future a client's clock may put a time it sends
+
+
+def _past(v: datetime | None) -> datetime | None:
+    """A time a client measured: naive means UTC; not later than now (give or take
+    :data:`CLOCK_SKEW_S`)."""
+    if v is None:
+        return None
+    if v.tzinfo is None:
+        v = v.replace(tzinfo=UTC)
+    if v.timestamp() > time.time() + CLOCK_SKEW_S:
+        raise ValueError("in the future (the client's clock is ahead of the server's?)")
+    if v.year < 2000:
+        raise ValueError("before the year 2000")
+    return v
+
+
+PastTime = Annotated[datetime, AfterValidator(_past)]
 
 
 class _RunCreate(BaseModel):
@@ -34,6 +55,9 @@ class _RunCreate(BaseModel):
     name: str = Field("", max_length=200)
     parent_id: Id | None = None
     input_run_id: Id | None = None
+    # an idempotency key: a create that repeats one of its owner's keys returns that run
+    # (200) instead of storing a second (an offline spool's sync, a retried request)
+    client_key: ClientKey | None = None
 
 
 DEFAULT_KIND = "train"  # a body without "kind" is a train run, as before there were others
@@ -90,7 +114,9 @@ def _create_model(kind: JobKind) -> type[_RunCreate]:
     literal = Literal[kind.name]  # type: ignore[name-defined]
     tag = (literal, kind.name) if kind.name == DEFAULT_KIND else (literal, ...)
     extra: dict[str, Any] = {} if kind.task is not None else {
-        "provenance": (ProvenanceIn | None, None)}
+        "provenance": (ProvenanceIn | None, None),
+        # when the script began, if before this request (an offline run synced later)
+        "started_at": (PastTime | None, None)}
     return create_model(
         f"{kind.name.capitalize()}RunCreate", __base__=_RunCreate, kind=tag,
         config=(kind.config_type, Field(default_factory=dict, validate_default=True)),
@@ -108,6 +134,8 @@ class RunFinish(BaseModel):
     status: Literal["succeeded", "failed"] = "succeeded"
     error: str | None = Field(None, max_length=4000)
     result: dict[str, Any] | None = None
+    # when the script ended, if before this request (an offline run synced later)
+    finished_at: PastTime | None = None
 
 
 def _kind(body: Any) -> Any:
@@ -154,6 +182,7 @@ class RunPublic(BaseModel):
     result: dict[str, Any] | None
     parent_id: int | None
     input_run_id: int | None
+    client_key: str | None = None
     tags: list[str] = []
     last_metrics: dict[str, float] = {}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from celery import Celery
@@ -33,9 +34,13 @@ def submit_run(
     parent_id: int | None = None,
     input_run_id: int | None = None,
     provenance: dict[str, Any] | None = None,
+    client_key: str | None = None,
+    started_at: datetime | None = None,
 ) -> Run:
     """Store a queued run, then hand it to its queue (after commit, so the worker sees it).
-    ``provenance``: an external run's script's (a worker records its own)."""
+    ``provenance``: an external run's script's (a worker records its own); ``started_at``:
+    when its script began, if earlier (an offline run). ``client_key``: the client's
+    idempotency key (the caller has checked no run of this owner has it)."""
     job = KINDS[kind]
     run = create_run(
         session,
@@ -46,9 +51,13 @@ def submit_run(
         parent_id=parent_id,
         input_run_id=input_run_id,
     )
+    run.client_key = client_key
     if job.task is None:  # an external run: running from now until its script finishes it
         run.provenance = provenance
         start_run(session, run.id)
+        if started_at is not None:
+            session.refresh(run)
+            run.created_at = run.started_at = run.heartbeat_at = started_at
         session.commit()
         session.refresh(run)
         return run

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -82,6 +83,11 @@ class Settings(BaseSettings):
     # what the CLI's client commands talk to (default: this machine's own server)
     api_url: str = ""
     token: str = ""
+    # the client's offline mode (neuroreg.client.Client): false, true (spool every external
+    # run) or auto (spool a run once its server cannot be reached); and the spool's folder
+    # (`neuroreg sync` uploads it), default <data_dir>/spool
+    offline: bool | Literal["auto"] = False
+    spool_dir: Path | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -128,6 +134,10 @@ class Settings(BaseSettings):
     @property
     def slurm_folder(self) -> Path:
         return (self.slurm_dir or self.data_dir / "slurm").resolve()
+
+    @property
+    def spool(self) -> Path:
+        return (self.spool_dir or self.data_dir / "spool").resolve()
 
     @property
     def broker(self) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from neuroreg.client import NeuroregError
-from server.cli import logs, slurm, webhooks
+from server.cli import logs, slurm, sync, webhooks
 from server.cli.commands import (
     UsageError,
     cmd_frontier,
@@ -62,6 +62,13 @@ def _service_options(p: argparse.ArgumentParser) -> None:
                    help="where the database, artifacts and broker live (NEUROREG_DATA_DIR)")
 
 
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value}: at least 1")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neuroreg", description="neuroreg: run the service, submit runs, read results.")
@@ -76,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     _service_options(up)
     up.set_defaults(func=cmd_up)
     api = sub.add_parser("api", help="the API and dashboard only")
+    api.add_argument("--workers", type=_positive, default=1,
+                     help="uvicorn processes sharing the port (default 1); each has "
+                     "its own database pool, reaper and webhook dispatcher")
     _service_options(api)
     api.set_defaults(func=cmd_api)
     w = sub.add_parser("worker", help="a Celery worker")
@@ -178,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     webhooks.add_parser(sub)
     logs.add_parser(sub)
     slurm.add_parser(sub)
+    sync.add_parser(sub)
     return parser
 
 

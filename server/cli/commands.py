@@ -17,8 +17,10 @@ from server.settings import Settings
 
 
 def client(settings: Settings) -> Client:
-    """A client for ``settings``' server with its token (``Settings.api_token``)."""
-    return Client(settings.url, settings.api_token())
+    """A client for ``settings``' server with its token (``Settings.api_token``), online
+    whatever ``NEUROREG_OFFLINE`` says (that is for scripts' clients)."""
+    return Client(settings.url, settings.api_token(), offline=False,
+                  spool_dir=settings.spool)
 
 
 class UsageError(Exception):

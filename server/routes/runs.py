@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from server.deps import (
     CurrentUser,
@@ -88,10 +90,19 @@ def dry_run(body: RunCreate, session: SessionDep, user: CurrentUser, settings: S
                       input_run_id=body.input_run_id if reads is None else reads)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=CONFLICT)
 def create(
-    body: RunCreate, request: Request, session: SessionDep, user: CurrentUser, settings: SettingsDep
+    body: RunCreate, request: Request, response: Response, session: SessionDep,
+    user: CurrentUser, settings: SettingsDep
 ) -> RunPublic:
+    """Store a run (201) and queue it; an external run is running from now. A body whose
+    ``client_key`` one of your runs already has is answered with that run (200), stored
+    once however often it is sent."""
+    if body.client_key is not None:
+        existing = _keyed(session, user, body)
+        if existing is not None:
+            response.status_code = status.HTTP_200_OK
+            return run_public(session, existing)
     try:
         reads = _checked(body, session, user, settings)
         run = submit_run(
@@ -104,13 +115,33 @@ def create(
             parent_id=body.parent_id,
             input_run_id=body.input_run_id if reads is None else reads,
             provenance=_provenance(body),
+            client_key=body.client_key,
+            started_at=getattr(body, "started_at", None),
         )
+    except IntegrityError:  # the same client_key, sent twice at once: the other one won
+        session.rollback()
+        existing = _keyed(session, user, body)
+        if existing is None:
+            raise
+        response.status_code = status.HTTP_200_OK
+        return run_public(session, existing)
     except EnqueueFailed as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
     except NotFound as exc:
         raise invalid(["body", *(exc.field or "").split(".")], exc.message,
                       "not_found") from None
     return run_public(session, run)
+
+
+def _keyed(session: SessionDep, user: User, body: RunCreate) -> Run | None:
+    """The user's run with ``body.client_key``; a 409 when it is another kind of run."""
+    run = session.execute(select(Run).where(
+        Run.owner_id == user.id, Run.client_key == body.client_key)).scalar_one_or_none()
+    if run is not None and run.kind != body.kind:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"client_key: your run {run.id} has this key and is a {run.kind} "
+                            f"run, not a {body.kind} run")
+    return run
 
 
 def _provenance(body: RunCreate) -> dict[str, Any] | None:
@@ -383,7 +414,12 @@ def finish(run_id: RunId, body: RunFinish, session: SessionDep, user: CurrentUse
                             f"run {run_id} is a {run.kind} run; its worker finishes it")
     if run.status.finished:
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is already {run.status}")
-    finish_run(session, run_id, RunStatus(body.status), error=body.error, result=body.result)
+    if body.finished_at is not None and run.started_at is not None \
+            and body.finished_at < run.started_at:
+        raise invalid(["body", "finished_at"], f"{body.finished_at.isoformat()} is before the "
+                      f"run started ({run.started_at.isoformat()})", "before_start")
+    finish_run(session, run_id, RunStatus(body.status), error=body.error, result=body.result,
+               finished_at=body.finished_at)
     save_log_artifact(session, settings.artifacts, run_id)
     session.commit()
     session.refresh(run)

@@ -97,7 +97,8 @@ class ApiToken(Base):
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_owner_created", "owner_id", "created_at"),)
+    __table_args__ = (Index("ix_runs_owner_created", "owner_id", "created_at"),
+                      Index("ix_runs_owner_client_key", "owner_id", "client_key", unique=True))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), default="")
@@ -125,6 +126,9 @@ class Run(Base):
     provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # bytes of log text stored so far in run_logs, against the per-run bound
     log_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # the creating client's idempotency key (an offline run's spool key): a create that
+    # repeats it returns this run instead of making a second one
+    client_key: Mapped[str | None] = mapped_column(String(64))
 
     owner: Mapped[User] = relationship(lazy="joined")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import CursorResult, delete, func, or_, select, update
@@ -204,10 +204,13 @@ def finish_run(
     *,
     error: str | None = None,
     result: dict[str, Any] | None = None,
+    finished_at: datetime | None = None,
 ) -> None:
     """Record the outcome unless the run was cancelled meanwhile (cancel wins); a change
-    of status queues the owner's webhooks in the same transaction."""
-    values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error}
+    of status queues the owner's webhooks in the same transaction. ``finished_at``: when
+    it ended, if earlier than now (an external run's script, synced later)."""
+    values: dict[str, Any] = {"status": status, "finished_at": finished_at or utcnow(),
+                              "error": error}
     if result is not None:
         values["result"] = result
     if status is RunStatus.succeeded:
