@@ -201,8 +201,8 @@ class RunSync:
         run = f"run {self.run_id}" if self.run_id is not None else "no run"
         if self.already:
             return f"{self.folder.name}: {run}, synced before"
-        sent = [f"{self.points} points", f"{self.lines} log lines",
-                f"{self.artifacts} artifacts"]
+        sent = [_count(self.points, "point"), _count(self.lines, "log line"),
+                _count(self.artifacts, "artifact")]
         what = (f"{run} ({'created' if self.created else 'existing'}): "
                 + ", ".join(sent))
         if self.finished:
@@ -210,6 +210,10 @@ class RunSync:
         elif not self.done and self.run_id is not None:
             what += "; not finished yet (the script has not called finish, or still runs)"
         return f"{self.folder.name}: {what}"
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
 class _Refused(Exception):

@@ -44,6 +44,6 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
             print(f"problem: {problem}", file=sys.stderr)
     if not args.json:
         sent = sum(r.points for r in reports), sum(r.lines for r in reports)
-        print(f"{len(reports)} run folders in {root}: {sent[0]} points and {sent[1]} log "
-              f"lines sent to {settings.url}", file=sys.stderr)
+        print(f"{len(reports)} run folder(s) in {root}: {sent[0]:,} points and {sent[1]:,} "
+              f"log lines sent to {settings.url}", file=sys.stderr)
     return 1 if any(r.problems for r in reports) else 0

@@ -164,7 +164,7 @@ def test_a_truncated_or_corrupt_line_is_named_and_the_rest_syncs(
     assert f"{events}:3: corrupt, skipped: not JSON" in err
     assert f"{events}:4: corrupt, skipped: not an event (op is 'teleport')" in err
     assert f"{events}:{len(lines) + 1}: truncated" in err
-    assert "created" in out and "5 log lines" not in out
+    assert "(created): 6 points, 3 log lines, 0 artifacts; finished succeeded" in out
     with Client(url, token, offline=False) as nr:
         (run,) = nr.runs(tag="offline")
         steps, _ = nr.series(run["id"], "loss")
@@ -291,3 +291,21 @@ def test_times_a_script_sends_are_checked(api: TestClient) -> None:
     assert api.get(f"/api/runs/{run['id']}").json()["status"] == "running"  # nothing lost
     done = api.post(f"/api/runs/{run['id']}/finish", json={"finished_at": "2026-01-02T05:00:00Z"})
     assert done.status_code == 200 and done.json()["finished_at"].startswith("2026-01-02T05:00")
+
+
+def test_the_readme_offline_block_runs_as_written_and_syncs(
+    server: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+                if "Client(offline=True)" in b]
+    url, token = server
+    monkeypatch.setenv("NEUROREG_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("NEUROREG_API_URL", "http://127.0.0.1:9")  # no server is asked
+    exec(compile(block, "README.md", "exec"), {})
+    with Client(url, token, offline=False, spool_dir=tmp_path / "spool") as nr:
+        (report,) = nr.sync()
+        assert report.done and report.points == 100 and report.lines == 1
+        assert nr.run(report.run_id)["status"] == "succeeded"  # type: ignore[arg-type]
