@@ -37,10 +37,15 @@ def _past(v: datetime | None) -> datetime | None:
         return None
     if v.tzinfo is None:
         v = v.replace(tzinfo=UTC)
-    if v.timestamp() > time.time() + CLOCK_SKEW_S:
-        raise ValueError("in the future (the client's clock is ahead of the server's?)")
     if v.year < 2000:
         raise ValueError("before the year 2000")
+    try:
+        v = v.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-12:00
+        raise ValueError("in the future (the client's clock is ahead of the server's?)"
+                         ) from None
+    if v.timestamp() > time.time() + CLOCK_SKEW_S:
+        raise ValueError("in the future (the client's clock is ahead of the server's?)")
     return v
 
 

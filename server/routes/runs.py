@@ -90,7 +90,8 @@ def dry_run(body: RunCreate, session: SessionDep, user: CurrentUser, settings: S
                       input_run_id=body.input_run_id if reads is None else reads)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=CONFLICT)
+@router.post("", status_code=status.HTTP_201_CREATED, responses={
+    **CONFLICT, 200: {"model": RunPublic, "description": "The run this client_key created"}})
 def create(
     body: RunCreate, request: Request, response: Response, session: SessionDep,
     user: CurrentUser, settings: SettingsDep
