@@ -34,6 +34,10 @@ class Recorder(Protocol):
     def should_stop(self) -> bool:
         """True when the job should stop early (e.g. the run was cancelled)."""
 
+    def stop_resumes(self) -> bool:
+        """After ``should_stop``: True when the job will run again and resume (its worker
+        hands it back), so it should checkpoint where it stands; False for a cancel."""
+
 
 @dataclass
 class MemoryRecorder:
@@ -43,6 +47,7 @@ class MemoryRecorder:
     artifacts: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     fractions: list[float] = field(default_factory=list)
     stop_after_steps: int | None = None
+    resume_after_stop: bool = False  # the stop is a hand-back (stop_resumes)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         for key, value in metrics.items():
@@ -62,6 +67,9 @@ class MemoryRecorder:
             return False
         logged = max((len(series) for series in self.metrics.values()), default=0)
         return logged >= self.stop_after_steps
+
+    def stop_resumes(self) -> bool:
+        return self.resume_after_stop
 
     def series(self, key: str) -> list[float]:
         """Values of ``key`` ordered by step."""

@@ -81,6 +81,11 @@ class SqlRecorder:
                 self._stop = status_of(s, self.run_id) is RunStatus.cancelled
         return self._stop
 
+    def stop_resumes(self) -> bool:
+        """The stop is this worker's shutdown: the run goes back to the queue (unless it
+        was cancelled meanwhile) and resumes from the checkpoint taken now."""
+        return shutdown.requested()
+
     def flush(self) -> None:
         """Write buffered points and the latest progress in one transaction."""
         points, self._buffer = self._buffer, []

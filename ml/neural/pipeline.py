@@ -145,6 +145,9 @@ class _Stage:
     def should_stop(self) -> bool:
         return self.inner.should_stop()
 
+    def stop_resumes(self) -> bool:
+        return self.inner.stop_resumes()
+
 
 def _images_by_id(scans: Sequence[Scan], ids: np.ndarray) -> np.ndarray:
     """(n, 1, 36, 64) stimuli for ``ids``, from whichever scan showed each."""

@@ -10,8 +10,11 @@ uses the BatchNorm statistics (:mod:`ml.train.pathway`); stimuli are drawn by a 
 of their own, so outside ``shared`` a target with α = 0 trains exactly the None model.
 
 Checkpoints: ``checkpoint.pt`` (weights, γ head, optimizer, sampler state, config) every
-``checkpoint_every`` epochs; a run started again with the same recorder resumes from it
-and re-sends only steps after it, which a recorder keeps once. ``model.pt`` at the end.
+``checkpoint_every`` epochs, and at the step where a recorder stops it to hand the run
+back (``stop_resumes``: a worker shutting down at a SLURM job's end or preemption); a
+run started again with the same recorder resumes from it — mid-epoch too, drawing that
+epoch's batch order again — and re-sends only steps after it, which a recorder keeps
+once. ``model.pt`` at the end.
 """
 
 from __future__ import annotations
@@ -294,6 +297,7 @@ class _Training:
     stimuli: _Stimuli | None
     step: int = 0
     first_epoch: int = 0
+    first_batch: int = 0  # where in first_epoch to start (a checkpoint taken mid-epoch)
     test_acc: float = float("nan")
     test_loss: float = float("nan")
     sim_r: float = float("nan")
@@ -347,6 +351,7 @@ def _restore(t: _Training, ckpt: dict[str, Any]) -> None:
     if t.scaler is not None and ckpt.get("scaler"):
         t.scaler.load_state_dict(ckpt["scaler"])
     t.first_epoch, t.step = ckpt["epoch"], ckpt["step"]
+    t.first_batch = ckpt.get("batch", 0)
     t.test_acc, t.test_loss, t.sim_r = ckpt["test_acc"], ckpt["test_loss"], ckpt["sim_r"]
     t.sim_r_taps = ckpt.get("sim_r_taps", [])
 
@@ -432,9 +437,14 @@ def _train_epoch(t: _Training, epoch: int, recorder: Recorder, log: _MetricLog,
     lr = paper_lr(epoch, config)
     for group in t.opt.param_groups:
         group["lr"] = lr
+    sampler = t.gen.get_state()  # before the epoch's order: a resumed epoch draws it again
     order = torch.randperm(n, generator=t.gen).to(t.device)
-    for b in range(0, n, config.batch_size):
+    first, t.first_batch = t.first_batch, 0
+    for batch, b in enumerate(range(first * config.batch_size, n, config.batch_size), first):
         if recorder.should_stop():
+            if recorder.stop_resumes():  # handed back (a SLURM job's end): resume here
+                log.sync()
+                _save_checkpoint(t, recorder, epoch=epoch, batch=batch, sampler=sampler)
             raise Cancelled(f"stopped at step {t.step}")
         log.add(t.step, _train_step(t, order[b:b + config.batch_size], lr))
         t.step += 1
@@ -457,13 +467,20 @@ def _end_epoch(t: _Training, epoch: int, recorder: Recorder) -> None:
         metrics.update({f"sim_r/{k}": v for k, v in enumerate(t.sim_r_taps)})
     recorder.log_metrics(metrics, t.step - 1)
     if (epoch + 1) % config.checkpoint_every == 0 and epoch + 1 < config.epochs:
-        recorder.save_artifact(CHECKPOINT, checkpoint_bytes(
-            t.model, config, step=t.step, epoch=epoch + 1, head=t.head.state_dict(),
-            optimizer=t.opt.state_dict(), sampler=t.gen.get_state(),
-            stimulus_sampler=t.stim_gen.get_state(), stimulus_bn=t.pathway.state_dict(),
-            scaler=t.scaler.state_dict() if t.scaler is not None else None,
-            test_acc=t.test_acc, test_loss=t.test_loss, sim_r=t.sim_r,
-            sim_r_taps=t.sim_r_taps), "application/octet-stream")
+        _save_checkpoint(t, recorder, epoch=epoch + 1, batch=0, sampler=t.gen.get_state())
+
+
+def _save_checkpoint(t: _Training, recorder: Recorder, *, epoch: int, batch: int,
+                     sampler: torch.Tensor) -> None:
+    """``checkpoint.pt``: training resumes at batch ``batch`` of epoch ``epoch``, whose
+    order ``sampler`` (the batch-order generator's state before it) draws again."""
+    recorder.save_artifact(CHECKPOINT, checkpoint_bytes(
+        t.model, t.config, step=t.step, epoch=epoch, batch=batch, head=t.head.state_dict(),
+        optimizer=t.opt.state_dict(), sampler=sampler,
+        stimulus_sampler=t.stim_gen.get_state(), stimulus_bn=t.pathway.state_dict(),
+        scaler=t.scaler.state_dict() if t.scaler is not None else None,
+        test_acc=t.test_acc, test_loss=t.test_loss, sim_r=t.sim_r,
+        sim_r_taps=t.sim_r_taps), "application/octet-stream")
 
 
 def train_model(config: TrainConfig, recorder: Recorder,

@@ -94,10 +94,11 @@ def test_a_train_run_moves_to_another_slurm_job_on_requeue_and_resumes(
             with session_scope(team.db_url) as s:
                 r = get_run(s, run_id)
                 m = re.search(r"slurm:(\d+)", r.worker or "")
-                return m and r.status is RunStatus.running and r.progress > 0.3 and m.group(1)
+                return (m and r.status is RunStatus.running and r.progress > 0.3
+                        and (m.group(1), r.progress))
 
-        first = _wait(f"run {run_id} never ran past 30% in a SLURM job\n{cluster.log()}",
-                      running_in_a_job)
+        first, progress = _wait(
+            f"run {run_id} never ran past 30% in a SLURM job\n{cluster.log()}", running_in_a_job)
         assert main(["slurm", "status"]) == 0
         status = capsys.readouterr().out
         assert re.search(rf"{first}\s+RUNNING.*#{run_id} train on slurm", status), status
@@ -111,7 +112,9 @@ def test_a_train_run_moves_to_another_slurm_job_on_requeue_and_resumes(
         done = _wait(f"run {run_id} never finished after the requeue\n{cluster.log()}",
                      finished)
         assert done.status is RunStatus.succeeded, done.error
-        assert done.result["resumed_from_step"] > 0  # from the checkpoint, not from 0
+        # from the checkpoint the hand-back took where it stopped (past the step the
+        # progress showed at the requeue), not from the last epoch's end, nor from 0
+        assert done.result["resumed_from_step"] >= int(progress * STEPS), (done.result, progress)
         with session_scope(team.db_url) as s:
             for key in ("loss", "acc", "task_loss"):
                 steps = s.execute(select(Metric.step).where(

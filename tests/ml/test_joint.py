@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +7,7 @@ import torch
 from ml.neural.estimators import unit_vectors
 from ml.neural.stimuli import natural_patches
 from ml.neural.target import SimilarityTarget
-from ml.recorder import MemoryRecorder
+from ml.recorder import Cancelled, MemoryRecorder
 from ml.train.joint import TrainConfig, paper_lr, train_model
 
 TINY = dict(backbone="small_cnn", width=8, epochs=4, batch_size=256, lr=0.05,
@@ -139,6 +141,54 @@ def test_a_crashed_run_resumes_from_its_checkpoint_with_every_step_once(target):
     assert again == set(range(steps_per_epoch * 2, steps_per_epoch * 2 + 2))
     assert resumed.test_accuracy == expected.test_accuracy
     assert resumed.r_similarity == expected.r_similarity
+
+
+class HandBack(CountingRecorder):
+    """A worker told to shut down (a SLURM job's end) after ``stop_at`` steps."""
+
+    def __init__(self, stop_at: int) -> None:
+        super().__init__()
+        self.stop_at: int | None = stop_at
+        self.checks = 0
+
+    def should_stop(self) -> bool:  # asked once per step
+        self.checks += 1
+        return self.stop_at is not None and self.checks > self.stop_at
+
+    def stop_resumes(self) -> bool:
+        return True
+
+
+def test_a_run_handed_back_mid_epoch_resumes_at_that_step(target):
+    """A hand-back checkpoints where it stands; the next attempt resumes mid-epoch, with
+    that epoch's batch order drawn again, and trains exactly the uninterrupted run."""
+    cfg = TrainConfig(target="neural-model", alpha=2.0, **{**TINY, "epochs": 2})
+    whole = CountingRecorder()
+    expected = train_model(cfg, whole, target)
+    steps_per_epoch = expected.steps // 2
+    stop = steps_per_epoch + 2  # in the middle of epoch 2
+    rec = HandBack(stop)
+    with pytest.raises(Cancelled, match=f"stopped at step {stop}"):
+        train_model(cfg, rec, target)
+    ckpt = torch.load(io.BytesIO(rec.artifacts["checkpoint.pt"][0]), weights_only=False)
+    assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (1, 2, stop)
+    rec.stop_at = None
+    resumed = train_model(cfg, rec, target)
+    assert resumed.resumed_from_step == stop  # not the epoch's start
+    # exact on purpose: the same path on the same machine, resumed from its own checkpoint
+    for key in whole.metrics:
+        assert rec.series(key) == whole.series(key), key
+    assert not [k for k, n in rec.sent.items() if n > 1]  # no step was trained twice
+    a = torch.load(io.BytesIO(whole.artifacts["model.pt"][0]), weights_only=False)
+    b = torch.load(io.BytesIO(rec.artifacts["model.pt"][0]), weights_only=False)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+    # a cancel (not a hand-back) leaves no new checkpoint behind
+    cancelled = HandBack(3)
+    cancelled.stop_resumes = lambda: False  # type: ignore[method-assign]
+    with pytest.raises(Cancelled):
+        train_model(cfg, cancelled, target)
+    assert "checkpoint.pt" not in cancelled.artifacts
 
 
 def test_a_checkpoint_from_another_config_is_refused(target):
