@@ -223,8 +223,23 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    """The API in one process, or ``--workers N`` uvicorn processes sharing one listening
+    socket (the kernel hands each connection to one of them). Each process runs its own
+    reaper and webhook dispatcher: both move a row only by a conditional UPDATE (the run
+    still running with a stale beat; the delivery still pending and due), so one process
+    wins each and nothing is requeued or sent twice."""
     import uvicorn
 
+    workers = getattr(args, "workers", 1)
+    if workers > 1:
+        from server.store.db import migrate
+
+        migrate(settings.db_url)  # once, here: the processes then find the schema at head
+        _admin_token(settings)
+        os.environ.update(_env(settings))  # what each process's get_settings() reads
+        uvicorn.run("server.app:create_app", factory=True, workers=workers,
+                    host=settings.host, port=settings.port, log_level="info")
+        return 0
     from server.app import create_app
 
     app = create_app(settings)
