@@ -43,6 +43,9 @@ class StudyConfig:
             features are set per cell).
         evaluate: the evaluation of every trained model (its train_run is set per cell).
         note: a short free-text note the study page shows at the top (≤ 2000 characters).
+        pack: train up to this many cells that differ only in seed, target and α as one
+            pack in one process on one device (:mod:`ml.train.pack`; each stays an
+            ordinary run); 1 trains each alone. ``bench/pack.py`` measures what it gains.
     """
 
     conditions: tuple[str, ...] = PAPER_CONDITIONS
@@ -53,6 +56,7 @@ class StudyConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     note: Annotated[str, MaxLen(2000)] = ""
+    pack: Annotated[int, Ge(1), Le(32)] = 1
 
     def __post_init__(self) -> None:
         for name in ("conditions", "alphas"):
@@ -97,6 +101,27 @@ def study_cells(config: StudyConfig) -> list[Cell]:
                     features=config.features if condition == "cnn-features" else None)
                 cells.append(Cell(condition, alpha, seed, train))
     return cells
+
+
+def packs(cells: Iterable[tuple[int, TrainConfig]], size: int) -> list[list[int]]:
+    """Group ``(id, train config)`` cells into packs of at most ``size`` that may train
+    together (:func:`ml.train.pack.pack_key`), in their order: the seeds of one condition
+    and α go together. A cell that cannot be packed (fp16) is a pack of one."""
+    from ml.train.pack import pack_key
+
+    out: list[list[int]] = []
+    open_: dict[Any, list[int]] = {}
+    for run_id, train in cells:
+        key = pack_key(train)
+        if size <= 1 or key is None:
+            out.append([run_id])
+            continue
+        group = open_.get(key)
+        if group is None or len(group) >= size:
+            group = open_[key] = []
+            out.append(group)
+        group.append(run_id)
+    return out
 
 
 def paired_difference(pairs: list[tuple[float, float]]) -> dict[str, Any]:

@@ -40,9 +40,11 @@ class JobKind:
 
 @dataclass(frozen=True)
 class Waiting:
-    """What a fanning-out kind's job returns: the child runs to queue, (id, kind) each."""
+    """What a fanning-out kind's job returns: the child runs to queue, (id, kind) each,
+    and the groups of them to queue as one pack each (:mod:`ml.train.pack`)."""
 
     children: list[tuple[int, str]]
+    packs: list[list[int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -87,6 +87,15 @@ def enqueue_runs(celery: Celery, db_url: str, runs: Sequence[tuple[int, str]]) -
                 set_task_id(s, run_id, task_id)
 
 
+def enqueue_pack(celery: Celery, run_ids: Sequence[int]) -> None:
+    """Send train runs to the ``gpu`` queue as one pack (:mod:`ml.train.pack`). Their
+    task id is not recorded: cancelling one member must not revoke the others' task (the
+    pack leaves out a member that is cancelled when it starts)."""
+    from server.queue import send
+
+    send(celery, task="neuroreg.train_pack", queue="gpu", args=[list(run_ids)])
+
+
 def runs_public(session: Session, runs: Sequence[Run]) -> list[RunPublic]:
     ids = [r.id for r in runs]
     latest = latest_values(session, ids, TABLE_KEYS)

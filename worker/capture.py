@@ -33,7 +33,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from server.store.db import session_scope
@@ -130,12 +130,33 @@ class LogSink:
         log.warning("run %s: gave up writing its last log lines", self.run_id)
 
 
+class TeeSink:
+    """One capture written to several runs' logs (the members of a pack): every line to
+    each, numbered in each."""
+
+    def __init__(self, sinks: Sequence[LogSink]) -> None:
+        self.sinks = list(sinks)
+        self.run_id = self.sinks[0].run_id
+        self.threads: set[int | None] = set().union(*(s.threads for s in self.sinks))
+
+    def add(self, stream: str, line: str) -> None:
+        for sink in self.sinks:
+            sink.add(stream, line)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+
+Sink = LogSink | TeeSink
+
+
 class _Lines:
     """Text in, whole lines out: a newline ends a line; a carriage return starts it over,
     as on a terminal (a progress bar keeps its last state); longer than
     :data:`~server.store.logs.MAX_LINE` it is cut into pieces."""
 
-    def __init__(self, sink: LogSink, stream: str) -> None:
+    def __init__(self, sink: Sink, stream: str) -> None:
         self.sink, self.stream, self._part = sink, stream, ""
         self._lock = threading.Lock()
 
@@ -164,7 +185,7 @@ class _Lines:
 class _Handler(logging.Handler):
     """Root-logger handler: a record as one or more ``log`` lines."""
 
-    def __init__(self, sink: LogSink, thread: int | None, captured: Any) -> None:
+    def __init__(self, sink: Sink, thread: int | None, captured: Any) -> None:
         super().__init__(logging.INFO)
         self.sink, self.thread, self.captured = sink, thread, captured
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -223,7 +244,7 @@ def _root_handler(handler: _Handler) -> Iterator[None]:
 # -- the task's process to itself: descriptors -------------------------------------------
 
 @contextlib.contextmanager
-def _descriptors(sink: LogSink) -> Iterator[None]:
+def _descriptors(sink: Sink) -> Iterator[None]:
     saved: dict[int, int] = {}
     readers: list[threading.Thread] = []
     streams = {"stdout": sys.stdout, "stderr": sys.stderr}
@@ -324,7 +345,7 @@ _routers_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def _routed(sink: LogSink) -> Iterator[None]:
+def _routed(sink: Sink) -> Iterator[None]:
     me = threading.get_ident()
     with _routers_lock:
         routers: dict[str, _Router] = {}
@@ -356,7 +377,7 @@ class Capture:
     """A task's capture, from :func:`capture_logs`; :meth:`end` undoes it and writes the
     rest (once; the block's end does it otherwise)."""
 
-    def __init__(self, sink: LogSink | None, stack: contextlib.ExitStack) -> None:
+    def __init__(self, sink: Sink | None, stack: contextlib.ExitStack) -> None:
         self.sink, self._stack = sink, stack
 
     def end(self) -> None:
@@ -370,14 +391,19 @@ class Capture:
 
 
 @contextlib.contextmanager
-def capture_logs(db_url: str, run_id: int, *, max_bytes: int,
+def capture_logs(db_url: str, run_id: int | Sequence[int], *, max_bytes: int,
                  interval: float = 1.0) -> Iterator[Capture]:
-    """Capture the calling task's output into run ``run_id``'s log until the block ends
-    or :meth:`Capture.end`; if capture cannot start the job runs without it."""
+    """Capture the calling task's output into run ``run_id``'s log (each of several runs'
+    logs: a pack's) until the block ends or :meth:`Capture.end`; if capture cannot start
+    the job runs without it."""
     stack = contextlib.ExitStack()
-    sink: LogSink | None = None
+    sink: Sink | None = None
     try:
-        sink = LogSink(db_url, run_id, max_bytes=max_bytes, interval=interval)
+        if isinstance(run_id, int):
+            sink = LogSink(db_url, run_id, max_bytes=max_bytes, interval=interval)
+        else:
+            sink = TeeSink([LogSink(db_url, r, max_bytes=max_bytes, interval=interval)
+                            for r in run_id])
         exclusive = threading.current_thread() is threading.main_thread()
         stack.enter_context(_descriptors(sink) if exclusive else _routed(sink))
     except Exception:  # noqa: BLE001 — e.g. out of descriptors

@@ -9,7 +9,7 @@ import os
 import socket
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ml.recorder import Cancelled, Recorder
@@ -18,7 +18,7 @@ from server.settings import get_settings
 from server.store.db import session_scope
 from server.store.logs import save_log_artifact
 from server.store.models import RunStatus
-from server.store.runs import beat, finish_run, get_run, release_run, start_run
+from server.store.runs import beat, find_run, finish_run, get_run, release_run, start_run
 from worker import shutdown
 from worker.app import celery_app, task
 from worker.capture import Capture, capture_logs
@@ -86,15 +86,31 @@ def heartbeat(db_url: str, run_id: int, interval: float) -> Iterator[None]:
         thread.join(timeout=5)
 
 
-def execute(run_id: int, job: Job) -> dict[str, Any]:
-    """Run ``job`` for a stored run and move it through its statuses."""
+def _start(run_id: int) -> tuple[str, dict[str, Any]] | None:
+    """Take a stored run (queued, or running with a dead worker): its kind and config, or
+    None when it is finished or another worker holds it."""
     settings = get_settings()
     with session_scope(settings.db_url) as s:
-        stale = 0.0 if _dead_here(get_run(s, run_id).worker) else settings.stale_after_s
+        run = find_run(s, run_id)
+        if run is None:
+            return None
+        stale = 0.0 if _dead_here(run.worker) else settings.stale_after_s
         if not start_run(s, run_id, stale_after=stale, worker=WORKER_ID()):
-            return {"run_id": run_id, "skipped": True}
+            return None
         run = get_run(s, run_id)
-        kind, stored = run.kind, run.config
+        return run.kind, run.config
+
+
+def execute(run_id: int, job: Job) -> dict[str, Any]:
+    """Run ``job`` for a stored run and move it through its statuses."""
+    started = _start(run_id)
+    if started is None:
+        return {"run_id": run_id, "skipped": True}
+    return _run_started(run_id, job, *started)
+
+
+def _run_started(run_id: int, job: Job, kind: str, stored: dict[str, Any]) -> dict[str, Any]:
+    settings = get_settings()
     recorder = SqlRecorder(db_url=settings.db_url, artifact_root=settings.artifacts, run_id=run_id)
     record_provenance(settings.db_url, run_id)
     with (heartbeat(settings.db_url, run_id, settings.heartbeat_s),
@@ -143,7 +159,7 @@ def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
                     finish_run(s, run_id, status, error=error, result=result)
                 _advance_study(run_id)
     if waiting is not None:
-        _enqueue(waiting.children)
+        _enqueue(waiting.children, waiting.packs)
         return {"run_id": run_id, "status": "running", "children": len(waiting.children)}
     if released:
         return {"run_id": run_id, "status": "requeued"}
@@ -171,10 +187,14 @@ def _keep_logs(settings: Any, run_id: int) -> None:
         log.warning("run %s: no logs.txt", run_id, exc_info=True)
 
 
-def _enqueue(runs: list[tuple[int, str]]) -> None:
-    from server.services import enqueue_runs
+def _enqueue(runs: list[tuple[int, str]], packs: Sequence[list[int]] = ()) -> None:
+    """Queue runs, those in ``packs`` as one pack task each."""
+    from server.services import enqueue_pack, enqueue_runs
 
-    enqueue_runs(celery_app, get_settings().db_url, runs)
+    packed = {r for p in packs for r in p}
+    for p in packs:
+        enqueue_pack(celery_app, p)
+    enqueue_runs(celery_app, get_settings().db_url, [r for r in runs if r[0] not in packed])
 
 
 def _advance_study(run_id: int) -> None:
@@ -186,12 +206,11 @@ def _advance_study(run_id: int) -> None:
     _enqueue(follow)
 
 
-def train_job(config: Any, recorder: Recorder) -> Any:
-    """A train run: load its target (and cnn-features network) from the store, train."""
+def _train_target(config: Any, recorder: Recorder) -> Any:
+    """A train run's target, loaded from the store (and its cnn-features network's)."""
     from ml.neural.target import SimilarityTarget
     from ml.regularize.targets import Network, resolve_target
     from ml.runtime import pick_device
-    from ml.train import train_model
     from server.inputs import train_inputs
 
     settings = get_settings()
@@ -203,12 +222,98 @@ def train_job(config: Any, recorder: Recorder) -> Any:
         recorder.progress(0.0, "computing the cnn-features target")
         network = Network(paths["network"], config.features.layer,
                           {"stimuli_run": config.target_run})
-    target = resolve_target(config.target, source, seed=config.seed, network=network,
-                            device=pick_device(config.device))
+    return resolve_target(config.target, source, seed=config.seed, network=network,
+                          device=pick_device(config.device))
+
+
+def train_job(config: Any, recorder: Recorder) -> Any:
+    """A train run: load its target (and cnn-features network) from the store, train."""
+    from ml.train import train_model
+
+    settings = get_settings()
+    target = _train_target(config, recorder)
     result = train_model(config, recorder, target, data_root=settings.datasets)
     if config.target_run is not None and isinstance(recorder, SqlRecorder):
         _save_s_cnn_overview(config, recorder, settings)
     return result
+
+
+def execute_pack(run_ids: list[int]) -> dict[str, Any]:
+    """Train stored train runs as one pack (:mod:`ml.train.pack`): the ones this worker
+    can take (a finished or cancelled member, or one another worker holds, is left out;
+    one left alone trains as an ordinary run). Each member finishes, is handed back or
+    fails on its own, as a run trained apart would."""
+    started = [(r, got[1]) for r in run_ids if (got := _start(r)) is not None]
+    if not started:
+        return {"run_ids": run_ids, "skipped": True}
+    if len(started) == 1:
+        return _run_started(started[0][0], train_job, "train", started[0][1])
+    settings = get_settings()
+    ids = [r for r, _ in started]
+    recorders = [SqlRecorder(db_url=settings.db_url, artifact_root=settings.artifacts,
+                             run_id=r) for r in ids]
+    configs = [KINDS["train"].config_type(**stored) for _, stored in started]
+    for r in ids:
+        record_provenance(settings.db_url, r)
+    with contextlib.ExitStack() as stack:
+        for r in ids:
+            stack.enter_context(heartbeat(settings.db_url, r, settings.heartbeat_s))
+            stack.enter_context(system_metrics(settings.db_url, r, settings.system_metrics_s))
+        logs = stack.enter_context(capture_logs(settings.db_url, ids,
+                                                max_bytes=settings.log_max_bytes))
+        log.info("training runs %s as one pack on one device", ", ".join(map(str, ids)))
+        try:
+            outcomes = _train_pack(configs, recorders)
+        except Exception as exc:  # the pack as a whole could not train: each run says why
+            outcomes = [exc] * len(ids)
+        for rec in recorders:
+            with contextlib.suppress(Exception):
+                rec.flush()
+        logs.end()
+    statuses = {}
+    for r, outcome in zip(ids, outcomes, strict=True):
+        statuses[r] = _end_member(r, outcome, settings)
+    return {"run_ids": run_ids, "status": statuses}
+
+
+def _train_pack(configs: list[Any], recorders: list[SqlRecorder]) -> list[Any]:
+    from ml.train.pack import train_pack as train_packed
+
+    settings = get_settings()
+    outcomes: list[Any] = [None] * len(configs)
+    targets: list[Any] = [None] * len(configs)
+    for k, (c, r) in enumerate(zip(configs, recorders, strict=True)):
+        try:
+            targets[k] = _train_target(c, r)
+        except Exception as exc:  # this member cannot train (its input is gone): it alone
+            outcomes[k] = exc
+    live = [k for k, out in enumerate(outcomes) if out is None]
+    if live:
+        trained = train_packed([configs[k] for k in live], [recorders[k] for k in live],
+                               [targets[k] for k in live], data_root=settings.datasets)
+        for k, out in zip(live, trained, strict=True):
+            outcomes[k] = out
+            if configs[k].target_run is not None and not isinstance(out, BaseException):
+                _save_s_cnn_overview(configs[k], recorders[k], settings)
+    return outcomes
+
+
+def _end_member(run_id: int, outcome: Any, settings: Any) -> str:
+    """Finish (or hand back) one member of a pack as :func:`_execute` does a run."""
+    if isinstance(outcome, Cancelled) and shutdown.requested():
+        _release(run_id, "train")
+        return "requeued"
+    if isinstance(outcome, Cancelled):
+        status, error, result = RunStatus.cancelled, None, None
+    elif isinstance(outcome, BaseException):
+        status, error, result = RunStatus.failed, _error_text(outcome), None
+    else:
+        status, error, result = RunStatus.succeeded, None, dataclasses.asdict(outcome)
+    _keep_logs(settings, run_id)
+    with session_scope(settings.db_url) as s:
+        finish_run(s, run_id, status, error=error, result=result)
+    _advance_study(run_id)
+    return status.value
 
 
 def _save_s_cnn_overview(config: Any, recorder: SqlRecorder, settings: Any) -> None:
@@ -275,6 +380,12 @@ def train(run_id: int) -> dict[str, Any]:
     return execute(run_id, train_job)
 
 
+@task("neuroreg.train_pack")
+def train_pack(run_ids: list[int]) -> dict[str, Any]:
+    """Train runs as one pack (a study's ``pack``); each stays an ordinary run."""
+    return execute_pack(run_ids)
+
+
 def similarity_job(config: Any, recorder: Recorder) -> dict[str, Any]:
     """A similarity run: resolve its recording under the server's root, then analyse."""
     from ml.neural.pipeline import run_similarity
@@ -326,10 +437,15 @@ def evaluate(run_id: int) -> dict[str, Any]:
 
 def study_job(config: Any, recorder: SqlRecorder) -> Waiting:
     """A study: its train runs, queued; it finishes when its last child does."""
+    from ml.study import packs
     from server.studies import fan_out
 
     with session_scope(get_settings().db_url) as s:
-        return Waiting([(r.id, r.kind) for r in fan_out(s, get_run(s, recorder.run_id))])
+        runs = fan_out(s, get_run(s, recorder.run_id))
+        cells = [(r.id, KINDS["train"].config_type(**r.config)) for r in runs
+                 if r.kind == "train"]
+        return Waiting([(r.id, r.kind) for r in runs],
+                       [p for p in packs(cells, config.pack) if len(p) > 1])
 
 
 @task("neuroreg.study")

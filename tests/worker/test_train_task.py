@@ -4,6 +4,7 @@ train run, and resuming a crashed run from its stored checkpoint."""
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Iterator
 
 import numpy as np
@@ -220,3 +221,83 @@ def test_a_study_fans_out_trains_then_evaluates_and_aggregates(env: Settings, mo
     assert {r["target"] for r in page["gamma"]} == {"neural-model"}  # None learns no γ
     (paired,) = [r for r in page["paired_vs_none"] if r["measure"] == "noise_accuracy"]
     assert paired["pairs"] == 2 and paired["condition"] == "neural-model"
+
+
+def _sent(settings: Settings, task: str) -> list[list]:  # type: ignore[type-arg]
+    """The args of every ``task`` message waiting in the embedded broker's gpu queue."""
+    import json
+
+    out = []
+    for f in sorted((settings.broker_dir / "queue").glob("*.gpu.msg")):
+        msg = json.loads(f.read_text())
+        if msg["headers"]["task"] == task:
+            out.append(json.loads(msg["headers"]["argsrepr"]))
+    return out
+
+
+def test_a_pack_task_trains_its_runs_as_ordinary_runs(env: Settings):
+    from server.store.logs import read_lines
+    from server.store.runs import cancel_run
+    from worker.tasks import execute_pack
+
+    sim = _similarity_run(env)
+    cfgs = [TrainConfig(target="neural-model", target_run=sim, seed=s, **TINY)
+            for s in range(3)]
+    ids = [_train_run(env, c) for c in cfgs]
+    with session_scope(env.db_url) as s:
+        cancel_run(s, get_run(s, ids[2]))  # cancelled while queued: left out of the pack
+    out = execute_pack(ids)
+    assert out["status"] == {ids[0]: "succeeded", ids[1]: "succeeded"}
+    apart = _train_run(env, cfgs[1])
+    assert execute(apart, train_job)["status"] == "succeeded"
+    rec = SqlRecorder(db_url=env.db_url, artifact_root=env.artifacts, run_id=ids[1])
+    alone = SqlRecorder(db_url=env.db_url, artifact_root=env.artifacts, run_id=apart)
+    with session_scope(env.db_url) as s:
+        for run_id in ids[:2]:
+            run = get_run(s, run_id)
+            assert run.status is RunStatus.succeeded and run.result["steps"] == 12
+            assert run.worker and run.provenance
+            assert read_series(s, run_id, "loss", max_points=100).steps == list(range(12))
+            lines = [ln.line for ln in read_lines(s, run_id, after=-1, limit=10_000)]
+            assert any(f"runs {ids[0]}, {ids[1]} as one pack" in ln for ln in lines), lines
+        assert get_run(s, ids[2]).status is RunStatus.cancelled
+        a = read_series(s, ids[1], "sim_loss", max_points=100).values
+        b = read_series(s, apart, "sim_loss", max_points=100).values
+        assert np.allclose(a, b, atol=1e-3)  # the run trained apart
+    for name in ("model.pt", "s-cnn-overview.npz", "logs.txt"):
+        assert rec.load_artifact(name) is not None, name
+    wa = torch.load(io.BytesIO(rec.load_artifact("model.pt")), weights_only=False)
+    wb = torch.load(io.BytesIO(alone.load_artifact("model.pt")), weights_only=False)
+    for k, v in wa["state_dict"].items():
+        assert torch.allclose(v.float(), wb["state_dict"][k].float(), atol=1e-3), k
+
+
+def test_a_study_with_pack_queues_its_compatible_cells_as_packs(
+        env: Settings, monkeypatch: pytest.MonkeyPatch):
+    from server.queue import make_celery
+    from server.store.models import Run
+    from worker.tasks import study_job
+
+    # the worker's app was made with the settings of its import; this test's broker
+    monkeypatch.setattr("worker.tasks.celery_app", make_celery(env))
+
+    sim = _similarity_run(env)
+    with session_scope(env.db_url) as s:
+        user = s.query(User).first()
+        study = create_run(s, owner=user, kind="study", name="grid", config={
+            "conditions": ["none", "neural-model"], "seeds": 3, "alphas": [1.0, 2.0],
+            "target_run": sim, "pack": 2, "train": {"backbone": "small_cnn"}}).id
+    assert execute(study, study_job)["children"] == 9
+    with session_scope(env.db_url) as s:
+        kids = {k.id: k for k in s.query(Run).filter(Run.parent_id == study)}
+        packs = _sent(env, "neuroreg.train_pack")
+        alone = [a[0] for a in _sent(env, "neuroreg.train")]
+        # two by two, in grid order: None's 3 seeds (one left alone), then the 6 neural
+        # cells, α being one of the fields pack members may differ in
+        targets = [[kids[i].config["target"] for i in p[0]] for p in packs]
+        assert targets == [["none"] * 2] + [["neural-model"] * 2] * 3
+        assert {kids[i].config["alpha"] for i in packs[2][0]} == {1.0, 2.0}
+        assert len(alone) == 1 and kids[alone[0]].config["target"] == "none"
+        assert {i for p in packs for i in p[0]} | set(alone) == set(kids)
+        assert all(kids[i].task_id is None for p in packs for i in p[0])  # not revoked
+        assert all(kids[i].task_id for i in alone)
