@@ -28,6 +28,13 @@ _CLAMP = 1.0 - 1e-4  # arctanh(±0.9999) = ±4.95: finite loss and gradient at S
 def centred_cosine(features: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     """Eq. 9: S_ij = (f_i − f̄)·(f_j − f̄) / (‖f_i − f̄‖ ‖f_j − f̄‖).
 
+    Computed from the Gram matrix G = E Eᵀ of the centred rows E: the norms are
+    √G_ii, so the (M, D) rows are never divided (forward) and their division is never
+    differentiated (backward); only (M, M) values are scaled. The same quantity as
+    normalizing E's rows first (within float rounding; ``tests/ml/test_joint.py``), and
+    forward with backward about 2× faster over a ResNet18's taps on a CPU
+    (``bench/train_overhead.py --profile``). A norm below 1e-8 counts as 1e-8, as before.
+
     Args:
         features: (M, D) flattened feature vectors, one row per stimulus.
         mean: (D,) the f̄ to subtract.
@@ -36,8 +43,9 @@ def centred_cosine(features: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         (M, M) similarities.
     """
     e = features - mean
-    e = e / e.norm(dim=1, keepdim=True).clamp_min(1e-8)
-    return e @ e.T
+    g = e @ e.T
+    inv = g.diagonal().clamp_min(1e-16).rsqrt()  # 1 / max(‖e_i‖, 1e-8)
+    return g * inv[:, None] * inv[None, :]
 
 
 def similarity_loss(s_cnn: torch.Tensor, s_target: torch.Tensor) -> torch.Tensor:
@@ -87,10 +95,15 @@ class SimilarityHead(nn.Module):
         """(K,) γ_k = softmax(logits): positive, summing to one (Eq. 10)."""
         return torch.softmax(self.logits, dim=0)
 
-    def per_tap(self, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """(M, M) S_k for each tapped map (M, C, H, W) (Eq. 9)."""
+    def per_tap(self, maps: Sequence[torch.Tensor],
+                keep: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """(M, M) S_k for each tapped map (M, C, H, W) (Eq. 9).
+
+        ``keep``: which of the head's taps ``maps`` are (positions 0..K−1, in order);
+        default all K. Only those taps' running means move.
+        """
         out = []
-        for k, m in enumerate(maps):
+        for k, m in zip(range(len(maps)) if keep is None else keep, maps, strict=True):
             f = m.flatten(1).float()  # (M, C·H·W): f_i^(k), concatenated features
             batch_mean = f.mean(dim=0)
             if self.centering == "batch":
@@ -106,13 +119,39 @@ class SimilarityHead(nn.Module):
             out.append(centred_cosine(f, mean))
         return out
 
-    def mix(self, per_tap: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Eq. 10 from :meth:`per_tap`'s S_k: S_CNN = Σ_k γ_k S_k, (M, M)."""
-        return torch.einsum("k,kij->ij", self.gamma, torch.stack(list(per_tap)))
+    def mix(self, per_tap: Sequence[torch.Tensor],
+            keep: Sequence[int] | None = None) -> torch.Tensor:
+        """Eq. 10 from :meth:`per_tap`'s S_k: S_CNN = Σ_k γ_k S_k, (M, M).
 
-    def forward(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Eq. 10: S_CNN = Σ_k γ_k S_k, (M, M)."""
-        return self.mix(self.per_tap(maps))
+        ``keep`` (a subset of the taps, as in :meth:`per_tap`): the mix of those taps
+        alone, γ renormalized over them (softmax of their logits: Σ_kept γ_k S_k /
+        Σ_kept γ_k) — ``gamma_prune``'s S_CNN, a deviation from Eq. 10 (see
+        :func:`kept_taps`).
+        """
+        gamma = self.gamma if keep is None else torch.softmax(self.logits[list(keep)], 0)
+        return torch.einsum("k,kij->ij", gamma, torch.stack(list(per_tap)))
+
+    def forward(self, maps: Sequence[torch.Tensor],
+                keep: Sequence[int] | None = None) -> torch.Tensor:
+        """Eq. 10: S_CNN = Σ_k γ_k S_k, (M, M) (over ``keep``'s taps: :meth:`mix`)."""
+        return self.mix(self.per_tap(maps, keep), keep)
+
+
+def kept_taps(gamma: Sequence[float], depth: Sequence[int], threshold: float) -> list[int]:
+    """The taps a ``gamma_prune`` step computes: every tap no deeper than the deepest one
+    whose γ is at least ``threshold`` (the tap of the largest γ always counts).
+
+    Args:
+        gamma: γ_k per tap of the head (its softmax).
+        depth: where each tap sits in the network (its index into ``feature_info``).
+        threshold: the γ a tap needs to keep the forward pass going down to it.
+
+    Returns:
+        Positions into ``gamma``, ascending.
+    """
+    bar = min(threshold, max(gamma))
+    deepest = max(d for g, d in zip(gamma, depth, strict=True) if g >= bar)
+    return [k for k, d in enumerate(depth) if d <= deepest]
 
 
 def all_pairs(m: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,6 +9,15 @@ baseline every condition is compared with. ``stimulus_norm`` says how the stimul
 uses the BatchNorm statistics (:mod:`ml.train.pathway`); stimuli are drawn by a generator
 of their own, so outside ``shared`` a target with α = 0 trains exactly the None model.
 
+Two ways to make the stimulus pathway cheaper, both off by default and both deviations
+from the paper (``bench/train_overhead.py`` times them, ``bench/pathway_effects.py``
+measures what they change): ``sim_every = k`` runs it on every k-th step only (steps 0,
+k, 2k, …), with k·M stimuli and k·α as the weight of L_sim on that step, so the pixels
+through the pathway and the regularizer's summed gradient per k steps stay those of M
+stimuli at α every step, while all-pairs sees about k times the pairs; ``gamma_prune = τ``
+stops the stimulus forward after the deepest tap whose γ is at least τ, S_CNN then mixing
+the taps it reached with γ renormalized over them (:meth:`SimilarityHead.mix`).
+
 Checkpoints: ``checkpoint.pt`` (weights, γ head, optimizer, sampler state, config) every
 ``checkpoint_every`` epochs, and at the step where a recorder stops it to hand the run
 back (``stop_resumes``: a worker shutting down at a SLURM job's end or preemption); a
@@ -39,7 +48,7 @@ from ml.data import load_dataset
 from ml.models import TappedBackbone, build_backbone, resolve_taps
 from ml.neural.target import SimilarityTarget
 from ml.recorder import Cancelled, Recorder
-from ml.regularize import SimilarityHead, all_pairs, paper_pairs, similarity_loss
+from ml.regularize import SimilarityHead, all_pairs, kept_taps, paper_pairs, similarity_loss
 from ml.regularize.targets import REGISTRY, TargetName, check_target, resolve_target
 from ml.runtime import deterministic_mode, environment_info, pick_device
 from ml.train.classifier import checkpoint_bytes, evaluate
@@ -84,6 +93,9 @@ class TrainConfig:
     ``bench/train_overhead.py``). ``stimulus_norm`` (``shared``, ``frozen``,
     ``separate``; :mod:`ml.train.pathway`) is how the stimulus pass uses BatchNorm
     statistics; the default is chosen by ``bench/reproduce.py`` (see the README).
+    ``sim_every`` and ``gamma_prune`` trade the paper's every-step, every-tap L_sim for a
+    cheaper step, deviations whose cost and effect the README measures; their defaults
+    (1, unset) are the paper's, and a stored config without them means those.
 
     Attributes:
         dataset: what it learns: ``digits32`` (offline, small) or grayscale CIFAR
@@ -100,6 +112,10 @@ class TrainConfig:
             disjoint pairs.
         stimuli_per_step: stimuli drawn per step (empty: 32 for ``all``, the batch size for
             ``paper``).
+        sim_every: the stimulus pathway runs every this many steps, with this many times
+            the stimuli and α (1: every step, as in the paper).
+        gamma_prune: stop the stimulus pass after the deepest tap whose γ is at least
+            this (empty: every tap, as in the paper).
         centering: how S_CNN centres features: by a ``running`` mean or the ``batch`` mean.
         stimulus_norm: how the stimulus pass uses BatchNorm (``separate`` statistics,
             ``shared`` with the task, or ``frozen``).
@@ -130,6 +146,8 @@ class TrainConfig:
     alpha: Annotated[float, Ge(0.0), Le(1e4)] = 20.0
     pairs: Literal["all", "paper"] = "all"
     stimuli_per_step: Annotated[int, Ge(2), Le(4096)] | None = None
+    sim_every: Annotated[int, Ge(1), Le(100)] = 1
+    gamma_prune: Annotated[float, Gt(0.0), Lt(1.0)] | None = None
     centering: Literal["batch", "running"] = "running"
     stimulus_norm: StimulusNorm = "separate"
     heldout_fraction: Annotated[float, Gt(0.0), Lt(1.0)] = 0.1
@@ -172,10 +190,23 @@ def learns_gamma(target: str, alpha: float) -> bool:
 
 
 def stimuli_per_step(config: TrainConfig) -> int:
-    """M, the stimuli in each step's neural pathway (see :class:`TrainConfig`)."""
+    """M, the stimuli in each step's neural pathway (see :class:`TrainConfig`); with
+    ``sim_every = k``, per step on average (a pathway step draws k·M)."""
     if config.stimuli_per_step is not None:
         return config.stimuli_per_step
     return config.batch_size if config.pairs == "paper" else 32
+
+
+def pathway_step(config: TrainConfig, step: int) -> bool:
+    """Whether step ``step`` (0-based) runs the stimulus pathway: every ``sim_every``-th
+    step, from the first."""
+    return step % config.sim_every == 0
+
+
+def stimuli_drawn(config: TrainConfig) -> int:
+    """The stimuli a pathway step draws: ``sim_every`` × M (all the training stimuli
+    when there are fewer)."""
+    return config.sim_every * stimuli_per_step(config)
 
 
 def paper_lr(epoch: int, config: TrainConfig) -> float:
@@ -218,17 +249,19 @@ def _autocast(device: torch.device, precision: str) -> tuple[Any, torch.amp.Grad
 
 @torch.no_grad()
 def _heldout_r(model: TappedBackbone, head: SimilarityHead, pathway: StimulusPathway,
-               taps: list[int], stimuli: torch.Tensor, target: np.ndarray
-               ) -> tuple[float, list[float]]:
+               taps: list[int], stimuli: torch.Tensor, target: np.ndarray,
+               keep: list[int] | None = None) -> tuple[float, list[float]]:
     """r(S_CNN, S_target) over every pair of the held-out stimuli, for Eq. 10's γ-mix and
     for each tap's S_k alone (which layers look like the target), in eval mode through
-    the stimulus pathway."""
+    the stimulus pathway. ``keep`` (``gamma_prune``): the mix is that of these taps, as
+    a training step would form it now (:meth:`SimilarityHead.mix`); every tap's r is
+    still computed."""
     model.eval()
     head.eval()
     with pathway():
         per_tap = head.per_tap(model.forward_intermediates(
             stimuli, taps, intermediates_only=True, stop_early=True))
-    s = head.mix(per_tap)  # = head(maps), Eq. 10
+    s = head.mix(per_tap) if keep is None else head.mix([per_tap[k] for k in keep], keep)
     model.train()
     head.train()
     i, j = np.triu_indices(len(target), 1)
@@ -241,12 +274,19 @@ def _heldout_r(model: TappedBackbone, head: SimilarityHead, pathway: StimulusPat
     return r(s), [r(m) for m in per_tap]
 
 
+# fields added after checkpoints were first written, with the value their absence means
+_LATER_FIELDS: dict[str, Any] = {"sim_every": 1, "gamma_prune": None}
+
+
 def _resume(recorder: Recorder, config: TrainConfig) -> dict[str, Any] | None:
     raw = recorder.load_artifact(CHECKPOINT)
     if raw is None:
         return None
     ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=False)
-    if ckpt.get("config") != dataclasses.asdict(config):
+    stored = ckpt.get("config")
+    if isinstance(stored, dict):
+        stored = {**_LATER_FIELDS, **stored}
+    if stored != dataclasses.asdict(config):
         raise ValueError(f"{CHECKPOINT} of this run was written with a different config; "
                          "start a new run instead")
     return ckpt
@@ -302,12 +342,24 @@ class _Training:
     test_loss: float = float("nan")
     sim_r: float = float("nan")
     sim_r_taps: list[float] = dataclasses.field(default_factory=list)
+    sim_taps: int = 0  # the taps the last pathway step computed (gamma_prune)
 
     @property
     def metric_keys(self) -> list[str]:
         keys = ["task_loss", "loss", "acc", "lr"] + (["sim_loss"] if self.stimuli else [])
+        if self.stimuli and self.config.gamma_prune is not None:
+            keys.append("sim_taps")
         return keys + ([f"gamma/{k}" for k in range(len(self.taps))]
                        if self.config.learns_gamma else [])
+
+    def taps_kept(self) -> list[int] | None:
+        """The taps (positions into :attr:`taps`) a pathway step computes now, by γ
+        (``gamma_prune``); None: every tap."""
+        if self.config.gamma_prune is None:
+            return None
+        keep = kept_taps(self.head.gamma.detach().cpu().tolist(), self.taps,
+                         self.config.gamma_prune)
+        return None if len(keep) == len(self.taps) else keep
 
 
 def _build(config: TrainConfig, target: SimilarityTarget | None, device: torch.device,
@@ -362,39 +414,48 @@ class _MetricLog:
 
     def __init__(self, recorder: Recorder, keys: list[str]) -> None:
         self.recorder, self.keys = recorder, keys
-        self.pending: list[tuple[int, torch.Tensor]] = []
+        self.pending: list[tuple[int, torch.Tensor, tuple[str, ...]]] = []
 
-    def add(self, step: int, row: torch.Tensor) -> None:
-        self.pending.append((step, row))
+    def add(self, step: int, row: torch.Tensor, omit: tuple[str, ...] = ()) -> None:
+        """``omit``: keys this step has no value for (L_sim on a step without the
+        stimulus pathway), left out of what is logged."""
+        self.pending.append((step, row, omit))
         if len(self.pending) >= _SYNC_EVERY:
             self.sync()
 
     def sync(self) -> None:
         if not self.pending:
             return
-        values = torch.stack([v for _, v in self.pending]).tolist()
-        for (s, _), row in zip(self.pending, values, strict=True):
+        values = torch.stack([v for _, v, _ in self.pending]).tolist()
+        for (s, _, omit), row in zip(self.pending, values, strict=True):
             if not math.isfinite(row[1]):
                 raise FloatingPointError(f"loss became {row[1]} at step {s}")
-            self.recorder.log_metrics(dict(zip(self.keys, row, strict=True)), s)
+            self.recorder.log_metrics({k: v for k, v in zip(self.keys, row, strict=True)
+                                       if k not in omit}, s)
         self.pending.clear()
 
 
 def _similarity_term(t: _Training) -> tuple[torch.Tensor, bool]:
-    """Eq. 8 over a fresh draw of M training stimuli (Eq. 9–10 for S_CNN), and whether
-    it takes part in the loss (α > 0; α = 0 logs L_sim without a graph, the pathway
-    still runs)."""
+    """Eq. 8 over a fresh draw of training stimuli (:func:`stimuli_drawn`: M, or k·M with
+    ``sim_every = k``; Eq. 9–10 for S_CNN), and whether it takes part in the loss (α > 0;
+    α = 0 logs L_sim without a graph, the pathway still runs). The caller decides which
+    steps run it (:func:`pathway_step`) and weighs it (:func:`sim_weight`). With
+    ``gamma_prune`` the forward stops after the deepest tap γ keeps
+    (:meth:`_Training.taps_kept`)."""
     assert t.stimuli is not None
     config, use_sim = t.config, t.config.alpha > 0
     train_idx = t.stimuli.train_idx
     pick = torch.from_numpy(np.sort(train_idx[torch.randperm(
-        len(train_idx), generator=t.stim_gen)[:stimuli_per_step(config)].numpy()]))
+        len(train_idx), generator=t.stim_gen)[:stimuli_drawn(config)].numpy()]))
+    keep = t.taps_kept()
+    taps = t.taps if keep is None else [t.taps[k] for k in keep]
+    t.sim_taps = len(taps)
     with torch.set_grad_enabled(use_sim), t.pathway(), t.autocast():
         maps = t.model.forward_intermediates(
-            t.stimuli.images[pick.to(t.device)], t.taps, intermediates_only=True,
+            t.stimuli.images[pick.to(t.device)], taps, intermediates_only=True,
             stop_early=True)
     with torch.set_grad_enabled(use_sim):
-        s_cnn = t.head(maps)  # (M, M) Eq. 10, in float32
+        s_cnn = t.head(maps, keep)  # (M, M) Eq. 10, in float32
         f = t.stimuli.factor[pick.to(t.device)]
         s_tgt = (f @ f.T).clamp(-1, 1)
         pair_fn = all_pairs if config.pairs == "all" else paper_pairs
@@ -402,18 +463,26 @@ def _similarity_term(t: _Training) -> tuple[torch.Tensor, bool]:
         return similarity_loss(s_cnn[i, j], s_tgt[i, j]), use_sim  # Eq. 8
 
 
+def sim_weight(config: TrainConfig) -> float:
+    """The weight of L_sim on a pathway step: α (Eq. 7), times ``sim_every`` (k steps'
+    worth of the regularizer in one)."""
+    return config.alpha * config.sim_every
+
+
 def _train_step(t: _Training, idx: torch.Tensor, lr: float) -> torch.Tensor:
-    """One optimizer step on classification batch ``idx`` (and, with a target, a stimulus
-    batch): L = L_task + α·L_sim (Eq. 7). Returns the step's metrics row, on the device."""
+    """One optimizer step on classification batch ``idx`` (and, with a target, on a
+    pathway step, a stimulus batch): L = L_task + α·L_sim (Eq. 7; k·α with ``sim_every
+    = k``). Returns the step's metrics row, on the device (NaN for L_sim on a step
+    without the pathway)."""
     with t.autocast():
         logits = t.model(t.x_train[idx])  # (B, classes)
     task = F.cross_entropy(logits.float(), t.y_train[idx])
     loss, row = task, [task.detach()]
     sim = None
-    if t.stimuli is not None:
+    if t.stimuli is not None and pathway_step(t.config, t.step):
         sim, use_sim = _similarity_term(t)
         if use_sim:
-            loss = task + t.config.alpha * sim  # Eq. 7
+            loss = task + sim_weight(t.config) * sim  # Eq. 7
     t.opt.zero_grad(set_to_none=True)
     if t.scaler is not None:
         t.scaler.scale(loss).backward()
@@ -424,8 +493,12 @@ def _train_step(t: _Training, idx: torch.Tensor, lr: float) -> torch.Tensor:
         t.opt.step()
     acc = (logits.argmax(1) == t.y_train[idx]).float().mean()
     row += [loss.detach(), acc, torch.tensor(lr, device=t.device)]
-    if sim is not None:
-        row.append(sim.detach())
+    if t.stimuli is not None:
+        row.append(sim.detach() if sim is not None
+                   else torch.tensor(float("nan"), device=t.device))
+        if t.config.gamma_prune is not None:
+            taps = float(t.sim_taps) if sim is not None else float("nan")
+            row.append(torch.tensor(taps, device=t.device))
     values = torch.stack(row).float()
     return torch.cat([values, t.head.gamma.detach()]) if t.config.learns_gamma else values
 
@@ -446,7 +519,8 @@ def _train_epoch(t: _Training, epoch: int, recorder: Recorder, log: _MetricLog,
                 log.sync()
                 _save_checkpoint(t, recorder, epoch=epoch, batch=batch, sampler=sampler)
             raise Cancelled(f"stopped at step {t.step}")
-        log.add(t.step, _train_step(t, order[b:b + config.batch_size], lr))
+        omit = () if pathway_step(config, t.step) else ("sim_loss", "sim_taps")
+        log.add(t.step, _train_step(t, order[b:b + config.batch_size], lr), omit)
         t.step += 1
         recorder.progress(t.step / total, f"epoch {epoch + 1}/{config.epochs}")
     log.sync()
@@ -462,7 +536,7 @@ def _end_epoch(t: _Training, epoch: int, recorder: Recorder) -> None:
         with t.autocast():
             t.sim_r, t.sim_r_taps = _heldout_r(t.model, t.head, t.pathway, t.taps,
                                                t.stimuli.images[t.stimuli.held_idx],
-                                               t.stimuli.held_s)
+                                               t.stimuli.held_s, t.taps_kept())
         metrics["sim_r"] = t.sim_r
         metrics.update({f"sim_r/{k}": v for k, v in enumerate(t.sim_r_taps)})
     recorder.log_metrics(metrics, t.step - 1)

@@ -8,6 +8,7 @@ from ml.neural.estimators import unit_vectors
 from ml.neural.stimuli import natural_patches
 from ml.neural.target import SimilarityTarget
 from ml.recorder import Cancelled, MemoryRecorder
+from ml.regularize import centred_cosine
 from ml.train.joint import TrainConfig, paper_lr, train_model
 
 TINY = dict(backbone="small_cnn", width=8, epochs=4, batch_size=256, lr=0.05,
@@ -297,3 +298,239 @@ def test_separate_keeps_stimulus_statistics_of_its_own_and_frozen_none(target):
 def test_an_unknown_stimulus_norm_is_refused_with_the_modes():
     with pytest.raises(ValueError, match=r"stimulus_norm.*shared.*frozen.*separate"):
         TrainConfig(stimulus_norm="mixed")  # type: ignore[arg-type]
+
+
+# --- a cheaper stimulus pathway (bench/train_overhead.py): exact changes and options ---
+def _normalize_first(features: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Eq. 9 as it was computed before the Gram form: rows normalized, then E Eᵀ."""
+    e = features - mean
+    e = e / e.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    return e @ e.T
+
+
+@pytest.mark.parametrize("centre", ["batch", "running"])
+def test_eq9_from_the_gram_matrix_is_the_normalized_rows_product(centre):
+    """Exact, not a deviation: the same S and gradient as normalizing the rows first."""
+    torch.manual_seed(0)
+    for m, d in ((16, 36864), (32, 5120), (5, 7)):
+        f = (torch.randn(m, d) + 0.7).relu().requires_grad_()  # post-ReLU: a large mean
+        g = f.detach().clone().requires_grad_()
+        w = torch.randn(m, m)
+        mean = (lambda x: x.mean(0)) if centre == "batch" else (lambda x: x.detach().mean(0))
+        a, b = centred_cosine(f, mean(f)), _normalize_first(g, mean(g))
+        torch.testing.assert_close(a, b, rtol=0, atol=2e-6)
+        (a * w).sum().backward()
+        (b * w).sum().backward()
+        torch.testing.assert_close(f.grad, g.grad, rtol=1e-4, atol=1e-8)
+    zero = torch.zeros(3, 4)  # a row equal to the mean: similarity 0, as before
+    zero[1] = 1.0
+    torch.testing.assert_close(centred_cosine(zero, torch.zeros(4)),
+                               _normalize_first(zero, torch.zeros(4)))
+
+
+def test_a_subset_of_taps_mixes_with_gamma_renormalized_and_moves_only_its_means():
+    from ml.regularize import SimilarityHead, kept_taps
+
+    head = SimilarityHead(3, centering="running")
+    with torch.no_grad():
+        head.logits.copy_(torch.tensor([0.5, 1.0, -2.0]))
+    maps = [torch.randn(6, 2, 3, 3), torch.randn(6, 4, 2, 2), torch.randn(6, 8, 1, 1)]
+    full = head.per_tap(maps)
+    before = head.running_mean_2.clone()
+    sub = head.per_tap(maps[:2], keep=[0, 1])
+    torch.testing.assert_close(head.running_mean_2, before)  # the pruned tap's: untouched
+    g = head.gamma[:2] / head.gamma[:2].sum()
+    torch.testing.assert_close(head.mix(sub, [0, 1]), g[0] * sub[0] + g[1] * sub[1])
+    torch.testing.assert_close(head.mix(full), head(maps))
+    # the deepest tap whose γ reaches the threshold, and every shallower one
+    assert kept_taps([0.3, 0.6, 0.1], [0, 1, 2], 0.2) == [0, 1]
+    assert kept_taps([0.3, 0.6, 0.1], [0, 1, 2], 0.05) == [0, 1, 2]
+    assert kept_taps([0.6, 0.1, 0.3], [0, 1, 2], 0.2) == [0, 1, 2]
+    assert kept_taps([0.5, 0.5], [3, 1], 0.9) == [0, 1]  # above every γ: the largest counts
+    assert kept_taps([0.9, 0.1], [3, 1], 0.5) == [0, 1]  # depth, not position, decides
+    assert kept_taps([0.1, 0.9], [3, 1], 0.5) == [1]
+
+
+def test_a_run_with_the_gram_form_follows_the_normalized_rows_run(target, monkeypatch):
+    """The exact change at the level of a training: the same run, within float rounding."""
+    import ml.regularize.similarity as similarity
+
+    cfg = TrainConfig(target="neural-model", alpha=2.0, **{**TINY, "epochs": 1})
+    now = MemoryRecorder()
+    train_model(cfg, now, target)
+    monkeypatch.setattr(similarity, "centred_cosine", _normalize_first)
+    before = MemoryRecorder()
+    train_model(cfg, before, target)
+    for key in ("sim_loss", "task_loss", "gamma/0", "sim_r"):
+        np.testing.assert_allclose(now.series(key), before.series(key), rtol=1e-5, err_msg=key)
+
+
+def test_the_new_fields_at_their_defaults_are_the_run_without_them(target):
+    """sim_every = 1 and a γ threshold nothing falls below train the very run of a config
+    that leaves them out (as every stored config does); and a checkpoint written before
+    the fields existed resumes."""
+    base = {**TINY, "epochs": 2, "target": "neural-model", "alpha": 2.0}
+    runs = {}
+    for name, extra in (("unset", {}), ("explicit", {"sim_every": 1}),
+                        ("prune_nothing", {"gamma_prune": 1e-6})):
+        rec = MemoryRecorder()
+        runs[name] = (train_model(TrainConfig(**base, **extra), rec, target), rec)
+    res, rec = runs["unset"]
+    for name in ("explicit", "prune_nothing"):
+        other, orec = runs[name]
+        # exact on purpose: the same path, the same floats
+        for key in rec.metrics:
+            assert orec.series(key) == rec.series(key), (name, key)
+        assert other.r_similarity == res.r_similarity and other.gamma == res.gamma
+        w, ow = _weights(rec), _weights(orec)
+        assert all(torch.equal(w[k], ow[k]) for k in w), name
+    prune_rec = runs["prune_nothing"][1]
+    assert prune_rec.series("sim_taps") == [3.0] * res.steps  # every tap, every step
+
+    # a checkpoint of this config from before sim_every and gamma_prune: it resumes
+    crashed = CountingRecorder(crash_at=res.steps // 2 + 1)
+    with pytest.raises(Crash):
+        train_model(TrainConfig(**base), crashed, target)
+    ckpt = torch.load(io.BytesIO(crashed.artifacts["checkpoint.pt"][0]), weights_only=False)
+    for key in ("sim_every", "gamma_prune"):
+        del ckpt["config"][key]
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    crashed.artifacts["checkpoint.pt"] = (buf.getvalue(), "application/octet-stream")
+    crashed.crash_at = None
+    resumed = train_model(TrainConfig(**base), crashed, target)
+    assert resumed.resumed_from_step == res.steps // 2
+    assert crashed.series("sim_loss") == rec.series("sim_loss")
+
+
+class _StimulusCalls:
+    """Records each training-mode pass of stimuli (36×64) through a backbone: the step it
+    came in (from the recorder's should_stop count), its batch and the taps asked for."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from ml.models import TappedBackbone
+
+        self.calls: list[tuple[int, int, list[int]]] = []
+        self.step = -1
+        original = TappedBackbone.forward_intermediates
+
+        def spy(model, x, indices=None, **kw):  # type: ignore[no-untyped-def]
+            if model.training and tuple(x.shape[-2:]) == (36, 64):
+                self.calls.append((self.step, len(x), list(indices or [])))
+            return original(model, x, indices, **kw)
+
+        monkeypatch.setattr(TappedBackbone, "forward_intermediates", spy)
+
+    def recorder(self) -> MemoryRecorder:
+        spy = self
+
+        class Stepping(MemoryRecorder):
+            def should_stop(self) -> bool:  # asked once per step, before it
+                spy.step += 1
+                return False
+
+        return Stepping()
+
+
+def test_sim_every_runs_the_pathway_every_kth_step_with_k_times_the_stimuli(
+        target, monkeypatch):
+    k, m = 4, 8
+    spy = _StimulusCalls(monkeypatch)
+    rec = spy.recorder()
+    cfg = TrainConfig(target="neural-model", alpha=2.0, sim_every=k,
+                      **{**TINY, "epochs": 2, "stimuli_per_step": m})
+    res = train_model(cfg, rec, target)
+    pathway = list(range(0, res.steps, k))
+    assert [(s, n) for s, n, _ in spy.calls] == [(s, k * m) for s in pathway]
+    assert sorted(rec.metrics["sim_loss"]) == pathway  # L_sim only where it ran
+    assert sorted(rec.metrics["task_loss"]) == list(range(res.steps))
+    loss, task, sim = (dict(zip(rec.metrics[x], rec.series(x), strict=True))
+                       for x in ("loss", "task_loss", "sim_loss"))
+    for s in range(res.steps):  # k·α on a pathway step, the task loss alone between
+        expected = task[s] + k * 2.0 * sim[s] if s in sim else task[s]
+        assert loss[s] == pytest.approx(expected, rel=1e-5), s
+    raw = torch.load(io.BytesIO(rec.artifacts["model.pt"][0]), weights_only=True)
+    counts = {int(v) for key, v in raw["stimulus_bn"].items() if "num_batches" in key}
+    assert counts == {len(pathway)}  # the stimulus statistics moved on pathway steps only
+    assert np.isfinite(res.r_similarity)
+
+
+def _collapsed_head(monkeypatch: pytest.MonkeyPatch, logits: list[float]) -> None:
+    """Heads start with these γ logits (as after the paper's collapse onto one layer)."""
+    from ml.regularize import SimilarityHead
+
+    original = SimilarityHead.__init__
+
+    def init(self, n_taps, **kw):  # type: ignore[no-untyped-def]
+        original(self, n_taps, **kw)
+        with torch.no_grad():
+            self.logits.copy_(torch.tensor(logits))
+
+    monkeypatch.setattr(SimilarityHead, "__init__", init)
+
+
+def test_gamma_prune_stops_the_stimulus_pass_after_the_deepest_tap_gamma_keeps(
+        target, monkeypatch):
+    _collapsed_head(monkeypatch, [0.0, 4.0, -4.0])  # γ ≈ 0.018, 0.98, 0.0003
+    spy = _StimulusCalls(monkeypatch)
+    rec = spy.recorder()
+    cfg = TrainConfig(target="neural-model", alpha=2.0, gamma_prune=0.05,
+                      **{**TINY, "epochs": 1})
+    res = train_model(cfg, rec, target)
+    assert [t for _, _, t in spy.calls] == [[0, 1]] * res.steps  # the last stage never ran
+    assert rec.series("sim_taps") == [2.0] * res.steps
+    head = torch.load(io.BytesIO(rec.artifacts["model.pt"][0]), weights_only=True)["head"]
+    # the pruned tap's logit had no gradient (the mix renormalizes γ over taps 0 and 1);
+    # its γ moves only as the others' logits do
+    assert head["logits"][2].item() == -4.0 and head["logits"][1].item() != 4.0
+    assert len(res.r_similarity_per_tap) == 3  # held-out r: every tap's, still
+    assert res.gamma[2] < 0.05
+
+    # the held-out r of the mix is that of the taps a step keeps, γ renormalized
+    from ml.regularize import SimilarityHead
+    from ml.train.classifier import load_model
+    from ml.train.joint import _heldout_r, _split
+    from ml.train.pathway import stimulus_pathway
+
+    raw = torch.load(io.BytesIO(rec.artifacts["model.pt"][0]), weights_only=True)
+    model, _ = load_model(raw)
+    trained = SimilarityHead(3)
+    trained.load_state_dict(raw["head"])
+    _, held = _split(len(target), cfg.heldout_fraction, cfg.seed)
+    args = (model, trained, stimulus_pathway(model, "separate", raw["stimulus_bn"]),
+            [0, 1, 2], torch.from_numpy(target.images[held]), target.block(held))
+    pruned, per_tap = _heldout_r(*args, keep=[0, 1])
+    assert (pruned, per_tap) == (res.r_similarity, res.r_similarity_per_tap)
+    assert _heldout_r(*args)[0] != pruned  # not Eq. 10's mix of all three
+
+
+def test_the_new_options_resume_exactly_from_a_hand_back(target, monkeypatch):
+    _collapsed_head(monkeypatch, [0.0, 2.0, -2.0])  # γ ≈ 0.12, 0.87, 0.016: tap 2 pruned
+    cfg = TrainConfig(target="neural-model", alpha=2.0, sim_every=3, gamma_prune=0.1,
+                      **{**TINY, "epochs": 2})
+    whole = CountingRecorder()
+    expected = train_model(cfg, whole, target)
+    stop = expected.steps // 2 + 2  # mid-epoch, between two pathway steps
+    assert stop % 3
+    rec = HandBack(stop)
+    with pytest.raises(Cancelled):
+        train_model(cfg, rec, target)
+    rec.stop_at = None
+    resumed = train_model(cfg, rec, target)
+    assert resumed.resumed_from_step == stop
+    # exact on purpose: the same path on the same machine, resumed from its own checkpoint
+    for key in whole.metrics:
+        assert rec.series(key) == whole.series(key), key
+    assert sorted(whole.metrics["sim_loss"]) == list(range(0, expected.steps, 3))
+    assert set(whole.series("sim_taps")) == {2.0}
+    assert resumed.r_similarity == expected.r_similarity and resumed.gamma == expected.gamma
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"sim_every": 0}, "sim_every"),
+    ({"gamma_prune": 1.0}, "gamma_prune"),
+    ({"gamma_prune": 0.0}, "gamma_prune"),
+])
+def test_bad_pathway_options_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**kwargs)
