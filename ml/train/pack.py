@@ -58,9 +58,10 @@ FREE_FIELDS = ("seed", "target", "target_run", "alpha", "features")
 
 
 def pack_key(config: TrainConfig) -> tuple[Any, ...] | None:
-    """Runs with equal keys can share a pack; None: this run trains alone (fp16's loss
-    scaler would skip every member's step when one overflows)."""
-    if config.precision == "fp16":
+    """Runs with equal keys can share a pack; None: this run trains alone — fp16 (its
+    loss scaler would skip every member's step when one overflows), and the cheaper
+    stimulus pathways ``sim_every`` and ``gamma_prune``, which a pack does not run."""
+    if config.precision == "fp16" or config.sim_every != 1 or config.gamma_prune is not None:
         return None
     shared = {k: v for k, v in dataclasses.asdict(config).items() if k not in FREE_FIELDS}
     # a member without a target has no stimulus pass; under shared statistics the

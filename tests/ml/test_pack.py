@@ -93,6 +93,8 @@ def test_pack_members_differ_only_in_seed_target_and_alpha() -> None:
     assert pack_key(base) != pack_key(dataclasses.replace(base, lr=0.01))
     assert pack_key(base) != pack_key(dataclasses.replace(base, target="random"))  # stimuli
     assert pack_key(dataclasses.replace(base, precision="fp16")) is None
+    assert pack_key(dataclasses.replace(base, sim_every=2)) is None
+    assert pack_key(dataclasses.replace(base, gamma_prune=0.2)) is None
     with pytest.raises(ValueError, match="differ only in"):
         train_pack([base, dataclasses.replace(base, width=4)],
                    [MemoryRecorder(), MemoryRecorder()])
