@@ -165,7 +165,7 @@ def main() -> None:
         ("pack", [py, "bench/pack.py", "--device", args.device, "--k", str(k), "--width",
                   str(width), "--steps", str(steps // 3 or 1), "--repeats", "1"], 60),
         ("train_overhead", [py, "bench/train_overhead.py", "--device", args.device,
-                            "--width", str(width)], 60),
+                            "--width", str(width), "--repeats", "3"], 60),
         ("attack", [py, "bench/attack.py", "--device", args.device, "--samples",
                     "20" if args.quick else "100"], 120),
     ]
