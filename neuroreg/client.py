@@ -53,6 +53,16 @@ class NeuroregError(RuntimeError):
         self.status, self.detail = status, detail
 
 
+def _raise_for(res: httpx.Response) -> None:
+    """A :class:`NeuroregError` with the server's reason, unless ``res`` succeeded."""
+    if not res.is_success:
+        try:
+            detail = res.json().get("detail")
+        except ValueError:
+            detail = res.text
+        raise NeuroregError(res.status_code, detail)
+
+
 class OfflineError(NeuroregError):
     """An offline client was asked for something only the server has."""
 
@@ -124,12 +134,7 @@ class Client:
         if self.offline is True:
             raise OfflineError(f"{method} {path}")
         res = self._http.request(method, path, **kw)
-        if not res.is_success:
-            try:
-                detail = res.json().get("detail")
-            except ValueError:
-                detail = res.text
-            raise NeuroregError(res.status_code, detail)
+        _raise_for(res)
         return None if res.status_code == 204 else res.json()
 
     # runs ---------------------------------------------------------------------------

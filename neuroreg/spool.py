@@ -386,13 +386,13 @@ class _Syncer:
                                 "client_key": ev["key"], "started_at": iso(ev["time"])}
         if ev.get("provenance"):
             body["provenance"] = ev["provenance"]
+        from neuroreg.client import _raise_for
+
         res = self.nr._http.request("POST", "/api/runs", json=body)
-        if res.status_code not in (200, 201):
-            try:
-                detail = res.json().get("detail")
-            except ValueError:
-                detail = res.text
-            raise _Refused(f"the server refused the run: {self.error(res.status_code, detail)}")
+        try:
+            _raise_for(res)  # 201 stored now, 200 stored by an earlier sync
+        except self.error as exc:
+            raise _Refused(f"the server refused the run: {exc}") from None
         run = res.json()
         self.out.run_id, self.out.created = int(run["id"]), res.status_code == 201
         self.state["run_id"] = self.out.run_id

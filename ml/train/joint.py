@@ -443,10 +443,8 @@ def _similarity_term(t: _Training) -> tuple[torch.Tensor, bool]:
     ``gamma_prune`` the forward stops after the deepest tap γ keeps
     (:meth:`_Training.taps_kept`)."""
     assert t.stimuli is not None
-    config, use_sim = t.config, t.config.alpha > 0
-    train_idx = t.stimuli.train_idx
-    pick = torch.from_numpy(np.sort(train_idx[torch.randperm(
-        len(train_idx), generator=t.stim_gen)[:stimuli_drawn(config)].numpy()]))
+    use_sim = t.config.alpha > 0
+    pick = _draw_stimuli(t)
     keep = t.taps_kept()
     taps = t.taps if keep is None else [t.taps[k] for k in keep]
     t.sim_taps = len(taps)
@@ -455,12 +453,27 @@ def _similarity_term(t: _Training) -> tuple[torch.Tensor, bool]:
             t.stimuli.images[pick.to(t.device)], taps, intermediates_only=True,
             stop_early=True)
     with torch.set_grad_enabled(use_sim):
-        s_cnn = t.head(maps, keep)  # (M, M) Eq. 10, in float32
-        f = t.stimuli.factor[pick.to(t.device)]
-        s_tgt = (f @ f.T).clamp(-1, 1)
-        pair_fn = all_pairs if config.pairs == "all" else paper_pairs
-        i, j = pair_fn(len(pick), device=t.device)
-        return similarity_loss(s_cnn[i, j], s_tgt[i, j]), use_sim  # Eq. 8
+        return _sim_loss(t, t.head(maps, keep), pick), use_sim
+
+
+def _draw_stimuli(t: _Training) -> torch.Tensor:
+    """A fresh draw of :func:`stimuli_drawn` training stimuli (sorted ids), from the run's
+    own stimulus generator."""
+    assert t.stimuli is not None
+    train_idx = t.stimuli.train_idx
+    return torch.from_numpy(np.sort(train_idx[torch.randperm(
+        len(train_idx), generator=t.stim_gen)[:stimuli_drawn(t.config)].numpy()]))
+
+
+def _sim_loss(t: _Training, s_cnn: torch.Tensor, pick: torch.Tensor) -> torch.Tensor:
+    """Eq. 8 between S_CNN (M, M; Eq. 10, in float32) and the target over ``pick``'s
+    pairs (all of them, or the paper's disjoint ones)."""
+    assert t.stimuli is not None
+    f = t.stimuli.factor[pick.to(t.device)]
+    s_tgt = (f @ f.T).clamp(-1, 1)
+    pair_fn = all_pairs if t.config.pairs == "all" else paper_pairs
+    i, j = pair_fn(len(pick), device=t.device)
+    return similarity_loss(s_cnn[i, j], s_tgt[i, j])
 
 
 def sim_weight(config: TrainConfig) -> float:
@@ -593,12 +606,17 @@ def train_model(config: TrainConfig, recorder: Recorder,
         for epoch in range(t.first_epoch, config.epochs):
             _train_epoch(t, epoch, recorder, log, total)
             _end_epoch(t, epoch, recorder)
-        recorder.save_artifact(MODEL, checkpoint_bytes(
-            t.model, config, step=t.step, head=t.head.state_dict(), layers=t.layers,
-            stimulus_bn=t.pathway.state_dict(),
-            environment=environment_info(device)), "application/octet-stream")
+        return _finish(t, recorder, device, resumed_from, time.perf_counter() - start)
+
+
+def _finish(t: _Training, recorder: Recorder, device: torch.device, resumed_from: int,
+            seconds: float) -> TrainResult:
+    """``model.pt`` of a finished training, and its result."""
+    recorder.save_artifact(MODEL, checkpoint_bytes(
+        t.model, t.config, step=t.step, head=t.head.state_dict(), layers=t.layers,
+        stimulus_bn=t.pathway.state_dict(),
+        environment=environment_info(device)), "application/octet-stream")
     return TrainResult(t.step, t.test_acc, t.test_loss,
                        None if math.isnan(t.sim_r) else t.sim_r, t.sim_r_taps,
-                       t.head.gamma.tolist() if config.learns_gamma else [], t.layers,
-                       resumed_from,
-                       time.perf_counter() - start)
+                       t.head.gamma.tolist() if t.config.learns_gamma else [], t.layers,
+                       resumed_from, seconds)

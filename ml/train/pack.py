@@ -26,30 +26,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ml.artifacts import MODEL
 from ml.models.packed import PackedBackbone
 from ml.neural.target import SimilarityTarget
 from ml.recorder import Cancelled, Recorder
-from ml.regularize import all_pairs, paper_pairs, similarity_loss
 from ml.regularize.targets import resolve_target
-from ml.runtime import deterministic_mode, environment_info, pick_device
-from ml.train.classifier import checkpoint_bytes
+from ml.runtime import deterministic_mode, pick_device
 from ml.train.joint import (
     TrainConfig,
     TrainResult,
     _build,
+    _draw_stimuli,
     _end_epoch,
+    _finish,
     _MetricLog,
     _restore,
     _resume,
     _save_checkpoint,
+    _sim_loss,
     _Training,
     paper_lr,
-    stimuli_per_step,
 )
 from ml.train.pathway import StimulusPathway
 
@@ -128,15 +126,8 @@ def train_pack(configs: Sequence[TrainConfig], recorders: Sequence[Recorder],
         _train(members, device)
     for m in members:
         if m.active:
-            t = m.t
-            m.recorder.save_artifact(MODEL, checkpoint_bytes(
-                t.model, t.config, step=t.step, head=t.head.state_dict(), layers=t.layers,
-                stimulus_bn=t.pathway.state_dict(),
-                environment=environment_info(device)), "application/octet-stream")
-            m.outcome = TrainResult(
-                t.step, t.test_acc, t.test_loss, None if math.isnan(t.sim_r) else t.sim_r,
-                t.sim_r_taps, t.head.gamma.tolist() if t.config.learns_gamma else [],
-                t.layers, resumed_from, time.perf_counter() - start)
+            m.outcome = _finish(m.t, m.recorder, device, resumed_from,
+                                time.perf_counter() - start)
     return [m.outcome for m in members]  # type: ignore[misc]
 
 
@@ -315,14 +306,7 @@ def _step(members: list[_Member], pack: _Pack, idxs: list[torch.Tensor], lr: flo
 def _similarity_terms(ts: list[_Training], pack: _Pack) -> list[torch.Tensor]:
     """Eq. 8 for every member over its own fresh draw of M training stimuli, from one
     packed pass (each member's as :func:`ml.train.joint._similarity_term` draws it)."""
-    config = ts[0].config
-    m_stim = stimuli_per_step(config)
-    picks = []
-    for t in ts:
-        assert t.stimuli is not None
-        idx = t.stimuli.train_idx
-        picks.append(torch.from_numpy(np.sort(idx[torch.randperm(
-            len(idx), generator=t.stim_gen)[:m_stim].numpy()])))
+    picks = [_draw_stimuli(t) for t in ts]
     grad = any(t.config.alpha > 0 for t in ts)
     images = PackedBackbone.inputs([t.stimuli.images[p.to(t.device)]  # type: ignore[union-attr]
                                     for t, p in zip(ts, picks, strict=True)]
@@ -331,14 +315,6 @@ def _similarity_terms(ts: list[_Training], pack: _Pack) -> list[torch.Tensor]:
         maps = pack.net.forward_intermediates(images, ts[0].taps, intermediates_only=True,
                                               stop_early=True)
     per_member = [pack.net.split(m) for m in maps]
-    out = []
-    pair_fn = all_pairs if config.pairs == "all" else paper_pairs
-    for k, (t, pick) in enumerate(zip(ts, picks, strict=True)):
-        assert t.stimuli is not None
-        with torch.set_grad_enabled(grad):
-            s_cnn = t.head([m[k] for m in per_member])
-            f = t.stimuli.factor[pick.to(t.device)]
-            s_tgt = (f @ f.T).clamp(-1, 1)
-            i, j = pair_fn(len(pick), device=t.device)
-            out.append(similarity_loss(s_cnn[i, j], s_tgt[i, j]))
-    return out
+    with torch.set_grad_enabled(grad):
+        return [_sim_loss(t, t.head([m[k] for m in per_member]), pick)
+                for k, (t, pick) in enumerate(zip(ts, picks, strict=True))]
