@@ -12,7 +12,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff() -> None:
-    out = _run("ruff", "check", "server", "worker", "ml", "neuroreg", "tests", "bench")
+    out = _run("ruff", "check", "server", "worker", "ml", "neuroreg", "tests", "bench", ".ci")
     assert out.returncode == 0, out.stdout + out.stderr
 
 
