@@ -32,10 +32,48 @@ def unit_roundoff(dtype: torch.dtype | np.dtype | type = torch.float32) -> float
     return float(eps) / 2
 
 
-def two_paths(n: int, magnitude, dtype: torch.dtype | np.dtype | type = torch.float32):
-    """The most two paths computing a sum of ``n`` roundings whose terms total ``magnitude``
-    (Σ|x|: a float or an array, elementwise) in ``dtype`` can disagree by (module docstring)."""
+def one_path(n: int, magnitude, dtype: torch.dtype | np.dtype | type = torch.float32):
+    """The most a path computing a sum of ``n`` roundings whose terms total ``magnitude`` (Σ|x|:
+    a float or an array, elementwise) in ``dtype`` can be from the exact value."""
     u = unit_roundoff(dtype)
     worst = n * u / (1 - n * u) if n * u < 1 else math.inf
     likely = math.expm1(LAMBDA * math.sqrt(n) * u + n * u * u / (1 - u))
-    return 2 * min(worst, likely) * magnitude
+    return min(worst, likely) * np.asarray(magnitude, dtype=np.float64)
+
+
+def two_paths(n: int, magnitude, dtype: torch.dtype | np.dtype | type = torch.float32):
+    """The most two such paths can disagree by: each errs by ``one_path``, perhaps oppositely."""
+    return 2 * one_path(n, magnitude, dtype)
+
+
+def _float64(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def assert_within(actual, expected, bound, what: str = "") -> None:
+    """|actual − expected| ≤ bound elementwise (NaN where both are NaN counts as equal), naming
+    the worst element and how far past its bound it is."""
+    a, e = np.broadcast_arrays(_float64(actual), _float64(expected))
+    b = np.broadcast_to(_float64(bound), a.shape)
+    gap = np.abs(a - e)
+    bad = ~((gap <= b) | (np.isnan(a) & np.isnan(e)))
+    if bad.any():
+        ratio = np.where(bad, np.divide(gap, b, out=np.full(a.shape, np.inf), where=b > 0), 0)
+        i = np.unravel_index(int(np.nanargmax(ratio)), a.shape)
+        raise AssertionError(
+            f"{what + ': ' if what else ''}{int(bad.sum())} of {a.size} beyond the rounding "
+            f"bound; worst at {tuple(int(k) for k in i)}: |{float(a[i])!r} − {float(e[i])!r}|"
+            f" = {gap[i]:.3g} > {b[i]:.3g} ({ratio[i]:.3g}×)")
+
+
+def assert_mean(actual, samples, axis, what: str = "",
+                dtype: torch.dtype | np.dtype | type = np.float32) -> None:
+    """``actual``, a mean over ``axis`` of ``samples`` that some path (a loader's window or block
+    mean) ends in ``dtype``, is the exact mean of the samples (taken in float64) within k − 1
+    additions, a scaling of each sample, the division and the final rounding, k the samples per
+    mean, of magnitudes their mean |x|."""
+    x = _float64(samples)
+    k = int(np.prod([x.shape[a] for a in np.atleast_1d(axis)]))
+    assert_within(actual, x.mean(axis), one_path(k + 2, np.abs(x).mean(axis), dtype), what)

@@ -12,6 +12,7 @@ import pytest
 from ml.neural.io import load_npz, load_nwb, load_recording, load_sensorium, save_npz
 from ml.neural.io.npz import FORMAT
 from ml.neural.scan import RecordingError, Scan
+from tests.floats import assert_mean, assert_within, one_path, two_paths
 
 # ---------------------------------------------------------------- Sensorium file tree
 
@@ -79,9 +80,10 @@ def sensorium(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     return root, write_sensorium(root)
 
 
-def block_mean(picture: np.ndarray, factor: int) -> np.ndarray:
+def blocks(picture: np.ndarray, factor: int) -> np.ndarray:
+    """The 8-bit picture in [0, 1] as (h/f, f, w/f, f) blocks, each averaged into one pixel."""
     h, w = picture.shape[-2:]
-    return picture.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3)) / 255
+    return (picture.astype(np.float64) / 255).reshape(h // factor, factor, w // factor, factor)
 
 
 def test_sensorium_values_tiers_and_images(sensorium: tuple[Path, dict]) -> None:
@@ -105,9 +107,7 @@ def test_sensorium_values_tiers_and_images(sensorium: tuple[Path, dict]) -> None
     np.testing.assert_array_equal(scan.image_ids, sorted(set(truth["ids"][kept].tolist())))
 
     row = int(np.flatnonzero(scan.image_ids == 41)[0])
-    np.testing.assert_allclose(
-        scan.images[row, 0], block_mean(truth["pictures"][41][0], 4), rtol=1e-6
-    )
+    assert_mean(scan.images[row, 0], blocks(truth["pictures"][41][0], 4), axis=(1, 3))
     assert scan.images.shape == (15, 1, 36, 64) and scan.images.dtype == np.float32
     np.testing.assert_array_equal(scan.neurons["unit_ids"], np.arange(1, 7))
     assert scan.neurons["cell_motor_coordinates"].shape == (N_NEURONS, 3)
@@ -121,9 +121,7 @@ def test_sensorium_repeats_share_the_first_trials_image(sensorium: tuple[Path, d
     scan = load_sensorium(root, name="mouse")
     assert scan.name == "mouse"
     row = int(np.flatnonzero(scan.image_ids == 40)[0])
-    np.testing.assert_allclose(
-        scan.images[row, 0], block_mean(truth["pictures"][40][0], 4), rtol=1e-6
-    )
+    assert_mean(scan.images[row, 0], blocks(truth["pictures"][40][0], 4), axis=(1, 3))
     kept = np.flatnonzero(truth["tiers"] != "none")
     assert (scan.trial_index()[np.searchsorted(kept, shown)] == row).all()
 
@@ -313,19 +311,15 @@ def test_nwb_values_tiers_and_images(tmp_path: Path, template: str) -> None:
     assert scan.name == "session" and scan.n_trials == 27 and scan.n_neurons == 8
     np.testing.assert_array_equal(scan.trial_image_ids, truth["frames"])
     k = 7  # window [k + 0.05, k + 0.55) s holds imaging frames 10k+1 … 10k+5 at 10 Hz
-    np.testing.assert_allclose(
-        scan.responses[k], truth["dff"][10 * k + 1 : 10 * k + 6].mean(axis=0), rtol=1e-6
-    )
+    assert_mean(scan.responses[k], truth["dff"][10 * k + 1 : 10 * k + 6], axis=0)
     eye = slice(20 * k + 1, 20 * k + 11)  # 20 Hz: samples 20k+1 … 20k+10
-    np.testing.assert_allclose(scan.behavior[k, :2], truth["position"][eye].mean(axis=0), rtol=1e-5)
-    np.testing.assert_allclose(scan.behavior[k, 2], truth["size"][eye].mean(), rtol=1e-5)
-    np.testing.assert_allclose(
-        scan.behavior[k, 3], truth["speed"][10 * k + 1 : 10 * k + 6].mean(), rtol=1e-5
-    )
+    assert_mean(scan.behavior[k, :2], truth["position"][eye], axis=0)
+    assert_mean(scan.behavior[k, 2], truth["size"][eye], axis=0)
+    assert_mean(scan.behavior[k, 3], truth["speed"][10 * k + 1 : 10 * k + 6], axis=0)
     np.testing.assert_array_equal(scan.neurons["unit_ids"], ROI_IDS)
 
     np.testing.assert_array_equal(scan.image_ids, np.arange(12))
-    np.testing.assert_allclose(scan.images[9, 0], block_mean(truth["pictures"][9], 2), rtol=1e-6)
+    assert_mean(scan.images[9, 0], blocks(truth["pictures"][9], 2), axis=(1, 3))
 
     repeated = np.isin(truth["frames"], [0, 1, 2])
     assert (scan.tiers[repeated] == "test").all()
@@ -357,7 +351,7 @@ def test_nwb_picks_a_named_series_and_fills_missing_behavior(tmp_path: Path) -> 
         tmp_path / "s.nwb", responses="Fluorescence/traces", allow_missing_behavior=True
     )
     assert (scan.behavior[:, 2:] == 0).all() and (scan.behavior[:, :2] != 0).all()
-    np.testing.assert_allclose(scan.responses[0], truth["dff"][1:6].mean(axis=0), rtol=1e-6)
+    assert_mean(scan.responses[0], truth["dff"][1:6], axis=0)
     with pytest.raises(RecordingError, match=r"no RoiResponseSeries matches 'dff'"):
         load_nwb(tmp_path / "s.nwb", responses="dff", allow_missing_behavior=True)
 
@@ -459,7 +453,8 @@ def test_npz_hand_made_single_scan(tmp_path: Path) -> None:
     (scan,) = load_npz(tmp_path / "mouse7.npz")
     assert scan.name == "mouse7" and scan.images.shape == (6, 1, 36, 64)
     raw = np.round(make_scan("x").images[:, 0] * 255).astype(np.uint8)
-    np.testing.assert_allclose(scan.images[:, 0], raw / 255.0, rtol=1e-6)
+    # a division and the float32 rounding of each 8-bit pixel
+    assert_within(scan.images[:, 0], raw / 255.0, one_path(2, raw / 255.0, np.float32))
     np.testing.assert_array_equal(scan.oracle_ids, [21, 34])  # test images shown twice+
     np.testing.assert_array_equal(scan.neurons["unit_ids"], np.arange(5))
 
@@ -574,9 +569,12 @@ def test_to_stimulus_resizes_other_sizes_by_area() -> None:
     small = to_stimulus(gradient, scale=255.0, where="f")
     assert small.shape == (1, 36, 64) and 0.0 <= small.min() and small.max() <= 1.0
     np.testing.assert_allclose(small.mean(), 0.5, atol=1e-3)
-    # columns stay uniform: to float32 rounding (each row is filtered with its own weights),
-    # far below the 0.016 step between neighbouring columns
-    np.testing.assert_allclose(small[0, :, 32], small[0, 0, 32], rtol=0, atol=1e-6)
+    # columns stay uniform: to rounding (each row is filtered with its own weights), far
+    # below the 0.016 step between neighbouring columns; each pixel is ≤ 1, weights summing
+    # to 1 over skimage's Gaussian (σ = (2.5 − 1)/2, 7 taps an axis) and bilinear taps (2 an
+    # axis), then rounded to float32
+    taps = 7 + 7 + 2 + 2 + 1
+    assert_within(small[0, :, 32], small[0, 0, 32], two_paths(taps, 1.0, np.float32))
     with pytest.raises(RecordingError, match=r"f: expected a grayscale"):
         to_stimulus(np.zeros((72, 128, 3)), scale=255.0, where="f")
 
@@ -593,6 +591,4 @@ def test_sensorium_images_already_in_0_1_are_refused_not_rescaled_again(
         load_sensorium(root)
     scan = load_sensorium(root, pixel_max=1)  # said so: taken as they are
     row = int(np.flatnonzero(scan.image_ids == 41)[0])
-    np.testing.assert_allclose(
-        scan.images[row, 0], block_mean(truth["pictures"][41][0], 4), rtol=1e-5
-    )
+    assert_mean(scan.images[row, 0], blocks(truth["pictures"][41][0], 4), axis=(1, 3))
