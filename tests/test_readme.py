@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from server.cli import build_parser
+from tests.floats import assert_within, two_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -61,5 +62,6 @@ def test_the_target_block_runs_as_written(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.chdir(tmp_path)
     scope: dict[str, object] = {}
     exec(compile(block, "README.md", "exec"), scope)
-    assert np.allclose(scope["s"], [f[0] @ f[2], f[1] @ f[3]], atol=1e-6)
+    # float32 dot products of unit 4-vectors, summed in two orders
+    assert_within(scope["s"], [f[0] @ f[2], f[1] @ f[3]], two_paths(4, 1.0, np.float32))
     assert np.shape(scope["m"]) == (3, 2)

@@ -35,7 +35,7 @@ def test_noise_is_added_then_clipped_with_one_draw_per_image():
     x = torch.full((4, 1, 8, 8), 0.5)
     noise_curve(Spy(), x, torch.zeros(4, dtype=torch.long), sigmas=(0.0, 0.2, 5.0), seed=1)
     z = noise_draws(x.shape, 1)
-    assert torch.equal(seen[0], x)
+    assert torch.equal(seen[0], x)  # exact on purpose: σ = 0 adds exactly 0
     assert torch.allclose(seen[1], (0.5 + 0.2 * z).clamp(0, 1))
     assert seen[2].min() == 0.0 and seen[2].max() == 1.0  # clipped to the bounds
 

@@ -94,6 +94,7 @@ def test_sensorium_values_tiers_and_images(sensorium: tuple[Path, dict]) -> None
     assert scan.name == "23343-5-17"  # the neuralpredictors data key
     assert scan.n_trials == kept.size == 23 and scan.n_neurons == N_NEURONS
     np.testing.assert_array_equal(scan.trial_image_ids, truth["ids"][kept])
+    # exact on purpose: responses and behaviour are read, not computed
     np.testing.assert_array_equal(scan.responses, truth["responses"][kept])
     row = 5  # behaviour columns: pupil x, pupil y, dilation, running speed (not its derivative)
     b, p = truth["behavior"][kept[row]], truth["pupil"][kept[row]]
@@ -404,6 +405,7 @@ def make_scan(name: str, seed: int = 0) -> Scan:
 
 
 def assert_same(a: Scan, b: Scan) -> None:
+    """Exact on purpose: the same floats written and read back, nothing computed."""
     assert a.name == b.name
     for key in (
         "images",
@@ -460,6 +462,7 @@ def test_npz_hand_made_single_scan(tmp_path: Path) -> None:
 
     floats = make_scan("x").images
     hand_made(tmp_path / "f.npz", images=floats, oracle_ids=np.array([21, 34]))
+    # exact on purpose: float images already in [0, 1] are stored as they are
     np.testing.assert_array_equal(load_npz(tmp_path / "f.npz")[0].images, floats)
 
 

@@ -179,6 +179,7 @@ def test_presentations_from_an_index_series_and_responses_told_apart_by_path(tmp
     by_index = load_nwb(path, intervals="natural_scenes_index")
     shown = truth["frames"] >= 0
     assert np.array_equal(by_index.trial_image_ids, truth["frames"][shown])
+    # exact on purpose: the same pictures through the same path twice
     np.testing.assert_array_equal(by_index.images, load_nwb(path).images)
     with pytest.raises(RecordingError, match=r"more than one RoiResponseSeries matches "
                        r"'traces'; has \['processing/ophys/DfOverF/traces', "
