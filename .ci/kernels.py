@@ -103,11 +103,14 @@ def _isa(label: str) -> str:
     return "non-Intel path" if "Architecture processors" in label else label
 
 
-def other_env(native: dict[str, list[str]], build: Path) -> dict[str, str]:
-    """The variables that give each library the other family of kernels than ``native``."""
-    flags = set(re.findall(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M)[0].split())
+def other_env(native: dict[str, list[str]], build: Path,
+              cpuinfo: str | None = None) -> dict[str, str]:
+    """The variables that give each library the other family of kernels than ``native``;
+    builds the MKL shim into ``build``. ``cpuinfo``: /proc/cpuinfo's text (tests pass others)."""
+    cpuinfo = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
+    flags = set(re.findall(r"^flags\s*:(.*)$", cpuinfo, re.M)[0].split())
     avx512 = {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags
-    intel = "GenuineIntel" in Path("/proc/cpuinfo").read_text()
+    intel = "GenuineIntel" in cpuinfo
     env: dict[str, str] = {}
     aten = native["ATen"][0]
     env["ATEN_CPU_CAPABILITY"] = ("avx2" if aten == "AVX512"
@@ -118,12 +121,18 @@ def other_env(native: dict[str, list[str]], build: Path) -> dict[str, str]:
     blas = set(native["OpenBLAS"][0].split())
     env["OPENBLAS_CORETYPE"] = ("Haswell" if blas & _AVX512_OPENBLAS
                                 else "SkylakeX" if avx512 else "SandyBridge")
-    build.mkdir(parents=True, exist_ok=True)
-    shim = build / "libmkl_vendor.so"
-    subprocess.run(["cc", "-shared", "-fPIC", "-O2", f"-DINTEL={0 if intel else 1}",
-                    "-o", str(shim), str(HERE / "mkl_vendor.c")], check=True)
+    shim = mkl_shim(build, as_intel=not intel)
     env["LD_PRELOAD"] = " ".join(p for p in (os.environ.get("LD_PRELOAD", ""), str(shim)) if p)
     return env
+
+
+def mkl_shim(build: Path, *, as_intel: bool) -> Path:
+    """Compiles mkl_vendor.c into ``build``: MKL runs Intel's kernels (``as_intel``) or AMD's."""
+    build.mkdir(parents=True, exist_ok=True)
+    shim = build / "libmkl_vendor.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", f"-DINTEL={int(as_intel)}",
+                    "-o", str(shim), str(HERE / "mkl_vendor.c")], check=True)
+    return shim
 
 
 def main() -> None:
