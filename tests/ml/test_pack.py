@@ -118,8 +118,12 @@ def test_a_pack_trains_the_weights_its_runs_train_apart(target: Any) -> None:  #
         apart.append((rec, train_model(c, rec, target)))
     together = [MemoryRecorder() for _ in configs]
     results = train_pack(configs, together, [target] * 3)
+    # the task batch's forward, then cross-entropy's log-sum-exp over 10 classes and its mean
+    # over the batch; α·sim's stimulus pathway (24 stimuli) counts fewer roundings, and the
+    # loss, a sum of positive parts, is their magnitude
+    batch = ONE["batch_size"]
     n = _roundings(build_backbone(ONE["backbone"], num_classes=10, width=ONE["width"]),
-                   torch.randn(ONE["batch_size"], 1, 32, 32)) + ONE["batch_size"] + 10
+                   torch.randn(batch, 1, 32, 32)) + 10 + batch
     for (rec, res), packed, out in zip(apart, together, results, strict=True):
         assert not isinstance(out, BaseException)
         _close(rec, packed)

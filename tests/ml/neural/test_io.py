@@ -81,7 +81,7 @@ def sensorium(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
 
 
 def blocks(picture: np.ndarray, factor: int) -> np.ndarray:
-    """The 8-bit picture in [0, 1] as (h/f, f, w/f, f) blocks, each averaged into one pixel."""
+    """The 8-bit picture in [0, 1] as (h/f, f, w/f, f): the blocks the loader averages."""
     h, w = picture.shape[-2:]
     return (picture.astype(np.float64) / 255).reshape(h // factor, factor, w // factor, factor)
 

@@ -154,11 +154,12 @@ def test_a_lab_file_loads_valid_with_blanks_dropped_and_behaviour_by_name(tmp_pa
     k = 3  # one presentation, checked against the written series
     assert_mean(scan.responses[k], window(truth["t"], truth["dff"], on[k], on[k] + 0.25), 0)
     # pupil size from pupil_area (≈1,400 px²), never from PupilTracking's angle (≈0.3)
-    eye = (truth["area_t"], on[k], on[k] + 0.25)
-    assert_mean(scan.behavior[k, 2], window(eye[0], truth["area"], *eye[1:]), 0)
-    assert_mean(scan.behavior[k, :2], window(eye[0], truth["position"], *eye[1:]), 0)
-    speed = window(truth["t"], truth["speed"], on[k], on[k] + 0.25)  # not speed_unfiltered
-    assert_mean(scan.behavior[k, 3], speed, 0)
+    def shown(t: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return window(t, values, on[k], on[k] + 0.25)
+
+    assert_mean(scan.behavior[k, 2], shown(truth["area_t"], truth["area"]), 0)
+    assert_mean(scan.behavior[k, :2], shown(truth["area_t"], truth["position"]), 0)
+    assert_mean(scan.behavior[k, 3], shown(truth["t"], truth["speed"]), 0)  # not unfiltered
     report = inspect_nwb(path)
     assert report.blank_dropped == 4 and report.presentations_total == 31
     assert report.presentations == "intervals/natural_scenes_presentations.frame"
