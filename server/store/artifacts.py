@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -13,14 +12,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from neuroreg.names import ARTIFACT_NAME_MAX, ARTIFACT_NAME_PATTERN, artifact_name_problem
 from server.store.models import Artifact
 
-NAME_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?$"
-"""An artifact name: a letter or digit, then letters, digits, ``.``, ``_`` and ``-`` with
-no two dots in a row (so never ``..``); at most NAME_MAX characters. Written without
-look-ahead, so the API schema states it and clients can generate from it."""
-NAME_MAX = 255
-_NAME = re.compile(NAME_PATTERN)
+# one definition with the client's, which checks a name before it builds a URL with it
+NAME_PATTERN, NAME_MAX = ARTIFACT_NAME_PATTERN, ARTIFACT_NAME_MAX
 
 
 class UnsafePath(ValueError):
@@ -29,9 +25,9 @@ class UnsafePath(ValueError):
 
 def check_name(name: str) -> str:
     """Artifact names are single path components of safe characters."""
-    if not _NAME.match(name) or len(name) > NAME_MAX:
-        raise UnsafePath(f"artifact name {name!r} must be 1–{NAME_MAX} letters, digits, "
-                         "'.', '_' or '-', starting with a letter or digit, without '..'")
+    problem = artifact_name_problem(name)
+    if problem is not None:
+        raise UnsafePath(problem)
     return name
 
 

@@ -1,0 +1,33 @@
+"""Names the API takes in a URL path, with one definition for the client that builds the
+request and the server that stores it (:mod:`server.store.artifacts` imports these): a
+name the client sends can never change which run a request reaches (``../``, ``?``,
+``#``), and the client refuses what the server would."""
+
+from __future__ import annotations
+
+import re
+
+ARTIFACT_NAME_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?$"
+"""An artifact name: a letter or digit, then letters, digits, ``.``, ``_`` and ``-`` with
+no two dots in a row (so never ``..``); at most ARTIFACT_NAME_MAX characters. Written
+without look-ahead, so the API schema states it and clients can generate from it."""
+ARTIFACT_NAME_MAX = 255
+_ARTIFACT_NAME = re.compile(ARTIFACT_NAME_PATTERN)
+
+
+def artifact_name_problem(name: object) -> str | None:
+    """Why the API would refuse ``name`` as an artifact name, or None when it takes it."""
+    if (not isinstance(name, str) or len(name) > ARTIFACT_NAME_MAX
+            or not _ARTIFACT_NAME.fullmatch(name)):  # fullmatch: "$" allows a last "\n"
+        return (f"artifact name {name!r} must be 1–{ARTIFACT_NAME_MAX} letters, digits, "
+                "'.', '_' or '-', starting with a letter or digit, without '..'")
+    return None
+
+
+def check_artifact_name(name: object) -> str:
+    """``name``, or ValueError saying why the API would refuse it."""
+    problem = artifact_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    assert isinstance(name, str)
+    return name
