@@ -215,7 +215,7 @@ def _fog(x: np.ndarray, c: tuple[float, float], rng: Rng) -> np.ndarray:
 @functools.cache
 def _frost_images() -> list[np.ndarray]:
     with resources.files("ml.evaluate").joinpath("frost.npz").open("rb") as f:
-        data = np.load(f)
+        data = np.load(f, allow_pickle=False)  # our own package data
         return [data[f"frost{i}"] for i in range(1, 6)]
 
 

@@ -441,12 +441,16 @@ def _predictor_bytes(fit: FitResult, config: SimilarityConfig) -> bytes:
     normalisation, v_a), like every neuroreg checkpoint."""
     import torch
 
+    def plain(x: Any) -> Any:  # tensors and numbers: loads with torch.load(weights_only=True)
+        return torch.from_numpy(np.array(x)) if isinstance(x, np.ndarray) else (
+            x.item() if isinstance(x, np.generic) else x)
+
     buf = io.BytesIO()
     torch.save({
         "config": asdict(config),
         "state_dict": fit.model.state_dict(),
-        "scans": {name: {"mean": st.behavior_mean, "std": st.behavior_std,
-                         "response_scale": st.response_scale, "v": fit.v[name]}
+        "scans": {name: {"mean": plain(st.behavior_mean), "std": plain(st.behavior_std),
+                         "response_scale": plain(st.response_scale), "v": plain(fit.v[name])}
                   for name, st in fit.stats.items()},
         "val_corr": fit.val_corr,
         "best_epoch": fit.best_epoch,

@@ -282,7 +282,8 @@ def _resume(recorder: Recorder, config: TrainConfig) -> dict[str, Any] | None:
     raw = recorder.load_artifact(CHECKPOINT)
     if raw is None:
         return None
-    ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=False)
+    # tensors, numbers, strings and containers only: a checkpoint is data, never code
+    ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     stored = ckpt.get("config")
     if isinstance(stored, dict):
         stored = {**_LATER_FIELDS, **stored}

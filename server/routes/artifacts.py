@@ -8,6 +8,7 @@ from fastapi import HTTPException, Path, Request, status
 from fastapi.responses import FileResponse
 
 from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, may_write, run_or_404
+from server.kinds import KINDS
 from server.schemas import ArtifactPublic
 from server.store.artifacts import (
     NAME_MAX,
@@ -18,7 +19,7 @@ from server.store.artifacts import (
     resolve,
     save_artifact_stream,
 )
-from server.strict import api_router, invalid
+from server.strict import CONFLICT, api_router, invalid
 
 ArtifactName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=NAME_MAX,
                                    description="the artifact's name")]
@@ -51,18 +52,24 @@ def download(
                         headers={"Content-Security-Policy": "sandbox"})
 
 
-@router.put("/{name}", status_code=status.HTTP_201_CREATED)
+@router.put("/{name}", status_code=status.HTTP_201_CREATED, responses=CONFLICT)
 async def upload(
     run_id: RunId, name: ArtifactName, request: Request, session: SessionDep,
     settings: SettingsDep,
     user: CurrentUser,
 ) -> ArtifactPublic:
-    """Store the request body as artifact ``name`` (replacing one of that name); the
-    body streams to disk, up to ``NEUROREG_MAX_UPLOAD_BYTES``."""
+    """Store the request body as artifact ``name`` of an external run (replacing one of
+    that name); the body streams to disk, up to ``NEUROREG_MAX_UPLOAD_BYTES``. A run a
+    worker runs takes no uploads: its checkpoints, models and targets are read back by
+    workers, so only the worker writes them."""
     run = run_or_404(session, run_id)
     if not may_write(user, run):
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             "only the owner or an admin may upload to a run")
+    if KINDS[run.kind].task is not None:  # its worker writes what workers read back
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"run {run_id} is a {run.kind} run: its artifacts are written by "
+                            "the worker that runs it; upload into an external run")
     media_type = request.headers.get("content-type", "application/octet-stream")[:128]
     try:
         row = await save_artifact_stream(

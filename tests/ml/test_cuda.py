@@ -39,7 +39,7 @@ def test_bf16_channels_last_regularized_training(target) -> None:  # noqa: F811
         assert sorted(rec.metrics[key]) == list(range(steps)), key
         assert all(math.isfinite(v) for v in rec.series(key)), key
     assert res.r_similarity is not None and math.isfinite(res.r_similarity)
-    ckpt = torch.load(io.BytesIO(rec.artifacts["model.pt"][0]), weights_only=False)
+    ckpt = torch.load(io.BytesIO(rec.artifacts["model.pt"][0]), weights_only=True)
     assert ckpt["environment"]["device"].startswith(DEVICE)  # the device it trained on
     assert DEVICE == "cpu" or "gpu" in ckpt["environment"]
     model, _ = load_model(rec.artifacts["model.pt"][0])  # loads back on the CPU

@@ -174,7 +174,7 @@ def test_a_run_handed_back_mid_epoch_resumes_at_that_step(target):
     rec = HandBack(stop)
     with pytest.raises(Cancelled, match=f"stopped at step {stop}"):
         train_model(cfg, rec, target)
-    ckpt = torch.load(io.BytesIO(rec.artifacts["checkpoint.pt"][0]), weights_only=False)
+    ckpt = torch.load(io.BytesIO(rec.artifacts["checkpoint.pt"][0]), weights_only=True)
     assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (1, 2, stop)
     rec.stop_at = None
     resumed = train_model(cfg, rec, target)
@@ -183,8 +183,8 @@ def test_a_run_handed_back_mid_epoch_resumes_at_that_step(target):
     for key in whole.metrics:
         assert rec.series(key) == whole.series(key), key
     assert not [k for k, n in rec.sent.items() if n > 1]  # no step was trained twice
-    a = torch.load(io.BytesIO(whole.artifacts["model.pt"][0]), weights_only=False)
-    b = torch.load(io.BytesIO(rec.artifacts["model.pt"][0]), weights_only=False)
+    a = torch.load(io.BytesIO(whole.artifacts["model.pt"][0]), weights_only=True)
+    b = torch.load(io.BytesIO(rec.artifacts["model.pt"][0]), weights_only=True)
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
 
     # a cancel (not a hand-back) leaves no new checkpoint behind
@@ -415,7 +415,7 @@ def test_the_new_fields_at_their_defaults_are_the_run_without_them(target):
     crashed = CountingRecorder(crash_at=res.steps // 2 + 1)
     with pytest.raises(Crash):
         train_model(TrainConfig(**base), crashed, target)
-    ckpt = torch.load(io.BytesIO(crashed.artifacts["checkpoint.pt"][0]), weights_only=False)
+    ckpt = torch.load(io.BytesIO(crashed.artifacts["checkpoint.pt"][0]), weights_only=True)
     for key in ("sim_every", "gamma_prune"):
         del ckpt["config"][key]
     buf = io.BytesIO()

@@ -25,7 +25,7 @@ ONE = {**TINY, "epochs": 1}
 
 
 def _weights(rec: MemoryRecorder, name: str = "model.pt") -> dict[str, torch.Tensor]:
-    return torch.load(io.BytesIO(rec.artifacts[name][0]), weights_only=False)["state_dict"]
+    return torch.load(io.BytesIO(rec.artifacts[name][0]), weights_only=True)["state_dict"]
 
 
 def _close(a: MemoryRecorder, b: MemoryRecorder, atol: float = 1e-3) -> None:
@@ -178,7 +178,7 @@ def test_a_handed_back_pack_checkpoints_each_member_and_resumes_packed_or_apart(
     out = train_pack(configs, recs, [target] * 2)
     assert all(isinstance(o, Cancelled) for o in out)
     for r in recs:
-        ckpt = torch.load(io.BytesIO(r.artifacts["checkpoint.pt"][0]), weights_only=False)
+        ckpt = torch.load(io.BytesIO(r.artifacts["checkpoint.pt"][0]), weights_only=True)
         assert (ckpt["epoch"], ckpt["step"]) == (1, stop)
         r.stop_at = None
     # member 0 resumes packed with member 1, or alone: the same weights either way

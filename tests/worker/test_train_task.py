@@ -269,8 +269,8 @@ def test_a_pack_task_trains_its_runs_as_ordinary_runs(env: Settings):
         assert np.allclose(a, b, atol=1e-3)  # the run trained apart
     for name in ("model.pt", "s-cnn-overview.npz", "logs.txt"):
         assert rec.load_artifact(name) is not None, name
-    wa = torch.load(io.BytesIO(rec.load_artifact("model.pt")), weights_only=False)
-    wb = torch.load(io.BytesIO(alone.load_artifact("model.pt")), weights_only=False)
+    wa = torch.load(io.BytesIO(rec.load_artifact("model.pt")), weights_only=True)
+    wb = torch.load(io.BytesIO(alone.load_artifact("model.pt")), weights_only=True)
     for k, v in wa["state_dict"].items():
         assert torch.allclose(v.float(), wb["state_dict"][k].float(), atol=1e-3), k
 

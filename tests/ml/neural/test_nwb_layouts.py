@@ -273,7 +273,7 @@ def test_both_layouts_run_to_a_finished_similarity_run_with_the_importers_option
     import torch
 
     def loss(rec: MemoryRecorder) -> str:
-        return torch.load(io.BytesIO(rec.artifacts["predictor.pt"][0]), weights_only=False)[
+        return torch.load(io.BytesIO(rec.artifacts["predictor.pt"][0]), weights_only=True)[
             "loss"]
 
     assert loss(rec) == "poisson"  # on the indicator's rise every dF/F is > 0
