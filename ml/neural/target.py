@@ -17,7 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from ml.stored import StoredFileError, load_npz
+
 FORMAT = "neuroreg-target/1"
+LOAD_MAX_BYTES = 8 << 30
+"""What :meth:`SimilarityTarget.load` allocates at most unless told otherwise: a
+100,000-stimulus target of 8,000 float32 neurons and its images (about 4 GB) fits."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,16 +79,26 @@ class SimilarityTarget:
         return buf.getvalue()
 
     @classmethod
-    def load(cls, source: str | bytes | io.IOBase) -> SimilarityTarget:
-        """Read what :meth:`to_bytes` wrote (a path, bytes or a binary file)."""
-        if isinstance(source, bytes):
-            source = io.BytesIO(source)
-        with np.load(source, allow_pickle=False) as z:
+    def load(cls, source: str | bytes | io.IOBase, *, max_bytes: int = LOAD_MAX_BYTES,
+             what: str = "target") -> SimilarityTarget:
+        """Read what :meth:`to_bytes` wrote (a path, bytes or a binary file), allocating at
+        most ``max_bytes`` (checked from the arrays' headers before reading them).
+
+        Raises:
+            StoredFileError: the file is not a target of this format, holds a pickle, or
+                is larger than ``max_bytes``; the message starts with ``what``.
+        """
+        z = load_npz(source, what=what, max_bytes=max_bytes)  # type: ignore[arg-type]
+        missing = {"factor", "image_ids", "images", "meta"} - z.keys()
+        if missing:
+            raise StoredFileError(f"{what}: not a {FORMAT} file (no {sorted(missing)})")
+        try:
             meta = json.loads(str(z["meta"]))
-            if meta.pop("format", None) != FORMAT:
+            if not isinstance(meta, dict) or meta.pop("format", None) != FORMAT:
                 raise ValueError(f"not a {FORMAT} file")
-            kind = meta.pop("kind")
-            return cls(kind, z["factor"], z["image_ids"], z["images"], meta)
+            return cls(str(meta.pop("kind")), z["factor"], z["image_ids"], z["images"], meta)
+        except (ValueError, KeyError) as exc:
+            raise StoredFileError(f"{what}: {exc}") from None
 
 
 def pair_similarity(factor: np.ndarray, i: np.ndarray, j: np.ndarray,

@@ -33,6 +33,7 @@ from torch import nn
 from ml.models import resolve_taps
 from ml.models.checkpoint import load_network
 from ml.neural.target import SimilarityTarget
+from ml.stored import StoredFileError, load_npz
 
 # torchvision's configuration "E" (VGG19): channel counts, "M" = 2×2 max-pool
 VGG19_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -249,15 +250,21 @@ class SCnnOverviews:
         return buf.getvalue()
 
     @classmethod
-    def load(cls, path: str | Path) -> SCnnOverviews:
-        """Read :meth:`to_bytes` (or the one-size file of earlier versions: ``z``, ``edges``)."""
-        with np.load(path) as f:
+    def load(cls, path: str | Path, *, max_bytes: int = 1 << 30,
+             what: str = "s-cnn-overview") -> SCnnOverviews:
+        """Read :meth:`to_bytes` (or the one-size file of earlier versions: ``z``, ``edges``),
+        allocating at most ``max_bytes``; a bad file is a
+        :class:`~ml.stored.StoredFileError` naming ``what``."""
+        f = load_npz(path, what=what, max_bytes=max_bytes)
+        try:
             taps = [int(t) for t in f["taps"]]
-            keys = {k.removeprefix("z_"): k for k in f.files if k.startswith("z_")}
-            pairs = ([(f["z"], f["edges"])] if "z" in f.files else
+            keys = {k.removeprefix("z_"): k for k in f if k.startswith("z_")}
+            pairs = ([(f["z"], f["edges"])] if "z" in f else
                      [(f[key], f[f"edges_{size}"]) for size, key in keys.items()])
             return cls(taps, int(f["n"]), [f[f"mean_{k}"] for k in range(len(taps))],
                        {len(edges) - 1: (list(z), edges) for z, edges in pairs})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoredFileError(f"{what}: not an S_CNN overview ({exc!r})") from None
 
 
 def s_cnn_overviews(source: str | Path | bytes, taps: Sequence[int] | None,

@@ -9,7 +9,10 @@ it from a small job (``neuroreg.s_cnn_overview``) and the page is told to come b
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,6 +38,7 @@ from ml.neural.overview import (
 from ml.neural.target import SimilarityTarget
 from ml.regularize.cnn_features import SCnnOverviews, tap_features
 from ml.regularize.targets import REGISTRY, source_kind
+from ml.stored import StoredFileError
 from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
 from server.queue import send
 from server.store.artifacts import get_artifact, list_artifacts, resolve
@@ -70,35 +74,96 @@ PENDING: dict[int | str, dict[str, Any]] = {202: {
     "description": "a worker is computing this overview; ask again after Retry-After s"}}
 
 
-@lru_cache(maxsize=8)
-def _load(path: str, mtime: float) -> tuple[SimilarityTarget, np.ndarray]:
-    target = SimilarityTarget.load(path)
-    return target, leading_order(target.factor)
+class _Held:
+    """What views read from artifacts, by (path, mtime): least recently used dropped first,
+    so that all of it takes at most ``budget`` bytes (``NEUROREG_MAX_VIEW_BYTES``), which
+    is also the most one file may decode to. Loads are one at a time, so two first views
+    never hold two files' worth of arrays at once."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[tuple[str, float], tuple[Any, int]] = OrderedDict()
+        self._lock, self._loading = threading.Lock(), threading.Lock()
+
+    def sizes(self) -> list[int]:
+        """The bytes of each thing held, oldest first."""
+        with self._lock:
+            return [n for _, n in self._items.values()]
+
+    def get(self, path: str, mtime: float, budget: int,
+            load: Callable[[str, int], tuple[Any, int]]) -> Any:
+        key = (path, mtime)
+        with self._loading:
+            with self._lock:
+                if key in self._items:
+                    self._items.move_to_end(key)
+                    return self._items[key][0]
+            try:
+                value, size = load(path, budget)
+            except StoredFileError as exc:  # malformed, a pickle, or over the budget
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+            with self._lock:
+                self._items[key] = (value, size)
+                while sum(n for _, n in self._items.values()) > budget and len(self._items) > 1:
+                    self._items.popitem(last=False)
+            return value
 
 
-@lru_cache(maxsize=16)
-def _stored(path: str, mtime: float) -> SCnnOverviews:
-    return SCnnOverviews.load(path)
+_held = _Held()
+
+
+def _nbytes(*arrays: np.ndarray) -> int:
+    return sum(a.nbytes for a in arrays)
+
+
+def _artifact(path: str) -> str:
+    """How a message names the artifact stored at ``path`` (``<run>/<name>``)."""
+    return f"run {Path(path).parent.name}'s {Path(path).name}"
+
+
+def _read_target(path: str, budget: int) -> tuple[tuple[SimilarityTarget, np.ndarray], int]:
+    target = SimilarityTarget.load(path, max_bytes=budget, what=_artifact(path))
+    order = leading_order(target.factor)
+    return (target, order), _nbytes(target.factor, target.images, target.image_ids, order)
+
+
+def _read_overviews(path: str, budget: int) -> tuple[SCnnOverviews, int]:
+    stored = SCnnOverviews.load(path, max_bytes=budget, what=_artifact(path))
+    return stored, _nbytes(*stored.means, *(a for zs, e in stored.sizes.values()
+                                           for a in (*zs, e)))
+
+
+def _load(path: str, mtime: float, budget: int) -> tuple[SimilarityTarget, np.ndarray]:
+    held: tuple[SimilarityTarget, np.ndarray] = _held.get(path, mtime, budget, _read_target)
+    return held
+
+
+def _stored(path: str, mtime: float, budget: int) -> SCnnOverviews:
+    held: SCnnOverviews = _held.get(path, mtime, budget, _read_overviews)
+    return held
 
 
 @lru_cache(maxsize=4)
-def _network(path: str, mtime: float, taps: tuple[int, ...], target_path: str) -> Any:
+def _network(path: str, mtime: float, taps: tuple[int, ...], target_path: str,
+             budget: int) -> Any:
     """The run's network at all its taps over the target's stimuli, for exact blocks."""
-    return tap_features(path, taps, _load(target_path, Path(target_path).stat().st_mtime)[0]
-                        .images, batch=256)
+    return tap_features(path, taps, _load(target_path, Path(target_path).stat().st_mtime,
+                                          budget)[0].images, batch=256)
 
 
 _asked: dict[tuple[int, int, float], float] = {}  # (run, size, model mtime) → when
 
 
-def _file(session: Any, settings: Any, run_id: int, name: str) -> tuple[str, float]:
+def _file(session: Any, settings: Any, run_id: int, name: str) -> tuple[str, float, int]:
     """(path, mtime) of the run's artifact ``name`` — the cache key of what is read from
-    it — or 404."""
+    it — and the bytes a view may decode it to; or 404."""
     row = get_artifact(session, run_id, name)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no {name}")
     path = resolve(settings.artifacts, row.path)
-    return str(path), Path(path).stat().st_mtime
+    if not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id}'s {name} is missing "
+                                                       "on disk")
+    return str(path), path.stat().st_mtime, settings.max_view_bytes
 
 
 def _target(session: Any, settings: Any, run_id: int, name: str
@@ -148,8 +213,8 @@ def names(run_id: RunId, session: SessionDep, settings: SettingsDep, _: CurrentU
 
 
 @lru_cache(maxsize=8)
-def _pairs(path: str, mtime: float, k: int) -> dict[str, Any]:
-    target = _load(path, mtime)[0]
+def _pairs(path: str, mtime: float, budget: int, k: int) -> dict[str, Any]:
+    target = _load(path, mtime, budget)[0]
     found = extreme_pairs(target.factor, k)
 
     def image(i: int) -> list[list[int]]:
@@ -270,7 +335,7 @@ def _train_matrix(session: Any, settings: Any, run: Any, name: str, minus: str |
     if name == "target":
         return _target_matrix(session, settings, target_run, target_name, None)
     weights = _cnn_weights(run, name, len(taps))
-    model = _file(session, settings, run.id, artifacts.MODEL)
+    model = _file(session, settings, run.id, artifacts.MODEL)[:2]
     stimuli = _file(session, settings, target_run, artifacts.target("neural-model"))
     order = _load(*stimuli)[1]  # the stimuli and order of every view of this run
     n = len(order)
@@ -279,7 +344,8 @@ def _train_matrix(session: Any, settings: Any, run: Any, name: str, minus: str |
         n, weights, stored.means if stored else [],
         {s: (z, e) for s, (z, e) in (stored.sizes if stored else {}).items()
          if np.array_equal(e, edges_of(n, s))},
-        features=lambda idx: _network(*model, taps, stimuli[0])(idx))  # loaded on first block
+        # the network is loaded on the first exact block
+        features=lambda idx: _network(*model, taps, stimuli[0], stimuli[2])(idx))
     if minus:
         target = _target(session, settings, target_run, target_name)[0]
         source = Difference(source, FactorMatrix(target.factor))
