@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # artifact uploads (PUT /api/runs/{id}/artifacts/{name}) stream to disk up to this
     max_upload_bytes: int = Field(default=4 * 1024**3, ge=1024)
+    # what the API may decode one stored file to for a view (a similarity matrix, an
+    # S_CNN overview), and hold of such files at once; a file that would take more is a 422
+    max_view_bytes: int = Field(default=1024**3, ge=1024**2)
     # liveness: workers beat every heartbeat_s; the API's reaper requeues a running run
     # whose beat is older than stale_after_s (failing it after max_attempts starts)
     heartbeat_s: float = Field(default=10.0, gt=0)
