@@ -20,7 +20,9 @@ whole query becomes one WHERE clause (and ``sort_key`` one ORDER BY term).
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +43,7 @@ from sqlalchemy import (
     true,
 )
 
-from server.store.models import Metric, MetricBucket, Run, RunStatus, RunTag, User
+from server.store.models import MAX_ID, Metric, MetricBucket, Run, RunStatus, RunTag, User
 
 FIELDS_HELP = ("config.<path>, metrics.<key>[.last|.min|.max], tag, owner, kind, status, "
                "parent, name, id, created, started, finished")
@@ -104,7 +106,7 @@ def _tokens(q: str) -> list[_Tok]:
             continue
         m = _NUMBER.match(q, i)
         if m and (c.isdigit() or c in "-."):
-            out.append(_Tok("number", m.group(), float(m.group()), i))
+            out.append(_Tok("number", m.group(), _number(m.group()), i))
             i = m.end()
             continue
         m = _IDENT.match(q, i)
@@ -119,6 +121,12 @@ def _tokens(q: str) -> list[_Tok]:
             continue
         raise QueryError(f"unexpected {c!r}", i)
     return out
+
+
+def _number(text: str) -> int | float:
+    """A number token's value: an integer literal exactly (an id past 2**53 keeps its
+    digits), anything else as a float (``1e999`` is ``inf``: refused where compared)."""
+    return float(text) if any(c in text for c in ".eE") else int(text)
 
 
 class _Parser:
@@ -213,7 +221,8 @@ def _compare(col: Any, op: str, v: Any) -> ColumnElement[bool]:
         return col > v  # type: ignore[no-any-return]
     if op == ">=":
         return col >= v  # type: ignore[no-any-return]
-    return func.lower(col).contains(str(v).lower())
+    # ~ is a substring, never a pattern: % and _ match themselves (LIKE … ESCAPE '/')
+    return func.lower(col).contains(str(v).lower(), autoescape=True)
 
 
 def _json(path: list[str], kind: str, dialect: str) -> Any:
@@ -268,7 +277,7 @@ def field_column(name: str, pos: int, dialect: str, kind: str = "number") -> Any
 
 def _comparison(field: _Tok, op_tok: _Tok, value_tok: _Tok, dialect: str) -> ColumnElement[bool]:
     name, op, v = field.text, op_tok.value, _value(value_tok)
-    numeric = isinstance(v, float)
+    numeric = isinstance(v, int | float) and not isinstance(v, bool)
     where = value_tok.pos
 
     def need(kind: str) -> None:
@@ -285,7 +294,7 @@ def _comparison(field: _Tok, op_tok: _Tok, value_tok: _Tok, dialect: str) -> Col
         need("text")
         if op not in ("=", "!=", "~"):
             raise QueryError("tag takes =, != or ~", op_tok.pos)
-        match = RunTag.tag == v if op != "~" else func.lower(RunTag.tag).contains(v.lower())
+        match = RunTag.tag == v if op != "~" else _compare(RunTag.tag, "~", v)
         has = exists().where(RunTag.run_id == Run.id, match)
         return not_(has) if op == "!=" else has
     if name == "owner":
@@ -304,27 +313,23 @@ def _comparison(field: _Tok, op_tok: _Tok, value_tok: _Tok, dialect: str) -> Col
         return _compare(_TEXT[name], op, v)
     if name == "id":
         need("number")
-        return _compare(Run.id, op, int(v))
+        return _compare(Run.id, op, _whole(name, value_tok))
     if name == "parent":
         if v is None:
             if op not in ("=", "!="):
                 raise QueryError("parent compares with null by = or !=", op_tok.pos)
             return Run.parent_id.is_(None) if op == "=" else Run.parent_id.is_not(None)
         need("number")
-        return _compare(Run.parent_id, op, int(v))
+        return _compare(Run.parent_id, op, _whole(name, value_tok))
     if name in _DATES:
         if v is None:
             if op not in ("=", "!="):
                 raise QueryError(f"{name} compares with null by = or !=", op_tok.pos)
             return _DATES[name].is_(None) if op == "=" else _DATES[name].is_not(None)
         need("text")
-        try:
-            when = datetime.fromisoformat(v.replace("Z", "+00:00"))
-        except ValueError:
-            raise QueryError(f"{name} compares with an ISO date or time "
-                             f"(\"2026-11-01\", \"2026-11-01T12:00\"), not {v!r}", where) from None
-        when = when if when.tzinfo else when.replace(tzinfo=UTC)
-        return _compare(_DATES[name], op, when)
+        if op == "~":
+            raise QueryError(f"{name} takes =, !=, <, <=, > or >=", op_tok.pos)
+        return _compare(_DATES[name], op, _instant(name, value_tok))
     if v is None:
         raise QueryError(f"{name} compares with a number, a string or a boolean, not null",
                          where)
@@ -335,7 +340,48 @@ def _comparison(field: _Tok, op_tok: _Tok, value_tok: _Tok, dialect: str) -> Col
     if kind == "boolean" and op not in ("=", "!="):
         raise QueryError("a boolean compares by = or !=", op_tok.pos)
     col = field_column(name, field.pos, dialect, {"text": "string"}.get(kind, kind))
-    return _compare(col, op, v)
+    return _compare(col, op, _finite(name, value_tok) if kind == "number" else v)
+
+
+def _whole(name: str, tok: _Tok) -> int:
+    """An id's value: a whole number an id column can hold (``MAX_ID``), so the database
+    never sees one that overflows its type."""
+    v = tok.value
+    if isinstance(v, float) and v.is_integer() and abs(v) <= MAX_ID:
+        v = int(v)
+    if not isinstance(v, int) or abs(v) > MAX_ID:
+        raise QueryError(f"{name} compares with a whole number from -{MAX_ID} to {MAX_ID}, "
+                         f"not {tok.text}", tok.pos)
+    return v
+
+
+def _finite(name: str, tok: _Tok) -> float:
+    """A config or metric comparison's number as a finite float (a value column is a
+    double): ``1e999`` or an integer past ±1.8e308 names itself instead of reaching SQL."""
+    try:
+        v = float(tok.value)
+    except OverflowError:
+        v = math.inf
+    if not math.isfinite(v):
+        raise QueryError(f"{name}: {tok.text} is out of range (numbers are finite, within "
+                         f"±{sys.float_info.max:.4g})", tok.pos)
+    return v
+
+
+def _instant(name: str, tok: _Tok) -> datetime:
+    """A date field's ISO date or time as an aware UTC datetime (no offset: UTC), within
+    years 1–9999 once in UTC (``0001-01-01T00:00+05:00`` is before year 1)."""
+    try:
+        when = datetime.fromisoformat(tok.value.replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryError(f"{name} compares with an ISO date or time (\"2026-11-01\", "
+                         f"\"2026-11-01T12:00\") of years 1 to 9999, not {tok.value!r}",
+                         tok.pos) from None
+    try:
+        return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    except OverflowError:
+        raise QueryError(f"{name}: {tok.value!r} is out of range (years 1 to 9999 in UTC)",
+                         tok.pos) from None
 
 
 def compile_query(q: str, dialect: str) -> ColumnElement[bool]:

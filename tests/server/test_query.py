@@ -107,6 +107,13 @@ def test_any_config_or_metric_field_sorts_with_the_missing_last(store: str) -> N
     ('name = "open', 7, "no closing"),
     ("", 0, "empty"),
     ("(" * 40 + "id = 1" + ")" * 40, 32, "nest deeper than 32"),
+    # out of range: each names the term instead of overflowing a column or a datetime
+    ("id = 9223372036854775807", 5, "whole number from -2147483647 to 2147483647"),
+    ("parent > 1.5", 9, "not 1.5"),
+    ("metrics.acc > 1e999", 14, "1e999 is out of range"),
+    ("config.alpha < -123" + "0" * 400, 15, "is out of range"),
+    ('created > "0001-01-01T00:00+05:00"', 10, "out of range (years 1 to 9999 in UTC)"),
+    ('finished ~ "2026"', 9, "finished takes"),
 ])
 def test_a_query_that_cannot_run_names_the_position(q: str, position: int,
                                                      message: str) -> None:
