@@ -204,7 +204,11 @@ class Client:
         res = self._http.get("/api/runs.csv", params=params)
         if not res.is_success:
             raise NeuroregError(res.status_code, res.json().get("detail"))
-        return pd.read_csv(io.StringIO(res.text))
+        frame = pd.read_csv(io.StringIO(res.text))
+        for col in frame.select_dtypes(include=["object", "string"]):  # text as stored: the
+            # quote the server adds before a formula (server/csv_cells.py) taken off
+            frame[col] = frame[col].str.replace(r"^'(?='*[=+\-@\t\r])", "", regex=True)
+        return frame
 
     def groups(self, by: Sequence[str], metrics: Sequence[str] = (), *,
                q: str | None = None) -> list[dict[str, Any]]:

@@ -24,10 +24,16 @@ function csvOf(div) {
   return toCsv(rows);
 }
 
+// Text a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a leading ',
+// as server/csv_cells.py writes the runs' CSV; numbers, and text that is just a number, stay
+const FORMULA = /^'*[=+\-@\t\r]/;
+const NUMBER = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
+export const csvCell = (v) => (typeof v === "string" && FORMULA.test(v) && !NUMBER.test(v) ? `'${v}` : String(v ?? ""));
+
 function toCsv(rows) {
   return rows.map((r) => r.map((v) => {
-    const s = String(v ?? "");
-    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+    const s = csvCell(v);
+    return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   }).join(",")).join("\n") + "\n";
 }
 

@@ -225,6 +225,8 @@ def export_csv(
     import csv
     import io
 
+    from server.csv_cells import cell
+
     cols = _columns(columns)
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -242,10 +244,10 @@ def export_csv(
         values = column_values(session, runs, cols) if cols else {}
         for r in runs:
             row = values.get(str(r.id), {})
-            writer.writerow([r.id, r.name, r.owner.name, r.kind, r.status.value, r.parent_id,
-                             r.created_at.isoformat(),
+            writer.writerow([r.id, cell(r.name), cell(r.owner.name), r.kind, r.status.value,
+                             r.parent_id, r.created_at.isoformat(),
                              r.finished_at.isoformat() if r.finished_at else "",
-                             *["" if row.get(c) is None else row[c] for c in cols]])
+                             *["" if row.get(c) is None else cell(row[c]) for c in cols]])
         offset += len(runs)
         if not runs:
             break
