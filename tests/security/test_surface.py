@@ -1,0 +1,122 @@
+"""The rest of the surface (issue 33, item 9): what a member can put in a query, a run name,
+a config key or a log line, and what a browser may do with our pages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+# Terms outside what a number, an id or a date can be: each a 422 that names the term
+OUT_OF_RANGE = [
+    ("metrics.acc > 1e999", "1e999"),
+    ("metrics.acc.max < -1e999", "-1e999"),
+    ("config.params.alpha = 1e400", "1e400"),
+    ("config.params.alpha > 123456789" + "0" * 400, "1234567890"),
+    ("id > 99999999999999999999999", "99999999999999999999999"),
+    ("id = 9223372036854775807", "9223372036854775807"),
+    ("id = -99999999999999999999999", "-99999999999999999999999"),
+    ("parent = 2147483648", "2147483648"),
+    ("id < 1.5", "1.5"),
+    ('created > "99999-01-01"', "99999-01-01"),
+    ('created > "-0001-01-01"', "-0001-01-01"),
+    ('started > "0001-01-01T00:00+05:00"', "0001-01-01T00:00+05:00"),
+    ('finished < "9999-12-31T23:59-05:00"', "9999-12-31T23:59-05:00"),
+    ("metrics.acc > nan", "nan"),
+    ('created > "NaN"', "NaN"),
+    ('created ~ "1988-01-01"', "created takes"),  # lower(timestamp): a 500 on PostgreSQL
+]
+
+
+def external(api: TestClient, name: str, tags: tuple[str, ...] = (),
+             **params: object) -> dict:
+    """A run a script logs into, named ``name``, its ``params`` as its config."""
+    res = api.post("/api/runs", json={"kind": "external", "name": name,
+                                      "config": {"params": params}})
+    assert res.status_code == 201, res.text
+    if tags:
+        assert api.patch(f"/api/runs/{res.json()['id']}",
+                         json={"tags": list(tags)}).status_code == 200
+    return res.json()
+
+
+@pytest.mark.parametrize(("q", "term"), OUT_OF_RANGE)
+def test_an_out_of_range_term_in_a_query_is_a_422_naming_it(api: TestClient, q: str,
+                                                             term: str) -> None:
+    external(api, "r", alpha=3)
+    for path in ("/api/runs", "/api/runs.csv"):
+        res = api.get(path, params={"q": q})
+        assert res.status_code == 422, (path, res.text)
+        assert res.json()["detail"][0]["loc"] == ["query", "q"]
+        assert term in res.json()["detail"][0]["msg"], res.text
+    res = api.get("/api/run-groups", params={"q": q, "by": "kind"})
+    assert res.status_code == 422, res.text
+
+
+def test_the_edges_of_each_range_still_answer(api: TestClient) -> None:
+    """The largest finite number, the first and last instant, the largest id: in range."""
+    run = external(api, "r", alpha=3)
+    for q in ("metrics.acc < 1.7e308", "config.params.alpha > -1.7e308", "id <= 2147483647",
+              "id > -2147483647", 'created > "0001-01-01"', 'created < "9999-12-31T23:59"',
+              "config.params.alpha > 1e-999"):
+        res = api.get("/api/runs", params={"q": q})
+        assert res.status_code == 200, (q, res.text)
+    assert [r["id"] for r in api.get("/api/runs", params={
+        "q": "config.params.alpha > 1e-999"}).json()["items"]] == [run["id"]]
+
+
+def test_contains_matches_percent_and_underscore_literally(api: TestClient) -> None:
+    for name in ("100% done", "a_b", "axb", "plain"):  # a tag holds no % or space
+        external(api, name, (name.replace("% ", "pct-"),), note=name)
+
+    def matching(q: str) -> list[str]:
+        res = api.get("/api/runs", params={"q": q, "order": "oldest"})
+        assert res.status_code == 200, res.text
+        return [r["name"] for r in res.json()["items"]]
+
+    for field in ("name", "config.params.note"):
+        assert matching(f'{field} ~ "%"') == ["100% done"], field
+        assert matching(f'{field} ~ "0%"') == ["100% done"], field
+    for field in ("name", "tag", "config.params.note"):
+        assert matching(f'{field} ~ "_"') == ["a_b"], field
+        assert matching(f'{field} ~ "a_b"') == ["a_b"], field
+        assert matching(f'{field} ~ "/"') == [], field  # the escape character itself
+    assert matching('tag ~ "%"') == [] and matching('owner ~ "%"') == []
+    assert matching('owner ~ "_"') == []  # the admin's name has no underscore
+
+
+FORMULAS = ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx",
+            "'=already quoted"]
+
+
+def test_csv_export_quotes_formulas_in_text_and_keeps_numbers(api: TestClient,
+                                                              member: Callable) -> None:
+    import csv
+    import io
+
+    eve = member("eve")
+    for i, text in enumerate(FORMULAS):
+        external(eve, text, note=text, score=-0.5 - i, neg="-3")
+    res = api.get("/api/runs.csv", params={
+        "columns": "config.params.note,config.params.score,config.params.neg"})
+    assert res.status_code == 200, res.text
+    rows = list(csv.DictReader(io.StringIO(res.text, newline="")))
+    assert [r["name"] for r in rows] == ["'" + t for t in reversed(FORMULAS)]
+    assert [r["config.params.note"] for r in rows] == ["'" + t for t in reversed(FORMULAS)]
+    assert [float(r["config.params.score"]) for r in rows] == [-0.5 - i for i in
+                                                               reversed(range(len(FORMULAS)))]
+    assert {r["config.params.neg"] for r in rows} == {"-3"}  # text that is just a number
+
+
+def test_the_client_reads_csv_text_back_as_stored(api: TestClient, backend) -> None:
+    from neuroreg.client import Client
+    from tests.livesrv import live_server
+
+    for text in FORMULAS:
+        external(api, text, score=-1.5)
+    token = api.headers["Authorization"].split()[1]
+    with live_server(backend) as url, Client(url, token) as nr:
+        frame = nr.runs_frame(columns=["config.params.score"], sort="config.params.score")
+    assert sorted(frame["name"]) == sorted(FORMULAS)
+    assert frame["config.params.score"].tolist() == [-1.5] * len(FORMULAS)
