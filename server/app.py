@@ -17,8 +17,9 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server.headers import SecurityHeaders
 from server.kinds import KINDS
 from server.queue import make_celery
 from server.reaper import Reaper
@@ -151,24 +152,6 @@ def _allowed_methods(routes: Sequence[Any], scope: Scope) -> list[str]:
                 {**scope, "method": next(iter(route.methods))})[0] is Match.FULL:
             methods |= route.methods
     return sorted(methods)
-
-
-class SecurityHeaders:
-    """``X-Content-Type-Options: nosniff`` on every response: a browser renders what it
-    is sent as the type it is labelled, never what it guesses (an uploaded file)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"],
-                                      (b"x-content-type-options", b"nosniff")]
-            await send(message)
-
-        await self.app(scope, receive, with_headers if scope["type"] == "http" else send)
 
 
 def _describe_config_fields(app: FastAPI) -> None:

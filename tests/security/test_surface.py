@@ -120,3 +120,24 @@ def test_the_client_reads_csv_text_back_as_stored(api: TestClient, backend) -> N
         frame = nr.runs_frame(columns=["config.params.score"], sort="config.params.score")
     assert sorted(frame["name"]) == sorted(FORMULAS)
     assert frame["config.params.score"].tolist() == [-1.5] * len(FORMULAS)
+
+
+def test_every_response_forbids_framing_sniffing_and_foreign_scripts(api: TestClient,
+                                                                     anon: TestClient) -> None:
+    run = external(api, "r")
+    assert api.put(f"/api/runs/{run['id']}/artifacts/page.html", content=b"<p>hi</p>",
+                   headers={"Content-Type": "text/html"}).status_code in (200, 201)
+    answers = [anon.get("/"), anon.get("/compare"), anon.get("/static/app.css"),
+               anon.get("/api/runs"), api.get("/api/runs"), api.get("/api/nothing-here"),
+               anon.post("/api/runs", json={}), api.get("/openapi.json")]
+    for res in answers:
+        csp = res.headers.get("content-security-policy", "")
+        assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp, res.url
+        assert res.headers.get("x-frame-options") == "DENY", res.url
+        assert res.headers.get("x-content-type-options") == "nosniff", res.url
+        assert res.headers.get("referrer-policy") == "same-origin", res.url
+        assert res.headers.get_list("content-security-policy") == [csp]  # one of each
+    artifact = api.get(f"/api/runs/{run['id']}/artifacts/page.html")
+    assert artifact.status_code == 200
+    assert artifact.headers.get_list("content-security-policy") == ["sandbox"]  # its own
+    assert artifact.headers.get("x-frame-options") == "DENY"
