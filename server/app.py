@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -15,10 +14,13 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.deps import CHALLENGE, NO_TOKEN, token_is_valid
 from server.headers import SecurityHeaders
 from server.kinds import KINDS
 from server.queue import make_celery
@@ -43,35 +45,45 @@ from server.routes import (
 from server.routes.ui import FRONTEND
 from server.settings import Settings, get_settings
 from server.store.db import migrate
+from server.strict import StrictRoute
 from server.webhooks import Dispatcher
 
 log = logging.getLogger("neuroreg.api")
 
 
-_UPLOAD = re.compile(r"^/api/runs/\d+/artifacts/[^/]+$")
+class BodyGate:
+    """What a request with a body must pass before anything reads it: a bearer token
+    that :func:`server.deps.get_current_user` would take, where its route needs one (a
+    401), and its route's cap (a 413 naming it). An artifact upload streams to disk up to
+    ``NEUROREG_MAX_UPLOAD_BYTES``; a route with its own cap (:func:`server.strict.body_limit`)
+    has it; every other body ``NEUROREG_MAX_REQUEST_BYTES``. A request without a body
+    passes untouched (its route checks the token as ever)."""
 
-
-class BodyLimit:
-    """Rejects request bodies over ``limit`` bytes with 413, before they are read whole;
-    artifact uploads (PUT) get ``upload_limit`` instead."""
-
-    def __init__(self, app: ASGIApp, limit: int, upload_limit: int | None = None) -> None:
-        self.app, self.limit, self.upload_limit = app, limit, upload_limit or limit
+    def __init__(self, app: ASGIApp, routes: Sequence[Any], settings: Settings) -> None:
+        self.app, self.settings = app, settings
+        self.routes = [r for r in routes if isinstance(r, StrictRoute)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        headers = Headers(scope=scope) if scope["type"] == "http" else None
+        if headers is None or headers.get("content-length", "0") == "0" and (
+                "transfer-encoding" not in headers):
             await self.app(scope, receive, send)
             return
-        limit = self.limit
-        if scope.get("method") == "PUT" and _UPLOAD.match(scope.get("path", "")):
-            limit = self.upload_limit
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _too_large(limit)(scope, receive, send)
+        route = self._route(scope)
+        if route is not None and route.authenticated and not await run_in_threadpool(
+                token_is_valid, self.settings.db_url, headers.get("authorization")):
+            await JSONResponse({"detail": NO_TOKEN}, status_code=401,
+                               headers=CHALLENGE)(scope, receive, send)
+            return
+        limit = self._limit(route)
+        what = f"{scope['method']} {route.path}" if route is not None else scope["path"]
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await _too_large(limit, what)(scope, receive, send)
             return
         seen = 0
 
-        async def counting_receive():  # type: ignore[no-untyped-def]
+        async def counting_receive() -> Message:
             # a body without a length (chunked) is counted as it arrives; the exception
             # is an HTTPException so that FastAPI's body reader passes it on as a 413
             # (anything else it reports as a 400 "error parsing the body")
@@ -79,19 +91,68 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large_text(limit))
+                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                                    _too_large_text(limit, what))
             return message
 
         await self.app(scope, counting_receive, send)
 
+    def _route(self, scope: Scope) -> StrictRoute | None:
+        """The route the router will pick for this request, if any."""
+        return next((r for r in self.routes if r.matches(scope)[0] is Match.FULL), None)
 
-def _too_large_text(limit: int) -> str:
-    return f"request body exceeds {limit} bytes"
+    def _limit(self, route: StrictRoute | None) -> int:
+        if route is not None and route.endpoint is artifacts.upload:
+            return self.settings.max_upload_bytes
+        if route is not None and route.max_body is not None:
+            return route.max_body
+        return self.settings.max_request_bytes
 
 
-def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse({"detail": _too_large_text(limit)},
+def _too_large_text(limit: int, what: str) -> str:
+    return f"request body exceeds {limit} bytes, the limit of {what}"
+
+
+def _too_large(limit: int, what: str) -> JSONResponse:
+    return JSONResponse({"detail": _too_large_text(limit, what)},
                         status_code=status.HTTP_413_CONTENT_TOO_LARGE)
+
+
+class Refusals:
+    """Answers what a route raised and no handler took: 507 or 503 when the store could
+    not take the write (:func:`storage_refused`), else a 500, logged. A middleware, not an
+    ``Exception`` handler: Starlette re-raises after such a handler answers, and uvicorn
+    then closes the connection under the client's next request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:  # half an answer: only closing the connection tells the client
+                raise
+            await _refusal(scope, exc)(scope, receive, send)
+
+
+def _refusal(scope: Scope, exc: Exception) -> JSONResponse:
+    refused = storage_refused(exc)
+    if refused is not None:  # the request was fine; the store could not take it
+        log.error("%s %s: %s", scope["method"], scope["path"], refused[1])
+        return JSONResponse({"detail": refused[1]}, status_code=refused[0])
+    log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
 
 
 def _public_loc(loc: Sequence[Any]) -> list[Any]:
@@ -220,15 +281,6 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
                                 status_code=405, headers={"Allow": ", ".join(allowed)})
         return await http_exception_handler(request, exc)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        refused = storage_refused(exc)
-        if refused is not None:  # the request was fine; the store could not take it
-            log.error("%s %s: %s", request.method, request.url.path, refused[1])
-            return JSONResponse({"detail": refused[1]}, status_code=refused[0])
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal server error"}, status_code=500)
-
     routers = [m.router for m in (system, team, runs, metrics, artifacts, matrices,
                                   recordings, records, summaries, studies, webhooks, ui)] + [
         metrics.series_router, runs.dry_run_router, logs.router, provenance.router,
@@ -237,7 +289,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         app.include_router(router)
     routes = [r for router in routers for r in router.routes] + list(app.routes)
     app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
+    app.add_middleware(Refusals)
+    app.add_middleware(BodyGate, routes=routes, settings=settings)
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes,
-                       upload_limit=settings.max_upload_bytes)
     return app

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.orm import Session
 
 from server.settings import Settings
@@ -42,18 +44,31 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+NO_TOKEN = "missing or invalid bearer token"
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+"""A 401's detail and header, wherever it is answered."""
+
+
 def get_current_user(
     session: SessionDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
     user = user_for_token(session, creds.credentials) if creds else None
     if user is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or invalid bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, NO_TOKEN, headers=CHALLENGE)
     return user
+
+
+def token_is_valid(db_url: str, authorization: str | None) -> bool:
+    """Whether an ``Authorization`` header carries a bearer token that
+    :func:`get_current_user` would take: for the check before a body is read
+    (``server.app.BodyGate``), where there is no request yet. It blocks on the database:
+    call it from a worker thread."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    if scheme.lower() != "bearer" or not token:
+        return False
+    with closing(new_session(db_url)) as session:
+        return user_for_token(session, token) is not None
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -265,10 +265,14 @@ class MetricPoint(BaseModel):
         return v
 
 
+MAX_BATCH_POINTS = 10_000
+"""The most points one request may log (the client sends 5,000 at a time)."""
+
+
 class MetricBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    points: list[MetricPoint] = Field(min_length=1)
+    points: list[MetricPoint] = Field(min_length=1, max_length=MAX_BATCH_POINTS)
 
 
 class MetricBatchResult(BaseModel):

@@ -8,7 +8,9 @@ most :data:`MAX_DEPTH` levels, and a field typed as a number takes a number — 
 ``"1.5"`` or ``true`` (pydantic's strict JSON mode). Violations are 422s naming the field,
 in the shape of every other validation error.
 
-Routers get this by being made with :func:`api_router`.
+Routers get this by being made with :func:`api_router`. A body over
+:data:`INLINE_BYTES` is decoded and validated in a worker thread, so the event loop
+answers everyone else meanwhile; a route may cap its body (:func:`body_limit`).
 """
 
 from __future__ import annotations
@@ -24,11 +26,30 @@ from fastapi.dependencies.utils import get_flat_params
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from server.deps import get_current_user
 
 MAX_DEPTH = 32
 """The deepest nesting of objects and arrays a body may have (configs nest 3 levels)."""
+
+INLINE_BYTES = 64 * 1024
+"""A JSON body up to this size is decoded where it arrives (well under a millisecond); a
+larger one in a worker thread."""
+
+_LIMITS: dict[Callable[..., Any], int] = {}
+
+
+def body_limit(limit: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Caps a route's request body at ``limit`` bytes instead of
+    ``NEUROREG_MAX_REQUEST_BYTES`` (a 413 past it, before the body is read): the route's
+    own, set under its route decorator."""
+
+    def mark(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        _LIMITS[endpoint] = limit
+        return endpoint
+
+    return mark
 
 
 class _NonFinite:
@@ -140,16 +161,44 @@ def _documented(path: str, methods: set[str], endpoint: Callable[..., Any]) -> d
     if "{" in path:
         add(404, "No such run, artifact, metric or token")
     if methods & {"POST", "PUT", "PATCH"}:
-        add(413, "Request body over the limit")
+        limit = _LIMITS.get(endpoint)
+        add(413, f"Request body over {limit} bytes" if limit else
+            "Request body over the limit (NEUROREG_MAX_REQUEST_BYTES)")
     add(503, "The database or artifact store is unreachable or read-only")
     if methods & _WRITES:
         add(507, "The database's or artifact store's disk is full; nothing was stored")
     return out
 
 
+def _needs_token(dependant: Any) -> bool:
+    """Whether a route's dependencies, at any depth, include :func:`get_current_user`."""
+    return any(d.call is get_current_user or _needs_token(d) for d in dependant.dependencies)
+
+
+def _decode(adapter: TypeAdapter[Any], body: bytes) -> Any:
+    """``body`` parsed by the module's rules and validated: the route's body parameter
+    itself (FastAPI takes a model as it is), so nothing of it is decoded again."""
+    try:
+        parsed, whole = loads(body)
+    except json.JSONDecodeError as exc:
+        raise invalid(["body", exc.pos], "JSON decode error", "json_invalid") from None
+    try:  # numbers are numbers: "1.5" and true are not, 2.0 is an integer
+        value = adapter.validate_json(  # re-encoded only when a 2.0 needs it
+            json.dumps(_integral(parsed)) if whole else body, strict=True)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+    # with a 2.0 in it, the value as sent (a config's 2.0 stays a float)
+    return adapter.validate_python(parsed) if whole else value
+
+
 class StrictRoute(APIRoute):
     """An APIRoute that checks path, query and JSON body by the module's rules first, and
-    documents every status it can answer (:func:`_documented`) in the OpenAPI schema."""
+    documents every status it can answer (:func:`_documented`) in the OpenAPI schema.
+
+    ``authenticated``: whether it needs a bearer token; ``max_body``: its own body cap
+    (:func:`body_limit`), or None — what ``server.app.BodyGate`` checks before the body
+    is read."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         methods = {m.upper() for m in kwargs.get("methods") or ("GET",)}
@@ -158,6 +207,8 @@ class StrictRoute(APIRoute):
         super().__init__(path, endpoint, **kwargs)
         self._declared_query = {f.alias for f in get_flat_params(self.dependant)
                                 if isinstance(f.field_info, params.Query)}
+        self.authenticated = _needs_token(self.dependant)
+        self.max_body = _LIMITS.get(endpoint)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -174,19 +225,10 @@ class StrictRoute(APIRoute):
                                      "string_nul")
             if strict is not None and _is_json(request):
                 body = await request.body()
-                if body:
-                    try:
-                        parsed, whole = loads(body)
-                    except json.JSONDecodeError:
-                        return await handler(request)  # FastAPI's own 422 says where
-                    try:  # numbers are numbers: "1.5" and true are not, 2.0 is an integer
-                        strict.validate_json(  # re-encoded only when a 2.0 needs it
-                            json.dumps(_integral(parsed)) if whole else body, strict=True)
-                    except ValidationError as exc:
-                        raise RequestValidationError(
-                            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
-                        ) from None
-                    request._json = parsed  # what Request.json() returns: parsed once
+                if len(body) > INLINE_BYTES:
+                    request._json = await run_in_threadpool(_decode, strict, body)
+                elif body:
+                    request._json = _decode(strict, body)  # what Request.json() returns
             return await handler(request)
 
         return checked

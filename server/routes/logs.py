@@ -18,9 +18,14 @@ from server.schemas import (
 )
 from server.store.logs import Line, append_lines, dropped_of, marker_line, next_seq, read_lines
 from server.store.models import MAX_ID
-from server.strict import CONFLICT, api_router
+from server.strict import CONFLICT, api_router, body_limit
 
 router = api_router(prefix="/api/runs/{run_id}/logs", tags=["logs"])
+
+MAX_LOG_BATCH_BYTES = 16 * 1024**2
+"""A log batch's body cap: four times a run's default log bound (NEUROREG_LOG_MAX_BYTES,
+4 MiB), room for JSON's escapes and each line's fields; past the run's bound lines are
+dropped anyway. (5,000 lines of 16 KiB each would be 80 MiB: sent as several batches.)"""
 
 
 @router.get("")
@@ -51,6 +56,7 @@ def read(
 
 
 @router.post("", responses=CONFLICT)
+@body_limit(MAX_LOG_BATCH_BYTES)
 def append(run_id: RunId, body: LogBatch, session: SessionDep, settings: SettingsDep,
            user: CurrentUser) -> LogBatchResult:
     """Append lines to an external run while it runs (its owner or an admin). Each line's

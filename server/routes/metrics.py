@@ -7,15 +7,29 @@ from typing import Annotated
 from fastapi import HTTPException, Path, Query, status
 
 from server.deps import CurrentUser, RunId, SessionDep, may_write, run_or_404
-from server.schemas import MetricBatch, MetricBatchResult, MetricKey, SeriesPublic
+from server.schemas import (
+    MAX_BATCH_POINTS,
+    MetricBatch,
+    MetricBatchResult,
+    MetricKey,
+    SeriesPublic,
+)
 from server.store.metrics import Series, insert_points, read_series, summarize_keys
-from server.strict import api_router
+from server.strict import api_router, body_limit
 
 router = api_router(prefix="/api/runs/{run_id}/metrics", tags=["metrics"])
 series_router = api_router(prefix="/api/runs/{run_id}/series", tags=["metrics"])
 
+MAX_POINT_BYTES = 512
+"""Room for one point as an encoder writes it: the longest (a 128-character key, a
+10-digit step, two 17-digit floats with 3-digit exponents) is 235 bytes compact and 301
+indented by four spaces."""
+MAX_BATCH_BYTES = MAX_BATCH_POINTS * MAX_POINT_BYTES
+"""A batch's body cap (5,000 KiB): the largest batch fits it however it is written."""
+
 
 @router.post("")
+@body_limit(MAX_BATCH_BYTES)
 def log_batch(
     run_id: RunId, body: MetricBatch, session: SessionDep, user: CurrentUser
 ) -> MetricBatchResult:
