@@ -19,6 +19,7 @@ import httpx
 
 from neuroreg.client import NeuroregError
 from server.cli import logs, slurm, sync, webhooks
+from server.cli._terminal import say
 from server.cli.commands import (
     UsageError,
     cmd_frontier,
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        print(f"error{_explain(exc, settings)}", file=sys.stderr)
+        say(f"error{_explain(exc, settings)}", file=sys.stderr)  # it may quote a member
         if not isinstance(exc, NeuroregError | UsageError | httpx.TransportError):
             print("(run again with --debug for the traceback)", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from neuroreg.client import Client
+from server.cli._terminal import say
 from server.settings import Settings
 
 
@@ -121,7 +122,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
         if args.wait:
             run = nr.wait(run["id"], poll=1.0)
             if run["error"]:
-                print(run["error"], file=sys.stderr)
+                say(run["error"], file=sys.stderr)
             return 0 if run["status"] == "succeeded" else 1
     return 0
 
@@ -146,10 +147,8 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
         m = r["last_metrics"]
         loss = f"{m['loss']:.3f}" if "loss" in m else "-"
         acc = f"{m['acc']:.3f}" if "acc" in m else "-"
-        print(
-            f"{r['id']:>5}  {r['status']:<10} {r['kind']:<10} {r['owner']:<10} "
-            f"{r['progress'] * 100:>7.0f}%  {loss:>7} {acc:>6}  {r['name']}"
-        )
+        say(f"{r['id']:>5}  {r['status']:<10} {r['kind']:<10} {r['owner']:<10} "
+            f"{r['progress'] * 100:>7.0f}%  {loss:>7} {acc:>6}  {r['name']}")
     print(f"({len(page['items'])} of {page['total']})")
     return 0
 
@@ -370,10 +369,10 @@ def cmd_leaderboard(args: argparse.Namespace, settings: Settings) -> int:
         med = [("–" if r[k] is None else f"{r[k]:.4g}") for k in ("median_l2", "median_linf")]
         vals = [_pct(r["clean_acc"]), _pct(r["autoattack_linf"], flags[0]),
                 _pct(r["autoattack_l2"], flags[1]), _pct(r["corruptions_acc"]), *med]
-        print(f"{r['evaluation_run']:>5} {r['model_run']:>6}  {str(r['target']):<14}"
-              f"{r['alpha']:>6g} {str(r['seed']):>5}  "
-              + "".join(f"{v:>{w}}" for v, (_, w) in zip(vals, cols, strict=True))
-              + f"  {r['architecture']} · {r['dataset']} · {r['name']}")
+        say(f"{r['evaluation_run']:>5} {r['model_run']:>6}  {str(r['target']):<14}"
+            f"{r['alpha']:>6g} {str(r['seed']):>5}  "
+            + "".join(f"{v:>{w}}" for v, (_, w) in zip(vals, cols, strict=True))
+            + f"  {r['architecture']} · {r['dataset']} · {r['name']}")
     if not page["items"]:
         print("no succeeded evaluations among these")
     if custom:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from server.cli._terminal import say
 from server.cli.commands import client
 from server.settings import Settings
 
@@ -23,7 +24,7 @@ def add_parser(sub: Any) -> None:
 def _print(line: dict[str, Any], streams: bool) -> None:
     text = f"{line['stream']:<7} {line['line']}" if streams else line["line"]
     # stderr lines to stderr, so `neuroreg logs 7 > out.txt` keeps the job's stdout apart
-    print(text, file=sys.stderr if line["stream"] == "stderr" else sys.stdout, flush=True)
+    say(text, file=sys.stderr if line["stream"] == "stderr" else sys.stdout, flush=True)
 
 
 def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
@@ -42,7 +43,7 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
                     break
                 after = page["next_after"]
         if page.get("dropped"):
-            print(page["dropped"]["line"], file=sys.stderr)
+            say(page["dropped"]["line"], file=sys.stderr)
         if args.follow:
             print(f"run {args.run} {page['status']}", file=sys.stderr)
     return 0

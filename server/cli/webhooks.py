@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from server.cli._terminal import say
 from server.cli.commands import client
 from server.settings import Settings
 from server.store.webhooks import EVENTS
@@ -41,7 +42,7 @@ def add_parser(sub: Any) -> None:
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     with client(settings) as nr:
         hook = nr.add_webhook(args.url, args.event, secret=args.secret)
-    print(f"webhook {hook['id']}: {hook['url']} on {', '.join(hook['events'])}")
+    say(f"webhook {hook['id']}: {hook['url']} on {', '.join(hook['events'])}")
     print(f"secret (shown once; the receiver checks X-Neuroreg-Signature with it): "
           f"{hook['secret']}")
     return 0
@@ -63,7 +64,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(hooks, indent=2))
         return 0
     for h in hooks:
-        print(f"{h['id']:>5}  {h['url']}  [{', '.join(h['events'])}]  {_last(last[h['id']])}")
+        say(f"{h['id']:>5}  {h['url']}  [{', '.join(h['events'])}]  {_last(last[h['id']])}")
     if not hooks:
         print("no webhooks; add one with `neuroreg webhooks add URL`")
     return 0
@@ -89,10 +90,10 @@ def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
         rows = nr.webhook_deliveries(args.id, limit=args.limit)
     for d in rows:
         code = d["last_status_code"] or "-"
-        print(f"{d['created_at'][:19]}  {d['event']:<16} {d['status']:<9} "
-              f"attempts {d['attempts']}  last {code}"
-              + (f"  {d['last_error']}" if d["last_error"] else "")
-              + (f"  next {d['next_attempt_at'][:19]}" if d["next_attempt_at"] else ""))
+        say(f"{d['created_at'][:19]}  {d['event']:<16} {d['status']:<9} "
+            f"attempts {d['attempts']}  last {code}"
+            + (f"  {d['last_error']}" if d["last_error"] else "")
+            + (f"  next {d['next_attempt_at'][:19]}" if d["next_attempt_at"] else ""))
     if not rows:
         print(f"no deliveries to webhook {args.id} yet")
     return 0

@@ -3,6 +3,7 @@ a config key or a log line, and what a browser may do with our pages."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 import pytest
@@ -141,3 +142,58 @@ def test_every_response_forbids_framing_sniffing_and_foreign_scripts(api: TestCl
     assert artifact.status_code == 200
     assert artifact.headers.get_list("content-security-policy") == ["sandbox"]  # its own
     assert artifact.headers.get("x-frame-options") == "DENY"
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+# a title, a clipboard write (OSC 52), a hyperlink, colour, CR over a line, 8-bit CSI,
+# a bidi override
+HOSTILE = ("\x1b]0;pwned\x07 \x1b]52;c;ZWNobyBwd25lZA==\x07 \x1b]8;;http://x\x1b\\link"
+           "\x1b]8;;\x1b\\ \x1b[31mred\x1b[0m\rover \x9b2J \u202eevil")
+CONTROLS = ["\x1b", "\x07", "\r", "\x9b", "\u202e"]
+
+
+def test_the_cli_prints_members_escape_sequences_as_text_on_a_terminal(
+        settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from neuroreg.client import Client
+    from server.cli import build_parser
+    from server.cli.commands import cmd_runs
+    from server.cli.logs import cmd_logs
+    from server.store.db import session_scope
+    from server.store.users import ensure_admin
+    from tests.livesrv import live_server
+
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            admin = ensure_admin(s)
+        with Client(url, admin) as nr:
+            eve = nr._call("POST", "/api/users", json={"name": "eve"})["token"]
+        with Client(url, eve) as mallory:
+            run = mallory.create_external(HOSTILE)
+            for seq, stream in enumerate(("stdout", "stderr")):
+                mallory._call("POST", f"/api/runs/{run['id']}/logs", json={"lines": [
+                    {"seq": seq, "line": f"{HOSTILE}\tafter tab", "stream": stream}]})
+        cli = settings.model_copy(update={"api_url": url, "token": admin})
+        commands = [(cmd_logs, ["logs", str(run["id"])]), (cmd_runs, ["runs"])]
+        for cmd, argv in commands:  # piped: the bytes as they are
+            assert cmd(build_parser().parse_args(argv), cli) == 0
+            assert HOSTILE in capsys.readouterr().out
+        with Client(url, eve) as mallory:
+            mallory.finish(run["id"])
+        commands.append((cmd_logs, ["logs", str(run["id"]), "--follow", "--streams"]))
+        for cmd, argv in commands:  # on a terminal: every control character as its escape
+            out, err = _Terminal(), _Terminal()
+            monkeypatch.setattr("sys.stdout", out)
+            monkeypatch.setattr("sys.stderr", err)
+            assert cmd(build_parser().parse_args(argv), cli) == 0
+            monkeypatch.undo()
+            text = out.getvalue() + err.getvalue()
+            assert not [c for c in CONTROLS if c in text], (argv, text)
+            assert "\\x1b]52;c;" in text and "\\u202eevil" in text, text
+            if cmd is cmd_logs:
+                assert "\tafter tab\n" in out.getvalue() and "\tafter tab\n" in err.getvalue()
