@@ -6,14 +6,16 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from neuroreg.names import ARTIFACT_NAME_MAX, ARTIFACT_NAME_PATTERN, artifact_name_problem
 from server.store.models import Artifact
+from server.store.runs import lock_run
 
 # one definition with the client's, which checks a name before it builds a URL with it
 NAME_PATTERN, NAME_MAX = ARTIFACT_NAME_PATTERN, ARTIFACT_NAME_MAX
@@ -45,13 +47,12 @@ def save_artifact(
     """Write ``data`` atomically to ``root/<run>/<name>``; saving a name again replaces it."""
     relative = f"{run_id}/{check_name(name)}"
     target = resolve(root, relative)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, target)
-    digest = hashlib.sha256(data).hexdigest()
-    return _record(session, run_id, name, relative, media_type, len(data), digest)
+    with _staged(target) as (f, tmp):
+        with f:
+            f.write(data)
+        return _install(session, tmp, target, run_id=run_id, name=name, relative=relative,
+                        media_type=media_type, size=len(data),
+                        sha256=hashlib.sha256(data).hexdigest())
 
 
 async def save_artifact_stream(
@@ -66,28 +67,41 @@ async def save_artifact_stream(
     """
     relative = f"{run_id}/{check_name(name)}"
     target = resolve(root, relative)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
     digest, size = hashlib.sha256(), 0
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with _staged(target) as (f, tmp):
+        with f:
             async for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
                     raise OverflowError(f"upload exceeds {limit} bytes")
                 digest.update(chunk)
                 f.write(chunk)
-        os.replace(tmp, target)
+        return _install(session, tmp, target, run_id=run_id, name=name, relative=relative,
+                        media_type=media_type, size=size, sha256=digest.hexdigest())
+
+
+@contextlib.contextmanager
+def _staged(target: Path) -> Iterator[tuple[BinaryIO, str]]:
+    """A new temporary file beside ``target`` (open for writing, and its path), removed
+    when the block fails: nothing half-written is left behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+    try:
+        yield os.fdopen(fd, "wb"), tmp
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return _record(session, run_id, name, relative, media_type, size, digest.hexdigest())
 
 
-def _record(session: Session, run_id: int, name: str, relative: str, media_type: str,
-            size: int, sha256: str) -> Artifact:
-    """The artifact's row, created or updated for the file just written."""
+def _install(session: Session, tmp: str, target: Path, *, run_id: int, name: str,
+             relative: str, media_type: str, size: int, sha256: str) -> Artifact:
+    """Move the written file over ``target`` and create or update its row, the run locked
+    (:func:`~server.store.runs.lock_run`) until the caller commits: of two saves of one
+    name at once, one makes the row and the other updates it, and the file on disk is
+    the one the row describes."""
+    lock_run(session, run_id)
+    os.replace(tmp, target)
     row = session.execute(
         select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)
     ).scalar_one_or_none()

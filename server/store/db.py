@@ -66,6 +66,20 @@ def new_session(url: str) -> Session:
     return _sessionmaker(url)()
 
 
+def begin_write(session: Session) -> None:
+    """Make ``session``'s transaction a writer now, before it reads what it checks.
+
+    SQLite takes its one write lock at a transaction's first write, so two transactions
+    that each read (a run's log bytes, whether a row exists) and then write both read
+    before either writes: a bound is passed, a unique key inserted twice. ``BEGIN
+    IMMEDIATE`` takes the lock first, so such transactions run one after the other. A
+    transaction that has written already holds the lock; PostgreSQL needs none of this
+    (its callers lock the rows they check, which SQLite ignores)."""
+    conn = session.connection()
+    if conn.dialect.name == "sqlite" and not conn.connection.driver_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def migrate(url: str, revision: str = "head") -> None:
     """Apply every Alembic migration up to ``revision`` (idempotent; runs on each start),
     or go back down to it when the database is past it."""

@@ -21,6 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from server.store.models import MAX_ID, Run, RunLog
+from server.store.runs import lock_run
 
 MARKER_SEQ = MAX_ID
 """The marker line's seq: after every line a run can send."""
@@ -69,10 +70,11 @@ def append_lines(session: Session, run_id: int, lines: Sequence[Line], *, max_by
     the rest is counted in the marker. ``also_dropped``: lines the sender itself could not
     keep (its buffer was full while the store was away), added to the marker.
 
-    The run's row is locked for the append (two senders count bytes one after the other).
+    The run is locked for the append (:func:`~server.store.runs.lock_run`): two senders
+    count bytes and look up seqs one after the other, on either backend.
     """
-    used = session.execute(select(Run.log_bytes).where(Run.id == run_id)
-                           .with_for_update()).scalar_one()
+    lock_run(session, run_id)
+    used = session.execute(select(Run.log_bytes).where(Run.id == run_id)).scalar_one()
     marker = dropped_of(session, run_id)
     known_up_to = marker.seq if marker else -1
     wanted = sorted({ln.seq: ln for ln in lines if ln.seq < MARKER_SEQ}.values(),

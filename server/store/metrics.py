@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from server.store import rollups
 from server.store.models import Metric, MetricBucket
+from server.store.runs import lock_run
 
 # a (key, step, value, wall_time) tuple; wall_time None means "now"
 Point = tuple[str, int, float, float | None]
@@ -34,9 +35,14 @@ def insert_points(session: Session, run_id: int, points: Sequence[Point]) -> Non
     The one write path for metrics: the API's batch endpoint and the worker's
     recorder both call it, so re-sent points are no-ops everywhere. It talks to the
     driver directly — the ORM's per-row bookkeeping cost 4x on SQLite (bench/ingest).
+
+    The run is locked first (:func:`~server.store.runs.lock_run`): a rollup is recounted
+    from the points its writer sees, and on PostgreSQL two batches into one bucket at once
+    each saw only their own, the later upsert losing the other's points.
     """
     if not points:
         return
+    lock_run(session, run_id)
     now = time.time()
     conn = session.connection()
     if conn.dialect.name == "postgresql":

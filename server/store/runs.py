@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from server.store.db import begin_write
 from server.store.models import MAX_ID, Artifact, Run, RunStatus, RunTag, User, utcnow
 from server.store.webhooks import queue_run_event
 
@@ -48,6 +49,16 @@ def create_run(
     session.add(run)
     session.flush()
     return run
+
+
+def lock_run(session: Session, run_id: int) -> None:
+    """Hold run ``run_id`` until this transaction ends. Writers into one run's log,
+    metrics, artifacts and tags take it first, so they take turns: what one checks before
+    writing (the log's bytes, a line or name already stored, a rollup's points) is still
+    so when it writes. A row lock on PostgreSQL (not one that blocks inserting the run's
+    rows); SQLite, without row locks, takes its database write lock."""
+    begin_write(session)
+    session.execute(select(Run.id).where(Run.id == run_id).with_for_update(key_share=True))
 
 
 def find_run(session: Session, run_id: int) -> Run | None:
@@ -248,6 +259,7 @@ def tags_of(session: Session, run_ids: Sequence[int]) -> dict[int, list[str]]:
 
 def set_tags(session: Session, run: Run, tags: Sequence[str]) -> None:
     """Replace the run's tags."""
+    lock_run(session, run.id)
     session.execute(delete(RunTag).where(RunTag.run_id == run.id))
     for tag in sorted(set(tags)):
         session.add(RunTag(run_id=run.id, tag=tag))

@@ -6,6 +6,7 @@ from pathlib import Path
 from server.store.db import migrate, session_scope
 from server.store.logs import (
     MARKER_SEQ,
+    Appended,
     Dropped,
     Line,
     append_lines,
@@ -20,6 +21,7 @@ from server.store.logs import (
 from server.store.models import Role, Run
 from server.store.runs import create_run
 from server.store.users import create_user
+from tests.concurrently import at_once
 
 
 def _run(db_url: str) -> int:
@@ -95,3 +97,40 @@ def test_the_log_becomes_logs_txt_with_time_stream_and_text(db_url: str, tmp_pat
         row = get_artifact(s, run_id, artifacts.LOGS)
         assert row is not None and row.media_type.startswith("text/plain")
         assert resolve(tmp_path, row.path).read_text("utf-8").endswith("<b>ünïcode</b>\n")
+
+
+
+def _send(db_url: str, run_id: int, batch: list[Line], max_bytes: int) -> Appended:
+    """One sender's append in a session of its own (as each request or worker has)."""
+    with session_scope(db_url) as s:
+        return append_lines(s, run_id, batch, max_bytes=max_bytes)
+
+
+def test_senders_at_once_stay_within_the_bound(db_url: str) -> None:
+    """Eight senders at once: SQLite let each count the run's bytes before any stored
+    its lines (4x the bound stored)."""
+    run_id = _run(db_url)
+    lines = _lines(0, 400, "x" * 90)
+    bound = sum(size_of(ln.line) for ln in lines[:100])
+    done = at_once([lambda w=w: _send(db_url, run_id, lines[w * 50:(w + 1) * 50], bound)
+                    for w in range(8)])
+    with session_scope(db_url) as s:
+        stored = read_lines(s, run_id, limit=1000)
+        assert s.get(Run, run_id).log_bytes == sum(size_of(ln.line) for ln in stored)
+        dropped = dropped_of(s, run_id)
+    assert sum(size_of(ln.line) for ln in stored) <= bound
+    assert sum(d.stored for d in done) == len(stored)
+    assert dropped is not None and dropped.lines == sum(d.dropped for d in done) > 0
+
+
+def test_a_batch_resent_at_once_is_stored_once(db_url: str) -> None:
+    """Eight senders of the same lines at once, five times: one stores them, the others
+    skip them (none fails on the key (run, seq))."""
+    run_id = _run(db_url)
+    for r in range(5):
+        batch = _lines(r * 50, 50)
+        done = at_once([lambda batch=batch: _send(db_url, run_id, batch, 10**6)] * 8)
+        assert sorted(d.stored for d in done) == [0] * 7 + [50]
+        assert sum(d.skipped for d in done) == 7 * 50
+    with session_scope(db_url) as s:
+        assert [ln.seq for ln in read_lines(s, run_id)] == list(range(250))

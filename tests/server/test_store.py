@@ -1,7 +1,9 @@
 """The store on SQLite and PostgreSQL: migrations, idempotent metrics, downsampling."""
 
+import hashlib
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +28,7 @@ from server.store.runs import (
     start_run,
 )
 from server.store.users import create_user, ensure_admin, issue_token, revoke_token, user_for_token
+from tests.concurrently import at_once
 
 
 def _run(db_url: str) -> int:
@@ -212,3 +215,69 @@ def test_train_runs_stored_before_stimulus_norm_read_as_trained_shared(db_url: s
     assert configs[1] == {"seeds": 3, "train": {**old, "stimulus_norm": "shared"}}
     assert configs[2]["stimulus_norm"] == "frozen"  # said by its owner: kept
     assert configs[3] == {"seed": 0}
+
+
+def test_rollups_match_a_recount_after_batches_written_at_once(db_url: str) -> None:
+    """Eight writers at once into the same buckets of one series, each in its own
+    session: on PostgreSQL each recounted a bucket from the points it saw, and the last
+    upsert lost the others' (1024 points counted as 128)."""
+    from sqlalchemy import text
+
+    from server.store.rollups import _aggregate
+
+    run_id = _run(db_url)
+    keys = ("a", "b", "c")  # a round of writes each: one may by chance not interleave
+
+    def write(key: str, w: int) -> None:
+        with session_scope(db_url) as s:
+            insert_points(s, run_id, [(key, i, float(i % 13), 0.0) for i in range(w, 1024, 8)])
+
+    for key in keys:
+        at_once([lambda key=key, w=w: write(key, w) for w in range(8)])
+    expected = _aggregate((i, float(i % 13)) for i in range(1024))
+    with engine_for(db_url).connect() as conn:
+        for key in keys:
+            rows = conn.execute(text(
+                "SELECT bucket, n, first_step, last_step, min_step, min_value, max_step, "
+                "max_value FROM metric_buckets WHERE run_id = :r AND key = :k ORDER BY bucket"),
+                {"r": run_id, "k": key}).all()
+            assert {r[0]: list(r[1:]) for r in rows} == expected, key
+
+
+def test_one_name_saved_at_once_is_one_artifact_whose_file_it_describes(
+        db_url: str, tmp_path: Path) -> None:
+    """Eight saves of one name at once: one row (none fails on (run, name)), and the
+    file on disk is the one whose size and sha256 the row has."""
+    from server.store.artifacts import list_artifacts, resolve, save_artifact
+
+    run_id = _run(db_url)
+    bodies = [bytes([w]) * (100_000 + w) for w in range(8)]
+
+    def save(w: int) -> None:
+        with session_scope(db_url) as s:
+            save_artifact(s, tmp_path, run_id=run_id, name="model.bin", data=bodies[w],
+                          media_type="application/octet-stream")
+
+    at_once([lambda w=w: save(w) for w in range(8)])
+    with session_scope(db_url) as s:
+        (row,) = list_artifacts(s, run_id)
+        data = resolve(tmp_path, row.path).read_bytes()
+    assert data in bodies and row.size_bytes == len(data)
+    assert row.sha256 == hashlib.sha256(data).hexdigest()
+    assert [p.name for p in (tmp_path / str(run_id)).iterdir()] == ["model.bin"]
+
+
+def test_tags_set_at_once_are_set_once(db_url: str) -> None:
+    """On PostgreSQL two retags at once each deleted nothing, then both inserted."""
+    from server.store.runs import get_run, set_tags, tags_of
+
+    run_id = _run(db_url)
+
+    def retag() -> None:
+        with session_scope(db_url) as s:
+            set_tags(s, get_run(s, run_id), ["fig-3", "sweep"])
+
+    for _ in range(3):
+        at_once([retag] * 8)
+    with session_scope(db_url) as s:
+        assert tags_of(s, [run_id]) == {run_id: ["fig-3", "sweep"]}
