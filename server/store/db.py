@@ -76,7 +76,11 @@ def begin_write(session: Session) -> None:
     transaction that has written already holds the lock; PostgreSQL needs none of this
     (its callers lock the rows they check, which SQLite ignores)."""
     conn = session.connection()
-    if conn.dialect.name == "sqlite" and not conn.connection.driver_connection.in_transaction:
+    if conn.dialect.name != "sqlite":
+        return
+    sqlite = conn.connection.driver_connection
+    assert sqlite is not None  # a connection the session holds is a live one
+    if not sqlite.in_transaction:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
