@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.settings import Settings
+from tests.browser.conftest import browser  # noqa: F401  (headless chromium, for test_xss)
 from tests.conftest import admin_client
 
 
