@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Scripts, styles, fonts and data from our own origin only (plotly.js is vendored); inline
-# styles, because plotly.js writes <style> rules and style attributes as it draws; images
-# also as data: and blob: (plotly's icons and PNG/SVG export); never a plugin, a <base>, a
-# form posted elsewhere or a frame around us.
-POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+# Scripts, styles, fonts and data from our own origin only (plotly.js is vendored), never
+# an inline script; 'unsafe-eval' because plotly's parcoords (Compare) compiles its WebGL
+# drawing with new Function (regl): without it the figure stays blank. Inline styles, because
+# plotly.js writes <style> rules and style attributes as it draws; images also as data: and
+# blob: (plotly's icons and PNG/SVG export); never a plugin, a <base>, a form posted
+# elsewhere or a frame around us.
+POLICY = ("default-src 'self'; script-src 'self' 'unsafe-eval'; "
+          "style-src 'self' 'unsafe-inline'; "
           "img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; "
           "form-action 'self'; frame-ancestors 'none'")
 

@@ -3,7 +3,7 @@
 // fields against final metrics, and a scatter of any two fields.
 // /compare?runs=3,5,8&q=…&key=loss&group=config.target&dims=…&x=…&y=…
 import { AuthError, el, getJSON, withLogin } from "./api.js";
-import { chartDiv, plot, plotly } from "./figures.js";
+import { chartDiv, plain, plot, plotly } from "./figures.js";
 
 const MAX_RUNS = 500;       // the runs one comparison reads (one page of GET /api/runs)
 const MAX_OVERLAID = 40;    // runs drawn one by one (more: group them)
@@ -55,10 +55,10 @@ function bandTraces(row, name, color) {
   return [
     { x: [...row.steps, ...[...row.steps].reverse()], y: [...upper, ...lower.reverse()],
       type: "scatter", mode: "lines", fill: "toself", fillcolor: `${color}33`,
-      line: { width: 0, color }, hoverinfo: "skip", showlegend: false, legendgroup: name, name: `${name} ± SEM` },
+      line: { width: 0, color }, hoverinfo: "skip", showlegend: false, legendgroup: name, name: `${plain(name)} ± SEM` },
     { x: row.steps, y: row.mean, type: "scatter", mode: "lines", line: { color, width: 2 },
-      name, legendgroup: name, customdata: row.n_at,
-      hovertemplate: `${name}<br>step %{x}: %{y:.4g} (n=%{customdata})<extra></extra>` },
+      name: plain(name), legendgroup: name, customdata: row.n_at,
+      hovertemplate: "%{fullData.name}<br>step %{x}: %{y:.4g} (n=%{customdata})<extra></extra>" },
   ];
 }
 
@@ -70,17 +70,20 @@ function parcoordsTrace(runs, values, dims) {
   const have = runs.filter((r) => dims.every((d) => (values[r.id] || {})[d] != null));
   const dimensions = dims.map((d) => {
     const col = have.map((r) => values[r.id][d]);
-    if (col.every((v) => typeof v === "number")) return { label: d, values: col };
+    if (col.every((v) => typeof v === "number")) return { label: plain(d), values: col };
     const cats = [...new Set(col.map(label))].sort();
-    return { label: d, values: col.map((v) => cats.indexOf(label(v))), tickvals: cats.map((_, i) => i),
-      ticktext: cats, range: [-0.5, cats.length - 0.5] };
+    return { label: plain(d), values: col.map((v) => cats.indexOf(label(v))), tickvals: cats.map((_, i) => i),
+      ticktext: cats, range: [-0.5, cats.length - 0.5] };  // tick labels: text, never markup
   });
   const last = dimensions[dimensions.length - 1];
   return { trace: { type: "parcoords", dimensions, labelangle: -12, labelside: "bottom",
     line: { color: last ? last.values : [], colorscale: "Viridis", showscale: true,
-      colorbar: { title: { text: dims[dims.length - 1], side: "right" }, thickness: 12 } } },
+      colorbar: { title: { text: plain(dims[dims.length - 1]), side: "right" }, thickness: 12 } } },
   used: have.length };
 }
+
+// a field's value on an axis: numbers as they are, text as Plotly text
+const axisValue = (v) => (typeof v === "string" ? plain(v) : v);
 
 // A scatter of two fields; text values on categorical axes; one colour per group
 function scatterTraces(runs, values, x, y, groupOf, colorOf) {
@@ -92,17 +95,21 @@ function scatterTraces(runs, values, x, y, groupOf, colorOf) {
     byGroup.get(g).push(r);
   }
   const traces = [...byGroup].sort(([a], [b]) => a.localeCompare(b)).map(([g, rs]) => ({
-    type: "scatter", mode: "markers", name: g || "runs", showlegend: Boolean(g),
+    type: "scatter", mode: "markers", name: plain(g || "runs"), showlegend: Boolean(g),
     marker: { size: 9, color: colorOf(g), opacity: 0.85 },
-    x: rs.map((r) => values[r.id][x]), y: rs.map((r) => values[r.id][y]),
-    text: rs.map((r) => `#${r.id} ${r.name || ""}`),
-    hovertemplate: `%{text}<br>${x}: %{x}<br>${y}: %{y}<extra></extra>` }));
+    x: rs.map((r) => axisValue(values[r.id][x])), y: rs.map((r) => axisValue(values[r.id][y])),
+    text: rs.map((r) => plain(`#${r.id} ${r.name || ""}`)),
+    hovertemplate: `%{text}<br>${plain(x)}: %{x}<br>${plain(y)}: %{y}<extra></extra>` }));
   return { traces, used: have.length };
 }
 
 // config.<path> | metrics.<key>[.last|.min|.max]: a field the runs page's columns take
 const count = (n, what) => `${n} ${what}${n === 1 ? "" : "s"}`;
 const isField = (f) => /^(config\.[^.].*|metrics\.[^.].*)$/.test(f);
+// a config path the API's columns can name (server/routes/runs.py's _PART, part by part): a
+// key with a space, a quote or other characters is compared in the config diff only
+const PART = /^[A-Za-z0-9_:/\-[\]]+$/;
+const nameable = (path) => path.split(".").every((p) => PART.test(p));
 
 withLogin(async () => {
   const page = document.getElementById("page");
@@ -173,16 +180,21 @@ withLogin(async () => {
     const values = listed.values;
     // unset fields default to what differs: the differing config fields (up to 6) and the metric
     const { differ } = differing(runs);
-    const differingFields = differ.filter((k) => k !== "kind").map((k) => `config.${k}`);
+    const differingFields = differ.filter((k) => k !== "kind" && nameable(k)).map((k) => `config.${k}`);
     const extra = [];
     if (!dims.length) dims = [...differingFields.slice(0, 6), metric];
     const x = isField(xInput.value.trim()) ? xInput.value.trim() : differingFields[0] || metric;
     const y = isField(yInput.value.trim()) ? yInput.value.trim() : metric;
     for (const f of [...dims, x, y]) if (!columns.includes(f)) extra.push(f);
     if (extra.length && runs.length) {  // the defaults' values, for the same runs
-      const more = await getJSON(`/api/runs?${new URLSearchParams({ q: `(${runs.map((r) => `id = ${r.id}`).join(" or ")})`,
-        limit: MAX_RUNS, columns: extra.join(",") })}`);
-      for (const [id, v] of Object.entries(more.values)) values[id] = { ...(values[id] || {}), ...v };
+      try {
+        const more = await getJSON(`/api/runs?${new URLSearchParams({ q: `(${runs.map((r) => `id = ${r.id}`).join(" or ")})`,
+          limit: MAX_RUNS, columns: extra.join(",") })}`);
+        for (const [id, v] of Object.entries(more.values)) values[id] = { ...(values[id] || {}), ...v };
+      } catch (err) {  // the overlay and the diff are drawn all the same
+        if (err instanceof AuthError) throw err;
+        error.textContent = err.message;
+      }
     }
 
     // one colour per group, the same in the overlay and the scatter
@@ -209,7 +221,7 @@ withLogin(async () => {
       const series = await Promise.all(drawn.map((r) => getJSON(
         `/api/runs/${r.id}/metrics/${encodeURIComponent(key)}?max_points=2000`).catch(() => null)));
       traces = series.map((s, i) => s && { x: s.steps, y: s.values, type: "scatter", mode: "lines",
-        name: `#${drawn[i].id} ${drawn[i].name || drawn[i].kind}` }).filter(Boolean);
+        name: plain(`#${drawn[i].id} ${drawn[i].name || drawn[i].kind}`) }).filter(Boolean);
       status.textContent = `${traces.length} of ${runs.length} runs have “${key}”`
         + (runs.length > drawn.length ? ` (the first ${drawn.length} drawn: group them to see all)` : "");
     }
@@ -220,8 +232,8 @@ withLogin(async () => {
     }
     keys.replaceChildren(...[...known].sort().map((k) => el("option", { value: k })));
     overlay.dataset.title = by.length ? `${key} by ${by.join(", ")}: mean ± SEM` : `${key}: ${runs.length} runs`;
-    plot(overlay, traces, { title: { text: overlay.dataset.title }, xaxis: { title: { text: "step" } },
-      yaxis: { title: { text: key } } });
+    plot(overlay, traces, { title: { text: plain(overlay.dataset.title) }, xaxis: { title: { text: "step" } },
+      yaxis: { title: { text: plain(key) } } });
     drawDiff(diff, runs);
     drawProvenance(provenance, runs).catch(console.error);
 
@@ -237,8 +249,8 @@ withLogin(async () => {
     scatterNote.textContent = `${sc.used} of ${runs.length} runs have ${x} and ${y}`;
     scatter.dataset.title = `${y} against ${x}`;
     const text = sc.traces.some((t) => t.x.some((v) => typeof v !== "number"));
-    plot(scatter, sc.traces, { title: { text: scatter.dataset.title },
-      xaxis: { title: { text: x }, ...(text ? { type: "category" } : {}) }, yaxis: { title: { text: y } } });
+    plot(scatter, sc.traces, { title: { text: plain(scatter.dataset.title) },
+      xaxis: { title: { text: plain(x) }, ...(text ? { type: "category" } : {}) }, yaxis: { title: { text: plain(y) } } });
   };
   form.addEventListener("submit", (ev) => { ev.preventDefault(); draw().catch(console.error); });
   const first = draw();

@@ -2,6 +2,12 @@
 // the figure's data as CSV. PNG is Plotly's own camera button.
 import { el } from "./api.js";
 
+// A member's text (a run name, a metric key, a config key or value, a tag) as Plotly text:
+// Plotly reads a subset of HTML in trace names, titles, hover text and tick labels (<a href>
+// links, <b>, <br>, <span style>), so its markup characters go in as entities, which Plotly
+// shows as the characters themselves. Our own labels (with their <br>) go in as they are.
+export const plain = (text) => String(text ?? "").replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
 function csvOf(div) {
   const par = (div.data || []).find((t) => t.type === "parcoords");
   if (par) {  // parallel coordinates: one row per line, one column per axis (text as text)
@@ -28,7 +34,13 @@ function csvOf(div) {
 // as server/csv_cells.py writes the runs' CSV; numbers, and text that is just a number, stay
 const FORMULA = /^'*[=+\-@\t\r]/;
 const NUMBER = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
-export const csvCell = (v) => (typeof v === "string" && FORMULA.test(v) && !NUMBER.test(v) ? `'${v}` : String(v ?? ""));
+// (a member's text is in the figure as plain() wrote it: the CSV has the text itself)
+const unplain = (s) => s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+export const csvCell = (v) => {
+  if (typeof v !== "string") return String(v ?? "");
+  const text = unplain(v);
+  return FORMULA.test(text) && !NUMBER.test(text) ? `'${text}` : text;
+};
 
 function toCsv(rows) {
   return rows.map((r) => r.map((v) => {

@@ -1,5 +1,5 @@
 import { api, el, fieldLabels, fmt, getJSON, when, withLogin } from "./api.js";
-import { chartIn, plot, plotly } from "./figures.js";
+import { chartIn, plain, plot, plotly } from "./figures.js";
 import { drawProvenance, drawSystem, followLogs } from "./runlogs.js";
 import { drawPairs, drawScores, drawSimilarity, drawTargets } from "./similarity.js";
 
@@ -77,7 +77,7 @@ async function drawCharts(run, series) {
         mode: s.values.length < 60 ? "lines+markers" : "lines",
         // sim_r: Eq. 10's γ-mix; sim_r/<k>: tap k's S_k alone
         name: s.key === "sim_r" ? "S_CNN (γ-weighted)"
-          : s.key.startsWith("sim_r/") ? `S at layer ${layerOf(run, s.key)}` : s.key,
+          : s.key.startsWith("sim_r/") ? `S at layer ${layerOf(run, s.key)}` : plain(s.key),
         ...(s.key.startsWith("sim_r/") ? { line: { dash: "dot" } } : {}) });
   }
   const titles = [...byChart.keys()].sort((a, b) =>
@@ -89,7 +89,7 @@ async function drawCharts(run, series) {
     const div = divs[n];
     div.dataset.points = traces.reduce((sum, t) => sum + t.x.length, 0);
     return plot(div, traces, {
-      title: { text: title },
+      title: { text: plain(title) },  // a chart of its own is titled by a key the run logged
       xaxis: { title: { text: xTitle(title) },  // log ticks at 1, 2, 5 per decade
         ...(title.includes("attack budget") ? { type: "log" } : {}) },
       ...(title.startsWith("γ") ? { yaxis: { range: [0, 1], title: { text: "γ_k" } } } : {}),

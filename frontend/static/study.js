@@ -7,7 +7,7 @@
 // at matched clean accuracy. The paper's reported values can be laid over ours (◇), beside
 // a box saying how this study's setting differs from the paper's.
 import { artifactNames, AuthError, el, fieldLabels, fmt, getJSON, when, withLogin } from "./api.js";
-import { chartIn, plot, plotly } from "./figures.js";
+import { chartIn, plain, plot, plotly } from "./figures.js";
 import { drawMatrix, matrixDiv, matrixViews, withChoice } from "./similarity.js";
 
 const studyId = Number(location.pathname.split("/").pop());
@@ -465,8 +465,8 @@ async function drawCurves() {
   const traces = data.rows.flatMap((r) => band(r.steps, r.mean, r.sem, `${label(r)} (n=${r.n})`,
     colour(r), condId(r), r.n_at, dash(r)));
   div.dataset.title = `${key} over training`;
-  await plot(div, traces, { title: { text: div.dataset.title, subtitle: { text: "mean ± SEM over seeds" } }, uirevision: key,
-    xaxis: { title: { text: "step" } }, yaxis: { title: { text: key } } });
+  await plot(div, traces, { title: { text: plain(div.dataset.title), subtitle: { text: "mean ± SEM over seeds" } }, uirevision: key,
+    xaxis: { title: { text: "step" } }, yaxis: { title: { text: plain(key) } } });  // a key a run logged
   linkToRuns(div);
 }
 

@@ -197,3 +197,46 @@ def test_the_cli_prints_members_escape_sequences_as_text_on_a_terminal(
             assert "\\x1b]52;c;" in text and "\\u202eevil" in text, text
             if cmd is cmd_logs:
                 assert "\tafter tab\n" in out.getvalue() and "\tafter tab\n" in err.getvalue()
+
+
+MARKUP = '<a href="https://example.com">x</a> <b>bold</b>'
+
+
+@pytest.mark.browser
+def test_compare_shows_markup_in_names_as_text_and_draws_odd_config_keys(
+        browser, settings) -> None:  # type: ignore[no-untyped-def]
+    """Plotly reads HTML in trace names: a run name is shown as written, never a link;
+    a config key with a space, a quote or a dot leaves Compare drawing the rest; the
+    pages' CSP refuses nothing the pages need."""
+    from neuroreg.client import Client
+    from server.store.db import session_scope
+    from server.store.users import ensure_admin
+    from tests.browser.conftest import OUTPUT
+    from tests.livesrv import live_server
+
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        with Client(url, token) as nr:
+            ids = []
+            for i, name in enumerate((MARKUP, "plain")):
+                run = nr.create_external(name, params={
+                    "my key": i, "lr": 0.1 * (i + 1), "o'q\"d": f"<i>{i}</i>", "é.x": i})
+                nr._call("POST", f"/api/runs/{run['id']}/metrics", json={"points": [
+                    {"key": "loss", "step": k, "value": 1 / (k + 1 + i)} for k in range(5)]})
+                ids.append(run["id"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.add_init_script("window.refused = []; document.addEventListener("
+                             "'securitypolicyviolation', (e) => window.refused.push("
+                             "e.violatedDirective + ' ' + e.blockedURI));")
+        page.goto(f"{url}/compare?runs={ids[0]},{ids[1]}&key=loss#token={token}")
+        page.wait_for_function("() => ['compare-chart', 'compare-parcoords', 'compare-scatter']"
+                               ".every((id) => (document.getElementById(id).data || []).length)")
+        OUTPUT.mkdir(exist_ok=True)
+        page.screenshot(path=str(OUTPUT / "compare-markup.png"), full_page=True)
+        legend = page.locator("#compare-chart .legendtext").all_text_contents()
+        assert legend == [f"#{ids[0]} {MARKUP}", f"#{ids[1]} plain"]
+        assert page.locator(".js-plotly-plot svg a").count() == 0  # no link in any figure
+        assert page.locator("#compare-error").inner_text() == ""
+        assert "params.my key" in page.locator("#diff-table").inner_text()
+        assert page.evaluate("window.refused") == []
