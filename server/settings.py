@@ -7,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from cryptography.fernet import Fernet
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -57,7 +58,8 @@ class Settings(BaseSettings):
     # seconds between a running job's system/* samples (CPU, memory, GPU); 0: none
     system_metrics_s: float = Field(default=5.0, ge=0)
     # webhooks: the API's dispatcher sends due deliveries every webhook_interval_s, each
-    # POST given webhook_timeout_s; a failed one is retried after the next of
+    # attempt (lookup, connect, TLS, send, the answer's status line) ending by
+    # webhook_timeout_s in all; a failed one is retried after the next of
     # webhook_backoff_s (the last repeating), and failed for good after
     # webhook_max_attempts attempts
     webhook_interval_s: float = Field(default=2.0, gt=0)
@@ -65,6 +67,19 @@ class Settings(BaseSettings):
     webhook_backoff_s: tuple[float, ...] = Field(default=(10.0, 30.0, 120.0, 600.0, 3600.0),
                                                  min_length=1)
     webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    # deliveries one API process sends at once, and of those one member's hooks at most
+    # (a slow receiver holds only its owner's share); hooks a member may have
+    webhook_workers: int = Field(default=8, ge=1, le=256)
+    webhook_workers_per_member: int = Field(default=2, ge=1, le=256)
+    webhook_max_per_member: int = Field(default=20, ge=1, le=10_000)
+    # hooks may reach loopback and private-network addresses (a receiver on this host or
+    # the lab's LAN); off, only public ones. Link-local (cloud metadata), multicast and
+    # reserved addresses never
+    webhook_allow_private: bool = False
+    # the Fernet key webhook secrets are sealed with in the database (see
+    # server/secretbox.py); default: <data_dir>/secret.key, made on first use. Never
+    # passed on to workers, never shown
+    secret_key: str = Field(default="", repr=False, exclude=True)
     # a worker told to shut down (SIGTERM: a SLURM requeue, preemption or time limit)
     # stops its running task at the next step and puts the run back in the queue, to
     # resume from its checkpoint elsewhere; off, it lets the task finish first
@@ -107,6 +122,19 @@ class Settings(BaseSettings):
         if any(not 0 < d < 10**7 for d in v):
             raise ValueError("NEUROREG_WEBHOOK_BACKOFF_S: each delay is a positive number of "
                              "seconds, e.g. [10, 30, 120, 600, 3600]")
+        return v
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_key(cls, v: str) -> str:
+        if v:
+            try:
+                Fernet(v.encode())
+            except ValueError:
+                raise ValueError(
+                    "NEUROREG_SECRET_KEY must be a Fernet key (32 random bytes, url-safe "
+                    "base64): python -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())'") from None
         return v
 
     @field_validator("system_metrics_s")

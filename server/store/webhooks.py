@@ -6,11 +6,16 @@ reaper giving up on a run, a study finishing with its last child) calls
 :func:`queue_run_event` in the transaction that moved it, which writes one pending
 delivery per matching hook of the run's owner. The dispatcher (:mod:`server.webhooks`)
 claims due rows one conditional UPDATE at a time, so several API processes never send
-one delivery twice, and records each attempt here.
+one delivery twice, and records each attempt here: an outcome a member may read
+(:data:`NOT_PUBLIC`, :func:`not_delivered`, ``HTTP <status>``), never how a connection
+failed.
+
+Secrets are kept sealed (:mod:`server.secretbox`): the database alone does not give them.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid as uuidlib
 from collections.abc import Sequence
@@ -18,9 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
+from server.secretbox import SecretBox, is_sealed
+from server.store.db import begin_write
 from server.store.models import (
     MAX_ID,
     DeliveryStatus,
@@ -46,20 +53,52 @@ def event_name(kind: str, status: RunStatus) -> str:
     return f"{'study' if kind == 'study' else 'run'}.{status.value}"
 
 
-def create_webhook(session: Session, *, owner: User, url: str,
-                   events: Sequence[str] | None = None, secret: str | None = None) -> Webhook:
-    """A hook of ``owner``'s for ``events`` (default: all); without a ``secret``, a new
-    random one (``whsec_`` and 256 bits)."""
+class TooManyHooks(Exception):
+    """The member has as many hooks as a member may."""
+
+
+def create_webhook(session: Session, *, owner: User, url: str, secret: str, box: SecretBox,
+                   events: Sequence[str] | None = None, limit: int | None = None) -> Webhook:
+    """A hook of ``owner``'s for ``events`` (default: all), its ``secret`` sealed by
+    ``box``. With a ``limit``, :class:`TooManyHooks` when the owner has that many already
+    — counted under a lock on the owner, so hooks created at once cannot pass it."""
+    if limit is not None:
+        _lock_owner(session, owner)
+        have = session.execute(select(func.count()).select_from(Webhook)
+                               .where(Webhook.owner_id == owner.id)).scalar_one()
+        if have >= limit:
+            raise TooManyHooks(f"you have {have} webhooks, the most a member may have "
+                               f"({limit}); delete one first")
     wanted = set(EVENTS if events is None else events)
-    hook = Webhook(owner_id=owner.id, url=url, secret=secret or new_secret(),
+    hook = Webhook(owner_id=owner.id, url=url, secret=box.seal(secret),
                    events=[e for e in EVENTS if e in wanted], active=True)
     session.add(hook)
     session.flush()
     return hook
 
 
+def _lock_owner(session: Session, owner: User) -> None:
+    """Hold the owner's row until commit (PostgreSQL: not a lock that blocks inserting
+    rows that refer to it), or SQLite's one write lock."""
+    begin_write(session)
+    session.execute(select(User.id).where(User.id == owner.id)
+                    .with_for_update(key_share=True)).one()
+
+
 def new_secret() -> str:
+    """A new random secret: ``whsec_`` and 256 bits."""
     return "whsec_" + secrets.token_urlsafe(32)
+
+
+def seal_plaintext_secrets(session: Session, box: SecretBox) -> int:
+    """Seal every secret still stored as written before sealing; how many there were."""
+    rows = session.execute(select(Webhook.id, Webhook.secret)).all()
+    plain = [(hook_id, secret) for hook_id, secret in rows if not is_sealed(secret)]
+    for hook_id, secret in plain:
+        session.execute(update(Webhook).where(Webhook.id == hook_id, Webhook.secret == secret)
+                        .values(secret=box.seal(secret))
+                        .execution_options(synchronize_session=False))
+    return len(plain)
 
 
 def list_webhooks(session: Session, *, owner: User) -> Sequence[Webhook]:
@@ -146,6 +185,23 @@ def recent_deliveries(session: Session, hook: Webhook, *, limit: int = 20
     ).scalars().all()
 
 
+def due_in_turns(session: Session, *, now: datetime, per_owner: int) -> list[tuple[int, int]]:
+    """(delivery id, owner id) of due deliveries, each owner's oldest ``per_owner``, in
+    turns: every owner's first, then every owner's second, … — so one member's backlog
+    never hides another member's delivery."""
+    turn = func.row_number().over(
+        partition_by=Webhook.owner_id,
+        order_by=(WebhookDelivery.next_attempt_at, WebhookDelivery.id)).label("turn")
+    ranked = (select(WebhookDelivery.id, Webhook.owner_id, WebhookDelivery.next_attempt_at,
+                     turn)
+              .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+              .where(WebhookDelivery.status == DeliveryStatus.pending,
+                     WebhookDelivery.next_attempt_at <= now)).subquery()
+    return [(r.id, r.owner_id) for r in session.execute(
+        select(ranked.c.id, ranked.c.owner_id).where(ranked.c.turn <= per_owner)
+        .order_by(ranked.c.turn, ranked.c.next_attempt_at, ranked.c.id))]
+
+
 def due(session: Session, *, now: datetime, limit: int) -> list[int]:
     """Ids of pending deliveries whose time has come, oldest due first."""
     return list(session.execute(
@@ -163,7 +219,7 @@ class Claimed:
     uuid: str
     event: str
     url: str
-    secret: str
+    secret: str  # as stored: sealed, or from before sealing
     payload: dict[str, Any]
     attempt: int
 
@@ -191,6 +247,43 @@ def claim(session: Session, delivery_id: int, *, now: datetime, lease_s: float
         .where(WebhookDelivery.id == delivery_id)).one()
     return Claimed(id=delivery_id, uuid=row.uuid, event=row.event, url=row.url,
                    secret=row.secret, payload=row.payload, attempt=row.attempts)
+
+
+NOT_PUBLIC = "refused: the URL's host is not a public address"
+"""The outcome of an attempt whose host resolved to an address hooks may not reach."""
+NOT_HTTP = "refused: only http:// and https:// URLs are called"
+UNREADABLE_SECRET = ("failed: the server can no longer read this hook's secret (its key "
+                     "changed); add the hook again")
+_REDIRECT = "redirects are not followed; give the final URL"
+_SHOWN = re.compile(r"HTTP [1-5][0-9]{2}(: " + re.escape(_REDIRECT) + ")?|"
+                    r"could not deliver: no answer within [0-9.e+-]+ s \(nothing listening, "
+                    r"not HTTP\(S\), or too slow\)")
+
+
+def not_delivered(timeout_s: float) -> str:
+    """The one outcome of every attempt that got no HTTP status, whatever the reason: a
+    name that does not resolve, nothing listening, a refused or reset connection, TLS
+    that fails, a service that is not HTTP, a receiver too slow. Telling them apart
+    would tell a member which ports are open where the server stands."""
+    return (f"could not deliver: no answer within {timeout_s:g} s (nothing listening, "
+            "not HTTP(S), or too slow)")
+
+
+def answered(status_code: int) -> str | None:
+    """Why a receiver's answer is no delivery (None: a 2xx, delivered)."""
+    if 200 <= status_code < 300:
+        return None
+    if 300 <= status_code < 400:
+        return f"HTTP {status_code}: {_REDIRECT}"
+    return f"HTTP {status_code}"
+
+
+def shown_error(stored: str | None, timeout_s: float) -> str | None:
+    """``last_error`` as a member may see it: an outcome this module words, or, for any
+    other text (rows from before outcomes were worded), :func:`not_delivered`."""
+    if stored is None or stored in (NOT_PUBLIC, NOT_HTTP, UNREADABLE_SECRET):
+        return stored
+    return stored if _SHOWN.fullmatch(stored) else not_delivered(timeout_s)
 
 
 def record_attempt(session: Session, claimed: Claimed, *, now: datetime, ok: bool,

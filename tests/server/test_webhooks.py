@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from server.secretbox import secret_box
 from server.settings import Settings
 from server.store.db import migrate, session_scope
 from server.store.models import (
@@ -31,9 +33,9 @@ from server.store.models import (
 )
 from server.store.runs import cancel_run, create_run, finish_run, reap, start_run
 from server.store.users import create_user
-from server.store.webhooks import claim, create_webhook, due
+from server.store.webhooks import claim, create_webhook, due, not_delivered, shown_error
 from server.studies import advance
-from server.webhooks import dispatch_once
+from server.webhooks import allowed, dispatch_once
 from tests.conftest import admin_client
 
 
@@ -101,9 +103,11 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def store(make_settings: Callable[..., Settings], db_url: str) -> Settings:
     """Settings on SQLite or PostgreSQL; the API's own dispatcher thread never wakes (the
-    tests drive :func:`dispatch_once` with an explicit ``now``)."""
+    tests drive :func:`dispatch_once` with an explicit ``now``). Receivers listen on
+    loopback, so the admin setting that lets hooks reach it is on."""
     settings = make_settings(database_url=db_url, webhook_interval_s=3600,
-                             webhook_backoff_s=(10, 30, 120), webhook_max_attempts=4)
+                             webhook_backoff_s=(10, 30, 120), webhook_max_attempts=4,
+                             webhook_allow_private=True)
     migrate(settings.db_url)
     return settings
 
@@ -117,7 +121,7 @@ def _hook(settings: Settings, owner: int, url: str, events: list[str] | None = N
           secret: str = "s3cret-s3cret-s3cret") -> int:
     with session_scope(settings.db_url) as s:
         return create_webhook(s, owner=s.get_one(User, owner), url=url, events=events,
-                              secret=secret).id
+                              secret=secret, box=secret_box(settings)).id
 
 
 def _run(settings: Settings, owner: int, kind: str = "train", **kw: Any) -> int:
@@ -339,7 +343,7 @@ def _member(client: TestClient, name: str) -> TestClient:
 
 @pytest.fixture
 def api(make_settings: Callable[..., Settings]) -> Iterator[tuple[TestClient, Settings]]:
-    settings = make_settings(webhook_interval_s=3600)
+    settings = make_settings(webhook_interval_s=3600, webhook_allow_private=True)
     with admin_client(settings) as c:
         yield c, settings
 
@@ -443,7 +447,7 @@ def test_the_cli_and_client_manage_hooks_and_the_live_server_delivers(
     from server.store.users import ensure_admin
     from tests.livesrv import live_server
 
-    settings = make_settings(webhook_interval_s=0.05)
+    settings = make_settings(webhook_interval_s=0.05, webhook_allow_private=True)
     rx = receiver()
     with live_server(settings) as url:
         with session_scope(settings.db_url) as s:
@@ -512,3 +516,35 @@ def test_the_readme_receiver_accepts_a_real_delivery_once_and_refuses_a_forged_o
     assert forged != req["body"]
     assert scope["handle"]("readme-secret-0123", forged, req["headers"], seen) == 401
     assert scope["handle"]("another-secret-000", req["body"], req["headers"], seen) == 401
+
+
+@pytest.mark.parametrize(("address", "public", "private"), [
+    ("8.8.8.8", True, True), ("2001:4860:4860::8888", True, True),
+    ("127.0.0.1", False, True), ("::1", False, True), ("10.1.2.3", False, True),
+    ("172.31.0.1", False, True), ("192.168.0.1", False, True), ("100.64.0.1", False, True),
+    ("fd12::1", False, True), ("::ffff:127.0.0.1", False, True), ("::ffff:8.8.8.8", True, True),
+    ("2002:7f00:1::1", False, True), ("64:ff9b::a00:1", False, True),
+    ("169.254.169.254", False, False), ("fe80::1", False, False), ("::ffff:169.254.169.254",
+                                                                   False, False),
+    ("0.0.0.0", False, False), ("0.1.2.3", False, False), ("::", False, False),
+    ("224.0.0.1", False, False), ("ff02::1", False, False), ("240.0.0.1", False, False),
+    ("255.255.255.255", False, False), ("192.0.2.1", False, True),
+])
+def test_which_addresses_a_hook_may_reach(address: str, public: bool, private: bool) -> None:
+    """Public unicast only; the admin setting adds loopback and private networks (the
+    IPv4 address an IPv6 one carries counts too), never link-local, multicast, reserved."""
+    ip = ipaddress.ip_address(address)
+    assert allowed(ip, private=False) is public
+    assert allowed(ip, private=True) is private
+
+
+def test_stored_reasons_are_shown_as_outcomes_only() -> None:
+    """Rows from before outcomes were worded held exception text: shown as the generic
+    outcome, so no connection detail reaches the page."""
+    generic = not_delivered(10)
+    for stored in ("ConnectError: [Errno 111] Connection refused", "timed out after 10 s",
+                   "ReadError: [Errno 104] Connection reset by peer", "HTTP 500 body"):
+        assert shown_error(stored, 10) == generic
+    for kept in ("HTTP 500", "HTTP 302: redirects are not followed; give the final URL",
+                 generic, not_delivered(0.25), None):
+        assert shown_error(kept, 10) == kept
