@@ -708,3 +708,43 @@ class Client:
         failed), attempts, the last status code or error."""
         return self._call(
             "GET", f"/api/webhooks/{webhook_id}/deliveries", params={"limit": limit})
+
+    # the team -----------------------------------------------------------------------
+    def me(self) -> dict[str, Any]:
+        """The user this client's token belongs to: id, name, role."""
+        return self._call("GET", "/api/me")
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user: id, name, role and ``disabled_at`` (None while enabled)."""
+        return self._call("GET", "/api/users")
+
+    def add_user(self, name: str, *, role: str = "member") -> dict[str, Any]:
+        """Create a user (admins only); the answer's ``token`` is shown this once."""
+        return self._call("POST", "/api/users", json={"name": name, "role": role})
+
+    def update_user(self, user_id: int, *, disabled: bool | None = None,
+                    role: str | None = None) -> dict[str, Any]:
+        """Disable or re-enable a user, or change their role (admins only). A disabled
+        user's every token is refused and their queued runs are cancelled."""
+        body = {k: v for k, v in (("disabled", disabled), ("role", role)) if v is not None}
+        return self._call("PATCH", f"/api/users/{user_id}", json=body)
+
+    def tokens(self, user_id: int | None = None) -> list[dict[str, Any]]:
+        """Your tokens, or ``user_id``'s (an admin's view), never their secrets."""
+        return self._call("GET", "/api/tokens" if user_id is None
+                          else f"/api/users/{user_id}/tokens")
+
+    def create_token(self, name: str) -> dict[str, Any]:
+        """A new token of yours; the answer's ``token`` is shown this once."""
+        return self._call("POST", "/api/tokens", json={"name": name})
+
+    def revoke_token(self, token_id: int) -> None:
+        """Revoke one of your tokens (an admin: anyone's)."""
+        self._call("DELETE", f"/api/tokens/{token_id}")
+
+    def audit(self, *, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
+        """The audit trail (admins only), newest first; ``before``: older than that event."""
+        params: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        return self._call("GET", "/api/audit", params=params)

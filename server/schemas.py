@@ -167,6 +167,7 @@ class UserPublic(BaseModel):
     id: int
     name: str
     role: Role
+    disabled_at: datetime | None = None  # set: every token of theirs is refused
 
 
 class RunPublic(BaseModel):
@@ -220,6 +221,7 @@ class TokenPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
+    user_id: int
     name: str
     created_at: datetime
     revoked_at: datetime | None
@@ -238,6 +240,32 @@ class UserCreate(BaseModel):
 
 class UserIssued(UserPublic):
     token: str  # the new user's first token, shown once
+
+
+class UserUpdate(BaseModel):
+    """What an admin changes about a user; a field left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    disabled: bool | None = None  # true: every token of theirs is refused from now on
+    role: Role | None = None
+
+
+class AuditEventPublic(BaseModel):
+    """One entry of the audit trail: who (``actor_name``; "" is the service itself) did
+    ``action`` to which ``target_kind`` ``target_id``, with a few names and ids in
+    ``detail``."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    actor_id: int | None
+    actor_name: str
+    action: str
+    target_kind: str
+    target_id: int | None
+    detail: dict[str, Any]
 
 
 class RunPage(BaseModel):

@@ -90,7 +90,8 @@ def _truncate(url: str) -> None:
     migrate(url)
     with engine_for(url).begin() as conn:
         conn.execute(
-            text("TRUNCATE metric_buckets, metrics, artifacts, runs, api_tokens, users CASCADE")
+            text("TRUNCATE metric_buckets, metrics, artifacts, runs, api_tokens, users, "
+                 "audit_events CASCADE")
         )
 
 

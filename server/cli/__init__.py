@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from neuroreg.client import NeuroregError
-from server.cli import logs, slurm, sync, webhooks
+from server.cli import logs, slurm, sync, team, webhooks
 from server.cli._terminal import say
 from server.cli.commands import (
     UsageError,
@@ -187,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("names", nargs="*", help="cifar10 and/or cifar100 (default: both)")
     d.set_defaults(func=cmd_datasets)
     webhooks.add_parser(sub)
+    team.add_parser(sub)
     logs.add_parser(sub)
     slurm.add_parser(sub)
     sync.add_parser(sub)

@@ -1,4 +1,6 @@
-"""The team: users (created by an admin) and each user's own API tokens.
+"""The team: users (created by an admin) and each user's own API tokens; an admin also
+disables and re-enables users, changes roles, lists and revokes anyone's tokens, and
+reads the audit trail of all of it.
 
 Every member can browse every run; writes to a run are the owner's or an admin's. Tokens
 are 256 random bits shown once at creation; only their sha256 is stored.
@@ -6,50 +8,78 @@ are 256 random bits shown once at creation; only their sha256 is stored.
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Path, status
+from fastapi import HTTPException, Path, Query, Request, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from server.deps import CurrentUser, SessionDep
-from server.schemas import TokenCreate, TokenIssued, TokenPublic, UserCreate, UserIssued, UserPublic
-from server.store.models import MAX_ID, ApiToken, Role, User, utcnow
-from server.store.users import create_user, hash_token, issue_token
-from server.strict import CONFLICT, api_router
+from server.queue import revoke as revoke_task
+from server.schemas import (
+    AuditEventPublic,
+    TokenCreate,
+    TokenIssued,
+    TokenPublic,
+    UserCreate,
+    UserIssued,
+    UserPublic,
+    UserUpdate,
+)
+from server.store import audit
+from server.store.models import MAX_ID, ApiToken, Role, User
+from server.store.users import (
+    LastAdmin,
+    create_user,
+    hash_token,
+    issue_token,
+    revoke,
+    set_disabled,
+    set_role,
+    tokens_of,
+)
+from server.strict import CONFLICT, ErrorDetail, api_router
 
 router = api_router(prefix="/api", tags=["team"])
+
+UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="a user's id")]
+ADMINS_ONLY: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorDetail, "description": "Only an admin may do this"}}
+
+
+def _admin(user: User, action: str) -> None:
+    if user.role is not Role.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"only an admin may {action}")
 
 
 @router.get("/tokens")
 def list_tokens(session: SessionDep, user: CurrentUser) -> list[TokenPublic]:
-    rows = session.execute(
-        select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)
-    ).scalars()
-    return [TokenPublic.model_validate(t) for t in rows]
+    """Your tokens (never their secrets)."""
+    return [TokenPublic.model_validate(t) for t in tokens_of(session, user.id)]
 
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED)
 def create_token(body: TokenCreate, session: SessionDep, user: CurrentUser) -> TokenIssued:
-    token = issue_token(session, user=user, name=body.name)
+    token = issue_token(session, user=user, name=body.name, actor=user)
     row = session.execute(
         select(ApiToken).where(ApiToken.token_hash == hash_token(token))
     ).scalar_one()
     session.commit()
-    return TokenIssued(id=row.id, name=row.name, created_at=row.created_at,
-                       revoked_at=None, token=token)
+    return TokenIssued(id=row.id, user_id=row.user_id, name=row.name,
+                       created_at=row.created_at, revoked_at=None, token=token)
 
 
 @router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
 def revoke_token(
     token_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep, user: CurrentUser
 ) -> None:
-    """Revoke one of your tokens (an admin may revoke anyone's)."""
+    """Revoke one of your tokens (an admin may revoke anyone's); it is refused from the
+    next request on."""
     row = session.get(ApiToken, token_id)
     if row is None or (row.user_id != user.id and user.role is not Role.admin):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"you have no token {token_id}")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
+    revoke(session, row, actor=user)
     session.commit()
 
 
@@ -59,17 +89,74 @@ def list_users(session: SessionDep, _: CurrentUser) -> list[UserPublic]:
             for u in session.execute(select(User).order_by(User.id)).scalars()]
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED, responses=CONFLICT)
+@router.post("/users", status_code=status.HTTP_201_CREATED, responses={**CONFLICT, **ADMINS_ONLY})
 def add_user(body: UserCreate, session: SessionDep, user: CurrentUser) -> UserIssued:
     """Create a user with a first token (admins only)."""
-    if user.role is not Role.admin:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin may add users")
+    _admin(user, "add users")
     try:
-        new = create_user(session, name=body.name, role=body.role)
-        token = issue_token(session, user=new, name="first")
+        new = create_user(session, name=body.name, role=body.role, actor=user)
+        token = issue_token(session, user=new, name="first", actor=user)
         session.commit()
     except IntegrityError:
         session.rollback()
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"a user named {body.name!r} exists") from None
     return UserIssued(id=new.id, name=new.name, role=new.role, token=token)
+
+
+def _user_or_404(session: SessionDep, user_id: int) -> User:
+    target = session.get(User, user_id)
+    if target is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"there is no user {user_id}")
+    return target
+
+
+@router.patch("/users/{user_id}", responses={**CONFLICT, **ADMINS_ONLY})
+def update_user(user_id: UserId, body: UserUpdate, request: Request, session: SessionDep,
+                user: CurrentUser) -> UserPublic:
+    """Disable or re-enable a user, or change their role (admins only). A disabled user's
+    every token is refused (401) from the next request on and their queued runs are
+    cancelled; their running runs go on and keep their results. 409 when it would leave
+    no enabled admin."""
+    _admin(user, "change a user")
+    target = _user_or_404(session, user_id)
+    try:
+        if body.role is not None:
+            set_role(session, target, body.role, actor=user)
+        cancelled = [] if body.disabled is None else \
+            set_disabled(session, target, body.disabled, actor=user)
+        session.commit()
+    except LastAdmin as exc:
+        session.rollback()
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    for run in cancelled:  # after the commit: the status is what a worker obeys
+        with contextlib.suppress(Exception):  # the broker may be down
+            if run.task_id:
+                revoke_task(request.app.state.celery, run.task_id)
+    session.refresh(target)
+    return UserPublic.model_validate(target)
+
+
+@router.get("/users/{user_id}/tokens", responses=ADMINS_ONLY)
+def list_user_tokens(user_id: UserId, session: SessionDep, user: CurrentUser
+                     ) -> list[TokenPublic]:
+    """A user's tokens, never their secrets: your own, or anyone's for an admin."""
+    if user_id != user.id:
+        _admin(user, "list another user's tokens")
+    _user_or_404(session, user_id)
+    return [TokenPublic.model_validate(t) for t in tokens_of(session, user_id)]
+
+
+@router.get("/audit", responses=ADMINS_ONLY)
+def list_audit(
+    session: SessionDep, user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=500, description="how many, newest first")] = 50,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID, description=(
+        "only events older than this event id: the next page starts before the last "
+        "event shown"))] = None,
+) -> list[AuditEventPublic]:
+    """Who did what to whom (admins only): users created, disabled, re-enabled and given
+    another role, tokens issued and revoked, newest first."""
+    _admin(user, "read the audit trail")
+    return [AuditEventPublic.model_validate(e)
+            for e in audit.events(session, limit=limit, before=before)]

@@ -79,6 +79,8 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # set by an admin: every token of a disabled user is refused (401) until re-enabled
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiToken(Base):
@@ -249,3 +251,22 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEvent(Base):
+    """Who did what to whom: one row per change to the team (users, roles, tokens) and per
+    admin action on someone else's things, written in the transaction that made the change
+    (:mod:`server.store.audit`). The actor's name is copied: the record reads the same
+    whatever happens to the user later."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # no FK: the record outlives its actor and target; None: the service itself (first start)
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    actor_name: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))  # user.disabled, token.revoked, …
+    target_kind: Mapped[str] = mapped_column(String(16))  # user, token, run, webhook
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)

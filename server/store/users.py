@@ -1,14 +1,26 @@
-"""Users and API tokens. Only a token's sha256 is stored."""
+"""Users and API tokens. Only a token's sha256 is stored.
+
+Every change here is recorded in the audit trail (:mod:`server.store.audit`) in the same
+transaction; ``actor`` is the user who made it (None: the service itself).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from server.store.models import ApiToken, Role, User, utcnow
+from server.store import audit
+from server.store.db import begin_write
+from server.store.models import ApiToken, Role, Run, RunStatus, User, utcnow
+from server.store.runs import cancel_run
+
+
+class LastAdmin(Exception):
+    """The change would leave no enabled admin: nobody could manage the team any more."""
 
 
 def hash_token(token: str) -> str:
@@ -16,38 +28,125 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_user(session: Session, *, name: str, role: Role) -> User:
+def create_user(session: Session, *, name: str, role: Role, actor: User | None = None) -> User:
     user = User(name=name, role=role)
     session.add(user)
     session.flush()
+    audit.record(session, actor, "user.created", "user", user.id, name=name, role=role.value)
     return user
 
 
-def issue_token(session: Session, *, user: User, name: str) -> str:
+def issue_token(session: Session, *, user: User, name: str, actor: User | None = None) -> str:
     """Create a token for ``user``; the plaintext is returned once and never stored."""
     token = "nr_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(user_id=user.id, name=name, token_hash=hash_token(token)))
+    row = ApiToken(user_id=user.id, name=name, token_hash=hash_token(token))
+    session.add(row)
     session.flush()
+    audit.record(session, actor, "token.issued", "token", row.id,
+                 user_id=user.id, user=user.name, name=name)
     return token
 
 
 def user_for_token(session: Session, token: str) -> User | None:
-    row = session.execute(
-        select(ApiToken).where(
-            ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None)
-        )
+    """The enabled user a live token belongs to; None for an unknown or revoked token and
+    for every token of a disabled user."""
+    return session.execute(
+        select(User).join(ApiToken, ApiToken.user_id == User.id).where(
+            ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None),
+            User.disabled_at.is_(None))
     ).scalar_one_or_none()
-    return row.user if row else None
+
+
+def tokens_of(session: Session, user_id: int) -> Sequence[ApiToken]:
+    return session.execute(
+        select(ApiToken).where(ApiToken.user_id == user_id).order_by(ApiToken.id)
+    ).scalars().all()
+
+
+def revoke(session: Session, row: ApiToken, *, actor: User | None) -> bool:
+    """Revoke ``row``; False when it was revoked already (nothing is recorded then)."""
+    if row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    audit.record(session, actor, "token.revoked", "token", row.id,
+                 user_id=row.user_id, user=row.user.name, name=row.name)
+    return True
 
 
 def revoke_token(session: Session, *, token: str) -> bool:
+    """Revoke a token given in plaintext (the holder gives it up)."""
     row = session.execute(
         select(ApiToken).where(ApiToken.token_hash == hash_token(token))
     ).scalar_one_or_none()
-    if row is None or row.revoked_at is not None:
-        return False
-    row.revoked_at = utcnow()
-    return True
+    return row is not None and revoke(session, row, actor=row.user)
+
+
+def set_disabled(session: Session, user: User, disabled: bool, *, actor: User | None
+                 ) -> list[Run]:
+    """Disable (or re-enable) ``user``. Disabling refuses every token of theirs from the
+    next request on and cancels their queued runs (returned, for their tasks to be
+    revoked); running runs go on and keep their results. No change, nothing recorded.
+
+    Raises:
+        LastAdmin: it would disable the last enabled admin (nothing is changed).
+    """
+    if (user.disabled_at is not None) == disabled:
+        return []
+    _lock_admins(session)
+    user.disabled_at = utcnow() if disabled else None
+    session.flush()
+    _keep_an_admin(session)
+    if not disabled:
+        audit.record(session, actor, "user.enabled", "user", user.id, name=user.name)
+        return []
+    cancelled = _cancel_queued(session, user)
+    audit.record(session, actor, "user.disabled", "user", user.id, name=user.name,
+                 queued_runs_cancelled=len(cancelled))
+    return cancelled
+
+
+def set_role(session: Session, user: User, role: Role, *, actor: User | None) -> None:
+    """Make ``user`` an admin or a member (admins only: the route checks).
+
+    Raises:
+        LastAdmin: it would demote the last enabled admin (nothing is changed).
+    """
+    if user.role is role:
+        return
+    _lock_admins(session)
+    before, user.role = user.role, role
+    session.flush()
+    _keep_an_admin(session)
+    audit.record(session, actor, "user.role_changed", "user", user.id, name=user.name,
+                 before=before.value, after=role.value)
+
+
+def _enabled_admins() -> Select[int]:
+    return select(User.id).where(User.role == Role.admin, User.disabled_at.is_(None))
+
+
+def _lock_admins(session: Session) -> None:
+    """Hold the enabled admins' rows until commit, so that two admins who disable or
+    demote each other at once cannot both succeed and leave none: row locks on
+    PostgreSQL, SQLite's one write lock (:func:`begin_write`)."""
+    begin_write(session)
+    session.execute(_enabled_admins().order_by(User.id).with_for_update()).all()
+
+
+def _keep_an_admin(session: Session) -> None:
+    left = session.execute(select(func.count()).select_from(_enabled_admins().subquery()))
+    if left.scalar_one() == 0:
+        raise LastAdmin("that would leave no enabled admin; make another user an admin first")
+
+
+def _cancel_queued(session: Session, user: User) -> list[Run]:
+    queued = session.execute(
+        select(Run).where(Run.owner_id == user.id, Run.status == RunStatus.queued)
+    ).scalars().all()
+    for run in queued:
+        cancel_run(session, run)
+        run.message = f"cancelled: {user.name} was disabled"
+    return list(queued)
 
 
 def ensure_admin(session: Session, *, name: str = "admin") -> str | None:

@@ -199,11 +199,15 @@ def test_train_runs_stored_before_stimulus_norm_read_as_trained_shared(db_url: s
                          sa.column("status"), sa.column("progress"), sa.column("message"),
                          sa.column("created_at", sa.DateTime(timezone=True)),
                          sa.column("attempts"))
+    users_0003 = sa.table("users", sa.column("id", sa.Integer), sa.column("name"),
+                          sa.column("role"), sa.column("created_at", sa.DateTime(timezone=True)))
     with session_scope(db_url) as s:
-        user = create_user(s, name="old", role=Role.member)
+        user_id = s.execute(sa.insert(users_0003).values(
+            name="old", role="member", created_at=datetime.now(UTC)).returning(users_0003.c.id)
+        ).scalar_one()
         old = {"dataset": "digits32", "target": "neural-model", "alpha": 2.0}
         ids = [s.execute(sa.insert(runs_0003).values(
-            name=k, owner_id=user.id, kind=k, config=c, status="queued", progress=0.0,
+            name=k, owner_id=user_id, kind=k, config=c, status="queued", progress=0.0,
             message="", created_at=datetime.now(UTC), attempts=0).returning(runs_0003.c.id)
         ).scalar_one() for k, c in (
             ("train", old), ("study", {"seeds": 3, "train": old}),

@@ -1,12 +1,14 @@
 """Team accounts: users, per-user tokens, and who may change which run."""
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import inspect
 
 from server.settings import Settings
 from server.store.artifacts import save_artifact
-from server.store.db import session_scope
+from server.store.db import engine_for, migrate, session_scope
 from server.store.metrics import insert_points
-from server.store.models import RunStatus
+from server.store.models import Role, RunStatus, User
 from server.store.runs import finish_run
 
 
@@ -90,7 +92,7 @@ def test_every_api_route_but_health_needs_a_token(client: TestClient) -> None:
         if not route.startswith("/api"):
             continue
         path = route
-        for name in ("run_id", "token_id", "name", "key"):
+        for name in ("run_id", "token_id", "user_id", "name", "key"):
             path = path.replace("{" + name + "}", "1")
         for method in methods:
             res = anon.request(method.upper(), path)
@@ -118,3 +120,89 @@ def test_writes_into_a_run_are_the_owners_or_an_admins(client: TestClient) -> No
     assert ada.post(f"/api/runs/{rid}/finish", json={"status": "failed",
                                                      "error": "diverged"}).status_code == 200
     assert ada.get(f"/api/runs/{rid}").json()["error"] == "diverged"
+
+
+def test_an_admin_changes_roles_and_the_page_of_users_says_who_is_disabled(
+        client: TestClient) -> None:
+    ada = _member(client)
+    ada_id = ada.get("/api/me").json()["id"]
+    res = client.patch(f"/api/users/{ada_id}", json={"role": "admin"})
+    assert res.status_code == 200 and res.json()["role"] == "admin"
+    assert ada.get("/api/audit").status_code == 200  # an admin now
+    assert ada.patch(f"/api/users/{ada_id}", json={"role": "member"}).status_code == 200
+    assert ada.get("/api/audit").status_code == 403
+    assert client.patch(f"/api/users/{ada_id}", json={}).json()["role"] == "member"  # no-op
+    client.patch(f"/api/users/{ada_id}", json={"disabled": True})
+    listed = {u["name"]: u["disabled_at"] for u in client.get("/api/users").json()}
+    assert listed["admin"] is None and listed["ada"] is not None
+
+
+@pytest.mark.parametrize(("body", "field"), [({"disabled": "yes"}, "disabled"),
+                                             ({"role": "root"}, "role"),
+                                             ({"name": "x"}, "name")])
+def test_a_bad_user_change_is_a_422_naming_the_field(client: TestClient, body: dict[str, str],
+                                                     field: str) -> None:
+    res = client.patch("/api/users/1", json=body)
+    assert res.status_code == 422 and res.json()["detail"][0]["loc"][-1] == field
+
+
+def test_unknown_users_are_404s(client: TestClient) -> None:
+    for method, path in (("PATCH", "/api/users/999"), ("GET", "/api/users/999/tokens")):
+        res = client.request(method, path, json={"disabled": True})
+        assert res.status_code == 404 and "no user 999" in res.json()["detail"]
+
+
+def test_the_audit_trail_pages_newest_first(client: TestClient) -> None:
+    for name in ("a", "b", "c"):
+        client.post("/api/tokens", json={"name": name})
+    first = client.get("/api/audit", params={"limit": 2}).json()
+    assert [e["detail"]["name"] for e in first] == ["c", "b"]
+    rest = client.get("/api/audit", params={"limit": 2, "before": first[-1]["id"]}).json()
+    assert [e["detail"]["name"] for e in rest] == ["a", "first-start"]
+    assert client.get("/api/audit", params={"limit": 501}).status_code == 422
+
+
+def test_migration_0008_goes_down_and_up_keeping_users(db_url: str) -> None:
+    from server.store.users import create_user
+
+    migrate(db_url)
+    with session_scope(db_url) as s:
+        create_user(s, name="ada", role=Role.member)
+    migrate(db_url, "0007")
+    schema = inspect(engine_for(db_url))
+    assert "audit_events" not in schema.get_table_names()
+    assert "disabled_at" not in {c["name"] for c in schema.get_columns("users")}
+    migrate(db_url)
+    with session_scope(db_url) as s:
+        ada = s.query(User).one()
+        assert ada.name == "ada" and ada.disabled_at is None
+
+
+def test_the_cli_disables_lists_revokes_and_reads_the_audit_trail(
+        settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    from server.cli import build_parser
+    from server.store.users import ensure_admin
+    from tests.livesrv import live_server
+
+    def cli(*argv: str) -> str:
+        args = build_parser().parse_args(list(argv))
+        assert args.func(args, settings.model_copy(update={"api_url": url, "token": token})) == 0
+        return capsys.readouterr().out
+
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        assert cli("users", "add", "eve").startswith("user 2: eve (member)\n")
+        assert "disabled eve: their tokens are refused" in cli("users", "disable", "eve")
+        listed = cli("users").splitlines()
+        assert listed[0].split() == ["1", "admin", "admin", "enabled"]
+        assert listed[1].split()[:4] == ["2", "eve", "member", "disabled"]
+        (first,) = cli("tokens", "list", "--user", "eve").splitlines()
+        assert first.split()[1] == "first" and first.endswith("active")
+        assert cli("tokens", "revoke", first.split()[0]).startswith("revoked token")
+        assert cli("users", "role", "eve", "admin") == "eve is now an admin\n"
+        events = cli("audit", "--limit", "3").splitlines()
+        assert [e.split()[3] for e in events[:3]] == [
+            "user.role_changed", "token.revoked", "user.disabled"]
+        assert "token 2 (first of eve)" in events[1]
+        assert events[-1] == f"(older: neuroreg audit --before {events[2].split()[0]})"

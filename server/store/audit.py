@@ -1,0 +1,34 @@
+"""The audit trail: who did what to whom, one row per change, added to the session of the
+change itself so that the change and its record commit (or roll back) together."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.store.models import AuditEvent, User
+
+
+def record(session: Session, actor: User | None, action: str, target_kind: str,
+           target_id: int | None, **detail: Any) -> AuditEvent:
+    """Add one event; ``actor`` None is the service itself (the first admin at first
+    start). ``detail`` stays small: names and ids, never a secret."""
+    event = AuditEvent(actor_id=actor.id if actor else None,
+                       actor_name=actor.name if actor else "",
+                       action=action, target_kind=target_kind, target_id=target_id,
+                       detail=detail)
+    session.add(event)
+    return event
+
+
+def events(session: Session, *, limit: int, before: int | None = None
+           ) -> Sequence[AuditEvent]:
+    """Up to ``limit`` events, newest first; ``before``: only those older than that event's
+    id (the next page starts before the last one shown)."""
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(AuditEvent.id < before)
+    return session.execute(query).scalars().all()
