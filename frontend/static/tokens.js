@@ -1,8 +1,6 @@
 // My API tokens: create (shown once), list, revoke. My webhooks: add (secret shown once),
-// list with their latest deliveries, ping, delete. An admin also gets the team and the
-// audit trail (team.js).
+// list with their latest deliveries, ping, delete.
 import { el, getJSON, send, when, withLogin } from "./api.js";
-import { drawTeam, teamSection } from "./team.js";
 
 // a refused request's reason, one line per field ("url: must be an http:// or https:// URL")
 const reason = (res) => (Array.isArray(res.body?.detail)
@@ -60,7 +58,7 @@ async function hookSection() {
     drawHooks();
   });
   return [el("h2", {}, "My webhooks"),
-    el("p", { class: "hint" }, "Each is sent a JSON POST when one of your runs (run.*) or studies (study.*) finishes, signed with its secret in X-Neuroreg-Signature (sha256=HMAC of the body); failed deliveries are retried with backoff."),
+    el("p", { class: "hint" }, "Each is sent a JSON POST when one of your runs (run.*) or studies (study.*) finishes, signed with its secret in X-Neuroreg-Signature (sha256=HMAC of the body); failed deliveries are retried with backoff. A URL must reach a public address (no loopback or private network, unless the admin allows it); a delivery shows the HTTP status your receiver answered, or that nothing answered in time."),
     form, shown,
     el("table", { id: "hook-table" }, el("thead", {}, el("tr", {}, el("th", {}, "URL"), el("th", {}, "events"),
       el("th", {}, "created"), el("th", {}, "latest delivery"), el("th", {}, ""))), el("tbody", { id: "hook-rows" }))];
@@ -86,13 +84,12 @@ withLogin(async () => {
   const form = el("form", { id: "token-form" }, el("label", { for: "token-name" }, "New token name "),
     nameInput, " ", el("button", {}, "Create"));
   const shown = el("div", { id: "new-token" });
-  const team = await teamSection();
   page.replaceChildren(el("h1", {}, "My API tokens"),
     el("p", { class: "hint" }, "Scripts and the CLI use a token as NEUROREG_TOKEN. A new token is shown once; only its hash is stored."),
     form, shown,
     el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "name"), el("th", {}, "created"),
       el("th", {}, "state"), el("th", {}, ""))), el("tbody", { id: "token-rows" })),
-    ...await hookSection(), ...team);
+    ...await hookSection());
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const res = await send("POST", "/api/tokens", { name: nameInput.value });
@@ -102,5 +99,5 @@ withLogin(async () => {
     nameInput.value = "";
     draw();
   });
-  await Promise.all([draw(), drawHooks(), team.length ? drawTeam() : null]);
+  await Promise.all([draw(), drawHooks()]);
 });

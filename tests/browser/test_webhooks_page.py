@@ -1,6 +1,7 @@
 """The tokens page's webhooks in headless chromium: add (the secret shown once), a bad URL
-refused naming the field, a ping delivered to a real local receiver and shown, delete;
-URLs drawn as text. Screenshot in test-output/."""
+and one to the metadata address refused naming the field, a ping delivered to a real
+local receiver and shown, one to a port where nothing listens shown as not delivered,
+delete; URLs drawn as text. Screenshot in test-output/."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from server.settings import Settings
 from server.store.db import session_scope
 from server.store.users import ensure_admin
 from tests.browser.conftest import OUTPUT
-from tests.livesrv import live_server
+from tests.livesrv import free_port, live_server
 from tests.server.test_webhooks import Receiver, _no_proxy, _verify, receiver  # noqa: F401
 
 pytestmark = pytest.mark.browser
@@ -35,6 +36,11 @@ def test_the_tokens_page_adds_pings_and_deletes_webhooks(  # type: ignore[no-unt
         page.click("#hook-form button")
         error = page.wait_for_selector("#hook-error").inner_text()
         assert error.startswith("url: must be an http:// or https:// URL")
+        page.fill("#hook-url", "http://169.254.169.254/latest/meta-data/")  # never, even
+        page.click("#hook-form button")                                    # with the setting
+        page.wait_for_function("() => document.querySelector('#hook-error')"
+                               "?.textContent.includes('not a public address')")
+        assert page.inner_text("#hook-error").startswith("url: its host is not a public address")
         page.fill("#hook-url", rx.url)
         for event in ("run.cancelled", "study.cancelled"):
             page.uncheck(f"[id='hook-ev-{event}']")
@@ -61,7 +67,18 @@ def test_the_tokens_page_adds_pings_and_deletes_webhooks(  # type: ignore[no-unt
         page.wait_for_function("() => document.querySelectorAll('#hook-rows tr').length === 2")
         assert page.locator("#hook-rows script").count() == 0
         assert "<script>alert(1)</script>" in page.inner_text("#hook-rows")
+        # nothing listens there: the page says so, not how the connection failed
+        page.fill("#hook-url", f"http://127.0.0.1:{free_port()}/gone")
+        page.click("#hook-form button")
+        page.wait_for_function("() => document.querySelectorAll('#hook-rows tr').length === 3")
+        page.click("#hook-rows tr:last-child button[aria-label^='test webhook']")
+        gone, until = "#hook-rows tr:last-child .hook-last", time.monotonic() + 20
+        while "could not deliver" not in page.inner_text(gone) and time.monotonic() < until:
+            page.reload()
+            page.wait_for_selector(gone)
+        assert page.inner_text(f"{gone} summary").startswith(
+            "ping pending, 1 attempt — could not deliver: no answer within 10 s")
         page.click("#hook-rows details summary")
         page.screenshot(path=str(OUTPUT / "tokens-webhooks.png"), full_page=True)
         page.click("#hook-rows tr:last-child button[aria-label^='delete webhook']")
-        page.wait_for_function("() => document.querySelectorAll('#hook-rows tr').length === 1")
+        page.wait_for_function("() => document.querySelectorAll('#hook-rows tr').length === 2")
