@@ -27,6 +27,7 @@ from server.kinds import KINDS, KindName
 from server.queue import revoke
 from server.schemas import RunCreate, RunFinish, RunPage, RunPublic, RunUpdate
 from server.services import EnqueueFailed, run_public, runs_public, submit_run
+from server.store import audit
 from server.store.artifacts import UnsafePath, resolve
 from server.store.models import MAX_ID, Run, RunStatus, User
 from server.store.runs import (
@@ -378,6 +379,14 @@ def _owned(session: SessionDep, run_id: int, user: User, action: str) -> Run:
     return run
 
 
+def _audit_if_not_theirs(session: SessionDep, user: User, run: Run, action: str) -> None:
+    """An admin's cancel or delete of someone else's run goes in the audit trail (with
+    the change: recorded only if it commits)."""
+    if run.owner_id != user.id:
+        audit.record(session, user, action, "run", run.id, name=run.name,
+                     owner_id=run.owner_id, owner=run.owner.name)
+
+
 @router.patch("/{run_id}")
 def update(run_id: RunId, body: RunUpdate, session: SessionDep, user: CurrentUser) -> RunPublic:
     """Rename and/or retag (owner or admin)."""
@@ -394,6 +403,7 @@ def update(run_id: RunId, body: RunUpdate, session: SessionDep, user: CurrentUse
 def delete(run_id: RunId, session: SessionDep, user: CurrentUser, settings: SettingsDep) -> None:
     """Delete a finished run with its metrics and artifacts (owner or admin)."""
     run = _owned(session, run_id, user, "delete")
+    _audit_if_not_theirs(session, user, run, "run.deleted")
     try:
         paths = delete_run(session, run)
     except ValueError as exc:
@@ -435,6 +445,8 @@ def cancel(run_id: RunId, request: Request, session: SessionDep, user: CurrentUs
     at its next check (within about a second); a study cancels its children."""
     run = _owned(session, run_id, user, "cancel")
     was_finished = run.status.finished
+    if not was_finished:
+        _audit_if_not_theirs(session, user, run, "run.cancelled")
     cancel_run(session, run)
     tasks = [run.task_id]
     if KINDS[run.kind].fans_out:

@@ -200,3 +200,17 @@ def test_the_audit_trail_says_who_did_what_to_whom(
     assert revoked["detail"] == {"user_id": eve_id, "user": "eve", "name": "laptop"}
     assert laptop["token"] not in str(events)  # no secret in the trail
     assert events[1]["detail"] == {"name": "eve", "before": "member", "after": "admin"}
+
+
+def test_an_admins_cancel_and_delete_of_someone_elses_run_are_audited(
+        api: TestClient, member: Callable[[str], TestClient], backend: Settings) -> None:
+    eve = member("eve")
+    mine = eve.post("/api/runs", json={"kind": "train", "config": {"epochs": 1}}).json()["id"]
+    theirs = eve.post("/api/runs", json={"kind": "train", "config": {"epochs": 1}}).json()["id"]
+    assert eve.post(f"/api/runs/{mine}/cancel").status_code == 200  # her own: no entry
+    assert api.post(f"/api/runs/{theirs}/cancel").status_code == 200
+    assert api.delete(f"/api/runs/{theirs}").status_code == 204
+    events = [(e["actor_name"], e["action"], e["target_id"], e["detail"]["owner"])
+              for e in api.get("/api/audit").json() if e["target_kind"] == "run"]
+    assert events == [("admin", "run.deleted", theirs, "eve"),
+                      ("admin", "run.cancelled", theirs, "eve")]
