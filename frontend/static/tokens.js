@@ -1,6 +1,8 @@
 // My API tokens: create (shown once), list, revoke. My webhooks: add (secret shown once),
-// list with their latest deliveries, ping, delete.
+// list with their latest deliveries, ping, delete. An admin also gets the team and the
+// audit trail (team.js).
 import { el, getJSON, send, when, withLogin } from "./api.js";
+import { drawTeam, teamSection } from "./team.js";
 
 // a refused request's reason, one line per field ("url: must be an http:// or https:// URL")
 const reason = (res) => (Array.isArray(res.body?.detail)
@@ -84,12 +86,13 @@ withLogin(async () => {
   const form = el("form", { id: "token-form" }, el("label", { for: "token-name" }, "New token name "),
     nameInput, " ", el("button", {}, "Create"));
   const shown = el("div", { id: "new-token" });
+  const team = await teamSection();
   page.replaceChildren(el("h1", {}, "My API tokens"),
     el("p", { class: "hint" }, "Scripts and the CLI use a token as NEUROREG_TOKEN. A new token is shown once; only its hash is stored."),
     form, shown,
     el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "name"), el("th", {}, "created"),
       el("th", {}, "state"), el("th", {}, ""))), el("tbody", { id: "token-rows" })),
-    ...await hookSection());
+    ...await hookSection(), ...team);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const res = await send("POST", "/api/tokens", { name: nameInput.value });
@@ -99,5 +102,5 @@ withLogin(async () => {
     nameInput.value = "";
     draw();
   });
-  await Promise.all([draw(), drawHooks()]);
+  await Promise.all([draw(), drawHooks(), team.length ? drawTeam() : null]);
 });
