@@ -31,12 +31,16 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import numpy as np
 
 from neuroreg import spool as _spool
+from neuroreg.names import check_artifact_name
+
+if TYPE_CHECKING:
+    from neuroreg.sync import RunSync
 
 FINISHED = ("succeeded", "failed", "cancelled")
 _BATCH = 5000  # points per request
@@ -629,8 +633,10 @@ class Client:
     def upload(self, run_id: RunRef, path: str | os.PathLike[str], name: str | None = None,
                *, media_type: str = "application/octet-stream") -> dict[str, Any]:
         """Stream a file into the run as an artifact (like ``mlflow.log_artifact``); an
-        offline run's is copied into the spool now."""
+        offline run's is copied into the spool now. ``name`` (default the file's) must be
+        one the API takes (:mod:`neuroreg.names`), else ValueError: it goes in the URL."""
         path = Path(path)
+        name = check_artifact_name(name or path.name)
 
         def chunks() -> Iterable[bytes]:
             with open(path, "rb") as fh:
@@ -641,12 +647,12 @@ class Client:
         if sp is None:
             try:
                 out: dict[str, Any] = self._call(
-                    "PUT", f"/api/runs/{run_id}/artifacts/{name or path.name}",
+                    "PUT", f"/api/runs/{run_id}/artifacts/{name}",
                     content=chunks(), headers={"content-type": media_type})
                 return out
             except Exception as exc:
                 sp = self._fallback(run_id, exc)
-        return sp.add_file(path, name or path.name, media_type)
+        return sp.add_file(path, name, media_type)
 
     def finish(self, run_id: RunRef, *, status: str = "succeeded", error: str | None = None,
                result: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -669,13 +675,15 @@ class Client:
                    **body})
         return {"id": run_id, "status": status, "offline": True, "spool": str(sp.folder)}
 
-    def sync(self, spool_dir: str | os.PathLike[str] | None = None
-             ) -> list[_spool.RunSync]:
+    def sync(self, spool_dir: str | os.PathLike[str] | None = None) -> list[RunSync]:
         """Upload the spool (default this client's) to the server: every run not synced
-        yet, each point once however often it is called (:mod:`neuroreg.spool`)."""
+        yet, each point once however often it is called; only what the server took is
+        marked done, the rest is sent again next time (:mod:`neuroreg.sync`)."""
+        from neuroreg.sync import sync
+
         if self.offline is True:
             raise OfflineError("sync")
-        return _spool.sync(self, spool_dir or self.spool.root)
+        return sync(self, spool_dir or self.spool.root)
 
     # webhooks -----------------------------------------------------------------------
     def add_webhook(self, url: str, events: Sequence[str] | None = None, *,
