@@ -19,7 +19,8 @@ def add_parser(sub: Any) -> None:
     actions = wh.add_subparsers(dest="action", required=True,
                                 help="add, list, rm, test or deliveries")
     add = actions.add_parser("add", help="register a URL (prints its secret once)")
-    add.add_argument("url", help="an http:// or https:// URL")
+    add.add_argument("url", help="an http:// or https:// URL to a public address (private "
+                     "ones only where the admin allows them)")
     add.add_argument("--event", action="append", choices=EVENTS, metavar="EVENT",
                      help=f"an event to send (repeatable; default all): {', '.join(EVENTS)}")
     add.add_argument("--secret", help="the HMAC key to sign with (default: a new random one)")

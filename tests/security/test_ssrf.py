@@ -11,8 +11,11 @@ them; other names go to the real resolver."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -271,6 +274,65 @@ def test_a_name_that_rebinds_after_the_check_is_not_followed(
     (d,) = [d for d in _by_hook(closed).values() if d.status is DeliveryStatus.pending]
     assert d.last_error is not None and d.last_error.startswith("refused:")
     assert len(checked.requests) == 1 and other.requests == []
+
+
+def _self_signed(tmp: Path) -> ssl.SSLContext:
+    """A TLS server context with a certificate no authority signed."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tls.test")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("tls.test")]), False)
+            .sign(key, hashes.SHA256()))
+    (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp / "cert.pem", tmp / "key.pem")
+    return context
+
+
+def test_https_goes_to_the_address_checked_with_the_name_as_server_name(
+        backend: Settings, dns: dict[str, list[list[str]]], listen: Callable[..., Listener],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TLS to the pinned address still names the host (SNI) and checks the certificate
+    against it: one no authority we trust signed is no delivery; trusted, it is."""
+    settings = _store(backend.model_copy(update={"webhook_allow_private": True}))
+    context, names = _self_signed(tmp_path), []
+
+    def sni(_sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        names.append(name)
+
+    context.sni_callback = sni
+
+    def tls(rx: Listener, conn: socket.socket) -> None:
+        with context.wrap_socket(conn, server_side=True) as secure:
+            rx.read_request(secure)
+            secure.sendall(OK)
+
+    rx = listen(tls)
+    dns["tls.test"] = [["127.0.0.1"]]
+    eve = _user(settings, "eve")
+    _hook(settings, eve, f"https://tls.test:{rx.port}/hook")
+    _finish_a_run(settings, eve)
+    dispatch_once(settings, now=utcnow())
+    assert names == ["tls.test"] and rx.requests == []
+    (d,) = _by_hook(settings).values()
+    assert (d.last_status_code, (d.last_error or "")[:17]) == (None, "could not deliver")
+    trusting = ssl.create_default_context(cafile=tmp_path / "cert.pem")
+    monkeypatch.setattr("server.webhooks._tls", lambda: trusting)
+    dispatch_once(settings, now=d.next_attempt_at)
+    (d,) = _by_hook(settings).values()
+    assert (d.status, d.last_status_code) == (DeliveryStatus.delivered, 200)
+    assert names == ["tls.test"] * 2 and len(rx.requests) == 1
 
 
 def test_the_admin_setting_opens_private_receivers_but_never_link_local(
