@@ -85,8 +85,8 @@ def test_uploads_stream_in_are_limited_and_stay_under_the_root(
             with pytest.raises(NeuroregError, match="413"):
                 nr.upload(run["id"], big)
             assert [a["name"] for a in nr.artifacts(run["id"])] == ["weights.bin"]
-            for bad in ("..", ".hidden", "a..b"):
-                with pytest.raises(NeuroregError, match="404|405|422"):
+            for bad in ("..", ".hidden", "a..b", "../1/artifacts/x"):  # never in a URL
+                with pytest.raises(ValueError, match="artifact name"):
                     nr.upload(run["id"], src, name=bad)
             assert not any(p.name.startswith(".tmp-")
                            for p in (settings.artifacts / str(run["id"])).iterdir())
