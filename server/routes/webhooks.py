@@ -29,7 +29,7 @@ from server.store.webhooks import (
     recent_deliveries,
     shown_error,
 )
-from server.strict import api_router
+from server.strict import ErrorDetail, api_router
 from server.webhooks import Refused, check_url
 
 router = api_router(prefix="/api/webhooks", tags=["webhooks"])
@@ -72,7 +72,8 @@ def list_(session: SessionDep, user: CurrentUser) -> list[WebhookPublic]:
     return [WebhookPublic.model_validate(h) for h in list_webhooks(session, owner=user)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses={409: {
+    "model": ErrorDetail, "description": "You have as many webhooks as a member may"}})
 def create(body: WebhookCreate, session: SessionDep, user: CurrentUser,
            settings: SettingsDep) -> WebhookIssued:
     """Register a URL for your runs' and studies' events; the answer carries the secret
