@@ -65,8 +65,7 @@ class BodyGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope) if scope["type"] == "http" else None
-        if headers is None or headers.get("content-length", "0") == "0" and (
-                "transfer-encoding" not in headers):
+        if headers is None or not _has_body(headers):
             await self.app(scope, receive, send)
             return
         route = self._route(scope)
@@ -107,6 +106,11 @@ class BodyGate:
         if route is not None and route.max_body is not None:
             return route.max_body
         return self.settings.max_request_bytes
+
+
+def _has_body(headers: Headers) -> bool:
+    """Whether a request sends a body (HTTP/1.1: a length other than 0, or chunks)."""
+    return headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
 
 
 def _too_large_text(limit: int, what: str) -> str:
@@ -242,6 +246,7 @@ def _describe_config_fields(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None, *, celery: Celery | None = None) -> FastAPI:
     """Build the app; migrations are applied here so every start is up to date."""
     settings = settings or get_settings()
+    settings.make_dirs()
     migrate(settings.db_url)
     celery = celery or make_celery(settings)
 
