@@ -87,8 +87,9 @@ class RunSync:
     problems_left_out: int = 0  # past MAX_PROBLEMS
     kept: str | None = None  # why clean() kept the folder
 
-    def problem(self, text: str) -> None:
-        if len(self.problems) < MAX_PROBLEMS:
+    def problem(self, text: str, *, always: bool = False) -> None:
+        """Report ``text``; past MAX_PROBLEMS only counted, unless ``always``."""
+        if always or len(self.problems) < MAX_PROBLEMS:
             self.problems.append(text)
         else:
             self.problems_left_out += 1
@@ -193,8 +194,13 @@ def _read(path: Path, offset: int, number: int) -> Generator[_Line]:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) \
-        and math.isfinite(value)
+    """Whether ``value`` is a finite JSON number (an integer past a float's range is not)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _point(p: Any) -> dict[str, Any]:
@@ -204,8 +210,8 @@ def _point(p: Any) -> dict[str, Any]:
     key, step, value, wall = p
     if not isinstance(step, int) or isinstance(step, bool):
         raise ValueError(f"step: {str(step)[:30]} is not a whole number")
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise ValueError(f"value: {str(value)[:30]} is not a number")
+    if not _number(value):
+        raise ValueError(f"value: {str(value)[:30]} is not a finite number")
     check_point(key, step, value)
     if not _number(wall) or not 0 <= wall <= MAX_TIME:
         raise ValueError(f"wall_time: {wall} is not a time (0…{MAX_TIME:g} s)")
@@ -279,19 +285,19 @@ class _Syncer:
         self.batch: list[tuple[_Line, list[dict[str, Any]]]] = []  # metric lines unsent
         self.batched = 0
 
-    def note(self, text: str) -> None:
-        self.out.problem(f"{self.events}:{self.at}: {text}")
+    def note(self, text: str, *, always: bool = False) -> None:
+        self.out.problem(f"{self.events}:{self.at}: {text}", always=always)
 
     def run(self) -> RunSync:
         try:
             self._run()
         except _Stop as exc:
             self.out.pending = True
-            self.note(f"{exc}; kept for the next sync")
+            self.note(f"{exc}; kept for the next sync", always=True)
         except httpx.TransportError as exc:
             self.out.pending = self.out.unreachable = True
             self.note(f"the server could not be reached ({type(exc).__name__}: {exc}); "
-                      "the rest is kept for the next sync")
+                      "the rest is kept for the next sync", always=True)
         self.out.skipped = int(self.state.get("skipped", 0))
         return self.out
 
@@ -654,7 +660,7 @@ def sync(nr: Client, root: str | os.PathLike[str]) -> list[RunSync]:
         if report.unreachable:
             if i + 1 < len(folders):
                 left = _count(len(folders) - i - 1, "more folder")
-                report.problem(f"the sync stopped here: {left} not tried")
+                report.problem(f"the sync stopped here: {left} not tried", always=True)
             break
     return out
 

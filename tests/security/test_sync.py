@@ -186,6 +186,7 @@ def test_an_odd_line_is_reported_and_skipped_and_the_rest_syncs(
     _line(folder, '{"op": "metrics", "points": [["loss", 12, 1e309, 0]]}')
     _line(folder, '{"op": "log", "first": 0, "stream": "client", "lines": [[1e300, "x"]]}')
     _line(folder, '{"op": "artifact", "name": "a", "file": "files/nope", "sha256": "0"}')
+    _line(folder, '{"op": "metrics", "points": [["loss", 12, 1' + "0" * 400 + ', 0]]}')
     _line(folder, json.dumps({"op": "metrics", "points": [["loss", s, 2.0, 1.0e9]
                                                           for s in range(13, 20)]}))
     _line(folder, '{"op": "log", "first": 1, "stream": "client", "lines": '
@@ -204,7 +205,7 @@ def test_an_odd_line_is_reported_and_skipped_and_the_rest_syncs(
     assert _cli(monkeypatch, api, spool, _Server(api)) == 1
     out, err = capsys.readouterr()
     events = folder / EVENTS
-    for number in (3, 4, 5, 6, 7, 8, 11):
+    for number in (3, 4, 5, 6, 7, 8, 9, 12):
         assert f"{events}:{number}:" in err, (number, err)
     assert f"{other_folder / EVENTS}:1:" in err
     runs = {r["name"]: r for r in api.get("/api/runs", params={"tag": "odd"}).json()["items"]}
@@ -342,5 +343,6 @@ def test_the_events_file_streams_in_bounded_memory_and_batches(
     (report,) = reports
     assert peak < 12 << 20, f"{peak / 2**20:.0f} MiB held to sync a 24 MiB file"
     assert report.points == 6_001 and report.problems
+    assert len(report.problems) <= sync_mod.MAX_PROBLEMS  # the rest counted, not kept
     assert max(server.batches) <= spool_mod.BATCH
     assert _points(api, report.run_id, "after") == [0]  # type: ignore[arg-type]
