@@ -167,7 +167,7 @@ def checked_addresses(host: str, port: int, *, private: bool, timeout: float
     """The addresses to connect to for ``host`` ([] when it does not resolve in time);
     :class:`Refused` when any of them is one hooks may not reach — a name with one
     private address among public ones is refused, not half-trusted."""
-    if is_local_name(host) and not private:
+    if not host or (is_local_name(host) and not private):  # no host: the system's own
         raise Refused(host)
     addresses = resolve(host, port, timeout)
     if not all(allowed(a, private=private) for a in addresses):
