@@ -33,14 +33,22 @@ from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.utils.json import dumps
 
+from server.settings import owner_only
+
 WIDTH = 20  # digits of a sequence number: time_ns() has 19 until the year 2286
 SEQUENCE_FILE = ".sequence"
 _LEGACY = re.compile(r"^(\d{1,19})_([^.]+\.[^/]+\.msg)$")  # kombu's own names
 
 
+def _private(path: str, flags: int) -> int:
+    """``open``'s opener for a file only this user may read (a message carries a run's
+    config), whatever the umask."""
+    return os.open(path, flags, 0o600)
+
+
 def next_sequence(folder: str) -> int:
     """A number larger than any issued before for ``folder`` (by any process)."""
-    with open(os.path.join(folder, SEQUENCE_FILE), "a+b") as f:
+    with open(os.path.join(folder, SEQUENCE_FILE), "a+b", opener=_private) as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
         text = f.read().strip()
@@ -72,6 +80,12 @@ class Channel(filesystem.Channel):
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
         adopt_legacy(self.data_folder_in)
 
+    def _queue_bind(self, exchange: str, *args: Any) -> None:
+        """Bind as kombu does, then make the exchange's file private: kombu opens it
+        with the umask's mode."""
+        super()._queue_bind(exchange, *args)  # type: ignore[no-untyped-call]
+        owner_only(self._exchange_file(exchange))  # type: ignore[no-untyped-call]
+
     # kombu's filesystem Channel names the argument ``payload``, its AbstractChannel
     # ``message``: no signature satisfies both, so this keeps the filesystem one's
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
@@ -79,7 +93,7 @@ class Channel(filesystem.Channel):
         name = f"{next_sequence(folder):0{WIDTH}d}_{uuid.uuid4()}.{queue}.msg"
         hidden = os.path.join(folder, f".{name}.part")  # no reader matches it
         try:
-            with open(hidden, "wb") as f:
+            with open(hidden, "wb", opener=_private) as f:
                 # kombu's JSON (its encoder takes what Celery's headers may hold)
                 f.write(dumps(payload).encode())  # type: ignore[no-untyped-call]
             os.replace(hidden, os.path.join(folder, name))  # whole, or not at all

@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery
 
-from server.settings import Settings
+from server.settings import Settings, private_dir
 
 TASK_QUEUES = ("gpu", "cpu")
 
@@ -33,7 +33,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         queue_dir = settings.broker_dir / "queue"
         control_dir = settings.broker_dir / "control"
         for d in (queue_dir, control_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            private_dir(d)
         config["broker_transport"] = "server.broker:Transport"
         config["broker_transport_options"] = {
             "data_folder_in": str(queue_dir),

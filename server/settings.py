@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -10,6 +12,38 @@ from typing import Literal
 from cryptography.fernet import Fernet
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only this user may enter: created 0700 (its missing parents
+    with it), or, when it exists and is ours, with what others may do taken away. What
+    the service keeps (the database, artifacts, the queue's messages, tokens) is not for
+    other accounts on the machine."""
+    for folder in reversed([f for f in (path, *path.parents) if not f.exists()]):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        folder.chmod(0o700)  # whatever the umask
+    return owner_only(path)
+
+
+def private_file(path: Path) -> Path:
+    """``path`` created empty as a file only this user may read (0600), or, when it exists
+    and is ours, with what others may do taken away."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return owner_only(path)
+
+
+def owner_only(path: Path) -> Path:
+    """Clear the group's and others' bits of ``path`` if it is ours (never adds one: a
+    folder left read-only stays so); a file system that refuses (read-only) keeps it."""
+    info = path.stat()
+    if info.st_uid == os.getuid() and info.st_mode & 0o077:
+        with contextlib.suppress(OSError):
+            path.chmod(stat.S_IMODE(info.st_mode) & 0o700)
+    return path
 
 
 def _default_data_dir() -> Path:
@@ -143,6 +177,14 @@ class Settings(BaseSettings):
         if 0 < v < 1:
             raise ValueError("NEUROREG_SYSTEM_METRICS_S is 0 (off) or at least 1 second")
         return v
+
+    def make_dirs(self) -> None:
+        """The data directory and the folders the service writes into it, private
+        (:func:`private_dir`): the artifact store and the filesystem queue's."""
+        for folder in (self.data_dir, self.artifacts):
+            private_dir(folder)
+        if self.broker.startswith("filesystem"):
+            private_dir(self.broker_dir)
 
     @property
     def db_url(self) -> str:

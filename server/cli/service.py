@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 from ml import presets
-from server.settings import Settings
+from server.settings import Settings, owner_only, private_dir, private_file
 
 log = logging.getLogger("server.cli")
 
@@ -78,6 +78,13 @@ def worker_command(queues: str, concurrency: int, pool: str) -> list[str]:
     ]
 
 
+def _private_files() -> None:
+    """What this process and its children (the worker, its pool) create is the service
+    user's alone (0600 files, 0700 folders): the store makes its own files private, this
+    covers the rest (checkpoints a library writes, SLURM's logs)."""
+    os.umask(0o077)
+
+
 def _admin_token(settings: Settings) -> str:
     """Create the first admin on first start; its token is kept (mode 600) for the CLI."""
     from server.store.db import session_scope
@@ -86,9 +93,11 @@ def _admin_token(settings: Settings) -> str:
     with session_scope(settings.db_url) as s:
         token = ensure_admin(s)
     if token is not None:
-        settings.token_file.parent.mkdir(parents=True, exist_ok=True)
-        settings.token_file.touch(mode=0o600)
+        private_dir(settings.token_file.parent)
+        private_file(settings.token_file)
         settings.token_file.write_text(token + "\n")
+    if settings.token_file.exists():  # one an older version left readable
+        owner_only(settings.token_file)
     return settings.token_file.read_text().strip() if settings.token_file.exists() else ""
 
 
@@ -190,6 +199,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
     from server.app import create_app
 
+    _private_files()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     token = _admin_token(settings)
@@ -230,6 +240,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     wins each and nothing is requeued or sent twice."""
     import uvicorn
 
+    _private_files()
     workers = getattr(args, "workers", 1)
     if workers > 1:
         from server.store.db import migrate
@@ -251,6 +262,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from server.store.db import migrate
 
+    _private_files()
     migrate(settings.db_url)
     cmd = worker_command(args.queues, args.concurrency, args.pool)
     os.execvpe(cmd[0], cmd, _env(settings))

@@ -84,7 +84,7 @@ async def save_artifact_stream(
 def _staged(target: Path) -> Iterator[tuple[BinaryIO, str]]:
     """A new temporary file beside ``target`` (open for writing, and its path), removed
     when the block fails: nothing half-written is left behind."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # private, as files
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
     try:
         yield os.fdopen(fd, "wb"), tmp

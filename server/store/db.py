@@ -13,6 +13,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from server.settings import owner_only, private_dir, private_file
+
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -26,11 +28,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _private_database(path: Path) -> None:
+    """Create the SQLite file 0600 (in a new 0700 folder) before SQLite does, since
+    SQLite creates it with the umask's mode (0644); its -wal and -shm files take the
+    database's mode. Files an older version left readable are tightened."""
+    if not path.parent.exists():
+        private_dir(path.parent)
+    private_file(path)
+    for companion in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if companion.exists():
+            owner_only(companion)
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _private_database(Path(path))
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
