@@ -122,7 +122,7 @@ export async function teamSection() {
     el("table", { id: "user-table" }, el("thead", {}, el("tr", {}, el("th", {}, "name"), el("th", {}, "role"),
       el("th", {}, "state"), el("th", {}, ""), el("th", {}, ""))), el("tbody", { id: "user-rows" })),
     el("h2", {}, "Audit trail"),
-    el("p", { class: "hint" }, "Who did what to whom, newest first: users added, disabled, re-enabled and re-roled, tokens issued and revoked."),
+    el("p", { class: "hint" }, "Who did what to whom, newest first: users added, disabled, re-enabled and re-roled, tokens issued and revoked, and an admin's cancel or delete of someone else's run."),
     el("table", { id: "audit-table" }, el("thead", {}, el("tr", {}, el("th", {}, "when"), el("th", {}, "who"),
       el("th", {}, "what"), el("th", {}, "to whom"))), el("tbody", { id: "audit-rows" })),
     el("p", {}, newer, " ", el("button", { type: "button", id: "audit-older" }, "Older")),
