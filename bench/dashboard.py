@@ -31,10 +31,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.settings import Settings  # noqa: E402
-from server.store.db import session_scope  # noqa: E402
-from server.store.models import Run  # noqa: E402
-from server.store.users import ensure_admin  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from core.store.db import session_scope  # noqa: E402
+from core.store.models import Run  # noqa: E402
+from core.store.users import ensure_admin  # noqa: E402
 from tests.browser.test_pages import _study_with_results  # noqa: E402
 from tests.livesrv import live_server  # noqa: E402
 

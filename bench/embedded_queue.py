@@ -1,4 +1,4 @@
-"""The embedded queue: send and receive rate of neuroreg's FIFO transport (server/broker.py)
+"""The embedded queue: send and receive rate of neuroreg's FIFO transport (core/broker.py)
 against kombu's own filesystem transport, side by side on the same kind of folder, and
 whether each hands messages out in the order they were sent.
 
@@ -21,7 +21,7 @@ from kombu import Connection
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-TRANSPORTS = {"neuroreg (server.broker)": "server.broker:Transport",
+TRANSPORTS = {"neuroreg (core.broker)": "core.broker:Transport",
               "kombu filesystem": "filesystem"}
 
 
@@ -65,7 +65,7 @@ def main() -> None:
     print(f"{'transport':<26} {'send/s':>8} {'receive/s':>10}  in order")
     for name, r in rows.items():
         print(f"{name:<26} {r['send_per_s']:>8.0f} {r['receive_per_s']:>10.0f}  {r['in_order']}")
-    ours, theirs = rows["neuroreg (server.broker)"], rows["kombu filesystem"]
+    ours, theirs = rows["neuroreg (core.broker)"], rows["kombu filesystem"]
     ratios = {"send": ours["send_per_s"] / theirs["send_per_s"],
               "receive": ours["receive_per_s"] / theirs["receive_per_s"]}
     print(f"ours / kombu's: send {ratios['send']:.2f}×, receive {ratios['receive']:.2f}×")

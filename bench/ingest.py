@@ -58,9 +58,9 @@ def start_api(data_dir: Path, database_url: str | None) -> tuple[subprocess.Pope
 
 def store_side_by_side(db_url: str, run_id: int, points: int) -> dict[str, float]:
     """The same 2,000-point reduction from rollups and from a scan of the raw points."""
-    from server.store import rollups
-    from server.store.db import session_scope
-    from server.store.metrics import decimate_raw
+    from core.store import rollups
+    from core.store.db import session_scope
+    from core.store.metrics import decimate_raw
 
     with session_scope(db_url) as s:
         lo, hi, total = rollups.summary(s, run_id, "loss")

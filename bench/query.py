@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import text  # noqa: E402
 
-from server.store.db import engine_for, migrate, session_scope  # noqa: E402
-from server.store.metrics import insert_points  # noqa: E402
-from server.store.models import Base, Run, RunStatus, RunTag  # noqa: E402
-from server.store.users import ensure_admin  # noqa: E402
+from core.store.db import engine_for, migrate, session_scope  # noqa: E402
+from core.store.metrics import insert_points  # noqa: E402
+from core.store.models import Base, Run, RunStatus, RunTag  # noqa: E402
+from core.store.users import ensure_admin  # noqa: E402
 
 QUERY = ('config.alpha >= 8 and metrics.test_acc.last > 0.5 and '
          '(tag = "fig4" or tag = "fig6")')
@@ -137,8 +137,8 @@ def main() -> None:
     args = ap.parse_args()
     from fastapi.testclient import TestClient
 
+    from core.settings import Settings
     from server.app import create_app
-    from server.settings import Settings
 
     tmp = Path(tempfile.mkdtemp())
     urls = {"sqlite": f"sqlite:///{tmp / 'bench.db'}",
@@ -155,8 +155,8 @@ def main() -> None:
             with session_scope(url) as s:
                 token = ensure_admin(s) or ""
             if not token:  # the admin exists: take a fresh token
-                from server.store.models import User
-                from server.store.users import issue_token
+                from core.store.models import User
+                from core.store.users import issue_token
 
                 with session_scope(url) as s:
                     token = issue_token(s, user=s.query(User).first(), name="bench")

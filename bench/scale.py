@@ -192,7 +192,7 @@ def pg_database(tag: str) -> Iterator[str]:
     try:
         yield url
     finally:
-        from server.store.db import engine_for
+        from core.store.db import engine_for
 
         engine_for(url).dispose()
         with admin.connect() as conn:
@@ -413,7 +413,7 @@ def _settings_env(data_dir: Path, db_url: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def settings_for(data_dir: Path, db_url: str) -> Iterator[Any]:
-    from server.settings import get_settings
+    from core.settings import get_settings
 
     saved = {k: os.environ.get(k) for k in _settings_env(data_dir, db_url)}
     os.environ.update(_settings_env(data_dir, db_url))
@@ -435,13 +435,13 @@ def _target_run(settings: Any, owner: Any) -> int:
     import numpy as np
     import torch
 
+    from core.store.artifacts import save_artifact
+    from core.store.db import session_scope
+    from core.store.models import RunStatus
+    from core.store.runs import create_run, finish_run
     from ml.neural.estimators import unit_vectors
     from ml.neural.stimuli import natural_patches
     from ml.neural.target import SimilarityTarget
-    from server.store.artifacts import save_artifact
-    from server.store.db import session_scope
-    from server.store.models import RunStatus
-    from server.store.runs import create_run, finish_run
 
     images = natural_patches(200, seed=1)
     quad = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(images), (2, 2))
@@ -459,11 +459,11 @@ def _target_run(settings: Any, owner: Any) -> int:
 
 def real_run(db_url: str, epochs: int, idle_s: float) -> dict[str, Any]:
     """One train run through a real worker; its SQL, PostgreSQL's counters, Redis's."""
-    from server.queue import make_celery
-    from server.services import submit_run
-    from server.store.db import migrate, session_scope
-    from server.store.models import Artifact, Run, User
-    from server.store.users import ensure_admin
+    from core.queue import make_celery
+    from core.store.db import migrate, session_scope
+    from core.store.models import Artifact, Run, User
+    from core.store.users import ensure_admin
+    from core.submit import submit_run
 
     tmp = Path(tempfile.mkdtemp(prefix="neuroreg-scale-"))
     try:
@@ -516,7 +516,7 @@ def real_run(db_url: str, epochs: int, idle_s: float) -> dict[str, Any]:
                     os.killpg(worker.pid, signal.SIGKILL)
                     worker.wait()
                 log.close()
-            from server.store.db import engine_for
+            from core.store.db import engine_for
 
             engine_for(db_url).dispose()  # our backends exit: their statistics are flushed
             time.sleep(1.5)  # the worker's too, once its backends are gone
@@ -599,9 +599,9 @@ def paper_checkpoint_bytes(measured_bytes: int, width: int) -> float:
 # ---------------------------------------------------------------- (a) at GPU pace ----
 
 def _running_run(db_url: str, name: str) -> int:
-    from server.store.db import session_scope
-    from server.store.models import User
-    from server.store.runs import create_run, start_run
+    from core.store.db import session_scope
+    from core.store.models import User
+    from core.store.runs import create_run, start_run
 
     with session_scope(db_url) as s:
         owner = s.query(User).order_by(User.id).first()
@@ -618,9 +618,9 @@ def emulate_gpu_worker(db_url: str, keys: list[str], epoch_keys: list[str], step
     step every 1/steps_per_s s (should_stop and progress each step, the metrics sent in
     the training loop's 25-step syncs), an epoch's test metrics and checkpoint every
     CIFAR-10 epoch. Counts its SQL."""
+    from core.settings import get_settings
+    from core.store.db import engine_for
     from ml.train.joint import _SYNC_EVERY
-    from server.settings import get_settings
-    from server.store.db import engine_for
     from worker.observe import system_metrics
     from worker.recorder import SqlRecorder
     from worker.tasks import heartbeat
@@ -689,9 +689,9 @@ def pg_writer(db_url: str, run_id: int, keys: list[str], points_per_cycle: int,
     """``--pg-writer``: one emulated worker-second after another, back to back: a flush of
     its points with the progress (2 transactions), a cancellation check, and a beat and a
     system-metrics sample at their share of cycles."""
-    from server.store.db import session_scope
-    from server.store.metrics import insert_points
-    from server.store.runs import beat
+    from core.store.db import session_scope
+    from core.store.metrics import insert_points
+    from core.store.runs import beat
     from worker.recorder import SqlRecorder
 
     rec = SqlRecorder(db_url=db_url, artifact_root=Path(tempfile.gettempdir()), run_id=run_id)
@@ -967,7 +967,7 @@ def main() -> None:
                   flush=True)
             gpu = emulate_gpu_worker(db_url, real["step_keys"], real["epoch_keys"], G,
                                      emulate_s, int(ckpt))
-            from server.settings import get_settings
+            from core.settings import get_settings
 
             settings = get_settings()
             pts = round(gpu["points_per_s"])

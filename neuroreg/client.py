@@ -103,7 +103,7 @@ class Client:
                  offline: bool | Literal["auto"] | None = None,
                  spool_dir: str | os.PathLike[str] | None = None) -> None:
         if url is None or token is None or offline is None or spool_dir is None:
-            from server.settings import Settings
+            from core.settings import Settings
 
             settings = Settings()
             url = url or settings.url

@@ -1,5 +1,5 @@
 """Names the API takes in a URL path, with one definition for the client that builds the
-request and the server that stores it (:mod:`server.store.artifacts` imports these): a
+request and the server that stores it (:mod:`core.store.artifacts` imports these): a
 name the client sends can never change which run a request reaches (``../``, ``?``,
 ``#``), and the client refuses what the server would."""
 

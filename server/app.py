@@ -20,10 +20,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.kinds import KINDS
+from core.queue import make_celery
+from core.settings import Settings, get_settings
+from core.store.db import migrate
 from server.deps import CHALLENGE, NO_TOKEN, token_is_valid
 from server.headers import SecurityHeaders
-from server.kinds import KINDS
-from server.queue import make_celery
 from server.reaper import Reaper
 from server.routes import (
     artifacts,
@@ -43,8 +45,6 @@ from server.routes import (
     webhooks,
 )
 from server.routes.ui import FRONTEND
-from server.settings import Settings, get_settings
-from server.store.db import migrate
 from server.strict import StrictRoute
 from server.webhooks import Dispatcher
 
@@ -222,8 +222,8 @@ def _allowed_methods(routes: Sequence[Any], scope: Scope) -> list[str]:
 def _describe_config_fields(app: FastAPI) -> None:
     """Each config field in ``/openapi.json`` carries its description from the config's
     docstring (:func:`ml._docs.field_docs`): the submit form's help and ``/docs`` alike."""
+    from core.kinds import KINDS
     from ml._docs import config_classes, field_docs
-    from server.kinds import KINDS
 
     classes = config_classes(*(k.config_type for k in KINDS.values()))
     default = app.openapi

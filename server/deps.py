@@ -11,11 +11,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.orm import Session
 
-from server.settings import Settings
-from server.store.db import new_session
-from server.store.models import MAX_ID, Role, Run, User
-from server.store.runs import NotFound, get_run
-from server.store.users import user_for_token
+from core.settings import Settings
+from core.store.db import new_session
+from core.store.models import MAX_ID, Role, Run, User
+from core.store.runs import NotFound, get_run
+from core.store.users import user_for_token
 
 _bearer = HTTPBearer(auto_error=False)
 

@@ -14,11 +14,11 @@ import threading
 
 from celery import Celery
 
-from server.kinds import HELD
-from server.services import enqueue_runs
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.runs import reap
+from core.kinds import HELD
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.runs import reap
+from core.submit import enqueue_runs
 
 log = logging.getLogger("neuroreg.reaper")
 

@@ -21,9 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-from server.kinds import KINDS, JobKind
-from server.store.models import MAX_ID, Role, RunStatus
-from server.store.webhooks import EventName
+from core.kinds import KINDS, JobKind
+from core.store.models import MAX_ID, Role, RunStatus
+from core.store.webhooks import EventName
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 ClientKey = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -157,7 +157,7 @@ else:
         Union[tuple(Annotated[m, Tag(k)] for k, m in CREATE_MODELS.items())],  # noqa: UP007
         Discriminator(_kind),
     ]
-    """A create body: one member per registered kind (:data:`server.kinds.KINDS`),
+    """A create body: one member per registered kind (:data:`core.kinds.KINDS`),
     picked by its ``kind``."""
 
 

@@ -1,99 +1,18 @@
-"""Service functions the routes call: one per action, keyword-only arguments."""
+"""Runs as the API shows them (with their latest metrics and tags)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from celery import Celery
 from sqlalchemy.orm import Session
 
-from server.kinds import KINDS
-from server.queue import enqueue
+from core.store.metrics import latest_values
+from core.store.models import Run
+from core.store.runs import tags_of
 from server.schemas import RunPublic
-from server.store.metrics import latest_values
-from server.store.models import Run, RunStatus, User
-from server.store.runs import create_run, finish_run, set_task_id, start_run, tags_of
 
 TABLE_KEYS = ("loss", "acc", "test_acc")
-
-
-class EnqueueFailed(RuntimeError):
-    """The run was stored (and marked failed) but the broker refused it."""
-
-
-def submit_run(
-    session: Session,
-    celery: Celery,
-    *,
-    owner: User,
-    kind: str,
-    name: str,
-    config: dict[str, Any],
-    parent_id: int | None = None,
-    input_run_id: int | None = None,
-    provenance: dict[str, Any] | None = None,
-    client_key: str | None = None,
-    started_at: datetime | None = None,
-) -> Run:
-    """Store a queued run, then hand it to its queue (after commit, so the worker sees it).
-    ``provenance``: an external run's script's (a worker records its own); ``started_at``:
-    when its script began, if earlier (an offline run). ``client_key``: the client's
-    idempotency key (the caller has checked no run of this owner has it)."""
-    job = KINDS[kind]
-    run = create_run(
-        session,
-        owner=owner,
-        kind=kind,
-        name=name,
-        config=config,
-        parent_id=parent_id,
-        input_run_id=input_run_id,
-    )
-    run.client_key = client_key
-    if job.task is None:  # an external run: running from now until its script finishes it
-        run.provenance = provenance
-        start_run(session, run.id)
-        if started_at is not None:
-            session.refresh(run)
-            run.created_at = run.started_at = run.heartbeat_at = started_at
-        session.commit()
-        session.refresh(run)
-        return run
-    session.commit()
-    try:
-        assert job.queue is not None
-        run.task_id = enqueue(celery, task=job.task, queue=job.queue, run_id=run.id)
-        session.commit()
-    except Exception as exc:
-        finish_run(session, run.id, RunStatus.failed, error=f"could not enqueue: {exc}")
-        session.commit()
-        raise EnqueueFailed(f"run {run.id} was stored but the broker refused it") from exc
-    return run
-
-
-def enqueue_runs(celery: Celery, db_url: str, runs: Sequence[tuple[int, str]]) -> None:
-    """Send stored (run id, kind) pairs to their queues and record each task id (for
-    revoking); kinds no worker runs are skipped. Call after the runs are committed."""
-    from server import queue
-    from server.store.db import session_scope
-
-    for run_id, kind in runs:
-        job = KINDS[kind]
-        if job.task is not None and job.queue is not None:
-            task_id = queue.enqueue(celery, task=job.task, queue=job.queue, run_id=run_id)
-            with session_scope(db_url) as s:
-                set_task_id(s, run_id, task_id)
-
-
-def enqueue_pack(celery: Celery, run_ids: Sequence[int]) -> None:
-    """Send train runs to the ``gpu`` queue as one pack (:mod:`ml.train.pack`). Their
-    task id is not recorded: cancelling one member must not revoke the others' task (the
-    pack leaves out a member that is cancelled when it starts)."""
-    from server.queue import send
-
-    send(celery, task="neuroreg.train_pack", queue="gpu", args=[list(run_ids)])
 
 
 def runs_public(session: Session, runs: Sequence[Run]) -> list[RunPublic]:

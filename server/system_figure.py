@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core.store.metrics import read_series, summarize_keys
+from core.store.models import Run
 from neuroreg.system import PREFIX
-from server.store.metrics import read_series, summarize_keys
-from server.store.models import Run
 
 # (measure, panel title, y-axis title); a key is system/<measure> or system/gpu<i>_<measure>
 PANELS = (

@@ -1,4 +1,4 @@
-"""The webhook dispatcher: sends the outbox (:mod:`server.store.webhooks`).
+"""The webhook dispatcher: sends the outbox (:mod:`core.store.webhooks`).
 
 Every ``webhook_interval_s`` each API process takes the due deliveries, claims each with
 one conditional UPDATE (so two API processes never send one twice), and POSTs its JSON
@@ -55,11 +55,11 @@ from urllib.parse import unquote, urlsplit
 import httpcore
 import httpx
 
-from server.secretbox import Unreadable, secret_box
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.models import utcnow
-from server.store.webhooks import (
+from core.secretbox import Unreadable, secret_box
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.models import utcnow
+from core.store.webhooks import (
     NOT_HTTP,
     NOT_PUBLIC,
     UNREADABLE_SECRET,
@@ -86,7 +86,7 @@ def body_of(payload: dict[str, Any]) -> bytes:
 
 def signature(key: bytes, body: bytes) -> str:
     """``X-Neuroreg-Signature``'s value for ``body``, under the hook's HMAC key
-    (:meth:`server.secretbox.SecretBox.signing_key`)."""
+    (:meth:`core.secretbox.SecretBox.signing_key`)."""
     return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
@@ -265,7 +265,7 @@ _FAILURES = (httpcore.TimeoutException, httpcore.NetworkError, httpcore.Protocol
 class Outcome:
     ok: bool
     status_code: int | None
-    error: str | None  # as recorded and shown: see server.store.webhooks
+    error: str | None  # as recorded and shown: see core.store.webhooks
 
 
 def _headers(parts: Any, claimed: Claimed, key: bytes, body: bytes) -> list[tuple[str, str]]:

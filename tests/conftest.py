@@ -17,10 +17,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.users import ensure_admin
 from server.app import create_app
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.users import ensure_admin
 
 PG_ADMIN_URL = os.environ.get(
     "NEUROREG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -54,7 +54,7 @@ def pg_url() -> Iterator[str]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     yield url
-    from server.store.db import engine_for
+    from core.store.db import engine_for
 
     engine_for(url).dispose()
     with admin.connect() as conn:
@@ -85,7 +85,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def _truncate(url: str) -> None:
-    from server.store.db import engine_for, migrate
+    from core.store.db import engine_for, migrate
 
     migrate(url)
     with engine_for(url).begin() as conn:

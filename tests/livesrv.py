@@ -14,9 +14,9 @@ from pathlib import Path
 
 import uvicorn
 
+from core.settings import Settings
 from server.app import create_app
 from server.cli import _env, worker_command
-from server.settings import Settings
 
 
 def free_port() -> int:

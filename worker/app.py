@@ -3,8 +3,8 @@
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar, cast
 
-from server.queue import make_celery
-from server.settings import get_settings
+from core.queue import make_celery
+from core.settings import get_settings
 from worker import shutdown  # noqa: F401 — its signal handlers, before the worker starts
 
 celery_app = make_celery(get_settings())

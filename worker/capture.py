@@ -1,5 +1,5 @@
 """A job's stdout, stderr and ``logging`` lines, captured while its task runs and written
-to the run's log in batches (:mod:`server.store.logs`).
+to the run's log in batches (:mod:`core.store.logs`).
 
 How depends on whether the task has its process to itself:
 
@@ -36,8 +36,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
-from server.store.db import session_scope
-from server.store.logs import MAX_LINE, Dropped, Line, append_lines, next_seq, size_of
+from core.store.db import session_scope
+from core.store.logs import MAX_LINE, Dropped, Line, append_lines, next_seq, size_of
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ Sink = LogSink | TeeSink
 class _Lines:
     """Text in, whole lines out: a newline ends a line; a carriage return starts it over,
     as on a terminal (a progress bar keeps its last state); longer than
-    :data:`~server.store.logs.MAX_LINE` it is cut into pieces."""
+    :data:`~core.store.logs.MAX_LINE` it is cut into pieces."""
 
     def __init__(self, sink: Sink, stream: str) -> None:
         self.sink, self.stream, self._part = sink, stream, ""

@@ -9,12 +9,12 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+from core.store.db import session_scope
+from core.store.metrics import insert_points
+from core.store.provenance import set_provenance
+from core.store.runs import get_run
 from neuroreg.provenance import collect
 from neuroreg.system import Point, SystemMetrics
-from server.store.db import session_scope
-from server.store.metrics import insert_points
-from server.store.provenance import set_provenance
-from server.store.runs import get_run
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from server.store.artifacts import get_artifact, resolve, save_artifact
-from server.store.db import session_scope
-from server.store.metrics import Point, insert_points
-from server.store.models import RunStatus
-from server.store.runs import set_progress, status_of
+from core.store.artifacts import get_artifact, resolve, save_artifact
+from core.store.db import session_scope
+from core.store.metrics import Point, insert_points
+from core.store.models import RunStatus
+from core.store.runs import set_progress, status_of
 from worker import shutdown
 
 

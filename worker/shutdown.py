@@ -17,7 +17,7 @@ from typing import Any
 
 from celery.signals import worker_init, worker_shutting_down
 
-from server.settings import get_settings
+from core.settings import get_settings
 
 REQUESTED = threading.Event()
 

@@ -12,13 +12,13 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from core.kinds import KINDS, Waiting
+from core.settings import get_settings
+from core.store.db import session_scope
+from core.store.logs import save_log_artifact
+from core.store.models import RunStatus
+from core.store.runs import beat, find_run, finish_run, get_run, release_run, start_run
 from ml.recorder import Cancelled, Recorder
-from server.kinds import KINDS, Waiting
-from server.settings import get_settings
-from server.store.db import session_scope
-from server.store.logs import save_log_artifact
-from server.store.models import RunStatus
-from server.store.runs import beat, find_run, finish_run, get_run, release_run, start_run
 from worker import shutdown
 from worker.app import celery_app, task
 from worker.capture import Capture, capture_logs
@@ -123,7 +123,7 @@ def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
              recorder: SqlRecorder, *, logs: Capture | None = None) -> dict[str, Any]:
     """The one lifecycle of every kind: the job runs on the stored config (its output
     captured into ``logs``, kept as the run's logs.txt before it finishes), then the run
-    finishes — or, when the job fanned out (:class:`~server.kinds.Waiting`), stays running
+    finishes — or, when the job fanned out (:class:`~core.kinds.Waiting`), stays running
     with its children queued, and the last of them to finish finishes it."""
     settings = get_settings()
     status: RunStatus = RunStatus.succeeded
@@ -189,7 +189,7 @@ def _keep_logs(settings: Any, run_id: int) -> None:
 
 def _enqueue(runs: list[tuple[int, str]], packs: Sequence[list[int]] = ()) -> None:
     """Queue runs, those in ``packs`` as one pack task each."""
-    from server.services import enqueue_pack, enqueue_runs
+    from core.submit import enqueue_pack, enqueue_runs
 
     packed = {r for p in packs for r in p}
     for p in packs:
@@ -199,7 +199,7 @@ def _enqueue(runs: list[tuple[int, str]], packs: Sequence[list[int]] = ()) -> No
 
 def _advance_study(run_id: int) -> None:
     """A study's child finished: queue what follows it (after commit)."""
-    from server.studies import advance
+    from core.studies import advance
 
     with session_scope(get_settings().db_url) as s:
         follow = [(r.id, r.kind) for r in advance(s, run_id)]
@@ -208,10 +208,10 @@ def _advance_study(run_id: int) -> None:
 
 def _train_target(config: Any, recorder: Recorder) -> Any:
     """A train run's target, loaded from the store (and its cnn-features network's)."""
+    from core.inputs import train_inputs
     from ml.neural.target import SimilarityTarget
     from ml.regularize.targets import Network, resolve_target
     from ml.runtime import pick_device
-    from server.inputs import train_inputs
 
     settings = get_settings()
     with session_scope(settings.db_url) as s:
@@ -333,12 +333,12 @@ def store_s_cnn_overview(session: Any, settings: Any, run_id: int, config: Any,
                          sizes: tuple[int, ...]) -> None:
     """Compute a train run's S_CNN overviews at ``sizes`` over its target run's stimuli and
     store them with those it has (:data:`ml.artifacts.S_CNN_OVERVIEW`)."""
+    from core.inputs import artifact_path
+    from core.store.artifacts import get_artifact, resolve, save_artifact
     from ml import artifacts
     from ml.neural.target import SimilarityTarget
     from ml.regularize.cnn_features import SCnnOverviews, s_cnn_overviews
     from ml.runtime import pick_device
-    from server.inputs import artifact_path
-    from server.store.artifacts import get_artifact, resolve, save_artifact
 
     model = artifact_path(session, settings, run_id, artifacts.MODEL)
     stimuli = artifact_path(session, settings, config.target_run,
@@ -358,9 +358,9 @@ def s_cnn_overview(run_id: int, size: int) -> dict[str, Any]:
     """A small job the dashboard asks for: a train run's S_CNN overview at ``size`` when it
     lacks one (run before overviews were stored, or the store failed), so the API process
     never runs a network."""
+    from core.store.artifacts import get_artifact, resolve
     from ml import artifacts
     from ml.regularize.cnn_features import SCnnOverviews
-    from server.store.artifacts import get_artifact, resolve
 
     settings = get_settings()
     with session_scope(settings.db_url) as s:
@@ -388,8 +388,8 @@ def train_pack(run_ids: list[int]) -> dict[str, Any]:
 
 def similarity_job(config: Any, recorder: Recorder) -> dict[str, Any]:
     """A similarity run: resolve its recording under the server's root, then analyse."""
+    from core.recordings import resolve
     from ml.neural.pipeline import run_similarity
-    from server.recordings import resolve
 
     if config.source == "recording":
         path = resolve(get_settings().recordings, config.recording)
@@ -404,11 +404,11 @@ def similarity(run_id: int) -> dict[str, Any]:
 
 def evaluate_job(config: Any, recorder: Recorder) -> Any:
     """An evaluate run: the train run's model.pt on the test split of its dataset."""
+    from core.inputs import artifact_path
     from ml import artifacts
     from ml.data import load_dataset
     from ml.evaluate import evaluate_model
     from ml.train.classifier import load_model
-    from server.inputs import artifact_path
 
     settings = get_settings()
     with session_scope(settings.db_url) as s:
@@ -437,8 +437,8 @@ def evaluate(run_id: int) -> dict[str, Any]:
 
 def study_job(config: Any, recorder: SqlRecorder) -> Waiting:
     """A study: its train runs, queued; it finishes when its last child does."""
+    from core.studies import fan_out
     from ml.study import packs
-    from server.studies import fan_out
 
     with session_scope(get_settings().db_url) as s:
         runs = fan_out(s, get_run(s, recorder.run_id))

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from core.settings import get_settings
 from neuroreg.client import NeuroregError
 from server.cli import logs, slurm, sync, team, webhooks
 from server.cli._terminal import say
@@ -47,7 +48,6 @@ from server.cli.service import (
     cmd_worker,
     worker_command,
 )
-from server.settings import get_settings
 
 __all__ = ["DEMO_CONFIG", "DEMO_SIMILARITY_NAME", "DEMO_STUDY_NAME", "_admin_token",
            "_demo_study", "_env", "_submit_demo", "build_parser", "cmd_datasets",

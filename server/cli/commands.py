@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
+from core.settings import Settings
 from neuroreg.client import Client
 from server.cli._terminal import say
-from server.settings import Settings
 
 
 def client(settings: Settings) -> Client:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from server.settings import Settings
+from core.settings import Settings
 
 
 def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:

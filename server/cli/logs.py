@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import Any
 
+from core.settings import Settings
 from server.cli._terminal import say
 from server.cli.commands import client
-from server.settings import Settings
 
 
 def add_parser(sub: Any) -> None:

@@ -15,8 +15,8 @@ import sys
 import threading
 from typing import Any
 
+from core.settings import Settings, owner_only, private_dir, private_file
 from ml import presets
-from server.settings import Settings, owner_only, private_dir, private_file
 
 log = logging.getLogger("server.cli")
 
@@ -87,8 +87,8 @@ def _private_files() -> None:
 
 def _admin_token(settings: Settings) -> str:
     """Create the first admin on first start; its token is kept (mode 600) for the CLI."""
-    from server.store.db import session_scope
-    from server.store.users import ensure_admin
+    from core.store.db import session_scope
+    from core.store.users import ensure_admin
 
     with session_scope(settings.db_url) as s:
         token = ensure_admin(s)
@@ -104,10 +104,10 @@ def _admin_token(settings: Settings) -> str:
 def _submit_demo(settings: Settings, app: Any) -> int | None:
     """On first start (no runs yet): the small train run and the demo similarity run (the
     study follows it: :func:`_demo_study`). Returns the train run's id."""
-    from server.kinds import KINDS
-    from server.services import submit_run
-    from server.store.db import session_scope
-    from server.store.models import Run, User
+    from core.kinds import KINDS
+    from core.store.db import session_scope
+    from core.store.models import Run, User
+    from core.submit import submit_run
 
     with session_scope(settings.db_url) as s:
         if s.query(Run.id).first() is not None:
@@ -129,11 +129,11 @@ def _demo_study(settings: Settings, app: Any) -> int | None:
     None while there is nothing (more) to do."""
     from sqlalchemy import select
 
-    from server.inputs import check_inputs
-    from server.kinds import KINDS
-    from server.services import submit_run
-    from server.store.db import session_scope
-    from server.store.models import Run, RunStatus
+    from core.inputs import check_inputs
+    from core.kinds import KINDS
+    from core.store.db import session_scope
+    from core.store.models import Run, RunStatus
+    from core.submit import submit_run
 
     with session_scope(settings.db_url) as s:
         named = {r.name: r for r in s.execute(select(Run).where(
@@ -152,8 +152,8 @@ def _demo_study(settings: Settings, app: Any) -> int | None:
 def _follow_demo(settings: Settings, app: Any, stop: threading.Event) -> None:
     """While `neuroreg up` runs: wait for the demo similarity run to finish, then submit
     the study (if it succeeded and there is none yet)."""
-    from server.store.db import session_scope
-    from server.store.models import Run
+    from core.store.db import session_scope
+    from core.store.models import Run
 
     while not stop.wait(5.0):
         try:
@@ -243,7 +243,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     _private_files()
     workers = getattr(args, "workers", 1)
     if workers > 1:
-        from server.store.db import migrate
+        from core.store.db import migrate
 
         migrate(settings.db_url)  # once, here: the processes then find the schema at head
         _admin_token(settings)
@@ -260,7 +260,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from server.store.db import migrate
+    from core.store.db import migrate
 
     _private_files()
     migrate(settings.db_url)

@@ -1,4 +1,4 @@
-"""``neuroreg slurm up|status|down``: workers as SLURM jobs (server/slurm.py)."""
+"""``neuroreg slurm up|status|down``: workers as SLURM jobs (core/slurm.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from core.settings import Settings
 from server.cli.commands import UsageError
-from server.settings import Settings
 
 
 def add_parser(sub: Any) -> None:
@@ -53,7 +53,7 @@ def _pick(flag: Any, setting: Any) -> Any:
 
 
 def _options(args: argparse.Namespace, settings: Settings) -> Any:
-    from server.slurm import SlurmError, SlurmOptions, parse_time
+    from core.slurm import SlurmError, SlurmOptions, parse_time
 
     extra = {}
     for item in args.sbatch or []:
@@ -83,8 +83,8 @@ def _options(args: argparse.Namespace, settings: Settings) -> Any:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from server.slurm import SlurmError, submit_workers
-    from server.store.db import migrate
+    from core.slurm import SlurmError, submit_workers
+    from core.store.db import migrate
 
     options = _options(args, settings)
     folder = settings.slurm_folder
@@ -104,8 +104,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from server.slurm import SlurmError, job_status
-    from server.store.db import session_scope
+    from core.slurm import SlurmError, job_status
+    from core.store.db import session_scope
 
     try:
         with session_scope(settings.db_url) as s:
@@ -131,7 +131,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
-    from server.slurm import SlurmError, cancel_jobs
+    from core.slurm import SlurmError, cancel_jobs
 
     try:
         cancelled = cancel_jobs(settings.slurm_folder)

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.settings import Settings
 from neuroreg import sync as spool_sync
 from neuroreg.sync import _count
 from server.cli.commands import UsageError, client
-from server.settings import Settings
 
 
 def add_parser(sub: Any) -> None:

@@ -9,10 +9,10 @@ import argparse
 import json
 from typing import Any
 
+from core.settings import Settings
 from neuroreg.client import Client
 from server.cli._terminal import say
 from server.cli.commands import UsageError, client
-from server.settings import Settings
 
 
 def add_parser(sub: Any) -> None:

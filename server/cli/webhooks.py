@@ -6,10 +6,10 @@ import argparse
 import json
 from typing import Any
 
+from core.settings import Settings
+from core.store.webhooks import EVENTS
 from server.cli._terminal import say
 from server.cli.commands import client
-from server.settings import Settings
-from server.store.webhooks import EVENTS
 
 
 def add_parser(sub: Any) -> None:

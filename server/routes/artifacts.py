@@ -7,10 +7,8 @@ from typing import Annotated
 from fastapi import HTTPException, Path, Request, status
 from fastapi.responses import FileResponse
 
-from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, may_write, run_or_404
-from server.kinds import KINDS
-from server.schemas import ArtifactPublic
-from server.store.artifacts import (
+from core.kinds import KINDS
+from core.store.artifacts import (
     NAME_MAX,
     NAME_PATTERN,
     UnsafePath,
@@ -19,6 +17,8 @@ from server.store.artifacts import (
     resolve,
     save_artifact_stream,
 )
+from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, may_write, run_or_404
+from server.schemas import ArtifactPublic
 from server.strict import CONFLICT, api_router, invalid
 
 ArtifactName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=NAME_MAX,

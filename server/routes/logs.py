@@ -8,6 +8,8 @@ from typing import Annotated
 
 from fastapi import HTTPException, Query, status
 
+from core.store.logs import Line, append_lines, dropped_of, marker_line, next_seq, read_lines
+from core.store.models import MAX_ID
 from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, may_write, run_or_404
 from server.schemas import (
     LogBatch,
@@ -16,8 +18,6 @@ from server.schemas import (
     LogLinePublic,
     LogPage,
 )
-from server.store.logs import Line, append_lines, dropped_of, marker_line, next_seq, read_lines
-from server.store.models import MAX_ID
 from server.strict import CONFLICT, api_router, body_limit
 
 router = api_router(prefix="/api/runs/{run_id}/logs", tags=["logs"])

@@ -22,6 +22,8 @@ from fastapi import HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from core.queue import send
+from core.store.artifacts import get_artifact, list_artifacts, resolve
 from ml import artifacts
 from ml.neural.overview import (
     Difference,
@@ -40,8 +42,6 @@ from ml.regularize.cnn_features import SCnnOverviews, tap_features
 from ml.regularize.targets import REGISTRY, source_kind
 from ml.stored import StoredFileError
 from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
-from server.queue import send
-from server.store.artifacts import get_artifact, list_artifacts, resolve
 from server.strict import CONFLICT, api_router, invalid
 
 router = api_router(prefix="/api/runs/{run_id}/matrices", tags=["matrices"])

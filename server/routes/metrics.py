@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import HTTPException, Path, Query, status
 
+from core.store.metrics import Series, insert_points, read_series, summarize_keys
 from server.deps import CurrentUser, RunId, SessionDep, may_write, run_or_404
 from server.schemas import (
     MAX_BATCH_POINTS,
@@ -14,7 +15,6 @@ from server.schemas import (
     MetricKey,
     SeriesPublic,
 )
-from server.store.metrics import Series, insert_points, read_series, summarize_keys
 from server.strict import api_router, body_limit
 
 router = api_router(prefix="/api/runs/{run_id}/metrics", tags=["metrics"])

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import HTTPException, Query, status
 
+from core.store.models import MAX_ID
+from core.store.provenance import provenance_of
 from neuroreg.provenance import diff
 from server.deps import CurrentUser, RunId, SessionDep, run_or_404
-from server.store.models import MAX_ID
-from server.store.provenance import provenance_of
 from server.strict import ErrorDetail, api_router
 
 router = api_router(prefix="/api", tags=["provenance"])

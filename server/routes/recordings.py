@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core import recordings
 from ml.neural.io.options import ImportOptions
-from server import recordings
 from server.deps import CurrentUser, SettingsDep
 from server.strict import api_router, invalid
 
@@ -34,9 +34,9 @@ def inspect(body: InspectBody, settings: SettingsDep, _: CurrentUser) -> dict[st
     the series, presentations, repeats, tiers and behaviour it would take (NWB: by
     path), and what it would drop and why. A file the import would refuse is a 422 with
     the importer's message, naming ``recording``."""
+    from core.store.runs import NotFound
     from ml.neural.io.inspect import inspect_recording
     from ml.neural.scan import RecordingError
-    from server.store.runs import NotFound
 
     try:
         path = recordings.resolve(settings.recordings, body.recording, "recording")

@@ -10,11 +10,11 @@ from fastapi import HTTPException, Query, Response, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from core.store.metrics import latest_values
+from core.store.models import MAX_ID, Run, RunStatus, User
 from ml.evaluate.autoattack import DEFAULT_EPSILONS
 from ml.evaluate.record import Column, eps_label, leaderboard_row, model_record, sort_rows
 from server.deps import CurrentUser, RunId, RunIdQuery, SessionDep, run_or_404
-from server.store.metrics import latest_values
-from server.store.models import MAX_ID, Run, RunStatus, User
 from server.strict import CONFLICT, api_router
 
 router = api_router(prefix="/api", tags=["records"])

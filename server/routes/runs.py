@@ -13,6 +13,23 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from core.inputs import check_inputs
+from core.kinds import KINDS, KindName
+from core.queue import revoke
+from core.store import audit
+from core.store.artifacts import UnsafePath, resolve
+from core.store.models import MAX_ID, Run, RunStatus, User
+from core.store.runs import (
+    NotFound,
+    cancel_run,
+    delete_run,
+    find_run,
+    finish_run,
+    list_runs,
+    set_tags,
+)
+from core.studies import cancel_children
+from core.submit import EnqueueFailed, submit_run
 from server.deps import (
     CurrentUser,
     RunId,
@@ -22,25 +39,9 @@ from server.deps import (
     may_write,
     run_or_404,
 )
-from server.inputs import check_inputs
-from server.kinds import KINDS, KindName
-from server.queue import revoke
 from server.schemas import RunCreate, RunFinish, RunPage, RunPublic, RunUpdate
-from server.services import EnqueueFailed, run_public, runs_public, submit_run
-from server.store import audit
-from server.store.artifacts import UnsafePath, resolve
-from server.store.models import MAX_ID, Run, RunStatus, User
-from server.store.runs import (
-    NotFound,
-    cancel_run,
-    delete_run,
-    find_run,
-    finish_run,
-    list_runs,
-    set_tags,
-)
+from server.services import run_public, runs_public
 from server.strict import CONFLICT, api_router, invalid
-from server.studies import cancel_children
 
 router = api_router(prefix="/api/runs", tags=["runs"])
 
@@ -196,7 +197,7 @@ def list_(
     """Runs matching the filters and the query ``q``, newest first (or ``order``), or by
     ``sort`` (``desc``: highest first). A query that does not parse, names an unknown
     field or compares a string with a number is a 422 naming its position."""
-    from server.store.query import QueryError
+    from core.store.query import QueryError
 
     cols = _columns(columns)
     try:
@@ -233,7 +234,7 @@ def export_csv(
     writer = csv.writer(buf)
     writer.writerow(["id", "name", "owner", "kind", "status", "parent_id", "created_at",
                      "finished_at", *cols])
-    from server.store.query import QueryError
+    from core.store.query import QueryError
 
     offset, total = 0, 1
     while offset < total:  # a page at a time: the values of one page in a few queries
@@ -287,7 +288,7 @@ def groups(
 ) -> dict[str, Any]:
     """Runs matching ``q`` grouped by ``by``: per group the count and, per ``metric``,
     the mean ± SEM over the runs that have it (W&B's grouping; averaging over seeds)."""
-    from server.store.query import QueryError, group_runs
+    from core.store.query import QueryError, group_runs
 
     try:
         rows = group_runs(session, by=list(by), metrics=list(metric or []), q=q)
@@ -313,9 +314,9 @@ def group_curves(
     there. Series longer than ``max_points`` are averaged over the same bins of steps
     for every run. At most ``max_runs`` runs are read (``truncated`` says when more
     matched); runs that never logged ``key`` count in ``run_ids`` but not in ``n_at``."""
+    from core.store.metrics import binned_many
+    from core.store.query import QueryError, group_members
     from ml.study import mean_curve
-    from server.store.metrics import binned_many
-    from server.store.query import QueryError, group_members
 
     try:
         groups, truncated = group_members(session, by=list(by), q=q, limit=max_runs)
@@ -335,7 +336,7 @@ def column_values(session: SessionDep, runs: Sequence[Run], cols: list[str]
                   ) -> dict[str, dict[str, Any]]:
     """The page's runs' value of each column: a config field read from the run's config,
     a metric's last, min or max from the store (one query per statistic)."""
-    from server.store.metrics import extreme_values, latest_values
+    from core.store.metrics import extreme_values, latest_values
 
     ids = [r.id for r in runs]
     metric_cols = {}
@@ -419,7 +420,7 @@ def finish(run_id: RunId, body: RunFinish, session: SessionDep, user: CurrentUse
            settings: SettingsDep) -> RunPublic:
     """End an external run (owner or admin); worker-run kinds end themselves. Its log
     becomes its logs.txt."""
-    from server.store.logs import save_log_artifact
+    from core.store.logs import save_log_artifact
 
     run = _owned(session, run_id, user, "finish")
     if run.kind != "external":

@@ -7,6 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import HTTPException, Query, status
 
+from core.store.metrics import binned_many, summarize_keys
+from core.store.runs import find_run
+from core.studies import children
 from ml.evaluate.attacks import NORM_LABELS, NORMS
 from ml.evaluate.summary import robustness_table
 from ml.frontier import DEFAULT_TOLERANCE
@@ -16,10 +19,7 @@ from ml.train.summary import gamma_table
 from server.deps import CurrentUser, RunId, SessionDep, run_or_404
 from server.routes.summaries import Tolerance, eval_rows, frontier_or_409, train_rows
 from server.services import runs_public
-from server.store.metrics import binned_many, summarize_keys
-from server.store.runs import find_run
 from server.strict import CONFLICT, api_router
-from server.studies import children
 
 router = api_router(prefix="/api/studies", tags=["studies"])
 

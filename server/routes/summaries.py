@@ -12,12 +12,12 @@ from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.store.models import MAX_ID, Run, RunStatus
 from ml.evaluate.summary import robustness_table
 from ml.frontier import DEFAULT_TOLERANCE, FrontierError, frontier
 from ml.train.joint import learns_gamma
 from ml.train.summary import gamma_table
 from server.deps import CurrentUser, SessionDep
-from server.store.models import MAX_ID, Run, RunStatus
 from server.strict import CONFLICT, api_router
 
 router = api_router(prefix="/api/summaries", tags=["summaries"])

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import text
 
+from core.kinds import KINDS
 from ml import artifacts
 from server.deps import CurrentUser, SessionDep
-from server.kinds import KINDS
 from server.schemas import UserPublic
 from server.strict import api_router
 
@@ -50,7 +50,7 @@ def labels(_: CurrentUser) -> dict[str, dict[str, str]]:
 
 @router.get("/kinds")
 def kinds(_: CurrentUser) -> list[dict[str, Any]]:
-    """The run kinds (:data:`server.kinds.KINDS`): each one's name, the schema of its
+    """The run kinds (:data:`core.kinds.KINDS`): each one's name, the schema of its
     ``config`` in ``/openapi.json``, what it is, the queue its task runs on (None: a
     script outside the service logs into it), the fields that name another run and its
     kind (``reads``), and its ``presets`` (``cpu``: minutes on a CPU; ``paper``: the

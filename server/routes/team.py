@@ -15,8 +15,20 @@ from fastapi import HTTPException, Path, Query, Request, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from core.queue import revoke as revoke_task
+from core.store import audit
+from core.store.models import MAX_ID, ApiToken, Role, User
+from core.store.users import (
+    LastAdmin,
+    create_user,
+    hash_token,
+    issue_token,
+    revoke,
+    set_disabled,
+    set_role,
+    tokens_of,
+)
 from server.deps import CurrentUser, SessionDep
-from server.queue import revoke as revoke_task
 from server.schemas import (
     AuditEventPublic,
     TokenCreate,
@@ -26,18 +38,6 @@ from server.schemas import (
     UserIssued,
     UserPublic,
     UserUpdate,
-)
-from server.store import audit
-from server.store.models import MAX_ID, ApiToken, Role, User
-from server.store.users import (
-    LastAdmin,
-    create_user,
-    hash_token,
-    issue_token,
-    revoke,
-    set_disabled,
-    set_role,
-    tokens_of,
 )
 from server.strict import CONFLICT, ErrorDetail, api_router
 

@@ -13,12 +13,10 @@ from fastapi import HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
-from server.deps import CurrentUser, SessionDep, SettingsDep
-from server.schemas import DeliveryPublic, WebhookCreate, WebhookIssued, WebhookPublic
-from server.secretbox import secret_box
-from server.settings import Settings
-from server.store.models import MAX_ID, DeliveryStatus, User, Webhook, WebhookDelivery
-from server.store.webhooks import (
+from core.secretbox import secret_box
+from core.settings import Settings
+from core.store.models import MAX_ID, DeliveryStatus, User, Webhook, WebhookDelivery
+from core.store.webhooks import (
     TooManyHooks,
     create_webhook,
     delete_webhook,
@@ -29,6 +27,8 @@ from server.store.webhooks import (
     recent_deliveries,
     shown_error,
 )
+from server.deps import CurrentUser, SessionDep, SettingsDep
+from server.schemas import DeliveryPublic, WebhookCreate, WebhookIssued, WebhookPublic
 from server.strict import ErrorDetail, api_router
 from server.webhooks import Refused, check_url
 

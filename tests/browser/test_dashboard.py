@@ -7,9 +7,9 @@ import math
 import httpx
 import pytest
 
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.users import ensure_admin
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.users import ensure_admin
 from tests.browser.conftest import OUTPUT, figure_problems
 from tests.livesrv import live_server
 
@@ -110,7 +110,7 @@ TITLE = ("(id) => { const t = document.getElementById(id).layout.title;"
 def test_similarity_run_page_draws_fig1_and_scores(  # type: ignore[no-untyped-def]
     browser, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from server.settings import get_settings
+    from core.settings import get_settings
     from worker.tasks import execute, similarity_job
 
     OUTPUT.mkdir(exist_ok=True)

@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.models import Run, RunStatus, User
-from server.store.runs import create_run, finish_run
-from server.store.users import ensure_admin
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.models import Run, RunStatus, User
+from core.store.runs import create_run, finish_run
+from core.store.users import ensure_admin
 from tests.browser.conftest import OUTPUT, figure_problems
 from tests.livesrv import live_server, live_worker
 
@@ -70,9 +70,9 @@ def test_submit_form_guides_with_help_pickers_presets_and_an_estimate(browser, s
     import dataclasses
     from datetime import timedelta
 
+    from core.store.models import utcnow
     from ml import presets
     from ml.train import TrainConfig
-    from server.store.models import utcnow
     from tests.server.test_matrices import stored_targets
 
     with live_server(settings) as url:
@@ -135,11 +135,11 @@ def _study_with_results(settings: Settings, stimuli: int = 400, models: bool = T
 
     import torch
 
+    from core.store.artifacts import save_artifact
+    from core.store.metrics import insert_points
     from ml.models import build_backbone
     from ml.train import TrainConfig
     from ml.train.classifier import checkpoint_bytes
-    from server.store.artifacts import save_artifact
-    from server.store.metrics import insert_points
     from tests.server.test_matrices import stored_targets
 
     sim = stored_targets(settings, stimuli)
@@ -394,10 +394,10 @@ def test_a_train_run_page_shows_s_target_beside_s_cnn_per_tap(browser, settings:
 
     import torch
 
+    from core.store.artifacts import save_artifact
     from ml.models import build_backbone
     from ml.train import TrainConfig
     from ml.train.classifier import checkpoint_bytes
-    from server.store.artifacts import save_artifact
     from tests.server.test_matrices import stored_targets
 
     with live_server(settings) as url, contextlib.ExitStack() as later:
@@ -532,8 +532,8 @@ def test_the_leaderboard_sorts_by_a_clicked_column_and_a_run_shows_its_record(  
         browser, settings: Settings):
     import json
 
-    from server.store.models import Role
-    from server.store.users import create_user
+    from core.store.models import Role
+    from core.store.users import create_user
     from tests.server.test_records_api import stored
 
     with live_server(settings) as url:
@@ -613,7 +613,7 @@ def test_the_submit_form_inspects_a_recording_with_its_importer_options(  # type
 
 
 def test_the_runs_page_takes_a_query_kept_in_the_url(browser, settings: Settings):  # type: ignore[no-untyped-def]
-    from tests.server.test_query import stored
+    from tests.core.test_query import stored
 
     with live_server(settings) as url:
         with session_scope(settings.db_url) as s:

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.users import ensure_admin
 from neuroreg.client import Client
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.users import ensure_admin
 from tests.browser.conftest import OUTPUT, figure_problems
 from tests.livesrv import live_server
 

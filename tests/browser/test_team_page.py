@@ -8,9 +8,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.users import ensure_admin
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.users import ensure_admin
 from tests.browser.conftest import OUTPUT
 from tests.livesrv import live_server
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.users import ensure_admin
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.users import ensure_admin
 from tests.browser.conftest import OUTPUT
 from tests.livesrv import free_port, live_server
 from tests.server.test_webhooks import Receiver, _no_proxy, _verify, receiver  # noqa: F401

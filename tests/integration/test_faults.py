@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from core.queue import enqueue, make_celery
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.models import Metric, Role, RunStatus
+from core.store.runs import create_run, get_run
+from core.store.users import create_user
 from ml.train import TrainConfig
-from server.queue import enqueue, make_celery
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.models import Metric, Role, RunStatus
-from server.store.runs import create_run, get_run
-from server.store.users import create_user
 from tests.conftest import unavailable
 from tests.livesrv import free_port, live_server, live_worker
 
@@ -160,7 +160,7 @@ def test_cancel_stops_a_running_train(stack, tmp_path):  # type: ignore[no-untyp
     """The worker itself ends the task on a cancel (its log says the task returned with
     status cancelled), having stopped far short of the run's steps. (How fast it stops
     is a latency, not a test's matter.)"""
-    from server.store.runs import cancel_run
+    from core.store.runs import cancel_run
 
     log = tmp_path / "worker.log"
     with live_server(stack), live_worker(stack, log):

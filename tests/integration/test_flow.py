@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.settings import Settings, get_settings
+from core.store.db import session_scope
+from core.store.users import ensure_admin
 from server.cli import main
-from server.settings import Settings, get_settings
-from server.store.db import session_scope
-from server.store.users import ensure_admin
 from tests.livesrv import live_server, live_worker
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from server.settings import Settings
+from core.settings import Settings
 from tests.browser.conftest import browser  # noqa: F401  (headless chromium, for test_xss)
 from tests.conftest import admin_client
 

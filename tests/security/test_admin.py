@@ -10,11 +10,11 @@ from collections.abc import Callable
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from server.settings import Settings
-from server.store.db import migrate, session_scope
-from server.store.models import AuditEvent, Role, RunStatus, User
-from server.store.runs import finish_run, start_run
-from server.store.users import LastAdmin, create_user, ensure_admin, set_disabled, set_role
+from core.settings import Settings
+from core.store.db import migrate, session_scope
+from core.store.models import AuditEvent, Role, RunStatus, User
+from core.store.runs import finish_run, start_run
+from core.store.users import LastAdmin, create_user, ensure_admin, set_disabled, set_role
 from tests.concurrently import at_once
 from tests.security.conftest import as_token
 

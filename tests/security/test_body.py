@@ -20,12 +20,12 @@ from fastapi.testclient import TestClient
 
 import server.routes.metrics as metrics_route
 import server.strict
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.users import ensure_admin
 from server.routes.logs import MAX_LOG_BATCH_BYTES
 from server.routes.metrics import MAX_BATCH_BYTES
 from server.schemas import MAX_BATCH_POINTS
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.users import ensure_admin
 from tests.livesrv import live_server
 
 CHUNK = 64 * 1024

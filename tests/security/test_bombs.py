@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from core.settings import Settings
 from ml.neural.target import SimilarityTarget
-from server.settings import Settings
 from tests.conftest import admin_client
 from tests.ml.test_stored import bomb
 from tests.security.conftest import as_token

@@ -16,14 +16,14 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from core.kinds import KINDS
+from core.settings import Settings, get_settings
+from core.store.artifacts import save_artifact
+from core.store.db import session_scope
+from core.store.models import User
+from core.store.runs import create_run, get_run
 from ml import artifacts
 from ml.train import TrainConfig
-from server.kinds import KINDS
-from server.settings import Settings, get_settings
-from server.store.artifacts import save_artifact
-from server.store.db import session_scope
-from server.store.models import User
-from server.store.runs import create_run, get_run
 from worker.tasks import execute, train_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,9 +88,9 @@ def test_an_external_run_still_takes_its_scripts_files(
 
 @pytest.fixture
 def worker_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    from server.store.db import migrate
-    from server.store.models import Role
-    from server.store.users import create_user
+    from core.store.db import migrate
+    from core.store.models import Role
+    from core.store.users import create_user
 
     monkeypatch.setenv("NEUROREG_DATA_DIR", str(settings.data_dir))
     get_settings.cache_clear()

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from server.settings import Settings
-from server.store.logs import size_of
+from core.settings import Settings
+from core.store.logs import size_of
 from tests.concurrently import at_once
 from tests.conftest import admin_client
 from tests.security.conftest import as_token

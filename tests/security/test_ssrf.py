@@ -22,14 +22,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from core.secretbox import secret_box
+from core.settings import Settings
+from core.store.db import migrate, session_scope
+from core.store.models import DeliveryStatus, Role, RunStatus, User, WebhookDelivery, utcnow
+from core.store.runs import create_run, finish_run
+from core.store.users import create_user
+from core.store.webhooks import create_webhook
 from server.cli import build_parser
-from server.secretbox import secret_box
-from server.settings import Settings
-from server.store.db import migrate, session_scope
-from server.store.models import DeliveryStatus, Role, RunStatus, User, WebhookDelivery, utcnow
-from server.store.runs import create_run, finish_run
-from server.store.users import create_user
-from server.store.webhooks import create_webhook
 from server.webhooks import Sender, dispatch_once
 from tests.concurrently import at_once
 from tests.conftest import admin_client

@@ -160,12 +160,12 @@ CONTROLS = ["\x1b", "\x07", "\r", "\x9b", "\u202e"]
 
 def test_the_cli_prints_members_escape_sequences_as_text_on_a_terminal(
         settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.store.db import session_scope
+    from core.store.users import ensure_admin
     from neuroreg.client import Client
     from server.cli import build_parser
     from server.cli.commands import cmd_runs
     from server.cli.logs import cmd_logs
-    from server.store.db import session_scope
-    from server.store.users import ensure_admin
     from tests.livesrv import live_server
 
     with live_server(settings) as url:
@@ -208,9 +208,9 @@ def test_compare_shows_markup_in_names_as_text_and_draws_odd_config_keys(
     """Plotly reads HTML in trace names: a run name is shown as written, never a link;
     a config key with a space, a quote or a dot leaves Compare drawing the rest; the
     pages' CSP refuses nothing the pages need."""
+    from core.store.db import session_scope
+    from core.store.users import ensure_admin
     from neuroreg.client import Client
-    from server.store.db import session_scope
-    from server.store.users import ensure_admin
     from tests.browser.conftest import OUTPUT
     from tests.livesrv import live_server
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from server.settings import Settings
+from core.settings import Settings
 
 NAMES = ["..", ".", "...", "a..b", "..%2fsecret", "%2e%2e", "%2e%2e%2fsecret", "..%5csecret",
          "a%00b", "%2fetc%2fpasswd", ".hidden", "a%0a", "x" * 256]

@@ -15,10 +15,10 @@ from cryptography.fernet import Fernet
 from pydantic import ValidationError
 from sqlalchemy import select, text
 
-from server.secretbox import SecretBox, Unreadable, _key_from, secret_box
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.models import DeliveryStatus, Webhook, WebhookDelivery, utcnow
+from core.secretbox import SecretBox, Unreadable, _key_from, secret_box
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.models import DeliveryStatus, Webhook, WebhookDelivery, utcnow
 from server.webhooks import dispatch_once
 from tests.concurrently import at_once
 from tests.conftest import admin_client

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.users import ensure_admin
 from neuroreg.client import Client
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.users import ensure_admin
 from tests.browser.conftest import OUTPUT
 from tests.livesrv import live_server
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from server.settings import Settings
-from server.store.artifacts import save_artifact
-from server.store.db import session_scope
+from core.settings import Settings
+from core.store.artifacts import save_artifact
+from core.store.db import session_scope
 
 
 def _create(client: TestClient, **body: object) -> dict:
@@ -155,8 +155,8 @@ def test_errors_carry_no_traceback_or_sql(client: TestClient) -> None:
 
 
 def test_body_limit(make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from core.store.users import ensure_admin
     from server.app import create_app
-    from server.store.users import ensure_admin
 
     settings = make_settings(max_request_bytes=2048)
     app = create_app(settings)
@@ -185,7 +185,7 @@ def test_artifacts_list_download_and_safety(client: TestClient, settings: Settin
     assert res.headers["content-type"].startswith("text/csv")
     for name in ["..%2F..%2Fetc%2Fpasswd", "missing.bin"]:
         assert client.get(f"/api/runs/{run['id']}/artifacts/{name}").status_code == 404
-    from server.store.artifacts import UnsafePath
+    from core.store.artifacts import UnsafePath
 
     with session_scope(settings.db_url) as s, pytest.raises(UnsafePath):
         save_artifact(
@@ -230,7 +230,7 @@ def test_pages_get_artifact_names_from_the_api(client: TestClient) -> None:
 
 
 def test_the_kinds_the_api_takes_come_from_one_registry(client: TestClient) -> None:
-    from server.kinds import KINDS
+    from core.kinds import KINDS
 
     listed = client.get("/api/kinds").json()
     assert [k["name"] for k in listed] == list(KINDS)
@@ -245,7 +245,7 @@ def test_the_kinds_the_api_takes_come_from_one_registry(client: TestClient) -> N
 def test_every_preset_is_a_valid_config_and_every_field_has_help(client: TestClient) -> None:
     import dataclasses
 
-    from server.kinds import KINDS
+    from core.kinds import KINDS
 
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     for k in client.get("/api/kinds").json():
@@ -273,8 +273,8 @@ def test_check_validates_a_run_and_stores_nothing(client: TestClient) -> None:
 
 def test_progress_reads_as_written_not_as_float_residue(client: TestClient,
                                                         settings: Settings) -> None:
-    from server.store.db import session_scope
-    from server.store.runs import set_progress
+    from core.store.db import session_scope
+    from core.store.runs import set_progress
 
     rid = client.post("/api/runs", json={"kind": "train", "config": {"epochs": 1}}).json()["id"]
     with session_scope(settings.db_url) as s:

@@ -63,7 +63,7 @@ def two_apis(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, str, list[psuti
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        from server.store.db import engine_for
+        from core.store.db import engine_for
 
         engine_for(pg_url).dispose()
 

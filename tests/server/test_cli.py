@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings, get_settings
+from core.store.artifacts import save_artifact
+from core.store.db import session_scope
+from core.store.models import Run, RunStatus
+from core.store.runs import finish_run, list_runs
 from server.app import create_app
 from server.cli import (
     DEMO_CONFIG,
@@ -18,11 +23,6 @@ from server.cli import (
     build_parser,
     load_run_file,
 )
-from server.settings import Settings, get_settings
-from server.store.artifacts import save_artifact
-from server.store.db import session_scope
-from server.store.models import Run, RunStatus
-from server.store.runs import finish_run, list_runs
 
 
 def test_first_start_creates_admin_and_demo_once(settings: Settings) -> None:
@@ -121,8 +121,8 @@ def test_frontier_prints_the_points_and_the_matched_comparison(
     import subprocess
     import sys
 
+    from core.store.users import ensure_admin
     from server.cli import cmd_frontier
-    from server.store.users import ensure_admin
     from tests.livesrv import live_server
     from tests.server.test_frontier_api import stored_study
 
@@ -220,7 +220,7 @@ def test_set_overrides_and_run_references_resolve_on_the_server() -> None:
 
     class Server:  # what Client.kinds and Client.runs answer (newest first)
         def kinds(self) -> list[dict]:
-            from server.kinds import KINDS
+            from core.kinds import KINDS
 
             return [{"name": k.name, "reads": k.reads} for k in KINDS.values()]
 

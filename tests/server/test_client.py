@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from core.settings import Settings
+from core.store.artifacts import save_artifact
+from core.store.db import session_scope
+from core.store.users import ensure_admin
 from neuroreg.client import Client, NeuroregError
-from server.settings import Settings
-from server.store.artifacts import save_artifact
-from server.store.db import session_scope
-from server.store.users import ensure_admin
 from tests.livesrv import live_server
 
 
@@ -93,9 +93,9 @@ def test_uploads_stream_in_are_limited_and_stay_under_the_root(
 
 
 def test_a_studys_curves_as_a_frame(nr: Client, settings: Settings) -> None:
-    from server.store.metrics import insert_points
-    from server.store.models import User
-    from server.store.runs import create_run
+    from core.store.metrics import insert_points
+    from core.store.models import User
+    from core.store.runs import create_run
 
     with session_scope(settings.db_url) as s:
         owner = s.query(User).first()

@@ -3,8 +3,8 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from server.settings import Settings
-from server.store.models import RunStatus
+from core.settings import Settings
+from core.store.models import RunStatus
 from tests.server.test_train_api import _stored_run
 
 
@@ -112,8 +112,8 @@ def test_robustness_summary_is_mean_and_sem_over_seeds(
         result = {"noise": {"sigmas": [0.0, 0.1], "accuracy": acc}, "median_l2": l2,
                   "median_linf": 0.003,
                   "curves": {"l2": [[0, None], [100, 0.5 * seed + 0.2], [300, 0.1]]}}
-        from server.store.db import session_scope
-        from server.store.models import Run
+        from core.store.db import session_scope
+        from core.store.models import Run
 
         e = _stored_run(settings, "evaluate", result=result)
         with session_scope(settings.db_url) as s:

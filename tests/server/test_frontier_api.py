@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.models import User
-from server.store.runs import create_run, finish_run
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.models import User
+from core.store.runs import create_run, finish_run
 
 SIGMAS = [0.0, 0.1, 0.2, 0.4]
 # (target, α) → clean accuracy, noise gain over None, median L2; seeds add small offsets
@@ -26,9 +26,9 @@ def stored_study(settings: Settings, *, grid: dict | None = None, seeds: int = 3
     """A finished study stored as workers leave it (no training): a simulated similarity
     target, a train run per (condition, α, seed) and, if ``evaluated``, its evaluation.
     Returns the ids: ``study``, ``target``, ``evals`` by (target, α, seed), ``trains``."""
+    from core.store.models import RunStatus
     from ml.study import StudyConfig
     from ml.train import TrainConfig
-    from server.store.models import RunStatus
 
     grid = GRID if grid is None else grid
     ids: dict = {"evals": {}, "trains": []}

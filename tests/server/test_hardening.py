@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.models import MAX_ID, Run, RunStatus, User
+from core.store.runs import create_run, finish_run
+from core.store.users import ensure_admin
+from core.studies import advance, children
 from server.app import create_app
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.models import MAX_ID, Run, RunStatus, User
-from server.store.runs import create_run, finish_run
-from server.store.users import ensure_admin
-from server.studies import advance, children
 from tests.conftest import admin_client
 
 
@@ -347,8 +347,8 @@ def test_a_foreign_run_under_a_study_does_not_stop_it_fanning_out(api: TestClien
     not run yet: the study still makes its own runs."""
     import dataclasses
 
+    from core.studies import fan_out
     from ml.study import StudyConfig
-    from server.studies import fan_out
 
     _member(api, "ada")
     with session_scope(api.app.state.settings.db_url) as s:

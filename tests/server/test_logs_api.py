@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.models import Run
+from core.store.users import ensure_admin
 from neuroreg.client import Client, NeuroregError
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.models import Run
-from server.store.users import ensure_admin
 from tests.livesrv import live_server
 
 

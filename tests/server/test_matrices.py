@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from core.settings import Settings
+from core.store.artifacts import save_artifact
+from core.store.db import session_scope
+from core.store.models import RunStatus, User
+from core.store.runs import create_run, finish_run
 from ml.neural.estimators import unit_vectors
 from ml.neural.overview import leading_order, pooled
 from ml.neural.target import SimilarityTarget
-from server.settings import Settings
-from server.store.artifacts import save_artifact
-from server.store.db import session_scope
-from server.store.models import RunStatus, User
-from server.store.runs import create_run, finish_run
 from tests.floats import assert_within, two_paths
 
 
@@ -126,7 +126,7 @@ def queued(settings: Settings, task: str) -> list[dict]:
 @pytest.fixture
 def worker_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Worker tasks called in this process see the test's settings."""
-    from server.settings import get_settings
+    from core.settings import get_settings
 
     monkeypatch.setenv("NEUROREG_DATA_DIR", str(settings.data_dir))
     get_settings.cache_clear()
@@ -257,7 +257,7 @@ def test_fig2_pairs_are_the_extremes_of_s_over_distinct_stimuli(
     assert res.status_code == 200, res.text
     got = res.json()
     with session_scope(settings.db_url) as s:
-        from server.store.artifacts import get_artifact, resolve
+        from core.store.artifacts import get_artifact, resolve
 
         path = resolve(settings.artifacts, get_artifact(s, rid, "target-neural-model.npz").path)
     target = SimilarityTarget.load(str(path))

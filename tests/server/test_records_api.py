@@ -8,11 +8,11 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.metrics import insert_points
-from server.store.models import RunStatus, User
-from server.store.runs import create_run, finish_run
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.metrics import insert_points
+from core.store.models import RunStatus, User
+from core.store.runs import create_run, finish_run
 
 SIGMAS = [0.0, 0.1]
 

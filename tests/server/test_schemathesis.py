@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from server.settings import Settings
-from server.store.db import migrate, session_scope
-from server.store.models import ApiToken, User
-from server.store.users import ensure_admin, hash_token
+from core.settings import Settings
+from core.store.db import migrate, session_scope
+from core.store.models import ApiToken, User
+from core.store.users import ensure_admin, hash_token
 from tests.livesrv import live_server
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from server.settings import Settings
+from core.settings import Settings
 
 
 def _post(client: TestClient, config: dict) -> object:

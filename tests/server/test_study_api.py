@@ -3,7 +3,7 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from server.settings import Settings
+from core.settings import Settings
 from tests.server.test_train_api import TARGETS, _stored_run
 
 
@@ -61,10 +61,10 @@ def test_study_training_curves_are_mean_and_sem_over_seeds(
 ) -> None:
     import numpy as np
 
-    from server.store.db import session_scope
-    from server.store.metrics import insert_points
-    from server.store.models import User
-    from server.store.runs import create_run
+    from core.store.db import session_scope
+    from core.store.metrics import insert_points
+    from core.store.models import User
+    from core.store.runs import create_run
 
     with session_scope(settings.db_url) as s:
         owner = s.query(User).first()

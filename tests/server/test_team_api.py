@@ -4,12 +4,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect
 
-from server.settings import Settings
-from server.store.artifacts import save_artifact
-from server.store.db import engine_for, migrate, session_scope
-from server.store.metrics import insert_points
-from server.store.models import Role, RunStatus, User
-from server.store.runs import finish_run
+from core.settings import Settings
+from core.store.artifacts import save_artifact
+from core.store.db import engine_for, migrate, session_scope
+from core.store.metrics import insert_points
+from core.store.models import Role, RunStatus, User
+from core.store.runs import finish_run
 
 
 def _as(client: TestClient, token: str) -> TestClient:
@@ -163,7 +163,7 @@ def test_the_audit_trail_pages_newest_first(client: TestClient) -> None:
 
 
 def test_migration_0008_goes_down_and_up_keeping_users(db_url: str) -> None:
-    from server.store.users import create_user
+    from core.store.users import create_user
 
     migrate(db_url)
     with session_scope(db_url) as s:
@@ -180,8 +180,8 @@ def test_migration_0008_goes_down_and_up_keeping_users(db_url: str) -> None:
 
 def test_the_cli_disables_lists_revokes_and_reads_the_audit_trail(
         settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.store.users import ensure_admin
     from server.cli import build_parser
-    from server.store.users import ensure_admin
     from tests.livesrv import live_server
 
     def cli(*argv: str) -> str:

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from server.settings import Settings
-from server.store.artifacts import save_artifact
-from server.store.db import session_scope
-from server.store.models import RunStatus, User
-from server.store.runs import create_run, finish_run
+from core.settings import Settings
+from core.store.artifacts import save_artifact
+from core.store.db import session_scope
+from core.store.models import RunStatus, User
+from core.store.runs import create_run, finish_run
 
 
 def _stored_run(settings: Settings, kind: str, status: RunStatus = RunStatus.succeeded,
@@ -75,7 +75,7 @@ def test_bad_train_configs_are_422_naming_the_field(
            "RUNNING": _stored_run(settings, "similarity", RunStatus.queued),
            "EMPTY": _stored_run(settings, "similarity")}
     with session_scope(settings.db_url) as s:
-        from server.store.runs import start_run
+        from core.store.runs import start_run
         start_run(s, ids["RUNNING"])
     for key in ("target_run",):
         if isinstance(config.get(key), str):
@@ -169,8 +169,8 @@ def test_gamma_groups_one_study_and_one_setting_together(
 ) -> None:
     """A demo run of the same target beside a study's runs is a group of its own, and so
     are runs of another width or dataset."""
-    from server.store.db import session_scope
-    from server.store.models import Run
+    from core.store.db import session_scope
+    from core.store.models import Run
 
     def train(seed: int, width: int = 8, study: int | None = None) -> int:
         rid = _stored_run(settings, "train", config={

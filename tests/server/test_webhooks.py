@@ -19,10 +19,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from server.secretbox import secret_box
-from server.settings import Settings
-from server.store.db import migrate, session_scope
-from server.store.models import (
+from core.secretbox import secret_box
+from core.settings import Settings
+from core.store.db import migrate, session_scope
+from core.store.models import (
     DeliveryStatus,
     Role,
     Run,
@@ -31,10 +31,10 @@ from server.store.models import (
     WebhookDelivery,
     utcnow,
 )
-from server.store.runs import cancel_run, create_run, finish_run, reap, start_run
-from server.store.users import create_user
-from server.store.webhooks import claim, create_webhook, due, not_delivered, shown_error
-from server.studies import advance
+from core.store.runs import cancel_run, create_run, finish_run, reap, start_run
+from core.store.users import create_user
+from core.store.webhooks import claim, create_webhook, due, not_delivered, shown_error
+from core.studies import advance
 from server.webhooks import allowed, dispatch_once
 from tests.conftest import admin_client
 
@@ -442,9 +442,9 @@ def test_the_cli_and_client_manage_hooks_and_the_live_server_delivers(
     """End to end: a live server whose own dispatcher thread sends (the embedded default)."""
     import time
 
+    from core.store.users import ensure_admin
     from neuroreg.client import Client, NeuroregError
     from server.cli import build_parser
-    from server.store.users import ensure_admin
     from tests.livesrv import live_server
 
     settings = make_settings(webhook_interval_s=0.05, webhook_allow_private=True)

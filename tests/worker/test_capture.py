@@ -13,15 +13,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from core.settings import Settings, get_settings
+from core.store.artifacts import get_artifact, resolve
+from core.store.db import migrate, session_scope
+from core.store.logs import dropped_of, read_lines
+from core.store.models import Role, Run
+from core.store.runs import create_run
+from core.store.users import create_user
 from ml import artifacts
 from ml.recorder import Recorder
-from server.settings import Settings, get_settings
-from server.store.artifacts import get_artifact, resolve
-from server.store.db import migrate, session_scope
-from server.store.logs import dropped_of, read_lines
-from server.store.models import Role, Run
-from server.store.runs import create_run
-from server.store.users import create_user
 from worker import capture
 from worker.tasks import execute
 

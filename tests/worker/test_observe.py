@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from server.settings import Settings, get_settings
-from server.store.db import migrate, session_scope
-from server.store.metrics import read_series, summarize_keys
-from server.store.models import Role, Run
-from server.store.runs import create_run
-from server.store.users import create_user
+from core.settings import Settings, get_settings
+from core.store.db import migrate, session_scope
+from core.store.metrics import read_series, summarize_keys
+from core.store.models import Role, Run
+from core.store.runs import create_run
+from core.store.users import create_user
 from worker.tasks import execute
 
 

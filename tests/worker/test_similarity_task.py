@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 
+from core.settings import Settings
+from core.store.db import session_scope
+from core.store.metrics import read_series
+from core.store.models import Role, RunStatus, User
+from core.store.runs import create_run, get_run
+from core.store.users import create_user
 from ml.neural.io import save_npz
 from ml.neural.pipeline import SimilarityConfig
 from ml.neural.predictor import PredictorConfig
 from ml.neural.simulate import SimulationConfig, simulate
 from ml.neural.target import SimilarityTarget
-from server.settings import Settings
-from server.store.db import session_scope
-from server.store.metrics import read_series
-from server.store.models import Role, RunStatus, User
-from server.store.runs import create_run, get_run
-from server.store.users import create_user
 from tests.worker.test_tasks import env_settings  # noqa: F401  (fixture)
 from worker.tasks import execute, similarity_job
 

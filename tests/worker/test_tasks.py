@@ -6,13 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from core.settings import Settings, get_settings
+from core.store.db import migrate, session_scope
+from core.store.metrics import read_series
+from core.store.models import Role, RunStatus
+from core.store.runs import cancel_run, create_run, get_run
+from core.store.users import create_user
 from ml.recorder import Recorder
-from server.settings import Settings, get_settings
-from server.store.db import migrate, session_scope
-from server.store.metrics import read_series
-from server.store.models import Role, RunStatus
-from server.store.runs import cancel_run, create_run, get_run
-from server.store.users import create_user
 from worker.recorder import SqlRecorder
 from worker.tasks import execute
 
@@ -133,9 +133,9 @@ def test_a_study_goes_through_the_same_lifecycle_and_waits_for_its_children(
     (not reaped: no worker holds it) and the last child to finish finishes it."""
     from datetime import timedelta
 
-    from server.kinds import HELD
-    from server.store.models import Run
-    from server.store.runs import finish_run, reap
+    from core.kinds import HELD
+    from core.store.models import Run
+    from core.store.runs import finish_run, reap
     from worker.tasks import study_job
 
     with session_scope(env_settings.db_url) as s:

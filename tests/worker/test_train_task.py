@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 import torch
 
+from core.settings import Settings, get_settings
+from core.store.artifacts import save_artifact
+from core.store.db import migrate, session_scope
+from core.store.metrics import read_series
+from core.store.models import Role, RunStatus, User
+from core.store.runs import create_run, finish_run, get_run
+from core.store.users import create_user
 from ml.neural.estimators import unit_vectors
 from ml.neural.stimuli import natural_patches
 from ml.neural.target import SimilarityTarget
 from ml.train import TrainConfig
-from server.settings import Settings, get_settings
-from server.store.artifacts import save_artifact
-from server.store.db import migrate, session_scope
-from server.store.metrics import read_series
-from server.store.models import Role, RunStatus, User
-from server.store.runs import create_run, finish_run, get_run
-from server.store.users import create_user
 from worker.recorder import SqlRecorder
 from worker.tasks import execute, train_job
 
@@ -179,14 +179,14 @@ def test_a_study_fans_out_trains_then_evaluates_and_aggregates(env: Settings, mo
     with its aggregates. Tasks run in this process; the broker only carries messages."""
     from fastapi.testclient import TestClient
 
+    from core.store.users import ensure_admin, issue_token
+    from core.studies import children
     from ml.study import StudyConfig
     from server.app import create_app
-    from server.store.users import ensure_admin, issue_token
-    from server.studies import children
     from worker import tasks
 
     sent: list[tuple[str, int]] = []
-    monkeypatch.setattr("server.queue.enqueue",
+    monkeypatch.setattr("core.queue.enqueue",
                         lambda app, *, task, queue, run_id: sent.append((task, run_id)))
     sim = _similarity_run(env)
     cfg = StudyConfig(conditions=("none", "neural-model"), seeds=2, alphas=(2.0,),
@@ -239,8 +239,8 @@ def _sent(settings: Settings, task: str) -> list[list]:  # type: ignore[type-arg
 
 
 def test_a_pack_task_trains_its_runs_as_ordinary_runs(env: Settings):
-    from server.store.logs import read_lines
-    from server.store.runs import cancel_run
+    from core.store.logs import read_lines
+    from core.store.runs import cancel_run
     from worker.tasks import execute_pack
 
     sim = _similarity_run(env)
@@ -277,8 +277,8 @@ def test_a_pack_task_trains_its_runs_as_ordinary_runs(env: Settings):
 
 def test_a_study_with_pack_queues_its_compatible_cells_as_packs(
         env: Settings, monkeypatch: pytest.MonkeyPatch):
-    from server.queue import make_celery
-    from server.store.models import Run
+    from core.queue import make_celery
+    from core.store.models import Run
     from worker.tasks import study_job
 
     # the worker's app was made with the settings of its import; this test's broker

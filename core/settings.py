@@ -111,14 +111,14 @@ class Settings(BaseSettings):
     # reserved addresses never
     webhook_allow_private: bool = False
     # the Fernet key webhook secrets are sealed with in the database (see
-    # server/secretbox.py); default: <data_dir>/secret.key, made on first use. Never
+    # core/secretbox.py); default: <data_dir>/secret.key, made on first use. Never
     # passed on to workers, never shown
     secret_key: str = Field(default="", repr=False, exclude=True)
     # a worker told to shut down (SIGTERM: a SLURM requeue, preemption or time limit)
     # stops its running task at the next step and puts the run back in the queue, to
     # resume from its checkpoint elsewhere; off, it lets the task finish first
     requeue_on_shutdown: bool = False
-    # `neuroreg slurm up` defaults (its flags override them): see server/slurm.py
+    # `neuroreg slurm up` defaults (its flags override them): see core/slurm.py
     slurm_partition: str | None = None
     slurm_account: str | None = None
     slurm_qos: str | None = None

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 typed models. Migrations in ``server/migrations`` mirror this file."""
+"""SQLAlchemy 2 typed models. Migrations in ``core/migrations`` mirror this file."""
 
 from __future__ import annotations
 
@@ -205,7 +205,7 @@ class MetricBucket(Base):
 
 class Webhook(Base):
     """A member's URL that is POSTed a signed JSON event when one of their runs or
-    studies finishes (:mod:`server.store.webhooks`)."""
+    studies finishes (:mod:`core.store.webhooks`)."""
 
     __tablename__ = "webhooks"
 
@@ -256,7 +256,7 @@ class WebhookDelivery(Base):
 class AuditEvent(Base):
     """Who did what to whom: one row per change to the team (users, roles, tokens) and per
     admin action on someone else's things, written in the transaction that made the change
-    (:mod:`server.store.audit`). The actor's name is copied: the record reads the same
+    (:mod:`core.store.audit`). The actor's name is copied: the record reads the same
     whatever happens to the user later."""
 
     __tablename__ = "audit_events"

@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.store.models import Run, RunStatus
+from core.store.runs import create_run, finish_run, get_run, set_progress
 from ml.study import StudyConfig, study_cells
-from server.store.models import Run, RunStatus
-from server.store.runs import create_run, finish_run, get_run, set_progress
 
 
 def children(session: Session, study: Run) -> Sequence[Run]:
@@ -84,7 +84,7 @@ def advance(session: Session, run_id: int) -> list[Run]:
 
 def cancel_children(session: Session, study: Run) -> list[Run]:
     """Cancel the study's unfinished children; returns them."""
-    from server.store.runs import cancel_run
+    from core.store.runs import cancel_run
 
     live = [k for k in children(session, study) if not k.status.finished]
     for k in live:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from server.store.db import migrate, session_scope
-from server.store.metrics import insert_points
-from server.store.models import Role, Run, RunStatus
-from server.store.query import QueryError, compile_query
-from server.store.runs import create_run, finish_run, list_runs, set_tags
-from server.store.users import create_user, ensure_admin
+from core.store.db import migrate, session_scope
+from core.store.metrics import insert_points
+from core.store.models import Role, Run, RunStatus
+from core.store.query import QueryError, compile_query
+from core.store.runs import create_run, finish_run, list_runs, set_tags
+from core.store.users import create_user, ensure_admin
 
 # name, owner, kind, config, metrics {key: [values by step]}, tags, status
 RUNS = [
@@ -195,7 +195,7 @@ def test_the_api_client_and_cli_take_a_query_and_a_sort(client, settings, capsys
 
 
 def test_groups_count_and_average_their_metrics_on_both_databases(store: str) -> None:
-    from server.store.query import group_runs
+    from core.store.query import group_runs
 
     with session_scope(store) as s:
         rows = group_runs(s, by=["config.target"], metrics=["metrics.test_acc.last",
@@ -233,9 +233,9 @@ def test_the_groups_route_names_what_it_cannot_read(client, settings) -> None:
 
 
 def test_group_members_and_their_curves_on_both_databases(store: str) -> None:
+    from core.store.metrics import binned_many
+    from core.store.query import group_members
     from ml.study import mean_curve
-    from server.store.metrics import binned_many
-    from server.store.query import group_members
 
     with session_scope(store) as s:
         groups, truncated = group_members(s, by=["config.target"], q='kind = "train"')

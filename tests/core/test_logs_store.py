@@ -3,8 +3,8 @@ bound and its one marker line, paged reads, the logs.txt artifact."""
 
 from pathlib import Path
 
-from server.store.db import migrate, session_scope
-from server.store.logs import (
+from core.store.db import migrate, session_scope
+from core.store.logs import (
     MARKER_SEQ,
     Appended,
     Dropped,
@@ -18,9 +18,9 @@ from server.store.logs import (
     save_log_artifact,
     size_of,
 )
-from server.store.models import Role, Run
-from server.store.runs import create_run
-from server.store.users import create_user
+from core.store.models import Role, Run
+from core.store.runs import create_run
+from core.store.users import create_user
 from tests.concurrently import at_once
 
 
@@ -82,8 +82,8 @@ def test_past_the_bound_lines_are_dropped_and_one_marker_counts_them(db_url: str
 
 def test_the_log_becomes_logs_txt_with_time_stream_and_text(db_url: str, tmp_path: Path
                                                             ) -> None:
+    from core.store.artifacts import get_artifact, resolve
     from ml import artifacts
-    from server.store.artifacts import get_artifact, resolve
 
     run_id = _run(db_url)
     with session_scope(db_url) as s:

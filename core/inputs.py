@@ -21,14 +21,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core import recordings
+from core.settings import Settings
+from core.store.artifacts import get_artifact, resolve
+from core.store.models import Run, RunStatus
+from core.store.runs import NotFound, find_run
 from ml import artifacts
 from ml.data.cifar import ARCHIVES, locate
 from ml.regularize.targets import REGISTRY, source_kind
-from server import recordings
-from server.settings import Settings
-from server.store.artifacts import get_artifact, resolve
-from server.store.models import Run, RunStatus
-from server.store.runs import NotFound, find_run
 
 
 def target_source(target: str) -> str:
@@ -62,8 +62,8 @@ def _check_dataset(settings: Settings, dataset: str, field: str) -> None:
 def check_inputs(session: Session, settings: Settings, *, kind: str, config: Any) -> int | None:
     """Refuse a run whose inputs the worker could not read; return the run it reads from
     (the lineage link), if any. Each kind's check is its registry entry's
-    (:data:`server.kinds.KINDS`)."""
-    from server.kinds import KINDS
+    (:data:`core.kinds.KINDS`)."""
+    from core.kinds import KINDS
 
     return KINDS[kind].check(session, settings, config)
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from server.store.models import MAX_ID, Run, RunLog
-from server.store.runs import lock_run
+from core.store.models import MAX_ID, Run, RunLog
+from core.store.runs import lock_run
 
 MARKER_SEQ = MAX_ID
 """The marker line's seq: after every line a run can send."""
@@ -70,7 +70,7 @@ def append_lines(session: Session, run_id: int, lines: Sequence[Line], *, max_by
     the rest is counted in the marker. ``also_dropped``: lines the sender itself could not
     keep (its buffer was full while the store was away), added to the marker.
 
-    The run is locked for the append (:func:`~server.store.runs.lock_run`): two senders
+    The run is locked for the append (:func:`~core.store.runs.lock_run`): two senders
     count bytes and look up seqs one after the other, on either backend.
     """
     lock_run(session, run_id)
@@ -184,8 +184,8 @@ def log_text(session: Session, run_id: int) -> str:
 def save_log_artifact(session: Session, artifact_root: Path, run_id: int) -> bool:
     """Keep the run's log as its ``logs.txt`` artifact (:data:`ml.artifacts.LOGS`);
     False when it has no lines."""
+    from core.store.artifacts import save_artifact
     from ml import artifacts
-    from server.store.artifacts import save_artifact
 
     text = log_text(session, run_id)
     if not text:

@@ -13,9 +13,9 @@ from typing import BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.store.models import Artifact
+from core.store.runs import lock_run
 from neuroreg.names import ARTIFACT_NAME_MAX, ARTIFACT_NAME_PATTERN, artifact_name_problem
-from server.store.models import Artifact
-from server.store.runs import lock_run
 
 # one definition with the client's, which checks a name before it builds a URL with it
 NAME_PATTERN, NAME_MAX = ARTIFACT_NAME_PATTERN, ARTIFACT_NAME_MAX
@@ -97,7 +97,7 @@ def _staged(target: Path) -> Iterator[tuple[BinaryIO, str]]:
 def _install(session: Session, tmp: str, target: Path, *, run_id: int, name: str,
              relative: str, media_type: str, size: int, sha256: str) -> Artifact:
     """Move the written file over ``target`` and create or update its row, the run locked
-    (:func:`~server.store.runs.lock_run`) until the caller commits: of two saves of one
+    (:func:`~core.store.runs.lock_run`) until the caller commits: of two saves of one
     name at once, one makes the row and the other updates it, and the file on disk is
     the one the row describes."""
     lock_run(session, run_id)

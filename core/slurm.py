@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.settings import Settings
+from core.settings import Settings
 
 JOB_NAME = "neuroreg-worker"
 # the settings a worker needs, passed to each job as they are where `slurm up` runs
@@ -292,7 +292,7 @@ def job_status(session: Any, folder: Path) -> list[dict[str, Any]]:
     ``worker`` names the job it runs in)."""
     from sqlalchemy import select
 
-    from server.store.models import Run, RunStatus
+    from core.store.models import Run, RunStatus
 
     jobs = recorded_jobs(folder)
     states = squeue([j["job_id"] for j in jobs])

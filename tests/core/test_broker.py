@@ -1,5 +1,5 @@
 """The embedded queue is first in, first out: across kombu's digit boundary, across a
-restart, and with the clock set back (server/broker.py)."""
+restart, and with the clock set back (core/broker.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 from celery import Celery
 from kombu import Connection
 
-from server.broker import WIDTH, adopt_legacy
-from server.queue import make_celery
-from server.settings import Settings
+from core.broker import WIDTH, adopt_legacy
+from core.queue import make_celery
+from core.settings import Settings
 
 
 def _consume(app: Celery, transport: str | None = None) -> list[int]:

@@ -9,7 +9,7 @@ else ``<data_dir>/secret.key``, made on first use, readable by the service's use
 What is sealed is the key HMAC-SHA256 uses for the secret (:func:`hmac_key`), which signs
 exactly as the secret does and fits the column at any secret length. Rows written before
 sealing hold the secret itself; they keep working and are sealed when the API starts
-(:func:`server.store.webhooks.seal_plaintext_secrets`).
+(:func:`core.store.webhooks.seal_plaintext_secrets`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from server.settings import Settings
+from core.settings import Settings
 
 SEALED = "fernet "
 """What a sealed value starts with. It has a space, which no secret a member gives may

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from server.kinds import HELD
-from server.store.db import migrate, session_scope
-from server.store.models import Role, Run, RunStatus, utcnow
-from server.store.runs import beat, create_run, get_run, reap, start_run
-from server.store.users import create_user
+from core.kinds import HELD
+from core.store.db import migrate, session_scope
+from core.store.models import Role, Run, RunStatus, utcnow
+from core.store.runs import beat, create_run, get_run, reap, start_run
+from core.store.users import create_user
 
 
 def _runs(url: str, *kinds: str) -> list[int]:

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from server.store.db import begin_write
-from server.store.models import MAX_ID, Artifact, Run, RunStatus, RunTag, User, utcnow
-from server.store.webhooks import queue_run_event
+from core.store.db import begin_write
+from core.store.models import MAX_ID, Artifact, Run, RunStatus, RunTag, User, utcnow
+from core.store.webhooks import queue_run_event
 
 
 class NotFound(LookupError):
@@ -91,13 +91,13 @@ def list_runs(
 ) -> tuple[Sequence[Run], int]:
     """Newest first (or ``oldest``, or by ``name``); returns the page and the total
     matching count. ``top_level`` leaves out runs a study made (they have a parent).
-    ``q`` is a query (:mod:`server.store.query`); ``sort`` a config or metric field
+    ``q`` is a query (:mod:`core.store.query`); ``sort`` a config or metric field
     (``config.alpha``, ``metrics.test_acc.max``), runs without it last, then ``order``.
 
     Raises:
         QueryError: for a query or sort field that cannot be compiled.
     """
-    from server.store.query import compile_query, sort_key
+    from core.store.query import compile_query, sort_key
 
     dialect = session.get_bind().dialect.name
     query = select(Run)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from server.store.models import Run
+from core.store.models import Run
 
 
 def set_provenance(session: Session, run_id: int, provenance: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """Webhooks: a member's URLs, and the outbox of deliveries to them.
 
 A notification is never lost: every path that moves a run to a finished status (a
-worker's or an external script's :func:`~server.store.runs.finish_run`, a cancel, the
+worker's or an external script's :func:`~core.store.runs.finish_run`, a cancel, the
 reaper giving up on a run, a study finishing with its last child) calls
 :func:`queue_run_event` in the transaction that moved it, which writes one pending
 delivery per matching hook of the run's owner. The dispatcher (:mod:`server.webhooks`)
@@ -10,7 +10,7 @@ one delivery twice, and records each attempt here: an outcome a member may read
 (:data:`NOT_PUBLIC`, :func:`not_delivered`, ``HTTP <status>``), never how a connection
 failed.
 
-Secrets are kept sealed (:mod:`server.secretbox`): the database alone does not give them.
+Secrets are kept sealed (:mod:`core.secretbox`): the database alone does not give them.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any, Literal, get_args
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
-from server.secretbox import SecretBox, is_sealed
-from server.store.db import begin_write
-from server.store.models import (
+from core.secretbox import SecretBox, is_sealed
+from core.store.db import begin_write
+from core.store.models import (
     MAX_ID,
     DeliveryStatus,
     Role,

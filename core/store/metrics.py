@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from server.store import rollups
-from server.store.models import Metric, MetricBucket
-from server.store.runs import lock_run
+from core.store import rollups
+from core.store.models import Metric, MetricBucket
+from core.store.runs import lock_run
 
 # a (key, step, value, wall_time) tuple; wall_time None means "now"
 Point = tuple[str, int, float, float | None]
@@ -36,7 +36,7 @@ def insert_points(session: Session, run_id: int, points: Sequence[Point]) -> Non
     recorder both call it, so re-sent points are no-ops everywhere. It talks to the
     driver directly — the ORM's per-row bookkeeping cost 4x on SQLite (bench/ingest).
 
-    The run is locked first (:func:`~server.store.runs.lock_run`): a rollup is recounted
+    The run is locked first (:func:`~core.store.runs.lock_run`): a rollup is recounted
     from the points its writer sees, and on PostgreSQL two batches into one bucket at once
     each saw only their own, the later upsert losing the other's points.
     """
@@ -108,7 +108,7 @@ def read_series(session: Session, run_id: int, key: str, *, max_points: int) -> 
     Reduction is min/max decimation: the steps are cut into ``max_points // 2``
     equal buckets and each bucket returns its minimum and its maximum point, so a
     one-step spike survives any amount of downsampling. Long series are reduced from
-    their rollups (``server/store/rollups.py``), shorter ones from the raw points in
+    their rollups (``core/store/rollups.py``), shorter ones from the raw points in
     SQL. Wall times are returned only for series that come back whole.
     """
     lo, hi, total = rollups.summary(session, run_id, key)

@@ -13,7 +13,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from server.settings import owner_only, private_dir, private_file
+from core.settings import owner_only, private_dir, private_file
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 

@@ -10,16 +10,16 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from server.store.db import engine_for, migrate, session_scope
-from server.store.metrics import (
+from core.store.db import engine_for, migrate, session_scope
+from core.store.metrics import (
     binned_means,
     insert_points,
     latest_values,
     read_series,
     summarize_keys,
 )
-from server.store.models import Base, Role, RunStatus
-from server.store.runs import (
+from core.store.models import Base, Role, RunStatus
+from core.store.runs import (
     NotFound,
     cancel_run,
     create_run,
@@ -27,7 +27,7 @@ from server.store.runs import (
     list_runs,
     start_run,
 )
-from server.store.users import create_user, ensure_admin, issue_token, revoke_token, user_for_token
+from core.store.users import create_user, ensure_admin, issue_token, revoke_token, user_for_token
 from tests.concurrently import at_once
 
 
@@ -106,7 +106,7 @@ def test_run_status_transitions_and_cancel_wins(db_url: str) -> None:
     with session_scope(db_url) as s:
         assert start_run(s, run_id)
     with session_scope(db_url) as s:
-        from server.store.runs import get_run
+        from core.store.runs import get_run
 
         cancel_run(s, get_run(s, run_id))
     with session_scope(db_url) as s:
@@ -163,7 +163,7 @@ def test_tokens_are_hashed_and_revocable(db_url: str) -> None:
 def test_rollups_match_a_recount_after_out_of_order_and_resent_batches(db_url: str) -> None:
     from sqlalchemy import text
 
-    from server.store.rollups import BUCKET, _aggregate
+    from core.store.rollups import BUCKET, _aggregate
 
     run_id = _run(db_url)
     rng = np.random.default_rng(1)
@@ -188,7 +188,7 @@ def test_rollups_match_a_recount_after_out_of_order_and_resent_batches(db_url: s
 def test_train_runs_stored_before_stimulus_norm_read_as_trained_shared(db_url: str) -> None:
     import sqlalchemy as sa
 
-    from server.store.models import Run
+    from core.store.models import Run
 
     # the schema before the field (PostgreSQL's database is shared by the session and
     # at head already: migrate goes back down to 0003)
@@ -227,7 +227,7 @@ def test_rollups_match_a_recount_after_batches_written_at_once(db_url: str) -> N
     upsert lost the others' (1024 points counted as 128)."""
     from sqlalchemy import text
 
-    from server.store.rollups import _aggregate
+    from core.store.rollups import _aggregate
 
     run_id = _run(db_url)
     keys = ("a", "b", "c")  # a round of writes each: one may by chance not interleave
@@ -252,7 +252,7 @@ def test_one_name_saved_at_once_is_one_artifact_whose_file_it_describes(
         db_url: str, tmp_path: Path) -> None:
     """Eight saves of one name at once: one row (none fails on (run, name)), and the
     file on disk is the one whose size and sha256 the row has."""
-    from server.store.artifacts import list_artifacts, resolve, save_artifact
+    from core.store.artifacts import list_artifacts, resolve, save_artifact
 
     run_id = _run(db_url)
     bodies = [bytes([w]) * (100_000 + w) for w in range(8)]
@@ -273,7 +273,7 @@ def test_one_name_saved_at_once_is_one_artifact_whose_file_it_describes(
 
 def test_tags_set_at_once_are_set_once(db_url: str) -> None:
     """On PostgreSQL two retags at once each deleted nothing, then both inserted."""
-    from server.store.runs import get_run, set_tags, tags_of
+    from core.store.runs import get_run, set_tags, tags_of
 
     run_id = _run(db_url)
 

@@ -1,6 +1,6 @@
 """Users and API tokens. Only a token's sha256 is stored.
 
-Every change here is recorded in the audit trail (:mod:`server.store.audit`) in the same
+Every change here is recorded in the audit trail (:mod:`core.store.audit`) in the same
 transaction; ``actor`` is the user who made it (None: the service itself).
 """
 
@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from server.store import audit
-from server.store.db import begin_write
-from server.store.models import ApiToken, Role, Run, RunStatus, User, utcnow
-from server.store.runs import cancel_run
+from core.store import audit
+from core.store.db import begin_write
+from core.store.models import ApiToken, Role, Run, RunStatus, User, utcnow
+from core.store.runs import cancel_run
 
 
 class LastAdmin(Exception):

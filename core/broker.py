@@ -16,7 +16,7 @@ are renamed, once, to the same width (their order among themselves kept), so the
 ahead of newer ones.
 
 Used when ``NEUROREG_BROKER_URL`` is the embedded default (``filesystem://``):
-:func:`server.queue.celery_config` sets ``broker_transport`` to this module's Transport.
+:func:`core.queue.celery_config` sets ``broker_transport`` to this module's Transport.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.utils.json import dumps
 
-from server.settings import owner_only
+from core.settings import owner_only
 
 WIDTH = 20  # digits of a sequence number: time_ns() has 19 until the year 2286
 SEQUENCE_FILE = ".sequence"

@@ -43,7 +43,7 @@ from sqlalchemy import (
     true,
 )
 
-from server.store.models import MAX_ID, Metric, MetricBucket, Run, RunStatus, RunTag, User
+from core.store.models import MAX_ID, Metric, MetricBucket, Run, RunStatus, RunTag, User
 
 FIELDS_HELP = ("config.<path>, metrics.<key>[.last|.min|.max], tag, owner, kind, status, "
                "parent, name, id, created, started, finished")

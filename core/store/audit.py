@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.store.models import AuditEvent, User
+from core.store.models import AuditEvent, User
 
 
 def record(session: Session, actor: User | None, action: str, target_kind: str,

@@ -1,6 +1,6 @@
 """The Celery app's configuration, shared by the API (which only sends) and the worker.
 
-The embedded default uses kombu's filesystem transport, through :mod:`server.broker`
+The embedded default uses kombu's filesystem transport, through :mod:`core.broker`
 (first in, first out across restarts): messages are files under ``<data_dir>/broker``,
 so a worker needs no server. (The SQLAlchemy transport also
 works without a server but warns of deprecations under SQLAlchemy 2.1 and polls the
@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery
 
-from server.settings import Settings, private_dir
+from core.settings import Settings, private_dir
 
 TASK_QUEUES = ("gpu", "cpu")
 
@@ -34,7 +34,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         control_dir = settings.broker_dir / "control"
         for d in (queue_dir, control_dir):
             private_dir(d)
-        config["broker_transport"] = "server.broker:Transport"
+        config["broker_transport"] = "core.broker:Transport"
         config["broker_transport_options"] = {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),

@@ -1,9 +1,9 @@
-"""Alembic environment: runs on the connection that ``server.store.db.migrate`` passes."""
+"""Alembic environment: runs on the connection that ``core.store.db.migrate`` passes."""
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from server.store.models import Base
+from core.store.models import Base
 
 config = context.config
 connection = config.attributes.get("connection")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.store.runs import NotFound
+from core.store.runs import NotFound
 
 FIELD = "config.recording"
 

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from core import inputs
 from ml import presets
 from ml.evaluate.run import EvaluateConfig
 from ml.neural.pipeline import SimilarityConfig
 from ml.study import StudyConfig
 from ml.train import TrainConfig
-from server import inputs
 
 
 @dataclass(frozen=True)
