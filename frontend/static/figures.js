@@ -1,6 +1,7 @@
 // Plotly with two more buttons on every figure: SVG (Plotly's client-side export) and
 // the figure's data as CSV. PNG is Plotly's own camera button.
 import { el } from "./api.js";
+import { translucent } from "./palette.js";
 
 // A member's text (a run name, a metric key, a config key or value, a tag) as Plotly text:
 // Plotly reads a subset of HTML in trace names, titles, hover text and tick labels (<a href>
@@ -94,7 +95,9 @@ const turn = () => new Promise((resolve) => {
 // - a horizontal legend at the foot of the figure, below the x-axis title (not over it);
 // - axes that make room for their labels, decade ticks on log axes, four significant
 //   digits on hover, and a flat series on a range around its value (not plotly's ±1);
-// - the toolbar on hover only, upright at the right edge, away from the title.
+// - the toolbar on hover only, upright at the right edge, away from the title;
+// - and, from the helpers below and palette.js, one colour per condition on every page,
+//   one way to draw a mean ± SEM band, a legend entry and an axis title.
 function styled(div, layout, data = []) {
   const out = { margin: { t: 46, r: 34, b: 45, l: 55 },
     legend: { orientation: "h", yref: "container", y: 0, yanchor: "bottom" },
@@ -214,6 +217,39 @@ function keyboardModebar(div) {
     });
   }
 }
+
+// The pieces every page's figures are built from, so a band, a legend entry or an axis
+// looks the same wherever it is drawn.
+
+// A mean as a line and its ± SEM as a shaded band of the line's colour around it (one
+// closed polygon, outside the legend and the hover): one legend entry hides or shows both.
+// `extra` goes on the line (customdata, text, hovertemplate, mode…).
+export function band(x, mean, sem, { name, color, dash = "solid", ...extra }) {
+  const upper = mean.map((m, i) => m + sem[i]);
+  const lower = mean.map((m, i) => m - sem[i]);
+  return [
+    { x: [...x, ...[...x].reverse()], y: [...upper, ...lower.reverse()], type: "scatter",
+      mode: "lines", fill: "toself", fillcolor: translucent(color), line: { width: 0, color },
+      hoverinfo: "skip", showlegend: false, legendgroup: name, name: `${name} ± SEM` },
+    { x, y: mean, name, legendgroup: name, type: "scatter",
+      mode: x.length < 60 ? "lines+markers" : "lines", line: { color, dash }, ...extra },
+  ];
+}
+
+// One legend entry per key however many traces (subplots, α points) carry it:
+// `const entry = legendOnce(); {...trace, ...entry(condition)}`
+export function legendOnce() {
+  const shown = new Set();
+  return (key) => {
+    const first = !shown.has(key);
+    shown.add(key);
+    return { legendgroup: key, showlegend: first };
+  };
+}
+
+// An axis with its title (text as Plotly text: a member's key goes through plain() first);
+// styled() adds the margins, hover digits and log ticks.
+export const axis = (title, extra = {}) => ({ title: { text: title }, ...extra });
 
 export function chartDiv(title, id) {
   return el("div", { class: "chart", "data-title": title, id: id || `chart-${slug(title)}`,
