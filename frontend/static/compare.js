@@ -3,13 +3,12 @@
 // fields against final metrics, and a scatter of any two fields.
 // /compare?runs=3,5,8&q=…&key=loss&group=config.target&dims=…&x=…&y=…
 import { AuthError, el, getJSON, withLogin } from "./api.js";
-import { chartDiv, plain, plot, plotly } from "./figures.js";
+import { axis, band, chartDiv, plain, plot, plotly } from "./figures.js";
+import { conditionColour, dashOf, seriesColours, symbolOf } from "./palette.js";
 
 const MAX_RUNS = 500;       // the runs one comparison reads (one page of GET /api/runs)
 const MAX_OVERLAID = 40;    // runs drawn one by one (more: group them)
 const MAX_DIFFED = 20;      // columns of the config diff
-const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-  "#7f7f7f", "#bcbd22", "#17becf"];
 
 // config.a.b → value, every leaf of a run's config (lists as JSON)
 function flatten(obj, prefix = "", out = {}) {
@@ -48,21 +47,42 @@ function drawDiff(host, runs) {
         ...flat.map((f) => el("td", { class: f[k] !== flat[0][k] ? "differs" : "" }, text(f[k])))))))));
 }
 
-// A group's mean as a line and its SEM as a band around it (one closed polygon)
-function bandTraces(row, name, color) {
-  const upper = row.mean.map((m, i) => m + row.sem[i]);
-  const lower = row.mean.map((m, i) => m - row.sem[i]);
-  return [
-    { x: [...row.steps, ...[...row.steps].reverse()], y: [...upper, ...lower.reverse()],
-      type: "scatter", mode: "lines", fill: "toself", fillcolor: `${color}33`,
-      line: { width: 0, color }, hoverinfo: "skip", showlegend: false, legendgroup: name, name: `${plain(name)} ± SEM` },
-    { x: row.steps, y: row.mean, type: "scatter", mode: "lines", line: { color, width: 2 },
-      name: plain(name), legendgroup: name, customdata: row.n_at,
-      hovertemplate: "%{fullData.name}<br>step %{x}: %{y:.4g} (n=%{customdata})<extra></extra>" },
-  ];
-}
+// A group's mean as a line and its SEM as a band around it, in the group's style
+const groupBand = (row, name, style) => band(row.steps, row.mean, row.sem, {
+  name: plain(name), color: style.color, dash: style.dash, mode: "lines", customdata: row.n_at,
+  hovertemplate: "%{fullData.name}<br>step %{x}: %{y:.4g} (n=%{customdata})<extra></extra>" });
 
 const groupName = (group) => Object.entries(group).map(([k, v]) => `${k.replace(/^config\./, "")}=${label(v)}`).join(", ");
+
+// Each group's colour, dash and marker symbol, the same in the overlay and the scatter.
+// Grouped by config.target, a group is a condition: its colour is the condition's on every
+// page (palette.js), and its other fields (α…) take one dash or symbol each, in order,
+// smallest first, as on a study's figures. Other groups take Plotly's colours in turn.
+const CONDITION = "config.target";
+const order = (a, b) => (typeof a === "number" && typeof b === "number" ? a - b
+  : label(a).localeCompare(label(b)));
+function groupStyles(groups) {
+  const next = seriesColours();
+  const rest = (g) => Object.entries(g).filter(([k]) => k !== CONDITION).map(([, v]) => v);
+  const variants = new Map();  // condition → its groups' other values, smallest first
+  for (const g of groups.filter((x) => CONDITION in x)) {
+    const c = label(g[CONDITION]);
+    if (!variants.has(c)) variants.set(c, []);
+    const vs = variants.get(c);
+    if (!vs.some((v) => JSON.stringify(v) === JSON.stringify(rest(g)))) vs.push(rest(g));
+  }
+  for (const vs of variants.values()) vs.sort((a, b) => a.map((v, i) => order(v, b[i])).find((d) => d) || 0);
+  const styles = new Map();
+  for (const g of groups) {
+    const name = groupName(g);
+    if (styles.has(name)) continue;
+    if (!(CONDITION in g)) { styles.set(name, { color: next(name), dash: "solid", symbol: "circle" }); continue; }
+    const c = label(g[CONDITION]);
+    const k = variants.get(c).findIndex((v) => JSON.stringify(v) === JSON.stringify(rest(g)));
+    styles.set(name, { color: conditionColour(c), dash: dashOf(k), symbol: symbolOf(k) });
+  }
+  return (name) => styles.get(name) || { color: next(name), dash: "solid", symbol: "circle" };
+}
 
 // Parallel coordinates: one line per run through each chosen field; text fields become
 // categorical axes; the last field colours the lines. Runs missing a field are left out.
@@ -85,8 +105,8 @@ function parcoordsTrace(runs, values, dims) {
 // a field's value on an axis: numbers as they are, text as Plotly text
 const axisValue = (v) => (typeof v === "string" ? plain(v) : v);
 
-// A scatter of two fields; text values on categorical axes; one colour per group
-function scatterTraces(runs, values, x, y, groupOf, colorOf) {
+// A scatter of two fields; text values on categorical axes; each group in its style
+function scatterTraces(runs, values, x, y, groupOf, styleOf) {
   const have = runs.filter((r) => (values[r.id] || {})[x] != null && (values[r.id] || {})[y] != null);
   const byGroup = new Map();
   for (const r of have) {
@@ -96,7 +116,7 @@ function scatterTraces(runs, values, x, y, groupOf, colorOf) {
   }
   const traces = [...byGroup].sort(([a], [b]) => a.localeCompare(b)).map(([g, rs]) => ({
     type: "scatter", mode: "markers", name: plain(g || "runs"), showlegend: Boolean(g),
-    marker: { size: 9, color: colorOf(g), opacity: 0.85 },
+    marker: { size: 9, color: styleOf(g).color, symbol: styleOf(g).symbol, opacity: 0.85 },
     x: rs.map((r) => axisValue(values[r.id][x])), y: rs.map((r) => axisValue(values[r.id][y])),
     text: rs.map((r) => plain(`#${r.id} ${r.name || ""}`)),
     hovertemplate: `%{text}<br>${plain(x)}: %{x}<br>${plain(y)}: %{y}<extra></extra>` }));
@@ -197,19 +217,22 @@ withLogin(async () => {
       }
     }
 
-    // one colour per group, the same in the overlay and the scatter
-    const colors = new Map();
-    const colorOf = (g) => {
-      if (!colors.has(g)) colors.set(g, COLORS[colors.size % COLORS.length]);
-      return colors.get(g);
-    };
+    // each group's values, and its style: the same in the overlay and the scatter
+    const groupValues = (r) => Object.fromEntries(by.map((b) => [b,
+      b.startsWith("config.") ? b.split(".").slice(1).reduce((v, p) => (v && typeof v === "object" ? v[p] : undefined), r.config)
+        : b === "tag" ? r.tags.join("+") : b === "owner" ? r.owner : r[b]]));
+    const groupOf = (r) => (by.length ? groupName(groupValues(r)) : "");
+    let styleOf = groupStyles(by.length ? runs.map(groupValues) : []);
     // the overlay: each group's mean ± SEM, or each run
     let traces = [];
     if (by.length) {
       try {
         const curves = await getJSON(`/api/run-groups/curves?${new URLSearchParams([
           ...by.map((b) => ["by", b]), ["key", key], ["q", where], ["max_runs", MAX_RUNS]])}`);
-        curves.groups.forEach((g) => { if (g.steps.length) traces.push(...bandTraces(g, `${groupName(g.group)} (n=${g.n})`, colorOf(groupName(g.group)))); });
+        styleOf = groupStyles([...runs.map(groupValues), ...curves.groups.map((g) => g.group)]);
+        curves.groups.forEach((g) => {
+          if (g.steps.length) traces.push(...groupBand(g, `${groupName(g.group)} (n=${g.n})`, styleOf(groupName(g.group))));
+        });
         status.textContent = `${runs.length} runs in ${curves.groups.length} groups by ${by.join(", ")}; `
           + `lines are the mean over each group's runs, bands ± SEM${curves.bin_steps > 1 ? `, in bins of ${curves.bin_steps} steps` : ""}`;
       } catch (err) {
@@ -232,25 +255,22 @@ withLogin(async () => {
     }
     keys.replaceChildren(...[...known].sort().map((k) => el("option", { value: k })));
     overlay.dataset.title = by.length ? `${key} by ${by.join(", ")}: mean ± SEM` : `${key}: ${runs.length} runs`;
-    plot(overlay, traces, { title: { text: plain(overlay.dataset.title) }, xaxis: { title: { text: "step" } },
-      yaxis: { title: { text: plain(key) } } });
+    plot(overlay, traces, { title: { text: plain(overlay.dataset.title) }, xaxis: axis("step"),
+      yaxis: axis(plain(key)) });
     drawDiff(diff, runs);
     drawProvenance(provenance, runs).catch(console.error);
 
-    const groupOf = (r) => by.length ? groupName(Object.fromEntries(by.map((b) => [b,
-      b.startsWith("config.") ? b.split(".").slice(1).reduce((v, p) => (v && typeof v === "object" ? v[p] : undefined), r.config)
-        : b === "tag" ? r.tags.join("+") : b === "owner" ? r.owner : r[b]]))) : "";
     const par = parcoordsTrace(runs, values, dims);
     parNote.textContent = dims.length < 2 ? "Name two or more fields to draw parallel coordinates."
       : `${par.used} of ${runs.length} runs have every field (${dims.join(", ")}); drag along an axis to pick a range.`;
     parcoords.dataset.title = `${dims.length} fields of ${par.used} runs`;
     if (dims.length >= 2) plot(parcoords, [par.trace], { title: { text: parcoords.dataset.title }, margin: { t: 70, l: 70, r: 90, b: 60 } });
-    const sc = scatterTraces(runs, values, x, y, groupOf, colorOf);
+    const sc = scatterTraces(runs, values, x, y, groupOf, styleOf);
     scatterNote.textContent = `${sc.used} of ${runs.length} runs have ${x} and ${y}`;
     scatter.dataset.title = `${y} against ${x}`;
     const text = sc.traces.some((t) => t.x.some((v) => typeof v !== "number"));
     plot(scatter, sc.traces, { title: { text: plain(scatter.dataset.title) },
-      xaxis: { title: { text: plain(x) }, ...(text ? { type: "category" } : {}) }, yaxis: { title: { text: plain(y) } } });
+      xaxis: axis(plain(x), text ? { type: "category" } : {}), yaxis: axis(plain(y)) });
   };
   form.addEventListener("submit", (ev) => { ev.preventDefault(); draw().catch(console.error); });
   const first = draw();
