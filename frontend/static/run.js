@@ -1,5 +1,5 @@
 import { api, el, fieldLabels, fmt, getJSON, when, withLogin } from "./api.js";
-import { chartIn, plain, plot, plotly } from "./figures.js";
+import { axis, chartIn, plain, plot, plotly } from "./figures.js";
 import { drawProvenance, drawSystem, followLogs } from "./runlogs.js";
 import { drawPairs, drawScores, drawSimilarity, drawTargets } from "./similarity.js";
 
@@ -90,9 +90,8 @@ async function drawCharts(run, series) {
     div.dataset.points = traces.reduce((sum, t) => sum + t.x.length, 0);
     return plot(div, traces, {
       title: { text: plain(title) },  // a chart of its own is titled by a key the run logged
-      xaxis: { title: { text: xTitle(title) },  // log ticks at 1, 2, 5 per decade
-        ...(title.includes("attack budget") ? { type: "log" } : {}) },
-      ...(title.startsWith("γ") ? { yaxis: { range: [0, 1], title: { text: "γ_k" } } } : {}),
+      xaxis: axis(xTitle(title), title.includes("attack budget") ? { type: "log" } : {}),
+      ...(title.startsWith("γ") ? { yaxis: axis("γ_k", { range: [0, 1] }) } : {}),
       uirevision: title,
     });
   }));
@@ -179,7 +178,7 @@ async function drawRecord(norms) {
       colorbar: { title: { text: "accuracy" }, thickness: 12 },
       hovertemplate: "%{y}, severity %{x}: %{z:.3f}<extra></extra>" }],
     { title: { text: "Accuracy under corruptions (CIFAR-10-C's, per severity)" },
-      xaxis: { title: { text: "severity" }, type: "category" },
+      xaxis: axis("severity", { type: "category" }),
       yaxis: { autorange: "reversed", automargin: true, type: "category" } });
   }
   document.getElementById("record-tables").replaceChildren(...tables);

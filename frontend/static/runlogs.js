@@ -1,7 +1,7 @@
 // The run page's log (followed while the run runs), its System figure and its provenance.
 // Log lines are text: every one goes in through a text node, never as HTML.
 import { el, getJSON } from "./api.js";
-import { chartIn, plot } from "./figures.js";
+import { axis, chartIn, plot } from "./figures.js";
 
 const PAGE = 2000;
 const MAX_SHOWN = 20000;  // lines kept in the page; older ones leave the top (logs.txt has all)
@@ -69,13 +69,12 @@ export async function drawSystem(runId) {
   const gap = 0.06;
   const h = (1 - gap * (n - 1)) / n;
   const layout = { title: { text: fig.title }, uirevision: "system",
-    xaxis: { type: "date", title: { text: "time (UTC)" }, anchor: `y${n === 1 ? "" : n}` } };
+    xaxis: axis("time (UTC)", { type: "date", anchor: `y${n === 1 ? "" : n}` }) };
   const traces = [];
   fig.panels.forEach((p, i) => {
-    const axis = i === 0 ? "yaxis" : `yaxis${i + 1}`;
     const top = 1 - i * (h + gap);
-    layout[axis] = { title: { text: `${p.title} (${p.y_title})` }, domain: [top - h, top],
-      rangemode: "tozero" };
+    layout[i === 0 ? "yaxis" : `yaxis${i + 1}`] = axis(`${p.title} (${p.y_title})`,
+      { domain: [top - h, top], rangemode: "tozero" });
     for (const t of p.traces) {
       traces.push({ x: t.x, y: t.y, name: `${p.title}: ${t.name}`, type: "scatter",
         mode: t.x.length < 60 ? "lines+markers" : "lines", yaxis: i === 0 ? "y" : `y${i + 1}`,

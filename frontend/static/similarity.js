@@ -1,7 +1,7 @@
 // Fig. 1 of the paper from a similarity run's figures.json: S_oracle and S_model in one
 // shared clustering order and colour scale, fluctuation histograms, data/model scatter.
 import { api, artifactNames, el } from "./api.js";
-import { chartDiv, chartIn, plot, plotly } from "./figures.js";
+import { axis, chartDiv, chartIn, plot, plotly } from "./figures.js";
 
 const MARGIN = { t: 40, r: 10, b: 40, l: 50 };
 
@@ -41,7 +41,7 @@ export async function drawSimilarity(runId) {
         zmin: -lim, zmax: lim, name: `${name} ${scan}` }], {
         title: { text: `${name}, ${scan}`, subtitle: { text: "oracle images, clustered order" } },
         margin: MARGIN,
-        xaxis: { title: { text: "image (clustered order)" } },
+        xaxis: axis("image (clustered order)"),
         yaxis: { autorange: "reversed" },
       });
     });
@@ -54,7 +54,7 @@ export async function drawSimilarity(runId) {
     { x: centres(fl.repeat), y: fl.repeat.counts.map((c) => c / Math.max(fl.repeat.n, 1)),
       type: "bar", name: `ΔS repeat (sd ${fl.repeat.sd.toFixed(3)})`, opacity: 0.7 },
   ], { title: { text: "Scan vs repeat fluctuations (Fig. 1C)", subtitle: { text: "ΔS across scans and across repeats (Eq. 4, 5)" } },
-       barmode: "overlay", margin: MARGIN, yaxis: { title: { text: "fraction" } } });
+       barmode: "overlay", margin: MARGIN, yaxis: axis("fraction") });
   const sc = fig.scatter;
   // 95 % bootstrap intervals over stimuli (and neurons) and S_oracle's noise ceiling,
   // when the run measured them (ml/neural/uncertainty.py)
@@ -73,7 +73,7 @@ export async function drawSimilarity(runId) {
     { x: sc.model.oracle, y: sc.model.model, mode: "markers", type: "scatter",
       name: `S_model, r = ${sc.model.r.toFixed(2)}${ci("r_model_oracle")}`, marker: { size: 3, opacity: 0.5 } },
   ], { title: { text: "Trials and model vs S_oracle (Fig. 1D)", subtitle: { text: sub } }, margin: MARGIN,
-       xaxis: { title: { text: "S_oracle" } } });
+       xaxis: axis("S_oracle") });
   plot(panel("fig-neurons", "neurons"), [
     { x: centres(fig.snr), y: fig.snr.counts, type: "bar", name: "SNR weight w_a (Eq. 1)" },
     { x: centres(fig.v), y: fig.v.counts, type: "bar", name: "prediction r v_a", xaxis: "x2",
@@ -152,7 +152,7 @@ export async function drawMatrix(div, view) {
     await plot(div, [{ z: m.z, x: c, y: c, type: "heatmap", colorscale: "RdBu", name: v.title,
       reversescale: true, zmin: -lim, zmax: lim }], {
       title: { text: `${v.title}${sub(`${m.n} stimuli · ${m.exact ? "exact" : "block means; zoom in for exact cells"}${v.note ? ` · ${v.note}` : ""}`)}` },
-      margin: { ...MARGIN, t: 62 }, xaxis: { title: { text: "stimulus (shared order)" } },
+      margin: { ...MARGIN, t: 62 }, xaxis: axis("stimulus (shared order)"),
       yaxis: { autorange: "reversed" } });
     div.dataset.exact = m.exact ? "1" : "0";
     div.dataset.n = m.n;
