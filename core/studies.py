@@ -1,5 +1,6 @@
 """Studies: fan a grid out into train runs, an evaluate run after each finished train
-run, and finish the study when its last child finishes.
+run, and the study's outcome when its last child finishes (applied by
+:mod:`core.lifecycle`, the only code that changes a run's status).
 
 A study's children are runs with ``parent_id`` = the study; each train run reads the
 study's target run, each evaluate run reads its train run (``input_run_id``). The
@@ -17,16 +18,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.store.models import Run, RunStatus
-from core.store.runs import create_run, finish_run, get_run, set_progress
+from core.store.runs import create_run, set_progress
 from ml.study import StudyConfig, study_cells
 
 
 def children(session: Session, study: Run) -> Sequence[Run]:
     """The runs the study made: its owner's train and evaluate runs under it (the API
-    lets no one else attach a run to a study; rows from before it did are not counted)."""
+    lets no one else attach a run to a study; rows from before it did are not counted),
+    as the store holds them now (a status changed by an UPDATE in this transaction too)."""
     return session.execute(
         select(Run).where(Run.parent_id == study.id, Run.owner_id == study.owner_id,
                           Run.kind.in_(("train", "evaluate"))).order_by(Run.id)
+        .execution_options(populate_existing=True)
     ).scalars().unique().all()
 
 
@@ -47,46 +50,52 @@ def fan_out(session: Session, study: Run) -> list[Run]:
     return runs
 
 
-def advance(session: Session, run_id: int) -> list[Run]:
-    """After a child finished: queue the evaluation of a succeeded train run, and finish
-    the study once every child has finished. Returns the runs to enqueue."""
-    run = get_run(session, run_id)
-    if run.parent_id is None:
-        return []
-    study = get_run(session, run.parent_id)
-    if study.kind != "study" or study.status.finished:
-        return []
-    new: list[Run] = []
+@dataclasses.dataclass
+class Step:
+    """What a child's end means for its study: ``new`` runs to create (already added to
+    the session), and the study's ``outcome`` (status, result, error) once its last child
+    has finished. :mod:`core.lifecycle` applies it."""
+
+    study_id: int | None = None
+    new: list[Run] = dataclasses.field(default_factory=list)
+    outcome: tuple[RunStatus, dict[str, Any], str | None] | None = None
+
+
+def advance(session: Session, run_id: int) -> Step:
+    """After a child finished: create the evaluation of a succeeded train run, update the
+    study's progress, and say how the study ends once every child has finished. Called by
+    :mod:`core.lifecycle` on every end of a run, in its transaction."""
+    run = _fresh(session, run_id)
+    if run is None or run.parent_id is None or run.kind not in ("train", "evaluate"):
+        return Step()
+    study = _fresh(session, run.parent_id)
+    if study is None or study.kind != "study" or study.status.finished \
+            or run.owner_id != study.owner_id:
+        return Step()
+    step = Step(study_id=study.id)
     kids = list(children(session, study))
     if run.kind == "train" and run.status is RunStatus.succeeded and not any(
             k.kind == "evaluate" and k.input_run_id == run.id for k in kids):
         config = StudyConfig(**study.config)
         evaluate = dataclasses.replace(config.evaluate, train_run=run.id)
-        new.append(create_run(
+        step.new.append(create_run(
             session, owner=study.owner, kind="evaluate", name=f"{run.name}: evaluate",
             config=dataclasses.asdict(evaluate), parent_id=study.id, input_run_id=run.id))
-        kids += new
+        kids += step.new
     trains = [k for k in kids if k.kind == "train"]
     expected = len(trains) + sum(k.status is RunStatus.succeeded for k in trains)
     finished = [k for k in kids if k.status.finished]
     set_progress(session, study.id, len(finished) / max(2 * len(trains), 1),
                  f"{len(finished)}/{2 * len(trains)} runs finished")
-    if len(finished) == expected and not new:
+    if len(finished) == expected and not step.new:
         failed = [k.id for k in finished if k.status is not RunStatus.succeeded]
         result: dict[str, Any] = {"runs": len(kids), "failed": failed}
-        if failed:
-            finish_run(session, study.id, RunStatus.failed, result=result,
-                       error=f"{len(failed)} of {len(kids)} runs did not succeed: {failed}")
-        else:
-            finish_run(session, study.id, RunStatus.succeeded, result=result)
-    return new
+        step.outcome = (RunStatus.failed, result,
+                        f"{len(failed)} of {len(kids)} runs did not succeed: {failed}"
+                        ) if failed else (RunStatus.succeeded, result, None)
+    return step
 
 
-def cancel_children(session: Session, study: Run) -> list[Run]:
-    """Cancel the study's unfinished children; returns them."""
-    from core.store.runs import cancel_run
-
-    live = [k for k in children(session, study) if not k.status.finished]
-    for k in live:
-        cancel_run(session, k)
-    return live
+def _fresh(session: Session, run_id: int) -> Run | None:
+    return session.execute(select(Run).where(Run.id == run_id)
+                           .execution_options(populate_existing=True)).scalars().first()

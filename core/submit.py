@@ -11,9 +11,10 @@ from celery import Celery
 from sqlalchemy.orm import Session
 
 from core.kinds import KINDS
+from core.lifecycle import finish_run, start_run
 from core.queue import enqueue
 from core.store.models import Run, RunStatus, User
-from core.store.runs import create_run, finish_run, set_task_id, start_run
+from core.store.runs import create_run, set_task_id
 
 
 class EnqueueFailed(RuntimeError):

@@ -15,9 +15,9 @@ import threading
 from celery import Celery
 
 from core.kinds import HELD
+from core.lifecycle import reap
 from core.settings import Settings
 from core.store.db import session_scope
-from core.store.runs import reap
 from core.submit import enqueue_runs
 
 log = logging.getLogger("neuroreg.reaper")

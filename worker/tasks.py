@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from core.kinds import KINDS, Waiting
+from core.lifecycle import finish_run, release_run, start_run
 from core.settings import get_settings
 from core.store.db import session_scope
 from core.store.logs import save_log_artifact
 from core.store.models import RunStatus
-from core.store.runs import beat, find_run, finish_run, get_run, release_run, start_run
+from core.store.runs import beat, find_run, get_run
 from ml.recorder import Cancelled, Recorder
 from worker import shutdown
 from worker.app import celery_app, task
@@ -156,8 +157,9 @@ def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
                 _release(run_id, kind)
             elif waiting is None:
                 with session_scope(settings.db_url) as s:
-                    finish_run(s, run_id, status, error=error, result=result)
-                _advance_study(run_id)
+                    follow = [(r.id, r.kind) for r in
+                              finish_run(s, run_id, status, error=error, result=result)]
+                _enqueue(follow)  # a succeeded study child's evaluation
     if waiting is not None:
         _enqueue(waiting.children, waiting.packs)
         return {"run_id": run_id, "status": "running", "children": len(waiting.children)}
@@ -195,15 +197,6 @@ def _enqueue(runs: list[tuple[int, str]], packs: Sequence[list[int]] = ()) -> No
     for p in packs:
         enqueue_pack(celery_app, p)
     enqueue_runs(celery_app, get_settings().db_url, [r for r in runs if r[0] not in packed])
-
-
-def _advance_study(run_id: int) -> None:
-    """A study's child finished: queue what follows it (after commit)."""
-    from core.studies import advance
-
-    with session_scope(get_settings().db_url) as s:
-        follow = [(r.id, r.kind) for r in advance(s, run_id)]
-    _enqueue(follow)
 
 
 def _train_target(config: Any, recorder: Recorder) -> Any:
@@ -311,8 +304,9 @@ def _end_member(run_id: int, outcome: Any, settings: Any) -> str:
         status, error, result = RunStatus.succeeded, None, dataclasses.asdict(outcome)
     _keep_logs(settings, run_id)
     with session_scope(settings.db_url) as s:
-        finish_run(s, run_id, status, error=error, result=result)
-    _advance_study(run_id)
+        follow = [(r.id, r.kind) for r in finish_run(s, run_id, status, error=error,
+                                                    result=result)]
+    _enqueue(follow)
     return status.value
 
 

@@ -1,17 +1,16 @@
-"""Run records and their status transitions."""
+"""Run records: create, find, list, progress, tags, delete. A run's status changes only
+in :mod:`core.lifecycle`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.store.db import begin_write
 from core.store.models import MAX_ID, Artifact, Run, RunStatus, RunTag, User, utcnow
-from core.store.webhooks import queue_run_event
 
 
 class NotFound(LookupError):
@@ -129,109 +128,10 @@ def list_runs(
     return page.scalars().unique().all(), total
 
 
-def cancel_run(session: Session, run: Run) -> Run:
-    """Cancel a queued or running run; finished runs are left as they are."""
-    if not run.status.finished:
-        run.status = RunStatus.cancelled
-        run.finished_at = utcnow()
-        session.flush()
-        queue_run_event(session, run.id)
-    return run
-
-
-def start_run(session: Session, run_id: int, *, stale_after: float = 120.0,
-              worker: str | None = None) -> bool:
-    """queued → running, or running → running when its heartbeat is older than
-    ``stale_after`` seconds (a redelivered task whose worker died; pass 0 when the
-    caller knows that worker is dead). False when the run is finished or another
-    worker is alive on it. ``worker`` ("host:pid") is recorded."""
-    now = utcnow()
-    cutoff = now - timedelta(seconds=stale_after)
-    done: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-        update(Run)
-        .where(Run.id == run_id, or_(
-            Run.status == RunStatus.queued,
-            (Run.status == RunStatus.running)
-            & or_(Run.heartbeat_at.is_(None), Run.heartbeat_at <= cutoff)))
-        .values(status=RunStatus.running, started_at=now, heartbeat_at=now, error=None,
-                attempts=Run.attempts + 1, worker=worker)
-    )
-    return bool(done.rowcount)
-
-
 def beat(session: Session, run_id: int) -> None:
     """The worker running ``run_id`` is alive."""
     session.execute(update(Run).where(Run.id == run_id, Run.status == RunStatus.running)
                     .values(heartbeat_at=utcnow()))
-
-
-def reap(session: Session, *, stale_after: float, max_attempts: int,
-         kinds: Sequence[str]) -> list[Run]:
-    """Runs of ``kinds`` (those a worker holds while running) whose worker vanished
-    (running, heartbeat older than ``stale_after`` s): back to queued (returned, for the
-    caller to enqueue after commit), or failed after ``max_attempts`` starts. Such a run
-    never stays ``running`` without a live worker."""
-    cutoff = utcnow() - timedelta(seconds=stale_after)
-    stale = session.execute(
-        select(Run).where(Run.status == RunStatus.running, Run.kind.in_(list(kinds)),
-                          Run.heartbeat_at < cutoff)
-    ).scalars().unique().all()
-    requeue = []
-    for run in stale:
-        if run.attempts >= max_attempts:
-            values: dict[str, Any] = {
-                "status": RunStatus.failed, "finished_at": utcnow(),
-                "error": f"worker lost {run.attempts} times (no heartbeat for "
-                         f"{stale_after:g} s); giving up"}
-        else:
-            values = {"status": RunStatus.queued,
-                      "message": f"worker lost; requeued (attempt {run.attempts + 1})"}
-        done: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-            update(Run).where(Run.id == run.id, Run.status == RunStatus.running,
-                              Run.heartbeat_at < cutoff).values(**values))
-        if done.rowcount and values["status"] is RunStatus.queued:
-            requeue.append(run)
-        elif done.rowcount:
-            queue_run_event(session, run.id)
-    return requeue
-
-
-def release_run(session: Session, run_id: int, *, worker: str, message: str) -> bool:
-    """running → queued for a run its worker hands back (a SLURM job's end, a warm
-    shutdown): the start it used is not counted against ``max_attempts``. False when the
-    run was cancelled meanwhile or another worker holds it. The caller enqueues it."""
-    done: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-        update(Run).where(Run.id == run_id, Run.status == RunStatus.running,
-                          Run.worker == worker)
-        .values(status=RunStatus.queued, worker=None, heartbeat_at=None,
-                attempts=Run.attempts - 1, message=message[:200]))
-    return bool(done.rowcount)
-
-
-def finish_run(
-    session: Session,
-    run_id: int,
-    status: RunStatus,
-    *,
-    error: str | None = None,
-    result: dict[str, Any] | None = None,
-    finished_at: datetime | None = None,
-) -> None:
-    """Record the outcome unless the run was cancelled meanwhile (cancel wins); a change
-    of status queues the owner's webhooks in the same transaction. ``finished_at``: when
-    it ended, if earlier than now (an external run's script, synced later)."""
-    values: dict[str, Any] = {"status": status, "finished_at": finished_at or utcnow(),
-                              "error": error}
-    if result is not None:
-        values["result"] = result
-    if status is RunStatus.succeeded:
-        values["progress"] = 1.0
-    before = session.execute(select(Run.status).where(Run.id == run_id)).scalar_one_or_none()
-    done: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-        update(Run).where(Run.id == run_id, Run.status != RunStatus.cancelled).values(**values)
-    )
-    if done.rowcount and before is not status:
-        queue_run_event(session, run_id)
 
 
 def set_progress(session: Session, run_id: int, fraction: float, message: str) -> None:

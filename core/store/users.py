@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from core.lifecycle import cancel_run
 from core.store import audit
 from core.store.db import begin_write
 from core.store.models import ApiToken, Role, Run, RunStatus, User, utcnow
-from core.store.runs import cancel_run
 
 
 class LastAdmin(Exception):

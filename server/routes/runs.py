@@ -15,21 +15,13 @@ from sqlalchemy.exc import IntegrityError
 
 from core.inputs import check_inputs
 from core.kinds import KINDS, KindName
+from core.lifecycle import cancel_run, finish_run
 from core.queue import revoke
 from core.store import audit
 from core.store.artifacts import UnsafePath, resolve
 from core.store.models import MAX_ID, Run, RunStatus, User
-from core.store.runs import (
-    NotFound,
-    cancel_run,
-    delete_run,
-    find_run,
-    finish_run,
-    list_runs,
-    set_tags,
-)
-from core.studies import cancel_children
-from core.submit import EnqueueFailed, submit_run
+from core.store.runs import NotFound, delete_run, find_run, list_runs, set_tags
+from core.submit import EnqueueFailed, enqueue_runs, submit_run
 from server.deps import (
     CurrentUser,
     RunId,
@@ -416,8 +408,8 @@ def delete(run_id: RunId, session: SessionDep, user: CurrentUser, settings: Sett
 
 
 @router.post("/{run_id}/finish", responses=CONFLICT)
-def finish(run_id: RunId, body: RunFinish, session: SessionDep, user: CurrentUser,
-           settings: SettingsDep) -> RunPublic:
+def finish(run_id: RunId, body: RunFinish, request: Request, session: SessionDep,
+           user: CurrentUser, settings: SettingsDep) -> RunPublic:
     """End an external run (owner or admin); worker-run kinds end themselves. Its log
     becomes its logs.txt."""
     from core.store.logs import save_log_artifact
@@ -432,10 +424,11 @@ def finish(run_id: RunId, body: RunFinish, session: SessionDep, user: CurrentUse
             and body.finished_at < run.started_at:
         raise invalid(["body", "finished_at"], f"{body.finished_at.isoformat()} is before the "
                       f"run started ({run.started_at.isoformat()})", "before_start")
-    finish_run(session, run_id, RunStatus(body.status), error=body.error, result=body.result,
-               finished_at=body.finished_at)
+    follow = finish_run(session, run_id, RunStatus(body.status), error=body.error,
+                        result=body.result, finished_at=body.finished_at)
     save_log_artifact(session, settings.artifacts, run_id)
     session.commit()
+    enqueue_runs(request.app.state.celery, settings.db_url, [(r.id, r.kind) for r in follow])
     session.refresh(run)
     return run_public(session, run)
 
@@ -448,10 +441,7 @@ def cancel(run_id: RunId, request: Request, session: SessionDep, user: CurrentUs
     was_finished = run.status.finished
     if not was_finished:
         _audit_if_not_theirs(session, user, run, "run.cancelled")
-    cancel_run(session, run)
-    tasks = [run.task_id]
-    if KINDS[run.kind].fans_out:
-        tasks += [k.task_id for k in cancel_children(session, run)]
+    tasks = [r.task_id for r in cancel_run(session, run)]  # a study's children with it
     session.commit()
     if not was_finished:
         for task_id in filter(None, tasks):

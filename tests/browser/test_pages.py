@@ -10,10 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.lifecycle import finish_run
 from core.settings import Settings
 from core.store.db import session_scope
 from core.store.models import Run, RunStatus, User
-from core.store.runs import create_run, finish_run
+from core.store.runs import create_run
 from core.store.users import ensure_admin
 from tests.browser.conftest import OUTPUT, figure_problems
 from tests.livesrv import live_server, live_worker

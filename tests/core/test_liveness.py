@@ -7,9 +7,10 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from core.kinds import HELD
+from core.lifecycle import reap, start_run
 from core.store.db import migrate, session_scope
 from core.store.models import Role, Run, RunStatus, utcnow
-from core.store.runs import beat, create_run, get_run, reap, start_run
+from core.store.runs import beat, create_run, get_run
 from core.store.users import create_user
 
 

@@ -10,6 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from core.lifecycle import cancel_run, finish_run, start_run
 from core.store.db import engine_for, migrate, session_scope
 from core.store.metrics import (
     binned_means,
@@ -19,14 +20,7 @@ from core.store.metrics import (
     summarize_keys,
 )
 from core.store.models import Base, Role, RunStatus
-from core.store.runs import (
-    NotFound,
-    cancel_run,
-    create_run,
-    finish_run,
-    list_runs,
-    start_run,
-)
+from core.store.runs import NotFound, create_run, list_runs
 from core.store.users import create_user, ensure_admin, issue_token, revoke_token, user_for_token
 from tests.concurrently import at_once
 

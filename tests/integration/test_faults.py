@@ -160,7 +160,7 @@ def test_cancel_stops_a_running_train(stack, tmp_path):  # type: ignore[no-untyp
     """The worker itself ends the task on a cancel (its log says the task returned with
     status cancelled), having stopped far short of the run's steps. (How fast it stops
     is a latency, not a test's matter.)"""
-    from core.store.runs import cancel_run
+    from core.lifecycle import cancel_run
 
     log = tmp_path / "worker.log"
     with live_server(stack), live_worker(stack, log):

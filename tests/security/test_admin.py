@@ -10,10 +10,10 @@ from collections.abc import Callable
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from core.lifecycle import finish_run, start_run
 from core.settings import Settings
 from core.store.db import migrate, session_scope
 from core.store.models import AuditEvent, Role, RunStatus, User
-from core.store.runs import finish_run, start_run
 from core.store.users import LastAdmin, create_user, ensure_admin, set_disabled, set_role
 from tests.concurrently import at_once
 from tests.security.conftest import as_token

@@ -7,22 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import Settings, get_settings
-from core.store.artifacts import save_artifact
-from core.store.db import session_scope
-from core.store.models import Run, RunStatus
-from core.store.runs import finish_run, list_runs
-from server.app import create_app
-from server.cli import (
+from server.cli import build_parser, load_run_file
+from server.cli.service import (
     DEMO_CONFIG,
     DEMO_SIMILARITY_NAME,
     DEMO_STUDY_NAME,
     _admin_token,
     _demo_study,
     _submit_demo,
-    build_parser,
-    load_run_file,
 )
+from core.lifecycle import finish_run
+from core.settings import Settings, get_settings
+from core.store.artifacts import save_artifact
+from core.store.db import session_scope
+from core.store.models import Run, RunStatus
+from core.store.runs import list_runs
+from server.app import create_app
 
 
 def test_first_start_creates_admin_and_demo_once(settings: Settings) -> None:
@@ -95,8 +95,8 @@ def test_datasets_lists_what_train_runs_can_read(
 def test_cli_errors_name_the_field_and_an_unreachable_server_its_url(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from neuroreg.client import NeuroregError
     from server.cli import main
+    from neuroreg.client import NeuroregError
     from tests.livesrv import free_port
 
     err = NeuroregError(422, [{"loc": ["body", "config", "epochs"], "msg": "too small"}])
@@ -121,8 +121,8 @@ def test_frontier_prints_the_points_and_the_matched_comparison(
     import subprocess
     import sys
 
-    from core.store.users import ensure_admin
     from server.cli import cmd_frontier
+    from core.store.users import ensure_admin
     from tests.livesrv import live_server
     from tests.server.test_frontier_api import stored_study
 

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from core.lifecycle import finish_run
 from core.settings import Settings
 from core.store.db import session_scope
 from core.store.models import User
-from core.store.runs import create_run, finish_run
+from core.store.runs import create_run
 
 SIGMAS = [0.0, 0.1, 0.2, 0.4]
 # (target, α) → clean accuracy, noise gain over None, median L2; seeds add small offsets

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from core.lifecycle import finish_run
 from core.settings import Settings
 from core.store.artifacts import save_artifact
 from core.store.db import session_scope
 from core.store.models import RunStatus, User
-from core.store.runs import create_run, finish_run
+from core.store.runs import create_run
 from ml.neural.estimators import unit_vectors
 from ml.neural.overview import leading_order, pooled
 from ml.neural.target import SimilarityTarget

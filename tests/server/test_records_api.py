@@ -8,11 +8,12 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from core.lifecycle import finish_run
 from core.settings import Settings
 from core.store.db import session_scope
 from core.store.metrics import insert_points
 from core.store.models import RunStatus, User
-from core.store.runs import create_run, finish_run
+from core.store.runs import create_run
 
 SIGMAS = [0.0, 0.1]
 
@@ -152,8 +153,8 @@ def test_bad_leaderboard_queries_are_422s_naming_the_field(client, ids, params, 
 
 def test_the_client_and_cli_show_the_leaderboard_and_save_a_record(
         client, ids, settings, tmp_path, capsys) -> None:
-    from neuroreg.client import Client
     from server.cli import build_parser, cmd_leaderboard
+    from neuroreg.client import Client
     from tests.livesrv import live_server
 
     with live_server(settings) as url:

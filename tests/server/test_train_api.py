@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from core.lifecycle import finish_run
 from core.settings import Settings
 from core.store.artifacts import save_artifact
 from core.store.db import session_scope
 from core.store.models import RunStatus, User
-from core.store.runs import create_run, finish_run
+from core.store.runs import create_run
 
 
 def _stored_run(settings: Settings, kind: str, status: RunStatus = RunStatus.succeeded,
@@ -75,7 +76,7 @@ def test_bad_train_configs_are_422_naming_the_field(
            "RUNNING": _stored_run(settings, "similarity", RunStatus.queued),
            "EMPTY": _stored_run(settings, "similarity")}
     with session_scope(settings.db_url) as s:
-        from core.store.runs import start_run
+        from core.lifecycle import start_run
         start_run(s, ids["RUNNING"])
     for key in ("target_run",):
         if isinstance(config.get(key), str):

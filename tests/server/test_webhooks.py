@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from core.lifecycle import cancel_run, finish_run, reap, start_run
 from core.secretbox import secret_box
 from core.settings import Settings
 from core.store.db import migrate, session_scope
@@ -31,10 +32,9 @@ from core.store.models import (
     WebhookDelivery,
     utcnow,
 )
-from core.store.runs import cancel_run, create_run, finish_run, reap, start_run
+from core.store.runs import create_run
 from core.store.users import create_user
 from core.store.webhooks import claim, create_webhook, due, not_delivered, shown_error
-from core.studies import advance
 from server.webhooks import allowed, dispatch_once
 from tests.conftest import admin_client
 
@@ -316,8 +316,6 @@ def test_every_path_that_finishes_a_run_queues_its_event(
         assert reap(s, stale_after=60, max_attempts=3, kinds=["train"]) == []
     with session_scope(store.db_url) as s:  # a study's last child fails: the study fails
         finish_run(s, child, RunStatus.failed, error="diverged")
-    with session_scope(store.db_url) as s:
-        advance(s, child)
     with session_scope(store.db_url) as s:  # the same outcome twice is one event
         finish_run(s, again, RunStatus.succeeded)
         finish_run(s, again, RunStatus.succeeded)
@@ -442,9 +440,9 @@ def test_the_cli_and_client_manage_hooks_and_the_live_server_delivers(
     """End to end: a live server whose own dispatcher thread sends (the embedded default)."""
     import time
 
+    from cli import build_parser
     from core.store.users import ensure_admin
     from neuroreg.client import Client, NeuroregError
-    from server.cli import build_parser
     from tests.livesrv import live_server
 
     settings = make_settings(webhook_interval_s=0.05, webhook_allow_private=True)

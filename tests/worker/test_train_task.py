@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from core.lifecycle import finish_run
 from core.settings import Settings, get_settings
 from core.store.artifacts import save_artifact
 from core.store.db import migrate, session_scope
 from core.store.metrics import read_series
 from core.store.models import Role, RunStatus, User
-from core.store.runs import create_run, finish_run, get_run
+from core.store.runs import create_run, get_run
 from core.store.users import create_user
 from ml.neural.estimators import unit_vectors
 from ml.neural.stimuli import natural_patches
@@ -239,8 +240,8 @@ def _sent(settings: Settings, task: str) -> list[list]:  # type: ignore[type-arg
 
 
 def test_a_pack_task_trains_its_runs_as_ordinary_runs(env: Settings):
+    from core.lifecycle import cancel_run
     from core.store.logs import read_lines
-    from core.store.runs import cancel_run
     from worker.tasks import execute_pack
 
     sim = _similarity_run(env)
