@@ -222,14 +222,16 @@ withLogin(async () => {
       b.startsWith("config.") ? b.split(".").slice(1).reduce((v, p) => (v && typeof v === "object" ? v[p] : undefined), r.config)
         : b === "tag" ? r.tags.join("+") : b === "owner" ? r.owner : r[b]]));
     const groupOf = (r) => (by.length ? groupName(groupValues(r)) : "");
-    let styleOf = groupStyles(by.length ? runs.map(groupValues) : []);
+    // (Plotly's colours in the overlay's order of groups, else in the scatter's: by name)
+    const byName = (a, b) => groupName(a).localeCompare(groupName(b));
+    let styleOf = groupStyles(by.length ? runs.map(groupValues).sort(byName) : []);
     // the overlay: each group's mean ± SEM, or each run
     let traces = [];
     if (by.length) {
       try {
         const curves = await getJSON(`/api/run-groups/curves?${new URLSearchParams([
           ...by.map((b) => ["by", b]), ["key", key], ["q", where], ["max_runs", MAX_RUNS]])}`);
-        styleOf = groupStyles([...runs.map(groupValues), ...curves.groups.map((g) => g.group)]);
+        styleOf = groupStyles([...curves.groups.map((g) => g.group), ...runs.map(groupValues).sort(byName)]);
         curves.groups.forEach((g) => {
           if (g.steps.length) traces.push(...groupBand(g, `${groupName(g.group)} (n=${g.n})`, styleOf(groupName(g.group))));
         });
