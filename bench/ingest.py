@@ -37,7 +37,7 @@ def start_api(data_dir: Path, database_url: str | None) -> tuple[subprocess.Pope
     if database_url:
         env["NEUROREG_DATABASE_URL"] = database_url
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "api"],
+        [sys.executable, "-m", "cli", "api"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -178,7 +178,7 @@ class SlurmWorker:
 
     def __call__(self) -> int:
         env = {**os.environ, **self.env}
-        cmd = [sys.executable, "-m", "server.cli", "worker", "--queues", self.queues,
+        cmd = [sys.executable, "-m", "cli", "worker", "--queues", self.queues,
                "--concurrency", "1", "--pool", "solo"]
         self._proc = subprocess.Popen(cmd, env=env)
         # a requeue or cancel (SIGTERM to every process of the job): the worker gets its

@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-import numpy as np
 
 from neuroreg import spool as _spool
 from neuroreg.names import check_artifact_name
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from neuroreg.sync import RunSync
 
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -103,9 +104,9 @@ class Client:
                  offline: bool | Literal["auto"] | None = None,
                  spool_dir: str | os.PathLike[str] | None = None) -> None:
         if url is None or token is None or offline is None or spool_dir is None:
-            from core.settings import Settings
+            from neuroreg.settings import ClientSettings
 
-            settings = Settings()
+            settings = ClientSettings.from_env()
             url = url or settings.url
             if token is None:
                 token = settings.api_token()
@@ -292,6 +293,8 @@ class Client:
     def series(self, run_id: int, key: str, *, max_points: int = 100_000
                ) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values) of one series as numpy arrays (downsampled above max_points)."""
+        import numpy as np  # here: a script that never asks for arrays starts without it
+
         s = self._call("GET", f"/api/runs/{run_id}/metrics/{key}",
                        params={"max_points": max_points})
         return np.asarray(s["steps"], dtype=np.int64), np.asarray(s["values"], dtype=float)

@@ -1,11 +1,19 @@
-"""Names the API takes in a URL path, with one definition for the client that builds the
-request and the server that stores it (:mod:`core.store.artifacts` imports these): a
-name the client sends can never change which run a request reaches (``../``, ``?``,
-``#``), and the client refuses what the server would."""
+"""Names the API takes, with one definition for the client that sends them and the server
+that stores them (:mod:`core.store.artifacts` and :mod:`core.store.webhooks` import
+these): a name the client sends can never change which run a request reaches (``../``,
+``?``, ``#``), and the client refuses what the server would."""
 
 from __future__ import annotations
 
 import re
+from typing import Literal, get_args
+
+WebhookEvent = Literal["run.succeeded", "run.failed", "run.cancelled",
+                       "study.succeeded", "study.failed", "study.cancelled"]
+WEBHOOK_EVENTS: tuple[str, ...] = get_args(WebhookEvent)
+"""What a webhook may subscribe to: a study (a run of kind ``study``) sends ``study.*``,
+every other run (train, similarity, evaluate, external, and a study's children)
+``run.*``."""
 
 ARTIFACT_NAME_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_-])*\.?$"
 """An artifact name: a letter or digit, then letters, digits, ``.``, ``_`` and ``-`` with

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import uvicorn
 
+from cli.service import _env, worker_command
 from core.settings import Settings
 from server.app import create_app
-from server.cli import _env, worker_command
 
 
 def free_port() -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.cli import build_parser
+from cli import build_parser
 from tests.floats import assert_within, two_paths
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ import uuid as uuidlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import Any
 
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
@@ -39,13 +39,11 @@ from core.store.models import (
     WebhookDelivery,
     utcnow,
 )
+from neuroreg.names import WEBHOOK_EVENTS, WebhookEvent
 
-EventName = Literal["run.succeeded", "run.failed", "run.cancelled",
-                    "study.succeeded", "study.failed", "study.cancelled"]
-EVENTS: tuple[str, ...] = get_args(EventName)
-"""What a hook may subscribe to: a study (a run of kind ``study``) sends ``study.*``,
-every other run (train, similarity, evaluate, external, and a study's children)
-``run.*``."""
+# what a hook may subscribe to, one list for the API and the CLI's choices (neuroreg.names)
+EventName = WebhookEvent
+EVENTS = WEBHOOK_EVENTS
 PING = "ping"  # POST /api/webhooks/{id}/test: sent whatever the hook's events
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from core.lifecycle import finish_run
 from core.store.db import migrate, session_scope
 from core.store.metrics import insert_points
 from core.store.models import Role, Run, RunStatus
 from core.store.query import QueryError, compile_query
-from core.store.runs import create_run, list_runs, set_tags
+from core.store.runs import create_run, finish_run, list_runs, set_tags
 from core.store.users import create_user, ensure_admin
 
 # name, owner, kind, config, metrics {key: [values by step]}, tags, status
@@ -139,7 +138,7 @@ def test_the_query_is_one_sql_statement(store: str) -> None:
 
 
 def test_the_api_client_and_cli_take_a_query_and_a_sort(client, settings, capsys) -> None:
-    from server.cli import build_parser, cmd_runs
+    from cli import build_parser, cmd_runs
     from neuroreg.client import Client
     from tests.livesrv import live_server
 

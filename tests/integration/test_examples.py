@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from cli import main
 from core.settings import Settings, get_settings
 from core.store.db import session_scope
 from core.store.users import ensure_admin
 from ml.neural.io import save_npz
 from ml.neural.simulate import SimulationConfig, simulate
 from neuroreg.client import Client
-from server.cli import main
 from tests.livesrv import live_server, live_worker
 
 ROOT = Path(__file__).resolve().parents[2]

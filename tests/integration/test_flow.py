@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cli import main
 from core.settings import Settings, get_settings
 from core.store.db import session_scope
 from core.store.users import ensure_admin
-from server.cli import main
 from tests.livesrv import live_server, live_worker
 
 pytestmark = pytest.mark.integration

@@ -15,13 +15,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from cli import main
 from core.settings import Settings, get_settings
 from core.store.db import session_scope
 from core.store.models import Metric, RunStatus
 from core.store.runs import get_run
 from core.store.users import ensure_admin
 from ml.train import TrainConfig
-from server.cli import main
 from tests.conftest import unavailable
 from tests.livesrv import live_server
 from tests.slurmcluster import Cluster, Unavailable, slurm_cluster

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from cli import service
 from core.settings import Settings
 from server.app import create_app
-from server.cli import service
 from tests.conftest import admin_client
 
 

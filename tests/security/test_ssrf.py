@@ -22,13 +22,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from server.cli import build_parser
-from core.lifecycle import finish_run
+from cli import build_parser
 from core.secretbox import secret_box
 from core.settings import Settings
 from core.store.db import migrate, session_scope
 from core.store.models import DeliveryStatus, Role, RunStatus, User, WebhookDelivery, utcnow
-from core.store.runs import create_run
+from core.store.runs import create_run, finish_run
 from core.store.users import create_user
 from core.store.webhooks import create_webhook
 from server.webhooks import Sender, dispatch_once
@@ -403,7 +402,7 @@ def test_deliveries_show_one_outcome_for_every_way_a_connection_fails(
         again = eve.get(f"/api/webhooks/{ids['closed']}/deliveries").json()[0]
         assert again["last_error"] == said
         # the CLI prints what the API says
-        monkeypatch.setattr("server.cli.webhooks.client", lambda _: _TestClientAdapter(eve))
+        monkeypatch.setattr("cli.webhooks.client", lambda _: _TestClientAdapter(eve))
         args = build_parser().parse_args(["webhooks", "deliveries", str(ids["closed"])])
         assert args.func(args, settings) == 0
         out = capsys.readouterr().out

@@ -160,12 +160,12 @@ CONTROLS = ["\x1b", "\x07", "\r", "\x9b", "\u202e"]
 
 def test_the_cli_prints_members_escape_sequences_as_text_on_a_terminal(
         settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli import build_parser
+    from cli.commands import cmd_runs
+    from cli.logs import cmd_logs
     from core.store.db import session_scope
     from core.store.users import ensure_admin
     from neuroreg.client import Client
-    from server.cli import build_parser
-    from server.cli.commands import cmd_runs
-    from server.cli.logs import cmd_logs
     from tests.livesrv import live_server
 
     with live_server(settings) as url:

@@ -17,12 +17,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from cli import main
+from cli import sync as sync_cli
 from neuroreg import spool as spool_mod
 from neuroreg import sync as sync_mod
 from neuroreg.client import Client
 from neuroreg.spool import EVENTS, STATE
-from server.cli import main
-from server.cli import sync as sync_cli
 
 
 class _Server(httpx.BaseTransport):

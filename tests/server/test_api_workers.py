@@ -42,7 +42,7 @@ def two_apis(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, str, list[psuti
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     log = tmp_path / "api.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "api", "--workers", "2"],
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "api", "--workers", "2"],
                                 env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from server.cli import build_parser, load_run_file
-from server.cli.service import (
+from cli import build_parser, load_run_file
+from cli.service import (
     DEMO_CONFIG,
     DEMO_SIMILARITY_NAME,
     DEMO_STUDY_NAME,
@@ -16,12 +16,11 @@ from server.cli.service import (
     _demo_study,
     _submit_demo,
 )
-from core.lifecycle import finish_run
 from core.settings import Settings, get_settings
 from core.store.artifacts import save_artifact
 from core.store.db import session_scope
 from core.store.models import Run, RunStatus
-from core.store.runs import list_runs
+from core.store.runs import finish_run, list_runs
 from server.app import create_app
 
 
@@ -62,7 +61,7 @@ def test_run_files_yaml_and_json(tmp_path: Path) -> None:
     assert load_run_file(j)["config"] == {"epochs": 3}
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just\n- a list\n")
-    from server.cli.commands import UsageError
+    from cli.commands import UsageError
 
     with pytest.raises(UsageError, match="mapping"):
         load_run_file(bad)
@@ -80,7 +79,7 @@ def test_parser_knows_every_command() -> None:
 def test_datasets_lists_what_train_runs_can_read(
     settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from server.cli import cmd_datasets
+    from cli import cmd_datasets
 
     (settings.datasets / "cifar-10-batches-py").mkdir(parents=True)
     assert cmd_datasets(build_parser().parse_args(["datasets"]), settings) == 0
@@ -95,7 +94,7 @@ def test_datasets_lists_what_train_runs_can_read(
 def test_cli_errors_name_the_field_and_an_unreachable_server_its_url(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from server.cli import main
+    from cli import main
     from neuroreg.client import NeuroregError
     from tests.livesrv import free_port
 
@@ -121,7 +120,7 @@ def test_frontier_prints_the_points_and_the_matched_comparison(
     import subprocess
     import sys
 
-    from server.cli import cmd_frontier
+    from cli import cmd_frontier
     from core.store.users import ensure_admin
     from tests.livesrv import live_server
     from tests.server.test_frontier_api import stored_study
@@ -154,7 +153,7 @@ def test_frontier_prints_the_points_and_the_matched_comparison(
                "NEUROREG_DATA_DIR": str(settings.data_dir)}
         for argv, code in (([str(empty["study"])], "error 409: no finished evaluations yet"),
                            ([str(ids["study"]), "--tolerance", "0"], "error 422: tolerance")):
-            res = subprocess.run([sys.executable, "-m", "server.cli", "frontier", *argv],
+            res = subprocess.run([sys.executable, "-m", "cli", "frontier", *argv],
                                  env=env, capture_output=True, text=True, timeout=120)
             assert res.returncode == 1 and res.stdout == ""
             assert res.stderr.startswith(code) and "Traceback" not in res.stderr
@@ -193,7 +192,7 @@ def test_every_option_of_every_command_has_help_text() -> None:
 def test_a_bad_run_file_is_one_line_naming_the_file_and_where(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str | None, suffix: str, said: str
 ) -> None:
-    from server.cli import main
+    from cli import main
 
     path = tmp_path / f"r{suffix}"
     if text is not None:
@@ -202,14 +201,14 @@ def test_a_bad_run_file_is_one_line_naming_the_file_and_where(
     err = capsys.readouterr().err
     assert err.splitlines() == [f"error: {path.parent}/{said}" + err.split(said, 1)[1].rstrip()]
     assert "Traceback" not in err
-    from server.cli.commands import UsageError
+    from cli.commands import UsageError
 
     with pytest.raises(UsageError):  # --debug: the exception itself, for a bug report
         main(["--data-dir", str(tmp_path), "--debug", "submit", str(path)])
 
 
 def test_set_overrides_and_run_references_resolve_on_the_server() -> None:
-    from server.cli.commands import UsageError, apply_sets, resolve_references
+    from cli.commands import UsageError, apply_sets, resolve_references
 
     body = apply_sets({"kind": "evaluate", "config": {"train_run": "latest"}},
                       ["n_samples=10", "config.norms=[l2]", "name=quick"])
@@ -243,7 +242,7 @@ def test_set_overrides_and_run_references_resolve_on_the_server() -> None:
 def test_recordings_inspect_reports_a_local_file_and_the_importers_refusal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from server.cli import main
+    from cli import main
     from tests.ml.neural.test_nwb_layouts import write_lab_nwb
 
     write_lab_nwb(tmp_path / "allen.nwb", layout="allen", dropout=(10.0, 13.0))

@@ -152,8 +152,8 @@ def test_the_client_logs_follows_and_sends_system_metrics_and_provenance(
 
 def test_neuroreg_logs_prints_the_lines_and_follows_until_the_run_ends(
         settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
-    from server.cli import build_parser
-    from server.cli.logs import cmd_logs
+    from cli import build_parser
+    from cli.logs import cmd_logs
 
     with live_server(settings) as url:
         with session_scope(settings.db_url) as s:

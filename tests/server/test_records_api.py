@@ -8,12 +8,11 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from core.lifecycle import finish_run
 from core.settings import Settings
 from core.store.db import session_scope
 from core.store.metrics import insert_points
 from core.store.models import RunStatus, User
-from core.store.runs import create_run
+from core.store.runs import create_run, finish_run
 
 SIGMAS = [0.0, 0.1]
 
@@ -153,7 +152,7 @@ def test_bad_leaderboard_queries_are_422s_naming_the_field(client, ids, params, 
 
 def test_the_client_and_cli_show_the_leaderboard_and_save_a_record(
         client, ids, settings, tmp_path, capsys) -> None:
-    from server.cli import build_parser, cmd_leaderboard
+    from cli import build_parser, cmd_leaderboard
     from neuroreg.client import Client
     from tests.livesrv import live_server
 
@@ -182,7 +181,7 @@ def test_the_client_and_cli_show_the_leaderboard_and_save_a_record(
         data = json.loads(capsys.readouterr().out)
         assert data["items"][0]["evaluation_run"] == ids["evals"][3]
         # the per-condition summary prints the new scores too
-        from server.cli import cmd_robustness
+        from cli import cmd_robustness
 
         assert cmd_robustness(build_parser().parse_args(["robustness"]), cli) == 0
         out = capsys.readouterr().out
@@ -191,7 +190,7 @@ def test_the_client_and_cli_show_the_leaderboard_and_save_a_record(
         assert "AutoAttack l2    ε 0.5: 0.300 ± 0" in none
         assert "corruption accuracy 0.7 ± 0" in none and "mCE vs None 1 ± 0" in none
         # and the frontier's table has a column per new score the points have
-        from server.cli import print_frontier
+        from cli import print_frontier
 
         with Client(url, token) as nr:
             print_frontier(nr.frontier(run_ids=ids["evals"], tolerance=0.5))

@@ -13,12 +13,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from cli import main
 from core.settings import Settings, get_settings
 from core.store.db import session_scope
 from core.store.users import ensure_admin
 from neuroreg.client import Client, NeuroregError, OfflineError
 from neuroreg.spool import EVENTS, STATE
-from server.cli import main
 from tests.conftest import admin_client
 from tests.livesrv import free_port, live_server
 

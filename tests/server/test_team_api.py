@@ -4,12 +4,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect
 
-from core.lifecycle import finish_run
 from core.settings import Settings
 from core.store.artifacts import save_artifact
 from core.store.db import engine_for, migrate, session_scope
 from core.store.metrics import insert_points
 from core.store.models import Role, RunStatus, User
+from core.store.runs import finish_run
 
 
 def _as(client: TestClient, token: str) -> TestClient:
@@ -180,7 +180,7 @@ def test_migration_0008_goes_down_and_up_keeping_users(db_url: str) -> None:
 
 def test_the_cli_disables_lists_revokes_and_reads_the_audit_trail(
         settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
-    from server.cli import build_parser
+    from cli import build_parser
     from core.store.users import ensure_admin
     from tests.livesrv import live_server
 

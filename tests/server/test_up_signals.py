@@ -59,7 +59,7 @@ def test_up_stops_every_process_it_started(tmp_path: Path, sig: int) -> None:
            "NEUROREG_PORT": str(free_port()), "NEUROREG_TEST_MARK": marker}
     env.pop("NEUROREG_DATABASE_URL", None)
     env.pop("NEUROREG_BROKER_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "up", "--no-demo"],
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "up", "--no-demo"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         _read_until(proc, [b"Uvicorn running on", b"ready."], timeout=120)

@@ -6,10 +6,10 @@ import argparse
 import json
 from typing import Any
 
-from core.settings import Settings
-from core.store.webhooks import EVENTS
-from server.cli._terminal import say
-from server.cli.commands import client
+from cli._terminal import say
+from cli.commands import client
+from neuroreg.names import WEBHOOK_EVENTS as EVENTS
+from neuroreg.settings import ClientSettings
 
 
 def add_parser(sub: Any) -> None:
@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
     log.set_defaults(func=cmd_deliveries)
 
 
-def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_add(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         hook = nr.add_webhook(args.url, args.event, secret=args.secret)
     say(f"webhook {hook['id']}: {hook['url']} on {', '.join(hook['events'])}")
@@ -56,7 +56,7 @@ def _last(d: dict[str, Any] | None) -> str:
     return f"last: {d['event']} {d['status']} after {d['attempts']} attempt(s){why}"
 
 
-def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_list(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         hooks = nr.webhooks()
         last = {h["id"]: next(iter(nr.webhook_deliveries(h["id"], limit=1)), None)
@@ -71,14 +71,14 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_rm(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_rm(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         nr.delete_webhook(args.id)
     print(f"deleted webhook {args.id}")
     return 0
 
 
-def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_test(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         ping = nr.test_webhook(args.id)
     print(f"queued ping {ping['id']} to webhook {args.id}; `neuroreg webhooks deliveries "
@@ -86,7 +86,7 @@ def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_deliveries(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_deliveries(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         rows = nr.webhook_deliveries(args.id, limit=args.limit)
     for d in rows:

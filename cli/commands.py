@@ -12,13 +12,13 @@ from typing import Any
 
 import yaml
 
-from core.settings import Settings
+from cli._terminal import say
 from neuroreg.client import Client
-from server.cli._terminal import say
+from neuroreg.settings import ClientSettings
 
 
-def client(settings: Settings) -> Client:
-    """A client for ``settings``' server with its token (``Settings.api_token``), online
+def client(settings: ClientSettings) -> Client:
+    """A client for ``settings``' server with its token (``api_token()``), online
     whatever ``NEUROREG_OFFLINE`` says (that is for scripts' clients)."""
     return Client(settings.url, settings.api_token(), offline=False,
                   spool_dir=settings.spool)
@@ -107,7 +107,7 @@ def resolve_references(body: dict[str, Any], nr: Any) -> dict[str, Any]:
     return body
 
 
-def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_submit(args: argparse.Namespace, settings: ClientSettings) -> int:
     body = apply_sets(load_run_file(Path(args.config)), args.set or [])
     with client(settings) as nr:
         body = resolve_references(body, nr)
@@ -127,7 +127,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_runs(args: argparse.Namespace, settings: ClientSettings) -> int:
     params = {k: v for k, v in vars(args).items() if k in ("kind", "status", "owner", "sort")
               and v}
     if args.query:
@@ -189,7 +189,7 @@ def print_inspection(files: list[dict[str, Any]]) -> None:
               f"{r['oracle_images']} oracle images repeated {times}")
 
 
-def cmd_recordings(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_recordings(args: argparse.Namespace, settings: ClientSettings) -> int:
     if args.action == "inspect":
         return _inspect(args, settings)
     with client(settings) as nr:
@@ -243,13 +243,12 @@ def _robustness_row(row: dict[str, Any]) -> None:
                                                        strict=True)))
     for norm, m in row["medians"].items():
         print(f"  median {norm:<5} {m['mean']:.4g} ± {m['sem']:.2g}  (n={m['n']})")
-    from ml.evaluate.record import eps_label
-
     for norm, aa in (row.get("autoattack") or {}).items():
         custom = " (custom: reduced steps/queries)" if "custom" in aa["versions"] else ""
         print(f"  AutoAttack {norm:<5} " + ", ".join(
-            f"ε {eps_label(e)}: {m:.3f} ± {s:.2g}" for e, m, s in
-            zip(aa["eps"], aa["mean"], aa["sem"], strict=True)) + f"  (n={aa['n']}){custom}")
+            f"ε {label}: {m:.3f} ± {s:.2g}" for label, m, s in
+            zip(aa["eps_labels"], aa["mean"], aa["sem"], strict=True))
+            + f"  (n={aa['n']}){custom}")
     cor = row["measures"].get("corruption_accuracy")
     if cor:
         print(f"  corruption accuracy {_mean_sem(cor)}  (n={cor['n']})")
@@ -257,13 +256,13 @@ def _robustness_row(row: dict[str, Any]) -> None:
         print(f"  mCE vs None {_mean_sem(row['mce'])}  ({row['mce']['n']} paired seeds)")
 
 
-def cmd_gamma(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_gamma(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         _print_table(nr.gamma(args.runs), "train", _gamma_row)
     return 0
 
 
-def cmd_robustness(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_robustness(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         _print_table(nr.robustness(args.runs), "evaluate", _robustness_row)
     return 0
@@ -331,7 +330,7 @@ def print_frontier(data: dict[str, Any]) -> None:
               f"({2 / 2 ** fewest:.3g} for n = {fewest}).")
 
 
-def cmd_frontier(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_frontier(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         data = nr.frontier(args.study, tolerance=args.tolerance)
     if args.json:
@@ -345,9 +344,7 @@ def _pct(v: float | None, custom: bool = False) -> str:
     return "–" if v is None else f"{100 * v:.1f}{'*' if custom else ''}"
 
 
-def cmd_leaderboard(args: argparse.Namespace, settings: Settings) -> int:
-    from ml.evaluate.record import eps_label
-
+def cmd_leaderboard(args: argparse.Namespace, settings: ClientSettings) -> int:
     params = {k: getattr(args, k) for k in ("sort", "order", "eps_linf", "eps_l2", "dataset",
                                             "target", "owner", "study")
               if getattr(args, k) is not None}
@@ -356,10 +353,9 @@ def cmd_leaderboard(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(page, indent=2))
         return 0
-    eps = page["eps"]
-    cols = [("clean %", 8), (f"AA L∞ {eps_label(eps['linf'])}", 13),
-            (f"AA L2 {eps_label(eps['l2'])}", 11), ("corrupt. %", 11), ("median L2", 10),
-            ("median L∞", 10)]
+    eps = page["eps_labels"]  # as RobustBench writes ε (8/255), the server's one spelling
+    cols = [("clean %", 8), (f"AA L∞ {eps['linf']}", 13), (f"AA L2 {eps['l2']}", 11),
+            ("corrupt. %", 11), ("median L2", 10), ("median L∞", 10)]
     print(f"{'eval':>5} {'model':>6}  {'target':<14}{'α':>6} {'seed':>5}  "
           + "".join(f"{c:>{w}}" for c, w in cols) + "  architecture · dataset · name")
     custom = False
@@ -384,7 +380,7 @@ def cmd_leaderboard(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_record(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_record(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         if args.out == "-":
             print(json.dumps(nr.record(args.run), indent=1))
@@ -393,7 +389,7 @@ def cmd_record(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _inspect(args: argparse.Namespace, settings: Settings) -> int:
+def _inspect(args: argparse.Namespace, settings: ClientSettings) -> int:
     from pathlib import Path
 
     if not args.path:

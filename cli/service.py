@@ -18,7 +18,7 @@ from typing import Any
 from core.settings import Settings, owner_only, private_dir, private_file
 from ml import presets
 
-log = logging.getLogger("server.cli")
+log = logging.getLogger("cli")
 
 DEMO_NAME = "demo: small CNN on digits32"
 DEMO_CONFIG: dict[str, Any] = {

@@ -9,10 +9,10 @@ import argparse
 import json
 from typing import Any
 
-from core.settings import Settings
+from cli._terminal import say
+from cli.commands import UsageError, client
 from neuroreg.client import Client
-from server.cli._terminal import say
-from server.cli.commands import UsageError, client
+from neuroreg.settings import ClientSettings
 
 
 def add_parser(sub: Any) -> None:
@@ -78,7 +78,7 @@ def _state(u: dict[str, Any]) -> str:
     return f"disabled {u['disabled_at'][:19]}" if u["disabled_at"] else "enabled"
 
 
-def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_users(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         users = nr.users()
     if args.json:
@@ -89,7 +89,7 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_add(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         made = nr.add_user(args.name, role="admin" if args.admin else "member")
     print(f"user {made['id']}: {made['name']} ({made['role']})")
@@ -97,7 +97,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_disable(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_disable(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         me = nr.me()
         user = nr.update_user(_user(nr, args.user)["id"], disabled=args.disabled)
@@ -110,14 +110,14 @@ def cmd_disable(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_role(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_role(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         user = nr.update_user(_user(nr, args.user)["id"], role=args.role)
     print(f"{user['name']} is now {'an' if user['role'] == 'admin' else 'a'} {user['role']}")
     return 0
 
 
-def cmd_tokens(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_tokens(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         whose = _user(nr, args.user) if args.user else None
         tokens = nr.tokens(whose["id"] if whose else None)
@@ -132,14 +132,14 @@ def cmd_tokens(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_create_token(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_create_token(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         made = nr.create_token(args.name)
     say(f"token {made['id']} ({made['name']}), shown once: {made['token']}")
     return 0
 
 
-def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_revoke(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         nr.revoke_token(args.id)
     print(f"revoked token {args.id}: it is refused from now on")
@@ -158,7 +158,7 @@ def _describe(e: dict[str, Any]) -> str:
     return f"{target}" + (f"  {json.dumps(extra)}" if extra else "")
 
 
-def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_audit(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         events = nr.audit(limit=args.limit, before=args.before)
     if args.json:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.settings import Settings
-from server.cli.commands import UsageError
+from cli.commands import UsageError
+
+if TYPE_CHECKING:  # the service's settings: imported when the command runs
+    from core.settings import Settings
 
 
 def add_parser(sub: Any) -> None:
     """The ``slurm`` command and its actions on the CLI's subparsers."""
     sl = sub.add_parser("slurm", help="run workers as SLURM jobs (submitit): up, status, down")
+    sl.set_defaults(service=True)  # the service's settings: its database, broker, SLURM
     actions = sl.add_subparsers(dest="action", required=True, help="up, status or down")
     up = actions.add_parser(
         "up", help="submit workers as SLURM jobs, each a `neuroreg worker` on the gpu queue "

@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import Any
 
-from core.settings import Settings
-from server.cli._terminal import say
-from server.cli.commands import client
+from cli._terminal import say
+from cli.commands import client
+from neuroreg.settings import ClientSettings
 
 
 def add_parser(sub: Any) -> None:
@@ -27,7 +27,7 @@ def _print(line: dict[str, Any], streams: bool) -> None:
     say(text, file=sys.stderr if line["stream"] == "stderr" else sys.stdout, flush=True)
 
 
-def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_logs(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
         if args.follow:
             for line in nr.follow_logs(args.run):

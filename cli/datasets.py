@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from core.settings import Settings
+if TYPE_CHECKING:  # the service's settings: imported when the command runs
+    from core.settings import Settings
 
 
 def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.settings import Settings
+from cli.commands import UsageError, client
 from neuroreg import sync as spool_sync
+from neuroreg.settings import ClientSettings
 from neuroreg.sync import _count
-from server.cli.commands import UsageError, client
 
 
 def add_parser(sub: Any) -> None:
@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> None:
     sy.set_defaults(func=cmd_sync)
 
 
-def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_sync(args: argparse.Namespace, settings: ClientSettings) -> int:
     """Each run folder's line (what it sent; with --clean, removed or why kept), then each
     problem (a corrupt or skipped line, a write the server did not take) on stderr; exit 1
     when there was any, after syncing the rest."""

@@ -1,27 +1,32 @@
 """The ``neuroreg`` command line: run the service, submit runs, list them.
 
-One module per concept: :mod:`server.cli.service` runs the service (``up``, ``api``,
-``worker``), :mod:`server.cli.commands` talks to a server through
-:class:`neuroreg.client.Client`, :mod:`server.cli.datasets` lists and downloads CIFAR. A
+One module per concept: :mod:`cli.service` runs the service (``up``, ``api``,
+``worker``), :mod:`cli.commands` talks to a server through
+:class:`neuroreg.client.Client`, :mod:`cli.datasets` lists and downloads CIFAR. A
 refused request prints the server's reason on one line (``error 422: config.epochs: …``)
 and exits 1, an unreachable server says which URL; never a traceback.
+
+A client command imports the Python client and nothing of the service: ``neuroreg --help``
+and ``neuroreg runs`` start in the time Python and one request take (bench/cli_startup.py).
+The service commands (``up``, ``api``, ``worker``, ``datasets``, ``slurm``) import core,
+the server and ml when they run, and only they read the service's settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from core.settings import get_settings
-from neuroreg.client import NeuroregError
-from server.cli import logs, slurm, sync, team, webhooks
-from server.cli._terminal import say
-from server.cli.commands import (
+from cli import logs, slurm, sync, team, webhooks
+from cli._terminal import say
+from cli.commands import (
     UsageError,
     cmd_frontier,
     cmd_gamma,
@@ -34,25 +39,20 @@ from server.cli.commands import (
     load_run_file,
     print_frontier,
 )
-from server.cli.datasets import cmd_datasets
-from server.cli.service import (
-    DEMO_CONFIG,
-    DEMO_SIMILARITY_NAME,
-    DEMO_STUDY_NAME,
-    _admin_token,
-    _demo_study,
-    _env,
-    _submit_demo,
-    cmd_api,
-    cmd_up,
-    cmd_worker,
-    worker_command,
-)
+from cli.datasets import cmd_datasets
+from neuroreg.client import NeuroregError
+from neuroreg.settings import ClientSettings
 
-__all__ = ["DEMO_CONFIG", "DEMO_SIMILARITY_NAME", "DEMO_STUDY_NAME", "_admin_token",
-           "_demo_study", "_env", "_submit_demo", "build_parser", "cmd_datasets",
-           "cmd_frontier", "cmd_leaderboard", "load_run_file", "main", "print_frontier",
-           "worker_command"]
+__all__ = ["build_parser", "cmd_datasets", "cmd_frontier", "cmd_leaderboard",
+           "load_run_file", "main", "print_frontier"]
+
+
+def _service(name: str) -> Callable[[argparse.Namespace, Any], int]:
+    """``cli.service``'s command ``name``, imported when it runs: it starts core, the
+    server and ml, which a client command (or ``--help``) never waits for."""
+    def run(args: argparse.Namespace, settings: Any) -> int:
+        return int(getattr(importlib.import_module("cli.service"), name)(args, settings) or 0)
+    return run
 
 
 def _service_options(p: argparse.ArgumentParser) -> None:
@@ -82,13 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--concurrency", type=int, default=1,
                     help="runs the worker trains at once (default 1)")
     _service_options(up)
-    up.set_defaults(func=cmd_up)
+    up.set_defaults(func=_service("cmd_up"), service=True)
     api = sub.add_parser("api", help="the API and dashboard only")
     api.add_argument("--workers", type=_positive, default=1,
                      help="uvicorn processes sharing the port (default 1); each has "
                      "its own database pool, reaper and webhook dispatcher")
     _service_options(api)
-    api.set_defaults(func=cmd_api)
+    api.set_defaults(func=_service("cmd_api"), service=True)
     w = sub.add_parser("worker", help="a Celery worker")
     w.add_argument("--queues", default="gpu,cpu",
                    help="queues to take tasks from: gpu (train, similarity, evaluate), cpu "
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tasks it runs at once (default 1)")
     w.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"],
                    help="Celery's execution pool (default prefork)")
-    w.set_defaults(func=cmd_worker)
+    w.set_defaults(func=_service("cmd_worker"), service=True)
     s = sub.add_parser("submit", help="submit a run described in a YAML or JSON file")
     s.add_argument("config", help="the run file (kind, name, config), e.g. "
                    "examples/train-neural.yaml")
@@ -158,12 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "(a fraction; default the server's, 0.02)")
     fr.add_argument("--json", action="store_true", help="the server's JSON as is")
     fr.set_defaults(func=cmd_frontier)
-    from ml.evaluate.record import COLUMNS
-
     lb = sub.add_parser("leaderboard", help="every evaluated model ranked RobustBench's way: "
                         "AutoAttack at one ε, corruptions, clean accuracy, medians")
-    lb.add_argument("--sort", choices=COLUMNS, default="autoattack_linf",
-                    help="the column to rank by (default autoattack_linf)")
+    lb.add_argument("--sort", default="autoattack_linf",
+                    help="the column to rank by: autoattack_linf (default), autoattack_l2, "
+                    "clean_acc, corruptions_acc, median_l2, ...; the server names them all "
+                    "when one is not a column")
     lb.add_argument("--order", choices=("desc", "asc"), default="desc",
                     help="desc (default): best first")
     lb.add_argument("--eps-linf", type=float, help="the L∞ ε the AutoAttack column ranks "
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("action", choices=["list", "download"], nargs="?", default="list",
                    help="list what is there (default) or download the archives")
     d.add_argument("names", nargs="*", help="cifar10 and/or cifar100 (default: both)")
-    d.set_defaults(func=cmd_datasets)
+    d.set_defaults(func=cmd_datasets, service=True)
     webhooks.add_parser(sub)
     team.add_parser(sub)
     logs.add_parser(sub)
@@ -217,12 +217,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Any:
+    """A service command's :class:`core.settings.Settings`; a client command's
+    :class:`neuroreg.settings.ClientSettings` (the same variables, without the service)."""
     changed = False
     for name, env in (("data_dir", "NEUROREG_DATA_DIR"), ("port", "NEUROREG_PORT")):
         value = getattr(args, name, None)
         if value is not None:
             os.environ[env] = str(Path(value).resolve()) if name == "data_dir" else str(value)
             changed = True
+    if not getattr(args, "service", False):
+        return ClientSettings.from_env()
+    from core.settings import get_settings
+
     if changed:
         get_settings.cache_clear()
     return get_settings()

@@ -1,5 +1,0 @@
-"""``python -m server.cli``."""
-
-from server.cli import main
-
-raise SystemExit(main())
