@@ -435,10 +435,11 @@ def _target_run(settings: Any, owner: Any) -> int:
     import numpy as np
     import torch
 
+    from core.lifecycle import finish_run
     from core.store.artifacts import save_artifact
     from core.store.db import session_scope
     from core.store.models import RunStatus
-    from core.store.runs import create_run, finish_run
+    from core.store.runs import create_run
     from ml.neural.estimators import unit_vectors
     from ml.neural.stimuli import natural_patches
     from ml.neural.target import SimilarityTarget
@@ -599,9 +600,10 @@ def paper_checkpoint_bytes(measured_bytes: int, width: int) -> float:
 # ---------------------------------------------------------------- (a) at GPU pace ----
 
 def _running_run(db_url: str, name: str) -> int:
+    from core.lifecycle import start_run
     from core.store.db import session_scope
     from core.store.models import User
-    from core.store.runs import create_run, start_run
+    from core.store.runs import create_run
 
     with session_scope(db_url) as s:
         owner = s.query(User).order_by(User.id).first()

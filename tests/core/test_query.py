@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from core.lifecycle import finish_run
 from core.store.db import migrate, session_scope
 from core.store.metrics import insert_points
 from core.store.models import Role, Run, RunStatus
 from core.store.query import QueryError, compile_query
-from core.store.runs import create_run, finish_run, list_runs, set_tags
+from core.store.runs import create_run, list_runs, set_tags
 from core.store.users import create_user, ensure_admin
 
 # name, owner, kind, config, metrics {key: [values by step]}, tags, status

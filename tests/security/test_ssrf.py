@@ -23,11 +23,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from cli import build_parser
+from core.lifecycle import finish_run
 from core.secretbox import secret_box
 from core.settings import Settings
 from core.store.db import migrate, session_scope
 from core.store.models import DeliveryStatus, Role, RunStatus, User, WebhookDelivery, utcnow
-from core.store.runs import create_run, finish_run
+from core.store.runs import create_run
 from core.store.users import create_user
 from core.store.webhooks import create_webhook
 from server.webhooks import Sender, dispatch_once

@@ -16,11 +16,12 @@ from cli.service import (
     _demo_study,
     _submit_demo,
 )
+from core.lifecycle import finish_run
 from core.settings import Settings, get_settings
 from core.store.artifacts import save_artifact
 from core.store.db import session_scope
 from core.store.models import Run, RunStatus
-from core.store.runs import finish_run, list_runs
+from core.store.runs import list_runs
 from server.app import create_app
 
 

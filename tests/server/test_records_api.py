@@ -8,11 +8,12 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from core.lifecycle import finish_run
 from core.settings import Settings
 from core.store.db import session_scope
 from core.store.metrics import insert_points
 from core.store.models import RunStatus, User
-from core.store.runs import create_run, finish_run
+from core.store.runs import create_run
 
 SIGMAS = [0.0, 0.1]
 

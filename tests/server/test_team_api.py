@@ -4,12 +4,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect
 
+from core.lifecycle import finish_run
 from core.settings import Settings
 from core.store.artifacts import save_artifact
 from core.store.db import engine_for, migrate, session_scope
 from core.store.metrics import insert_points
 from core.store.models import Role, RunStatus, User
-from core.store.runs import finish_run
 
 
 def _as(client: TestClient, token: str) -> TestClient:
