@@ -76,7 +76,13 @@ def advance(session: Session, run_id: int) -> Step:
     kids = list(children(session, study))
     if run.kind == "train" and run.status is RunStatus.succeeded and not any(
             k.kind == "evaluate" and k.input_run_id == run.id for k in kids):
-        config = StudyConfig(**study.config)
+        try:
+            config = StudyConfig(**study.config)
+        except (TypeError, ValueError) as exc:  # stored by an older version, say: the
+            # study cannot go on, and the child's own end must not be lost with it
+            step.outcome = (RunStatus.failed, {"runs": len(kids), "failed": []},
+                            f"its stored config no longer validates: {exc}")
+            return step
         evaluate = dataclasses.replace(config.evaluate, train_run=run.id)
         step.new.append(create_run(
             session, owner=study.owner, kind="evaluate", name=f"{run.name}: evaluate",

@@ -273,3 +273,18 @@ def test_only_the_lifecycle_writes_a_runs_status() -> None:
     writers = [w for package in ("core", "server", "worker", "neuroreg")
                for path in sorted((ROOT / package).rglob("*.py")) for w in _status_writes(path)]
     assert writers and all(w.startswith("core/lifecycle.py:") for w in writers), writers
+
+
+def test_a_study_whose_config_no_longer_validates_fails_and_its_childs_end_stands(
+        world: Settings) -> None:
+    from worker.tasks import execute
+
+    study, (child,) = _study(world)
+    with session_scope(world.db_url) as s:  # stored by an older version
+        s.get_one(Run, study).config = {**STUDY, "seeds": 0}
+    assert execute(child, lambda config, recorder: {"test_acc": 0.5})["status"] == "succeeded"
+    assert _status(world, child) is RunStatus.succeeded and not _evaluations(world, study)
+    with session_scope(world.db_url) as s:
+        done = s.get_one(Run, study)
+        assert done.status is RunStatus.failed
+        assert done.error.startswith("its stored config no longer validates: ")
