@@ -1,4 +1,5 @@
-"""ruff on everything, mypy on cli/, server/ and worker/ (STYLE.md: from day one)."""
+"""ruff on everything, mypy on cli/, core/, server/, worker/ and the client (STYLE.md:
+from day one)."""
 
 import subprocess
 import sys
@@ -12,11 +13,11 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff() -> None:
-    out = _run("ruff", "check", "cli", "server", "worker", "ml", "neuroreg", "tests",
+    out = _run("ruff", "check", "cli", "core", "server", "worker", "ml", "neuroreg", "tests",
                "bench", ".ci")
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_mypy_server_and_worker() -> None:
-    out = _run("mypy", "cli", "server", "worker", "neuroreg")
+    out = _run("mypy", "cli", "core", "server", "worker", "neuroreg")
     assert out.returncode == 0, out.stdout + out.stderr
