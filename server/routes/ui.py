@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import posixpath
+import re
 from pathlib import Path
 
 from fastapi import HTTPException
@@ -49,20 +52,39 @@ _SHELL = """<!doctype html>
 
 
 def _shell(title: str, script: str, *, body: str | None = None,
-           modules: tuple[str, ...] = ()) -> HTMLResponse:
+           plots: bool = False) -> HTMLResponse:
     """A page: the shared head, header and sign-in form around ``body`` (a fragment file
-    in frontend/, or an empty section the script fills). Pages that plot name their
-    ``modules``: they and plotly.js are fetched at once, and figures.js runs plotly.js
-    once the page's first requests are out."""
+    in frontend/, or an empty section the script fills). Every module the page's script
+    imports, however deep, is fetched at once (:func:`imported`); a page that ``plots``
+    fetches plotly.js at once too, and figures.js runs it once the page's first requests
+    are out."""
     preload = "\n  ".join(
-        ['<link rel="preload" href="/static/vendor/plotly.min.js" as="script">'] * bool(modules)
-        + [f'<link rel="modulepreload" href="/static/{m}">' for m in modules])
+        ['<link rel="preload" href="/static/vendor/plotly.min.js" as="script">'] * plots
+        + [f'<link rel="modulepreload" href="/static/{m}">' for m in imported(script)])
     section = (FRONTEND / body).read_text() if body else '<section id="page" hidden></section>'
     return HTMLResponse(_SHELL.format(title=title, script=script, preload=preload,
                                       body=section))
 
 
-PLOTTING = ("api.js", "figures.js")
+_IMPORT = re.compile(r'^import\s[^;]*?\sfrom\s+"(\.{1,2}/[^"]+\.js)"', re.M)
+
+
+@functools.cache
+def imported(script: str) -> tuple[str, ...]:
+    """The static modules ``script`` imports, directly or through others, in the order
+    they are first named (read from frontend/static/ once; a new figure module is
+    preloaded without naming it here)."""
+    found: list[str] = []
+    todo = [script]
+    while todo:
+        module = todo.pop(0)
+        source = (FRONTEND / "static" / module).read_text()
+        for rel in _IMPORT.findall(source):
+            dep = posixpath.normpath(posixpath.join(posixpath.dirname(module), rel))
+            if dep not in found and dep != script:
+                found.append(dep)
+                todo.append(dep)
+    return tuple(found)
 
 
 @router.get("/")
@@ -73,7 +95,7 @@ def index() -> HTMLResponse:
 @router.get("/runs/{run_id}")
 def run_page(run_id: RunId) -> HTMLResponse:
     return _shell("run", "run.js", body="run.html",
-                  modules=(*PLOTTING, "similarity.js", "runlogs.js"))
+                  plots=True)
 
 
 @router.get("/leaderboard")
@@ -93,12 +115,12 @@ def tokens_page() -> HTMLResponse:
 
 @router.get("/compare")
 def compare_page() -> HTMLResponse:
-    return _shell("compare runs", "compare.js", modules=PLOTTING)
+    return _shell("compare runs", "compare.js", plots=True)
 
 
 @router.get("/studies/{run_id}")
 def study_page(run_id: RunId) -> HTMLResponse:
-    return _shell("study", "study.js", modules=(*PLOTTING, "similarity.js"))
+    return _shell("study", "study.js", plots=True)
 
 
 @router.get("/static/vendor/plotly.min.js")

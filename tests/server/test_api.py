@@ -202,6 +202,26 @@ def test_docs_dashboard_and_local_plotly(client: TestClient) -> None:
     assert "cdn" not in client.get("/runs/1").text.lower()
 
 
+def test_each_page_preloads_every_module_its_script_imports(client: TestClient) -> None:
+    """The study page's figure modules (static/study/), the palette and the rest are fetched
+    at once, found by following the imports; each preload is a file the server serves."""
+    import re
+
+    from server.routes.ui import FRONTEND
+
+    study = client.get("/studies/1").text
+    preloaded = re.findall(r'rel="modulepreload" href="/static/([^"]+)"', study)
+    figures = {f"study/{p.name}" for p in (FRONTEND / "static" / "study").glob("*.js")}
+    assert figures and figures | {"api.js", "figures.js", "palette.js"} <= set(preloaded)
+    assert "plotly.min.js" in study
+    for page in ("/", "/runs/1", "/compare", "/studies/1", "/leaderboard", "/tokens"):
+        for path in re.findall(r'rel="modulepreload" href="(/static/[^"]+)"',
+                               client.get(page).text):
+            res = client.get(path)
+            assert res.status_code == 200 and "javascript" in res.headers["content-type"]
+    assert "plotly.min.js" not in client.get("/tokens").text  # no figure there
+
+
 def test_all_series_in_one_request_reduced_like_one(client: TestClient) -> None:
     run = client.post("/api/runs", json={"kind": "external", "name": "many"}).json()
     points = [{"key": "loss", "step": k, "value": float(k % 7)} for k in range(500)]
