@@ -21,6 +21,8 @@ CMD ["neuroreg", "api"]
 # the project: every package pyproject.toml's [tool.setuptools.packages.find] includes
 FROM scratch AS source
 COPY pyproject.toml README.md /app/
+COPY cli /app/cli
+COPY core /app/core
 COPY server /app/server
 COPY worker /app/worker
 COPY ml /app/ml
