@@ -24,6 +24,7 @@ from pydantic import (
 from core.kinds import KINDS, JobKind
 from core.store.models import MAX_ID, Role, RunStatus
 from core.store.webhooks import EventName
+from ml.evaluate.record import Column
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 ClientKey = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -453,3 +454,72 @@ class DeliveryPublic(BaseModel):
     created_at: datetime
     delivered_at: datetime | None
     payload: dict[str, Any]
+
+
+class KindPublic(BaseModel):
+    """One run kind as ``GET /api/kinds`` lists it (:data:`core.kinds.KINDS`)."""
+
+    name: str
+    config_schema: str  # the name of its config's schema in /openapi.json
+    summary: str
+    queue: str | None  # None: a script outside the service logs into it
+    reads: dict[str, str]  # config field → the kind of the run it names
+    presets: dict[str, dict[str, Any]]  # preset name → config fields (open: per kind)
+
+
+class Labels(BaseModel):
+    """How pages write the field's names (``GET /api/labels``)."""
+
+    norms: dict[str, str]  # linf → L∞
+    corruptions: dict[str, str]  # gaussian_noise → Gaussian noise
+
+
+class LeaderboardRow(BaseModel):
+    """One evaluation's scalar columns (:func:`ml.evaluate.record.leaderboard_row`);
+    accuracies in [0, 1], None where the evaluation did not measure it."""
+
+    evaluation_run: int
+    model_run: int | None
+    name: str
+    owner: str | None
+    study: int | None
+    similarity_run: int | None
+    dataset: str | None
+    architecture: str | None
+    target: str | None
+    alpha: float | None
+    seed: int | None
+    clean_acc: float | None
+    clean_acc_n: int | None
+    corruptions_acc: float | None
+    noise_acc: float | None
+    finished_at: str | None  # ISO 8601, as stored
+    autoattack_linf: float | None
+    autoattack_linf_version: str | None
+    autoattack_linf_n: int | None
+    autoattack_l2: float | None
+    autoattack_l2_version: str | None
+    autoattack_l2_n: int | None
+    corruptions_source: str | None
+    median_linf: float | None
+    median_l2: float | None
+    median_l1: float | None
+    median_l0: float | None
+    mean_linf: float | None
+    mean_l2: float | None
+    mean_l1: float | None
+    mean_l0: float | None
+
+
+class LeaderboardPage(BaseModel):
+    """One page of ``GET /api/leaderboard``."""
+
+    items: list[LeaderboardRow]
+    total: int
+    limit: int
+    offset: int
+    sort: Column
+    order: Literal["desc", "asc"]
+    columns: list[Column]  # the columns it can sort by (:data:`ml.evaluate.record.COLUMNS`)
+    eps: dict[str, float]  # threat model → the ε its AutoAttack columns rank
+    eps_labels: dict[str, str]  # the same ε as the figures write it (8/255)

@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session, aliased
 from core.store.metrics import latest_values
 from core.store.models import MAX_ID, Run, RunStatus, User
 from ml.evaluate.autoattack import DEFAULT_EPSILONS
-from ml.evaluate.record import Column, eps_label, leaderboard_row, model_record, sort_rows
+from ml.evaluate.record import COLUMNS, Column, eps_label, leaderboard_row, model_record, sort_rows
 from server.deps import CurrentUser, RunId, RunIdQuery, SessionDep, run_or_404
+from server.schemas import LeaderboardPage
 from server.strict import CONFLICT, api_router
 
 router = api_router(prefix="/api", tags=["records"])
@@ -89,7 +90,7 @@ def leaderboard(
     eps_l2: Epsilon = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-) -> dict[str, Any]:
+) -> LeaderboardPage:
     """Every succeeded evaluation of a model that still exists, one row each, sorted by
     ``sort`` (rows without that score last). AutoAttack columns rank robust accuracy at
     ``eps_linf``/``eps_l2`` (default RobustBench's 8/255 and 0.5): an evaluation at
@@ -110,7 +111,9 @@ def leaderboard(
     eps = {k: v for k, v in (("linf", eps_linf), ("l2", eps_l2)) if v is not None}
     rows = sort_rows([leaderboard_row(r, eps) for r in _records(session, pairs)], sort,
                      descending=order == "desc")
-    return {"items": rows[offset:offset + limit], "total": len(rows), "limit": limit,
-            "offset": offset, "sort": sort, "order": order,
+    return LeaderboardPage.model_validate({
+            "items": rows[offset:offset + limit], "total": len(rows), "limit": limit,
+            "offset": offset, "sort": sort, "order": order, "columns": list(COLUMNS),
             "eps": {n: eps.get(n, v[0]) for n, v in DEFAULT_EPSILONS.items()},
-            "eps_labels": {n: eps_label(eps.get(n, v[0])) for n, v in DEFAULT_EPSILONS.items()}}
+            "eps_labels": {n: eps_label(eps.get(n, v[0]))
+                           for n, v in DEFAULT_EPSILONS.items()}})

@@ -198,3 +198,22 @@ def test_the_client_and_cli_show_the_leaderboard_and_save_a_record(
         head = capsys.readouterr().out.splitlines()[1]
         assert "AutoAttack L∞" in head and "AutoAttack L2" in head and "corruption acc" in head
         assert "median L∞" not in head  # no evaluation measured it
+
+
+def test_the_leaderboard_page_is_typed_and_names_its_sortable_columns(client, ids) -> None:
+    """The schema keeps every column leaderboard_row builds (none dropped on the way out),
+    and the page serves the columns it sorts by, so neither the page nor the CLI spells
+    them."""
+    from ml.evaluate.record import COLUMNS, leaderboard_row
+
+    page = client.get("/api/leaderboard").json()
+    assert page["columns"] == list(COLUMNS)
+    built = leaderboard_row({"autoattack": {}, "corruptions": None,
+                             "minimal": {"median": {}, "mean": {}}})
+    assert all(set(r) == set(built) for r in page["items"]) and page["items"]
+    responses = client.get("/openapi.json").json()["paths"]
+    for path, schema in (("/api/leaderboard", "LeaderboardPage"), ("/api/labels", "Labels")):
+        ok = responses[path]["get"]["responses"]["200"]["content"]["application/json"]
+        assert ok["schema"]["$ref"].endswith(f"/{schema}"), (path, ok)
+    kinds = responses["/api/kinds"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert kinds["schema"]["items"]["$ref"].endswith("/KindPublic")
