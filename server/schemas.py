@@ -523,3 +523,59 @@ class LeaderboardPage(BaseModel):
     columns: list[Column]  # the columns it can sort by (:data:`ml.evaluate.record.COLUMNS`)
     eps: dict[str, float]  # threat model → the ε its AutoAttack columns rank
     eps_labels: dict[str, str]  # the same ε as the figures write it (8/255)
+
+
+class NormLabel(BaseModel):
+    name: str  # linf
+    label: str  # L∞, as the figures write it
+
+
+class PairedTest(BaseModel):
+    """A condition against ``none`` on one measure, paired by seed
+    (:func:`ml.study.paired_tests`); the differences are condition − none."""
+
+    condition: str
+    alpha: float
+    measure: str  # a key of ml.evaluate.measures.MEASURES
+    higher_is_better: bool
+    pairs: int
+    mean_difference: float | None
+    sem_difference: float | None
+    t_test_p: float | None  # None with fewer than 2 pairs
+    wilcoxon_p: float | None
+
+
+class StudyDetail(BaseModel):
+    """``GET /api/studies/{id}``: the study, its runs and its tables across seeds. The
+    tables' rows are :func:`ml.evaluate.summary.robustness_table`'s, :func:`ml.train.
+    summary.gamma_table`'s and :func:`ml.paper.paper_values`'s (open: per measure and
+    norm)."""
+
+    study: RunPublic
+    runs: list[RunPublic]
+    robustness: list[dict[str, Any]]
+    norms: list[NormLabel]  # the norms the evaluations measured, in the figures' order
+    gamma: list[dict[str, Any]]
+    paired_vs_none: list[PairedTest]
+    paper: dict[str, Any]  # the paper's values, and ``beside``: its setting and the study's
+
+
+class CurveRow(BaseModel):
+    """One condition's training curve, mean ± SEM over seeds (:func:`ml.study.mean_curves`)."""
+
+    target: str
+    alpha: float
+    n: int
+    seeds: list[int | None]
+    run_ids: list[int | None]
+    steps: list[int]
+    mean: list[float]
+    sem: list[float]
+    n_at: list[int]  # how many runs reached each step
+
+
+class StudyCurves(BaseModel):
+    key: str
+    keys: list[str]  # every key the study's train runs log
+    bin_steps: int  # steps per point (1: unbinned)
+    rows: list[CurveRow]

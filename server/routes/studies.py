@@ -18,6 +18,7 @@ from ml.study import mean_curves, paired_tests
 from ml.train.summary import gamma_table
 from server.deps import CurrentUser, RunId, SessionDep, run_or_404
 from server.routes.summaries import Tolerance, eval_rows, frontier_or_409, train_rows
+from server.schemas import CurveRow, StudyCurves, StudyDetail
 from server.services import runs_public
 from server.strict import CONFLICT, api_router
 
@@ -32,7 +33,7 @@ def _study(session: Any, run_id: int) -> Any:
 
 
 @router.get("/{run_id}")
-def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
+def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> StudyDetail:
     """The study, its train and evaluate runs, and across seeds per condition: noise
     curves and perturbation medians (mean ± SEM; by α for Fig. 6), the γ table, and
     each condition against ``none`` paired by seed; ``paper``: the paper's reported
@@ -43,7 +44,7 @@ def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
     evals = eval_rows(session, [k for k in kids if k.kind == "evaluate"])[0]
     target = find_run(session, study.input_run_id) if study.input_run_id else None
     robustness = robustness_table(evals)
-    return {
+    return StudyDetail.model_validate({
         "study": runs_public(session, [study])[0],
         "runs": runs_public(session, kids),
         "robustness": robustness,
@@ -54,7 +55,7 @@ def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
         "paired_vs_none": paired_tests(evals),
         "paper": {**paper_values(),
                   "beside": setting_beside(study.config, target.config if target else None)},
-    }
+    })
 
 
 @router.get("/{run_id}/frontier", responses=CONFLICT)
@@ -75,7 +76,7 @@ def curves(
     run_id: RunId, session: SessionDep, _: CurrentUser,
     key: Annotated[str, Query(min_length=1, max_length=128)] = "test_acc",
     max_points: Annotated[int, Query(ge=2, le=10_000)] = 500,
-) -> dict[str, Any]:
+) -> StudyCurves:
     """A training curve of the study's train runs (finished or not) as mean ± SEM over
     seeds per condition. A series longer than ``max_points`` is averaged over equal bins
     of steps, the same bins for every run. ``keys`` lists what the runs log."""
@@ -89,4 +90,5 @@ def curves(
              "alpha": t.config.get("alpha", 0.0), "seed": t.config.get("seed"),
              "steps": steps, "values": values} for t, (steps, values) in zip(trains, series,
                                                                              strict=True)]
-    return {"key": key, "keys": keys, "bin_steps": width, "rows": mean_curves(runs)}
+    return StudyCurves(key=key, keys=keys, bin_steps=width,
+                       rows=[CurveRow.model_validate(r) for r in mean_curves(runs)])
