@@ -579,3 +579,40 @@ class StudyCurves(BaseModel):
     keys: list[str]  # every key the study's train runs log
     bin_steps: int  # steps per point (1: unbinned)
     rows: list[CurveRow]
+
+
+class GammaSummary(BaseModel):
+    """``GET /api/summaries/gamma``: :func:`ml.train.summary.gamma_table`'s rows (open)."""
+
+    rows: list[dict[str, Any]]
+    skipped: list[int]  # picked runs that are not succeeded train runs
+    no_gamma: list[int]  # runs that learn no γ (target none, or α = 0)
+
+
+class RobustnessSummary(BaseModel):
+    """``GET /api/summaries/robustness``: :func:`ml.evaluate.summary.robustness_table`'s
+    rows (open: per norm and measure)."""
+
+    rows: list[dict[str, Any]]
+    skipped: list[int]
+
+
+class MeasureInfo(BaseModel):
+    label: str
+    higher_is_better: bool
+
+
+class Frontier(BaseModel):
+    """The accuracy–robustness frontier (:func:`ml.frontier.frontier`); ``points`` and
+    ``matched`` hold a ``mean``/``sem``/``n`` or a paired test per measure (open)."""
+
+    tolerance: float
+    none_clean_accuracy: float
+    points: list[dict[str, Any]]
+    curves: dict[str, list[float]]  # condition → its points' α in order
+    matched: list[dict[str, Any]]
+    measures: dict[str, MeasureInfo]  # name → label and direction
+
+
+class FrontierOfRuns(Frontier):
+    skipped: list[int]  # picked runs that are not succeeded evaluations

@@ -18,7 +18,7 @@ from ml.study import mean_curves, paired_tests
 from ml.train.summary import gamma_table
 from server.deps import CurrentUser, RunId, SessionDep, run_or_404
 from server.routes.summaries import Tolerance, eval_rows, frontier_or_409, train_rows
-from server.schemas import CurveRow, StudyCurves, StudyDetail
+from server.schemas import CurveRow, Frontier, StudyCurves, StudyDetail
 from server.services import runs_public
 from server.strict import CONFLICT, api_router
 
@@ -62,7 +62,7 @@ def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> StudyDetail:
 def frontier(
     run_id: RunId, session: SessionDep, _: CurrentUser,
     tolerance: Tolerance = DEFAULT_TOLERANCE,
-) -> dict[str, Any]:
+) -> Frontier:
     """The study's accuracy–robustness frontier: per (condition, α) clean accuracy and
     each robustness measure as mean ± SEM over seeds, and each condition against None at
     the α of closest clean accuracy within ``tolerance``, paired by seed. A study with no

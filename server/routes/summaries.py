@@ -18,6 +18,7 @@ from ml.frontier import DEFAULT_TOLERANCE, FrontierError, frontier
 from ml.train.joint import learns_gamma
 from ml.train.summary import gamma_table
 from server.deps import CurrentUser, SessionDep
+from server.schemas import Frontier, FrontierOfRuns, GammaSummary, RobustnessSummary
 from server.strict import CONFLICT, api_router
 
 router = api_router(prefix="/api/summaries", tags=["summaries"])
@@ -44,7 +45,7 @@ def gamma(
     session: SessionDep,
     _: CurrentUser,
     run_id: RunIds = None,
-) -> dict[str, Any]:
+) -> GammaSummary:
     """Final γ per tapped layer, mean ± SEM over the runs of each group: one condition (target,
     α) of one network setting and one study.
 
@@ -56,8 +57,8 @@ def gamma(
     usable, skipped = train_rows(runs)
     missing = sorted(set(run_id or ()) - {r.id for r in runs})
     with_gamma = [u for u in usable if u["gamma"]]
-    return {"rows": gamma_table(with_gamma), "skipped": sorted(skipped + missing),
-            "no_gamma": sorted(u["id"] for u in usable if not u["gamma"])}
+    return GammaSummary(rows=gamma_table(with_gamma), skipped=sorted(skipped + missing),
+                        no_gamma=sorted(u["id"] for u in usable if not u["gamma"]))
 
 
 def train_rows(runs: Sequence[Run]) -> tuple[list[dict[str, Any]], list[int]]:
@@ -105,7 +106,7 @@ def robustness(
     session: SessionDep,
     _: CurrentUser,
     run_id: RunIds = None,
-) -> dict[str, Any]:
+) -> RobustnessSummary:
     """Evaluate runs grouped by the condition of the train run each evaluated.
 
     ``run_id`` (repeatable) picks evaluate runs; without it, every succeeded one.
@@ -113,13 +114,14 @@ def robustness(
     evals = _picked(session, "evaluate", run_id)
     usable, skipped = eval_rows(session, evals)
     missing = sorted(set(run_id or ()) - {e.id for e in evals})
-    return {"rows": robustness_table(usable), "skipped": sorted(skipped + missing)}
+    return RobustnessSummary(rows=robustness_table(usable),
+                             skipped=sorted(skipped + missing))
 
 
-def frontier_or_409(evals: Sequence[dict[str, Any]], tolerance: float) -> dict[str, Any]:
+def frontier_or_409(evals: Sequence[dict[str, Any]], tolerance: float) -> Frontier:
     """:func:`ml.frontier.frontier` of ``evals``; what the runs lack for one is a 409."""
     try:
-        return frontier(evals, tolerance=tolerance)
+        return Frontier.model_validate(frontier(evals, tolerance=tolerance))
     except FrontierError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
@@ -130,7 +132,7 @@ def frontier_of_runs(
     _: CurrentUser,
     run_id: RunIds = None,
     tolerance: Tolerance = DEFAULT_TOLERANCE,
-) -> dict[str, Any]:
+) -> FrontierOfRuns:
     """The accuracy–robustness frontier of evaluate runs, and each condition against None
     at the α of closest clean accuracy (within ``tolerance``), paired by seed.
 
@@ -140,4 +142,5 @@ def frontier_of_runs(
     evals = _picked(session, "evaluate", run_id)
     usable, skipped = eval_rows(session, evals)
     missing = sorted(set(run_id or ()) - {e.id for e in evals})
-    return {**frontier_or_409(usable, tolerance), "skipped": sorted(skipped + missing)}
+    return FrontierOfRuns(**dict(frontier_or_409(usable, tolerance)),
+                          skipped=sorted(skipped + missing))
