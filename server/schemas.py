@@ -616,3 +616,61 @@ class Frontier(BaseModel):
 
 class FrontierOfRuns(Frontier):
     skipped: list[int]  # picked runs that are not succeeded evaluations
+
+
+class MetricStat(BaseModel):
+    n: int  # runs of the group that have the metric
+    mean: float | None
+    sem: float | None
+
+
+class RunGroup(BaseModel):
+    group: dict[str, Any]  # field → value (a config value keeps its JSON type)
+    count: int
+    metrics: dict[str, MetricStat]
+
+
+class RunGroups(BaseModel):
+    """``GET /api/run-groups``."""
+
+    by: list[str]
+    metrics: list[str]
+    groups: list[RunGroup]
+
+
+class GroupCurve(BaseModel):
+    """A group's curve, mean ± SEM over its runs (:func:`ml.study.mean_curve`)."""
+
+    group: dict[str, Any]
+    n: int
+    run_ids: list[int]
+    steps: list[int]
+    mean: list[float]
+    sem: list[float]
+    n_at: list[int]
+
+
+class GroupCurves(BaseModel):
+    """``GET /api/run-groups/curves``."""
+
+    by: list[str]
+    key: str
+    bin_steps: int
+    truncated: bool  # more runs matched than max_runs
+    groups: list[GroupCurve]
+
+
+class SimilarPair(BaseModel):
+    i: int
+    j: int
+    s: float  # S_ij
+    image_ids: list[int]
+    images: list[list[list[int]]]  # the two stimuli, grey levels 0–255
+
+
+class SimilarPairs(BaseModel):
+    """The most (``high``) and least (``low``) similar pairs of a target (Fig. 2)."""
+
+    n: int  # stimuli
+    high: list[SimilarPair]
+    low: list[SimilarPair]

@@ -42,6 +42,7 @@ from ml.regularize.cnn_features import SCnnOverviews, tap_features
 from ml.regularize.targets import REGISTRY, source_kind
 from ml.stored import StoredFileError
 from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
+from server.schemas import SimilarPairs
 from server.strict import CONFLICT, api_router, invalid
 
 router = api_router(prefix="/api/runs/{run_id}/matrices", tags=["matrices"])
@@ -231,11 +232,12 @@ def _pairs(path: str, mtime: float, budget: int, k: int) -> dict[str, Any]:
 
 @router.get("/{name}/pairs")
 def pairs(run_id: RunId, name: str, session: SessionDep, settings: SettingsDep, _: CurrentUser,
-          k: Annotated[int, Query(ge=1, le=12)] = 3) -> dict[str, Any]:
+          k: Annotated[int, Query(ge=1, le=12)] = 3) -> SimilarPairs:
     """The paper's Fig. 2 from a similarity run's target: the ``k`` most and least similar
     pairs of distinct stimuli over all i < j, with their images (grey levels 0–255)."""
     run_or_404(session, run_id)
-    return _pairs(*_file(session, settings, run_id, artifacts.target(name)), k)
+    return SimilarPairs.model_validate(
+        _pairs(*_file(session, settings, run_id, artifacts.target(name)), k))
 
 
 @router.get("/{name}", responses={**CONFLICT, **PENDING}, response_model=MatrixView,

@@ -31,7 +31,15 @@ from server.deps import (
     may_write,
     run_or_404,
 )
-from server.schemas import RunCreate, RunFinish, RunPage, RunPublic, RunUpdate
+from server.schemas import (
+    GroupCurves,
+    RunCreate,
+    RunFinish,
+    RunGroups,
+    RunPage,
+    RunPublic,
+    RunUpdate,
+)
 from server.services import run_public, runs_public
 from server.strict import CONFLICT, api_router, invalid
 
@@ -277,7 +285,7 @@ def groups(
                       | None, Query(max_length=20, description="metrics.<key>[.last|.min|"
                                     ".max] to average per group (repeatable)")] = None,
     q: Annotated[str | None, Query(max_length=2000)] = None,
-) -> dict[str, Any]:
+) -> RunGroups:
     """Runs matching ``q`` grouped by ``by``: per group the count and, per ``metric``,
     the mean ± SEM over the runs that have it (W&B's grouping; averaging over seeds)."""
     from core.store.query import QueryError, group_runs
@@ -286,7 +294,8 @@ def groups(
         rows = group_runs(session, by=list(by), metrics=list(metric or []), q=q)
     except QueryError as exc:
         raise _query_422(exc) from None
-    return {"by": list(by), "metrics": list(metric or []), "groups": rows}
+    return RunGroups.model_validate({"by": list(by), "metrics": list(metric or []),
+                                     "groups": rows})
 
 
 @dry_run_router.get("/run-groups/curves")
@@ -300,7 +309,7 @@ def group_curves(
     q: Annotated[str | None, Query(max_length=2000)] = None,
     max_points: Annotated[int, Query(ge=2, le=10_000)] = 500,
     max_runs: Annotated[int, Query(ge=1, le=1000)] = 500,
-) -> dict[str, Any]:
+) -> GroupCurves:
     """Each group's curve of ``key`` as mean ± SEM over its runs (Compare's grouped
     overlay): every step some run of the group reached, with the count ``n_at`` of runs
     there. Series longer than ``max_points`` are averaged over the same bins of steps
@@ -320,8 +329,8 @@ def group_curves(
     rows = [{"group": g["group"], "n": len(g["run_ids"]),
              **mean_curve({"id": i, "steps": curve_of[i][0], "values": curve_of[i][1]}
                           for i in g["run_ids"])} for g in groups]
-    return {"by": list(by), "key": key, "bin_steps": width, "truncated": truncated,
-            "groups": rows}
+    return GroupCurves.model_validate({"by": list(by), "key": key, "bin_steps": width,
+                                       "truncated": truncated, "groups": rows})
 
 
 def column_values(session: SessionDep, runs: Sequence[Run], cols: list[str]
