@@ -674,3 +674,37 @@ class SimilarPairs(BaseModel):
     n: int  # stimuli
     high: list[SimilarPair]
     low: list[SimilarPair]
+
+
+class RunProvenance(BaseModel):
+    """``GET /api/runs/{id}/provenance``: the run's stored provenance, open (the fields of
+    :data:`neuroreg.provenance.FIELDS` and any others a client sent); None when it has
+    none."""
+
+    run_id: int
+    provenance: dict[str, Any] | None
+
+
+class FieldDiff(BaseModel):
+    field: str
+    values: list[Any]  # a value per run (None: the run lacks it)
+
+
+class PackageDiff(BaseModel):
+    name: str
+    versions: list[str | None]  # a version per run (None: not installed there)
+
+
+class SameCounts(BaseModel):
+    fields: int
+    packages: int
+
+
+class ProvenanceDiff(BaseModel):
+    """``GET /api/provenance-diff`` (:func:`neuroreg.provenance.diff`)."""
+
+    runs: list[int]
+    missing: list[int]  # runs without provenance
+    fields: list[FieldDiff]
+    packages: list[PackageDiff]
+    same: SameCounts

@@ -3,7 +3,7 @@ Compare page's provenance diff)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import HTTPException, Query, status
 
@@ -11,20 +11,21 @@ from core.store.models import MAX_ID
 from core.store.provenance import provenance_of
 from neuroreg.provenance import diff
 from server.deps import CurrentUser, RunId, SessionDep, run_or_404
+from server.schemas import ProvenanceDiff, RunProvenance
 from server.strict import ErrorDetail, api_router
 
 router = api_router(prefix="/api", tags=["provenance"])
 
 
 @router.get("/runs/{run_id}/provenance")
-def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
+def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> RunProvenance:
     """The run's provenance: ``git_commit``, ``git_dirty``, ``git_branch``, ``git_root``
     (null outside a git checkout), ``neuroreg_version``, ``python``, ``host``,
     ``platform``, ``torch``, ``cuda``, ``gpus``, ``script`` (an external run's) and
     ``packages`` ({name: version}); ``provenance`` is null for a run that has none (queued,
     or stored before provenance was recorded)."""
     run = run_or_404(session, run_id)
-    return {"run_id": run.id, "provenance": run.provenance}
+    return RunProvenance(run_id=run.id, provenance=run.provenance)
 
 
 @router.get("/provenance-diff", responses={
@@ -34,7 +35,7 @@ def provenance_diff(
     _: CurrentUser,
     run_id: Annotated[list[Annotated[int, Query(ge=1, le=MAX_ID)]], Query(
         min_length=1, max_length=100, description="the runs to compare (repeatable)")],
-) -> dict[str, Any]:
+) -> ProvenanceDiff:
     """What differs in the provenance of runs ``run_id`` (in their order): ``fields``
     (``[{"field", "values"}]``, a value per run), ``packages`` (``[{"name",
     "versions"}]``, a version per run, null where not installed), ``same`` (how many
@@ -47,5 +48,6 @@ def provenance_diff(
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             f"run_id: run {unknown[0]} does not exist")
     provs = [found[i] if isinstance(found[i], dict) else None for i in ids]
-    return {"runs": ids, "missing": [i for i, p in zip(ids, provs, strict=True) if p is None],
-            **diff(provs)}
+    return ProvenanceDiff.model_validate({
+        "runs": ids, "missing": [i for i, p in zip(ids, provs, strict=True) if p is None],
+        **diff(provs)})
