@@ -708,3 +708,16 @@ class ProvenanceDiff(BaseModel):
     fields: list[FieldDiff]
     packages: list[PackageDiff]
     same: SameCounts
+
+
+class RecordingEntry(BaseModel):
+    name: str
+    kind: Literal["file", "folder"]
+    bytes: int  # a folder: its files' total
+
+
+class Recordings(BaseModel):
+    """``GET /api/recordings``: the recordings a similarity run can name, under ``root``."""
+
+    root: str
+    items: list[RecordingEntry]

@@ -10,14 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import recordings
 from ml.neural.io.options import ImportOptions
 from server.deps import CurrentUser, SettingsDep
+from server.schemas import Recordings
 from server.strict import api_router, invalid
 
 router = api_router(prefix="/api/recordings", tags=["recordings"])
 
 
 @router.get("")
-def list_(settings: SettingsDep, _: CurrentUser) -> dict[str, Any]:
-    return {"root": str(settings.recordings), "items": recordings.listing(settings.recordings)}
+def list_(settings: SettingsDep, _: CurrentUser) -> Recordings:
+    return Recordings.model_validate({"root": str(settings.recordings),
+                                      "items": recordings.listing(settings.recordings)})
 
 
 class InspectBody(BaseModel):
