@@ -262,7 +262,7 @@ def test_dockerfile_torch_is_the_readmes_and_within_pyprojects_range() -> None:
     (req,) = [Requirement(r) for r in _pyproject()["project"]["dependencies"]
               if Requirement(r).name == "torch"]
     assert req.specifier.contains(torch), (req, torch)
-    readme = (ROOT / "README.md").read_text()
+    readme = "".join(p.read_text() for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
     assert set(re.findall(r"pip install torch==(\S+)", readme)) == {str(torch)}
     # torchvision 0.(N+15) is built for torch 2.N
     assert (vision.major, vision.minor) == (0, torch.minor + 15), (torch, vision)

@@ -1,6 +1,7 @@
-"""The README is true: its concrete ``neuroreg`` commands parse and name files that exist,
-and its Python blocks that need no server run as written (the client block runs against
-a live server in tests/integration/test_examples.py)."""
+"""The README and every docs/ page are true: their concrete ``neuroreg`` commands parse
+and name files that exist, the files they link exist, and their Python blocks that need no
+server run as written (the client block of docs/runs.md runs against a live server in
+tests/integration/test_examples.py)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,23 @@ from cli import build_parser
 from tests.floats import assert_within, two_paths
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+README = "\n".join(p.read_text() for p in PAGES)
 
 
 def _blocks(lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", README, re.S)
+
+
+def test_the_readme_maps_every_docs_page() -> None:
+    linked = set(re.findall(r"\]\(docs/([\w-]+\.md)\)", (ROOT / "README.md").read_text()))
+    assert linked == {p.name for p in PAGES[1:]}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_relative_link_names_a_file_that_exists(page: Path) -> None:
+    for target in re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", page.read_text()):
+        assert (page.parent / target).exists(), (page.name, target)
 
 
 def _commands() -> list[list[str]]:
@@ -61,7 +74,7 @@ def test_the_target_block_runs_as_written(tmp_path: Path, monkeypatch: pytest.Mo
     (tmp_path / "target-neural-model.npz").write_bytes(target.to_bytes())
     monkeypatch.chdir(tmp_path)
     scope: dict[str, object] = {}
-    exec(compile(block, "README.md", "exec"), scope)
+    exec(compile(block, "docs/similarity.md", "exec"), scope)
     # float32 dot products of unit 4-vectors, summed in two orders
     assert_within(scope["s"], [f[0] @ f[2], f[1] @ f[3]], two_paths(4, 1.0, np.float32))
     assert np.shape(scope["m"]) == (3, 2)

@@ -34,7 +34,7 @@ def test_every_example_is_run_or_checked() -> None:
 
 
 def _readme_block(after: str) -> str:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "runs.md").read_text()
     start = text.index(after)
     return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)  # type: ignore[union-attr]
 
@@ -78,7 +78,7 @@ def test_the_examples_and_the_readme_client_run_as_written(
                 monkeypatch.chdir(tmp_path)
                 scope: dict[str, object] = {}
                 try:
-                    exec(compile(_readme_block("### Python client"), "README.md", "exec"), scope)
+                    exec(compile(_readme_block("### Python client"), "docs/runs.md", "exec"), scope)
                 finally:
                     if isinstance(scope.get("nr"), Client):
                         scope["nr"].close()  # type: ignore[union-attr]

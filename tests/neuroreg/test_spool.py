@@ -299,13 +299,13 @@ def test_the_readme_offline_block_runs_as_written_and_syncs(
 ) -> None:
     import re
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "deployment.md").read_text()
     (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
                 if "Client(offline=True)" in b]
     url, token = server
     monkeypatch.setenv("NEUROREG_SPOOL_DIR", str(tmp_path / "spool"))
     monkeypatch.setenv("NEUROREG_API_URL", "http://127.0.0.1:9")  # no server is asked
-    exec(compile(block, "README.md", "exec"), {})
+    exec(compile(block, "docs/deployment.md", "exec"), {})
     with Client(url, token, offline=False, spool_dir=tmp_path / "spool") as nr:
         (report,) = nr.sync()
         assert report.done and report.points == 100 and report.lines == 1

@@ -136,7 +136,7 @@ def _deliveries(settings: Settings) -> list[WebhookDelivery]:
 
 
 def _verify(secret: str, body: bytes, header: str) -> bool:
-    """What the README tells a receiver to do."""
+    """What docs/runs.md tells a receiver to do."""
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, header)
 
@@ -493,11 +493,11 @@ def test_the_readme_receiver_accepts_a_real_delivery_once_and_refuses_a_forged_o
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "runs.md").read_text()
     section = readme[readme.index("### Webhooks"):]
     block = re.findall(r"```python\n(.*?)```", section, re.S)[0]  # the receiver
     scope: dict[str, Any] = {}
-    exec(compile(block, "README.md", "exec"), scope)
+    exec(compile(block, "docs/runs.md", "exec"), scope)
     rx = receiver()
     ada = _user(store, "ada")
     _hook(store, ada, rx.url, secret="readme-secret-0123")
