@@ -35,6 +35,17 @@ def test_every_relative_link_names_a_file_that_exists(page: Path) -> None:
         assert (page.parent / target).exists(), (page.name, target)
 
 
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_repository_path_a_page_names_exists(page: Path) -> None:
+    """`core/broker.py`, `tests/security/`, `core/lifecycle` (a module): after a move the
+    pages name where the code is now."""
+    top = r"(?:ml|core|server|worker|cli|neuroreg|frontend|bench|tests|examples|docs|\.ci)"
+    named = re.findall(rf"`({top}/[\w./-]*)`", page.read_text())
+    assert named
+    for path in named:
+        assert (ROOT / path).exists() or (ROOT / f"{path}.py").is_file(), (page.name, path)
+
+
 def _commands() -> list[list[str]]:
     """Every ``neuroreg …`` line of the sh blocks that is a command, not a usage line
     (``[--opt]``, ``…``, ``<id>``)."""
