@@ -26,6 +26,10 @@ PG_ADMIN_URL = os.environ.get(
     "NEUROREG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("NEUROREG_TEST_REDIS", "redis://127.0.0.1:6379/13")
+# Under pytest-xdist each worker (gw0, gw1, ...) is its own session: PostgreSQL gets a
+# database per session (pg_url), Redis a database number per worker (redis_url), so one
+# worker's flush never empties another's queue.
+XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -68,10 +72,12 @@ def redis_url() -> str:
         unavailable("Redis at 127.0.0.1:6379")
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
+    base, number = REDIS_URL.rsplit("/", 1)
+    url = f"{base}/{(int(number) + XDIST_WORKER) % 16}"
+    client = redis.Redis.from_url(url)
     client.flushdb()
     client.close()
-    return REDIS_URL
+    return url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
