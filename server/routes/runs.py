@@ -21,7 +21,7 @@ from core.store import audit
 from core.store.artifacts import UnsafePath, resolve
 from core.store.models import MAX_ID, Run, RunStatus, User
 from core.store.runs import NotFound, delete_run, find_run, list_runs, set_tags
-from core.submit import EnqueueFailed, enqueue_runs, submit_run
+from core.submit import EnqueueFailed, submit_run
 from server.deps import (
     CurrentUser,
     RunId,
@@ -417,8 +417,8 @@ def delete(run_id: RunId, session: SessionDep, user: CurrentUser, settings: Sett
 
 
 @router.post("/{run_id}/finish", responses=CONFLICT)
-def finish(run_id: RunId, body: RunFinish, request: Request, session: SessionDep,
-           user: CurrentUser, settings: SettingsDep) -> RunPublic:
+def finish(run_id: RunId, body: RunFinish, session: SessionDep, user: CurrentUser,
+           settings: SettingsDep) -> RunPublic:
     """End an external run (owner or admin); worker-run kinds end themselves. Its log
     becomes its logs.txt."""
     from core.store.logs import save_log_artifact
@@ -433,11 +433,12 @@ def finish(run_id: RunId, body: RunFinish, request: Request, session: SessionDep
             and body.finished_at < run.started_at:
         raise invalid(["body", "finished_at"], f"{body.finished_at.isoformat()} is before the "
                       f"run started ({run.started_at.isoformat()})", "before_start")
-    follow = finish_run(session, run_id, RunStatus(body.status), error=body.error,
-                        result=body.result, finished_at=body.finished_at)
+    # an external run is no study's child (studies count train and evaluate runs), so its
+    # end creates no run to enqueue
+    finish_run(session, run_id, RunStatus(body.status), error=body.error, result=body.result,
+               finished_at=body.finished_at)
     save_log_artifact(session, settings.artifacts, run_id)
     session.commit()
-    enqueue_runs(request.app.state.celery, settings.db_url, [(r.id, r.kind) for r in follow])
     session.refresh(run)
     return run_public(session, run)
 
