@@ -7,9 +7,10 @@ external run's finish, disabling a user, a submit the broker refused — goes th
        └─────────────────┘
     queued | running ──cancel──▶ cancelled      running ──reap, out of starts──▶ failed
 
-Each end happens in the caller's transaction together with what must follow it: the
-owner's webhook deliveries are written (:func:`~core.store.webhooks.queue_run_event`) and
-the parent study advances (:func:`core.studies.advance`: the evaluation of a succeeded
+Each end happens in the caller's transaction together with what must follow it: an
+evaluation's leaderboard scores are written (:func:`~core.store.scores.write_scores`), the
+owner's webhook deliveries too (:func:`~core.store.webhooks.queue_run_event`), and the
+parent study advances (:func:`core.studies.advance`: the evaluation of a succeeded
 train run is created, and the study itself finishes when its last child has) — so no path
 can end a run and forget its study. The runs this creates are returned for the caller to
 enqueue after commit, so a worker never picks up a run it cannot see yet.
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 from core import studies
 from core.kinds import KINDS
 from core.store.models import Run, RunStatus, utcnow
+from core.store.scores import write_scores
 from core.store.webhooks import queue_run_event
 
 
@@ -143,9 +145,11 @@ def reap(session: Session, *, stale_after: float, max_attempts: int,
 
 
 def _ended(session: Session, run_id: int) -> list[Run]:
-    """What follows any end of ``run_id``: its webhook deliveries, then its parent study's
-    step (which may end the study, and so on up). Returns the runs created."""
+    """What follows any end of ``run_id``: an evaluation's leaderboard scores (written for
+    a success, cleared otherwise), its webhook deliveries, then its parent study's step
+    (which may end the study, and so on up). Returns the runs created."""
     session.flush()
+    write_scores(session, run_id)
     queue_run_event(session, run_id)
     step = studies.advance(session, run_id)
     if step.outcome is not None and step.study_id is not None:

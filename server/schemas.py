@@ -24,7 +24,7 @@ from pydantic import (
 from core.kinds import KINDS, JobKind
 from core.store.models import MAX_ID, Role, RunStatus
 from core.store.webhooks import EventName
-from ml.evaluate.record import Column
+from ml.evaluate.record import CellKind, Column
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 ClientKey = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -511,6 +511,21 @@ class LeaderboardRow(BaseModel):
     mean_l0: float | None
 
 
+class ColumnSpec(BaseModel):
+    """A column the leaderboard shows (:data:`ml.evaluate.record.LEADERBOARD`), its header
+    with the ε it ranks filled in: the page and the CLI draw their heads from these."""
+
+    key: str  # the field of a row it shows, and sorts by when sortable
+    header: str  # AA L∞ 8/255
+    title: str  # what the header means, in a sentence
+    kind: CellKind  # how a cell shows the value
+    sortable: bool
+    threat_model: str | None  # an AutoAttack column's
+    digits: int | None  # a number column's decimals
+    page: bool  # shown on the page
+    cli: bool  # shown in the terminal
+
+
 class LeaderboardPage(BaseModel):
     """One page of ``GET /api/leaderboard``."""
 
@@ -523,6 +538,7 @@ class LeaderboardPage(BaseModel):
     columns: list[Column]  # the columns it can sort by (:data:`ml.evaluate.record.COLUMNS`)
     eps: dict[str, float]  # threat model → the ε its AutoAttack columns rank
     eps_labels: dict[str, str]  # the same ε as the figures write it (8/255)
+    layout: list[ColumnSpec]  # the columns to show, in order
 
 
 class NormLabel(BaseModel):

@@ -270,3 +270,22 @@ class AuditEvent(Base):
     target_kind: Mapped[str] = mapped_column(String(16))  # user, token, run, webhook
     target_id: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class EvaluationScore(Base):
+    """One score a succeeded evaluation ranks by on the leaderboard: a sortable column of
+    :data:`ml.evaluate.record.COLUMNS` at ε (AutoAttack's, else 0) and its value, written
+    when the run ends (:mod:`core.store.scores`), so the leaderboard filters, sorts and
+    pages in SQL."""
+
+    __tablename__ = "evaluation_scores"
+    __table_args__ = (
+        Index("ix_evaluation_scores_column_eps_value", "column", "eps", "value"),
+    )
+
+    # (run, column, ε) is the key: one value each
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    column: Mapped[str] = mapped_column(String(32), primary_key=True)
+    eps: Mapped[float] = mapped_column(Float, primary_key=True)  # 0 for a column without ε
+    value: Mapped[float] = mapped_column(Float)

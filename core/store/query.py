@@ -225,21 +225,31 @@ def _compare(col: Any, op: str, v: Any) -> ColumnElement[bool]:
     return func.lower(col).contains(str(v).lower(), autoescape=True)
 
 
+def _json_type(path: list[str], dialect: str) -> Any:
+    """The JSON type of the config value at ``path``; NULL when the config has none."""
+    if dialect == "postgresql":
+        return func.json_typeof(Run.config[tuple(path)])
+    return func.json_type(Run.config, "$." + ".".join(f'"{p}"' for p in path))
+
+
+def config_absent(path: list[str], dialect: str) -> ColumnElement[bool]:
+    """Whether a run's config has no field at ``path`` (one holding JSON null has it)."""
+    return _json_type(path, dialect).is_(None)  # type: ignore[no-any-return]
+
+
 def _json(path: list[str], kind: str, dialect: str) -> Any:
     """The config value at ``path`` when it is of JSON ``kind`` (number, string,
     boolean), else NULL: never a cast that fails on another type."""
+    typ = _json_type(path, dialect)
     if dialect == "postgresql":
         elem = Run.config[tuple(path)]  # config #> '{a,b}'
-        typ = func.json_typeof(elem)
         text = elem.as_string()         # config #>> '{a,b}'
         if kind == "number":
             return case((typ == "number", cast(text, Float)), else_=None)
         if kind == "boolean":
             return case((typ == "boolean", text == "true"), else_=None)
         return case((typ == "string", text), else_=None)
-    jpath = "$." + ".".join(f'"{p}"' for p in path)
-    typ = func.json_type(Run.config, jpath)
-    val = func.json_extract(Run.config, jpath)
+    val = func.json_extract(Run.config, "$." + ".".join(f'"{p}"' for p in path))
     if kind == "number":
         return case((typ.in_(("integer", "real")), val), else_=None)
     if kind == "boolean":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from ml.evaluate.attacks import NORMS
@@ -29,6 +30,81 @@ Column = Literal[
 """The leaderboard's sortable columns: a record's scalars (higher is better for every
 score: accuracy, and the distance an attack needs)."""
 COLUMNS: tuple[str, ...] = get_args(Column)
+
+CellKind = Literal["run", "text", "alpha", "number", "pct", "autoattack", "corruptions",
+                   "network", "study"]
+"""How a leaderboard cell shows its row's value: ``run`` a run's ``#id`` (a link), ``text``
+as is, ``alpha`` α (none for target none), ``number`` to ``digits`` decimals, ``pct`` an
+accuracy in percent, ``autoattack`` the same with ``*`` for a reduced (custom)
+AutoAttack, ``corruptions`` the same with ``ᵖ`` on the published files, ``network`` the
+architecture and dataset, ``study`` the study's ``#id`` (a link)."""
+
+
+@dataclass(frozen=True)
+class LeaderboardColumn:
+    """One column a person sees on the leaderboard (the page and ``neuroreg leaderboard``).
+
+    Attributes:
+        key: the field of :func:`leaderboard_row` it shows, and sorts by when it is one of
+            :data:`COLUMNS`.
+        header: what its head says; ``{eps}`` stands for the ε it ranks (``8/255``).
+        title: what the header means, in a sentence (the page's hover).
+        kind: how a cell shows the value (:data:`CellKind`).
+        threat_model: the AutoAttack threat model of an ``autoattack`` column.
+        digits: decimals of a ``number`` column.
+        page: shown on the page.
+        cli: shown in the terminal (which has no room for every column).
+    """
+
+    key: str
+    header: str
+    title: str
+    kind: CellKind
+    threat_model: str | None = None
+    digits: int | None = None
+    page: bool = True
+    cli: bool = True
+
+    @property
+    def sortable(self) -> bool:
+        """Whether the leaderboard sorts by it: its key is one of :data:`COLUMNS`."""
+        return self.key in COLUMNS
+
+    def heading(self, eps_labels: Mapping[str, str]) -> str:
+        """The header with the ε of its threat model filled in (``AA L∞ 8/255``)."""
+        eps = eps_labels[self.threat_model] if self.threat_model else ""
+        return self.header.format(eps=eps)
+
+
+LEADERBOARD: tuple[LeaderboardColumn, ...] = (
+    LeaderboardColumn("evaluation_run", "eval", "the evaluate run", "run"),
+    LeaderboardColumn("model_run", "model", "the train run it evaluated", "run"),
+    LeaderboardColumn("target", "target", "the representational target the model was "
+                      "regularized toward (none: not regularized)", "text"),
+    LeaderboardColumn("alpha", "α", "the regularization's weight α", "alpha"),
+    LeaderboardColumn("seed", "seed", "the training seed", "number", digits=0),
+    LeaderboardColumn("clean_acc", "clean", "accuracy on the clean test split (σ = 0 of the "
+                      "noise curve)", "pct"),
+    LeaderboardColumn("autoattack_linf", "AA L∞ {eps}", "AutoAttack robust accuracy, L∞ "
+                      "threat model, at this ε", "autoattack", threat_model="linf"),
+    LeaderboardColumn("autoattack_l2", "AA L2 {eps}", "AutoAttack robust accuracy, L2 "
+                      "threat model, at this ε", "autoattack", threat_model="l2"),
+    LeaderboardColumn("corruptions_acc", "corrupt.", "mean accuracy over CIFAR-10-C's 15 "
+                      "corruptions × 5 severities", "corruptions"),
+    LeaderboardColumn("median_l2", "median L2", "median minimal L2 perturbation (the "
+                      "paper's Fig. 5)", "number", digits=3),
+    LeaderboardColumn("median_linf", "median L∞", "median minimal L∞ perturbation",
+                      "number", digits=4),
+    LeaderboardColumn("architecture", "network · data", "the architecture (and width) and "
+                      "the dataset it was trained on", "network"),
+    LeaderboardColumn("name", "name", "the model's name", "text", page=False),
+    LeaderboardColumn("study", "study", "the study that trained the model", "study",
+                      cli=False),
+    LeaderboardColumn("owner", "owner", "who ran the evaluation", "text", cli=False),
+)
+"""The leaderboard's displayed columns, in display order: the one place they are spelled
+(the server serves them as the page's layout; the page and the CLI draw from it). The
+page adds each row's record download as its last column."""
 
 
 def eps_label(eps: float) -> str:
@@ -168,13 +244,24 @@ def leaderboard_row(rec: Mapping[str, Any], eps: Mapping[str, float] | None = No
     return row
 
 
-def sort_rows(rows: list[dict[str, Any]], column: str, *, descending: bool
-              ) -> list[dict[str, Any]]:
-    """``rows`` by ``column``; rows without a value last, whichever the order; ties by
-    evaluation run (newest first)."""
-    have = [r for r in rows if r.get(column) is not None]
-    have.sort(key=lambda r: -(r["evaluation_run"] or 0))
-    have.sort(key=lambda r: r[column], reverse=descending)
-    missing = sorted((r for r in rows if r.get(column) is None),
-                     key=lambda r: -(r["evaluation_run"] or 0))
-    return have + missing
+def scores(rec: Mapping[str, Any]) -> list[tuple[str, float, float]]:
+    """What the leaderboard sorts a record by, as ``(column, ε, value)``: one per
+    AutoAttack threat model and ε measured (``autoattack_linf``, ``autoattack_l2``; the
+    first of two ε equal to a relative 1e-6, as :func:`leaderboard_row` takes it), one per
+    other column of :data:`COLUMNS` the record has a finite number for, at ε = 0."""
+    out: list[tuple[str, float, float]] = []
+    for norm in THREAT_MODELS:
+        seen: list[float] = []
+        for r in rec["autoattack"].get(norm, []):
+            eps, value = float(r["eps"]), _finite(r["robust_acc"])
+            if value is not None and not any(math.isclose(eps, e, rel_tol=1e-6) for e in seen):
+                out.append((f"autoattack_{norm}", eps, value))
+            seen.append(eps)
+    row = leaderboard_row(rec)
+    for column in COLUMNS:
+        v = row.get(column)
+        if column.startswith("autoattack_") or isinstance(v, bool) \
+                or not isinstance(v, int | float) or not math.isfinite(v):
+            continue
+        out.append((column, 0.0, float(v)))
+    return out

@@ -4,16 +4,26 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException, Query, Response, status
 from sqlalchemy import select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
+from core.store import scores
 from core.store.metrics import latest_values
-from core.store.models import MAX_ID, Run, RunStatus, User
+from core.store.models import MAX_ID, Run, RunStatus
+from core.store.scores import record_input
 from ml.evaluate.autoattack import DEFAULT_EPSILONS
-from ml.evaluate.record import COLUMNS, Column, eps_label, leaderboard_row, model_record, sort_rows
+from ml.evaluate.record import (
+    COLUMNS,
+    LEADERBOARD,
+    Column,
+    eps_label,
+    leaderboard_row,
+    model_record,
+)
 from server.deps import CurrentUser, RunId, RunIdQuery, SessionDep, run_or_404
 from server.schemas import LeaderboardPage
 from server.strict import CONFLICT, api_router
@@ -25,13 +35,6 @@ Epsilon = Annotated[float | None, Query(
     description="the ε whose AutoAttack accuracy this column ranks (images in [0, 1])")]
 
 
-def _as_dict(run: Run, last_metrics: dict[str, float] | None = None) -> dict[str, Any]:
-    return {"id": run.id, "name": run.name, "owner": run.owner.name, "config": run.config,
-            "result": run.result, "parent_id": run.parent_id,
-            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-            "last_metrics": last_metrics or {}}
-
-
 def _records(session: Session, pairs: list[tuple[Run, Run]]) -> list[dict[str, Any]]:
     """The record of each (evaluation, model) pair, with the similarity runs they name."""
     tests = latest_values(session, [m.id for _, m in pairs], ["test_acc"])
@@ -41,8 +44,9 @@ def _records(session: Session, pairs: list[tuple[Run, Run]]) -> list[dict[str, A
     out = []
     for e, m in pairs:
         sim = sims.get(m.config.get("target_run") or 0)
-        out.append(model_record(evaluation=_as_dict(e), model=_as_dict(m, tests.get(m.id)),
-                                similarity=None if sim is None else _as_dict(sim)))
+        out.append(model_record(evaluation=record_input(e),
+                                model=record_input(m, tests.get(m.id)),
+                                similarity=None if sim is None else record_input(sim)))
     return out
 
 
@@ -95,25 +99,18 @@ def leaderboard(
     ``sort`` (rows without that score last). AutoAttack columns rank robust accuracy at
     ``eps_linf``/``eps_l2`` (default RobustBench's 8/255 and 0.5): an evaluation at
     another ε has no value there, as RobustBench keeps one leaderboard per ε. ``study``
-    is the study of the evaluated models."""
-    model = aliased(Run)
-    query = (select(Run, model).join(model, Run.input_run_id == model.id)
-             .where(Run.kind == "evaluate", Run.status == RunStatus.succeeded))
-    if study is not None:
-        query = query.where(model.parent_id == study)
-    if owner:
-        query = query.join(User, Run.owner_id == User.id).where(User.name == owner)
-    pairs = [(e, m) for e, m in session.execute(query).unique().all() if e.result]
-    if dataset:
-        pairs = [p for p in pairs if p[1].config.get("dataset") == dataset]
-    if target:
-        pairs = [p for p in pairs if p[1].config.get("target", "none") == target]
-    eps = {k: v for k, v in (("linf", eps_linf), ("l2", eps_l2)) if v is not None}
-    rows = sort_rows([leaderboard_row(r, eps) for r in _records(session, pairs)], sort,
-                     descending=order == "desc")
+    is the study of the evaluated models. Filtered, sorted and paged in SQL
+    (:func:`core.store.scores.leaderboard`); records are built for the page's rows only.
+    ``layout``: the columns to show, their headers at these ε."""
+    chosen = {k: v for k, v in (("linf", eps_linf), ("l2", eps_l2)) if v is not None}
+    eps = {n: chosen.get(n, v[0]) for n, v in DEFAULT_EPSILONS.items()}
+    labels = {n: eps_label(v) for n, v in eps.items()}
+    pairs, total = scores.leaderboard(
+        session, sort=sort, descending=order == "desc", eps=eps, dataset=dataset,
+        target=target, owner=owner, study=study, limit=limit, offset=offset)
+    layout = [{**asdict(c), "header": c.heading(labels), "sortable": c.sortable}
+              for c in LEADERBOARD]
     return LeaderboardPage.model_validate({
-            "items": rows[offset:offset + limit], "total": len(rows), "limit": limit,
-            "offset": offset, "sort": sort, "order": order, "columns": list(COLUMNS),
-            "eps": {n: eps.get(n, v[0]) for n, v in DEFAULT_EPSILONS.items()},
-            "eps_labels": {n: eps_label(eps.get(n, v[0]))
-                           for n, v in DEFAULT_EPSILONS.items()}})
+            "items": [leaderboard_row(r, eps) for r in _records(session, pairs)],
+            "total": total, "limit": limit, "offset": offset, "sort": sort, "order": order,
+            "columns": list(COLUMNS), "eps": eps, "eps_labels": labels, "layout": layout})

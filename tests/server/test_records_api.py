@@ -173,6 +173,11 @@ def test_the_client_and_cli_show_the_leaderboard_and_save_a_record(
         out = capsys.readouterr().out
         lines = [ln for ln in out.splitlines() if ln.strip()]
         assert "AA L∞ 8/255" in lines[0] and "AA L2 0.5" in lines[0]
+        # the server's layout: its headers, the columns it marks for the terminal
+        layout = client.get("/api/leaderboard").json()["layout"]
+        assert lines[0].split("  ")[0] == "eval" and "network · data" in lines[0]
+        assert all(c["header"] in lines[0] for c in layout if c["cli"])
+        assert "owner" not in lines[0] and "study" not in lines[0]
         first = lines[1]  # the best corruption accuracy: run 2's 75 %
         assert first.split()[0] == str(ids["evals"][1])
         assert "75.0" in first and "20.0*" in first and "88.0" in first
@@ -217,3 +222,41 @@ def test_the_leaderboard_page_is_typed_and_names_its_sortable_columns(client, id
         assert ok["schema"]["$ref"].endswith(f"/{schema}"), (path, ok)
     kinds = responses["/api/kinds"]["get"]["responses"]["200"]["content"]["application/json"]
     assert kinds["schema"]["items"]["$ref"].endswith("/KindPublic")
+
+
+def test_the_leaderboard_serves_its_layout_with_the_eps_it_ranks(client, ids) -> None:
+    """The columns to show come with the page (the page and the CLI spell none): in order,
+    their headers at the ε asked, sortable exactly where the page sorts."""
+    from ml.evaluate.record import LEADERBOARD
+
+    page = client.get("/api/leaderboard", params={"eps_linf": 0.1}).json()
+    layout = page["layout"]
+    assert [c["key"] for c in layout] == [c.key for c in LEADERBOARD]
+    heads = {c["key"]: c["header"] for c in layout}
+    assert heads["autoattack_linf"] == "AA L∞ 0.1" and heads["autoattack_l2"] == "AA L2 0.5"
+    assert {c["key"] for c in layout if c["sortable"]} == (
+        {c["key"] for c in layout} & set(page["columns"]))
+    assert {c["key"] for c in layout if not c["cli"]} == {"study", "owner"}
+    assert all(c["title"] for c in layout)
+
+
+def test_the_leaderboard_builds_records_only_for_its_page(client, ids, monkeypatch) -> None:
+    """Filtered, sorted and paged in SQL: a record is built for each row of the page and
+    for no other."""
+    import server.routes.records as records
+    from ml.evaluate.record import model_record
+
+    built: list[int] = []
+
+    def counting(*, evaluation, model, similarity=None):
+        built.append(evaluation["id"])
+        return model_record(evaluation=evaluation, model=model, similarity=similarity)
+
+    monkeypatch.setattr(records, "model_record", counting)
+    page = client.get("/api/leaderboard", params={"sort": "clean_acc", "limit": 2,
+                                                  "offset": 1}).json()
+    assert [r["evaluation_run"] for r in page["items"]] == built == ids["evals"][1:3]
+    assert page["total"] == 4
+    built.clear()
+    page = client.get("/api/leaderboard", params={"owner": "ada", "limit": 1}).json()
+    assert built == [ids["evals"][3]] and page["total"] == 2

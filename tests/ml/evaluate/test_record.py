@@ -2,12 +2,13 @@
 the study summaries of evaluations that ran only some parts."""
 
 import math
+from typing import get_args
 
 import numpy as np
 import pytest
 
 from ml.evaluate.autoattack import THREAT_MODELS
-from ml.evaluate.record import eps_label, leaderboard_row, model_record, sort_rows
+from ml.evaluate.record import eps_label, leaderboard_row, model_record, scores
 from ml.evaluate.run import EvaluateConfig, evaluate_model
 from ml.evaluate.summary import robustness_table
 from ml.recorder import MemoryRecorder
@@ -69,9 +70,54 @@ def test_the_leaderboard_ranks_autoattack_at_one_eps_and_puts_the_unmeasured_las
     assert leaderboard_row(rec, {"linf": 0.1})["autoattack_linf"] == (
         rec["autoattack"]["linf"][1]["robust_acc"])
     assert leaderboard_row(rec, {"linf": 0.05})["autoattack_linf"] is None
-    rows = [{"evaluation_run": i, "x": v} for i, v in enumerate([0.3, None, 0.9, 0.3])]
-    assert [r["evaluation_run"] for r in sort_rows(rows, "x", descending=True)] == [2, 3, 0, 1]
-    assert [r["evaluation_run"] for r in sort_rows(rows, "x", descending=False)] == [3, 0, 2, 1]
+
+
+def test_a_record_scores_every_sortable_value_it_has_and_each_autoattack_eps(evaluated):
+    """What the store sorts by (tests/core/test_scores.py) is the row's own value: at each
+    ε measured for AutoAttack, at ε = 0 for the rest."""
+    from ml.evaluate.record import COLUMNS
+
+    rec = model_record(evaluation={"id": 9, "result": evaluated}, model=MODEL)
+    got = {(c, e): v for c, e, v in scores(rec)}
+    assert len(got) == len(scores(rec))  # one value per (column, ε)
+    for eps in (8 / 255, 0.1):
+        assert got[("autoattack_linf", eps)] == leaderboard_row(rec, {"linf": eps})[
+            "autoattack_linf"]
+    assert not any(c == "autoattack_l2" for c, _ in got)  # no L2 measured
+    row = leaderboard_row(rec)
+    rest = {c: v for (c, e), v in got.items() if not c.startswith("autoattack_")}
+    assert rest == {c: float(row[c]) for c in COLUMNS
+                    if not c.startswith("autoattack_") and row[c] is not None}
+    assert rest["evaluation_run"] == 9 and rest["alpha"] == 8.0 and rest["seed"] == 1
+    assert all(e == 0 for (c, e) in got if not c.startswith("autoattack_"))
+    # two ε equal within a relative 1e-6: the first, as the row takes it
+    twice = {**rec, "autoattack": {"linf": [
+        {"eps": 0.1, "robust_acc": 0.3, "version": "standard", "n": 10},
+        {"eps": 0.1 * (1 + 1e-9), "robust_acc": 0.4, "version": "standard", "n": 10}]}}
+    assert [v for c, _, v in scores(twice) if c == "autoattack_linf"] == [0.3]
+    assert leaderboard_row(twice, {"linf": 0.1})["autoattack_linf"] == 0.3
+
+
+def test_the_leaderboard_columns_are_spelled_once():
+    """The displayed columns (the page's and the CLI's) are fields of a row; the sortable
+    ones are exactly those among :data:`COLUMNS`; ``{eps}`` only in AutoAttack headers."""
+    from ml.evaluate.record import COLUMNS, LEADERBOARD, CellKind
+
+    row = leaderboard_row({"autoattack": {}, "corruptions": None,
+                           "minimal": {"median": {}, "mean": {}}})
+    keys = [c.key for c in LEADERBOARD]
+    assert len(set(keys)) == len(keys) and set(keys) <= set(row)
+    assert keys[:3] == ["evaluation_run", "model_run", "target"] and keys[-1] == "owner"
+    assert {c.key for c in LEADERBOARD if c.sortable} == set(keys) & set(COLUMNS)
+    assert {c.kind for c in LEADERBOARD} <= set(get_args(CellKind))
+    for c in LEADERBOARD:
+        assert ("{eps}" in c.header) == (c.kind == "autoattack") == (c.threat_model is not None)
+        assert (c.digits is not None) == (c.kind == "number")
+        assert c.key == f"autoattack_{c.threat_model}" or c.threat_model is None
+        assert c.page or c.cli
+    labels = {"linf": "8/255", "l2": "0.5"}
+    assert [c.heading(labels) for c in LEADERBOARD if c.kind == "autoattack"] == [
+        "AA L∞ 8/255", "AA L2 0.5"]
 
 
 def test_every_norm_and_score_of_a_record_is_a_leaderboard_column():
