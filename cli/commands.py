@@ -344,6 +344,32 @@ def _pct(v: float | None, custom: bool = False) -> str:
     return "–" if v is None else f"{100 * v:.1f}{'*' if custom else ''}"
 
 
+_LEFT = ("text", "network")  # kinds of leaderboard column whose cells align left
+
+
+def _leaderboard_cell(col: dict[str, Any], r: dict[str, Any]) -> str:
+    """How the terminal shows row ``r``'s value of a leaderboard column (the server's
+    ``layout`` entry ``col``): by its kind, as the page does."""
+    kind, v = col["kind"], r.get(col["key"])
+    if kind == "alpha":
+        return "–" if v is None or r.get("target") == "none" else f"{v:g}"
+    if v is None:
+        return "–"
+    if kind == "number":
+        return f"{v:.{3 if col['digits'] is None else col['digits']}f}"
+    if kind == "pct":
+        return _pct(v)
+    if kind == "autoattack":
+        return _pct(v, r.get(f"{col['key']}_version") == "custom")
+    if kind == "corruptions":
+        return _pct(v) + (" ᵖ" if r.get("corruptions_source") == "published" else "")
+    if kind == "network":
+        return f"{v} · {r.get('dataset')}"
+    if kind == "study":
+        return f"#{v}"
+    return str(v)  # run, text
+
+
 def cmd_leaderboard(args: argparse.Namespace, settings: ClientSettings) -> int:
     params = {k: getattr(args, k) for k in ("sort", "order", "eps_linf", "eps_l2", "dataset",
                                             "target", "owner", "study")
@@ -353,30 +379,32 @@ def cmd_leaderboard(args: argparse.Namespace, settings: ClientSettings) -> int:
     if args.json:
         print(json.dumps(page, indent=2))
         return 0
-    eps = page["eps_labels"]  # as RobustBench writes ε (8/255), the server's one spelling
-    cols = [("clean %", 8), (f"AA L∞ {eps['linf']}", 13), (f"AA L2 {eps['l2']}", 11),
-            ("corrupt. %", 11), ("median L2", 10), ("median L∞", 10)]
-    print(f"{'eval':>5} {'model':>6}  {'target':<14}{'α':>6} {'seed':>5}  "
-          + "".join(f"{c:>{w}}" for c, w in cols) + "  architecture · dataset · name")
-    custom = False
-    for r in page["items"]:
-        flags = [r["autoattack_linf_version"] == "custom", r["autoattack_l2_version"] == "custom"]
-        custom |= any(flags)
-        med = [("–" if r[k] is None else f"{r[k]:.4g}") for k in ("median_l2", "median_linf")]
-        vals = [_pct(r["clean_acc"]), _pct(r["autoattack_linf"], flags[0]),
-                _pct(r["autoattack_l2"], flags[1]), _pct(r["corruptions_acc"]), *med]
-        say(f"{r['evaluation_run']:>5} {r['model_run']:>6}  {str(r['target']):<14}"
-            f"{r['alpha']:>6g} {str(r['seed']):>5}  "
-            + "".join(f"{v:>{w}}" for v, (_, w) in zip(vals, cols, strict=True))
-            + f"  {r['architecture']} · {r['dataset']} · {r['name']}")
+    # the columns and their headers are the server's (ε as RobustBench writes it: 8/255)
+    cols = [c for c in page["layout"] if c["cli"]]
+    rows = [[_leaderboard_cell(c, r) for c in cols] for r in page["items"]]
+    widths = [max([len(c["header"]), *(len(row[k]) for row in rows)])
+              for k, c in enumerate(cols)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(f"{v:<{w}}" if c["kind"] in _LEFT else f"{v:>{w}}"
+                         for v, w, c in zip(cells, widths, cols, strict=True)).rstrip()
+
+    say(line([c["header"] for c in cols]))
+    for row in rows:
+        say(line(row))
     if not page["items"]:
         print("no succeeded evaluations among these")
-    if custom:
+    if any(r.get(f"{c['key']}_version") == "custom" and r.get(c["key"]) is not None
+           for r in page["items"] for c in cols if c["kind"] == "autoattack"):
         print("* a reduced (custom) AutoAttack: fewer steps or queries than the standard "
               "version; not comparable with RobustBench's numbers")
+    if any(r.get("corruptions_source") == "published" and r.get(c["key"]) is not None
+           for r in page["items"] for c in cols if c["kind"] == "corruptions"):
+        print("ᵖ on the published CIFAR-C files; otherwise generated here with CIFAR-10-C's "
+              "parameters")
     best = "highest" if page["order"] == "desc" else "lowest"
     print(f"({len(page['items'])} of {page['total']} evaluations; by {page['sort']}, {best} "
-          "first; – : not measured, or at another ε)")
+          "first; accuracies in %; – : not measured, or at another ε)")
     return 0
 
 

@@ -12,51 +12,47 @@ const epsValue = (text) => {
   return m ? String(Number(m[1]) / Number(m[2])) : text.trim();
 };
 
-// what an abbreviated header means, on hover
-const TITLES = { autoattack_linf: "AutoAttack robust accuracy, L∞ threat model, at this ε",
-  autoattack_l2: "AutoAttack robust accuracy, L2 threat model, at this ε",
-  corruptions_acc: "mean accuracy over CIFAR-10-C's 15 corruptions × 5 severities",
-  clean_acc: "accuracy on the clean test split (σ = 0 of the noise curve)",
-  median_l2: "median minimal L2 perturbation (the paper's Fig. 5)",
-  median_linf: "median minimal L∞ perturbation" };
-
-// [column key, header, cell]: a key sorts; null does not
-function columns(labels) {
-  const aa = (norm, r) => {
-    const v = r[`autoattack_${norm}`];
+// how a cell shows its column's value, per kind of column (the columns, their headers
+// and which sort come from the server: page.layout, ml/evaluate/record.py's LEADERBOARD)
+const CELLS = {
+  run: (c, r) => el("a", { href: `/runs/${r[c.key]}`, title: r.name || "" }, `#${r[c.key]}`),
+  text: (c, r) => r[c.key] ?? "–",
+  alpha: (c, r) => (r.target === "none" ? "–" : String(r[c.key])),
+  number: (c, r) => fmt(r[c.key], c.digits ?? 3),
+  pct: (c, r) => pct(r[c.key]),
+  autoattack: (c, r) => {
+    const v = r[c.key];
     if (v === null || v === undefined) return "–";
-    const custom = r[`autoattack_${norm}_version`] === "custom";
+    const custom = r[`${c.key}_version`] === "custom";
     return el("span", custom ? { title: "a reduced (custom) AutoAttack: fewer steps or queries than the standard" } : {},
       pct(v) + (custom ? "*" : ""));
+  },
+  corruptions: (c, r) => (r.corruptions_source === "published"
+    ? el("span", { title: "on the published CIFAR-C files" }, `${pct(r[c.key])} ᵖ`)
+    : pct(r[c.key])),
+  network: (c, r) => `${(r[c.key] || "").replace(/ \(width (\d+)\)/, " w$1")} · ${r.dataset}`,
+  study: (c, r) => (r[c.key] ? el("a", { href: `/studies/${r[c.key]}` }, `#${r[c.key]}`) : "–"),
+};
+
+// each row's record, as a JSON file: the last column, which the page adds itself
+function download(r) {
+  const a = el("a", { href: `/api/runs/${r.evaluation_run}/record?download=true`, class: "download" }, "JSON");
+  a.onclick = async (ev) => {  // the token goes in a header: fetch, then save the blob
+    ev.preventDefault();
+    const blob = await (await api(`/api/runs/${r.evaluation_run}/record`)).blob();
+    const url = URL.createObjectURL(blob);
+    el("a", { href: url, download: `neuroreg-record-${r.evaluation_run}.json` }).click();
+    URL.revokeObjectURL(url);
   };
+  return a;
+}
+
+// [column key (null: not sortable), header, hover title, cell] per column shown
+function columns(layout) {
   return [
-    ["evaluation_run", "eval", (r) => el("a", { href: `/runs/${r.evaluation_run}` }, `#${r.evaluation_run}`)],
-    [null, "model", (r) => el("a", { href: `/runs/${r.model_run}`, title: r.name || "" }, `#${r.model_run}`)],
-    [null, "target", (r) => r.target],
-    ["alpha", "α", (r) => (r.target === "none" ? "–" : String(r.alpha))],
-    ["seed", "seed", (r) => (r.seed ?? "–")],
-    ["clean_acc", "clean", (r) => pct(r.clean_acc)],
-    ["autoattack_linf", `AA L∞ ${labels.linf}`, (r) => aa("linf", r)],
-    ["autoattack_l2", `AA L2 ${labels.l2}`, (r) => aa("l2", r)],
-    ["corruptions_acc", "corrupt.", (r) => (r.corruptions_source === "published"
-      ? el("span", { title: "on the published CIFAR-C files" }, `${pct(r.corruptions_acc)} ᵖ`)
-      : pct(r.corruptions_acc))],
-    ["median_l2", "median L2", (r) => fmt(r.median_l2, 3)],
-    ["median_linf", "median L∞", (r) => fmt(r.median_linf, 4)],
-    [null, "network · data", (r) => `${r.architecture.replace(/ \(width (\d+)\)/, " w$1")} · ${r.dataset}`],
-    [null, "study", (r) => (r.study ? el("a", { href: `/studies/${r.study}` }, `#${r.study}`) : "–")],
-    [null, "owner", (r) => r.owner],
-    [null, "record", (r) => {
-      const a = el("a", { href: `/api/runs/${r.evaluation_run}/record?download=true`, class: "download" }, "JSON");
-      a.onclick = async (ev) => {  // the token goes in a header: fetch, then save the blob
-        ev.preventDefault();
-        const blob = await (await api(`/api/runs/${r.evaluation_run}/record`)).blob();
-        const url = URL.createObjectURL(blob);
-        el("a", { href: url, download: `neuroreg-record-${r.evaluation_run}.json` }).click();
-        URL.revokeObjectURL(url);
-      };
-      return a;
-    }],
+    ...layout.filter((c) => c.page).map((c) => [c.sortable ? c.key : null, c.header, c.title,
+      (r) => (CELLS[c.kind] || CELLS.text)(c, r)]),
+    [null, "record", "the evaluation's record (RobustBench's fields and ours) as JSON", download],
   ];
 }
 
@@ -88,12 +84,12 @@ async function refresh() {
     error.textContent = err.message;  // a 422 names the field (an ε outside (0, 1], …)
     return;
   }
-  const cols = columns(page.eps_labels);
-  document.getElementById("lb-head").replaceChildren(...cols.map(([key, title]) => {
-    if (!key) return el("th", {}, title);
+  const cols = columns(page.layout);
+  document.getElementById("lb-head").replaceChildren(...cols.map(([key, header, title]) => {
+    if (!key) return el("th", { title }, header);
     const on = key === page.sort;
-    const button = el("button", { type: "button", class: "sort", "data-key": key, title: TITLES[key] || `sort by ${title}` },
-      title, on ? (page.order === "desc" ? " ▼" : " ▲") : "");
+    const button = el("button", { type: "button", class: "sort", "data-key": key, title: `${title}; sort by it` },
+      header, on ? (page.order === "desc" ? " ▼" : " ▲") : "");
     button.onclick = () => {
       state.order = on && state.order === "desc" ? "asc" : "desc";
       state.sort = key; state.offset = 0;
@@ -102,7 +98,7 @@ async function refresh() {
     return el("th", { "aria-sort": on ? (page.order === "desc" ? "descending" : "ascending") : "none" }, button);
   }));
   document.getElementById("lb-rows").replaceChildren(...page.items.map((r) =>
-    el("tr", { "data-run": r.evaluation_run }, ...cols.map(([, , cell]) => el("td", {}, cell(r))))));
+    el("tr", { "data-run": r.evaluation_run }, ...cols.map(([, , , cell]) => el("td", {}, cell(r))))));
   const last = Math.min(state.offset + PAGE, page.total);
   document.getElementById("lb-info").textContent =
     page.total ? `${state.offset + 1}–${last} of ${page.total}` : "no succeeded evaluations yet";
