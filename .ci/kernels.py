@@ -23,8 +23,9 @@ processors, with AVX-512 or AVX2):
 - OpenBLAS, numpy's and scipy's: AVX-512 (SkylakeX, Cooperlake, SapphireRapids) → Haswell
   (the kernels OpenBLAS's Zen target also runs); AVX2 → SkylakeX where the processor has
   AVX-512, else SandyBridge.
-- Threads: one (the native pass runs as many as the machine has): every parallel reduction
-  blocked another way.
+- Threads: as many as the machine has (the native pass, under pytest-xdist, runs one per
+  process: tests/conftest.py), waiting passively, as the second pass runs under xdist too:
+  every parallel reduction blocked another way.
 """
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+_ALL = str(max(2, os.cpu_count() or 2))
+ALL_THREADS = {"OMP_NUM_THREADS": _ALL, "OPENBLAS_NUM_THREADS": _ALL, "MKL_NUM_THREADS": _ALL,
+               "OMP_WAIT_POLICY": "PASSIVE"}
+"""The second pass's threads: the other count than the native pass's one per process."""
 _AVX512_OPENBLAS = {"SkylakeX", "Cooperlake", "SapphireRapids"}
 
 
@@ -141,7 +146,7 @@ def main() -> None:
     if len(sys.argv) != 3 or sys.argv[1] != "other":
         sys.exit(__doc__)
     native = read(dict(os.environ))
-    env = {**other_env(native, Path(sys.argv[2])), **ONE_THREAD}
+    env = other_env(native, Path(sys.argv[2]))
     other = read({**os.environ, **env})
     print(f"{'':9} {'native kernels':32} {'bits':12}   {'other kernels':32} bits", file=sys.stderr)
     same = []
@@ -153,7 +158,7 @@ def main() -> None:
     if same:
         sys.exit("kernels: unchanged under " + " ".join(f"{k}={v}" for k, v in env.items())
                  + ": " + ", ".join(same))
-    for k, v in env.items():
+    for k, v in {**env, **ALL_THREADS}.items():
         print(f"{k}={v}")
 
 

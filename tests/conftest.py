@@ -13,14 +13,28 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
-from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+# Before torch, numpy or numba load (they read these once):
+# - under pytest-xdist each core runs a test process and the worker processes it starts,
+#   so each takes one thread: OpenMP's waiting threads spinning on a core another process
+#   needs made a CPU train take several times longer. A value already set wins (CI's
+#   second pass sets its own thread count, .ci/kernels.py);
+# - numba compiles without LLVM's optimization passes: Brendel & Bethge's jitclasses are
+#   compiled in every process that attacks (numba cannot cache a jitclass), and unoptimized
+#   they compile in about 2/3 of the time with bitwise the same results (no fast-math, so
+#   LLVM may not reorder a float operation at any level).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+os.environ.setdefault("NUMBA_OPT", "0")
 
-from core.settings import Settings
-from core.store.db import session_scope
-from core.store.users import ensure_admin
-from server.app import create_app
+import pytest  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from core.settings import Settings  # noqa: E402
+from core.store.db import session_scope  # noqa: E402
+from core.store.users import ensure_admin  # noqa: E402
+from server.app import create_app  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get(
     "NEUROREG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -31,6 +45,13 @@ REDIS_URL = os.environ.get("NEUROREG_TEST_REDIS", "redis://127.0.0.1:6379/13")
 # worker's flush never empties another's queue.
 XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Integration tests first (each runs for minutes; the examples' for several): under
+    pytest-xdist each core starts on one of the long tests, and the short ones fill in
+    around them instead of one long test running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
 
 
 def unavailable(what: str) -> None:
