@@ -561,17 +561,251 @@ class PairedTest(BaseModel):
     wilcoxon_p: float | None
 
 
+class Row(BaseModel):
+    """A row a table of ``ml`` returns, typed whole: a field ``ml`` adds without a type
+    here fails the route's tests instead of being dropped from the answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class MeanSem(Row):
+    mean: float | None
+    sem: float | None  # 0 for one run
+    n: int
+
+
+class SeriesStats(Row):
+    """Mean ± SEM per point of a series over a condition's runs."""
+
+    mean: list[float | None]
+    sem: list[float | None]
+
+
+class NoiseStats(SeriesStats):
+    sigmas: list[float]
+
+
+class CurveStats(SeriesStats):
+    iterations: list[float]  # attack iterations (Fig. 5's x axis)
+
+
+class CorruptionGrid(Row):
+    """Accuracy per corruption (rows) × severity (columns), mean ± SEM over the runs."""
+
+    names: list[str]
+    severities: list[int]
+    mean: list[list[float | None]]
+    sem: list[list[float | None]]
+    n: int
+    seeds: list[int | None]
+
+
+class AutoAttackGrid(Row):
+    eps: list[float]
+    eps_labels: list[str]  # 8/255
+    mean: list[float | None]
+    sem: list[float | None]
+    n: int
+    versions: list[str]  # standard, custom
+
+
+class CorruptionError(Row):
+    mean: float | None
+    sem: float | None
+
+
+class MeanCorruptionError(CorruptionError):
+    """mCE against the None of the same backbone and dataset, paired by seed."""
+
+    n: int
+    seeds: list[int]
+    ce: dict[str, CorruptionError]  # per corruption
+
+
+class RobustnessRow(Row):
+    """One condition of :func:`ml.evaluate.summary.robustness_table` (Fig. 4–6 across seeds)."""
+
+    target: str
+    alpha: float
+    backbone: str | None
+    dataset: str | None
+    n: int
+    seeds: list[int | None]
+    run_ids: list[int | None]
+    noise: NoiseStats | None  # None: the runs' σ grids differ, or one has no noise part
+    curves: dict[str, CurveStats]  # norm → median best-so-far vs iterations (Fig. 5)
+    measures: dict[str, MeanSem]  # every measure of ml.evaluate.measures.MEASURES it has
+    corruptions: CorruptionGrid | None
+    autoattack: dict[str, AutoAttackGrid]  # threat model → robust accuracy per ε
+    medians: dict[str, MeanSem]  # norm → the minimal perturbations' median
+    mce: MeanCorruptionError | None
+
+
+class GammaRow(Row):
+    """One condition of :func:`ml.train.summary.gamma_table`: final γ per tapped layer."""
+
+    target: str
+    alpha: float
+    backbone: str | None
+    layers: list[int]
+    width: int | None
+    dataset: str | None
+    study: int | None
+    n: int
+    seeds: list[int | None]
+    run_ids: list[int | None]
+    gamma_mean: list[float]
+    gamma_sem: list[float]
+    dominant: dict[str, int]  # layer → runs whose largest γ it holds
+    r_taps_mean: list[float | None] | None  # r(S_k, S_target) per tap, held out
+    r_taps_sem: list[float | None] | None
+    r_taps_n: int
+
+
+class FrontierPoint(Row):
+    """One (condition, α) of the frontier: every measure, mean ± SEM over its seeds."""
+
+    condition: str
+    alpha: float
+    n: int
+    seeds: list[int]
+    run_ids: list[int | None]
+    measures: dict[str, MeanSem]
+
+
+class MatchedTest(Row):
+    """A measure of a condition at matched clean accuracy against None, paired by seed
+    (:func:`ml.study.paired_difference`; differences condition − none)."""
+
+    higher_is_better: bool
+    pairs: int
+    mean_difference: float | None
+    sem_difference: float | None
+    t_test_p: float | None
+    wilcoxon_p: float | None
+
+
+class MatchedCondition(Row):
+    """A condition's α whose clean accuracy is closest to None's, and its paired tests
+    when the gap is within the tolerance."""
+
+    condition: str
+    alpha: float
+    clean_gap: float
+    matched: bool
+    alphas_tried: list[float]
+    tests: dict[str, MatchedTest]  # measure → paired test (empty unless matched)
+
+
+class RecordSimilarity(Row):
+    run: int | None
+    source: str | None  # simulation, recording
+    recording: str | None
+    name: str | None
+
+
+class RecordAutoAttack(Row):
+    """AutoAttack at one ε of one threat model."""
+
+    eps: float
+    eps_label: str  # 8/255
+    robust_acc: float
+    after: dict[str, float | None]  # component → robust accuracy after it
+    n: int | None
+    clean_acc: float | None
+    version: str | None  # standard, custom
+    inconsistent: int | None  # samples AutoAttack broke below the minimal search's distance
+    over_budget: int | None
+
+
+class RecordCorruptions(Row):
+    names: list[str] | None
+    severities: list[int] | None
+    accuracy: dict[str, list[float]] | None  # corruption → accuracy per severity
+    n: int | None
+    seed: int | None
+    clean_accuracy: float | None
+    source: str  # generated, published
+
+
+class RecordMinimal(Row):
+    median: dict[str, float | None]  # norm → the minimal perturbations' median
+    mean: dict[str, float | None]
+    unbroken: dict[str, int]  # norm → samples no attack broke
+
+
+class RecordNoise(Row):
+    sigmas: list[float]
+    accuracy: list[float]
+    n: int | None = None
+    seed: int | None = None
+
+
+class RobustBenchEntry(Row):
+    """A ``model_info`` entry in RobustBench's own fields (percent strings)."""
+
+    name: str
+    dataset: str | None
+    architecture: str
+    additional_data: bool
+    number_forward_passes: int
+    clean_acc: str | None
+    threat_model: str  # Linf, L2, corruptions
+    eps: str | None = None
+    autoattack_acc: str | None = None
+    n_examples: int | None
+    unreliable: bool | None = None  # a reduced (custom) AutoAttack
+    corruptions_acc: str | None = None
+    corruptions_source: str | None = None
+
+
+class ModelRecord(Row):
+    """``GET /api/runs/{id}/record``: the RobustBench-style record of an evaluation
+    (:func:`ml.evaluate.record.model_record`)."""
+
+    schema_: str = Field(alias="schema")  # neuroreg.record/1
+    name: str
+    evaluation_run: int | None
+    model_run: int | None
+    model_name: str | None
+    study: int | None
+    similarity_run: int | None
+    owner: str | None
+    finished_at: str | None  # ISO 8601
+    dataset: str | None
+    architecture: str
+    backbone: str | None
+    width: int | None
+    target: str
+    alpha: float
+    seed: int | None
+    stimulus_norm: str | None
+    test_acc: float | None  # the model's last test accuracy while training
+    clean_acc: float | None
+    clean_acc_n: int | None
+    parts: list[str]
+    similarity: RecordSimilarity | None = None
+    autoattack: dict[str, list[RecordAutoAttack]]  # threat model → per ε
+    corruptions_acc: float | None
+    corruptions: RecordCorruptions | None
+    minimal: RecordMinimal
+    noise: RecordNoise | None
+    noise_acc: float | None
+    versions: dict[str, str | None] | None  # library → version
+    robustbench: list[RobustBenchEntry]
+
+
 class StudyDetail(BaseModel):
     """``GET /api/studies/{id}``: the study, its runs and its tables across seeds. The
-    tables' rows are :func:`ml.evaluate.summary.robustness_table`'s, :func:`ml.train.
-    summary.gamma_table`'s and :func:`ml.paper.paper_values`'s (open: per measure and
-    norm)."""
+    tables' rows are :func:`ml.evaluate.summary.robustness_table`'s and :func:`ml.train.
+    summary.gamma_table`'s; ``paper`` is :func:`ml.paper.paper_values`'s (open: the
+    paper's figures, per measure and norm)."""
 
     study: RunPublic
     runs: list[RunPublic]
-    robustness: list[dict[str, Any]]
+    robustness: list[RobustnessRow]
     norms: list[NormLabel]  # the norms the evaluations measured, in the figures' order
-    gamma: list[dict[str, Any]]
+    gamma: list[GammaRow]
     paired_vs_none: list[PairedTest]
     paper: dict[str, Any]  # the paper's values, and ``beside``: its setting and the study's
 
@@ -598,18 +832,18 @@ class StudyCurves(BaseModel):
 
 
 class GammaSummary(BaseModel):
-    """``GET /api/summaries/gamma``: :func:`ml.train.summary.gamma_table`'s rows (open)."""
+    """``GET /api/summaries/gamma``: :func:`ml.train.summary.gamma_table`'s rows."""
 
-    rows: list[dict[str, Any]]
+    rows: list[GammaRow]
     skipped: list[int]  # picked runs that are not succeeded train runs
     no_gamma: list[int]  # runs that learn no γ (target none, or α = 0)
 
 
 class RobustnessSummary(BaseModel):
     """``GET /api/summaries/robustness``: :func:`ml.evaluate.summary.robustness_table`'s
-    rows (open: per norm and measure)."""
+    rows."""
 
-    rows: list[dict[str, Any]]
+    rows: list[RobustnessRow]
     skipped: list[int]
 
 
@@ -619,14 +853,14 @@ class MeasureInfo(BaseModel):
 
 
 class Frontier(BaseModel):
-    """The accuracy–robustness frontier (:func:`ml.frontier.frontier`); ``points`` and
-    ``matched`` hold a ``mean``/``sem``/``n`` or a paired test per measure (open)."""
+    """The accuracy–robustness frontier (:func:`ml.frontier.frontier`): each (condition,
+    α)'s measures, and each condition against None at matched clean accuracy."""
 
     tolerance: float
     none_clean_accuracy: float
-    points: list[dict[str, Any]]
+    points: list[FrontierPoint]
     curves: dict[str, list[float]]  # condition → its points' α in order
-    matched: list[dict[str, Any]]
+    matched: list[MatchedCondition]
     measures: dict[str, MeasureInfo]  # name → label and direction
 
 

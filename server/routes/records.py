@@ -25,7 +25,7 @@ from ml.evaluate.record import (
     model_record,
 )
 from server.deps import CurrentUser, RunId, RunIdQuery, SessionDep, run_or_404
-from server.schemas import LeaderboardPage
+from server.schemas import LeaderboardPage, ModelRecord
 from server.strict import CONFLICT, api_router
 
 router = api_router(prefix="/api", tags=["records"])
@@ -50,7 +50,9 @@ def _records(session: Session, pairs: list[tuple[Run, Run]]) -> list[dict[str, A
     return out
 
 
-@router.get("/runs/{run_id}/record", responses=CONFLICT)
+@router.get("/runs/{run_id}/record", responses={
+    **CONFLICT, 200: {"model": ModelRecord, "description": "the record (a file to save with "
+                                                          "``download=true``)"}})
 def record(run_id: RunId, session: SessionDep, _: CurrentUser,
            download: bool = False) -> Response:
     """The RobustBench-style record of a succeeded evaluate run (``download=true``: as a
@@ -74,6 +76,7 @@ def record(run_id: RunId, session: SessionDep, _: CurrentUser,
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"run {run_id}: the model it evaluated was deleted")
     rec = _records(session, [(run, model)])[0]
+    ModelRecord.model_validate(rec)  # the schema the API publishes says what it holds
     headers = {"Content-Disposition": f'attachment; filename="neuroreg-record-{run_id}.json"'
                } if download else {}
     return Response(json.dumps(rec, indent=1), media_type="application/json",

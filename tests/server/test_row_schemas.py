@@ -1,0 +1,97 @@
+"""The public schemas of the tables the dashboard draws type every field ``ml`` returns:
+a row of each table, with every part an evaluation can have, goes through its schema and
+comes back unchanged (nothing dropped, nothing the schema does not name)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from ml.evaluate.record import model_record
+from ml.evaluate.summary import robustness_table
+from ml.frontier import frontier
+from ml.train.summary import gamma_table
+from server.schemas import Frontier, GammaRow, ModelRecord, RobustnessRow
+
+NAMES = ["gaussian_noise", "fog"]
+
+
+def _result(seed: int, shift: float) -> dict[str, Any]:
+    """An evaluation with every part: noise, minimal perturbations (medians, means,
+    budget curves), AutoAttack at two ε, corruptions."""
+    return {
+        "noise": {"sigmas": [0.0, 0.1, 0.2], "accuracy": [0.9 - shift, 0.6, 0.3 + seed / 100],
+                  "n": 100},
+        "median_l2": 0.5 + shift, "median_linf": 0.02, "mean_l2": 0.6 + seed / 100,
+        "curves": {"l2": [[0, None], [10, 1.0 + seed], [20, 0.5 + shift]]},
+        "autoattack": {"threat_models": {"linf": [
+            {"epsilon": 8 / 255, "robust_accuracy": 0.1 + shift, "version": "custom", "n": 10},
+            {"epsilon": 16 / 255, "robust_accuracy": 0.0, "version": "custom", "n": 10}]}},
+        "corruptions": {"names": NAMES, "severities": [1, 5],
+                        "accuracy": {"gaussian_noise": [0.8 - shift, 0.4 + seed / 50],
+                                     "fog": [0.7, 0.3 - shift]},
+                        "mean_accuracy": 0.55 - shift},
+    }
+
+
+def _evals() -> list[dict[str, Any]]:
+    out = []
+    for target, alpha, shift in (("none", 0.0, 0.0), ("neural-model", 8.0, 0.01)):
+        for seed in (0, 1, 2):
+            out.append({"id": 10 * seed + int(alpha), "target": target, "alpha": alpha,
+                        "backbone": "small_cnn", "dataset": "digits32", "seed": seed,
+                        "result": _result(seed, shift)})
+    return out
+
+
+def _round_trip(model: type[BaseModel], row: dict[str, Any]) -> None:
+    assert model.model_validate(row).model_dump(by_alias=True, exclude_unset=True) == row
+
+
+def test_a_robustness_row_with_every_part_round_trips() -> None:
+    rows = robustness_table(_evals())
+    neural = next(r for r in rows if r["target"] == "neural-model")
+    # every optional part is there, so the schema is tried on each of them
+    assert neural["mce"] and neural["corruptions"] and neural["autoattack"]["linf"]
+    assert neural["curves"]["l2"] and neural["noise"] and neural["medians"]["l2"]
+    for row in rows:
+        _round_trip(RobustnessRow, row)
+
+
+def test_a_gamma_row_round_trips_with_and_without_tap_similarities() -> None:
+    runs = [{"id": s, "target": "neural-model", "alpha": 8.0, "backbone": "small_cnn",
+             "seed": s, "gamma": [0.2, 0.8 - s / 10, s / 10], "layers": [1, 5, 9],
+             "dataset": "digits32", "width": 16, "study": 3,
+             **({"r_taps": [0.1, 0.5, 0.4]} if s else {})} for s in range(3)]
+    for row in gamma_table(runs) + gamma_table(runs[:1]):
+        _round_trip(GammaRow, row)
+
+
+def test_the_frontier_round_trips_with_its_matched_tests() -> None:
+    result = frontier(_evals(), tolerance=0.05)
+    assert result["matched"][0]["matched"] and result["matched"][0]["tests"]
+    _round_trip(Frontier, result)
+
+
+def test_a_record_with_every_part_round_trips() -> None:
+    result = {**_result(0, 0.0), "parts": ["noise", "minimal", "autoattack", "corruptions"],
+              "unbroken_l2": 1, "versions": {"foolbox": "3.3.4", "torch": "2.13.0"}}
+    result["corruptions"] |= {"n": 100, "seed": 0, "clean_accuracy": 0.9}
+    rec = model_record(
+        evaluation={"id": 7, "name": "", "owner": "ada", "finished_at": "2026-12-04T10:00:00",
+                    "result": result},
+        model={"id": 5, "name": "m", "parent_id": 3, "last_metrics": {"test_acc": 0.9},
+               "config": {"backbone": "small_cnn", "width": 16, "dataset": "digits32",
+                          "target": "neural-model", "alpha": 8.0, "seed": 0,
+                          "target_run": 2, "stimulus_norm": "separate"}},
+        similarity={"id": 2, "name": "sim", "config": {"source": "simulation"}})
+    assert rec["robustbench"] and rec["similarity"] and rec["corruptions"]
+    _round_trip(ModelRecord, rec)
+
+
+def test_a_field_the_schema_does_not_name_is_refused_not_dropped() -> None:
+    (row, *_) = robustness_table(_evals())
+    with pytest.raises(ValidationError, match="new_field"):
+        RobustnessRow.model_validate({**row, "new_field": 1})
