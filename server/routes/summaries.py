@@ -57,8 +57,9 @@ def gamma(
     usable, skipped = train_rows(runs)
     missing = sorted(set(run_id or ()) - {r.id for r in runs})
     with_gamma = [u for u in usable if u["gamma"]]
-    return GammaSummary(rows=gamma_table(with_gamma), skipped=sorted(skipped + missing),
-                        no_gamma=sorted(u["id"] for u in usable if not u["gamma"]))
+    return GammaSummary.model_validate({
+        "rows": gamma_table(with_gamma), "skipped": sorted(skipped + missing),
+        "no_gamma": sorted(u["id"] for u in usable if not u["gamma"])})
 
 
 def train_rows(runs: Sequence[Run]) -> tuple[list[dict[str, Any]], list[int]]:
@@ -114,8 +115,8 @@ def robustness(
     evals = _picked(session, "evaluate", run_id)
     usable, skipped = eval_rows(session, evals)
     missing = sorted(set(run_id or ()) - {e.id for e in evals})
-    return RobustnessSummary(rows=robustness_table(usable),
-                             skipped=sorted(skipped + missing))
+    return RobustnessSummary.model_validate({"rows": robustness_table(usable),
+                                             "skipped": sorted(skipped + missing)})
 
 
 def frontier_or_409(evals: Sequence[dict[str, Any]], tolerance: float) -> Frontier:
