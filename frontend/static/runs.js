@@ -6,6 +6,9 @@ const picked = new Set();
 
 const chosen = () => document.getElementById("columns").value.split(",")
   .map((c) => c.trim()).filter(Boolean);
+// Each refresh numbers its requests: an answer that arrives after a later request was sent
+// (filling the form fires several) is dropped, so the table is always the last query's
+const latest = { runs: 0, groups: 0 };
 const shown = (v) => (v === null || v === undefined ? "–" : typeof v === "number"
   ? (Number.isInteger(v) ? String(v) : v.toPrecision(4)) : String(v));
 
@@ -22,6 +25,7 @@ function query() {
 async function drawGroups() {
   const by = document.getElementById("group").value.split(",").map((c) => c.trim()).filter(Boolean);
   const box = document.getElementById("groups");
+  const request = ++latest.groups;
   if (!by.length) { box.hidden = true; return; }
   const metrics = chosen().filter((c) => c.startsWith("metrics."));
   const params = new URLSearchParams();
@@ -32,10 +36,12 @@ async function drawGroups() {
   let data;
   try { data = await getJSON(`/api/run-groups?${params}`); } catch (err) {
     if (err instanceof AuthError) throw err;
+    if (request !== latest.groups) return;
     document.getElementById("q-error").textContent = err.message;
     box.hidden = true;
     return;
   }
+  if (request !== latest.groups) return;
   document.getElementById("group-head").replaceChildren(...[...by, "runs", ...metrics.map((m) => `${m} (mean ± SEM)`)]
     .map((h) => el("th", {}, h)));
   document.getElementById("group-rows").replaceChildren(...data.groups.map((g) => el("tr", {},
@@ -52,13 +58,17 @@ async function drawGroups() {
 }
 
 async function refresh() {
+  const request = ++latest.runs;
   drawGroups().catch(console.error);
+  const columns = chosen();  // the ones this request asks for
   let page;
   try {
     page = await getJSON(`/api/runs?${query()}`);
+    if (request !== latest.runs) return;
     document.getElementById("q-error").textContent = "";
   } catch (err) {  // a query the server cannot read: its message names the position
     if (err instanceof AuthError) throw err;
+    if (request !== latest.runs) return;
     document.getElementById("q-error").textContent = err.message;
     return;
   }
@@ -79,11 +89,11 @@ async function refresh() {
     el("td", {}, when(r.created_at)),
     el("td", {}, fmt(r.last_metrics.loss)), el("td", {}, fmt(r.last_metrics.acc)),
     el("td", {}, fmt(r.last_metrics.test_acc)),
-    ...chosen().map((c) => el("td", { class: "col-extra" }, shown((page.values[r.id] || {})[c])))));
+    ...columns.map((c) => el("td", { class: "col-extra" }, shown((page.values[r.id] || {})[c])))));
   // the chosen config and metric columns, after the fixed ones
   const head = document.getElementById("run-head");
   head.querySelectorAll(".col-extra").forEach((th) => th.remove());
-  head.append(...chosen().map((c) => el("th", { class: "col-extra" }, c)));
+  head.append(...columns.map((c) => el("th", { class: "col-extra" }, c)));
   document.getElementById("run-rows").replaceChildren(...rows);
   const last = Math.min(offset + PAGE, page.total);
   document.getElementById("page-info").textContent =

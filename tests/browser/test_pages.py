@@ -613,6 +613,40 @@ def test_the_submit_form_inspects_a_recording_with_its_importer_options(  # type
         page.screenshot(path=str(OUTPUT / "submit-inspect.png"), full_page=True)
 
 
+def test_an_answer_overtaken_by_a_later_query_never_replaces_its_table(browser, settings: Settings):  # type: ignore[no-untyped-def]
+    """Filling the form fires a query per change: the answer to an earlier one, arriving
+    after the last one's (held back here), is dropped instead of drawing the old table
+    under the new columns."""
+    from tests.core.test_query import stored
+
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        stored(settings.db_url)
+        page = _login(browser, url, token, "/")
+        page.wait_for_selector("#run-rows tr")
+        held = []
+
+        def hold_the_first(route):  # type: ignore[no-untyped-def]
+            if held:
+                route.continue_()
+            else:
+                held.append(route)
+
+        page.route("**/api/runs?*", hold_the_first)
+        page.fill("#q", 'config.alpha >= 8 and (tag = "fig4" or tag = "fig6")')
+        page.press("#q", "Enter")  # asks without columns: held
+        page.fill("#columns", "config.alpha")
+        page.press("#q", "Enter")
+        cells = ("() => [...document.querySelectorAll('#run-rows tr td.col-extra')]"
+                 ".map((td) => td.textContent).join()")
+        page.wait_for_function(f"() => ({cells})() === '16,8'")
+        with page.expect_response(lambda r: "/api/runs?" in r.url):
+            held[0].continue_()
+        page.evaluate("() => new Promise((done) => setTimeout(done))")  # its handler's turn
+        assert page.evaluate(cells) == "16,8"
+
+
 def test_the_runs_page_takes_a_query_kept_in_the_url(browser, settings: Settings):  # type: ignore[no-untyped-def]
     from tests.core.test_query import stored
 
