@@ -12,10 +12,6 @@ import torch
 from ml.evaluate.attacks import ATTACKS, NORMS, AttackRun, schedule
 from ml.evaluate.minimal import minimal_perturbations
 
-# Brendel & Bethge compile with numba once per process (jitclasses cannot be cached on
-# disk): under pytest-xdist these modules share one worker (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("numba")
-
 ONE_STEP = {"steps": 1, "binary_search_steps": 1, "max_fraction": 0.01}
 
 

@@ -7,10 +7,6 @@ import torch
 from ml.evaluate.attacks import AttackRun, schedule
 from ml.evaluate.minimal import distances, minimal_perturbations, starting_points
 
-# Brendel & Bethge compile with numba once per process (jitclasses cannot be cached on
-# disk): under pytest-xdist these modules share one worker (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("numba")
-
 # one of each kind, kept short for a CPU: B&B (numba), CW, DDN, EAD, and two ε searches
 RUNS = [
     AttackRun("L2BrendelBethgeAttack", "l2", {"lr": 0.01, "steps": 30}, iterations=30),
