@@ -124,11 +124,23 @@ def packs(cells: Iterable[tuple[int, TrainConfig]], size: int) -> list[list[int]
     return out
 
 
+POWER = 0.8
+"""The power :func:`paired_difference`'s detectable difference is stated at (two-sided
+α = 0.05)."""
+
+
 def paired_difference(pairs: list[tuple[float, float]]) -> dict[str, Any]:
     """Per-seed pairs (condition, none): their count, the mean difference condition −
     none with its SEM, a paired t-test p and the Wilcoxon signed-rank p (None with fewer
     than 2 pairs or all differences 0; with n pairs the two-sided Wilcoxon p is at least
-    2/2ⁿ — 0.25 for 3 seeds)."""
+    2/2ⁿ — 0.25 for 3 seeds).
+
+    Also what the pairs can and cannot say: ``ci_low``/``ci_high``, the 95 % confidence
+    interval of the mean difference (Student's t with n − 1 degrees of freedom);
+    ``verdict`` — ``higher`` or ``lower`` (condition against None) when that interval
+    excludes 0, else ``unresolved`` (also with fewer than 2 pairs); and ``detectable``,
+    the smallest true difference these many pairs would find at :data:`POWER` given the
+    differences' own spread, (t₀.₉₇₅ + t_power) · SD / √n."""
     diff = np.array([a - b for a, b in pairs], dtype=np.float64)
     t_p = w_p = None
     if len(pairs) >= 2 and np.any(diff != 0):
@@ -139,9 +151,19 @@ def paired_difference(pairs: list[tuple[float, float]]) -> dict[str, Any]:
         t_p = float(t) if np.isfinite(t) else None
         w_p = float(w) if np.isfinite(w) else None
     sem = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None
+    low = high = detectable = None
+    verdict = "unresolved"
+    if sem is not None:
+        df = len(diff) - 1
+        half = float(stats.t.ppf(0.975, df)) * sem
+        low, high = float(diff.mean()) - half, float(diff.mean()) + half
+        detectable = (float(stats.t.ppf(0.975, df)) + float(stats.t.ppf(POWER, df))) * sem
+        if low > 0 or high < 0:
+            verdict = "higher" if low > 0 else "lower"
     return {"pairs": len(pairs),
             "mean_difference": float(diff.mean()) if len(pairs) else None,
-            "sem_difference": sem, "t_test_p": t_p, "wilcoxon_p": w_p}
+            "sem_difference": sem, "t_test_p": t_p, "wilcoxon_p": w_p,
+            "ci_low": low, "ci_high": high, "verdict": verdict, "detectable": detectable}
 
 
 def paired_tests(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -546,6 +546,11 @@ class NormLabel(BaseModel):
     label: str  # L∞, as the figures write it
 
 
+Verdict = Literal["higher", "lower", "unresolved"]
+"""A condition against None on a measure: ``unresolved`` when the 95 % confidence
+interval of the paired difference covers 0 (or there are fewer than 2 pairs)."""
+
+
 class PairedTest(BaseModel):
     """A condition against ``none`` on one measure, paired by seed
     (:func:`ml.study.paired_tests`); the differences are condition − none."""
@@ -559,6 +564,10 @@ class PairedTest(BaseModel):
     sem_difference: float | None
     t_test_p: float | None  # None with fewer than 2 pairs
     wilcoxon_p: float | None
+    ci_low: float | None  # the mean difference's 95 % confidence interval
+    ci_high: float | None
+    verdict: Verdict
+    detectable: float | None  # the smallest difference these pairs find at 80 % power
 
 
 class Row(BaseModel):
@@ -683,6 +692,10 @@ class MatchedTest(Row):
     sem_difference: float | None
     t_test_p: float | None
     wilcoxon_p: float | None
+    ci_low: float | None
+    ci_high: float | None
+    verdict: Verdict
+    detectable: float | None
 
 
 class MatchedCondition(Row):

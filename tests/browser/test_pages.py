@@ -497,6 +497,12 @@ def test_study_frontier_matched_table_and_papers_values(browser, settings: Setti
         assert page.locator("#frontier-charts").is_hidden()
         paired = page.locator("#paired-tests").inner_text()
         assert "mean difference ± SEM" in paired and "+0.0203 ± 0.0002" in paired
+        # what the pairs can say: a direction only when the 95 % interval excludes 0
+        assert "95 % interval\tverdict\tdetectable" in paired
+        clear = next(ln for ln in paired.splitlines() if "+0.0203 ± 0.0002" in ln)
+        assert "\thigher\t" in clear, clear
+        verdicts = {ln.split("\t")[5] for ln in paired.splitlines()[1:]}
+        assert verdicts <= {"higher", "lower", "unresolved"}, verdicts
         # the paper's values: off by default, on by the toggle (and in the URL)
         assert "paper" not in " ".join(page.evaluate(
             "() => document.getElementById('fig4').data.map((t) => t.name)"))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ml.study import StudyConfig, paired_tests, study_cells
+from ml.study import StudyConfig, paired_difference, paired_tests, study_cells
 from ml.train import FeatureSource
 
 
@@ -101,3 +101,30 @@ def test_a_study_note_is_a_short_string() -> None:
         StudyConfig(conditions=("none",), note="x" * 2001)
     with pytest.raises(ValueError, match="note: expected a string"):
         StudyConfig(conditions=("none",), note=3)  # type: ignore[arg-type]
+
+
+# Student's t quantiles with 2 degrees of freedom (tables): 0.975 and 0.8
+T975_2, T80_2 = 4.302653, 1.060660
+
+
+def test_a_difference_whose_interval_covers_zero_is_unresolved():
+    """Differences 1, 2, 3 (mean 2, SD 1): the 95 % interval 2 ± 4.303/√3 covers 0."""
+    out = paired_difference([(1.0, 0.0), (2.0, 0.0), (3.0, 0.0)])
+    half = T975_2 / np.sqrt(3)
+    assert out["ci_low"] == pytest.approx(2 - half) and out["ci_high"] == pytest.approx(2 + half)
+    assert out["ci_low"] < 0 < out["ci_high"] and out["verdict"] == "unresolved"
+    assert out["detectable"] == pytest.approx((T975_2 + T80_2) / np.sqrt(3))
+    assert out["t_test_p"] > 0.05  # the t-test and the interval agree
+
+
+def test_an_interval_clear_of_zero_says_which_way():
+    up = paired_difference([(1.1, 0.0), (1.0, 0.0), (0.9, 0.0)])
+    assert up["verdict"] == "higher" and up["ci_low"] > 0 and up["t_test_p"] < 0.05
+    down = paired_difference([(0.0, 1.1), (0.0, 1.0), (0.0, 0.9)])
+    assert down["verdict"] == "lower" and down["ci_high"] < 0
+
+
+def test_one_pair_says_nothing():
+    out = paired_difference([(2.0, 1.0)])
+    assert out["verdict"] == "unresolved" and out["ci_low"] is None
+    assert out["detectable"] is None and out["mean_difference"] == 1.0

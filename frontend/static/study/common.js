@@ -39,6 +39,16 @@ export const bar = (v) => (v.sem > 1e-9 * Math.abs(v.mean) ? v.sem : 0);
 export const BETTER_NOTE = (rows) => (rows.every((r) => r.higher_is_better)
   ? "Higher is better for every measure, so a positive difference favours the condition."
   : `Higher is better for ${rows.filter((r) => r.higher_is_better).map((r) => r.measure).join(", ")}; lower for the rest.`);
+// what a paired comparison can say: its 95 % interval, higher/lower only when that interval
+// excludes 0 (ml.study.paired_difference), and the difference these pairs could detect
+export const interval = (t, digits = 4) => (t.ci_low === null || t.ci_low === undefined ? "–"
+  : `[${signed(t.ci_low, digits)}, ${signed(t.ci_high, digits)}]`);
+export const verdictCell = (t) => el("span", { class: `verdict ${t.verdict}`,
+  title: t.verdict === "unresolved" ? "the 95 % interval covers 0 (or fewer than 2 pairs): these seeds cannot tell"
+    : `the 95 % interval excludes 0: the condition is ${t.verdict} than None` }, t.verdict);
+export const POWER_NOTE = " Verdict: higher or lower only when the 95 % interval (Student's t over the pairs) "
+  + "excludes 0, else unresolved. Detectable: the smallest true difference this many pairs would find "
+  + "with 80 % power, given their own spread — a smaller effect needs more seeds.";
 export const wilcoxonFloor = (n) => (n > 0
   ? ` With ${n} pairs the two-sided Wilcoxon p cannot go below 2/2^${n} = ${fmt(2 / 2 ** n, 3)}.` : "");
 

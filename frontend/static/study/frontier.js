@@ -4,7 +4,7 @@ import { AuthError, el, fmt, getJSON } from "../api.js";
 import { axis, legendOnce, plot } from "../figures.js";
 import { conditionColour } from "../palette.js";
 import { alphaOf, bar, BETTER_NOTE, condId, figure, linkToRuns, signed, pval, studyId, table,
-  wilcoxonFloor } from "./common.js";
+  wilcoxonFloor, interval, verdictCell, POWER_NOTE } from "./common.js";
 
 // Each condition as a line through its α values in (clean accuracy, robustness), one
 // subplot per robustness measure, mean ± SEM over seeds on both axes; None is one point.
@@ -81,7 +81,7 @@ function matchedTable(data) {
   for (const m of data.matched) {
     if (!m.matched) {
       rows.push(el("tr", { class: "unmatched" }, el("td", {}, m.condition),
-        el("td", { colspan: "7" }, `no α within ±${tol} (closest α=${m.alpha}, gap ${signed(m.clean_gap, 3)})`)));
+        el("td", { colspan: "10" }, `no α within ±${tol} (closest α=${m.alpha}, gap ${signed(m.clean_gap, 3)})`)));
       continue;
     }
     Object.entries(m.tests).forEach(([name, t], i) => {
@@ -91,14 +91,16 @@ function matchedTable(data) {
         el("td", {}, i ? "" : signed(m.clean_gap, 3)), el("td", {}, data.measures[name].label),
         el("td", {}, String(t.pairs)),
         el("td", {}, `${signed(t.mean_difference, 4)} ± ${fmt(t.sem_difference, 4)}`),
+        el("td", {}, interval(t)), el("td", {}, verdictCell(t)), el("td", {}, fmt(t.detectable, 4)),
         el("td", {}, pval(t.t_test_p)), el("td", {}, pval(t.wilcoxon_p))));
     });
   }
   return [
     el("h3", {}, `Each condition vs None at matched clean accuracy (within ±${tol})`),
-    table(["condition", "matched α", "clean gap", "measure", "pairs", "difference ± SEM", "paired t p", "Wilcoxon p"],
+    table(["condition", "matched α", "clean gap", "measure", "pairs", "difference ± SEM", "95 % interval",
+      "verdict", "detectable", "paired t p", "Wilcoxon p"],
       rows, { id: "frontier-table" }),
     el("p", { class: "meta" }, "Difference = condition − None at the matched α, paired by seed. ",
-      tested.length ? BETTER_NOTE(tested) : "", wilcoxonFloor(fewest))];
+      tested.length ? BETTER_NOTE(tested) : "", tested.length ? POWER_NOTE : "", wilcoxonFloor(fewest))];
 }
 

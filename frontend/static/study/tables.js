@@ -3,7 +3,8 @@
 // the box of how this study's setting differs from the paper's.
 import { el, fmt } from "../api.js";
 import { gammaTables } from "./gamma.js";
-import { BETTER_NOTE, condId, label, pval, signed, table, trains, wilcoxonFloor } from "./common.js";
+import { BETTER_NOTE, POWER_NOTE, condId, interval, label, pval, signed, table, trains, verdictCell,
+  wilcoxonFloor } from "./common.js";
 
 export function drawTables(data) {
   const host = document.getElementById("study-tables");
@@ -12,11 +13,12 @@ export function drawTables(data) {
     const pairs = data.paired_vs_none;
     const fewest = Math.min(...pairs.map((p) => p.pairs).filter((n) => n > 0));
     parts.push(el("h2", {}, "Each condition vs None, paired by seed"),
-      table(["condition", "measure", "pairs", "mean difference ± SEM", "paired t p", "Wilcoxon p"],
+      table(["condition", "measure", "pairs", "mean difference ± SEM", "95 % interval", "verdict",
+        "detectable", "paired t p", "Wilcoxon p"],
         pairs.map((p) => [`${p.condition} α=${p.alpha}`, p.measure, p.pairs,
-          `${signed(p.mean_difference, 4)} ± ${fmt(p.sem_difference, 4)}`, pval(p.t_test_p),
-          pval(p.wilcoxon_p)]), { id: "paired-tests" }),
-      el("p", { class: "meta" }, "Difference = condition − None. ", BETTER_NOTE(pairs),
+          `${signed(p.mean_difference, 4)} ± ${fmt(p.sem_difference, 4)}`, interval(p), verdictCell(p),
+          fmt(p.detectable, 4), pval(p.t_test_p), pval(p.wilcoxon_p)]), { id: "paired-tests" }),
+      el("p", { class: "meta" }, "Difference = condition − None. ", BETTER_NOTE(pairs), POWER_NOTE,
         Number.isFinite(fewest) ? wilcoxonFloor(fewest) : ""));
   }
   // runs by condition: each seed's train run and its evaluation; the target of the figure links
