@@ -230,7 +230,7 @@ def _table(rows: list[dict[str, Any]], label: str) -> dict[str, Any]:
                 if t and t["mean_difference"] is not None:
                     p_t = "—" if t["t_test_p"] is None else f"{t['t_test_p']:.3f}"
                     parts.append(f"{name} {t['mean_difference']:+.4f}±"
-                                 f"{t['sem_difference'] or 0:.4f} (t p {p_t})")
+                                 f"{t['sem_difference'] or 0:.4f} (t p {p_t}, {t['verdict']})")
             print(f"{head}  " + "; ".join(parts))
         matched[m["condition"]] = {
             "alpha": m["alpha"], "clean_gap": round(m["clean_gap"], 4), "matched": m["matched"],

@@ -303,7 +303,8 @@ def print_frontier(data: dict[str, Any]) -> None:
     print(f"\neach condition vs None at the α of closest clean accuracy (within ±{tol:g}), "
           "paired by seed; difference = condition − None")
     print(f"{'condition':<16}{'matched α':>10}{'clean gap':>11}  {'measure':<34}{'pairs':>5}  "
-          f"{'difference ± SEM':<22}{'t-test p':>10}{'Wilcoxon p':>12}")
+          f"{'difference ± SEM':<22}{'95 % interval':<24}{'verdict':<12}{'t-test p':>10}"
+          f"{'Wilcoxon p':>12}")
     labels = {k: v["label"] for k, v in data["measures"].items()}
     fewest = None
     for row in data["matched"]:
@@ -317,14 +318,19 @@ def print_frontier(data: dict[str, Any]) -> None:
             diff = "–" if t["mean_difference"] is None else "".join([
                 f"{'+' if t['mean_difference'] >= 0 else ''}{_num(t['mean_difference'], '.4g')}",
                 "" if t["sem_difference"] is None else f" ± {_num(t['sem_difference'], '.2g')}"])
+            ci = ("–" if t["ci_low"] is None else
+                  f"[{_num(t['ci_low'], '+.3g')}, {_num(t['ci_high'], '+.3g')}]")
             print((head if k == 0 else " " * len(head)) + f"{labels.get(name, name):<34}"
-                  f"{t['pairs']:>5}  {diff:<22}{_p(t['t_test_p']):>10}{_p(t['wilcoxon_p']):>12}")
+                  f"{t['pairs']:>5}  {diff:<22}{ci:<24}{t['verdict']:<12}"
+                  f"{_p(t['t_test_p']):>10}{_p(t['wilcoxon_p']):>12}")
             fewest = t["pairs"] if fewest is None else min(fewest, t["pairs"])
     if not data["matched"]:
         print("(no condition besides None)")
     better = [v["label"] for v in data["measures"].values() if v["higher_is_better"]]
     print("\nhigher is better for every measure." if len(better) == len(data["measures"])
           else "\nhigher is better for: " + ", ".join(better) + "; lower for the rest.")
+    print("verdict: higher or lower only when the 95 % interval excludes 0, else unresolved "
+          "(these seeds cannot tell).")
     if fewest:
         print(f"with n pairs the two-sided Wilcoxon p cannot go below 2/2^n "
               f"({2 / 2 ** fewest:.3g} for n = {fewest}).")

@@ -145,6 +145,11 @@ def test_frontier_prints_the_points_and_the_matched_comparison(
         assert "no α within ±0.02 (closest α=16, gap -0.100; tried α = 16)" in out
         assert "higher is better for every measure." in out
         assert "cannot go below 2/2^n (0.25 for n = 3)" in out
+        # each test's 95 % interval and what it lets one say
+        l2 = next(line for line in lines if "median minimal L2" in line)
+        assert "[+0.0196, +0.021]" in l2 and l2.split()[-3] == "higher"
+        assert next(line for line in lines if "median minimal L∞" in line).split()[-3:] == [
+            "unresolved", "–", "–"]
         wide = build_parser().parse_args(["frontier", str(ids["study"]), "--tolerance", "0.2",
                                           "--json"])
         assert cmd_frontier(wide, cli) == 0
