@@ -8,14 +8,17 @@ export const CONDITION_COLOURS = Object.freeze({
   none: "#444444",
   "neural-model": "#d62728",
   "neural-data": "#ff7f0e",
+  "neural-true": "#e6ab02",
   shuffle: "#9467bd",
   "cnn-features": "#1f77b4",
   random: "#2ca02c",
+  "random-matched": "#98df8a",
+  pixel: "#17becf",
 });
 
 // a condition the registry does not name (the frontier's "neural-model (shared)", a target
 // added since): the next of these, in the order the page first asks, never a registered one
-const SPARE = ["#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#1b9e77", "#7570b3"];
+const SPARE = ["#8c564b", "#e377c2", "#bcbd22", "#7f7f7f", "#1b9e77", "#7570b3", "#a6761d"];
 const spare = new Map();
 
 export function conditionColour(condition) {

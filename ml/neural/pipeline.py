@@ -244,7 +244,7 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
         if rec.should_stop():
             raise Cancelled
     targets = _targets(config, scans, target_ids, target_images, shared_ids, model_factors,
-                       data_factors)
+                       data_factors, sim)
 
     scores = _scores(analyses, targets, sim, rng, config.pairs_for_r)
     scores["predictor_val_corr"] = float(fit.val_corr)
@@ -324,10 +324,11 @@ def _analyse_scan(s: Scan, fit: FitResult, target_images: np.ndarray, shared_ids
 
 def _targets(config: SimilarityConfig, scans: Sequence[Scan], target_ids: np.ndarray,
              target_images: np.ndarray, shared_ids: np.ndarray,
-             model_factors: list[np.ndarray], data_factors: list[np.ndarray]
-             ) -> dict[str, SimilarityTarget]:
+             model_factors: list[np.ndarray], data_factors: list[np.ndarray],
+             sim: SimulatedRecording | None = None) -> dict[str, SimilarityTarget]:
     """The targets over the scans' averaged factors: neural-model, neural-data (when the
-    scans share images) and its shuffle control."""
+    scans share images) and its shuffle control; for a simulation, neural-true too (its
+    noise-free S_true over neural-model's stimuli, the truth's factor in their order)."""
     dtype = np.dtype(config.target_dtype)
     meta = {"scans": [s.name for s in scans], "source": config.source}
     targets = {"neural-model": SimilarityTarget(
@@ -339,6 +340,12 @@ def _targets(config: SimilarityConfig, scans: Sequence[Scan], target_ids: np.nda
         targets["neural-data"] = SimilarityTarget(
             "neural-data", average_factors(data_factors, dtype), shared_ids,
             target_images[rows], {**meta, "weights": "w_a (Eq. 2)"},
+        )
+    if sim is not None:
+        rows = np.searchsorted(sim.image_ids, target_ids)
+        targets["neural-true"] = SimilarityTarget(
+            "neural-true", sim.truth[rows].astype(dtype), target_ids, target_images,
+            {**meta, "weights": "true w_a on noise-free rates (Eq. 2)"},
         )
     targets["shuffle"] = shuffled(targets["neural-model"], seed=config.seed)
     return targets

@@ -30,7 +30,9 @@ class SimilarityTarget:
     """Similarity between stimuli, S_ij = factor[i] · factor[j].
 
     Attributes:
-        kind: ``neural-model`` (Eq. 6), ``neural-data`` (Eq. 2) or ``shuffle``.
+        kind: ``neural-model`` (Eq. 6), ``neural-data`` (Eq. 2), ``neural-true`` (a
+            simulation's S_true), ``shuffle``, or a control built over one of them
+            (``random``, ``random-matched``, ``pixel``, ``cnn-features``).
         factor: (N, D) float16/float32 unit rows.
         image_ids: (N,) stimulus ids.
         images: (N, 1, 36, 64) float32 stimuli in [0, 1], for the CNN's neural pathway.

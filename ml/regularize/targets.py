@@ -21,7 +21,8 @@ import numpy as np
 from ml.neural.estimators import unit_vectors
 from ml.neural.target import SimilarityTarget
 
-TargetName = Literal["none", "neural-model", "neural-data", "shuffle", "random", "cnn-features"]
+TargetName = Literal["none", "neural-model", "neural-data", "neural-true", "shuffle", "random",
+                     "random-matched", "pixel", "cnn-features"]
 """The names, for config types (a test keeps it equal to the registry's keys)."""
 
 
@@ -45,6 +46,8 @@ class TargetSpec:
         needs_network: built from a network's features (``cnn-features``).
         build: (source target, seed, network) → the target; None for ``none``.
         summary: one line for docs and errors.
+        needs_simulation: a similarity run stores it only when it analysed a simulation,
+            the one source that knows its noise-free truth (``neural-true``).
     """
 
     name: str
@@ -52,6 +55,7 @@ class TargetSpec:
     needs_network: bool
     build: Callable[[SimilarityTarget | None, int, Network | None, Any], SimilarityTarget | None]
     summary: str
+    needs_simulation: bool = False
 
 
 def _stored(source: SimilarityTarget | None, seed: int, network: Network | None,
@@ -68,6 +72,18 @@ def _random(source: SimilarityTarget | None, seed: int, network: Network | None,
             device: Any) -> SimilarityTarget:
     assert source is not None
     return random_target(source, seed=seed)
+
+
+def _random_matched(source: SimilarityTarget | None, seed: int, network: Network | None,
+                    device: Any) -> SimilarityTarget:
+    assert source is not None
+    return random_matched_target(source, seed=seed)
+
+
+def _pixel(source: SimilarityTarget | None, seed: int, network: Network | None,
+           device: Any) -> SimilarityTarget:
+    assert source is not None
+    return pixel_target(source)
 
 
 def _cnn_features(source: SimilarityTarget | None, seed: int, network: Network | None,
@@ -88,10 +104,19 @@ REGISTRY: dict[str, TargetSpec] = {spec.name: spec for spec in (
                "S_model: the predictive model's similarity, averaged over scans (Eq. 6)"),
     TargetSpec("neural-data", "neural-data", False, _stored,
                "S_data: the recorded responses' similarity (Eq. 2)"),
+    TargetSpec("neural-true", "neural-true", False, _stored,
+               "S_true: a simulation's noise-free similarity over the neural-model target's "
+               "stimuli (the best any recording could give)", needs_simulation=True),
     TargetSpec("shuffle", "shuffle", False, _stored,
                "S_model with its stimuli shuffled (the paper's control)"),
     TargetSpec("random", "neural-model", False, _random,
                "Gaussian unit vectors over the neural-model target's stimuli"),
+    TargetSpec("random-matched", "neural-model", False, _random_matched,
+               "a random similarity with S_model's eigenspectrum (random, matched in "
+               "dimensionality)"),
+    TargetSpec("pixel", "neural-model", False, _pixel,
+               "the stimulus images' own similarity (centred pixels; Attias, Pehlevan & "
+               "Obeid 2024)"),
     TargetSpec("cnn-features", "neural-model", True, _cnn_features,
                "another network's layer over the neural-model target's stimuli (VGG19 "
                "conv3_1 in the paper)"),
@@ -139,6 +164,96 @@ def random_target(like: SimilarityTarget, *, seed: int, dim: int | None = None) 
     factor = unit_vectors(rng.standard_normal((len(like), d), dtype=np.float32))
     return SimilarityTarget("random", factor.astype(like.factor.dtype), like.image_ids,
                             like.images, {"random_seed": seed, "random_dim": d})
+
+
+def random_matched_target(like: SimilarityTarget, *, seed: int) -> SimilarityTarget:
+    """The Random control matched in dimensionality: a random similarity with ``like``'s
+    eigenspectrum.
+
+    From the singular values σ_k of ``like``'s factor (rank r, scaled so Σσ² = N), F =
+    Q diag(σ) with Q a random orthonormal (N, r) basis (Haar, seeded by ``seed``), so
+    S = F Fᵀ has ``like``'s spectrum. Its rows are then brought to unit length (S_ii = 1)
+    by Givens rotations of pairs of rows (Davies & Higham 2000, the method behind
+    ``scipy.stats.random_correlation``), which keep the spectrum exactly; scaling each
+    row instead would not — at a participation ratio of 8 it moved to 11. ``meta``
+    records the participation ratio (:func:`participation_ratio`) of ``like`` and of the
+    result.
+    """
+    src = like.factor.astype(np.float64)
+    n, d = src.shape
+    gram = src.T @ src if d <= n else src @ src.T  # the smaller one: the same nonzero λ
+    lam = np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None)
+    if lam[0] <= 0:
+        raise ValueError(f"random-matched: the {like.kind} target's factor is zero")
+    lam = lam[lam > lam[0] * max(n, d) * np.finfo(np.float64).eps]
+    rng = np.random.default_rng(seed)
+    q, r = np.linalg.qr(rng.standard_normal((n, lam.size), dtype=np.float32))
+    q *= np.where(np.diag(r) < 0, -1.0, 1.0).astype(np.float32)  # Haar: R's diagonal > 0
+    factor = _unit_diagonal(q * np.sqrt(lam * (n / lam.sum())).astype(np.float32))
+    meta = {"random_seed": seed, "matched_to": like.kind, "rank": int(lam.size),
+            "participation_ratio_source": participation_ratio(like.factor),
+            "participation_ratio": participation_ratio(factor)}
+    return SimilarityTarget("random-matched", factor.astype(like.factor.dtype),
+                            like.image_ids, like.images, meta)
+
+
+def _unit_diagonal(f: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """Rows of unit length from rows whose squared norms sum to N, keeping F Fᵀ's
+    spectrum: each Givens rotation of a row shorter than 1 with one longer gives the
+    shorter unit length (F → G F, S → G S Gᵀ), so at most N − 1 rotations; the last
+    rounding is divided out."""
+    a = np.einsum("ij,ij->i", f, f, dtype=np.float64)
+    below = np.flatnonzero(a < 1 - tol).tolist()
+    above = np.flatnonzero(a > 1 + tol).tolist()
+    while below and above:
+        i, j = below.pop(), above.pop()
+        fi, fj = f[i].astype(np.float64), f[j].astype(np.float64)
+        # ‖c f_i + s f_j‖² = 1 with t = s/c: (a_j − 1) t² + 2 (f_i·f_j) t + (a_i − 1) = 0,
+        # whose roots are real as (a_i − 1)(a_j − 1) < 0; the smaller one, stably
+        b, c_ = float(fi @ fj), a[i] - 1.0
+        root = np.sqrt(b * b - (a[j] - 1.0) * c_)
+        t = -c_ / (b + (root if b >= 0 else -root))
+        c = 1.0 / np.sqrt(1.0 + t * t)
+        f[i], f[j] = c * fi + c * t * fj, c * fj - c * t * fi
+        a[j] += a[i] - 1.0  # the trace is kept
+        a[i] = 1.0
+        if a[j] > 1 + tol:
+            above.append(j)
+        elif a[j] < 1 - tol:
+            below.append(j)
+    return unit_vectors(f, mean=np.zeros(f.shape[1]))
+
+
+def pixel_target(like: SimilarityTarget) -> SimilarityTarget:
+    """The Pixel control (Attias, Pehlevan & Obeid 2024): the similarity of ``like``'s
+    stimulus images themselves.
+
+    S is :func:`~ml.neural.estimators.unit_vectors`' definition on the flattened images,
+    S_ij = e_i · e_j with e_i = (x_i − x̄)/‖x_i − x̄‖ and x̄ the mean image over the
+    stimuli. Its rank is at most N, so with more pixels than stimuli the (N, pixels)
+    factor is replaced by an exact (N, N) one: E = Rᵀ Qᵀ (QR of Eᵀ) gives F = Rᵀ with
+    F Fᵀ = E Eᵀ, its rows re-scaled to unit length against rounding.
+    """
+    flat = like.images.reshape(len(like), -1)
+    e = unit_vectors(flat)
+    pixels = e.shape[1]
+    if pixels > e.shape[0]:
+        zero = ~e.any(axis=1)  # an image equal to the mean: S = 0 with every other
+        r = np.asarray(np.linalg.qr(e.T.astype(np.float64), mode="r"))  # R alone
+        e = unit_vectors(r.T, mean=np.zeros(r.shape[0]))
+        e[zero] = 0.0
+    return SimilarityTarget("pixel", e.astype(like.factor.dtype), like.image_ids,
+                            like.images, {"pixels": int(pixels), "factor_width": e.shape[1]})
+
+
+def participation_ratio(factor: np.ndarray) -> float:
+    """(Σλ)²/Σλ² of S = F Fᵀ's eigenvalues λ: how many dimensions S effectively spans
+    (1 for one direction, the rank for a flat spectrum). From the smaller Gram matrix:
+    Σλ = ‖F‖²_F and Σλ² = ‖FᵀF‖²_F."""
+    f = factor.astype(np.float64)
+    gram = f.T @ f if f.shape[1] <= f.shape[0] else f @ f.T
+    total = float(np.trace(gram))
+    return total**2 / float(np.sum(gram * gram)) if total > 0 else 0.0
 
 
 def check_target(name: str) -> None:

@@ -37,7 +37,7 @@ def test_scores_cover_fig1_and_denoising(result):
 
 def test_targets_are_stored_and_describe_the_non_oracle_images(result):
     res, rec = result
-    for kind in ("neural-model", "neural-data", "shuffle"):
+    for kind in ("neural-model", "neural-data", "neural-true", "shuffle"):
         data, media = rec.artifacts[artifacts.target(kind)]
         target = SimilarityTarget.load(data)
         assert target.kind == kind and len(target) == 112
@@ -51,6 +51,18 @@ def test_targets_are_stored_and_describe_the_non_oracle_images(result):
     shuffle = res.targets["shuffle"].matrix()
     iu = np.triu_indices(112, 1)
     np.testing.assert_allclose(np.sort(shuffle[iu]), np.sort(model.matrix()[iu]), atol=1e-5)
+
+
+def test_a_simulation_stores_its_noise_free_truth_over_the_model_targets_stimuli(result):
+    res, rec = result
+    true = SimilarityTarget.load(rec.artifacts[artifacts.target("neural-true")][0])
+    model = res.targets["neural-model"]
+    np.testing.assert_array_equal(true.image_ids, model.image_ids)
+    np.testing.assert_array_equal(true.images, model.images)
+    np.testing.assert_allclose(true.matrix(), simulate(TINY_SIM).s_true(model.image_ids),
+                               atol=1e-5)
+    assert true.meta["source"] == "simulated"
+    assert "neural-true" in res.summary()["targets"]
 
 
 def test_figure_data_shares_one_order_and_has_every_panel(result):
@@ -90,6 +102,7 @@ def test_a_recording_file_goes_through_the_same_pipeline(tmp_path):
                            pairs_for_r=5000, target_dtype="float16")
     res = run_similarity(cfg, MemoryRecorder())
     assert "r_model_true" not in res.scores  # a real recording has no ground truth
+    assert "neural-true" not in res.targets  # nor a neural-true target
     assert res.targets["neural-model"].factor.dtype == np.float16
     assert len(res.targets["neural-data"]) == 112
 

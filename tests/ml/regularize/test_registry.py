@@ -3,7 +3,9 @@ resolves from its similarity-run source and a model trains toward it."""
 
 from __future__ import annotations
 
+import re
 import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,14 @@ from ml.neural.estimators import unit_vectors
 from ml.neural.stimuli import natural_patches
 from ml.neural.target import SimilarityTarget
 from ml.recorder import MemoryRecorder
-from ml.regularize.targets import REGISTRY, TARGETS, Network, TargetName, resolve_target
+from ml.regularize.targets import (
+    FROM_SIMILARITY_RUN,
+    REGISTRY,
+    TARGETS,
+    Network,
+    TargetName,
+    resolve_target,
+)
 from ml.train.joint import TrainConfig, train_model
 
 TINY = dict(backbone="small_cnn", width=8, epochs=1, batch_size=256, lr=0.05,
@@ -29,7 +38,7 @@ def sources() -> dict[str, SimilarityTarget]:
     f = quad.flatten(1).numpy()
     return {kind: SimilarityTarget(kind, unit_vectors(f + rng.normal(0, 0.5, f.shape)),
                                    np.arange(60), images)
-            for kind in ("neural-model", "neural-data", "shuffle")}
+            for kind in FROM_SIMILARITY_RUN}
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +80,17 @@ def test_a_target_that_needs_a_network_says_so(sources: dict[str, SimilarityTarg
         resolve_target(name, sources["neural-model"], seed=0)
     with pytest.raises(ValueError, match="needs a target"):
         resolve_target("random", None, seed=0)
+
+
+def test_every_target_has_its_own_colour_on_the_dashboard() -> None:
+    """frontend/static/palette.js colours each registered target, never two alike, and
+    never with a colour it hands out to conditions the registry does not name."""
+    js = (Path(__file__).parents[3] / "frontend/static/palette.js").read_text()
+    block = re.search(r"CONDITION_COLOURS = Object.freeze\(\{(.*?)\}\)", js, re.S)
+    assert block is not None
+    colours = dict(re.findall(r'"?([\w-]+)"?: "(#[0-9a-f]{6})"', block.group(1)))
+    assert set(colours) == set(REGISTRY)
+    assert len(set(colours.values())) == len(colours)
+    spare = re.search(r"const SPARE = \[(.*?)\]", js, re.S)
+    assert spare is not None and not set(re.findall(r"#[0-9a-f]{6}", spare.group(1))) & set(
+        colours.values())
