@@ -2,7 +2,8 @@
 
 - similarity: a recording under ``Settings.recordings``;
 - train: a CIFAR archive under ``Settings.datasets``; the ``similarity`` run named by
-  ``config.target_run`` (its target artifact and stimuli); for ``cnn-features`` a network
+  ``config.target_run`` (its target artifact and stimuli; for ``neural-true`` a simulated
+  one, the only kind with a noise-free S_true); for ``cnn-features`` a network
   file under ``Settings.models`` or a succeeded ``train`` run's ``model.pt``;
 - evaluate: the succeeded ``train`` run named by ``config.train_run`` (its ``model.pt``)
   and that run's dataset; for ``corruption_source: published`` the CIFAR-C folder beside
@@ -33,7 +34,8 @@ from ml.regularize.targets import REGISTRY, source_kind
 
 def target_source(target: str) -> str:
     """The similarity run's artifact a train target is read from (its registry entry's
-    ``source``: ``random`` and ``cnn-features`` take the neural-model target's stimuli)."""
+    ``source``: the targets built rather than stored — ``random``, ``random-matched``,
+    ``pixel``, ``cnn-features`` — take the neural-model target's stimuli)."""
     return artifacts.target(source_kind(target))
 
 
@@ -121,14 +123,16 @@ def _check_published(settings: Settings, dataset: str, names: Sequence[str]) -> 
 
 
 def check_train(session: Session, settings: Settings, config: Any) -> int | None:
-    """Its dataset, the similarity run its target is built over, and cnn-features'
-    network."""
+    """Its dataset, the similarity run its target is built over (a simulated one for
+    ``neural-true``), and cnn-features' network."""
     _check_dataset(settings, config.dataset, "config.dataset")
     if config.target == "none":
         return None
     if config.target_run is None:
         raise NotFound(f"target {config.target!r} needs the id of a succeeded similarity run",
                        field="config.target_run")
+    if REGISTRY[config.target].needs_simulation:
+        _check_simulated(session, config.target_run, config.target)
     _succeeded_run(session, config.target_run, "similarity", target_source(config.target),
                    "config.target_run")
     if REGISTRY[config.target].needs_network:
@@ -143,6 +147,18 @@ def check_train(session: Session, settings: Settings, config: Any) -> int | None
             _succeeded_run(session, features.run, "train", artifacts.MODEL,
                            "config.features.run")
     return int(config.target_run)
+
+
+def _check_simulated(session: Session, run_id: int, target: str) -> None:
+    """A target only a simulation stores (``neural-true``) asked of a similarity run that
+    analysed a recording: the target is what cannot be had, so the refusal names it."""
+    run = find_run(session, run_id)
+    if run is not None and run.kind == "similarity" and \
+            (run.config or {}).get("source", "simulated") != "simulated":
+        raise NotFound(f"similarity run {run_id} has no S_true, so no {target!r} target: it "
+                       "analysed a recording, not a simulation, and only a simulation "
+                       "knows its noise-free similarity; pick a simulated similarity run "
+                       "or another target", field="config.target")
 
 
 def check_study(session: Session, settings: Settings, config: Any) -> int | None:
@@ -160,7 +176,9 @@ def check_study(session: Session, settings: Settings, config: Any) -> int | None
             check_train(session, settings, cell.train)
         except NotFound as exc:
             field = (exc.field or "").removeprefix("config.")
-            if field.split(".")[0] not in own:
+            if field == "target":  # a cell's target is one of the study's conditions
+                field = "conditions"
+            elif field.split(".")[0] not in own:
                 field = f"train.{field}"
             raise NotFound(exc.message, field=f"config.{field}") from None
     ev = config.evaluate

@@ -40,6 +40,8 @@ def test_a_study_is_queued_on_the_cpu_queue_and_links_its_target(
     ({"conditions": ["none"], "train": {"dataset": "cifar100"}}, ["train", "dataset"],
      "cifar100 is not in"),
     ({"conditions": ["none"], "alphas": [-1]}, ["alphas"], "α > 0"),
+    ({"conditions": ["none", "neural-true"], "target_run": "RECORDED"}, ["conditions"],
+     "has no S_true"),
     ({"conditions": ["none"], "evaluate": {"norms": ["l9"]}}, ["evaluate"], "norms"),
 ])
 def test_bad_studies_are_422_naming_the_field(
@@ -48,6 +50,10 @@ def test_bad_studies_are_422_naming_the_field(
     sim = _stored_run(settings, "similarity", artifacts=TARGETS)
     if config.get("target_run") == "SIM":
         config = {**config, "target_run": sim}
+    if config.get("target_run") == "RECORDED":
+        config = {**config, "target_run": _stored_run(
+            settings, "similarity", artifacts=TARGETS,
+            config={"source": "recording", "recording": "mouse.nwb"})}
     res = _post(client, config)
     assert res.status_code == 422, res.text
     errors = res.json()["detail"]

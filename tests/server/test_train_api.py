@@ -188,3 +188,29 @@ def test_gamma_groups_one_study_and_one_setting_together(
     rows = client.get("/api/summaries/gamma").json()["rows"]
     groups = sorted((sorted(r["run_ids"]), r["study"], r["width"]) for r in rows)
     assert groups == sorted([(grid, study, 8), ([alone], None, 8), ([wider], study, 16)])
+
+
+def test_neural_true_needs_a_simulated_similarity_run(
+    client: TestClient, settings: Settings
+) -> None:
+    """A recording's similarity run has no S_true: asking it for neural-true is a 422 on
+    ``target`` saying why; a simulated one that stored it is accepted."""
+    recorded = _stored_run(settings, "similarity", artifacts=TARGETS,
+                           config={"source": "recording", "recording": "mouse.nwb"})
+    res = _post(client, {"target": "neural-true", "target_run": recorded})
+    assert res.status_code == 422, res.text
+    (error,) = res.json()["detail"]
+    assert error["loc"] == ["body", "config", "target"]
+    assert "has no S_true" in error["msg"] and "not a simulation" in error["msg"]
+    # the same run serves every other target
+    assert _post(client, {"target": "pixel", "target_run": recorded}).status_code == 201
+    simulated = _stored_run(settings, "similarity", config={"source": "simulated"},
+                            artifacts=(*TARGETS, "target-neural-true.npz"))
+    res = _post(client, {"target": "neural-true", "target_run": simulated})
+    assert res.status_code == 201, res.text
+    older = _stored_run(settings, "similarity", config={"source": "simulated"},
+                        artifacts=TARGETS)  # simulated before neural-true was stored
+    res = _post(client, {"target": "neural-true", "target_run": older})
+    assert res.status_code == 422
+    assert res.json()["detail"][0]["loc"] == ["body", "config", "target_run"]
+    assert "has no target-neural-true.npz" in res.json()["detail"][0]["msg"]
