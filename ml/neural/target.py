@@ -155,3 +155,88 @@ def shuffled(target: SimilarityTarget, seed: int) -> SimilarityTarget:
         "shuffle", target.factor[perm], target.image_ids, target.images,
         {**target.meta, "shuffled_from": target.kind, "shuffle_seed": seed},
     )
+
+
+SPECTRUM_COMPONENTS = 200
+"""How many of S's leading eigenvalues :func:`spectrum` returns unless told otherwise."""
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """S = F Fᵀ's eigenspectrum: how many independent directions a target asks for.
+
+    Attributes:
+        fractions: the leading eigenvalues over their sum (fractions of variance), largest
+            first; at most the ``max_components`` asked for.
+        participation_ratio: (Σλ)²/Σλ² over all eigenvalues (1 for one direction, the
+            rank for a flat spectrum).
+        components_50: the fewest leading eigenvalues holding 50 % of the variance.
+        components_90: … 90 %.
+        components_99: … 99 %.
+        rank: eigenvalues above rounding (λ > λ_max · max(N, D) · ε).
+        n: stimuli (S is n × n).
+    """
+
+    fractions: np.ndarray
+    participation_ratio: float
+    components_50: int
+    components_90: int
+    components_99: int
+    rank: int
+    n: int
+
+
+def _gram(factor: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """The smaller Gram matrix of ``factor`` in float64: FᵀF (D × D), or F Fᵀ when N < D;
+    its eigenvalues are F's squared singular values σ², S's nonzero eigenvalues. Summed
+    over ``chunk`` rows at a time, so F is never copied whole in float64."""
+    n, d = factor.shape
+    if n < d:
+        f = factor.astype(np.float64)
+        return f @ f.T
+    gram = np.zeros((d, d))
+    for start in range(0, n, chunk):
+        rows = factor[start:start + chunk].astype(np.float64)
+        gram += rows.T @ rows
+    return gram
+
+
+def _ratio(gram: np.ndarray) -> float:
+    """(Σλ)²/Σλ² from a Gram matrix: Σλ is its trace and Σλ² its squared Frobenius norm."""
+    total = float(np.trace(gram))
+    return total**2 / float(np.sum(gram * gram)) if total > 0 else 0.0
+
+
+def participation_ratio(factor: np.ndarray) -> float:
+    """(Σλ)²/Σλ² of S = F Fᵀ's eigenvalues λ: how many dimensions S effectively spans
+    (1 for one direction, the rank for a flat spectrum). From the smaller Gram matrix:
+    Σλ = ‖F‖²_F and Σλ² = ‖FᵀF‖²_F."""
+    return _ratio(_gram(factor))
+
+
+def spectrum(factor: np.ndarray, max_components: int = SPECTRUM_COMPONENTS) -> Spectrum:
+    """S = F Fᵀ's eigenvalues from F's singular values (σ², the eigenvalues of
+    :func:`_gram`'s D × D FᵀF for N ≥ D: the N × N S is never formed), largest first,
+    as fractions of their sum.
+
+    The participation ratio and the component counts use every eigenvalue; only the
+    first ``max_components`` fractions are returned. A count is the smallest k whose
+    leading k eigenvalues hold the share (to within 1e-9 of Σλ, so that an exact split
+    is not lost to rounding). A zero factor has no spectrum: no fractions, all counts 0.
+    """
+    if max_components < 1:
+        raise ValueError(f"max_components: {max_components} must be at least 1")
+    n, d = factor.shape
+    gram = _gram(factor)
+    lam = np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None)
+    if lam.size == 0 or lam[0] <= 0:
+        return Spectrum(np.zeros(0), 0.0, 0, 0, 0, 0, n)
+    lam = lam[lam > lam[0] * max(n, d) * np.finfo(np.float64).eps]
+    fractions = lam / lam.sum()
+    cumulative = np.cumsum(fractions)
+
+    def count(share: float) -> int:
+        return min(int(np.searchsorted(cumulative, share - 1e-9)) + 1, lam.size)
+
+    return Spectrum(fractions[:max_components], _ratio(gram), count(0.5), count(0.9),
+                    count(0.99), int(lam.size), n)

@@ -19,7 +19,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from ml.neural.estimators import unit_vectors
-from ml.neural.target import SimilarityTarget
+from ml.neural.target import SimilarityTarget, participation_ratio
 
 TargetName = Literal["none", "neural-model", "neural-data", "neural-true", "shuffle", "random",
                      "random-matched", "pixel", "cnn-features"]
@@ -176,7 +176,8 @@ def random_matched_target(like: SimilarityTarget, *, seed: int) -> SimilarityTar
     by Givens rotations of pairs of rows (Davies & Higham 2000, the method behind
     ``scipy.stats.random_correlation``), which keep the spectrum exactly; scaling each
     row instead would not — at a participation ratio of 8 it moved to 11. ``meta``
-    records the participation ratio (:func:`participation_ratio`) of ``like`` and of the
+    records the participation ratio
+    (:func:`~ml.neural.target.participation_ratio`) of ``like`` and of the
     result.
     """
     src = like.factor.astype(np.float64)
@@ -244,16 +245,6 @@ def pixel_target(like: SimilarityTarget) -> SimilarityTarget:
         e[zero] = 0.0
     return SimilarityTarget("pixel", e.astype(like.factor.dtype), like.image_ids,
                             like.images, {"pixels": int(pixels), "factor_width": e.shape[1]})
-
-
-def participation_ratio(factor: np.ndarray) -> float:
-    """(Σλ)²/Σλ² of S = F Fᵀ's eigenvalues λ: how many dimensions S effectively spans
-    (1 for one direction, the rank for a flat spectrum). From the smaller Gram matrix:
-    Σλ = ‖F‖²_F and Σλ² = ‖FᵀF‖²_F."""
-    f = factor.astype(np.float64)
-    gram = f.T @ f if f.shape[1] <= f.shape[0] else f @ f.T
-    total = float(np.trace(gram))
-    return total**2 / float(np.sum(gram * gram)) if total > 0 else 0.0
 
 
 def check_target(name: str) -> None:

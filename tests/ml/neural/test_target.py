@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from ml.neural.estimators import similarity, unit_vectors
-from ml.neural.target import SimilarityTarget, average_factors, shuffled
+from ml.neural.target import (
+    SimilarityTarget,
+    _gram,
+    average_factors,
+    participation_ratio,
+    shuffled,
+    spectrum,
+)
 from tests.floats import assert_within, one_path, two_paths
 
 
@@ -88,3 +95,48 @@ def test_pair_similarity_in_chunks_matches_one_product():
     # float32 sums of 16 products (Σ|f_ik f_jk| ≤ 1), in whatever order the chunks take
     assert_within(pair_similarity(factor, i, j, chunk=7), full[i, j], one_path(16, 1.0))
     assert pair_similarity(factor, i.reshape(17, 59), j.reshape(17, 59)).shape == (17, 59)
+
+
+def _orthonormal(rng, rows, cols):
+    q, _ = np.linalg.qr(rng.normal(size=(rows, cols)))
+    return q
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_spectrum_of_a_known_factor_is_its_squared_singular_values(wide):
+    """F = Q diag(σ) Wᵀ has S = Q diag(σ²) Qᵀ: λ = σ² = 5, 3, 1, 0.5, 0.5 (fractions 0.5,
+    0.3, 0.1, 0.05, 0.05), PR = 10²/35.5, and 50 / 90 / 99 % take 1 / 3 / 5 components,
+    for a tall factor (D < N: from FᵀF) and a wide one (D > N)."""
+    rng = np.random.default_rng(0)
+    n, d = (40, 7) if not wide else (8, 30)
+    lam = np.array([5.0, 3.0, 1.0, 0.5, 0.5])
+    f = _orthonormal(rng, n, 5) * np.sqrt(lam) @ _orthonormal(rng, d, 5).T
+    sp = spectrum(f)
+    np.testing.assert_allclose(sp.fractions, [0.5, 0.3, 0.1, 0.05, 0.05], atol=1e-12)
+    assert sp.participation_ratio == pytest.approx(100 / 35.5, rel=1e-12)
+    assert sp.participation_ratio == pytest.approx(participation_ratio(f), rel=1e-12)
+    assert (sp.components_50, sp.components_90, sp.components_99) == (1, 3, 5)
+    assert sp.rank == 5 and sp.n == n
+    if not wide:  # FᵀF summed a few rows at a time is FᵀF
+        np.testing.assert_allclose(_gram(f, chunk=7), f.T @ f, atol=1e-12)
+    capped = spectrum(f, max_components=2)  # a shorter list; the summaries use all λ
+    np.testing.assert_allclose(capped.fractions, [0.5, 0.3], atol=1e-12)
+    assert capped.participation_ratio == sp.participation_ratio
+    assert capped.components_99 == 5 and capped.rank == 5
+
+
+def test_spectrum_of_one_direction_and_of_a_flat_one():
+    rng = np.random.default_rng(1)
+    one = np.tile(unit_vectors(rng.normal(size=(1, 6)), mean=np.zeros(6)), (20, 1))
+    sp = spectrum(one)  # S = 1 everywhere: rank 1
+    np.testing.assert_allclose(sp.fractions, [1.0])
+    assert sp.participation_ratio == pytest.approx(1.0)
+    assert (sp.components_50, sp.components_90, sp.components_99, sp.n) == (1, 1, 1, 20)
+    flat = spectrum(np.eye(10, dtype=np.float32))  # S = I: every stimulus its own direction
+    np.testing.assert_allclose(flat.fractions, np.full(10, 0.1), atol=1e-7)
+    assert flat.participation_ratio == pytest.approx(10.0)
+    assert (flat.components_50, flat.components_90, flat.components_99) == (5, 9, 10)
+    empty = spectrum(np.zeros((4, 3)))
+    assert empty.fractions.size == 0 and empty.participation_ratio == 0.0
+    with pytest.raises(ValueError, match="max_components"):
+        spectrum(one, max_components=0)
