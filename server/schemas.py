@@ -939,6 +939,19 @@ class SimilarPairs(BaseModel):
     low: list[SimilarPair]
 
 
+class TargetSpectrum(BaseModel):
+    """A target's eigenspectrum (:func:`ml.neural.target.spectrum`): how many independent
+    directions S asks for. ``fractions`` is capped; the summaries use every eigenvalue."""
+
+    n: int  # stimuli
+    rank: int  # eigenvalues above rounding
+    participation_ratio: float  # (Σλ)²/Σλ²
+    components_50: int  # the fewest leading eigenvalues holding 50 % of the variance
+    components_90: int
+    components_99: int
+    fractions: list[float]  # λ/Σλ, largest first, at most max_components
+
+
 class RunProvenance(BaseModel):
     """``GET /api/runs/{id}/provenance``: the run's stored provenance, open (the fields of
     :data:`neuroreg.provenance.FIELDS` and any others a client sent); None when it has

@@ -37,12 +37,12 @@ from ml.neural.overview import (
     leading_order,
     view,
 )
-from ml.neural.target import SimilarityTarget
+from ml.neural.target import SPECTRUM_COMPONENTS, SimilarityTarget, spectrum
 from ml.regularize.cnn_features import SCnnOverviews, tap_features
 from ml.regularize.targets import REGISTRY, source_kind
 from ml.stored import StoredFileError
 from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
-from server.schemas import SimilarPairs
+from server.schemas import SimilarPairs, TargetSpectrum
 from server.strict import CONFLICT, api_router, invalid
 
 router = api_router(prefix="/api/runs/{run_id}/matrices", tags=["matrices"])
@@ -238,6 +238,26 @@ def pairs(run_id: RunId, name: str, session: SessionDep, settings: SettingsDep, 
     run_or_404(session, run_id)
     return SimilarPairs.model_validate(
         _pairs(*_file(session, settings, run_id, artifacts.target(name)), k))
+
+
+@lru_cache(maxsize=8)
+def _spectrum(path: str, mtime: float, budget: int, max_components: int) -> dict[str, Any]:
+    found = spectrum(_load(path, mtime, budget)[0].factor, max_components)
+    return {"n": found.n, "rank": found.rank, "participation_ratio": found.participation_ratio,
+            "components_50": found.components_50, "components_90": found.components_90,
+            "components_99": found.components_99, "fractions": found.fractions.tolist()}
+
+
+@router.get("/{name}/spectrum")
+def target_spectrum(run_id: RunId, name: str, session: SessionDep, settings: SettingsDep,
+                    _: CurrentUser, max_components: Annotated[
+                        int, Query(ge=1, le=1000)] = SPECTRUM_COMPONENTS) -> TargetSpectrum:
+    """A similarity run's target's eigenspectrum: S's leading eigenvalues as fractions of
+    variance (the first ``max_components``), its participation ratio and the components
+    holding 50 / 90 / 99 % of the variance, from the factor's singular values."""
+    run_or_404(session, run_id)
+    return TargetSpectrum.model_validate(
+        _spectrum(*_file(session, settings, run_id, artifacts.target(name)), max_components))
 
 
 @router.get("/{name}", responses={**CONFLICT, **PENDING}, response_model=MatrixView,

@@ -284,6 +284,44 @@ def test_fig2_pairs_are_the_extremes_of_s_over_distinct_stimuli(
     assert client.get(f"/api/runs/{rid}/matrices/nope/pairs").status_code == 404
 
 
+def test_a_targets_spectrum_is_the_ml_functions_on_its_stored_file(
+        client: TestClient, settings: Settings) -> None:
+    from core.store.artifacts import get_artifact, resolve
+    from ml.neural.target import spectrum
+
+    rid = stored_targets(settings, 300)
+    res = client.get(f"/api/runs/{rid}/matrices/neural-model/spectrum")
+    assert res.status_code == 200, res.text
+    got = res.json()
+    with session_scope(settings.db_url) as s:
+        path = resolve(settings.artifacts, get_artifact(s, rid, "target-neural-model.npz").path)
+    want = spectrum(SimilarityTarget.load(str(path)).factor)
+    assert got["n"] == 300 and got["rank"] == want.rank == 40  # a (300, 40) factor
+    np.testing.assert_allclose(got["fractions"], want.fractions, rtol=1e-12)
+    assert got["participation_ratio"] == pytest.approx(want.participation_ratio, rel=1e-12)
+    assert [got[f"components_{p}"] for p in (50, 90, 99)] == [
+        want.components_50, want.components_90, want.components_99]
+    # three latent directions and noise: fewer than the rank span it effectively
+    assert 1 < got["participation_ratio"] < 40 and abs(sum(got["fractions"]) - 1) < 1e-9
+    capped = client.get(f"/api/runs/{rid}/matrices/neural-model/spectrum",
+                        params={"max_components": 5}).json()
+    assert capped["fractions"] == got["fractions"][:5]
+    assert capped["participation_ratio"] == got["participation_ratio"]
+    data = client.get(f"/api/runs/{rid}/matrices/neural-data/spectrum").json()
+    assert data["participation_ratio"] != got["participation_ratio"]
+    # as the pairs route: no such target is a 404 naming it; a bad size names the field
+    missing = client.get(f"/api/runs/{rid}/matrices/nope/spectrum")
+    assert missing.status_code == 404 and "target-nope.npz" in missing.json()["detail"]
+    assert client.get(f"/api/runs/{rid}/matrices/shuffle/spectrum").status_code == 404
+    assert client.get(f"/api/runs/{rid + 999}/matrices/neural-model/spectrum").status_code == 404
+    bad = client.get(f"/api/runs/{rid}/matrices/neural-model/spectrum",
+                     params={"max_components": 0})
+    assert bad.status_code == 422 and "max_components" in bad.text
+    with session_scope(settings.db_url) as s:  # a train run stores no targets of its own
+        train = create_run(s, owner=s.query(User).first(), kind="train", name="", config={}).id
+    assert client.get(f"/api/runs/{train}/matrices/neural-model/spectrum").status_code == 404
+
+
 # S_ij of unit float32 factors, summed in any order: a few ulps of 1 (ulp 1.2e-7)
 F32_S = 1e-5
 
