@@ -1,7 +1,7 @@
 import { api, el, fieldLabels, fmt, getJSON, when, withLogin } from "./api.js";
 import { axis, chartIn, plain, plot, plotly } from "./figures.js";
 import { drawProvenance, drawSystem, followLogs } from "./runlogs.js";
-import { drawPairs, drawScores, drawSimilarity, drawTargets } from "./similarity.js";
+import { drawPairs, drawScores, drawSimilarity, drawSpectra, drawTargets } from "./similarity.js";
 
 const runId = Number(location.pathname.split("/").pop());
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
@@ -236,7 +236,8 @@ withLogin(async () => {
       const evaluated = run.kind === "evaluate" && run.status === "succeeded" && run.input_run_id;
       await Promise.allSettled([charts, system, drawArtifacts(),
         ...(evaluated ? [fieldLabels().then((l) => drawRecord(l.norms))] : []),
-        ...(similarity ? [drawSimilarity(runId), drawPairs(runId, shown)] : []),
+        ...(similarity ? [drawSimilarity(runId), drawPairs(runId, shown), drawSpectra(runId, shown)]
+          : []),
         drawTargets(runId, run.result || {}, shown)]);
       break;
     }

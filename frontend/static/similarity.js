@@ -1,7 +1,8 @@
 // Fig. 1 of the paper from a similarity run's figures.json: S_oracle and S_model in one
 // shared clustering order and colour scale, fluctuation histograms, data/model scatter.
 import { api, artifactNames, el } from "./api.js";
-import { axis, chartDiv, chartIn, plot, plotly } from "./figures.js";
+import { axis, chartDiv, chartIn, legendOnce, plot, plotly } from "./figures.js";
+import { conditionColour, dashOf } from "./palette.js";
 
 const MARGIN = { t: 40, r: 10, b: 40, l: 50 };
 
@@ -257,6 +258,44 @@ export async function drawPairs(runId, names, name = "neural-model") {
   const host = document.getElementById("similarity-figures");
   host.hidden = false;
   host.append(fig);
+}
+
+// Each stored target's eigenspectrum (…/matrices/{name}/spectrum): S's leading eigenvalues
+// as fractions of variance against their rank, both on log axes, one line per target in
+// its condition's colour; the legend gives each one's participation ratio and how many
+// components hold 90 % of the variance. A high ratio is a target that asks the network
+// for many independent directions (the Random control); S_model's is low.
+export async function drawSpectra(runId, names) {
+  if (!names.length) return;
+  const host = document.getElementById("similarity-figures");
+  host.hidden = false;
+  const div = chartIn(host, "fig-spectrum", "Eigenspectrum of each target");
+  div.style.height = "440px";  // the plot keeps its height under the caption and legend
+  // S_model first and widest: the lines drawn over it (shuffle's is the same) leave its edge
+  const ordered = [...names].sort((a, b) => (b === "neural-model") - (a === "neural-model"));
+  const spectra = await Promise.all(ordered.map((name) => api(`/api/runs/${runId}/matrices/${name}/spectrum`)
+    .then((res) => res.json()).then((sp) => [name, sp]).catch(() => [name, null])));
+  const entry = legendOnce();
+  // a dash per line: shuffle's spectrum is S_model's (the same S, stimuli permuted)
+  const traces = spectra.filter(([, sp]) => sp && sp.fractions.length).map(([name, sp], k) => ({
+    x: sp.fractions.map((_, i) => i + 1), y: sp.fractions, type: "scatter",
+    mode: sp.fractions.length < 60 ? "lines+markers" : "lines",
+    line: { color: conditionColour(name), dash: dashOf(k), width: name === "neural-model" ? 5 : 2 },
+    marker: { size: name === "neural-model" ? 10 : 6 },
+    name: `${name}: PR ${sp.participation_ratio.toFixed(1)}, 90 % in ${sp.components_90} of ${sp.n}`,
+    hovertemplate: `${name}<br>component %{x}: %{y:.3~g} of the variance<extra></extra>`,
+    ...entry(name) }));
+  if (!traces.length) { div.remove(); return; }
+  const n = Math.max(...spectra.filter(([, sp]) => sp).map(([, sp]) => sp.n));
+  await plot(div, traces, {
+    title: { text: "Eigenspectrum of each target", subtitle: { text: `S's eigenvalues over ${n} `
+      + "stimuli as fractions of variance. PR, the participation ratio (Σλ)²/Σλ², counts the "
+      + "independent directions a target asks the network for: high for a random target, "
+      + `low for S_model${names.includes("shuffle") ? "; shuffle permutes S_model's stimuli, "
+        + "so its spectrum is S_model's" : ""}` } },
+    xaxis: axis("component rank", { type: "log" }),
+    yaxis: axis("fraction of variance", { type: "log" }),
+  });
 }
 
 function canvasOf(pixels, label) {

@@ -167,7 +167,26 @@ def test_similarity_run_page_draws_fig1_and_scores(  # type: ignore[no-untyped-d
                                     " c.height).data;"
                                     " return d.some((v, i) => i % 4 < 3 && v > 0); }")
                 assert lit  # pixels were drawn, not an empty canvas
+                # each stored target's eigenspectrum: one line per target, PR in its legend
+                names = api.get(f"/api/runs/{run['id']}/matrices").json()
+                assert {"neural-model", "neural-data", "shuffle"} <= set(names)
+                page.wait_for_function("(n) => document.getElementById('fig-spectrum')"
+                                       "?.data?.length === n", arg=len(names), timeout=20_000)
+                traces = page.evaluate("() => document.getElementById('fig-spectrum').data"
+                                       ".map((t) => [t.name, t.line.color, t.y.length])")
+                model = api.get(f"/api/runs/{run['id']}/matrices/neural-model/spectrum").json()
+                pr = f"neural-model: PR {model['participation_ratio']:.1f}, 90 % in " \
+                     f"{model['components_90']} of {model['n']}"
+                assert sorted(t[0].split(":")[0] for t in traces) == sorted(names)
+                assert pr in [t[0] for t in traces]
+                assert [t[1:] for t in traces if t[0] == pr] == [["#d62728",
+                                                                  len(model["fractions"])]]
+                legend = page.locator("#fig-spectrum .legendtext").all_text_contents()
+                assert pr in legend and all(" PR " in t for t in legend), legend
+                assert "participation ratio" in page.evaluate(TITLE, "fig-spectrum")
                 assert figure_problems(page) == []
+                spectrum_png = OUTPUT / "similarity-spectrum.png"
+                page.locator("#fig-spectrum").screenshot(path=str(spectrum_png))
                 page.screenshot(path=str(OUTPUT / "similarity-run.png"), full_page=True)
     finally:
         get_settings.cache_clear()
