@@ -622,10 +622,10 @@ def test_the_submit_form_inspects_a_recording_with_its_importer_options(  # type
         page.screenshot(path=str(OUTPUT / "submit-inspect.png"), full_page=True)
 
 
-def test_an_answer_overtaken_by_a_later_query_never_replaces_its_table(browser, settings: Settings):  # type: ignore[no-untyped-def]
-    """Filling the form fires a query per change: the answer to an earlier one, arriving
-    after the last one's (held back here), is dropped instead of drawing the old table
-    under the new columns."""
+@contextlib.contextmanager
+def _runs_page(browser, settings: Settings):  # type: ignore[no-untyped-def]
+    """The Runs page signed in as the admin (and its token), over the query tests' stored
+    runs (tests/core/test_query)."""
     from tests.core.test_query import stored
 
     with live_server(settings) as url:
@@ -634,6 +634,14 @@ def test_an_answer_overtaken_by_a_later_query_never_replaces_its_table(browser, 
         stored(settings.db_url)
         page = _login(browser, url, token, "/")
         page.wait_for_selector("#run-rows tr")
+        yield page, token
+
+
+def test_an_answer_overtaken_by_a_later_query_never_replaces_its_table(browser, settings: Settings):  # type: ignore[no-untyped-def]
+    """Filling the form fires a query per change: the answer to an earlier one, arriving
+    after the last one's (held back here), is dropped instead of drawing the old table
+    under the new columns."""
+    with _runs_page(browser, settings) as (page, _):
         held = []
 
         def hold_the_first(route):  # type: ignore[no-untyped-def]
@@ -657,14 +665,7 @@ def test_an_answer_overtaken_by_a_later_query_never_replaces_its_table(browser, 
 
 
 def test_the_runs_page_takes_a_query_kept_in_the_url(browser, settings: Settings):  # type: ignore[no-untyped-def]
-    from tests.core.test_query import stored
-
-    with live_server(settings) as url:
-        with session_scope(settings.db_url) as s:
-            token = ensure_admin(s)
-        stored(settings.db_url)
-        page = _login(browser, url, token, "/")
-        page.wait_for_selector("#run-rows tr")
+    with _runs_page(browser, settings) as (page, token):
         names = ("() => [...document.querySelectorAll('#run-rows tr td:nth-child(3)')]"
                  ".map((td) => td.textContent)")
         page.fill("#q", 'config.alpha >= 8 and (tag = "fig4" or tag = "fig6")')
