@@ -165,7 +165,9 @@ withLogin(async () => {
   page.replaceChildren(el("h1", {}, "Compare runs"), form, error, status, overlay, diff, provenance,
     el("h2", {}, "Parallel coordinates"), parNote, parcoords, el("h2", {}, "Scatter"), scatterNote, scatter);
 
+  let latest = 0;  // a submit while an earlier draw still waits: only the newest one draws
   const draw = async () => {
+    const request = ++latest;
     const ids = runsInput.value.split(/[\s,]+/).map(Number).filter((n) => Number.isInteger(n) && n > 0);
     const q = qInput.value.trim();
     const key = keyInput.value.trim();
@@ -189,9 +191,10 @@ withLogin(async () => {
         columns: columns.join(",") })}`);
     } catch (err) {
       if (err instanceof AuthError) throw err;
-      error.textContent = err.message;
+      if (request === latest) error.textContent = err.message;
       return;
     }
+    if (request !== latest) return;
     let runs = listed.items;
     if (ids.length && !q) {  // in the order named
       const at = new Map(runs.map((r) => [r.id, r]));
@@ -213,7 +216,7 @@ withLogin(async () => {
         for (const [id, v] of Object.entries(more.values)) values[id] = { ...(values[id] || {}), ...v };
       } catch (err) {  // the overlay and the diff are drawn all the same
         if (err instanceof AuthError) throw err;
-        error.textContent = err.message;
+        if (request === latest) error.textContent = err.message;
       }
     }
 
@@ -231,6 +234,7 @@ withLogin(async () => {
       try {
         const curves = await getJSON(`/api/run-groups/curves?${new URLSearchParams([
           ...by.map((b) => ["by", b]), ["key", key], ["q", where], ["max_runs", MAX_RUNS]])}`);
+        if (request !== latest) return;
         styleOf = groupStyles([...curves.groups.map((g) => g.group), ...runs.map(groupValues).sort(byName)]);
         curves.groups.forEach((g) => {
           if (g.steps.length) traces.push(...groupBand(g, `${groupName(g.group)} (n=${g.n})`, styleOf(groupName(g.group))));
@@ -239,12 +243,13 @@ withLogin(async () => {
           + `lines are the mean over each group's runs, bands ± SEM${curves.bin_steps > 1 ? `, in bins of ${curves.bin_steps} steps` : ""}`;
       } catch (err) {
         if (err instanceof AuthError) throw err;
-        error.textContent = err.message;
+        if (request === latest) error.textContent = err.message;
       }
     } else {
       const drawn = runs.slice(0, MAX_OVERLAID);
       const series = await Promise.all(drawn.map((r) => getJSON(
         `/api/runs/${r.id}/metrics/${encodeURIComponent(key)}?max_points=2000`).catch(() => null)));
+      if (request !== latest) return;
       traces = series.map((s, i) => s && { x: s.steps, y: s.values, type: "scatter", mode: "lines",
         name: plain(`#${drawn[i].id} ${drawn[i].name || drawn[i].kind}`) }).filter(Boolean);
       status.textContent = `${traces.length} of ${runs.length} runs have “${key}”`
@@ -255,6 +260,7 @@ withLogin(async () => {
       const first = await getJSON(`/api/runs/${runs[0].id}/metrics`).catch(() => []);
       first.forEach((k) => known.add(k.key));
     }
+    if (request !== latest) return;  // every await above: a newer draw owns the page
     keys.replaceChildren(...[...known].sort().map((k) => el("option", { value: k })));
     overlay.dataset.title = by.length ? `${key} by ${by.join(", ")}: mean ± SEM` : `${key}: ${runs.length} runs`;
     plot(overlay, traces, { title: { text: plain(overlay.dataset.title) }, xaxis: axis("step"),

@@ -74,16 +74,20 @@ function remember() {
   history.replaceState(null, "", `/leaderboard?${q}`);
 }
 
+let latest = 0;  // a change and a submit (Enter) both ask; only the newest answer is drawn
+
 async function refresh() {
   const error = document.getElementById("lb-error");
+  const request = ++latest;
   let page;
   try {
     page = await getJSON(`/api/leaderboard?${query()}`);
-    error.textContent = "";
   } catch (err) {
-    error.textContent = err.message;  // a 422 names the field (an ε outside (0, 1], …)
+    if (request === latest) error.textContent = err.message;  // a 422 names the field (an ε outside (0, 1], …)
     return;
   }
+  if (request !== latest) return;
+  error.textContent = "";
   const cols = columns(page.layout);
   document.getElementById("lb-head").replaceChildren(...cols.map(([key, header, title]) => {
     if (!key) return el("th", { title }, header);
