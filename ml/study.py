@@ -166,6 +166,73 @@ def paired_difference(pairs: list[tuple[float, float]]) -> dict[str, Any]:
             "ci_low": low, "ci_high": high, "verdict": verdict, "detectable": detectable}
 
 
+def hierarchical_bootstrap(pairs: list[tuple[np.ndarray, np.ndarray]], *,
+                           resamples: int = 2000, seed: int = 0,
+                           level: float = 0.95) -> dict[str, Any]:
+    """The seed-paired difference of per-model medians, with a CI that holds both
+    sources of spread: seeds (which models were trained) and samples (which test images
+    were attacked).
+
+    Each pair is one seed: the per-sample values (say minimal L2 distances; ``inf`` where
+    a sample was never broken) of the condition's model and of None's, over the same
+    samples in the same order. The statistic is the mean over seeds of median(condition)
+    − median(None). A resample draws seeds with replacement, then within each drawn seed
+    samples with replacement — the same samples for both models of the pair, as they
+    were attacked on the same images — and recomputes the statistic (percentile
+    interval). The p-value is two-sided: twice the share of resampled statistics on the
+    far side of 0 (at least 1 / resamples).
+
+    Returns:
+        ``pairs``, ``samples`` (per seed, the smallest count), ``difference`` (the
+        statistic on the data), ``ci_low``/``ci_high``, ``p`` and ``verdict`` (``higher``,
+        ``lower`` or ``unresolved`` when the interval covers 0, and with fewer than 2
+        seeds).
+    """
+    if not pairs:
+        return {"pairs": 0, "samples": 0, "difference": None, "ci_low": None,
+                "ci_high": None, "p": None, "verdict": "unresolved"}
+    a = [np.asarray(x, dtype=np.float64) for x, _ in pairs]
+    b = [np.asarray(y, dtype=np.float64) for _, y in pairs]
+    for k, (x, y) in enumerate(zip(a, b, strict=True)):
+        if x.shape != y.shape or x.ndim != 1 or not len(x):
+            raise ValueError(f"pairs[{k}]: the two models' samples differ in shape "
+                             f"({x.shape} vs {y.shape}) or are empty")
+    point = float(np.mean([np.median(x) - np.median(y) for x, y in zip(a, b, strict=True)]))
+    rng = np.random.default_rng(seed)
+    n = len(pairs)
+    stats_ = np.empty(resamples)
+    for r in range(resamples):
+        seeds = rng.integers(n, size=n)
+        diffs = []
+        for k in seeds:
+            idx = rng.integers(len(a[k]), size=len(a[k]))
+            diffs.append(np.median(a[k][idx]) - np.median(b[k][idx]))
+        stats_[r] = np.mean(diffs)
+    finite = stats_[np.isfinite(stats_)]
+    tail = (1.0 - level) / 2.0
+    low, high = (float(v) for v in np.quantile(finite, [tail, 1.0 - tail]))
+    p = min(1.0, 2.0 * max(min(np.mean(finite <= 0), np.mean(finite >= 0)), 1.0 / resamples))
+    verdict = "unresolved"
+    if n >= 2 and (low > 0 or high < 0):
+        verdict = "higher" if low > 0 else "lower"
+    return {"pairs": n, "samples": int(min(len(x) for x in a)), "difference": point,
+            "ci_low": low, "ci_high": high, "p": float(p), "verdict": verdict}
+
+
+def holm(pvalues: Mapping[str, float | None]) -> dict[str, float | None]:
+    """Holm–Bonferroni adjusted p-values of one family of tests (None stays None and is
+    not counted): the k-th smallest of m is multiplied by m − k + 1, made monotone and
+    capped at 1; an adjusted p below α rejects at family-wise error α."""
+    named = sorted(((p, k) for k, p in pvalues.items() if p is not None))
+    m = len(named)
+    out: dict[str, float | None] = {k: None for k in pvalues}
+    running = 0.0
+    for i, (p, k) in enumerate(named):
+        running = max(running, min(1.0, (m - i) * p))
+        out[k] = running
+    return out
+
+
 def paired_tests(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Each condition vs ``none``, paired by seed: a paired t-test and the Wilcoxon
     signed-rank test on per-seed differences.

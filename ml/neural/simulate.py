@@ -18,7 +18,7 @@ gaze, with each neuron's true SNR weight) is returned so denoising can be measur
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from annotated_types import Ge, Gt, Le
@@ -26,7 +26,7 @@ from annotated_types import Ge, Gt, Le
 from ml._validate import validate_config
 from ml.neural.estimators import unit_vectors
 from ml.neural.scan import Scan
-from ml.neural.stimuli import natural_patches
+from ml.neural.stimuli import STIMULUS_SETS
 from ml.neural.target import average_factors
 
 H, W = 36, 64
@@ -51,6 +51,9 @@ class SimulationConfig:
     # SNR-weighted similarity (ΔS_scan sd 0.147 vs 0.016 at 0.25, 4 scans × 1,500)
     amplitude_spread: Annotated[float, Ge(0.0)] = 0.25
     validation_fraction: Annotated[float, Gt(0.0), Le(0.5)] = 0.1
+    # the images shown: patches of photographs (the paper showed ImageNet photographs),
+    # or dead-leaves scenes — the kind of image of the ``leaves32`` task, none of its images
+    stimuli: Literal["photographs", "leaves"] = "photographs"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -203,7 +206,7 @@ def simulate(config: SimulationConfig | None = None) -> SimulatedRecording:
     """
     cfg = config or SimulationConfig()
     rng = np.random.default_rng(cfg.seed)
-    images = natural_patches(cfg.n_images, seed=cfg.seed)  # (N, 1, H, W)
+    images = STIMULUS_SETS[cfg.stimuli](cfg.n_images, cfg.seed)  # (N, 1, H, W)
     flat = images.reshape(cfg.n_images, -1)
     mean_lum = float(flat.mean())
     image_ids = np.arange(cfg.n_images, dtype=np.int64)

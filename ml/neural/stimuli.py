@@ -1,7 +1,12 @@
-"""Natural-image stimuli that need no download: patches of the photographs bundled
-with scikit-image, grayscale, 36×64 like the paper's downsampled ImageNet images."""
+"""Stimuli that need no download, grayscale, 36×64 like the paper's downsampled ImageNet
+images: patches of the photographs bundled with scikit-image (the default), or dead-leaves
+scenes of the process the ``leaves32`` task draws from (:mod:`ml.data.leaves`) — never one
+of its images — so the stimuli and the task are the same kind of image, as ImageNet and
+CIFAR were in the paper."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -61,3 +66,18 @@ def natural_patches(n: int, seed: int, shape: tuple[int, int] = (36, 64)) -> np.
         lo, hi = np.percentile(patch, [1, 99])
         out[k, 0] = np.clip((patch - lo) / max(hi - lo, 1e-3), 0.0, 1.0)
     return out
+
+
+def leaves_scenes(n: int, seed: int, shape: tuple[int, int] = (36, 64)) -> np.ndarray:
+    """``n`` dead-leaves scenes from :func:`ml.data.leaves.scenes` (its stream is
+    disjoint from the task's images), (n, 1, H, W) float32 in [0, 1]."""
+    from ml.data.leaves import scenes
+
+    return scenes(n, seed=seed, shape=shape)
+
+
+STIMULUS_SETS: dict[str, Callable[[int, int], np.ndarray]] = {
+    "photographs": lambda n, seed: natural_patches(n, seed=seed),
+    "leaves": lambda n, seed: leaves_scenes(n, seed=seed),
+}
+"""The simulation's stimulus sets by name (:attr:`SimulationConfig.stimuli`)."""

@@ -128,3 +128,41 @@ def test_one_pair_says_nothing():
     out = paired_difference([(2.0, 1.0)])
     assert out["verdict"] == "unresolved" and out["ci_low"] is None
     assert out["detectable"] is None and out["mean_difference"] == 1.0
+
+
+def test_holm_matches_the_step_down_rule_by_hand() -> None:
+    from ml.study import holm
+
+    # p sorted 0.01 < 0.03 < 0.04 of m = 3: ×3, ×2, ×1, then made monotone
+    out = holm({"a": 0.01, "b": 0.04, "c": 0.03, "skipped": None})
+    assert out["a"] == pytest.approx(0.03)
+    assert out["c"] == pytest.approx(0.06)
+    assert out["b"] == pytest.approx(0.06)  # 0.04 × 1 is raised to the one before it
+    assert out["skipped"] is None
+    assert holm({"x": 0.6, "y": 0.7}) == {"x": 1.0, "y": 1.0}  # capped at 1
+
+
+def test_hierarchical_bootstrap_finds_a_shift_and_leaves_no_shift_unresolved() -> None:
+    from ml.study import hierarchical_bootstrap
+
+    rng = np.random.default_rng(3)
+    # ten seeds, 500 samples each: the condition's distances 20 % larger on every sample
+    base = [rng.exponential(1.0, 500) for _ in range(10)]
+    shifted = hierarchical_bootstrap([(1.2 * b, b) for b in base], resamples=500)
+    assert shifted["verdict"] == "higher" and shifted["ci_low"] > 0
+    assert shifted["difference"] == pytest.approx(
+        np.mean([0.2 * np.median(b) for b in base]))
+    assert shifted["pairs"] == 10 and shifted["samples"] == 500
+    # the same distribution on both sides: the interval covers 0
+    same = hierarchical_bootstrap([(rng.exponential(1.0, 500), rng.exponential(1.0, 500))
+                                   for _ in range(10)], resamples=500)
+    assert same["ci_low"] < 0 < same["ci_high"] and same["verdict"] == "unresolved"
+    # the seed level counts: a per-seed offset as large as the effect widens the interval
+    wobble = [rng.normal(0, 0.3) for _ in range(10)]
+    noisy = hierarchical_bootstrap([(1.2 * b + w, b) for b, w in zip(base, wobble)],
+                                   resamples=500)
+    assert noisy["ci_high"] - noisy["ci_low"] > 2 * (shifted["ci_high"] - shifted["ci_low"])
+    one = hierarchical_bootstrap([(1.2 * base[0], base[0])], resamples=100)
+    assert one["verdict"] == "unresolved"  # one seed says nothing about seeds
+    with pytest.raises(ValueError, match=r"pairs\[0\]"):
+        hierarchical_bootstrap([(np.ones(5), np.ones(4))])
