@@ -209,12 +209,14 @@ def analyse(p: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     print(f"\nprotocol {p['name']}: {p['train']['dataset']}, "
           f"{p['train']['backbone']} width {p['train']['width']}, {p['train']['epochs']} "
           f"epochs, α = {p['alpha']:g}; per condition mean ± SD over seeds [min, max]")
-    print(f"{'condition':<15} {'n':>2}  " + "  ".join(f"{e:>24}" for e in endpoints))
+    shown = [CLEAN.name, *endpoints]
+    print(f"{'condition':<15} {'n':>2}  " + "  ".join(f"{e:>24}" for e in shown))
     table: dict[str, Any] = {}
     for cond in p["conditions"]:
         seeds = by.get(cond, {})
-        cols, entry = [], {"n": len(seeds)}
-        for e in endpoints:
+        cols: list[str] = []
+        entry: dict[str, Any] = {"n": len(seeds)}
+        for e in shown:
             v = np.array([s["measures"][e] for s in seeds.values()
                           if s["measures"].get(e) is not None], dtype=float)
             if not len(v):
@@ -276,9 +278,9 @@ def analyse(p: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     tests = {f"{c}|{e}": compare(c, e) for c, e in family}
     adjusted = holm({k: (v or {}).get("p") for k, v in tests.items()})
     print(f"\nsecondary family ({len(family)} tests, Holm-corrected); each condition − none")
-    for k, v in tests.items():
-        if v is not None:
-            print("  " + show(v, adjusted[k]))
+    for k, test in tests.items():
+        if test is not None:
+            print("  " + show(test, adjusted[k]))
     return {"table": table, "primary": prim, "secondary": tests, "holm": adjusted}
 
 
