@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,18 @@ def _init(target_dir: str, threads: int) -> None:
 
 
 def _cell(spec: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_measure`, or the cell's error (one broken cell does not end the run)."""
+    start = time.perf_counter()
+    try:
+        return _measure(spec)
+    except Exception as exc:  # noqa: BLE001 — reported in the row, and printed
+        import traceback
+
+        return {**spec["key"], "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(), "seconds": time.perf_counter() - start}
+
+
+def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Train one model and evaluate it; its row holds every sample's distance."""
     from ml.data import load_dataset
     from ml.evaluate import EvaluateConfig, evaluate_model
@@ -181,7 +193,9 @@ def run(p: dict[str, Any], specs: list[dict[str, Any]], jobs: int, device: str,
         ctx = multiprocessing.get_context("spawn")  # CUDA cannot cross a fork
         with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init,
                                  initargs=(target_dir, threads)) as pool:
-            for row in pool.map(_cell, todo):
+            futures = [pool.submit(_cell, spec) for spec in todo]  # in protocol order
+            for future in as_completed(futures):  # kept the moment it ends
+                row = future.result()
                 done[_key(row)] = row
                 tag = row.get("error") or (
                     f"clean {row['measures'].get(CLEAN.name, float('nan')):.3f}  median L2 "
@@ -301,7 +315,8 @@ def main() -> None:
     if args.cache is not None and args.cache.exists():
         for line in args.cache.read_text().splitlines():
             row = json.loads(line)
-            done[_key(row)] = row
+            if "traceback" not in row:  # a crashed cell runs again; a diverged one stays
+                done[_key(row)] = row
     if not args.report:
         run(p, specs, args.jobs, args.device, args.cache, done)
     rows = [done[_key(s["key"])] for s in specs if _key(s["key"]) in done]
