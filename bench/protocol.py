@@ -18,8 +18,9 @@ sample's distance, so the analysis can resample seeds *and* samples
 
 ``--cache`` keeps each finished cell as a JSON line and skips it on the next run (a long
 run continues where it stopped; the protocol's cells are committed under bench/results).
-Cells run interleaved by seed (seed 0 of every condition, then seed 1, …), so a run cut
-short still holds paired cells. ``--quick`` checks the whole path on a CPU in minutes —
+Cells run in the order that serves the primary endpoint first: None and the primary
+condition seed by seed, then the controls seed by seed, so a run cut short still holds
+paired cells. ``--quick`` checks the whole path on a CPU in minutes —
 few seeds, few epochs, few samples: its numbers are not the protocol's and are printed as
 such. Ends with one JSON line.
 """
@@ -142,7 +143,8 @@ def _key(row: dict[str, Any]) -> str:
 
 
 def cells(p: dict[str, Any], quick: bool, device: str) -> list[dict[str, Any]]:
-    """Every (condition, seed) of the protocol, interleaved by seed."""
+    """Every (condition, seed) of the protocol: the primary comparison's pairs first, then
+    the controls, each part interleaved by seed (a run cut short holds whole pairs)."""
     train = {**p["train"], "device": device, "deterministic": True}
     evaluate = {**p["evaluate"], "device": device}
     if quick:
@@ -151,18 +153,17 @@ def cells(p: dict[str, Any], quick: bool, device: str) -> list[dict[str, Any]]:
     seeds = {c: (min(v["seeds"], QUICK["seeds"] if c in ("none", p["primary"]["condition"])
                      else QUICK["control_seeds"]) if quick else v["seeds"])
              for c, v in p["conditions"].items()}
+    primary = ("none", p["primary"]["condition"])
+    order = [(seed, cond) for part in (primary, [c for c in p["conditions"] if c not in primary])
+             for seed in range(max(seeds.values())) for cond in part if seed < seeds[cond]]
     out = []
-    for seed in range(max(seeds.values())):
-        for cond in p["conditions"]:
-            if seed >= seeds[cond]:
-                continue
-            t = {**train, "target": cond, "seed": seed,
-                 "alpha": 0.0 if cond == "none" else p["alpha"]}
-            if cond == "none":
-                t.pop("stimulus_norm", None)
-            out.append({"key": {"protocol": p["name"], "condition": cond, "seed": seed,
-                                "quick": quick},
-                        "train": t, "evaluate": evaluate})
+    for seed, cond in order:
+        t = {**train, "target": cond, "seed": seed,
+             "alpha": 0.0 if cond == "none" else p["alpha"]}
+        if cond == "none":
+            t.pop("stimulus_norm", None)
+        out.append({"key": {"protocol": p["name"], "condition": cond, "seed": seed,
+                            "quick": quick}, "train": t, "evaluate": evaluate})
     return out
 
 
