@@ -98,7 +98,8 @@ class TrainConfig:
     (1, unset) are the paper's, and a stored config without them means those.
 
     Attributes:
-        dataset: what it learns: ``digits32`` (offline, small) or grayscale CIFAR
+        dataset: what it learns: ``digits32`` (offline, small), ``leaves32`` or
+            ``photodigits32`` (offline, full-band candidates) or grayscale CIFAR
             (``neuroreg datasets download``).
         backbone: the network; the paper's is ``resnet18``; ``small_cnn`` for quick CPU runs.
         width: channels of the first stage (the paper's ResNet18: 64; 8–16 on a CPU).
@@ -136,7 +137,8 @@ class TrainConfig:
         channels_last: memory layout (empty: on for CUDA).
     """
 
-    dataset: Literal["digits32", "cifar10", "cifar100"] = "digits32"
+    dataset: Literal["digits32", "leaves32", "photodigits32", "cifar10",
+                     "cifar100"] = "digits32"
     backbone: Literal["small_cnn", "resnet18", "resnet34"] = "resnet18"
     width: Annotated[int, Ge(4), Le(512)] = 64
     taps: tuple[int, ...] | None = None  # indices into feature_info; None = every tap
