@@ -1,17 +1,25 @@
 """An evaluation of one trained model, reported through a Recorder, in the parts its
 config picks: the noise-robustness curve, minimal adversarial perturbations, AutoAttack
-robust accuracy at fixed ε and accuracy under CIFAR-10-C's common corruptions.
+robust accuracy at fixed ε and accuracy under CIFAR-10-C's common corruptions (the
+default four); and, when asked, whether the attacks are sound (:mod:`ml.evaluate.
+soundness`) and where the robustness comes from (:mod:`ml.evaluate.mechanism`).
 
 Records: ``noise_acc`` and ``noise_sigma`` (step k = the k-th σ), ``median_<norm>`` and
 ``mean_<norm>`` (step 0), ``budget_median_<norm>`` (step = attack iterations spent so far:
 the per-budget curve, Fig. 5), ``clean_acc_samples``, ``autoattack_<norm>`` (step k = the
-k-th ε), ``corruption_acc`` (step 0, the mean over the benchmark corruptions chosen).
+k-th ε), ``corruption_acc`` (step 0, the mean over the benchmark corruptions chosen);
+``soundness_hsja_<norm>``, ``soundness_transfer_<norm>`` (medians, step 0) and
+``soundness_warnings_<norm>`` (warning signs, 0 when sound); ``grad_l2_median``,
+``grad_l1_median``, ``subspace_share_<norm>`` and ``subspace_share_random`` (medians,
+step 0), ``tap_r`` (step k = the k-th tap).
 Artifacts: ``samples.csv`` (one row per sample × attack run: sample id, label, attack,
 hyperparameters, norm, distances, success), ``minimal.csv`` (per sample: minimal distance
 per norm and the run that found it), ``adversarials.npz`` (the minimal adversarials,
 re-verified), ``autoattack.csv`` (per sample × threat model × ε: the component that broke
 it, its distance, the minimal perturbation), ``corruptions.csv`` (accuracy per corruption
-× severity), ``provenance.json``.
+× severity), ``soundness.json`` (the soundness part's tables, verdicts and per-sample
+distances), ``mechanism.json`` (the mechanism part's measures with their per-sample
+values), ``provenance.json``.
 """
 
 from __future__ import annotations
@@ -46,12 +54,17 @@ from ml.evaluate.corruptions import (
     check_choice,
     corruption_accuracy,
 )
+from ml.evaluate.mechanism import TapTarget, mechanism
 from ml.evaluate.minimal import MinimalResult, minimal_perturbations
 from ml.evaluate.noise import DEFAULT_SIGMAS, noise_curve
+from ml.evaluate.soundness import PROBED_NORMS, soundness
 from ml.recorder import Recorder
 from ml.runtime import deterministic_mode, environment_info, pick_device
 
-PARTS = ("noise", "minimal", "autoattack", "corruptions")
+DEFAULT_PARTS = ("noise", "minimal", "autoattack", "corruptions")
+"""What an evaluation measures unless its config says otherwise."""
+PARTS = (*DEFAULT_PARTS, "soundness", "mechanism")
+"""Every part, in the order they run (soundness reads the minimal and AutoAttack parts)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +80,12 @@ class EvaluateConfig:
         parts: what it measures: ``noise`` (accuracy under Gaussian noise, Fig. 4),
             ``minimal`` (minimal adversarial perturbations, Fig. 5 and 7), ``autoattack``
             (robust accuracy at fixed ε, the RobustBench protocol), ``corruptions``
-            (CIFAR-10-C's common corruptions).
+            (CIFAR-10-C's common corruptions) — the default four —, ``soundness``
+            (whether the minimal perturbations are the model's or its attacks' failure:
+            the attacks' agreement, a decision-based and transfer attacks, AutoAttack's
+            consistency; needs ``minimal``) and ``mechanism`` (input-gradient norms,
+            the minimal perturbations' energy in the training images' principal
+            subspace, each tapped layer's similarity to the target).
         noise_sigmas: σ of the Gaussian noise added to the test images (Fig. 4), images
             in [0, 1].
         noise_seed: the noise drawn (the same for every model given the seed).
@@ -96,11 +114,25 @@ class EvaluateConfig:
         corruption_source: ``generated`` here from the test split (any dataset), or the
             ``published`` CIFAR-10-C / CIFAR-100-C files of a CIFAR model (the folder
             ``CIFAR-10-C`` beside the CIFAR archive; RobustBench's corruption numbers).
+        reference_run: a train run (another model of the same dataset, e.g. the None
+            model of the same seed) whose gradient attacks' perturbations the
+            ``soundness`` part transfers; empty: no transfer attacks.
+        soundness_samples: the first samples of the minimal part's that HopSkipJump and
+            the transfer attacks measure.
+        hsja_steps: HopSkipJump's iterations (Chen et al.: 64; fewer for a CPU).
+        hsja_gradient_evals: model decisions per HopSkipJump boundary-normal estimate at
+            its first iteration (growing with √iteration, at most 10×).
+        transfer_steps: bisection steps on the scale of each transferred perturbation.
+        subspace_k: principal components of the training images spanning the task's
+            image subspace (``mechanism``); below the image size.
+        similarity_run: a similarity run whose ``neural-model`` target the
+            ``mechanism`` part compares each tapped layer with (on the split the model's
+            training held out); empty: the target the model was trained toward, if any.
         device: ``auto`` takes CUDA when the worker has it.
     """
 
     train_run: Annotated[int, Ge(1)] | None = None
-    parts: tuple[str, ...] = PARTS
+    parts: tuple[str, ...] = DEFAULT_PARTS
     noise_sigmas: tuple[float, ...] = DEFAULT_SIGMAS
     noise_seed: Annotated[int, Ge(0)] = 0
     attacks: Literal["paper", "quick", "none"] = "paper"
@@ -121,6 +153,13 @@ class EvaluateConfig:
     corruption_seed: Annotated[int, Ge(0)] = 0
     corruption_source: Literal["generated", "published"] = "generated"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    reference_run: Annotated[int, Ge(1)] | None = None
+    soundness_samples: Annotated[int, Ge(1), Le(10_000)] = 50
+    hsja_steps: Annotated[int, Ge(1), Le(1000)] = 16
+    hsja_gradient_evals: Annotated[int, Ge(1), Le(100_000)] = 50
+    transfer_steps: Annotated[int, Ge(1), Le(50)] = 10
+    subspace_k: Annotated[int, Ge(1), Le(100_000)] = 64
+    similarity_run: Annotated[int, Ge(1)] | None = None
 
     def __post_init__(self) -> None:
         for name in ("parts", "noise_sigmas", "norms", "corruptions", "corruption_severities"):
@@ -131,6 +170,10 @@ class EvaluateConfig:
         if bad or not self.parts or len(set(self.parts)) != len(self.parts):
             raise ValueError(f"parts: {bad or list(self.parts)} given; choose one or more of "
                              f"{list(PARTS)}, each once")
+        if "soundness" in self.parts and "minimal" not in self.runs:
+            why = "attacks: none leaves it out" if "minimal" in self.parts else "add it"
+            raise ValueError(f"parts: soundness checks the minimal part's attacks, which "
+                             f"does not run ({why})")
         sig = self.noise_sigmas
         if not sig or any(isinstance(s, bool) or not isinstance(s, int | float)
                           or not math.isfinite(s) or s < 0 for s in sig):
@@ -197,7 +240,15 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _weights(config: EvaluateConfig, n_test: int, dim: int) -> dict[str, float]:
+def _hsja_queries(steps: int, evals: int) -> float:
+    """HopSkipJump's model decisions per sample: each iteration's boundary-normal estimate
+    (``evals`` · √iteration, at most 10 · ``evals``) and about 25 for its step-size and
+    binary searches."""
+    return sum(min(evals * math.sqrt(s), 10 * evals) + 25 for s in range(1, steps + 1))
+
+
+def _weights(config: EvaluateConfig, n_test: int, dim: int, *, reference: bool = False,
+             n_train: int = 0) -> dict[str, float]:
     n = min(config.n_samples, n_test)
     w: dict[str, float] = {}
     if "noise" in config.runs:
@@ -212,14 +263,28 @@ def _weights(config: EvaluateConfig, n_test: int, dim: int) -> dict[str, float]:
     if "corruptions" in config.runs:
         w["corruptions"] = (min(config.corruption_samples, n_test) * len(config.corruptions)
                             * len(config.corruption_severities) * 2)  # generate + forward
+    if "soundness" in config.runs:
+        k = min(config.soundness_samples, n)
+        probed = [m for m in PROBED_NORMS if m in config.norms]
+        w["soundness"] = k * len(probed) * _hsja_queries(
+            config.hsja_steps, config.hsja_gradient_evals) / 3
+        if reference and probed:
+            runs = schedule(config.attacks, probed, repeats=config.repeats,  # type: ignore[arg-type]
+                            search_steps=config.search_steps)
+            w["soundness"] += k * sum(r.budget(dim) for r in runs)
+            w["soundness"] += k * len(probed) * (12 + config.transfer_steps) / 3
+    if "mechanism" in config.runs:  # a gradient per sample, a pass over the training set
+        w["mechanism"] = n + n_train / 3 + 200
     return w
 
 
 def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Module,
                    test_images: torch.Tensor, test_labels: torch.Tensor, *,
                    num_classes: int,
-                   published: Callable[[str, int, int], torch.Tensor] | None = None
-                   ) -> dict[str, Any]:
+                   published: Callable[[str, int, int], torch.Tensor] | None = None,
+                   reference: torch.nn.Module | None = None,
+                   train_images: torch.Tensor | None = None,
+                   tap_target: TapTarget | None = None) -> dict[str, Any]:
     """The parts the config picks, in order: the noise curve on the whole test split,
     minimal perturbations and AutoAttack on the sample set, corruptions on the first
     ``corruption_samples`` test images.
@@ -233,7 +298,11 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
 
     ``published`` (corruption, severity, n) → the published corrupted first ``n`` test
     images (:func:`ml.data.cifar_c.published_source`), for ``corruption_source:
-    published``.
+    published``. ``reference``: the model the ``soundness`` part transfers perturbations
+    from (images in, logits out; the config's ``reference_run``). ``train_images``: the
+    training split, whose principal components the ``mechanism`` part projects on;
+    ``tap_target``: the model's checkpoint and the target its layers are compared with.
+    The result has ``soundness`` and ``mechanism`` when those parts ran.
     """
     if "corruptions" in config.runs and config.corruption_source == "published" \
             and published is None:
@@ -244,8 +313,9 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
     model = model.to(device).eval()
     parts = config.runs
     out: dict[str, Any] = {"environment": environment_info(device), "parts": list(parts)}
-    progress = _Progress(recorder, _weights(config, len(test_images),
-                                            int(test_images[0].numel())))
+    progress = _Progress(recorder, _weights(
+        config, len(test_images), int(test_images[0].numel()), reference=reference is not None,
+        n_train=0 if train_images is None else len(train_images)))
     prov: dict[str, Any] = {"config": asdict(config)}
     ids = sample_ids(len(test_images), config.n_samples, config.sample_seed)
     res: MinimalResult | None = None
@@ -289,6 +359,16 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
             recorder.save_artifact("corruptions.csv", ("\n".join(lines) + "\n").encode(),
                                    "text/csv")
             out["corruptions"] = cor
+        if "soundness" in parts and res is not None:  # the config made sure it ran
+            out["soundness"] = _soundness(config, recorder, model, test_images, test_labels,
+                                          res, reference, out.get("autoattack"), num_classes,
+                                          device, progress.part("soundness"))
+        if "mechanism" in parts:
+            progress.part("mechanism")(0.0, "mechanism")
+            out["mechanism"] = _mechanism(config, recorder, model, test_images[ids],
+                                          test_labels[ids], ids, res, train_images,
+                                          tap_target, device)
+            progress.part("mechanism")(1.0, "mechanism")
     from ml.evaluate.minimal import package_versions
 
     out["versions"] = prov["versions"] = package_versions()
@@ -368,3 +448,59 @@ def _autoattack(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Modu
                          f"{'inf' if math.isinf(d) else f'{d:.8g}'},{m}")
     recorder.save_artifact("autoattack.csv", ("\n".join(lines) + "\n").encode(), "text/csv")
     return {"components": list(COMPONENTS), "threat_models": out}
+
+
+def _soundness(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Module,
+               test_images: torch.Tensor, test_labels: torch.Tensor, res: MinimalResult,
+               reference: torch.nn.Module | None, autoattack: dict[str, Any] | None,
+               num_classes: int, device: torch.device,
+               progress: Callable[[float, str], None]) -> dict[str, Any]:
+    """The soundness checks on the minimal part's samples; ``soundness.json`` holds all
+    of it, the result its summary (without the per-sample distances)."""
+    runs = schedule(config.attacks, config.norms, repeats=config.repeats,  # type: ignore[arg-type]
+                    search_steps=config.search_steps)
+    full = soundness(model, test_images[res.ids], test_labels[res.ids], res,
+                     norms=config.norms, runs=runs, pool=(test_images, test_labels),
+                     num_classes=num_classes, reference=reference,
+                     samples=config.soundness_samples, hsja_steps=config.hsja_steps,
+                     hsja_gradient_evals=config.hsja_gradient_evals,
+                     transfer_steps=config.transfer_steps, search_steps=config.search_steps,
+                     autoattack=autoattack, seed=config.seed, batch=config.batch_size,
+                     device=device, progress=progress, should_stop=recorder.should_stop)
+    full["reference_run"] = config.reference_run
+    for norm, row in full["norms"].items():
+        recorder.log_metrics({f"soundness_warnings_{norm}": float(len(row["warnings"]))}, 0)
+        for key, probe in (("hsja", row["decision_based"]), ("transfer", row["transfer"])):
+            if probe is not None and probe["median"] is not None:
+                recorder.log_metrics({f"soundness_{key}_{norm}": probe["median"]}, 0)
+    recorder.save_artifact("soundness.json", json.dumps(full, indent=1).encode(),
+                           "application/json")
+    return {k: v for k, v in full.items() if k != "per_sample"}
+
+
+def _mechanism(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Module,
+               x: torch.Tensor, y: torch.Tensor, ids: np.ndarray, res: MinimalResult | None,
+               train_images: torch.Tensor | None, tap_target: TapTarget | None,
+               device: torch.device) -> dict[str, Any]:
+    """The mechanism measures on the fixed samples; ``mechanism.json`` holds them with
+    their per-sample values."""
+    deltas = None if res is None else {
+        n: torch.from_numpy(res.adversarials[n]) - x for n in config.norms}
+    summary, detail = mechanism(model, x, y, ids=ids, perturbations=deltas,
+                                train_images=train_images, k=config.subspace_k,
+                                tap_target=tap_target, seed=config.seed,
+                                batch=config.batch_size, device=device)
+    grad = summary["input_gradient"]
+    recorder.log_metrics({"grad_l2_median": grad["l2"]["median"],
+                          "grad_l1_median": grad["l1"]["median"]}, 0)
+    sub = summary["subspace"]
+    if sub["random"] is not None:
+        recorder.log_metrics({"subspace_share_random": sub["random"]["median"]}, 0)
+    for norm, row in sub["norms"].items():
+        if row["median"] is not None:
+            recorder.log_metrics({f"subspace_share_{norm}": row["median"]}, 0)
+    for k, r in enumerate((summary["layers"] or {}).get("r", [])):
+        recorder.log_metrics({"tap_r": r}, k)
+    recorder.save_artifact("mechanism.json", json.dumps(
+        {**summary, "per_sample": detail}, indent=1).encode(), "application/json")
+    return summary
