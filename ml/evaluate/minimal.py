@@ -281,9 +281,25 @@ def minimal_perturbations(
             idx = targets[b:b + batch]
             x, y = images[idx].to(device), labels[idx].to(device)
             if not run.search:  # a minimizer: its closest adversarial, in one run
-                kwargs = {"starting_points": pool_x[start_of[idx]].to(device)} if bb else {}
-                final_adv, found, final_d = verify(
-                    attack.run(fmodel, x, fb.criteria.Misclassification(y), **kwargs), x, y)
+                kwargs = {}
+                if bb:
+                    # B&B asserts that every starting point is adversarial in this batch.
+                    # The pool was classified in other batches, and a GPU's kernels can
+                    # flip a borderline image between batch compositions (seen on an
+                    # H200): ask again in this batch, and leave out what flipped
+                    sp = pool_x[start_of[idx]].to(device)
+                    with torch.no_grad():
+                        keep = (model(sp).argmax(1) != y).cpu().numpy()
+                    if not keep.all():
+                        idx, x, y, sp = idx[keep], x[keep], y[keep], sp[keep]
+                        if not len(idx):
+                            continue
+                    kwargs = {"starting_points": sp}
+                try:
+                    raw = attack.run(fmodel, x, fb.criteria.Misclassification(y), **kwargs)
+                except AssertionError:  # its own check of the starting points, still
+                    raw = x  # nothing found by this run in this batch (verify: not adversarial)
+                final_adv, found, final_d = verify(raw, x, y)
             else:
                 prev = torch.from_numpy(best[run.norm][idx]) if run.norm in best else None
                 hi = torch.full((len(idx),), _UPPER[run.norm](dim), dtype=torch.float64)

@@ -229,3 +229,27 @@ def test_jsma_and_sparsefool_find_sparse_adversarials(trained, name, params, nor
     assert np.median(res.best["l0"][broken]) < 200
     if name == "JSMA":  # at most max_fraction of the pixels, two per iteration
         assert res.best["l0"][broken].max() <= 2 * int(0.1 * 1024 / 2)
+
+
+def test_a_starting_point_that_flipped_is_left_out_not_fatal(trained, monkeypatch):
+    """B&B asserts that every starting point is adversarial. A GPU can flip a borderline
+    pool image between the batch that chose it and the attack's batch (seen on an H200);
+    here sample 0 is given an image of its own class, as such a flip would."""
+    import ml.evaluate.minimal as minimal
+
+    model, x, y = trained
+    ids = np.arange(0, 12)
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    chosen = starting_points(x[ids], y[ids], x, y, pred)
+    first = int(np.flatnonzero((pred[ids] == y[ids]).numpy())[0])  # a sample B&B attacks
+    same = int(np.flatnonzero(((y == y[first]) & (pred == y)).numpy()
+                              & (np.arange(len(y)) != first))[0])
+    chosen[first] = same  # an image of its own class: not adversarial for it
+    monkeypatch.setattr(minimal, "starting_points", lambda *a, **k: chosen.clone())
+    res = minimal_perturbations(model, x[ids], y[ids], [RUNS[0]], ids=ids, pool=(x, y),
+                                num_classes=10, seed=0, batch=32, norms=("l2",))
+    rows = {r["sample_id"]: r for r in res.rows}
+    assert first not in rows and np.isinf(res.best["l2"][first])  # B&B never ran on it
+    others = [i for i in ids if res.clean_correct[i] and i != first]
+    assert others and all(rows[i]["success"] for i in others)  # the rest were attacked
