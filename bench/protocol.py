@@ -28,6 +28,7 @@ such. Ends with one JSON line.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import multiprocessing
@@ -52,6 +53,7 @@ QUICK = {"epochs": 3, "n_samples": 40, "seeds": 2, "control_seeds": 1}
 """``--quick``: the path end to end on a CPU; not the protocol's power."""
 
 _TARGETS: dict[str, Any] = {}
+_DIGESTS: dict[str, str] = {}  # per target kind, of its stored bytes: which targets a cell saw
 
 
 def load_protocol(path: Path) -> dict[str, Any]:
@@ -83,6 +85,7 @@ def _init(target_dir: str, threads: int) -> None:
         f = os.path.join(target_dir, f"{kind}.npz")
         if os.path.exists(f):
             _TARGETS[kind] = SimilarityTarget.load(f)
+            _DIGESTS[kind] = hashlib.sha256(Path(f).read_bytes()).hexdigest()[:16]
 
 
 def _cell(spec: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +113,8 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     cfg = TrainConfig(**spec["train"])
     source = REGISTRY[cfg.target].source
     target = None if source is None else _TARGETS[source]
-    row: dict[str, Any] = {**spec["key"], "env": environment_info(pick_device(cfg.device))}
+    row: dict[str, Any] = {**spec["key"], "env": environment_info(pick_device(cfg.device)),
+                           "targets": dict(_DIGESTS)}
     rec = MemoryRecorder()
     try:
         res = train_model(cfg, rec, target)
@@ -217,6 +221,10 @@ def analyse(p: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The protocol's tables: per condition the measures with None's own spread; the
     primary test; the secondary family, Holm-corrected."""
     ok = [r for r in rows if "measures" in r]
+    seen = {json.dumps(r.get("targets"), sort_keys=True) for r in ok}
+    if len(seen) > 1:  # the simulation's predictor differs across devices and builds
+        print(f"WARNING: the cells were trained toward {len(seen)} different sets of targets "
+              "(another device or build made the similarity run); compare like with like")
     by: dict[str, dict[int, dict[str, Any]]] = {}
     for r in ok:
         by.setdefault(r["condition"], {})[r["seed"]] = r
