@@ -747,6 +747,52 @@ class RecordMinimal(Row):
     unbroken: dict[str, int]  # norm → samples no attack broke
 
 
+class RecordSoundnessNorm(Row):
+    """One norm's soundness (:func:`ml.evaluate.record.soundness_record`)."""
+
+    verdict: str | None  # sound, suspect
+    warnings: list[str]  # the warning signs, empty when sound
+    best_median: float | None  # the minimal search's median on the attacked samples
+    disagreement: float | None  # the largest attack family's median / the best median
+    autoattack_inconsistent: int | None  # samples AutoAttack broke below their minimum
+    hsja_median: float | None  # HopSkipJump's (decision-based) median
+    hsja_white_box_median: float | None  # the gradient attacks' on the same samples
+    hsja_smaller: int | None  # samples where it beat every gradient attack by > 10 %
+    hsja_samples: int | None
+    transfer_median: float | None  # perturbations transferred from the reference model
+    transfer_white_box_median: float | None
+    transfer_smaller: int | None
+    transfer_samples: int | None
+
+
+class RecordSoundness(Row):
+    samples: int | None  # the first samples HopSkipJump and the transfer attacks measure
+    reference_run: int | None  # the train run the transfer attacks came from
+    transfer_skipped: str | None  # why there is no transfer, if there is none
+    norms: dict[str, RecordSoundnessNorm]
+
+
+class RecordMechanism(Row):
+    """The mechanism measures (:func:`ml.evaluate.record.mechanism_record`)."""
+
+    samples: int | None
+    grad_l2_median: float | None  # ‖∇ₓ CE‖₂ at the clean images
+    grad_l2_mean: float | None
+    grad_l1_median: float | None
+    grad_l1_mean: float | None
+    subspace_k: int | None  # principal components of the training images
+    subspace_dim: int | None  # the image size D
+    subspace_share: dict[str, float | None]  # norm → median ‖P_k δ‖² / ‖δ‖²
+    subspace_share_random: float | None  # the same for random Gaussian directions
+    subspace_expected_random: float | None  # k / D
+    subspace_skipped: str | None
+    tap_layers: list[int] | None
+    tap_r: list[float] | None  # r(S_k, S_target) per tap on the held-out stimuli
+    tap_r_mix: float | None  # of Eq. 10's γ-mix
+    tap_source: str | None  # which target
+    tap_skipped: str | None  # why there is no layer similarity, if there is none
+
+
 class RecordNoise(Row):
     sigmas: list[float]
     accuracy: list[float]
@@ -804,6 +850,8 @@ class ModelRecord(Row):
     minimal: RecordMinimal
     noise: RecordNoise | None
     noise_acc: float | None
+    soundness: RecordSoundness | None  # None: the part did not run
+    mechanism: RecordMechanism | None
     versions: dict[str, str | None] | None  # library → version
     robustbench: list[RobustBenchEntry]
 

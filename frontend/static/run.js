@@ -164,6 +164,8 @@ async function drawRecord(norms) {
       ["norm", "median", "mean", "never broken"], minimal.map((n) => [norms[n] || n, fmt(rec.minimal.median[n], 4),
         fmt(rec.minimal.mean[n], 4), rec.minimal.unbroken[n] ?? "–"])));
   }
+  if (rec.soundness) tables.push(...soundnessTables(rec.soundness, norms));
+  if (rec.mechanism) tables.push(...mechanismTables(rec.mechanism, norms));
   const charts = document.getElementById("record-charts");
   if (rec.corruptions) {
     const c = rec.corruptions;
@@ -188,6 +190,51 @@ async function drawRecord(norms) {
     URL.revokeObjectURL(url);
   };
   document.getElementById("record").hidden = false;
+}
+
+// A probe's median beside the white-box median on the same samples, and how many samples
+// it beat every gradient attack on by more than 10 %
+const probe = (median, white, smaller, n) => (n === null || n === undefined ? "–"
+  : `${fmt(median, 4)} vs ${fmt(white, 4)} (${smaller} of ${n} smaller)`);
+
+// The soundness part: a verdict per norm, its evidence, and the warning signs
+function soundnessTables(sd, norms) {
+  const rows = Object.entries(sd.norms);
+  const out = [el("h3", {}, "Attack soundness"), scoreTable("record-soundness",
+    ["norm", "verdict", "best median", "largest attack ratio", "HopSkipJump vs white-box",
+      "transfer vs white-box", "AutoAttack inconsistent"],
+    rows.map(([n, r]) => [norms[n] || n, r.verdict, fmt(r.best_median, 4),
+      r.disagreement === null ? "–" : `${fmt(r.disagreement, 2)}×`,
+      probe(r.hsja_median, r.hsja_white_box_median, r.hsja_smaller, r.hsja_samples),
+      probe(r.transfer_median, r.transfer_white_box_median, r.transfer_smaller, r.transfer_samples),
+      r.autoattack_inconsistent ?? "–"]))];
+  const warnings = rows.flatMap(([, r]) => r.warnings);
+  if (warnings.length) out.push(el("ul", { class: "meta" }, ...warnings.map((w) => el("li", {}, w))));
+  out.push(el("p", { class: "meta" }, `HopSkipJump and transfer on the first ${sd.samples} samples`
+    + (sd.transfer_skipped ? `; no transfer attacks: ${sd.transfer_skipped}`
+      : `; transferred from run #${sd.reference_run}`)));
+  return out;
+}
+
+// The mechanism part: input gradients, the subspace shares, each tap's r to the target
+function mechanismTables(m, norms) {
+  const shares = Object.entries(m.subspace_share);
+  const out = [el("h3", {}, "Mechanism"), scoreTable("record-mechanism", ["measure", "median", "mean"], [
+    ["‖∇ₓ CE‖₂ at the clean images", fmt(m.grad_l2_median, 4), fmt(m.grad_l2_mean, 4)],
+    ["‖∇ₓ CE‖₁", fmt(m.grad_l1_median, 2), fmt(m.grad_l1_mean, 2)],
+    ...shares.map(([n, v]) => [`${norms[n] || n} perturbations' energy in the top ${m.subspace_k} PCs`,
+      fmt(v, 3), ""]),
+    ...(m.subspace_share_random === null ? [] : [[`random directions' (k/D = ${fmt(m.subspace_expected_random, 4)})`,
+      fmt(m.subspace_share_random, 3), ""]])])];
+  if (m.subspace_skipped) out.push(el("p", { class: "meta" }, `Subspace share: ${m.subspace_skipped}`));
+  if (m.tap_r) {
+    out.push(scoreTable("record-taps", ["layer", ...m.tap_layers.map(String), "γ-mix"],
+      [["r(S_layer, S_target)", ...m.tap_r.map((r) => fmt(r, 3)), fmt(m.tap_r_mix, 3)]]),
+    el("p", { class: "meta" }, `target: ${m.tap_source}, on its held-out stimuli`));
+  } else {
+    out.push(el("p", { class: "meta" }, `Layer similarity: ${m.tap_skipped}`));
+  }
+  return out;
 }
 
 async function drawArtifacts() {

@@ -6,8 +6,9 @@ RobustBench (Croce et al. 2021) keeps one ``model_info`` entry per model and thr
 here holds those for every threat model and ε the evaluation measured (``robustbench``),
 beside what this paper adds: the minimal-perturbation medians and means per norm, the
 noise curve, the condition (target, α, seed), the similarity run the target came from
-and the versions that measured it. Plain mappings in, plain dicts out: the server reads
-the runs, this module decides what a record says.
+and the versions that measured it; and, when those parts ran, the attacks' soundness
+(a verdict per norm with its evidence) and the mechanism measures. Plain mappings in,
+plain dicts out: the server reads the runs, this module decides what a record says.
 """
 
 from __future__ import annotations
@@ -141,8 +142,10 @@ def model_record(*, evaluation: Mapping[str, Any], model: Mapping[str, Any],
         set's), ``autoattack`` per threat model and ε (robust accuracy overall and after
         each component, samples, version, the samples inconsistent with the minimal
         search), ``corruptions_acc`` and the grid, the minimal-perturbation medians and
-        means, the noise curve, and ``robustbench``: one ``model_info`` entry per threat
-        model and ε, in RobustBench's own fields.
+        means, the noise curve, ``soundness`` and ``mechanism`` (their key numbers, None
+        when the part did not run: :func:`soundness_record`, :func:`mechanism_record`),
+        and ``robustbench``: one ``model_info`` entry per threat model and ε, in
+        RobustBench's own fields.
     """
     result: Mapping[str, Any] = evaluation.get("result") or {}
     cfg: Mapping[str, Any] = model.get("config") or {}
@@ -195,9 +198,59 @@ def model_record(*, evaluation: Mapping[str, Any], model: Mapping[str, Any],
                                   if f"unbroken_{n}" in result}
     rec["noise"] = result.get("noise")
     rec["noise_acc"] = MEASURES["noise_accuracy"].read(result)
+    rec["soundness"] = soundness_record(result.get("soundness"))
+    rec["mechanism"] = mechanism_record(result.get("mechanism"))
     rec["versions"] = result.get("versions")
     rec["robustbench"] = _robustbench(rec)
     return rec
+
+
+def soundness_record(part: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The soundness part's key numbers per norm: the verdict and its warnings, the best
+    median and the largest ratio of an attack family's median to it, HopSkipJump's and
+    the transfer attacks' medians beside the white-box median on the same samples and
+    their counts of smaller perturbations, AutoAttack's inconsistent samples."""
+    if not part:
+        return None
+    norms = {}
+    for norm, row in (part.get("norms") or {}).items():
+        ag = row.get("agreement") or {}
+        entry: dict[str, Any] = {
+            "verdict": row.get("verdict"), "warnings": list(row.get("warnings") or []),
+            "best_median": ag.get("best_median"), "disagreement": ag.get("disagreement"),
+            "autoattack_inconsistent": row.get("autoattack_inconsistent")}
+        for key, probe in (("hsja", row.get("decision_based")),
+                           ("transfer", row.get("transfer"))):
+            probe = probe or {}
+            entry[f"{key}_median"] = probe.get("median")
+            entry[f"{key}_white_box_median"] = probe.get("white_box_median")
+            entry[f"{key}_smaller"] = probe.get("smaller")
+            entry[f"{key}_samples"] = probe.get("samples")
+        norms[norm] = entry
+    return {"samples": part.get("samples"), "reference_run": part.get("reference_run"),
+            "transfer_skipped": part.get("transfer_skipped"), "norms": norms}
+
+
+def mechanism_record(part: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The mechanism part's key numbers: the input-gradient norms' medians and means, the
+    subspace shares' medians per norm beside random directions', each tap's r."""
+    if not part:
+        return None
+    grad = part.get("input_gradient") or {}
+    sub = part.get("subspace") or {}
+    layers = part.get("layers") or {}
+    return {
+        "samples": part.get("samples"),
+        **{f"grad_{n}_{stat}": (grad.get(n) or {}).get(stat)
+           for n in ("l2", "l1") for stat in ("median", "mean")},
+        "subspace_k": sub.get("k"), "subspace_dim": sub.get("dim"),
+        "subspace_share": {n: r.get("median") for n, r in (sub.get("norms") or {}).items()},
+        "subspace_share_random": (sub.get("random") or {}).get("median"),
+        "subspace_expected_random": sub.get("expected_random"),
+        "subspace_skipped": sub.get("skipped"),
+        "tap_layers": layers.get("layers"), "tap_r": layers.get("r"),
+        "tap_r_mix": layers.get("r_mix"), "tap_source": layers.get("source"),
+        "tap_skipped": part.get("layers_skipped")}
 
 
 def _robustbench(rec: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -75,9 +75,34 @@ def test_the_frontier_round_trips_with_its_matched_tests() -> None:
     _round_trip(Frontier, result)
 
 
+SOUNDNESS = {"samples": 8, "reference_run": 4, "transfer_skipped": None, "norms": {
+    "l2": {"agreement": {"samples": 7, "best_median": 0.4, "disagreement": 1.3,
+                         "families": {"DDNAttack": {"median": 0.5, "ratio": 1.25}}},
+           "decision_based": {"samples": 7, "median": 0.9, "white_box_median": 0.4,
+                              "smaller": 0, "unbroken": 0, "smaller_share": 0.0},
+           "transfer": {"samples": 6, "median": 1.1, "white_box_median": 0.45, "smaller": 0,
+                        "unbroken": 1, "smaller_share": 0.0},
+           "autoattack_inconsistent": 0, "verdict": "sound", "warnings": []},
+    "l1": {"agreement": {"samples": 7, "best_median": None, "disagreement": None,
+                         "families": {}},
+           "decision_based": None, "transfer": None, "autoattack_inconsistent": None,
+           "verdict": "suspect", "warnings": ["L1: attacks disagree"]}}}
+MECHANISM = {"samples": 10, "input_gradient": {"l2": {"n": 10, "median": 2.0, "mean": 2.5},
+                                               "l1": {"n": 10, "median": 40.0, "mean": 50.0}},
+             "subspace": {"k": 64, "dim": 1024, "skipped": None, "expected_random": 0.0625,
+                          "random": {"n": 1000, "median": 0.06, "mean": 0.0625},
+                          "norms": {"l2": {"n": 7, "median": 0.3, "mean": 0.35,
+                                           "histogram": {"edges": [0, 1], "counts": [7]}}}},
+             "layers": {"source": "neural-model of similarity run 2", "stimuli": 20,
+                        "taps": [0, 1], "layers": [1, 5], "r": [0.1, 0.4], "r_mix": 0.3},
+             "layers_skipped": None}
+
+
 def test_a_record_with_every_part_round_trips() -> None:
-    result = {**_result(0, 0.0), "parts": ["noise", "minimal", "autoattack", "corruptions"],
-              "unbroken_l2": 1, "versions": {"foolbox": "3.3.4", "torch": "2.13.0"}}
+    result = {**_result(0, 0.0), "parts": ["noise", "minimal", "autoattack", "corruptions",
+                                           "soundness", "mechanism"],
+              "unbroken_l2": 1, "versions": {"foolbox": "3.3.4", "torch": "2.13.0"},
+              "soundness": SOUNDNESS, "mechanism": MECHANISM}
     result["corruptions"] |= {"n": 100, "seed": 0, "clean_accuracy": 0.9}
     rec = model_record(
         evaluation={"id": 7, "name": "", "owner": "ada", "finished_at": "2026-12-04T10:00:00",
@@ -88,7 +113,14 @@ def test_a_record_with_every_part_round_trips() -> None:
                           "target_run": 2, "stimulus_norm": "separate"}},
         similarity={"id": 2, "name": "sim", "config": {"source": "simulation"}})
     assert rec["robustbench"] and rec["similarity"] and rec["corruptions"]
+    assert rec["soundness"]["norms"]["l2"]["transfer_median"] == 1.1
+    assert rec["mechanism"]["tap_r"] == [0.1, 0.4]
     _round_trip(ModelRecord, rec)
+    # an evaluation without them: both None, still typed
+    bare = model_record(evaluation={"id": 8, "result": _result(0, 0.0)},
+                        model={"id": 5, "config": {"backbone": "small_cnn"}})
+    assert bare["soundness"] is None and bare["mechanism"] is None
+    _round_trip(ModelRecord, bare)
 
 
 def test_a_field_the_schema_does_not_name_is_refused_not_dropped() -> None:
