@@ -100,7 +100,28 @@ def check_evaluate(session: Session, settings: Settings, config: Any) -> int | N
     _check_dataset(settings, dataset, "config.train_run")
     if config.corruption_source == "published" and "corruptions" in config.runs:
         _check_published(settings, dataset, config.corruptions)
+    _check_evaluate_reads(session, config, dataset, "config.")
     return int(config.train_run)
+
+
+def _check_evaluate_reads(session: Session, config: Any, dataset: str | None,
+                          prefix: str) -> None:
+    """The other runs an evaluation reads: ``reference_run``, a succeeded train run with a
+    model of the same dataset (not the evaluated one), and ``similarity_run``, a
+    succeeded similarity run with a neural-model target."""
+    if config.reference_run is not None:
+        field = f"{prefix}reference_run"
+        if config.reference_run == config.train_run:
+            raise NotFound("the reference model must be another train run than the one "
+                           "evaluated (its perturbations are the white-box ones)", field=field)
+        ref = _succeeded_run(session, config.reference_run, "train", artifacts.MODEL, field)
+        theirs = ref.config.get("dataset", "digits32")
+        if dataset is not None and theirs != dataset:
+            raise NotFound(f"run {config.reference_run} learnt {theirs}, the evaluated model "
+                           f"{dataset}: a reference must see the same images", field=field)
+    if config.similarity_run is not None:
+        _succeeded_run(session, config.similarity_run, "similarity",
+                       artifacts.target("neural-model"), f"{prefix}similarity_run")
 
 
 def _check_published(settings: Settings, dataset: str, names: Sequence[str]) -> None:
@@ -187,6 +208,7 @@ def check_study(session: Session, settings: Settings, config: Any) -> int | None
             _check_published(settings, config.train.dataset, ev.corruptions)
         except NotFound as exc:
             raise NotFound(exc.message, field="config.evaluate.corruption_source") from None
+    _check_evaluate_reads(session, ev, config.train.dataset, "config.evaluate.")
     return None if config.target_run is None else int(config.target_run)
 
 

@@ -397,7 +397,11 @@ def similarity(run_id: int) -> dict[str, Any]:
 
 
 def evaluate_job(config: Any, recorder: Recorder) -> Any:
-    """An evaluate run: the train run's model.pt on the test split of its dataset."""
+    """An evaluate run: the train run's model.pt on the test split of its dataset; for
+    ``soundness`` the reference run's model.pt beside it, for ``mechanism`` the training
+    images and the target the model's layers are compared with."""
+    import torch
+
     from core.inputs import artifact_path
     from ml import artifacts
     from ml.data import load_dataset
@@ -407,7 +411,12 @@ def evaluate_job(config: Any, recorder: Recorder) -> Any:
     settings = get_settings()
     with session_scope(settings.db_url) as s:
         path = artifact_path(s, settings, config.train_run, artifacts.MODEL)
-    model, train_config = load_model(str(path))
+        reference_path = artifact_path(s, settings, config.reference_run, artifacts.MODEL) \
+            if config.reference_run is not None and "soundness" in config.runs else None
+    # tensors, numbers, strings and containers only: a checkpoint is data, never code
+    checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    model, train_config = load_model(checkpoint)
+    reference = load_model(str(reference_path))[0] if reference_path is not None else None
     data = load_dataset(train_config.dataset, seed=train_config.seed,
                         root=settings.datasets)
     published = None
@@ -420,8 +429,36 @@ def evaluate_job(config: Any, recorder: Recorder) -> Any:
                              f" folder in {settings.datasets}")
         published = cifar_c.published_source(folder, channels=int(data.test_images.shape[1]),
                                              test_labels=data.test_labels)
+    tap_target = _tap_target(config, train_config, checkpoint, recorder) \
+        if "mechanism" in config.runs else None
     return evaluate_model(config, recorder, model, data.test_images, data.test_labels,
-                          num_classes=data.num_classes, published=published)
+                          num_classes=data.num_classes, published=published,
+                          reference=reference, train_images=data.train_images,
+                          tap_target=tap_target)
+
+
+def _tap_target(config: Any, train_config: Any, checkpoint: dict[str, Any],
+                recorder: Recorder) -> Any:
+    """The target the mechanism part compares the model's layers with: the config's
+    similarity run's neural-model target, else the one the model was trained toward
+    (loaded as its training loaded it), else None."""
+    from core.inputs import artifact_path
+    from ml import artifacts
+    from ml.evaluate.mechanism import TapTarget
+    from ml.neural.target import SimilarityTarget
+
+    if config.similarity_run is not None:
+        settings = get_settings()
+        with session_scope(settings.db_url) as s:
+            path = artifact_path(s, settings, config.similarity_run,
+                                 artifacts.target("neural-model"))
+        return TapTarget(checkpoint, SimilarityTarget.load(str(path)),
+                         f"neural-model of similarity run {config.similarity_run}")
+    if train_config.target == "none" or train_config.target_run is None:
+        return None
+    return TapTarget(checkpoint, _train_target(train_config, recorder),
+                     f"{train_config.target} of similarity run {train_config.target_run} "
+                     "(the model's own)")
 
 
 @task("neuroreg.evaluate")

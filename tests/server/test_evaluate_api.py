@@ -42,6 +42,15 @@ def test_evaluate_links_to_its_train_run(client: TestClient, settings: Settings)
     ({"train_run": "OK", "corruptions": ["rain"]}, "corruptions", "choose from"),
     ({"train_run": "OK", "corruption_severities": [0]}, "corruption_severities", "one of"),
     ({"train_run": "OK", "parts": ["noise", "fgsm"]}, "parts", "choose one or more"),
+    ({"train_run": "OK", "parts": ["noise", "soundness"]}, "parts",
+     "soundness checks the minimal part"),
+    ({"train_run": "OK", "soundness_samples": 0}, "soundness_samples", ""),
+    ({"train_run": "OK", "hsja_steps": 0}, "hsja_steps", ""),
+    ({"train_run": "OK", "hsja_gradient_evals": "many"}, "hsja_gradient_evals", ""),
+    ({"train_run": "OK", "transfer_steps": 100}, "transfer_steps", ""),
+    ({"train_run": "OK", "subspace_k": 0}, "subspace_k", ""),
+    ({"train_run": "OK", "reference_run": 0}, "reference_run", ""),
+    ({"train_run": "OK", "similarity_run": -1}, "similarity_run", ""),
 ])
 def test_bad_evaluate_configs_are_422_naming_the_field(
     client: TestClient, settings: Settings, config: dict, field: str, msg: str
@@ -61,6 +70,42 @@ def test_bad_evaluate_configs_are_422_naming_the_field(
     assert any(e["loc"][:3] == ["body", "config", field] and msg in e["msg"]
                for e in errors), errors
     assert client.get("/api/runs").json()["total"] == before
+
+
+def test_the_runs_an_evaluation_reads_beside_its_model_are_checked_by_field(
+    client: TestClient, settings: Settings
+) -> None:
+    """reference_run: another succeeded train run with a model of the same dataset;
+    similarity_run: a succeeded similarity run with a neural-model target."""
+    ok = _stored_run(settings, "train", artifacts=("model.pt",))
+    other = _stored_run(settings, "train", artifacts=("model.pt",))
+    sim = _stored_run(settings, "similarity", artifacts=("target-neural-model.npz",))
+    bare = _stored_run(settings, "similarity")
+    cifar = _stored_run(settings, "train", artifacts=("model.pt",),
+                        config={"dataset": "cifar10"})
+    parts = {"parts": ["minimal", "soundness", "mechanism"]}
+    for extra, field, msg in (
+            ({"reference_run": 999}, "reference_run", "run 999 does not exist"),
+            ({"reference_run": sim}, "reference_run", "not a train run"),
+            ({"reference_run": ok}, "reference_run", "another train run"),
+            ({"reference_run": cifar}, "reference_run", "learnt cifar10"),
+            ({"similarity_run": other}, "similarity_run", "not a similarity run"),
+            ({"similarity_run": bare}, "similarity_run", "has no target-neural-model.npz")):
+        res = _post(client, {"train_run": ok, **parts, **extra})
+        assert res.status_code == 422, res.text
+        errors = res.json()["detail"]
+        assert any(e["loc"][:3] == ["body", "config", field] and msg in e["msg"]
+                   for e in errors), errors
+    res = _post(client, {"train_run": ok, **parts, "reference_run": other,
+                         "similarity_run": sim, "soundness_samples": 20, "subspace_k": 32})
+    assert res.status_code == 201, res.text
+    assert res.json()["config"]["reference_run"] == other
+    # a study's evaluation names the study's field
+    res = client.post("/api/runs", json={"kind": "study", "config": {
+        "conditions": ["none"], "train": {"dataset": "digits32"},
+        "evaluate": {**parts, "similarity_run": other}}})
+    assert res.status_code == 422, res.text
+    assert res.json()["detail"][0]["loc"] == ["body", "config", "evaluate", "similarity_run"]
 
 
 def test_published_corruptions_need_a_cifar_model_and_the_folder_with_every_file(
