@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from core.store.models import Run, RunStatus
 from core.store.runs import create_run, set_progress
-from ml.study import StudyConfig, study_cells
+from ml.study import StudyConfig, reference_of, study_cells
 
 
 def children(session: Session, study: Run) -> Sequence[Run]:
@@ -74,8 +74,9 @@ def advance(session: Session, run_id: int) -> Step:
         return Step()
     step = Step(study_id=study.id)
     kids = list(children(session, study))
-    if run.kind == "train" and run.status is RunStatus.succeeded and not any(
-            k.kind == "evaluate" and k.input_run_id == run.id for k in kids):
+    pending = [k for k in kids if k.kind == "train" and k.status is RunStatus.succeeded
+               and not any(e.kind == "evaluate" and e.input_run_id == k.id for e in kids)]
+    if run.kind == "train" and pending:
         try:
             config = StudyConfig(**study.config)
         except (TypeError, ValueError) as exc:  # stored by an older version, say: the
@@ -83,10 +84,16 @@ def advance(session: Session, run_id: int) -> Step:
             step.outcome = (RunStatus.failed, {"runs": len(kids), "failed": []},
                             f"its stored config no longer validates: {exc}")
             return step
-        evaluate = dataclasses.replace(config.evaluate, train_run=run.id)
-        step.new.append(create_run(
-            session, owner=study.owner, kind="evaluate", name=f"{run.name}: evaluate",
-            config=dataclasses.asdict(evaluate), parent_id=study.id, input_run_id=run.id))
+        for trained in pending:
+            reference = _reference(config, trained, kids)
+            if reference == _WAIT:  # its None model is still training
+                continue
+            evaluate = dataclasses.replace(config.evaluate, train_run=trained.id,
+                                           reference_run=reference)
+            step.new.append(create_run(
+                session, owner=study.owner, kind="evaluate", name=f"{trained.name}: evaluate",
+                config=dataclasses.asdict(evaluate), parent_id=study.id,
+                input_run_id=trained.id))
         kids += step.new
     trains = [k for k in kids if k.kind == "train"]
     expected = len(trains) + sum(k.status is RunStatus.succeeded for k in trains)
@@ -100,6 +107,28 @@ def advance(session: Session, run_id: int) -> Step:
                         f"{len(failed)} of {len(kids)} runs did not succeed: {failed}"
                         ) if failed else (RunStatus.succeeded, result, None)
     return step
+
+
+_WAIT = -1
+
+
+def _reference(config: StudyConfig, trained: Run, kids: Sequence[Run]) -> int | None:
+    """The reference_run of a succeeded train run's evaluation: the study's own, or with
+    ``soundness`` the None model of its seed (:func:`ml.study.reference_of`) once that
+    has finished — :data:`_WAIT` while it trains; None where it did not succeed (the
+    evaluation then runs without transfer attacks and says so)."""
+    cell = reference_of(config, str(trained.config.get("target", "none")),
+                        int(trained.config.get("seed", 0)))
+    if cell is None:
+        return config.evaluate.reference_run
+    condition, seed = cell
+    ref = next((k for k in kids if k.kind == "train" and k.config.get("target") == condition
+                and k.config.get("seed") == seed), None)
+    if ref is None:
+        return None
+    if not ref.status.finished:
+        return _WAIT
+    return ref.id if ref.status is RunStatus.succeeded else None
 
 
 def _fresh(session: Session, run_id: int) -> Run | None:

@@ -41,7 +41,9 @@ class StudyConfig:
         features: the network of ``cnn-features``.
         train: every other train setting (its target, target_run, alpha, seed and
             features are set per cell).
-        evaluate: the evaluation of every trained model (its train_run is set per cell).
+        evaluate: the evaluation of every trained model (its train_run is set per cell;
+            with ``soundness`` a regularized cell's reference_run is the None model of
+            its seed, :func:`reference_of`).
         note: a short free-text note the study page shows at the top (≤ 2000 characters).
         pack: train up to this many cells that differ only in seed, target and α as one
             pack in one process on one device (:mod:`ml.train.pack`; each stays an
@@ -101,6 +103,18 @@ def study_cells(config: StudyConfig) -> list[Cell]:
                     features=config.features if condition == "cnn-features" else None)
                 cells.append(Cell(condition, alpha, seed, train))
     return cells
+
+
+def reference_of(config: StudyConfig, target: str, seed: int) -> tuple[str, int] | None:
+    """The cell, ``(condition, seed)``, whose model a cell's evaluation transfers attacks
+    from (its ``reference_run``): when the study's evaluation runs ``soundness`` and names
+    no reference of its own, a regularized cell's is the None model of its seed. None for
+    a None cell, an evaluation without soundness, or a study without ``none``."""
+    ev = config.evaluate
+    if "soundness" not in ev.runs or ev.reference_run is not None or target == "none" \
+            or "none" not in config.conditions:
+        return None
+    return ("none", seed)
 
 
 def packs(cells: Iterable[tuple[int, TrainConfig]], size: int) -> list[list[int]]:
@@ -211,7 +225,8 @@ def hierarchical_bootstrap(pairs: list[tuple[np.ndarray, np.ndarray]], *,
     finite = stats_[np.isfinite(stats_)]
     tail = (1.0 - level) / 2.0
     low, high = (float(v) for v in np.quantile(finite, [tail, 1.0 - tail]))
-    p = min(1.0, 2.0 * max(min(np.mean(finite <= 0), np.mean(finite >= 0)), 1.0 / resamples))
+    p = min(1.0, 2.0 * max(min(float(np.mean(finite <= 0)), float(np.mean(finite >= 0))),
+                           1.0 / resamples))
     verdict = "unresolved"
     if n >= 2 and (low > 0 or high < 0):
         verdict = "higher" if low > 0 else "lower"

@@ -159,7 +159,7 @@ def test_hierarchical_bootstrap_finds_a_shift_and_leaves_no_shift_unresolved() -
     assert same["ci_low"] < 0 < same["ci_high"] and same["verdict"] == "unresolved"
     # the seed level counts: a per-seed offset as large as the effect widens the interval
     wobble = [rng.normal(0, 0.3) for _ in range(10)]
-    noisy = hierarchical_bootstrap([(1.2 * b + w, b) for b, w in zip(base, wobble)],
+    noisy = hierarchical_bootstrap([(1.2 * b + w, b) for b, w in zip(base, wobble, strict=True)],
                                    resamples=500)
     assert noisy["ci_high"] - noisy["ci_low"] > 2 * (shifted["ci_high"] - shifted["ci_low"])
     one = hierarchical_bootstrap([(1.2 * base[0], base[0])], resamples=100)
