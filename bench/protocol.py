@@ -117,12 +117,12 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
                            "targets": dict(_DIGESTS)}
     rec = MemoryRecorder()
     try:
-        res = train_model(cfg, rec, target)
+        res = train_model(cfg, rec, target, data_root=spec.get("data_root"))
     except FloatingPointError as exc:
         return {**row, "error": str(exc), "seconds": time.perf_counter() - start}
     trained = time.perf_counter()
     model, _ = load_model(io.BytesIO(rec.artifacts["model.pt"][0]))
-    data = load_dataset(cfg.dataset, seed=cfg.seed)
+    data = load_dataset(cfg.dataset, seed=cfg.seed, root=spec.get("data_root"))
     erec = MemoryRecorder()
     ev = evaluate_model(EvaluateConfig(**spec["evaluate"]), erec, model, data.test_images,
                         data.test_labels, num_classes=data.num_classes)
@@ -146,7 +146,8 @@ def _key(row: dict[str, Any]) -> str:
                       sort_keys=True)
 
 
-def cells(p: dict[str, Any], quick: bool, device: str) -> list[dict[str, Any]]:
+def cells(p: dict[str, Any], quick: bool, device: str,
+          data_root: str | None = None) -> list[dict[str, Any]]:
     """Every (condition, seed) of the protocol: the primary comparison's pairs first, then
     the controls, each part interleaved by seed (a run cut short holds whole pairs)."""
     train = {**p["train"], "device": device, "deterministic": True}
@@ -167,7 +168,8 @@ def cells(p: dict[str, Any], quick: bool, device: str) -> list[dict[str, Any]]:
         if cond == "none":
             t.pop("stimulus_norm", None)
         out.append({"key": {"protocol": p["name"], "condition": cond, "seed": seed,
-                            "quick": quick}, "train": t, "evaluate": evaluate})
+                            "quick": quick}, "train": t, "evaluate": evaluate,
+                    "data_root": data_root})
     return out
 
 
@@ -316,10 +318,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="the whole path in minutes; "
                     "not the protocol's power")
     ap.add_argument("--report", action="store_true", help="analyse the cache, run nothing")
+    ap.add_argument("--data-root", default=None,
+                    help="the folder holding a file-backed dataset's archive (CIFAR)")
     args = ap.parse_args()
     start = time.perf_counter()
     p = load_protocol(args.protocol)
-    specs = cells(p, args.quick, args.device)
+    specs = cells(p, args.quick, args.device, args.data_root)
     done: dict[str, dict[str, Any]] = {}
     if args.cache is not None and args.cache.exists():
         for line in args.cache.read_text().splitlines():
