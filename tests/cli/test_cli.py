@@ -85,8 +85,13 @@ def test_datasets_lists_what_train_runs_can_read(
     (settings.datasets / "cifar-10-batches-py").mkdir(parents=True)
     assert cmd_datasets(build_parser().parse_args(["datasets"]), settings) == 0
     out = capsys.readouterr().out
-    assert f"cifar10     {settings.datasets / 'cifar-10-batches-py'}" in out
-    assert "cifar100    missing: neuroreg datasets download cifar100" in out
+    assert f"cifar10       {settings.datasets / 'cifar-10-batches-py'}" in out
+    assert "cifar100      missing: neuroreg datasets download cifar100" in out
+    from ml.data.registry import DATASETS
+
+    listed = {line.split()[0] for line in out.splitlines()[1:]}
+    assert listed == set(DATASETS)  # every dataset a train run can name, once
+    assert "leaves32      built in" in out
     bad = build_parser().parse_args(["datasets", "download", "mnist"])
     assert cmd_datasets(bad, settings) == 2
     assert "unknown dataset ['mnist']" in capsys.readouterr().err
