@@ -179,6 +179,49 @@ def test_evaluate_reads_the_train_runs_model_and_records_robustness(env: Setting
     assert set(result["corruptions"]["accuracy"]) == {"fog"}
 
 
+def test_soundness_and_mechanism_read_the_reference_model_and_the_targets(env: Settings):
+    """The worker loads reference_run's model.pt for the transfer attacks; for the layer
+    similarity the config's similarity_run, or else the target the model was trained
+    toward — its r per tap then the one training reported on the same held-out stimuli."""
+    from ml.evaluate import EvaluateConfig
+    from worker.tasks import evaluate_job
+
+    sim = _similarity_run(env)
+    base = dict(backbone="small_cnn", width=16, epochs=8, lr=0.02, lr_decay=1.0,
+                heldout_fraction=0.25, device="cpu")
+    plain, other = (_train_run(env, TrainConfig(seed=seed, **base)) for seed in (0, 1))
+    neural = _train_run(env, TrainConfig(target="neural-model", target_run=sim, alpha=2.0,
+                                         **{**base, "epochs": 2}))
+    for rid in (plain, other, neural):
+        assert execute(rid, train_job)["status"] == "succeeded", _run(env, rid)
+
+    def evaluate(train_run: int, **config: object) -> dict:
+        ecfg = EvaluateConfig(train_run=train_run, n_samples=10, subspace_k=16, device="cpu",
+                              **config)
+        with session_scope(env.db_url) as s:
+            user = s.query(User).first()
+            run_id = create_run(s, owner=user, kind="evaluate", name="",
+                                config=dataclasses.asdict(ecfg), input_run_id=train_run).id
+        assert execute(run_id, evaluate_job)["status"] == "succeeded", _run(env, run_id)
+        files = {p.name for p in (env.artifacts / str(run_id)).iterdir()}
+        assert "mechanism.json" in files
+        return _run(env, run_id)[1]
+
+    result = evaluate(plain, reference_run=other, similarity_run=sim,
+                      parts=("minimal", "soundness", "mechanism"), attacks="quick",
+                      norms=("l2",), soundness_samples=6, hsja_steps=4, hsja_gradient_evals=20)
+    sound = result["soundness"]
+    assert sound["reference_run"] == other and sound["transfer_skipped"] is None
+    assert sound["norms"]["l2"]["transfer"]["samples"] > 0
+    layers = result["mechanism"]["layers"]
+    assert layers["source"] == f"neural-model of similarity run {sim}"
+    assert len(layers["r"]) == 3 and result["mechanism"]["subspace"]["k"] == 16
+    # the model's own target: what training reported
+    own = evaluate(neural, parts=("mechanism",))["mechanism"]["layers"]
+    assert own["source"] == f"neural-model of similarity run {sim} (the model's own)"
+    assert own["r"] == pytest.approx(_run(env, neural)[1]["r_similarity_per_tap"], abs=1e-6)
+
+
 def test_a_study_fans_out_trains_then_evaluates_and_aggregates(env: Settings, monkeypatch):
     """Conditions × seeds → train runs → an evaluate run after each → the study finishes
     with its aggregates. Tasks run in this process; the broker only carries messages."""
