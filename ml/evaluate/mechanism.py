@@ -163,7 +163,8 @@ def mechanism(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
         train_images: the training split, whose principal components span the task's
             image subspace (None: the subspace share is skipped).
         k: how many principal components.
-        tap_target: the layer similarity's model and target (None: skipped).
+        tap_target: the layer similarity's model and target (None, or one this network
+            cannot take: skipped, with the reason).
 
     Returns:
         The summary (the result's ``mechanism``) and the per-sample detail for
@@ -198,6 +199,11 @@ def mechanism(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
         summary["layers_skipped"] = ("no similarity target: the model was trained without "
                                      "one and the config names no similarity_run")
     else:
-        summary["layers"] = tap_similarity(tap_target, device)
-        summary["layers_skipped"] = None
+        try:
+            summary["layers"], summary["layers_skipped"] = tap_similarity(tap_target, device), None
+        except (ValueError, RuntimeError, KeyError) as exc:  # a target this network cannot
+            # take (stimuli of another shape, a checkpoint without its taps): the measures
+            # above stand, and the record says why this one is missing
+            summary["layers"] = None
+            summary["layers_skipped"] = f"{tap_target.source}: {type(exc).__name__}: {exc}"
     return summary, detail

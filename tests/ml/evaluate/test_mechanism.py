@@ -14,6 +14,7 @@ from ml.data import load_dataset
 from ml.evaluate.mechanism import (
     TapTarget,
     input_gradient_norms,
+    mechanism,
     principal_subspace,
     random_share,
     subspace_share,
@@ -116,6 +117,14 @@ def test_each_taps_similarity_is_what_training_reported(target):
     sub = out["mechanism"]["subspace"]
     assert sub["norms"] == {} and "minimal part did not run" in sub["skipped"]
     assert sub["random"]["median"] == pytest.approx(64 / 1024, abs=0.01)
+    # a target this network cannot take (three-channel stimuli): skipped, saying why
+    rgb = SimilarityTarget("neural-model", target.factor, target.image_ids,
+                           np.repeat(target.images, 3, axis=1))
+    summary, _ = mechanism(model, data.test_images[:4], data.test_labels[:4], ids=np.arange(4),
+                           perturbations=None, train_images=None,
+                           tap_target=TapTarget(ckpt, rgb, "rgb"))
+    assert summary["layers"] is None and summary["layers_skipped"].startswith("rgb: Runtime")
+    assert summary["subspace"]["skipped"] == "no training images given"
 
 
 def test_an_evaluation_records_its_mechanism(trained):
