@@ -74,6 +74,24 @@ def test_natural_patches_are_varied_photographs():
     assert len({round(float(x), 4) for x in p.mean(axis=(1, 2, 3))}) == 50
 
 
+def test_a_simulation_can_show_leaves_scenes_of_the_tasks_kind_not_its_images():
+    from ml.data import load_dataset
+    from ml.data.leaves import scenes
+
+    cfg = dict(n_images=40, n_oracle=4, oracle_repeats=3, n_scans=1, neurons_per_scan=10,
+               seed=5)
+    leaves = simulate(SimulationConfig(stimuli="leaves", **cfg))
+    photos = simulate(SimulationConfig(**cfg))
+    shown = leaves.scans[0].images
+    np.testing.assert_array_equal(shown, scenes(40, seed=5))  # the leaves stream, as asked
+    assert not np.array_equal(shown, photos.scans[0].images)
+    task = load_dataset("leaves32", seed=0)
+    at32 = {t.tobytes() for t in task.train_images.numpy()[:, 0, :32, :32]}
+    assert not any(s[0, :32, :32].tobytes() in at32 for s in shown)
+    with pytest.raises(ValueError, match="stimuli"):
+        SimulationConfig(stimuli="imagenet", **cfg)
+
+
 @pytest.mark.parametrize(("field", "value"), [("n_scans", 0), ("fano", 0.0), ("n_oracle", 1)])
 def test_bad_simulation_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
