@@ -201,7 +201,7 @@ const probe = (median, white, smaller, n) => (n === null || n === undefined ? "�
 function soundnessTables(sd, norms) {
   const rows = Object.entries(sd.norms);
   const out = [el("h3", {}, "Attack soundness"), scoreTable("record-soundness",
-    ["norm", "verdict", "best median", "largest attack ratio", "HopSkipJump vs white-box",
+    ["norm", "verdict", "best median (attacked samples)", "largest attack ratio", "HopSkipJump vs white-box",
       "transfer vs white-box", "AutoAttack inconsistent"],
     rows.map(([n, r]) => [norms[n] || n, r.verdict, fmt(r.best_median, 4),
       r.disagreement === null ? "–" : `${fmt(r.disagreement, 2)}×`,
@@ -212,7 +212,9 @@ function soundnessTables(sd, norms) {
   if (warnings.length) out.push(el("ul", { class: "meta" }, ...warnings.map((w) => el("li", {}, w))));
   out.push(el("p", { class: "meta" }, `HopSkipJump and transfer on the first ${sd.samples} samples`
     + (sd.transfer_skipped ? `; no transfer attacks: ${sd.transfer_skipped}`
-      : `; transferred from run #${sd.reference_run}`)));
+      : sd.reference_run ? `; transferred from run #${sd.reference_run}` : "")
+    + ". The best median is over the correctly classified samples the minimal search attacked "
+    + "(the table above counts misclassified samples as 0)."));
   return out;
 }
 
