@@ -28,6 +28,7 @@ such. Ends with one JSON line.
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import io
 import json
@@ -128,10 +129,8 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
                         data.test_labels, num_classes=data.num_classes)
     arrays = np.load(io.BytesIO(erec.artifacts["adversarials.npz"][0]))
     norms = spec["evaluate"]["norms"]
-    csv = erec.artifacts["minimal.csv"][0].decode().splitlines()
-    head = csv[0].split(",")
-    found_by = {n: [line.split(",")[head.index(f"{n}_attack")] for line in csv[1:]]
-                for n in norms}
+    table = list(csv.DictReader(io.StringIO(erec.artifacts["minimal.csv"][0].decode())))
+    found_by = {n: [line[f"{n}_attack"] for line in table] for n in norms}  # labels hold commas
     return {**row, "measures": read_measures(ev), "test_acc": res.test_accuracy,
             "r": res.r_similarity, "gamma": res.gamma,
             "sample_ids": arrays["sample_ids"].tolist(),

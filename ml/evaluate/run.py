@@ -24,6 +24,7 @@ values), ``provenance.json``.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -200,15 +201,20 @@ def sample_ids(n_test: int, n_samples: int, seed: int) -> np.ndarray:
 
 
 def _minimal_csv(res: MinimalResult, norms: tuple[str, ...]) -> str:
-    lines = ["sample_id,label,clean_correct," + ",".join(
-        f"{n},{n}_attack" for n in norms)]
+    """Per sample its minimal distance and the run that found it, per norm. A run's label
+    holds its hyperparameters ("LinfPGD(abs_stepsize=0.01, steps=50)"): the csv module
+    quotes it, so every reader sees one column."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["sample_id", "label", "clean_correct",
+                *[c for n in norms for c in (n, f"{n}_attack")]])
     for i, sid in enumerate(res.ids):
         vals = [str(int(sid)), str(int(res.labels[i])), str(int(res.clean_correct[i]))]
         for n in norms:
             d = res.best[n][i]
             vals += ["inf" if math.isinf(d) else f"{d:.8g}", res.best_attack[n][i]]
-        lines.append(",".join(vals))
-    return "\n".join(lines) + "\n"
+        w.writerow(vals)
+    return out.getvalue()
 
 
 class _Progress:

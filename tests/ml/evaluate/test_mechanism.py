@@ -2,6 +2,7 @@
 the subspace share of perturbations inside and outside the images' principal subspace,
 and each tap's similarity to the target as training computed it."""
 
+import csv
 import io
 import json
 
@@ -145,8 +146,8 @@ def test_an_evaluation_records_its_mechanism(trained):
     assert rec.series("grad_l2_median") == [mech["input_gradient"]["l2"]["median"]]
     # one share per broken, correctly classified sample (none for the others), in [0, 1]
     shares = [s for s in detail["subspace_l2"] if s is not None]
-    minimal = rec.artifacts["minimal.csv"][0].decode().splitlines()[1:]
-    broken = [line.split(",")[2] == "1" and line.split(",")[3] != "inf" for line in minimal]
+    minimal = csv.DictReader(io.StringIO(rec.artifacts["minimal.csv"][0].decode()))
+    broken = [row["clean_correct"] == "1" and row["l2"] != "inf" for row in minimal]
     assert len(shares) == sum(broken) == mech["subspace"]["norms"]["l2"]["n"] > 0
     assert [s is not None for s in detail["subspace_l2"]] == broken
     assert all(0 <= s <= 1 for s in shares)

@@ -253,3 +253,23 @@ def test_a_starting_point_that_flipped_is_left_out_not_fatal(trained, monkeypatc
     assert first not in rows and np.isinf(res.best["l2"][first])  # B&B never ran on it
     others = [i for i in ids if res.clean_correct[i] and i != first]
     assert others and all(rows[i]["success"] for i in others)  # the rest were attacked
+
+
+def test_minimal_csv_keeps_each_label_in_one_column(result):
+    """A run's label holds its hyperparameters with commas ("LinfPGD(abs_stepsize=0.01,
+    steps=20)"): the artifact quotes it, so a CSV reader gets the label back whole."""
+    import csv
+    import io
+
+    from ml.evaluate.run import _minimal_csv
+
+    norms = ("linf", "l2")
+    rows = list(csv.DictReader(io.StringIO(_minimal_csv(result, norms))))
+    assert len(rows) == len(result.ids)
+    assert any("," in label for label in result.best_attack["linf"])  # the case at hand
+    for i, row in enumerate(rows):
+        assert len(row) == 3 + 2 * len(norms) and None not in row  # no spilled columns
+        for n in norms:
+            assert row[f"{n}_attack"] == result.best_attack[n][i]
+            d = result.best[n][i]
+            assert row[n] == ("inf" if np.isinf(d) else f"{d:.8g}")
