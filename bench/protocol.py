@@ -172,11 +172,10 @@ def cells(p: dict[str, Any], quick: bool, device: str,
     return out
 
 
-def _similarity(p: dict[str, Any], quick: bool, device: str, target_dir: str) -> dict[str, Any]:
+def _similarity(p: dict[str, Any], device: str, target_dir: str) -> dict[str, Any]:
     from ml.neural.pipeline import SimilarityConfig, run_similarity
 
-    cfg = json.loads(json.dumps(p["similarity"]))
-    sim = run_similarity(SimilarityConfig(**cfg), device=device)
+    sim = run_similarity(SimilarityConfig(**p["similarity"]), device=device)
     for kind, target in sim.targets.items():
         Path(target_dir, f"{kind}.npz").write_bytes(target.to_bytes())
     return {k: v for k, v in sim.scores.items() if isinstance(v, float)}
@@ -191,7 +190,7 @@ def run(p: dict[str, Any], specs: list[dict[str, Any]], jobs: int, device: str,
           f"on {device}", flush=True)
     with tempfile.TemporaryDirectory() as target_dir:
         t0 = time.perf_counter()
-        scores = _similarity(p, bool(specs[0]["key"]["quick"]), device, target_dir)
+        scores = _similarity(p, device, target_dir)
         print(f"similarity run ({time.perf_counter() - t0:.0f} s): "
               + ", ".join(f"{k} {v:.3f}" for k, v in sorted(scores.items())
                           if k.startswith("r_")), flush=True)

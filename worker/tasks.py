@@ -400,12 +400,11 @@ def evaluate_job(config: Any, recorder: Recorder) -> Any:
     """An evaluate run: the train run's model.pt on the test split of its dataset; for
     ``soundness`` the reference run's model.pt beside it, for ``mechanism`` the training
     images and the target the model's layers are compared with."""
-    import torch
-
     from core.inputs import artifact_path
     from ml import artifacts
     from ml.data import load_dataset
     from ml.evaluate import evaluate_model
+    from ml.models.checkpoint import read_checkpoint
     from ml.train.classifier import load_model
 
     settings = get_settings()
@@ -413,8 +412,7 @@ def evaluate_job(config: Any, recorder: Recorder) -> Any:
         path = artifact_path(s, settings, config.train_run, artifacts.MODEL)
         reference_path = artifact_path(s, settings, config.reference_run, artifacts.MODEL) \
             if config.reference_run is not None and "soundness" in config.runs else None
-    # tensors, numbers, strings and containers only: a checkpoint is data, never code
-    checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(str(path))  # read once: the model and the tap target use it
     model, train_config = load_model(checkpoint)
     reference = load_model(str(reference_path))[0] if reference_path is not None else None
     data = load_dataset(train_config.dataset, seed=train_config.seed,

@@ -23,6 +23,14 @@ def checkpoint_bytes(model: torch.nn.Module, config: Any, **extra: Any) -> bytes
     return buf.getvalue()
 
 
+def read_checkpoint(source: str | bytes | IO[bytes]) -> dict[str, Any]:
+    """A checkpoint's dict from a path, its bytes or a binary file: tensors, numbers,
+    strings and containers only (``weights_only``), so a stored file is data, never code."""
+    raw = io.BytesIO(source) if isinstance(source, bytes) else source
+    ckpt: dict[str, Any] = torch.load(raw, map_location="cpu", weights_only=True)
+    return ckpt
+
+
 def load_network(source: str | bytes | IO[bytes] | dict[str, Any], *,
                pathway: Literal["task", "stimulus"] = "task",
                ) -> tuple[TappedBackbone, dict[str, Any]]:
@@ -41,11 +49,7 @@ def load_network(source: str | bytes | IO[bytes] | dict[str, Any], *,
     Raises:
         ValueError: when ``source`` is not a neuroreg checkpoint.
     """
-    if isinstance(source, dict):
-        ckpt = source
-    else:
-        raw = io.BytesIO(source) if isinstance(source, bytes) else source
-        ckpt = torch.load(raw, map_location="cpu", weights_only=True)
+    ckpt = source if isinstance(source, dict) else read_checkpoint(source)
     if not (isinstance(ckpt, dict) and "config" in ckpt and "state_dict" in ckpt):
         raise ValueError("checkpoint: not a neuroreg checkpoint (no config and state_dict)")
     cfg, state = ckpt["config"], ckpt["state_dict"]
