@@ -32,7 +32,9 @@ def list_(run_id: RunId, session: SessionDep, _: CurrentUser) -> list[ArtifactPu
     return [ArtifactPublic.model_validate(a) for a in list_artifacts(session, run_id)]
 
 
-@router.get("/{name}", response_class=FileResponse)
+@router.get("/{name}", response_class=FileResponse, responses={200: {
+    "description": "the artifact's bytes, with the media type its name implies",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
 def download(
     run_id: RunId, name: ArtifactName, session: SessionDep, settings: SettingsDep,
     _: CurrentUser,

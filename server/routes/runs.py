@@ -212,7 +212,8 @@ def list_(
 
 
 @dry_run_router.get("/runs.csv", response_class=Response,
-            responses={200: {"content": {"text/csv": {}}}})
+            responses={200: {"description": "the matching runs as CSV",
+                                   "content": {"text/csv": {"schema": {"type": "string"}}}}})
 def export_csv(
     session: SessionDep,
     _: CurrentUser,

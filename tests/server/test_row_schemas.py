@@ -127,3 +127,30 @@ def test_a_field_the_schema_does_not_name_is_refused_not_dropped() -> None:
     (row, *_) = robustness_table(_evals())
     with pytest.raises(ValidationError, match="new_field"):
         RobustnessRow.model_validate({**row, "new_field": 1})
+
+
+def _untyped(schema: dict[str, Any]) -> bool:
+    """A response schema that says nothing of what comes back: empty, or a bare object."""
+    if not schema:
+        return True
+    return (schema.get("type") == "object" and "properties" not in schema
+            and "additionalProperties" not in schema)
+
+
+def test_every_answer_of_the_api_has_a_schema(client: Any) -> None:
+    """Every 2xx answer but a 204 states what it returns in the OpenAPI document: a JSON
+    model, or the media type and format of its bytes (CSV, an artifact's download)."""
+    untyped, checked = [], 0
+    for path, operations in client.app.openapi()["paths"].items():
+        if not path.startswith("/api"):
+            continue
+        for method, op in operations.items():
+            for code, answer in op["responses"].items():
+                if not code.startswith("2") or code == "204":
+                    continue
+                content = answer.get("content")
+                checked += 1
+                if not content or any(_untyped(v.get("schema", {})) for v in content.values()):
+                    untyped.append(f"{method.upper()} {path} {code}")
+    assert checked >= 50
+    assert untyped == []
