@@ -5,7 +5,8 @@
 - **fields**: ``config.<path>`` (any config field, nested with dots: ``config.train.width``),
   ``metrics.<key>[.last|.min|.max]`` (``.last``, the value at the highest step, when
   none is given), ``tag``, ``owner``, ``kind``, ``status``, ``parent`` (the parent run's
-  id, ``null`` for none), ``name``, ``id``, ``created``, ``started``, ``finished``
+  id, ``null`` for none), ``input`` (the id of the run it reads: an evaluation's model, a
+  train run's target), ``name``, ``id``, ``created``, ``started``, ``finished``
   (compared with ISO dates or times: ``created >= "2026-11-01"``);
 - **comparisons**: ``=`` (or ``==``), ``!=``, ``<``, ``<=``, ``>``, ``>=``, and ``~``
   (contains, case-insensitive, for text);
@@ -46,8 +47,9 @@ from sqlalchemy import (
 from core.store.models import MAX_ID, Metric, MetricBucket, Run, RunStatus, RunTag, User
 
 FIELDS_HELP = ("config.<path>, metrics.<key>[.last|.min|.max], tag, owner, kind, status, "
-               "parent, name, id, created, started, finished")
+               "parent, input, name, id, created, started, finished")
 _TEXT = {"name": Run.name, "kind": Run.kind}
+_LINKS = {"parent": Run.parent_id, "input": Run.input_run_id}
 _DATES = {"created": Run.created_at, "started": Run.started_at, "finished": Run.finished_at}
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-/]+)*")
 _NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -324,13 +326,14 @@ def _comparison(field: _Tok, op_tok: _Tok, value_tok: _Tok, dialect: str) -> Col
     if name == "id":
         need("number")
         return _compare(Run.id, op, _whole(name, value_tok))
-    if name == "parent":
+    if name in _LINKS:
+        column = _LINKS[name]
         if v is None:
             if op not in ("=", "!="):
-                raise QueryError("parent compares with null by = or !=", op_tok.pos)
-            return Run.parent_id.is_(None) if op == "=" else Run.parent_id.is_not(None)
+                raise QueryError(f"{name} compares with null by = or !=", op_tok.pos)
+            return column.is_(None) if op == "=" else column.is_not(None)
         need("number")
-        return _compare(Run.parent_id, op, _whole(name, value_tok))
+        return _compare(column, op, _whole(name, value_tok))
     if name in _DATES:
         if v is None:
             if op not in ("=", "!="):
