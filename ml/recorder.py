@@ -39,6 +39,16 @@ class Recorder(Protocol):
         hands it back), so it should checkpoint where it stands; False for a cancel."""
 
 
+def flush(recorder: Recorder) -> None:
+    """Send what ``recorder`` holds back to wherever its numbers go, now: called where a
+    part of a job ends (an evaluation's noise curve, an epoch), so its points do not wait
+    for the recorder's timer. Recorders that buffer have a ``flush()``; others keep
+    nothing back."""
+    push = getattr(recorder, "flush", None)
+    if callable(push):
+        push()
+
+
 @dataclass
 class MemoryRecorder:
     """Keeps everything in memory; for notebooks and tests."""

@@ -143,6 +143,9 @@ class TeeSink:
         for sink in self.sinks:
             sink.add(stream, line)
 
+    def flush(self) -> bool:
+        return all([sink.flush() for sink in self.sinks])
+
     def close(self) -> None:
         for sink in self.sinks:
             sink.close()
@@ -193,8 +196,9 @@ class _Handler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if self.thread is not None and record.thread != self.thread:
             return
-        if record.thread in self.sink.threads or self._printed(record):
-            return
+        if record.thread in self.sink.threads or record.name == log.name \
+                or self._printed(record):
+            return  # the capture's own (whichever thread flushed it) are not the job's
         try:
             for line in self.format(record).split("\n"):
                 self.sink.add("log", line[:MAX_LINE])

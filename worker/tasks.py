@@ -117,6 +117,8 @@ def _run_started(run_id: int, job: Job, kind: str, stored: dict[str, Any]) -> di
     with (heartbeat(settings.db_url, run_id, settings.heartbeat_s),
           capture_logs(settings.db_url, run_id, max_bytes=settings.log_max_bytes) as logs,
           system_metrics(settings.db_url, run_id, settings.system_metrics_s)):
+        if logs.sink is not None:  # a part's end pushes its log lines with its points
+            recorder.also_flush(logs.sink.flush)
         return _execute(run_id, job, kind, stored, recorder, logs=logs)
 
 
@@ -147,7 +149,7 @@ def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
         status, error = RunStatus.failed, _error_text(exc)
     finally:
         try:
-            recorder.flush()
+            recorder.close()  # the rest of its points, and its flusher stopped
             if logs is not None:
                 logs.end()
                 if not released:
@@ -261,7 +263,7 @@ def execute_pack(run_ids: list[int]) -> dict[str, Any]:
             outcomes = [exc] * len(ids)
         for rec in recorders:
             with contextlib.suppress(Exception):
-                rec.flush()
+                rec.close()
         logs.end()
     statuses = {}
     for r, outcome in zip(ids, outcomes, strict=True):

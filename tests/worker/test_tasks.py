@@ -117,15 +117,16 @@ def test_recorder_buffers_and_rejects_non_finite(env_settings: Settings) -> None
         interval=3600,
         flush_points=1000,
     )
-    rec.log_metrics({"a": 1.0}, 0)  # first call flushes (no flush yet)
+    rec.log_metrics({"a": 1.0}, 0)  # buffered: the timer writes it within the interval
     rec.log_metrics({"a": 2.0}, 1)
     with session_scope(env_settings.db_url) as s:
-        assert read_series(s, run_id, "a", max_points=10).total == 1
+        assert read_series(s, run_id, "a", max_points=10).total == 0
     rec.flush()
     with session_scope(env_settings.db_url) as s:
         assert read_series(s, run_id, "a", max_points=10).total == 2
     with pytest.raises(ValueError, match="'a' at step 2"):
         rec.log_metrics({"a": float("inf")}, 2)
+    rec.close()
 
 
 def test_a_study_goes_through_the_same_lifecycle_and_waits_for_its_children(
