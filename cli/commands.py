@@ -350,7 +350,7 @@ def _pct(v: float | None, custom: bool = False) -> str:
     return "–" if v is None else f"{100 * v:.1f}{'*' if custom else ''}"
 
 
-_LEFT = ("text", "network")  # kinds of leaderboard column whose cells align left
+_LEFT = ("text", "network", "soundness")  # kinds of leaderboard column whose cells align left
 
 
 def _leaderboard_cell(col: dict[str, Any], r: dict[str, Any]) -> str:
@@ -373,7 +373,20 @@ def _leaderboard_cell(col: dict[str, Any], r: dict[str, Any]) -> str:
         return f"{v} · {r.get('dataset')}"
     if kind == "study":
         return f"#{v}"
+    if kind == "soundness":
+        return "suspect " + ",".join(r.get("soundness_suspect") or []) if v == "suspect" \
+            else str(v)
     return str(v)  # run, text
+
+
+def _reduced(col: dict[str, Any], r: dict[str, Any], cols: list[dict[str, Any]]) -> int | None:
+    """The samples row ``r``'s value of ``col`` is over, when fewer than the most any
+    shown number of the row is over (AutoAttack on 10 samples beside a clean accuracy on
+    the whole test split); None otherwise."""
+    counts = [r.get(c["count"]) for c in cols if c.get("count") and r.get(c["key"]) is not None]
+    n = r.get(col["count"]) if col.get("count") and r.get(col["key"]) is not None else None
+    most = max((c for c in counts if c is not None), default=None)
+    return n if n is not None and most is not None and n < most else None
 
 
 def cmd_leaderboard(args: argparse.Namespace, settings: ClientSettings) -> int:
@@ -387,7 +400,12 @@ def cmd_leaderboard(args: argparse.Namespace, settings: ClientSettings) -> int:
         return 0
     # the columns and their headers are the server's (ε as RobustBench writes it: 8/255)
     cols = [c for c in page["layout"] if c["cli"]]
-    rows = [[_leaderboard_cell(c, r) for c in cols] for r in page["items"]]
+
+    def cell(c: dict[str, Any], r: dict[str, Any]) -> str:
+        n = _reduced(c, r, cols)
+        return _leaderboard_cell(c, r) + ("" if n is None else f" n={n}")
+
+    rows = [[cell(c, r) for c in cols] for r in page["items"]]
     widths = [max([len(c["header"]), *(len(row[k]) for row in rows)])
               for k, c in enumerate(cols)]
 
@@ -408,6 +426,12 @@ def cmd_leaderboard(args: argparse.Namespace, settings: ClientSettings) -> int:
            for r in page["items"] for c in cols if c["kind"] == "corruptions"):
         print("ᵖ on the published CIFAR-C files; otherwise generated here with CIFAR-10-C's "
               "parameters")
+    if any(r.get("soundness") == "suspect" for r in page["items"]):
+        print("suspect: the attacks' soundness check warned (a robustness number that may be "
+              "the attacks' failure, e.g. a masked gradient); `neuroreg record ID` says why")
+    if any(_reduced(c, r, cols) is not None for r in page["items"] for c in cols):
+        print("n=…: how many samples a number is over, where fewer than the row's most "
+              "(--json has every count)")
     best = "highest" if page["order"] == "desc" else "lowest"
     print(f"({len(page['items'])} of {page['total']} evaluations; by {page['sort']}, {best} "
           "first; accuracies in %; – : not measured, or at another ε)")

@@ -501,6 +501,7 @@ class LeaderboardRow(BaseModel):
     autoattack_l2_version: str | None
     autoattack_l2_n: int | None
     corruptions_source: str | None
+    corruptions_n: int | None  # the test images the corruptions were measured on
     median_linf: float | None
     median_l2: float | None
     median_l1: float | None
@@ -509,6 +510,23 @@ class LeaderboardRow(BaseModel):
     mean_l2: float | None
     mean_l1: float | None
     mean_l0: float | None
+    minimal_n: int | None  # the samples the medians and means are over
+    soundness: Literal["sound", "suspect"] | None  # None: the part did not run
+    soundness_suspect: list[str]  # the norms whose verdict is suspect, as written (L∞)
+    soundness_warnings: list[str]  # every norm's warning signs
+    soundness_n: int | None  # the first samples HopSkipJump and the transfer attacks probe
+    grad_l2_median: float | None  # ‖∇ₓ CE‖₂ at the clean images (mechanism)
+    grad_l1_median: float | None
+    grad_n: int | None
+    subspace_share_linf: float | None  # median ‖P_k δ‖² / ‖δ‖² of the minimal perturbations
+    subspace_share_l2: float | None
+    subspace_share_l1: float | None
+    subspace_share_l0: float | None
+    subspace_share_linf_n: int | None  # the broken, correctly classified samples
+    subspace_share_l2_n: int | None
+    subspace_share_l1_n: int | None
+    subspace_share_l0_n: int | None
+    subspace_share_random: float | None  # the same share of random directions
 
 
 class ColumnSpec(BaseModel):
@@ -524,6 +542,7 @@ class ColumnSpec(BaseModel):
     digits: int | None  # a number column's decimals
     page: bool  # shown on the page
     cli: bool  # shown in the terminal
+    count: str | None  # the row's field holding the samples the value is over
 
 
 class LeaderboardPage(BaseModel):
@@ -745,6 +764,7 @@ class RecordMinimal(Row):
     median: dict[str, float | None]  # norm → the minimal perturbations' median
     mean: dict[str, float | None]
     unbroken: dict[str, int]  # norm → samples no attack broke
+    n: int | None  # the samples the medians and means are over
 
 
 class RecordSoundnessNorm(Row):
@@ -780,9 +800,11 @@ class RecordMechanism(Row):
     grad_l2_mean: float | None
     grad_l1_median: float | None
     grad_l1_mean: float | None
+    grad_n: int | None  # the samples the gradient norms are over
     subspace_k: int | None  # principal components of the training images
     subspace_dim: int | None  # the image size D
     subspace_share: dict[str, float | None]  # norm → median ‖P_k δ‖² / ‖δ‖²
+    subspace_share_n: dict[str, int | None]  # norm → the samples it is over
     subspace_share_random: float | None  # the same for random Gaussian directions
     subspace_expected_random: float | None  # k / D
     subspace_skipped: str | None

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from ml.evaluate.attacks import NORMS
+from ml.evaluate.attacks import NORM_LABELS, NORMS
 from ml.evaluate.autoattack import DEFAULT_EPSILONS, THREAT_MODELS
 from ml.evaluate.measures import MEASURES, autoattack_rows
 
@@ -27,18 +27,24 @@ SCHEMA = "neuroreg.record/1"
 Column = Literal[
     "clean_acc", "autoattack_linf", "autoattack_l2", "corruptions_acc", "noise_acc",
     "median_linf", "median_l2", "median_l1", "median_l0",
-    "mean_linf", "mean_l2", "mean_l1", "mean_l0", "alpha", "seed", "evaluation_run"]
+    "mean_linf", "mean_l2", "mean_l1", "mean_l0", "alpha", "seed", "evaluation_run",
+    "grad_l2_median", "grad_l1_median", "subspace_share_linf", "subspace_share_l2",
+    "subspace_share_l1", "subspace_share_l0"]
 """The leaderboard's sortable columns: a record's scalars (higher is better for every
-score: accuracy, and the distance an attack needs)."""
+score: accuracy, and the distance an attack needs; the mechanism's measures — the median
+input-gradient norm, the median share of a minimal perturbation's energy in the training
+images' top principal components — describe a model and rank neither way)."""
 COLUMNS: tuple[str, ...] = get_args(Column)
 
 CellKind = Literal["run", "text", "alpha", "number", "pct", "autoattack", "corruptions",
-                   "network", "study"]
+                   "network", "study", "soundness"]
 """How a leaderboard cell shows its row's value: ``run`` a run's ``#id`` (a link), ``text``
 as is, ``alpha`` α (none for target none), ``number`` to ``digits`` decimals, ``pct`` an
 accuracy in percent, ``autoattack`` the same with ``*`` for a reduced (custom)
 AutoAttack, ``corruptions`` the same with ``ᵖ`` on the published files, ``network`` the
-architecture and dataset, ``study`` the study's ``#id`` (a link)."""
+architecture and dataset, ``study`` the study's ``#id`` (a link), ``soundness`` the
+attacks' overall verdict (``sound``, or ``suspect`` with the suspect norms; the warnings
+beside it: the row's ``soundness_warnings``)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,9 @@ class LeaderboardColumn:
         digits: decimals of a ``number`` column.
         page: shown on the page.
         cli: shown in the terminal (which has no room for every column).
+        count: the field of the row holding how many samples the value is over (the page
+            writes ``n=…`` under it, the terminal beside it where it is fewer than the
+            row's most); None for a column that is no measurement.
     """
 
     key: str
@@ -65,6 +74,7 @@ class LeaderboardColumn:
     digits: int | None = None
     page: bool = True
     cli: bool = True
+    count: str | None = None
 
     @property
     def sortable(self) -> bool:
@@ -85,17 +95,30 @@ LEADERBOARD: tuple[LeaderboardColumn, ...] = (
     LeaderboardColumn("alpha", "α", "the regularization's weight α", "alpha"),
     LeaderboardColumn("seed", "seed", "the training seed", "number", digits=0),
     LeaderboardColumn("clean_acc", "clean", "accuracy on the clean test split (σ = 0 of the "
-                      "noise curve)", "pct"),
+                      "noise curve)", "pct", count="clean_acc_n"),
     LeaderboardColumn("autoattack_linf", "AA L∞ {eps}", "AutoAttack robust accuracy, L∞ "
-                      "threat model, at this ε", "autoattack", threat_model="linf"),
+                      "threat model, at this ε", "autoattack", threat_model="linf",
+                      count="autoattack_linf_n"),
     LeaderboardColumn("autoattack_l2", "AA L2 {eps}", "AutoAttack robust accuracy, L2 "
-                      "threat model, at this ε", "autoattack", threat_model="l2"),
+                      "threat model, at this ε", "autoattack", threat_model="l2",
+                      count="autoattack_l2_n"),
+    LeaderboardColumn("soundness", "attacks", "the attacks' soundness check (sound, or "
+                      "suspect: a robustness number that may be the attacks' failure, e.g. "
+                      "a masked gradient; the warnings on hover)", "soundness",
+                      count="soundness_n"),
     LeaderboardColumn("corruptions_acc", "corrupt.", "mean accuracy over CIFAR-10-C's 15 "
-                      "corruptions × 5 severities", "corruptions"),
+                      "corruptions × 5 severities", "corruptions", count="corruptions_n"),
     LeaderboardColumn("median_l2", "median L2", "median minimal L2 perturbation (the "
-                      "paper's Fig. 5)", "number", digits=3),
+                      "paper's Fig. 5)", "number", digits=3, count="minimal_n"),
     LeaderboardColumn("median_linf", "median L∞", "median minimal L∞ perturbation",
-                      "number", digits=4),
+                      "number", digits=4, count="minimal_n"),
+    LeaderboardColumn("grad_l2_median", "‖∇ₓ‖₂", "median L2 norm of the loss's input "
+                      "gradient at the clean images (mechanism)", "number", digits=3,
+                      count="grad_n"),
+    LeaderboardColumn("subspace_share_l2", "PC share L2", "median share of a minimal L2 "
+                      "perturbation's energy in the training images' top principal "
+                      "components (mechanism; random directions: k/D)", "number", digits=3,
+                      count="subspace_share_l2_n"),
     LeaderboardColumn("architecture", "network · data", "the architecture (and width) and "
                       "the dataset it was trained on", "network"),
     LeaderboardColumn("name", "name", "the model's name", "text", page=False),
@@ -196,6 +219,8 @@ def model_record(*, evaluation: Mapping[str, Any], model: Mapping[str, Any],
                if f"{stat}_{n}" in result} for stat in ("median", "mean")}
     rec["minimal"]["unbroken"] = {n: result[f"unbroken_{n}"] for n in NORMS
                                   if f"unbroken_{n}" in result}
+    # the medians are over every sample of the set (a misclassified one counts 0)
+    rec["minimal"]["n"] = result.get("n") if rec["minimal"]["median"] else None
     rec["noise"] = result.get("noise")
     rec["noise_acc"] = MEASURES["noise_accuracy"].read(result)
     rec["soundness"] = soundness_record(result.get("soundness"))
@@ -232,8 +257,10 @@ def soundness_record(part: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def mechanism_record(part: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The mechanism part's key numbers: the input-gradient norms' medians and means, the
-    subspace shares' medians per norm beside random directions', each tap's r."""
+    """The mechanism part's key numbers: the input-gradient norms' medians and means (over
+    ``grad_n`` samples), the subspace shares' medians per norm (each over the broken,
+    correctly classified samples: ``subspace_share_n``) beside random directions', each
+    tap's r."""
     if not part:
         return None
     grad = part.get("input_gradient") or {}
@@ -243,8 +270,10 @@ def mechanism_record(part: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "samples": part.get("samples"),
         **{f"grad_{n}_{stat}": (grad.get(n) or {}).get(stat)
            for n in ("l2", "l1") for stat in ("median", "mean")},
+        "grad_n": (grad.get("l2") or {}).get("n"),
         "subspace_k": sub.get("k"), "subspace_dim": sub.get("dim"),
         "subspace_share": {n: r.get("median") for n, r in (sub.get("norms") or {}).items()},
+        "subspace_share_n": {n: r.get("n") for n, r in (sub.get("norms") or {}).items()},
         "subspace_share_random": (sub.get("random") or {}).get("median"),
         "subspace_expected_random": sub.get("expected_random"),
         "subspace_skipped": sub.get("skipped"),
@@ -278,7 +307,11 @@ def leaderboard_row(rec: Mapping[str, Any], eps: Mapping[str, float] | None = No
                     ) -> dict[str, Any]:
     """The scalar columns of a record: AutoAttack accuracy at ``eps`` per threat model
     (default the standard 8/255 and 0.5; None when the evaluation did not measure that ε),
-    corruption and clean accuracy, the medians and means per norm, the condition."""
+    corruption and clean accuracy, the medians and means per norm, the condition; the
+    attacks' soundness (``soundness``: ``suspect`` when any norm is, else ``sound``; the
+    suspect norms and every warning) and the mechanism's medians (input-gradient norms,
+    subspace share per norm), None when that part did not run; and beside each measured
+    number how many samples it is over (``…_n``)."""
     eps = {**{n: v[0] for n, v in DEFAULT_EPSILONS.items()}, **(eps or {})}
     row: dict[str, Any] = {k: rec.get(k) for k in (
         "evaluation_run", "model_run", "name", "owner", "study", "similarity_run",
@@ -291,9 +324,27 @@ def leaderboard_row(rec: Mapping[str, Any], eps: Mapping[str, float] | None = No
         row[f"autoattack_{norm}_version"] = None if hit is None else hit["version"]
         row[f"autoattack_{norm}_n"] = None if hit is None else hit["n"]
     row["corruptions_source"] = (rec["corruptions"] or {}).get("source")
+    row["corruptions_n"] = (rec["corruptions"] or {}).get("n")
     for stat in ("median", "mean"):
         for n in NORMS:
             row[f"{stat}_{n}"] = rec["minimal"][stat].get(n)
+    row["minimal_n"] = rec["minimal"].get("n")
+    sd: Mapping[str, Any] = rec.get("soundness") or {}
+    verdicts = {n: v.get("verdict") for n, v in (sd.get("norms") or {}).items()}
+    suspect = [NORM_LABELS.get(n, n) for n, v in verdicts.items() if v == "suspect"]
+    row["soundness"] = ("suspect" if suspect else "sound" if verdicts else None)
+    row["soundness_suspect"] = suspect
+    row["soundness_warnings"] = [w for v in (sd.get("norms") or {}).values()
+                                 for w in v.get("warnings") or []]
+    row["soundness_n"] = sd.get("samples") if verdicts else None
+    mech: Mapping[str, Any] = rec.get("mechanism") or {}
+    for n in ("l2", "l1"):
+        row[f"grad_{n}_median"] = mech.get(f"grad_{n}_median")
+    row["grad_n"] = mech.get("grad_n")
+    for n in NORMS:
+        row[f"subspace_share_{n}"] = (mech.get("subspace_share") or {}).get(n)
+        row[f"subspace_share_{n}_n"] = (mech.get("subspace_share_n") or {}).get(n)
+    row["subspace_share_random"] = mech.get("subspace_share_random")
     return row
 
 

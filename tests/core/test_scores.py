@@ -218,3 +218,34 @@ def test_the_migration_scores_the_evaluations_stored_before_it(db_url: str) -> N
         got = _stored(s, ids["done"])
         assert ("clean_acc", 0.0, 0.9) in got and ("autoattack_l2", 0.5, 0.3) in got
         assert all(_stored(s, ids[n]) == [] for n in ("failed", "empty", "orphan"))
+
+
+def test_the_mechanism_migration_rescores_the_evaluations_that_ran_that_part(db_url: str
+                                                                             ) -> None:
+    """An evaluation scored under 0009 (no mechanism columns) gets its mechanism medians at
+    head, its other scores unchanged; one without the part keeps its scores as they were."""
+    from tests.ml.evaluate.test_record import MECHANISM
+
+    migrate(db_url, "0009")
+    with session_scope(db_url) as s:
+        ada = create_user(s, name="ada", role=Role.member)
+        model = _model(s, ada, target="none", alpha=0.0)
+        with_part = {**_result(0.9, 0.1, 0.3, 0.7), "mechanism": MECHANISM}
+        ids = {name: _evaluation(s, ada, model, result) for name, result in (
+            ("mechanism", with_part), ("plain", _result(0.8, 0.2, 0.4, 0.6)))}
+        # as 0009's code scored them: without the mechanism's columns
+        s.execute(delete(EvaluationScore).where(EvaluationScore.run_id == ids["mechanism"],
+                                                EvaluationScore.column.like("grad_%")
+                                                | EvaluationScore.column.like("subspace_%")))
+        before = {name: _stored(s, i) for name, i in ids.items()}
+    assert not any(c.startswith("grad_") for c, _, _ in before["mechanism"])
+    migrate(db_url)
+    with session_scope(db_url) as s:
+        got = _stored(s, ids["mechanism"])
+        assert ("grad_l2_median", 0.0, 2.0) in got and ("subspace_share_l2", 0.0, 0.3) in got
+        assert set(before["mechanism"]) < set(got)
+        assert _stored(s, ids["plain"]) == before["plain"]
+    assert _ids(db_url, "grad_l2_median") == ([ids["mechanism"], ids["plain"]], 2)
+    migrate(db_url, "0009")  # down: 0009's columns only
+    with session_scope(db_url) as s:
+        assert _stored(s, ids["mechanism"]) == before["mechanism"]

@@ -110,6 +110,13 @@ def test_the_leaderboard_columns_are_spelled_once():
     assert keys[:3] == ["evaluation_run", "model_run", "target"] and keys[-1] == "owner"
     assert {c.key for c in LEADERBOARD if c.sortable} == set(keys) & set(COLUMNS)
     assert {c.kind for c in LEADERBOARD} <= set(get_args(CellKind))
+    counted = {c.key for c in LEADERBOARD if c.count}
+    assert {c.count for c in LEADERBOARD if c.count} <= set(row)  # counts are row fields
+    # every measurement shown says how many samples it is over; the condition does not
+    assert {c.key for c in LEADERBOARD if c.kind in (
+        "pct", "autoattack", "corruptions", "soundness")} | {"median_l2", "median_linf",
+                                                            "grad_l2_median"} <= counted
+    assert not counted & {"evaluation_run", "model_run", "target", "alpha", "seed"}
     for c in LEADERBOARD:
         assert ("{eps}" in c.header) == (c.kind == "autoattack") == (c.threat_model is not None)
         assert (c.digits is not None) == (c.kind == "number")
@@ -161,3 +168,86 @@ def test_a_condition_averages_autoattack_per_eps_over_its_seeds(evaluated):
     assert grid["mean"][0] == pytest.approx(first + 0.05)
     assert grid["sem"][0] == pytest.approx(0.05) and grid["versions"] == ["custom"]
     assert math.isfinite(np.sum(grid["mean"]))
+
+
+# the soundness and mechanism parts in the shape ml.evaluate.soundness and .mechanism write
+# them (tests/ml/evaluate/test_soundness.py and test_mechanism.py run the real ones)
+SOUNDNESS = {"samples": 8, "reference_run": 4, "transfer_skipped": None, "norms": {
+    "l2": {"agreement": {"samples": 7, "best_median": 0.4, "disagreement": 1.3,
+                         "families": {"DDNAttack": {"median": 0.5, "ratio": 1.25}}},
+           "decision_based": {"samples": 7, "median": 0.9, "white_box_median": 0.4,
+                              "smaller": 0, "unbroken": 0, "smaller_share": 0.0},
+           "transfer": None, "autoattack_inconsistent": 0, "verdict": "sound",
+           "warnings": []},
+    "linf": {"agreement": {"samples": 7, "best_median": 0.01, "disagreement": 1.1,
+                           "families": {}},
+             "decision_based": {"samples": 7, "median": 0.004, "white_box_median": 0.01,
+                                "smaller": 5, "unbroken": 0, "smaller_share": 5 / 7},
+             "transfer": None, "autoattack_inconsistent": 2, "verdict": "suspect",
+             "warnings": ["L∞: HopSkipJump beats the gradient attacks", "L∞: AutoAttack "
+                          "breaks 2 sample(s) below their minimal perturbation"]}}}
+MECHANISM = {"samples": 20, "input_gradient": {"l2": {"n": 20, "median": 2.0, "mean": 2.5},
+                                               "l1": {"n": 20, "median": 40.0, "mean": 50.0}},
+             "subspace": {"k": 64, "dim": 1024, "skipped": None, "expected_random": 0.0625,
+                          "random": {"n": 1000, "median": 0.06, "mean": 0.0625},
+                          "norms": {"l2": {"n": 7, "median": 0.3, "mean": 0.35},
+                                    "linf": {"n": 6, "median": 0.2, "mean": 0.25}}},
+             "layers": None, "layers_skipped": "no similarity target"}
+
+
+def _parted(**parts) -> dict:
+    """An evaluation of 20 attacked samples (clean accuracy on 359), AutoAttack L∞ on 10,
+    corruptions on 30, with ``parts``."""
+    return {"parts": ["noise", "minimal", "autoattack", "corruptions", *parts],
+            "noise": {"sigmas": [0.0], "accuracy": [0.9], "n": 359}, "n": 20,
+            "median_l2": 0.4, "median_linf": 0.01, "mean_l2": 0.5,
+            "autoattack": {"threat_models": {"linf": [
+                {"epsilon": 8 / 255, "robust_accuracy": 0.4, "version": "custom", "n": 10}]}},
+            "corruptions": {"names": ["fog"], "severities": [1], "accuracy": {"fog": [0.6]},
+                            "mean_accuracy": 0.6, "n": 30}, **parts}
+
+
+def test_the_row_shows_the_soundness_verdict_and_the_mechanism_medians_with_their_counts():
+    rec = model_record(evaluation={"id": 9, "result": _parted(
+        soundness=SOUNDNESS, mechanism=MECHANISM)}, model=MODEL)
+    row = leaderboard_row(rec)
+    # one verdict for the row: suspect when any norm is, naming those norms and every warning
+    assert row["soundness"] == "suspect" and row["soundness_suspect"] == ["L∞"]
+    assert row["soundness_warnings"] == SOUNDNESS["norms"]["linf"]["warnings"]
+    assert row["soundness_n"] == 8
+    assert (row["grad_l2_median"], row["grad_l1_median"], row["grad_n"]) == (2.0, 40.0, 20)
+    assert (row["subspace_share_l2"], row["subspace_share_l2_n"]) == (0.3, 7)
+    assert (row["subspace_share_linf"], row["subspace_share_linf_n"]) == (0.2, 6)
+    assert row["subspace_share_l1"] is None and row["subspace_share_random"] == 0.06
+    # every number beside the count it is over
+    assert (row["clean_acc_n"], row["autoattack_linf_n"], row["minimal_n"],
+            row["corruptions_n"]) == (359, 10, 20, 30)
+    assert rec["mechanism"]["grad_n"] == 20 and rec["mechanism"]["subspace_share_n"] == {
+        "l2": 7, "linf": 6}
+    # the mechanism's medians sort like the other numbers; the verdict is no number
+    got = {c: v for c, e, v in scores(rec)}
+    assert {k: got[k] for k in ("grad_l2_median", "grad_l1_median", "subspace_share_l2",
+                                "subspace_share_linf")} == {
+        "grad_l2_median": 2.0, "grad_l1_median": 40.0, "subspace_share_l2": 0.3,
+        "subspace_share_linf": 0.2}
+    assert not any(c.startswith("soundness") or c.endswith("_n") for c in got)
+    sound = {**SOUNDNESS, "norms": {"l2": SOUNDNESS["norms"]["l2"]}}
+    row = leaderboard_row(model_record(evaluation={"id": 9, "result": _parted(
+        soundness=sound)}, model=MODEL))
+    assert row["soundness"] == "sound" and row["soundness_suspect"] == []
+    assert row["soundness_warnings"] == [] and row["grad_l2_median"] is None
+
+
+def test_a_row_without_the_parts_has_empty_cells_and_no_scores_for_them():
+    rec = model_record(evaluation={"id": 9, "result": _parted()}, model=MODEL)
+    row = leaderboard_row(rec)
+    assert row["soundness"] is None and row["soundness_n"] is None
+    assert row["soundness_suspect"] == [] == row["soundness_warnings"]
+    assert all(row[k] is None for k in ("grad_l2_median", "grad_l1_median", "grad_n",
+                                        "subspace_share_l2", "subspace_share_l2_n",
+                                        "subspace_share_random"))
+    assert not any(c.startswith(("grad_", "subspace_")) for c, _, _ in scores(rec))
+    # no minimal search: no count for medians there are none of
+    bare = model_record(evaluation={"id": 9, "result": {"parts": ["noise"], "noise": {
+        "sigmas": [0.0], "accuracy": [0.9], "n": 359}}}, model=MODEL)
+    assert leaderboard_row(bare)["minimal_n"] is None
