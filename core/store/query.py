@@ -408,9 +408,20 @@ def compile_query(q: str, dialect: str) -> ColumnElement[bool]:
     return _Parser(q, dialect).parse()
 
 
+SORT_FIELDS = ("id", "name", "kind", "status", "owner", "parent", "created", "started",
+               "finished")  # besides config.<path> and metrics.<key>[.last|.min|.max]
+
+
 def sort_key(name: str, dialect: str) -> Any:
-    """The ORDER BY expression of a config or metric field (numbers; a config field that
-    holds text sorts by its text)."""
+    """The ORDER BY expression of a run field (:data:`SORT_FIELDS`: ``owner`` by name,
+    ``parent`` by id, the dates in time), or of a config or metric field (numbers; a config
+    field that holds text sorts by its text)."""
+    plain = {"id": Run.id, "name": Run.name, "kind": Run.kind, "status": Run.status,
+             "parent": Run.parent_id, **_DATES}
+    if name in plain:
+        return (plain[name],)
+    if name == "owner":
+        return (select(User.name).where(User.id == Run.owner_id).scalar_subquery(),)
     try:
         if name.startswith("config."):
             return (field_column(name, 0, dialect, "number"),

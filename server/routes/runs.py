@@ -20,6 +20,7 @@ from core.queue import revoke
 from core.store import audit
 from core.store.artifacts import UnsafePath, resolve
 from core.store.models import MAX_ID, Run, RunStatus, User
+from core.store.query import SORT_FIELDS
 from core.store.runs import NotFound, delete_run, find_run, list_runs, set_tags
 from core.submit import EnqueueFailed, submit_run
 from server.deps import (
@@ -48,7 +49,7 @@ router = api_router(prefix="/api/runs", tags=["runs"])
 # the fields sort, columns, by and metric name, as patterns: a config path or a metric
 # (with .last/.min/.max), dot-separated parts of a metric key's characters
 _PART = r"[A-Za-z0-9_:/\-\[\]]+"
-FIELD_PATTERN = rf"^(config|metrics)(\.{_PART})+$"
+FIELD_PATTERN = rf"^((config|metrics)(\.{_PART})+|{'|'.join(SORT_FIELDS)})$"  # sort
 METRIC_PATTERN = rf"^metrics(\.{_PART})+$"
 GROUP_PATTERN = rf"^(config(\.{_PART})+|tag|owner|kind|status|name)$"
 COLUMNS_PATTERN = (rf"^\s*((config|metrics)(\.{_PART})+\s*"
@@ -187,8 +188,10 @@ def list_(
         "owner, kind, status, parent, name, id, created, started, finished"))] = None,
     sort: Annotated[str | None, Query(max_length=200, pattern=FIELD_PATTERN,
                                       description="a config or metric field to sort by "
-                                      "(config.alpha, metrics.test_acc.max); runs "
-                                      "without it last")] = None,
+                                      "(config.alpha, metrics.test_acc.max), or one of "
+                                      "the run's: id, name, kind, status, owner, parent, "
+                                      "created, started, finished; runs without it "
+                                      "last")] = None,
     desc: bool = False,
     columns: Annotated[str | None, Query(max_length=2000, pattern=COLUMNS_PATTERN, description=(
         "comma-separated config and metric fields whose values the page carries in "

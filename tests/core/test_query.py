@@ -94,6 +94,22 @@ def test_any_config_or_metric_field_sorts_with_the_missing_last(store: str) -> N
         assert by(sort="metrics.test_acc.last")[:3] == ["b", "a", "c"]
 
 
+def test_a_run_field_sorts_too(store: str) -> None:
+    """``sort=id`` (``neuroreg runs --sort id``) and the run's other fields, on both
+    databases; ties newest first."""
+    with session_scope(store) as s:
+        by = lambda **kw: [r.name for r in list_runs(s, limit=100, **kw)[0]]  # noqa: E731
+        assert by(sort="id") == ["a", "b", "c", "d", "e"]
+        assert by(sort="id", descending=True) == ["e", "d", "c", "b", "a"]
+        assert by(sort="name", descending=True) == ["e", "d", "c", "b", "a"]
+        assert by(sort="created") == ["a", "b", "c", "d", "e"]
+        assert by(sort="owner") == ["d", "c", "e", "b", "a"]  # ada, then admin's
+        assert by(sort="status") == ["c", "d", "e", "b", "a"]  # failed, queued, succeeded
+        assert by(sort="kind", descending=True) == ["c", "b", "a", "e", "d"]  # train first
+        assert by(sort="finished")[-1] == "d"  # never finished: last either way
+        assert by(sort="finished", descending=True)[-1] == "d"
+
+
 @pytest.mark.parametrize(("q", "position", "message"), [
     ("config.alpha >", 14, "ends too soon"),
     ("config.alpha >= 8 and", 21, "ends too soon"),
@@ -150,7 +166,7 @@ def test_the_api_client_and_cli_take_a_query_and_a_sort(client, settings, capsys
     assert [r["name"] for r in res.json()["items"]] == ["c", "a"] and res.json()["total"] == 2
     for params, loc, msg in (({"q": "config.alpha >"}, "q", "at 14: the query ends too soon"),
                              ({"q": 'owner = 3'}, "q", "at 8: owner compares with a string"),
-                             ({"sort": "name"}, "sort", "should match pattern"),
+                             ({"sort": "tag"}, "sort", "should match pattern"),
                              ({"sort": "metrics..max"}, "sort", "should match pattern")):
         res = client.get("/api/runs", params=params)
         assert res.status_code == 422, res.text
