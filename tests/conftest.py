@@ -1,14 +1,25 @@
 """Shared fixtures: settings on a temporary data dir, real PostgreSQL and Redis.
 
-PostgreSQL (127.0.0.1:5432, db ``test``) and Redis (127.0.0.1:6379) are used where
-reachable. With CI=true an unreachable one fails the run instead of skipping.
+The suite touches only databases it creates or is told to use:
+
+- PostgreSQL: each test session creates its own database (``neuroreg_test_<hex>``) through
+  the connection ``NEUROREG_TEST_PG`` names (default the ``test`` database on
+  127.0.0.1:5432) and drops it at the end;
+- Redis: each test session starts its own ``redis-server`` (a free port, no persistence),
+  unless ``NEUROREG_TEST_REDIS`` names a Redis database to use instead — then that
+  database number (plus the pytest-xdist worker's index) is emptied and used.
+
+With CI=true a missing service fails the run instead of skipping.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
+import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,10 +50,11 @@ from server.app import create_app  # noqa: E402
 PG_ADMIN_URL = os.environ.get(
     "NEUROREG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("NEUROREG_TEST_REDIS", "redis://127.0.0.1:6379/13")
+REDIS_URL = os.environ.get("NEUROREG_TEST_REDIS")
 # Under pytest-xdist each worker (gw0, gw1, ...) is its own session: PostgreSQL gets a
-# database per session (pg_url), Redis a database number per worker (redis_url), so one
-# worker's flush never empties another's queue.
+# database per session (pg_url), Redis a server of its own per session, or with
+# NEUROREG_TEST_REDIS a database number per worker (redis_url), so one worker's flush
+# never empties another's queue.
 XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -68,11 +80,19 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
+def _host_port(url: str, default_port: int) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped afterwards."""
-    if not _reachable("127.0.0.1", 5432):
-        unavailable("PostgreSQL at 127.0.0.1:5432")
+    host, port = _host_port(PG_ADMIN_URL, 5432)
+    if not _reachable(host, port):
+        unavailable(f"PostgreSQL at {host}:{port} (NEUROREG_TEST_PG)")
     name = f"neuroreg_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -87,10 +107,61 @@ def pg_url() -> Iterator[str]:
     admin.dispose()
 
 
+class RedisServer:
+    """A ``redis-server`` of our own on ``port`` (a free one by default), working in
+    ``directory``; constructed once it says it accepts connections (its own log line, read
+    as it is written); :meth:`stop` kills it."""
+
+    def __init__(self, directory: Path, *, port: int | None = None,
+                 appendonly: bool = False) -> None:
+        from tests.livesrv import free_port
+
+        exe = shutil.which("redis-server")
+        if exe is None:
+            unavailable("redis-server (install Debian's redis-server, or set "
+                        "NEUROREG_TEST_REDIS)")
+        self.port = port or free_port()
+        self.proc = subprocess.Popen(
+            [exe, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "yes" if appendonly else "no", "--dir", str(directory)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self.proc.stdout is not None
+        seen = []
+        for line in self.proc.stdout:
+            seen.append(line)
+            if "Ready to accept connections" in line:
+                break
+        else:
+            self.stop()
+            raise RuntimeError(f"redis-server on port {self.port} did not start: "
+                               + "".join(seen))
+        # keep reading its output so that a full pipe never blocks it
+        self._drain = threading.Thread(target=self.proc.stdout.read, daemon=True)
+        self._drain.start()
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        if getattr(self, "_drain", None) is not None:
+            self._drain.join()
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    if not _reachable("127.0.0.1", 6379):
-        unavailable("Redis at 127.0.0.1:6379")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """This session's Redis: a server of its own, or the database NEUROREG_TEST_REDIS names
+    (plus the xdist worker's index), emptied first."""
+    if REDIS_URL is None:
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+        try:
+            yield f"redis://127.0.0.1:{server.port}/0"
+        finally:
+            server.stop()
+        return
+    host, port = _host_port(REDIS_URL, 6379)
+    if not _reachable(host, port):
+        unavailable(f"Redis at {host}:{port} (NEUROREG_TEST_REDIS)")
     import redis
 
     base, number = REDIS_URL.rsplit("/", 1)
@@ -98,7 +169,7 @@ def redis_url() -> str:
     client = redis.Redis.from_url(url)
     client.flushdb()
     client.close()
-    return url
+    yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
