@@ -15,6 +15,14 @@ renamed into place whole. Messages queued under kombu's names before this transp
 are renamed, once, to the same width (their order among themselves kept), so they stay
 ahead of newer ones.
 
+Messages carry a priority, as on Redis (Celery's convention there: 0 first, 9 last; a
+message sent without one is 0): a name starts with its priority digit, ``<p>-<sequence>``,
+so a reader taking the smallest name takes the most urgent message, first in first out
+among equals (:data:`core.kinds.JobKind.priority`: an evaluation goes ahead of a train
+queued before it). Messages named before priorities (both kombu's names and this
+transport's earlier unprefixed ones) are renamed once with the priority their own
+properties hold.
+
 Used when ``NEUROREG_BROKER_URL`` is the embedded default (``filesystem://``):
 :func:`core.queue.celery_config` sets ``broker_transport`` to this module's Transport.
 """
@@ -31,13 +39,30 @@ from typing import Any
 
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
-from kombu.utils.json import dumps
+from kombu.utils.json import dumps, loads
 
 from core.settings import owner_only
 
 WIDTH = 20  # digits of a sequence number: time_ns() has 19 until the year 2286
 SEQUENCE_FILE = ".sequence"
-_LEGACY = re.compile(r"^(\d{1,19})_([^.]+\.[^/]+\.msg)$")  # kombu's own names
+# kombu's own names, and this transport's before priorities (WIDTH digits)
+_LEGACY = re.compile(r"^(\d{1,20})_([^.]+\.[^/]+\.msg)$")
+PRIORITIES = range(10)
+
+
+def priority_of(payload: Any) -> int:
+    """A message's priority, 0 (first) to 9, from its properties; 0 without one (as
+    kombu's Redis transport reads it)."""
+    try:
+        value = int(payload["properties"]["priority"])
+    except (KeyError, TypeError, ValueError):
+        return 0
+    return min(max(value, PRIORITIES[0]), PRIORITIES[-1])
+
+
+def message_name(priority: int, sequence: int, rest: str) -> str:
+    """``<priority>-<sequence, WIDTH digits>_<rest>``: sorted names are the reading order."""
+    return f"{priority}-{sequence:0{WIDTH}d}_{rest}"
 
 
 def _private(path: str, flags: int) -> int:
@@ -61,16 +86,26 @@ def next_sequence(folder: str) -> int:
 
 
 def adopt_legacy(folder: str) -> int:
-    """Rename kombu-named messages in ``folder`` to this transport's width (zero-padded:
-    ahead of every new name, their own order kept); returns how many."""
+    """Rename messages named before priorities (kombu's names, and this transport's
+    earlier unprefixed ones) to ``<priority>-<sequence>`` names, the priority read from
+    each message: their own order kept, ahead of every newer message of their priority.
+    Returns how many."""
     renamed = 0
     for name in os.listdir(folder):
         m = _LEGACY.match(name)
-        if m is None or len(m.group(1)) == WIDTH:
+        if m is None:
             continue
-        with contextlib.suppress(FileNotFoundError):  # another process took it first
-            os.rename(os.path.join(folder, name),
-                      os.path.join(folder, f"{int(m.group(1)):0{WIDTH}d}_{m.group(2)}"))
+        path = os.path.join(folder, name)
+        try:
+            with open(path, "rb") as f:
+                priority = priority_of(loads(f.read()))  # type: ignore[no-untyped-call]
+        except FileNotFoundError:  # another process took it first
+            continue
+        except ValueError:  # not a message we can read: its worker will say so
+            priority = 0
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(path, os.path.join(folder, message_name(priority, int(m.group(1)),
+                                                              m.group(2))))
             renamed += 1
     return renamed
 
@@ -90,7 +125,8 @@ class Channel(filesystem.Channel):
     # ``message``: no signature satisfies both, so this keeps the filesystem one's
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         folder = self.data_folder_out
-        name = f"{next_sequence(folder):0{WIDTH}d}_{uuid.uuid4()}.{queue}.msg"
+        name = message_name(priority_of(payload), next_sequence(folder),
+                            f"{uuid.uuid4()}.{queue}.msg")
         hidden = os.path.join(folder, f".{name}.part")  # no reader matches it
         try:
             with open(hidden, "wb", opener=_private) as f:

@@ -32,6 +32,13 @@ class JobKind:
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Named starting points for the submit form: ``cpu`` (minutes on a CPU) and ``paper``
     (the paper's setting, hours on a GPU); the config's defaults fill the rest."""
+    priority: int = 6
+    """Its place in the queue, 0 (first) to 9, as Celery numbers priorities on Redis (the
+    embedded broker the same): a run waits behind every queued run of a smaller number.
+    Trains are 6; an evaluation and a similarity run 3, so a finished model is evaluated
+    (and a target built) before the next model trains — a study shows its first paired
+    rows early instead of after every train; a study's own job (it only queues its
+    children) 0."""
     fans_out: bool = False
     """Its job creates child runs and returns :class:`Waiting`; the run stays running
     (without a heartbeat: no worker holds it) until its last child finishes it. Its
@@ -64,9 +71,10 @@ KINDS: dict[str, JobKind] = {k.name: k for k in (
             presets={"cpu": dict(presets.TRAIN), "paper": _PAPER_TRAIN}),
     JobKind("similarity", SimilarityConfig, "neuroreg.similarity", "gpu",
             inputs.check_similarity, "S_data, S_model and the targets of a recording",
+            priority=3,
             presets={"cpu": dict(presets.SIMILARITY), "paper": {"source": "simulated"}}),
     JobKind("evaluate", EvaluateConfig, "neuroreg.evaluate", "gpu", inputs.check_evaluate,
-            "a trained network under noise and minimal attacks",
+            "a trained network under noise and minimal attacks", priority=3,
             reads={"train_run": "train", "reference_run": "train",
                    "similarity_run": "similarity"},
             presets={"cpu": dict(presets.EVALUATE),
@@ -74,7 +82,7 @@ KINDS: dict[str, JobKind] = {k.name: k for k in (
                                "n_samples": 1000, "repeats": 5}}),
     # a study only fans out its train and evaluate runs: no accelerator needed
     JobKind("study", StudyConfig, "neuroreg.study", "cpu", inputs.check_study,
-            "conditions × seeds × α, each trained and evaluated", fans_out=True,
+            "conditions × seeds × α, each trained and evaluated", fans_out=True, priority=0,
             reads=_TRAIN_READS,
             presets={"cpu": {"conditions": ["none", "neural-model"], "seeds": presets.SEEDS,
                              "alphas": list(presets.ALPHAS), "train": dict(presets.TRAIN),

@@ -53,14 +53,15 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-def send(app: Celery, *, task: str, queue: str, args: list[Any]) -> str:
-    """Send a task by name (the API never imports task code); returns the task id."""
-    return str(app.send_task(task, args=args, queue=queue).id)
+def send(app: Celery, *, task: str, queue: str, args: list[Any], priority: int = 0) -> str:
+    """Send a task by name (the API never imports task code) at ``priority`` (0 first, 9
+    last: :attr:`core.kinds.JobKind.priority`); returns the task id."""
+    return str(app.send_task(task, args=args, queue=queue, priority=priority).id)
 
 
-def enqueue(app: Celery, *, task: str, queue: str, run_id: int) -> str:
+def enqueue(app: Celery, *, task: str, queue: str, run_id: int, priority: int) -> str:
     """Send a run's job."""
-    return send(app, task=task, queue=queue, args=[run_id])
+    return send(app, task=task, queue=queue, args=[run_id], priority=priority)
 
 
 def revoke(app: Celery, task_id: str) -> None:

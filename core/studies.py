@@ -34,7 +34,10 @@ def children(session: Session, study: Run) -> Sequence[Run]:
 
 
 def fan_out(session: Session, study: Run) -> list[Run]:
-    """Create the study's train runs (once: a redelivered study task creates none)."""
+    """Create the study's train runs (once: a redelivered study task creates none), and
+    return them in the order to queue them: seed by seed, each seed's conditions together,
+    so the first seed's paired models train (and, queued ahead of trains, are evaluated)
+    first — a study shows its first paired row while the rest still trains."""
     if children(session, study):
         return []
     config = StudyConfig(**study.config)
@@ -47,7 +50,7 @@ def fan_out(session: Session, study: Run) -> list[Run]:
             config=dataclasses.asdict(cell.train), parent_id=study.id,
             input_run_id=cell.train.target_run))
     set_progress(session, study.id, 0.0, f"0/{2 * len(runs)} runs finished")
-    return runs
+    return sorted(runs, key=lambda r: int(r.config["seed"]))  # stable: conditions' order
 
 
 @dataclasses.dataclass

@@ -62,7 +62,8 @@ def submit_run(
     session.commit()
     try:
         assert job.queue is not None
-        run.task_id = enqueue(celery, task=job.task, queue=job.queue, run_id=run.id)
+        run.task_id = enqueue(celery, task=job.task, queue=job.queue, run_id=run.id,
+                              priority=job.priority)
         session.commit()
     except Exception as exc:
         finish_run(session, run.id, RunStatus.failed, error=f"could not enqueue: {exc}")
@@ -80,7 +81,8 @@ def enqueue_runs(celery: Celery, db_url: str, runs: Sequence[tuple[int, str]]) -
     for run_id, kind in runs:
         job = KINDS[kind]
         if job.task is not None and job.queue is not None:
-            task_id = queue.enqueue(celery, task=job.task, queue=job.queue, run_id=run_id)
+            task_id = queue.enqueue(celery, task=job.task, queue=job.queue, run_id=run_id,
+                                    priority=job.priority)
             with session_scope(db_url) as s:
                 set_task_id(s, run_id, task_id)
 
@@ -91,4 +93,5 @@ def enqueue_pack(celery: Celery, run_ids: Sequence[int]) -> None:
     pack leaves out a member that is cancelled when it starts)."""
     from core.queue import send
 
-    send(celery, task="neuroreg.train_pack", queue="gpu", args=[list(run_ids)])
+    send(celery, task="neuroreg.train_pack", queue="gpu", args=[list(run_ids)],
+         priority=KINDS["train"].priority)

@@ -86,3 +86,24 @@ def test_reference_of_pairs_regularized_cells_with_none_of_the_same_seed() -> No
     assert reference_of(StudyConfig(conditions=("none", "shuffle")), "shuffle", 0) is None
     assert StudyConfig(conditions=("none",)).evaluate.parts == (
         "noise", "minimal", "autoattack", "corruptions")  # the default: no soundness
+
+
+def test_a_studys_runs_are_queued_seed_by_seed(settings: Settings) -> None:
+    """fan_out's order is the queue's: seed 0's None and Neural (model) first, so the
+    first paired row can be trained and evaluated while later seeds wait; the run ids keep
+    the grid's own order (condition by condition)."""
+    migrate(settings.db_url)
+    with session_scope(settings.db_url) as s:
+        user = create_user(s, name="u", role=Role.member)
+        study = create_run(s, owner=user, kind="study", name="grid", config={
+            "conditions": ["none", "neural-model"], "seeds": 3, "target_run": 1,
+            "train": {"backbone": "small_cnn"}})
+        s.flush()
+        runs = fan_out(s, study)
+        order = [(r.config["target"], r.config["seed"]) for r in runs]
+        ids = sorted(r.id for r in runs)
+        by_id = {r.id: (r.config["target"], r.config["seed"]) for r in runs}
+    assert order == [("none", 0), ("neural-model", 0), ("none", 1), ("neural-model", 1),
+                     ("none", 2), ("neural-model", 2)]
+    assert [by_id[i] for i in ids] == [(c, seed) for c in ("none", "neural-model")
+                                       for seed in range(3)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -23,8 +22,8 @@ from core.store.models import Metric, Role, RunStatus
 from core.store.runs import create_run, get_run
 from core.store.users import create_user
 from ml.train import TrainConfig
-from tests.conftest import unavailable
-from tests.livesrv import free_port, live_server, live_worker
+from tests.conftest import RedisServer
+from tests.livesrv import live_server, live_worker
 
 pytestmark = pytest.mark.integration
 
@@ -35,29 +34,14 @@ STEPS = 23 * 10
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """Our own redis-server (a real one), so a test may restart it."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        unavailable("redis-server")
-    port = free_port()
-    proc = _start_redis(exe, port, tmp_path)
+def redis_server(tmp_path: Path) -> Iterator[int]:
+    """Our own redis-server (a real one, persisting to an append-only file), so a test may
+    restart it on the same port."""
+    server = RedisServer(tmp_path, appendonly=True)
     try:
-        yield exe, port
+        yield server.port
     finally:
-        proc.kill()
-        proc.wait()
-
-
-def _start_redis(exe: str, port: int, cwd: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([exe, "--port", str(port), "--save", "", "--appendonly", "yes",
-                             "--dir", str(cwd)], stdout=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
-                         text=True).stdout.strip() != "PONG":
-        assert time.time() < deadline, "redis-server did not start"
-        time.sleep(0.1)
-    return proc
+        server.stop()
 
 
 @pytest.fixture
@@ -65,7 +49,7 @@ def stack(make_settings, pg_url: str, redis_server) -> Settings:  # type: ignore
     from tests.conftest import _truncate
 
     _truncate(pg_url)
-    return make_settings(database_url=pg_url, broker_url=f"redis://127.0.0.1:{redis_server[1]}/0",
+    return make_settings(database_url=pg_url, broker_url=f"redis://127.0.0.1:{redis_server}/0",
                          heartbeat_s=0.5, stale_after_s=4, reaper_interval_s=1)
 
 
@@ -74,7 +58,8 @@ def _submit(settings: Settings) -> int:
         user = create_user(s, name="u", role=Role.member)
         run_id = create_run(s, owner=user, kind="train", name="",
                             config=dataclasses.asdict(CONFIG)).id
-    enqueue(make_celery(settings), task="neuroreg.train", queue="gpu", run_id=run_id)
+    enqueue(make_celery(settings), task="neuroreg.train", queue="gpu", run_id=run_id,
+            priority=6)
     return run_id
 
 
@@ -141,18 +126,17 @@ def test_a_worker_killed_outright_is_reaped_and_another_finishes_it(stack, tmp_p
 
 
 def test_redis_restarted_mid_run_the_run_still_completes(stack, redis_server, tmp_path):  # type: ignore[no-untyped-def]
-    exe, port = redis_server
+    port = redis_server
     with live_server(stack), live_worker(stack, tmp_path / "worker.log"):
         run_id = _submit(stack)
         _wait(stack, run_id, _mid_run)
         subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], check=False)
         time.sleep(1)  # an outage of a second, not a wait: the worker sees Redis gone
-        restarted = _start_redis(exe, port, tmp_path)
+        restarted = RedisServer(tmp_path, port=port, appendonly=True)
         try:
             _wait(stack, run_id, lambda r: r.status.finished)
         finally:
-            restarted.kill()
-            restarted.wait()
+            restarted.stop()
     _assert_every_step_once(stack, run_id)
 
 
