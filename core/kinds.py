@@ -35,10 +35,9 @@ class JobKind:
     priority: int = 6
     """Its place in the queue, 0 (first) to 9, as Celery numbers priorities on Redis (the
     embedded broker the same): a run waits behind every queued run of a smaller number.
-    Trains are 6; an evaluation and a similarity run 3, so a finished model is evaluated
-    (and a target built) before the next model trains — a study shows its first paired
-    rows early instead of after every train; a study's own job (it only queues its
-    children) 0."""
+    Trains and similarity runs are 6; an evaluation 3, so a finished model is evaluated
+    before the next model trains — a study shows its first paired rows early instead of
+    after every train; a study's own job (it only queues its children) 0."""
     fans_out: bool = False
     """Its job creates child runs and returns :class:`Waiting`; the run stays running
     (without a heartbeat: no worker holds it) until its last child finishes it. Its
@@ -71,7 +70,6 @@ KINDS: dict[str, JobKind] = {k.name: k for k in (
             presets={"cpu": dict(presets.TRAIN), "paper": _PAPER_TRAIN}),
     JobKind("similarity", SimilarityConfig, "neuroreg.similarity", "gpu",
             inputs.check_similarity, "S_data, S_model and the targets of a recording",
-            priority=3,
             presets={"cpu": dict(presets.SIMILARITY), "paper": {"source": "simulated"}}),
     JobKind("evaluate", EvaluateConfig, "neuroreg.evaluate", "gpu", inputs.check_evaluate,
             "a trained network under noise and minimal attacks", priority=3,

@@ -98,8 +98,10 @@ def test_no_reader_sees_a_message_being_written(make_settings: Callable[..., Set
 
 def _send_runs(app: Celery) -> None:
     """Train runs 1 and 2, then the evaluation 3 of a model that just finished, then a
-    similarity run 4, each at its kind's priority, as core.submit sends them."""
-    for run_id, kind in ((1, "train"), (2, "train"), (3, "evaluate"), (4, "similarity")):
+    similarity run 4 and a study 5, each at its kind's priority, as core.submit sends
+    them."""
+    for run_id, kind in ((1, "train"), (2, "train"), (3, "evaluate"), (4, "similarity"),
+                         (5, "study")):
         job = KINDS[kind]
         app.send_task(job.task, args=[run_id], queue="gpu", priority=job.priority)
 
@@ -109,7 +111,7 @@ def test_an_evaluation_goes_ahead_of_trains_queued_before_it(
 ) -> None:
     app = make_celery(make_settings())
     _send_runs(app)
-    assert _consume(app) == [3, 4, 1, 2]
+    assert _consume(app) == [5, 3, 1, 2, 4]
 
 
 def test_redis_orders_by_the_same_priorities(
@@ -117,7 +119,7 @@ def test_redis_orders_by_the_same_priorities(
 ) -> None:
     app = make_celery(make_settings(broker_url=redis_url))
     _send_runs(app)
-    assert _consume(app) == [3, 4, 1, 2]
+    assert _consume(app) == [5, 3, 1, 2, 4]
 
 
 def test_messages_named_before_priorities_keep_their_own(
