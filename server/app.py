@@ -28,6 +28,7 @@ from server.deps import CHALLENGE, NO_TOKEN, token_is_valid
 from server.headers import SecurityHeaders
 from server.reaper import Reaper
 from server.routes import (
+    apidocs,
     artifacts,
     logs,
     matrices,
@@ -266,6 +267,8 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         title="neuroreg",
         summary="Experiment tracking for neural regularization",
         version="0.1.0",
+        docs_url=None,   # server/routes/apidocs.py: Swagger UI from our own origin
+        redoc_url=None,  # ReDoc's workers come from blob: URLs, which the CSP refuses
     )
     app.state.settings = settings
     app.state.celery = celery
@@ -289,7 +292,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     routers = [m.router for m in (system, team, runs, metrics, artifacts, matrices,
                                   recordings, records, summaries, studies, webhooks, ui)] + [
         metrics.series_router, runs.dry_run_router, logs.router, provenance.router,
-        system_metrics.router]
+        system_metrics.router, apidocs.router]
     for router in routers:
         app.include_router(router)
     routes = [r for router in routers for r in router.routes] + list(app.routes)

@@ -16,24 +16,48 @@ export function token() {
 
 export class AuthError extends Error {}
 
-// fetch with the token; a rejected token throws AuthError (the page shows sign-in)
+// A request the server refused (status and its detail) or never answered (status 0); its
+// message says both: "HTTP 404 — run 9999 does not exist"
+export class ApiError extends Error {
+  constructor(status, detail, path) {
+    super(status ? `HTTP ${status} — ${detail}` : detail);
+    this.status = status;
+    this.detail = detail;
+    this.path = path;
+  }
+}
+
+// fetch with the token; a rejected token throws AuthError (the page shows sign-in), no
+// answer at all an ApiError with status 0
 async function request(path, options = {}) {
-  const res = await fetch(path, {
-    ...options,
-    headers: { Authorization: `Bearer ${token()}`, ...(options.headers || {}) },
-  });
+  let res;
+  try {
+    res = await fetch(path, {
+      ...options,
+      headers: { Authorization: `Bearer ${token()}`, ...(options.headers || {}) },
+    });
+  } catch (err) {
+    throw new ApiError(0, `the server did not answer (${err.message})`, path);
+  }
   if (res.status === 401) throw new AuthError("token rejected");
   return res;
+}
+
+// the server's reason in words: its detail, or each invalid field's ("url: must be …")
+export function detailOf(body, status) {
+  const detail = body && typeof body === "object" ? body.detail : body;
+  if (typeof detail === "string" && detail) return detail;
+  if (Array.isArray(detail)) {
+    return detail.map((e) => `${(e.loc || []).slice(1).join(".")}: ${e.msg}`).join("; ");
+  }
+  return `HTTP ${status}`;
 }
 
 export async function api(path, options = {}) {
   const res = await request(path, options);
   if (!res.ok) {
     const body = await res.json().catch(() => ({}));
-    throw new Error(typeof body.detail === "string" ? body.detail
-      : Array.isArray(body.detail) ? body.detail.map((e) =>  // validation: name each field
-        `${(e.loc || []).slice(1).join(".")}: ${e.msg}`).join("; ")
-      : `HTTP ${res.status}`);
+    throw new ApiError(res.status, detailOf(body, res.status), path);
   }
   return res;
 }
@@ -48,6 +72,10 @@ export const artifactNames = () => (names ??= getJSON("/api/artifact-names"));
 let labels = null;
 export const fieldLabels = () => (labels ??= getJSON("/api/labels"));
 
+// who is signed in ({id, name, role}), asked once
+let mine = null;
+export const whoami = () => (mine ??= getJSON("/api/me"));
+
 // Shows the sign-in form until a token works. start() runs at once, beside /api/me, so a
 // page's first requests leave before plotly.js is parsed; a rejected token shows the form.
 export async function withLogin(start) {
@@ -59,18 +87,58 @@ export async function withLogin(start) {
     location.reload();
   });
   if (!token()) { login.hidden = false; return; }
-  const me = getJSON("/api/me").then((user) => {
+  const me = whoami().then((user) => {
     document.getElementById("whoami").textContent = `${user.name} (${user.role})`;
-    addNav();
+    addNav(user);
   });
   try {
     await Promise.all([me, start()]);
   } catch (err) {
-    if (!(err instanceof AuthError)) throw err;
+    if (!(err instanceof AuthError)) {  // the page could not load: say why, in the page
+      showError(err);
+      console.error(err);
+      return;
+    }
     for (const section of document.querySelectorAll("main > section")) section.hidden = true;
     login.hidden = false;
     document.getElementById("login-error").textContent = "That token was rejected.";
   }
+}
+
+// A failed request in words: "HTTP 404 — run 9999 does not exist", or that nothing answered
+export const describe = (err) => String(err && err.message ? err.message : err);
+
+const TITLES = { 0: "No answer from the server", 403: "Not allowed", 404: "Not found",
+  409: "Refused", 422: "Refused", 500: "The server failed", 503: "The server is not ready" };
+
+// Every page's one place for a failed request: a box at the top of the page with a title,
+// the status and the server's detail (as text, never markup), then `more` (nodes: a link
+// on). By default the page's own sections are hidden (an empty skeleton says nothing);
+// keep: true leaves them (a refresh failed; what is shown is still the last answer).
+export function showError(err, { title, more = [], keep = false } = {}) {
+  const main = document.querySelector("main");
+  let box = document.getElementById("page-error");
+  if (!box) {
+    box = el("section", { id: "page-error", class: "page-error", role: "alert" });
+    main.prepend(box);
+  }
+  if (!keep) {
+    for (const section of main.querySelectorAll(":scope > section")) section.hidden = section !== box;
+  }
+  box.hidden = false;
+  box.classList.toggle("kept", keep);
+  box.replaceChildren(el(keep ? "h2" : "h1", {}, title || TITLES[err && err.status] || "Something went wrong"),
+    el("p", { class: "error", id: "page-error-detail" }, describe(err)),
+    ...more.map((m) => el("p", {}, ...[m].flat())),
+    ...(keep ? [] : [el("p", {}, el("a", { href: "/" }, "← all runs"))]));
+  if (!keep) document.title = `neuroreg · ${title || TITLES[err && err.status] || "error"}`;
+  return box;
+}
+
+// The box, gone once what failed has worked again
+export function clearError() {
+  const box = document.getElementById("page-error");
+  if (box && box.classList.contains("kept")) box.hidden = true;
 }
 
 export function el(tag, attrs = {}, ...children) {
@@ -86,11 +154,12 @@ export const fmt = (v, digits = 3) => (v === undefined || v === null ? "–" : N
 export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 
 // The same links on every page, after the brand.
-function addNav() {
+function addNav(user) {
   const header = document.querySelector("header");
   if (!header || header.querySelector("nav.top")) return;
   const links = [["/", "Runs"], ["/submit", "Submit"], ["/compare", "Compare"],
-    ["/leaderboard", "Leaderboard"], ["/tokens", "Tokens"]];
+    ["/leaderboard", "Leaderboard"], ["/tokens", "Tokens"],
+    ...(user.role === "admin" ? [["/users", "Users"]] : [])];
   const nav = el("nav", { class: "top", "aria-label": "pages" },
     ...links.map(([href, text]) => el("a", { href, ...(location.pathname === href ? { "aria-current": "page" } : {}) }, text)));
   header.querySelector(".brand").after(nav);

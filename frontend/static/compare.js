@@ -153,7 +153,7 @@ withLogin(async () => {
     row(lbl(dimsInput, "parallel coordinates "), dimsInput),
     row(lbl(xInput, "scatter x "), xInput, lbl(yInput, " y "), yInput));
   const status = el("p", { class: "meta", id: "compare-status" });
-  const error = el("p", { class: "error", id: "compare-error" });
+  const error = el("p", { class: "error", id: "compare-error", role: "alert" });
   const overlay = chartDiv("Overlay", "compare-chart");
   const diff = el("div", { id: "config-diff" });
   const provenance = el("div", { id: "provenance-diff" });
@@ -199,6 +199,11 @@ withLogin(async () => {
     if (ids.length && !q) {  // in the order named
       const at = new Map(runs.map((r) => [r.id, r]));
       runs = ids.map((i) => at.get(i)).filter(Boolean);
+      const missing = ids.filter((i) => !at.has(i));
+      if (missing.length) {
+        error.textContent = `${missing.length === 1 ? "There is no run" : "There are no runs"} `
+          + `${missing.map((i) => `#${i}`).join(", ")}: deleted, or never made.`;
+      }
     }
     const values = listed.values;
     // unset fields default to what differs: the differing config fields (up to 6) and the metric

@@ -1,6 +1,7 @@
-import { api, el, fieldLabels, fmt, getJSON, when, withLogin } from "./api.js";
+import { api, ApiError, clearError, el, fieldLabels, fmt, getJSON, showError, when, withLogin } from "./api.js";
 import { axis, chartIn, plain, plot, plotly } from "./figures.js";
 import { drawProvenance, drawSystem, followLogs } from "./runlogs.js";
+import { drawLinks, drawTags, setUpManage } from "./runmanage.js";
 import { drawPairs, drawScores, drawSimilarity, drawSpectra, drawTargets } from "./similarity.js";
 
 const runId = Number(location.pathname.split("/").pop());
@@ -99,7 +100,6 @@ async function drawCharts(run, series) {
 }
 
 function drawRun(run) {
-  if (run.kind === "study") location.replace(`/studies/${runId}`);
   document.title = `neuroreg · ${run.name || `run ${run.id}`}`;
   document.getElementById("run-title").textContent = `#${run.id} ${run.name || ""}`;
   const badge = document.getElementById("run-status");
@@ -109,10 +109,7 @@ function drawRun(run) {
     `${run.kind} · owner ${run.owner} · created ${when(run.created_at)}` +
     (run.started_at ? ` · started ${when(run.started_at)}` : "") +
     (run.finished_at ? ` · finished ${when(run.finished_at)}` : "");
-  if (run.input_run_id) {  // lineage: a train run's target similarity run
-    meta.append(" · reads ", el("a", { href: `/runs/${run.input_run_id}`, id: "input-run" },
-      `run #${run.input_run_id}`));
-  }
+  drawTags(run);  // the run it reads, its study and its evaluations: drawLinks
   document.getElementById("run-progress").style.width = `${Math.round(run.progress * 100)}%`;
   let eta = "";
   if (run.status === "running" && run.started_at && run.progress > 0.01) {
@@ -254,21 +251,48 @@ async function drawArtifacts() {
   }));
 }
 
+const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+
 withLogin(async () => {
-  document.getElementById("run").hidden = false;
-  document.getElementById("cancel").onclick = async () => {
-    await api(`/api/runs/${runId}/cancel`, { method: "POST" });
-    drawRun(await getJSON(`/api/runs/${runId}`));
-  };
   // the first requests all leave at once, then plotly.js loads while they are answered
   let first = [getJSON(`/api/runs/${runId}`), seriesOf(), getJSON(`/api/runs/${runId}/matrices`)];
+  first.forEach((p) => p.catch(() => null));  // a missing run: said once, below
   plotly();
+  let shown;
+  try {
+    shown = await first[0];
+  } catch (err) {  // no such run: say so, not an empty page
+    if (err instanceof ApiError && err.status === 404) {
+      showError(err, { title: `Run ${runId} not found` });
+      return;
+    }
+    throw err;
+  }
+  if (shown.kind === "study") { location.replace(`/studies/${runId}`); return; }
+  document.getElementById("run").hidden = false;
+  document.getElementById("cancel").onclick = async () => {
+    try {
+      await api(`/api/runs/${runId}/cancel`, { method: "POST" });
+      drawRun(await getJSON(`/api/runs/${runId}`));
+    } catch (err) { showError(err, { title: "The run was not cancelled", keep: true }); }
+  };
+  setUpManage(shown, drawRun).catch(console.error);
+  let links = drawLinks(shown).catch(console.error);
   followLogs(runId);  // polls on its own until the run has finished
   let provenance = false;
   // poll while the run is live; one last pass after it finishes
   for (;;) {
-    const [run, series, names] = await Promise.all(first || [getJSON(`/api/runs/${runId}`),
-      seriesOf(), null]);
+    let run, series, names;
+    try {
+      [run, series, names] = await Promise.all(first || [getJSON(`/api/runs/${runId}`),
+        seriesOf(), null]);
+    } catch (err) {  // the first answers failed: the page says why; a later pass: keep
+      if (first || !(err instanceof ApiError)) throw err;  // what is shown, say it, retry
+      showError(err, { title: "This run could not be refreshed", keep: true });
+      await pause(5000);
+      continue;
+    }
+    if (!first) clearError();
     first = null;
     drawRun(run);
     const charts = drawCharts(run, series);
@@ -283,7 +307,8 @@ withLogin(async () => {
       const shown = similarity || trained ? (names && names.length ? names
         : await getJSON(`/api/runs/${runId}/matrices`)) : [];
       const evaluated = run.kind === "evaluate" && run.status === "succeeded" && run.input_run_id;
-      await Promise.allSettled([charts, system, drawArtifacts(),
+      if (run.status !== shown.status) links = drawLinks(run).catch(console.error);
+      await Promise.allSettled([charts, system, drawArtifacts(), links,
         ...(evaluated ? [fieldLabels().then((l) => drawRecord(l.norms))] : []),
         ...(similarity ? [drawSimilarity(runId), drawPairs(runId, shown), drawSpectra(runId, shown)]
           : []),
@@ -291,6 +316,6 @@ withLogin(async () => {
       break;
     }
     await Promise.all([charts, system]);
-    await new Promise((r) => setTimeout(r, 2000));
+    await pause(2000);
   }
 });

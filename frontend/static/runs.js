@@ -121,6 +121,10 @@ withLogin(async () => {
   for (const name of ["owner", "kind", "status", "tag", "parent_id", "order"]) {
     if (params.get(name)) form.elements[name].value = params.get(name);
   }
+  if (params.get("deleted")) {  // the run page deleted a run and came here
+    document.getElementById("q-error").before(el("p", { class: "meta", id: "deleted-note", role: "status" },
+      `Run #${Number(params.get("deleted"))} was deleted.`));
+  }
   const search = document.getElementById("query-form");
   for (const name of ["q", "sort", "columns", "group"]) if (params.get(name)) search.elements[name].value = params.get(name);
   search.elements.desc.checked = params.get("desc") === "true";

@@ -5,7 +5,7 @@
 // tables.js (Table 1 via gamma.js, paired tests against None, runs by condition). Clicking
 // a bar or a curve jumps to that condition's runs (#cond-…, a shareable URL); the paper's
 // reported values can be laid over ours (◇). The page polls until the study has finished.
-import { el, fieldLabels, getJSON, when, withLogin } from "./api.js";
+import { ApiError, clearError, el, fieldLabels, getJSON, showError, when, withLogin } from "./api.js";
 import { plotly } from "./figures.js";
 import { autoattackFigures, budgetFigures, medianFigures } from "./study/attacks.js";
 import { latest, plotJobs, setLatest, SHARED, showPaper, studyId, TOLERANCE } from "./study/common.js";
@@ -116,15 +116,32 @@ async function draw(first) {
   return data.study.status;
 }
 
+// A study page that cannot be drawn says why: no such run, or a run of another kind
+// (with a link to its own page), or the server's answer
+async function notDrawn(err) {
+  if (!(err instanceof ApiError) || err.status !== 404) throw err;
+  const run = await getJSON(`/api/runs/${studyId}`).catch(() => null);
+  if (!run) { showError(err, { title: `Study ${studyId} not found` }); return; }
+  showError(err, { title: `Run ${studyId} is not a study`, more: [
+    ["Open it at ", el("a", { href: `/runs/${studyId}`, id: "run-page-link" }, `/runs/${studyId}`)]] });
+}
+
 withLogin(async () => {
   page().hidden = false;
   skeleton();
   const first = draw(true);
   plotly();  // after the first request is out
   window.addEventListener("hashchange", focusCondition);
-  let status = await first;
+  let status;
+  try { status = await first; } catch (err) { await notDrawn(err); return; }
   while (!FINISHED.includes(status)) {
     await new Promise((r) => setTimeout(r, 5000));
-    status = await draw(false);
+    try {
+      status = await draw(false);
+      clearError();
+    } catch (err) {  // what is shown stays; the page says the refresh failed and tries again
+      if (!(err instanceof ApiError)) throw err;
+      showError(err, { title: "This study could not be refreshed", keep: true });
+    }
   }
 });

@@ -1,7 +1,7 @@
 // Submit any kind of run with a form built from the API's own schema (GET /openapi.json):
 // one input per config field (enums as selects, numbers with their bounds, nested objects
 // and lists as JSON), validated by the server, whose 422 messages appear next to each field.
-import { el, getJSON, send, withLogin } from "./api.js";
+import { detailOf, el, getJSON, send, withLogin } from "./api.js";
 
 let KINDS = {};  // kind → the schema of its config: from GET /api/kinds, never listed here
 let INFO = {};  // kind → its GET /api/kinds entry (reads, presets)
@@ -130,13 +130,13 @@ function showErrors(detail) {
     const rest = loc.slice(loc[1] === "config" ? 3 : 2).join(".");
     const box = field && document.getElementById(`err-${field}`);
     if (box) box.textContent += (rest ? `${rest}: ` : "") + e.msg + " ";
-    else general.push(`${loc.slice(1).join(".")}: ${e.msg}`);
+    else general.push(loc.length > 1 ? `${loc.slice(1).join(".")}: ${e.msg}` : e.msg);
   }
   document.getElementById("submit-error").textContent = general.join("\n");
 }
 
 withLogin(async () => {
-  const [openapi, kinds] = await Promise.all([fetch("/openapi.json").then((r) => r.json()),
+  const [openapi, kinds] = await Promise.all([getJSON("/openapi.json"),
     getJSON("/api/kinds")]);
   schemas = openapi.components.schemas;
   KINDS = Object.fromEntries(kinds.map((k) => [k.name, k.config_schema]));
@@ -221,7 +221,11 @@ withLogin(async () => {
       config = readConfig();
     } catch (err) { showErrors([{ loc: ["body", "config", err.message.split(":")[0]], msg: err.message }]); return; }
     const res = await send("POST", "/api/runs", { kind: kind.value, name: name.value, config });
-    if (!res.ok) { showErrors(res.body && res.body.detail); return; }
+    if (!res.ok) {  // fields refused: beside each; anything else: its status and reason
+      const detail = res.body && res.body.detail;
+      showErrors(Array.isArray(detail) ? detail : [{ loc: [], msg: `HTTP ${res.status} — ${detailOf(res.body, res.status)}` }]);
+      return;
+    }
     const wanted = tags.value.split(",").map((t) => t.trim()).filter(Boolean);
     if (wanted.length) {
       const t = await send("PATCH", `/api/runs/${res.body.id}`, { tags: wanted });

@@ -1,4 +1,4 @@
-// The tokens page's admin part: the team (add a user, disable or re-enable one, make an
+// The users page (an admin's): the team (add a user, disable or re-enable one, make an
 // admin or a member, list and revoke anyone's tokens) and the audit trail, newest first.
 // Nothing for a member; the server refuses them these routes anyway.
 import { el, getJSON, send, when } from "./api.js";
@@ -23,7 +23,7 @@ async function drawTokens(user, cell) {
     t.revoked_at ? `revoked ${when(t.revoked_at)}` : "active",
     ...(t.revoked_at ? [] : [" ", button("Revoke", `revoke ${user.name}'s token ${t.name}`, async () => {
       const res = await send("DELETE", `/api/tokens/${t.id}`);
-      if (!res.ok) alert(reason(res));
+      document.getElementById("team-error").textContent = res.ok ? "" : `${user.name}: ${reason(res)}`;
       await drawTokens(user, cell);
       await drawAudit();
     })])));
@@ -115,7 +115,6 @@ export async function teamSection() {
   const newer = el("button", { type: "button", id: "audit-newer" }, "Newer");
   newer.onclick = () => { before = older.pop() ?? null; drawAudit(); };
   const sections = [
-    el("h2", {}, "Team"),
     el("p", { class: "hint" }, "A disabled user's every token is refused at once and their queued runs are cancelled; running runs finish and keep their results. There is always at least one enabled admin."),
     ...addUserForm(),
     el("p", { class: "error", id: "team-error" }),

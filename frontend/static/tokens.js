@@ -1,13 +1,17 @@
 // My API tokens: create (shown once), list, revoke. My webhooks: add (secret shown once),
-// list with their latest deliveries, ping, delete. An admin also gets the team and the
-// audit trail (team.js).
-import { el, getJSON, send, when, withLogin } from "./api.js";
-import { drawTeam, teamSection } from "./team.js";
+// list with their latest deliveries, ping, delete. An admin's team and audit trail are on
+// the users page (users.js); a refused action is said under its table.
+import { el, getJSON, send, when, whoami, withLogin } from "./api.js";
 
 // a refused request's reason, one line per field ("url: must be an http:// or https:// URL")
 const reason = (res) => (Array.isArray(res.body?.detail)
   ? res.body.detail.map((e) => `${(e.loc || []).slice(1).join(".")}: ${e.msg}`).join("\n")
   : String(res.body?.detail ?? `HTTP ${res.status}`));
+
+// an action's answer under its table: the refusal with its status, or nothing
+function said(id, res) {
+  document.getElementById(id).textContent = res.ok ? "" : `HTTP ${res.status} — ${reason(res)}`;
+}
 
 function deliveryText(d) {
   if (!d) return "no deliveries yet";
@@ -24,9 +28,9 @@ async function drawHooks() {
   const recent = await Promise.all(hooks.map((h) => getJSON(`/api/webhooks/${h.id}/deliveries?limit=10`)));
   const rows = hooks.map((h, i) => {
     const test = el("button", { type: "button", "aria-label": `test webhook ${h.id}` }, "Test");
-    test.onclick = async () => { await send("POST", `/api/webhooks/${h.id}/test`); drawHooks(); };
+    test.onclick = async () => { said("hooks-error", await send("POST", `/api/webhooks/${h.id}/test`)); drawHooks(); };
     const del = el("button", { type: "button", "aria-label": `delete webhook ${h.id}` }, "Delete");
-    del.onclick = async () => { await send("DELETE", `/api/webhooks/${h.id}`); drawHooks(); };
+    del.onclick = async () => { said("hooks-error", await send("DELETE", `/api/webhooks/${h.id}`)); drawHooks(); };
     const log = el("details", {}, el("summary", {}, deliveryText(recent[i][0])),
       el("ul", { class: "deliveries" }, ...recent[i].map((d) => el("li", {},
         `${when(d.created_at)}: ${deliveryText(d)}`))));
@@ -63,7 +67,8 @@ async function hookSection() {
     el("p", { class: "hint" }, "Each is sent a JSON POST when one of your runs (run.*) or studies (study.*) finishes, signed with its secret in X-Neuroreg-Signature (sha256=HMAC of the body); failed deliveries are retried with backoff. A URL must reach a public address (no loopback or private network, unless the admin allows it); a delivery shows the HTTP status your receiver answered, or that nothing answered in time."),
     form, shown,
     el("table", { id: "hook-table" }, el("thead", {}, el("tr", {}, el("th", {}, "URL"), el("th", {}, "events"),
-      el("th", {}, "created"), el("th", {}, "latest delivery"), el("th", {}, ""))), el("tbody", { id: "hook-rows" }))];
+      el("th", {}, "created"), el("th", {}, "latest delivery"), el("th", {}, ""))), el("tbody", { id: "hook-rows" })),
+    el("p", { class: "error", id: "hooks-error", role: "alert" })];
 }
 
 async function draw() {
@@ -73,7 +78,7 @@ async function draw() {
     el("td", {}, t.revoked_at ? `revoked ${when(t.revoked_at)}` : "active"),
     el("td", {}, t.revoked_at ? "" : (() => {
       const b = el("button", { type: "button", "aria-label": `revoke ${t.name}` }, "Revoke");
-      b.onclick = async () => { await send("DELETE", `/api/tokens/${t.id}`); draw(); };
+      b.onclick = async () => { said("tokens-error", await send("DELETE", `/api/tokens/${t.id}`)); draw(); };
       return b;
     })())));
   document.getElementById("token-rows").replaceChildren(...rows);
@@ -86,21 +91,24 @@ withLogin(async () => {
   const form = el("form", { id: "token-form" }, el("label", { for: "token-name" }, "New token name "),
     nameInput, " ", el("button", {}, "Create"));
   const shown = el("div", { id: "new-token" });
-  const team = await teamSection();
+  const admin = (await whoami()).role === "admin";
   page.replaceChildren(el("h1", {}, "My API tokens"),
     el("p", { class: "hint" }, "Scripts and the CLI use a token as NEUROREG_TOKEN. A new token is shown once; only its hash is stored."),
     form, shown,
     el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "name"), el("th", {}, "created"),
       el("th", {}, "state"), el("th", {}, ""))), el("tbody", { id: "token-rows" })),
-    ...await hookSection(), ...team);
+    el("p", { class: "error", id: "tokens-error", role: "alert" }),
+    ...await hookSection(),
+    ...(admin ? [el("p", { class: "hint", id: "users-link" }, "The team's users and tokens, and the audit trail: ",
+      el("a", { href: "/users" }, "Users"), ".")] : []));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const res = await send("POST", "/api/tokens", { name: nameInput.value });
-    if (!res.ok) { shown.replaceChildren(el("p", { class: "error" }, JSON.stringify(res.body.detail))); return; }
+    if (!res.ok) { shown.replaceChildren(el("p", { class: "error" }, `HTTP ${res.status} — ${reason(res)}`)); return; }
     shown.replaceChildren(el("p", {}, `Token “${res.body.name}” — copy it now, it will not be shown again:`),
       el("p", { class: "secret", id: "new-token-value" }, res.body.token));
     nameInput.value = "";
     draw();
   });
-  await Promise.all([draw(), drawHooks(), team.length ? drawTeam() : null]);
+  await Promise.all([draw(), drawHooks()]);
 });

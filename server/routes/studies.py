@@ -28,7 +28,8 @@ router = api_router(prefix="/api/studies", tags=["studies"])
 def _study(session: Any, run_id: int) -> Any:
     study = run_or_404(session, run_id)
     if study.kind != "study":
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} is not a study")
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"run {run_id} is a {study.kind} run, not a study")
     return study
 
 

@@ -113,6 +113,11 @@ def tokens_page() -> HTMLResponse:
     return _shell("my tokens", "tokens.js")
 
 
+@router.get("/users")
+def users_page() -> HTMLResponse:
+    return _shell("users", "users.js")
+
+
 @router.get("/compare")
 def compare_page() -> HTMLResponse:
     return _shell("compare runs", "compare.js", plots=True)

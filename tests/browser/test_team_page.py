@@ -1,7 +1,7 @@
-"""The tokens page's team and audit trail in headless chromium: an admin adds a user (the
-token shown once), disables her (her token refused at once), lists and revokes her tokens,
-and reads it all in the audit trail; a member sees none of it. Screenshot in
-test-output/."""
+"""The users page (an admin's team and audit trail) in headless chromium: an admin adds a
+user (the token shown once), disables her (her token refused at once), lists and revokes
+her tokens, and reads it all in the audit trail; the nav leads an admin there; a member
+sees none of it and is told whose page it is. Screenshot in test-output/."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _me(url: str, token: str) -> int:
     return httpx.get(f"{url}/api/me", headers={"Authorization": f"Bearer {token}"}).status_code
 
 
-def test_an_admin_cuts_a_user_off_from_the_tokens_page(browser, settings: Settings  # type: ignore[no-untyped-def]
+def test_an_admin_cuts_a_user_off_from_the_users_page(browser, settings: Settings  # type: ignore[no-untyped-def]
                                                        ) -> None:
     OUTPUT.mkdir(exist_ok=True)
     with live_server(settings) as url:
@@ -30,7 +30,9 @@ def test_an_admin_cuts_a_user_off_from_the_tokens_page(browser, settings: Settin
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("dialog", lambda d: d.accept())  # "Disable eve?"
         page.goto(f"{url}/tokens#token={token}")
+        page.click("nav.top a[href='/users']")  # the nav leads an admin to the users page
         page.wait_for_selector("#user-rows tr")
+        assert page.url == f"{url}/users"
         page.fill("#user-name", "eve")
         page.click("#user-form button")
         eve = page.wait_for_selector("#new-user-token").inner_text()
@@ -50,7 +52,7 @@ def test_an_admin_cuts_a_user_off_from_the_tokens_page(browser, settings: Settin
             "token.revoked", "user.disabled", "token.issued", "user.created"]
         assert "token" in rows[0] and "(first of eve)" in rows[0]
         assert page.locator("button[aria-label='disable admin']").count() == 1
-        page.screenshot(path=str(OUTPUT / "tokens-team.png"), full_page=True)
+        page.screenshot(path=str(OUTPUT / "users-team.png"), full_page=True)
         # the last admin cannot be disabled: the page says why
         page.click("button[aria-label='disable admin']")
         page.wait_for_function("() => document.getElementById('team-error')"
@@ -64,4 +66,10 @@ def test_an_admin_cuts_a_user_off_from_the_tokens_page(browser, settings: Settin
         member = browser.new_page()
         member.goto(f"{url}/tokens#token={laptop}")
         member.wait_for_selector("#token-rows tr")
-        assert member.locator("#user-table, #audit-table").count() == 0
+        member.wait_for_selector("nav.top")
+        assert member.locator("#user-table, #audit-table, #users-link").count() == 0
+        assert member.locator("nav.top a[href='/users']").count() == 0
+        member.goto(f"{url}/users")
+        member.wait_for_selector("#page-error")
+        assert "only an admin" in member.inner_text("#page-error")
+        assert member.locator("#user-table").count() == 0
