@@ -17,6 +17,7 @@ from typing import Any
 
 from core.settings import Settings, owner_only, private_dir, private_file
 from ml import presets
+from neuroreg.settings import forget_server, record_server, servers_file
 
 log = logging.getLogger("cli")
 
@@ -223,13 +224,25 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  demo study     : a similarity run, then None vs Neural (model) × 3 "
                   f"seeds, trained and attacked (minutes on a CPU): {settings.url}/")
         print("  stop with Ctrl-C\n", flush=True)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        with _recorded(settings):
+            uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     except (_Stop, KeyboardInterrupt):
         pass
     finally:
         stop.set()
         _stop_worker(worker)
     return 0
+
+
+def _record(settings: Settings) -> None:
+    """Note in the user's state file that this process serves ``settings.url`` from its
+    data directory, so that a client on this machine naming neither a token nor a data
+    directory finds its admin token (:mod:`neuroreg.settings`). Never fatal."""
+    try:
+        record_server(settings.url, settings.data_dir, os.getpid())
+    except OSError as exc:
+        log.warning("not recorded in %s (%s): a client needs NEUROREG_DATA_DIR or "
+                    "NEUROREG_TOKEN to find this server's admin token", servers_file(), exc)
 
 
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
@@ -248,15 +261,28 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         migrate(settings.db_url)  # once, here: the processes then find the schema at head
         _admin_token(settings)
         os.environ.update(_env(settings))  # what each process's get_settings() reads
-        uvicorn.run("server.app:create_app", factory=True, workers=workers,
-                    host=settings.host, port=settings.port, log_level="info")
+        with _recorded(settings):
+            uvicorn.run("server.app:create_app", factory=True, workers=workers,
+                        host=settings.host, port=settings.port, log_level="info")
         return 0
     from server.app import create_app
 
     app = create_app(settings)
     _admin_token(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    with _recorded(settings):
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     return 0
+
+
+@contextlib.contextmanager
+def _recorded(settings: Settings) -> Any:
+    """:func:`_record` while the block runs."""
+    _record(settings)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            forget_server(settings.url, os.getpid())
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -232,10 +232,15 @@ class Settings(BaseSettings):
 
     def api_token(self) -> str:
         """The token clients use: ``NEUROREG_TOKEN``, else this machine's admin token
-        file (``neuroreg up`` writes it), else ``""``."""
+        file (``neuroreg up`` writes it; the one a running ``up`` recorded for this URL
+        when no data directory is named: :func:`neuroreg.settings.admin_token_file`),
+        else ``""``."""
+        from neuroreg.settings import admin_token_file
+
         if self.token:
             return self.token
-        return self.token_file.read_text().strip() if self.token_file.exists() else ""
+        path = admin_token_file(self.url, self.data_dir, "data_dir" in self.model_fields_set)
+        return path.read_text().strip() if path.exists() else ""
 
 
 @lru_cache
