@@ -14,13 +14,15 @@ from core.store.db import session_scope
 from core.store.metrics import insert_points
 from core.store.models import RunStatus, User
 from core.store.runs import create_run
+from tests.ml.evaluate.test_record import MECHANISM, SOUNDNESS
 
 SIGMAS = [0.0, 0.1]
 
 
 def _result(clean: float, linf: float | None, l2: float, corr: float, *,
-            eps: float = 8 / 255) -> dict:
-    """An evaluate run's result in the shape ml.evaluate.run writes (tests/ml checks it)."""
+            eps: float = 8 / 255, **parts: dict) -> dict:
+    """An evaluate run's result in the shape ml.evaluate.run writes (tests/ml checks it),
+    with the optional ``parts`` (soundness, mechanism) given."""
     aa = {"l2": [{"norm": "l2", "epsilon": 0.5, "version": "standard", "n": 100,
                   "clean_accuracy": clean, "robust_accuracy": l2, "after": {"square": l2},
                   "over_budget": 0, "inconsistent": 0}]}
@@ -28,7 +30,7 @@ def _result(clean: float, linf: float | None, l2: float, corr: float, *,
         aa["linf"] = [{"norm": "linf", "epsilon": eps, "version": "custom", "n": 100,
                        "clean_accuracy": clean, "robust_accuracy": linf,
                        "after": {"apgd-ce": linf}, "over_budget": 0, "inconsistent": 2}]
-    return {"parts": ["noise", "minimal", "autoattack", "corruptions"],
+    return {"parts": ["noise", "minimal", "autoattack", "corruptions", *parts], **parts,
             "noise": {"sigmas": SIGMAS, "accuracy": [clean, clean / 2], "n": 1000, "seed": 0},
             "n": 100, "clean_accuracy": clean, "median_l2": l2 / 2, "mean_l2": l2,
             "unbroken_l2": 0, "autoattack": {"components": ["apgd-ce"], "threat_models": aa},
@@ -37,9 +39,16 @@ def _result(clean: float, linf: float | None, l2: float, corr: float, *,
                             "seed": 0}}
 
 
+# the soundness part of run 1's evaluation: sound; run 2's: suspect in L∞ (tests/ml's)
+SOUND = {**SOUNDNESS, "norms": {"l2": SOUNDNESS["norms"]["l2"]}}
+CALM = {**MECHANISM, "input_gradient": {"l2": {"n": 100, "median": 0.75, "mean": 0.8},
+                                        "l1": {"n": 100, "median": 30.0, "mean": 31.0}}}
+
+
 def stored(settings: Settings) -> dict:
     """A similarity run, three trained models (one in a study, one by another member)
-    and their evaluations; a failed evaluation and a train run without one."""
+    and their evaluations (the first two with the soundness and mechanism parts); a failed
+    evaluation and a train run without one."""
     ids: dict = {}
     with session_scope(settings.db_url) as s:
         admin = s.query(User).filter_by(name="admin").one()
@@ -48,8 +57,10 @@ def stored(settings: Settings) -> dict:
                          config={"source": "simulated"})
         finish_run(s, sim.id, RunStatus.succeeded, result={})
         study = create_run(s, owner=admin, kind="study", name="grid", config={})
-        rows = [("none", 0.0, admin, None, _result(0.9, 0.10, 0.30, 0.70)),
-                ("neural-model", 8.0, admin, study.id, _result(0.88, 0.20, 0.25, 0.75)),
+        rows = [("none", 0.0, admin, None, _result(0.9, 0.10, 0.30, 0.70, soundness=SOUND,
+                                                   mechanism=CALM)),
+                ("neural-model", 8.0, admin, study.id, _result(
+                    0.88, 0.20, 0.25, 0.75, soundness=SOUNDNESS, mechanism=MECHANISM)),
                 ("neural-model", 2.0, ada, None, _result(0.86, None, 0.40, 0.60)),
                 ("shuffle", 8.0, ada, None, _result(0.8, 0.5, 0.5, 0.5, eps=0.1))]
         ids["evals"], ids["models"] = [], []
@@ -128,6 +139,32 @@ def test_the_leaderboard_sorts_by_any_score_with_the_unmeasured_last(client, ids
     assert [r["corruptions_acc"] for r in page["items"]] == [0.7, 0.6] and page["total"] == 4
 
 
+def test_the_leaderboard_shows_soundness_and_mechanism_and_every_numbers_count(client, ids
+                                                                                ) -> None:
+    ev = ids["evals"]
+    data = client.get("/api/leaderboard", params={"sort": "grad_l2_median"}).json()
+    # the mechanism's medians sort like any number; the evaluations without the part last
+    assert [r["evaluation_run"] for r in data["items"]][:2] == [ev[1], ev[0]]
+    assert [r["grad_l2_median"] for r in data["items"]] == [2.0, 0.75, None, None]
+    rows = {r["evaluation_run"]: r for r in data["items"]}
+    assert rows[ev[0]]["soundness"] == "sound" and rows[ev[0]]["soundness_warnings"] == []
+    assert rows[ev[1]]["soundness"] == "suspect" and rows[ev[1]]["soundness_suspect"] == ["L∞"]
+    assert len(rows[ev[1]]["soundness_warnings"]) == 2 and rows[ev[1]]["soundness_n"] == 8
+    assert rows[ev[1]]["subspace_share_l2"] == 0.3 and rows[ev[1]]["subspace_share_l2_n"] == 7
+    assert rows[ev[2]]["soundness"] is None and rows[ev[2]]["grad_l2_median"] is None
+    # each measured column names its count, and every row has it where it has the number
+    counts = {c["key"]: c["count"] for c in data["layout"] if c["count"]}
+    assert counts["clean_acc"] == "clean_acc_n" and counts["autoattack_linf"] == (
+        "autoattack_linf_n")
+    r = rows[ev[1]]
+    assert [r[counts[k]] for k in ("clean_acc", "autoattack_linf", "autoattack_l2",
+                                   "corruptions_acc", "median_l2", "soundness",
+                                   "grad_l2_median", "subspace_share_l2")] == [
+        1000, 100, 100, 50, 100, 8, 20, 7]
+    asc = client.get("/api/leaderboard", params={"sort": "subspace_share_l2", "order": "asc"})
+    assert [r["subspace_share_l2"] for r in asc.json()["items"]] == [0.3, 0.3, None, None]
+
+
 def test_the_leaderboard_filters_by_owner_study_target_and_dataset(client, ids) -> None:
     def got(**params) -> list[int]:
         res = client.get("/api/leaderboard", params={"sort": "evaluation_run", **params})
@@ -182,6 +219,15 @@ def test_the_client_and_cli_show_the_leaderboard_and_save_a_record(
         assert first.split()[0] == str(ids["evals"][1])
         assert "75.0" in first and "20.0*" in first and "88.0" in first
         assert "* a reduced (custom) AutoAttack" in out and "4 of 4" in out
+        # the soundness verdict, the mechanism's medians, and the counts of reduced samples:
+        # AutoAttack and the medians over 100, corruptions over 50, the clean accuracy 1000
+        assert "attacks" in lines[0] and "‖∇ₓ‖₂" in lines[0] and "PC share L2" in lines[0]
+        assert "suspect L∞" in first and "20.0* n=100" in first and "75.0 n=50" in first
+        assert "88.0 n=" not in first and "2.000 n=20" in first and "0.300 n=7" in first
+        row = {ln.split()[0]: ln for ln in lines[1:5]}
+        assert " sound " in row[str(ids["evals"][0])] and "suspect" not in row[str(ids["evals"][0])]
+        assert "suspect: the attacks' soundness check warned" in out
+        assert "n=…: how many samples a number is over" in out
         args = build_parser().parse_args(["leaderboard", "--eps-linf", "0.1", "--json"])
         assert cmd_leaderboard(args, cli) == 0
         data = json.loads(capsys.readouterr().out)
