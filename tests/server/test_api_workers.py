@@ -38,6 +38,7 @@ def two_apis(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, str, list[psuti
     _truncate(pg_url)
     port = free_port()
     env = dict(os.environ, NEUROREG_DATA_DIR=str(tmp_path / "data"),
+               XDG_STATE_HOME=str(tmp_path / "state"),
                NEUROREG_DATABASE_URL=pg_url, NEUROREG_PORT=str(port),
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     log = tmp_path / "api.log"

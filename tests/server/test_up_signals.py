@@ -3,6 +3,7 @@ every process of its worker (the Celery main process and its pool)."""
 
 from __future__ import annotations
 
+import json
 import os
 import selectors
 import signal
@@ -55,8 +56,10 @@ def _read_until(proc: subprocess.Popen[bytes], wanted: list[bytes], timeout: flo
                          ids=lambda s: signal.Signals(s).name)
 def test_up_stops_every_process_it_started(tmp_path: Path, sig: int) -> None:
     marker = uuid.uuid4().hex
+    port = free_port()
     env = {**os.environ, "NEUROREG_DATA_DIR": str(tmp_path / "data"),
-           "NEUROREG_PORT": str(free_port()), "NEUROREG_TEST_MARK": marker}
+           "NEUROREG_PORT": str(port), "NEUROREG_TEST_MARK": marker,
+           "XDG_STATE_HOME": str(tmp_path / "state")}
     env.pop("NEUROREG_DATABASE_URL", None)
     env.pop("NEUROREG_BROKER_URL", None)
     proc = subprocess.Popen([sys.executable, "-m", "cli", "up", "--no-demo"],
@@ -65,9 +68,14 @@ def test_up_stops_every_process_it_started(tmp_path: Path, sig: int) -> None:
         _read_until(proc, [b"Uvicorn running on", b"ready."], timeout=120)
         started = _marked(marker)
         assert proc.pid in started and len(started) >= 3, started  # up, celery, its pool
+        # while it runs, a client naming no data dir finds its admin token by its URL
+        servers = tmp_path / "state" / "neuroreg" / "servers.json"
+        assert json.loads(servers.read_text()) == {f"http://127.0.0.1:{port}": {
+            "data_dir": str(tmp_path / "data"), "pid": proc.pid}}
         proc.send_signal(sig)
         assert proc.wait(timeout=60) == 0
         assert _marked(marker) == []
+        assert json.loads(servers.read_text()) == {}  # and forgets it when it stops
     finally:
         for pid in _marked(marker):
             os.kill(pid, signal.SIGKILL)
