@@ -44,7 +44,8 @@ export function drawTags(current) {
 
 function deleteDialog() {
   const dialog = $("delete-dialog");
-  $("delete-what").textContent = `#${run.id}${run.name ? ` “${run.name}”` : ""}, a ${run.kind} run`
+  const a = /^[aeiou]/.test(run.kind) ? "an" : "a";
+  $("delete-what").textContent = `#${run.id}${run.name ? ` “${run.name}”` : ""}, ${a} ${run.kind} run`
     + ` of ${run.owner},`;
   dialog.showModal();
 }
@@ -87,6 +88,7 @@ export async function setUpManage(first, onChange) {
     $("delete-keep").onclick = () => $("delete-dialog").close();
   }
   $("tag-form").hidden = !allowed;
+  $("run").dataset.manage = allowed ? "yes" : "no";  // settled: the controls are as they stay
   drawTags(first);
 }
 
