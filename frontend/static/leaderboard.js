@@ -30,9 +30,25 @@ const CELLS = {
   corruptions: (c, r) => (r.corruptions_source === "published"
     ? el("span", { title: "on the published CIFAR-C files" }, `${pct(r[c.key])} ᵖ`)
     : pct(r[c.key])),
-  network: (c, r) => `${(r[c.key] || "").replace(/ \(width (\d+)\)/, " w$1")} · ${r.dataset}`,
+  network: (c, r) => [(r[c.key] || "").replace(/ \(width (\d+)\)/, " w$1"), el("span", { class: "sub" }, r.dataset ?? "–")],
   study: (c, r) => (r[c.key] ? el("a", { href: `/studies/${r[c.key]}` }, `#${r[c.key]}`) : "–"),
+  // the attacks' soundness: a suspect row's robustness may be the attacks' failure (a
+  // masked gradient, …); its warnings in the hover
+  soundness: (c, r) => {
+    const v = r[c.key];
+    if (!v) return "–";
+    const suspect = v === "suspect";
+    return el("span", { class: `soundness ${v}`, title: suspect ? r.soundness_warnings.join("\n")
+      : "no warning sign from the checks that ran (attack agreement, HopSkipJump, transfer, AutoAttack)" },
+    suspect ? `⚠ suspect ${r.soundness_suspect.join(", ")}` : "✓ sound");
+  },
 };
+
+// How many samples a cell's number is over (the column's count field; null when the
+// column has none or the row no number there), and the most any number of the row is over
+const has = (v) => v !== null && v !== undefined;
+const countOf = (c, r) => (c.count && has(r[c.key]) && has(r[c.count]) ? r[c.count] : null);
+const mostOf = (layout, r) => Math.max(0, ...layout.map((c) => countOf(c, r) ?? 0));
 
 // each row's record, as a JSON file: the last column, which the page adds itself
 function download(r) {
@@ -47,12 +63,20 @@ function download(r) {
   return a;
 }
 
-// [column key (null: not sortable), header, hover title, cell] per column shown
+// [column key (null: not sortable), header, hover title, cell] per column shown; a cell
+// is its content with its sample count under it, small, stronger where fewer than the
+// row's most (AutoAttack on 10 samples beside a clean accuracy on the whole test split)
 function columns(layout) {
+  const shown = layout.filter((c) => c.page);
   return [
-    ...layout.filter((c) => c.page).map((c) => [c.sortable ? c.key : null, c.header, c.title,
-      (r) => (CELLS[c.kind] || CELLS.text)(c, r)]),
-    [null, "record", "the evaluation's record (RobustBench's fields and ours) as JSON", download],
+    ...shown.map((c) => [c.sortable ? c.key : null, c.header, c.title, (r) => {
+      const content = [(CELLS[c.kind] || CELLS.text)(c, r)].flat();
+      const n = countOf(c, r);
+      if (n === null) return el("td", {}, ...content);
+      return el("td", { title: `${c.header}: over ${n} samples` }, ...content,
+        el("span", { class: n < mostOf(shown, r) ? "n reduced" : "n" }, `n=${n}`));
+    }]),
+    [null, "record", "the evaluation's record (RobustBench's fields and ours) as JSON", (r) => el("td", {}, download(r))],
   ];
 }
 
@@ -93,7 +117,7 @@ async function refresh() {
     if (!key) return el("th", { title }, header);
     const on = key === page.sort;
     const button = el("button", { type: "button", class: "sort", "data-key": key, title: `${title}; sort by it` },
-      header, on ? (page.order === "desc" ? " ▼" : " ▲") : "");
+      header, on ? (page.order === "desc" ? "\u00a0▼" : "\u00a0▲") : "");  // the arrow stays by its header
     button.onclick = () => {
       state.order = on && state.order === "desc" ? "asc" : "desc";
       state.sort = key; state.offset = 0;
@@ -102,7 +126,7 @@ async function refresh() {
     return el("th", { "aria-sort": on ? (page.order === "desc" ? "descending" : "ascending") : "none" }, button);
   }));
   document.getElementById("lb-rows").replaceChildren(...page.items.map((r) =>
-    el("tr", { "data-run": r.evaluation_run }, ...cols.map(([, , , cell]) => el("td", {}, cell(r))))));
+    el("tr", { "data-run": r.evaluation_run }, ...cols.map(([, , , cell]) => cell(r)))));
   const last = Math.min(state.offset + PAGE, page.total);
   document.getElementById("lb-info").textContent =
     page.total ? `${state.offset + 1}–${last} of ${page.total}` : "no succeeded evaluations yet";
@@ -113,7 +137,10 @@ async function refresh() {
     + "sorted score come last." + (custom ? " * a reduced (custom) AutoAttack: fewer steps or queries than the "
     + "standard version, not comparable with RobustBench's numbers." : "")
     + (page.items.some((r) => r.corruptions_source === "published") ? " ᵖ on the published CIFAR-C files; "
-      + "otherwise generated here with CIFAR-10-C's parameters." : "");
+      + "otherwise generated here with CIFAR-10-C's parameters." : "")
+    + " n= under a number: how many samples it is over (in colour where fewer than the row's most)."
+    + (page.items.some((r) => r.soundness === "suspect") ? " ⚠ suspect: the attacks' soundness check warned — "
+      + "the row's robustness may be the attacks' failure (a masked gradient); hover for why, or see the run's page." : "");
 }
 
 withLogin(async () => {
