@@ -15,8 +15,10 @@ the server and ml when they run, and only they read the service's settings.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,9 +26,10 @@ from typing import Any
 
 import httpx
 
-from cli import logs, slurm, sync, team, webhooks
+from cli import logs, manage, slurm, sync, team, webhooks
 from cli._terminal import say
 from cli.commands import (
+    SET_VALUES,
     UsageError,
     cmd_frontier,
     cmd_gamma,
@@ -103,10 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "examples/train-neural.yaml")
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a field of the run file, e.g. --set epochs=2 or --set "
-                   "config.train_run=7 (repeatable; the value is read as YAML)")
+                   "config.train_run=7 (repeatable); " + SET_VALUES)
     s.add_argument("--wait", action="store_true", help="show progress until it finishes")
     s.add_argument("--check", action="store_true",
-                   help="only check the run file against the server; submit nothing")
+                   help="only check the run file against the server and print it as the "
+                   "server would run it (YAML, every default filled in); submit nothing")
     s.set_defaults(func=cmd_submit)
     r = sub.add_parser("runs", help="list runs")
     r.add_argument("--kind", help="only runs of this kind (train, similarity, evaluate, study, "
@@ -117,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--query", help='a query: \'config.alpha >= 8 and '
                    'metrics.test_acc.last > 0.9 and (tag = "fig4" or tag = "fig6")\'')
     r.add_argument("--sort", help="a config or metric field to sort by (config.alpha, "
-                   "metrics.test_acc.max)")
+                   "metrics.test_acc.max), or id, name, kind, status, owner, parent, "
+                   "created, started or finished")
     r.add_argument("--desc", action="store_true", help="with --sort: highest first")
     r.add_argument("--limit", type=int, default=20, help="how many, newest first (default 20)")
     r.add_argument("--json", action="store_true", help="the server's JSON page as is")
@@ -189,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     webhooks.add_parser(sub)
     team.add_parser(sub)
     logs.add_parser(sub)
+    manage.add_parser(sub)
     slurm.add_parser(sub)
     sync.add_parser(sub)
     return parser
@@ -196,7 +202,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run a command; every error is one line on stderr and exit status 1 (``--debug``:
-    the traceback instead)."""
+    the traceback instead). Output cut short by its reader (``neuroreg runs | head -1``)
+    ends the command quietly with status 141, as a Unix tool that SIGPIPE stops."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """stdout's reader has gone: the rest of the output goes nowhere (so Python's flush
+    at exit raises nothing), and the status is SIGPIPE's, 128 + 13."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 128 + signal.SIGPIPE
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = _settings(args)
@@ -204,9 +228,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: settings: {_first_line(exc)}", file=sys.stderr)
         return 1
     try:
-        return int(args.func(args, settings) or 0)
+        code = int(args.func(args, settings) or 0)
+        sys.stdout.flush()  # here, so that a reader gone shows before Python's exit
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise
     except Exception as exc:
         if args.debug:
             raise

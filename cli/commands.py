@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import yaml
 
 from cli._terminal import say
-from neuroreg.client import Client
+from neuroreg.client import Client, NeuroregError
 from neuroreg.settings import ClientSettings
 
 
@@ -50,10 +51,45 @@ def load_run_file(path: Path) -> dict[str, Any]:
     return data
 
 
+SET_VALUES = ("the value is a number (7, 0.5, 1e-3), true, false or null as written, "
+              "a [list] or {mapping} in YAML's brackets, a 'quoted' string as YAML reads "
+              "it; anything else is the text as given (--set name=\"a: b\" is a string)")
+_INT = re.compile(r"[-+]?\d+")
+_FLOAT = re.compile(r"[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?")
+_WORDS = {"true": True, "false": False, "null": None, "~": None}
+
+
+def set_value(key: str, raw: str) -> Any:
+    """The value of ``--set key=raw`` (:data:`SET_VALUES`): typed only when it is
+    written as a number, a boolean, null, a bracketed list or mapping or a quoted string,
+    so that text YAML would turn into something else (``a: b`` a mapping, ``no`` a
+    boolean, ``2026-01-01`` a date, ``1:30`` 90) stays the text given."""
+    text = raw.strip()
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    if text.lower() in _WORDS:
+        return _WORDS[text.lower()]
+    if text[:1] in ("[", "{", "'", '"'):
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise UsageError(f"--set {key}={raw}: not valid YAML: {problem} (quote the whole "
+                             "value to give it as text: --set 'key=\"...\"')") from None
+        expected = {"[": list, "{": dict}.get(text[0], str)
+        if isinstance(value, expected):
+            return value
+        raise UsageError(f"--set {key}={raw}: YAML reads it as {type(value).__name__}, "
+                         f"not the {expected.__name__} its first character promises")
+    return raw
+
+
 def apply_sets(body: dict[str, Any], sets: list[str]) -> dict[str, Any]:
     """``--set config.train_run=7`` overrides: a dotted path into the run file (a path
-    without ``config.`` or ``name``/``kind`` is taken inside ``config``), the value read
-    as YAML (``7`` an int, ``[l2, linf]`` a list)."""
+    without ``config.`` or ``name``/``kind`` is taken inside ``config``), the value
+    typed by :func:`set_value` (``7`` an int, ``[l2, linf]`` a list, ``a: b`` a string)."""
     for item in sets:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -62,10 +98,7 @@ def apply_sets(body: dict[str, Any], sets: list[str]) -> dict[str, Any]:
         path = key.split(".")
         if path[0] not in ("config", "name", "kind"):
             path = ["config", *path]
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
+        value = set_value(key, raw)
         node = body
         for part in path[:-1]:
             child = node.setdefault(part, {})
@@ -113,9 +146,16 @@ def cmd_submit(args: argparse.Namespace, settings: ClientSettings) -> int:
         body = resolve_references(body, nr)
         if args.check:
             checked = nr.check(body)
-            print(f"{args.config}: a valid {checked['kind']} run"
+            print(f"# {args.config}: a valid {checked['kind']} run"
                   + (f" reading run {checked['input_run_id']}" if checked["input_run_id"] else "")
-                  + " (nothing was submitted)")
+                  + " (nothing was submitted); as the server would run it, every default "
+                  "filled in:")
+            resolved = {k: checked[k] for k in ("kind", "name")}
+            for k in ("parent_id", "input_run_id"):
+                if body.get(k) is not None or (k == "input_run_id" and checked[k] is not None):
+                    resolved[k] = checked[k] if k == "input_run_id" else body[k]
+            say(yaml.safe_dump({**resolved, "config": checked["config"]}, sort_keys=False,
+                               allow_unicode=True).rstrip())
             return 0
         run = nr.create(body)
         print(f"submitted run {run['id']}: {settings.url}/runs/{run['id']}")
@@ -256,16 +296,37 @@ def _robustness_row(row: dict[str, Any]) -> None:
         print(f"  mCE vs None {_mean_sem(row['mce'])}  ({row['mce']['n']} paired seeds)")
 
 
+def _summary(nr: Client, table: dict[str, Any], kind: str,
+             row: Callable[[dict[str, Any]], None]) -> int:
+    """Print a summary over runs; a run the user named that does not exist, or is of
+    another kind, is an error line on stderr each (the server lists it among the skipped)
+    and makes the status 1."""
+    wrong: dict[int, str] = {}
+    for run_id in table["skipped"]:
+        try:
+            run = nr.run(run_id)
+        except NeuroregError as exc:
+            if exc.status != 404:
+                raise
+            wrong[run_id] = f"error {exc}"
+            continue
+        if run["kind"] != kind:
+            wrong[run_id] = f"error: run {run_id} is a {run['kind']} run, not a {kind} run"
+    _print_table({**table, "skipped": [i for i in table["skipped"] if i not in wrong]},
+                 kind, row)
+    for line in wrong.values():
+        say(line, file=sys.stderr)
+    return 1 if wrong else 0
+
+
 def cmd_gamma(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
-        _print_table(nr.gamma(args.runs), "train", _gamma_row)
-    return 0
+        return _summary(nr, nr.gamma(args.runs), "train", _gamma_row)
 
 
 def cmd_robustness(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
-        _print_table(nr.robustness(args.runs), "evaluate", _robustness_row)
-    return 0
+        return _summary(nr, nr.robustness(args.runs), "evaluate", _robustness_row)
 
 
 _POINT_COLUMNS = (("clean_accuracy", "clean acc"), ("noise_accuracy", "noise acc σ>0"),

@@ -288,7 +288,12 @@ class Client:
 
     # metrics ------------------------------------------------------------------------
     def metric_keys(self, run_id: int) -> list[str]:
-        return [k["key"] for k in self._call("GET", f"/api/runs/{run_id}/metrics")]
+        return [k["key"] for k in self.metric_summaries(run_id)]
+
+    def metric_summaries(self, run_id: int) -> list[dict[str, Any]]:
+        """Each of the run's series: ``key``, ``count`` (points), ``last_step`` and
+        ``last_value`` (the value at that step)."""
+        return self._call("GET", f"/api/runs/{run_id}/metrics")
 
     def series(self, run_id: int, key: str, *, max_points: int = 100_000
                ) -> tuple[np.ndarray, np.ndarray]:
