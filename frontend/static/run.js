@@ -160,6 +160,10 @@ async function drawRecord(norms) {
     tables.push(el("h3", {}, "Minimal adversarial perturbations"), scoreTable("record-minimal",
       ["norm", "median", "mean", "never broken"], minimal.map((n) => [norms[n] || n, fmt(rec.minimal.median[n], 4),
         fmt(rec.minimal.mean[n], 4), rec.minimal.unbroken[n] ?? "–"])));
+    if (rec.minimal.n) {
+      tables.push(el("p", { class: "meta" }, `Over the ${rec.minimal.n} samples of the fixed set: one the model `
+        + "already gets wrong counts 0, one no attack broke ∞."));
+    }
   }
   if (rec.soundness) tables.push(...soundnessTables(rec.soundness, norms));
   if (rec.mechanism) tables.push(...mechanismTables(rec.mechanism, norms));
@@ -218,13 +222,13 @@ function soundnessTables(sd, norms) {
 // The mechanism part: input gradients, the subspace shares, each tap's r to the target
 function mechanismTables(m, norms) {
   const shares = Object.entries(m.subspace_share);
-  const out = [el("h3", {}, "Mechanism"), scoreTable("record-mechanism", ["measure", "median", "mean"], [
-    ["‖∇ₓ CE‖₂ at the clean images", fmt(m.grad_l2_median, 4), fmt(m.grad_l2_mean, 4)],
-    ["‖∇ₓ CE‖₁", fmt(m.grad_l1_median, 2), fmt(m.grad_l1_mean, 2)],
+  const out = [el("h3", {}, "Mechanism"), scoreTable("record-mechanism", ["measure", "median", "mean", "samples"], [
+    ["‖∇ₓ CE‖₂ at the clean images", fmt(m.grad_l2_median, 4), fmt(m.grad_l2_mean, 4), m.grad_n ?? "–"],
+    ["‖∇ₓ CE‖₁", fmt(m.grad_l1_median, 2), fmt(m.grad_l1_mean, 2), m.grad_n ?? "–"],
     ...shares.map(([n, v]) => [`${norms[n] || n} perturbations' energy in the top ${m.subspace_k} PCs`,
-      fmt(v, 3), ""]),
+      fmt(v, 3), "", m.subspace_share_n[n] ?? "–"]),
     ...(m.subspace_share_random === null ? [] : [[`random directions' (k/D = ${fmt(m.subspace_expected_random, 4)})`,
-      fmt(m.subspace_share_random, 3), ""]])])];
+      fmt(m.subspace_share_random, 3), "", ""]])])];
   if (m.subspace_skipped) out.push(el("p", { class: "meta" }, `Subspace share: ${m.subspace_skipped}`));
   if (m.tap_r) {
     out.push(scoreTable("record-taps", ["layer", ...m.tap_layers.map(String), "γ-mix"],

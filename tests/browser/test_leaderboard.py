@@ -98,9 +98,12 @@ def test_the_leaderboard_shows_soundness_mechanism_and_sample_counts_and_the_run
         tables = run.locator("#record-tables").inner_text()
         assert "AutoAttack breaks 2 sample(s) below their minimal perturbation" in tables
         assert "HopSkipJump and transfer on the first 8 samples" in tables
-        mech = run.locator("#record-mechanism").inner_text()
-        assert "2.0000" in mech and "2.5000" in mech and "40.00" in mech and "50.00" in mech
-        assert "top 64 PCs\t0.300" in mech and "top 64 PCs\t0.200" in mech
-        assert "k/D = 0.0625" in mech and "0.060" in mech
+        mech = run.locator("#record-mechanism tbody tr").all_inner_texts()
+        assert [r.split("\t")[1:] for r in mech] == [
+            ["2.0000", "2.5000", "20"], ["40.00", "50.00", "20"],  # over 20 samples
+            ["0.300", "", "7"], ["0.200", "", "6"], ["0.060", "", ""]]
+        assert "L2 perturbations' energy in the top 64 PCs" in mech[2]
+        assert "Over the 100 samples of the fixed set" in tables
+        assert "k/D = 0.0625" in mech[4]
         assert "Layer similarity: no similarity target" in tables
         run.screenshot(path=str(OUTPUT / "run-soundness-mechanism.png"), full_page=True)

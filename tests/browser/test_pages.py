@@ -570,7 +570,9 @@ def test_the_leaderboard_sorts_by_a_clicked_column_and_a_run_shows_its_record(  
         page.fill("input[name=eps_linf]", "0.1")  # another ε: another column
         page.press("input[name=eps_linf]", "Enter")
         page.click("button.sort[data-key='autoattack_linf']")
-        page.wait_for_function(f"() => ({column})()[0] === '{ev[3]}'")
+        # the answer to the click (ev[3] led the clean sort too: wait for the sort itself)
+        page.wait_for_selector("th[aria-sort='descending'] button[data-key='autoattack_linf']")
+        assert page.evaluate(column)[0] == str(ev[3])
         assert "AA L∞ 0.1" in page.locator("#lb-head").inner_text()
         page.fill("input[name=eps_linf]", "2")
         page.press("input[name=eps_linf]", "Enter")
