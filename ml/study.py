@@ -90,7 +90,8 @@ class Cell:
 
 
 def study_cells(config: StudyConfig) -> list[Cell]:
-    """The train runs of the grid, ``none`` once per seed (its α is unused)."""
+    """The train runs of the grid, ``none`` once per seed with α = 0 in its config (no
+    target, no similarity loss to weigh: as every study figure draws it)."""
     cells = []
     for condition in config.conditions:
         alphas = (0.0,) if condition == "none" else config.alphas
@@ -98,7 +99,7 @@ def study_cells(config: StudyConfig) -> list[Cell]:
             for seed in range(config.seeds):
                 train = dataclasses.replace(
                     config.train, target=condition, seed=seed,  # type: ignore[arg-type]
-                    alpha=alpha if condition != "none" else config.train.alpha,
+                    alpha=alpha,
                     target_run=None if condition == "none" else config.target_run,
                     features=config.features if condition == "cnn-features" else None)
                 cells.append(Cell(condition, alpha, seed, train))

@@ -215,6 +215,33 @@ def test_train_runs_stored_before_stimulus_norm_read_as_trained_shared(db_url: s
     assert configs[3] == {"seed": 0}
 
 
+def test_train_runs_without_a_target_store_the_alpha_they_never_used(db_url: str) -> None:
+    """A None run stored with α = 20 (a study's None cell, before cells stored 0) reads as
+    α = 0 after the migration: Compare and the run groups place it at α = 0, not beside the
+    regularized runs of α = 20; a regularized run keeps its α."""
+    import sqlalchemy as sa
+
+    from core.store.models import Run
+
+    migrate(db_url, "0010")
+    with session_scope(db_url) as s:
+        owner = create_user(s, name="none-run-owner", role=Role.member)
+        none = create_run(s, owner=owner, kind="train", name="n",
+                          config={"dataset": "digits32", "target": "none", "alpha": 20.0})
+        neural = create_run(s, owner=owner, kind="train", name="r",
+                            config={"dataset": "digits32", "target": "neural-model",
+                                    "alpha": 20.0})
+        study = create_run(s, owner=owner, kind="study", name="s",
+                           config={"train": {"target": "none", "alpha": 20.0}})
+        ids = [none.id, neural.id, study.id]
+    migrate(db_url)
+    with session_scope(db_url) as s:
+        configs = [s.get(Run, i).config for i in ids]
+    assert configs[0] == {"dataset": "digits32", "target": "none", "alpha": 0.0}
+    assert configs[1]["alpha"] == 20.0
+    assert configs[2] == {"train": {"target": "none", "alpha": 20.0}}  # a template: kept
+
+
 def test_rollups_match_a_recount_after_batches_written_at_once(db_url: str) -> None:
     """Eight writers at once into the same buckets of one series, each in its own
     session: on PostgreSQL each recounted a bucket from the points it saw, and the last

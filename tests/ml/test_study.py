@@ -14,6 +14,8 @@ def test_the_paper_grid_expands_to_train_configs():
                                             "neural-model"}
     none = [c for c in cells if c.condition == "none"]
     assert [c.seed for c in none] == [0, 1, 2, 3, 4] and none[0].train.target_run is None
+    # no target, no similarity loss: α = 0 in its config (Compare places it there)
+    assert {c.train.alpha for c in none} == {0.0} and not none[0].train.learns_gamma
     vgg = next(c for c in cells if c.condition == "cnn-features")
     assert vgg.train.features == FeatureSource(weights="vgg19.pth")
     assert vgg.train.target_run == 3 and vgg.train.alpha == 20.0
