@@ -155,7 +155,8 @@ def cmd_submit(args: argparse.Namespace, settings: ClientSettings) -> int:
                 if body.get(k) is not None or (k == "input_run_id" and checked[k] is not None):
                     resolved[k] = checked[k] if k == "input_run_id" else body[k]
             say(yaml.safe_dump({**resolved, "config": checked["config"]}, sort_keys=False,
-                               allow_unicode=True).rstrip())
+                               allow_unicode=True, default_flow_style=None,
+                               width=88).rstrip())  # lists of values on one line
             return 0
         run = nr.create(body)
         print(f"submitted run {run['id']}: {settings.url}/runs/{run['id']}")

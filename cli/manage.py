@@ -44,8 +44,9 @@ def add_parser(sub: Any) -> None:
     tg.add_argument("tags", nargs="*", metavar="TAG",
                     help="tags to add: up to 64 letters, digits and _ . : / + - each "
                     "(a key and value as key:value, e.g. fig4 or lr:0.1)")
-    tg.add_argument("--rm", action="append", default=[], metavar="TAG",
-                    help="a tag to remove (repeatable); one the run lacks is an error")
+    tg.add_argument("--rm", action="extend", nargs="+", default=[], metavar="TAG",
+                    help="tags to remove: every word after --rm (so the tags to add come "
+                    "first); one the run lacks is an error")
     tg.set_defaults(func=cmd_tag)
     rn = sub.add_parser("rename", help="give a run a new name")
     rn.add_argument("run", type=int, help="run id")

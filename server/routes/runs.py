@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException, Query, Request, Response, status
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -50,6 +51,21 @@ router = api_router(prefix="/api/runs", tags=["runs"])
 # (with .last/.min/.max), dot-separated parts of a metric key's characters
 _PART = r"[A-Za-z0-9_:/\-\[\]]+"
 FIELD_PATTERN = rf"^((config|metrics)(\.{_PART})+|{'|'.join(SORT_FIELDS)})$"  # sort
+
+
+def _sort_field(value: str | None) -> str | None:
+    """``sort`` as :data:`FIELD_PATTERN` takes it, refused in words (not the pattern)."""
+    if value is not None and not re.fullmatch(FIELD_PATTERN, value):
+        raise ValueError(f"{value!r} is not a field to sort by: config.<path> or "
+                         "metrics.<key>[.last|.min|.max] (parts of letters, digits and "
+                         f"_ : / - [ ]), or one of the run's: {', '.join(SORT_FIELDS)}")
+    return value
+
+
+SortField = Annotated[str | None, Query(
+    max_length=200, description="a config or metric field to sort by (config.alpha, "
+    "metrics.test_acc.max), or one of the run's: id, name, kind, status, owner, parent, "
+    "created, started, finished; runs without it last"), AfterValidator(_sort_field)]
 METRIC_PATTERN = rf"^metrics(\.{_PART})+$"
 GROUP_PATTERN = rf"^(config(\.{_PART})+|tag|owner|kind|status|name)$"
 COLUMNS_PATTERN = (rf"^\s*((config|metrics)(\.{_PART})+\s*"
@@ -186,12 +202,7 @@ def list_(
         'a query: config.alpha >= 8 and metrics.test_acc.last > 0.9 and (tag = "fig4" '
         'or tag = "fig6"); fields config.<path>, metrics.<key>[.last|.min|.max], tag, '
         "owner, kind, status, parent, name, id, created, started, finished"))] = None,
-    sort: Annotated[str | None, Query(max_length=200, pattern=FIELD_PATTERN,
-                                      description="a config or metric field to sort by "
-                                      "(config.alpha, metrics.test_acc.max), or one of "
-                                      "the run's: id, name, kind, status, owner, parent, "
-                                      "created, started, finished; runs without it "
-                                      "last")] = None,
+    sort: SortField = None,
     desc: bool = False,
     columns: Annotated[str | None, Query(max_length=2000, pattern=COLUMNS_PATTERN, description=(
         "comma-separated config and metric fields whose values the page carries in "
@@ -222,7 +233,7 @@ def export_csv(
     _: CurrentUser,
     q: Annotated[str | None, Query(max_length=2000)] = None,
     columns: Annotated[str | None, Query(max_length=2000, pattern=COLUMNS_PATTERN)] = None,
-    sort: Annotated[str | None, Query(max_length=200, pattern=FIELD_PATTERN)] = None,
+    sort: SortField = None,
     desc: bool = False,
 ) -> Response:
     """Every run matching ``q`` as CSV: id, name, owner, kind, status, parent, created,

@@ -171,6 +171,8 @@ def test_tag_adds_removes_and_refuses_what_the_api_would(
     assert capsys.readouterr().err == "error 404: run 9999 does not exist\n"
     with session_scope(server.settings.db_url) as s:
         assert tags_of(s, [run]) == {run: ["fig4", "lr:0.1"]}
+    assert main(["tag", str(run), "--rm", "fig4", "lr:0.1"]) == 0  # every word after --rm
+    assert capsys.readouterr().out == f"run {run} tags: (none)\n"
 
 
 def test_rename(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
@@ -251,6 +253,11 @@ def test_runs_sort_by_a_run_field(server: Server, capsys: pytest.CaptureFixture[
     assert main(["runs", "--sort", "name", "--desc"]) == 0
     rows = capsys.readouterr().out.splitlines()[1:-1]
     assert [r.split()[-1] for r in rows] == ["c", "b", "a"]
+    assert main(["runs", "--sort", "tag"]) == 1  # a field it cannot sort by, in words
+    assert capsys.readouterr().err == (
+        "error 422: sort: 'tag' is not a field to sort by: config.<path> or "
+        "metrics.<key>[.last|.min|.max] (parts of letters, digits and _ : / - [ ]), or one "
+        "of the run's: id, name, kind, status, owner, parent, created, started, finished\n")
 
 
 def test_a_closed_pipe_ends_the_output_quietly(server: Server) -> None:

@@ -166,8 +166,10 @@ def test_the_api_client_and_cli_take_a_query_and_a_sort(client, settings, capsys
     assert [r["name"] for r in res.json()["items"]] == ["c", "a"] and res.json()["total"] == 2
     for params, loc, msg in (({"q": "config.alpha >"}, "q", "at 14: the query ends too soon"),
                              ({"q": 'owner = 3'}, "q", "at 8: owner compares with a string"),
-                             ({"sort": "tag"}, "sort", "should match pattern"),
-                             ({"sort": "metrics..max"}, "sort", "should match pattern")):
+                             ({"sort": "tag"}, "sort", "'tag' is not a field to sort by: "
+                              "config.<path> or metrics.<key>[.last|.min|.max]"),
+                             ({"sort": "metrics..max"}, "sort", "or one of the run's: id, "
+                              "name, kind, status, owner, parent, created, started, finished")):
         res = client.get("/api/runs", params=params)
         assert res.status_code == 422, res.text
         (err,) = res.json()["detail"]
