@@ -85,11 +85,18 @@ function groupStyles(groups) {
 }
 
 // Parallel coordinates: one line per run through each chosen field; text fields become
-// categorical axes; the last field colours the lines. Runs missing a field are left out.
+// categorical axes; the last field colours the lines. A config field a run has as null
+// (a None run's target_run) is the category "–" on its axis; a run without a metric (or
+// without a config field any run sets) is left out.
+const NO_VALUE = "–";
 function parcoordsTrace(runs, values, dims) {
-  const have = runs.filter((r) => dims.every((d) => (values[r.id] || {})[d] != null));
+  const valueOf = (r, d) => {
+    const v = (values[r.id] || {})[d];
+    return v == null && d.startsWith("config.") && runs.some((o) => (values[o.id] || {})[d] != null) ? NO_VALUE : v;
+  };
+  const have = runs.filter((r) => dims.every((d) => valueOf(r, d) != null));
   const dimensions = dims.map((d) => {
-    const col = have.map((r) => values[r.id][d]);
+    const col = have.map((r) => valueOf(r, d));
     if (col.every((v) => typeof v === "number")) return { label: plain(d), values: col };
     const cats = [...new Set(col.map(label))].sort();
     return { label: plain(d), values: col.map((v) => cats.indexOf(label(v))), tickvals: cats.map((_, i) => i),

@@ -117,8 +117,32 @@ function styled(div, layout, data = []) {
     const range = flatRange(values, bars && key === "yaxis");
     if (range && out[key].range === undefined && out[key].type !== "category") out[key].range = range;
   }
-  if (out.title && out.title.text) out.title = fitted(div, out.title);
+  if (out.title && out.title.text) {
+    out.title = fitted(div, out.title);
+    // room for the title's lines at the top, made here: plotly's own automargin moves a
+    // wrapped title's lines up by a line each, past the figure's top edge
+    out.margin = { ...out.margin, t: Math.max(out.margin.t ?? 46, titleHeight(div, out.title)) };
+  }
+  for (const t of data) {
+    if (t.type === "heatmap" && t.showscale !== false) t.colorbar = besideToolbar(t.colorbar);
+    if (t.type === "parcoords" && t.line && t.line.showscale) t.line.colorbar = besideToolbar(t.line.colorbar);
+  }
   return out;
+}
+
+// A heatmap's colour bar ends left of the toolbar's column at the figure's right edge, so
+// the toolbar, shown on hover, never covers the bar's top labels (its scale)
+const TOOLBAR = 36;
+const besideToolbar = (bar = {}) => ({ thickness: 14, ...bar, xref: "container", x: 1, xanchor: "right",
+  xpad: TOOLBAR });
+
+// The px from the figure's top to below its title and subtitle (plotly's line spacing 1.3,
+// the subtitle 1.5 of its font below the title), with a gap above the plot
+function titleHeight(div, title) {
+  const lines = (text) => (text ? text.split("<br>").length : 0);
+  const size = title.font.size;
+  const sub = title.subtitle ? 11 * (1.5 + 1.3 * lines(title.subtitle.text)) : 0;
+  return Math.ceil(0.015 * (div.clientHeight || 450) + 1.3 * size * lines(title.text) + sub + 14);
 }
 
 // [lo, hi] around a series whose numbers are all one value (a constant lr, one point);
@@ -143,7 +167,10 @@ function fitted(div, title) {
   const lines = wrap(text, perLine(div, size));
   const subLines = subtitle ? wrap(subtitle, perLine(div, 11)) : [];
   const out = { ...title, text: lines.join("<br>"), font: { size, ...(title.font || {}) },
-    automargin: true, yref: "container", y: 0.985, yanchor: "top" };
+    automargin: false, yref: "container", y: 0.985, yanchor: "top" };
+  // plotly moves the first line of a title of several down by 0.7 em only when it has one
+  // (a tspan's own dy replaces the text's): a pad does it for all, inside the figure
+  if (lines.length > 1) out.pad = { ...(title.pad || {}), t: Math.round(0.7 * size) };
   if (subLines.length) out.subtitle = { text: subLines.join("<br>"), font: { size: 11, color: "#5b6475" } };
   else delete out.subtitle;
   return out;
@@ -234,6 +261,13 @@ export function band(x, mean, sem, { name, color, dash = "solid", ...extra }) {
     { x, y: mean, name, legendgroup: name, type: "scatter",
       mode: x.length < 60 ? "lines+markers" : "lines", line: { color, dash }, ...extra },
   ];
+}
+
+// A mean and its SEM as text, "0.51 ± 0.02"; of one value (n = 1) there is no SEM: the
+// value alone, marked "(n = 1)". `digits` formats a number (toFixed-like).
+export function meanSem(mean, sem, n, digits) {
+  if (mean === null || mean === undefined) return "–";
+  return n === 1 || sem === null || sem === undefined ? `${digits(mean)} (n = 1)` : `${digits(mean)} ± ${digits(sem)}`;
 }
 
 // One legend entry per key however many traces (subplots, α points) carry it:

@@ -111,18 +111,24 @@ function drawRun(run) {
     (run.finished_at ? ` · finished ${when(run.finished_at)}` : "");
   drawTags(run);  // the run it reads, its study and its evaluations: drawLinks
   document.getElementById("run-progress").style.width = `${Math.round(run.progress * 100)}%`;
-  let eta = "";
-  if (run.status === "running" && run.started_at && run.progress > 0.01) {
-    const elapsed = (Date.now() - new Date(run.started_at).getTime()) / 1000;
-    const left = Math.max(0, elapsed * (1 - run.progress) / run.progress);
-    eta = ` · ${Math.round(run.progress * 100)}% · about ${left < 90 ? `${Math.round(left)} s`
-      : left < 5400 ? `${Math.round(left / 60)} min` : `${(left / 3600).toFixed(1)} h`} left`;
-  }
-  document.getElementById("run-message").textContent = run.message + eta;
+  document.getElementById("run-message").textContent = withEta(run);
   const error = document.getElementById("run-error");
   error.hidden = !run.error; error.textContent = run.error || "";
   document.getElementById("run-config").textContent = JSON.stringify(run.config, null, 2);
   document.getElementById("cancel").hidden = FINISHED.has(run.status);
+}
+
+// The run's message with one time left: a job's own (an evaluation's, at its rate) is
+// taken out and the page's, from the whole run's progress, said once while it runs; a
+// finished or cancelled run has none
+const JOB_ETA = / · about [^·]* left/g;
+function withEta(run) {
+  const message = (run.message || "").replace(JOB_ETA, "");
+  if (run.status !== "running" || !run.started_at || !(run.progress > 0.01)) return message;
+  const elapsed = (Date.now() - new Date(run.started_at).getTime()) / 1000;
+  const left = Math.max(0, elapsed * (1 - run.progress) / run.progress);
+  return `${message} · ${Math.round(run.progress * 100)}% · about ${left < 90 ? `${Math.round(left)} s`
+    : left < 5400 ? `${Math.round(left / 60)} min` : `${(left / 3600).toFixed(1)} h`} left`;
 }
 
 const pct = (v) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)} %`);

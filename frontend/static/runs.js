@@ -47,7 +47,8 @@ async function drawGroups() {
   document.getElementById("group-rows").replaceChildren(...data.groups.map((g) => el("tr", {},
     ...by.map((b) => el("td", {}, shown(g.group[b]))), el("td", {}, String(g.count)),
     ...metrics.map((m) => { const v = g.metrics[m];
-      return el("td", {}, v.n ? `${v.mean.toPrecision(4)} ± ${v.sem.toPrecision(2)} (n=${v.n})` : "–"); }))));
+      return el("td", {}, !v.n ? "–" : v.n === 1 ? `${v.mean.toPrecision(4)} (n=1)`
+        : `${v.mean.toPrecision(4)} ± ${v.sem.toPrecision(2)} (n=${v.n})`); }))));
   const curves = new URLSearchParams({ group: by.join(","), key: (metrics[0] || "metrics.loss")
     .replace(/^metrics\./, "").replace(/\.(last|min|max)$/, "") });
   if (q) curves.set("q", q);
@@ -80,8 +81,9 @@ async function refresh() {
       return box;
     })()),
     el("td", {}, r.id),
-    el("td", {}, el("a", { href: r.kind === "study" ? `/studies/${r.id}` : `/runs/${r.id}` },
-      r.name || `run ${r.id}`)),
+    // a long name on one line, cut with an ellipsis; all of it on hover
+    el("td", { class: "run-name" }, el("a", { href: r.kind === "study" ? `/studies/${r.id}` : `/runs/${r.id}`,
+      title: r.name || `run ${r.id}` }, r.name || `run ${r.id}`)),
     el("td", {}, r.owner), el("td", {}, r.kind),
     el("td", {}, el("span", { class: `badge ${r.status}` },
       r.status === "running" ? `running ${Math.round(r.progress * 100)}%` : r.status)),

@@ -5,6 +5,10 @@ import { axis, chartDiv, chartIn, legendOnce, plot, plotly } from "./figures.js"
 import { conditionColour, dashOf } from "./palette.js";
 
 const MARGIN = { t: 40, r: 10, b: 40, l: 50 };
+// a matrix is square on the screen whatever its cell's shape: a row's unit is a column's
+// (the plot shrinks to fit, top row first)
+const SQUARE = { xaxis: { constrain: "domain" },
+  yaxis: { autorange: "reversed", scaleanchor: "x", scaleratio: 1, constrain: "domain" } };
 
 const PANELS = [
   ["fig-s_oracle", "S_oracle (Eq. 3)"], ["fig-s_model", "S_model (Eq. 6)"],
@@ -38,12 +42,13 @@ export async function drawSimilarity(runId) {
         || chartDiv(`${name} ${scan}`, id);
       if (prev && !div.isConnected) prev.after(div);
       prev = div;
+      div.classList.add("matrix");
       plot(div, [{ z: fig[key][k], type: "heatmap", colorscale: "RdBu", reversescale: true,
         zmin: -lim, zmax: lim, name: `${name} ${scan}` }], {
         title: { text: `${name}, ${scan}`, subtitle: { text: "oracle images, clustered order" } },
         margin: MARGIN,
-        xaxis: axis("image (clustered order)"),
-        yaxis: { autorange: "reversed" },
+        xaxis: axis("image (clustered order)", SQUARE.xaxis),
+        yaxis: SQUARE.yaxis,
       });
     });
   }
@@ -140,6 +145,7 @@ export function matrixDiv(title, host) {
 // div keeps one zoom handler, which reads div.view).
 export async function drawMatrix(div, view) {
   div.view = view;
+  div.classList.add("matrix");
   const query = () => (div.view.minus ? `minus=${div.view.minus}` : "");
   const overview = async () => {
     const v = div.view;
@@ -153,8 +159,8 @@ export async function drawMatrix(div, view) {
     await plot(div, [{ z: m.z, x: c, y: c, type: "heatmap", colorscale: "RdBu", name: v.title,
       reversescale: true, zmin: -lim, zmax: lim }], {
       title: { text: `${v.title}${sub(`${m.n} stimuli · ${m.exact ? "exact" : "block means; zoom in for exact cells"}${v.note ? ` · ${v.note}` : ""}`)}` },
-      margin: { ...MARGIN, t: 62 }, xaxis: axis("stimulus (shared order)"),
-      yaxis: { autorange: "reversed" } });
+      margin: { ...MARGIN, t: 62 }, xaxis: axis("stimulus (shared order)", SQUARE.xaxis),
+      yaxis: SQUARE.yaxis });
     div.dataset.exact = m.exact ? "1" : "0";
     div.dataset.n = m.n;
     if (!div.zoomable) {

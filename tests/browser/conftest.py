@@ -36,8 +36,10 @@ def browser():  # type: ignore[no-untyped-def]
 
 
 # Where a figure's pieces overlap or leave it: the title or subtitle running past the
-# figure's edges (cut), the legend over an axis title or tick labels, the toolbar over the
-# title. Bounding boxes as the browser laid them out.
+# figure's edges (cut) or down into the plot, the legend over an axis title or tick labels,
+# the toolbar (in the page, though shown on hover only) over the title or a colour bar's
+# labels, and a square matrix (a heatmap of n × n cells) drawn with cells that are not
+# square. Bounding boxes as the browser laid them out, axes' lengths as plotly did.
 _FIGURE_PROBLEMS = """() => {
   const out = [];
   const box = (e) => e.getBoundingClientRect();
@@ -61,14 +63,32 @@ _FIGURE_PROBLEMS = """() => {
       if (l.bottom > d.bottom + 1 || l.top < d.top - 1)
         out.push(`${name}: legend outside the figure`);
     }
+    const size = div._fullLayout && div._fullLayout._size;
+    if (size) for (const t of titles)
+      if (box(t).bottom > d.top + size.t + 1)
+        out.push(`${name}: title "${t.textContent.slice(0, 40)}" runs into the plot`);
     const bar = div.querySelector('.modebar');
     if (bar) for (const t of titles)
       if (meets(box(bar), box(t))) out.push(`${name}: toolbar over the title`);
+    if (bar) for (const t of div.querySelectorAll('.colorbar text'))
+      if (t.textContent && meets(box(bar), box(t)))
+        out.push(`${name}: toolbar over the colour bar's "${t.textContent}"`);
+    for (const t of div._fullData || []) {
+      const z = t.z || [];
+      if (t.type !== 'heatmap' || !z.length || z.length !== z[0].length) continue;
+      const ax = (a) => div._fullLayout[`${a}axis${(t[`${a}axis`] || a).slice(1)}`];
+      const x = ax('x'); const y = ax('y');
+      const unit = (a) => a._length / Math.abs(a.range[1] - a.range[0]);
+      const ratio = unit(x) / unit(y);
+      if (ratio > 1.05 || ratio < 1 / 1.05)
+        out.push(`${name}: a ${z.length}×${z.length} matrix drawn ${ratio.toFixed(2)}:1`);
+    }
   }
   return out;
 }"""
 
 
 def figure_problems(page) -> list[str]:  # type: ignore[no-untyped-def]
-    """Every drawn figure's clipped title, legend over an axis label, toolbar over a title."""
+    """Every drawn figure's clipped title, legend over an axis label, toolbar over a title or
+    a colour bar's labels, stretched matrix."""
     return page.evaluate(_FIGURE_PROBLEMS)  # type: ignore[no-any-return]

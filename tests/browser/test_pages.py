@@ -692,7 +692,7 @@ def test_the_runs_page_takes_a_query_kept_in_the_url(browser, settings: Settings
         page.press("#q", "Enter")
         page.wait_for_selector("#groups:not([hidden]) #group-rows tr")
         groups = page.locator("#group-rows tr").all_inner_texts()
-        assert groups == ["neural-model\t2\t0.9350 ± 0.015 (n=2)", "none\t1\t0.8000 ± 0.0 (n=1)"]
+        assert groups == ["neural-model\t2\t0.9350 ± 0.015 (n=2)", "none\t1\t0.8000 (n=1)"]
         assert "group=config.target" in page.evaluate("() => decodeURIComponent(location.search)")
         link = page.get_attribute("#group-compare", "href")  # the groups' curves in Compare
         assert link == "/compare?group=config.target&key=test_acc&q=kind+%3D+%22train%22", link

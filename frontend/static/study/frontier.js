@@ -1,7 +1,7 @@
 // The accuracy–robustness frontier: each condition as a line through its α values in
 // (clean accuracy, robustness), and each condition against None at matched clean accuracy.
 import { AuthError, el, fmt, getJSON } from "../api.js";
-import { axis, legendOnce, plot } from "../figures.js";
+import { axis, legendOnce, meanSem, plot } from "../figures.js";
 import { conditionColour } from "../palette.js";
 import { alphaOf, bar, BETTER_NOTE, condId, figure, linkToRuns, signed, pval, studyId, table,
   wilcoxonFloor, interval, verdictCell, POWER_NOTE } from "./common.js";
@@ -59,8 +59,8 @@ export async function drawFrontier() {
         text: ps.map((p) => `α=${alphaOf({ target: c, alpha: p.alpha })}`), textposition: "top center",
         textfont: { size: 12 }, cliponaxis: false, line: { color: conditionColour(c) },
         marker: { size: 8, color: conditionColour(c) }, customdata: cells.map(condId),
-        hovertext: ps.map((p, i) => `${name} α=${p.alpha} (n=${p.n})<br>clean ${fmt(clean[i].mean, 3)} ± `
-          + `${fmt(clean[i].sem, 3)}<br>${data.measures[m].label} ${y[i].mean.toPrecision(3)} ± ${y[i].sem.toPrecision(2)}`),
+        hovertext: ps.map((p, i) => `${name} α=${p.alpha} (n=${p.n})<br>clean ${meanSem(clean[i].mean, clean[i].sem, p.n, (v) => fmt(v, 3))}`
+          + `<br>${data.measures[m].label} ${meanSem(y[i].mean, y[i].sem, p.n, (v) => v.toPrecision(3))}`),
         hoverinfo: "text" });
     }
   });
@@ -90,7 +90,8 @@ function matchedTable(data) {
       rows.push(el("tr", {}, el("td", {}, i ? "" : m.condition), el("td", {}, i ? "" : `α=${m.alpha}`),
         el("td", {}, i ? "" : signed(m.clean_gap, 3)), el("td", {}, data.measures[name].label),
         el("td", {}, String(t.pairs)),
-        el("td", {}, `${signed(t.mean_difference, 4)} ± ${fmt(t.sem_difference, 4)}`),
+        el("td", {}, t.pairs === 1 ? `${signed(t.mean_difference, 4)} (n = 1)`
+          : `${signed(t.mean_difference, 4)} ± ${fmt(t.sem_difference, 4)}`),
         el("td", {}, interval(t)), el("td", {}, verdictCell(t)), el("td", {}, fmt(t.detectable, 4)),
         el("td", {}, pval(t.t_test_p)), el("td", {}, pval(t.wilcoxon_p))));
     });

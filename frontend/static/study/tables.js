@@ -16,7 +16,8 @@ export function drawTables(data) {
       table(["condition", "measure", "pairs", "mean difference ± SEM", "95 % interval", "verdict",
         "detectable", "paired t p", "Wilcoxon p"],
         pairs.map((p) => [`${p.condition} α=${p.alpha}`, p.measure, p.pairs,
-          `${signed(p.mean_difference, 4)} ± ${fmt(p.sem_difference, 4)}`, interval(p), verdictCell(p),
+          p.pairs === 1 ? `${signed(p.mean_difference, 4)} (n = 1)` : `${signed(p.mean_difference, 4)} ± ${fmt(p.sem_difference, 4)}`,
+          interval(p), verdictCell(p),
           fmt(p.detectable, 4), pval(p.t_test_p), pval(p.wilcoxon_p)]), { id: "paired-tests" }),
       el("p", { class: "meta" }, "Difference = condition − None. ", BETTER_NOTE(pairs), POWER_NOTE,
         Number.isFinite(fewest) ? wilcoxonFloor(fewest) : ""));
@@ -40,7 +41,7 @@ export function drawTables(data) {
         "compare")))), { id: "study-conditions" }));
   parts.push(el("h2", {}, `Runs (${data.runs.length})`),
     table(["#", "name", "kind", "status", "reads"], data.runs.map((r) => [
-      el("a", { href: `/runs/${r.id}` }, String(r.id)), r.name, r.kind,
+      el("a", { href: `/runs/${r.id}` }, String(r.id)), el("span", { class: "run-name", title: r.name || "" }, r.name || ""), r.kind,
       el("span", { class: `badge ${r.status}` }, r.status),
       r.input_run_id ? el("a", { href: `/runs/${r.input_run_id}` }, `#${r.input_run_id}`) : "–"])));
   host.replaceChildren(...parts);
