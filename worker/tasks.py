@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -16,9 +17,9 @@ from core.kinds import KINDS, Waiting
 from core.lifecycle import finish_run, release_run, start_run
 from core.settings import get_settings
 from core.store.db import session_scope
-from core.store.logs import save_log_artifact
+from core.store.logs import Line, append_lines, next_seq, save_log_artifact
 from core.store.models import RunStatus
-from core.store.runs import beat, find_run, get_run
+from core.store.runs import beat, find_run, get_run, lock_run
 from ml.recorder import Cancelled, Recorder
 from worker import shutdown
 from worker.app import celery_app, task
@@ -162,6 +163,7 @@ def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
                     follow = [(r.id, r.kind) for r in
                               finish_run(s, run_id, status, error=error, result=result)]
                 _enqueue(follow)  # a succeeded study child's evaluation
+                _tell_study(settings, run_id, status, follow)
     if waiting is not None:
         _enqueue(waiting.children, waiting.packs)
         return {"run_id": run_id, "status": "running", "children": len(waiting.children)}
@@ -309,7 +311,40 @@ def _end_member(run_id: int, outcome: Any, settings: Any) -> str:
         follow = [(r.id, r.kind) for r in finish_run(s, run_id, status, error=error,
                                                     result=result)]
     _enqueue(follow)
+    _tell_study(settings, run_id, status, follow)
     return status.value
+
+
+def _tell_study(settings: Any, run_id: int, status: RunStatus,
+                follow: list[tuple[int, str]]) -> None:
+    """A line in the parent study's log when one of its runs ends: how it ended, what it
+    queued next, and how many of the study's runs have finished."""
+    from sqlalchemy import func, select
+
+    from core.store.models import Run
+
+    try:
+        with session_scope(settings.db_url) as s:
+            run = get_run(s, run_id)
+            if run.parent_id is None:
+                return
+            study = run.parent_id
+            counts = dict(s.execute(select(Run.status, func.count()).where(
+                Run.parent_id == study).group_by(Run.status)).all())
+            ended = sum(n for st, n in counts.items() if st in (
+                RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled))
+            text = f"run {run_id} ({run.kind}{f' {run.name}' if run.name else ''}) {status.value}"
+            if follow:
+                text += "; queued " + ", ".join(f"{kind} run {r}" for r, kind in follow)
+            text += f"; {ended}/{sum(counts.values())} of the study's runs finished"
+            lock_run(s, study)  # the seq read and the append in one turn
+            append_lines(s, study, [Line(next_seq(s, study), "log", time.time(), text)],
+                         max_bytes=settings.log_max_bytes)
+            if get_run(s, study).status in (RunStatus.succeeded, RunStatus.failed,
+                                            RunStatus.cancelled):
+                save_log_artifact(s, settings.artifacts, study)  # its logs.txt, complete
+    except Exception:  # noqa: BLE001 — the run's outcome stands without the line
+        log.warning("run %s: no line in its study's log", run_id, exc_info=True)
 
 
 def _save_s_cnn_overview(config: Any, recorder: SqlRecorder, settings: Any) -> None:
@@ -475,8 +510,15 @@ def study_job(config: Any, recorder: SqlRecorder) -> Waiting:
         runs = fan_out(s, get_run(s, recorder.run_id))
         cells = [(r.id, KINDS["train"].config_type(**r.config)) for r in runs
                  if r.kind == "train"]
-        return Waiting([(r.id, r.kind) for r in runs],
-                       [p for p in packs(cells, config.pack) if len(p) > 1])
+        grouped = [p for p in packs(cells, config.pack) if len(p) > 1]
+        kinds: dict[str, list[int]] = {}
+        for r in runs:
+            kinds.setdefault(r.kind, []).append(r.id)
+        log.info("study: %d runs submitted (%s)%s", len(runs), "; ".join(
+            f"{kind} {', '.join(map(str, ids))}" for kind, ids in kinds.items()),
+            f"; {len(grouped)} packs of {', '.join(str(len(p)) for p in grouped)}"
+            if grouped else "")
+        return Waiting([(r.id, r.kind) for r in runs], grouped)
 
 
 @task("neuroreg.study")

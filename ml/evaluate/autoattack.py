@@ -22,6 +22,7 @@ the model asked again.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -34,6 +35,10 @@ import torch
 from ml.evaluate.attacks import NORM_LABELS
 from ml.evaluate.checks import check_images, check_model
 from ml.evaluate.minimal import distances
+
+log = logging.getLogger(__name__)
+"""Each component's robust accuracy after it: the worker sends this logger's records to
+the run's log."""
 
 THREAT_MODELS: dict[str, str] = {"linf": "Linf", "l2": "L2"}
 """Our norm name → torchattacks'."""
@@ -168,6 +173,9 @@ def autoattack(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
                 progress((k + (b + len(idx)) / len(todo)) / len(parts),
                          f"AutoAttack {NORM_LABELS[norm]} ε = {epsilon:.4g}: {name}")
         after[name] = float(robust.mean())
+        log.info("AutoAttack %s ε = %.4g: after %s (%d samples attacked) robust accuracy "
+                 "%.3f; %.0f s", NORM_LABELS[norm], epsilon, name, len(todo), after[name],
+                 time.perf_counter() - start)
     return AutoAttackResult(norm, float(epsilon), version, clean, robust, broken_by, dist,
                             adversarials, after, over, time.perf_counter() - start)
 

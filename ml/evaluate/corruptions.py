@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -42,6 +43,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
+"""Each corruption's accuracies: the worker sends this logger's records to the run's log."""
 
 Rng = np.random.Generator
 Op = Callable[[np.ndarray, Any, Rng], np.ndarray]  # (H, W, C) float 0–255 → same
@@ -516,6 +520,9 @@ def corruption_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: to
             done += 1
             if progress is not None:
                 progress(done / total, f"corruption {CORRUPTIONS[name].label}, severity {sev}")
+        log.info("corruption %s: accuracy %s at severities %s (%d images)",
+                 CORRUPTIONS[name].label, " ".join(f"{a:.3f}" for a in out[name]),
+                 " ".join(map(str, severities)), len(images))
     bench = [n for n in names if n in BENCHMARK] or list(names)
     return {"names": list(names), "severities": list(severities), "accuracy": out,
             "mean_accuracy": float(np.mean([out[n] for n in bench])),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -27,8 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ml.evaluate.attacks import NORMS, AttackRun
+from ml.evaluate.attacks import NORM_LABELS, NORMS, AttackRun
 from ml.evaluate.checks import check_images, check_model
+
+log = logging.getLogger(__name__)
+"""Each attack run's batches and the medians after it: the worker sends this logger's
+records to the run's log."""
 
 # the largest possible distance per norm for (C, H, W) images in [0, 1]: the ε an ε-search
 # starts from when no attack has found an adversarial yet
@@ -310,6 +315,9 @@ def minimal_perturbations(
                     verify, x, y, hi, run.norm, search_steps, device)
             rows += _keep_minima(run, idx, ids, labels, found, final_adv, final_d, norms,
                                  best, best_attack, adversarials)
+            log.info("attack %d/%d %s: batch %d/%d (%d samples), %d adversarial", r_index + 1,
+                     len(runs), run.label, b // batch + 1, -(-len(targets) // batch),
+                     len(idx), int(found.sum()))
             if progress is not None:  # per batch
                 done_work += run.budget(dim) * len(idx)
                 progress(done_work / total_work,
@@ -319,5 +327,9 @@ def minimal_perturbations(
         spent += run.budget(dim)
         for m in norms:
             curves[m].append((spent, float(np.median(best[m]))))
+        log.info("attack %d/%d %s done: median %s; %.0f s so far", r_index + 1, len(runs),
+                 run.label, ", ".join(f"{NORM_LABELS[m]} {np.median(best[m]):.4g}"
+                                      for m in norms),
+                 time.perf_counter() - start)
     return MinimalResult(ids, labels.numpy(), correct, best, best_attack, adversarials, rows,
                          curves, provenance(runs, seed, dim), time.perf_counter() - start)

@@ -24,12 +24,14 @@ values), ``provenance.json``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -59,8 +61,12 @@ from ml.evaluate.mechanism import TapTarget, mechanism
 from ml.evaluate.minimal import MinimalResult, minimal_perturbations
 from ml.evaluate.noise import DEFAULT_SIGMAS, noise_curve
 from ml.evaluate.soundness import PROBED_NORMS, soundness
-from ml.recorder import Recorder
+from ml.recorder import Recorder, flush
 from ml.runtime import deterministic_mode, environment_info, pick_device
+
+log = logging.getLogger(__name__)
+"""Each part's start and end (with its headline numbers and time), the noise curve's
+points: the worker sends this logger's records to the run's log."""
 
 DEFAULT_PARTS = ("noise", "minimal", "autoattack", "corruptions")
 """What an evaluation measures unless its config says otherwise."""
@@ -238,6 +244,20 @@ class _Progress:
         return report
 
 
+@contextlib.contextmanager
+def _part(name: str, recorder: Recorder, what: str) -> Iterator[list[str]]:
+    """A part's log lines at its start and end (the block appends its headline numbers to
+    the list it gets), and its points flushed at the end: they reach the store now,
+    whatever the next part does."""
+    log.info("%s: started (%s)", name, what)
+    start = time.perf_counter()
+    headline: list[str] = []
+    yield headline
+    log.info("%s: done in %s%s", name, _duration(time.perf_counter() - start),
+             "".join(f"; {h}" for h in headline))
+    flush(recorder)
+
+
 def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{max(1, round(seconds))} s"
@@ -325,64 +345,99 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
     prov: dict[str, Any] = {"config": asdict(config)}
     ids = sample_ids(len(test_images), config.n_samples, config.sample_seed)
     res: MinimalResult | None = None
+    log.info("evaluating on %s: parts %s; %d test images, %d attack samples", device,
+             ", ".join(parts), len(test_images), len(ids))
     with deterministic_mode(False, config.seed):
         if "noise" in parts:
-            progress.part("noise")(0.0, "noise curve")
-            curve = noise_curve(model, test_images, test_labels, sigmas=config.noise_sigmas,
-                                seed=config.noise_seed, batch=max(config.batch_size, 100),
-                                device=device)
-            for k, (sigma, acc) in enumerate(zip(curve.sigmas, curve.accuracy, strict=True)):
-                recorder.log_metrics({"noise_sigma": sigma, "noise_acc": acc}, k)
-            out["noise"] = {"sigmas": curve.sigmas, "accuracy": curve.accuracy, "n": curve.n,
-                            "seed": curve.seed}
-            progress.part("noise")(1.0, "noise curve")
+            with _part("noise", recorder, f"{len(config.noise_sigmas)} σ over "
+                       f"{len(test_images)} test images"):
+                progress.part("noise")(0.0, "noise curve")
+                curve = noise_curve(model, test_images, test_labels,
+                                    sigmas=config.noise_sigmas, seed=config.noise_seed,
+                                    batch=max(config.batch_size, 100), device=device)
+                for k, (sigma, acc) in enumerate(zip(curve.sigmas, curve.accuracy,
+                                                     strict=True)):
+                    recorder.log_metrics({"noise_sigma": sigma, "noise_acc": acc}, k)
+                    log.info("noise σ = %.4g: accuracy %.3f", sigma, acc)
+                out["noise"] = {"sigmas": curve.sigmas, "accuracy": curve.accuracy,
+                                "n": curve.n, "seed": curve.seed}
+                progress.part("noise")(1.0, "noise curve")
         if "minimal" in parts:
-            res = _minimal(config, recorder, model, test_images, test_labels, ids,
-                           num_classes, device, progress.part("minimal"))
+            with _part("minimal", recorder, f"{', '.join(config.norms)} on {len(ids)} "
+                       "samples") as headline:
+                res = _minimal(config, recorder, model, test_images, test_labels, ids,
+                               num_classes, device, progress.part("minimal"))
+                summary = res.summary()
+                headline.append(f"clean accuracy {summary['clean_accuracy']:.3f}")
+                headline += [f"median {n} {summary[f'median_{n}']:.4g}" for n in config.norms
+                             if summary.get(f"median_{n}") is not None]
             out.update(res.summary())
             out["curves"] = {n: [[s, m if math.isfinite(m) else None] for s, m in res.curves[n]]
                              for n in config.norms}
             prov.update(res.provenance)
             prov["sample_ids"] = res.ids.tolist()
         if "autoattack" in parts:
-            out["autoattack"] = _autoattack(config, recorder, model, test_images[ids],
-                                            test_labels[ids], ids, res, num_classes, device,
-                                            progress.part("autoattack"))
+            with _part("autoattack", recorder, ", ".join(
+                    f"{n} ε {' '.join(f'{e:g}' for e in eps)}"
+                    for n, eps in config.autoattack_eps.items()) + f" on {len(ids)} samples"):
+                out["autoattack"] = _autoattack(config, recorder, model, test_images[ids],
+                                                test_labels[ids], ids, res, num_classes,
+                                                device, progress.part("autoattack"))
             prov["sample_ids"] = ids.tolist()
         if "corruptions" in parts:
             k = min(config.corruption_samples, len(test_images))
-            cor = corruption_accuracy(
-                model, test_images[:k], test_labels[:k], names=config.corruptions,
-                severities=config.corruption_severities, seed=config.corruption_seed,
-                batch=max(config.batch_size, 100), device=device,
-                progress=progress.part("corruptions"), should_stop=recorder.should_stop,
-                source=None if config.corruption_source == "generated" or published is None
-                else lambda name, sev: published(name, sev, k))
-            recorder.log_metrics({"corruption_acc": cor["mean_accuracy"]}, 0)
-            lines = ["corruption,severity,accuracy"] + [
-                f"{name},{sev},{acc:.6g}" for name in cor["names"]
-                for sev, acc in zip(cor["severities"], cor["accuracy"][name], strict=True)]
-            recorder.save_artifact("corruptions.csv", ("\n".join(lines) + "\n").encode(),
-                                   "text/csv")
+            with _part("corruptions", recorder, f"{len(config.corruptions)} corruptions × "
+                       f"{len(config.corruption_severities)} severities on {k} images "
+                       f"({config.corruption_source})") as headline:
+                cor = _corruptions(config, recorder, model, test_images, test_labels, k,
+                                   device, progress.part("corruptions"), published)
+                headline.append(f"mean accuracy {cor['mean_accuracy']:.3f}")
             out["corruptions"] = cor
         if "soundness" in parts and res is not None:  # the config made sure it ran
-            out["soundness"] = _soundness(config, recorder, model, test_images, test_labels,
-                                          res, reference, out.get("autoattack"), num_classes,
-                                          device, progress.part("soundness"))
+            with _part("soundness", recorder, f"{min(config.soundness_samples, len(ids))} "
+                       "samples"):
+                out["soundness"] = _soundness(config, recorder, model, test_images,
+                                              test_labels, res, reference,
+                                              out.get("autoattack"), num_classes, device,
+                                              progress.part("soundness"))
         if "mechanism" in parts:
-            progress.part("mechanism")(0.0, "mechanism")
-            out["mechanism"] = _mechanism(config, recorder, model, test_images[ids],
-                                          test_labels[ids], ids, res, train_images,
-                                          tap_target, device)
-            progress.part("mechanism")(1.0, "mechanism")
+            with _part("mechanism", recorder, f"{len(ids)} samples"):
+                progress.part("mechanism")(0.0, "mechanism")
+                out["mechanism"] = _mechanism(config, recorder, model, test_images[ids],
+                                              test_labels[ids], ids, res, train_images,
+                                              tap_target, device)
+                progress.part("mechanism")(1.0, "mechanism")
     from ml.evaluate.minimal import package_versions
 
     out["versions"] = prov["versions"] = package_versions()
     recorder.save_artifact("provenance.json", json.dumps(prov, indent=1).encode(),
                            "application/json")
     out["seconds"] = time.perf_counter() - start
+    log.info("evaluation done in %s", _duration(out["seconds"]))
     recorder.progress(1.0, f"done in {_duration(out['seconds'])}")
     return out
+
+
+def _corruptions(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Module,
+                 test_images: torch.Tensor, test_labels: torch.Tensor, k: int,
+                 device: torch.device, progress: Callable[[float, str], None],
+                 published: Callable[[str, int, int], torch.Tensor] | None
+                 ) -> dict[str, Any]:
+    """Accuracy under the chosen corruptions on the first ``k`` test images;
+    ``corruptions.csv``."""
+    cor = corruption_accuracy(
+        model, test_images[:k], test_labels[:k], names=config.corruptions,
+        severities=config.corruption_severities, seed=config.corruption_seed,
+        batch=max(config.batch_size, 100), device=device, progress=progress,
+        should_stop=recorder.should_stop,
+        source=None if config.corruption_source == "generated" or published is None
+        else lambda name, sev: published(name, sev, k))
+    recorder.log_metrics({"corruption_acc": cor["mean_accuracy"]}, 0)
+    lines = ["corruption,severity,accuracy"] + [
+        f"{name},{sev},{acc:.6g}" for name in cor["names"]
+        for sev, acc in zip(cor["severities"], cor["accuracy"][name], strict=True)]
+    recorder.save_artifact("corruptions.csv", ("\n".join(lines) + "\n").encode(), "text/csv")
+    return cor
 
 
 def _minimal(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Module,
@@ -445,6 +500,10 @@ def _autoattack(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Modu
             row["inconsistent"] = None  # no minimal perturbations in this norm to check
         index = len(out.setdefault(norm, []))
         out[norm].append(row)
+        log.info("AutoAttack %s ε = %.4g (%d/%d): robust accuracy %.3f over %d samples%s", norm,
+                 eps, k + 1, len(settings), r.robust_accuracy, len(ids),
+                 "" if row["inconsistent"] is None
+                 else f", {row['inconsistent']} inconsistent with the minimal search")
         recorder.log_metrics({f"autoattack_{norm}": r.robust_accuracy,
                               f"autoattack_eps_{norm}": eps}, index)
         for i in range(len(ids)):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import reduce
@@ -24,7 +26,11 @@ from ml.neural.predictor import FitResult, PredictorConfig, fit_predictor, predi
 from ml.neural.scan import Scan
 from ml.neural.simulate import SimulatedRecording, SimulationConfig, simulate
 from ml.neural.target import SimilarityTarget, average_factors, pair_similarity, shuffled
-from ml.recorder import Cancelled, MemoryRecorder, Recorder
+from ml.recorder import Cancelled, MemoryRecorder, Recorder, flush
+
+log = logging.getLogger(__name__)
+"""Each stage of a similarity run, with its counts and time: the worker sends this
+logger's records to the run's log."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +154,9 @@ class _Stage:
     def stop_resumes(self) -> bool:
         return self.inner.stop_resumes()
 
+    def flush(self) -> None:
+        flush(self.inner)
+
 
 def _images_by_id(scans: Sequence[Scan], ids: np.ndarray) -> np.ndarray:
     """(n, 1, 36, 64) stimuli for ``ids``, from whichever scan showed each."""
@@ -217,12 +226,27 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
     rec = recorder or MemoryRecorder()
     rng = np.random.default_rng(config.seed)
     rec.progress(0.0, "loading recordings")
+    begun = clock = time.perf_counter()
+    if config.source == "simulated":
+        sc = config.simulation
+        log.info("simulating mouse V1 (%s): %d images (%d oracle × %d repeats), %d scans × "
+                 "%d neurons, seed %d", sc.stimuli, sc.n_images, sc.n_oracle,
+                 sc.oracle_repeats, sc.n_scans, sc.neurons_per_scan, sc.seed)
+    else:
+        log.info("loading recording %s", config.recording)
     scans, sim = _load(config)
     all_oracles = np.unique(np.concatenate([s.oracle_ids for s in scans]))
+    log.info("%d scans: %d neurons, %d trials, %d oracle images; %.1f s", len(scans),
+             sum(s.n_neurons for s in scans), sum(len(s.trial_image_ids) for s in scans),
+             len(all_oracles), time.perf_counter() - clock)
     if rec.should_stop():
         raise Cancelled
     rec.progress(0.1, "fitting the predictive model")
+    clock = time.perf_counter()
     fit = fit_predictor(scans, config.predictor, recorder=_Stage(rec, 0.1, 0.8), device=device)
+    log.info("predictive model fitted: val corr %.3f (best epoch %d); %.1f s", fit.val_corr,
+             fit.best_epoch + 1, time.perf_counter() - clock)
+    flush(rec)
     rec.progress(0.8, "similarity matrices")
 
     # the target covers every image no scan repeated (Eq. 6: the non-oracle images)
@@ -236,15 +260,26 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
 
     analyses, model_factors, data_factors = [], [], []
     for s in scans:
+        clock = time.perf_counter()
         a, model_factor, data_factor = _analyse_scan(s, fit, target_images, shared_ids)
+        log.info("scan %s: SNR weights (Eq. 1) median %.3g over %d neurons; S_oracle (Eq. 3) "
+                 "and S_model (Eq. 6) over %d oracle images: r(S_data, S_oracle) = %.3f, "
+                 "r(S_model, S_oracle) = %.3f; repeat fluctuations (Eq. 5) sd %.3g; %.1f s",
+                 s.name, float(np.median(a.weights)), s.n_neurons, len(a.oracle_ids),
+                 a.r_data_oracle, a.r_model_oracle, float(np.std(a.repeat_fluct)),
+                 time.perf_counter() - clock)
         analyses.append(a)
         model_factors.append(model_factor)
         if data_factor is not None:
             data_factors.append(data_factor)
         if rec.should_stop():
             raise Cancelled
+    clock = time.perf_counter()
     targets = _targets(config, scans, target_ids, target_images, shared_ids, model_factors,
                        data_factors, sim)
+    log.info("targets built (S_model averaged over %d scans, Eq. 6): %s; %.1f s", len(scans),
+             ", ".join(f"{k} over {len(t)} images" for k, t in targets.items()),
+             time.perf_counter() - clock)
 
     scores = _scores(analyses, targets, sim, rng, config.pairs_for_r)
     scores["predictor_val_corr"] = float(fit.val_corr)
@@ -256,8 +291,16 @@ def run_similarity(config: SimilarityConfig, recorder: Recorder | None = None,
     figures["error_bars"] = errors["detail"]
     scores.update(figures["summary"])
     rec.log_metrics(scores, step=0)
+    if "delta_scan_sd" in scores:
+        log.info("scan fluctuations (Eq. 4) sd %.3g across %d scans", scores["delta_scan_sd"],
+                 len(scans))
+    log.info("scores: %s", ", ".join(f"{k} {v:.3g}" for k, v in scores.items()
+                                     if k.startswith("r_")))
+    flush(rec)
     rec.progress(0.9, "saving targets")
     _save(rec, config, targets, figures, fit)
+    log.info("saved %d targets, the figures and the predictive model; done in %.1f s",
+             len(targets), time.perf_counter() - begun)
     rec.progress(1.0, "done")
     return SimilarityResult(scores, targets, analyses, figures)
 
@@ -271,6 +314,7 @@ def _error_bars(config: SimilarityConfig, analyses: list[ScanAnalysis], rec: Rec
     detail: dict[str, Any] = {}
     if config.bootstrap and raw:
         rec.progress(0.85, f"bootstrap: {config.bootstrap} replicates over stimuli and neurons")
+        log.info("bootstrap: %d replicates over stimuli and over neurons", config.bootstrap)
         boot = est_u.bootstrap_scores(raw, replicates=config.bootstrap, seed=config.seed)
         detail["bootstrap"] = boot
         for name in ("r_model_oracle", "r_data_oracle"):

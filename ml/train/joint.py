@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from ml.artifacts import CHECKPOINT, MODEL
 from ml.data import load_dataset
 from ml.models import TappedBackbone, build_backbone, resolve_taps
 from ml.neural.target import SimilarityTarget
-from ml.recorder import Cancelled, Recorder
+from ml.recorder import Cancelled, Recorder, flush
 from ml.regularize import SimilarityHead, all_pairs, kept_taps, paper_pairs, similarity_loss
 from ml.regularize.targets import REGISTRY, TargetName, check_target, resolve_target
 from ml.runtime import deterministic_mode, environment_info, pick_device
@@ -55,6 +56,10 @@ from ml.train.classifier import checkpoint_bytes, evaluate
 from ml.train.pathway import StimulusNorm, StimulusPathway
 
 _SYNC_EVERY = 25  # steps whose metrics are fetched from the device in one transfer
+
+log = logging.getLogger(__name__)
+"""A line per epoch (loss, accuracies, r, time) and at the start and end: the worker
+sends this logger's records to the run's log."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -418,6 +423,7 @@ class _MetricLog:
     def __init__(self, recorder: Recorder, keys: list[str]) -> None:
         self.recorder, self.keys = recorder, keys
         self.pending: list[tuple[int, torch.Tensor, tuple[str, ...]]] = []
+        self._sums = [0.0, 0.0, 0]  # the epoch's loss and train accuracy, and its steps
 
     def add(self, step: int, row: torch.Tensor, omit: tuple[str, ...] = ()) -> None:
         """``omit``: keys this step has no value for (L_sim on a step without the
@@ -433,9 +439,19 @@ class _MetricLog:
         for (s, _, omit), row in zip(self.pending, values, strict=True):
             if not math.isfinite(row[1]):
                 raise FloatingPointError(f"loss became {row[1]} at step {s}")
+            self._sums[0] += row[1]
+            self._sums[1] += row[2]
+            self._sums[2] += 1
             self.recorder.log_metrics({k: v for k, v in zip(self.keys, row, strict=True)
                                        if k not in omit}, s)
         self.pending.clear()
+
+    def epoch_means(self) -> tuple[float, float] | None:
+        """The mean loss and train accuracy over the steps synced since the last call
+        (None: none)."""
+        loss, acc, n = self._sums
+        self._sums = [0.0, 0.0, 0]
+        return (loss / n, acc / n) if n else None
 
 
 def _similarity_term(t: _Training) -> tuple[torch.Tensor, bool]:
@@ -542,9 +558,12 @@ def _train_epoch(t: _Training, epoch: int, recorder: Recorder, log: _MetricLog,
     log.sync()
 
 
-def _end_epoch(t: _Training, epoch: int, recorder: Recorder) -> None:
-    """Test accuracy and loss, held-out r(S_CNN, S_target) overall and per tap, and the
-    checkpoint when one is due."""
+def _end_epoch(t: _Training, epoch: int, recorder: Recorder,
+               metric_log: _MetricLog | None = None, started: float | None = None,
+               who: str = "") -> None:
+    """Test accuracy and loss, held-out r(S_CNN, S_target) overall and per tap, the
+    epoch's log line (``who``: a pack member's name) and the checkpoint when one is
+    due; what it recorded is flushed."""
     config = t.config
     t.test_acc, t.test_loss = evaluate(t.model, t.x_test, t.y_test, 512, t.autocast)
     metrics = {"test_acc": t.test_acc, "test_loss": t.test_loss}
@@ -556,8 +575,21 @@ def _end_epoch(t: _Training, epoch: int, recorder: Recorder) -> None:
         metrics["sim_r"] = t.sim_r
         metrics.update({f"sim_r/{k}": v for k, v in enumerate(t.sim_r_taps)})
     recorder.log_metrics(metrics, t.step - 1)
+    means = metric_log.epoch_means() if metric_log is not None else None
+    line = f"{who}epoch {epoch + 1}/{config.epochs}: "
+    if means is not None:
+        line += f"loss {means[0]:.4f}, train acc {means[1]:.3f}, "
+    line += f"test acc {t.test_acc:.3f} (test loss {t.test_loss:.4f})"
+    if t.stimuli is not None:
+        line += f", sim r {t.sim_r:.3f}"
+    if config.learns_gamma:
+        line += ", γ " + " ".join(f"{g:.2f}" for g in t.head.gamma.tolist())
+    if started is not None:
+        line += f", {time.perf_counter() - started:.1f} s"
+    log.info("%s (step %d)", line, t.step)
     if (epoch + 1) % config.checkpoint_every == 0 and epoch + 1 < config.epochs:
         _save_checkpoint(t, recorder, epoch=epoch + 1, batch=0, sampler=t.gen.get_state())
+    flush(recorder)  # the epoch's points in the store now, whatever comes next
 
 
 def _save_checkpoint(t: _Training, recorder: Recorder, *, epoch: int, batch: int,
@@ -604,17 +636,37 @@ def train_model(config: TrainConfig, recorder: Recorder,
         if ckpt is not None:
             _restore(t, ckpt)
         resumed_from = t.step
-        total = math.ceil(len(t.x_train) / config.batch_size) * config.epochs
-        log = _MetricLog(recorder, t.metric_keys)
+        per_epoch = math.ceil(len(t.x_train) / config.batch_size)
+        total = per_epoch * config.epochs
+        log_start(config, device, len(t.x_train), per_epoch)
+        if ckpt is not None:
+            log.info("resumed from checkpoint.pt at step %d (epoch %d, batch %d)", t.step,
+                     t.first_epoch + 1, t.first_batch)
+        metric_log = _MetricLog(recorder, t.metric_keys)
         for epoch in range(t.first_epoch, config.epochs):
-            _train_epoch(t, epoch, recorder, log, total)
-            _end_epoch(t, epoch, recorder)
+            started = time.perf_counter()
+            _train_epoch(t, epoch, recorder, metric_log, total)
+            _end_epoch(t, epoch, recorder, metric_log, started)
         return _finish(t, recorder, device, resumed_from, time.perf_counter() - start)
 
 
+def log_start(config: TrainConfig, device: torch.device, n_train: int, per_epoch: int,
+              who: str = "") -> None:
+    """The training's first log line: what trains on what, toward which target."""
+    target = "no target (plain cross-entropy)" if config.target == "none" else (
+        f"target {config.target}" + (f" of similarity run {config.target_run}"
+                                     if config.target_run is not None else "")
+        + f", α = {config.alpha:g}")
+    log.info("%straining %s (width %d) on %s: %d images, %d epochs × %d steps of %d, %s, "
+             "seed %d, on %s", who, config.backbone, config.width, config.dataset, n_train,
+             config.epochs, per_epoch, config.batch_size, target, config.seed, device)
+
+
 def _finish(t: _Training, recorder: Recorder, device: torch.device, resumed_from: int,
-            seconds: float) -> TrainResult:
+            seconds: float, who: str = "") -> TrainResult:
     """``model.pt`` of a finished training, and its result."""
+    log.info("%sdone: test acc %.3f after %d steps in %.1f s; model.pt saved", who,
+             t.test_acc, t.step, seconds)
     recorder.save_artifact(MODEL, checkpoint_bytes(
         t.model, t.config, step=t.step, head=t.head.state_dict(), layers=t.layers,
         stimulus_bn=t.pathway.state_dict(),

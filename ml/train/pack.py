@@ -20,6 +20,7 @@ down) checkpoints every member where it stands.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -47,9 +48,12 @@ from ml.train.joint import (
     _save_checkpoint,
     _sim_loss,
     _Training,
+    log_start,
     paper_lr,
 )
 from ml.train.pathway import StimulusPathway
+
+log = logging.getLogger(__name__)
 
 # what members of one pack may differ in; every other field is the pack's
 FREE_FIELDS = ("seed", "target", "target_run", "alpha", "features")
@@ -73,6 +77,12 @@ class _Member:
     recorder: Recorder
     log: _MetricLog
     outcome: TrainResult | BaseException | None = None
+    who: str = ""  # its log lines' prefix: the pack logs to every member's run
+
+    def __post_init__(self) -> None:
+        c = self.t.config
+        target = c.target if c.target == "none" else f"{c.target} α = {c.alpha:g}"
+        self.who = f"[seed {c.seed}, {target}] "
 
     @property
     def active(self) -> bool:
@@ -122,12 +132,21 @@ def train_pack(configs: Sequence[TrainConfig], recorders: Sequence[Recorder],
         raise ValueError(f"the members' checkpoints stand at different steps ({sorted(where)});"
                          " train them apart")
     resumed_from = members[0].t.step
+    n_train = len(members[0].t.x_train)
+    log.info("training %d runs as one pack on %s", len(members), device)
+    for m in members:
+        log_start(m.t.config, device, n_train, math.ceil(n_train / first.batch_size),
+                  who=m.who)
+    if resumed_from:
+        log.info("resumed from the members' checkpoints at step %d", resumed_from)
     with deterministic_mode(first.deterministic, first.seed):
         _train(members, device)
     for m in members:
         if m.active:
             m.outcome = _finish(m.t, m.recorder, device, resumed_from,
-                                time.perf_counter() - start)
+                                time.perf_counter() - start, who=m.who)
+        else:
+            log.info("%sleft the pack: %s", m.who, type(m.outcome).__name__)
     return [m.outcome for m in members]  # type: ignore[misc]
 
 
@@ -201,6 +220,7 @@ def _train(members: list[_Member], device: torch.device) -> None:
     total = math.ceil(n / config.batch_size) * config.epochs
     step = t0.step
     for epoch in range(t0.first_epoch, config.epochs):
+        started = time.perf_counter()
         lr = paper_lr(epoch, config)
         pack.set_lr(lr)
         samplers = [m.t.gen.get_state() for m in members]  # a resumed epoch draws it again
@@ -227,7 +247,7 @@ def _train(members: list[_Member], device: torch.device) -> None:
         pack.store_members()
         for m in members:
             if m.active:
-                _end_epoch(m.t, epoch, m.recorder)
+                _end_epoch(m.t, epoch, m.recorder, m.log, started, who=m.who)
 
 
 def _add(m: _Member, step: int, row: torch.Tensor) -> None:

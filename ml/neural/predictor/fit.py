@@ -9,6 +9,7 @@ denoised, purely visual response.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,8 @@ from ml.neural.predictor.shifter import Shifter
 from ml.neural.scan import STIMULUS_SHAPE, Scan
 from ml.recorder import Cancelled, Recorder
 from ml.runtime import deterministic_mode, pick_device
+
+log = logging.getLogger(__name__)
 
 _EPS = 1e-8  # inside the Poisson log
 _EVAL_BATCH = 512
@@ -319,13 +322,20 @@ def fit_predictor(
         rng = np.random.default_rng(config.seed)
         best, best_epoch, best_state = -math.inf, -1, None
         epoch = 0
+        log.info("predictive model: %d scans, %d neurons, up to %d epochs (patience %d), "
+                 "%s loss, on %s", len(scans), sum(s.n_neurons for s in scans),
+                 config.max_epochs, config.patience, loss, dev)
         for epoch in range(config.max_epochs):
+            started = time.perf_counter()
             train_loss = _train_epoch(model, opt, data, config.batch_size, rng, recorder,
                                       data_loss)
             corr = _correlations(model, data, "validation")
             val_corr = float(np.concatenate(list(corr.values())).mean())
             lr = opt.param_groups[0]["lr"]
             plateau.step(val_corr)
+            log.info("predictor epoch %d/%d: train loss %.4f, val corr %.3f, lr %.2g, %.1f s",
+                     epoch + 1, config.max_epochs, train_loss, val_corr, lr,
+                     time.perf_counter() - started)
             if recorder is not None:
                 recorder.log_metrics(
                     {
@@ -345,6 +355,8 @@ def fit_predictor(
             elif epoch - best_epoch >= config.patience:
                 break
         assert best_state is not None  # max_epochs ≥ 1
+        log.info("predictive model: best val corr %.3f at epoch %d of %d", best,
+                 best_epoch + 1, epoch + 1)
         model.load_state_dict(best_state)
         v = _correlations(model, data, "heldout")
         model.eval()
