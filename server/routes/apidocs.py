@@ -40,17 +40,17 @@ def _static() -> Path:
 @functools.cache
 def _page(openapi_url: str, title: str) -> tuple[bytes, str]:
     """The page and its policy: the pages' own, plus the hash of its one inline script."""
-    html = get_swagger_ui_html(
+    html = bytes(get_swagger_ui_html(
         openapi_url=openapi_url, title=f"{title} · API",
         swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
         swagger_css_url=f"{ASSETS}/swagger-ui.css",
-        swagger_favicon_url=f"{ASSETS}/favicon.png").body
+        swagger_favicon_url=f"{ASSETS}/favicon.png").body)
     hashes = " ".join(
         "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
         for s in _INLINE.findall(html.decode()))
     policy = POLICY.replace("script-src 'self'", f"script-src 'self' {hashes}", 1)
     assert policy != POLICY, "the pages' policy no longer has script-src 'self'"
-    return bytes(html), policy
+    return html, policy
 
 
 @router.get("/docs")

@@ -50,6 +50,10 @@ def test_a_missing_run_says_so_instead_of_a_full_bar_and_empty_sections(browser,
         study.wait_for_selector("#page-error")
         assert study.inner_text("#page-error h1") == "Study 9999 not found"
         assert study.evaluate(SHOWN) == []
+        compare = _page(browser, url, token, "/compare?runs=9999")  # named, never made
+        compare.wait_for_function("() => document.getElementById('compare-error').textContent")
+        assert compare.inner_text("#compare-error") == (
+            "There is no run #9999: deleted, or never made.")
 
 
 def test_a_study_address_of_a_train_run_names_its_kind_and_links_its_page(  # type: ignore[no-untyped-def]
