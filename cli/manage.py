@@ -203,7 +203,8 @@ def print_show(data: dict[str, Any], url: str) -> None:
         for key, value in result:
             say(f"  {key:<{width}}  {_value(value)}")
     metrics = data["metrics"]
-    print(f"\nmetrics ({len(metrics)} series)" if metrics else "\nmetrics: none yet")
+    yet = "" if run["status"] in ("succeeded", "failed", "cancelled") else " yet"
+    print(f"\nmetrics ({len(metrics)} series)" if metrics else f"\nmetrics: none{yet}")
     if metrics:
         width = max(len(m["key"]) for m in metrics)
         for m in metrics:
@@ -211,7 +212,7 @@ def print_show(data: dict[str, Any], url: str) -> None:
             say(f"  {m['key']:<{width}}  {last:>12}  at step {m['last_step']} "
                 f"({m['count']} point{'s' * (m['count'] != 1)})")
     arts = data["artifacts"]
-    print(f"\nartifacts ({len(arts)})" if arts else "\nartifacts: none")
+    print(f"\nartifacts ({len(arts)})" if arts else f"\nartifacts: none{yet}")
     if arts:
         width = max(len(a["name"]) for a in arts)
         for a in arts:
