@@ -28,10 +28,12 @@ def _print(line: dict[str, Any], streams: bool) -> None:
 
 
 def cmd_logs(args: argparse.Namespace, settings: ClientSettings) -> int:
+    printed = 0
     with client(settings) as nr:
         if args.follow:
             for line in nr.follow_logs(args.run):
                 _print(line, args.streams)
+                printed += 1
             page = nr.last_logs
         else:
             after = -1
@@ -39,11 +41,16 @@ def cmd_logs(args: argparse.Namespace, settings: ClientSettings) -> int:
                 page = nr.logs(args.run, after=after, limit=5000)
                 for line in page["lines"]:
                     _print(line, args.streams)
+                printed += len(page["lines"])
                 if len(page["lines"]) < 5000:
                     break
                 after = page["next_after"]
         if page.get("dropped"):
             say(page["dropped"]["line"], file=sys.stderr)
-        if args.follow:
+        if not printed and not page.get("dropped"):  # say why nothing came, on stderr
+            print(f"run {args.run} {page['status']}: "
+                  + ("no lines yet" if page["running"] else "this run wrote no log lines"),
+                  file=sys.stderr)
+        elif args.follow:
             print(f"run {args.run} {page['status']}", file=sys.stderr)
     return 0

@@ -52,7 +52,13 @@ export function followLogs(runId) {
     if (follow.checked && atEnd) pre.scrollTop = pre.scrollHeight;
     if (page.lines.length === PAGE) tick();  // more already there
     else if (page.running) setTimeout(tick, 2000);
-    else pre.dataset.complete = "true";
+    else {
+      if (after < 0 && !marker) {  // finished, and never wrote a line: say so, not "yet"
+        pre.append(el("span", { class: "log-none" }, "this run wrote no log lines"));
+        state.textContent = `· no lines · run ${page.status}`;
+      }
+      pre.dataset.complete = "true";
+    }
   };
   return tick();
 }

@@ -70,3 +70,25 @@ def test_logs_follow_as_text_beside_the_system_figure_and_provenance(
             assert "run succeeded" in page.locator("#logs-state").inner_text()
             assert page.evaluate("() => window.__pwned") is None
             assert time.time() - t0 < 60
+
+
+def test_a_finished_run_without_lines_says_it_wrote_none(
+        browser, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        with Client(url, token) as nr:
+            quiet = nr.create_external("quiet")
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{url}/runs/{quiet['id']}#token={token}")
+            page.wait_for_function("() => document.getElementById('logs-state')"
+                                   ".textContent.includes('following')")
+            # running: the log may still come ("no lines yet", drawn by the stylesheet)
+            assert page.locator("#logs .log-none").count() == 0
+            nr.finish(quiet["id"])
+            page.wait_for_function("() => document.getElementById('logs').dataset.complete",
+                                   timeout=15_000)
+            assert page.locator("#logs").inner_text() == "this run wrote no log lines"
+            assert page.evaluate("() => getComputedStyle(document.getElementById('logs'),"
+                                 " '::before').content") in ("none", "normal")
+            assert "run succeeded" in page.locator("#logs-state").inner_text()

@@ -262,3 +262,25 @@ def test_a_run_created_without_provenance_has_none_and_a_bad_stream_is_a_422(
     assert nr.provenance(run["id"]) is None
     with pytest.raises(NeuroregError, match="422"):
         nr.log(run["id"], ["x"], stream="tty")
+
+
+def test_neuroreg_logs_says_when_a_run_wrote_no_lines(
+        settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli import build_parser
+    from cli.logs import cmd_logs
+
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        with Client(url, token) as nr:
+            run = nr.create_external("quiet")
+            cli = settings.model_copy(update={"api_url": url, "token": token})
+            assert cmd_logs(build_parser().parse_args(["logs", str(run["id"])]), cli) == 0
+            out = capsys.readouterr()
+            assert out.out == "" and out.err == f"run {run['id']} running: no lines yet\n"
+            nr.finish(run["id"])
+            for argv in (["logs", str(run["id"])], ["logs", str(run["id"]), "--follow"]):
+                assert cmd_logs(build_parser().parse_args(argv), cli) == 0
+                out = capsys.readouterr()
+                assert out.out == ""
+                assert out.err == f"run {run['id']} succeeded: this run wrote no log lines\n"
