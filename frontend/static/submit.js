@@ -8,6 +8,37 @@ let INFO = {};  // kind → its GET /api/kinds entry (reads, presets)
 let schemas = {};
 const PRESETS = { paper: "the paper's setting (hours on a GPU)", cpu: "CPU-sized (minutes)" };
 
+// A study's runs: None once per seed, every other condition once per α and seed; each
+// train is evaluated once
+function studyRuns(config) {
+  const seeds = config.seeds ?? 5;
+  const alphas = (config.alphas || [20]).length;
+  const trains = (config.conditions || []).reduce((n, c) => n + (c === "none" ? seeds : alphas * seeds), 0);
+  return { trains, evaluations: trains };
+}
+
+// a preset's label, a study's with its number of runs (a CPU-sized study is many runs of
+// minutes each, not minutes in all)
+function presetLabel(kind, name, values) {
+  if (kind === "study" && name === "cpu" && values.conditions) {
+    const { trains, evaluations } = studyRuns(values);
+    return `CPU-sized: ${trains} trains and ${evaluations} evaluations, minutes each on a CPU`;
+  }
+  return PRESETS[name] || name;
+}
+
+// every default of a nested config (a dataclass field with a default_factory has none of
+// its own in the schema): its properties' defaults, nested ones too
+function defaultsOf(p) {
+  if (!p || !p.properties) return undefined;
+  const out = {};
+  for (const [k, prop] of Object.entries(p.properties)) {
+    const d = prop.default !== undefined ? prop.default : defaultsOf(resolve(prop));
+    if (d !== undefined) out[k] = d;
+  }
+  return out;
+}
+
 function resolve(prop) {
   if (prop.$ref) return schemas[prop.$ref.split("/").pop()];
   const alt = (prop.anyOf || []).find((p) => p.type !== "null");
@@ -38,6 +69,11 @@ function input(name, prop) {
     node = el("textarea", { id, name, rows: p.type === "object" || p.properties ? 4 : 1,
       "data-type": "json" });
     node.value = dflt === undefined ? "" : JSON.stringify(dflt, null, p.properties ? 1 : 0);
+    const nested = dflt === undefined ? defaultsOf(p) : undefined;
+    if (nested) {  // left empty it takes these: said in the field, not a blank box
+      node.placeholder = JSON.stringify(nested, null, 1);
+      node.rows = Math.min(12, Object.keys(nested).length + 2);
+    }
   }
   if (prop.nullable || p.nullable) node.dataset.nullable = "1";
   return node;
@@ -85,19 +121,47 @@ async function buildForm(kind, preset) {
   return fields;
 }
 
-// how long a train run of this setting took here: the newest succeeded one with the same
-// dataset, backbone and width, scaled by epochs (what this service's workers measured)
+// How long a run of this setting takes here, from what this service's workers measured:
+// the newest succeeded run of the kind with the same setting, scaled by its size — a train
+// by epochs (same dataset, backbone and width), an evaluation by samples (same attacks
+// and norms), a similarity run as it took (same source and simulation); a study, its
+// trains and evaluations one after another. null: no such run yet.
+const SAME = { train: ["dataset", "backbone", "width"], evaluate: ["attacks", "norms"],
+  similarity: ["source", "simulation", "recording"] };
+const SCALE = { train: "epochs", evaluate: "n_samples" };
+const duration = (t) => (t < 90 ? `${Math.round(t)} s` : t < 5400 ? `${Math.round(t / 60)} min` : `${(t / 3600).toFixed(1)} h`);
+const seconds = (r) => (new Date(r.finished_at) - new Date(r.started_at)) / 1000;
+
+async function measured(kind, config) {
+  const runs = (await getJSON(`/api/runs?kind=${kind}&status=succeeded&limit=200`)).items;
+  const same = runs.find((r) => SAME[kind].every((k) => JSON.stringify(r.config[k] ?? null)
+    === JSON.stringify(config[k] ?? null)) && r.started_at && r.finished_at);
+  if (!same) return null;
+  const by = SCALE[kind];
+  return { run: same, seconds: seconds(same) * (by ? (config[by] || 1) / (same.config[by] || 1) : 1) };
+}
+
 async function estimate(kind, config) {
-  if (kind !== "train") return "";
-  const runs = (await getJSON("/api/runs?kind=train&status=succeeded&limit=200")).items;
-  const same = runs.find((r) => ["dataset", "backbone", "width"].every((k) => r.config[k] === config[k])
-    && r.started_at && r.finished_at);
-  if (!same) return "No finished run of this dataset, backbone and width yet to estimate its time from.";
-  const seconds = (new Date(same.finished_at) - new Date(same.started_at)) / 1000;
-  const total = seconds * (config.epochs || 1) / (same.config.epochs || 1);
-  const text = total < 90 ? `${Math.round(total)} s` : total < 5400 ? `${Math.round(total / 60)} min`
-    : `${(total / 3600).toFixed(1)} h`;
-  return `About ${text} on this service's workers, from run #${same.id} (${same.config.epochs} epochs in ${Math.round(seconds)} s).`;
+  if (kind === "study") {
+    const { trains, evaluations } = studyRuns(config);
+    const [t, e] = await Promise.all([measured("train", config.train || {}),
+      measured("evaluate", config.evaluate || {})]);
+    const runs = `${trains} trains and ${evaluations} evaluations`;
+    if (!t || !e) {
+      return `${runs}; no finished ${t ? "evaluation" : "train"} of this setting yet to estimate their time from.`;
+    }
+    return `${runs}: about ${duration(trains * t.seconds + evaluations * e.seconds)} on one worker, from runs `
+      + `#${t.run.id} and #${e.run.id} (a train ${duration(t.seconds)}, an evaluation ${duration(e.seconds)}).`;
+  }
+  if (!SAME[kind]) return "No time estimate for this kind of run.";
+  const m = await measured(kind, config);
+  const what = { train: "this dataset, backbone and width", evaluate: "these attacks and norms",
+    similarity: "this source" }[kind];
+  if (!m) return `No finished ${kind} run of ${what} yet to estimate its time from.`;
+  const by = SCALE[kind];
+  return `About ${duration(m.seconds)} on this service's workers, from run #${m.run.id}`
+    + (by ? ` (${m.run.config[by]} ${by === "epochs" ? "epochs" : "samples"} in ${Math.round(seconds(m.run))} s).`
+      : ` (${Math.round(seconds(m.run))} s).`);
 }
 
 // one file of POST /api/recordings/inspect, as text
@@ -133,6 +197,12 @@ function showErrors(detail) {
     else general.push(loc.length > 1 ? `${loc.slice(1).join(".")}: ${e.msg}` : e.msg);
   }
   document.getElementById("submit-error").textContent = general.join("\n");
+  // beside the Submit button: how many fields to change, which (a click goes to each)
+  const marked = [...document.querySelectorAll(".field-error")].filter((e) => e.textContent);
+  const summary = document.getElementById("submit-summary");
+  summary.replaceChildren(...(marked.length ? [`${marked.length} field${marked.length === 1 ? "" : "s"} to change: `,
+    ...marked.flatMap((e, i) => { const f = e.id.slice(4);
+      return [i ? ", " : "", el("a", { href: `#f-${f}` }, f)]; })] : []));
 }
 
 withLogin(async () => {
@@ -152,30 +222,38 @@ withLogin(async () => {
   const holder = el("div", {});
   const preset = el("select", { id: "preset", name: "preset" });
   const estimateNote = el("p", { class: "hint", id: "estimate" });
+  // the defaults are the paper's (a GPU's hours): said where one picks them
+  const presetNote = el("div", { class: "hint", id: "preset-note" });
   const form = el("form", { id: "submit-form", novalidate: "" },  // the API validates
     el("div", { class: "form-grid" },
       el("label", { for: "kind" }, "kind"), kind, el("div", { class: "field-error", id: "err-kind" }),
       el("label", { for: "run-name" }, "name"), name, el("div", { class: "field-error", id: "err-name" }),
       el("label", { for: "run-tags" }, "tags"), tags, el("div", { class: "field-error", id: "err-tags" }),
-      el("label", { for: "preset" }, "start from"), preset, el("div", {})),
+      el("label", { for: "preset" }, "start from"), el("div", { class: "field" }, preset, presetNote), el("div", {})),
     estimateNote,
     el("h2", {}, "config"), el("p", { class: "hint" },
       "Defaults are the paper's where it states them; lists and nested settings are JSON."),
-    holder, el("p", {}, el("button", { type: "submit", id: "submit" }, "Submit run")),
+    holder, el("p", {}, el("button", { type: "submit", id: "submit" }, "Submit run"), " ",
+      el("span", { class: "field-error", id: "submit-summary", role: "status" })),
     el("pre", { class: "error", id: "submit-error", role: "alert" }));
   page.replaceChildren(el("h1", {}, "Submit a run"), form);
   const fillPresets = () => {
     const names = Object.keys(INFO[kind.value].presets || {});
     preset.replaceChildren(el("option", { value: "" }, "the config's defaults"),
-      ...names.map((n) => el("option", { value: n }, PRESETS[n] || n)));
+      ...names.map((n) => el("option", { value: n }, presetLabel(kind.value, n, INFO[kind.value].presets[n]))));
     preset.value = names.includes(params.get("preset")) ? params.get("preset") : "";
   };
+  // the config, or every field that cannot be read (each named), all at once
   const readConfig = () => {
     const config = {};
+    const bad = [];
     for (const node of holder.querySelectorAll("input, select, textarea")) {
-      const v = readValue(node);
-      if (v !== undefined) config[node.name] = v;
+      try {
+        const v = readValue(node);
+        if (v !== undefined) config[node.name] = v;
+      } catch (err) { bad.push({ loc: ["body", "config", node.name], msg: err.message }); }
     }
+    if (bad.length) throw Object.assign(new Error("unreadable fields"), { detail: bad });
     return config;
   };
   const showEstimate = async () => {
@@ -204,6 +282,9 @@ withLogin(async () => {
     field.parentElement.append(el("p", {}, button), out);
   };
   const rebuild = async () => {
+    const cpu = (INFO[kind.value].presets || {}).cpu;
+    presetNote.textContent = !preset.value && cpu ? "The config's defaults are the paper's setting: "
+      + "hours on a GPU. On a CPU, start from the CPU-sized preset." : "";
     holder.replaceChildren(await buildForm(kind.value, preset.value));
     addInspect();
     history.replaceState(null, "", `/submit?kind=${kind.value}${preset.value ? `&preset=${preset.value}` : ""}`);
@@ -219,7 +300,7 @@ withLogin(async () => {
     let config;
     try {
       config = readConfig();
-    } catch (err) { showErrors([{ loc: ["body", "config", err.message.split(":")[0]], msg: err.message }]); return; }
+    } catch (err) { showErrors(err.detail); return; }
     const res = await send("POST", "/api/runs", { kind: kind.value, name: name.value, config });
     if (!res.ok) {  // fields refused: beside each; anything else: its status and reason
       const detail = res.body && res.body.detail;

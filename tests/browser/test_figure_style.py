@@ -9,7 +9,7 @@ import pytest
 from core.settings import Settings
 from core.store.db import session_scope
 from core.store.users import ensure_admin
-from tests.browser.conftest import OUTPUT
+from tests.browser.conftest import OUTPUT, figure_problems
 from tests.browser.test_pages import _drawn, _login, _study_with_results
 from tests.livesrv import live_server
 
@@ -90,4 +90,15 @@ def test_a_condition_has_one_colour_on_the_study_page_and_in_compare(browser, se
                 } == neural, lines
         assert lines["target=neural-model, alpha=2"][1] == "solid"
         assert lines["target=neural-model, alpha=16"][1] == "dash"
-        assert {lines["target=none, alpha=20"][0]} == on_study["none"]
+        # None at α = 0, the α it stores (no target, no similarity loss)
+        assert {lines["target=none, alpha=0"][0]} == on_study["none"]
+        # parallel coordinates keep the None runs: target_run null is the category –
+        page.wait_for_function("() => { const d = document.getElementById('compare-parcoords');"
+                               " return d && d.data && d.data[0].type === 'parcoords'; }")
+        dims = page.evaluate("() => Object.fromEntries(document.getElementById("
+                             "'compare-parcoords').data[0].dimensions.map((d) =>"
+                             " [d.label, [d.values.length, d.ticktext || null]]))")
+        assert dims["config.target_run"][0] == 9, dims  # 3 None runs, 6 regularized
+        assert "–" in dims["config.target_run"][1], dims
+        assert "9 of 9 runs have every field" in page.locator("#parcoords-note").inner_text()
+        assert figure_problems(page) == []

@@ -98,7 +98,7 @@ def test_submit_form_guides_with_help_pickers_presets_and_an_estimate(browser, s
         # the run a field names: a picker of succeeded runs of the kind it takes
         options = page.locator("#f-target_run option").all_inner_texts()
         assert any(o.startswith(f"#{sim} ") for o in options) and len(options) == 2
-        assert "No finished run of this dataset" in page.locator("#estimate").inner_text()
+        assert "No finished train run of this dataset" in page.locator("#estimate").inner_text()
         page.select_option("#preset", "cpu")  # the CPU-sized preset, with its time here
         page.wait_for_function("() => document.getElementById('f-width').value === '8'")
         assert page.locator("#f-epochs").input_value() == str(presets.TRAIN["epochs"])
@@ -157,7 +157,7 @@ def _study_with_results(settings: Settings, stimuli: int = 400, models: bool = T
                 for seed in range(3):
                     neural = target != "none"
                     cfg = TrainConfig(backbone="resnet18", width=4, dataset="digits32",
-                                      target=target, alpha=alpha or 20.0, seed=seed,
+                                      target=target, alpha=alpha, seed=seed,
                                       target_run=sim if neural else None)
                     train = create_run(s, owner=owner, kind="train", name="t", parent_id=study.id,
                                        config=dataclasses.asdict(cfg),
