@@ -219,8 +219,6 @@ def test_train_runs_without_a_target_store_the_alpha_they_never_used(db_url: str
     """A None run stored with α = 20 (a study's None cell, before cells stored 0) reads as
     α = 0 after the migration: Compare and the run groups place it at α = 0, not beside the
     regularized runs of α = 20; a regularized run keeps its α."""
-    import sqlalchemy as sa
-
     from core.store.models import Run
 
     migrate(db_url, "0010")
