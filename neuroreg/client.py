@@ -117,8 +117,9 @@ class Client:
         self.offline: bool | Literal["auto"] = offline
         self.spool = _spool.Spool(spool_dir)
         if not token and offline is not True:
-            raise NeuroregError(401, "no token: pass token= or set NEUROREG_TOKEN (or run "
-                                     "`neuroreg up` on this machine)")
+            raise NeuroregError(401, f"no token for {url}: pass token= or set NEUROREG_TOKEN, "
+                                     "or NEUROREG_DATA_DIR to its data directory (its "
+                                     "admin-token), or run `neuroreg up` on this machine")
         self._http = httpx.Client(base_url=url, timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {token}"})
         self._log_seq: dict[int, int] = {}  # per run, the seq of the next line to send
