@@ -73,7 +73,9 @@ def test_parser_knows_every_command() -> None:
     for argv in (["up"], ["api"], ["worker"], ["submit", "x.yaml", "--wait"], ["runs"],
                  ["gamma", "3", "4"], ["robustness", "5"], ["frontier", "6", "--json"],
                  ["datasets"],
-                 ["datasets", "download", "cifar100"]):
+                 ["datasets", "download", "cifar100"], ["show", "7", "--json"],
+                 ["cancel", "7", "8"], ["tag", "7", "fig4", "--rm", "a", "b"],
+                 ["rename", "7", "a: b"], ["rm", "7", "8", "--yes"]):
         assert parser.parse_args(argv).command == argv[0]
 
 
