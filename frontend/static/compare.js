@@ -42,7 +42,8 @@ function drawDiff(host, runs) {
       + (runs.length > shown.length ? ` The first ${shown.length} of ${runs.length} runs.` : "")),
     el("div", { class: "scroll-x" }, el("table", { class: "scores", id: "diff-table" },
       el("thead", {}, el("tr", {}, el("th", {}, "field"),
-        ...shown.map((r) => el("th", {}, el("a", { href: `/runs/${r.id}` }, `#${r.id} ${r.name || ""}`))))),
+        ...shown.map((r) => el("th", {}, el("a", { href: `/runs/${r.id}`, class: "run-name", title: `#${r.id} ${r.name || ""}` },
+          `#${r.id} ${r.name || ""}`))))),
       el("tbody", {}, ...differ.map((k) => el("tr", {}, el("th", {}, k),
         ...flat.map((f) => el("td", { class: f[k] !== flat[0][k] ? "differs" : "" }, text(f[k])))))))));
 }
@@ -86,9 +87,9 @@ function groupStyles(groups) {
 
 // Parallel coordinates: one line per run through each chosen field; text fields become
 // categorical axes; the last field colours the lines. A config field a run has as null
-// (a None run's target_run) is the category "–" on its axis; a run without a metric (or
-// without a config field any run sets) is left out.
-const NO_VALUE = "–";
+// (a None run's target_run) is the category "null" on its axis, as the config diff shows
+// it; a run without a metric (or without a config field any run sets) is left out.
+const NO_VALUE = "null";
 function parcoordsTrace(runs, values, dims) {
   const valueOf = (r, d) => {
     const v = (values[r.id] || {})[d];

@@ -33,7 +33,8 @@ function defaultsOf(p) {
   if (!p || !p.properties) return undefined;
   const out = {};
   for (const [k, prop] of Object.entries(p.properties)) {
-    const d = prop.default !== undefined ? prop.default : defaultsOf(resolve(prop));
+    const r = resolve(prop);  // an optional setting without a default: none (null)
+    const d = prop.default !== undefined ? prop.default : r.nullable ? null : defaultsOf(r);
     if (d !== undefined) out[k] = d;
   }
   return out;
@@ -69,7 +70,7 @@ function input(name, prop) {
     node = el("textarea", { id, name, rows: p.type === "object" || p.properties ? 4 : 1,
       "data-type": "json" });
     node.value = dflt === undefined ? "" : JSON.stringify(dflt, null, p.properties ? 1 : 0);
-    const nested = dflt === undefined ? defaultsOf(p) : undefined;
+    const nested = dflt === undefined && !p.nullable ? defaultsOf(p) : undefined;
     if (nested) {  // left empty it takes these: said in the field, not a blank box
       node.placeholder = JSON.stringify(nested, null, 1);
       node.rows = Math.min(12, Object.keys(nested).length + 2);

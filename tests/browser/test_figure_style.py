@@ -92,13 +92,13 @@ def test_a_condition_has_one_colour_on_the_study_page_and_in_compare(browser, se
         assert lines["target=neural-model, alpha=16"][1] == "dash"
         # None at α = 0, the α it stores (no target, no similarity loss)
         assert {lines["target=none, alpha=0"][0]} == on_study["none"]
-        # parallel coordinates keep the None runs: target_run null is the category –
+        # parallel coordinates keep the None runs: target_run null is the category null
         page.wait_for_function("() => { const d = document.getElementById('compare-parcoords');"
                                " return d && d.data && d.data[0].type === 'parcoords'; }")
         dims = page.evaluate("() => Object.fromEntries(document.getElementById("
                              "'compare-parcoords').data[0].dimensions.map((d) =>"
                              " [d.label, [d.values.length, d.ticktext || null]]))")
         assert dims["config.target_run"][0] == 9, dims  # 3 None runs, 6 regularized
-        assert "–" in dims["config.target_run"][1], dims
+        assert "null" in dims["config.target_run"][1], dims
         assert "9 of 9 runs have every field" in page.locator("#parcoords-note").inner_text()
         assert figure_problems(page) == []
