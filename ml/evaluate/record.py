@@ -332,7 +332,8 @@ def leaderboard_row(rec: Mapping[str, Any], eps: Mapping[str, float] | None = No
     sd: Mapping[str, Any] = rec.get("soundness") or {}
     verdicts = {n: v.get("verdict") for n, v in (sd.get("norms") or {}).items()}
     suspect = [NORM_LABELS.get(n, n) for n, v in verdicts.items() if v == "suspect"]
-    row["soundness"] = ("suspect" if suspect else "sound" if verdicts else None)
+    row["soundness"] = ("suspect" if suspect else "sound" if verdicts and all(
+        v == "sound" for v in verdicts.values()) else None)
     row["soundness_suspect"] = suspect
     row["soundness_warnings"] = [w for v in (sd.get("norms") or {}).values()
                                  for w in v.get("warnings") or []]

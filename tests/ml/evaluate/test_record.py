@@ -236,6 +236,9 @@ def test_the_row_shows_the_soundness_verdict_and_the_mechanism_medians_with_thei
         soundness=sound)}, model=MODEL))
     assert row["soundness"] == "sound" and row["soundness_suspect"] == []
     assert row["soundness_warnings"] == [] and row["grad_l2_median"] is None
+    unread = {**SOUNDNESS, "norms": {"l2": {**SOUNDNESS["norms"]["l2"], "verdict": None}}}
+    assert leaderboard_row(model_record(evaluation={"id": 9, "result": _parted(
+        soundness=unread)}, model=MODEL))["soundness"] is None  # no verdict: not "sound"
 
 
 def test_a_row_without_the_parts_has_empty_cells_and_no_scores_for_them():
