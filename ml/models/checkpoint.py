@@ -31,6 +31,17 @@ def read_checkpoint(source: str | bytes | IO[bytes]) -> dict[str, Any]:
     return ckpt
 
 
+def stimulus_stats_updated(state: dict[str, Any] | None) -> bool:
+    """Whether a checkpoint's ``stimulus_bn`` statistics were ever updated. A model that
+    never passed stimuli (None, or α = 0) stores them as they started (mean 0, variance 1,
+    no batch tracked): they describe nothing, and its stimuli pass through the network as
+    everything else does (the classification pathway's statistics)."""
+    if not state:
+        return False
+    counts = [v for k, v in state.items() if k.endswith("num_batches_tracked")]
+    return not counts or any(int(v) > 0 for v in counts)
+
+
 def load_network(source: str | bytes | IO[bytes] | dict[str, Any], *,
                pathway: Literal["task", "stimulus"] = "task",
                ) -> tuple[TappedBackbone, dict[str, Any]]:
@@ -39,7 +50,8 @@ def load_network(source: str | bytes | IO[bytes] | dict[str, Any], *,
 
     ``pathway="stimulus"`` gives the network as the neural stimuli pass through it: for
     ``stimulus_norm: separate`` its BatchNorm layers hold the stimulus pathway's own
-    statistics (``stimulus_bn``, :mod:`ml.train.pathway`); otherwise it is the same
+    statistics (``stimulus_bn``, :mod:`ml.train.pathway`) when training updated them
+    (:func:`stimulus_stats_updated`; a None model's never were); otherwise it is the same
     network. Use it for passes over stimuli only, never for classification.
 
     Returns:
@@ -56,7 +68,7 @@ def load_network(source: str | bytes | IO[bytes] | dict[str, Any], *,
     model = build_backbone(cfg["backbone"], num_classes=int(state["head.weight"].shape[0]),
                            width=cfg["width"])
     model.load_state_dict(state)
-    if pathway == "stimulus" and cfg.get("stimulus_norm") == "separate" and ckpt.get(
-            "stimulus_bn"):  # a checkpoint written without them has one pathway only
+    if pathway == "stimulus" and cfg.get("stimulus_norm") == "separate" and \
+            stimulus_stats_updated(ckpt.get("stimulus_bn")):  # else: one pathway only
         model.load_state_dict(ckpt["stimulus_bn"], strict=False)
     return model.eval(), cfg

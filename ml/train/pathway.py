@@ -35,6 +35,8 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
+from ml.models.checkpoint import stimulus_stats_updated
+
 StimulusNorm = Literal["shared", "frozen", "separate"]
 STIMULUS_NORMS: tuple[str, ...] = get_args(StimulusNorm)
 _STATS = ("running_mean", "running_var", "num_batches_tracked")
@@ -108,7 +110,12 @@ class StimulusPathway:
 
 def stimulus_pathway(model: nn.Module, mode: StimulusNorm,
                      state: dict[str, torch.Tensor] | None = None) -> StimulusPathway:
-    """A trained model's stimulus pathway from its checkpoint's ``stimulus_bn``."""
+    """A trained model's stimulus pathway from its checkpoint's ``stimulus_bn``; statistics
+    training never updated (a None model's: :func:`~ml.models.checkpoint.stimulus_stats_updated`)
+    leave the stimuli to the classification pathway's statistics (``frozen``), not to the
+    fresh 0 and 1 they started as."""
+    if mode == "separate" and state and not stimulus_stats_updated(state):
+        return StimulusPathway(model, "frozen")
     pathway = StimulusPathway(model, mode)
     if state:
         pathway.load_state_dict(state)

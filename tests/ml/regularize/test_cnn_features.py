@@ -136,3 +136,56 @@ def _bytes(obj) -> bytes:  # type: ignore[no-untyped-def]
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
+
+
+def _trained_bn(model: torch.nn.Module, seed: int = 0) -> None:
+    """BatchNorm statistics as training leaves them (not the fresh 0 and 1)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.2)
+            m.num_batches_tracked.fill_(50)
+
+
+@pytest.mark.parametrize("updated", [False, True])
+def test_a_none_networks_target_uses_its_trained_statistics(stimuli, updated):
+    """A None model (α = 0, stimulus_norm separate) stores a stimulus pathway it never
+    used: statistics as they started, 0 and 1. Its cnn-features target and its stimulus
+    network are its own trained network, not one normalised by those; a regularized
+    model's updated stimulus statistics are still used."""
+    from ml.models.checkpoint import load_network
+    from ml.train.pathway import StimulusPathway, stimulus_pathway
+
+    model = build_backbone("small_cnn", num_classes=10, width=4)
+    _trained_bn(model)
+    fresh = StimulusPathway(model, "separate").state_dict()  # as a None run saves it
+    stim_bn = fresh
+    if updated:
+        other = build_backbone("small_cnn", num_classes=10, width=4)
+        _trained_bn(other, seed=1)
+        stim_bn = {k: v.clone() for k, v in other.state_dict().items() if k in fresh}
+    cfg = TrainConfig(backbone="small_cnn", width=4, stimulus_norm="separate")
+    ckpt = checkpoint_bytes(model, cfg, step=0, stimulus_bn=stim_bn)
+    x = torch.from_numpy(stimuli.images)
+    reference = build_backbone("small_cnn", num_classes=10, width=4)  # what it should be
+    reference.load_state_dict({**model.state_dict(), **(stim_bn if updated else {})})
+    with torch.no_grad():
+        (want,) = reference.eval().forward_intermediates(x, [1], intermediates_only=True)
+        net, _ = load_network(ckpt, pathway="stimulus")
+        (got,) = net.forward_intermediates(x, [1], intermediates_only=True)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
+    extract, info = load_feature_network(ckpt, "1")
+    target = cnn_features_target(extract, stimuli, meta=info)
+    f = want.flatten(1).double().numpy()
+    f -= f.mean(0)
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    np.testing.assert_allclose(target.matrix(), f @ f.T, atol=2e-5)
+    # the mechanism part's pathway over the same checkpoint gives the same features
+    task = build_backbone("small_cnn", num_classes=10, width=4)
+    task.load_state_dict(model.state_dict())
+    task.eval()
+    pathway = stimulus_pathway(task, "separate", stim_bn)
+    with torch.no_grad(), pathway():
+        (mech,) = task.forward_intermediates(x, [1], intermediates_only=True)
+    np.testing.assert_allclose(mech.numpy(), want.numpy(), atol=1e-5)
