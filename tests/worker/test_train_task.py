@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,6 +16,7 @@ from core.lifecycle import finish_run
 from core.settings import Settings, get_settings
 from core.store.artifacts import save_artifact
 from core.store.db import migrate, session_scope
+from core.store.logs import read_lines
 from core.store.metrics import read_series
 from core.store.models import Role, RunStatus, User
 from core.store.runs import create_run, get_run
@@ -177,6 +179,13 @@ def test_evaluate_reads_the_train_runs_model_and_records_robustness(env: Setting
     (aa,) = result["autoattack"]["threat_models"]["l2"]
     assert aa["epsilon"] == 0.2 and aa["n"] == 24 and aa["inconsistent"] is not None
     assert set(result["corruptions"]["accuracy"]) == {"fog"}
+    with session_scope(env.db_url) as s:  # and a person could follow the attacks
+        lines = [ln.line for ln in read_lines(s, run_id, limit=100_000)]
+    assert any(re.search(r"ml\.evaluate\.minimal: attack 1/\d+ \S+: batch 1/\d+ \(\d+ "
+                         r"samples\), \d+ adversarial$", ln) for ln in lines), lines
+    assert any(re.search(r"attack \d+/\d+ \S+ done: median L2 \d", ln) for ln in lines)
+    assert any(re.search(r"minimal: done in .*; clean accuracy \d\.\d+; median l2 ", ln)
+               for ln in lines)
 
 
 def test_soundness_and_mechanism_read_the_reference_model_and_the_targets(env: Settings):
