@@ -360,7 +360,7 @@ def test_a_none_cell_keeps_its_network_and_the_dependent_cell_trains_toward_its_
         none["targets"]["neural-model"]  # the same stimuli the cells saw
     target, _ = protocol.donor_target(dependent, stimuli, protocol.weights_dir(cache))
     assert protocol.factor_digest(target) == cnn["targets"]["cnn-features"]
-    net, cfg = load_network(blob, pathway="stimulus")
+    net, cfg = load_network(blob)  # the trained None network itself
     assert cfg["target"] == "none" and cfg["seed"] == 2
     with torch.no_grad():
         (f,) = net.forward_intermediates(torch.from_numpy(stimuli.images), [1],
