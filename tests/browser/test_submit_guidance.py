@@ -75,6 +75,7 @@ def test_the_submit_form_guides_a_cpu_user_and_says_all_errors(browser, settings
 
         # a similarity run: an estimate's absence said too
         page = _login(browser, url, token, "/submit?kind=similarity")
+        page.wait_for_selector("#f-simulation")
         page.wait_for_function("() => document.getElementById('estimate').textContent")
         assert "No finished similarity run of this source" in page.locator("#estimate").inner_text()
         assert page.get_attribute("#f-simulation", "placeholder")
