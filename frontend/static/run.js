@@ -174,6 +174,8 @@ async function drawRecord(norms) {
   if (rec.soundness) tables.push(...soundnessTables(rec.soundness, norms));
   if (rec.mechanism) tables.push(...mechanismTables(rec.mechanism, norms));
   const charts = document.getElementById("record-charts");
+  // shown before its figure is drawn: a figure drawn hidden takes plotly's 700 px width
+  document.getElementById("record").hidden = false;
   if (rec.corruptions) {
     const c = rec.corruptions;
     tables.push(el("p", {}, `Mean accuracy under the common corruptions: ${pct(rec.corruptions_acc)} `
