@@ -105,7 +105,7 @@ def _admin_token(settings: Settings) -> str:
 def _submit_demo(settings: Settings, app: Any) -> int | None:
     """On first start (no runs yet): the small train run and the demo similarity run (the
     study follows it: :func:`_demo_study`). Returns the train run's id."""
-    from core.kinds import KINDS
+    from core.kinds import KINDS, stored_config
     from core.store.db import session_scope
     from core.store.models import Run, User
     from core.submit import submit_run
@@ -120,7 +120,7 @@ def _submit_demo(settings: Settings, app: Any) -> int | None:
                                    ("similarity", DEMO_SIMILARITY_NAME, DEMO_SIMILARITY)):
             cfg = KINDS[kind].config_type(**config)  # validated like any request
             runs.append(submit_run(s, app.state.celery, owner=admin, kind=kind, name=name,
-                                   config=dataclasses.asdict(cfg)))
+                                   config=stored_config(kind, cfg)))
         return runs[0].id
 
 

@@ -91,6 +91,18 @@ KINDS: dict[str, JobKind] = {k.name: k for k in (
             "a run a script outside the service logs into"),
 )}
 
+def stored_config(kind: str, config: Any) -> dict[str, Any]:
+    """A validated config as the store keeps it: its fields; a ``train`` run without a
+    target keeps α = 0, the α it never uses (no target, no similarity loss), so pages that
+    place runs by α (Compare, run groups) put a None run at 0, not at the default 20."""
+    import dataclasses
+
+    stored = dataclasses.asdict(config)
+    if kind == "train" and stored.get("target") == "none":
+        stored["alpha"] = 0.0
+    return stored
+
+
 HELD = [k.name for k in KINDS.values() if k.task is not None and not k.fans_out]
 """The kinds a worker holds while they run (with a heartbeat the reaper watches)."""
 

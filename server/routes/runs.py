@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import re
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from core.inputs import check_inputs
-from core.kinds import KINDS, KindName
+from core.kinds import KINDS, KindName, stored_config
 from core.lifecycle import cancel_run, finish_run
 from core.queue import revoke
 from core.store import audit
@@ -105,7 +104,7 @@ def dry_run(body: RunCreate, session: SessionDep, user: CurrentUser, settings: S
     except NotFound as exc:
         raise invalid(["body", *(exc.field or "").split(".")], exc.message,
                       "not_found") from None
-    return RunChecked(kind=body.kind, name=body.name, config=dataclasses.asdict(body.config),
+    return RunChecked(kind=body.kind, name=body.name, config=stored_config(body.kind, body.config),
                       input_run_id=body.input_run_id if reads is None else reads)
 
 
@@ -131,7 +130,7 @@ def create(
             owner=user,
             kind=body.kind,
             name=body.name,
-            config=dataclasses.asdict(body.config),
+            config=stored_config(body.kind, body.config),
             parent_id=body.parent_id,
             input_run_id=body.input_run_id if reads is None else reads,
             provenance=_provenance(body),

@@ -214,3 +214,12 @@ def test_neural_true_needs_a_simulated_similarity_run(
     assert res.status_code == 422
     assert res.json()["detail"][0]["loc"] == ["body", "config", "target_run"]
     assert "has no target-neural-true.npz" in res.json()["detail"][0]["msg"]
+
+
+def test_a_none_train_run_is_stored_with_the_alpha_it_never_uses(client: Any) -> None:
+    """α means nothing without a target: a None run keeps 0 (not the default 20), so the
+    pages that place runs by α put it at 0; a regularized run keeps its own."""
+    none = client.post("/api/dry-run", json={"kind": "train", "config": {"target": "none"}})
+    assert none.status_code == 200 and none.json()["config"]["alpha"] == 0.0
+    made = client.post("/api/runs", json={"kind": "train", "config": {"target": "none"}})
+    assert made.status_code == 201 and made.json()["config"]["alpha"] == 0.0
