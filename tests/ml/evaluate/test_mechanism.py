@@ -154,3 +154,11 @@ def test_an_evaluation_records_its_mechanism(trained):
     assert sum(mech["subspace"]["norms"]["l2"]["histogram"]["counts"]) == len(shares)
     assert mech["subspace"]["expected_random"] == 32 / 1024
     assert rec.series("subspace_share_l2") == [mech["subspace"]["norms"]["l2"]["median"]]
+    # its leaderboard row: the medians, each beside the samples it is over
+    from ml.evaluate.record import leaderboard_row, model_record
+
+    lb = leaderboard_row(model_record(evaluation={"id": 1, "result": out},
+                                      model={"id": 2, "config": {}}))
+    assert (lb["grad_l2_median"], lb["grad_n"]) == (mech["input_gradient"]["l2"]["median"], 12)
+    assert lb["subspace_share_l2"] == mech["subspace"]["norms"]["l2"]["median"]
+    assert lb["subspace_share_l2_n"] == len(shares) and lb["minimal_n"] == 12

@@ -9,6 +9,7 @@ import torch
 
 from ml.evaluate.attacks import AttackRun
 from ml.evaluate.minimal import MinimalResult, minimal_perturbations
+from ml.evaluate.record import leaderboard_row, model_record
 from ml.evaluate.run import DEFAULT_PARTS, PARTS, EvaluateConfig, evaluate_model, sample_ids
 from ml.evaluate.soundness import agreement, scale_to_fool, soundness
 from ml.recorder import MemoryRecorder
@@ -125,6 +126,12 @@ def test_a_model_with_masked_gradients_is_flagged(trained, wrap):
         db = row["decision_based"]
         assert db["smaller"] > 0.1 * db["samples"], db
         assert any("HopSkipJump" in w for w in row["warnings"])
+    # its leaderboard row: one verdict, suspect, naming both norms, with every warning
+    lb = leaderboard_row(model_record(evaluation={"id": 1, "result": {"soundness": out}},
+                                      model={"id": 2, "config": {}}))
+    assert lb["soundness"] == "suspect" and lb["soundness_suspect"] == ["L2", "L∞"]
+    assert lb["soundness_warnings"] == [w for n in NORMS for w in out["norms"][n]["warnings"]]
+    assert lb["soundness_n"] == out["samples"] == 12
 
 
 def test_a_transfer_scale_lands_on_the_boundary_along_its_direction():
@@ -207,4 +214,9 @@ def test_an_evaluation_records_its_soundness(trained, reference):
     assert rec.series("soundness_warnings_l2") == [len(row["warnings"])]
     assert rec.series("soundness_hsja_l2") == [row["decision_based"]["median"]]
     assert rec.series("soundness_transfer_l2") == [row["transfer"]["median"]]
+    # its leaderboard row: the verdict and the samples it and the medians are over
+    lb = leaderboard_row(model_record(evaluation={"id": 1, "result": out},
+                                      model={"id": 2, "config": {}}))
+    assert lb["soundness"] == row["verdict"] and lb["soundness_warnings"] == row["warnings"]
+    assert lb["soundness_n"] == 6 and lb["minimal_n"] == 10 and lb["autoattack_l2_n"] is None
     assert rec.fractions == sorted(rec.fractions) and rec.fractions[-1] == pytest.approx(1)
