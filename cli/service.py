@@ -222,9 +222,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         if demo is not None:
             print(f"  demo run       : {settings.url}/runs/{demo} (training now)")
             print(f"  demo study     : a similarity run, then None vs Neural (model) × 3 "
-                  f"seeds, seed by seed, each model trained (about 10 min on 2 CPU cores) "
-                  f"and then attacked (longer: the first pair takes over an hour, the "
-                  f"whole study hours): {settings.url}/")
+                  f"seeds, seed by seed, each model trained and attacked (the first pair "
+                  f"in about 10 minutes on 2 idle CPU cores, all six in about half an "
+                  f"hour): {settings.url}/")
         print("  stop with Ctrl-C\n", flush=True)
         with _recorded(settings):
             uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
