@@ -79,12 +79,15 @@ def test_run_travels_api_worker_sql_series(
             assert all(v > 0 for v in series["values"])
             test_acc = api.get(f"/api/runs/{run_id}/metrics/test_acc").json()
             assert test_acc["steps"] == [11] and 0 <= test_acc["values"][0] <= 1
-            arts = api.get(f"/api/runs/{run_id}/artifacts").json()
-            assert [a["name"] for a in arts] == ["model.pt"]
+            arts = {a["name"]: a for a in api.get(f"/api/runs/{run_id}/artifacts").json()}
+            # the weights, and the log its epochs wrote (kept when the run ended)
+            assert sorted(arts) == ["logs.txt", "model.pt"]
             assert (
                 len(api.get(f"/api/runs/{run_id}/artifacts/model.pt").content)
-                == arts[0]["size_bytes"]
+                == arts["model.pt"]["size_bytes"]
             )
+            log = api.get(f"/api/runs/{run_id}/artifacts/logs.txt").text
+            assert "epoch 1/" in log
         assert main(["runs"]) == 0
         assert "integration" in capsys.readouterr().out
 
