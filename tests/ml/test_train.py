@@ -48,7 +48,9 @@ def test_training_records_every_step_and_a_loadable_checkpoint() -> None:
 
 def test_training_learns() -> None:
     rec = MemoryRecorder()
-    result = train_model(TrainConfig(backbone="small_cnn", width=16, epochs=6, lr=0.02,
+    # 12 epochs: at 6 this small network learned or not depending on the thread count
+    # (0.36 with one thread, below the bar; seed 1 stayed at chance)
+    result = train_model(TrainConfig(backbone="small_cnn", width=16, epochs=12, lr=0.02,
                                      lr_decay=1.0), rec)
     loss = rec.series("loss")
     assert sum(loss[-10:]) / 10 < 0.6 * sum(loss[:10]) / 10

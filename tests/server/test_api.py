@@ -284,7 +284,8 @@ def test_every_preset_is_a_valid_config_and_every_field_has_help(client: TestCli
 def test_check_validates_a_run_and_stores_nothing(client: TestClient) -> None:
     ok = client.post("/api/dry-run", json={"kind": "train", "config": {"epochs": 2}})
     assert ok.status_code == 200 and ok.json()["config"]["epochs"] == 2
-    assert ok.json()["config"]["alpha"] == 20.0  # every default filled in
+    config = ok.json()["config"]
+    assert "lr" in config and config["alpha"] == 0.0  # defaults filled in; no target: α 0
     bad = client.post("/api/dry-run", json={"kind": "evaluate", "config": {"train_run": 99}})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == [
         "body", "config", "train_run"]
