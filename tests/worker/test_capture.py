@@ -9,13 +9,12 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from core.settings import Settings, get_settings
 from core.store.artifacts import get_artifact, resolve
-from core.store.db import migrate, session_scope
+from core.store.db import session_scope
 from core.store.logs import dropped_of, read_lines
 from core.store.models import Role, Run
 from core.store.runs import create_run
@@ -27,13 +26,8 @@ from worker.tasks import execute
 
 
 @pytest.fixture
-def env_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    monkeypatch.setenv("NEUROREG_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("NEUROREG_SYSTEM_METRICS_S", "0")
-    get_settings.cache_clear()
-    migrate(settings.db_url)
-    yield get_settings()
-    get_settings.cache_clear()
+def env_settings(worker_settings: Settings) -> Settings:
+    return worker_settings
 
 
 def _run(settings: Settings, name: str = "u") -> int:

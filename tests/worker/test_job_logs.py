@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
 
 import pytest
 
-from core.settings import Settings, get_settings
-from core.store.db import migrate, session_scope
+from core.settings import Settings
+from core.store.db import session_scope
 from core.store.logs import read_lines
 from core.store.models import Role, Run, RunStatus, User
 from core.store.runs import create_run
@@ -27,15 +26,10 @@ NUM = r"\d+\.\d+"
 
 
 @pytest.fixture
-def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    monkeypatch.setenv("NEUROREG_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("NEUROREG_SYSTEM_METRICS_S", "0")
-    get_settings.cache_clear()
-    migrate(settings.db_url)
-    with session_scope(settings.db_url) as s:
+def env(worker_settings: Settings) -> Settings:
+    with session_scope(worker_settings.db_url) as s:
         create_user(s, name="u", role=Role.member)
-    yield get_settings()
-    get_settings.cache_clear()
+    return worker_settings
 
 
 def _create(settings: Settings, kind: str, config: object, **kw: object) -> int:

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
 
 import pytest
 
-from core.settings import Settings, get_settings
-from core.store.db import migrate, session_scope
+from core.settings import Settings
+from core.store.db import session_scope
 from core.store.metrics import read_series
 from core.store.models import Role
 from core.store.runs import create_run, get_run
@@ -54,13 +53,8 @@ class Ticks:
 
 
 @pytest.fixture
-def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    monkeypatch.setenv("NEUROREG_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("NEUROREG_SYSTEM_METRICS_S", "0")
-    get_settings.cache_clear()
-    migrate(settings.db_url)
-    yield get_settings()
-    get_settings.cache_clear()
+def env(worker_settings: Settings) -> Settings:
+    return worker_settings
 
 
 def _run(settings: Settings) -> int:
