@@ -39,6 +39,20 @@ def deterministic_mode(enabled: bool, seed: int) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous)
 
 
+@contextlib.contextmanager
+def full_precision() -> Iterator[None]:
+    """Convolutions and matrix products in float32, not TF32 (PyTorch's default for cuDNN
+    convolutions on Ampere and later). An attack moves a sample to the decision boundary;
+    TF32's 10-bit mantissa moves that boundary by ~1e-3 of a logit between batch layouts,
+    ten times the margin an adversarial is kept with (``ml.evaluate.checks.MARGIN``)."""
+    previous = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = previous
+
+
 def environment_info(device: torch.device) -> dict[str, str]:
     """Library versions and device, recorded with every result."""
     info = {"python": platform.python_version(), "device": str(device)}

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ml.evaluate.attacks import NORM_LABELS, NORMS, AttackRun
-from ml.evaluate.checks import check_images, check_model
+from ml.evaluate.checks import MARGIN, check_images, check_model, settle
 
 log = logging.getLogger(__name__)
 """Each attack run's batches and the medians after it: the worker sends this logger's
@@ -262,12 +262,14 @@ def minimal_perturbations(
     work = {id(r): r.budget(dim) * len(todo) for r in runs}  # for progress
     total_work, done_work = max(sum(work.values()), 1), 0
 
+    moved = 0  # boundary points settle() moved past the margin
+
     def verify(adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        adv = adv.clamp(0.0, 1.0)
-        with torch.no_grad():
-            ok = (model(adv).argmax(1) != y).cpu()
-        return adv.cpu(), ok, distances(adv.cpu(), x.cpu())
+        nonlocal moved
+        adv, ok, m = settle(model, adv, x, y)
+        moved += int(m.sum())
+        return adv.cpu(), ok.cpu(), distances(adv.cpu(), x.cpu())
 
     for r_index, run in enumerate(runs):
         torch.manual_seed(seed * 100_003 + r_index)
@@ -331,5 +333,7 @@ def minimal_perturbations(
                  run.label, ", ".join(f"{NORM_LABELS[m]} {np.median(best[m]):.4g}"
                                       for m in norms),
                  time.perf_counter() - start)
+    log.info("%d boundary adversarials moved past the logit margin %g", moved, MARGIN)
+    prov = {**provenance(runs, seed, dim), "margin": MARGIN, "moved_past_margin": moved}
     return MinimalResult(ids, labels.numpy(), correct, best, best_attack, adversarials, rows,
-                         curves, provenance(runs, seed, dim), time.perf_counter() - start)
+                         curves, prov, time.perf_counter() - start)

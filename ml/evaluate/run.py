@@ -62,7 +62,7 @@ from ml.evaluate.minimal import MinimalResult, minimal_perturbations
 from ml.evaluate.noise import DEFAULT_SIGMAS, noise_curve
 from ml.evaluate.soundness import PROBED_NORMS, soundness
 from ml.recorder import Recorder, flush
-from ml.runtime import deterministic_mode, environment_info, pick_device
+from ml.runtime import deterministic_mode, environment_info, full_precision, pick_device
 
 log = logging.getLogger(__name__)
 """Each part's start and end (with its headline numbers and time), the noise curve's
@@ -347,7 +347,7 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
     res: MinimalResult | None = None
     log.info("evaluating on %s: parts %s; %d test images, %d attack samples", device,
              ", ".join(parts), len(test_images), len(ids))
-    with deterministic_mode(False, config.seed):
+    with deterministic_mode(False, config.seed), full_precision():
         if "noise" in parts:
             with _part("noise", recorder, f"{len(config.noise_sigmas)} σ over "
                        f"{len(test_images)} test images"):

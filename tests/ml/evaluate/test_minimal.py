@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ml.evaluate.attacks import AttackRun, schedule
+from ml.evaluate.checks import MARGIN, logit_margin, settle
 from ml.evaluate.minimal import distances, minimal_perturbations, starting_points
 
 # one of each kind, kept short for a CPU: B&B (numba), CW, DDN, EAD, and two ε searches
@@ -52,9 +53,16 @@ def test_every_stored_adversarial_re_verifies(result, trained):
         ok = np.isfinite(result.best[norm]) & result.clean_correct
         adv = torch.from_numpy(result.adversarials[norm][ok])
         assert adv.min() >= 0 and adv.max() <= 1
+        truth = y[result.ids[ok]]
+        # wrong in any batch layout: all at once, one by one, and in the attacks' 32s
+        # reversed (another composition of each batch)
         with torch.no_grad():
-            pred = model(adv).argmax(1)
-        assert (pred != y[result.ids[ok]]).all(), norm
+            for pred in (model(adv).argmax(1),
+                         torch.cat([model(a[None]).argmax(1) for a in adv]),
+                         torch.cat([model(adv.flip(0)[i:i + 32]).argmax(1)
+                                    for i in range(0, len(adv), 32)]).flip(0)):
+                assert (pred != truth).all(), norm
+            assert (logit_margin(model(adv), truth) > MARGIN / 2).all(), norm
         d = distances(adv, x[result.ids[ok]])[norm].numpy()
         np.testing.assert_allclose(d, result.best[norm][ok], rtol=1e-9, atol=1e-12)
 
@@ -273,3 +281,26 @@ def test_minimal_csv_keeps_each_label_in_one_column(result):
             assert row[f"{n}_attack"] == result.best_attack[n][i]
             d = result.best[n][i]
             assert row[n] == ("inf" if np.isinf(d) else f"{d:.8g}")
+
+
+def test_settle_moves_a_boundary_point_past_the_margin_and_keeps_budgets():
+    # two classes on 1×2×2 images: z = (0.5, pixel 0), so class 1 from pixel 0 > 0.5 on
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].weight[1, 0] = 1.0
+        model[1].bias.copy_(torch.tensor([0.5, 0.0]))
+    x = torch.zeros(3, 1, 2, 2)
+    y = torch.zeros(3, dtype=torch.long)
+    adv = x.clone()
+    adv[:, 0, 0, 0] = torch.tensor([0.5 + 1e-6, 0.9, 0.2])  # wrong by 1e-6; by far; right
+    out, ok, moved = settle(model, adv.clone(), x, y)
+    assert ok.tolist() == [True, True, False] and moved.tolist() == [True, False, False]
+    assert logit_margin(model(out[:2]), y[:2]).min() > MARGIN
+    # δ = 1e-4 moves it 5e-5, not enough; δ = 1e-3 is the first that is
+    assert float(out[0, 0, 0, 0]) == pytest.approx((0.5 + 1e-6) * 1.001, rel=1e-6)
+    assert torch.equal(out[1:], adv[1:])
+    # a budget that refuses any move: the boundary point is not counted as adversarial
+    _, ok, moved = settle(model, adv.clone(), x, y,
+                          within=lambda a, x0: torch.zeros(len(a), dtype=torch.bool))
+    assert ok.tolist() == [False, True, False] and not moved.any()

@@ -17,6 +17,7 @@ from ml.evaluate.autoattack import (
     check_epsilons,
     inconsistencies,
 )
+from ml.evaluate.checks import MARGIN, logit_margin
 from ml.evaluate.corruptions import BENCHMARK, CORRUPTIONS, EXTRA, corrupt
 from ml.evaluate.minimal import distances
 from ml.recorder import MemoryRecorder
@@ -56,8 +57,10 @@ def test_every_adversarial_autoattack_reports_is_within_eps_and_misclassified(aa
     d = distances(adv, x[:40][broken])["linf"].numpy()
     assert (d <= 0.005 * (1 + 1e-5)).all()
     np.testing.assert_allclose(d, aa.distance[broken])
-    with torch.no_grad():
+    with torch.no_grad():  # wrong in any batch layout: all at once and one by one
         assert (model(adv).argmax(1) != y[:40][broken]).all()
+        assert (torch.cat([model(a[None]) for a in adv]).argmax(1) != y[:40][broken]).all()
+        assert (logit_margin(model(adv), y[:40][broken]) > MARGIN / 2).all()
     assert set(aa.broken_by) <= {"", "clean", *COMPONENTS}
     after = list(aa.after.values())
     assert after == sorted(after, reverse=True)  # each component only removes samples
@@ -217,3 +220,32 @@ def test_autoattack_refuses_a_constant_model_as_the_minimal_search_does(trained)
 
     with pytest.raises(ValueError, match="predicts class 3 for every sample"):
         autoattack(Constant(), x[:20], y[:20], norm="linf", epsilon=0.03, num_classes=10)
+
+
+def test_an_evaluation_runs_its_model_in_float32_not_tf32(trained):
+    model, x, y = trained
+    seen: list[tuple[bool, bool]] = []
+
+    class Watch(torch.nn.Module):  # what the backends allow whenever the model runs
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            seen.append((torch.backends.cudnn.allow_tf32,
+                         torch.backends.cuda.matmul.allow_tf32))
+            return self.inner(t)
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        cfg = EvaluateConfig(parts=("noise", "autoattack"), noise_sigmas=(0.0, 0.1),
+                             autoattack_eps={"linf": [0.01]}, autoattack_steps=2,
+                             autoattack_queries=5, n_samples=10, batch_size=10, device="cpu")
+        evaluate_model(cfg, MemoryRecorder(), Watch(), x[:200], y[:200], num_classes=10)
+        assert seen and set(seen) == {(False, False)}
+        # and given back as they were
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (
+            True, True)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
