@@ -67,8 +67,9 @@ def test_the_submit_form_guides_a_cpu_user_and_says_all_errors(browser, settings
         page.fill("#f-seeds", "0")
         page.fill("#f-pack", "99")
         page.click("#submit")
+        # the summary already holds the first submit's "2 fields …": wait for the second's
         page.wait_for_function("() => document.getElementById('submit-summary').textContent"
-                               ".startsWith('2 fields')")
+                               " !== '2 fields to change: train, evaluate'")
         assert page.locator("#submit-summary").inner_text() == "2 fields to change: seeds, pack"
         assert page.url.endswith("/submit?kind=study&preset=cpu")  # nothing submitted
         page.screenshot(path=str(OUTPUT / "submit-study-errors.png"), full_page=True)
