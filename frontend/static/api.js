@@ -135,6 +135,21 @@ export function showError(err, { title, more = [], keep = false } = {}) {
   return box;
 }
 
+// Parts of a page drawn side by side, each on its own: those that failed are said in one
+// kept box at the top (which part, the status and the server's detail), the rest stay
+// drawn. [[label, promise], …] → how many failed.
+export async function settleParts(parts) {
+  const results = await Promise.allSettled(parts.map(([, job]) => job));
+  const failed = results.map((r, i) => [parts[i][0], r]).filter(([, r]) => r.status === "rejected");
+  if (!failed.length) return 0;
+  for (const [, r] of failed) console.error(r.reason);
+  const [[label, { reason }]] = failed;
+  showError(reason, { keep: true, title: failed.length === 1 ? `${label} could not be drawn`
+    : `${failed.length} parts of this page could not be drawn`,
+  more: failed.length === 1 ? [] : failed.map(([l, r]) => `${l}: ${describe(r.reason)}`) });
+  return failed.length;
+}
+
 // The box, gone once what failed has worked again
 export function clearError() {
   const box = document.getElementById("page-error");

@@ -1,4 +1,4 @@
-import { api, ApiError, clearError, el, fieldLabels, fmt, getJSON, showError, when, withLogin } from "./api.js";
+import { api, ApiError, clearError, el, fieldLabels, fmt, getJSON, settleParts, showError, when, withLogin } from "./api.js";
 import { axis, chartIn, plain, plot, plotly } from "./figures.js";
 import { drawProvenance, drawSystem, followLogs } from "./runlogs.js";
 import { drawLinks, drawTags, setUpManage } from "./runmanage.js";
@@ -254,10 +254,12 @@ async function drawArtifacts() {
     const link = el("a", { href: "#" }, a.name);
     link.onclick = async (ev) => {
       ev.preventDefault();
-      const blob = await (await api(`/api/runs/${runId}/artifacts/${encodeURIComponent(a.name)}`)).blob();
-      const url = URL.createObjectURL(blob);
-      el("a", { href: url, download: a.name }).click();
-      URL.revokeObjectURL(url);
+      try {
+        const blob = await (await api(`/api/runs/${runId}/artifacts/${encodeURIComponent(a.name)}`)).blob();
+        const url = URL.createObjectURL(blob);
+        el("a", { href: url, download: a.name }).click();
+        URL.revokeObjectURL(url);
+      } catch (err) { showError(err, { title: `${a.name} could not be downloaded`, keep: true }); }
     };
     return el("li", {}, link, ` · ${a.media_type} · ${(a.size_bytes / 1024).toFixed(1)} KiB`);
   }));
@@ -316,15 +318,18 @@ withLogin(async () => {
       // a finished train run with a target: S_target, S_CNN and their difference, one order
       const trained = run.kind === "train" && run.status === "succeeded" && run.input_run_id;
       // the matrices asked for on the first pass, unless the run finished since
-      const shown = similarity || trained ? (names && names.length ? names
+      const matrices = similarity || trained ? (names && names.length ? names
         : await getJSON(`/api/runs/${runId}/matrices`)) : [];
       const evaluated = run.kind === "evaluate" && run.status === "succeeded" && run.input_run_id;
       if (run.status !== shown.status) links = drawLinks(run).catch(console.error);
-      await Promise.allSettled([charts, system, drawArtifacts(), links,
-        ...(evaluated ? [fieldLabels().then((l) => drawRecord(l.norms))] : []),
-        ...(similarity ? [drawSimilarity(runId), drawPairs(runId, shown), drawSpectra(runId, shown)]
-          : []),
-        drawTargets(runId, run.result || {}, shown)]);
+      await Promise.all([system, links]);
+      // each part on its own: one that failed is said at the top, the others drawn
+      await settleParts([["The charts", charts], ["The artifacts", drawArtifacts()],
+        ...(evaluated ? [["The record", fieldLabels().then((l) => drawRecord(l.norms))]] : []),
+        ...(similarity ? [["The similarity figures", drawSimilarity(runId)],
+          ["The stimulus pairs", drawPairs(runId, matrices)],
+          ["The spectra", drawSpectra(runId, matrices)]] : []),
+        ["The matrices", drawTargets(runId, run.result || {}, matrices)]]);
       break;
     }
     await Promise.all([charts, system]);

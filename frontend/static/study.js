@@ -5,7 +5,7 @@
 // tables.js (Table 1 via gamma.js, paired tests against None, runs by condition). Clicking
 // a bar or a curve jumps to that condition's runs (#cond-…, a shareable URL); the paper's
 // reported values can be laid over ours (◇). The page polls until the study has finished.
-import { ApiError, clearError, el, fieldLabels, getJSON, showError, when, withLogin } from "./api.js";
+import { ApiError, clearError, el, fieldLabels, getJSON, settleParts, showError, when, withLogin } from "./api.js";
 import { plotly } from "./figures.js";
 import { autoattackFigures, budgetFigures, medianFigures } from "./study/attacks.js";
 import { latest, plotJobs, setLatest, SHARED, showPaper, studyId, TOLERANCE } from "./study/common.js";
@@ -52,19 +52,19 @@ function skeleton() {
   const wanted = SHARED.get("curve");
   if (wanted && !CURVE_KEYS.includes(wanted)) curve.append(el("option", { value: wanted }, wanted));
   if (wanted) curve.value = wanted;
-  curve.onchange = () => { remember(); drawCurves().catch(console.error); };
+  curve.onchange = () => { remember(); settleParts([["The training curves", drawCurves()]]); };
   document.getElementById("sim-run").onchange = () => {
-    remember(); drawModelMatrices().catch(console.error);
+    remember(); settleParts([["S_CNN of the picked model", drawModelMatrices()]]);
   };
   const tolerance = document.getElementById("frontier-tolerance");
   if (SHARED.get("tolerance")) tolerance.value = SHARED.get("tolerance");
-  tolerance.onchange = () => { remember(); drawFrontier().catch(console.error); };
+  tolerance.onchange = () => { remember(); settleParts([["The frontier", drawFrontier()]]); };
   const toggle = document.getElementById("paper-toggle");
   toggle.checked = SHARED.get("paper") === "1";
   toggle.onchange = () => {
     remember();
     if (!latest) return;
-    drawFigures(latest).catch(console.error);
+    settleParts([["The figures", drawFigures(latest)]]);
     drawTables(latest);
   };
 }
@@ -109,10 +109,12 @@ async function draw(first) {
   setLatest(data);
   drawHeader(data.study);
   drawPaperBox(data);
-  const jobs = [drawTarget(), drawFigures(data), drawFrontier(), drawCurves()];
-  if (fillPicker(data) || first) jobs.push(drawModelMatrices());
+  const jobs = [["S_target", drawTarget()], ["The figures", drawFigures(data)],
+    ["The frontier", drawFrontier()], ["The training curves", drawCurves()]];
+  if (fillPicker(data) || first) jobs.push(["S_CNN of the picked model", drawModelMatrices()]);
   drawTables(data);
-  await Promise.all(jobs.map((j) => j.catch(console.error)));
+  // a figure that failed is said at the top of the page; once all draw, that goes
+  if (!(await settleParts(jobs))) clearError();
   return data.study.status;
 }
 
@@ -138,7 +140,6 @@ withLogin(async () => {
     await new Promise((r) => setTimeout(r, 5000));
     try {
       status = await draw(false);
-      clearError();
     } catch (err) {  // what is shown stays; the page says the refresh failed and tries again
       if (!(err instanceof ApiError)) throw err;
       showError(err, { title: "This study could not be refreshed", keep: true });

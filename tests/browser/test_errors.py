@@ -142,3 +142,33 @@ def test_the_api_docs_draw_offline_from_our_own_origin(browser, settings: Settin
         assert foreign == [] and blocked == []
         page.screenshot(path=str(OUTPUT / "api-docs.png"))
         assert page.request.get(f"{url}/redoc").status == 404  # off: its workers need blob:
+
+
+# page → a request for one part of it, made to fail: the part is named, the rest drawn
+PARTS = [("/runs/{id}", "**/api/runs/{id}/artifacts", "The artifacts could not be drawn", "run"),
+         ("/studies/{study}", "**/api/runs/{sim}/matrices/neural-model?*",
+          "S_target could not be drawn", "page")]
+
+
+@pytest.mark.parametrize(("path", "pattern", "title", "drawn"), PARTS, ids=[p for p, *_ in PARTS])
+def test_a_part_that_failed_is_named_at_the_top_and_the_rest_is_drawn(  # type: ignore[no-untyped-def]
+        browser, settings: Settings, path: str, pattern: str, title: str, drawn: str) -> None:
+    OUTPUT.mkdir(exist_ok=True)
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        from tests.server.test_train_api import _stored_run
+
+        sim = _stored(settings, "similarity")
+        ids = {"id": _stored(settings, "train"), "sim": sim,
+               "study": _stored_run(settings, "study", config={"target_run": sim})}
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.route(pattern.format(**ids), lambda route: route.fulfill(
+            status=500, json={"detail": "the disk is full"}))
+        page.goto(f"{url}{path.format(**ids)}#token={token}")
+        box = page.wait_for_selector("#page-error")
+        assert page.inner_text("#page-error h2") == title
+        assert "HTTP 500 — the disk is full" in box.inner_text()
+        assert drawn in page.evaluate(SHOWN)  # the page itself is still there
+        name = path.strip("/").split("/")[0]
+        page.screenshot(path=str(OUTPUT / f"error-part-{name}.png"), full_page=True)
