@@ -154,13 +154,48 @@ class TeeSink:
 Sink = LogSink | TeeSink
 
 
+class _Console(logging.Filter):
+    """On a handler the worker itself prints its log with (Celery's, to stderr): the lines
+    it is about to print of the job's records, so that those reach the run's log once, as
+    ``log`` lines in the capture's own format, not as ``stderr`` in the worker's
+    ("[…: INFO/ForkPoolWorker-1] …"). The worker's console still shows them."""
+
+    def __init__(self, handler: logging.Handler, threads: set[int | None]) -> None:
+        super().__init__()
+        self.handler, self.threads = handler, threads
+        self._lock = threading.Lock()
+        self._expected: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread not in self.threads and record.levelno >= logging.INFO:
+            with contextlib.suppress(Exception), self._lock:
+                for line in self.handler.format(record).split("\n"):
+                    if len(self._expected) < 10_000:
+                        self._expected[line] = self._expected.get(line, 0) + 1
+        return True
+
+    def take(self, line: str) -> bool:
+        """Whether ``line`` is one this handler printed of a record (then counted off)."""
+        with self._lock:
+            n = self._expected.get(line)
+            if not n:
+                return False
+            if n == 1:
+                del self._expected[line]
+            else:
+                self._expected[line] = n - 1
+            return True
+
+
 class _Lines:
     """Text in, whole lines out: a newline ends a line; a carriage return starts it over,
     as on a terminal (a progress bar keeps its last state); longer than
-    :data:`~core.store.logs.MAX_LINE` it is cut into pieces."""
+    :data:`~core.store.logs.MAX_LINE` it is cut into pieces. A line a :class:`_Console`
+    handler printed is left out (its record is in the log already)."""
 
-    def __init__(self, sink: Sink, stream: str) -> None:
+    def __init__(self, sink: Sink, stream: str, consoles: Sequence[_Console] = ()) -> None:
         self.sink, self.stream, self._part = sink, stream, ""
+        self.consoles = consoles
         self._lock = threading.Lock()
 
     def feed(self, text: str) -> None:
@@ -175,6 +210,8 @@ class _Lines:
 
     def _emit(self, line: str) -> None:
         line = line.rstrip("\r").rpartition("\r")[2]
+        if any(c.take(line) for c in self.consoles):
+            return
         for i in range(0, max(len(line), 1), MAX_LINE):
             self.sink.add(self.stream, line[i:i + MAX_LINE])
 
@@ -211,6 +248,8 @@ class _Handler(logging.Handler):
         logger: logging.Logger | None = logging.getLogger(record.name)
         while logger is not None:
             for h in logger.handlers:
+                if any(isinstance(f, _Console) for f in h.filters):
+                    continue  # the worker's console: its copy is left out, not this
                 if (h is not self and isinstance(h, logging.StreamHandler)
                         and record.levelno >= h.level and self.captured(h.stream)):
                     return True
@@ -256,13 +295,20 @@ def _descriptors(sink: Sink) -> Iterator[None]:
         with contextlib.suppress(Exception):
             s.flush()
     ours: dict[str, TextIO] = {}
+    # the worker's own console handlers (Celery's, on the root logger, to fd 2), there
+    # before the job: their copies of the job's records are left out of the captured lines
+    consoles = [_Console(h, sink.threads) for h in logging.getLogger().handlers
+                if isinstance(h, logging.StreamHandler) and _on_descriptor(h.stream)]
     try:
+        for c in consoles:
+            c.handler.addFilter(c)
         for fd, name in ((1, "stdout"), (2, "stderr")):
             read_end, write_end = os.pipe()
             saved[fd] = os.dup(fd)
             os.dup2(write_end, fd)
             os.close(write_end)
-            t = threading.Thread(target=_read, args=(read_end, saved[fd], _Lines(sink, name)),
+            t = threading.Thread(target=_read, args=(read_end, saved[fd],
+                                                     _Lines(sink, name, consoles)),
                                  name=f"logs-{name}-{sink.run_id}", daemon=True)
             t.start()
             readers.append(t)
@@ -286,6 +332,8 @@ def _descriptors(sink: Sink) -> Iterator[None]:
         for s in ours.values():
             with contextlib.suppress(Exception):
                 s.flush()
+        for c in consoles:
+            c.handler.removeFilter(c)
         sys.stdout, sys.stderr = streams["stdout"], streams["stderr"]
         for fd, original in saved.items():
             os.dup2(original, fd)  # the pipe's last write end closes: its reader ends
@@ -293,6 +341,14 @@ def _descriptors(sink: Sink) -> Iterator[None]:
             t.join(timeout=5)  # a child process still holding the pipe: let it be
         for original in saved.values():
             os.close(original)
+
+
+def _on_descriptor(stream: Any) -> bool:
+    """Whether ``stream`` writes to file descriptor 1 or 2."""
+    try:
+        return bool(stream.fileno() in (1, 2))
+    except Exception:  # noqa: BLE001 — no descriptor
+        return False
 
 
 def _read(fd: int, tee: int, lines: _Lines) -> None:

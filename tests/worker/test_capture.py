@@ -179,6 +179,35 @@ def test_a_record_a_handler_already_prints_to_stderr_is_kept_once(
         ("stderr", "WARNING:configured:once")]
 
 
+def test_the_workers_own_console_log_of_a_jobs_record_is_a_log_line_not_stderr(
+        env_settings: Settings) -> None:
+    # what a Celery pool process has before any job: a handler on the root logger printing
+    # to descriptor 2 in Celery's format
+    console = open(2, "w", closefd=False)  # noqa: SIM115 — the handler's stream
+    worker = logging.StreamHandler(console)
+    worker.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/ForkPoolWorker-1] "
+                                          "%(message)s"))
+    root = logging.getLogger()
+    root.addHandler(worker)
+    run_id = _run(env_settings)
+
+    def job(config, rec):  # type: ignore[no-untyped-def]
+        logging.getLogger("ml.train").info("epoch 1/2: loss 0.5")
+        logging.getLogger("ml.train").info("epoch 1/2: loss 0.5")  # the same line twice
+        print("epoch 1/2: loss 0.5", file=sys.stderr)  # …and once printed by the job
+        return {}
+
+    try:
+        assert execute(run_id, job)["status"] == "succeeded"
+    finally:
+        root.removeHandler(worker)
+        console.close()
+    assert not worker.filters  # the capture's filter went with it
+    lines = [ln for ln in _log(env_settings, run_id) if "loss 0.5" in ln[1]]
+    assert lines == [("log", "INFO ml.train: epoch 1/2: loss 0.5")] * 2 + [
+        ("stderr", "epoch 1/2: loss 0.5")]
+
+
 def test_print_is_captured_though_celery_redirected_stdout_to_its_logger(
         env_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     from celery.utils.log import LoggingProxy
