@@ -62,8 +62,52 @@ def _check(name: str, value: Any, tp: Any) -> None:
         raise ValueError(f"{name}: expected a string, got {value!r}")
 
 
+class ConfigErrors(ValueError):
+    """Every problem a config's checks found, each "<field>: <why>" (one per line as a
+    string): the API answers each as its own error on its own field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Problems:
+    """Runs each of a config's checks and raises what they all found at once, so that a
+    form shows every field to change in one answer, not one per submit::
+
+        problems = Problems()
+        with problems:
+            check_one()       # raises ValueError("field: why")
+        with problems:
+            check_another()
+        problems.raise_any()  # ConfigErrors of both, if both failed
+    """
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def __enter__(self) -> Problems:
+        return self
+
+    def __exit__(self, tp: Any, exc: BaseException | None, tb: Any) -> bool:
+        if isinstance(exc, ConfigErrors):
+            self.found += exc.problems
+            return True
+        if isinstance(exc, ValueError):
+            self.found.append(str(exc))
+            return True
+        return False
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise ConfigErrors(self.found)
+
+
 def validate_config(config: Any) -> None:
-    """Raise ``ValueError`` naming the first field that breaks its annotation."""
+    """Raise :class:`ConfigErrors` naming every field that breaks its annotation."""
     hints = typing.get_type_hints(type(config), include_extras=True)
+    problems = Problems()
     for f in dataclasses.fields(config):
-        _check(f.name, getattr(config, f.name), hints[f.name])
+        with problems:
+            _check(f.name, getattr(config, f.name), hints[f.name])
+    problems.raise_any()

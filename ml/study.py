@@ -19,7 +19,7 @@ import numpy as np
 from annotated_types import Ge, Le, MaxLen
 from scipy import stats  # at import: the first study page would wait ~0.5 s for it
 
-from ml._validate import validate_config
+from ml._validate import Problems, validate_config
 from ml.evaluate.measures import MEASURES, read_measures
 from ml.evaluate.run import EvaluateConfig
 from ml.regularize.targets import REGISTRY, TARGETS
@@ -69,16 +69,21 @@ class StudyConfig:
             if isinstance(getattr(self, name), dict):
                 object.__setattr__(self, name, cls(**getattr(self, name)))
         validate_config(self)
-        bad = [c for c in self.conditions if c not in TARGETS]
-        if bad or not self.conditions or len(set(self.conditions)) != len(self.conditions):
-            raise ValueError(f"conditions: {bad or list(self.conditions)} — give distinct "
-                             f"targets from {list(TARGETS)}")
-        if not self.alphas or any(isinstance(a, bool) or not isinstance(a, int | float)
-                                  or not math.isfinite(a) or a <= 0 for a in self.alphas):
-            raise ValueError(f"alphas: need one or more finite α > 0, got {list(self.alphas)}")
-        if any(REGISTRY[c].needs_network for c in self.conditions) and self.features is None:
-            raise ValueError("features: the cnn-features condition needs features "
-                             "(weights or run)")
+        problems = Problems()  # every field's problem in one answer
+        with problems:
+            bad = [c for c in self.conditions if c not in TARGETS]
+            if bad or not self.conditions or len(set(self.conditions)) != len(self.conditions):
+                raise ValueError(f"conditions: {bad or list(self.conditions)} — give distinct "
+                                 f"targets from {list(TARGETS)}")
+            if any(REGISTRY[c].needs_network for c in self.conditions) and self.features is None:
+                raise ValueError("features: the cnn-features condition needs features "
+                                 "(weights or run)")
+        with problems:
+            if not self.alphas or any(isinstance(a, bool) or not isinstance(a, int | float)
+                                      or not math.isfinite(a) or a <= 0 for a in self.alphas):
+                raise ValueError(f"alphas: need one or more finite α > 0, got "
+                                 f"{list(self.alphas)}")
+        problems.raise_any()
 
 
 @dataclass(frozen=True)

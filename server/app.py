@@ -24,6 +24,7 @@ from core.kinds import KINDS
 from core.queue import make_celery
 from core.settings import Settings, get_settings
 from core.store.db import migrate
+from ml._validate import ConfigErrors
 from server.deps import CHALLENGE, NO_TOKEN, token_is_valid
 from server.headers import SecurityHeaders
 from server.reaper import Reaper
@@ -169,6 +170,15 @@ def _public_loc(loc: Sequence[Any]) -> list[Any]:
     return out
 
 
+def _public_errors(e: Any) -> list[dict[str, Any]]:
+    """One error as the client sees it; a config's checks that found several problems
+    (:class:`ml._validate.ConfigErrors`) are several, each on its own field."""
+    cause = (e.get("ctx") or {}).get("error")
+    if e.get("type") == "value_error" and isinstance(cause, ConfigErrors):
+        return [_public_error({**e, "msg": problem, "ctx": {}}) for problem in cause.problems]
+    return [_public_error(e)]
+
+
 def _public_error(e: Any) -> dict[str, Any]:
     loc, msg, type_ = _public_loc(e.get("loc", ())), e.get("msg", ""), e.get("type", "")
     if type_ == "union_tag_invalid":  # the run-kind union: say which kinds exist
@@ -277,7 +287,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         # like FastAPI's default, minus echoed inputs (a huge batch would come back whole)
-        errors = [_public_error(e) for e in exc.errors()]
+        errors = [p for e in exc.errors() for p in _public_errors(e)]
         return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

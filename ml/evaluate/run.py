@@ -40,7 +40,7 @@ import torch
 from annotated_types import Ge, Le
 
 from ml import artifacts
-from ml._validate import validate_config
+from ml._validate import Problems, validate_config
 from ml.evaluate.attacks import NORMS, schedule
 from ml.evaluate.autoattack import (
     COMPONENTS,
@@ -173,23 +173,30 @@ class EvaluateConfig:
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         validate_config(self)
-        bad = [p for p in self.parts if p not in PARTS]
-        if bad or not self.parts or len(set(self.parts)) != len(self.parts):
-            raise ValueError(f"parts: {bad or list(self.parts)} given; choose one or more of "
-                             f"{list(PARTS)}, each once")
-        if "soundness" in self.parts and "minimal" not in self.runs:
-            why = "attacks: none leaves it out" if "minimal" in self.parts else "add it"
-            raise ValueError(f"parts: soundness checks the minimal part's attacks, which "
-                             f"does not run ({why})")
-        sig = self.noise_sigmas
-        if not sig or any(isinstance(s, bool) or not isinstance(s, int | float)
-                          or not math.isfinite(s) or s < 0 for s in sig):
-            raise ValueError(f"noise_sigmas: need one or more finite σ ≥ 0, got {list(sig)}")
-        bad = sorted(set(self.norms) - set(NORMS))
-        if bad or not self.norms:
-            raise ValueError(f"norms: {bad or 'none'} given; choose from {list(NORMS)}")
-        object.__setattr__(self, "autoattack_eps", check_epsilons(self.autoattack_eps))
-        check_choice(self.corruptions, self.corruption_severities)
+        problems = Problems()  # every field's problem in one answer
+        with problems:
+            bad = [p for p in self.parts if p not in PARTS]
+            if bad or not self.parts or len(set(self.parts)) != len(self.parts):
+                raise ValueError(f"parts: {bad or list(self.parts)} given; choose one or more "
+                                 f"of {list(PARTS)}, each once")
+            if "soundness" in self.parts and "minimal" not in self.runs:
+                why = "attacks: none leaves it out" if "minimal" in self.parts else "add it"
+                raise ValueError(f"parts: soundness checks the minimal part's attacks, which "
+                                 f"does not run ({why})")
+        with problems:
+            sig = self.noise_sigmas
+            if not sig or any(isinstance(s, bool) or not isinstance(s, int | float)
+                              or not math.isfinite(s) or s < 0 for s in sig):
+                raise ValueError(f"noise_sigmas: need one or more finite σ ≥ 0, got {list(sig)}")
+        with problems:
+            bad = sorted(set(self.norms) - set(NORMS))
+            if bad or not self.norms:
+                raise ValueError(f"norms: {bad or 'none'} given; choose from {list(NORMS)}")
+        with problems:
+            object.__setattr__(self, "autoattack_eps", check_epsilons(self.autoattack_eps))
+        with problems:
+            check_choice(self.corruptions, self.corruption_severities)
+        problems.raise_any()
 
     @property
     def runs(self) -> tuple[str, ...]:

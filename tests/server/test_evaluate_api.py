@@ -72,6 +72,22 @@ def test_bad_evaluate_configs_are_422_naming_the_field(
     assert client.get("/api/runs").json()["total"] == before
 
 
+def test_every_field_a_configs_own_checks_refuse_is_said_in_one_answer(
+    client: TestClient, settings: Settings
+) -> None:
+    ok = _stored_run(settings, "train", artifacts=("model.pt",))
+    res = _post(client, {"train_run": ok, "parts": ["noise", "fgsm"], "noise_sigmas": [-1],
+                         "norms": ["l3"], "corruptions": ["rain"]})
+    assert res.status_code == 422, res.text
+    fields = [e["loc"][2] for e in res.json()["detail"]]
+    assert fields == ["parts", "noise_sigmas", "norms", "corruptions"]
+    # a study: its conditions and its α at once
+    res = client.post("/api/runs", json={"kind": "study", "config": {
+        "conditions": ["none", "brain"], "alphas": [0]}})
+    assert res.status_code == 422, res.text
+    assert [e["loc"][2] for e in res.json()["detail"]] == ["conditions", "alphas"]
+
+
 def test_the_runs_an_evaluation_reads_beside_its_model_are_checked_by_field(
     client: TestClient, settings: Settings
 ) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from annotated_types import Ge, Gt, Le, Lt
 
-from ml._validate import validate_config
+from ml._validate import Problems, validate_config
 from ml.neural.predictor._data import ScanStats, ScanTensors, pearson, scan_stats, to_tensors
 from ml.neural.predictor.core import Core
 from ml.neural.predictor.model import Predictor
@@ -77,13 +77,17 @@ class PredictorConfig:
 
     def __post_init__(self) -> None:
         validate_config(self)
+        problems = Problems()  # every field's problem in one answer
         for name in ("input_kernel", "hidden_kernel"):
-            if getattr(self, name) % 2 == 0:
-                raise ValueError(f"{name}: {getattr(self, name)} must be odd")
-        if self.readout_layers > self.layers:
-            raise ValueError(
-                f"readout_layers: {self.readout_layers} exceeds layers ({self.layers})"
-            )
+            with problems:
+                if getattr(self, name) % 2 == 0:
+                    raise ValueError(f"{name}: {getattr(self, name)} must be odd")
+        with problems:
+            if self.readout_layers > self.layers:
+                raise ValueError(
+                    f"readout_layers: {self.readout_layers} exceeds layers ({self.layers})"
+                )
+        problems.raise_any()
 
 
 @dataclass(frozen=True, eq=False)
