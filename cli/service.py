@@ -223,7 +223,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  demo run       : {settings.url}/runs/{demo} (training now)")
             print(f"  demo study     : a similarity run, then None vs Neural (model) × 3 "
                   f"seeds, seed by seed, each model trained and attacked (the first pair "
-                  f"in about 10 minutes on 2 idle CPU cores, all six in about half an "
+                  f"in 5–10 minutes on 2 idle CPU cores, all six in about a quarter of an "
                   f"hour): {settings.url}/")
         print("  stop with Ctrl-C\n", flush=True)
         with _recorded(settings):
