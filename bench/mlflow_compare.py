@@ -3,7 +3,10 @@
 Both servers run here, one at a time, on the same kind of backend database (a fresh
 SQLite file, then a fresh PostgreSQL database each), driven by the same HTTP client:
 
-- ingest: metric points/s through each one's batch API (MLflow's ``runs/log-batch``
+- ingest: metric points/s through each one's batch API, and through MLflow's own Python
+  client (``log_batch``) into MLflow's server and into neuroreg's MLflow-compatible API
+  (docs/mlflow.md), which also answers the run-list and series requests below as MLflow;
+- native ingest: metric points/s through each one's batch API (MLflow's ``runs/log-batch``
   takes at most 1,000 metrics per request, so both send batches of 1,000; ours is also
   measured at its usual 10,000);
 - run list: p50/p95 latency of the first page (100 runs) with 1,000 runs stored;
@@ -75,8 +78,34 @@ def start_mlflow(exe: str, backend: str, artifacts: Path) -> tuple[subprocess.Po
         time.sleep(0.5)
 
 
-def bench_mlflow(url: str, points: int, runs: int, fetches: int) -> dict[str, float]:
-    api = httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=300)
+def client_ingest(url: str, token: str | None, points: int) -> float:
+    """Points/s through MLflow's own Python client (``MlflowClient.log_batch``, 1,000
+    metrics a call, MLflow's bound) into the server at ``url``."""
+    import os
+
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    if token:
+        os.environ["MLFLOW_TRACKING_TOKEN"] = token
+    else:
+        os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+    client = MlflowClient(tracking_uri=url)
+    exp = client.create_experiment(f"client-{uuid.uuid4().hex[:6]}")
+    run_id = client.create_run(exp).info.run_id
+    now = int(time.time() * 1000)
+    t0 = time.perf_counter()
+    for start in range(0, points, BATCH):
+        client.log_batch(run_id, metrics=[Metric("loss", 1.0 / (1 + s % 977), now, s)
+                                          for s in range(start, min(start + BATCH, points))])
+    return points / (time.perf_counter() - t0)
+
+
+def bench_mlflow(url: str, points: int, runs: int, fetches: int,
+                 token: str | None = None) -> dict[str, float]:
+    """MLflow's REST API at ``url``: MLflow's own server, or neuroreg's (with a token)."""
+    api = httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=300, headers={
+        "Authorization": f"Bearer {token}"} if token else {})
     exp = api.post("/experiments/create", json={"name": f"bench-{uuid.uuid4().hex[:6]}"})
     exp_id = exp.raise_for_status().json()["experiment_id"]
     run_id = api.post("/runs/create", json={"experiment_id": exp_id}).json()["run"]["info"][
@@ -110,7 +139,8 @@ def bench_mlflow(url: str, points: int, runs: int, fetches: int) -> dict[str, fl
                 break
         assert got == points, got
 
-    out = {"ingest_points_per_s": ingest}
+    out = {"ingest_points_per_s": ingest,
+           "client_ingest_points_per_s": client_ingest(url, token, points)}
     out.update({f"list_{k}": v for k, v in _latency(list_runs, fetches).items()})
     out.update({f"fetch_{k}": v for k, v in _latency(fetch, fetches).items()})
     return out
@@ -193,6 +223,12 @@ def main() -> None:
                     results[f"{backend}_neuroreg"] = bench_ours(url, token, args.points,
                                                                 args.runs, args.fetches)
                     print(f"{backend}_neuroreg", results[f"{backend}_neuroreg"], flush=True)
+                    # the same MLflow requests (and MLflow's client) into neuroreg's
+                    # MLflow-compatible API (docs/mlflow.md)
+                    results[f"{backend}_neuroreg_mlflow_api"] = bench_mlflow(
+                        url, args.points, args.runs, args.fetches, token=token)
+                    print(f"{backend}_neuroreg_mlflow_api",
+                          results[f"{backend}_neuroreg_mlflow_api"], flush=True)
                 finally:
                     proc.terminate()
                     proc.wait(timeout=20)
@@ -210,9 +246,9 @@ def main() -> None:
                     drop(admin, theirs_db)
     cols = ("ingest_points_per_s", "list_p50_ms", "list_p95_ms", "fetch_p50_ms",
             "fetch_p95_ms")
-    print(f"{'server':<22}" + "".join(f"{c:>21}" for c in cols))
+    print(f"{'server':<30}" + "".join(f"{c:>21}" for c in cols))
     for name, r in results.items():
-        print(f"{name:<22}" + "".join(f"{r[c]:>21.1f}" for c in cols))
+        print(f"{name:<30}" + "".join(f"{r[c]:>21.1f}" for c in cols))
     flat: dict[str, Any] = {"bench": "mlflow_compare", "points": args.points,
                             "runs": args.runs, "batch": BATCH}
     for backend in args.backends.split(","):
@@ -221,6 +257,15 @@ def main() -> None:
             ours["ingest_points_per_s"] / theirs["ingest_points_per_s"], 2)
         flat[f"{backend}_ingest_10k_ratio"] = round(
             ours["ingest_10k_points_per_s"] / theirs["ingest_points_per_s"], 2)
+        via = results[f"{backend}_neuroreg_mlflow_api"]
+        flat[f"{backend}_mlflow_api_ingest_ratio"] = round(
+            via["ingest_points_per_s"] / theirs["ingest_points_per_s"], 2)
+        flat[f"{backend}_mlflow_client_ingest_ratio"] = round(
+            via["client_ingest_points_per_s"] / theirs["client_ingest_points_per_s"], 2)
+        print(f"{backend}: MLflow's client into neuroreg "
+              f"{via['client_ingest_points_per_s']:.0f} points/s vs into MLflow "
+              f"{theirs['client_ingest_points_per_s']:.0f} "
+              f"({flat[f'{backend}_mlflow_client_ingest_ratio']}x)")
         for k in ("list_p95_ms", "fetch_p95_ms"):
             flat[f"{backend}_{k}_ours"] = round(ours[k], 1)
             flat[f"{backend}_{k}_mlflow"] = round(theirs[k], 1)

@@ -32,6 +32,23 @@ def artifact_name_problem(name: object) -> str | None:
     return None
 
 
+_SEGMENT = ARTIFACT_NAME_PATTERN[1:-1]
+ARTIFACT_PATH_PATTERN = rf"^{_SEGMENT}(?:/{_SEGMENT})*$"
+"""An artifact path: names as above joined by ``/`` (a folder, as MLflow's artifacts have:
+``model/MLmodel``); at most ARTIFACT_NAME_MAX characters in all."""
+_ARTIFACT_PATH = re.compile(ARTIFACT_PATH_PATTERN)
+
+
+def artifact_path_problem(path: object) -> str | None:
+    """Why the store would refuse ``path`` as an artifact path, or None when it takes it."""
+    if (not isinstance(path, str) or len(path) > ARTIFACT_NAME_MAX
+            or not _ARTIFACT_PATH.fullmatch(path)):
+        return (f"artifact path {path!r} must be names of letters, digits, '.', '_' or '-' "
+                f"(each starting with a letter or digit, without '..') joined by '/', at "
+                f"most {ARTIFACT_NAME_MAX} characters")
+    return None
+
+
 def check_artifact_name(name: object) -> str:
     """``name``, or ValueError saying why the API would refuse it."""
     problem = artifact_name_problem(name)

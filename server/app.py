@@ -21,6 +21,7 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.kinds import KINDS
+from core.mlflow import MlflowError
 from core.queue import make_celery
 from core.settings import Settings, get_settings
 from core.store.db import migrate
@@ -34,6 +35,7 @@ from server.routes import (
     logs,
     matrices,
     metrics,
+    mlflow,
     provenance,
     recordings,
     records,
@@ -73,14 +75,18 @@ class BodyGate:
         route = self._route(scope)
         if route is not None and route.authenticated and not await run_in_threadpool(
                 token_is_valid, self.settings.db_url, headers.get("authorization")):
-            await JSONResponse({"detail": NO_TOKEN}, status_code=401,
-                               headers=CHALLENGE)(scope, receive, send)
+            answer = mlflow.as_mlflow(401, NO_TOKEN) if mlflow.is_mlflow(scope["path"]) \
+                else JSONResponse({"detail": NO_TOKEN}, status_code=401)
+            answer.headers.update(CHALLENGE)
+            await answer(scope, receive, send)
             return
         limit = self._limit(route)
         what = f"{scope['method']} {route.path}" if route is not None else scope["path"]
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            await _too_large(limit, what)(scope, receive, send)
+            await (mlflow.as_mlflow(413, _too_large_text(limit, what))
+                   if mlflow.is_mlflow(scope["path"]) else _too_large(limit, what))(
+                scope, receive, send)
             return
         seen = 0
 
@@ -103,7 +109,7 @@ class BodyGate:
         return next((r for r in self.routes if r.matches(scope)[0] is Match.FULL), None)
 
     def _limit(self, route: StrictRoute | None) -> int:
-        if route is not None and route.endpoint is artifacts.upload:
+        if route is not None and route.endpoint in (artifacts.upload, mlflow.upload_artifact):
             return self.settings.max_upload_bytes
         if route is not None and route.max_body is not None:
             return route.max_body
@@ -285,13 +291,22 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     _describe_config_fields(app)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         # like FastAPI's default, minus echoed inputs (a huge batch would come back whole)
         errors = [p for e in exc.errors() for p in _public_errors(e)]
+        if mlflow.is_mlflow(request.url.path):  # MLflow's shape: one message
+            return mlflow.as_mlflow(422, "; ".join(
+                f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in errors))
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(MlflowError)
+    async def _mlflow(_: Request, exc: MlflowError) -> JSONResponse:
+        return mlflow.error(exc.code, exc.message, exc.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if mlflow.is_mlflow(request.url.path):
+            return mlflow.as_mlflow(exc.status_code, str(exc.detail))
         if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:  # Allow: every route's
             allowed = _allowed_methods(routes, request.scope)     # methods, not the first's
             return JSONResponse({"detail": f"{request.method} is not allowed here; use "
@@ -302,7 +317,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     routers = [m.router for m in (system, team, runs, metrics, artifacts, matrices,
                                   recordings, records, summaries, studies, webhooks, ui)] + [
         metrics.series_router, runs.dry_run_router, logs.router, provenance.router,
-        system_metrics.router, apidocs.router]
+        system_metrics.router, apidocs.router, mlflow.router, mlflow.artifacts_router]
     for router in routers:
         app.include_router(router)
     routes = [r for router in routers for r in router.routes] + list(app.routes)

@@ -15,22 +15,41 @@ from sqlalchemy.orm import Session
 
 from core.store.models import Artifact
 from core.store.runs import lock_run
-from neuroreg.names import ARTIFACT_NAME_MAX, ARTIFACT_NAME_PATTERN, artifact_name_problem
+from neuroreg.names import (
+    ARTIFACT_NAME_MAX,
+    ARTIFACT_NAME_PATTERN,
+    ARTIFACT_PATH_PATTERN,
+    artifact_path_problem,
+)
 
 # one definition with the client's, which checks a name before it builds a URL with it
 NAME_PATTERN, NAME_MAX = ARTIFACT_NAME_PATTERN, ARTIFACT_NAME_MAX
+PATH_PATTERN = ARTIFACT_PATH_PATTERN
 
 
 class UnsafePath(ValueError):
     pass
 
 
-def check_name(name: str) -> str:
-    """Artifact names are single path components of safe characters."""
-    problem = artifact_name_problem(name)
+def check_path(name: str) -> str:
+    """Artifact paths: names joined by ``/`` (folders, as MLflow's artifacts have)."""
+    problem = artifact_path_problem(name)
     if problem is not None:
         raise UnsafePath(problem)
     return name
+
+
+def _check_tree(session: Session, run_id: int, name: str) -> None:
+    """A path may not be a file and a folder at once: ``a`` and ``a/b`` cannot both be a
+    run's artifacts (on disk, one of them could not be written)."""
+    parts = name.split("/")
+    above = ["/".join(parts[:i]) for i in range(1, len(parts))]
+    clash = session.execute(select(Artifact.name).where(
+        Artifact.run_id == run_id,
+        Artifact.name.in_(above) | Artifact.name.startswith(name + "/", autoescape=True))
+    ).first()
+    if clash is not None:
+        raise UnsafePath(f"artifact {name!r} would make {clash[0]!r} both a file and a folder")
 
 
 def resolve(root: Path, relative: str) -> Path:
@@ -44,8 +63,10 @@ def resolve(root: Path, relative: str) -> Path:
 def save_artifact(
     session: Session, root: Path, *, run_id: int, name: str, data: bytes, media_type: str
 ) -> Artifact:
-    """Write ``data`` atomically to ``root/<run>/<name>``; saving a name again replaces it."""
-    relative = f"{run_id}/{check_name(name)}"
+    """Write ``data`` atomically to ``root/<run>/<name>``; saving a name again replaces it.
+    A name may be a path (``model/MLmodel``)."""
+    relative = f"{run_id}/{check_path(name)}"
+    _check_tree(session, run_id, name)
     target = resolve(root, relative)
     with _staged(target) as (f, tmp):
         with f:
@@ -59,13 +80,15 @@ async def save_artifact_stream(
     session: Session, root: Path, *, run_id: int, name: str, chunks: AsyncIterator[bytes],
     media_type: str, limit: int,
 ) -> Artifact:
-    """Stream an upload to ``root/<run>/<name>`` (atomically, hashing as it goes).
+    """Stream an upload to ``root/<run>/<name>`` (atomically, hashing as it goes); a name
+    may be a path (``model/MLmodel``).
 
     Raises:
         UnsafePath: a bad name.
         OverflowError: more than ``limit`` bytes (nothing is kept).
     """
-    relative = f"{run_id}/{check_name(name)}"
+    relative = f"{run_id}/{check_path(name)}"
+    _check_tree(session, run_id, name)
     target = resolve(root, relative)
     digest, size = hashlib.sha256(), 0
     with _staged(target) as (f, tmp):

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Enum,
     Float,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.engine import Dialect
@@ -289,3 +291,22 @@ class EvaluationScore(Base):
     column: Mapped[str] = mapped_column(String(32), primary_key=True)
     eps: Mapped[float] = mapped_column(Float, primary_key=True)  # 0 for a column without ε
     value: Mapped[float] = mapped_column(Float)
+
+
+class MlflowExperiment(Base):
+    """An MLflow experiment, for the MLflow-compatible tracking API (:mod:`core.mlflow`).
+    Its runs are external runs carrying its ``tag``: a neuroreg tag, so every page, query
+    and group that takes tags takes an experiment. This row holds what MLflow has and a
+    tag cannot: the numeric id clients address it by, its name as written, whether it is
+    deleted, and its own key/value tags. Id 0 is MLflow's "Default"."""
+
+    __tablename__ = "mlflow_experiments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(500), unique=True)
+    tag: Mapped[str] = mapped_column(String(64), unique=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

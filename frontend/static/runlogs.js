@@ -115,10 +115,20 @@ export async function drawProvenance(runId) {
     }
     return el("tr", {}, el("th", {}, label), cell);
   });
+  // a run an MLflow client logged: its experiment and its key/value tags (docs/mlflow.md)
+  const mlflow = p.mlflow && typeof p.mlflow === "object" ? p.mlflow : null;
+  if (mlflow) {
+    rows.push(el("tr", {}, el("th", {}, "MLflow experiment"),
+      el("td", { id: "prov-mlflow-experiment" }, String(mlflow.experiment_id ?? "–"))));
+    for (const [k, v] of Object.entries(mlflow.tags || {}).sort()) {
+      rows.push(el("tr", { class: "mlflow-tag" }, el("th", {}, `MLflow tag ${k}`), el("td", {}, String(v))));
+    }
+  }
   document.getElementById("provenance-table").replaceChildren(el("tbody", {}, ...rows));
   const packages = Object.entries(p.packages || {});
   const details = document.getElementById("provenance-packages");
   details.querySelector("summary").textContent = `${packages.length} installed packages`;
+  details.hidden = !packages.length;  // a script that sent none (an MLflow client's run)
   details.querySelector("table").replaceChildren(el("tbody", {},
     ...packages.map(([name, version]) => el("tr", {}, el("th", {}, name), el("td", {}, version)))));
   section.hidden = false;

@@ -116,7 +116,22 @@ function remember() {
   history.replaceState(null, "", `/?${q}`);
 }
 
+// MLflow's client prints links into its own UI's routes ("View run … at: <server>/#/
+// experiments/1/runs/5"): here they open the run's page, or the experiment's runs (its
+// neuroreg tag, docs/mlflow.md)
+async function followMlflowLink() {
+  const link = location.hash.match(/^#\/experiments\/(\d+)(?:\/runs\/(\d+))?/);
+  if (!link) return false;
+  if (link[2]) { location.replace(`/runs/${link[2]}`); return true; }
+  const { experiment } = await getJSON(`/api/2.0/mlflow/experiments/get?experiment_id=${link[1]}`);
+  const tag = (experiment.tags || []).find((t) => t.key === "neuroreg.tag");
+  if (!tag) return false;
+  location.replace(`/?tag=${encodeURIComponent(tag.value)}`);
+  return true;
+}
+
 withLogin(async () => {
+  if (await followMlflowLink()) return;
   document.getElementById("runs").hidden = false;
   const params = new URLSearchParams(location.search);
   const form = document.getElementById("filters");

@@ -11,6 +11,7 @@ from core.kinds import KINDS
 from core.store.artifacts import (
     NAME_MAX,
     NAME_PATTERN,
+    PATH_PATTERN,
     UnsafePath,
     get_artifact,
     list_artifacts,
@@ -23,6 +24,9 @@ from server.strict import CONFLICT, api_router, invalid
 
 ArtifactName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=NAME_MAX,
                                    description="the artifact's name")]
+ArtifactPath = Annotated[str, Path(pattern=PATH_PATTERN, max_length=NAME_MAX,
+                                   description="the artifact's name, or its path: names joined "
+                                   "by '/' (an MLflow client's folders)")]
 router = api_router(prefix="/api/runs/{run_id}/artifacts", tags=["artifacts"])
 
 
@@ -32,11 +36,11 @@ def list_(run_id: RunId, session: SessionDep, _: CurrentUser) -> list[ArtifactPu
     return [ArtifactPublic.model_validate(a) for a in list_artifacts(session, run_id)]
 
 
-@router.get("/{name}", response_class=FileResponse, responses={200: {
+@router.get("/{name:path}", response_class=FileResponse, responses={200: {
     "description": "the artifact's bytes, with the media type its name implies",
     "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
 def download(
-    run_id: RunId, name: ArtifactName, session: SessionDep, settings: SettingsDep,
+    run_id: RunId, name: ArtifactPath, session: SessionDep, settings: SettingsDep,
     _: CurrentUser,
 ) -> FileResponse:
     run_or_404(session, run_id)
@@ -50,7 +54,7 @@ def download(
     if not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "artifact file is missing on disk")
     # an attachment, sandboxed: an uploaded HTML file is downloaded, never run as our page
-    return FileResponse(path, media_type=row.media_type, filename=row.name,
+    return FileResponse(path, media_type=row.media_type, filename=row.name.rsplit("/", 1)[-1],
                         headers={"Content-Security-Policy": "sandbox"})
 
 
