@@ -78,30 +78,41 @@ def start_mlflow(exe: str, backend: str, artifacts: Path) -> tuple[subprocess.Po
         time.sleep(0.5)
 
 
-def client_ingest(url: str, token: str | None, points: int) -> float:
+CLIENT_INGEST = """
+import sys, time, uuid
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+url, points, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+client = MlflowClient(tracking_uri=url)
+exp = client.create_experiment(f"client-{uuid.uuid4().hex[:6]}")
+run_id = client.create_run(exp).info.run_id
+now = int(time.time() * 1000)
+t0 = time.perf_counter()
+for start in range(0, points, batch):
+    client.log_batch(run_id, metrics=[Metric("loss", 1.0 / (1 + s % 977), now, s)
+                                      for s in range(start, min(start + batch, points))])
+print(points / (time.perf_counter() - t0))
+"""
+
+
+def client_ingest(python: str, url: str, token: str | None, points: int) -> float:
     """Points/s through MLflow's own Python client (``MlflowClient.log_batch``, 1,000
-    metrics a call, MLflow's bound) into the server at ``url``."""
+    metrics a call, MLflow's bound) into the server at ``url``, run by ``python`` (the
+    MLflow environment's: neuroreg does not depend on MLflow)."""
     import os
 
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     if token:
-        os.environ["MLFLOW_TRACKING_TOKEN"] = token
-    else:
-        os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
-    client = MlflowClient(tracking_uri=url)
-    exp = client.create_experiment(f"client-{uuid.uuid4().hex[:6]}")
-    run_id = client.create_run(exp).info.run_id
-    now = int(time.time() * 1000)
-    t0 = time.perf_counter()
-    for start in range(0, points, BATCH):
-        client.log_batch(run_id, metrics=[Metric("loss", 1.0 / (1 + s % 977), now, s)
-                                          for s in range(start, min(start + BATCH, points))])
-    return points / (time.perf_counter() - t0)
+        env["MLFLOW_TRACKING_TOKEN"] = token
+    done = subprocess.run([python, "-c", CLIENT_INGEST, url, str(points), str(BATCH)],
+                          env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"MLflow's client failed:\n{done.stderr[-3000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
 
 
-def bench_mlflow(url: str, points: int, runs: int, fetches: int,
+def bench_mlflow(url: str, points: int, runs: int, fetches: int, python: str,
                  token: str | None = None) -> dict[str, float]:
     """MLflow's REST API at ``url``: MLflow's own server, or neuroreg's (with a token)."""
     api = httpx.Client(base_url=f"{url}/api/2.0/mlflow", timeout=300, headers={
@@ -140,7 +151,7 @@ def bench_mlflow(url: str, points: int, runs: int, fetches: int,
         assert got == points, got
 
     out = {"ingest_points_per_s": ingest,
-           "client_ingest_points_per_s": client_ingest(url, token, points)}
+           "client_ingest_points_per_s": client_ingest(python, url, token, points)}
     out.update({f"list_{k}": v for k, v in _latency(list_runs, fetches).items()})
     out.update({f"fetch_{k}": v for k, v in _latency(fetch, fetches).items()})
     return out
@@ -201,6 +212,7 @@ def main() -> None:
     ap.add_argument("--fetches", type=int, default=20)
     ap.add_argument("--backends", default="sqlite,postgresql")
     args = ap.parse_args()
+    python = str(Path(args.mlflow).parent / "python")  # the MLflow environment's client
     results: dict[str, dict[str, float]] = {}
     pg_host = PG_ADMIN.split("@", 1)[1].rsplit("/", 1)[0]
     pg_user = PG_ADMIN.split("//", 1)[1].split("@", 1)[0]
@@ -226,7 +238,7 @@ def main() -> None:
                     # the same MLflow requests (and MLflow's client) into neuroreg's
                     # MLflow-compatible API (docs/mlflow.md)
                     results[f"{backend}_neuroreg_mlflow_api"] = bench_mlflow(
-                        url, args.points, args.runs, args.fetches, token=token)
+                        url, args.points, args.runs, args.fetches, python, token=token)
                     print(f"{backend}_neuroreg_mlflow_api",
                           results[f"{backend}_neuroreg_mlflow_api"], flush=True)
                 finally:
@@ -235,7 +247,7 @@ def main() -> None:
                 proc, url = start_mlflow(args.mlflow, theirs_url, tmp_path / "mlruns")
                 try:
                     results[f"{backend}_mlflow"] = bench_mlflow(url, args.points, args.runs,
-                                                               args.fetches)
+                                                               args.fetches, python)
                     print(f"{backend}_mlflow", results[f"{backend}_mlflow"], flush=True)
                 finally:
                     proc.terminate()
