@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, tuple_
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.lifecycle import finish_run
@@ -189,6 +189,11 @@ def experiment_id(body: dict[str, Any], name: str = "experiment_id") -> int:
 
 def get_experiment(session: Session, exp_id: int) -> MlflowExperiment:
     e = session.get(MlflowExperiment, exp_id)
+    if e is None and exp_id == DEFAULT_EXPERIMENT:  # made by migration 0012; again if gone
+        e = MlflowExperiment(id=DEFAULT_EXPERIMENT, name="Default", tag="exp:Default",
+                             deleted=False, tags={})
+        session.add(e)
+        session.flush()
     if e is None:
         raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"No Experiment with id={exp_id} exists")
     return e
@@ -554,11 +559,19 @@ def log_metrics(session: Session, run: Run, points: Sequence[tuple[str, int, flo
     for key, step, value, _ in points:
         if seen.setdefault((key, step), value) != value:
             raise _twice(run, key, step, seen[(key, step)], value)
+    # what is stored already in each key's span of steps: a range scan of the primary key
+    # (a (key, step) IN list of 1,000 pairs made PostgreSQL scan the run's whole series per
+    # batch: 3,600 points/s against 32,000 through neuroreg's own API)
+    spans: dict[str, tuple[int, int]] = {}
+    for key, step in seen:
+        lo, hi = spans.get(key, (step, step))
+        spans[key] = (min(lo, step), max(hi, step))
     existing = session.execute(select(Metric.key, Metric.step, Metric.value).where(
         Metric.run_id == run.id,
-        tuple_(Metric.key, Metric.step).in_(list(seen)))).all()
+        or_(*(and_(Metric.key == k, Metric.step.between(lo, hi))
+              for k, (lo, hi) in spans.items())))).all()
     for key, step, value in existing:
-        if seen[(key, step)] != value:
+        if (key, step) in seen and seen[(key, step)] != value:
             raise _twice(run, key, step, value, seen[(key, step)])
     insert_points(session, run.id, [(k, s, v, t) for k, s, v, t in points])
 

@@ -6,7 +6,7 @@ for what neuroreg refuses or lacks — never a 500."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,12 @@ from tests.livesrv import live_server
 from tests.mlflowenv import run_script
 
 pytestmark = pytest.mark.xdist_group("mlflow")  # one worker makes the client's venv
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], db_url: str) -> Settings:
+    """On SQLite and on PostgreSQL."""
+    return make_settings(database_url=db_url)
 
 
 @pytest.fixture
