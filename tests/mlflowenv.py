@@ -1,8 +1,9 @@
 """MLflow's own client, in its own environment, as a lab's training script has it.
 
 neuroreg does not depend on MLflow: its client lives in a virtual environment of its own
-(``.cache/mlflow-client/``, made once by the first test that needs it, with
-``pip install mlflow-skinny`` from the package index the suite was installed from). Its
+(``.cache/mlflow-client/``, and ``.cache/mlflow-trainers/`` with Lightning and Hugging
+Face; each made once by the first test that needs it, from the package index the suite
+was installed from). Its
 dependencies could not share neuroreg's: torchattacks pins ``requests~=2.25.1``, MLflow's
 ``databricks-sdk`` needs ``requests>=2.28.1``. Scripts run there with the server's URL and a
 token in MLflow's own variables, unchanged."""
@@ -19,35 +20,41 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV = ROOT / ".cache" / "mlflow-client"
-REQUIREMENT = "mlflow-skinny>=3,<4"
+ENVIRONMENTS = {
+    # MLflow's client alone: a script that calls mlflow.* (about 12 s to make)
+    "mlflow-client": ["mlflow-skinny>=3,<4"],
+    # and the trainers that log through it: Lightning's MLFlowLogger, a Hugging Face
+    # Trainer with report_to="mlflow". Their own torch (the pinned CPU build, from local
+    # disk), not neuroreg's venv's: that one holds torchattacks' torchvision, a build for
+    # another torch, which torchmetrics imports (about a minute and 1.3 GB)
+    "mlflow-trainers": ["torch==2.13.0", "mlflow-skinny>=3,<4", "lightning>=2.4",
+                        "transformers>=4.45", "accelerate>=1.0"],
+}
 
 
-def mlflow_python() -> Path:
+def mlflow_python(name: str = "mlflow-client") -> Path:
     """The environment's python, made on first use (a lock keeps two test workers from
     making it at once)."""
-    python = VENV / "bin" / "python"
-    VENV.parent.mkdir(parents=True, exist_ok=True)
-    with open(VENV.parent / "mlflow-client.lock", "w") as lock:
+    venv = ROOT / ".cache" / name
+    python = venv / "bin" / "python"
+    requirements = ENVIRONMENTS[name]
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        ready = VENV / ".ready"
-        if not ready.exists():
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
-            done = subprocess.run([str(python), "-m", "pip", "install", "-q", REQUIREMENT],
+        ready = venv / ".ready"
+        if not ready.exists() or ready.read_text().split() != requirements:
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+            done = subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements],
                                   capture_output=True, text=True)
             if done.returncode != 0:
-                raise RuntimeError(f"pip install {REQUIREMENT} failed:\n{done.stderr[-3000:]}")
-            ready.write_text(REQUIREMENT + "\n")
+                raise RuntimeError(f"pip install {requirements} failed:\n{done.stderr[-3000:]}")
+            ready.write_text(" ".join(requirements) + "\n")
     return python
 
 
-def version() -> str:
-    return subprocess.run([str(mlflow_python()), "-c", "import mlflow; print(mlflow.__version__)"],
-                          check=True, capture_output=True, text=True).stdout.strip()
-
-
 def run_script(script: str, url: str, token: str, cwd: Path,
-               env: dict[str, str] | None = None, *, raw: bool = False) -> Any:
+               env: dict[str, str] | None = None, *, raw: bool = False,
+               environment_name: str = "mlflow-client") -> Any:
     """Run ``script`` with MLflow's client pointed at ``url``; the JSON of its last printed
     line (``None`` when it printed none), or with ``raw`` all it printed. Its stderr is
     shown if it fails."""
@@ -56,7 +63,8 @@ def run_script(script: str, url: str, token: str, cwd: Path,
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     environment.update({"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_TOKEN": token,
                         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", **(env or {})})
-    done = subprocess.run([str(mlflow_python()), str(path)], cwd=cwd, env=environment,
+    done = subprocess.run([str(mlflow_python(environment_name)), str(path)], cwd=cwd,
+                          env=environment,
                           capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise AssertionError(f"the MLflow script failed ({done.returncode}):\n"

@@ -1,0 +1,137 @@
+"""The loggers labs already use, unchanged, into neuroreg through its MLflow-compatible
+API: Lightning's ``MLFlowLogger`` and a Hugging Face ``Trainer`` with
+``report_to="mlflow"``, each training a tiny model offline (tests/mlflowenv.py's
+``mlflow-trainers`` environment)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from core.settings import Settings
+from core.store.db import migrate, session_scope
+from core.store.models import Role
+from core.store.users import create_user, issue_token
+from tests.livesrv import live_server
+from tests.mlflowenv import run_script
+
+pytestmark = pytest.mark.xdist_group("mlflow")
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+           "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
+
+
+@pytest.fixture
+def served(settings: Settings) -> Iterator[tuple[str, str]]:
+    migrate(settings.db_url)
+    with session_scope(settings.db_url) as s:
+        token = issue_token(s, user=create_user(s, name="ada", role=Role.member), name="t")
+    with live_server(settings) as url:
+        yield url, token
+
+
+def _api(url: str, token: str, path: str) -> Any:
+    res = httpx.get(f"{url}{path}", headers={"Authorization": f"Bearer {token}"})
+    assert res.status_code == 200, res.text
+    return res.json()
+
+
+LIGHTNING = """
+import json, os
+import torch
+import lightning as L
+from lightning.pytorch.loggers import MLFlowLogger
+
+
+class Tiny(L.LightningModule):
+    def __init__(self, lr=0.1, width=4):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = torch.nn.Linear(width, 2)
+
+    def training_step(self, batch, i):
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self.net(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+
+torch.manual_seed(0)
+data = torch.utils.data.TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,)))
+logger = MLFlowLogger(experiment_name="lightning", run_name="tiny",
+                      tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+trainer = L.Trainer(max_epochs=2, logger=logger, log_every_n_steps=1, accelerator="cpu",
+                    enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False)
+trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=16))
+print(json.dumps({"run_id": logger.run_id}))
+"""
+
+
+def test_lightnings_mlflow_logger_logs_into_neuroreg_unchanged(  # type: ignore[no-untyped-def]
+        served, tmp_path: Path) -> None:
+    url, token = served
+    seen = run_script(LIGHTNING, url, token, tmp_path, env=OFFLINE,
+                      environment_name="mlflow-trainers")
+    run = _api(url, token, f"/api/runs/{seen['run_id']}")
+    assert run["kind"] == "external" and run["owner"] == "ada" and run["name"] == "tiny"
+    assert run["status"] == "succeeded" and "exp:lightning" in run["tags"]
+    assert run["config"]["params"] == {"lr": "0.1", "width": "4"}
+    loss = _api(url, token, f"/api/runs/{run['id']}/metrics/train_loss")
+    assert loss["steps"] == list(range(8))  # 64 samples / 16 a batch × 2 epochs
+    assert all(0 < v < 5 for v in loss["values"])
+    epoch = _api(url, token, f"/api/runs/{run['id']}/metrics/epoch")
+    assert set(epoch["values"]) == {0.0, 1.0}
+
+
+HF = """
+import json, os
+import mlflow
+import torch
+from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+
+torch.manual_seed(0)
+model = BertForSequenceClassification(BertConfig(
+    vocab_size=32, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+    intermediate_size=16, max_position_embeddings=16, num_labels=2))
+
+
+class Data(torch.utils.data.Dataset):
+    def __len__(self):
+        return 32
+
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(i)
+        return {"input_ids": torch.randint(0, 32, (8,), generator=g), "labels": torch.tensor(i % 2)}
+
+
+os.environ["MLFLOW_EXPERIMENT_NAME"] = "hf"
+args = TrainingArguments(output_dir="out", report_to=["mlflow"], run_name="tiny-bert",
+                         max_steps=4, per_device_train_batch_size=8, logging_steps=1,
+                         save_strategy="no", use_cpu=True)
+Trainer(model=model, args=args, train_dataset=Data()).train()
+print(json.dumps({"run_id": mlflow.last_active_run().info.run_id}))
+"""
+
+
+def test_a_hugging_face_trainer_reports_to_neuroreg_through_mlflow(  # type: ignore[no-untyped-def]
+        served, tmp_path: Path) -> None:
+    url, token = served
+    seen = run_script(HF, url, token, tmp_path, env=OFFLINE,
+                      environment_name="mlflow-trainers")
+    run = _api(url, token, f"/api/runs/{seen['run_id']}")
+    assert run["kind"] == "external" and run["name"] == "tiny-bert"
+    assert run["status"] == "succeeded" and "exp:hf" in run["tags"]
+    params = run["config"]["params"]
+    assert params["max_steps"] == "4" and params["per_device_train_batch_size"] == "8"
+    assert params["hidden_size"] == "8"  # the model's config too
+    loss = _api(url, token, f"/api/runs/{run['id']}/metrics/loss")
+    assert loss["steps"] == [1, 2, 3, 4]
+    keys = {k["key"] for k in _api(url, token, f"/api/runs/{run['id']}/metrics")}
+    assert {"loss", "learning_rate", "train_runtime", "train_loss"} <= keys
