@@ -24,11 +24,13 @@ ENVIRONMENTS = {
     # MLflow's client alone: a script that calls mlflow.* (about 12 s to make)
     "mlflow-client": ["mlflow-skinny>=3,<4"],
     # and the trainers that log through it: Lightning's MLFlowLogger, a Hugging Face
-    # Trainer with report_to="mlflow". Their own torch (the pinned CPU build, from local
-    # disk), not neuroreg's venv's: that one holds torchattacks' torchvision, a build for
-    # another torch, which torchmetrics imports (about a minute and 1.3 GB)
+    # Trainer with report_to="mlflow" (and neuroreg's own NeuroregLogger, from this
+    # checkout on PYTHONPATH: its client needs httpx only). Their own torch (the pinned
+    # CPU build, from local disk), not neuroreg's venv's: that one holds torchattacks'
+    # torchvision, a build for another torch, which torchmetrics imports (about a minute
+    # and 1.3 GB)
     "mlflow-trainers": ["torch==2.13.0", "mlflow-skinny>=3,<4", "lightning>=2.4",
-                        "transformers>=4.45", "accelerate>=1.0"],
+                        "transformers>=4.45", "accelerate>=1.0", "httpx>=0.27"],
 }
 
 
@@ -62,7 +64,8 @@ def run_script(script: str, url: str, token: str, cwd: Path,
     path.write_text(script)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     environment.update({"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_TOKEN": token,
-                        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", **(env or {})})
+                        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "NEUROREG_API_URL": url,
+                        "NEUROREG_TOKEN": token, "PYTHONPATH": str(ROOT), **(env or {})})
     done = subprocess.run([str(mlflow_python(environment_name)), str(path)], cwd=cwd,
                           env=environment,
                           capture_output=True, text=True, timeout=600)

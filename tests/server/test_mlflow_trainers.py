@@ -1,7 +1,7 @@
 """The loggers labs already use, unchanged, into neuroreg through its MLflow-compatible
 API: Lightning's ``MLFlowLogger`` and a Hugging Face ``Trainer`` with
-``report_to="mlflow"``, each training a tiny model offline (tests/mlflowenv.py's
-``mlflow-trainers`` environment)."""
+``report_to="mlflow"``; and neuroreg's own Lightning logger. Each trains a tiny model
+offline (tests/mlflowenv.py's ``mlflow-trainers`` environment)."""
 
 from __future__ import annotations
 
@@ -135,3 +135,25 @@ def test_a_hugging_face_trainer_reports_to_neuroreg_through_mlflow(  # type: ign
     assert loss["steps"] == [1, 2, 3, 4]
     keys = {k["key"] for k in _api(url, token, f"/api/runs/{run['id']}/metrics")}
     assert {"loss", "learning_rate", "train_runtime", "train_loss"} <= keys
+
+
+NATIVE = LIGHTNING.replace(
+    "from lightning.pytorch.loggers import MLFlowLogger",
+    "from neuroreg.lightning import NeuroregLogger").replace(
+    """logger = MLFlowLogger(experiment_name="lightning", run_name="tiny",
+                      tracking_uri=os.environ["MLFLOW_TRACKING_URI"])""",
+    """logger = NeuroregLogger("tiny", tags=["lightning"], flush_seconds=3600)""")
+
+
+def test_neuroregs_own_lightning_logger_batches_and_ends_the_run(  # type: ignore[no-untyped-def]
+        served, tmp_path: Path) -> None:
+    url, token = served
+    assert "NeuroregLogger(" in NATIVE and "MLFlowLogger" not in NATIVE
+    seen = run_script(NATIVE, url, token, tmp_path, env=OFFLINE,
+                      environment_name="mlflow-trainers")
+    run = _api(url, token, f"/api/runs/{seen['run_id']}")
+    assert run["kind"] == "external" and run["owner"] == "ada" and run["name"] == "tiny"
+    assert run["status"] == "succeeded" and run["tags"] == ["lightning"]
+    assert run["config"]["params"] == {"lr": 0.1, "width": 4}  # numbers stay numbers
+    loss = _api(url, token, f"/api/runs/{run['id']}/metrics/train_loss")
+    assert loss["steps"] == list(range(8)) and all(0 < v < 5 for v in loss["values"])
