@@ -157,3 +157,17 @@ def test_neuroregs_own_lightning_logger_batches_and_ends_the_run(  # type: ignor
     assert run["config"]["params"] == {"lr": 0.1, "width": 4}  # numbers stay numbers
     loss = _api(url, token, f"/api/runs/{run['id']}/metrics/train_loss")
     assert loss["steps"] == list(range(8)) and all(0 < v < 5 for v in loss["values"])
+
+
+def test_the_docs_lightning_block_runs_as_written(  # type: ignore[no-untyped-def]
+        served, tmp_path: Path) -> None:
+    import re
+
+    url, token = served
+    text = (Path(__file__).parents[2] / "docs" / "mlflow.md").read_text()
+    start = text.index("neuroreg also has a Lightning logger")
+    block = re.search(r"```python\n(.*?)```", text[start:], re.S)
+    assert block is not None
+    printed = run_script(block.group(1) + "print(type(trainer.logger).__name__)\n", url, token,
+                         tmp_path, env=OFFLINE, environment_name="mlflow-trainers", raw=True)
+    assert printed.strip().splitlines()[-1] == "NeuroregLogger"
