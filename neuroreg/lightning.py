@@ -119,7 +119,9 @@ class NeuroregLogger(Logger):  # type: ignore[misc]
 
     @rank_zero_only  # type: ignore[misc]
     def save(self) -> None:
-        self.flush()
+        """Lightning calls this after every ``log_metrics``: sending here would be a request
+        per step again (measured: 4.4 ms a step). What is waiting goes when due (above),
+        and at the end of the fit, which ends in :meth:`finalize` whether it failed or not."""
 
     @rank_zero_only  # type: ignore[misc]
     def finalize(self, status: str) -> None:
