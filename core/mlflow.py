@@ -90,7 +90,12 @@ def millis(t: datetime | None) -> int | None:
 
 
 def from_millis(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
+    """A time in milliseconds since 1970; one no calendar holds is refused, not a 500."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise invalid(f"Invalid time {ms}: milliseconds since 1970 (years 1970 to 9999)"
+                      ) from None
 
 
 # -- values from a request ----------------------------------------------------------------
@@ -143,6 +148,21 @@ def number(body: dict[str, Any], name: str) -> float:
         raise invalid(f"Invalid value {value!r} for parameter '{name}' supplied: neuroreg "
                       "stores finite metric values only")
     return float(value)
+
+
+def strings(body: dict[str, Any], name: str, limit: int = 100) -> list[str]:
+    """Field ``name`` as a list of strings (one string is a list of one; ids may be
+    numbers)."""
+    value = body.get(name)
+    if value is None or value == "":
+        return []
+    items = [value] if isinstance(value, str | int) and not isinstance(value, bool) else value
+    if not isinstance(items, list) or len(items) > limit or not all(
+            isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+            for v in items):
+        raise invalid(f"Invalid value for parameter '{name}' supplied: expected a list of at "
+                      f"most {limit} strings")
+    return [str(v) for v in items]
 
 
 def key_values(body: dict[str, Any], name: str, limit: int) -> list[tuple[str, str]]:
@@ -661,11 +681,10 @@ def _literal(raw: str) -> Any:
     raw = raw.strip()
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
         return raw[1:-1]
-    try:
-        return float(raw) if re.fullmatch(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", raw) \
-            else _not_literal(raw)
-    except ValueError:
+    if not re.fullmatch(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", raw):
         return _not_literal(raw)
+    value = float(raw)
+    return value if math.isfinite(value) else _not_literal(raw)
 
 
 def _not_literal(raw: str) -> Any:

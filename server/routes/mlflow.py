@@ -164,12 +164,11 @@ def delete_experiment_tag(fields: Fields, session: SessionDep, user: CurrentUser
 @router.get("/experiments/search")
 @router.post("/experiments/search")
 def search_experiments(fields: Fields, session: SessionDep, _: CurrentUser) -> Any:
-    order = fields.get("order_by") or []
     found, token = m.search_experiments(
         session, view_type=str(fields.get("view_type") or "ACTIVE_ONLY"),
         max_results=_bounded(fields, "max_results", 1000, 50_000),
         filter_string=m.text(fields, "filter", required=False, limit=2000),
-        order_by=[order] if isinstance(order, str) else list(order),
+        order_by=m.strings(fields, "order_by"),
         page_token=m.text(fields, "page_token", required=False, limit=200))
     return {"experiments": [m.experiment_json(e) for e in found],
             **({"next_page_token": token} if token else {})}
@@ -293,14 +292,12 @@ def log_batch(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
 @router.get("/runs/search")
 @router.post("/runs/search")
 def search_runs(fields: Fields, session: SessionDep, _: CurrentUser) -> Any:
-    order = fields.get("order_by") or []
-    ids = fields.get("experiment_ids") or []
     found, token = m.search_runs(
-        session, experiment_ids=[ids] if isinstance(ids, str | int) else ids,
+        session, experiment_ids=m.strings(fields, "experiment_ids", 1000),
         filter_string=m.text(fields, "filter", required=False, limit=2000),
         view_type=str(fields.get("run_view_type") or "ACTIVE_ONLY"),
         max_results=_bounded(fields, "max_results", 1000, m.MAX_RESULTS),
-        order_by=[order] if isinstance(order, str) else list(order),
+        order_by=m.strings(fields, "order_by"),
         page_token=m.text(fields, "page_token", required=False, limit=200))
     return {"runs": m.run_json(session, found), **({"next_page_token": token} if token else {})}
 

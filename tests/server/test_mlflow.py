@@ -254,7 +254,26 @@ def test_what_neuroreg_refuses_or_lacks_is_mlflows_error_never_a_500(  # type: i
               % seen["rid"].encode(), other, 403, "PERMISSION_DENIED"),
              ("GET", "runs/create", b"", auth, 404, "ENDPOINT_NOT_FOUND"),
              ("POST", "model-versions/create", b"{}", auth, 404, "ENDPOINT_NOT_FOUND"),
-             ("GET", "runs/get", b"", auth, 400, "INVALID_PARAMETER_VALUE")]
+             ("GET", "runs/get", b"", auth, 400, "INVALID_PARAMETER_VALUE"),
+             ("POST", "runs/create", b'{"experiment_id": "0", "start_time": '
+              b'"9999999999999999999"}', auth, 400, "INVALID_PARAMETER_VALUE"),
+             ("POST", "runs/search", b'{"experiment_ids": ["0"], "filter": '
+              b'"attributes.start_time > 1e30"}', auth, 400, "INVALID_PARAMETER_VALUE"),
+             ("POST", "runs/search", b'{"experiment_ids": ["0"], "filter": '
+              b'"attributes.end_time < 1e999"}', auth, 400, "INVALID_PARAMETER_VALUE"),
+             ("POST", "runs/search", b'{"experiment_ids": ["0"], "filter": '
+              b'"metrics.loss > 1e999"}', auth, 400, "INVALID_PARAMETER_VALUE"),
+             ("POST", "runs/search", b'{"experiment_ids": ["0"], "order_by": [7]}', auth,
+              400, "INVALID_PARAMETER_VALUE"),
+             ("POST", "runs/search", b'{"experiment_ids": {"a": 1}}', auth, 400,
+              "INVALID_PARAMETER_VALUE"),
+             ("POST", "experiments/search", b'{"order_by": 3.5}', auth, 400,
+              "INVALID_PARAMETER_VALUE"),
+             ("POST", "runs/log-batch", b'{"run_id": "%s", "metrics": [{"key": "k", '
+              b'"value": 1, "timestamp": 1, "step": -1}]}' % seen["rid"].encode(), auth, 400,
+              "INVALID_PARAMETER_VALUE"),
+             ("POST", "runs/log-batch", b'{"run_id": "%s", "params": "lr"}'
+              % seen["rid"].encode(), auth, 400, "INVALID_PARAMETER_VALUE")]
     for method, path, body, headers, status, code in cases:
         res = httpx.request(method, f"{url}/api/2.0/mlflow/{path}", content=body or None,
                             headers={**headers, "Content-Type": "application/json"})
@@ -280,3 +299,45 @@ def test_the_docs_mlflow_block_runs_as_written(  # type: ignore[no-untyped-def]
     assert printed[-1] == f"{url}/runs/{run['id']}"
     assert run["config"]["params"] == {"lr": "0.1", "epochs": "3"}
     assert httpx.get(printed[-1]).status_code == 200
+
+
+POSTS = ["experiments/create", "experiments/delete", "experiments/restore",
+         "experiments/update", "experiments/set-experiment-tag",
+         "experiments/delete-experiment-tag", "experiments/search", "runs/create",
+         "runs/update", "runs/delete", "runs/restore", "runs/log-metric", "runs/log-parameter",
+         "runs/set-tag", "runs/delete-tag", "runs/log-batch", "runs/search",
+         "logged-models/search"]
+GETS = ["experiments/get", "experiments/get-by-name", "runs/get", "metrics/get-history",
+        "artifacts/list"]
+HOSTILE: list[dict[str, Any]] = [
+    {}, {"run_id": [1]}, {"run_id": {"a": 1}}, {"run_id": "1", "experiment_id": 1.5},
+    {"experiment_id": True}, {"key": 5, "value": [1]}, {"metrics": "x"}, {"metrics": [1]},
+    {"metrics": [{"key": "a", "value": "x", "timestamp": "y"}]},
+    {"tags": [{"key": 1}]}, {"params": [{"key": "a" * 10_000, "value": "b"}]},
+    {"name": ["a"]}, {"name": "x" * 600}, {"max_results": "abc"}, {"max_results": -1},
+    {"filter": 5}, {"filter": "metrics.a > 'b'"}, {"filter": "params.`x` = 1 AND"},
+    {"filter": "attributes.run_id IN ('1', 2)"}, {"page_token": "!!"},
+    {"page_token": "eyJvZmZzZXQiOiAtMX0="}, {"status": 5}, {"end_time": "x"},
+    {"new_name": ""}, {"experiment_ids": ["99999999999"]}, {"view_type": "NONE"},
+    {"run_view_type": 7}, {"order_by": ["metrics.`a b` DESC"]},
+]
+
+
+def test_hostile_fields_on_every_mlflow_endpoint_are_4xx_in_mlflows_shape(  # type: ignore[no-untyped-def]
+        served) -> None:
+    url, token = served
+    auth = {"Authorization": f"Bearer {token}"}
+    rid = httpx.post(f"{url}/api/2.0/mlflow/runs/create", json={"experiment_id": "0"},
+                     headers=auth).json()["run"]["info"]["run_id"]
+    with httpx.Client(base_url=f"{url}/api/2.0/mlflow", headers=auth) as http:
+        for body in HOSTILE:
+            body = {**body, "run_id": rid} if body.get("run_id") == "1" else body
+            for path in POSTS:
+                res = http.post(f"/{path}", json=body)
+                assert res.status_code < 500, (path, body, res.text)
+                if res.status_code >= 400:
+                    assert set(res.json()) == {"error_code", "message"}, (path, res.text)
+            for path in GETS:
+                params = {k: v for k, v in body.items() if isinstance(v, str | int)}
+                res = http.get(f"/{path}", params=params)
+                assert res.status_code < 500, (path, body, res.text)
