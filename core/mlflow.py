@@ -56,6 +56,10 @@ DELETED_TAG = "mlflow:deleted"
 NEUROREG_TAG = "neuroreg.tag"
 """An experiment's tag (read-only): the neuroreg tag its runs carry."""
 MAX_RESULTS = 50_000  # MLflow's own bound on search_runs' max_results
+PAGE = 1000
+"""The most runs one search answer holds, whatever ``max_results`` asks (MLflow's server
+may answer fewer with a ``next_page_token``; its clients follow it): each answer's runs,
+metrics and tags are read with one IN list of their ids, which SQLite bounds."""
 STATUS_OUT = {RunStatus.queued: "SCHEDULED", RunStatus.running: "RUNNING",
               RunStatus.succeeded: "FINISHED", RunStatus.failed: "FAILED",
               RunStatus.cancelled: "KILLED"}
@@ -115,6 +119,21 @@ def text(body: dict[str, Any], name: str, *, required: bool = True,
     if len(value) > limit:
         raise invalid(f"'{name}' exceeds the maximum length of {limit} characters")
     return value
+
+
+def required(body: dict[str, Any], name: str, *, limit: int = 8000) -> str:
+    """Field ``name`` as text that must be there."""
+    value = text(body, name, limit=limit)
+    assert value is not None  # text() raises for a missing required field
+    return value
+
+
+def key_value(body: dict[str, Any]) -> tuple[str, str]:
+    """A ``{key, value}`` (a param or a tag): a key of at most 250 characters (MLflow's
+    bound), a value of at most 8,000, empty when left out."""
+    value = text(body, "value", required=False, default="", limit=8000)
+    assert value is not None
+    return required(body, "key", limit=250), value
 
 
 def integer(body: dict[str, Any], name: str, *, default: int | None = None) -> int | None:
@@ -177,10 +196,7 @@ def key_values(body: dict[str, Any], name: str, limit: int) -> list[tuple[str, s
     for item in items:
         if not isinstance(item, dict):
             raise invalid(f"Invalid value for parameter '{name}' supplied: expected objects")
-        key = text(item, "key")
-        value = text(item, "value", required=False, default="", limit=8000)
-        assert key is not None and value is not None
-        out.append((key, value))
+        out.append(key_value(item))
     return out
 
 
@@ -548,8 +564,7 @@ def metric_points(items: Sequence[dict[str, Any]]) -> list[tuple[str, int, float
     for item in items:
         if not isinstance(item, dict):
             raise invalid("Invalid value for parameter 'metrics' supplied: expected objects")
-        key = text(item, "key", limit=128)
-        assert key is not None
+        key = required(item, "key", limit=128)
         if not _METRIC_KEY.fullmatch(key):
             raise invalid(f"Invalid metric name: '{key}'. neuroreg metric names are letters, "
                           "digits and _ . : / - [ ] (no spaces)")
@@ -635,11 +650,26 @@ def metric_history(session: Session, run: Run, key: str, *, max_results: int,
     return points, _token(offset + max_results) if more else None
 
 
+def experiment_of(session: Session, run: Run) -> int:
+    """The experiment a run is in: an MLflow run's own; a neuroreg run's, the one whose
+    tag it carries, else Default."""
+    own = _state(run)["experiment_id"]
+    if own is not None:
+        return int(own)
+    tags = tags_of(session, [run.id])[run.id]
+    found = session.execute(select(MlflowExperiment.id).where(
+        MlflowExperiment.tag.in_(tags)).order_by(MlflowExperiment.id)).scalars().first()
+    return DEFAULT_EXPERIMENT if found is None else int(found)
+
+
 def run_json(session: Session, runs: Sequence[Run]) -> list[dict[str, Any]]:
     """MLflow's Run (info and data) of each run."""
     metrics = latest_metrics(session, [r.id for r in runs])
     tags = tags_of(session, [r.id for r in runs])
-    tag_exp = {e.tag: e.id for e in session.execute(select(MlflowExperiment)).scalars()}
+    # a neuroreg run's experiment: the one whose tag it carries (an MLflow run keeps its own)
+    carried = {t for r in runs if _state(r)["experiment_id"] is None for t in tags[r.id]}
+    tag_exp = dict(session.execute(select(MlflowExperiment.tag, MlflowExperiment.id).where(
+        MlflowExperiment.tag.in_(carried))).tuples().all()) if carried else {}
     out = []
     for run in runs:
         state = _state(run)
@@ -823,10 +853,11 @@ def search_runs(session: Session, *, experiment_ids: Sequence[Any], filter_strin
         clauses.append(f"({extra})")
     sort, descending = order_by_sort(order_by)
     offset = _offset(page_token)
+    page = min(max_results, PAGE)  # more comes by the token, as from MLflow's server
     try:
         runs, total = list_runs(session, q=" and ".join(clauses), sort=sort,
-                                descending=descending, limit=max_results, offset=offset)
+                                descending=descending, limit=page, offset=offset)
     except QueryError as exc:
         raise invalid(f"Invalid filter {filter_string!r}: {exc.message}") from None
     more = offset + len(runs) < total
-    return list(runs), _token(offset + max_results) if more else None
+    return list(runs), _token(offset + page) if more else None

@@ -78,3 +78,12 @@ def run_script(script: str, url: str, token: str, cwd: Path,
     with contextlib.suppress(IndexError, json.JSONDecodeError):
         return json.loads(lines[-1])
     return None
+
+
+def api_get(url: str, token: str, path: str, **params: Any) -> Any:
+    """A neuroreg API answer (JSON), which must be a 200."""
+    import httpx
+
+    res = httpx.get(f"{url}{path}", params=params, headers={"Authorization": f"Bearer {token}"})
+    assert res.status_code == 200, res.text
+    return res.json()

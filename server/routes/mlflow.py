@@ -22,6 +22,7 @@ from core import mlflow as m
 from core.store.artifacts import (
     UnsafePath,
     check_path,
+    get_artifact,
     list_artifacts,
     resolve,
     save_artifact_stream,
@@ -98,8 +99,7 @@ def _bounded(fields: dict[str, Any], name: str, default: int, most: int) -> int:
 
 @router.post("/experiments/create")
 def create_experiment(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
-    name = m.text(fields, "name", limit=500)
-    assert name is not None
+    name = m.required(fields, "name", limit=500)
     e = m.create_experiment(session, user, name, m.key_values(fields, "tags", 100))
     session.commit()
     return {"experiment_id": str(e.id)}
@@ -113,8 +113,7 @@ def get_experiment(fields: Fields, session: SessionDep, _: CurrentUser) -> Any:
 
 @router.get("/experiments/get-by-name")
 def get_experiment_by_name(fields: Fields, session: SessionDep, _: CurrentUser) -> Any:
-    name = m.text(fields, "experiment_name", limit=500)
-    assert name is not None
+    name = m.required(fields, "experiment_name", limit=500)
     return {"experiment": m.experiment_json(m.experiment_by_name(session, name))}
 
 
@@ -137,8 +136,7 @@ def restore_experiment(fields: Fields, session: SessionDep, user: CurrentUser) -
 @router.post("/experiments/update")
 def update_experiment(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
     e = m.get_experiment(session, m.experiment_id(fields))
-    name = m.text(fields, "new_name", limit=500)
-    assert name is not None
+    name = m.required(fields, "new_name", limit=500)
     m.rename_experiment(session, user, e, name)
     session.commit()
     return {}
@@ -147,8 +145,7 @@ def update_experiment(fields: Fields, session: SessionDep, user: CurrentUser) ->
 @router.post("/experiments/set-experiment-tag")
 def set_experiment_tag(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
     e = m.get_experiment(session, m.experiment_id(fields))
-    m.set_experiment_tag(session, user, e, m.text(fields, "key", limit=250) or "",
-                         m.text(fields, "value", required=False, default="") or "")
+    m.set_experiment_tag(session, user, e, *m.key_value(fields))
     session.commit()
     return {}
 
@@ -156,7 +153,7 @@ def set_experiment_tag(fields: Fields, session: SessionDep, user: CurrentUser) -
 @router.post("/experiments/delete-experiment-tag")
 def delete_experiment_tag(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
     e = m.get_experiment(session, m.experiment_id(fields))
-    m.set_experiment_tag(session, user, e, m.text(fields, "key", limit=250) or "", None)
+    m.set_experiment_tag(session, user, e, m.required(fields, "key", limit=250), None)
     session.commit()
     return {}
 
@@ -196,6 +193,13 @@ def _run(fields: dict[str, Any], session: Any) -> Any:
     return m.run_of(session, fields.get("run_id") or fields.get("run_uuid"))
 
 
+def _writable_run(fields: dict[str, Any], session: Any, user: Any) -> Any:
+    """The run the request names, if the caller may write into it."""
+    run = _run(fields, session)
+    m.writable(user, run)
+    return run
+
+
 @router.get("/runs/get")
 def get_run(fields: Fields, session: SessionDep, _: CurrentUser) -> Any:
     return {"run": m.run_json(session, [_run(fields, session)])[0]}
@@ -228,8 +232,7 @@ def restore_run(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
 
 @router.post("/runs/log-metric")
 def log_metric(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
-    run = _run(fields, session)
-    m.writable(user, run)
+    run = _writable_run(fields, session, user)
     m.log_metrics(session, run, m.metric_points([fields]))
     session.commit()
     return {}
@@ -237,35 +240,24 @@ def log_metric(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
 
 @router.post("/runs/log-parameter")
 def log_param(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
-    run = _run(fields, session)
-    m.writable(user, run)
-    key = m.text(fields, "key", limit=250)
-    value = m.text(fields, "value", required=False, default="", limit=8000)
-    assert key is not None and value is not None
-    m.log_params(session, run, [(key, value)])
+    run = _writable_run(fields, session, user)
+    m.log_params(session, run, [m.key_value(fields)])
     session.commit()
     return {}
 
 
 @router.post("/runs/set-tag")
 def set_tag(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
-    run = _run(fields, session)
-    m.writable(user, run)
-    key = m.text(fields, "key", limit=250)
-    value = m.text(fields, "value", required=False, default="", limit=8000)
-    assert key is not None and value is not None
-    m.set_run_tags(session, run, [(key, value)])
+    run = _writable_run(fields, session, user)
+    m.set_run_tags(session, run, [m.key_value(fields)])
     session.commit()
     return {}
 
 
 @router.post("/runs/delete-tag")
 def delete_tag(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
-    run = _run(fields, session)
-    m.writable(user, run)
-    key = m.text(fields, "key", limit=250)
-    assert key is not None
-    m.set_run_tags(session, run, [], delete=[key])
+    run = _writable_run(fields, session, user)
+    m.set_run_tags(session, run, [], delete=[m.required(fields, "key", limit=250)])
     session.commit()
     return {}
 
@@ -273,8 +265,7 @@ def delete_tag(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
 @router.post("/runs/log-batch")
 def log_batch(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
     """Params, tags and metrics at once, all or nothing."""
-    run = _run(fields, session)
-    m.writable(user, run)
+    run = _writable_run(fields, session, user)
     metrics = fields.get("metrics") or []
     if not isinstance(metrics, list) or len(metrics) > MAX_BATCH["metrics"]:
         raise m.invalid(f"A batch logging request can contain at most {MAX_BATCH['metrics']} "
@@ -305,8 +296,7 @@ def search_runs(fields: Fields, session: SessionDep, _: CurrentUser) -> Any:
 @router.get("/metrics/get-history")
 def metric_history(fields: Fields, session: SessionDep, _: CurrentUser) -> Any:
     run = _run(fields, session)
-    key = m.text(fields, "metric_key", limit=250)
-    assert key is not None
+    key = m.required(fields, "metric_key", limit=250)
     points, token = m.metric_history(
         session, run, key, max_results=_bounded(fields, "max_results", 25_000, 25_000),
         page_token=m.text(fields, "page_token", required=False, limit=200))
@@ -317,7 +307,7 @@ def metric_history(fields: Fields, session: SessionDep, _: CurrentUser) -> Any:
 def list_run_artifacts(fields: Fields, session: SessionDep, _: CurrentUser) -> Any:
     run = _run(fields, session)
     path = m.text(fields, "path", required=False, default="") or ""
-    exp = m.run_json(session, [run])[0]["info"]["experiment_id"]
+    exp = m.experiment_of(session, run)
     return {"root_uri": f"mlflow-artifacts:/{exp}/{run.id}/artifacts",
             "files": _children(session, run.id, path, relative_to_root=True)}
 
@@ -394,7 +384,7 @@ async def upload_artifact(path: str, request: Request, session: SessionDep,
 def download_artifact(path: str, session: SessionDep, settings: SettingsDep,
                       _: CurrentUser) -> Response:
     run, name = _locate(session, path)
-    row = next((a for a in list_artifacts(session, run.id) if a.name == name), None)
+    row = get_artifact(session, run.id, name)
     if row is None:
         raise m.MlflowError("RESOURCE_DOES_NOT_EXIST",
                             f"run {run.id} has no artifact {name!r}")

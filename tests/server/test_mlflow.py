@@ -6,7 +6,7 @@ for what neuroreg refuses or lacks — never a 500."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from core.settings import Settings
-from core.store.db import migrate, session_scope
+from core.store.db import session_scope
 from core.store.models import Role
 from core.store.users import create_user, issue_token
-from tests.livesrv import live_server
+from tests.mlflowenv import api_get as _api
 from tests.mlflowenv import run_script
 
 pytestmark = pytest.mark.xdist_group("mlflow")  # one worker makes the client's venv
@@ -27,23 +27,6 @@ pytestmark = pytest.mark.xdist_group("mlflow")  # one worker makes the client's 
 def settings(make_settings: Callable[..., Settings], db_url: str) -> Settings:
     """On SQLite and on PostgreSQL."""
     return make_settings(database_url=db_url)
-
-
-@pytest.fixture
-def served(settings: Settings) -> Iterator[tuple[str, str]]:
-    """A live server and a member's token."""
-    migrate(settings.db_url)
-    with session_scope(settings.db_url) as s:
-        token = issue_token(s, user=create_user(s, name="ada", role=Role.member), name="mlflow")
-    with live_server(settings) as url:
-        yield url, token
-
-
-def _api(url: str, token: str, path: str, **params: Any) -> Any:
-    res = httpx.get(f"{url}{path}", params=params,
-                    headers={"Authorization": f"Bearer {token}"})
-    assert res.status_code == 200, res.text
-    return res.json()
 
 
 FLUENT = """

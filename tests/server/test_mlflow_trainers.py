@@ -5,38 +5,16 @@ offline (tests/mlflowenv.py's ``mlflow-trainers`` environment)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from core.settings import Settings
-from core.store.db import migrate, session_scope
-from core.store.models import Role
-from core.store.users import create_user, issue_token
-from tests.livesrv import live_server
+from tests.mlflowenv import api_get as _api
 from tests.mlflowenv import run_script
 
 pytestmark = pytest.mark.xdist_group("mlflow")
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
            "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
-
-
-@pytest.fixture
-def served(settings: Settings) -> Iterator[tuple[str, str]]:
-    migrate(settings.db_url)
-    with session_scope(settings.db_url) as s:
-        token = issue_token(s, user=create_user(s, name="ada", role=Role.member), name="t")
-    with live_server(settings) as url:
-        yield url, token
-
-
-def _api(url: str, token: str, path: str) -> Any:
-    res = httpx.get(f"{url}{path}", headers={"Authorization": f"Bearer {token}"})
-    assert res.status_code == 200, res.text
-    return res.json()
 
 
 LIGHTNING = """
