@@ -33,6 +33,9 @@ FROM base AS cpu
 ARG TORCH_VERSION
 ARG TORCHVISION_VERSION
 ARG CPU_TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# the api draws a study's report (GET /api/studies/{id}/report) in headless chromium
+RUN apt-get update && apt-get install -y --no-install-recommends chromium \
+    && rm -rf /var/lib/apt/lists/*
 RUN pip install --no-cache-dir --index-url ${CPU_TORCH_INDEX} \
         torch==${TORCH_VERSION} torchvision==${TORCHVISION_VERSION}
 COPY --from=source /app /app

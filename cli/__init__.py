@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from cli import logs, manage, slurm, sync, team, webhooks
+from cli import logs, manage, report, slurm, sync, team, webhooks
 from cli._terminal import say
 from cli.commands import (
     SET_VALUES,
@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     manage.add_parser(sub)
     slurm.add_parser(sub)
     sync.add_parser(sub)
+    report.add_parser(sub)
     return parser
 
 

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # what the API may decode one stored file to for a view (a similarity matrix, an
     # S_CNN overview), and hold of such files at once; a file that would take more is a 422
     max_view_bytes: int = Field(default=1024**3, ge=1024**2)
+    # a study's report (GET /api/studies/{id}/report) draws its figures in this headless
+    # chromium and prints their PDFs; without it that route is a 503 saying so
+    chromium: str = "/usr/bin/chromium"
     # liveness: workers beat every heartbeat_s; the API's reaper requeues a running run
     # whose beat is older than stale_after_s (failing it after max_attempts starts)
     heartbeat_s: float = Field(default=10.0, gt=0)

@@ -68,6 +68,25 @@ def _raise_for(res: httpx.Response) -> None:
         raise NeuroregError(res.status_code, detail)
 
 
+def _unpack_report(data: bytes, out: Path) -> None:
+    """A report's zip (one folder, ``study-<id>-report/``) unpacked into ``out`` without
+    that folder; a name that would land outside ``out`` is refused."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        names = [i for i in z.infolist() if not i.is_dir()]
+        for info in names:
+            parts = Path(info.filename).parts[1:]
+            if not parts or ".." in parts or Path(info.filename).is_absolute():
+                raise NeuroregError(502, f"the report holds an unexpected name {info.filename!r}")
+        out.mkdir(parents=True, exist_ok=True)
+        for info in names:
+            path = out.joinpath(*Path(info.filename).parts[1:])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(z.read(info))
+
+
 class OfflineError(NeuroregError):
     """An offline client was asked for something only the server has."""
 
@@ -436,6 +455,23 @@ class Client:
              "n": n}
             for r in data["rows"]
             for step, m, e, n in zip(r["steps"], r["mean"], r["sem"], r["n_at"], strict=True)])
+
+    def study_report(self, study_id: int, dest: str | os.PathLike[str], *,
+                     force: bool = False, timeout: float = 600.0) -> Path:
+        """The study as a folder that opens offline (docs/report.md), written to ``dest``:
+        ``index.html`` with every figure of the study page, each figure as SVG, PDF and
+        CSV, the tables, configs, provenance and the commands that reproduce it. The
+        server draws it (``GET /api/studies/{id}/report``, the zip the study page's button
+        downloads): a few seconds, ``timeout`` at most. ``dest`` must be empty or new
+        unless ``force``, which writes into it, replacing files of the same names.
+        Returns ``dest/index.html``."""
+        out = Path(dest)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+            raise FileExistsError(f"{out}: exists and is not an empty folder")
+        res = self._http.get(f"/api/studies/{study_id}/report", timeout=timeout)
+        _raise_for(res)
+        _unpack_report(res.content, out)
+        return out / "index.html"
 
     # artifacts ----------------------------------------------------------------------
     def artifacts(self, run_id: int) -> list[dict[str, Any]]:

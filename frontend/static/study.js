@@ -5,7 +5,9 @@
 // tables.js (Table 1 via gamma.js, paired tests against None, runs by condition). Clicking
 // a bar or a curve jumps to that condition's runs (#cond-…, a shareable URL); the paper's
 // reported values can be laid over ours (◇). The page polls until the study has finished.
-import { ApiError, clearError, el, fieldLabels, getJSON, settleParts, showError, when, withLogin } from "./api.js";
+// Its Report button downloads the study as a folder that opens offline (docs/report.md).
+import { api, ApiError, AuthError, clearError, el, fieldLabels, getJSON, settleParts, showError, when,
+  withLogin } from "./api.js";
 import { plotly } from "./figures.js";
 import { autoattackFigures, budgetFigures, medianFigures } from "./study/attacks.js";
 import { latest, plotJobs, setLatest, SHARED, showPaper, studyId, TOLERANCE } from "./study/common.js";
@@ -22,6 +24,11 @@ function skeleton() {
   page().replaceChildren(
     el("h1", {}, el("span", { id: "study-title" }), " ", el("span", { id: "study-status", class: "badge" })),
     el("p", { class: "meta", id: "study-meta" }),
+    el("p", { class: "study-actions" },
+      el("button", { type: "button", id: "study-report", title: "every figure (interactive, and as SVG, "
+        + "PDF and CSV), the tables, configs, provenance and the commands that reproduce it, in one "
+        + "folder that opens offline" }, "Download report (.zip)"),
+      el("span", { class: "meta", id: "study-report-note", role: "status" })),
     el("div", { class: "progress" }, el("div", { id: "study-progress" })),
     el("p", { class: "study-note", id: "study-note", hidden: "" }),
     el("aside", { class: "paper-box", id: "paper-box", "aria-label": "the paper beside this study" },
@@ -59,6 +66,8 @@ function skeleton() {
   const tolerance = document.getElementById("frontier-tolerance");
   if (SHARED.get("tolerance")) tolerance.value = SHARED.get("tolerance");
   tolerance.onchange = () => { remember(); settleParts([["The frontier", drawFrontier()]]); };
+  const report = document.getElementById("study-report");
+  report.onclick = () => downloadReport(report);
   const toggle = document.getElementById("paper-toggle");
   toggle.checked = SHARED.get("paper") === "1";
   toggle.onchange = () => {
@@ -75,6 +84,28 @@ function drawFigures(data) {
   return plotJobs([...noiseFigure(host, data), ...medianFigures(host, data),
     ...budgetFigures(host, data), ...autoattackFigures(host, data),
     ...corruptionFigures(host, data), ...alphaFigure(host, data)]);
+}
+
+// the report is drawn on the server (GET /api/studies/{id}/report, the same zip that
+// `neuroreg report` unpacks): a few seconds, said beside the button, as is a refusal
+async function downloadReport(button) {
+  const note = document.getElementById("study-report-note");
+  button.disabled = true;
+  note.className = "meta";
+  note.textContent = " drawing the report: every figure as SVG and PDF takes a few seconds…";
+  try {
+    const blob = await (await api(`/api/studies/${studyId}/report`)).blob();
+    const url = URL.createObjectURL(blob);
+    el("a", { href: url, download: `study-${studyId}-report.zip` }).click();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+    note.textContent = ` study-${studyId}-report.zip: unzip it and open index.html, no server needed`;
+  } catch (err) {
+    if (err instanceof AuthError) throw err;
+    note.className = "meta error";
+    note.textContent = ` no report: ${err.message}`;
+  } finally {
+    button.disabled = false;
+  }
 }
 
 function remember() {
@@ -135,7 +166,14 @@ withLogin(async () => {
   plotly();  // after the first request is out
   window.addEventListener("hashchange", focusCondition);
   let status;
-  try { status = await first; } catch (err) { await notDrawn(err); return; }
+  // studyDrawn: the first draw is done, every part drawn or said failed (the report's
+  // builder, server/report/capture.py, waits for it)
+  try { status = await first; } catch (err) {
+    await notDrawn(err);
+    document.documentElement.dataset.studyDrawn = "failed";
+    return;
+  }
+  document.documentElement.dataset.studyDrawn = "true";
   while (!FINISHED.includes(status)) {
     await new Promise((r) => setTimeout(r, 5000));
     try {

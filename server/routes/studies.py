@@ -3,9 +3,10 @@ accuracy–robustness frontier, and the paper's values beside them."""
 
 from __future__ import annotations
 
+import shutil
 from typing import Annotated, Any
 
-from fastapi import HTTPException, Query, status
+from fastapi import HTTPException, Query, Request, Response, status
 
 from core.store.metrics import binned_many, summarize_keys
 from core.store.runs import find_run
@@ -16,11 +17,12 @@ from ml.frontier import DEFAULT_TOLERANCE
 from ml.paper import paper_values, setting_beside
 from ml.study import mean_curves, paired_tests
 from ml.train.summary import gamma_table
-from server.deps import CurrentUser, RunId, SessionDep, run_or_404
+from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
+from server.report import in_process, nothing_finished, report_zip
 from server.routes.summaries import Tolerance, eval_rows, frontier_or_409, train_rows
 from server.schemas import CurveRow, Frontier, StudyCurves, StudyDetail
 from server.services import runs_public
-from server.strict import CONFLICT, api_router
+from server.strict import CONFLICT, ErrorDetail, api_router
 
 router = api_router(prefix="/api/studies", tags=["studies"])
 
@@ -93,3 +95,33 @@ def curves(
                                                                              strict=True)]
     return StudyCurves(key=key, keys=keys, bin_steps=width,
                        rows=[CurveRow.model_validate(r) for r in mean_curves(runs)])
+
+
+@router.get("/{run_id}/report", response_class=Response, responses={
+    200: {"description": "the report, one folder study-<id>-report/ zipped",
+          "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
+    **CONFLICT,
+    503: {"model": ErrorDetail, "description": "No chromium on the server to draw it with "
+          "(NEUROREG_CHROMIUM), or the database is unreachable"}})
+def report(run_id: RunId, request: Request, session: SessionDep, settings: SettingsDep,
+           _: CurrentUser) -> Response:
+    """The study as a folder that opens offline (docs/report.md): ``index.html`` with every
+    figure of the study page (interactive) and its tables, each figure as SVG, PDF and
+    CSV, the configs, provenance, the API answers it was drawn from, and the commands that
+    reproduce it. The study page's button and ``neuroreg report`` fetch this. A study with
+    no finished train run: 409 saying what it has."""
+    study = _study(session, run_id)
+    missing = nothing_finished(list(children(session, study)))
+    if missing:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"study {run_id} has {missing}")
+    if not shutil.which(settings.chromium):
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"a report is drawn in headless chromium, and there is none at "
+                            f"{settings.chromium!r} on the server: install chromium or set "
+                            "NEUROREG_CHROMIUM")
+    session.rollback()  # no transaction held open while the report is drawn
+    base = str(request.base_url).rstrip("/")
+    with in_process(request.app, request.headers.get("authorization", "")) as fetch:
+        body = report_zip(fetch, run_id, chromium=settings.chromium, server_url=base)
+    return Response(body, media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="study-{run_id}-report.zip"'})
