@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from cli import logs, manage, report, slurm, sync, team, webhooks
+from cli import logs, manage, report, slurm, sync, team, transfer, webhooks
 from cli._terminal import say
 from cli.commands import (
     SET_VALUES,
@@ -198,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_parser(sub)
     sync.add_parser(sub)
     report.add_parser(sub)
+    transfer.add_parser(sub)
     return parser
 
 

@@ -45,6 +45,7 @@ from server.routes import (
     system,
     system_metrics,
     team,
+    transfer,
     ui,
     webhooks,
 )
@@ -317,7 +318,8 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     routers = [m.router for m in (system, team, runs, metrics, artifacts, matrices,
                                   recordings, records, summaries, studies, webhooks, ui)] + [
         metrics.series_router, runs.dry_run_router, logs.router, provenance.router,
-        system_metrics.router, apidocs.router, mlflow.router, mlflow.artifacts_router]
+        system_metrics.router, apidocs.router, mlflow.router, mlflow.artifacts_router,
+        transfer.router, transfer.export_router]
     for router in routers:
         app.include_router(router)
     routes = [r for router in routers for r in router.routes] + list(app.routes)

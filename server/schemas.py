@@ -212,6 +212,58 @@ class RunUpdate(BaseModel):
     tags: list[TagName] | None = Field(None, max_length=50)
 
 
+MAX_IMPORT_BYTES = 8 * 1024**2
+"""A run record's body cap (``POST /api/import/runs``): its config, result and provenance."""
+
+
+class RunImport(BaseModel):
+    """A run as another tracker holds it (:mod:`core.transfer`): stored as it was, under
+    the caller, keyed by ``key`` (importing it again updates that run)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: ClientKey
+    kind: str = Field(min_length=1, max_length=32)
+    name: str = Field("", max_length=200)
+    status: RunStatus
+    created_at: PastTime
+    started_at: PastTime | None = None
+    finished_at: PastTime | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    tags: list[TagName] = Field(default_factory=list, max_length=50)
+    provenance: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = Field(None, max_length=65_536)
+    message: str = Field("", max_length=200)
+    progress: float = Field(0.0, ge=0.0, le=1.0)
+    parent_id: Id | None = None
+    input_run_id: Id | None = None
+
+    @field_validator("provenance")
+    @classmethod
+    def _provenance(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Checked as an external run's (typed fields, bounded), kept as sent."""
+        if v is not None:
+            ProvenanceIn.model_validate(v)
+        return v
+
+    @field_validator("name", "error", "message")
+    @classmethod
+    def _text(cls, v: str | None) -> str | None:
+        return None if v is None else _encodable(v)
+
+
+class PointsPage(BaseModel):
+    """Raw points of one series after step ``after`` (``GET /api/export/...``);
+    ``next_after``: the step to ask after for the next page, None at the end."""
+
+    key: str
+    steps: list[int]
+    values: list[float]
+    wall_times: list[float]
+    next_after: int | None
+
+
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
