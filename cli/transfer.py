@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -81,7 +82,8 @@ def cmd_export(args: argparse.Namespace, settings: ClientSettings) -> int:
 
 def cmd_import(args: argparse.Namespace, settings: ClientSettings) -> int:
     runs: Iterable[SourceRun]
-    with client(settings) as nr, tempfile.TemporaryDirectory(prefix="neuroreg-import-") as tmp:
+    with client(settings) as nr, tempfile.TemporaryDirectory(prefix="neuroreg-import-") as tmp, \
+            contextlib.ExitStack() as stack:
         try:
             if args.source == "export":
                 if args.experiment or args.deleted:
@@ -96,6 +98,7 @@ def cmd_import(args: argparse.Namespace, settings: ClientSettings) -> int:
                 from neuroreg.transfer_mlflow import open_source, read_all
 
                 source = open_source(args.src)
+                stack.callback(source.close)
                 runs = read_all(source, nr, args.experiment, deleted=args.deleted,
                                 repeated_steps=args.repeated_steps, workdir=Path(tmp))
             if args.dry_run:

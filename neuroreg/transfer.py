@@ -102,11 +102,15 @@ class RunImported:
 
     def describe(self) -> str:
         what = "created" if self.created else "updated"
-        parts = [f"{self.points:,} points", f"{self.lines:,} log lines",
-                 f"{self.artifacts} artifacts sent"]
+        parts = [_n(self.points, "point"), _n(self.lines, "log line"),
+                 _n(self.artifacts, "artifact") + " sent"]
         if self.artifacts_unchanged:
             parts.append(f"{self.artifacts_unchanged} unchanged")
         return f"{self.origin} → run {self.run_id} ({what}): " + ", ".join(parts)
+
+
+def _n(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
 # ---------------------------------------------------------------------------- export

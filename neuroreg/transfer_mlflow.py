@@ -70,6 +70,9 @@ class MlflowSource:
 
     uri: str
 
+    def close(self) -> None:
+        """Let go of what the source holds open (a server's connections)."""
+
     def experiments(self, wanted: list[str]) -> list[tuple[str, str]]:
         raise NotImplementedError
 
@@ -146,24 +149,27 @@ class MlflowSource:
                                   "experiment_id": run.experiment_id,
                                   "experiment": run.experiment, "user": run.user,
                                   "artifact_uri": run.artifact_uri}},
-            "result": None, "error": None, "message": "", "progress": 0.0,
+            "result": None, "error": None, "message": "",
+            "progress": 1.0 if status == "succeeded" else 0.0,
         }
-        return SourceRun(origin=f"mlflow run {run.run_id}", record=record, refs={},
-                         points=lambda: iter(points), lines=lambda: iter(()),
-                         artifacts=files, notes=notes)
+        return SourceRun(origin=f"mlflow run {run.run_id} ({run.experiment}/{record['name']})",
+                         record=record, refs={}, points=lambda: iter(points),
+                         lines=lambda: iter(()), artifacts=files, notes=notes)
 
     def _points(self, run: _Run, repeated_steps: str, notes: list[str]
                 ) -> list[tuple[str, int, float, float]]:
         out: list[tuple[str, int, float, float]] = []
         for key, series in sorted(self.history(run).items()):
             if not _KEY.fullmatch(key):
-                notes.append(f"metric {key!r} skipped ({len(series)} points): neuroreg's "
+                notes.append(f"metric {key!r} skipped ({_n(len(series), 'point')}): neuroreg's "
                              "metric keys are 1–128 of A-Z a-z 0-9 _ . : / - [ ]")
                 continue
             kept = [(t, v, s) for t, v, s in series if math.isfinite(v)]
             if len(kept) < len(series):
-                notes.append(f"metric {key!r}: {len(series) - len(kept)} points that are not "
-                             "finite skipped")
+                notes.append(f"metric {key!r}: {_n(len(series) - len(kept), 'point')} that "
+                             "is not finite skipped" if len(series) - len(kept) == 1 else
+                             f"metric {key!r}: {len(series) - len(kept):,} points that are "
+                             "not finite skipped")
             steps = [s for _, _, s in kept]
             if len(set(steps)) < len(steps):
                 if repeated_steps == "sequence":
@@ -177,16 +183,20 @@ class MlflowSource:
                     for p in kept:  # in logged order: the last at a step wins
                         if p[2] not in latest or p[0] >= latest[p[2]][0]:
                             latest[p[2]] = p
-                    notes.append(f"metric {key!r}: {len(kept) - len(latest)} values at a "
-                                 "step that had another left out (neuroreg keeps one value "
+                    notes.append(f"metric {key!r}: {_n(len(kept) - len(latest), 'value')} at "
+                                 "a step that had another left out (neuroreg keeps one value "
                                  "per step, the latest; --repeated-steps sequence keeps all)")
                     kept = sorted(latest.values(), key=lambda p: p[2])
             bad = [p for p in kept if not 0 <= p[2] <= MAX_STEP]
             if bad:
-                notes.append(f"metric {key!r}: {len(bad)} points at a step outside 0…2³¹−1 "
-                             "skipped")
+                notes.append(f"metric {key!r}: {_n(len(bad), 'point')} at a step outside "
+                             "0…2³¹−1 skipped")
             out += [(key, s, v, t / 1000) for t, v, s in kept if 0 <= s <= MAX_STEP]
         return out
+
+
+def _n(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
 def _media_type(path: str) -> str:
@@ -212,7 +222,10 @@ class MlflowServer(MlflowSource):
         self._http = httpx.Client(base_url=self.uri, timeout=timeout, headers=headers,
                                   auth=auth, transport=transport)
 
-    def _get(self, path: str, **params: Any) -> Any:
+    def close(self) -> None:
+        self._http.close()
+
+    def _get(self, path: str, params: dict[str, Any]) -> Any:
         try:
             res = self._http.get(path, params=params)
         except httpx.TransportError as exc:
@@ -297,7 +310,7 @@ class MlflowServer(MlflowSource):
                                           "max_results": HISTORY_PAGE}
                 if token:
                     params["page_token"] = token
-                page = self._get("/api/2.0/mlflow/metrics/get-history", **params)
+                page = self._get("/api/2.0/mlflow/metrics/get-history", params)
                 series += [(int(m.get("timestamp", 0)), _value(m.get("value")),
                             int(m.get("step", 0))) for m in page.get("metrics", [])]
                 token = page.get("next_page_token")
@@ -307,7 +320,7 @@ class MlflowServer(MlflowSource):
         return out
 
     def _metric_keys(self, run: _Run) -> list[str]:
-        got = self._get("/api/2.0/mlflow/runs/get", run_id=run.run_id)
+        got = self._get("/api/2.0/mlflow/runs/get", {"run_id": run.run_id})
         return sorted({m["key"] for m in got["run"].get("data", {}).get("metrics", [])})
 
     def artifact_files(self, run: _Run) -> list[tuple[str, int | None]]:
@@ -318,7 +331,7 @@ class MlflowServer(MlflowSource):
             params: dict[str, Any] = {"run_id": run.run_id}
             if path:
                 params["path"] = path
-            listed = self._get("/api/2.0/mlflow/artifacts/list", **params)
+            listed = self._get("/api/2.0/mlflow/artifacts/list", params)
             for f in listed.get("files", []):
                 if f.get("is_dir"):
                     todo.append(f["path"])

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ENVIRONMENTS = {
     # MLflow's client alone: a script that calls mlflow.* (about 12 s to make)
     "mlflow-client": ["mlflow-skinny>=3,<4"],
+    # MLflow whole: its tracking server (``mlflow server``), for the import from one
+    "mlflow-server": ["mlflow>=3,<4"],
     # and the trainers that log through it: Lightning's MLFlowLogger, a Hugging Face
     # Trainer with report_to="mlflow" (and neuroreg's own NeuroregLogger, from this
     # checkout on PYTHONPATH: its client needs httpx only). Their own torch (the pinned
