@@ -21,7 +21,6 @@ gets its place in the series as its step).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import mimetypes
 import os
@@ -37,7 +36,7 @@ import yaml
 
 from neuroreg.client import Client
 from neuroreg.names import artifact_path_problem
-from neuroreg.transfer import Artifact, SourceRun, TransferError
+from neuroreg.transfer import Artifact, SourceRun, TransferError, _sha256
 
 STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "succeeded",
           "FAILED": "failed", "KILLED": "cancelled"}
@@ -87,18 +86,11 @@ class MlflowSource:
         """(path, size) of every file under the run's artifact root."""
         raise NotImplementedError
 
-    def read_artifact(self, run: _Run, path: str) -> bytes:
+    def fetch_artifact(self, run: _Run, path: str, workdir: Path) -> Path:
+        """A local file with the artifact's bytes (a server's streamed into ``workdir``)."""
         raise NotImplementedError
 
     # --------------------------------------------------------------------------------
-    def select(self, experiments: list[str], *, deleted: bool = False
-               ) -> list[_Run]:
-        """Every run of the experiments named (ids or names; all when empty)."""
-        out: list[_Run] = []
-        for exp_id, name in self.experiments(experiments):
-            out += self.runs(exp_id, name, deleted=deleted)
-        return out
-
     def source_run(self, nr: Client, run: _Run, tags_of: dict[str, str], *,
                    repeated_steps: str = "last", workdir: Path) -> SourceRun:
         """``run`` read whole (its points into memory, its artifacts into ``workdir``),
@@ -125,13 +117,10 @@ class MlflowSource:
             if problem:
                 notes.append(f"artifact {path!r} skipped: {problem}")
                 continue
-            data = self.read_artifact(run, path)
-            local = workdir / run.run_id / path
-            local.parent.mkdir(parents=True, exist_ok=True)
-            local.write_bytes(data)
+            local = self.fetch_artifact(run, path, workdir)
             files.append(Artifact(name=path, media_type=_media_type(path),
-                                  size_bytes=len(data),
-                                  sha256=hashlib.sha256(data).hexdigest(), created_at=None,
+                                  size_bytes=local.stat().st_size, sha256=_sha256(local),
+                                  created_at=None,
                                   open=lambda p=local: open(p, "rb")))  # type: ignore[misc]
         tags = [tags_of[run.experiment_id]] + ([DELETED_TAG] if run.deleted else [])
         record = {
@@ -339,17 +328,23 @@ class MlflowServer(MlflowSource):
                     out.append((f["path"], _int(f.get("file_size"))))
         return sorted(out)
 
-    def read_artifact(self, run: _Run, path: str) -> bytes:
+    def fetch_artifact(self, run: _Run, path: str, workdir: Path) -> Path:
+        local = workdir / run.run_id / path
+        local.parent.mkdir(parents=True, exist_ok=True)
         try:
-            res = self._http.get("/get-artifact", params={"path": path,
-                                                          "run_uuid": run.run_id})
+            with self._http.stream("GET", "/get-artifact", params={
+                    "path": path, "run_uuid": run.run_id}) as res:
+                if not res.is_success:
+                    res.read()
+                    raise TransferError(f"{self.uri}: run {run.run_id}'s artifact {path!r}: "
+                                        f"{res.status_code} {res.text[:200]}")
+                with open(local, "wb") as fh:
+                    for block in res.iter_bytes(1 << 20):
+                        fh.write(block)
         except httpx.TransportError as exc:
             raise TransferError(f"cannot reach the MLflow server at {self.uri} "
                                 f"({type(exc).__name__}: {exc})") from None
-        if not res.is_success:
-            raise TransferError(f"{self.uri}: run {run.run_id}'s artifact {path!r}: "
-                                f"{res.status_code} {res.text[:200]}")
-        return res.content
+        return local
 
 
 def _int(v: Any) -> int | None:
@@ -507,8 +502,8 @@ class MlrunsFolder(MlflowSource):
         return sorted((p.relative_to(root).as_posix(), p.stat().st_size)
                       for p in root.rglob("*") if p.is_file())
 
-    def read_artifact(self, run: _Run, path: str) -> bytes:
-        return (self._artifact_root(run) / path).read_bytes()
+    def fetch_artifact(self, run: _Run, path: str, workdir: Path) -> Path:
+        return self._artifact_root(run) / path  # read in place
 
 
 def open_source(uri: str) -> MlflowSource:
