@@ -121,7 +121,7 @@ def _configs(out: Path, study: dict[str, Any]) -> list[str]:
 
 def _commands(s: dict[str, Any], server_url: str) -> list[str]:
     return [
-        f"NEUROREG_URL={server_url} neuroreg report {s['id']} -o study-{s['id']}-report",
+        f"NEUROREG_API_URL={server_url} neuroreg report {s['id']} -o study-{s['id']}-report",
         "neuroreg submit configs/study.yaml --check",
         "neuroreg submit configs/study.yaml --wait",
         "neuroreg report NEW_STUDY_ID -o new-report",

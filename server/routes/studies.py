@@ -4,6 +4,7 @@ accuracy–robustness frontier, and the paper's values beside them."""
 from __future__ import annotations
 
 import shutil
+import threading
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Query, Request, Response, status
@@ -97,6 +98,11 @@ def curves(
                        rows=[CurveRow.model_validate(r) for r in mean_curves(runs)])
 
 
+MAX_BUILDS = 2
+"""Reports one API process draws at once; another asker meanwhile gets a 503."""
+_BUILDS = threading.BoundedSemaphore(MAX_BUILDS)
+
+
 @router.get("/{run_id}/report", response_class=Response, responses={
     200: {"description": "the report, one folder study-<id>-report/ zipped",
           "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
@@ -120,8 +126,15 @@ def report(run_id: RunId, request: Request, session: SessionDep, settings: Setti
                             f"{settings.chromium!r} on the server: install chromium or set "
                             "NEUROREG_CHROMIUM")
     session.rollback()  # no transaction held open while the report is drawn
-    base = str(request.base_url).rstrip("/")
-    with in_process(request.app, request.headers.get("authorization", "")) as fetch:
-        body = report_zip(fetch, run_id, chromium=settings.chromium, server_url=base)
+    if not _BUILDS.acquire(blocking=False):  # each build is a chromium of ~200 MB
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"{MAX_BUILDS} reports are being drawn on this server now; ask "
+                            "again in a few seconds", headers={"Retry-After": "5"})
+    try:
+        base = str(request.base_url).rstrip("/")
+        with in_process(request.app, request.headers.get("authorization", "")) as fetch:
+            body = report_zip(fetch, run_id, chromium=settings.chromium, server_url=base)
+    finally:
+        _BUILDS.release()
     return Response(body, media_type="application/zip", headers={
         "Content-Disposition": f'attachment; filename="study-{run_id}-report.zip"'})

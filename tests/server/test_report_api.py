@@ -124,3 +124,19 @@ def test_a_server_without_chromium_says_so(make_settings, tmp_path: Path) -> Non
         res = c.get(f"/api/studies/{ids['study']}/report")
     assert res.status_code == 503
     assert "no-chromium" in res.json()["detail"] and "NEUROREG_CHROMIUM" in res.json()["detail"]
+
+
+def test_a_report_asked_while_the_server_draws_its_most_is_503_retry_after(
+        client: TestClient, settings: Settings) -> None:
+    from server.routes import studies
+
+    ids = stored_study(settings, seeds=1)
+    held = [studies._BUILDS.acquire(blocking=False) for _ in range(studies.MAX_BUILDS)]
+    try:
+        assert all(held)
+        res = client.get(f"/api/studies/{ids['study']}/report")
+    finally:
+        for _ in held:
+            studies._BUILDS.release()
+    assert res.status_code == 503 and res.headers["retry-after"] == "5"
+    assert "being drawn" in res.json()["detail"]
