@@ -37,8 +37,8 @@ def list_(run_id: RunId, session: SessionDep, _: CurrentUser) -> list[ArtifactPu
 
 
 @router.get("/{name:path}", response_class=FileResponse, responses={200: {
-    "description": "the artifact's bytes, with the media type its name implies",
-    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    "description": "the artifact's bytes, with the media type it was stored with",
+    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}})
 def download(
     run_id: RunId, name: ArtifactPath, session: SessionDep, settings: SettingsDep,
     _: CurrentUser,

@@ -4,6 +4,7 @@ it, and a series read raw, page by page. The rules are :mod:`core.transfer`'s.""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Path, Query, Request, Response, status
@@ -133,12 +134,13 @@ def _importable(session: SessionDep, user: CurrentUser, run_id: int, what: str) 
 @body_limit(MAX_LOG_BATCH_BYTES)
 def import_logs(run_id: RunId, body: LogBatch, session: SessionDep, settings: SettingsDep,
                 user: CurrentUser) -> LogBatchResult:
-    """Lines of a run's log as its source kept them (seq, stream, time), into a run of any
-    status: a re-sent seq is ignored. Past ``NEUROREG_LOG_MAX_BYTES`` lines are dropped and
+    """Lines of a run's log as its source kept them (seq, stream, time; no time: now), into
+    a run of any status: a re-sent seq is ignored. Past ``NEUROREG_LOG_MAX_BYTES`` lines are dropped and
     counted, as for a running run."""
     _importable(session, user, run_id, "log lines")
+    now = time.time()
     done = append_lines(session, run_id, [
-        Line(ln.seq, ln.stream, 0.0 if ln.time is None else ln.time, ln.line)
+        Line(ln.seq, ln.stream, now if ln.time is None else ln.time, ln.line)
         for ln in body.lines], max_bytes=settings.log_max_bytes)
     session.commit()
     return LogBatchResult(stored=done.stored, skipped=done.skipped, dropped=done.dropped)
