@@ -110,7 +110,8 @@ class BodyGate:
         return next((r for r in self.routes if r.matches(scope)[0] is Match.FULL), None)
 
     def _limit(self, route: StrictRoute | None) -> int:
-        if route is not None and route.endpoint in (artifacts.upload, mlflow.upload_artifact):
+        if route is not None and route.endpoint in (artifacts.upload, mlflow.upload_artifact,
+                                                    transfer.import_artifact):
             return self.settings.max_upload_bytes
         if route is not None and route.max_body is not None:
             return route.max_body

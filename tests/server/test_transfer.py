@@ -90,8 +90,10 @@ def _populate(settings: Settings) -> dict[str, int]:
             insert_points(s, tr.id, [("loss", k, 1 / (k + 1), 1.7e9 + k * 0.1)
                                      for k in range(120_001)] +
                           [("test_acc", 3, 0.1 + 0.2 / 3, 1.7e9)])
+            # one past the 1 MiB a request body may have: an artifact streams
             save_artifact(s, settings.artifacts, run_id=tr.id, name="model.pt",
-                          data=bytes(range(256)) * 40 + bytes([i]), media_type="application/x")
+                          data=bytes(range(256)) * (12_000 if i else 40) + bytes([i]),
+                          media_type="application/x")
             append_lines(s, tr.id, [Line(k, "stdout", 1.7e9 + k, f"epoch {k} ✓")
                                     for k in range(7)], max_bytes=1 << 20)
             trains.append(tr)
