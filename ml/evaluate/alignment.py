@@ -298,7 +298,9 @@ def feve(trials: np.ndarray, rows: np.ndarray, predictions: np.ndarray
 
     Returns:
         ``fev``, ``feve``, ``r2`` (1 − MSE/Var), ``total_var``, ``noise_var``: (A,) each;
-        NaN where a neuron's variance (or explainable variance) is zero.
+        NaN where a neuron's variance (or explainable variance) is zero. A neuron whose
+        noise exceeds its variance (FEV < 0) gets the formula's value, as in
+        neuralpredictors; the threshold on FEV keeps it out of the means.
     """
     r = np.asarray(trials, np.float64)
     n = predictions.shape[0]
@@ -316,7 +318,7 @@ def feve(trials: np.ndarray, rows: np.ndarray, predictions: np.ndarray
     with np.errstate(invalid="ignore", divide="ignore"):
         fev = np.where(total > 0, (total - noise) / total, np.nan)
         explainable = total - noise
-        fe = np.where(explainable > 0, 1 - (mse - noise) / explainable, np.nan)
+        fe = np.where(explainable != 0, 1 - (mse - noise) / explainable, np.nan)
         r2 = np.where(total > 0, 1 - mse / total, np.nan)
     return {"fev": fev, "feve": fe, "r2": r2, "total_var": total, "noise_var": noise}
 
