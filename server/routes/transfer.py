@@ -134,9 +134,9 @@ def _importable(session: SessionDep, user: CurrentUser, run_id: int, what: str) 
 @body_limit(MAX_LOG_BATCH_BYTES)
 def import_logs(run_id: RunId, body: LogBatch, session: SessionDep, settings: SettingsDep,
                 user: CurrentUser) -> LogBatchResult:
-    """Lines of a run's log as its source kept them (seq, stream, time; no time: now), into
-    a run of any status: a re-sent seq is ignored. Past ``NEUROREG_LOG_MAX_BYTES`` lines are dropped and
-    counted, as for a running run."""
+    """Lines of a run's log as its source kept them (seq, stream, time; no time: now),
+    into a run of any status: a re-sent seq is ignored. Past ``NEUROREG_LOG_MAX_BYTES``
+    lines are dropped and counted, as for a running run."""
     _importable(session, user, run_id, "log lines")
     now = time.time()
     done = append_lines(session, run_id, [
