@@ -2,7 +2,8 @@
 config picks: the noise-robustness curve, minimal adversarial perturbations, AutoAttack
 robust accuracy at fixed ε and accuracy under CIFAR-10-C's common corruptions (the
 default four); and, when asked, whether the attacks are sound (:mod:`ml.evaluate.
-soundness`) and where the robustness comes from (:mod:`ml.evaluate.mechanism`).
+soundness`), where the robustness comes from (:mod:`ml.evaluate.mechanism`) and what it
+rests on by spatial frequency (:mod:`ml.evaluate.frequency`).
 
 Records: ``noise_acc`` and ``noise_sigma`` (step k = the k-th σ), ``median_<norm>`` and
 ``mean_<norm>`` (step 0), ``budget_median_<norm>`` (step = attack iterations spent so far:
@@ -11,7 +12,10 @@ k-th ε), ``corruption_acc`` (step 0, the mean over the benchmark corruptions ch
 ``soundness_hsja_<norm>``, ``soundness_transfer_<norm>`` (medians, step 0) and
 ``soundness_warnings_<norm>`` (warning signs, 0 when sound); ``grad_l2_median``,
 ``grad_l1_median``, ``subspace_share_<norm>`` and ``subspace_share_random`` (medians,
-step 0), ``tap_r`` (step k = the k-th tap).
+step 0), ``tap_r`` (step k = the k-th tap); ``frequency_cutoff``, ``lowpass_acc``,
+``highpass_acc``, ``hybrid_low`` and ``hybrid_high`` (step k = the k-th cut-off),
+``fourier_error_mean`` (the map's mean error, step 0), ``spectrum_centroid_clean`` and
+``spectrum_centroid_<norm>`` (median energy-weighted frequency, step 0).
 Artifacts: ``samples.csv`` (one row per sample × attack run: sample id, label, attack,
 hyperparameters, norm, distances, success), ``minimal.csv`` (per sample: minimal distance
 per norm and the run that found it), ``adversarials.npz`` (the minimal adversarials,
@@ -19,7 +23,8 @@ re-verified), ``autoattack.csv`` (per sample × threat model × ε: the componen
 it, its distance, the minimal perturbation), ``corruptions.csv`` (accuracy per corruption
 × severity), ``soundness.json`` (the soundness part's tables, verdicts and per-sample
 distances), ``mechanism.json`` (the mechanism part's measures with their per-sample
-values), ``provenance.json``.
+values), ``frequency.json`` (the frequency part's result with the per-sample perturbation
+spectra, the images' ids and the hybrid pairs), ``provenance.json``.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from annotated_types import Ge, Le
+from annotated_types import Ge, Gt, Le
 
 from ml import artifacts
 from ml._validate import Problems, validate_config
@@ -57,6 +62,17 @@ from ml.evaluate.corruptions import (
     check_choice,
     corruption_accuracy,
 )
+from ml.evaluate.frequency import (
+    DEFAULT_CUTOFFS,
+    DEFAULT_EPS,
+    check_size,
+    expected_size,
+    filter_accuracy,
+    fourier_map,
+    hybrid_outcomes,
+    map_frequencies,
+    perturbation_spectrum,
+)
 from ml.evaluate.mechanism import TapTarget, mechanism
 from ml.evaluate.minimal import MinimalResult, minimal_perturbations
 from ml.evaluate.noise import DEFAULT_SIGMAS, noise_curve
@@ -70,8 +86,9 @@ points: the worker sends this logger's records to the run's log."""
 
 DEFAULT_PARTS = ("noise", "minimal", "autoattack", "corruptions")
 """What an evaluation measures unless its config says otherwise."""
-PARTS = (*DEFAULT_PARTS, "soundness", "mechanism")
-"""Every part, in the order they run (soundness reads the minimal and AutoAttack parts)."""
+PARTS = (*DEFAULT_PARTS, "soundness", "mechanism", "frequency")
+"""Every part, in the order they run (soundness reads the minimal and AutoAttack parts,
+mechanism and frequency the minimal part's adversarials)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,7 +109,10 @@ class EvaluateConfig:
             the attacks' agreement, a decision-based and transfer attacks, AutoAttack's
             consistency; needs ``minimal``) and ``mechanism`` (input-gradient norms,
             the minimal perturbations' energy in the training images' principal
-            subspace, each tapped layer's similarity to the target).
+            subspace, each tapped layer's similarity to the target) and ``frequency``
+            (accuracy under low- and high-pass filters, the Fourier sensitivity map,
+            hybrid images, the minimal perturbations' spectrum; not a default: the map
+            alone is a forward pass per frequency and image).
         noise_sigmas: σ of the Gaussian noise added to the test images (Fig. 4), images
             in [0, 1].
         noise_seed: the noise drawn (the same for every model given the seed).
@@ -135,6 +155,18 @@ class EvaluateConfig:
         similarity_run: a similarity run whose ``neural-model`` target the
             ``mechanism`` part compares each tapped layer with (on the split the model's
             training held out); empty: the target the model was trained toward, if any.
+        frequency_cutoffs: cut-offs of the low- and high-pass filters and the hybrid
+            images, in cycles per image (radial, ideal filters), each ≥ 0.
+        frequency_samples: test images the filters and hybrids use (drawn with
+            ``frequency_seed``).
+        frequency_map_size: frequencies per axis of the Fourier sensitivity map, evenly
+            over −N/2 … N/2 − 1 (the image size: every one); at most the image size.
+        frequency_map_samples: the first of those images the map perturbs.
+        frequency_eps: L2 norm of each Fourier basis perturbation (Yin et al. 2019: 4 on
+            CIFAR-10), over the whole image.
+        hybrid_pairs: hybrid images per cut-off (low frequencies of one class, high of
+            another, both classified correctly).
+        frequency_seed: the images, the perturbations' signs and the pairs.
         device: ``auto`` takes CUDA when the worker has it.
     """
 
@@ -167,9 +199,17 @@ class EvaluateConfig:
     transfer_steps: Annotated[int, Ge(1), Le(50)] = 10
     subspace_k: Annotated[int, Ge(1), Le(100_000)] = 64
     similarity_run: Annotated[int, Ge(1)] | None = None
+    frequency_cutoffs: tuple[float, ...] = DEFAULT_CUTOFFS
+    frequency_samples: Annotated[int, Ge(1), Le(100_000)] = 1000
+    frequency_map_size: Annotated[int, Ge(1), Le(512)] = 32
+    frequency_map_samples: Annotated[int, Ge(1), Le(100_000)] = 200
+    frequency_eps: Annotated[float, Gt(0), Le(1000)] = DEFAULT_EPS
+    hybrid_pairs: Annotated[int, Ge(1), Le(100_000)] = 500
+    frequency_seed: Annotated[int, Ge(0)] = 0
 
     def __post_init__(self) -> None:
-        for name in ("parts", "noise_sigmas", "norms", "corruptions", "corruption_severities"):
+        for name in ("parts", "noise_sigmas", "norms", "corruptions", "corruption_severities",
+                     "frequency_cutoffs"):
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         validate_config(self)
@@ -196,6 +236,13 @@ class EvaluateConfig:
             object.__setattr__(self, "autoattack_eps", check_epsilons(self.autoattack_eps))
         with problems:
             check_choice(self.corruptions, self.corruption_severities)
+        with problems:
+            cut = self.frequency_cutoffs
+            if not cut or any(isinstance(c, bool) or not isinstance(c, int | float)
+                              or not math.isfinite(c) or c < 0 or c > 1000 for c in cut) \
+                    or len(set(cut)) != len(cut):
+                raise ValueError(f"frequency_cutoffs: need one or more distinct cut-offs "
+                                 f"in [0, 1000] cycles per image, got {list(cut)}")
         problems.raise_any()
 
     @property
@@ -308,6 +355,12 @@ def _weights(config: EvaluateConfig, n_test: int, dim: int, *, reference: bool =
             w["soundness"] += k * len(probed) * (12 + config.transfer_steps) / 3
     if "mechanism" in config.runs:  # a gradient per sample, a pass over the training set
         w["mechanism"] = n + n_train / 3 + 200
+    if "frequency" in config.runs:  # forward passes only
+        k = min(config.frequency_samples, n_test)
+        cells = config.frequency_map_size ** 2 / 2 + 2  # a frequency and its mirror: once
+        w["frequency"] = (2 * k * len(config.frequency_cutoffs)
+                          + cells * min(config.frequency_map_samples, k)
+                          + config.hybrid_pairs * len(config.frequency_cutoffs)) / 3
     return w
 
 
@@ -317,7 +370,8 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
                    published: Callable[[str, int, int], torch.Tensor] | None = None,
                    reference: torch.nn.Module | None = None,
                    train_images: torch.Tensor | None = None,
-                   tap_target: TapTarget | None = None) -> dict[str, Any]:
+                   tap_target: TapTarget | None = None,
+                   input_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """The parts the config picks, in order: the noise curve on the whole test split,
     minimal perturbations and AutoAttack on the sample set, corruptions on the first
     ``corruption_samples`` test images.
@@ -335,12 +389,19 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
     from (images in, logits out; the config's ``reference_run``). ``train_images``: the
     training split, whose principal components the ``mechanism`` part projects on;
     ``tap_target``: the model's checkpoint and the target its layers are compared with.
-    The result has ``soundness`` and ``mechanism`` when those parts ran.
+    ``input_size``: the (H, W) the model was trained on (default: its ``input_size``
+    attribute, if any); the ``frequency`` part refuses test images of another size before
+    any part runs. The result has ``soundness``, ``mechanism`` and ``frequency`` when
+    those parts ran.
     """
     if "corruptions" in config.runs and config.corruption_source == "published" \
             and published is None:
         raise ValueError("corruption_source: published needs the published CIFAR-C files "
                          "(the worker finds them beside the dataset)")
+    if "frequency" in config.runs:  # refused now, not after the other parts' hours
+        check_size(test_images, expected_size(model, input_size))
+        for n in test_images.shape[-2:]:
+            map_frequencies(int(n), config.frequency_map_size)
     start = time.perf_counter()
     device = pick_device(config.device)
     model = model.to(device).eval()
@@ -414,6 +475,17 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
                                               test_labels[ids], ids, res, train_images,
                                               tap_target, device)
                 progress.part("mechanism")(1.0, "mechanism")
+        if "frequency" in parts:
+            k = min(config.frequency_samples, len(test_images))
+            with _part("frequency", recorder, f"{len(config.frequency_cutoffs)} cut-offs on "
+                       f"{k} images, a {config.frequency_map_size}² map on "
+                       f"{min(config.frequency_map_samples, k)}, "
+                       f"{config.hybrid_pairs} hybrid pairs") as headline:
+                out["frequency"] = _frequency(config, recorder, model, test_images,
+                                              test_labels, res, device,
+                                              progress.part("frequency"))
+                headline.append(f"Fourier map mean error "
+                                f"{out['frequency']['fourier_map']['mean_error']:.3f}")
     from ml.evaluate.minimal import package_versions
 
     out["versions"] = prov["versions"] = package_versions()
@@ -576,3 +648,67 @@ def _mechanism(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Modul
     recorder.save_artifact("mechanism.json", json.dumps(
         {**summary, "per_sample": detail}, indent=1).encode(), "application/json")
     return summary
+
+
+def _frequency(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Module,
+               test_images: torch.Tensor, test_labels: torch.Tensor,
+               res: MinimalResult | None, device: torch.device,
+               progress: Callable[[float, str], None]) -> dict[str, Any]:
+    """Filtered accuracy, the Fourier map and hybrids on ``frequency_samples`` test images
+    (the map on the first ``frequency_map_samples`` of them), and the minimal part's
+    perturbation spectrum when it ran here; ``frequency.json`` holds it all with the
+    per-sample spectra, the images' test-set ids and the hybrid pairs' (low, high)."""
+    ids = sample_ids(len(test_images), config.frequency_samples, config.frequency_seed)
+    x, y = test_images[ids], test_labels[ids]
+    batch = max(config.batch_size, 100)
+    cut = config.frequency_cutoffs
+    progress(0.0, "low- and high-pass filters")
+    filters = filter_accuracy(model, x, y, cutoffs=cut, batch=batch, device=device)
+    for k, (c, lo, hi) in enumerate(zip(cut, filters["lowpass"], filters["highpass"],
+                                        strict=True)):
+        recorder.log_metrics({"frequency_cutoff": c, "lowpass_acc": lo, "highpass_acc": hi}, k)
+        log.info("cut-off %g cycles/image: low-pass accuracy %.3f, high-pass %.3f", c, lo, hi)
+    # the weights of _weights: filters, map, hybrids
+    k_img, m = len(ids), min(config.frequency_map_samples, len(ids))
+    parts = np.array([2 * k_img * len(cut), (config.frequency_map_size ** 2 / 2 + 2) * m,
+                      config.hybrid_pairs * len(cut)], dtype=float)
+    edge = np.cumsum(parts) / parts.sum()
+    progress(edge[0], "Fourier map")
+    fmap = fourier_map(model, x[:m], y[:m], eps=config.frequency_eps,
+                       size=config.frequency_map_size, seed=config.frequency_seed,
+                       batch=batch, device=device, should_stop=recorder.should_stop,
+                       progress=lambda f, msg: progress(edge[0] + f * (edge[1] - edge[0]),
+                                                        msg))
+    map_summary = fmap.summary()
+    recorder.log_metrics({"fourier_error_mean": map_summary["mean_error"]}, 0)
+    log.info("Fourier map (ε = %g, %d images): mean error %.3f, clean %.3f",
+             fmap.eps, fmap.n, map_summary["mean_error"], fmap.clean_error)
+    progress(edge[1], "hybrid images")
+    hyb = hybrid_outcomes(model, x, y, cutoffs=cut, pairs=config.hybrid_pairs,
+                          seed=config.frequency_seed, batch=batch, device=device)
+    pairs = ids[np.asarray(hyb.pop("pairs"), dtype=int).reshape(-1, 2)]  # test-set ids
+    for k, (lo, hi) in enumerate(zip(hyb["low"], hyb["high"], strict=True)):
+        recorder.log_metrics({"hybrid_low": lo, "hybrid_high": hi}, k)
+    out: dict[str, Any] = {
+        "image_size": [int(s) for s in test_images.shape[-2:]], "n": len(ids),
+        "seed": config.frequency_seed, "cutoffs": filters["cutoffs"],
+        "lowpass": filters["lowpass"], "highpass": filters["highpass"],
+        "fourier_map": map_summary, "hybrid": hyb}
+    detail: dict[str, Any] = {"sample_ids": ids.tolist(), "hybrid_pairs": pairs.tolist()}
+    if res is None:
+        out["spectrum"] = None
+        out["spectrum_skipped"] = ("the minimal part did not run in this evaluation: no "
+                                   "minimal perturbations to analyse")
+    else:
+        spec, detail["spectrum"] = perturbation_spectrum(
+            test_images[res.ids], res.adversarials, res.best)
+        out["spectrum"], out["spectrum_skipped"] = spec, None
+        out["spectrum_source"] = "the minimal part of this evaluation"
+        recorder.log_metrics({"spectrum_centroid_clean": spec["clean"]["centroid"]}, 0)
+        for norm, row in spec["norms"].items():
+            if row is not None:
+                recorder.log_metrics({f"spectrum_centroid_{norm}": row["centroid"]}, 0)
+    recorder.save_artifact("frequency.json", json.dumps({**out, **detail}, indent=1).encode(),
+                           "application/json")
+    progress(1.0, "frequency")
+    return out

@@ -30,7 +30,9 @@ def robustness_table(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
         One row per (target, α, backbone, dataset): ``n``, ``seeds``, ``run_ids``;
         ``noise`` with ``sigmas``, ``mean``, ``sem`` (only when every member used the same
         σ grid, else ``None``); ``medians`` per norm with ``mean``, ``sem`` and ``n`` over
-        the members that report a finite median.
+        the members that report a finite median; ``frequency`` (the frequency part's
+        curves, map and spectra as mean ± SEM, :func:`_frequency_grid`; None when no
+        member ran it or their cut-offs differ).
     """
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for e in evals:
@@ -80,6 +82,7 @@ def robustness_table(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
                 mean, sem = _mean_sem(vals)
                 row["measures"][name] = {"mean": mean, "sem": sem, "n": len(vals)}
         row["corruptions"] = _corruption_grid(members)
+        row["frequency"] = _frequency_grid(members)
         row["autoattack"] = _autoattack_grid(members)
         row["medians"] = {}
         for norm in NORMS:
@@ -115,6 +118,54 @@ def _autoattack_grid(members: list[Mapping[str, Any]]) -> dict[str, Any]:
                      "mean": mean.tolist(),
                      "sem": sem.tolist(), "n": len(got),
                      "versions": sorted({r.get("version") for g in got for r in g} - {None})}
+    return out
+
+
+def _stats(values: list[list[float]]) -> dict[str, Any]:
+    """Mean ± SEM per position over the members' equal-length lists."""
+    mean, sem = mean_sem(np.array(values, dtype=float))  # (runs, k)
+    return {"mean": np.atleast_1d(mean).tolist(), "sem": np.atleast_1d(sem).tolist()}
+
+
+def _scalar(values: list[float]) -> dict[str, float]:
+    mean, sem = _mean_sem(values)
+    return {"mean": mean, "sem": sem}
+
+
+def _frequency_grid(members: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The frequency part's curves, mean ± SEM over the members that ran it with the same
+    cut-offs: low- and high-pass accuracy and the hybrid outcomes per cut-off; the Fourier
+    map's error per radial band and its mean map (when every one measured the same grid
+    at the same ε); per norm the minimal perturbations' median energy fraction per band
+    (over the members that have that norm's spectrum)."""
+    got = [f for m in members if (f := m["result"].get("frequency"))]
+    if not got or len({tuple(f["cutoffs"]) for f in got}) != 1:
+        return None
+    out: dict[str, Any] = {
+        "cutoffs": got[0]["cutoffs"], "n": len(got),
+        "lowpass": _stats([f["lowpass"] for f in got]),
+        "highpass": _stats([f["highpass"] for f in got]),
+        "hybrid": {k: _stats([f["hybrid"][k] for f in got]) for k in ("low", "high", "other")},
+        "fourier_map": None, "spectrum": {}}
+    maps = [f["fourier_map"] for f in got]
+    if len({(tuple(m["fy"]), tuple(m["fx"]), m["eps"]) for m in maps}) == 1:
+        out["fourier_map"] = {
+            "fy": maps[0]["fy"], "fx": maps[0]["fx"], "eps": maps[0]["eps"],
+            "mean": np.mean([m["error"] for m in maps], 0).tolist(),
+            "mean_error": _scalar([m["mean_error"] for m in maps]),
+            "radial": {"bands": maps[0]["radial"]["bands"],
+                       **_stats([m["radial"]["error"] for m in maps])}}
+    for norm in NORMS:
+        rows = [(f.get("spectrum") or {}).get("norms", {}).get(norm) for f in got]
+        rows = [r for r in rows if r]
+        if rows and len({len(r["median"]) for r in rows}) == 1:
+            out["spectrum"][norm] = {"n": len(rows), "median": _stats([r["median"] for r in rows]),
+                                     "centroid": _scalar([r["centroid"] for r in rows])}
+    clean = [f["spectrum"]["clean"] for f in got if f.get("spectrum")]
+    if clean and len({len(c["median"]) for c in clean}) == 1:
+        out["spectrum"]["clean"] = {"n": len(clean),
+                                    "median": _stats([c["median"] for c in clean]),
+                                    "centroid": _scalar([c["centroid"] for c in clean])}
     return out
 
 
