@@ -7,7 +7,8 @@
   file under ``Settings.models`` or a succeeded ``train`` run's ``model.pt``;
 - evaluate: the succeeded ``train`` run named by ``config.train_run`` (its ``model.pt``)
   and that run's dataset; for ``corruption_source: published`` the CIFAR-C folder beside
-  it with a file per chosen corruption.
+  it with a file per chosen corruption; for the ``alignment`` part the ``similarity_run``
+  with its ``predictor.pt`` and ``config.json`` (its held-out stimuli are rebuilt from them).
 
 Every refusal is a :class:`NotFound` naming the request field, which the API turns into
 a 422 before anything is stored.
@@ -122,6 +123,13 @@ def _check_evaluate_reads(session: Session, config: Any, dataset: str | None,
     if config.similarity_run is not None:
         _succeeded_run(session, config.similarity_run, "similarity",
                        artifacts.target("neural-model"), f"{prefix}similarity_run")
+    if "alignment" in config.runs:
+        field = f"{prefix}similarity_run"
+        if config.similarity_run is None:  # the config refuses it too; a study's template
+            raise NotFound("the alignment part needs a succeeded similarity run",
+                           field=field)
+        for name in (artifacts.PREDICTOR, artifacts.CONFIG):
+            _succeeded_run(session, config.similarity_run, "similarity", name, field)
 
 
 def _check_published(settings: Settings, dataset: str, names: Sequence[str]) -> None:

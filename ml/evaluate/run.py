@@ -15,7 +15,9 @@ k-th ε), ``corruption_acc`` (step 0, the mean over the benchmark corruptions ch
 step 0), ``tap_r`` (step k = the k-th tap); ``frequency_cutoff``, ``lowpass_acc``,
 ``highpass_acc``, ``hybrid_low`` and ``hybrid_high`` (step k = the k-th cut-off),
 ``fourier_error_mean`` (the map's mean error, step 0), ``spectrum_centroid_clean`` and
-``spectrum_centroid_<norm>`` (median energy-weighted frequency, step 0).
+``spectrum_centroid_<norm>`` (median energy-weighted frequency, step 0);
+``alignment/<headline>`` (:data:`ml.evaluate.alignment_inputs.HEADLINES`: the mean over
+the similarity run's scans, step 0).
 Artifacts: ``samples.csv`` (one row per sample × attack run: sample id, label, attack,
 hyperparameters, norm, distances, success), ``minimal.csv`` (per sample: minimal distance
 per norm and the run that found it), ``adversarials.npz`` (the minimal adversarials,
@@ -24,7 +26,8 @@ it, its distance, the minimal perturbation), ``corruptions.csv`` (accuracy per c
 × severity), ``soundness.json`` (the soundness part's tables, verdicts and per-sample
 distances), ``mechanism.json`` (the mechanism part's measures with their per-sample
 values), ``frequency.json`` (the frequency part's result with the per-sample perturbation
-spectra, the images' ids and the hybrid pairs), ``provenance.json``.
+spectra, the images' ids and the hybrid pairs), ``alignment.json`` (the alignment part's
+result per scan), ``provenance.json``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ from annotated_types import Ge, Gt, Le
 
 from ml import artifacts
 from ml._validate import Problems, validate_config
+from ml.evaluate.alignment import AlignmentConfig
+from ml.evaluate.alignment_inputs import HEADLINES, AlignmentInputs, align_scans
+from ml.evaluate.alignment_inputs import check_inputs as check_alignment
 from ml.evaluate.attacks import NORMS, schedule
 from ml.evaluate.autoattack import (
     COMPONENTS,
@@ -86,9 +92,9 @@ points: the worker sends this logger's records to the run's log."""
 
 DEFAULT_PARTS = ("noise", "minimal", "autoattack", "corruptions")
 """What an evaluation measures unless its config says otherwise."""
-PARTS = (*DEFAULT_PARTS, "soundness", "mechanism", "frequency")
+PARTS = (*DEFAULT_PARTS, "soundness", "mechanism", "frequency", "alignment")
 """Every part, in the order they run (soundness reads the minimal and AutoAttack parts,
-mechanism and frequency the minimal part's adversarials)."""
+mechanism and frequency the minimal part's adversarials; alignment reads none)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,7 +118,10 @@ class EvaluateConfig:
             subspace, each tapped layer's similarity to the target) and ``frequency``
             (accuracy under low- and high-pass filters, the Fourier sensitivity map,
             hybrid images, the minimal perturbations' spectrum; not a default: the map
-            alone is a forward pass per frequency and image).
+            alone is a forward pass per frequency and image) and ``alignment`` (RSA,
+            CKA and ridge FEVE of the tapped layers on ``similarity_run``'s held-out
+            oracle images, each beside its ceiling, :mod:`ml.evaluate.alignment`; not a
+            default; needs ``similarity_run``).
         noise_sigmas: σ of the Gaussian noise added to the test images (Fig. 4), images
             in [0, 1].
         noise_seed: the noise drawn (the same for every model given the seed).
@@ -167,6 +176,10 @@ class EvaluateConfig:
         hybrid_pairs: hybrid images per cut-off (low frequencies of one class, high of
             another, both classified correctly).
         frequency_seed: the images, the perturbations' signs and the pairs.
+        alignment_replicates: the alignment part's bootstrap replicates over stimuli
+            (the RSA intervals; 0: none).
+        alignment_folds: k of its k-fold ridge readout over the held-out stimuli.
+        alignment_seed: its bootstrap, folds and split halves.
         device: ``auto`` takes CUDA when the worker has it.
     """
 
@@ -206,6 +219,9 @@ class EvaluateConfig:
     frequency_eps: Annotated[float, Gt(0), Le(1000)] = DEFAULT_EPS
     hybrid_pairs: Annotated[int, Ge(1), Le(100_000)] = 500
     frequency_seed: Annotated[int, Ge(0)] = 0
+    alignment_replicates: Annotated[int, Ge(0), Le(10_000)] = 200
+    alignment_folds: Annotated[int, Ge(2), Le(100)] = 5
+    alignment_seed: Annotated[int, Ge(0)] = 0
 
     def __post_init__(self) -> None:
         for name in ("parts", "noise_sigmas", "norms", "corruptions", "corruption_severities",
@@ -223,6 +239,10 @@ class EvaluateConfig:
                 why = "attacks: none leaves it out" if "minimal" in self.parts else "add it"
                 raise ValueError(f"parts: soundness checks the minimal part's attacks, which "
                                  f"does not run ({why})")
+        with problems:
+            if "alignment" in self.parts and self.similarity_run is None:
+                raise ValueError("similarity_run: the alignment part compares the model "
+                                 "with a similarity run's held-out stimuli; name one")
         with problems:
             sig = self.noise_sigmas
             if not sig or any(isinstance(s, bool) or not isinstance(s, int | float)
@@ -328,7 +348,7 @@ def _hsja_queries(steps: int, evals: int) -> float:
 
 
 def _weights(config: EvaluateConfig, n_test: int, dim: int, *, reference: bool = False,
-             n_train: int = 0) -> dict[str, float]:
+             n_train: int = 0, held_out: tuple[int, ...] = ()) -> dict[str, float]:
     n = min(config.n_samples, n_test)
     w: dict[str, float] = {}
     if "noise" in config.runs:
@@ -361,7 +381,20 @@ def _weights(config: EvaluateConfig, n_test: int, dim: int, *, reference: bool =
         w["frequency"] = (2 * k * len(config.frequency_cutoffs)
                           + cells * min(config.frequency_map_samples, k)
                           + config.hybrid_pairs * len(config.frequency_cutoffs)) / 3
+    if "alignment" in config.runs:  # per scan of n held-out stimuli: a forward pass each,
+        # and the analysis (bootstrap, split halves, ridge folds) ~ n² per replicate/fit
+        w["alignment"] = sum(n / 3 + n * n * (config.alignment_replicates + 50
+                                              + 17 * config.alignment_folds) / _PAIRS_PER_PASS
+                             for n in (held_out or (100,)))
     return w
+
+
+_PAIRS_PER_PASS = 450.0
+"""Stimulus pairs × (replicates + splits + fits) the alignment analysis gets through in
+the time of one image's forward pass (the progress estimate's unit): measured on 2 CPUs
+at the CPU preset's sizes (2 scans × 50 oracle images × 10 repeats, 800 neurons, a
+width-8 ResNet18's 5 taps, the default 200 replicates and 5 folds: 20 s per scan, a
+forward pass 3.6 ms per image)."""
 
 
 def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Module,
@@ -371,7 +404,8 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
                    reference: torch.nn.Module | None = None,
                    train_images: torch.Tensor | None = None,
                    tap_target: TapTarget | None = None,
-                   input_size: tuple[int, int] | None = None) -> dict[str, Any]:
+                   input_size: tuple[int, int] | None = None,
+                   alignment_inputs: AlignmentInputs | None = None) -> dict[str, Any]:
     """The parts the config picks, in order: the noise curve on the whole test split,
     minimal perturbations and AutoAttack on the sample set, corruptions on the first
     ``corruption_samples`` test images.
@@ -391,8 +425,10 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
     ``tap_target``: the model's checkpoint and the target its layers are compared with.
     ``input_size``: the (H, W) the model was trained on (default: its ``input_size``
     attribute, if any); the ``frequency`` part refuses test images of another size before
-    any part runs. The result has ``soundness``, ``mechanism`` and ``frequency`` when
-    those parts ran.
+    any part runs. ``alignment_inputs``: the model's checkpoint and the similarity run's
+    held-out stimuli (:func:`ml.evaluate.alignment_inputs.load_heldout`) the
+    ``alignment`` part compares it with. The result has ``soundness``, ``mechanism``,
+    ``frequency`` and ``alignment`` when those parts ran.
     """
     if "corruptions" in config.runs and config.corruption_source == "published" \
             and published is None:
@@ -402,6 +438,11 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
         check_size(test_images, expected_size(model, input_size))
         for n in test_images.shape[-2:]:
             map_frequencies(int(n), config.frequency_map_size)
+    if "alignment" in config.runs and alignment_inputs is None:
+        raise ValueError("similarity_run: the alignment part needs its held-out stimuli "
+                         "(the worker loads them from the similarity run)")
+    if "alignment" in config.runs and alignment_inputs is not None:
+        check_alignment(alignment_inputs)  # the taps take the stimuli: refused now
     start = time.perf_counter()
     device = pick_device(config.device)
     model = model.to(device).eval()
@@ -409,7 +450,9 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
     out: dict[str, Any] = {"environment": environment_info(device), "parts": list(parts)}
     progress = _Progress(recorder, _weights(
         config, len(test_images), int(test_images[0].numel()), reference=reference is not None,
-        n_train=0 if train_images is None else len(train_images)))
+        n_train=0 if train_images is None else len(train_images),
+        held_out=() if alignment_inputs is None
+        else tuple(len(h.ids) for h in alignment_inputs.heldout)))
     prov: dict[str, Any] = {"config": asdict(config)}
     ids = sample_ids(len(test_images), config.n_samples, config.sample_seed)
     res: MinimalResult | None = None
@@ -486,6 +529,13 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
                                               progress.part("frequency"))
                 headline.append(f"Fourier map mean error "
                                 f"{out['frequency']['fourier_map']['mean_error']:.3f}")
+        if "alignment" in parts and alignment_inputs is not None:  # checked above
+            with _part("alignment", recorder, f"{len(alignment_inputs.heldout)} scans' "
+                       "held-out stimuli of " + alignment_inputs.source) as headline:
+                out["alignment"] = _alignment(config, recorder, alignment_inputs, device,
+                                              progress.part("alignment"))
+                headline += [f"{k} {v:.3f}" for k, v in out["alignment"]["mean"].items()
+                             if v is not None and k in ("rsa_mix_oracle", "feve_best")]
     from ml.evaluate.minimal import package_versions
 
     out["versions"] = prov["versions"] = package_versions()
@@ -712,3 +762,26 @@ def _frequency(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Modul
                            "application/json")
     progress(1.0, "frequency")
     return out
+
+
+def _alignment(config: EvaluateConfig, recorder: Recorder, inputs: AlignmentInputs,
+               device: torch.device, progress: Callable[[float, str], None]
+               ) -> dict[str, Any]:
+    """RSA, CKA and ridge FEVE per scan of the similarity run (its oracle images) and
+    their mean; ``alignment.json`` holds it all, the result the same without the per-scan
+    stimulus ids. Records ``alignment/<headline>`` (the means over scans, step 0)."""
+    progress(0.0, "alignment")
+    cfg = AlignmentConfig(replicates=config.alignment_replicates,
+                          folds=config.alignment_folds, seed=config.alignment_seed)
+    full = align_scans(inputs, cfg, device=device, batch=max(config.batch_size, 100),
+                       progress=progress)
+    for name in HEADLINES:
+        if full["mean"][name] is not None:
+            recorder.log_metrics({f"alignment/{name}": full["mean"][name]}, 0)
+    if full.get("message"):
+        log.info("alignment: %s", full["message"])
+    recorder.save_artifact("alignment.json", json.dumps(full, indent=1).encode(),
+                           "application/json")
+    progress(1.0, "alignment")
+    return {**full, "scans": {n: {k: v for k, v in s.items() if k != "stimulus_ids"}
+                              for n, s in full["scans"].items()}}

@@ -197,3 +197,43 @@ def test_robustness_summary_is_mean_and_sem_over_seeds(
     curve = none["curves"]["l2"]  # the inf start (None) is dropped; mean ± SEM per budget
     assert curve["iterations"] == [100, 300] and curve["mean"] == pytest.approx([0.45, 0.1])
     assert curve["sem"] == pytest.approx([0.25, 0.0])
+
+
+def test_the_alignment_part_needs_a_similarity_run_with_its_predictor_and_config(
+    client: TestClient, settings: Settings
+) -> None:
+    """The alignment part rebuilds the similarity run's held-out stimuli from its
+    predictor.pt and config.json: a run without them, or none named, is a 422 naming
+    similarity_run, at the evaluation's field and at a study's."""
+    ok = _stored_run(settings, "train", artifacts=("model.pt",))
+    target = "target-neural-model.npz"
+    full = _stored_run(settings, "similarity",
+                       artifacts=(target, "predictor.pt", "config.json"))
+    no_predictor = _stored_run(settings, "similarity", artifacts=(target, "config.json"))
+    no_config = _stored_run(settings, "similarity", artifacts=(target, "predictor.pt"))
+    failed = _stored_run(settings, "similarity", RunStatus.failed,
+                         artifacts=(target, "predictor.pt", "config.json"))
+    for extra, msg in (({}, "the alignment part compares the model"),
+                       ({"similarity_run": no_predictor}, "has no predictor.pt"),
+                       ({"similarity_run": no_config}, "has no config.json"),
+                       ({"similarity_run": failed}, "it must have succeeded"),
+                       ({"similarity_run": ok}, "not a similarity run"),
+                       ({"similarity_run": full, "alignment_folds": 1}, "")):
+        res = _post(client, {"train_run": ok, "parts": ["alignment"], **extra})
+        assert res.status_code == 422, res.text
+        errors = res.json()["detail"]
+        field = "alignment_folds" if "alignment_folds" in extra else "similarity_run"
+        assert any(e["loc"][:3] == ["body", "config", field] and msg in e["msg"]
+                   for e in errors), errors
+    res = _post(client, {"train_run": ok, "parts": ["noise", "alignment"],
+                         "similarity_run": full, "alignment_replicates": 50})
+    assert res.status_code == 201, res.text
+    assert res.json()["config"]["parts"] == ["noise", "alignment"]
+    # a study's evaluation names the study's field
+    for evaluate in ({"parts": ["alignment"]},
+                     {"parts": ["alignment"], "similarity_run": no_predictor}):
+        res = client.post("/api/runs", json={"kind": "study", "config": {
+            "conditions": ["none"], "train": {"dataset": "digits32"}, "evaluate": evaluate}})
+        assert res.status_code == 422, res.text
+        assert res.json()["detail"][0]["loc"] == ["body", "config", "evaluate",
+                                                  "similarity_run"], res.json()
