@@ -102,7 +102,11 @@ def load_heldout(config_path: str | Path, predictor_path: str | Path, *,
     from ml.neural.predictor import predict
     from ml.neural.simulate import simulate
 
-    config = SimilarityConfig(**json.loads(Path(config_path).read_text()))
+    try:
+        config = SimilarityConfig(**json.loads(Path(config_path).read_text()))
+    except (TypeError, ValueError) as exc:  # a config an older version wrote
+        raise ValueError(f"similarity_run: its config.json no longer reads as a similarity "
+                         f"config ({exc}); run the similarity analysis again") from None
     sim = None
     if config.source == "simulated":
         sim = simulate(config.simulation)

@@ -188,3 +188,9 @@ def test_the_config_asks_for_a_similarity_run_and_names_bad_fields():
     assert cfg.runs == ("noise", "alignment")
     w = _weights(cfg, 1000, 1024, held_out=(50, 50))
     assert w["alignment"] > 0 and set(w) == {"noise", "alignment"}
+
+
+def test_a_config_json_that_no_longer_reads_is_refused_naming_similarity_run(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"source": "simulated", "gone": 1}))
+    with pytest.raises(ValueError, match="^similarity_run: its config.json no longer reads"):
+        load_heldout(tmp_path / "config.json", tmp_path / "predictor.pt")
