@@ -389,12 +389,12 @@ def _weights(config: EvaluateConfig, n_test: int, dim: int, *, reference: bool =
     return w
 
 
-_PAIRS_PER_PASS = 450.0
+_PAIRS_PER_PASS = 1000.0
 """Stimulus pairs × (replicates + splits + fits) the alignment analysis gets through in
-the time of one image's forward pass (the progress estimate's unit): measured on 2 CPUs
-at the CPU preset's sizes (2 scans × 50 oracle images × 10 repeats, 800 neurons, a
-width-8 ResNet18's 5 taps, the default 200 replicates and 5 folds: 20 s per scan, a
-forward pass 3.6 ms per image)."""
+the time of one image's forward pass (the progress estimate's unit), roughly: measured on
+2 loaded CPUs at the CPU preset's sizes (2 scans × 50 oracle images × 10 repeats, 800
+neurons, a width-8 ResNet18's 5 taps, the default 200 replicates and 5 folds: 6–20 s per
+scan, a forward pass 3.6 ms per image)."""
 
 
 def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.Module,
