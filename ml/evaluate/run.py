@@ -215,7 +215,7 @@ class EvaluateConfig:
     frequency_cutoffs: tuple[float, ...] = DEFAULT_CUTOFFS
     frequency_samples: Annotated[int, Ge(1), Le(100_000)] = 1000
     frequency_map_size: Annotated[int, Ge(1), Le(512)] = 32
-    frequency_map_samples: Annotated[int, Ge(1), Le(100_000)] = 200
+    frequency_map_samples: Annotated[int, Ge(1), Le(10_000)] = 200
     frequency_eps: Annotated[float, Gt(0), Le(1000)] = DEFAULT_EPS
     hybrid_pairs: Annotated[int, Ge(1), Le(100_000)] = 500
     frequency_seed: Annotated[int, Ge(0)] = 0

@@ -30,21 +30,11 @@ def robustness_table(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
         One row per (target, α, backbone, dataset): ``n``, ``seeds``, ``run_ids``;
         ``noise`` with ``sigmas``, ``mean``, ``sem`` (only when every member used the same
         σ grid, else ``None``); ``medians`` per norm with ``mean``, ``sem`` and ``n`` over
-        the members that report a finite median; ``frequency`` (the frequency part's
-        curves, map and spectra as mean ± SEM, :func:`_frequency_grid`; None when no
-        member ran it or their cut-offs differ).
+        the members that report a finite median. The frequency part's curves are
+        :func:`frequency_table`'s.
     """
-    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
-    for e in evals:
-        key = (e["target"], alpha_of(e), e["backbone"], e["dataset"])
-        groups.setdefault(key, []).append(e)
     rows = []
-    for (target, alpha, backbone, dataset), members in sorted(groups.items(),
-                                                             key=lambda kv: kv[0][:2]):
-        row: dict[str, Any] = {
-            "target": target, "alpha": alpha, "backbone": backbone, "dataset": dataset,
-            "n": len(members), "seeds": [m["seed"] for m in members],
-            "run_ids": [m.get("id") for m in members]}
+    for row, members in _conditions(evals):
         row["_results"] = [m["result"] for m in members]
         noises = [m["result"].get("noise") for m in members]  # None: no noise part
         grids = {tuple(n["sigmas"]) for n in noises if n}
@@ -82,7 +72,6 @@ def robustness_table(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
                 mean, sem = _mean_sem(vals)
                 row["measures"][name] = {"mean": mean, "sem": sem, "n": len(vals)}
         row["corruptions"] = _corruption_grid(members)
-        row["frequency"] = _frequency_grid(members)
         row["autoattack"] = _autoattack_grid(members)
         row["medians"] = {}
         for norm in NORMS:
@@ -119,6 +108,40 @@ def _autoattack_grid(members: list[Mapping[str, Any]]) -> dict[str, Any]:
                      "sem": sem.tolist(), "n": len(got),
                      "versions": sorted({r.get("version") for g in got for r in g} - {None})}
     return out
+
+
+def _conditions(evals: Iterable[Mapping[str, Any]]
+                ) -> list[tuple[dict[str, Any], list[Mapping[str, Any]]]]:
+    """The evaluations grouped by (target, α, backbone, dataset), in target and α order:
+    each group's row head (the condition, ``n``, ``seeds``, ``run_ids``) and members."""
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for e in evals:
+        key = (e["target"], alpha_of(e), e["backbone"], e["dataset"])
+        groups.setdefault(key, []).append(e)
+    return [({"target": target, "alpha": alpha, "backbone": backbone, "dataset": dataset,
+              "n": len(members), "seeds": [m["seed"] for m in members],
+              "run_ids": [m.get("id") for m in members]}, members)
+            for (target, alpha, backbone, dataset), members in sorted(
+                groups.items(), key=lambda kv: kv[0][:2])]
+
+
+def frequency_table(evals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The frequency part's curves per condition, mean ± SEM over seeds.
+
+    Args:
+        evals: as :func:`robustness_table` takes them.
+
+    Returns:
+        One row per (target, α, backbone, dataset) whose members ran the frequency part
+        with the same cut-offs, its head as :func:`robustness_table`'s (``n``, ``seeds``,
+        ``run_ids``: every member) with ``frequency`` (:func:`_frequency_grid`).
+    """
+    rows = []
+    for row, members in _conditions(evals):
+        grid = _frequency_grid(members)
+        if grid is not None:
+            rows.append({**row, "frequency": grid})
+    return rows
 
 
 def _stats(values: list[list[float]]) -> dict[str, Any]:

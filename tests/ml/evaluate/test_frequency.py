@@ -31,7 +31,7 @@ from ml.evaluate.frequency import (
     stored_perturbations,
 )
 from ml.evaluate.run import DEFAULT_PARTS, PARTS, EvaluateConfig, evaluate_model
-from ml.evaluate.summary import robustness_table
+from ml.evaluate.summary import frequency_table, robustness_table
 from ml.recorder import MemoryRecorder
 
 N = 32
@@ -255,11 +255,13 @@ def test_the_part_runs_through_an_evaluation_and_reads_the_minimal_parts_adversa
                            MemoryRecorder(), model, x, y, num_classes=10)["frequency"]
     assert alone["spectrum"] is None and "minimal part did not run" in alone["spectrum_skipped"]
     assert alone["lowpass"] == f["lowpass"] and alone["fourier_map"] == fmap  # seeded
-    rows = robustness_table([
-        {"id": i, "target": "none", "alpha": 0, "backbone": "small_cnn",
-         "dataset": "digits32", "seed": i, "result": {"frequency": r}}
-        for i, r in enumerate([f, alone])])
-    freq = rows[0]["frequency"]
+    evals = [{"id": i, "target": "none", "alpha": 0, "backbone": "small_cnn",
+              "dataset": "digits32", "seed": i, "result": {"frequency": r}}
+             for i, r in enumerate([f, alone])]
+    (row,) = frequency_table(evals)
+    assert row["run_ids"] == [0, 1] and row["target"] == "none"
+    assert "frequency" not in robustness_table(evals)[0]  # its schema is the API's
+    freq = row["frequency"]
     assert freq["cutoffs"] == f["cutoffs"] and freq["n"] == 2
     assert freq["lowpass"]["mean"] == pytest.approx(f["lowpass"])
     assert freq["lowpass"]["sem"] == pytest.approx([0, 0, 0])
