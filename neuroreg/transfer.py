@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import quote
 
 from neuroreg.client import Client, _raise_for
+from neuroreg.sync import _sha256
 
 FORMAT = "neuroreg-export"
 VERSION = 1
@@ -267,14 +268,6 @@ def _export_run(nr: Client, run: dict[str, Any], folder: Path, keys: dict[int, s
             raise TransferError(f"run {run['id']}: artifact {a['name']!r} arrived with other "
                                 "bytes than the server's sha256; export again")
     return {"points": n_points, "lines": n_lines, "artifacts": len(rows)}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------- read

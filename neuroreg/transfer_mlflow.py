@@ -36,7 +36,8 @@ import yaml
 
 from neuroreg.client import Client
 from neuroreg.names import artifact_path_problem
-from neuroreg.transfer import Artifact, SourceRun, TransferError, _sha256
+from neuroreg.sync import _sha256
+from neuroreg.transfer import Artifact, SourceRun, TransferError
 
 STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "succeeded",
           "FAILED": "failed", "KILLED": "cancelled"}
@@ -215,8 +216,16 @@ class MlflowServer(MlflowSource):
         self._http.close()
 
     def _get(self, path: str, params: dict[str, Any]) -> Any:
+        return self._json("GET", path, params=params)
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        return self._json("POST", path, json=body)
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        """The server's JSON answer; anything else (unreachable, an error, not JSON) is a
+        :class:`TransferError` naming the URL and MLflow's reason."""
         try:
-            res = self._http.get(path, params=params)
+            res = self._http.request(method, path, **kw)
         except httpx.TransportError as exc:
             raise TransferError(f"cannot reach the MLflow server at {self.uri} "
                                 f"({type(exc).__name__}: {exc})") from None
@@ -227,21 +236,6 @@ class MlflowServer(MlflowSource):
             except ValueError:
                 reason = res.text[:200]
             raise TransferError(f"{self.uri}{path}: {res.status_code} {reason}")
-        try:
-            return res.json() if "json" in res.headers.get("content-type", "json") \
-                else res.content
-        except ValueError:
-            raise TransferError(f"{self.uri}{path}: the answer is not JSON; is this an "
-                                "MLflow tracking server?") from None
-
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
-        try:
-            res = self._http.post(path, json=body)
-        except httpx.TransportError as exc:
-            raise TransferError(f"cannot reach the MLflow server at {self.uri} "
-                                f"({type(exc).__name__}: {exc})") from None
-        if not res.is_success:
-            raise TransferError(f"{self.uri}{path}: {res.status_code} {res.text[:200]}")
         try:
             return res.json()
         except ValueError:

@@ -18,6 +18,7 @@ from core.store.artifacts import (
     resolve,
     save_artifact_stream,
 )
+from core.store.models import Artifact
 from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, may_write, run_or_404
 from server.schemas import ArtifactPublic
 from server.strict import CONFLICT, api_router, invalid
@@ -76,14 +77,22 @@ async def upload(
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"run {run_id} is a {run.kind} run: its artifacts are written by "
                             "the worker that runs it; upload into an external run")
+    row = await store_body(request, session, settings, run_id, name)
+    session.commit()
+    return ArtifactPublic.model_validate(row)
+
+
+async def store_body(request: Request, session: SessionDep, settings: SettingsDep,
+                     run_id: int, name: str) -> Artifact:
+    """Stream the request body to disk as artifact ``name`` of run ``run_id`` (with the
+    body's media type), up to ``NEUROREG_MAX_UPLOAD_BYTES``: a bad name is a 422, a body
+    past the bound a 413. The caller commits."""
     media_type = request.headers.get("content-type", "application/octet-stream")[:128]
     try:
-        row = await save_artifact_stream(
+        return await save_artifact_stream(
             session, settings.artifacts, run_id=run_id, name=name, chunks=request.stream(),
             media_type=media_type, limit=settings.max_upload_bytes)
     except UnsafePath as exc:
         raise invalid(["path", "name"], str(exc)) from None
     except OverflowError as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
-    session.commit()
-    return ArtifactPublic.model_validate(row)

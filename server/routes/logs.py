@@ -71,6 +71,13 @@ def append(run_id: RunId, body: LogBatch, session: SessionDep, settings: Setting
                             f"run {run_id} is a {run.kind} run; its worker writes its log")
     if run.status.finished:
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is already {run.status}")
+    return append_batch(session, settings, run_id, body)
+
+
+def append_batch(session: SessionDep, settings: SettingsDep, run_id: int, body: LogBatch
+                 ) -> LogBatchResult:
+    """Store ``body``'s lines (a line without a time: now) up to the run's bound, and
+    commit: what an external run's script and an import send alike."""
     now = time.time()
     done = append_lines(session, run_id, [
         Line(ln.seq, ln.stream, now if ln.time is None else ln.time, ln.line)

@@ -4,7 +4,6 @@ it, and a series read raw, page by page. The rules are :mod:`core.transfer`'s.""
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Path, Query, Request, Response, status
@@ -12,12 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from core.kinds import KINDS, stored_config
-from core.store.artifacts import UnsafePath, save_artifact_stream
-from core.store.logs import Line, append_lines
 from core.transfer import ImportRefused, Record, import_run, may_import, points_page
 from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, may_write, run_or_404
-from server.routes.artifacts import ArtifactPath
-from server.routes.logs import MAX_LOG_BATCH_BYTES
+from server.routes.artifacts import ArtifactPath, store_body
+from server.routes.logs import MAX_LOG_BATCH_BYTES, append_batch
 from server.schemas import (
     CREATE_MODELS,
     MAX_IMPORT_BYTES,
@@ -138,12 +135,7 @@ def import_logs(run_id: RunId, body: LogBatch, session: SessionDep, settings: Se
     into a run of any status: a re-sent seq is ignored. Past ``NEUROREG_LOG_MAX_BYTES``
     lines are dropped and counted, as for a running run."""
     _importable(session, user, run_id, "log lines")
-    now = time.time()
-    done = append_lines(session, run_id, [
-        Line(ln.seq, ln.stream, now if ln.time is None else ln.time, ln.line)
-        for ln in body.lines], max_bytes=settings.log_max_bytes)
-    session.commit()
-    return LogBatchResult(stored=done.stored, skipped=done.skipped, dropped=done.dropped)
+    return append_batch(session, settings, run_id, body)
 
 
 @router.put("/{run_id}/artifacts/{name:path}", status_code=status.HTTP_201_CREATED,
@@ -158,15 +150,7 @@ async def import_artifact(
     kind and status, replacing one of that name; up to ``NEUROREG_MAX_UPLOAD_BYTES``. A
     run a worker runs: an admin only (workers read its artifacts back)."""
     _importable(session, user, run_id, "artifacts")
-    media_type = request.headers.get("content-type", "application/octet-stream")[:128]
-    try:
-        row = await save_artifact_stream(
-            session, settings.artifacts, run_id=run_id, name=name, chunks=request.stream(),
-            media_type=media_type, limit=settings.max_upload_bytes)
-    except UnsafePath as exc:
-        raise invalid(["path", "name"], str(exc)) from None
-    except OverflowError as exc:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
+    row = await store_body(request, session, settings, run_id, name)
     if created_at is not None:
         row.created_at = created_at
     session.commit()
