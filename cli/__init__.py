@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from cli import logs, manage, report, slurm, sync, team, transfer, webhooks
+from cli import alignment, logs, manage, report, slurm, sync, team, transfer, webhooks
 from cli._terminal import say
 from cli.commands import (
     SET_VALUES,
@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_parser(sub)
     report.add_parser(sub)
     transfer.add_parser(sub)
+    alignment.add_parser(sub)
     return parser
 
 
