@@ -341,7 +341,8 @@ class Client:
     # studies ------------------------------------------------------------------------
     def study(self, study_id: int) -> dict[str, Any]:
         """A study's runs and aggregates: ``robustness`` (Fig. 4–7), ``gamma`` (Table 1),
-        ``paired_vs_none``, and ``paper`` (the paper's values and setting beside it)."""
+        ``paired_vs_none``, ``frequency`` (the frequency part's curves per condition),
+        and ``paper`` (the paper's values and setting beside it)."""
         return self._call("GET", f"/api/studies/{study_id}")
 
     def frontier(self, study_id: int | None = None, *, run_ids: Sequence[int] | None = None,

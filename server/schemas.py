@@ -721,6 +721,66 @@ class RobustnessRow(Row):
     mce: MeanCorruptionError | None
 
 
+class ScalarStats(Row):
+    """A scalar, mean ± SEM over a condition's runs (the count is the block's ``n``)."""
+
+    mean: float | None
+    sem: float | None
+
+
+class HybridStats(Row):
+    """Hybrid outcomes per cut-off: the low-frequency image's class, the high's, another."""
+
+    low: SeriesStats
+    high: SeriesStats
+    other: SeriesStats
+
+
+class RadialStats(SeriesStats):
+    bands: list[float]  # radial band (cycles/image)
+
+
+class FourierMapStats(Row):
+    """The Fourier map's error per (f_y, f_x) averaged over the runs, and per radial band."""
+
+    fy: list[int]
+    fx: list[int]
+    eps: float  # the basis perturbation's L2 norm
+    mean: list[list[float | None]]  # rows f_y, columns f_x
+    mean_error: ScalarStats
+    radial: RadialStats
+
+
+class SpectrumStats(Row):
+    n: int  # runs with this norm's spectrum
+    median: SeriesStats  # median energy fraction per band
+    centroid: ScalarStats
+
+
+class FrequencyGrid(Row):
+    cutoffs: list[float]  # cycles/image
+    n: int  # runs that ran the part
+    lowpass: SeriesStats
+    highpass: SeriesStats
+    hybrid: HybridStats
+    fourier_map: FourierMapStats | None  # None: the runs measured different maps
+    spectrum: dict[str, SpectrumStats]  # norm or "clean" → band fractions
+
+
+class FrequencyRow(Row):
+    """One condition of :func:`ml.evaluate.summary.frequency_table` (issue 38's frequency
+    part across seeds)."""
+
+    target: str
+    alpha: float
+    backbone: str | None
+    dataset: str | None
+    n: int
+    seeds: list[int | None]
+    run_ids: list[int | None]
+    frequency: FrequencyGrid
+
+
 class GammaRow(Row):
     """One condition of :func:`ml.train.summary.gamma_table`: final γ per tapped layer."""
 
@@ -943,6 +1003,7 @@ class StudyDetail(BaseModel):
     gamma: list[GammaRow]
     paired_vs_none: list[PairedTest]
     paper: dict[str, Any]  # the paper's values, and ``beside``: its setting and the study's
+    frequency: list[FrequencyRow]  # :func:`ml.evaluate.summary.frequency_table`'s rows
 
 
 class CurveRow(BaseModel):

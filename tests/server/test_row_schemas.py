@@ -154,3 +154,28 @@ def test_every_answer_of_the_api_has_a_schema(client: Any) -> None:
                     untyped.append(f"{method.upper()} {path} {code}")
     assert checked >= 50
     assert untyped == []
+
+
+def test_a_frequency_row_with_every_part_round_trips() -> None:
+    from ml.evaluate.summary import frequency_table
+    from server.schemas import FrequencyRow
+    from tests.frequency_block import frequency_block
+
+    evals = _evals()
+    for e in evals:
+        shift = 0.1 if e["target"] == "none" else 0.0
+        # seed 2 without the minimal part: a spectrum over fewer runs than the block
+        e["result"]["frequency"] = frequency_block(e["seed"], shift,
+                                                   spectrum=e["seed"] != 2)
+    rows = frequency_table(evals)
+    assert len(rows) == 2
+    grid = rows[0]["frequency"]
+    assert grid["fourier_map"] and grid["spectrum"]["l2"] and grid["spectrum"]["clean"]
+    assert grid["hybrid"]["other"] and grid["fourier_map"]["radial"]["sem"]
+    for row in rows:
+        _round_trip(FrequencyRow, row)
+    # runs whose maps differ: no mean map, the rest still typed
+    evals[0]["result"]["frequency"]["fourier_map"]["eps"] = 2.0
+    row = next(r for r in frequency_table(evals) if r["target"] == evals[0]["target"])
+    assert row["frequency"]["fourier_map"] is None
+    _round_trip(FrequencyRow, row)
