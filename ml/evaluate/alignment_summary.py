@@ -1,0 +1,134 @@
+"""Alignment against robustness across a study's models (issue 38, item 2): each model's
+alignment headline score (:data:`ml.evaluate.alignment_inputs.HEADLINES`, the mean over
+scans the ``alignment`` part records) against each robustness measure
+(:data:`ml.evaluate.measures.ROBUSTNESS`), with the Spearman rank correlation across
+models and a bootstrap-over-models CI; and each condition's mean ± SEM of every score.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ml.evaluate.alignment_inputs import HEADLINES
+from ml.evaluate.measures import ROBUSTNESS, read_measures
+from ml.train.summary import alpha_of, mean_sem
+
+REPLICATES = 2000
+"""Bootstrap replicates of the rank correlation's CI (models drawn with replacement)."""
+MIN_MODELS = 3
+
+
+def alignment_scores(result: Mapping[str, Any]) -> dict[str, float] | None:
+    """An evaluation's headline alignment means (finite ones only); None when it did not
+    run the part."""
+    block = result.get("alignment")
+    if not block:
+        return None
+    mean = block.get("mean") or {}
+    return {k: float(mean[k]) for k in HEADLINES
+            if mean.get(k) is not None and np.isfinite(float(mean[k]))}
+
+
+def spearman_ci(x: list[float], y: list[float], *, replicates: int = REPLICATES,
+                seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """Spearman ρ of paired values and its percentile bootstrap CI over the pairs.
+
+    Args:
+        x, y: one value per model, same order.
+        replicates: resamples of the models (with replacement).
+        seed: the resampling's seed (the same data give the same CI).
+        level: the CI's coverage.
+
+    Returns:
+        ``n``, ``r``, ``ci_low``, ``ci_high``, ``replicates`` (those with a defined ρ: a
+        resample whose x or y is constant has none) and ``reason`` (why ``r`` is None:
+        fewer than :data:`MIN_MODELS` models, or constant values).
+    """
+    n = len(x)
+    out: dict[str, Any] = {"n": n, "r": None, "ci_low": None, "ci_high": None,
+                           "replicates": 0, "reason": None}
+    if n < MIN_MODELS:
+        out["reason"] = f"{n} model(s) with both values; ρ needs {MIN_MODELS}"
+        return out
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if np.all(a == a[0]) or np.all(b == b[0]):
+        out["reason"] = "constant values: no ranking"
+        return out
+    out["r"] = float(stats.spearmanr(a, b).statistic)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(n, size=(replicates, n))  # (R, n)
+    rs = []
+    with warnings.catch_warnings():  # a constant resample: scipy warns and gives nan
+        warnings.simplefilter("ignore")
+        for k in idx:
+            if np.all(a[k] == a[k][0]) or np.all(b[k] == b[k][0]):
+                continue
+            rs.append(float(stats.spearmanr(a[k], b[k]).statistic))
+    if rs:
+        tail = (1.0 - level) / 2.0
+        low, high = np.quantile(rs, [tail, 1.0 - tail])
+        out.update(ci_low=float(low), ci_high=float(high), replicates=len(rs))
+    return out
+
+
+def alignment_table(evals: Iterable[Mapping[str, Any]], *, replicates: int = REPLICATES,
+                    seed: int = 0) -> dict[str, Any] | None:
+    """Alignment against robustness across a study's models.
+
+    Args:
+        evals: as :func:`ml.evaluate.summary.robustness_table` takes them (``id``,
+            ``target``, ``alpha``, ``seed``, ``result``).
+        replicates, seed: :func:`spearman_ci`'s.
+
+    Returns:
+        None when no evaluation ran the alignment part; else ``scores`` (the headline
+        names, in order), ``measures`` (the robustness measures' names and labels),
+        ``replicates``, ``models`` (evaluations with an alignment block), ``pairs`` (one
+        per score × measure: ``points`` — ``run_id``, ``condition``, ``alpha``, ``seed``,
+        ``x`` the score, ``y`` the measure — ``skipped``, the models missing either value,
+        and :func:`spearman_ci`'s ``n``, ``r``, ``ci_low``, ``ci_high``, ``reason``) and
+        ``conditions`` (per target and α: ``n``, ``seeds``, ``run_ids``, and per score
+        ``mean``, ``sem``, ``n``).
+    """
+    rows = []
+    for e in evals:
+        scores = alignment_scores(e["result"])
+        if scores is not None:
+            rows.append((e, scores, read_measures(e["result"])))
+    if not rows:
+        return None
+    pairs = []
+    for score in HEADLINES:
+        for m in ROBUSTNESS:
+            points = [{"run_id": e.get("id"), "condition": e["target"], "alpha": alpha_of(e),
+                       "seed": e.get("seed"), "x": s[score], "y": r[m.name]}
+                      for e, s, r in rows if score in s and m.name in r]
+            if not points:
+                continue
+            ci = spearman_ci([p["x"] for p in points], [p["y"] for p in points],
+                             replicates=replicates, seed=seed)
+            pairs.append({"score": score, "measure": m.name, "points": points,
+                          "skipped": len(rows) - len(points), **ci})
+    groups: dict[tuple[str, float], list[tuple[Mapping[str, Any], dict[str, float]]]] = {}
+    for e, s, _ in rows:
+        groups.setdefault((e["target"], alpha_of(e)), []).append((e, s))
+    conditions = []
+    for (target, alpha), members in sorted(groups.items()):
+        per: dict[str, Any] = {}
+        for score in HEADLINES:
+            vals = [s[score] for _, s in members if score in s]
+            mean, sem = mean_sem(vals) if vals else (None, None)
+            per[score] = {"mean": None if mean is None else float(mean),
+                          "sem": None if sem is None else float(sem), "n": len(vals)}
+        conditions.append({"target": target, "alpha": alpha, "n": len(members),
+                           "seeds": [e.get("seed") for e, _ in members],
+                           "run_ids": [e.get("id") for e, _ in members], "scores": per})
+    return {"scores": list(HEADLINES),
+            "measures": [{"name": m.name, "label": m.label} for m in ROBUSTNESS],
+            "replicates": replicates, "models": len(rows), "pairs": pairs,
+            "conditions": conditions}
