@@ -990,6 +990,53 @@ class ModelRecord(Row):
     robustbench: list[RobustBenchEntry]
 
 
+class AlignmentPoint(Row):
+    """One model in an alignment–robustness scatter."""
+
+    run_id: int | None  # the evaluation's
+    condition: str
+    alpha: float
+    seed: int | None
+    x: float  # the alignment score
+    y: float  # the robustness measure
+
+
+class AlignmentPair(Row):
+    """One alignment score against one robustness measure across the study's models
+    (:func:`ml.evaluate.alignment_summary.alignment_table`)."""
+
+    score: str
+    measure: str
+    points: list[AlignmentPoint]
+    skipped: int  # models with an alignment block but without this score or measure
+    n: int
+    r: float | None  # Spearman ρ across models; None: see ``reason``
+    ci_low: float | None  # bootstrap over models, percentile 95 %
+    ci_high: float | None
+    replicates: int  # resamples with a defined ρ
+    reason: str | None
+
+
+class AlignmentCondition(Row):
+    target: str
+    alpha: float
+    n: int
+    seeds: list[int | None]
+    run_ids: list[int | None]
+    scores: dict[str, MeanSem]  # headline name → mean ± SEM over the runs
+
+
+class AlignmentTable(Row):
+    """``alignment`` of :class:`StudyDetail`: alignment against robustness (issue 38)."""
+
+    scores: list[str]  # the headline names, in order
+    measures: list[NormLabel]  # the robustness measures' names and labels
+    replicates: int  # bootstrap resamples asked for
+    models: int  # evaluations that ran the alignment part
+    pairs: list[AlignmentPair]
+    conditions: list[AlignmentCondition]
+
+
 class StudyDetail(BaseModel):
     """``GET /api/studies/{id}``: the study, its runs and its tables across seeds. The
     tables' rows are :func:`ml.evaluate.summary.robustness_table`'s and :func:`ml.train.
@@ -1002,6 +1049,7 @@ class StudyDetail(BaseModel):
     norms: list[NormLabel]  # the norms the evaluations measured, in the figures' order
     gamma: list[GammaRow]
     paired_vs_none: list[PairedTest]
+    alignment: AlignmentTable | None  # None: no evaluation ran the alignment part
     paper: dict[str, Any]  # the paper's values, and ``beside``: its setting and the study's
     frequency: list[FrequencyRow]  # :func:`ml.evaluate.summary.frequency_table`'s rows
 

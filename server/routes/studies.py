@@ -12,6 +12,7 @@ from fastapi import HTTPException, Query, Request, Response, status
 from core.store.metrics import binned_many, summarize_keys
 from core.store.runs import find_run
 from core.studies import children
+from ml.evaluate.alignment_summary import alignment_table
 from ml.evaluate.attacks import NORM_LABELS, NORMS
 from ml.evaluate.summary import frequency_table, robustness_table
 from ml.frontier import DEFAULT_TOLERANCE
@@ -57,6 +58,7 @@ def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> StudyDetail:
                   if any(n in r["medians"] for r in robustness)],
         "gamma": gamma_table([t for t in trains if t["gamma"]]),
         "paired_vs_none": paired_tests(evals),
+        "alignment": alignment_table(evals),
         "frequency": frequency_table(evals),
         "paper": {**paper_values(),
                   "beside": setting_beside(study.config, target.config if target else None)},

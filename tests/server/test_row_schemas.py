@@ -179,3 +179,21 @@ def test_a_frequency_row_with_every_part_round_trips() -> None:
     row = next(r for r in frequency_table(evals) if r["target"] == evals[0]["target"])
     assert row["frequency"]["fourier_map"] is None
     _round_trip(FrequencyRow, row)
+
+
+def test_the_alignment_table_with_every_part_round_trips() -> None:
+    from ml.evaluate.alignment_summary import alignment_table
+    from server.schemas import AlignmentTable
+    from tests.alignment_block import alignment_block
+
+    evals = _evals()
+    for e in evals:
+        # seed 2 without repeats: feve_best missing, its pairs skip that model
+        e["result"]["alignment"] = alignment_block(0.1 + 0.01 * e["seed"] + e["alpha"] / 100,
+                                                   feve=None if e["seed"] == 2 else 0.4)
+    table = alignment_table(evals, replicates=50)
+    assert table is not None and table["pairs"] and table["conditions"]
+    pair = next(p for p in table["pairs"] if p["score"] == "feve_best")
+    assert pair["skipped"] == 2 and pair["r"] is None and pair["reason"]
+    assert any(p["r"] is not None and p["ci_low"] is not None for p in table["pairs"])
+    _round_trip(AlignmentTable, table)
