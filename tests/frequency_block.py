@@ -18,7 +18,7 @@ def frequency_block(seed: int = 0, shift: float = 0.0, *, spectrum: bool = True
     part did not run."""
     jitter = 0.004 * seed
     rise = [1 - math.exp(-c / 3) for c in CUTOFFS]
-    low = [round(0.1 + (0.85 - shift) * r + jitter * r, 4) for r in rise]
+    low = [round(0.1 + (0.76 - shift) * r + jitter * r, 4) for r in rise]
     high = [round(0.95 - (0.85 - shift / 2) * r - jitter * r, 4) for r in rise]
     follow = [round(min(1.0, 0.9 * r + shift), 4) for r in rise]
     other = [0.05] * len(CUTOFFS)

@@ -1,5 +1,6 @@
 import { api, ApiError, clearError, el, fieldLabels, fmt, getJSON, settleParts, showError, when, withLogin } from "./api.js";
 import { axis, chartIn, plain, plot, plotly } from "./figures.js";
+import { drawFrequency } from "./frequency.js";
 import { drawProvenance, drawSystem, followLogs } from "./runlogs.js";
 import { drawLinks, drawTags, setUpManage } from "./runmanage.js";
 import { drawPairs, drawScores, drawSimilarity, drawSpectra, drawTargets } from "./similarity.js";
@@ -53,8 +54,11 @@ async function drawCharts(run, series) {
   const norms = (await fieldLabels()).norms;
   if (!learnsGamma(run)) series = series.filter((s) => !s.key.startsWith("gamma/"));
   series = series.filter((s) => !s.key.startsWith("system/"));  // the System figure's
-  // an evaluation's AutoAttack and corruption scores: in its record, with their ε
-  if (run.kind === "evaluate") series = series.filter((s) => !/^(autoattack_|corruption_acc)/.test(s.key));
+  // an evaluation's AutoAttack and corruption scores: in its record, with their ε; its
+  // per-cut-off frequency scores: in the frequency figures, against the cut-off
+  if (run.kind === "evaluate") {
+    series = series.filter((s) => !/^(autoattack_|corruption_acc|frequency_cutoff$|lowpass_acc$|highpass_acc$|hybrid_)/.test(s.key));
+  }
   // similarity scores and evaluation medians are single values: a table, not charts
   const single = run.kind === "similarity" || run.kind === "evaluate"
     ? series.filter((s) => s.total === 1 && !s.key.startsWith("noise_")) : [];
@@ -326,6 +330,8 @@ withLogin(async () => {
       // each part on its own: one that failed is said at the top, the others drawn
       await settleParts([["The charts", charts], ["The artifacts", drawArtifacts()],
         ...(evaluated ? [["The record", fieldLabels().then((l) => drawRecord(l.norms))]] : []),
+        ...(run.kind === "evaluate" && run.result && run.result.frequency
+          ? [["The frequency figures", fieldLabels().then((l) => drawFrequency(run.result, l.norms))]] : []),
         ...(similarity ? [["The similarity figures", drawSimilarity(runId)],
           ["The stimulus pairs", drawPairs(runId, matrices)],
           ["The spectra", drawSpectra(runId, matrices)]] : []),
