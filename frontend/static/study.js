@@ -12,6 +12,7 @@ import { plotly } from "./figures.js";
 import { autoattackFigures, budgetFigures, medianFigures } from "./study/attacks.js";
 import { latest, plotJobs, setLatest, SHARED, showPaper, studyId, TOLERANCE } from "./study/common.js";
 import { CURVE_KEYS, drawCurves } from "./study/curves.js";
+import { frequencyFigures } from "./study/frequency.js";
 import { drawFrontier } from "./study/frontier.js";
 import { drawModelMatrices, drawTarget, fillPicker } from "./study/matrices.js";
 import { alphaFigure, corruptionFigures, noiseFigure } from "./study/noise.js";
@@ -141,7 +142,9 @@ async function draw(first) {
   drawHeader(data.study);
   drawPaperBox(data);
   const jobs = [["S_target", drawTarget()], ["The figures", drawFigures(data)],
-    ["The frontier", drawFrontier()], ["The training curves", drawCurves()]];
+    ["The frontier", drawFrontier()], ["The training curves", drawCurves()],
+    ["The frequency figures", Promise.resolve(data).then((d) =>  // after the other figures
+      plotJobs(frequencyFigures(document.getElementById("study-charts"), d)))]];
   if (fillPicker(data) || first) jobs.push(["S_CNN of the picked model", drawModelMatrices()]);
   drawTables(data);
   // a figure that failed is said at the top of the page; once all draw, that goes
