@@ -197,3 +197,52 @@ def test_the_alignment_table_with_every_part_round_trips() -> None:
     assert pair["skipped"] == 2 and pair["r"] is None and pair["reason"]
     assert any(p["r"] is not None and p["ci_low"] is not None for p in table["pairs"])
     _round_trip(AlignmentTable, table)
+
+
+def _keys(value: Any) -> Any:
+    """A nested block's shape: its keys all the way down (lists and numbers: their type)."""
+    if isinstance(value, dict):
+        return {k: _keys(v) for k, v in value.items()}
+    return type(value).__name__ if not isinstance(value, int | float) else "number"
+
+
+def test_the_frequency_block_the_tests_store_has_the_parts_shape() -> None:
+    """tests/frequency_block.py against the part's own functions on a tiny model, put
+    together as ml.evaluate.run._frequency records them; their rows round-trip too."""
+    import numpy as np
+    import torch
+
+    from ml.evaluate.frequency import (
+        filter_accuracy,
+        fourier_map,
+        hybrid_outcomes,
+        perturbation_spectrum,
+    )
+    from ml.evaluate.summary import frequency_table
+    from server.schemas import FrequencyRow
+    from tests.frequency_block import frequency_block
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4)).eval()
+    x = torch.rand(12, 3, 8, 8)
+    y = model(x).argmax(1)  # all correct: hybrids have pairs of every class it says
+    y[:2] = (y[:2] + 1) % 4
+    cut = [0.0, 2.0, 6.0]
+    filters = filter_accuracy(model, x, y, cutoffs=cut)
+    fmap = fourier_map(model, x[:4], y[:4], eps=1.0, size=4)
+    hyb = hybrid_outcomes(model, x, y, cutoffs=cut, pairs=6)
+    hyb.pop("pairs")
+    adv = {"l2": (x + 0.01 * torch.randn_like(x)).clamp(0, 1).numpy(), "l1": x.numpy()}
+    spec, _ = perturbation_spectrum(x, adv, {"l2": np.full(12, 0.5), "l1": np.zeros(12)})
+    real = {"image_size": [8, 8], "n": 12, "seed": 0, "cutoffs": filters["cutoffs"],
+            "lowpass": filters["lowpass"], "highpass": filters["highpass"],
+            "fourier_map": fmap.summary(), "hybrid": hyb, "spectrum": spec,
+            "spectrum_skipped": None, "spectrum_source": "the minimal part of this evaluation"}
+    synthetic = frequency_block()
+    assert _keys(real) == {**_keys(synthetic), "spectrum": {
+        **_keys(synthetic)["spectrum"], "norms": {"l2": _keys(synthetic)["spectrum"]["norms"]["l2"],
+                                                   "l1": "NoneType"}}}
+    evals = [{"id": s, "target": "none", "alpha": 0.0, "backbone": "linear", "dataset": "x",
+              "seed": s, "result": {"frequency": real}} for s in range(2)]
+    for row in frequency_table(evals):
+        _round_trip(FrequencyRow, row)
