@@ -579,6 +579,10 @@ class LeaderboardRow(BaseModel):
     subspace_share_l1_n: int | None
     subspace_share_l0_n: int | None
     subspace_share_random: float | None  # the same share of random directions
+    rsa_mix_oracle: float | None  # alignment: the γ-mix's RSA with the oracle, mean over scans
+    rsa_mix_oracle_normalized: float | None  # the same over the oracle's noise ceiling
+    feve_best: float | None  # the best tap's ridge FEVE
+    cka_mix_oracle: float | None  # the γ-mix's linear CKA with the oracle responses
 
 
 class ColumnSpec(BaseModel):
@@ -952,6 +956,14 @@ class RobustBenchEntry(Row):
     corruptions_source: str | None = None
 
 
+class RecordAlignment(Row):
+    """The alignment part's headline numbers (:func:`ml.evaluate.record.alignment_record`)."""
+
+    similarity_run: int | None  # whose held-out stimuli the model was compared on
+    n_scans: int | None
+    mean: dict[str, float | None]  # headline → mean over scans (None: no scan had it)
+
+
 class ModelRecord(Row):
     """``GET /api/runs/{id}/record``: the RobustBench-style record of an evaluation
     (:func:`ml.evaluate.record.model_record`)."""
@@ -986,6 +998,7 @@ class ModelRecord(Row):
     noise_acc: float | None
     soundness: RecordSoundness | None  # None: the part did not run
     mechanism: RecordMechanism | None
+    alignment: RecordAlignment | None  # None: the part did not run
     versions: dict[str, str | None] | None  # library → version
     robustbench: list[RobustBenchEntry]
 

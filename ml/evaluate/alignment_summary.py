@@ -7,7 +7,6 @@ models and a bootstrap-over-models CI; and each condition's mean ± SEM of every
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -62,17 +61,19 @@ def spearman_ci(x: list[float], y: list[float], *, replicates: int = REPLICATES,
     out["r"] = float(stats.spearmanr(a, b).statistic)
     rng = np.random.default_rng(seed)
     idx = rng.integers(n, size=(replicates, n))  # (R, n)
-    rs = []
-    with warnings.catch_warnings():  # a constant resample: scipy warns and gives nan
-        warnings.simplefilter("ignore")
-        for k in idx:
-            if np.all(a[k] == a[k][0]) or np.all(b[k] == b[k][0]):
-                continue
-            rs.append(float(stats.spearmanr(a[k], b[k]).statistic))
-    if rs:
+    # Spearman ρ is Pearson r of the ranks (ties share their mean rank): all resamples at
+    # once, as a study page asks for every score × measure pair
+    ra = stats.rankdata(a[idx], axis=1)  # (R, n)
+    rb = stats.rankdata(b[idx], axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    den = np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
+    ok = den > 0  # a resample whose x or y is constant has no ρ
+    rs = (ra * rb).sum(axis=1)[ok] / den[ok]
+    if len(rs):
         tail = (1.0 - level) / 2.0
-        low, high = np.quantile(rs, [tail, 1.0 - tail])
-        out.update(ci_low=float(low), ci_high=float(high), replicates=len(rs))
+        low, high = np.clip(np.quantile(rs, [tail, 1.0 - tail]), -1.0, 1.0)
+        out.update(ci_low=float(low), ci_high=float(high), replicates=int(len(rs)))
     return out
 
 

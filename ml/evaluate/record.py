@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from ml.evaluate.alignment_inputs import HEADLINES
 from ml.evaluate.attacks import NORM_LABELS, NORMS
 from ml.evaluate.autoattack import DEFAULT_EPSILONS, THREAT_MODELS
 from ml.evaluate.measures import MEASURES, autoattack_rows
@@ -29,11 +30,16 @@ Column = Literal[
     "median_linf", "median_l2", "median_l1", "median_l0",
     "mean_linf", "mean_l2", "mean_l1", "mean_l0", "alpha", "seed", "evaluation_run",
     "grad_l2_median", "grad_l1_median", "subspace_share_linf", "subspace_share_l2",
-    "subspace_share_l1", "subspace_share_l0"]
+    "subspace_share_l1", "subspace_share_l0", "rsa_mix_oracle", "rsa_mix_oracle_normalized",
+    "feve_best", "cka_mix_oracle"]
 """The leaderboard's sortable columns: a record's scalars (higher is better for every
 score: accuracy, and the distance an attack needs; the mechanism's measures — the median
 input-gradient norm, the median share of a minimal perturbation's energy in the training
-images' top principal components — describe a model and rank neither way)."""
+images' top principal components — describe a model and rank neither way; the alignment
+part's headline means over scans, :data:`ALIGNMENT_COLUMNS`, rank by likeness to the
+brain's representation, higher more alike)."""
+ALIGNMENT_COLUMNS = ("rsa_mix_oracle", "rsa_mix_oracle_normalized", "feve_best",
+                     "cka_mix_oracle")
 COLUMNS: tuple[str, ...] = get_args(Column)
 
 CellKind = Literal["run", "text", "alpha", "number", "pct", "autoattack", "corruptions",
@@ -119,6 +125,17 @@ LEADERBOARD: tuple[LeaderboardColumn, ...] = (
                       "perturbation's energy in the training images' top principal "
                       "components (mechanism; random directions: k/D)", "number", digits=3,
                       count="subspace_share_l2_n"),
+    LeaderboardColumn("rsa_mix_oracle", "RSA oracle", "alignment: Pearson r of the γ-mix's "
+                      "similarity matrix with the oracle trials' on held-out stimuli (mean "
+                      "over scans)", "number", digits=3),
+    LeaderboardColumn("rsa_mix_oracle_normalized", "RSA / ceiling", "the same divided by "
+                      "the oracle's noise ceiling", "number", digits=3, cli=False),
+    LeaderboardColumn("feve_best", "FEVE", "alignment: the best tap's ridge fraction of "
+                      "explainable variance explained (mean over scans)", "number", digits=3,
+                      cli=False),
+    LeaderboardColumn("cka_mix_oracle", "CKA oracle", "alignment: linear CKA of the γ-mix "
+                      "with the oracle responses (mean over scans)", "number", digits=3,
+                      cli=False),
     LeaderboardColumn("architecture", "network · data", "the architecture (and width) and "
                       "the dataset it was trained on", "network"),
     LeaderboardColumn("name", "name", "the model's name", "text", page=False),
@@ -167,6 +184,8 @@ def model_record(*, evaluation: Mapping[str, Any], model: Mapping[str, Any],
         search), ``corruptions_acc`` and the grid, the minimal-perturbation medians and
         means, the noise curve, ``soundness`` and ``mechanism`` (their key numbers, None
         when the part did not run: :func:`soundness_record`, :func:`mechanism_record`),
+        ``alignment`` (its headline means and the similarity run:
+        :func:`alignment_record`),
         and ``robustbench``: one ``model_info`` entry per threat model and ε, in
         RobustBench's own fields.
     """
@@ -225,6 +244,8 @@ def model_record(*, evaluation: Mapping[str, Any], model: Mapping[str, Any],
     rec["noise_acc"] = MEASURES["noise_accuracy"].read(result)
     rec["soundness"] = soundness_record(result.get("soundness"))
     rec["mechanism"] = mechanism_record(result.get("mechanism"))
+    rec["alignment"] = alignment_record(result.get("alignment"),
+                                        (evaluation.get("config") or {}).get("similarity_run"))
     rec["versions"] = result.get("versions")
     rec["robustbench"] = _robustbench(rec)
     return rec
@@ -254,6 +275,19 @@ def soundness_record(part: Mapping[str, Any] | None) -> dict[str, Any] | None:
         norms[norm] = entry
     return {"samples": part.get("samples"), "reference_run": part.get("reference_run"),
             "transfer_skipped": part.get("transfer_skipped"), "norms": norms}
+
+
+def alignment_record(part: Mapping[str, Any] | None,
+                     similarity_run: int | None) -> dict[str, Any] | None:
+    """The alignment part's headline means over scans
+    (:data:`ml.evaluate.alignment_inputs.HEADLINES`, None where missing), the similarity
+    run whose held-out stimuli it compared the model with, and its scan count; None when
+    the part did not run."""
+    if not part:
+        return None
+    mean = part.get("mean") or {}
+    return {"similarity_run": similarity_run, "n_scans": part.get("n_scans"),
+            "mean": {k: _finite(mean.get(k)) for k in HEADLINES}}
 
 
 def mechanism_record(part: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -346,6 +380,9 @@ def leaderboard_row(rec: Mapping[str, Any], eps: Mapping[str, float] | None = No
         row[f"subspace_share_{n}"] = (mech.get("subspace_share") or {}).get(n)
         row[f"subspace_share_{n}_n"] = (mech.get("subspace_share_n") or {}).get(n)
     row["subspace_share_random"] = mech.get("subspace_share_random")
+    al: Mapping[str, Any] = (rec.get("alignment") or {}).get("mean") or {}
+    for k in ALIGNMENT_COLUMNS:
+        row[k] = al.get(k)
     return row
 
 
