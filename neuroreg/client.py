@@ -393,7 +393,8 @@ class Client:
 
     def robustness(self, run_ids: Sequence[int] = ()) -> dict[str, Any]:
         """Noise accuracy and perturbation medians per condition over ``run_ids``
-        (evaluate runs; none: every finished one)."""
+        (evaluate runs; none: every finished one); ``frequency``: the frequency part's
+        curves per condition."""
         return self._call("GET", "/api/summaries/robustness",
                           params={"run_id": list(run_ids)})
 

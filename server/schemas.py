@@ -1102,6 +1102,7 @@ class RobustnessSummary(BaseModel):
 
     rows: list[RobustnessRow]
     skipped: list[int]
+    frequency: list[FrequencyRow]  # :func:`ml.evaluate.summary.frequency_table`'s rows
 
 
 class MeasureInfo(BaseModel):

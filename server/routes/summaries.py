@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.store.models import MAX_ID, Run, RunStatus
-from ml.evaluate.summary import robustness_table
+from ml.evaluate.summary import frequency_table, robustness_table
 from ml.frontier import DEFAULT_TOLERANCE, FrontierError, frontier
 from ml.train.joint import learns_gamma
 from ml.train.summary import gamma_table
@@ -116,7 +116,8 @@ def robustness(
     usable, skipped = eval_rows(session, evals)
     missing = sorted(set(run_id or ()) - {e.id for e in evals})
     return RobustnessSummary.model_validate({"rows": robustness_table(usable),
-                                             "skipped": sorted(skipped + missing)})
+                                             "skipped": sorted(skipped + missing),
+                                             "frequency": frequency_table(usable)})
 
 
 def frontier_or_409(evals: Sequence[dict[str, Any]], tolerance: float) -> Frontier:

@@ -49,3 +49,15 @@ def test_a_study_without_the_part_serves_no_frequency_rows(
 ) -> None:
     ids = stored_study(settings)
     assert client.get(f"/api/studies/{ids['study']}").json()["frequency"] == []
+
+
+def test_the_robustness_summary_carries_the_frequency_rows_of_the_picked_runs(
+    client: TestClient, settings: Settings
+) -> None:
+    ids = stored_study(settings)
+    add_frequency(settings, ids["evals"])
+    picked = [v for (t, _, _), v in ids["evals"].items() if t == "none"]
+    body = client.get("/api/summaries/robustness", params={"run_id": picked}).json()
+    (row,) = body["frequency"]
+    assert (row["target"], row["n"], sorted(row["run_ids"])) == ("none", 3, sorted(picked))
+    assert row["frequency"]["hybrid"]["low"]["mean"]
