@@ -9,6 +9,7 @@
 import { api, ApiError, AuthError, clearError, el, fieldLabels, getJSON, settleParts, showError, when,
   withLogin } from "./api.js";
 import { plotly } from "./figures.js";
+import { drawAlignment } from "./study/alignment.js";
 import { autoattackFigures, budgetFigures, medianFigures } from "./study/attacks.js";
 import { latest, plotJobs, setLatest, SHARED, showPaper, studyId, TOLERANCE } from "./study/common.js";
 import { CURVE_KEYS, drawCurves } from "./study/curves.js";
@@ -142,7 +143,8 @@ async function draw(first) {
   drawHeader(data.study);
   drawPaperBox(data);
   const jobs = [["S_target", drawTarget()], ["The figures", drawFigures(data)],
-    ["The frontier", drawFrontier()], ["The training curves", drawCurves()],
+    ["The frontier", drawFrontier()], ["The alignment figure", drawAlignment(data)],
+    ["The training curves", drawCurves()],
     ["The frequency figures", Promise.resolve(data).then((d) =>  // after the other figures
       plotJobs(frequencyFigures(document.getElementById("study-charts"), d)))]];
   if (fillPicker(data) || first) jobs.push(["S_CNN of the picked model", drawModelMatrices()]);

@@ -119,7 +119,9 @@ def alignment_table(evals: Iterable[Mapping[str, Any]], *, replicates: int = REP
     for e, s, _ in rows:
         groups.setdefault((e["target"], alpha_of(e)), []).append((e, s))
     conditions = []
-    for (target, alpha), members in sorted(groups.items()):
+    # None first, the reference every condition is read against
+    for (target, alpha), members in sorted(groups.items(),
+                                           key=lambda kv: (kv[0][0] != "none", kv[0])):
         per: dict[str, Any] = {}
         for score in HEADLINES:
             vals = [s[score] for _, s in members if score in s]
