@@ -127,15 +127,15 @@ LEADERBOARD: tuple[LeaderboardColumn, ...] = (
                       count="subspace_share_l2_n"),
     LeaderboardColumn("rsa_mix_oracle", "RSA oracle", "alignment: Pearson r of the γ-mix's "
                       "similarity matrix with the oracle trials' on held-out stimuli (mean "
-                      "over scans)", "number", digits=3),
+                      "over scans)", "number", digits=3, page=False),
     LeaderboardColumn("rsa_mix_oracle_normalized", "RSA / ceiling", "the same divided by "
-                      "the oracle's noise ceiling", "number", digits=3, cli=False),
+                      "the oracle's noise ceiling", "number", digits=3, page=False),
     LeaderboardColumn("feve_best", "FEVE", "alignment: the best tap's ridge fraction of "
                       "explainable variance explained (mean over scans)", "number", digits=3,
-                      cli=False),
+                      page=False),
     LeaderboardColumn("cka_mix_oracle", "CKA oracle", "alignment: linear CKA of the γ-mix "
                       "with the oracle responses (mean over scans)", "number", digits=3,
-                      cli=False),
+                      page=False),
     LeaderboardColumn("architecture", "network · data", "the architecture (and width) and "
                       "the dataset it was trained on", "network"),
     LeaderboardColumn("name", "name", "the model's name", "text", page=False),
