@@ -706,8 +706,9 @@ class MeanCorruptionError(CorruptionError):
     ce: dict[str, CorruptionError]  # per corruption
 
 
-class RobustnessRow(Row):
-    """One condition of :func:`ml.evaluate.summary.robustness_table` (Fig. 4–6 across seeds)."""
+class ConditionHead(Row):
+    """What every per-condition row of :mod:`ml.evaluate.summary` starts with: the
+    condition and the evaluations of it."""
 
     target: str
     alpha: float
@@ -716,6 +717,11 @@ class RobustnessRow(Row):
     n: int
     seeds: list[int | None]
     run_ids: list[int | None]
+
+
+class RobustnessRow(ConditionHead):
+    """One condition of :func:`ml.evaluate.summary.robustness_table` (Fig. 4–6 across seeds)."""
+
     noise: NoiseStats | None  # None: the runs' σ grids differ, or one has no noise part
     curves: dict[str, CurveStats]  # norm → median best-so-far vs iterations (Fig. 5)
     measures: dict[str, MeanSem]  # every measure of ml.evaluate.measures.MEASURES it has
@@ -771,17 +777,10 @@ class FrequencyGrid(Row):
     spectrum: dict[str, SpectrumStats]  # norm or "clean" → band fractions
 
 
-class FrequencyRow(Row):
+class FrequencyRow(ConditionHead):
     """One condition of :func:`ml.evaluate.summary.frequency_table` (issue 38's frequency
     part across seeds)."""
 
-    target: str
-    alpha: float
-    backbone: str | None
-    dataset: str | None
-    n: int
-    seeds: list[int | None]
-    run_ids: list[int | None]
     frequency: FrequencyGrid
 
 
