@@ -92,3 +92,26 @@ def figure_problems(page) -> list[str]:  # type: ignore[no-untyped-def]
     """Every drawn figure's clipped title, legend over an axis label, toolbar over a title or
     a colour bar's labels, stretched matrix."""
     return page.evaluate(_FIGURE_PROBLEMS)  # type: ignore[no-any-return]
+
+
+def console_errors(page) -> list[str]:  # type: ignore[no-untyped-def]
+    """The page's console errors and uncaught exceptions from now on, each console message
+    followed by the URL it came from (for a failed request, the resource's own URL)."""
+    errors: list[str] = []
+
+    def console(m) -> None:  # type: ignore[no-untyped-def]
+        if m.type == "error":
+            errors.append(f"{m.text} [{(m.location or {}).get('url', '')}]")
+
+    page.on("console", console)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
+def beyond_stored_study(errors: list[str]) -> list[str]:
+    """The errors other than those the page rightly meets on ``stored_study``
+    (tests/server/test_frontier_api.py), whose similarity run stored no matrices and whose
+    train runs logged no curves: the 404s of S_target's request and of the default curve's
+    (each time the page asks), and the matrix part's error naming the missing file."""
+    return [e for e in errors
+            if "/matrices/" not in e and "/curves?key=" not in e and "has no target-" not in e]

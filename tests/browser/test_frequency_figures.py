@@ -13,7 +13,7 @@ from core.settings import Settings
 from core.store.db import session_scope
 from core.store.models import Run
 from core.store.users import ensure_admin
-from tests.browser.conftest import OUTPUT, figure_problems
+from tests.browser.conftest import OUTPUT, beyond_stored_study, console_errors, figure_problems
 from tests.browser.test_pages import _drawn, _login
 from tests.frequency_block import CUTOFFS, frequency_block
 from tests.livesrv import live_server
@@ -40,13 +40,6 @@ def _with_frequency(settings: Settings) -> tuple[int, int, int]:
             ids["evals"][("neural-model", 16.0, 2)])
 
 
-def _errors(page) -> list[str]:  # type: ignore[no-untyped-def]
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    return errors
-
-
 def test_the_run_and_study_pages_draw_the_frequency_figures(browser, settings: Settings):  # type: ignore[no-untyped-def]
     OUTPUT.mkdir(exist_ok=True)
     with live_server(settings) as url:
@@ -55,7 +48,7 @@ def test_the_run_and_study_pages_draw_the_frequency_figures(browser, settings: S
         study, spectrum, skipped = _with_frequency(settings)
 
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors = _errors(page)
+        errors = console_errors(page)
         page.goto(f"{url}/runs/{spectrum}#token={token}")
         for fig in RUN_FIGURES:
             _drawn(page, fig)
@@ -80,7 +73,7 @@ def test_the_run_and_study_pages_draw_the_frequency_figures(browser, settings: S
         assert errors == [], "\n".join(errors)
 
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors = _errors(page)
+        errors = console_errors(page)
         page.goto(f"{url}/runs/{skipped}#token={token}")
         for fig in RUN_FIGURES[:3]:
             _drawn(page, fig)
@@ -90,7 +83,7 @@ def test_the_run_and_study_pages_draw_the_frequency_figures(browser, settings: S
         assert errors == [], "\n".join(errors)
 
         page = _login(browser, url, token, f"/studies/{study}")
-        errors = _errors(page)
+        errors = console_errors(page)
         page.reload()
         for fig in STUDY_FIGURES:
             _drawn(page, fig)
@@ -102,8 +95,5 @@ def test_the_run_and_study_pages_draw_the_frequency_figures(browser, settings: S
         for fig in STUDY_FIGURES:
             page.locator(f"#{fig}").screenshot(path=str(OUTPUT / f"study-{fig}.png"))
         page.screenshot(path=str(OUTPUT / "study-frequency.png"), full_page=True)
-        # the stored study's similarity run has no matrices: S_target's 404 (its request
-        # and the part's error) is said, and nothing else
-        others = [e for e in errors if "has no target-" not in e and "status of 404" not in e]
-        assert others == [] and len(errors) <= 3, "\n".join(errors)
+        assert beyond_stored_study(errors) == [], "\n".join(errors)
         assert "frequency" not in page.locator("#page-error").inner_text().lower()
