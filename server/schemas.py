@@ -25,6 +25,7 @@ from core.kinds import KINDS, JobKind
 from core.store.models import MAX_ID, Role, RunStatus
 from core.store.webhooks import EventName
 from ml.evaluate.record import CellKind, Column
+from ml.neural.io.options import ImportOptions
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 ClientKey = Annotated[str, Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -1241,3 +1242,75 @@ class Recordings(BaseModel):
 
     root: str
     items: list[RecordingEntry]
+
+
+class RecordingRepeats(Row):
+    oracle_images: int  # images shown more than once
+    min: int  # the fewest and most presentations of such an image
+    max: int
+
+
+class _RecordingFile(Row):
+    path: str  # under the recordings root
+    neurons: int
+    trials: int
+    images: int
+    tiers: dict[str, int]
+    repeats: RecordingRepeats
+    negative_responses: bool
+
+
+class ScanReport(_RecordingFile):
+    """A scan of a Sensorium tree or an ``.npz`` file."""
+
+    format: Literal["sensorium", "npz"]
+    scan: str
+
+
+class NwbReport(_RecordingFile):
+    """An NWB file: the series, table and columns the importer picked, and what it dropped
+    and why (:class:`ml.neural.io.nwb.ImportReport`)."""
+
+    format: Literal["nwb"]
+    responses: str  # the series' full path
+    response_kind: str  # DfOverF or Fluorescence
+    responses_found: list[str]
+    presentations: str  # the table or IndexSeries, with its image column
+    presentations_total: int
+    blank_dropped: int  # frame < 0 (Allen's blank sweeps)
+    tier_dropped: int  # tiers outside train/validation/test
+    gap_dropped: int  # a behaviour series had no sample (behavior_gaps=drop)
+    gap_filled: int  # … and was interpolated (behavior_gaps=fill)
+    template: str
+    behavior: dict[str, str | None]  # quantity → series, None: missing (zeros)
+
+
+class RecordingInspection(BaseModel):
+    """``POST /api/recordings/inspect``: what a similarity run would import from
+    ``recording`` with ``importer``, file by file."""
+
+    recording: str
+    importer: ImportOptions  # as the request gave them, defaults filled in
+    files: list[Annotated[NwbReport | ScanReport, Field(discriminator="format")]]
+
+
+class SystemTrace(Row):
+    key: str  # system/<measure> or system/gpu<i>_<measure>
+    name: str  # "worker + children" or "GPU <i>"
+    x: list[str]  # UTC ISO times
+    y: list[float]
+
+
+class SystemPanel(Row):
+    measure: str
+    title: str
+    y_title: str
+    traces: list[SystemTrace]
+
+
+class SystemFigure(Row):
+    """``GET /api/runs/{id}/system``: the run's ``system/*`` series as the System figure's
+    panels over wall-clock time, only those with data (:mod:`server.system_figure`)."""
+
+    title: str
+    panels: list[SystemPanel]

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import recordings
 from ml.neural.io.options import ImportOptions
 from server.deps import CurrentUser, SettingsDep
-from server.schemas import Recordings
+from server.schemas import RecordingInspection, Recordings
 from server.strict import api_router, invalid
 
 router = api_router(prefix="/api/recordings", tags=["recordings"])
@@ -31,7 +30,7 @@ class InspectBody(BaseModel):
 
 
 @router.post("/inspect")
-def inspect(body: InspectBody, settings: SettingsDep, _: CurrentUser) -> dict[str, Any]:
+def inspect(body: InspectBody, settings: SettingsDep, _: CurrentUser) -> RecordingInspection:
     """What a similarity run would import from ``recording`` with ``importer``: per file,
     the series, presentations, repeats, tiers and behaviour it would take (NWB: by
     path), and what it would drop and why. A file the import would refuse is a 422 with
@@ -53,5 +52,5 @@ def inspect(body: InspectBody, settings: SettingsDep, _: CurrentUser) -> dict[st
     root = str(settings.recordings.resolve()) + "/"
     for f in files:  # paths as a similarity run names them: under the root
         f["path"] = f["path"].removeprefix(root)
-    return {"recording": body.recording, "importer": dataclasses.asdict(body.importer),
-            "files": files}
+    return RecordingInspection.model_validate({"recording": body.recording,
+                                               "importer": body.importer, "files": files})

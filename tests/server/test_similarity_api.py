@@ -121,6 +121,19 @@ def test_a_recording_is_inspected_before_anything_runs(client: TestClient,
     assert f["behavior"]["running speed"] == "processing/running/speed [cm/s]"
     assert f["responses_found"] == ["processing/ophys/DfOverF/traces",
                                     "processing/ophys/Fluorescence/traces"]
+    # a scan file: its own shape, typed as the OpenAPI document says (ScanReport)
+    from ml.neural.io import save_npz
+    from ml.neural.simulate import SimulationConfig, simulate
+
+    save_npz(simulate(SimulationConfig(n_images=60, n_oracle=6, oracle_repeats=3, n_scans=2,
+                                       neurons_per_scan=12)).scans,
+             settings.recordings / "scans.npz")
+    res = client.post("/api/recordings/inspect", json={"recording": "scans.npz"})
+    assert res.status_code == 200, res.text
+    scans = res.json()["files"]
+    assert [(f["format"], f["neurons"]) for f in scans] == [("npz", 12), ("npz", 12)]
+    assert scans[0]["repeats"]["oracle_images"] == 6 and scans[0]["repeats"]["min"] == 3
+    assert "responses" not in scans[0] and res.json()["importer"]["behavior_gaps"] == "error"
     for body, loc in (({"recording": "nope.nwb"}, ["body", "recording"]),
                       ({"recording": "allen.nwb", "importer": {"frame_fit": "x"}},
                        ["body", "importer", "frame_fit"]),
