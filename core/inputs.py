@@ -109,7 +109,8 @@ def _check_evaluate_reads(session: Session, config: Any, dataset: str | None,
                           prefix: str) -> None:
     """The other runs an evaluation reads: ``reference_run``, a succeeded train run with a
     model of the same dataset (not the evaluated one), and ``similarity_run``, a
-    succeeded similarity run with a neural-model target."""
+    succeeded similarity run with a neural-model target (and, for the alignment and
+    percept parts, its predictor and config)."""
     if config.reference_run is not None:
         field = f"{prefix}reference_run"
         if config.reference_run == config.train_run:
@@ -123,11 +124,13 @@ def _check_evaluate_reads(session: Session, config: Any, dataset: str | None,
     if config.similarity_run is not None:
         _succeeded_run(session, config.similarity_run, "similarity",
                        artifacts.target("neural-model"), f"{prefix}similarity_run")
-    if "alignment" in config.runs:
+    reading = [p for p in ("alignment", "percept") if p in config.runs]
+    if reading:  # both read its predictor (and the held-out stimuli of its config)
         field = f"{prefix}similarity_run"
         if config.similarity_run is None:  # the config refuses it too; a study's template
-            raise NotFound("the alignment part needs a succeeded similarity run",
-                           field=field)
+            raise NotFound(f"the {' and '.join(reading)} part{'s' if len(reading) > 1 else ''}"
+                           f" need{'' if len(reading) > 1 else 's'} a succeeded similarity "
+                           "run", field=field)
         for name in (artifacts.PREDICTOR, artifacts.CONFIG):
             _succeeded_run(session, config.similarity_run, "similarity", name, field)
 

@@ -466,7 +466,8 @@ def evaluate_job(config: Any, recorder: Recorder) -> Any:
                                              test_labels=data.test_labels)
     tap_target = _tap_target(config, train_config, checkpoint, recorder) \
         if "mechanism" in config.runs else None
-    held_out = _alignment_inputs(config, checkpoint) if "alignment" in config.runs else None
+    held_out = _alignment_inputs(config, checkpoint) \
+        if {"alignment", "percept"} & set(config.runs) else None
     return evaluate_model(config, recorder, model, data.test_images, data.test_labels,
                           num_classes=data.num_classes, published=published,
                           reference=reference, train_images=data.train_images,
@@ -474,12 +475,13 @@ def evaluate_job(config: Any, recorder: Recorder) -> Any:
 
 
 def _alignment_inputs(config: Any, checkpoint: dict[str, Any]) -> Any:
-    """The similarity run's held-out stimuli for the alignment part: its stored config and
-    predictor, and for a recording its path resolved under the recordings root now."""
+    """The similarity run's held-out stimuli for the alignment and percept parts: its
+    stored config and predictor (loaded once: the percept part predicts with it too), and
+    for a recording its path resolved under the recordings root now."""
     from core.inputs import artifact_path
     from core.recordings import resolve
     from ml import artifacts
-    from ml.evaluate.alignment_inputs import AlignmentInputs, load_heldout
+    from ml.evaluate.alignment_inputs import AlignmentInputs, load_heldout, load_predictor
 
     settings = get_settings()
     with session_scope(settings.db_url) as s:
@@ -489,9 +491,10 @@ def _alignment_inputs(config: Any, checkpoint: dict[str, Any]) -> Any:
         predictor_path = artifact_path(s, settings, run.id, artifacts.PREDICTOR)
     recording = resolve(settings.recordings, stored["recording"]) \
         if stored.get("source") == "recording" else None
+    fit = load_predictor(predictor_path)
     return AlignmentInputs(checkpoint, load_heldout(config_path, predictor_path,
-                                                    recording=recording),
-                           f"similarity run {config.similarity_run}")
+                                                    recording=recording, fit=fit),
+                           f"similarity run {config.similarity_run}", fit=fit)
 
 
 def _tap_target(config: Any, train_config: Any, checkpoint: dict[str, Any],

@@ -45,6 +45,8 @@ class HeldOut:
         s_target: (N, N) S_model (Eq. 6) of the similarity run's predictor.
         s_true: (N, N) a simulation's noise-free S_true; None for a recording.
         responses: the oracle trials.
+        weights: (A,) each neuron's w_a·v_a (Eq. 6's weights, v clipped at 0), as S_target
+            weighted them; the ``percept`` part weights the predicted responses by them.
     """
 
     scan: str
@@ -53,6 +55,7 @@ class HeldOut:
     s_target: np.ndarray
     s_true: np.ndarray | None
     responses: Responses
+    weights: np.ndarray | None = None
 
 
 def load_predictor(path: str | Path) -> Any:
@@ -84,7 +87,7 @@ def load_predictor(path: str | Path) -> Any:
 
 
 def load_heldout(config_path: str | Path, predictor_path: str | Path, *,
-                 recording: str | Path | None = None) -> list[HeldOut]:
+                 recording: str | Path | None = None, fit: Any = None) -> list[HeldOut]:
     """Each scan's held-out stimuli with S_target, S_true and the trials, from a
     similarity run's ``config.json`` and ``predictor.pt``.
 
@@ -93,6 +96,9 @@ def load_heldout(config_path: str | Path, predictor_path: str | Path, *,
         predictor_path: the run's ``predictor.pt``.
         recording: for ``source: recording``, the recording's path as resolved now (the
             worker resolves it under its recordings root); default: the stored one.
+        fit: the predictor already loaded from ``predictor_path``
+            (:func:`load_predictor`; the worker keeps it for the ``percept`` part);
+            default: loaded here.
 
     Raises:
         ValueError: ``similarity_run``: a scan the predictor does not know, or a scan
@@ -115,7 +121,8 @@ def load_heldout(config_path: str | Path, predictor_path: str | Path, *,
         from ml.neural.io import load_recording
 
         scans = load_recording(recording or config.recording, config.importer)
-    fit = load_predictor(predictor_path)
+    if fit is None:
+        fit = load_predictor(predictor_path)
     out = []
     for s in scans:
         if s.name not in fit.stats:
@@ -133,7 +140,8 @@ def load_heldout(config_path: str | Path, predictor_path: str | Path, *,
                            s_target=np.asarray(s_target, np.float64),
                            s_true=None if sim is None else np.asarray(sim.s_true(ids),
                                                                       np.float64),
-                           responses=Responses.from_scan(s, ids)))
+                           responses=Responses.from_scan(s, ids),
+                           weights=np.asarray(w * v, np.float64)))
     return out
 
 
@@ -206,13 +214,16 @@ def check_inputs(inputs: AlignmentInputs, device: torch.device | str = "cpu") ->
 
 @dataclass(frozen=True, eq=False)
 class AlignmentInputs:
-    """What the ``alignment`` part reads: the evaluated model's checkpoint (``model.pt``
-    as ``torch.load`` gives it) and each scan's held-out stimuli (:func:`load_heldout`);
-    ``source`` says where they came from (the similarity run)."""
+    """What the ``alignment`` and ``percept`` parts read: the evaluated model's checkpoint
+    (``model.pt`` as ``torch.load`` gives it) and each scan's held-out stimuli
+    (:func:`load_heldout`); ``source`` says where they came from (the similarity run);
+    ``fit``, the run's predictor (:func:`load_predictor`, loaded once for both parts),
+    which the ``percept`` part needs."""
 
     checkpoint: Mapping[str, Any]
     heldout: list[HeldOut]
     source: str
+    fit: Any = None
 
 
 HEADLINES = ("rsa_mix_oracle", "rsa_mix_oracle_normalized", "rsa_mix_target", "rsa_mix_true",

@@ -17,7 +17,9 @@ step 0), ``tap_r`` (step k = the k-th tap); ``frequency_cutoff``, ``lowpass_acc`
 ``fourier_error_mean`` (the map's mean error, step 0), ``spectrum_centroid_clean`` and
 ``spectrum_centroid_<norm>`` (median energy-weighted frequency, step 0);
 ``alignment/<headline>`` (:data:`ml.evaluate.alignment_inputs.HEADLINES`: the mean over
-the similarity run's scans, step 0).
+the similarity run's scans, step 0); ``percept/<headline>`` (the percept part's headline
+numbers, step 0: ``v1_adv_l2``, ``v1_rand_l2``, ``model_adv_l2``, ``model_rand_l2``,
+``logits_adv_l2``, ``specificity_l2``; another norm's name without L2).
 Artifacts: ``samples.csv`` (one row per sample × attack run: sample id, label, attack,
 hyperparameters, norm, distances, success), ``minimal.csv`` (per sample: minimal distance
 per norm and the run that found it), ``adversarials.npz`` (the minimal adversarials,
@@ -27,7 +29,8 @@ it, its distance, the minimal perturbation), ``corruptions.csv`` (accuracy per c
 distances), ``mechanism.json`` (the mechanism part's measures with their per-sample
 values), ``frequency.json`` (the frequency part's result with the per-sample perturbation
 spectra, the images' ids and the hybrid pairs), ``alignment.json`` (the alignment part's
-result per scan), ``provenance.json``.
+result per scan), ``percept.json`` (the percept part's result with its per-sample
+distances), ``provenance.json``.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ from ml.evaluate.frequency import (
 from ml.evaluate.mechanism import TapTarget, mechanism
 from ml.evaluate.minimal import MinimalResult, minimal_perturbations
 from ml.evaluate.noise import DEFAULT_SIGMAS, noise_curve
+from ml.evaluate.percept import describe, luminance, percept, task_readout
 from ml.evaluate.soundness import PROBED_NORMS, soundness
 from ml.recorder import Recorder, flush
 from ml.runtime import deterministic_mode, environment_info, full_precision, pick_device
@@ -92,9 +96,9 @@ points: the worker sends this logger's records to the run's log."""
 
 DEFAULT_PARTS = ("noise", "minimal", "autoattack", "corruptions")
 """What an evaluation measures unless its config says otherwise."""
-PARTS = (*DEFAULT_PARTS, "soundness", "mechanism", "frequency", "alignment")
+PARTS = (*DEFAULT_PARTS, "soundness", "mechanism", "frequency", "alignment", "percept")
 """Every part, in the order they run (soundness reads the minimal and AutoAttack parts,
-mechanism and frequency the minimal part's adversarials; alignment reads none)."""
+mechanism, frequency and percept the minimal part's adversarials; alignment reads none)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,7 +125,11 @@ class EvaluateConfig:
             alone is a forward pass per frequency and image) and ``alignment`` (RSA,
             CKA and ridge FEVE of the tapped layers on ``similarity_run``'s held-out
             oracle images, each beside its ceiling, :mod:`ml.evaluate.alignment`; not a
-            default; needs ``similarity_run``).
+            default; needs ``similarity_run``) and ``percept`` (how far the minimal
+            adversarials move ``similarity_run``'s predicted V1 response against the
+            model's own features and logits, beside a permuted control of the same norms,
+            :mod:`ml.evaluate.percept`; not a default; needs ``minimal`` and
+            ``similarity_run``).
         noise_sigmas: σ of the Gaussian noise added to the test images (Fig. 4), images
             in [0, 1].
         noise_seed: the noise drawn (the same for every model given the seed).
@@ -177,9 +185,10 @@ class EvaluateConfig:
             another, both classified correctly).
         frequency_seed: the images, the perturbations' signs and the pairs.
         alignment_replicates: the alignment part's bootstrap replicates over stimuli
-            (the RSA intervals; 0: none).
+            (the RSA intervals; 0: none), and the percept part's over samples.
         alignment_folds: k of its k-fold ridge readout over the held-out stimuli.
-        alignment_seed: its bootstrap, folds and split halves.
+        alignment_seed: its bootstrap, folds and split halves; the percept part's
+            bootstrap (its controls' permutations follow ``seed``).
         device: ``auto`` takes CUDA when the worker has it.
     """
 
@@ -239,10 +248,18 @@ class EvaluateConfig:
                 why = "attacks: none leaves it out" if "minimal" in self.parts else "add it"
                 raise ValueError(f"parts: soundness checks the minimal part's attacks, which "
                                  f"does not run ({why})")
+            if "percept" in self.parts and "minimal" not in self.runs:
+                why = "attacks: none leaves it out" if "minimal" in self.parts else "add it"
+                raise ValueError(f"parts: percept reads the minimal part's adversarials, "
+                                 f"which does not run ({why})")
         with problems:
             if "alignment" in self.parts and self.similarity_run is None:
                 raise ValueError("similarity_run: the alignment part compares the model "
                                  "with a similarity run's held-out stimuli; name one")
+        with problems:
+            if "percept" in self.parts and self.similarity_run is None:
+                raise ValueError("similarity_run: the percept part reads a similarity "
+                                 "run's fitted predictor of V1; name one")
         with problems:
             sig = self.noise_sigmas
             if not sig or any(isinstance(s, bool) or not isinstance(s, int | float)
@@ -386,6 +403,11 @@ def _weights(config: EvaluateConfig, n_test: int, dim: int, *, reference: bool =
         w["alignment"] = sum(n / 3 + n * n * (config.alignment_replicates + 50
                                               + 17 * config.alignment_folds) / _PAIRS_PER_PASS
                              for n in (held_out or (100,)))
+    if "percept" in config.runs:  # per norm and sample: the clean image, its adversarial
+        # and its control through the model and each scan's predictor (forward passes);
+        # the units: the same for up to 256 clean images
+        scans = len(held_out) or 1
+        w["percept"] = (n * len(config.norms) * 3 + min(n, 256)) * (1 + scans) / 3
     return w
 
 
@@ -427,8 +449,9 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
     attribute, if any); the ``frequency`` part refuses test images of another size before
     any part runs. ``alignment_inputs``: the model's checkpoint and the similarity run's
     held-out stimuli (:func:`ml.evaluate.alignment_inputs.load_heldout`) the
-    ``alignment`` part compares it with. The result has ``soundness``, ``mechanism``,
-    ``frequency`` and ``alignment`` when those parts ran.
+    ``alignment`` part compares it with; with the similarity run's predictor, the
+    ``percept`` part's readouts. The result has ``soundness``, ``mechanism``,
+    ``frequency``, ``alignment`` and ``percept`` when those parts ran.
     """
     if "corruptions" in config.runs and config.corruption_source == "published" \
             and published is None:
@@ -443,6 +466,8 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
                          "(the worker loads them from the similarity run)")
     if "alignment" in config.runs and alignment_inputs is not None:
         check_alignment(alignment_inputs)  # the taps take the stimuli: refused now
+    if "percept" in config.runs:
+        _check_percept(alignment_inputs, test_images)
     start = time.perf_counter()
     device = pick_device(config.device)
     model = model.to(device).eval()
@@ -536,6 +561,14 @@ def evaluate_model(config: EvaluateConfig, recorder: Recorder, model: torch.nn.M
                                               progress.part("alignment"))
                 headline += [f"{k} {v:.3f}" for k, v in out["alignment"]["mean"].items()
                              if v is not None and k in ("rsa_mix_oracle", "feve_best")]
+        if "percept" in parts and res is not None and alignment_inputs is not None:
+            with _part("percept", recorder, f"{', '.join(config.norms)} on {len(ids)} "
+                       f"samples, {len(alignment_inputs.heldout)} scans' predictor of "
+                       + alignment_inputs.source) as headline:
+                out["percept"] = _percept(config, recorder, test_images, res,
+                                          alignment_inputs, device, progress.part("percept"))
+                headline += [f"{k} {v:.3f}" for k, v in out["percept"]["headline"].items()
+                             if v is not None]
     from ml.evaluate.minimal import package_versions
 
     out["versions"] = prov["versions"] = package_versions()
@@ -785,3 +818,62 @@ def _alignment(config: EvaluateConfig, recorder: Recorder, inputs: AlignmentInpu
     progress(1.0, "alignment")
     return {**full, "scans": {n: {k: v for k, v in s.items() if k != "stimulus_ids"}
                               for n, s in full["scans"].items()}}
+
+
+def _check_percept(inputs: AlignmentInputs | None, test_images: torch.Tensor) -> None:
+    """Refuse, before any part runs, a percept part without the similarity run's predictor
+    and weights, or with images the predictor's frame cannot take (1 or 3 channels)."""
+    if inputs is None:
+        raise ValueError("similarity_run: the percept part needs the similarity run's "
+                         "predictor (the worker loads it from the similarity run)")
+    if inputs.fit is None or not inputs.heldout \
+            or any(h.weights is None for h in inputs.heldout):
+        raise ValueError("similarity_run: the percept part needs its fitted predictor and "
+                         "each scan's neuron weights (load_heldout's, with the fit)")
+    try:
+        luminance(test_images[:1].numpy())
+    except ValueError as exc:
+        raise ValueError(f"parts: {exc} (the percept part embeds them in the predictor's "
+                         "one-channel frame)") from None
+
+
+def _percept(config: EvaluateConfig, recorder: Recorder, test_images: torch.Tensor,
+             res: MinimalResult, inputs: AlignmentInputs, device: torch.device,
+             progress: Callable[[float, str], None]) -> dict[str, Any]:
+    """How far the minimal adversarials move the similarity run's predicted V1 response,
+    the model's taps and its logits, against a permuted control
+    (:func:`ml.evaluate.percept.percept`) on the minimal part's clean-correct samples with
+    a finite adversarial per norm. Records ``percept/<headline>`` (step 0);
+    ``percept.json`` holds the result with the per-sample distances, the result the same
+    without them."""
+    progress(0.0, "percept")
+    x = test_images[res.ids].numpy()
+    weights = {h.scan: h.weights for h in inputs.heldout if h.weights is not None}
+    readout, layers = task_readout(inputs.checkpoint, inputs.fit, weights, device=device)
+    norms = [n for n in config.norms if n in res.adversarials]
+    selected = {n: res.clean_correct.astype(bool) & np.isfinite(res.best[n]) for n in norms}
+    full, detail = percept(readout, x, {n: res.adversarials[n] for n in norms}, selected,
+                           scans=list(weights), layers=layers, seed=config.seed,
+                           replicates=config.alignment_replicates,
+                           boot_seed=config.alignment_seed,
+                           batch=max(config.batch_size, 100), progress=progress)
+    for row in detail.values():
+        row["sample_ids"] = [int(res.ids[i]) for i in row.pop("rows")]
+    full = {"source": inputs.source, "scans": list(weights), "layers": layers,
+            "embedding": describe((int(x.shape[2]), int(x.shape[3])), int(x.shape[1])),
+            "control": ("each perturbation's values permuted at random positions (its L0, "
+                        f"L1, L2 and L∞ norms kept; seed {config.seed}), added to the clean "
+                        "image and clipped to [0, 1]"),
+            "unit_definition": ("D = ‖a ⊙ (r(x') − r(x))‖₂ / s, s the median over pairs of "
+                                "distinct clean samples of ‖a ⊙ (r(x_i) − r(x_j))‖₂; a = "
+                                "max(w·v, 0) for a scan's predicted response, 1 for the "
+                                "model's taps and logits"),
+            "replicates": config.alignment_replicates, "seed": config.alignment_seed,
+            **full}
+    for name, value in full["headline"].items():
+        if value is not None:
+            recorder.log_metrics({f"percept/{name}": value}, 0)
+    recorder.save_artifact("percept.json", json.dumps(
+        {**full, "per_sample": detail}, indent=1).encode(), "application/json")
+    progress(1.0, "percept")
+    return full
