@@ -1,6 +1,7 @@
 import { api, ApiError, clearError, el, fieldLabels, fmt, getJSON, settleParts, showError, when, withLogin } from "./api.js";
 import { axis, chartIn, plain, plot, plotly } from "./figures.js";
 import { drawFrequency } from "./frequency.js";
+import { drawPercept } from "./percept.js";
 import { drawProvenance, drawSystem, followLogs } from "./runlogs.js";
 import { drawLinks, drawTags, setUpManage } from "./runmanage.js";
 import { drawPairs, drawScores, drawSimilarity, drawSpectra, drawTargets } from "./similarity.js";
@@ -332,6 +333,8 @@ withLogin(async () => {
         ...(evaluated ? [["The record", fieldLabels().then((l) => drawRecord(l.norms))]] : []),
         ...(run.kind === "evaluate" && run.result && run.result.frequency
           ? [["The frequency figures", fieldLabels().then((l) => drawFrequency(run.result, l.norms))]] : []),
+        ...(run.kind === "evaluate" && run.result && run.result.percept
+          ? [["The percept figures", fieldLabels().then((l) => drawPercept(run.result, l.norms))]] : []),
         ...(similarity ? [["The similarity figures", drawSimilarity(runId)],
           ["The stimulus pairs", drawPairs(runId, matrices)],
           ["The spectra", drawSpectra(runId, matrices)]] : []),

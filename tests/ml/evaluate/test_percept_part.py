@@ -22,6 +22,7 @@ from ml.recorder import MemoryRecorder
 from ml.train import TrainConfig
 from ml.train.classifier import load_model
 from tests.ml.evaluate.test_alignment_part import setup  # noqa: F401  (the fixture)
+from tests.percept_block import percept_block
 
 QUICK = dict(attacks="quick", norms=("l2",), n_samples=12, batch_size=64,
              alignment_replicates=50, similarity_run=7, device="cpu")
@@ -87,6 +88,10 @@ def test_the_part_records_every_readout_per_norm_and_its_headline(evaluated) -> 
         assert rec.series(f"percept/{name}") == [pytest.approx(value)]
     assert block["headline"]["v1_adv_l2"] == block["norms"]["l2"]["readouts"][0]["adv"]["median"]
     assert "per_sample" not in block
+    # the pages' tests draw a block of this very shape
+    like = percept_block(norms=("l2",))
+    assert set(like) == set(block) and set(like["norms"]["l2"]) == set(block["norms"]["l2"])
+    assert set(like["norms"]["l2"]["readouts"][0]) == set(block["norms"]["l2"]["readouts"][0])
     saved = json.loads(rec.artifacts["percept.json"][0])
     per = saved["per_sample"]["l2"]
     assert len(per["sample_ids"]) == block["norms"]["l2"]["n"]
