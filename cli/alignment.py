@@ -1,6 +1,7 @@
 """``neuroreg alignment RUN``: how brain-like a model is (the ``alignment`` evaluate part,
-docs/alignment.md) — an evaluation's scores per scan and their mean, or, for a train run,
-a new evaluation of it against a similarity run's held-out stimuli."""
+docs/alignment.md) — an evaluation's scores per scan and their mean, and the ``percept``
+part's headline when it ran (the predictor in the loop), or, for a train run, a new
+evaluation of it against a similarity run's held-out stimuli."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def add_parser(sub: Any) -> None:
     al.add_argument("--wait", action="store_true", help="for a train run: wait for the "
                     "evaluation and print its scores")
     al.add_argument("--json", action="store_true", help="the evaluation's alignment block "
-                    "as JSON")
+                    "as JSON ({alignment, percept} when the percept part ran)")
     al.set_defaults(func=cmd_alignment)
 
 
@@ -64,12 +65,17 @@ def cmd_alignment(args: argparse.Namespace, settings: ClientSettings) -> int:
             raise UsageError(f"run {args.run} is a {run['kind']} run: name an evaluate run "
                              "with the alignment part, or a train run and --similarity")
         block = (run.get("result") or {}).get("alignment")
-        if run["status"] != "succeeded" or block is None:
+        percept = (run.get("result") or {}).get("percept")
+        if run["status"] != "succeeded" or (block is None and percept is None):
             raise UsageError(_why_none(run))
     if args.json:
-        print(json.dumps(block, indent=1))
-    else:
+        print(json.dumps(block if percept is None else {"alignment": block, "percept": percept},
+                         indent=1))
+        return 0
+    if block is not None:
         print(table(run["id"], block))
+    if percept is not None:
+        print(percept_table(run["id"], percept))
     return 0
 
 
@@ -83,6 +89,36 @@ def _why_none(run: dict[str, Any]) -> str:
     return (f"evaluate run {run['id']} did not run the alignment part (its parts: "
             f"{', '.join(parts) or 'none'}); measure it with `neuroreg alignment "
             f"{run.get('input_run_id') or 'TRAIN_RUN'} --similarity ID`")
+
+
+def percept_table(run_id: int, block: dict[str, Any]) -> str:
+    """The percept part's headline: how far the minimal adversarials and their permuted
+    control move predicted V1, the model's deepest tap and its logits, and the
+    specificity."""
+    norm = block.get("headline_norm", "l2")
+    head = block.get("headline") or {}
+    row = (block.get("norms") or {}).get(norm) or {}
+    spec = row.get("specificity") or {}
+    deepest = spec.get("layer") or ((block.get("layers") or ["deepest tap"])[-1])
+    rows = [("predicted V1 (mean of scans)", head.get(f"v1_adv_{norm}"),
+             head.get(f"v1_rand_{norm}")),
+            (f"{deepest} (deepest tap)", head.get(f"model_adv_{norm}"),
+             head.get(f"model_rand_{norm}")),
+            ("logits", head.get(f"logits_adv_{norm}"), next(
+                (r["rand"]["median"] for r in row.get("readouts") or []
+                 if r.get("name") == "logits"), None))]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"evaluate run {run_id}: the predictor in the loop ({norm}, "
+             f"{row.get('n', 0)} samples; {block.get('source', 'the similarity run')}'s "
+             "predictor); D ÷ the median distance between two clean images",
+             f"{'readout'.ljust(width)}  {'adversarial':>11}  {'control':>9}"]
+    lines += [f"{name.ljust(width)}  {_cell(a):>11}  {_cell(r):>9}" for name, a, r in rows]
+    lines.append(f"specificity {_cell(head.get(f'specificity_{norm}'))} (median over samples "
+                 "of the tap's adversarial/control ratio ÷ predicted V1's; above 1 the "
+                 "adversarial direction is more special to the model than to predicted V1); "
+                 f"the control's L2 after clipping: {_cell(row.get('clip_ratio'))} of the "
+                 "adversarial's. Every readout, norm and interval: --json")
+    return "\n".join(lines)
 
 
 def _cell(value: Any) -> str:
