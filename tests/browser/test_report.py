@@ -83,15 +83,23 @@ def test_a_report_opens_from_file_with_no_network_and_draws_every_figure(
     assert page.locator("a[href='figures/fig4.pdf']").count() == 1
     assert errors == [] and refused == []
     page.screenshot(path=str(OUTPUT / "report.png"), full_page=True)
-    page.locator("#fig-fig4").hover()  # a figure is interactive: its hover shows values
-    page.mouse.move(*_centre(page, "#fig-fig4"))
+    # a figure is interactive: the pointer on a data point shows its values
+    page.mouse.move(*_data_point(page, "fig-fig4", "None (n=3)"), steps=4)
     page.wait_for_selector("#fig-fig4 .hoverlayer .hovertext")
+    assert "None (n=3)" in page.locator("#fig-fig4 .hoverlayer").text_content()
     page.context.close()
 
 
-def _centre(page, selector: str) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    box = page.locator(f"{selector} .nsewdrag").first.bounding_box()
-    return box["x"] + box["width"] * 0.98, box["y"] + box["height"] * 0.5
+def _data_point(page, figure: str, trace: str) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Where on the page the middle point of the figure's trace named ``trace`` is drawn
+    (the figures hover the closest point, within a few pixels of the pointer)."""
+    return tuple(page.evaluate("""([id, name]) => {
+      const div = document.getElementById(id), full = div._fullLayout;
+      const t = div.data.find((d) => d.name === name), k = Math.floor(t.x.length / 2);
+      const box = div.getBoundingClientRect();
+      return [box.left + full.xaxis._offset + full.xaxis.d2p(t.x[k]),
+              box.top + full.yaxis._offset + full.yaxis.d2p(t.y[k])];
+    }""", [figure, trace]))
 
 
 def test_the_study_page_button_downloads_the_report_or_says_why_not(
