@@ -1,5 +1,6 @@
 import { api, ApiError, clearError, el, fieldLabels, fmt, getJSON, settleParts, showError, when, withLogin } from "./api.js";
 import { axis, chartIn, plain, plot, plotly } from "./figures.js";
+import { drawAlignmentPart } from "./alignment.js";
 import { drawFrequency } from "./frequency.js";
 import { drawPercept } from "./percept.js";
 import { drawProvenance, drawSystem, followLogs } from "./runlogs.js";
@@ -56,9 +57,11 @@ async function drawCharts(run, series) {
   if (!learnsGamma(run)) series = series.filter((s) => !s.key.startsWith("gamma/"));
   series = series.filter((s) => !s.key.startsWith("system/"));  // the System figure's
   // an evaluation's AutoAttack and corruption scores: in its record, with their ε; its
-  // per-cut-off frequency scores: in the frequency figures, against the cut-off
+  // per-cut-off frequency scores: in the frequency figures, against the cut-off; its
+  // alignment headlines (means over scans): in the alignment section's table, once it has one
   if (run.kind === "evaluate") {
     series = series.filter((s) => !/^(autoattack_|corruption_acc|frequency_cutoff$|lowpass_acc$|highpass_acc$|hybrid_)/.test(s.key));
+    if (run.result && run.result.alignment) series = series.filter((s) => !s.key.startsWith("alignment/"));
   }
   // similarity scores and evaluation medians are single values: a table, not charts
   const single = run.kind === "similarity" || run.kind === "evaluate"
@@ -333,6 +336,8 @@ withLogin(async () => {
         ...(evaluated ? [["The record", fieldLabels().then((l) => drawRecord(l.norms))]] : []),
         ...(run.kind === "evaluate" && run.result && run.result.frequency
           ? [["The frequency figures", fieldLabels().then((l) => drawFrequency(run.result, l.norms))]] : []),
+        ...(run.kind === "evaluate" && run.result && run.result.alignment
+          ? [["The alignment figures", drawAlignmentPart(run.result)]] : []),
         ...(run.kind === "evaluate" && run.result && run.result.percept
           ? [["The percept figures", fieldLabels().then((l) => drawPercept(run.result, l.norms))]] : []),
         ...(similarity ? [["The similarity figures", drawSimilarity(runId)],
