@@ -6,7 +6,7 @@ local neuroreg server (SQLite).
 
 A tiny model (a linear layer on 32 features) so that the step itself costs little and
 the logger's share shows; every step logs two metrics (``log_every_n_steps=1``). Each
-variant is a fresh process of the ``mlflow-trainers`` environment (tests/mlflowenv.py:
+variant is a fresh process of the ``mlflow`` environment (tests/mlflowenv.py:
 the pinned CPU torch, lightning, mlflow-skinny), timed around ``trainer.fit`` only, best
 of ``--repeats``. Prints a table, then one JSON line.
 
@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    python = str(mlflow_python("mlflow-trainers"))
+    python = str(mlflow_python())
     best: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_api(Path(tmp) / "neuroreg", None)

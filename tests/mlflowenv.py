@@ -1,12 +1,15 @@
 """MLflow's own client, in its own environment, as a lab's training script has it.
 
-neuroreg does not depend on MLflow: its client lives in a virtual environment of its own
-(``.cache/mlflow-client/``, and ``.cache/mlflow-trainers/`` with Lightning and Hugging
-Face; each made once by the first test that needs it, from the package index the suite
-was installed from). Its
-dependencies could not share neuroreg's: torchattacks pins ``requests~=2.25.1``, MLflow's
-``databricks-sdk`` needs ``requests>=2.28.1``. Scripts run there with the server's URL and a
-token in MLflow's own variables, unchanged."""
+neuroreg does not depend on MLflow: its client lives in a virtual environment of its own,
+``.cache/mlflow/`` (made once by the first test that needs it, from the package index the
+suite was installed from): MLflow whole (its client and its tracking server, ``mlflow
+server``, for the import from one), and the trainers that log through it — Lightning's
+MLFlowLogger and a Hugging Face Trainer with report_to="mlflow" (and neuroreg's own
+NeuroregLogger, from this checkout on PYTHONPATH: its client needs httpx only). One
+environment, not one per use: made together they take about 90 s here, apart 134 s
+(17 + 53 + 64). Its dependencies could not share neuroreg's: torchattacks pins
+``requests~=2.25.1``, MLflow's ``databricks-sdk`` needs ``requests>=2.28.1``. Scripts run
+there with the server's URL and a token in MLflow's own variables, unchanged."""
 
 from __future__ import annotations
 
@@ -21,22 +24,15 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVIRONMENTS = {
-    # MLflow's client alone: a script that calls mlflow.* (about 12 s to make)
-    "mlflow-client": ["mlflow-skinny>=3,<4"],
-    # MLflow whole: its tracking server (``mlflow server``), for the import from one
-    "mlflow-server": ["mlflow>=3,<4"],
-    # and the trainers that log through it: Lightning's MLFlowLogger, a Hugging Face
-    # Trainer with report_to="mlflow" (and neuroreg's own NeuroregLogger, from this
-    # checkout on PYTHONPATH: its client needs httpx only). Their own torch (the pinned
-    # CPU build, from local disk), not neuroreg's venv's: that one holds torchattacks'
-    # torchvision, a build for another torch, which torchmetrics imports (about a minute
-    # and 1.3 GB)
-    "mlflow-trainers": ["torch==2.13.0", "mlflow-skinny>=3,<4", "lightning>=2.4",
-                        "transformers>=4.45", "accelerate>=1.0", "httpx>=0.27"],
+    # the trainers' own torch (the pinned CPU build, from local disk), not neuroreg's venv's:
+    # that one holds torchattacks' torchvision, a build for another torch, which
+    # torchmetrics imports
+    "mlflow": ["torch==2.13.0", "mlflow>=3,<4", "lightning>=2.4", "transformers>=4.45",
+               "accelerate>=1.0", "httpx>=0.27"],
 }
 
 
-def mlflow_python(name: str = "mlflow-client") -> Path:
+def mlflow_python(name: str = "mlflow") -> Path:
     """The environment's python, made on first use (a lock keeps two test workers from
     making it at once)."""
     venv = ROOT / ".cache" / name
@@ -58,7 +54,7 @@ def mlflow_python(name: str = "mlflow-client") -> Path:
 
 def run_script(script: str, url: str, token: str, cwd: Path,
                env: dict[str, str] | None = None, *, raw: bool = False,
-               environment_name: str = "mlflow-client") -> Any:
+               environment_name: str = "mlflow") -> Any:
     """Run ``script`` with MLflow's client pointed at ``url``; the JSON of its last printed
     line (``None`` when it printed none), or with ``raw`` all it printed. Its stderr is
     shown if it fails."""

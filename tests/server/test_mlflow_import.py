@@ -22,6 +22,9 @@ from core.store.db import session_scope
 from core.store.models import Run
 from tests.mlflowenv import api_get, mlflow_python, run_script
 
+# one worker makes MLflow's venv (tests/mlflowenv.py)
+pytestmark = [pytest.mark.xdist_group("mlflow"), pytest.mark.no_numerics]
+
 LOG = r"""
 import json, os, time
 import mlflow
@@ -177,7 +180,7 @@ def _free_port() -> int:
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
     """MLflow's own tracking server (``mlflow server``, SQLite backend, artifacts proxied)
     on a free port."""
-    python = mlflow_python("mlflow-server")
+    python = mlflow_python()
     port = _free_port()
     log = (tmp_path / "mlflow-server.log").open("wb")
     proc = subprocess.Popen(
@@ -212,8 +215,8 @@ def test_import_from_a_running_mlflow_server(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     url, token = served
     env = {"MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_TRACKING_TOKEN": ""}
-    run_script(LOG, url, token, tmp_path, env, environment_name="mlflow-server")
-    source = run_script(DUMP, url, token, tmp_path, env, environment_name="mlflow-server")
+    run_script(LOG, url, token, tmp_path, env)
+    source = run_script(DUMP, url, token, tmp_path, env)
     assert len(source) == 4
     # a server that is not there: said in one line, nothing stored
     assert _import(url, token, monkeypatch, "--from", f"http://127.0.0.1:{_free_port()}") == 1

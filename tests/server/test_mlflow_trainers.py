@@ -1,7 +1,7 @@
 """The loggers labs already use, unchanged, into neuroreg through its MLflow-compatible
 API: Lightning's ``MLFlowLogger`` and a Hugging Face ``Trainer`` with
 ``report_to="mlflow"``; and neuroreg's own Lightning logger. Each trains a tiny model
-offline (tests/mlflowenv.py's ``mlflow-trainers`` environment)."""
+offline (tests/mlflowenv.py's environment)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from tests.mlflowenv import api_get as _api
 from tests.mlflowenv import run_script
 
-pytestmark = pytest.mark.xdist_group("mlflow")
+pytestmark = [pytest.mark.xdist_group("mlflow"), pytest.mark.no_numerics]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
            "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
 
@@ -55,8 +55,7 @@ print(json.dumps({"run_id": logger.run_id}))
 def test_lightnings_mlflow_logger_logs_into_neuroreg_unchanged(  # type: ignore[no-untyped-def]
         served, tmp_path: Path) -> None:
     url, token = served
-    seen = run_script(LIGHTNING, url, token, tmp_path, env=OFFLINE,
-                      environment_name="mlflow-trainers")
+    seen = run_script(LIGHTNING, url, token, tmp_path, env=OFFLINE)
     run = _api(url, token, f"/api/runs/{seen['run_id']}")
     assert run["kind"] == "external" and run["owner"] == "ada" and run["name"] == "tiny"
     assert run["status"] == "succeeded" and "exp:lightning" in run["tags"]
@@ -101,8 +100,7 @@ print(json.dumps({"run_id": mlflow.last_active_run().info.run_id}))
 def test_a_hugging_face_trainer_reports_to_neuroreg_through_mlflow(  # type: ignore[no-untyped-def]
         served, tmp_path: Path) -> None:
     url, token = served
-    seen = run_script(HF, url, token, tmp_path, env=OFFLINE,
-                      environment_name="mlflow-trainers")
+    seen = run_script(HF, url, token, tmp_path, env=OFFLINE)
     run = _api(url, token, f"/api/runs/{seen['run_id']}")
     assert run["kind"] == "external" and run["name"] == "tiny-bert"
     assert run["status"] == "succeeded" and "exp:hf" in run["tags"]
@@ -127,8 +125,7 @@ def test_neuroregs_own_lightning_logger_batches_and_ends_the_run(  # type: ignor
         served, tmp_path: Path) -> None:
     url, token = served
     assert "NeuroregLogger(" in NATIVE and "MLFlowLogger" not in NATIVE
-    seen = run_script(NATIVE, url, token, tmp_path, env=OFFLINE,
-                      environment_name="mlflow-trainers")
+    seen = run_script(NATIVE, url, token, tmp_path, env=OFFLINE)
     run = _api(url, token, f"/api/runs/{seen['run_id']}")
     assert run["kind"] == "external" and run["owner"] == "ada" and run["name"] == "tiny"
     assert run["status"] == "succeeded" and run["tags"] == ["lightning"]
@@ -147,5 +144,5 @@ def test_the_docs_lightning_block_runs_as_written(  # type: ignore[no-untyped-de
     block = re.search(r"```python\n(.*?)```", text[start:], re.S)
     assert block is not None
     printed = run_script(block.group(1) + "print(type(trainer.logger).__name__)\n", url, token,
-                         tmp_path, env=OFFLINE, environment_name="mlflow-trainers", raw=True)
+                         tmp_path, env=OFFLINE, raw=True)
     assert printed.strip().splitlines()[-1] == "NeuroregLogger"
