@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import _truncate
 from tests.livesrv import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.no_numerics]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -25,6 +25,8 @@ from core.studies import children
 from server.app import create_app
 from tests.conftest import admin_client
 
+pytestmark = pytest.mark.no_numerics
+
 
 @pytest.fixture
 def api(make_settings: Callable[..., Settings], db_url: str) -> Iterator[TestClient]:

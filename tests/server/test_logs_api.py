@@ -19,6 +19,8 @@ from core.store.users import ensure_admin
 from neuroreg.client import Client, NeuroregError
 from tests.livesrv import live_server
 
+pytestmark = pytest.mark.no_numerics
+
 
 def _member(admin: TestClient, name: str) -> TestClient:
     res = admin.post("/api/users", json={"name": name})

@@ -24,6 +24,8 @@ from tests.browser.conftest import CHROMIUM
 from tests.conftest import admin_client, unavailable
 from tests.server.test_frontier_api import stored_study
 
+pytestmark = pytest.mark.no_numerics
+
 FIGURES = {"fig4", "fig5-l2", "fig5-linf", "fig6", "frontier"}
 
 

@@ -11,6 +11,8 @@ from core.store.db import engine_for, migrate, session_scope
 from core.store.metrics import insert_points
 from core.store.models import Role, RunStatus, User
 
+pytestmark = pytest.mark.no_numerics
+
 
 def _as(client: TestClient, token: str) -> TestClient:
     other = TestClient(client.app, raise_server_exceptions=False)

@@ -29,6 +29,8 @@ from neuroreg.transfer import MANIFEST, TransferError, read_export
 from server.schemas import CREATE_MODELS
 from tests.livesrv import live_server
 
+pytestmark = pytest.mark.no_numerics
+
 T0 = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
 
 

@@ -17,6 +17,8 @@ import pytest
 
 from tests.livesrv import free_port
 
+pytestmark = pytest.mark.no_numerics
+
 
 def _marked(marker: str) -> list[int]:
     """Live processes whose environment carries ``marker`` (inherited by every child,

@@ -38,6 +38,8 @@ from core.store.webhooks import claim, create_webhook, due, not_delivered, shown
 from server.webhooks import allowed, dispatch_once
 from tests.conftest import admin_client
 
+pytestmark = pytest.mark.no_numerics
+
 
 class Receiver:
     """A real HTTP server on loopback that records each request and answers the next of

@@ -24,6 +24,8 @@ from ml.recorder import Recorder
 from worker import capture
 from worker.tasks import execute
 
+pytestmark = pytest.mark.no_numerics
+
 
 @pytest.fixture
 def env_settings(worker_settings: Settings) -> Settings:

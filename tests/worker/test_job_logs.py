@@ -22,6 +22,8 @@ from tests.worker.test_similarity_task import FIT, SIM
 from tests.worker.test_train_task import _similarity_run
 from worker.tasks import evaluate_job, execute, similarity_job, study_job, train_job
 
+pytestmark = pytest.mark.no_numerics
+
 NUM = r"\d+\.\d+"
 
 

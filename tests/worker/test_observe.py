@@ -17,6 +17,8 @@ from core.store.runs import create_run
 from core.store.users import create_user
 from worker.tasks import execute
 
+pytestmark = pytest.mark.no_numerics
+
 
 @pytest.fixture
 def env_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
