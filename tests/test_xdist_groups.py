@@ -14,6 +14,8 @@ from pathlib import Path
 
 MODULE = '''
 import os
+import pytest
+
 pytestmark = pytest.mark.xdist_group("together")
 
 
