@@ -1021,7 +1021,7 @@ class AlignmentPair(Row):
     score: str
     measure: str
     points: list[AlignmentPoint]
-    skipped: int  # models with an alignment block but without this score or measure
+    skipped: int  # models with a block but without this score or measure
     n: int
     r: float | None  # Spearman ρ across models; None: see ``reason``
     ci_low: float | None  # bootstrap over models, percentile 95 %
@@ -1042,10 +1042,10 @@ class AlignmentCondition(Row):
 class AlignmentTable(Row):
     """``alignment`` of :class:`StudyDetail`: alignment against robustness (issue 38)."""
 
-    scores: list[str]  # the headline names, in order
+    scores: list[str]  # the alignment headline names, then the percept scores, in order
     measures: list[NormLabel]  # the robustness measures' names and labels
     replicates: int  # bootstrap resamples asked for
-    models: int  # evaluations that ran the alignment part
+    models: int  # evaluations that ran the alignment or the percept part
     pairs: list[AlignmentPair]
     conditions: list[AlignmentCondition]
 

@@ -119,6 +119,9 @@ function remember() {
   const tolerance = document.getElementById("frontier-tolerance").value;
   if (tolerance !== "" && Number(tolerance) !== TOLERANCE) q.set("tolerance", tolerance);
   if (showPaper()) q.set("paper", "1");
+  for (const [key, id] of [["ascore", "alignment-score"], ["ameasure", "alignment-measure"]]) {
+    if (SHARED.get(key) && document.getElementById(id)) q.set(key, SHARED.get(key));
+  }
   history.replaceState(null, "", `${location.pathname}${q.size ? `?${q}` : ""}${location.hash}`);
 }
 

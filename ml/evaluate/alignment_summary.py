@@ -1,6 +1,8 @@
-"""Alignment against robustness across a study's models (issue 38, item 2): each model's
-alignment headline score (:data:`ml.evaluate.alignment_inputs.HEADLINES`, the mean over
-scans the ``alignment`` part records) against each robustness measure
+"""Alignment against robustness across a study's models (issue 38, items 2 and 4): each
+model's alignment headline score (:data:`ml.evaluate.alignment_inputs.HEADLINES`, the mean
+over scans the ``alignment`` part records) and its ``percept`` part's headline numbers
+(:data:`PERCEPT_SCORES`: how far its minimal adversarials move the predicted V1 response
+and its own deepest tap, and their specificity) against each robustness measure
 (:data:`ml.evaluate.measures.ROBUSTNESS`), with the Spearman rank correlation across
 models and a bootstrap-over-models CI; and each condition's mean ± SEM of every score.
 """
@@ -22,15 +24,31 @@ REPLICATES = 2000
 MIN_MODELS = 3
 
 
+PERCEPT_SCORES = ("v1_adv", "model_adv", "specificity")
+"""The percept part's headline numbers a study compares models by, as scores
+``percept_<name>_<norm>`` (the part's headline norm: L2 unless it did not run): the
+median D its minimal adversarials move the predicted V1 response and its deepest tap,
+and the specificity (:mod:`ml.evaluate.percept`)."""
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and bool(np.isfinite(float(value)))
+
+
 def alignment_scores(result: Mapping[str, Any]) -> dict[str, float] | None:
-    """An evaluation's headline alignment means (finite ones only); None when it did not
-    run the part."""
-    block = result.get("alignment")
-    if not block:
+    """An evaluation's headline alignment means and its percept scores
+    (:data:`PERCEPT_SCORES`), finite ones only; None when it ran neither part."""
+    block, percept = result.get("alignment"), result.get("percept")
+    if not block and not percept:
         return None
-    mean = block.get("mean") or {}
-    return {k: float(mean[k]) for k in HEADLINES
-            if mean.get(k) is not None and np.isfinite(float(mean[k]))}
+    mean = (block or {}).get("mean") or {}
+    out = {k: float(mean[k]) for k in HEADLINES if _finite(mean.get(k))}
+    if percept:
+        norm = percept.get("headline_norm") or "l2"
+        head = percept.get("headline") or {}
+        out.update({f"percept_{k}_{norm}": float(head[f"{k}_{norm}"]) for k in PERCEPT_SCORES
+                    if _finite(head.get(f"{k}_{norm}"))})
+    return out
 
 
 def spearman_ci(x: list[float], y: list[float], *, replicates: int = REPLICATES,
@@ -87,14 +105,15 @@ def alignment_table(evals: Iterable[Mapping[str, Any]], *, replicates: int = REP
         replicates, seed: :func:`spearman_ci`'s.
 
     Returns:
-        None when no evaluation ran the alignment part; else ``scores`` (the headline
-        names, in order), ``measures`` (the robustness measures' names and labels),
-        ``replicates``, ``models`` (evaluations with an alignment block), ``pairs`` (one
-        per score × measure: ``points`` — ``run_id``, ``condition``, ``alpha``, ``seed``,
-        ``x`` the score, ``y`` the measure — ``skipped``, the models missing either value,
-        and :func:`spearman_ci`'s ``n``, ``r``, ``ci_low``, ``ci_high``, ``reason``) and
-        ``conditions`` (per target and α: ``n``, ``seeds``, ``run_ids``, and per score
-        ``mean``, ``sem``, ``n``).
+        None when no evaluation ran the alignment or the percept part; else ``scores``
+        (the alignment headline names, then the percept scores the models have, in
+        order), ``measures`` (the robustness measures' names and labels),
+        ``replicates``, ``models`` (evaluations with an alignment or a percept block),
+        ``pairs`` (one per score × measure: ``points`` — ``run_id``, ``condition``,
+        ``alpha``, ``seed``, ``x`` the score, ``y`` the measure — ``skipped``, the models
+        missing either value, and :func:`spearman_ci`'s ``n``, ``r``, ``ci_low``,
+        ``ci_high``, ``reason``) and ``conditions`` (per target and α: ``n``, ``seeds``,
+        ``run_ids``, and per score ``mean``, ``sem``, ``n``).
     """
     rows = []
     for e in evals:
@@ -103,8 +122,12 @@ def alignment_table(evals: Iterable[Mapping[str, Any]], *, replicates: int = REP
             rows.append((e, scores, read_measures(e["result"])))
     if not rows:
         return None
+    percept = sorted({k for _, sc, _ in rows for k in sc if k.startswith("percept_")},
+                     key=lambda k: (k.rsplit("_", 1)[1] != "l2", k.rsplit("_", 1)[1],
+                                    PERCEPT_SCORES.index(k[len("percept_"):].rsplit("_", 1)[0])))
+    names = [*HEADLINES, *percept]
     pairs = []
-    for score in HEADLINES:
+    for score in names:
         for m in ROBUSTNESS:
             points = [{"run_id": e.get("id"), "condition": e["target"], "alpha": alpha_of(e),
                        "seed": e.get("seed"), "x": s[score], "y": r[m.name]}
@@ -123,7 +146,7 @@ def alignment_table(evals: Iterable[Mapping[str, Any]], *, replicates: int = REP
     for (target, alpha), members in sorted(groups.items(),
                                            key=lambda kv: (kv[0][0] != "none", kv[0])):
         per: dict[str, Any] = {}
-        for score in HEADLINES:
+        for score in names:
             vals = [s[score] for _, s in members if score in s]
             mean, sem = mean_sem(vals) if vals else (None, None)
             per[score] = {"mean": None if mean is None else float(mean),
@@ -131,7 +154,7 @@ def alignment_table(evals: Iterable[Mapping[str, Any]], *, replicates: int = REP
         conditions.append({"target": target, "alpha": alpha, "n": len(members),
                            "seeds": [e.get("seed") for e, _ in members],
                            "run_ids": [e.get("id") for e, _ in members], "scores": per})
-    return {"scores": list(HEADLINES),
+    return {"scores": names,
             "measures": [{"name": m.name, "label": m.label} for m in ROBUSTNESS],
             "replicates": replicates, "models": len(rows), "pairs": pairs,
             "conditions": conditions}

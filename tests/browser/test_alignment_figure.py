@@ -13,7 +13,7 @@ from core.store.users import ensure_admin
 from tests.browser.conftest import OUTPUT, beyond_stored_study, console_errors, figure_problems
 from tests.browser.test_pages import _drawn, _login
 from tests.livesrv import live_server
-from tests.server.test_alignment_api import add_alignment
+from tests.server.test_alignment_api import add_alignment, add_percept
 from tests.server.test_frontier_api import stored_study
 
 pytestmark = pytest.mark.browser
@@ -71,3 +71,36 @@ def test_a_study_without_the_part_has_no_alignment_section(browser, settings: Se
         page = _login(browser, url, token, f"/studies/{ids['study']}")
         page.wait_for_function("() => document.documentElement.dataset.studyDrawn")
         assert not page.locator("#study-alignment").count()
+
+
+def test_the_percept_scores_are_picked_and_the_pick_is_kept_in_the_address(  # type: ignore[no-untyped-def]
+        browser, settings: Settings):
+    with live_server(settings) as url:
+        with session_scope(settings.db_url) as s:
+            token = ensure_admin(s)
+        ids = stored_study(settings)
+        add_alignment(settings, ids["evals"])
+        add_percept(settings, ids["evals"])
+        page = _login(browser, url, token, f"/studies/{ids['study']}")
+        errors = console_errors(page)
+        page.reload()
+        _drawn(page, "fig-alignment")
+        options = page.locator("#alignment-score option").all_inner_texts()
+        assert "percept: specificity at L2 (model ÷ predicted V1, each adv/control)" in options
+        page.select_option("#alignment-score", "percept_specificity_l2")
+        page.wait_for_function("() => document.getElementById('fig-alignment').layout"
+                               ".xaxis.title.text.includes('specificity')")
+        page.select_option("#alignment-measure", "median_l2")
+        page.wait_for_function("() => location.search.includes('ameasure=median_l2')")
+        assert "ascore=percept_specificity_l2" in page.evaluate("() => location.search")
+        head = page.locator("#alignment-scores thead").inner_text()
+        assert "specificity" in head  # the per-condition table has the percept column
+        assert figure_problems(page) == []
+        # a shared link opens on the same pick
+        page.goto(page.url)
+        _drawn(page, "fig-alignment")
+        assert page.locator("#alignment-score").input_value() == "percept_specificity_l2"
+        assert page.locator("#alignment-measure").input_value() == "median_l2"
+        page.locator("#study-alignment").screenshot(
+            path=str(OUTPUT / "study-alignment-percept.png"))
+        assert beyond_stored_study(errors) == [], "\n".join(errors)

@@ -29,6 +29,16 @@ def add_alignment(settings: Settings, evals: dict, *, skip: tuple = ()) -> None:
             run.result = {**(run.result or {}), "alignment": alignment_block(rsa)}
 
 
+def add_percept(settings: Settings, evals: dict) -> None:
+    """Give each stored evaluation a percept block (its own seeded stand-in readout)."""
+    from tests.percept_block import percept_block
+
+    with session_scope(settings.db_url) as s:
+        for k, run_id in enumerate(sorted(evals.values())):
+            run = s.execute(select(Run).where(Run.id == run_id)).scalar_one()
+            run.result = {**(run.result or {}), "percept": percept_block(n=12, seed=k)}
+
+
 def test_a_study_serves_alignment_against_robustness(
     client: TestClient, settings: Settings
 ) -> None:
@@ -55,3 +65,19 @@ def test_a_study_without_the_part_serves_no_alignment(
 ) -> None:
     ids = stored_study(settings)
     assert client.get(f"/api/studies/{ids['study']}").json()["alignment"] is None
+
+
+def test_the_percept_parts_scores_are_served_beside_the_alignment_scores(
+    client: TestClient, settings: Settings
+) -> None:
+    ids = stored_study(settings)
+    add_percept(settings, ids["evals"])  # no alignment part: the percept scores alone
+    table = client.get(f"/api/studies/{ids['study']}").json()["alignment"]
+    assert table["models"] == 12
+    assert [s for s in table["scores"] if s.startswith("percept_")] == [
+        "percept_v1_adv_l2", "percept_model_adv_l2", "percept_specificity_l2"]
+    pair = next(p for p in table["pairs"]
+                if (p["score"], p["measure"]) == ("percept_specificity_l2", "median_l2"))
+    assert pair["n"] == 12 and pair["skipped"] == 0
+    assert not any(p["score"] == "rsa_mix_oracle" for p in table["pairs"])
+    assert all(c["scores"]["percept_specificity_l2"]["n"] >= 1 for c in table["conditions"])

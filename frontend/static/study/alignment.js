@@ -18,8 +18,30 @@ const SCORE_LABELS = {
   feve_best: "FEVE of the best tap",
   r2_best: "R² of the best tap",
 };
-const scoreLabel = (s) => SCORE_LABELS[s] || s;
+const NORM_NAMES = { l2: "L2", linf: "L∞", l1: "L1", l0: "L0" };
+const PERCEPT_LABELS = {
+  v1_adv: (n) => `percept: predicted V1 moved by minimal ${n} adversarials (D)`,
+  model_adv: (n) => `percept: deepest tap moved by minimal ${n} adversarials (D)`,
+  specificity: (n) => `percept: specificity at ${n} (model ÷ predicted V1, each adv/control)`,
+};
+// percept_<name>_<norm> (ml.evaluate.alignment_summary.PERCEPT_SCORES)
+function scoreLabel(s) {
+  const m = /^percept_(.+)_(l2|linf|l1|l0)$/.exec(s);
+  if (m && PERCEPT_LABELS[m[1]]) return PERCEPT_LABELS[m[1]](NORM_NAMES[m[2]]);
+  return SCORE_LABELS[s] || s;
+}
 const TABLE_SCORES = ["rsa_mix_oracle", "rsa_mix_oracle_normalized", "cka_mix_oracle", "feve_best"];
+const tableScores = (t) => [...TABLE_SCORES, ...t.scores.filter((s) => /^percept_specificity_/.test(s))];
+
+// the picks in the page's address, beside the others' (study.js's remember keeps them)
+function keepPicks() {
+  const q = new URLSearchParams(location.search);
+  q.set("ascore", document.getElementById("alignment-score").value);
+  q.set("ameasure", document.getElementById("alignment-measure").value);
+  SHARED.set("ascore", q.get("ascore"));
+  SHARED.set("ameasure", q.get("ameasure"));
+  history.replaceState(null, "", `${location.pathname}?${q}${location.hash}`);
+}
 
 // the section, once, after the frontier's: a heading, the two picks, the figure, the table
 function section() {
@@ -76,7 +98,7 @@ function traces(pair) {
 
 function drawTable(data) {
   const t = data.alignment;
-  const scores = TABLE_SCORES.filter((s) => t.conditions.some((c) => c.scores[s] && c.scores[s].n));
+  const scores = tableScores(t).filter((s) => t.conditions.some((c) => c.scores[s] && c.scores[s].n));
   document.getElementById("alignment-table").replaceChildren(
     el("h3", {}, "Alignment scores per condition, mean ± SEM over seeds"),
     table(["condition", "models", ...scores.map(scoreLabel)], t.conditions.map((c) => [
@@ -98,12 +120,12 @@ export async function drawAlignment(data) {
     SHARED.get("ascore") || "rsa_mix_oracle");
   fill(measureSel, t.measures.filter((m) => have(scoreSel.value, m.name)).map((m) => [m.name, m.label]),
     SHARED.get("ameasure") || (t.measures.find((m) => have(scoreSel.value, m.name)) || {}).name);
-  const redraw = () => settleParts([["The alignment figure", drawAlignment(data)]]);
+  const redraw = () => { keepPicks(); settleParts([["The alignment figure", drawAlignment(data)]]); };
   scoreSel.onchange = redraw;
   measureSel.onchange = redraw;
   drawTable(data);
   const pair = pairOf(t, scoreSel.value, measureSel.value);
-  document.getElementById("alignment-note").textContent = ` ${t.models} models ran the alignment part`
+  document.getElementById("alignment-note").textContent = ` ${t.models} models ran the alignment or percept part`
     + (pair && pair.skipped ? `; ${pair.skipped} lack this score or measure and are left out` : "");
   if (!pair) return;
   const host = document.getElementById("alignment-charts");

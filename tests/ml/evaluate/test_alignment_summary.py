@@ -69,3 +69,31 @@ def test_no_alignment_part_no_table():
 
 def test_spearman_ci_needs_three():
     assert spearman_ci([1.0, 2.0], [1.0, 2.0])["r"] is None
+
+
+def test_the_percept_parts_headline_is_a_score_of_its_own_norm():
+    """A model that ran only the percept part is in the table with its percept scores; the
+    scores are named by the part's headline norm, L2's first, and averaged per condition."""
+    from tests.percept_block import percept_block
+
+    evals = [_eval(i, "none" if i < 3 else "neural-model", i % 3, 0.1 * i, 0.2 + i,
+                   alignment=i % 2 == 0) for i in range(6)]
+    for i, e in enumerate(evals):
+        e["result"]["percept"] = percept_block(norms=("linf", "l2") if i else ("linf",),
+                                               n=12, seed=i)
+    table = alignment_table(evals, replicates=100)
+    assert table["models"] == 6  # three without the alignment part
+    assert table["scores"][-6:] == ["percept_v1_adv_l2", "percept_model_adv_l2",
+                                    "percept_specificity_l2", "percept_v1_adv_linf",
+                                    "percept_model_adv_linf", "percept_specificity_linf"]
+    spec = _pair(table, "percept_specificity_l2", "median_l2")
+    assert spec["n"] == 5 and spec["skipped"] == 1  # model 0's headline is L∞'s
+    head = {e["id"]: e["result"]["percept"]["headline"] for e in evals}
+    assert {p["run_id"]: p["x"] for p in spec["points"]} == {
+        i: pytest.approx(head[i]["specificity_l2"]) for i in range(1, 6)}
+    assert _pair(table, "percept_v1_adv_linf", "median_l2")["n"] == 1
+    assert _pair(table, "rsa_mix_oracle", "median_l2")["n"] == 3
+    model = next(c for c in table["conditions"] if c["target"] == "neural-model")
+    assert model["scores"]["percept_model_adv_l2"]["n"] == 3
+    assert model["scores"]["percept_model_adv_l2"]["mean"] == pytest.approx(
+        sum(head[i]["model_adv_l2"] for i in (3, 4, 5)) / 3)
