@@ -17,7 +17,7 @@ from tests.browser.conftest import OUTPUT
 from tests.livesrv import live_server
 from tests.mlflowenv import run_script
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("mlflow")]
+pytestmark = pytest.mark.browser
 
 SCRIPT = """
 import mlflow

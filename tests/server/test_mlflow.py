@@ -20,8 +20,7 @@ from core.store.users import create_user, issue_token
 from tests.mlflowenv import api_get as _api
 from tests.mlflowenv import run_script
 
-# one worker makes MLflow's venv (tests/mlflowenv.py)
-pytestmark = [pytest.mark.xdist_group("mlflow"), pytest.mark.no_numerics]
+pytestmark = pytest.mark.no_numerics
 
 
 @pytest.fixture

@@ -22,8 +22,7 @@ from core.store.db import session_scope
 from core.store.models import Run
 from tests.mlflowenv import api_get, mlflow_python, run_script
 
-# one worker makes MLflow's venv (tests/mlflowenv.py)
-pytestmark = [pytest.mark.xdist_group("mlflow"), pytest.mark.no_numerics]
+pytestmark = pytest.mark.no_numerics
 
 LOG = r"""
 import json, os, time

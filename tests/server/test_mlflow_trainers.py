@@ -12,7 +12,7 @@ import pytest
 from tests.mlflowenv import api_get as _api
 from tests.mlflowenv import run_script
 
-pytestmark = [pytest.mark.xdist_group("mlflow"), pytest.mark.no_numerics]
+pytestmark = pytest.mark.no_numerics
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
            "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
 

@@ -20,8 +20,6 @@ from tests.worker.test_alignment_task import FIT, SIM, _submit
 from tests.worker.test_train_task import _run, env  # noqa: F401  (fixture)
 from worker.tasks import evaluate_job, execute, similarity_job, train_job
 
-pytestmark = pytest.mark.xdist_group("numba")  # Brendel & Bethge's compilation, once
-
 
 def test_an_evaluation_measures_the_percept_with_the_similarity_runs_predictor(
         env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811

@@ -28,10 +28,6 @@ from ml.train import TrainConfig
 from worker.recorder import SqlRecorder
 from worker.tasks import execute, train_job
 
-# Brendel & Bethge compile with numba once per process (jitclasses cannot be cached on
-# disk): under pytest-xdist these modules share one worker (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("numba")
-
 TINY = dict(backbone="small_cnn", width=8, epochs=2, batch_size=256, lr=0.05,
             heldout_fraction=0.25, alpha=2.0, device="cpu")
 

@@ -1,7 +1,5 @@
 """One small trained model on the offline digits, shared by the evaluation tests."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -19,14 +17,3 @@ def trained() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     model, _ = load_model(rec.artifacts["model.pt"][0])
     data = load_dataset("digits32", seed=0)
     return model, data.test_images, data.test_labels
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (--dist loadgroup) every test here runs in one worker: the model
-    above, the module fixtures that evaluate it, and Brendel & Bethge's numba compilation
-    (a jitclass cannot be cached on disk) are then computed once, not once per worker."""
-    here = Path(__file__).parent
-    for item in items:
-        if here in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group("numba"))
