@@ -32,7 +32,9 @@ and the specificity (:mod:`ml.evaluate.percept`)."""
 
 
 def _finite(value: Any) -> bool:
-    return value is not None and bool(np.isfinite(float(value)))
+    """A real number (not a bool, a string or a container an imported result may hold)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and bool(np.isfinite(value))
 
 
 def alignment_scores(result: Mapping[str, Any]) -> dict[str, float] | None:

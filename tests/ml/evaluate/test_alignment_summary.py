@@ -97,3 +97,15 @@ def test_the_percept_parts_headline_is_a_score_of_its_own_norm():
     assert model["scores"]["percept_model_adv_l2"]["n"] == 3
     assert model["scores"]["percept_model_adv_l2"]["mean"] == pytest.approx(
         sum(head[i]["model_adv_l2"] for i in (3, 4, 5)) / 3)
+
+
+def test_a_score_that_is_not_a_number_is_left_out_not_raised():
+    e = _eval(0, "none", 0, 0.1, 1.0)
+    e["result"]["alignment"]["mean"]["cka_mix_oracle"] = "0.5"
+    e["result"]["percept"] = {"headline_norm": "l2",
+                              "headline": {"v1_adv_l2": {"x": 1}, "specificity_l2": True,
+                                           "model_adv_l2": 0.2}}
+    from ml.evaluate.alignment_summary import alignment_scores
+
+    assert alignment_scores(e["result"]) == {"rsa_mix_oracle": 0.1,
+                                             "percept_model_adv_l2": 0.2}
