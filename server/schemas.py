@@ -584,6 +584,14 @@ class LeaderboardRow(BaseModel):
     rsa_mix_oracle_normalized: float | None  # the same over the oracle's noise ceiling
     feve_best: float | None  # the best tap's ridge FEVE
     cka_mix_oracle: float | None  # the γ-mix's linear CKA with the oracle responses
+    # percept at L2 (None without the part or at another headline norm): median D of the
+    # minimal adversarials in units of the median clean–clean distance
+    percept_v1_adv_l2: float | None  # of the predicted V1 response (mean over scans)
+    percept_model_adv_l2: float | None  # of the model's deepest tap
+    percept_specificity_l2: float | None  # (model adv/control) ÷ (predicted V1 adv/control)
+    percept_v1_adv_l2_n: int | None  # the samples each is a median over
+    percept_model_adv_l2_n: int | None
+    percept_specificity_l2_n: int | None
 
 
 class ColumnSpec(BaseModel):
@@ -964,6 +972,16 @@ class RecordAlignment(Row):
     mean: dict[str, float | None]  # headline → mean over scans (None: no scan had it)
 
 
+class RecordPercept(Row):
+    """The percept part's headline (:func:`ml.evaluate.record.percept_record`)."""
+
+    headline_norm: str  # l2 unless the part ran without it
+    headline: dict[str, float | None]  # <name>_<norm> → median (None: not measured)
+    samples: int | None  # the samples measured at the headline norm
+    layer: str | None  # the deepest tap the model's numbers are of
+    n: dict[str, int | None]  # v1_adv, model_adv, specificity → the samples it is over
+
+
 class ModelRecord(Row):
     """``GET /api/runs/{id}/record``: the RobustBench-style record of an evaluation
     (:func:`ml.evaluate.record.model_record`)."""
@@ -999,6 +1017,7 @@ class ModelRecord(Row):
     soundness: RecordSoundness | None  # None: the part did not run
     mechanism: RecordMechanism | None
     alignment: RecordAlignment | None  # None: the part did not run
+    percept: RecordPercept | None  # None: the part did not run
     versions: dict[str, str | None] | None  # library → version
     robustbench: list[RobustBenchEntry]
 

@@ -31,15 +31,31 @@ Column = Literal[
     "mean_linf", "mean_l2", "mean_l1", "mean_l0", "alpha", "seed", "evaluation_run",
     "grad_l2_median", "grad_l1_median", "subspace_share_linf", "subspace_share_l2",
     "subspace_share_l1", "subspace_share_l0", "rsa_mix_oracle", "rsa_mix_oracle_normalized",
-    "feve_best", "cka_mix_oracle"]
+    "feve_best", "cka_mix_oracle", "percept_v1_adv_l2", "percept_model_adv_l2",
+    "percept_specificity_l2"]
 """The leaderboard's sortable columns: a record's scalars (higher is better for every
 score: accuracy, and the distance an attack needs; the mechanism's measures — the median
 input-gradient norm, the median share of a minimal perturbation's energy in the training
 images' top principal components — describe a model and rank neither way; the alignment
 part's headline means over scans, :data:`ALIGNMENT_COLUMNS`, rank by likeness to the
-brain's representation, higher more alike)."""
+brain's representation, higher more alike; the percept part's L2 headline numbers,
+:data:`PERCEPT_COLUMNS` — how far the minimal L2 adversarials move the predicted V1
+response and the model's deepest tap, and the specificity of the one to the other —
+describe a model like the mechanism's and rank neither way: a larger V1 distance is not
+a better model, nor is a specificity above or below 1)."""
 ALIGNMENT_COLUMNS = ("rsa_mix_oracle", "rsa_mix_oracle_normalized", "feve_best",
                      "cka_mix_oracle")
+PERCEPT_SCORES = ("v1_adv", "model_adv", "specificity")
+"""The percept part's headline numbers the leaderboard sorts by, at its headline norm
+(:mod:`ml.evaluate.percept`; the study's scores of the same names,
+:data:`ml.evaluate.alignment_summary.PERCEPT_SCORES`)."""
+PERCEPT_HEADLINES = ("v1_adv", "v1_rand", "model_adv", "model_rand", "logits_adv",
+                     "specificity")
+"""Every headline number the percept part records (``<name>_<norm>`` in its ``headline``),
+all of which the record keeps."""
+PERCEPT_COLUMNS = tuple(f"percept_{k}_l2" for k in PERCEPT_SCORES)
+"""The leaderboard's percept columns: the L2 headline numbers (None for an evaluation whose
+part ran without L2), each with its sample count ``<column>_n``."""
 COLUMNS: tuple[str, ...] = get_args(Column)
 
 CellKind = Literal["run", "text", "alpha", "number", "pct", "autoattack", "corruptions",
@@ -136,6 +152,20 @@ LEADERBOARD: tuple[LeaderboardColumn, ...] = (
     LeaderboardColumn("cka_mix_oracle", "CKA oracle", "alignment: linear CKA of the γ-mix "
                       "with the oracle responses (mean over scans)", "number", digits=3,
                       page=False),
+    LeaderboardColumn("percept_v1_adv_l2", "V1 D adv L2", "percept: median distance the "
+                      "minimal L2 adversarials move the predicted V1 response (mean over "
+                      "scans), in units of the median distance between two clean images; "
+                      "descriptive, neither direction is better", "number", digits=3,
+                      page=False, count="percept_v1_adv_l2_n"),
+    LeaderboardColumn("percept_model_adv_l2", "model D adv L2", "percept: the same for the "
+                      "model's deepest tap", "number", digits=3, page=False,
+                      count="percept_model_adv_l2_n"),
+    LeaderboardColumn("percept_specificity_l2", "specificity L2", "percept: median over "
+                      "samples of (model adversarial ÷ control distance) ÷ (predicted V1 "
+                      "adversarial ÷ control distance) at L2; above 1 the adversarial "
+                      "direction is more special to the model than to predicted V1 "
+                      "(descriptive, neither direction is better)", "number", digits=3,
+                      page=False, count="percept_specificity_l2_n"),
     LeaderboardColumn("architecture", "network · data", "the architecture (and width) and "
                       "the dataset it was trained on", "network"),
     LeaderboardColumn("name", "name", "the model's name", "text", page=False),
@@ -164,6 +194,19 @@ def _finite(v: Any) -> float | None:
     return None if v is None or not math.isfinite(float(v)) else float(v)
 
 
+def _real(v: Any) -> float | None:
+    """A real finite number as a float; None for anything else an imported result may
+    hold where one belongs (None, NaN, a bool, a string, a container)."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _count(v: Any) -> int | None:
+    """A sample count: a non-negative int (not a bool); None for anything else."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
 def model_record(*, evaluation: Mapping[str, Any], model: Mapping[str, Any],
                  similarity: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The record of one succeeded evaluation.
@@ -185,7 +228,8 @@ def model_record(*, evaluation: Mapping[str, Any], model: Mapping[str, Any],
         means, the noise curve, ``soundness`` and ``mechanism`` (their key numbers, None
         when the part did not run: :func:`soundness_record`, :func:`mechanism_record`),
         ``alignment`` (its headline means and the similarity run:
-        :func:`alignment_record`),
+        :func:`alignment_record`), ``percept`` (its headline norm and numbers with their
+        sample counts: :func:`percept_record`),
         and ``robustbench``: one ``model_info`` entry per threat model and ε, in
         RobustBench's own fields.
     """
@@ -246,6 +290,7 @@ def model_record(*, evaluation: Mapping[str, Any], model: Mapping[str, Any],
     rec["mechanism"] = mechanism_record(result.get("mechanism"))
     rec["alignment"] = alignment_record(result.get("alignment"),
                                         (evaluation.get("config") or {}).get("similarity_run"))
+    rec["percept"] = percept_record(result.get("percept"))
     rec["versions"] = result.get("versions")
     rec["robustbench"] = _robustbench(rec)
     return rec
@@ -288,6 +333,44 @@ def alignment_record(part: Mapping[str, Any] | None,
     mean = part.get("mean") or {}
     return {"similarity_run": similarity_run, "n_scans": part.get("n_scans"),
             "mean": {k: _finite(mean.get(k)) for k in HEADLINES}}
+
+
+def percept_record(part: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The percept part's headline: its norm (``headline_norm``; L2 unless the part ran
+    without it), every headline number at that norm (:data:`PERCEPT_HEADLINES`, keyed
+    ``<name>_<norm>`` as the part writes them; None where missing or not a real finite
+    number), the samples measured at that norm (``samples``), the deepest tap the model's
+    numbers are of (``layer``) and how many samples each of :data:`PERCEPT_SCORES` is a
+    median over (``n``: ``v1_adv``, ``model_adv``, ``specificity``; None where the part
+    does not say); None when the part did not run."""
+    if not part or not isinstance(part, Mapping):
+        return None
+    norm = part.get("headline_norm")
+    norm = norm if isinstance(norm, str) and norm else "l2"
+    head = part.get("headline")
+    head = head if isinstance(head, Mapping) else {}
+    norms = part.get("norms")
+    row = norms.get(norm) if isinstance(norms, Mapping) else None
+    row = row if isinstance(row, Mapping) else {}
+    spec = row.get("specificity")
+    spec = spec if isinstance(spec, Mapping) else {}
+    readouts = [r for r in row.get("readouts") or [] if isinstance(r, Mapping)] \
+        if isinstance(row.get("readouts"), list) else []
+    layers = [r.get("name") for r in readouts if r.get("kind") == "layer"]
+    layer = spec.get("layer") if isinstance(spec.get("layer"), str) else (
+        layers[-1] if layers and isinstance(layers[-1], str) else None)
+
+    def adv_n(name: str | None) -> int | None:
+        hit = next((r for r in readouts if name is not None and r.get("name") == name), None)
+        adv = None if hit is None else hit.get("adv")
+        return _count(adv.get("n")) if isinstance(adv, Mapping) else None
+
+    return {"headline_norm": norm,
+            "headline": {f"{k}_{norm}": _real(head.get(f"{k}_{norm}"))
+                         for k in PERCEPT_HEADLINES},
+            "samples": _count(row.get("n")), "layer": layer,
+            "n": {"v1_adv": adv_n("v1"), "model_adv": adv_n(layer),
+                  "specificity": _count(spec.get("n"))}}
 
 
 def mechanism_record(part: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -344,7 +427,9 @@ def leaderboard_row(rec: Mapping[str, Any], eps: Mapping[str, float] | None = No
     corruption and clean accuracy, the medians and means per norm, the condition; the
     attacks' soundness (``soundness``: ``suspect`` when any norm is, else ``sound``; the
     suspect norms and every warning) and the mechanism's medians (input-gradient norms,
-    subspace share per norm), None when that part did not run; and beside each measured
+    subspace share per norm), None when that part did not run; the alignment part's
+    headline means and the percept part's L2 headline numbers (:data:`PERCEPT_COLUMNS`,
+    None when it did not run or its headline norm is not L2); and beside each measured
     number how many samples it is over (``…_n``)."""
     eps = {**{n: v[0] for n, v in DEFAULT_EPSILONS.items()}, **(eps or {})}
     row: dict[str, Any] = {k: rec.get(k) for k in (
@@ -383,6 +468,11 @@ def leaderboard_row(rec: Mapping[str, Any], eps: Mapping[str, float] | None = No
     al: Mapping[str, Any] = (rec.get("alignment") or {}).get("mean") or {}
     for k in ALIGNMENT_COLUMNS:
         row[k] = al.get(k)
+    pc: Mapping[str, Any] = rec.get("percept") or {}
+    l2 = pc.get("headline_norm") == "l2"
+    for k in PERCEPT_SCORES:
+        row[f"percept_{k}_l2"] = (pc.get("headline") or {}).get(f"{k}_l2") if l2 else None
+        row[f"percept_{k}_l2_n"] = (pc.get("n") or {}).get(k) if l2 else None
     return row
 
 

@@ -286,6 +286,10 @@ def test_the_leaderboard_serves_its_layout_with_the_eps_it_ranks(client, ids) ->
     # the alignment columns: the CLI's and the API's; the page's 1280-px table has no room
     assert {"rsa_mix_oracle", "rsa_mix_oracle_normalized", "feve_best", "cka_mix_oracle"} <= {
         c["key"] for c in layout if not c.get("page", True)}
+    # and so are the percept part's, each with its sample count
+    percept = {"percept_v1_adv_l2", "percept_model_adv_l2", "percept_specificity_l2"}
+    assert percept <= {c["key"] for c in layout if not c.get("page", True) and c["sortable"]}
+    assert {c["count"] for c in layout if c["key"] in percept} == {f"{k}_n" for k in percept}
     assert all(c["title"] for c in layout)
 
 

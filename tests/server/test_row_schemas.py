@@ -99,10 +99,12 @@ MECHANISM = {"samples": 10, "input_gradient": {"l2": {"n": 10, "median": 2.0, "m
 
 
 def test_a_record_with_every_part_round_trips() -> None:
+    from tests.percept_block import percept_block
+
     result = {**_result(0, 0.0), "parts": ["noise", "minimal", "autoattack", "corruptions",
-                                           "soundness", "mechanism"],
+                                           "soundness", "mechanism", "percept"],
               "unbroken_l2": 1, "versions": {"foolbox": "3.3.4", "torch": "2.13.0"},
-              "soundness": SOUNDNESS, "mechanism": MECHANISM}
+              "soundness": SOUNDNESS, "mechanism": MECHANISM, "percept": percept_block()}
     result["corruptions"] |= {"n": 100, "seed": 0, "clean_accuracy": 0.9}
     rec = model_record(
         evaluation={"id": 7, "name": "", "owner": "ada", "finished_at": "2026-12-04T10:00:00",
@@ -115,11 +117,19 @@ def test_a_record_with_every_part_round_trips() -> None:
     assert rec["robustbench"] and rec["similarity"] and rec["corruptions"]
     assert rec["soundness"]["norms"]["l2"]["transfer_median"] == 1.1
     assert rec["mechanism"]["tap_r"] == [0.1, 0.4]
+    assert rec["percept"]["headline"]["specificity_l2"] is not None
     _round_trip(ModelRecord, rec)
+    # its leaderboard row, the percept columns and their counts included
+    from ml.evaluate.record import leaderboard_row
+    from server.schemas import LeaderboardRow
+
+    row = leaderboard_row(rec)
+    assert row["percept_specificity_l2"] is not None and row["percept_specificity_l2_n"]
+    assert LeaderboardRow.model_validate(row).model_dump(include=set(row)) == row
     # an evaluation without them: both None, still typed
     bare = model_record(evaluation={"id": 8, "result": _result(0, 0.0)},
                         model={"id": 5, "config": {"backbone": "small_cnn"}})
-    assert bare["soundness"] is None and bare["mechanism"] is None
+    assert bare["soundness"] is None and bare["mechanism"] is None and bare["percept"] is None
     _round_trip(ModelRecord, bare)
 
 
