@@ -127,3 +127,11 @@ def test_the_percept_columns_sort_off_the_page_beside_their_counts() -> None:
         assert cols[key].kind == "number" and cols[key].title.startswith("percept:")
     assert "clean" in cols["percept_v1_adv_l2"].title
     assert "÷" in cols["percept_specificity_l2"].title
+
+
+def test_the_leaderboard_and_the_study_name_the_same_percept_scores() -> None:
+    """The record keeps its own copy (no scipy import for a record); the two agree."""
+    from ml.evaluate import alignment_summary, record
+
+    assert record.PERCEPT_SCORES == alignment_summary.PERCEPT_SCORES
+    assert set(record.PERCEPT_SCORES) <= set(record.PERCEPT_HEADLINES)
