@@ -784,6 +784,7 @@ class FrequencyGrid(Row):
     hybrid: HybridStats
     fourier_map: FourierMapStats | None  # None: the runs measured different maps
     spectrum: dict[str, SpectrumStats]  # norm or "clean" → band fractions
+    spectrum_bands: list[float] | None  # the bands (cycles/image); None: none or unequal
 
 
 class FrequencyRow(ConditionHead):

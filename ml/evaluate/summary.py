@@ -160,7 +160,9 @@ def _frequency_grid(members: list[Mapping[str, Any]]) -> dict[str, Any] | None:
     cut-offs: low- and high-pass accuracy and the hybrid outcomes per cut-off; the Fourier
     map's error per radial band and its mean map (when every one measured the same grid
     at the same ε); per norm the minimal perturbations' median energy fraction per band
-    (over the members that have that norm's spectrum)."""
+    (over the members that have that norm's spectrum) and the clean images' contrast, at
+    ``spectrum_bands`` (cycles per image), when every member's spectrum has the same
+    bands."""
     got = [f for m in members if (f := m["result"].get("frequency"))]
     if not got or len({tuple(f["cutoffs"]) for f in got}) != 1:
         return None
@@ -169,7 +171,7 @@ def _frequency_grid(members: list[Mapping[str, Any]]) -> dict[str, Any] | None:
         "lowpass": _stats([f["lowpass"] for f in got]),
         "highpass": _stats([f["highpass"] for f in got]),
         "hybrid": {k: _stats([f["hybrid"][k] for f in got]) for k in ("low", "high", "other")},
-        "fourier_map": None, "spectrum": {}}
+        "fourier_map": None, "spectrum": {}, "spectrum_bands": None}
     maps = [f["fourier_map"] for f in got]
     if len({(tuple(m["fy"]), tuple(m["fx"]), m["eps"]) for m in maps}) == 1:
         out["fourier_map"] = {
@@ -178,14 +180,17 @@ def _frequency_grid(members: list[Mapping[str, Any]]) -> dict[str, Any] | None:
             "mean_error": _scalar([m["mean_error"] for m in maps]),
             "radial": {"bands": maps[0]["radial"]["bands"],
                        **_stats([m["radial"]["error"] for m in maps])}}
+    bands = {tuple(f["spectrum"]["bands"]) for f in got if f.get("spectrum")}
+    if len(bands) == 1:
+        out["spectrum_bands"] = list(next(iter(bands)))
     for norm in NORMS:
         rows = [(f.get("spectrum") or {}).get("norms", {}).get(norm) for f in got]
         rows = [r for r in rows if r]
-        if rows and len({len(r["median"]) for r in rows}) == 1:
+        if len(bands) == 1 and rows and len({len(r["median"]) for r in rows}) == 1:
             out["spectrum"][norm] = {"n": len(rows), "median": _stats([r["median"] for r in rows]),
                                      "centroid": _scalar([r["centroid"] for r in rows])}
     clean = [f["spectrum"]["clean"] for f in got if f.get("spectrum")]
-    if clean and len({len(c["median"]) for c in clean}) == 1:
+    if len(bands) == 1 and clean and len({len(c["median"]) for c in clean}) == 1:
         out["spectrum"]["clean"] = {"n": len(clean),
                                     "median": _stats([c["median"] for c in clean]),
                                     "centroid": _scalar([c["centroid"] for c in clean])}

@@ -91,8 +91,18 @@ def test_the_run_and_study_pages_draw_the_frequency_figures(browser, settings: S
                               ".map((t) => t.name)")
         assert any(n.startswith("None (n=3)") for n in names)
         assert sum("± SEM" in n for n in names) == 4  # a band per condition
+        # per norm the minimal perturbations' spectrum: a band per condition over the
+        # seeds that had one (seed 2 had none), the clean contrast dashed; L1's is null
+        for norm in ("l2", "linf"):
+            _drawn(page, f"fig-frequency-spectrum-{norm}")
+        assert not page.locator("#fig-frequency-spectrum-l1").count()
+        spec = page.evaluate("() => document.getElementById('fig-frequency-spectrum-l2').data"
+                             ".map((t) => [t.name, t.y.every((y) => y === null || y > 0)])")
+        assert any(n.startswith("None (n=2, centroid ") for n, _ in spec), spec
+        assert sum("± SEM" in n for n, _ in spec) == 4 and spec[-1][0].startswith("clean")
+        assert all(ok for _, ok in spec)  # nothing at or below 0 on the log axis
         assert figure_problems(page) == []
-        for fig in STUDY_FIGURES:
+        for fig in (*STUDY_FIGURES, "fig-frequency-spectrum-l2"):
             page.locator(f"#{fig}").screenshot(path=str(OUTPUT / f"study-{fig}.png"))
         page.screenshot(path=str(OUTPUT / "study-frequency.png"), full_page=True)
         assert beyond_stored_study(errors) == [], "\n".join(errors)

@@ -190,6 +190,14 @@ def test_a_frequency_row_with_every_part_round_trips() -> None:
     row = next(r for r in frequency_table(evals) if r["target"] == evals[0]["target"])
     assert row["frequency"]["fourier_map"] is None
     _round_trip(FrequencyRow, row)
+    # runs whose spectra have other bands: no spectrum (its fractions lie on no one axis)
+    assert grid["spectrum_bands"] == evals[1]["result"]["frequency"]["spectrum"]["bands"]
+    spectra = [e["result"]["frequency"]["spectrum"] for e in evals
+               if e["target"] == evals[0]["target"] and e["result"]["frequency"]["spectrum"]]
+    spectra[0]["bands"] = [b + 0.5 for b in spectra[0]["bands"]]
+    row = next(r for r in frequency_table(evals) if r["target"] == evals[0]["target"])
+    assert row["frequency"]["spectrum_bands"] is None and row["frequency"]["spectrum"] == {}
+    _round_trip(FrequencyRow, row)
 
 
 def test_the_alignment_table_with_every_part_round_trips() -> None:

@@ -1,11 +1,50 @@
 // The frequency part across seeds (ml.evaluate.summary.frequency_table, served as
 // data.frequency): per condition, accuracy on the low- and the high-pass images against
 // the cut-off, how often a hybrid image is read as its low-frequency image's class, and
-// the Fourier map's error per radial band; mean ± SEM bands, one colour per condition.
+// the Fourier map's error per radial band, and per norm where each minimal perturbation's
+// energy sits in frequency (the clean images' contrast dashed); mean ± SEM bands, one
+// colour per condition.
 import { axis, band } from "../figures.js";
 import { colour, condId, dash, figure, label } from "./common.js";
 
 const CUTOFF = "cut-off (cycles/image)";
+const NORMS = { l2: "L2", linf: "L∞", l1: "L1", l0: "L0" };
+const CLEAN = "#7f7f7f";
+const positive = (ys) => ys.map((y) => (y > 0 ? y : null));  // a log axis has no 0
+// a SEM band's edge below 0 drawn at the band's smallest positive value (null would break
+// the filled outline)
+const floored = (ys) => {
+  const low = Math.min(...ys.filter((y) => y > 0));
+  return ys.map((y) => (y > 0 ? y : low));
+};
+// per norm: one band per condition of the median energy fraction per radial band, and the
+// clean images' contrast (the first condition's: every condition attacks the same images)
+function spectrumJobs(host, rows, seeds) {
+  const withBands = rows.filter((r) => r.frequency.spectrum_bands);
+  return Object.entries(NORMS).flatMap(([norm, name]) => {
+    const got = withBands.filter((r) => r.frequency.spectrum[norm]);
+    if (!got.length) return [];
+    const traces = got.flatMap((r) => {
+      const s = r.frequency.spectrum[norm];
+      return band(r.frequency.spectrum_bands, s.median.mean, s.median.sem, {
+        name: `${label(r)} (n=${s.n}, centroid ${s.centroid.mean.toFixed(2)})`, color: colour(r),
+        dash: dash(r), customdata: r.frequency.spectrum_bands.map(() => condId(r)) })
+        .map((t) => ({ ...t, y: t.fill ? floored(t.y) : positive(t.y) }));
+    });
+    const clean = got[0].frequency.spectrum.clean;
+    if (clean) {
+      traces.push({ x: got[0].frequency.spectrum_bands, y: positive(clean.median.mean),
+        type: "scatter", mode: "lines", name: "clean images' contrast",
+        line: { color: CLEAN, dash: "dash" } });
+    }
+    return [[figure(host, `fig-frequency-spectrum-${norm}`,
+      `Minimal ${name} perturbations' energy per frequency`,
+      `median fraction of each perturbation's energy per radial band (centroid: the median band ` +
+      `its energy centres on); ${seeds}`),
+    traces, { xaxis: axis("radial frequency band (cycles/image)"),
+      yaxis: axis("energy fraction (median)", { type: "log" }) }]];
+  });
+}
 
 // one band per condition of `pick(frequency)` → {x, mean, sem} (null: the row has none)
 function bands(rows, pick) {
@@ -43,5 +82,5 @@ export function frequencyFigures(host, data) {
       sem: f.fourier_map.radial.sem })),
     { xaxis: axis("radial frequency band (cycles/image)"), yaxis: axis("error", { range: [0, 1.02] }) }]);
   }
-  return jobs;
+  return jobs.concat(spectrumJobs(host, rows, seeds));
 }

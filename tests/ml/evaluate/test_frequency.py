@@ -268,6 +268,8 @@ def test_the_part_runs_through_an_evaluation_and_reads_the_minimal_parts_adversa
     assert freq["hybrid"]["low"]["mean"] == pytest.approx(hyb["low"])
     assert np.array(freq["fourier_map"]["mean"]).shape == (8, 8)
     assert freq["spectrum"]["l2"]["n"] == 1  # one member had a spectrum
+    assert freq["spectrum_bands"] == spec["bands"]  # where its band fractions lie
+    assert freq["spectrum"]["l2"]["median"]["mean"] == pytest.approx(spec["norms"]["l2"]["median"])
 
 
 def _fields(cfg: EvaluateConfig) -> dict:
