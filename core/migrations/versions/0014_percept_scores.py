@@ -11,58 +11,23 @@ Revises: 0013
 
 """
 
-import json
-from typing import Any
-
-import sqlalchemy as sa
 from alembic import op
+
+from core.migrations.scores import rescore, unscore
 
 revision = "0014"
 down_revision = "0013"
 branch_labels = None
 depends_on = None
 
-runs = sa.table("runs", sa.column("id", sa.Integer), sa.column("kind", sa.String),
-                sa.column("status", sa.String), sa.column("config", sa.JSON),
-                sa.column("result", sa.JSON), sa.column("parent_id", sa.Integer),
-                sa.column("input_run_id", sa.Integer))
-scores = sa.table("evaluation_scores", sa.column("run_id", sa.Integer),
-                  sa.column("column", sa.String), sa.column("eps", sa.Float),
-                  sa.column("value", sa.Float))
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
 
 def upgrade() -> None:
     """Rescore every succeeded evaluation of a model that still exists whose result has a
     percept part (the others' scores are unchanged)."""
-    from ml.evaluate.record import model_record
-    from ml.evaluate.record import scores as record_scores
-
-    bind = op.get_bind()
-    model = runs.alias("model")
-    rows = bind.execute(
-        sa.select(runs.c.id, runs.c.result, model.c.id, model.c.config, model.c.parent_id)
-        .join(model, runs.c.input_run_id == model.c.id)
-        .where(runs.c.kind == "evaluate", runs.c.status == "succeeded")).all()
-    for run_id, result, model_id, config, parent_id in rows:
-        result, config = _json(result), _json(config)
-        if not result or not isinstance(result, dict) or not result.get("percept"):
-            continue
-        rec = model_record(evaluation={"id": run_id, "result": result},
-                           model={"id": model_id, "config": config if isinstance(
-                               config, dict) else {}, "parent_id": parent_id})
-        bind.execute(scores.delete().where(scores.c.run_id == run_id))
-        values = [{"run_id": run_id, "column": c, "eps": e, "value": v}
-                  for c, e, v in record_scores(rec)]
-        if values:
-            bind.execute(scores.insert(), values)
+    rescore(op.get_bind(), "percept")
 
 
 def downgrade() -> None:
     """The percept scores go; 0013's code neither writes nor reads them."""
-    bind = op.get_bind()
-    bind.execute(scores.delete().where(scores.c.column.in_(
-        ["percept_v1_adv_l2", "percept_model_adv_l2", "percept_specificity_l2"])))
+    unscore(op.get_bind(),
+            ["percept_v1_adv_l2", "percept_model_adv_l2", "percept_specificity_l2"])
