@@ -17,6 +17,7 @@ from scipy import stats
 
 from ml.evaluate.alignment_inputs import HEADLINES
 from ml.evaluate.measures import ROBUSTNESS, read_measures
+from ml.evaluate.record import PERCEPT_SCORES, percept_record, real_number
 from ml.train.summary import alpha_of, mean_sem
 
 REPLICATES = 2000
@@ -24,32 +25,22 @@ REPLICATES = 2000
 MIN_MODELS = 3
 
 
-PERCEPT_SCORES = ("v1_adv", "model_adv", "specificity")
-"""The percept part's headline numbers a study compares models by, as scores
-``percept_<name>_<norm>`` (the part's headline norm: L2 unless it did not run): the
-median D its minimal adversarials move the predicted V1 response and its deepest tap,
-and the specificity (:mod:`ml.evaluate.percept`)."""
-
-
-def _finite(value: Any) -> bool:
-    """A real number (not a bool, a string or a container an imported result may hold)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) \
-        and bool(np.isfinite(value))
-
-
 def alignment_scores(result: Mapping[str, Any]) -> dict[str, float] | None:
     """An evaluation's headline alignment means and its percept scores
-    (:data:`PERCEPT_SCORES`), finite ones only; None when it ran neither part."""
+    (``percept_<name>_<norm>``, :data:`ml.evaluate.record.PERCEPT_SCORES` at the part's
+    headline norm, as its record reads them), real finite numbers only — not a bool, a
+    string or a container an imported result may hold; None when it ran neither part."""
     block, percept = result.get("alignment"), result.get("percept")
     if not block and not percept:
         return None
-    mean = (block or {}).get("mean") or {}
-    out = {k: float(mean[k]) for k in HEADLINES if _finite(mean.get(k))}
-    if percept:
-        norm = percept.get("headline_norm") or "l2"
-        head = percept.get("headline") or {}
-        out.update({f"percept_{k}_{norm}": float(head[f"{k}_{norm}"]) for k in PERCEPT_SCORES
-                    if _finite(head.get(f"{k}_{norm}"))})
+    mean = block.get("mean") if isinstance(block, Mapping) else None
+    mean = mean if isinstance(mean, Mapping) else {}
+    out = {k: v for k in HEADLINES if (v := real_number(mean.get(k))) is not None}
+    rec = percept_record(percept)
+    if rec is not None:
+        norm = rec["headline_norm"]
+        out.update({f"percept_{k}_{norm}": v for k in PERCEPT_SCORES
+                    if (v := rec["headline"][f"{k}_{norm}"]) is not None})
     return out
 
 

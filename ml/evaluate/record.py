@@ -46,9 +46,9 @@ a better model, nor is a specificity above or below 1)."""
 ALIGNMENT_COLUMNS = ("rsa_mix_oracle", "rsa_mix_oracle_normalized", "feve_best",
                      "cka_mix_oracle")
 PERCEPT_SCORES = ("v1_adv", "model_adv", "specificity")
-"""The percept part's headline numbers the leaderboard sorts by, at its headline norm
-(:mod:`ml.evaluate.percept`; the study's scores of the same names,
-:data:`ml.evaluate.alignment_summary.PERCEPT_SCORES`)."""
+"""The percept part's headline numbers the leaderboard sorts by, at its headline norm, and
+a study compares models by (:mod:`ml.evaluate.percept`,
+:mod:`ml.evaluate.alignment_summary`)."""
 PERCEPT_HEADLINES = ("v1_adv", "v1_rand", "model_adv", "model_rand", "logits_adv",
                      "specificity")
 """Every headline number the percept part records (``<name>_<norm>`` in its ``headline``),
@@ -194,7 +194,7 @@ def _finite(v: Any) -> float | None:
     return None if v is None or not math.isfinite(float(v)) else float(v)
 
 
-def _real(v: Any) -> float | None:
+def real_number(v: Any) -> float | None:
     """A real finite number as a float; None for anything else an imported result may
     hold where one belongs (None, NaN, a bool, a string, a container)."""
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
@@ -366,7 +366,7 @@ def percept_record(part: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return _count(adv.get("n")) if isinstance(adv, Mapping) else None
 
     return {"headline_norm": norm,
-            "headline": {f"{k}_{norm}": _real(head.get(f"{k}_{norm}"))
+            "headline": {f"{k}_{norm}": real_number(head.get(f"{k}_{norm}"))
                          for k in PERCEPT_HEADLINES},
             "samples": _count(row.get("n")), "layer": layer,
             "n": {"v1_adv": adv_n("v1"), "model_adv": adv_n(layer),

@@ -109,3 +109,17 @@ def test_a_score_that_is_not_a_number_is_left_out_not_raised():
 
     assert alignment_scores(e["result"]) == {"rsa_mix_oracle": 0.1,
                                              "percept_model_adv_l2": 0.2}
+
+
+def test_a_percept_block_that_is_not_one_is_left_out_not_raised():
+    from ml.evaluate.alignment_summary import alignment_scores
+
+    e = _eval(0, "none", 0, 0.1, 1.0)
+    alone = alignment_scores(e["result"])
+    assert alone is not None and alone["rsa_mix_oracle"] == 0.1
+    for block in (["a list"], "a string", 3):
+        e["result"]["percept"] = block
+        assert alignment_scores(e["result"]) == alone
+    # a headline norm that is not a name reads as L2's, as the record reads it
+    e["result"]["percept"] = {"headline_norm": 7, "headline": {"specificity_l2": 2.5}}
+    assert alignment_scores(e["result"]) == {**alone, "percept_specificity_l2": 2.5}

@@ -130,7 +130,7 @@ def test_the_percept_columns_sort_off_the_page_beside_their_counts() -> None:
 
 
 def test_the_leaderboard_and_the_study_name_the_same_percept_scores() -> None:
-    """The record keeps its own copy (no scipy import for a record); the two agree."""
+    """The study reads the record's names (one definition, in ml.evaluate.record)."""
     from ml.evaluate import alignment_summary, record
 
     assert record.PERCEPT_SCORES == alignment_summary.PERCEPT_SCORES
