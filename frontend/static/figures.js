@@ -284,6 +284,8 @@ export function legendOnce() {
 // An axis with its title (text as Plotly text: a member's key goes through plain() first);
 // styled() adds the margins, hover digits and log ticks.
 export const axis = (title, extra = {}) => ({ title: { text: title }, ...extra });
+// values on a log axis: one at or below 0 is left out (null), where a log axis has no place
+export const positive = (ys) => ys.map((y) => (y > 0 ? y : null));
 
 export function chartDiv(title, id) {
   return el("div", { class: "chart", "data-title": title, id: id || `chart-${slug(title)}`,

@@ -3,7 +3,7 @@
 // map, the hybrid images' outcomes and the minimal perturbations' spectrum. The figures
 // draw result.frequency as the server sent it; nothing is recomputed here.
 import { el, fmt } from "./api.js";
-import { axis, chartIn, plot } from "./figures.js";
+import { axis, chartIn, plot, positive } from "./figures.js";
 import { seriesColours } from "./palette.js";
 
 const CUTOFF = "cut-off (cycles/image)";
@@ -72,7 +72,6 @@ function hybridFigure(host, h) {
 function spectrumFigure(host, s, norms) {
   const div = chartIn(host, "fig-frequency-spectrum", "Perturbation spectrum");
   const colour = seriesColours();
-  const positive = (ys) => ys.map((y) => (y > 0 ? y : null));  // a log axis has no 0
   const traces = Object.entries(s.norms).filter(([, r]) => r).map(([norm, r]) => ({
     x: s.bands, y: positive(r.median), name: `${norms[norm] || norm} (n=${r.n}, centroid ${fmt(r.centroid, 2)})`,
     type: "scatter", mode: "lines+markers", line: { color: colour(norm) } }));

@@ -142,6 +142,7 @@ function drawHeader(s) {
 async function draw(first) {
   const [data, labels] = await Promise.all([getJSON(`/api/studies/${studyId}`), fieldLabels()]);
   data.corruptionLabels = labels.corruptions;
+  data.normLabels = labels.norms;
   setLatest(data);
   drawHeader(data.study);
   drawPaperBox(data);

@@ -4,13 +4,11 @@
 // the Fourier map's error per radial band, and per norm where each minimal perturbation's
 // energy sits in frequency (the clean images' contrast dashed); mean ± SEM bands, one
 // colour per condition.
-import { axis, band } from "../figures.js";
+import { axis, band, positive } from "../figures.js";
 import { colour, condId, dash, figure, label } from "./common.js";
 
 const CUTOFF = "cut-off (cycles/image)";
-const NORMS = { l2: "L2", linf: "L∞", l1: "L1", l0: "L0" };
 const CLEAN = "#7f7f7f";
-const positive = (ys) => ys.map((y) => (y > 0 ? y : null));  // a log axis has no 0
 // a SEM band's edge below 0 drawn at the band's smallest positive value (null would break
 // the filled outline)
 const floored = (ys) => {
@@ -19,9 +17,10 @@ const floored = (ys) => {
 };
 // per norm: one band per condition of the median energy fraction per radial band, and the
 // clean images' contrast (the first condition's: every condition attacks the same images)
-function spectrumJobs(host, rows, seeds) {
+// (norm names as the server writes them: /api/labels, data.normLabels)
+function spectrumJobs(host, rows, seeds, norms) {
   const withBands = rows.filter((r) => r.frequency.spectrum_bands);
-  return Object.entries(NORMS).flatMap(([norm, name]) => {
+  return Object.entries(norms).flatMap(([norm, name]) => {
     const got = withBands.filter((r) => r.frequency.spectrum[norm]);
     if (!got.length) return [];
     const traces = got.flatMap((r) => {
@@ -82,5 +81,5 @@ export function frequencyFigures(host, data) {
       sem: f.fourier_map.radial.sem })),
     { xaxis: axis("radial frequency band (cycles/image)"), yaxis: axis("error", { range: [0, 1.02] }) }]);
   }
-  return jobs.concat(spectrumJobs(host, rows, seeds));
+  return jobs.concat(spectrumJobs(host, rows, seeds, data.normLabels || {}));
 }
