@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     heartbeat_s: float = Field(default=10.0, gt=0)
     stale_after_s: float = Field(default=120.0, gt=0)
     reaper_interval_s: float = Field(default=30.0, gt=0)
+    # the API applies the lab's artifact retention policies (core/retention.py) every
+    # retention_interval_s; 0: only when an admin applies them (POST /api/retention/apply)
+    retention_interval_s: float = Field(default=3600.0, ge=0)
     max_attempts: int = Field(default=3, ge=1)
     # a run's captured log (stdout, stderr, logging; lines a client sends) holds at most
     # this many bytes; past it lines are dropped and one marker line counts them

@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kinds import KINDS
+from core.lineage import record_reads
 from core.store.models import Metric, Role, Run, RunStatus, User
 from core.store.runs import NotFound, find_run, lock_run, set_tags
 from core.store.scores import write_scores
@@ -161,6 +162,7 @@ def import_run(session: Session, user: User, rec: Record) -> tuple[Run, bool]:
     run.heartbeat_at = run.worker = run.task_id = None
     set_tags(session, run, list(rec.tags))
     session.flush()
+    record_reads(session, run)
     try:
         write_scores(session, run.id)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:

@@ -28,7 +28,7 @@ from core.store.db import migrate
 from ml._validate import ConfigErrors
 from server.deps import CHALLENGE, NO_TOKEN, token_is_valid
 from server.headers import SecurityHeaders
-from server.reaper import Reaper
+from server.reaper import Reaper, Retention
 from server.routes import (
     apidocs,
     artifacts,
@@ -39,6 +39,7 @@ from server.routes import (
     provenance,
     recordings,
     records,
+    retention,
     runs,
     studies,
     summaries,
@@ -272,13 +273,16 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         reaper, dispatcher = Reaper(settings, celery), Dispatcher(settings)
+        retain = Retention(settings)
         reaper.start()
         dispatcher.start()
+        retain.start()
         try:
             yield
         finally:
             reaper.stop()
             dispatcher.stop()
+            retain.stop()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -317,10 +321,11 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
         return await http_exception_handler(request, exc)
 
     routers = [m.router for m in (system, team, runs, metrics, artifacts, matrices,
-                                  recordings, records, summaries, studies, webhooks, ui)] + [
+                                  recordings, records, summaries, studies, webhooks, retention,
+                                  ui)] + [
         metrics.series_router, runs.dry_run_router, logs.router, provenance.router,
         system_metrics.router, apidocs.router, mlflow.router, mlflow.artifacts_router,
-        transfer.router, transfer.export_router]
+        transfer.router, transfer.export_router, retention.lineage_router]
     for router in routers:
         app.include_router(router)
     routes = [r for router in routers for r in router.routes] + list(app.routes)

@@ -1334,3 +1334,99 @@ class SystemFigure(Row):
 
     title: str
     panels: list[SystemPanel]
+
+
+RetentionRule = Literal["keep-last", "drop-finished", "expire-failed"]
+
+
+class RetentionPolicyCreate(BaseModel):
+    """A rule for deleting artifacts (``core.retention``): of the runs ``query`` matches
+    (every run when empty), the artifacts whose name matches ``pattern``, under ``rule``.
+    An artifact another run reads is never deleted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.\-]*$")
+    rule: RetentionRule = Field(description="keep-last: all but the newest `keep` per run; "
+                                "drop-finished: of succeeded runs, `days` (default 0) after "
+                                "they finished; expire-failed: of failed or cancelled runs, "
+                                "`days` after they ended")
+    pattern: str = Field(min_length=1, max_length=255, description="a glob over artifact "
+                         "names (`*` crosses folders): checkpoint.pt, checkpoints/*.ckpt, *")
+    query: str = Field("", max_length=2000, description="the runs it covers, in the run "
+                       "query language (GET /api/runs?q=); empty: every run")
+    keep: int | None = Field(None, ge=1, le=100_000, description="keep-last: how many")
+    days: float | None = Field(None, ge=0, le=36_500, allow_inf_nan=False,
+                               description="drop-finished, expire-failed: the age in days")
+
+
+class RetentionPolicyPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    rule: RetentionRule
+    pattern: str
+    query: str
+    keep: int | None
+    days: float | None
+    created_at: datetime
+
+
+class RetentionReader(BaseModel):
+    """A run that reads the artifact, so it stays."""
+
+    run_id: int
+    kind: str
+    name: str
+    status: RunStatus
+
+
+class RetentionItem(BaseModel):
+    run_id: int
+    run_name: str
+    name: str = Field(description="the artifact's name")
+    size_bytes: int
+    policy: str = Field(description="the policy that covers it")
+    dependants: list[RetentionReader] = Field(
+        description="the runs that read it (then it is kept): empty for one that goes")
+
+
+class RetentionPlan(BaseModel):
+    """What the policies delete (``delete``, ``bytes_freed``) and keep because another
+    run reads it (``kept``): a dry run, or what an apply did."""
+
+    applied: bool
+    delete: list[RetentionItem]
+    kept: list[RetentionItem]
+    bytes_freed: int
+    truncated: bool = Field(description="more items than the lists show (the totals count "
+                            "them all)")
+    delete_count: int
+    kept_count: int
+
+
+class LineageRun(BaseModel):
+    id: int
+    name: str
+    kind: str
+    status: RunStatus
+    owner: str
+    depth: int = Field(description="its place: negative upstream (what the run was built "
+                       "from), positive downstream (what was built from it), 0 the run")
+
+
+class LineageEdge(BaseModel):
+    source: int
+    target: int
+    relation: Literal["reads", "part of"] = Field(
+        description="reads: target reads source's artifacts; part of: target is one of the "
+        "runs source made (a study's)")
+    artifacts: list[str]
+
+
+class LineageGraph(BaseModel):
+    run_id: int
+    runs: list[LineageRun]
+    edges: list[LineageEdge]
+    truncated: bool = Field(description="more runs are connected than shown")

@@ -310,3 +310,41 @@ class MlflowExperiment(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RunRead(Base):
+    """One artifact one run reads from another (:mod:`core.lineage`): a train run's target
+    from its similarity run, an evaluation's model from its train run. Written when the
+    run is created (and by migration 0015 for the runs before it), so that "what is built
+    from this run" is one indexed lookup, and retention (:mod:`core.retention`) never
+    deletes an artifact a kept result depends on."""
+
+    __tablename__ = "run_reads"
+    __table_args__ = (UniqueConstraint("run_id", "input_run_id", "artifact", "field",
+                                       name="uq_run_reads"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    input_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"),
+                                              index=True)
+    artifact: Mapped[str] = mapped_column(String(255))
+    field: Mapped[str] = mapped_column(String(64))  # the config field naming it
+
+
+class RetentionPolicy(Base):
+    """A rule for deleting artifacts nobody needs (:mod:`core.retention`): which runs it
+    covers (a run query; empty: every run), which of their artifacts (a glob over names),
+    and when one goes (``rule``: keep the newest ``keep`` per run, drop them once the run
+    succeeded, or expire them ``days`` after the run failed or was cancelled)."""
+
+    __tablename__ = "retention_policies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    rule: Mapped[str] = mapped_column(String(16))
+    pattern: Mapped[str] = mapped_column(String(255))
+    query: Mapped[str] = mapped_column(String(2000), default="")
+    keep: Mapped[int | None] = mapped_column(Integer)
+    days: Mapped[float | None] = mapped_column(Float)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

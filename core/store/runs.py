@@ -47,6 +47,9 @@ def create_run(
     )
     session.add(run)
     session.flush()
+    from core.lineage import record_reads  # lineage reads the kinds' input rules
+
+    record_reads(session, run)
     return run
 
 
@@ -168,9 +171,21 @@ def set_tags(session: Session, run: Run, tags: Sequence[str]) -> None:
 
 def delete_run(session: Session, run: Run) -> list[str]:
     """Delete a finished run with its metrics, tags and artifact rows; returns the
-    artifact paths (relative to the artifact root) for the caller to remove after commit."""
+    artifact paths (relative to the artifact root) for the caller to remove after commit.
+    A run whose artifacts another run reads (:mod:`core.lineage`) is refused, naming it:
+    the evaluation of a model, the train run of a target, would lose what it was built
+    from."""
     if not run.status.finished:
         raise ValueError(f"run {run.id} is {run.status.value}; cancel it before deleting")
+    from core.lineage import dependants
+
+    readers = dependants(session, [run.id]).get(run.id, [])
+    if readers:
+        first, others = readers[0], {d.run_id for d in readers} - {readers[0].run_id}
+        raise ValueError(
+            f"{first.kind} run {first.run_id} reads run {run.id}'s {first.artifact}"
+            + (f" (and {len(others)} other run{'s' * (len(others) > 1)})" if others else "")
+            + ": delete what reads it first")
     paths = list(session.execute(select(Artifact.path).where(Artifact.run_id == run.id)).scalars())
     session.execute(delete(Artifact).where(Artifact.run_id == run.id))
     session.delete(run)

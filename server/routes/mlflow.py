@@ -32,7 +32,9 @@ from server.deps import CurrentUser, SessionDep, SettingsDep
 from server.strict import api_router, loads
 
 PREFIXES = ("/api/2.0/mlflow/", "/api/2.0/preview/mlflow/", "/ajax-api/2.0/mlflow/",
-            "/api/2.0/mlflow-artifacts/")
+            "/api/2.0/mlflow-artifacts/", "/api/3.0/mlflow/", "/ajax-api/3.0/mlflow/")
+"""MLflow's paths: every answer on them is MLflow's error shape (MLflow 3's client also
+calls /api/3.0/mlflow/…: traces, datasets, scorers, server-info)."""
 MAX_BATCH = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's log-batch bounds
 
 router = api_router(prefix="/api/2.0/mlflow", tags=["mlflow"], include_in_schema=False)
@@ -59,6 +61,10 @@ STATUS_CODES = {400: "INVALID_PARAMETER_VALUE", 401: "UNAUTHENTICATED",
 
 
 def as_mlflow(status: int, message: str) -> JSONResponse:
+    if status == 404 and message == "Not Found":  # no route: an endpoint neuroreg lacks
+        return error("ENDPOINT_NOT_FOUND", "neuroreg does not implement this MLflow "
+                     "endpoint; it implements experiments, runs, params, tags, metrics and "
+                     "artifacts (see docs/mlflow.md)", 404)
     code = STATUS_CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
     return error(code, message, 400 if status == 422 else status)
 

@@ -262,6 +262,11 @@ def test_what_neuroreg_refuses_or_lacks_is_mlflows_error_never_a_500(  # type: i
                             headers={**headers, "Content-Type": "application/json"})
         assert res.status_code == status, (path, res.status_code, res.text)
         assert res.json()["error_code"] == code and res.json()["message"], (path, res.text)
+    for path in ("/api/3.0/mlflow/traces/search", "/api/3.0/mlflow/server-info",
+                 "/ajax-api/2.0/mlflow/runs/get"):  # MLflow 3's client calls these too
+        res = httpx.post(f"{url}{path}", content=b"{}", headers=auth)
+        assert res.status_code == 404, (path, res.text)
+        assert res.json()["error_code"] == "ENDPOINT_NOT_FOUND", (path, res.text)
     res = httpx.get(f"{url}/api/2.0/mlflow/runs/get", params={"run_id": seen["rid"]},
                     headers=other)
     assert res.status_code == 200  # a lab's runs are everyone's to read
