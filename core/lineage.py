@@ -101,14 +101,19 @@ def reads(kind: str, config: Any) -> list[Read]:
     return []
 
 
-def record_reads(session: Session, run: Run) -> None:
-    """Store (or restore) ``run``'s reads from its config; a run it names that does not
-    exist here is left out (the input checks refuse such a run before it is stored)."""
-    session.execute(delete(RunRead).where(RunRead.run_id == run.id))
+def record_reads(session: Session, run: Run, *, new: bool = False) -> None:
+    """Store (or, for a run that is not ``new``, replace) ``run``'s reads from its
+    config; a run it names that does not exist here is left out (the input checks refuse
+    such a run before it is stored)."""
+    wanted = sorted(set(reads(run.kind, run.config)),
+                    key=lambda r: (r.run_id, r.artifact, r.field))
+    if not new:
+        session.execute(delete(RunRead).where(RunRead.run_id == run.id))
+    if not wanted:
+        return
     found = set(session.execute(select(Run.id).where(
-        Run.id.in_({r.run_id for r in reads(run.kind, run.config)}))).scalars())
-    for r in sorted(set(reads(run.kind, run.config)),
-                    key=lambda r: (r.run_id, r.artifact, r.field)):
+        Run.id.in_({r.run_id for r in wanted}))).scalars())
+    for r in wanted:
         if r.run_id in found and r.run_id != run.id:
             session.add(RunRead(run_id=run.id, input_run_id=r.run_id, artifact=r.artifact,
                                 field=r.field))

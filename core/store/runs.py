@@ -49,7 +49,7 @@ def create_run(
     session.flush()
     from core.lineage import record_reads  # lineage reads the kinds' input rules
 
-    record_reads(session, run)
+    record_reads(session, run, new=True)
     return run
 
 
