@@ -144,7 +144,7 @@ def _matching(session: Session, policy: RetentionPolicy | Spec, now: datetime
                             Run.finished_at.is_not(None), Run.finished_at <= now - days)
     query = query.order_by(Artifact.run_id, Artifact.created_at.desc(), Artifact.id.desc())
     seen: dict[int, int] = {}
-    for artifact, run in session.execute(query).tuples():
+    for artifact, run in session.execute(query):
         if not fnmatch.fnmatchcase(artifact.name, policy.pattern):
             continue
         if policy.rule == "keep-last":

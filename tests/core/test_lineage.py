@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from core.lineage import Read, dependants, graph, reads
 from core.lifecycle import finish_run
+from core.lineage import Read, dependants, graph, reads
 from core.store.db import migrate, session_scope
 from core.store.models import Role, Run, RunRead, RunStatus
 from core.store.runs import create_run, delete_run
