@@ -33,7 +33,8 @@ def _study(session: Any, run_id: int) -> Any:
     study = run_or_404(session, run_id)
     if study.kind != "study":
         raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            f"run {run_id} is a {study.kind} run, not a study")
+                            f"run {run_id} is {'an' if study.kind[0] in 'aeiou' else 'a'} "
+                            f"{study.kind} run, not a study")
     return study
 
 
