@@ -26,7 +26,18 @@ from typing import Any
 
 import httpx
 
-from cli import alignment, logs, manage, report, slurm, sync, team, transfer, webhooks
+from cli import (
+    alignment,
+    logs,
+    manage,
+    report,
+    slurm,
+    storage,
+    sync,
+    team,
+    transfer,
+    webhooks,
+)
 from cli._terminal import say
 from cli.commands import (
     SET_VALUES,
@@ -200,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_parser(sub)
     transfer.add_parser(sub)
     alignment.add_parser(sub)
+    storage.add_parser(sub)
     return parser
 
 

@@ -733,6 +733,44 @@ class Client:
         return sync(self, spool_dir or self.spool.root)
 
     # webhooks -----------------------------------------------------------------------
+    def lineage(self, run_id: int, *, limit: int = 200) -> dict[str, Any]:
+        """What the run was built from and what was built from it: ``runs`` (each with its
+        ``depth``: negative upstream, positive downstream) and ``edges`` (``reads`` with the
+        artifacts read, or ``part of`` a study)."""
+        return self._call("GET", f"/api/runs/{run_id}/lineage", params={"limit": limit})
+
+    def retention_policies(self) -> list[dict[str, Any]]:
+        """The lab's artifact retention policies."""
+        return self._call("GET", "/api/retention/policies")
+
+    def add_retention_policy(self, name: str, rule: str, pattern: str, *, query: str = "",
+                             keep: int | None = None, days: float | None = None,
+                             preview: bool = False) -> dict[str, Any]:
+        """Add a policy (admins): ``rule`` keep-last (with ``keep``), drop-finished
+        (``days`` optional) or expire-failed (with ``days``), over the artifacts whose
+        name matches the glob ``pattern`` of the runs ``query`` matches. ``preview``:
+        store nothing, return the dry run of this policy alone."""
+        body: dict[str, Any] = {"name": name, "rule": rule, "pattern": pattern,
+                                "query": query}
+        if keep is not None:
+            body["keep"] = keep
+        if days is not None:
+            body["days"] = days
+        path = "/api/retention/preview" if preview else "/api/retention/policies"
+        return self._call("POST", path, json=body)
+
+    def delete_retention_policy(self, policy_id: int) -> None:
+        self._call("DELETE", f"/api/retention/policies/{policy_id}")
+
+    def retention_plan(self) -> dict[str, Any]:
+        """The dry run of every policy: what would go (``delete``, ``bytes_freed``) and
+        what is kept because another run reads it (``kept``, with its ``dependants``)."""
+        return self._call("GET", "/api/retention/plan")
+
+    def apply_retention(self) -> dict[str, Any]:
+        """Apply every policy now (admins); returns what went and what was kept."""
+        return self._call("POST", "/api/retention/apply")
+
     def add_webhook(self, url: str, events: Sequence[str] | None = None, *,
                     secret: str | None = None) -> dict[str, Any]:
         """Have ``url`` POSTed a signed JSON event when your runs or studies finish
