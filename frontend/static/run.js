@@ -2,6 +2,7 @@ import { api, ApiError, clearError, el, fieldLabels, fmt, getJSON, settleParts, 
 import { axis, chartIn, plain, plot, plotly } from "./figures.js";
 import { drawAlignmentPart } from "./alignment.js";
 import { drawFrequency } from "./frequency.js";
+import { drawLineage } from "./lineage.js";
 import { drawPercept } from "./percept.js";
 import { drawProvenance, drawSystem, followLogs } from "./runlogs.js";
 import { drawLinks, drawTags, setUpManage } from "./runmanage.js";
@@ -300,6 +301,9 @@ withLogin(async () => {
   };
   setUpManage(shown, drawRun).catch(console.error);
   let links = drawLinks(shown).catch(console.error);
+  // what it reads and what reads it: asked now, drawn after the run's own first figures
+  let chartsDrawn;
+  settleParts([["The lineage", drawLineage(runId, new Promise((done) => { chartsDrawn = done; }))]]);
   followLogs(runId);  // polls on its own until the run has finished
   let provenance = false;
   // poll while the run is live; one last pass after it finishes
@@ -318,6 +322,7 @@ withLogin(async () => {
     first = null;
     drawRun(run);
     const charts = drawCharts(run, series);
+    chartsDrawn(charts.catch(() => null));
     const system = drawSystem(runId).catch(() => null);
     if (!provenance) provenance = await drawProvenance(runId).catch(() => false);
     if (FINISHED.has(run.status)) {
