@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from core.lifecycle import finish_run
@@ -16,6 +17,8 @@ from core.store.db import session_scope
 from core.store.models import Role, RunStatus
 from core.store.runs import create_run
 from core.store.users import create_user
+
+pytestmark = pytest.mark.no_numerics  # storage and HTTP: no float a kernel computes
 
 
 def _member(client: TestClient, name: str) -> TestClient:
