@@ -173,7 +173,7 @@ function addNav(user) {
   const header = document.querySelector("header");
   if (!header || header.querySelector("nav.top")) return;
   const links = [["/", "Runs"], ["/submit", "Submit"], ["/compare", "Compare"],
-    ["/leaderboard", "Leaderboard"], ["/tokens", "Tokens"],
+    ["/leaderboard", "Leaderboard"], ["/storage", "Storage"], ["/tokens", "Tokens"],
     ...(user.role === "admin" ? [["/users", "Users"]] : [])];
   const nav = el("nav", { class: "top", "aria-label": "pages" },
     ...links.map(([href, text]) => el("a", { href, ...(location.pathname === href ? { "aria-current": "page" } : {}) }, text)));

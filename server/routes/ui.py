@@ -113,6 +113,11 @@ def tokens_page() -> HTMLResponse:
     return _shell("my tokens", "tokens.js")
 
 
+@router.get("/storage")
+def storage_page() -> HTMLResponse:
+    return _shell("storage", "storage.js")
+
+
 @router.get("/users")
 def users_page() -> HTMLResponse:
     return _shell("users", "users.js")
