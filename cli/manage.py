@@ -319,4 +319,7 @@ def cmd_rm(args: argparse.Namespace, settings: ClientSettings) -> int:
             print(f"deleted run {run_id}")
             return True
 
-        return _each([r["id"] for r in doomed], delete) or (0 if ok else 1)
+        # newest first: what reads a run is made after it (its inputs must exist), so a run
+        # and what reads it go together; alone, the server refuses it, naming the reader
+        newest_first = sorted((r["id"] for r in doomed), reverse=True)
+        return _each(newest_first, delete) or (0 if ok else 1)

@@ -231,6 +231,23 @@ def test_rm_asks_on_a_terminal_and_refuses_unfinished_runs(
     assert _status(s, failed) is None
 
 
+def test_rm_deletes_a_model_with_its_evaluation_but_never_the_model_alone(
+        server: Server, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = server.settings
+    model = _make(s, "train", "model", status=RunStatus.succeeded)
+    ev = _make(s, "evaluate", "ev", {"train_run": model, "runs": []}, reads=model,
+               status=RunStatus.succeeded)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert main(["rm", "--yes", str(model)]) == 1
+    assert capsys.readouterr().err == (f"error 409: evaluate run {ev} reads run {model}'s "
+                                       "model.pt: delete what reads it first\n")
+    assert _status(s, model) is RunStatus.succeeded
+    assert main(["rm", "--yes", str(model), str(ev)]) == 0  # given in any order
+    assert capsys.readouterr().out == f"deleted run {ev}\ndeleted run {model}\n"
+    assert _status(s, model) is None and _status(s, ev) is None
+
+
 def test_a_summary_of_a_missing_run_or_one_of_another_kind_fails(
         server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     ext = _make(server.settings, "external", "x", {"params": {}}, status=RunStatus.succeeded)
