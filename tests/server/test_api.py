@@ -216,12 +216,16 @@ def test_each_page_preloads_every_module_its_script_imports(client: TestClient) 
     figures = {f"study/{p.name}" for p in (FRONTEND / "static" / "study").glob("*.js")}
     assert figures and figures | {"api.js", "figures.js", "palette.js"} <= set(preloaded)
     assert "plotly.min.js" in study
-    for page in ("/", "/runs/1", "/compare", "/studies/1", "/leaderboard", "/tokens"):
+    run_page = client.get("/runs/1").text
+    assert "/static/lineage.js" in re.findall(r'rel="modulepreload" href="([^"]+)"', run_page)
+    for page in ("/", "/runs/1", "/compare", "/studies/1", "/leaderboard", "/tokens",
+                 "/storage"):
         for path in re.findall(r'rel="modulepreload" href="(/static/[^"]+)"',
                                client.get(page).text):
             res = client.get(path)
             assert res.status_code == 200 and "javascript" in res.headers["content-type"]
-    assert "plotly.min.js" not in client.get("/tokens").text  # no figure there
+    for page in ("/tokens", "/storage"):  # no figure there
+        assert "plotly.min.js" not in client.get(page).text
 
 
 def test_all_series_in_one_request_reduced_like_one(client: TestClient) -> None:
