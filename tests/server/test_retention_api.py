@@ -148,3 +148,27 @@ def test_the_lineage_graph_and_a_delete_that_would_orphan_a_reader(
     assert client.delete(f"/api/runs/{ids['ev']}").status_code == 204
     assert client.delete(f"/api/runs/{ids['train']}").status_code == 204
     assert not (Path(settings.artifacts) / str(ids["train"]) / "model.pt").exists()
+
+
+def test_the_api_applies_the_policies_on_its_own_unless_told_not_to(
+        client: TestClient, settings: Settings) -> None:
+    from server.reaper import Retention, retain_once
+
+    ids = _chain(settings)
+    assert client.post("/api/retention/policies", json={
+        "name": "ckpt", "rule": "drop-finished", "pattern": "checkpoint.pt"}).status_code == 201
+    assert retain_once(settings) == 1  # the pass the API's loop makes
+    assert not (settings.artifacts / str(ids["train"]) / "checkpoint.pt").exists()
+    assert retain_once(settings) == 0
+    events = [e for e in client.get("/api/audit").json() if e["action"] == "artifacts.expired"]
+    assert [(e["actor_name"], e["target_id"]) for e in events] == [("", ids["train"])]
+
+    off = Retention(settings.model_copy(update={"retention_interval_s": 0.0}))
+    off.start()  # 0: the loop never starts; an admin applies them
+    assert not off._thread.is_alive()
+    off.stop()
+    on = Retention(settings)
+    on.start()
+    assert on._thread.is_alive()
+    on.stop()
+    assert not on._thread.is_alive()
