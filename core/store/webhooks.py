@@ -140,11 +140,12 @@ def queue_run_event(session: Session, run_id: int) -> list[WebhookDelivery]:
     finished the run, after the change (it reads the run's row as that change left it)."""
     row = session.execute(
         select(Run.id, Run.name, Run.kind, Run.status, Run.owner_id,
-               User.name.label("owner_name"), Run.parent_id,
+               User.name.label("owner_name"), User.disabled_at, Run.parent_id,
                Run.error, Run.result, Run.created_at, Run.started_at, Run.finished_at)
         .join(User, User.id == Run.owner_id).where(Run.id == run_id)
     ).one_or_none()
-    if row is None or not row.status.finished:
+    # a disabled member's hooks send nothing: their URL no longer hears of the lab's runs
+    if row is None or not row.status.finished or row.disabled_at is not None:
         return []
     event = event_name(row.kind, row.status)
     hooks = [h for h in session.execute(
@@ -186,15 +187,18 @@ def recent_deliveries(session: Session, hook: Webhook, *, limit: int = 20
 def due_in_turns(session: Session, *, now: datetime, per_owner: int) -> list[tuple[int, int]]:
     """(delivery id, owner id) of due deliveries, each owner's oldest ``per_owner``, in
     turns: every owner's first, then every owner's second, … — so one member's backlog
-    never hides another member's delivery."""
+    never hides another member's delivery. A disabled owner's wait (and go out if an
+    admin enables them again)."""
     turn = func.row_number().over(
         partition_by=Webhook.owner_id,
         order_by=(WebhookDelivery.next_attempt_at, WebhookDelivery.id)).label("turn")
     ranked = (select(WebhookDelivery.id, Webhook.owner_id, WebhookDelivery.next_attempt_at,
                      turn)
               .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+              .join(User, User.id == Webhook.owner_id)
               .where(WebhookDelivery.status == DeliveryStatus.pending,
-                     WebhookDelivery.next_attempt_at <= now)).subquery()
+                     WebhookDelivery.next_attempt_at <= now,
+                     User.disabled_at.is_(None))).subquery()
     return [(r.id, r.owner_id) for r in session.execute(
         select(ranked.c.id, ranked.c.owner_id).where(ranked.c.turn <= per_owner)
         .order_by(ranked.c.turn, ranked.c.next_attempt_at, ranked.c.id))]

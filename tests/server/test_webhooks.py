@@ -33,7 +33,7 @@ from core.store.models import (
     utcnow,
 )
 from core.store.runs import create_run
-from core.store.users import create_user
+from core.store.users import create_user, set_disabled
 from core.store.webhooks import claim, create_webhook, due, not_delivered, shown_error
 from server.webhooks import allowed, dispatch_once
 from tests.conftest import admin_client
@@ -296,6 +296,28 @@ def test_only_the_owners_hooks_fire_and_only_for_their_events(
     got = sorted((d.webhook_id, d.event) for d in _deliveries(store))
     assert got == sorted([(mine, "run.succeeded"), (mine, "study.succeeded"),
                           (studies_only, "study.succeeded")])
+
+
+def test_a_disabled_members_hooks_send_nothing_until_they_are_enabled_again(
+        store: Settings, receiver: Callable[..., Receiver]) -> None:
+    rx = receiver()
+    with session_scope(store.db_url) as s:
+        create_user(s, name="root", role=Role.admin)  # the lab keeps an admin
+    ada = _user(store, "ada")
+    _hook(store, ada, rx.url)
+    before, during = _run(store, ada), _run(store, ada)
+    with session_scope(store.db_url) as s:
+        finish_run(s, before, RunStatus.succeeded)  # queued while ada was enabled
+        set_disabled(s, s.get_one(User, ada), True, actor=None)
+    with session_scope(store.db_url) as s:
+        finish_run(s, during, RunStatus.failed)  # while disabled: nothing queued
+    assert [d.run_id for d in _deliveries(store)] == [before]
+    now = utcnow()
+    assert dispatch_once(store, now=now) == [] and rx.requests == []
+    with session_scope(store.db_url) as s:
+        set_disabled(s, s.get_one(User, ada), False, actor=None)
+    assert dispatch_once(store, now=now) == [_deliveries(store)[0].id]
+    assert [json.loads(r["body"])["run"]["id"] for r in rx.requests] == [before]
 
 
 def test_every_path_that_finishes_a_run_queues_its_event(
