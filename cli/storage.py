@@ -118,7 +118,7 @@ def cmd_add(args: argparse.Namespace, settings: ClientSettings) -> int:
         _print_plan(got, everything=False, done=False)
         print("(dry run: nothing stored)")
     else:
-        say(f"added {_policy(got).strip()}")
+        say(f"added policy {_policy(got).strip()}")
     return 0
 
 

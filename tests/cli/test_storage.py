@@ -47,7 +47,7 @@ def test_storage_and_lineage_commands(settings: Settings,
 
         added = run("storage", "add", "ckpt", "--rule", "drop-finished", "--pattern",
                     "checkpoint.pt", "-q", f"id = {ids['train']}")
-        assert added.startswith("added ") and "drop-finished 'checkpoint.pt' (at once) of " \
+        assert added.startswith("added policy ") and "drop-finished 'checkpoint.pt' (at once) of " \
             f"runs where id = {ids['train']}" in added
         assert "ckpt: drop-finished" in run("storage", "policies")
         plan = run("storage", "plan")
