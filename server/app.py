@@ -14,6 +14,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -165,7 +166,8 @@ def _refusal(scope: Scope, exc: Exception) -> JSONResponse:
     refused = storage_refused(exc)
     if refused is not None:  # the request was fine; the store could not take it
         log.error("%s %s: %s", scope["method"], scope["path"], refused[1])
-        return JSONResponse({"detail": refused[1]}, status_code=refused[0])
+        return JSONResponse({"detail": refused[1]}, status_code=refused[0],
+                            headers={"Retry-After": "5"} if refused[0] == 503 else None)
     log.error("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
     return JSONResponse({"detail": "internal server error"}, status_code=500)
 
@@ -226,6 +228,9 @@ def storage_refused(exc: BaseException) -> tuple[int, str] | None:
             return 503, "the database is read-only; nothing was stored"
         if state is not None and state.startswith("08"):
             return 503, "the database is unreachable; try again"
+        if isinstance(e, PoolTimeout) or "database is locked" in text:
+            return 503, ("the server is busy: no database connection came free in time; "
+                         "nothing was stored, try again")
     return None
 
 

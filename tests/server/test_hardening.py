@@ -363,3 +363,28 @@ def test_a_foreign_run_under_a_study_does_not_stop_it_fanning_out(api: TestClien
         made = fan_out(s, study)
         assert [r.kind for r in made] == ["train", "train"]
         assert [k.id for k in children(s, study)] == [r.id for r in made]
+
+
+def test_no_free_database_connection_is_a_503_to_retry_not_a_500(
+    client: TestClient,
+) -> None:
+    """Every pooled connection busy past the pool's timeout (heavy views on a loaded
+    machine): the answer says to try again, with Retry-After, never a 500."""
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from server.deps import get_session
+
+    def exhausted() -> None:
+        raise PoolTimeout("QueuePool limit of size 5 overflow 10 reached, connection "
+                          "timed out, timeout 30.00")
+
+    client.app.dependency_overrides[get_session] = exhausted  # type: ignore[attr-defined]
+    try:
+        for res in (client.get("/api/runs"), client.post("/api/runs", json={
+                "kind": "external", "name": "x"})):
+            assert res.status_code == 503, res.text
+            assert res.headers["retry-after"] == "5"
+            assert res.json()["detail"].startswith("the server is busy")
+    finally:
+        client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
+    assert client.get("/api/runs").status_code == 200
