@@ -23,7 +23,9 @@ const EDGE_LABELS = 8;     // at most this many arrows are labelled in the figur
 
 const $ = (id) => document.getElementById(id);
 const href = (r) => (r.kind === "study" ? `/studies/${r.id}` : `/runs/${r.id}`);
-const short = (name) => (name.length > NAME ? `${name.slice(0, NAME - 1)}…` : name);
+// the start and the end of a long name: runs of one sweep differ at the end ("… seed 2")
+const short = (name) => (name.length > NAME
+  ? `${name.slice(0, NAME - 14)}…${name.slice(-13)}` : name);
 const reads = (e) => (e.relation === "reads"
   ? `reads ${e.artifacts.length ? e.artifacts.join(", ") : "its artifacts"}` : "part of");
 
@@ -95,11 +97,19 @@ function rows(g, col) {
   return { y, tallest: Math.max(...[...byCol.values()].map((ids) => ids.length)) };
 }
 
-function label(r, focus) {
-  const name = `#${r.id} ${plain(short(r.name || r.kind))}`;
+// a study's runs are named "<study>: <cell>": beside their study, the cell says which
+function ownName(r, parent) {
+  const name = r.name || r.kind;
+  return parent && parent.name && name.startsWith(`${parent.name}: `)
+    ? name.slice(parent.name.length + 2) : name;
+}
+
+function label(r, focus, parent) {
+  const own = short(ownName(r, parent));
+  const name = `#${r.id} ${plain(own)}`;
   const state = r.status === "succeeded" ? "" : ` <span style="color:${r.status === "failed" ? FAILED : "#5b6475"}">· ${r.status}</span>`;
   return { text: `${focus ? `<b>${name}</b>` : name}${state}`,
-    px: textWidth(`#${r.id} ${short(r.name || r.kind)}${state ? ` · ${r.status}` : ""}`, 11, focus) };
+    px: textWidth(`#${r.id} ${own}${state ? ` · ${r.status}` : ""}`, 11, focus) };
 }
 
 // the figure's traces and layout for a width of `width` px
@@ -107,7 +117,13 @@ function figure(g, width) {
   const col = columns(g);
   const { y, tallest } = rows(g, col);
   const byId = new Map(g.runs.map((r) => [r.id, r]));
-  const labels = new Map(g.runs.map((r) => [r.id, label(r, r.id === g.run_id)]));
+  // its study: the run it is "part of", else a study shown whose name starts its name
+  const parentOf = new Map(g.edges.filter((e) => e.relation === "part of")
+    .map((e) => [e.target, byId.get(e.source)]));
+  const studies = g.runs.filter((r) => r.kind === "study" && r.name);
+  const studyOf = (r) => parentOf.get(r.id)
+    || studies.find((st) => st.id !== r.id && (r.name || "").startsWith(`${st.name}: `));
+  const labels = new Map(g.runs.map((r) => [r.id, label(r, r.id === g.run_id, studyOf(r))]));
   const radius = (id) => (id === g.run_id ? FOCUS : RADIUS);
   const cs = [...col.values()];
   const [lo, hi] = [Math.min(...cs), Math.max(...cs)];
@@ -139,7 +155,9 @@ function figure(g, width) {
     const my = ys + (yt - ys) * ((mx - xs) / ((xt - xs) || 1));
     const text = reads(e);
     const room = (to - from) / unit;
-    const shown = labelled && textWidth(text, 10) + 8 < room;
+    // an arrow over more than one column passes the runs between: its label would sit on
+    // theirs (its hover still says it)
+    const shown = labelled && Math.abs(xt - xs) <= 1 && textWidth(text, 10) + 8 < room;
     if (shown) {
       edgeLabels.push({ x: mx, y: my, xref: "x", yref: "y", text: plain(text), showarrow: false,
         font: { size: 10, color: "#5b6475" }, bgcolor: "rgba(255,255,255,0.9)", borderpad: 1 });
