@@ -140,12 +140,11 @@ def queue_run_event(session: Session, run_id: int) -> list[WebhookDelivery]:
     finished the run, after the change (it reads the run's row as that change left it)."""
     row = session.execute(
         select(Run.id, Run.name, Run.kind, Run.status, Run.owner_id,
-               User.name.label("owner_name"), User.disabled_at, Run.parent_id,
+               User.name.label("owner_name"), Run.parent_id,
                Run.error, Run.result, Run.created_at, Run.started_at, Run.finished_at)
         .join(User, User.id == Run.owner_id).where(Run.id == run_id)
     ).one_or_none()
-    # a disabled member's hooks send nothing: their URL no longer hears of the lab's runs
-    if row is None or not row.status.finished or row.disabled_at is not None:
+    if row is None or not row.status.finished:
         return []
     event = event_name(row.kind, row.status)
     hooks = [h for h in session.execute(
@@ -187,8 +186,10 @@ def recent_deliveries(session: Session, hook: Webhook, *, limit: int = 20
 def due_in_turns(session: Session, *, now: datetime, per_owner: int) -> list[tuple[int, int]]:
     """(delivery id, owner id) of due deliveries, each owner's oldest ``per_owner``, in
     turns: every owner's first, then every owner's second, … — so one member's backlog
-    never hides another member's delivery. A disabled owner's wait (and go out if an
-    admin enables them again)."""
+    never hides another member's delivery. A disabled owner's deliveries are not sent:
+    their URL hears nothing of the lab's runs while they are disabled (every event is still
+    queued, as every end of a run queues one; they go out if an admin enables them
+    again)."""
     turn = func.row_number().over(
         partition_by=Webhook.owner_id,
         order_by=(WebhookDelivery.next_attempt_at, WebhookDelivery.id)).label("turn")

@@ -310,14 +310,16 @@ def test_a_disabled_members_hooks_send_nothing_until_they_are_enabled_again(
         finish_run(s, before, RunStatus.succeeded)  # queued while ada was enabled
         set_disabled(s, s.get_one(User, ada), True, actor=None)
     with session_scope(store.db_url) as s:
-        finish_run(s, during, RunStatus.failed)  # while disabled: nothing queued
-    assert [d.run_id for d in _deliveries(store)] == [before]
+        finish_run(s, during, RunStatus.failed)  # while disabled: queued, as every end is
+    assert [d.run_id for d in _deliveries(store)] == [before, during]
     now = utcnow()
-    assert dispatch_once(store, now=now) == [] and rx.requests == []
+    assert dispatch_once(store, now=now) == [] and rx.requests == []  # but never sent
+    assert all(d.status is DeliveryStatus.pending and d.attempts == 0
+               for d in _deliveries(store))
     with session_scope(store.db_url) as s:
         set_disabled(s, s.get_one(User, ada), False, actor=None)
-    assert dispatch_once(store, now=now) == [_deliveries(store)[0].id]
-    assert [json.loads(r["body"])["run"]["id"] for r in rx.requests] == [before]
+    assert sorted(dispatch_once(store, now=now)) == [d.id for d in _deliveries(store)]
+    assert sorted(json.loads(r["body"])["run"]["id"] for r in rx.requests) == [before, during]
 
 
 def test_every_path_that_finishes_a_run_queues_its_event(
