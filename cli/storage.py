@@ -129,24 +129,22 @@ def cmd_rm(args: argparse.Namespace, settings: ClientSettings) -> int:
     return 0
 
 
-def cmd_plan(args: argparse.Namespace, settings: ClientSettings) -> int:
-    with client(settings) as nr:
-        plan = nr.retention_plan()
+def _show(plan: dict[str, Any], args: argparse.Namespace, *, done: bool) -> int:
     if args.json:
         print(json.dumps(plan, indent=2))
     else:
-        _print_plan(plan, everything=args.all, done=False)
+        _print_plan(plan, everything=getattr(args, "all", False), done=done)
     return 0
+
+
+def cmd_plan(args: argparse.Namespace, settings: ClientSettings) -> int:
+    with client(settings) as nr:
+        return _show(nr.retention_plan(), args, done=False)
 
 
 def cmd_apply(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
-        plan = nr.apply_retention()
-    if args.json:
-        print(json.dumps(plan, indent=2))
-    else:
-        _print_plan(plan, everything=False, done=True)
-    return 0
+        return _show(nr.apply_retention(), args, done=True)
 
 
 def cmd_lineage(args: argparse.Namespace, settings: ClientSettings) -> int:

@@ -221,15 +221,5 @@ def graph(session: Session, run: Run, *, max_nodes: int = MAX_NODES) -> Graph:
     return Graph(sorted(runs, key=lambda r: (depth[r.id], r.id)), depth, kept, truncated)
 
 
-def reads_of(session: Session, run_ids: Sequence[int]) -> dict[int, list[RunRead]]:
-    """The stored reads of each of ``run_ids``."""
-    out: dict[int, list[RunRead]] = {}
-    if run_ids:
-        for row in session.execute(select(RunRead).where(
-                RunRead.run_id.in_(list(run_ids)))).scalars():
-            out.setdefault(row.run_id, []).append(row)
-    return out
-
-
 __all__ = ["Dependant", "Edge", "Graph", "Read", "dependants", "graph", "reads",
-           "reads_of", "record_reads"]
+           "record_reads"]

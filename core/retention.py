@@ -20,7 +20,6 @@ with their audit events; files after it commits).
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import re
 from collections.abc import Iterator, Sequence
@@ -34,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from core.lineage import Dependant, dependants
 from core.store import audit
-from core.store.artifacts import UnsafePath, resolve
+from core.store.artifacts import remove_files
 from core.store.db import begin_write, session_scope
 from core.store.models import Artifact, RetentionPolicy, Run, RunStatus, User, utcnow
 from core.store.query import compile_query
@@ -55,6 +54,11 @@ class PolicyError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field, self.message = field, message
+
+
+class PolicyConflict(PolicyError):
+    """A valid policy the store refuses now: its name is taken, or it would delete an
+    artifact another run reads."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,7 @@ def refuse_dependants(session: Session, spec: Spec) -> None:
     if kept:
         item, reader = kept[0], kept[0].dependants[0]
         more = len(kept) - 1
-        raise PolicyError("pattern", (
+        raise PolicyConflict("pattern", (
             f"would delete run {item.run_id}'s {item.name}, which {reader.kind} run "
             f"{reader.run_id} reads" + (f" (and {more} more artifact{'s' * (more > 1)} "
                                         "other runs read)" if more else "")
@@ -189,13 +193,17 @@ def refuse_dependants(session: Session, spec: Spec) -> None:
 
 
 def create(session: Session, user: User, spec: Spec) -> RetentionPolicy:
-    """Store ``spec`` (checked, and refused if it would delete a depended-on artifact);
-    the caller commits."""
+    """Store ``spec``; the caller commits.
+
+    Raises:
+        PolicyConflict: its name is taken, or it would delete a depended-on artifact.
+        PolicyError: it is not a policy this module can apply (naming the field).
+    """
     check(spec, session.get_bind().dialect.name)
     refuse_dependants(session, spec)
     if session.execute(select(RetentionPolicy.id).where(
             RetentionPolicy.name == spec.name)).first() is not None:
-        raise PolicyError("name", f"a policy named {spec.name!r} exists")
+        raise PolicyConflict("name", f"a policy named {spec.name!r} exists")
     policy = RetentionPolicy(name=spec.name, rule=spec.rule, pattern=spec.pattern,
                              query=spec.query, keep=spec.keep, days=spec.days,
                              created_by=user.id)
@@ -232,14 +240,6 @@ def apply(session: Session, actor: User | None, *, now: datetime | None = None
     return done, [i.path for i in done.delete]
 
 
-def remove_files(root: Path, paths: Sequence[str]) -> None:
-    """Unlink the files of deleted artifact rows (after their transaction committed: a
-    rollback keeps both); one already gone is no error."""
-    for rel in paths:
-        with contextlib.suppress(OSError, UnsafePath):
-            resolve(root, rel).unlink()
-
-
 def apply_once(db_url: str, root: Path) -> Plan:
     """One pass of every policy by the service itself (the API's retention loop)."""
     with session_scope(db_url) as session:
@@ -256,5 +256,6 @@ def describe(item: Item) -> dict[str, Any]:
                             "status": d.status} for d in item.dependants]}
 
 
-__all__ = ["RULES", "Item", "Plan", "PolicyError", "Spec", "apply", "check", "create",
-           "apply_once", "describe", "plan", "policies", "refuse_dependants", "remove_files"]
+__all__ = ["RULES", "Item", "Plan", "PolicyConflict", "PolicyError", "Spec", "apply",
+           "apply_once", "check", "create", "describe", "plan", "policies",
+           "refuse_dependants"]

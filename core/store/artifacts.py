@@ -136,6 +136,14 @@ def _install(session: Session, tmp: str, target: Path, *, run_id: int, name: str
     return row
 
 
+def remove_files(root: Path, paths: Sequence[str]) -> None:
+    """Unlink the files of deleted artifact rows (after their transaction committed: a
+    rollback keeps both); one already gone is no error."""
+    for rel in paths:
+        with contextlib.suppress(OSError, UnsafePath):
+            resolve(root, rel).unlink()
+
+
 def list_artifacts(session: Session, run_id: int) -> Sequence[Artifact]:
     return (
         session.execute(select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.name))

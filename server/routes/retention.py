@@ -9,6 +9,7 @@ from fastapi import HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 
 from core import lineage, retention
+from core.store.artifacts import remove_files
 from core.store.audit import record
 from core.store.models import MAX_ID, RetentionPolicy
 from server.deps import CurrentUser, SessionDep, SettingsDep, run_or_404
@@ -64,15 +65,12 @@ def create_policy(body: RetentionPolicyCreate, session: SessionDep,
     """Add a policy (admins only). One that would delete an artifact another run reads
     now is a 409 naming that run; a query that does not parse a 422 naming ``query``."""
     _admin(user, "manage retention policies")
-    spec = _spec(body)
     try:
-        retention.check(spec, session.get_bind().dialect.name)
+        policy = retention.create(session, user, _spec(body))
+    except retention.PolicyConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except retention.PolicyError as exc:
         raise _invalid(exc) from None
-    try:
-        policy = retention.create(session, user, spec)
-    except retention.PolicyError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     session.commit()
     return RetentionPolicyPublic.model_validate(policy)
 
@@ -115,7 +113,7 @@ def apply(session: SessionDep, user: CurrentUser, settings: SettingsDep) -> Rete
     _admin(user, "apply retention policies")
     done, paths = retention.apply(session, user)
     session.commit()
-    retention.remove_files(settings.artifacts, paths)
+    remove_files(settings.artifacts, paths)
     return _plan(done, applied=True)
 
 

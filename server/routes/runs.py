@@ -18,7 +18,7 @@ from core.kinds import KINDS, KindName, stored_config
 from core.lifecycle import cancel_run, finish_run
 from core.queue import revoke
 from core.store import audit
-from core.store.artifacts import UnsafePath, resolve
+from core.store.artifacts import remove_files
 from core.store.models import MAX_ID, Run, RunStatus, User
 from core.store.query import SORT_FIELDS
 from core.store.runs import NotFound, delete_run, find_run, list_runs, set_tags
@@ -425,9 +425,7 @@ def delete(run_id: RunId, session: SessionDep, user: CurrentUser, settings: Sett
     except ValueError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     session.commit()
-    for rel in paths:
-        with contextlib.suppress(OSError, UnsafePath):
-            resolve(settings.artifacts, rel).unlink()
+    remove_files(settings.artifacts, paths)
 
 
 @router.post("/{run_id}/finish", responses=CONFLICT)
