@@ -22,22 +22,23 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import studies
 from core.kinds import KINDS
-from core.store.models import Run, RunStatus, utcnow
+from core.store.models import Run, RunStatus, WorkerClaim, utcnow
 from core.store.scores import write_scores
 from core.store.webhooks import queue_run_event
 
 
 def start_run(session: Session, run_id: int, *, stale_after: float = 120.0,
-              worker: str | None = None) -> bool:
+              worker: str | None = None, worker_token_id: int | None = None) -> bool:
     """queued → running, or running → running when its heartbeat is older than
     ``stale_after`` seconds (a redelivered task whose worker died; pass 0 when the
     caller knows that worker is dead). False when the run is finished or another
-    worker is alive on it. ``worker`` ("host:pid") is recorded."""
+    worker is alive on it. ``worker`` ("host:pid") is recorded, and the worker token
+    that claimed it (a worker over the API; None: one with the database)."""
     now = utcnow()
     cutoff = now - timedelta(seconds=stale_after)
     done: CursorResult[Any] = session.execute(  # type: ignore[assignment]
@@ -49,7 +50,14 @@ def start_run(session: Session, run_id: int, *, stale_after: float = 120.0,
         .values(status=RunStatus.running, started_at=now, heartbeat_at=now, error=None,
                 attempts=Run.attempts + 1, worker=worker)
     )
-    return bool(done.rowcount)
+    if not done.rowcount:
+        return False
+    if worker_token_id is not None or session.get(WorkerClaim, run_id) is not None:
+        session.execute(delete(WorkerClaim).where(WorkerClaim.run_id == run_id))
+        if worker_token_id is not None:
+            session.add(WorkerClaim(run_id=run_id, token_id=worker_token_id))
+        session.flush()
+    return True
 
 
 def release_run(session: Session, run_id: int, *, worker: str, message: str) -> bool:

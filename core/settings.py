@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     # what the CLI's client commands talk to (default: this machine's own server)
     api_url: str = ""
     token: str = ""
+    # a worker with a worker token reaches the store only through the API at api_url
+    # (worker/backend.py): no database URL and no shared folder on its machine. An admin
+    # issues it: `neuroreg tokens create NAME --worker`
+    worker_token: str = Field(default="", repr=False)
     # the client's offline mode (neuroreg.client.Client): false, true (spool every external
     # run) or auto (spool a run once its server cannot be reached); and the spool's folder
     # (`neuroreg sync` uploads it), default <data_dir>/spool

@@ -50,6 +50,7 @@ from server.routes import (
     transfer,
     ui,
     webhooks,
+    worker,
 )
 from server.routes.ui import FRONTEND
 from server.strict import StrictRoute
@@ -330,7 +331,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
                                   ui)] + [
         metrics.series_router, runs.dry_run_router, logs.router, provenance.router,
         system_metrics.router, apidocs.router, mlflow.router, mlflow.artifacts_router,
-        transfer.router, transfer.export_router, retention.lineage_router]
+        transfer.router, transfer.export_router, retention.lineage_router, worker.router]
     for router in routers:
         app.include_router(router)
     routes = [r for router in routers for r in router.routes] + list(app.routes)

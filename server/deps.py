@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from core.settings import Settings
 from core.store.db import new_session
-from core.store.models import MAX_ID, Role, Run, User
+from core.store.models import MAX_ID, ApiToken, Role, Run, User
 from core.store.runs import NotFound, get_run
-from core.store.users import user_for_token
+from core.store.users import live_token
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -49,14 +49,38 @@ CHALLENGE = {"WWW-Authenticate": "Bearer"}
 """A 401's detail and header, wherever it is answered."""
 
 
+WORKER_ONLY = ("a worker token acts only as a worker (/api/worker/...); use a member "
+               "token for this")
+NOT_A_WORKER = ("only a worker token may act as a worker: an admin issues one with "
+                "`neuroreg tokens create NAME --worker`")
+
+
 def get_current_user(
     session: SessionDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
-    user = user_for_token(session, creds.credentials) if creds else None
-    if user is None:
+    """The member a live member token belongs to: 401 without one, 403 for a worker
+    token."""
+    row = live_token(session, creds.credentials) if creds else None
+    if row is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, NO_TOKEN, headers=CHALLENGE)
-    return user
+    if row.scope != "member":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, WORKER_ONLY)
+    return row.user
+
+
+def get_worker_token(
+    session: SessionDep,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiToken:
+    """The live worker token a worker over the API sends: 401 without one, 403 for a
+    member token."""
+    row = live_token(session, creds.credentials) if creds else None
+    if row is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, NO_TOKEN, headers=CHALLENGE)
+    if row.scope != "worker":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, NOT_A_WORKER)
+    return row
 
 
 def token_is_valid(db_url: str, authorization: str | None) -> bool:
@@ -68,10 +92,11 @@ def token_is_valid(db_url: str, authorization: str | None) -> bool:
     if scheme.lower() != "bearer" or not token:
         return False
     with closing(new_session(db_url)) as session:
-        return user_for_token(session, token) is not None
+        return live_token(session, token) is not None
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+WorkerToken = Annotated[ApiToken, Depends(get_worker_token)]
 
 
 def may_write(user: User, run: Run) -> bool:

@@ -269,6 +269,9 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=64)
+    # "worker": for /api/worker only (admins issue these to workers that reach the service
+    # over its API); "member": everything else
+    scope: Literal["member", "worker"] = "member"
 
 
 class TokenPublic(BaseModel):
@@ -277,6 +280,7 @@ class TokenPublic(BaseModel):
     id: int
     user_id: int
     name: str
+    scope: str
     created_at: datetime
     revoked_at: datetime | None
 

@@ -28,7 +28,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from server.deps import get_current_user
+from server.deps import get_current_user, get_worker_token
 
 MAX_DEPTH = 32
 """The deepest nesting of objects and arrays a body may have (configs nest 3 levels)."""
@@ -147,7 +147,7 @@ def _documented(path: str, methods: set[str], endpoint: Callable[..., Any]) -> d
     is: authenticated (401), a write (403, 413 with a body, 507), addressing something
     by path (404); 503 for any (the database unreachable)."""
     hints = typing.get_type_hints(endpoint, include_extras=True)
-    authenticated = any(getattr(m, "dependency", None) is get_current_user
+    authenticated = any(getattr(m, "dependency", None) in (get_current_user, get_worker_token)
                         for h in hints.values() for m in getattr(h, "__metadata__", ()))
     out: dict[int, Any] = {}
 
@@ -171,8 +171,10 @@ def _documented(path: str, methods: set[str], endpoint: Callable[..., Any]) -> d
 
 
 def _needs_token(dependant: Any) -> bool:
-    """Whether a route's dependencies, at any depth, include :func:`get_current_user`."""
-    return any(d.call is get_current_user or _needs_token(d) for d in dependant.dependencies)
+    """Whether a route's dependencies, at any depth, include :func:`get_current_user`
+    (or :func:`get_worker_token`)."""
+    return any(d.call in (get_current_user, get_worker_token) or _needs_token(d)
+               for d in dependant.dependencies)
 
 
 def _decode(adapter: TypeAdapter[Any], body: bytes) -> Any:

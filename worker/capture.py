@@ -36,8 +36,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
-from core.store.db import session_scope
-from core.store.logs import MAX_LINE, Dropped, Line, append_lines, next_seq, size_of
+from core.store.logs import MAX_LINE, Dropped, Line, size_of
+from worker.backend import Backend
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,9 @@ class LogSink:
     """Numbers lines as they come and writes them to run ``run_id``'s log every
     ``interval`` seconds from a thread (and on :meth:`close`)."""
 
-    def __init__(self, db_url: str, run_id: int, *, max_bytes: int,
+    def __init__(self, backend: Backend, run_id: int, *, max_bytes: int,
                  interval: float = 1.0) -> None:
-        self.db_url, self.run_id, self.max_bytes = db_url, run_id, max_bytes
+        self.backend, self.run_id, self.max_bytes = backend, run_id, max_bytes
         self.interval = interval
         self._lock = threading.Lock()
         self._pending: list[tuple[int, str, float, str]] = []  # (index, stream, time, line)
@@ -88,16 +88,15 @@ class LogSink:
         if not pending and not dropped[0]:
             return True
         try:
-            with session_scope(self.db_url) as s:
-                if self._base is None:
-                    self._base = next_seq(s, self.run_id)
-                base = self._base
-                done = append_lines(
-                    s, self.run_id,
-                    [Line(base + i, stream, t, text) for i, stream, t, text in pending],
-                    max_bytes=self.max_bytes,
-                    also_dropped=Dropped(dropped[0], dropped[1], base + dropped[2])
-                    if dropped[0] else None)
+            if self._base is None:
+                self._base = self.backend.next_seq(self.run_id)
+            base = self._base
+            full = self.backend.append_lines(
+                self.run_id,
+                [Line(base + i, stream, t, text) for i, stream, t, text in pending],
+                max_bytes=self.max_bytes,
+                dropped=Dropped(dropped[0], dropped[1], base + dropped[2])
+                if dropped[0] else None)
         except Exception:  # noqa: BLE001 — a database blip must not break the job
             log.warning("run %s: could not write %d log lines; retrying", self.run_id,
                         len(pending), exc_info=True)
@@ -115,7 +114,7 @@ class LogSink:
                 d = self._dropped
                 d[0], d[1], d[2] = d[0] + dropped[0], d[1] + dropped[1], max(d[2], dropped[2])
             return False
-        if done.dropped:
+        if full:
             self._full = True
         return True
 
@@ -451,7 +450,7 @@ class Capture:
 
 
 @contextlib.contextmanager
-def capture_logs(db_url: str, run_id: int | Sequence[int], *, max_bytes: int,
+def capture_logs(backend: Backend, run_id: int | Sequence[int], *, max_bytes: int,
                  interval: float = 1.0) -> Iterator[Capture]:
     """Capture the calling task's output into run ``run_id``'s log (each of several runs'
     logs: a pack's) until the block ends or :meth:`Capture.end`; if capture cannot start
@@ -460,9 +459,9 @@ def capture_logs(db_url: str, run_id: int | Sequence[int], *, max_bytes: int,
     sink: Sink | None = None
     try:
         if isinstance(run_id, int):
-            sink = LogSink(db_url, run_id, max_bytes=max_bytes, interval=interval)
+            sink = LogSink(backend, run_id, max_bytes=max_bytes, interval=interval)
         else:
-            sink = TeeSink([LogSink(db_url, r, max_bytes=max_bytes, interval=interval)
+            sink = TeeSink([LogSink(backend, r, max_bytes=max_bytes, interval=interval)
                             for r in run_id])
         exclusive = threading.current_thread() is threading.main_thread()
         stack.enter_context(_descriptors(sink) if exclusive else _routed(sink))

@@ -1,5 +1,6 @@
-"""A Recorder that writes to the store: buffered metrics, throttled progress and
-cancellation checks, artifacts under the artifact root.
+"""A Recorder that writes to the store, directly or over the API (a
+:class:`worker.backend.Backend`): buffered metrics, throttled progress and cancellation
+checks, artifacts.
 
 Points and progress reach the store within ``interval`` seconds whatever the job does
 next: a timer thread flushes them (with its own sessions: the engine's pool is shared,
@@ -19,12 +20,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
-from core.store.artifacts import get_artifact, resolve, save_artifact
-from core.store.db import session_scope
-from core.store.metrics import Point, insert_points
+from core.store.metrics import Point
 from core.store.models import RunStatus
-from core.store.runs import set_progress, status_of
 from worker import shutdown
+from worker.backend import Backend, Direct
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +61,22 @@ class SqlRecorder:
     def __init__(
         self,
         *,
-        db_url: str,
-        artifact_root: Path,
         run_id: int,
+        backend: Backend | None = None,
+        db_url: str | None = None,
+        artifact_root: Path | None = None,
         interval: float = 1.0,
         flush_points: int = 2000,
         timer: FlushTimer | None = None,
     ) -> None:
-        self.db_url, self.artifact_root, self.run_id = db_url, artifact_root, run_id
+        """Writes through ``backend``, or straight to the database at ``db_url`` and
+        the artifact folder ``artifact_root``."""
+        if backend is None:
+            from core.settings import Settings
+
+            assert db_url is not None and artifact_root is not None
+            backend = Direct(Settings(database_url=db_url, artifact_dir=artifact_root))
+        self.backend, self.run_id = backend, run_id
         self.interval, self.flush_points = interval, flush_points
         self._buffer: list[Point] = []
         self._last_check = 0.0
@@ -102,22 +109,10 @@ class SqlRecorder:
 
     def save_artifact(self, name: str, data: bytes, media_type: str) -> None:
         self.flush()  # a checkpoint never gets ahead of the metrics logged before it
-        with session_scope(self.db_url) as s:
-            save_artifact(
-                s,
-                self.artifact_root,
-                run_id=self.run_id,
-                name=name,
-                data=data,
-                media_type=media_type,
-            )
+        self.backend.save_artifact(self.run_id, name, data, media_type)
 
     def load_artifact(self, name: str) -> bytes | None:
-        with session_scope(self.db_url) as s:
-            row = get_artifact(s, self.run_id, name)
-            if row is None:
-                return None
-            return resolve(self.artifact_root, row.path).read_bytes()
+        return self.backend.load_artifact(self.run_id, name)
 
     def progress(self, fraction: float, message: str = "") -> None:
         """The latest progress, written by the next flush (the timer's: within
@@ -134,8 +129,7 @@ class SqlRecorder:
         now = time.time()
         if not self._stop and now - self._last_check >= self.interval:
             self._last_check = now
-            with session_scope(self.db_url) as s:
-                self._stop = status_of(s, self.run_id) is RunStatus.cancelled
+            self._stop = self.backend.status(self.run_id) is RunStatus.cancelled
         return self._stop
 
     def stop_resumes(self) -> bool:
@@ -160,15 +154,13 @@ class SqlRecorder:
                 progress = self._progress if self._progress != self._progress_written else None
             try:
                 if points:
-                    with session_scope(self.db_url) as s:
-                        insert_points(s, self.run_id, points)
+                    self.backend.points(self.run_id, points)
             except BaseException:
                 with self._lock:  # back in front, in order, for the next flush
                     self._buffer[:0] = points
                 raise
             if progress is not None:
-                with session_scope(self.db_url) as s:
-                    set_progress(s, self.run_id, *progress)
+                self.backend.progress(self.run_id, *progress)
                 self._progress_written = progress
         for extra in self._also:
             extra()

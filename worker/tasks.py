@@ -1,4 +1,6 @@
-"""Tasks: each takes a run id, calls one ml function through a SqlRecorder."""
+"""Tasks: each takes a run id, calls one ml function through a SqlRecorder. Everything
+a task does to the store goes through the worker's :class:`~worker.backend.Backend`: the
+database itself, or the server's API with a worker token."""
 
 from __future__ import annotations
 
@@ -8,21 +10,18 @@ import logging
 import os
 import socket
 import threading
-import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from core.kinds import KINDS, Waiting
-from core.lifecycle import finish_run, release_run, start_run
 from core.settings import get_settings
-from core.store.db import session_scope
-from core.store.logs import Line, append_lines, next_seq, save_log_artifact
 from core.store.models import RunStatus
-from core.store.runs import beat, find_run, get_run, lock_run
 from ml.recorder import Cancelled, Recorder
 from worker import shutdown
-from worker.app import celery_app, task
+from worker.app import task
+from worker.backend import Backend, get_backend
 from worker.capture import Capture, capture_logs
 from worker.observe import record_provenance, system_metrics
 from worker.recorder import SqlRecorder
@@ -68,7 +67,7 @@ def _dead_here(worker: str | None) -> bool:
 
 
 @contextlib.contextmanager
-def heartbeat(db_url: str, run_id: int, interval: float) -> Iterator[None]:
+def heartbeat(backend: Backend, run_id: int, interval: float) -> Iterator[None]:
     """Beat for ``run_id`` every ``interval`` s from a thread, whatever the job is doing
     (a long numba compile or eigh included), until the block ends."""
     stop = threading.Event()
@@ -76,8 +75,7 @@ def heartbeat(db_url: str, run_id: int, interval: float) -> Iterator[None]:
     def loop() -> None:
         while not stop.wait(interval):
             with contextlib.suppress(Exception):  # a database blip must not kill the job
-                with session_scope(db_url) as s:
-                    beat(s, run_id)
+                backend.beat(run_id)
 
     thread = threading.Thread(target=loop, name=f"heartbeat-{run_id}", daemon=True)
     thread.start()
@@ -91,16 +89,13 @@ def heartbeat(db_url: str, run_id: int, interval: float) -> Iterator[None]:
 def _start(run_id: int) -> tuple[str, dict[str, Any]] | None:
     """Take a stored run (queued, or running with a dead worker): its kind and config, or
     None when it is finished or another worker holds it."""
-    settings = get_settings()
-    with session_scope(settings.db_url) as s:
-        run = find_run(s, run_id)
-        if run is None:
-            return None
-        stale = 0.0 if _dead_here(run.worker) else settings.stale_after_s
-        if not start_run(s, run_id, stale_after=stale, worker=WORKER_ID()):
-            return None
-        run = get_run(s, run_id)
-        return run.kind, run.config
+    backend = get_backend()
+    got = backend.claim(run_id, WORKER_ID())
+    if got is not None and got[0] is None and _dead_here(got[2]):
+        got = backend.claim(run_id, WORKER_ID(), takeover=got[2])
+    if got is None or got[0] is None:
+        return None
+    return got[0], got[1] or {}
 
 
 def execute(run_id: int, job: Job) -> dict[str, Any]:
@@ -112,12 +107,12 @@ def execute(run_id: int, job: Job) -> dict[str, Any]:
 
 
 def _run_started(run_id: int, job: Job, kind: str, stored: dict[str, Any]) -> dict[str, Any]:
-    settings = get_settings()
-    recorder = SqlRecorder(db_url=settings.db_url, artifact_root=settings.artifacts, run_id=run_id)
-    record_provenance(settings.db_url, run_id)
-    with (heartbeat(settings.db_url, run_id, settings.heartbeat_s),
-          capture_logs(settings.db_url, run_id, max_bytes=settings.log_max_bytes) as logs,
-          system_metrics(settings.db_url, run_id, settings.system_metrics_s)):
+    settings, backend = get_settings(), get_backend()
+    recorder = SqlRecorder(backend=backend, run_id=run_id)
+    record_provenance(backend, run_id)
+    with (heartbeat(backend, run_id, settings.heartbeat_s),
+          capture_logs(backend, run_id, max_bytes=settings.log_max_bytes) as logs,
+          system_metrics(backend, run_id, settings.system_metrics_s)):
         if logs.sink is not None:  # a part's end pushes its log lines with its points
             recorder.also_flush(logs.sink.flush)
         return _execute(run_id, job, kind, stored, recorder, logs=logs)
@@ -129,7 +124,7 @@ def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
     captured into ``logs``, kept as the run's logs.txt before it finishes), then the run
     finishes — or, when the job fanned out (:class:`~core.kinds.Waiting`), stays running
     with its children queued, and the last of them to finish finishes it."""
-    settings = get_settings()
+    backend = recorder.backend
     status: RunStatus = RunStatus.succeeded
     error: str | None = None
     result: Any = None
@@ -154,65 +149,66 @@ def _execute(run_id: int, job: Job, kind: str, stored: dict[str, Any],
             if logs is not None:
                 logs.end()
                 if not released:
-                    _keep_logs(settings, run_id)
+                    _keep_logs(backend, run_id)
         finally:
             if released:
-                _release(run_id, kind)
-            elif waiting is None:
-                with session_scope(settings.db_url) as s:
-                    follow = [(r.id, r.kind) for r in
-                              finish_run(s, run_id, status, error=error, result=result)]
-                _enqueue(follow)  # a succeeded study child's evaluation
-                _tell_study(settings, run_id, status, follow)
+                _release(backend, run_id)
+            elif waiting is None:  # queues a succeeded study child's evaluation
+                backend.finish(run_id, status, error=error, result=result)
     if waiting is not None:
-        _enqueue(waiting.children, waiting.packs)
+        backend.enqueue(run_id, [r for r, _ in waiting.children], waiting.packs)
         return {"run_id": run_id, "status": "running", "children": len(waiting.children)}
     if released:
         return {"run_id": run_id, "status": "requeued"}
     return {"run_id": run_id, "status": status.value}
 
 
-def _release(run_id: int, kind: str) -> None:
+def _release(backend: Backend, run_id: int) -> None:
     """Put a run this worker stopped for its shutdown back in the queue (a cancel that
     came meanwhile stands), to resume from its checkpoint in another worker."""
-    with session_scope(get_settings().db_url) as s:
-        handed = release_run(s, run_id, worker=WORKER_ID(), message=(
+    if backend.release(run_id, WORKER_ID(), (
             "its worker shut down (a SLURM job's end?); requeued to resume from its "
-            "last checkpoint"))
-    if handed:
-        _enqueue([(run_id, kind)])
+            "last checkpoint")):
         log.warning("run %s handed back to the queue: this worker is shutting down", run_id)
 
 
-def _keep_logs(settings: Any, run_id: int) -> None:
+def _keep_logs(backend: Backend, run_id: int) -> None:
     """The run's log as its logs.txt artifact (a failure leaves the lines in the store)."""
     try:
-        with session_scope(settings.db_url) as s:
-            save_log_artifact(s, settings.artifacts, run_id)
+        backend.keep_logs(run_id)
     except Exception:  # noqa: BLE001 — the run's outcome stands without it
         log.warning("run %s: no logs.txt", run_id, exc_info=True)
 
 
-def _enqueue(runs: list[tuple[int, str]], packs: Sequence[list[int]] = ()) -> None:
-    """Queue runs, those in ``packs`` as one pack task each."""
-    from core.submit import enqueue_pack, enqueue_runs
+def train_inputs(backend: Backend, held: int, config: Any) -> dict[str, Path]:
+    """Local paths of what a train run reads: ``target`` (the similarity run's artifact)
+    and, for cnn-features, ``network`` (``held``: the run the job is for)."""
+    from core.inputs import target_source
+    from ml import artifacts
+    from ml.regularize.targets import REGISTRY
 
-    packed = {r for p in packs for r in p}
-    for p in packs:
-        enqueue_pack(celery_app, p)
-    enqueue_runs(celery_app, get_settings().db_url, [r for r in runs if r[0] not in packed])
+    out: dict[str, Path] = {}
+    if config.target == "none":
+        return out
+    out["target"] = backend.artifact_file(held, config.target_run, target_source(config.target))
+    if REGISTRY[config.target].needs_network:
+        features = config.features
+        if features.weights is not None:
+            out["network"] = backend.shared_file(held, "models", features.weights)
+        else:
+            out["network"] = backend.artifact_file(held, features.run, artifacts.MODEL)
+    return out
 
 
-def _train_target(config: Any, recorder: Recorder) -> Any:
-    """A train run's target, loaded from the store (and its cnn-features network's)."""
-    from core.inputs import train_inputs
+def _train_target(config: Any, recorder: SqlRecorder | Recorder, held: int | None = None) -> Any:
+    """A train run's target, loaded from the store (and its cnn-features network's);
+    ``held``: the run the job is for, when not the recorder's (an evaluation's)."""
     from ml.neural.target import SimilarityTarget
     from ml.regularize.targets import Network, resolve_target
     from ml.runtime import pick_device
 
-    settings = get_settings()
-    with session_scope(settings.db_url) as s:
-        paths = train_inputs(s, settings, config)
+    backend, run_id = _backend_of(recorder)
+    paths = train_inputs(backend, held if held is not None else run_id, config)
     source = SimilarityTarget.load(str(paths["target"])) if "target" in paths else None
     network = None
     if "network" in paths:
@@ -231,8 +227,16 @@ def train_job(config: Any, recorder: Recorder) -> Any:
     target = _train_target(config, recorder)
     result = train_model(config, recorder, target, data_root=settings.datasets)
     if config.target_run is not None and isinstance(recorder, SqlRecorder):
-        _save_s_cnn_overview(config, recorder, settings)
+        _save_s_cnn_overview(config, recorder)
     return result
+
+
+def _backend_of(recorder: Any) -> tuple[Backend, int]:
+    """The backend a job's recorder writes through, and its run (a recorder that is not
+    the worker's — a test's — has neither: the worker's backend and no run)."""
+    if isinstance(recorder, SqlRecorder):
+        return recorder.backend, recorder.run_id
+    return get_backend(), 0
 
 
 def execute_pack(run_ids: list[int]) -> dict[str, Any]:
@@ -245,18 +249,17 @@ def execute_pack(run_ids: list[int]) -> dict[str, Any]:
         return {"run_ids": run_ids, "skipped": True}
     if len(started) == 1:
         return _run_started(started[0][0], train_job, "train", started[0][1])
-    settings = get_settings()
+    settings, backend = get_settings(), get_backend()
     ids = [r for r, _ in started]
-    recorders = [SqlRecorder(db_url=settings.db_url, artifact_root=settings.artifacts,
-                             run_id=r) for r in ids]
+    recorders = [SqlRecorder(backend=backend, run_id=r) for r in ids]
     configs = [KINDS["train"].config_type(**stored) for _, stored in started]
     for r in ids:
-        record_provenance(settings.db_url, r)
+        record_provenance(backend, r)
     with contextlib.ExitStack() as stack:
         for r in ids:
-            stack.enter_context(heartbeat(settings.db_url, r, settings.heartbeat_s))
-            stack.enter_context(system_metrics(settings.db_url, r, settings.system_metrics_s))
-        logs = stack.enter_context(capture_logs(settings.db_url, ids,
+            stack.enter_context(heartbeat(backend, r, settings.heartbeat_s))
+            stack.enter_context(system_metrics(backend, r, settings.system_metrics_s))
+        logs = stack.enter_context(capture_logs(backend, ids,
                                                 max_bytes=settings.log_max_bytes))
         log.info("training runs %s as one pack on one device", ", ".join(map(str, ids)))
         try:
@@ -269,7 +272,7 @@ def execute_pack(run_ids: list[int]) -> dict[str, Any]:
         logs.end()
     statuses = {}
     for r, outcome in zip(ids, outcomes, strict=True):
-        statuses[r] = _end_member(r, outcome, settings)
+        statuses[r] = _end_member(backend, r, outcome)
     return {"run_ids": run_ids, "status": statuses}
 
 
@@ -291,14 +294,14 @@ def _train_pack(configs: list[Any], recorders: list[SqlRecorder]) -> list[Any]:
         for k, out in zip(live, trained, strict=True):
             outcomes[k] = out
             if configs[k].target_run is not None and not isinstance(out, BaseException):
-                _save_s_cnn_overview(configs[k], recorders[k], settings)
+                _save_s_cnn_overview(configs[k], recorders[k])
     return outcomes
 
 
-def _end_member(run_id: int, outcome: Any, settings: Any) -> str:
+def _end_member(backend: Backend, run_id: int, outcome: Any) -> str:
     """Finish (or hand back) one member of a pack as :func:`_execute` does a run."""
     if isinstance(outcome, Cancelled) and shutdown.requested():
-        _release(run_id, "train")
+        _release(backend, run_id)
         return "requeued"
     if isinstance(outcome, Cancelled):
         status, error, result = RunStatus.cancelled, None, None
@@ -306,82 +309,41 @@ def _end_member(run_id: int, outcome: Any, settings: Any) -> str:
         status, error, result = RunStatus.failed, _error_text(outcome), None
     else:
         status, error, result = RunStatus.succeeded, None, dataclasses.asdict(outcome)
-    _keep_logs(settings, run_id)
-    with session_scope(settings.db_url) as s:
-        follow = [(r.id, r.kind) for r in finish_run(s, run_id, status, error=error,
-                                                    result=result)]
-    _enqueue(follow)
-    _tell_study(settings, run_id, status, follow)
+    _keep_logs(backend, run_id)
+    backend.finish(run_id, status, error=error, result=result)
     return status.value
 
 
-def _tell_study(settings: Any, run_id: int, status: RunStatus,
-                follow: list[tuple[int, str]]) -> None:
-    """A line in the parent study's log when one of its runs ends: how it ended, what it
-    queued next, and how many of the study's runs have finished."""
-    from sqlalchemy import func, select
-
-    from core.store.models import Run
-
-    try:
-        with session_scope(settings.db_url) as s:
-            run = get_run(s, run_id)
-            if run.parent_id is None:
-                return
-            study = run.parent_id
-            counts = dict(s.execute(select(Run.status, func.count()).where(
-                Run.parent_id == study).group_by(Run.status)).all())
-            ended = sum(n for st, n in counts.items() if st in (
-                RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled))
-            text = f"run {run_id} ({run.kind}{f' {run.name}' if run.name else ''}) {status.value}"
-            if follow:
-                text += "; queued " + ", ".join(f"{kind} run {r}" for r, kind in follow)
-            text += f"; {ended}/{sum(counts.values())} of the study's runs finished"
-            lock_run(s, study)  # the seq read and the append in one turn
-            append_lines(s, study, [Line(next_seq(s, study), "log", time.time(), text)],
-                         max_bytes=settings.log_max_bytes)
-            if get_run(s, study).status in (RunStatus.succeeded, RunStatus.failed,
-                                            RunStatus.cancelled):
-                save_log_artifact(s, settings.artifacts, study)  # its logs.txt, complete
-    except Exception:  # noqa: BLE001 — the run's outcome stands without the line
-        log.warning("run %s: no line in its study's log", run_id, exc_info=True)
-
-
-def _save_s_cnn_overview(config: Any, recorder: SqlRecorder, settings: Any) -> None:
+def _save_s_cnn_overview(config: Any, recorder: SqlRecorder) -> None:
     """The dashboard's S_CNN overview of the network just trained, over its target run's
     stimuli (on the worker's device). The training is done by then: if this fails, the
     page asks for it and :func:`s_cnn_overview` computes it."""
     try:
         recorder.progress(1.0, "computing S_CNN over the target's stimuli for the dashboard")
-        with session_scope(settings.db_url) as s:
-            store_s_cnn_overview(s, settings, recorder.run_id, config, sizes=(200,))
+        store_s_cnn_overview(recorder.backend, recorder.run_id, config, sizes=(200,))
         recorder.progress(1.0, "done")
     except Exception:  # noqa: BLE001 — a cache for the dashboard; the training stands
         log.warning("no S_CNN overview for this run", exc_info=True)
 
 
-def store_s_cnn_overview(session: Any, settings: Any, run_id: int, config: Any,
+def store_s_cnn_overview(backend: Backend, run_id: int, config: Any,
                          sizes: tuple[int, ...]) -> None:
     """Compute a train run's S_CNN overviews at ``sizes`` over its target run's stimuli and
     store them with those it has (:data:`ml.artifacts.S_CNN_OVERVIEW`)."""
-    from core.inputs import artifact_path
-    from core.store.artifacts import get_artifact, resolve, save_artifact
     from ml import artifacts
     from ml.neural.target import SimilarityTarget
     from ml.regularize.cnn_features import SCnnOverviews, s_cnn_overviews
     from ml.runtime import pick_device
 
-    model = artifact_path(session, settings, run_id, artifacts.MODEL)
-    stimuli = artifact_path(session, settings, config.target_run,
-                            artifacts.target("neural-model"))
+    model = backend.artifact_file(run_id, run_id, artifacts.MODEL)
+    stimuli = backend.artifact_file(run_id, config.target_run, artifacts.target("neural-model"))
     new = s_cnn_overviews(str(model), config.taps, SimilarityTarget.load(str(stimuli)),
                           sizes=sizes, device=pick_device(config.device))
-    row = get_artifact(session, run_id, artifacts.S_CNN_OVERVIEW)
-    if row is not None:
+    old = backend.load_artifact(run_id, artifacts.S_CNN_OVERVIEW)
+    if old is not None:
         with contextlib.suppress(Exception):  # an unreadable or other network's: replaced
-            new = SCnnOverviews.load(resolve(settings.artifacts, row.path)).with_sizes(new)
-    save_artifact(session, settings.artifacts, run_id=run_id, name=artifacts.S_CNN_OVERVIEW,
-                  data=new.to_bytes(), media_type="application/x-npz")
+            new = SCnnOverviews.load(old).with_sizes(new)
+    backend.save_artifact(run_id, artifacts.S_CNN_OVERVIEW, new.to_bytes(), "application/x-npz")
 
 
 @task("neuroreg.s_cnn_overview")
@@ -389,20 +351,17 @@ def s_cnn_overview(run_id: int, size: int) -> dict[str, Any]:
     """A small job the dashboard asks for: a train run's S_CNN overview at ``size`` when it
     lacks one (run before overviews were stored, or the store failed), so the API process
     never runs a network."""
-    from core.store.artifacts import get_artifact, resolve
     from ml import artifacts
     from ml.regularize.cnn_features import SCnnOverviews
 
-    settings = get_settings()
-    with session_scope(settings.db_url) as s:
-        run = get_run(s, run_id)
-        row = get_artifact(s, run_id, artifacts.S_CNN_OVERVIEW)
-        if row is not None:
-            with contextlib.suppress(Exception):
-                if size in SCnnOverviews.load(resolve(settings.artifacts, row.path)).sizes:
-                    return {"run_id": run_id, "skipped": True}  # asked twice
-        store_s_cnn_overview(s, settings, run_id, KINDS["train"].config_type(**run.config),
-                             sizes=(size,))
+    backend = get_backend()
+    old = backend.load_artifact(run_id, artifacts.S_CNN_OVERVIEW)
+    if old is not None:
+        with contextlib.suppress(Exception):
+            if size in SCnnOverviews.load(old).sizes:
+                return {"run_id": run_id, "skipped": True}  # asked twice
+    _, config = backend.config_of(run_id, run_id)
+    store_s_cnn_overview(backend, run_id, KINDS["train"].config_type(**config), sizes=(size,))
     return {"run_id": run_id, "size": size}
 
 
@@ -418,12 +377,13 @@ def train_pack(run_ids: list[int]) -> dict[str, Any]:
 
 
 def similarity_job(config: Any, recorder: Recorder) -> dict[str, Any]:
-    """A similarity run: resolve its recording under the server's root, then analyse."""
-    from core.recordings import resolve
+    """A similarity run: its recording (under the server's root, or fetched from it),
+    then analyse."""
     from ml.neural.pipeline import run_similarity
 
     if config.source == "recording":
-        path = resolve(get_settings().recordings, config.recording)
+        backend, run_id = _backend_of(recorder)
+        path = backend.shared_file(run_id, "recordings", config.recording)
         config = dataclasses.replace(config, recording=str(path))
     return run_similarity(config, recorder).summary()
 
@@ -437,7 +397,6 @@ def evaluate_job(config: Any, recorder: Recorder) -> Any:
     """An evaluate run: the train run's model.pt on the test split of its dataset; for
     ``soundness`` the reference run's model.pt beside it, for ``mechanism`` the training
     images and the target the model's layers are compared with."""
-    from core.inputs import artifact_path
     from ml import artifacts
     from ml.data import load_dataset
     from ml.evaluate import evaluate_model
@@ -445,10 +404,10 @@ def evaluate_job(config: Any, recorder: Recorder) -> Any:
     from ml.train.classifier import load_model
 
     settings = get_settings()
-    with session_scope(settings.db_url) as s:
-        path = artifact_path(s, settings, config.train_run, artifacts.MODEL)
-        reference_path = artifact_path(s, settings, config.reference_run, artifacts.MODEL) \
-            if config.reference_run is not None and "soundness" in config.runs else None
+    backend, held = _backend_of(recorder)
+    path = backend.artifact_file(held, config.train_run, artifacts.MODEL)
+    reference_path = backend.artifact_file(held, config.reference_run, artifacts.MODEL) \
+        if config.reference_run is not None and "soundness" in config.runs else None
     checkpoint = read_checkpoint(str(path))  # read once: the model and the tap target use it
     model, train_config = load_model(checkpoint)
     reference = load_model(str(reference_path))[0] if reference_path is not None else None
@@ -466,7 +425,7 @@ def evaluate_job(config: Any, recorder: Recorder) -> Any:
                                              test_labels=data.test_labels)
     tap_target = _tap_target(config, train_config, checkpoint, recorder) \
         if "mechanism" in config.runs else None
-    held_out = _alignment_inputs(config, checkpoint) \
+    held_out = _alignment_inputs(config, checkpoint, backend, held) \
         if {"alignment", "percept"} & set(config.runs) else None
     return evaluate_model(config, recorder, model, data.test_images, data.test_labels,
                           num_classes=data.num_classes, published=published,
@@ -474,22 +433,18 @@ def evaluate_job(config: Any, recorder: Recorder) -> Any:
                           tap_target=tap_target, alignment_inputs=held_out)
 
 
-def _alignment_inputs(config: Any, checkpoint: dict[str, Any]) -> Any:
+def _alignment_inputs(config: Any, checkpoint: dict[str, Any], backend: Backend,
+                      held: int) -> Any:
     """The similarity run's held-out stimuli for the alignment and percept parts: its
     stored config and predictor (loaded once: the percept part predicts with it too), and
     for a recording its path resolved under the recordings root now."""
-    from core.inputs import artifact_path
-    from core.recordings import resolve
     from ml import artifacts
     from ml.evaluate.alignment_inputs import AlignmentInputs, load_heldout, load_predictor
 
-    settings = get_settings()
-    with session_scope(settings.db_url) as s:
-        run = get_run(s, config.similarity_run)
-        stored = dict(run.config or {})
-        config_path = artifact_path(s, settings, run.id, artifacts.CONFIG)
-        predictor_path = artifact_path(s, settings, run.id, artifacts.PREDICTOR)
-    recording = resolve(settings.recordings, stored["recording"]) \
+    _, stored = backend.config_of(held, config.similarity_run)
+    config_path = backend.artifact_file(held, config.similarity_run, artifacts.CONFIG)
+    predictor_path = backend.artifact_file(held, config.similarity_run, artifacts.PREDICTOR)
+    recording = backend.shared_file(held, "recordings", stored["recording"]) \
         if stored.get("source") == "recording" else None
     fit = load_predictor(predictor_path)
     return AlignmentInputs(checkpoint, load_heldout(config_path, predictor_path,
@@ -502,21 +457,19 @@ def _tap_target(config: Any, train_config: Any, checkpoint: dict[str, Any],
     """The target the mechanism part compares the model's layers with: the config's
     similarity run's neural-model target, else the one the model was trained toward
     (loaded as its training loaded it), else None."""
-    from core.inputs import artifact_path
     from ml import artifacts
     from ml.evaluate.mechanism import TapTarget
     from ml.neural.target import SimilarityTarget
 
+    backend, held = _backend_of(recorder)
     if config.similarity_run is not None:
-        settings = get_settings()
-        with session_scope(settings.db_url) as s:
-            path = artifact_path(s, settings, config.similarity_run,
-                                 artifacts.target("neural-model"))
+        path = backend.artifact_file(held, config.similarity_run,
+                                     artifacts.target("neural-model"))
         return TapTarget(checkpoint, SimilarityTarget.load(str(path)),
                          f"neural-model of similarity run {config.similarity_run}")
     if train_config.target == "none" or train_config.target_run is None:
         return None
-    return TapTarget(checkpoint, _train_target(train_config, recorder),
+    return TapTarget(checkpoint, _train_target(train_config, recorder, held),
                      f"{train_config.target} of similarity run {train_config.target_run} "
                      "(the model's own)")
 
@@ -528,22 +481,19 @@ def evaluate(run_id: int) -> dict[str, Any]:
 
 def study_job(config: Any, recorder: SqlRecorder) -> Waiting:
     """A study: its train runs, queued; it finishes when its last child does."""
-    from core.studies import fan_out
     from ml.study import packs
 
-    with session_scope(get_settings().db_url) as s:
-        runs = fan_out(s, get_run(s, recorder.run_id))
-        cells = [(r.id, KINDS["train"].config_type(**r.config)) for r in runs
-                 if r.kind == "train"]
-        grouped = [p for p in packs(cells, config.pack) if len(p) > 1]
-        kinds: dict[str, list[int]] = {}
-        for r in runs:
-            kinds.setdefault(r.kind, []).append(r.id)
-        log.info("study: %d runs submitted (%s)%s", len(runs), "; ".join(
-            f"{kind} {', '.join(map(str, ids))}" for kind, ids in kinds.items()),
-            f"; {len(grouped)} packs of {', '.join(str(len(p)) for p in grouped)}"
-            if grouped else "")
-        return Waiting([(r.id, r.kind) for r in runs], grouped)
+    runs = recorder.backend.fan_out(recorder.run_id)
+    cells = [(r, KINDS["train"].config_type(**c)) for r, kind, c in runs if kind == "train"]
+    grouped = [p for p in packs(cells, config.pack) if len(p) > 1]
+    kinds: dict[str, list[int]] = {}
+    for r, kind, _ in runs:
+        kinds.setdefault(kind, []).append(r)
+    log.info("study: %d runs submitted (%s)%s", len(runs), "; ".join(
+        f"{kind} {', '.join(map(str, ids))}" for kind, ids in kinds.items()),
+        f"; {len(grouped)} packs of {', '.join(str(len(p)) for p in grouped)}"
+        if grouped else "")
+    return Waiting([(r, kind) for r, kind, _ in runs], grouped)
 
 
 @task("neuroreg.study")

@@ -93,6 +93,9 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(64))
     # sha256 of the token; the token itself is shown once and never stored
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # "member": a person's, for everything but /api/worker; "worker": for /api/worker only
+    # (a worker that reaches the service over its API: worker/backend.py)
+    scope: Mapped[str] = mapped_column(String(16), default="member", server_default="member")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -348,3 +351,15 @@ class RetentionPolicy(Base):
     days: Mapped[float | None] = mapped_column(Float)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WorkerClaim(Base):
+    """The worker token that claimed a run (a worker over the API: :mod:`core.work`): only
+    it may write to the run. None for a run a worker with the database took."""
+
+    __tablename__ = "worker_claims"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"),
+                                          index=True)

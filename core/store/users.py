@@ -36,25 +36,41 @@ def create_user(session: Session, *, name: str, role: Role, actor: User | None =
     return user
 
 
-def issue_token(session: Session, *, user: User, name: str, actor: User | None = None) -> str:
+SCOPES = ("member", "worker")
+"""A token's scope: ``member`` for everything a person does (the API, the CLI, the pages,
+MLflow's client) but ``/api/worker``; ``worker`` for ``/api/worker`` only (an admin issues
+it to a worker that reaches the service over its API: :mod:`worker.backend`)."""
+
+
+def issue_token(session: Session, *, user: User, name: str, actor: User | None = None,
+                scope: str = "member") -> str:
     """Create a token for ``user``; the plaintext is returned once and never stored."""
-    token = "nr_" + secrets.token_urlsafe(32)
-    row = ApiToken(user_id=user.id, name=name, token_hash=hash_token(token))
+    if scope not in SCOPES:
+        raise ValueError(f"scope: {scope!r} is not one of {', '.join(SCOPES)}")
+    token = ("nrw_" if scope == "worker" else "nr_") + secrets.token_urlsafe(32)
+    row = ApiToken(user_id=user.id, name=name, token_hash=hash_token(token), scope=scope)
     session.add(row)
     session.flush()
     audit.record(session, actor, "token.issued", "token", row.id,
-                 user_id=user.id, user=user.name, name=name)
+                 user_id=user.id, user=user.name, name=name, scope=scope)
     return token
 
 
-def user_for_token(session: Session, token: str) -> User | None:
-    """The enabled user a live token belongs to; None for an unknown or revoked token and
-    for every token of a disabled user."""
+def live_token(session: Session, token: str) -> ApiToken | None:
+    """The live token row for a plaintext token, of either scope; None for an unknown or
+    revoked token and for every token of a disabled user."""
     return session.execute(
-        select(User).join(ApiToken, ApiToken.user_id == User.id).where(
+        select(ApiToken).join(User, ApiToken.user_id == User.id).where(
             ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None),
             User.disabled_at.is_(None))
     ).scalar_one_or_none()
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    """The enabled user a live member token belongs to; None for an unknown or revoked
+    token, a worker token and every token of a disabled user."""
+    row = live_token(session, token)
+    return row.user if row is not None and row.scope == "member" else None
 
 
 def tokens_of(session: Session, user_id: int) -> Sequence[ApiToken]:

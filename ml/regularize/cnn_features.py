@@ -250,7 +250,7 @@ class SCnnOverviews:
         return buf.getvalue()
 
     @classmethod
-    def load(cls, path: str | Path, *, max_bytes: int = 1 << 30,
+    def load(cls, path: str | Path | bytes, *, max_bytes: int = 1 << 30,
              what: str = "s-cnn-overview") -> SCnnOverviews:
         """Read :meth:`to_bytes` (or the one-size file of earlier versions: ``z``, ``edges``),
         allocating at most ``max_bytes``; a bad file is a

@@ -61,12 +61,16 @@ def list_tokens(session: SessionDep, user: CurrentUser) -> list[TokenPublic]:
 
 @router.post("/tokens", status_code=status.HTTP_201_CREATED)
 def create_token(body: TokenCreate, session: SessionDep, user: CurrentUser) -> TokenIssued:
-    token = issue_token(session, user=user, name=body.name, actor=user)
+    """A token for you: ``member`` (the default) for everything you do, or ``worker``
+    (admins only) for a worker that reaches the service over its API."""
+    if body.scope == "worker":
+        _admin(user, "issue worker tokens")
+    token = issue_token(session, user=user, name=body.name, actor=user, scope=body.scope)
     row = session.execute(
         select(ApiToken).where(ApiToken.token_hash == hash_token(token))
     ).scalar_one()
     session.commit()
-    return TokenIssued(id=row.id, user_id=row.user_id, name=row.name,
+    return TokenIssued(id=row.id, user_id=row.user_id, name=row.name, scope=row.scope,
                        created_at=row.created_at, revoked_at=None, token=token)
 
 

@@ -119,11 +119,12 @@ def _worker_is_cancelled(settings: Settings, child: int) -> None:
 
 
 def _pack_member_fails(settings: Settings, child: int) -> None:
+    from worker.backend import Direct
     from worker.tasks import _end_member
 
     with session_scope(settings.db_url) as s:
         start_run(s, child, worker="host:1")
-    assert _end_member(child, RuntimeError("out of memory"), settings) == "failed"
+    assert _end_member(Direct(settings), child, RuntimeError("out of memory")) == "failed"
 
 
 def _reaper_gives_up(settings: Settings, child: int) -> None:

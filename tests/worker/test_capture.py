@@ -21,7 +21,7 @@ from core.store.runs import create_run
 from core.store.users import create_user
 from ml import artifacts
 from ml.recorder import Recorder
-from worker import capture
+from worker.backend import Direct
 from worker.tasks import execute
 
 pytestmark = pytest.mark.no_numerics
@@ -141,15 +141,15 @@ def test_under_the_threads_pool_each_task_gets_its_own_lines(env_settings: Setti
 def test_a_store_that_is_away_loses_no_lines_and_never_breaks_the_job(
         env_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     run_id = _run(env_settings)
-    real, calls = capture.append_lines, []
+    real, calls = Direct.append_lines, []
 
-    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def flaky(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(1)
         if len(calls) <= 2:
             raise OSError("database went away")
-        return real(*args, **kwargs)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(capture, "append_lines", flaky)
+    monkeypatch.setattr(Direct, "append_lines", flaky)
 
     def job(config, rec):  # type: ignore[no-untyped-def]
         for i in range(5):

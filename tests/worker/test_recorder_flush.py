@@ -126,20 +126,20 @@ def test_close_writes_the_rest_and_stops_the_thread(env: Settings) -> None:
 
 def test_a_timer_flush_that_fails_keeps_its_points_for_the_next(
         env: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.store.metrics import insert_points as real
-    from worker import recorder as module
+    from worker.backend import Direct
 
     run_id = _run(env)
     ticks = Ticks()
     calls: list[int] = []
+    real = Direct.points
 
-    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def flaky(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(1)
         if len(calls) == 1:
             raise OSError("database went away")
-        return real(*args, **kwargs)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(module, "insert_points", flaky)
+    monkeypatch.setattr(Direct, "points", flaky)
     with SqlRecorder(db_url=env.db_url, artifact_root=env.artifacts, run_id=run_id,
                      timer=ticks) as rec:
         rec.log_metrics({"loss": 1.0}, 0)

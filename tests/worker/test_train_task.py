@@ -335,7 +335,7 @@ def test_a_study_with_pack_queues_its_compatible_cells_as_packs(
     from worker.tasks import study_job
 
     # the worker's app was made with the settings of its import; this test's broker
-    monkeypatch.setattr("worker.tasks.celery_app", make_celery(env))
+    monkeypatch.setattr("worker.app.celery_app", make_celery(env))
 
     sim = _similarity_run(env)
     with session_scope(env.db_url) as s:

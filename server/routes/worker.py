@@ -1,0 +1,383 @@
+"""``/api/worker``: what a worker that has only the server's URL, a worker token and the
+broker does to the store (:class:`worker.backend.Remote`; :mod:`core.work` is the store
+side, shared with workers that have the database).
+
+Only a worker token is taken here (a member token is a 403, and a worker token is a 403
+everywhere else). A token writes only to a run it claimed, and reads only what that run
+reads (:func:`core.work.readable`, :func:`core.work.shared_file`); the one exception is a
+succeeded train run's S_CNN overview, a cache the dashboard asks any worker to fill.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Literal
+
+from fastapi import HTTPException, Path, Query, Request, Response, status
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from core import work
+from core.store.artifacts import UnsafePath, get_artifact, list_artifacts, resolve
+from core.store.logs import Dropped, Line, next_seq, save_log_artifact
+from core.store.logs import append_lines as store_lines
+from core.store.metrics import insert_points
+from core.store.models import MAX_ID, Run, RunStatus
+from core.store.provenance import set_provenance
+from core.store.runs import NotFound, beat, set_progress
+from ml import artifacts as names
+from server.deps import RunId, SessionDep, SettingsDep, WorkerToken
+from server.routes.artifacts import ArtifactPath, store_body
+from server.routes.logs import MAX_LOG_BATCH_BYTES
+from server.routes.metrics import MAX_BATCH_BYTES
+from server.schemas import MAX_BATCH_POINTS, LogStream, MetricPoint
+from server.strict import api_router, body_limit
+
+router = api_router(prefix="/api/worker/runs/{run_id}", tags=["worker"])
+
+InputId = Annotated[int, Path(ge=1, le=MAX_ID, description="a run the held run reads")]
+Root = Annotated[Literal["recordings", "models"], Path(description="the server's folder")]
+
+
+def _held(session: Session, run_id: int, token: Any, *, overview: bool = False) -> Run:
+    """The run ``token`` claimed (403 otherwise); with ``overview``, also any succeeded
+    train run (its S_CNN overview, which any worker may be asked to compute)."""
+    try:
+        return work.held(session, run_id, token.id)
+    except work.NotHeld as exc:
+        run = session.get(Run, run_id)
+        if overview and run is not None and run.kind == "train" \
+                and run.status is RunStatus.succeeded:
+            return run
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
+
+
+def _readable(session: Session, held: Run, input_id: int) -> Run:
+    if input_id not in work.readable(session, held):
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"run {input_id} is not one run {held.id} reads")
+    run = session.get(Run, input_id)
+    assert run is not None  # readable() found it through the store
+    return run
+
+
+class ClaimIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    worker: str = Field(min_length=1, max_length=128)
+    # the worker holding the run, which the caller saw is dead on its own host
+    takeover: str | None = Field(None, max_length=128)
+
+
+class ClaimOut(BaseModel):
+    kind: str | None  # None: not taken (finished, missing, or held: then ``holder``)
+    config: dict[str, Any] | None
+    holder: str | None
+
+
+@router.post("/claim")
+def claim(run_id: RunId, body: ClaimIn, session: SessionDep, settings: SettingsDep,
+          token: WorkerToken) -> ClaimOut:
+    """Start a queued run for this worker (or one whose worker stopped beating): its kind
+    and config. A finished or missing run is not taken; a run another worker is alive on
+    names its ``holder``."""
+    got = work.claim(session, settings, run_id, worker=body.worker, takeover=body.takeover,
+                     token_id=token.id)
+    session.commit()
+    if got is None:
+        return ClaimOut(kind=None, config=None, holder=None)
+    return ClaimOut(kind=got.kind, config=got.config, holder=got.holder)
+
+
+class StateOut(BaseModel):
+    status: str
+    next_seq: int  # the log's next line number
+    created_at: str
+
+
+@router.get("")
+def state(run_id: RunId, session: SessionDep, token: WorkerToken) -> StateOut:
+    """The held run's status (a cancel shows here), its log's next line number and when
+    it was created (system metrics count from then)."""
+    run = _held(session, run_id, token)
+    return StateOut(status=run.status.value, next_seq=next_seq(session, run_id),
+                    created_at=run.created_at.isoformat())
+
+
+@router.post("/beat", status_code=status.HTTP_204_NO_CONTENT)
+def heartbeat(run_id: RunId, session: SessionDep, token: WorkerToken) -> None:
+    _held(session, run_id, token)
+    beat(session, run_id)
+    session.commit()
+
+
+class PointsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[MetricPoint] = Field(min_length=1, max_length=MAX_BATCH_POINTS)
+
+
+@router.post("/points", status_code=status.HTTP_204_NO_CONTENT)
+@body_limit(MAX_BATCH_BYTES)
+def points(run_id: RunId, body: PointsIn, session: SessionDep, token: WorkerToken) -> None:
+    """Metric points (``system/*`` included); a point sent again is stored once."""
+    _held(session, run_id, token)
+    insert_points(session, run_id, [(p.key, p.step, p.value, p.wall_time)
+                                    for p in body.points])
+    session.commit()
+
+
+class ProgressIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fraction: float = Field(ge=0, le=1)
+    message: str = Field("", max_length=512)
+
+
+@router.post("/progress", status_code=status.HTTP_204_NO_CONTENT)
+def progress(run_id: RunId, body: ProgressIn, session: SessionDep, token: WorkerToken) -> None:
+    _held(session, run_id, token)
+    set_progress(session, run_id, body.fraction, body.message)
+    session.commit()
+
+
+@router.put("/artifacts/{name:path}", status_code=status.HTTP_204_NO_CONTENT)
+async def save(run_id: RunId, name: ArtifactPath, request: Request, session: SessionDep,
+               settings: SettingsDep, token: WorkerToken) -> None:
+    """Store the body as the held run's artifact ``name`` (streamed to disk, up to
+    ``NEUROREG_MAX_UPLOAD_BYTES``; saved again, replaced)."""
+    _held(session, run_id, token, overview=name == names.S_CNN_OVERVIEW)
+    await store_body(request, session, settings, run_id, name)
+    session.commit()
+
+
+@router.get("/artifacts/{name:path}", response_class=FileResponse,
+            responses={204: {"description": "the run has no such artifact"}})
+def load(run_id: RunId, name: ArtifactPath, session: SessionDep, settings: SettingsDep,
+         token: WorkerToken) -> Response:
+    """The held run's artifact ``name`` (a checkpoint to resume from); 204 when it has
+    none."""
+    _held(session, run_id, token, overview=name == names.S_CNN_OVERVIEW)
+    row = get_artifact(session, run_id, name)
+    if row is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return _file(settings.artifacts, row.path, row.media_type)
+
+
+class InputOut(BaseModel):
+    kind: str
+    config: dict[str, Any] | None
+    artifacts: dict[str, dict[str, Any]]  # name → {sha256, size}
+
+
+@router.get("/inputs/{input_id}")
+def input_run(run_id: RunId, input_id: InputId, session: SessionDep,
+              token: WorkerToken) -> InputOut:
+    """A run the held run reads (or the held run itself): its kind, config and
+    artifacts' digests (a worker keeps what it downloaded by them)."""
+    run = _readable(session, _held(session, run_id, token, overview=True), input_id)
+    return InputOut(kind=run.kind, config=dict(run.config) if isinstance(run.config, dict)
+                    else None, artifacts={a.name: {"sha256": a.sha256, "size": a.size_bytes}
+                                          for a in list_artifacts(session, input_id)})
+
+
+@router.get("/inputs/{input_id}/artifacts/{name:path}", response_class=FileResponse)
+def input_artifact(run_id: RunId, input_id: InputId, name: ArtifactPath, session: SessionDep,
+                   settings: SettingsDep, token: WorkerToken) -> FileResponse:
+    """An artifact of a run the held run reads."""
+    _readable(session, _held(session, run_id, token, overview=True), input_id)
+    row = get_artifact(session, input_id, name)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {input_id} has no artifact {name!r}")
+    return _file(settings.artifacts, row.path, row.media_type)
+
+
+def _file(root: FilePath, relative: str, media_type: str) -> FileResponse:
+    try:
+        path = resolve(root, relative)
+    except UnsafePath:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "artifact file unavailable") from None
+    if not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "artifact file is missing on disk")
+    return FileResponse(path, media_type=media_type)
+
+
+FileName = Annotated[str, Query(min_length=1, max_length=1024,
+                                description="the recording or network, as a config names it")]
+
+
+def _shared(session: Session, settings: Any, run: Run, root: str, name: str) -> FilePath:
+    try:
+        return work.shared_file(session, settings, run, root, name)
+    except work.NotHeld as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+
+
+class FilesOut(BaseModel):
+    files: list[tuple[str, int]]  # (path inside it, "" for a file; bytes)
+
+
+@router.get("/files/{root}")
+def files(run_id: RunId, root: Root, name: FileName, session: SessionDep,
+          settings: SettingsDep, token: WorkerToken) -> FilesOut:
+    """The files of a recording (or network) under the server's ``root`` that the held
+    run, or a run it reads, names."""
+    path = _shared(session, settings, _held(session, run_id, token), root, name)
+    return FilesOut(files=work.files_of(path))
+
+
+@router.get("/files/{root}/content", response_class=FileResponse)
+def file_content(run_id: RunId, root: Root, name: FileName, session: SessionDep,
+                 settings: SettingsDep, token: WorkerToken,
+                 file: Annotated[str, Query(max_length=1024)] = "") -> FileResponse:
+    """One file of it (``file``: its path inside a folder; "" for a file)."""
+    base = _shared(session, settings, _held(session, run_id, token), root, name)
+    path = (base / file).resolve() if file else base
+    if not path.is_relative_to(base) or not path.is_file() or path.is_symlink():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{name!r} has no file {file!r}")
+    return FileResponse(path, media_type="application/octet-stream")
+
+
+class LineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int = Field(ge=0, lt=MAX_ID)
+    stream: LogStream
+    time: float = Field(ge=0, le=1e11)
+    line: str = Field(max_length=16_384)
+
+
+class DroppedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lines: int = Field(ge=0, lt=MAX_ID)
+    bytes: int = Field(ge=0)
+    seq: int = Field(ge=0, lt=MAX_ID)
+
+
+class LogsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[LineIn] = Field(max_length=50_000)
+    dropped: DroppedIn | None = None
+
+
+class LogsOut(BaseModel):
+    full: bool  # the log reached its bound: later lines are only counted
+
+
+@router.post("/logs")
+@body_limit(MAX_LOG_BATCH_BYTES)
+def logs(run_id: RunId, body: LogsIn, session: SessionDep, settings: SettingsDep,
+         token: WorkerToken) -> LogsOut:
+    """The job's captured lines, numbered by the worker (a re-sent line is a no-op)."""
+    _held(session, run_id, token)
+    done = store_lines(session, run_id, [Line(ln.seq, ln.stream, ln.time, ln.line)
+                                         for ln in body.lines],
+                       max_bytes=settings.log_max_bytes,
+                       also_dropped=Dropped(body.dropped.lines, body.dropped.bytes,
+                                            body.dropped.seq) if body.dropped else None)
+    session.commit()
+    return LogsOut(full=bool(done.dropped))
+
+
+@router.post("/keep-logs", status_code=status.HTTP_204_NO_CONTENT)
+def keep_logs(run_id: RunId, session: SessionDep, settings: SettingsDep,
+              token: WorkerToken) -> None:
+    """The held run's log, as its logs.txt artifact."""
+    _held(session, run_id, token)
+    save_log_artifact(session, settings.artifacts, run_id)
+    session.commit()
+
+
+@router.put("/provenance", status_code=status.HTTP_204_NO_CONTENT)
+def provenance(run_id: RunId, body: dict[str, Any], session: SessionDep,
+               token: WorkerToken) -> None:
+    """The worker's code, packages, host and GPUs."""
+    _held(session, run_id, token)
+    set_provenance(session, run_id, body)
+    session.commit()
+
+
+class FinishIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["succeeded", "failed", "cancelled"]
+    error: str | None = Field(None, max_length=4000)
+    result: Any = None
+
+
+class FinishOut(BaseModel):
+    queued: list[tuple[int, str]]  # what its end created and queued (id, kind)
+
+
+@router.post("/finish")
+def finish(run_id: RunId, body: FinishIn, request: Request, session: SessionDep,
+           settings: SettingsDep, token: WorkerToken) -> FinishOut:
+    """The held run's end (a cancel that came meanwhile stands): queues what it creates
+    (a study child's evaluation) and tells its study."""
+    _held(session, run_id, token)
+    result = body.result if isinstance(body.result, dict) else None
+    return FinishOut(queued=work.finish(session, settings, request.app.state.celery, run_id,
+                                        RunStatus(body.status), error=body.error,
+                                        result=result))
+
+
+class ReleaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    worker: str = Field(min_length=1, max_length=128)
+    message: str = Field(max_length=200)
+
+
+class ReleaseOut(BaseModel):
+    released: bool
+
+
+@router.post("/release")
+def release(run_id: RunId, body: ReleaseIn, request: Request, session: SessionDep,
+            settings: SettingsDep, token: WorkerToken) -> ReleaseOut:
+    """Hand the held run back to the queue (this worker shuts down), to resume from its
+    checkpoint elsewhere."""
+    _held(session, run_id, token)
+    return ReleaseOut(released=work.release(session, settings, request.app.state.celery,
+                                            run_id, worker=body.worker, message=body.message))
+
+
+class FanOutOut(BaseModel):
+    runs: list[tuple[int, str, dict[str, Any]]]  # (id, kind, config) in queue order
+
+
+@router.post("/fan-out")
+def fan_out(run_id: RunId, session: SessionDep, token: WorkerToken) -> FanOutOut:
+    """Create the held study's runs (once: asked again, none)."""
+    from core.studies import fan_out as create
+
+    run = _held(session, run_id, token)
+    if run.kind != "study":
+        raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is not a study")
+    made = create(session, run)
+    session.commit()
+    return FanOutOut(runs=[(r.id, r.kind, dict(r.config)) for r in made])
+
+
+class EnqueueIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    runs: list[int] = Field(max_length=10_000)
+    packs: list[list[int]] = Field(default_factory=list, max_length=10_000)
+
+
+@router.post("/enqueue", status_code=status.HTTP_204_NO_CONTENT)
+def enqueue(run_id: RunId, body: EnqueueIn, request: Request, session: SessionDep,
+            settings: SettingsDep, token: WorkerToken) -> None:
+    """Queue the held study's queued runs (``packs`` as one task each)."""
+    study = _held(session, run_id, token)
+    try:
+        pairs, groups = work.children_to_queue(session, study, body.runs, body.packs)
+    except work.NotHeld as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
+    work.enqueue(request.app.state.celery, settings, pairs, groups)
