@@ -49,6 +49,9 @@ def add_parser(sub: Any) -> None:
     ls.set_defaults(func=cmd_tokens)
     new = act.add_parser("create", help="a new token of yours (printed once)")
     new.add_argument("name", help="what it is for, e.g. laptop")
+    new.add_argument("--worker", action="store_true",
+                     help="a worker token (admins): it acts only as a worker over the API "
+                     "(NEUROREG_WORKER_TOKEN), not as you")
     new.set_defaults(func=cmd_create_token)
     rm = act.add_parser("revoke", help="revoke a token by id (admins: anyone's)")
     rm.add_argument("id", type=int, help="the token's id (`neuroreg tokens list` shows it)")
@@ -126,7 +129,8 @@ def cmd_tokens(args: argparse.Namespace, settings: ClientSettings) -> int:
         return 0
     for t in tokens:
         state = f"revoked {t['revoked_at'][:19]}" if t["revoked_at"] else "active"
-        say(f"{t['id']:>5}  {t['name']:<24} created {t['created_at'][:19]}  {state}")
+        say(f"{t['id']:>5}  {t['name']:<24} {t['scope']:<7} created "
+            f"{t['created_at'][:19]}  {state}")
     if not tokens:
         print("no tokens")
     return 0
@@ -134,8 +138,15 @@ def cmd_tokens(args: argparse.Namespace, settings: ClientSettings) -> int:
 
 def cmd_create_token(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
-        made = nr.create_token(args.name)
-    say(f"token {made['id']} ({made['name']}), shown once: {made['token']}")
+        made = nr.create_token(args.name, scope="worker" if args.worker else "member")
+    if made["scope"] != "worker":
+        say(f"token {made['id']} ({made['name']}), shown once: {made['token']}")
+        return 0
+    say(f"worker token {made['id']} ({made['name']}), shown once: {made['token']}")
+    say("a worker on another machine needs no database, only the broker "
+        "(NEUROREG_BROKER_URL) and:")
+    say(f"  NEUROREG_API_URL={settings.url} NEUROREG_WORKER_TOKEN={made['token']} "
+        "neuroreg worker")
     return 0
 
 

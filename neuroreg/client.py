@@ -827,9 +827,11 @@ class Client:
         return self._call("GET", "/api/tokens" if user_id is None
                           else f"/api/users/{user_id}/tokens")
 
-    def create_token(self, name: str) -> dict[str, Any]:
-        """A new token of yours; the answer's ``token`` is shown this once."""
-        return self._call("POST", "/api/tokens", json={"name": name})
+    def create_token(self, name: str, scope: str = "member") -> dict[str, Any]:
+        """A new token of yours; the answer's ``token`` is shown this once. ``scope``
+        ``"member"`` acts as you everywhere; ``"worker"`` (admins only) acts only on
+        ``/api/worker``, for a worker that reaches the service over its API."""
+        return self._call("POST", "/api/tokens", json={"name": name, "scope": scope})
 
     def revoke_token(self, token_id: int) -> None:
         """Revoke one of your tokens (an admin: anyone's)."""

@@ -1,6 +1,7 @@
-// My API tokens: create (shown once), list, revoke. My webhooks: add (secret shown once),
-// list with their latest deliveries, ping, delete. An admin's team and audit trail are on
-// the users page (users.js); a refused action is said under its table.
+// My API tokens: create (shown once; an admin may make it a worker token, which acts only
+// as a worker over /api/worker), list with their scope, revoke. My webhooks: add (secret
+// shown once), list with their latest deliveries, ping, delete. An admin's team and audit
+// trail are on the users page (users.js); a refused action is said under its table.
 import { el, getJSON, send, when, whoami, withLogin } from "./api.js";
 
 // a refused request's reason, one line per field ("url: must be an http:// or https:// URL")
@@ -73,8 +74,8 @@ async function hookSection() {
 
 async function draw() {
   const tokens = await getJSON("/api/tokens");
-  const rows = tokens.map((t) => el("tr", {},
-    el("td", {}, t.name), el("td", {}, when(t.created_at)),
+  const rows = tokens.map((t) => el("tr", { "data-token": t.id },
+    el("td", {}, t.name), el("td", { class: "token-scope" }, t.scope), el("td", {}, when(t.created_at)),
     el("td", {}, t.revoked_at ? `revoked ${when(t.revoked_at)}` : "active"),
     el("td", {}, t.revoked_at ? "" : (() => {
       const b = el("button", { type: "button", "aria-label": `revoke ${t.name}` }, "Revoke");
@@ -88,26 +89,37 @@ withLogin(async () => {
   const page = document.getElementById("page");
   page.hidden = false;
   const nameInput = el("input", { id: "token-name", required: "", size: 30, placeholder: "laptop" });
-  const form = el("form", { id: "token-form" }, el("label", { for: "token-name" }, "New token name "),
-    nameInput, " ", el("button", {}, "Create"));
-  const shown = el("div", { id: "new-token" });
   const admin = (await whoami()).role === "admin";
+  // an admin's worker tokens: for a worker that reaches the service over its API only
+  const workerBox = admin ? el("input", { type: "checkbox", id: "token-worker" }) : null;
+  const form = el("form", { id: "token-form" }, el("label", { for: "token-name" }, "New token name "),
+    nameInput, " ",
+    ...(workerBox ? [workerBox, el("label", { for: "token-worker" }, "worker token (for a worker over the API)"), " "] : []),
+    el("button", {}, "Create"));
+  const shown = el("div", { id: "new-token" });
   page.replaceChildren(el("h1", {}, "My API tokens"),
-    el("p", { class: "hint" }, "Scripts and the CLI use a token as NEUROREG_TOKEN. A new token is shown once; only its hash is stored."),
+    el("p", { class: "hint" }, "Scripts and the CLI use a token as NEUROREG_TOKEN. A new token is shown once; only its hash is stored."
+      + (admin ? " A worker token acts only as a worker (NEUROREG_WORKER_TOKEN, with NEUROREG_API_URL and the broker; no database), never as you." : "")),
     form, shown,
-    el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "name"), el("th", {}, "created"),
-      el("th", {}, "state"), el("th", {}, ""))), el("tbody", { id: "token-rows" })),
+    el("table", { id: "token-table" }, el("thead", {}, el("tr", {}, el("th", {}, "name"), el("th", {}, "scope"),
+      el("th", {}, "created"), el("th", {}, "state"), el("th", {}, ""))), el("tbody", { id: "token-rows" })),
     el("p", { class: "error", id: "tokens-error", role: "alert" }),
     ...await hookSection(),
     ...(admin ? [el("p", { class: "hint", id: "users-link" }, "The team's users and tokens, and the audit trail: ",
       el("a", { href: "/users" }, "Users"), ".")] : []));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    const res = await send("POST", "/api/tokens", { name: nameInput.value });
+    const scope = workerBox?.checked ? "worker" : "member";
+    const res = await send("POST", "/api/tokens", { name: nameInput.value, scope });
     if (!res.ok) { shown.replaceChildren(el("p", { class: "error" }, `HTTP ${res.status} — ${reason(res)}`)); return; }
-    shown.replaceChildren(el("p", {}, `Token “${res.body.name}” — copy it now, it will not be shown again:`),
-      el("p", { class: "secret", id: "new-token-value" }, res.body.token));
+    const worker = res.body.scope === "worker";
+    shown.replaceChildren(el("p", {}, `${worker ? "Worker token" : "Token"} “${res.body.name}” — copy it now, it will not be shown again:`),
+      el("p", { class: "secret", id: "new-token-value" }, res.body.token),
+      ...(worker ? [el("p", { class: "hint" }, "A worker on another machine needs no database, only the broker (NEUROREG_BROKER_URL) and:"),
+        el("p", { class: "secret", id: "new-token-use" },
+          `NEUROREG_API_URL=${location.origin} NEUROREG_WORKER_TOKEN=${res.body.token} neuroreg worker`)] : []));
     nameInput.value = "";
+    if (workerBox) workerBox.checked = false;
     draw();
   });
   await Promise.all([draw(), drawHooks()]);
