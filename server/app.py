@@ -331,7 +331,8 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
                                   ui)] + [
         metrics.series_router, runs.dry_run_router, logs.router, provenance.router,
         system_metrics.router, apidocs.router, mlflow.router, mlflow.artifacts_router,
-        transfer.router, transfer.export_router, retention.lineage_router, worker.router]
+        transfer.router, transfer.export_router, retention.lineage_router, worker.router,
+        worker.hello_router]
     for router in routers:
         app.include_router(router)
     routes = [r for router in routers for r in router.routes] + list(app.routes)

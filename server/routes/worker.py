@@ -35,6 +35,18 @@ from server.schemas import MAX_BATCH_POINTS, LogStream, MetricPoint
 from server.strict import api_router, body_limit
 
 router = api_router(prefix="/api/worker/runs/{run_id}", tags=["worker"])
+hello_router = api_router(prefix="/api/worker", tags=["worker"])
+
+
+class HelloOut(BaseModel):
+    token: str  # the worker token's name
+    user: str  # the admin who issued it
+
+
+@hello_router.get("")
+def hello(token: WorkerToken) -> HelloOut:
+    """Whether this worker token is live: a worker checks it when it starts."""
+    return HelloOut(token=token.name, user=token.user.name)
 
 InputId = Annotated[int, Path(ge=1, le=MAX_ID, description="a run the held run reads")]
 Root = Annotated[Literal["recordings", "models"], Path(description="the server's folder")]
