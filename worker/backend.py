@@ -262,8 +262,11 @@ class Remote:
     """The store through the server's ``/api/worker`` routes, with a worker token."""
 
     def __init__(self, url: str, token: str, *, cache: Path, retry_s: float = 120.0,
-                 client: httpx.Client | None = None) -> None:
+                 backoff: float = 0.5, client: httpx.Client | None = None) -> None:
+        """``retry_s``: how long a call is retried while the server is away or answers
+        5xx, the first pause ``backoff`` s, doubling up to 10 s."""
         self.url, self.cache, self.retry_s = url.rstrip("/"), cache, retry_s
+        self.backoff = backoff
         self.http = client or httpx.Client(base_url=self.url, timeout=httpx.Timeout(60.0))
         self.http.headers["Authorization"] = f"Bearer {token}"
 
@@ -275,7 +278,7 @@ class Remote:
         worker action is idempotent: a point, a line, an artifact stored twice is stored
         once); a 4xx other than ``ok`` raises :class:`RemoteError` or, for a 404,
         :class:`NotFound`."""
-        deadline, pause = time.monotonic() + self.retry_s, 0.5
+        deadline, pause = time.monotonic() + self.retry_s, self.backoff
         while True:
             try:
                 r = self.http.request(method, path, **kw)
@@ -304,7 +307,7 @@ class Remote:
         """Stream a file into ``target`` (atomically), retrying like :meth:`_call`."""
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-        deadline, pause = time.monotonic() + self.retry_s, 0.5
+        deadline, pause = time.monotonic() + self.retry_s, self.backoff
         while True:
             try:
                 with self.http.stream("GET", path, **kw) as r:
