@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from core.settings import Settings
 from core.store.artifacts import save_artifact
 from core.store.db import session_scope
-from core.store.logs import Line
 from core.store.models import Role, RunStatus, User
 from core.store.runs import create_run
 from core.store.users import issue_token
