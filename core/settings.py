@@ -63,6 +63,14 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str = ""
     artifact_dir: Path | None = None
+    # artifacts in an S3-compatible object store (core/store/objects.py) instead of
+    # artifact_dir: its bucket, the endpoint for anything but AWS (MinIO:
+    # http://minio:9000), a key prefix, and how long the download and upload URLs the API
+    # hands out live. Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+    s3_bucket: str = ""
+    s3_endpoint_url: str = ""
+    s3_prefix: str = ""
+    s3_url_ttl_s: int = Field(default=300, ge=10, le=7 * 24 * 3600)
     # recordings a similarity run may read (config.recording is relative to it)
     recordings_dir: Path | None = None
     # CIFAR archives for train runs (cifar-10-python.tar.gz, cifar-100-python.tar.gz)
@@ -202,7 +210,18 @@ class Settings(BaseSettings):
 
     @property
     def artifacts(self) -> Path:
-        return (self.artifact_dir or self.data_dir / "artifacts").resolve()
+        """The artifact folder (with an object store: where files are staged and what
+        was read back is cached; the store backs it from the first use on)."""
+        root = (self.artifact_dir or self.data_dir / "artifacts").resolve()
+        if self.s3_bucket:
+            from core.store import objects
+
+            if objects.for_root(root) is None:
+                objects.register(root, objects.ObjectStore(
+                    bucket=self.s3_bucket, prefix=self.s3_prefix,
+                    endpoint_url=self.s3_endpoint_url or None, cache=root / ".cache",
+                    url_ttl_s=self.s3_url_ttl_s))
+        return root
 
     @property
     def recordings(self) -> Path:

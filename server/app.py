@@ -26,6 +26,7 @@ from core.mlflow import MlflowError
 from core.queue import make_celery
 from core.settings import Settings, get_settings
 from core.store.db import migrate
+from core.store.objects import StoreUnavailable
 from ml._validate import ConfigErrors
 from server.deps import CHALLENGE, NO_TOKEN, token_is_valid
 from server.headers import SecurityHeaders
@@ -229,6 +230,8 @@ def storage_refused(exc: BaseException) -> tuple[int, str] | None:
             return 503, "the database is read-only; nothing was stored"
         if state is not None and state.startswith("08"):
             return 503, "the database is unreachable; try again"
+        if isinstance(e, StoreUnavailable):
+            return 503, "the object store is unavailable; nothing was stored, try again"
         if isinstance(e, PoolTimeout) or "database is locked" in text:
             return 503, ("the server is busy: no database connection came free in time; "
                          "nothing was stored, try again")

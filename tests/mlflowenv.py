@@ -29,6 +29,9 @@ ENVIRONMENTS = {
     # torchmetrics imports
     "mlflow": ["torch==2.13.0", "mlflow>=3,<4", "lightning>=2.4", "transformers>=4.45",
                "accelerate>=1.0", "httpx>=0.27"],
+    # an S3-speaking server (moto's) for the object-store tests (tests/s3server.py): its
+    # `responses` needs requests>=2.30, which torchattacks' pin rules out in neuroreg's
+    "s3": ["moto[server]>=5,<6"],
 }
 
 

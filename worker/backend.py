@@ -269,11 +269,13 @@ class Remote:
         self.backoff = backoff
         self.http = client or httpx.Client(base_url=self.url, timeout=httpx.Timeout(60.0))
         self.http.headers["Authorization"] = f"Bearer {token}"
+        # the object store's signed URLs carry their own authorization: never our token
+        self.store_http = httpx.Client(timeout=httpx.Timeout(60.0))
 
     # -- transport ------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, *, ok: Sequence[int] = (200,), **kw: Any
-              ) -> httpx.Response:
+    def _call(self, method: str, path: str, *, ok: Sequence[int] = (200,),
+              client: httpx.Client | None = None, **kw: Any) -> httpx.Response:
         """One call, retried with backoff while the server is away or answers 5xx (each
         worker action is idempotent: a point, a line, an artifact stored twice is stored
         once); a 4xx other than ``ok`` raises :class:`RemoteError` or, for a 404,
@@ -281,7 +283,7 @@ class Remote:
         deadline, pause = time.monotonic() + self.retry_s, self.backoff
         while True:
             try:
-                r = self.http.request(method, path, **kw)
+                r = (client or self.http).request(method, path, **kw)
             except httpx.TransportError as exc:
                 if time.monotonic() >= deadline:
                     raise
@@ -304,13 +306,20 @@ class Remote:
         return f"/api/worker/runs/{run_id}{rest}"
 
     def _download(self, path: str, target: Path, **kw: Any) -> Path:
-        """Stream a file into ``target`` (atomically), retrying like :meth:`_call`."""
+        """Stream a file into ``target`` (atomically), retrying like :meth:`_call`; one
+        in the object store is streamed from the short-lived URL the API redirects to."""
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
         deadline, pause = time.monotonic() + self.retry_s, self.backoff
+        origin = (path, kw)
+        client = self.http
         while True:
             try:
-                with self.http.stream("GET", path, **kw) as r:
+                with client.stream("GET", path, **kw) as r:
+                    if r.status_code == 307:
+                        r.read()
+                        path, client, kw = r.headers["location"], self.store_http, {}
+                        continue
                     if r.status_code == 404:
                         r.read()
                         raise NotFound(_detail(r))
@@ -330,6 +339,7 @@ class Remote:
                 raise RemoteError(f"GET {path}: the server did not answer")
             time.sleep(pause)
             pause = min(pause * 2, 10.0)
+            (path, kw), client = origin, self.http  # a fresh URL, if it was the store's
 
     # -- the actions ----------------------------------------------------------------------
 
@@ -368,11 +378,25 @@ class Remote:
         return int(self._state(run_id)["next_seq"])
 
     def save_artifact(self, run_id: int, name: str, data: bytes, media_type: str) -> None:
-        self._call("PUT", self._run(run_id, f"/artifacts/{quote(name)}"), ok=(204,),
-                   content=data, headers={"Content-Type": media_type})
+        """Straight into the deployment's object store, at a URL the API hands out (then
+        recorded through the API); else through the API itself."""
+        url = self._call("POST", self._run(run_id, f"/uploads/{quote(name)}"),
+                         json={"media_type": media_type}).json()["url"]
+        if url is None:
+            self._call("PUT", self._run(run_id, f"/artifacts/{quote(name)}"), ok=(204,),
+                       content=data, headers={"Content-Type": media_type})
+            return
+        self._call("PUT", url, ok=(200,), content=data, headers={"Content-Type": media_type},
+                   client=self.store_http)
+        self._call("POST", self._run(run_id, f"/uploaded/{quote(name)}"), ok=(204,), json={
+            "media_type": media_type, "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest()})
 
     def load_artifact(self, run_id: int, name: str) -> bytes | None:
-        r = self._call("GET", self._run(run_id, f"/artifacts/{quote(name)}"), ok=(200, 204))
+        r = self._call("GET", self._run(run_id, f"/artifacts/{quote(name)}"),
+                       ok=(200, 204, 307))
+        if r.status_code == 307:  # in the object store: fetched from there
+            r = self._call("GET", r.headers["location"], client=self.store_http)
         return None if r.status_code == 204 else r.content
 
     def _input(self, held: int, run_id: int) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Artifact files under one root, with a row per file (size, sha256)."""
+"""Artifact files under one root, with a row per file (size, sha256). A root an object
+store backs (:mod:`core.store.objects`: ``NEUROREG_S3_BUCKET``) keeps the files there:
+written here first, then uploaded; read back through its cache."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.store import objects
 from core.store.models import Artifact
 from core.store.runs import lock_run
 from neuroreg.names import (
@@ -52,12 +55,28 @@ def _check_tree(session: Session, run_id: int, name: str) -> None:
         raise UnsafePath(f"artifact {name!r} would make {clash[0]!r} both a file and a folder")
 
 
-def resolve(root: Path, relative: str) -> Path:
-    """The file for a stored relative path; never outside ``root``."""
+def _local(root: Path, relative: str) -> Path:
+    """Where a stored relative path's file is (or is staged) under ``root``."""
     path = (root / relative).resolve()
     if not path.is_relative_to(root.resolve()):
         raise UnsafePath(f"{relative!r} escapes the artifact root")
     return path
+
+
+def resolve(root: Path, relative: str) -> Path:
+    """The file for a stored relative path to read; never outside ``root`` (with an
+    object store, its cached copy, fetched when missing or stale)."""
+    path = _local(root, relative)
+    store = objects.for_root(root)
+    return store.fetch(relative) if store is not None else path
+
+
+def download_url(root: Path, row: Artifact) -> str | None:
+    """A short-lived URL that downloads ``row`` from the object store backing ``root``;
+    None when files back it (the API sends the file itself)."""
+    store = objects.for_root(root)
+    return None if store is None else store.get_url(
+        row.path, filename=row.name.rsplit("/", 1)[-1], media_type=row.media_type)
 
 
 def save_artifact(
@@ -67,11 +86,12 @@ def save_artifact(
     A name may be a path (``model/MLmodel``)."""
     relative = f"{run_id}/{check_path(name)}"
     _check_tree(session, run_id, name)
-    target = resolve(root, relative)
+    target = _local(root, relative)
     with _staged(target) as (f, tmp):
         with f:
             f.write(data)
-        return _install(session, tmp, target, run_id=run_id, name=name, relative=relative,
+        return _install(session, root, tmp, target, run_id=run_id, name=name,
+                        relative=relative,
                         media_type=media_type, size=len(data),
                         sha256=hashlib.sha256(data).hexdigest())
 
@@ -89,7 +109,7 @@ async def save_artifact_stream(
     """
     relative = f"{run_id}/{check_path(name)}"
     _check_tree(session, run_id, name)
-    target = resolve(root, relative)
+    target = _local(root, relative)
     digest, size = hashlib.sha256(), 0
     with _staged(target) as (f, tmp):
         with f:
@@ -99,8 +119,9 @@ async def save_artifact_stream(
                     raise OverflowError(f"upload exceeds {limit} bytes")
                 digest.update(chunk)
                 f.write(chunk)
-        return _install(session, tmp, target, run_id=run_id, name=name, relative=relative,
-                        media_type=media_type, size=size, sha256=digest.hexdigest())
+        return _install(session, root, tmp, target, run_id=run_id, name=name,
+                        relative=relative, media_type=media_type, size=size,
+                        sha256=digest.hexdigest())
 
 
 @contextlib.contextmanager
@@ -117,14 +138,29 @@ def _staged(target: Path) -> Iterator[tuple[BinaryIO, str]]:
         raise
 
 
-def _install(session: Session, tmp: str, target: Path, *, run_id: int, name: str,
-             relative: str, media_type: str, size: int, sha256: str) -> Artifact:
-    """Move the written file over ``target`` and create or update its row, the run locked
+def _install(session: Session, root: Path, tmp: str, target: Path, *, run_id: int,
+             name: str, relative: str, media_type: str, size: int, sha256: str) -> Artifact:
+    """Move the written file over ``target`` (or upload it to the object store backing
+    ``root``) and create or update its row, the run locked
     (:func:`~core.store.runs.lock_run`) until the caller commits: of two saves of one
-    name at once, one makes the row and the other updates it, and the file on disk is
-    the one the row describes."""
+    name at once, one makes the row and the other updates it, and the file stored is the
+    one the row describes. An object store that fails raises
+    :class:`~core.store.objects.StoreUnavailable` before any row changes."""
     lock_run(session, run_id)
-    os.replace(tmp, target)
+    store = objects.for_root(root)
+    if store is not None:
+        store.put(relative, tmp, media_type)
+        os.unlink(tmp)
+    else:
+        os.replace(tmp, target)
+    return record(session, run_id=run_id, name=name, relative=relative,
+                  media_type=media_type, size=size, sha256=sha256)
+
+
+def record(session: Session, *, run_id: int, name: str, relative: str, media_type: str,
+           size: int, sha256: str) -> Artifact:
+    """Create or update the row of a file stored as ``relative`` (the run locked by the
+    caller)."""
     row = session.execute(
         select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)
     ).scalar_one_or_none()
@@ -139,9 +175,13 @@ def _install(session: Session, tmp: str, target: Path, *, run_id: int, name: str
 def remove_files(root: Path, paths: Sequence[str]) -> None:
     """Unlink the files of deleted artifact rows (after their transaction committed: a
     rollback keeps both); one already gone is no error."""
+    store = objects.for_root(root)
     for rel in paths:
-        with contextlib.suppress(OSError, UnsafePath):
-            resolve(root, rel).unlink()
+        with contextlib.suppress(OSError, UnsafePath, objects.StoreUnavailable):
+            if store is not None:
+                store.delete(rel)
+            else:
+                _local(root, rel).unlink()
 
 
 def list_artifacts(session: Session, run_id: int) -> Sequence[Artifact]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import HTTPException, Path, Request, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from core.kinds import KINDS
 from core.store.artifacts import (
@@ -13,6 +13,7 @@ from core.store.artifacts import (
     NAME_PATTERN,
     PATH_PATTERN,
     UnsafePath,
+    download_url,
     get_artifact,
     list_artifacts,
     resolve,
@@ -43,11 +44,16 @@ def list_(run_id: RunId, session: SessionDep, _: CurrentUser) -> list[ArtifactPu
 def download(
     run_id: RunId, name: ArtifactPath, session: SessionDep, settings: SettingsDep,
     _: CurrentUser,
-) -> FileResponse:
+) -> Response:
+    """The artifact's bytes (with an object store, a redirect to a short-lived URL that
+    downloads them from it)."""
     run_or_404(session, run_id)
     row = get_artifact(session, run_id, name)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no artifact {name!r}")
+    url = download_url(settings.artifacts, row)
+    if url is not None:
+        return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
     try:
         path = resolve(settings.artifacts, row.path)
     except UnsafePath:

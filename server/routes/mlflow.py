@@ -16,12 +16,13 @@ import posixpath
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from core import mlflow as m
 from core.store.artifacts import (
     UnsafePath,
     check_path,
+    download_url,
     get_artifact,
     list_artifacts,
     resolve,
@@ -394,6 +395,9 @@ def download_artifact(path: str, session: SessionDep, settings: SettingsDep,
     if row is None:
         raise m.MlflowError("RESOURCE_DOES_NOT_EXIST",
                             f"run {run.id} has no artifact {name!r}")
+    url = download_url(settings.artifacts, row)
+    if url is not None:  # an object store: MLflow's client follows to it
+        return RedirectResponse(url, status_code=307)
     try:
         file = resolve(settings.artifacts, row.path)
     except UnsafePath:

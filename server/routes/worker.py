@@ -14,18 +14,27 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException, Path, Query, Request, Response, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from core import work
-from core.store.artifacts import UnsafePath, get_artifact, list_artifacts, resolve
+from core.store import objects
+from core.store.artifacts import (
+    UnsafePath,
+    check_path,
+    download_url,
+    get_artifact,
+    list_artifacts,
+    record,
+    resolve,
+)
 from core.store.logs import Dropped, Line, next_seq, save_log_artifact
 from core.store.logs import append_lines as store_lines
 from core.store.metrics import insert_points
 from core.store.models import MAX_ID, Run, RunStatus
 from core.store.provenance import set_provenance
-from core.store.runs import NotFound, beat, set_progress
+from core.store.runs import NotFound, beat, lock_run, set_progress
 from ml import artifacts as names
 from server.deps import RunId, SessionDep, SettingsDep, WorkerToken
 from server.routes.artifacts import ArtifactPath, store_body
@@ -174,7 +183,62 @@ def load(run_id: RunId, name: ArtifactPath, session: SessionDep, settings: Setti
     row = get_artifact(session, run_id, name)
     if row is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return _file(settings.artifacts, row.path, row.media_type)
+    return _file(settings.artifacts, row)
+
+
+class UploadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    media_type: str = Field("application/octet-stream", max_length=128)
+
+
+class UploadOut(BaseModel):
+    url: str | None  # None: no object store; PUT the bytes to /artifacts/{name} instead
+
+
+@router.post("/uploads/{name:path}")
+def upload_url(run_id: RunId, name: ArtifactPath, body: UploadIn, session: SessionDep,
+               settings: SettingsDep, token: WorkerToken) -> UploadOut:
+    """A short-lived URL the worker uploads the held run's artifact ``name`` to, straight
+    into the object store (then :func:`uploaded` records it); None without one."""
+    _held(session, run_id, token, overview=name == names.S_CNN_OVERVIEW)
+    store = objects.for_root(settings.artifacts)
+    if store is None:
+        return UploadOut(url=None)
+    return UploadOut(url=store.put_url(f"{run_id}/{_checked(name)}", media_type=body.media_type))
+
+
+class UploadedIn(UploadIn):
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+@router.post("/uploaded/{name:path}", status_code=status.HTTP_204_NO_CONTENT)
+def uploaded(run_id: RunId, name: ArtifactPath, body: UploadedIn, session: SessionDep,
+             settings: SettingsDep, token: WorkerToken) -> None:
+    """Record an artifact the worker uploaded to the URL :func:`upload_url` gave: it must
+    be in the store, of the size the worker says (a 409 otherwise; nothing recorded)."""
+    _held(session, run_id, token, overview=name == names.S_CNN_OVERVIEW)
+    store = objects.for_root(settings.artifacts)
+    if store is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, "this server keeps artifacts itself: "
+                            f"PUT them to /api/worker/runs/{run_id}/artifacts/{name}")
+    relative = f"{run_id}/{_checked(name)}"
+    found = store.size(relative)
+    if found != body.size:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the store holds {found} bytes at "
+                            f"{name!r}, not {body.size}: upload it again")
+    lock_run(session, run_id)
+    record(session, run_id=run_id, name=name, relative=relative,
+           media_type=body.media_type, size=body.size, sha256=body.sha256)
+    session.commit()
+
+
+def _checked(name: str) -> str:
+    try:
+        return check_path(name)
+    except UnsafePath as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
 
 class InputOut(BaseModel):
@@ -196,23 +260,28 @@ def input_run(run_id: RunId, input_id: InputId, session: SessionDep,
 
 @router.get("/inputs/{input_id}/artifacts/{name:path}", response_class=FileResponse)
 def input_artifact(run_id: RunId, input_id: InputId, name: ArtifactPath, session: SessionDep,
-                   settings: SettingsDep, token: WorkerToken) -> FileResponse:
+                   settings: SettingsDep, token: WorkerToken) -> Response:
     """An artifact of a run the held run reads."""
     _readable(session, _held(session, run_id, token, overview=True), input_id)
     row = get_artifact(session, input_id, name)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {input_id} has no artifact {name!r}")
-    return _file(settings.artifacts, row.path, row.media_type)
+    return _file(settings.artifacts, row)
 
 
-def _file(root: FilePath, relative: str, media_type: str) -> FileResponse:
+def _file(root: FilePath, row: Any) -> Response:
+    """The artifact's file, or with an object store a redirect to a short-lived URL of it
+    (the worker downloads from the store itself)."""
+    url = download_url(root, row)
+    if url is not None:
+        return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
     try:
-        path = resolve(root, relative)
+        path = resolve(root, row.path)
     except UnsafePath:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "artifact file unavailable") from None
     if not path.is_file():
         raise HTTPException(status.HTTP_404_NOT_FOUND, "artifact file is missing on disk")
-    return FileResponse(path, media_type=media_type)
+    return FileResponse(path, media_type=row.media_type)
 
 
 FileName = Annotated[str, Query(min_length=1, max_length=1024,
