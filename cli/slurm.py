@@ -96,7 +96,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         jobs = submit_workers(settings, options, folder)
     except SlurmError as exc:
         raise UsageError(str(exc)) from None
-    migrate(settings.db_url)  # the workers find the schema they expect
+    if not settings.worker_token:  # (over the API, the server migrated its own)
+        migrate(settings.db_url)  # the workers find the schema they expect
     print(f"submitted {len(jobs)} worker job{'s' * (len(jobs) != 1)}"
           f"{' (one array)' if options.array else ''}: {' '.join(j['job_id'] for j in jobs)}")
     print(f"  {options.gpus_per_worker} GPU(s) each, time limit {options.time_min} min"

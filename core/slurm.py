@@ -90,9 +90,13 @@ class SlurmOptions:
 
 def check_reachable(settings: Settings, folder: Path) -> list[str]:
     """What a worker on a compute node could not reach: the database, the broker, the
-    artifact store or the job folder. Empty when all are there."""
+    artifact store or the job folder — or, for workers over the API
+    (``NEUROREG_WORKER_TOKEN``), the server and the token instead of the first and third.
+    Empty when all are there."""
     problems = []
-    if settings.db_url.startswith("sqlite"):
+    if settings.worker_token:
+        problems += _api_problems(settings)
+    elif settings.db_url.startswith("sqlite"):
         problems.append(f"database: {settings.db_url} is this machine's SQLite file; a "
                         "compute node needs the team's database (NEUROREG_DATABASE_URL="
                         "postgresql+psycopg://…)")
@@ -120,13 +124,29 @@ def check_reachable(settings: Settings, folder: Path) -> list[str]:
         except Exception as exc:  # noqa: BLE001
             problems.append(f"broker: cannot connect to {_safe(settings.broker)} "
                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
-    for what, path in (("artifact store", settings.artifacts), ("job folder", folder)):
+    shared = [] if settings.worker_token else [("artifact store", settings.artifacts)]
+    for what, path in (*shared, ("job folder", folder)):
         problem = _writable(path)
         if problem:
             problems.append(f"{what}: {path} {problem}")
     if not shutil.which("sbatch"):
         problems.append("sbatch: not on PATH (run this where Slurm's commands are)")
     return problems
+
+
+def _api_problems(settings: Settings) -> list[str]:
+    import httpx
+
+    try:
+        r = httpx.get(f"{settings.url}/api/worker", timeout=10,
+                      headers={"Authorization": f"Bearer {settings.worker_token}"})
+    except httpx.HTTPError as exc:
+        return [f"server: cannot reach {settings.url} (NEUROREG_API_URL): "
+                f"{type(exc).__name__}"]
+    if r.status_code != 200:
+        return [f"worker token: {settings.url} refused NEUROREG_WORKER_TOKEN "
+                f"({r.status_code})"]
+    return []
 
 
 def _writable(path: Path) -> str | None:
@@ -151,6 +171,15 @@ def worker_env(settings: Settings) -> dict[str, str]:
     """The environment each job's worker gets: the worker settings as they are here,
     resolved (a relative artifact folder means nothing on a compute node)."""
     env = {k: os.environ[k] for k in WORKER_ENV if k in os.environ}
+    if settings.worker_token:  # over the API: no database URL, no shared artifact folder
+        env = {k: v for k, v in env.items()
+               if k not in ("NEUROREG_DATABASE_URL", "NEUROREG_ARTIFACT_DIR")}
+        env.update({"NEUROREG_API_URL": settings.url,
+                    "NEUROREG_WORKER_TOKEN": settings.worker_token,
+                    "NEUROREG_BROKER_URL": settings.broker,
+                    "NEUROREG_DATASETS_DIR": str(settings.datasets),
+                    "NEUROREG_REQUEUE_ON_SHUTDOWN": "true"})
+        return env
     env.update({"NEUROREG_DATABASE_URL": settings.db_url,
                 "NEUROREG_BROKER_URL": settings.broker,
                 "NEUROREG_ARTIFACT_DIR": str(settings.artifacts),
