@@ -25,6 +25,7 @@ from core.kinds import KINDS
 from core.mlflow import MlflowError
 from core.queue import make_celery
 from core.settings import Settings, get_settings
+from core.store import objects
 from core.store.db import migrate
 from core.store.objects import StoreUnavailable
 from ml._validate import ConfigErrors
@@ -278,6 +279,12 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
     settings.make_dirs()
     migrate(settings.db_url)
     celery = celery or make_celery(settings)
+    store = objects.for_root(settings.artifacts)
+    if store is not None:  # a new MinIO's bucket made; one that cannot be is a warning
+        try:
+            store.ensure_bucket()
+        except Exception as exc:  # noqa: BLE001 — uploads will say why, each a 503
+            log.warning("object store: %s", exc)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

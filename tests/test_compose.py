@@ -47,6 +47,21 @@ def test_compose_services_healthchecks_gpu_and_shared_volume() -> None:
     assert (ROOT / "Dockerfile").is_file()
 
 
+def test_the_remote_worker_has_no_database_and_no_shared_volume_and_minio_is_there() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    remote = services["worker-remote"]
+    env = remote["environment"]
+    assert not any(k in env for k in ("NEUROREG_DATABASE_URL", "NEUROREG_ARTIFACT_DIR"))
+    assert env["NEUROREG_API_URL"] == "http://api:8000"
+    assert env["NEUROREG_WORKER_TOKEN"].startswith("${NEUROREG_WORKER_TOKEN")
+    assert env["NEUROREG_BROKER_URL"].startswith("redis://redis")
+    assert not any(v.split(":")[0] == "artifacts" for v in remote["volumes"])
+    assert remote["profiles"] == ["remote"] and services["minio"]["profiles"] == ["s3"]
+    api = services["api"]["environment"]
+    assert api["NEUROREG_S3_BUCKET"] == "${NEUROREG_S3_BUCKET:-}"  # files unless asked
+    assert api["NEUROREG_S3_ENDPOINT_URL"].endswith("http://minio:9000}")
+
+
 def test_compose_runs_the_gpu_worker_on_the_cuda_image_and_the_rest_on_the_cpu_one() -> None:
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     assert services["api"]["build"] == {"context": ".", "target": "cpu"}

@@ -67,6 +67,20 @@ class ObjectStore:
             raise StoreUnavailable(f"the object store could not be reached to {what}: "
                                    f"{exc}") from exc
 
+    def ensure_bucket(self) -> None:
+        """Make the bucket when it does not exist (a new MinIO); one that exists, or that
+        these credentials may not make, is left as it is."""
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._calling("find the bucket"):
+                self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404:
+                raise
+            with self._calling("make the bucket"):
+                self.client.create_bucket(Bucket=self.bucket)
+
     def put(self, relative: str, path: str | Path, media_type: str) -> None:
         """Upload a local file as ``relative`` (replacing the object there)."""
         with self._calling("store an artifact"), open(path, "rb") as f:
