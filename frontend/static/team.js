@@ -15,11 +15,11 @@ function button(label, aria, onclick) {
   return b;
 }
 
-// a user's tokens, under their row: name, created, state, Revoke
+// a user's tokens, under their row: name (a worker token says so), created, state, Revoke
 async function drawTokens(user, cell) {
   const tokens = await getJSON(`/api/users/${user.id}/tokens`);
   const rows = tokens.map((t) => el("li", { "data-token": t.id },
-    `${t.name} — created ${when(t.created_at)}, `,
+    `${t.name}${t.scope === "worker" ? " (worker token)" : ""} — created ${when(t.created_at)}, `,
     t.revoked_at ? `revoked ${when(t.revoked_at)}` : "active",
     ...(t.revoked_at ? [] : [" ", button("Revoke", `revoke ${user.name}'s token ${t.name}`, async () => {
       const res = await send("DELETE", `/api/tokens/${t.id}`);

@@ -10,7 +10,8 @@ import pytest
 
 from core.settings import Settings
 from core.store.db import session_scope
-from core.store.users import ensure_admin
+from core.store.models import User
+from core.store.users import ensure_admin, issue_token
 from tests.browser.conftest import OUTPUT
 from tests.livesrv import live_server
 
@@ -27,6 +28,7 @@ def test_an_admin_cuts_a_user_off_from_the_users_page(browser, settings: Setting
     with live_server(settings) as url:
         with session_scope(settings.db_url) as s:
             token = ensure_admin(s)
+            issue_token(s, user=s.query(User).one(), name="gpu-box", scope="worker")
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("dialog", lambda d: d.accept())  # "Disable eve?"
         page.goto(f"{url}/tokens#token={token}")
@@ -52,6 +54,9 @@ def test_an_admin_cuts_a_user_off_from_the_users_page(browser, settings: Setting
             "token.revoked", "user.disabled", "token.issued", "user.created"]
         assert "token" in rows[0] and "(first of eve)" in rows[0]
         assert page.locator("button[aria-label='disable admin']").count() == 1
+        page.click("button[aria-label='tokens of admin']")  # a worker token says so
+        page.wait_for_function("() => [...document.querySelectorAll('.user-tokens')]"
+                               ".some((c) => c.textContent.includes('gpu-box (worker token)'))")
         page.screenshot(path=str(OUTPUT / "users-team.png"), full_page=True)
         # the last admin cannot be disabled: the page says why
         page.click("button[aria-label='disable admin']")
