@@ -109,3 +109,37 @@ def test_a_worker_over_the_api_runs_a_similarity_run_and_a_study(
     cached = [p.name for p in (machine / "worker-cache").rglob("*") if p.is_file()]
     assert "model.pt" in cached and "target-neural-model.npz" in cached, cached
     assert "OperationalError" not in text and NOWHERE not in text, json.dumps(text[-2000:])
+
+
+def test_a_remote_workers_pool_process_killed_mid_train_resumes_with_every_step_once(
+        stack: Settings, tmp_path: Path) -> None:
+    """As tests/integration/test_faults.py's first test, for a worker over the API: the
+    redelivered task takes the run over (its dead predecessor's, on this host, with the
+    same token) and resumes from the checkpoint it stored through the API."""
+    import os
+    import signal
+
+    from tests.integration.test_faults import (
+        _assert_every_step_once,
+        _mid_run,
+        _pool_children,
+        _submit,
+        _wait,
+    )
+
+    with session_scope(stack.db_url) as s:
+        ensure_admin(s)
+        token = issue_token(s, user=s.query(User).one(), name="box", scope="worker")
+    log = tmp_path / "worker.log"
+    with live_server(stack) as url:
+        remote = Settings(data_dir=tmp_path / "worker-machine", database_url=NOWHERE,
+                          broker_url=stack.broker_url, api_url=url, worker_token=token)
+        with live_worker(remote, log) as worker:
+            run_id = _submit(stack)
+            _wait(stack, run_id, _mid_run)
+            (child,) = _pool_children(worker.pid)
+            os.kill(child, signal.SIGKILL)
+            _wait(stack, run_id, lambda r: r.status.finished)
+    out = _assert_every_step_once(stack, run_id)
+    assert out["attempts"] == 2 and out["result"]["resumed_from_step"] > 0, \
+        log.read_text(errors="replace")[-3000:]
