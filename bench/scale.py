@@ -24,6 +24,19 @@ what saturates first, and what two API processes on one port change, measured in
 (c) ``neuroreg api --workers 2`` on PostgreSQL against one process, the same requests,
     and every acknowledged point checked to be stored once.
 (d) the table: workers served per resource and what saturates first.
+(e) workers over the API vs on the database, side by side: one ``neuroreg api`` process on
+    a fresh PostgreSQL database; N emulated GPU workers (threads in up to 4 load-generator
+    processes, each with a backend and connection pool of its own), each on a run it
+    claimed, drive the worker's own recorder, heartbeat, system-metrics and log-sink code
+    at ``--gpu-steps-per-s`` (as in (a), plus 2 log lines a second; a checkpoint per
+    CIFAR-10 epoch with ``--remote-checkpoint-mb``) once through ``worker.backend.Remote``
+    (a worker token, the API process) and once through ``Direct`` (PostgreSQL), N rising
+    (1, 2, 4, ... 64; a series stops once it falls behind). Per N and mode: the recorder's
+    one-second flushes (p50/p95, on time, how far behind), the steps held, the points
+    PostgreSQL holds against those acknowledged (each stored once), and the cores of the
+    API process, PostgreSQL and the load generators. Served: the largest N with p95 flush
+    < 1 s, no flush more than 1 s behind, >= 95% of the steps held and nothing lost.
+    ``--only remote-vs-direct`` runs it alone (``--quick``: N 1, 4, 16, 32 for 8 s each).
 
 Everything shares this machine's cores (the load generators too); each ceiling is
 printed with the cores the server side used, the machine's busy % and what other
@@ -34,6 +47,7 @@ that are dropped after; Redis is ``NEUROREG_BENCH_REDIS`` (default db 11 on
 measures 2 s per ceiling. Ends with one JSON line.
 
     .venv/bin/python bench/scale.py [--quick] [--gpu-steps-per-s 100]
+        [--only all|scale|remote-vs-direct] [--remote-workers 1,2,4] [--remote-seconds 20]
 """
 
 from __future__ import annotations
@@ -42,6 +56,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -100,7 +115,7 @@ def _category(statement: str) -> str:
 
 def _role() -> str:
     name = threading.current_thread().name
-    for prefix in ("heartbeat", "logs", "system-metrics"):
+    for prefix in ("heartbeat", "logs", "system-metrics", "recorder"):
         if name.startswith(prefix):
             return prefix
     return "task" if name == "MainThread" else name
@@ -557,7 +572,7 @@ def summarize_real(r: dict[str, Any]) -> dict[str, Any]:
     step_keys = sorted(k for k, n in r["keys"].items() if n == steps)
     epoch_keys = sorted(k for k, n in r["keys"].items() if n == epochs)
     task_points = [(t, n) for t, role, cat, n in stmts
-                   if role == "task" and cat == "INSERT metrics"]
+                   if role in ("task", "recorder") and cat == "INSERT metrics"]
     by_cat = Counter(f"{role}: {cat}" for _, role, cat, _ in stmts)
     by_role_commits = Counter(role for _, role in commits)
     ckpt = r["artifact_sizes"].get(CHECKPOINT) or r["artifact_sizes"][MODEL]
@@ -639,8 +654,8 @@ def emulate_gpu_worker(db_url: str, keys: list[str], epoch_keys: list[str], step
     checkpoints = 0
     t0 = time.perf_counter()
     try:
-        with heartbeat(db_url, run_id, settings.heartbeat_s), \
-                system_metrics(db_url, run_id, settings.system_metrics_s):
+        with heartbeat(rec.backend, run_id, settings.heartbeat_s), \
+                system_metrics(rec.backend, run_id, settings.system_metrics_s):
             step = 0
             while True:
                 due = t0 + step / steps_per_s
@@ -671,7 +686,7 @@ def emulate_gpu_worker(db_url: str, keys: list[str], epoch_keys: list[str], step
     by_cat = Counter(f"{role}: {cat}" for _, role, cat, _ in got["statements"])
     points = sum(n for _, role, cat, n in got["statements"] if cat == "INSERT metrics")
     flushes = sum(1 for _, role, cat, _ in got["statements"]
-                  if role == "task" and cat == "INSERT metrics")
+                  if role in ("task", "recorder") and cat == "INSERT metrics")
     return {"run_id": run_id, "steps_per_s": step / elapsed, "seconds": elapsed,
             "txn_per_s": len(got["commits"]) / elapsed,
             "statements_per_s": len(got["statements"]) / elapsed,
@@ -932,14 +947,499 @@ def plan(real: dict[str, Any], gpu: dict[str, Any], pg: dict[str, Any], redis: d
             "run_s": run_s}
 
 
+# ---------------------------------------------------------------- (e) API vs database --
+
+# the per-step and per-epoch keys of section (a)'s train run (a neural-model target with a
+# learned γ), used when (e) runs alone
+STEP_KEYS = ["acc", "gamma/0", "loss", "lr", "sim_loss", "task_loss"]
+EPOCH_KEYS = ["sim_r", "test_acc", "test_loss"]
+LOG_LINES_PER_S = 2.0
+
+
+class TimedBackend:
+    """A :class:`worker.backend.Backend` that times every call by action and counts the
+    points and log lines the store acknowledged (the call returned)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: dict[str, list[float]] = {}
+        self.failed: Counter[str] = Counter()
+        self.acked_points = 0
+        self.acked_lines = 0
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kw: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                out = attr(*args, **kw)
+            except BaseException:
+                with self._lock:
+                    self.failed[name] += 1
+                raise
+            dt = time.perf_counter() - t
+            with self._lock:
+                self.calls.setdefault(name, []).append(dt)
+                if name == "points":
+                    self.acked_points += len(args[1])
+                elif name == "append_lines":
+                    self.acked_lines += len(args[1])
+            return out
+
+        return call
+
+
+def _timed_recorder(backend: Any, run_id: int) -> Any:
+    """The worker's own ``SqlRecorder`` (its timer thread, its buffering), each flush
+    timed: (wall start, seconds, age of its oldest point when it returned, by the timer
+    thread, ok)."""
+    from worker.recorder import SqlRecorder
+
+    class TimedRecorder(SqlRecorder):
+        cycles: list[tuple[float, float, float | None, bool, bool]]
+
+        def flush(self) -> None:
+            with self._lock:
+                oldest = self._buffer[0][3] if self._buffer else None
+            start, t = time.time(), time.perf_counter()
+            timer = threading.current_thread().name.startswith("recorder-")
+            try:
+                super().flush()
+            except BaseException:
+                self.cycles.append((start, time.perf_counter() - t, None, timer, False))
+                raise
+            self.cycles.append((start, time.perf_counter() - t,
+                                None if oldest is None else time.time() - oldest, timer, True))
+
+    rec = TimedRecorder(backend=backend, run_id=run_id)
+    rec.cycles = []
+    return rec
+
+
+def _emulated_worker(backend: TimedBackend, run_id: int, spec: dict[str, Any], start: float,
+                     out: dict[str, Any]) -> None:
+    """One GPU worker's store traffic through ``backend``, from the worker's own code: its
+    recorder (points and progress flushed each second, a cancellation check per second),
+    heartbeat and system-metrics threads and log sink, driven as section (a) drives them
+    (a step every 1/G s, metrics handed over at the 25-step syncs, an epoch's metrics and
+    optionally a checkpoint every CIFAR-10 epoch) plus a few log lines a second. The
+    training thread wakes once per sync and takes its 25 steps' calls then."""
+    from ml.train.joint import _SYNC_EVERY
+    from worker.capture import LogSink
+    from worker.observe import system_metrics
+    from worker.tasks import heartbeat
+
+    G, keys, seconds = spec["steps_per_s"], spec["keys"], spec["seconds"]
+    rec = _timed_recorder(backend, run_id)
+    sink = LogSink(backend, run_id, max_bytes=spec["log_max_bytes"])
+    rec.also_flush(sink.flush)
+    blob = os.urandom(spec["checkpoint_bytes"]) if spec["checkpoint_bytes"] else b""
+    total = CIFAR_STEPS_PER_EPOCH * 40
+    step, lines, late, epochs = 0, 0, 0.0, 0
+    out.update(run_id=run_id, cycles=rec.cycles, error=None)
+    try:
+        with heartbeat(backend, run_id, spec["heartbeat_s"]), \
+                system_metrics(backend, run_id, spec["system_metrics_s"]):
+            time.sleep(max(0.0, start - time.time()))
+            t0 = time.perf_counter()
+            while True:
+                due = t0 + (step + _SYNC_EVERY) / G
+                if due - t0 > seconds:
+                    break
+                time.sleep(max(0.0, due - time.perf_counter()))
+                late = max(late, time.perf_counter() - due)
+                epoch = step // CIFAR_STEPS_PER_EPOCH + 1
+                for s in range(step, step + _SYNC_EVERY):
+                    rec.should_stop()
+                    rec.progress((s + 1) / total, f"epoch {epoch}/40")
+                for s in range(step, step + _SYNC_EVERY):
+                    rec.log_metrics({k: 0.5 for k in keys}, s)
+                step += _SYNC_EVERY
+                if step // CIFAR_STEPS_PER_EPOCH >= epochs + 1:  # an epoch ended
+                    epochs += 1
+                    rec.log_metrics({k: 0.5 for k in spec["epoch_keys"]}, step - 1)
+                    if blob:
+                        rec.save_artifact(CHECKPOINT, blob, "application/octet-stream")
+                elapsed = time.perf_counter() - t0
+                while lines < elapsed * spec["log_lines_per_s"]:
+                    sink.add("stdout", f"epoch {epoch}/40 step {step} loss 0.5000 acc 0.5000")
+                    lines += 1
+            out["elapsed"] = time.perf_counter() - t0
+    except Exception as exc:  # noqa: BLE001 — reported in the table
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        try:
+            rec.close()
+            sink.close()
+        except Exception as exc:  # noqa: BLE001
+            out["error"] = out["error"] or f"close: {type(exc).__name__}: {exc}"
+    out.update(steps=step, late_s=late, lines=lines)
+
+
+class _Warnings(logging.Handler):
+    """Counts the worker code's warnings (a failed flush, a retried call) instead of
+    printing them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: Counter[str] = Counter()
+        self.first: dict[str, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.counts[record.name] += 1
+        self.first.setdefault(record.name, record.getMessage()[:200])
+
+
+def remote_gen(spec_path: Path) -> None:
+    """``--remote-gen SPEC``: a load generator holding several emulated workers, each a
+    thread with a backend of its own (``remote``: a ``Remote`` with its own connection
+    pool; ``direct``: a ``Direct`` with an engine and pool of its own, as a worker process
+    has), which claims its run, says it is ready and starts at the parent's go."""
+    # what the emulated workers import, before the clock starts (a worker process has
+    # imported it all before its first run)
+    import ml.train.joint  # noqa: F401
+    import neuroreg.system  # noqa: F401
+    import worker.capture  # noqa: F401
+    import worker.observe  # noqa: F401
+    import worker.tasks  # noqa: F401
+    from core.settings import Settings
+    from worker.backend import Direct, Remote
+
+    spec = json.loads(spec_path.read_text())
+    warnings = _Warnings()
+    logging.getLogger().addHandler(warnings)
+    logging.getLogger().setLevel(logging.WARNING)
+    backends = []
+    for run_id in spec["runs"]:
+        if spec["mode"] == "remote":
+            inner: Any = Remote(spec["api_url"], spec["token"], retry_s=60.0,
+                                cache=Path(spec["tmp"]) / f"cache-{run_id}")
+        else:
+            url = make_url(spec["db_url"]).update_query_dict(
+                {"application_name": f"neuroreg-bench-{run_id}"})
+            inner = Direct(Settings(database_url=url.render_as_string(hide_password=False),
+                                    artifact_dir=Path(spec["artifacts"])))
+        backend = TimedBackend(inner)
+        got = backend.claim(run_id, f"bench-{os.getpid()}-{run_id}")
+        assert got is not None and got[0] == "train", got
+        backend.status(run_id)  # connected
+        backends.append(backend)
+    Path(spec["ready"]).write_text("ready")
+    go = Path(spec["go"])
+    while not go.exists():
+        time.sleep(0.05)
+    go_at = float(go.read_text())
+    outs: list[dict[str, Any]] = [{} for _ in backends]
+    threads = [threading.Thread(target=_emulated_worker, daemon=True, name=f"emulated-{r}",
+                                args=(b, r, spec, go_at + spec["offsets"][i], outs[i]))
+               for i, (b, r) in enumerate(zip(backends, spec["runs"], strict=True))]
+    me = psutil.Process()
+    cpu0 = {t.id: t.user_time + t.system_time for t in me.threads()}
+    named: dict[int, str] = {}
+    stop = threading.Event()
+
+    last: dict[int, float] = {}
+
+    def names() -> None:  # CPU by thread role (the worker code names its threads)
+        while not stop.wait(0.25):
+            for t in threading.enumerate():
+                if t.native_id is not None:
+                    named[t.native_id] = re.sub(r"[-_]?\d+$", "", t.name)
+            with contextlib.suppress(psutil.Error):
+                for t in me.threads():
+                    last[t.id] = t.user_time + t.system_time
+    watcher = threading.Thread(target=names, daemon=True)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=spec["seconds"] + 240)
+    stop.set()
+    watcher.join()
+    for t in me.threads():
+        last[t.id] = t.user_time + t.system_time
+    by_role: Counter[str] = Counter()
+    for tid, seconds in last.items():
+        by_role[named.get(tid, "other")] += seconds - cpu0.get(tid, 0.0)
+    for b, o in zip(backends, outs, strict=True):
+        o.update(acked_points=b.acked_points, acked_lines=b.acked_lines,
+                 failed=dict(b.failed), calls={k: sorted(v) for k, v in b.calls.items()},
+                 alive=any(t.is_alive() for t in threads))
+    Path(spec["out"]).write_text(json.dumps({"workers": outs, "warnings": dict(warnings.counts),
+                                             "cpu_s_by_thread": dict(by_role),
+                                             "warning_samples": warnings.first}))
+    os._exit(0)  # threads that did not end (a store that never answered) end here
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * (len(values) - 1) + 0.5))]
+
+
+class GeneratorFailed(RuntimeError):
+    """A load generator could not claim its runs (e.g. PostgreSQL refused a connection)."""
+
+
+def _failed_point(mode: str, n: int, seconds: float, error: str) -> dict[str, Any]:
+    nan = float("nan")
+    return {"mode": mode, "workers": n, "seconds": seconds, "errors": [error],
+            "warnings": {}, "kept_up": False, "lost": 0, "stored_unacknowledged": 0,
+            **{k: nan for k in ("flush_p50_ms", "flush_p95_ms", "flushes_on_time",
+                                "max_behind_s", "steps_held", "points_stored_per_s",
+                                "points_per_s_target", "api_cores", "postgres_cores",
+                                "load_cores", "machine_busy_pct", "other_cores")}}
+
+
+def remote_point(mode: str, n: int, *, api_url: str, token: str, db_url: str,
+                 artifacts: Path, servers: list[psutil.Process], owner_id: int,
+                 spec_base: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """``n`` emulated workers through ``mode`` (remote: the API with a worker token;
+    direct: PostgreSQL), each on a run of its own, for ``seconds``; then their flushes,
+    their steps and the points PostgreSQL holds."""
+    from sqlalchemy import text
+
+    from core.store.db import session_scope
+    from core.store.models import User
+    from core.store.runs import create_run
+
+    with session_scope(db_url) as s:
+        owner = s.get(User, owner_id)
+        runs = [int(create_run(s, owner=owner, kind="train", name=f"scale e {mode} {n} {i}",
+                               config={}).id) for i in range(n)]
+    gens = min(n, 4)
+    tmp = Path(tempfile.mkdtemp(prefix=f"neuroreg-scale-e-{mode}-"))
+    go = tmp / "go"
+    procs, outs = [], []
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for g in range(gens):
+        mine = runs[g::gens]
+        spec = dict(spec_base, mode=mode, api_url=api_url, token=token, db_url=db_url,
+                    artifacts=str(artifacts), runs=mine, tmp=str(tmp), seconds=seconds,
+                    ready=str(tmp / f"ready-{g}"), go=str(go), out=str(tmp / f"out-{g}.json"),
+                    # workers are not in step: each starts at its own point of a second
+                    offsets=[runs.index(r) / n for r in mine])
+        (tmp / f"spec-{g}.json").write_text(json.dumps(spec))
+        outs.append(tmp / f"out-{g}.json")
+        with (tmp / f"gen-{g}.log").open("wb") as log:
+            procs.append(subprocess.Popen([sys.executable, __file__, "--remote-gen",
+                                           str(tmp / f"spec-{g}.json")], env=env,
+                                          stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+    gen_procs = [psutil.Process(p.pid) for p in procs]
+    try:
+        deadline = time.monotonic() + 180
+        while not all((tmp / f"ready-{g}").exists() for g in range(gens)):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                tails = [(tmp / f"gen-{g}.log").read_text(errors="replace").strip()
+                         .splitlines()[-1:] for g in range(gens)]
+                raise GeneratorFailed(f"load generators did not start: "
+                                      f"{sorted({t[0] for t in tails if t})}")
+            time.sleep(0.1)
+        cpu = Cpu(api=lambda: servers, postgres=postgres_procs, load=lambda: gen_procs)
+        go_at = time.time() + 0.5
+        go.write_text(repr(go_at))
+        time.sleep(max(0.0, go_at - time.time()))
+        cpu.start()
+        with PeakConnections(lambda: gen_procs) as gen_conns, \
+                PeakConnections(lambda: servers) as api_conns:
+            time.sleep(seconds + 1.0)
+        used = cpu.stop()
+        used["pg_connections_workers"] = gen_conns.peak
+        used["pg_connections_api"] = api_conns.peak
+        for p in procs:
+            try:
+                p.wait(timeout=seconds + 300)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        results = [json.loads(o.read_text()) for o in outs if o.exists()]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+    workers = [w for r in results for w in r["workers"]]
+    warnings: Counter[str] = Counter()
+    samples: dict[str, str] = {}
+    load_cpu: Counter[str] = Counter()
+    for r in results:
+        warnings.update(r["warnings"])
+        load_cpu.update(r["cpu_s_by_thread"])
+        samples.update(r["warning_samples"])
+    with session_scope(db_url) as s:
+        stored = {int(r): int(c) for r, c in s.execute(text(
+            "SELECT run_id, COUNT(*) FROM metrics WHERE run_id = ANY(:r) GROUP BY run_id"),
+            {"r": runs})}
+        lines = {int(r): int(c) for r, c in s.execute(text(
+            "SELECT run_id, COUNT(*) FROM run_logs WHERE run_id = ANY(:r) GROUP BY run_id"),
+            {"r": runs})}
+    timer = [c for w in workers for c in w["cycles"] if c[3]]
+    lat = [c[1] for c in timer if c[4]]
+    ages = [c[2] for c in timer if c[4] and c[2] is not None]
+    interval = 1.0
+    acked = sum(w["acked_points"] for w in workers)
+    stored_n = sum(stored.get(r, 0) for r in runs)
+    lost = sum(max(0, w["acked_points"] - stored.get(w["run_id"], 0)) for w in workers)
+    extra = sum(max(0, stored.get(w["run_id"], 0) - w["acked_points"]) for w in workers)
+    lines_acked = sum(w["acked_lines"] for w in workers)
+    lines_lost = sum(max(0, w["acked_lines"] - lines.get(w["run_id"], 0)) for w in workers)
+    elapsed = [w.get("elapsed", seconds) for w in workers]
+    steps_due = n * spec_base["steps_per_s"] * seconds
+    status_lat = [x for w in workers for x in w["calls"].get("status", [])]
+    errors = [w["error"] for w in workers if w.get("error")]
+    failed_calls = sum(sum(w["failed"].values()) for w in workers)
+    p95 = _pct(lat, 0.95)
+    max_behind = max((a - interval for a in ages), default=float("nan"))
+    steps_held = sum(w["steps"] for w in workers) / steps_due if steps_due else 0.0
+    kept = (len(workers) == n and not errors and failed_calls == 0 and lost == 0
+            and bool(lat) and p95 < interval and max_behind <= 1.0 and steps_held >= 0.95
+            and lines_lost == 0)
+    return {
+        "mode": mode, "workers": n, "generators": gens, "seconds": seconds,
+        "flushes": len(timer), "flush_p50_ms": 1000 * _pct(lat, 0.5),
+        "flush_p95_ms": 1000 * p95, "flush_max_ms": 1000 * max(lat, default=float("nan")),
+        "flushes_on_time": sum(1 for x in lat if x <= interval) / max(len(timer), 1),
+        "max_behind_s": max_behind,
+        "status_p95_ms": 1000 * _pct(status_lat, 0.95),
+        "steps_held": steps_held, "train_loop_late_max_s": max(
+            (w.get("late_s", 0.0) for w in workers), default=0.0),
+        "points_acked": acked, "points_stored": stored_n,
+        "points_stored_per_s": stored_n / max(statistics.mean(elapsed) if elapsed else seconds,
+                                              1e-9),
+        "points_per_s_target": n * spec_base["steps_per_s"] * len(spec_base["keys"]),
+        "lost": lost, "stored_unacknowledged": extra,
+        "log_lines_acked": lines_acked, "log_lines_lost": lines_lost,
+        "failed_calls": failed_calls, "errors": errors[:3], "warnings": dict(warnings),
+        "warning_samples": samples,
+        "calls_per_worker_s": {k: sum(len(w["calls"].get(k, [])) for w in workers)
+                               / max(n * seconds, 1e-9)
+                               for k in sorted({k for w in workers for k in w["calls"]})},
+        "load_cpu_s_by_thread": {k: round(v, 2) for k, v in load_cpu.most_common()},
+        "kept_up": kept, **used}
+
+
+def remote_vs_direct(G: float, keys: list[str], epoch_keys: list[str], ns: list[int],
+                     seconds: float, checkpoint_bytes: int) -> dict[str, Any]:
+    """(e): one ``neuroreg api`` process on a fresh PostgreSQL database; N emulated GPU
+    workers through it with a worker token and N straight on the database, N rising, a
+    series stopping once it falls behind."""
+    from core.settings import Settings
+    from core.store.db import session_scope
+    from core.store.models import User
+    from core.store.users import issue_token
+
+    defaults = Settings()
+    spec_base = {"steps_per_s": G, "keys": keys, "epoch_keys": epoch_keys,
+                 "checkpoint_bytes": checkpoint_bytes, "log_lines_per_s": LOG_LINES_PER_S,
+                 "heartbeat_s": defaults.heartbeat_s,
+                 "system_metrics_s": defaults.system_metrics_s,
+                 "log_max_bytes": defaults.log_max_bytes}
+    rows: list[dict[str, Any]] = []
+    data_dir = Path(tempfile.mkdtemp(prefix="neuroreg-scale-e-"))
+    try:
+        with pg_database("remote") as db_url, api(data_dir, db_url, 1) as (url, _, proc):
+            servers = server_processes(proc)
+            with session_scope(db_url) as s:
+                admin = s.query(User).order_by(User.id).first()
+                assert admin is not None
+                owner_id = int(admin.id)
+                token = issue_token(s, user=admin, name="scale bench", scope="worker")
+            going = {"remote": True, "direct": True}
+            for n in ns:
+                for mode in ("remote", "direct"):
+                    if not going[mode]:
+                        continue
+                    where = "over the API" if mode == "remote" else "on the database"
+                    print(f"(e) {n} workers {where} ...", flush=True)
+                    try:
+                        row = remote_point(mode, n, api_url=url, token=token, db_url=db_url,
+                                           artifacts=data_dir / "artifacts", servers=servers,
+                                           owner_id=owner_id, spec_base=spec_base,
+                                           seconds=seconds)
+                    except GeneratorFailed as exc:
+                        row = _failed_point(mode, n, seconds, str(exc))
+                    rows.append(row)
+                    going[mode] = row["kept_up"]
+                if not any(going.values()):
+                    break
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    served: dict[str, int] = {}
+    bounded: dict[str, bool] = {}
+    for mode in ("remote", "direct"):
+        mine = [r for r in rows if r["mode"] == mode]
+        ok = [r["workers"] for r in mine if r["kept_up"]]
+        served[mode] = max(ok, default=0)
+        bounded[mode] = any(not r["kept_up"] for r in mine)  # else only a lower bound
+    ratio = served["remote"] / served["direct"] if served["direct"] else float("nan")
+    return {"rows": rows, "served": served, "served_is_ceiling": bounded,
+            "ratio_remote_to_direct": ratio, "steps_per_s": G, "keys_per_step": len(keys),
+            "checkpoint_bytes": checkpoint_bytes, "seconds_per_point": seconds,
+            "cores": psutil.cpu_count()}
+
+
+def report_remote(e: dict[str, Any]) -> None:
+    print(f"\n(e) workers one API process serves over the API (worker token) vs workers on "
+          f"the database, {e['steps_per_s']:g} steps/s each, {e['keys_per_step']} points per "
+          f"step, {e['seconds_per_point']:g} s per point; load generators, the API process and "
+          f"PostgreSQL share this machine's {e['cores']} cores")
+    print(f"  {'N':>3} {'mode':<7} {'p50 ms':>7} {'p95 ms':>7} {'on time':>7} {'behind s':>8} "
+          f"{'steps':>6} {'points/s':>9} {'target':>7} {'acked=stored':>12} {'API cores':>9} "
+          f"{'PG cores':>8} {'load cores':>10} {'busy %':>6} {'others':>6} {'PG conns':>8}  "
+          "kept up?")
+    for r in e["rows"]:
+        same = "yes" if r["lost"] == 0 and r["stored_unacknowledged"] == 0 else \
+            f"lost {r['lost']}/+{r['stored_unacknowledged']}"
+        conns = r.get("pg_connections_workers", 0) + r.get("pg_connections_api", 0)
+        print(f"  {r['workers']:>3} {r['mode']:<7} {r['flush_p50_ms']:>7.0f} "
+              f"{r['flush_p95_ms']:>7.0f} {100 * r['flushes_on_time']:>6.0f}% "
+              f"{r['max_behind_s']:>8.2f} {100 * r['steps_held']:>5.0f}% "
+              f"{r['points_stored_per_s']:>9.0f} {r['points_per_s_target']:>7.0f} "
+              f"{same:>12} {r['api_cores']:>9.2f} {r['postgres_cores']:>8.2f} "
+              f"{r['load_cores']:>10.2f} {r['machine_busy_pct']:>6.0f} "
+              f"{r['other_cores']:>6.2f} {conns:>8}  {'yes' if r['kept_up'] else 'NO'}"
+              + (f"  errors {r['errors']}" if r["errors"] else "")
+              + (f"  warnings {r['warnings']}" if r["warnings"] else ""))
+    s, b = e["served"], e["served_is_ceiling"]
+    fmt = {m: f"{s[m]}" + ("" if b[m] else "+") for m in s}
+    print(f"  served (p95 flush < 1 s, no flush more than 1 s behind, >= 95% of steps held, "
+          f"every acknowledged point stored once): over the API {fmt['remote']}, on the "
+          f"database {fmt['direct']}; ratio {e['ratio_remote_to_direct']:.2f} "
+          "('+': every N tried kept up, a lower bound). 'API cores' is ~0 for direct "
+          "workers (the API process idles); 'load cores' is the emulated workers' own "
+          "processes, which compete for the same cores; 'PG conns' is the peak held to "
+          "PostgreSQL by the workers (direct) or the API process (remote)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a short run (about 2 minutes)")
     ap.add_argument("--gpu-steps-per-s", type=float, default=100.0,
                     help="the GPU worker's training steps per second assumed (default 100)")
+    ap.add_argument("--only", choices=("all", "scale", "remote-vs-direct"), default="all",
+                    help="all sections (default); 'scale': (a)-(d); 'remote-vs-direct': (e)")
+    ap.add_argument("--remote-workers", type=lambda v: [int(x) for x in v.split(",")],
+                    help="(e)'s worker counts, e.g. 1,2,4 (default 1,2,4,8,16,32,64; quick "
+                         "1,4,16,32)")
+    ap.add_argument("--remote-seconds", type=float,
+                    help="(e)'s seconds per worker count (default 20; quick 8)")
+    ap.add_argument("--remote-checkpoint-mb", type=float, default=0.0,
+                    help="(e): a checkpoint of this size per emulated CIFAR-10 epoch "
+                         "(default 0: none; the paper's width is about 45 MB)")
     ap.add_argument("--worker-child", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--pg-writer", nargs=9, help=argparse.SUPPRESS)
+    ap.add_argument("--remote-gen", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.remote_gen:
+        remote_gen(Path(args.remote_gen))
+        return
     if args.worker_child:
         worker_child(Path(args.worker_child[0]), Path(args.worker_child[1]))
         return
@@ -957,6 +1457,17 @@ def main() -> None:
     print(f"this machine: {psutil.cpu_count()} cores; PostgreSQL {pg_conf}; the load "
           "generators, workers and servers all share these cores (and so does whatever else "
           "runs here: 'busy %' is the whole machine's)", flush=True)
+    ns = args.remote_workers or ([1, 4, 16, 32] if quick else [1, 2, 4, 8, 16, 32, 64])
+    e_seconds = args.remote_seconds or (8.0 if quick else 20.0)
+    e_ckpt = int(args.remote_checkpoint_mb * 1e6)
+    if args.only == "remote-vs-direct":
+        e = remote_vs_direct(G, STEP_KEYS, EPOCH_KEYS, ns, e_seconds, e_ckpt)
+        redis_flush(REDIS)
+        report_remote(e)
+        print(json.dumps({"bench": "scale", "quick": quick, "cores": psutil.cpu_count(),
+                          "gpu_steps_per_s_assumed": G, "postgresql": pg_conf,
+                          "remote_vs_direct": e}, default=float))
+        return
 
     with pg_database("worker") as db_url:
         print(f"(a) one real train run ({epochs} epochs, CPU) through a Celery worker on "
@@ -998,8 +1509,14 @@ def main() -> None:
         apis["postgresql_2"] = api_ceiling("pg2", url, 2, kinds, window)
     redis_flush(REDIS)
 
+    e = None
+    if args.only == "all":
+        e = remote_vs_direct(G, real["step_keys"], real["epoch_keys"], ns, e_seconds, e_ckpt)
+        redis_flush(REDIS)
     table = plan(real, gpu, pg, redis, apis, pg_conf, G, ckpt)
     report(real, gpu, pgs, redis, apis, table, G, ckpt)
+    if e is not None:
+        report_remote(e)
     print(json.dumps({
         "bench": "scale", "quick": quick, "cores": psutil.cpu_count(),
         "gpu_steps_per_s_assumed": G,
@@ -1011,7 +1528,8 @@ def main() -> None:
         "saturates_first": table["first"], "saturates_next": table["then"],
         "postgresql": pg_conf, "api_pg_connections_peak": table["api_pg_connections"],
         "broker_commands_per_worker_s": round(table["broker_per_worker_s"], 3),
-        "checkpoint_mb_per_worker_s": round(table["checkpoint_mb_per_s"], 2)}, default=float))
+        "checkpoint_mb_per_worker_s": round(table["checkpoint_mb_per_s"], 2),
+        **({"remote_vs_direct": e} if e is not None else {})}, default=float))
 
 
 def report(real: dict[str, Any], gpu: dict[str, Any], pgs: list[dict[str, Any]],
