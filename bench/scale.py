@@ -1316,7 +1316,8 @@ def remote_point(mode: str, n: int, *, api_url: str, token: str, db_url: str,
         "points_per_s_target": n * spec_base["steps_per_s"] * len(spec_base["keys"]),
         "lost": lost, "stored_unacknowledged": extra,
         "log_lines_acked": lines_acked, "log_lines_lost": lines_lost,
-        "failed_calls": failed_calls, "errors": errors[:3], "warnings": dict(warnings),
+        "failed_calls": failed_calls, "errors": errors[:3],
+        "workers_with_errors": len(errors), "warnings": dict(warnings),
         "warning_samples": samples,
         "calls_per_worker_s": {k: sum(len(w["calls"].get(k, [])) for w in workers)
                                / max(n * seconds, 1e-9)
@@ -1405,7 +1406,8 @@ def report_remote(e: dict[str, Any]) -> None:
               f"{same:>12} {r['api_cores']:>9.2f} {r['postgres_cores']:>8.2f} "
               f"{r['load_cores']:>10.2f} {r['machine_busy_pct']:>6.0f} "
               f"{r['other_cores']:>6.2f} {conns:>8}  {'yes' if r['kept_up'] else 'NO'}"
-              + (f"  errors {r['errors']}" if r["errors"] else "")
+              + (f"  errors in {r.get('workers_with_errors', 1)} workers, e.g. "
+                 f"{r['errors'][0][:110]!r}" if r["errors"] else "")
               + (f"  warnings {r['warnings']}" if r["warnings"] else ""))
     s, b = e["served"], e["served_is_ceiling"]
     fmt = {m: f"{s[m]}" + ("" if b[m] else "+") for m in s}
