@@ -949,10 +949,10 @@ def plan(real: dict[str, Any], gpu: dict[str, Any], pg: dict[str, Any], redis: d
 
 # ---------------------------------------------------------------- (e) API vs database --
 
-# the per-step and per-epoch keys of section (a)'s train run (a neural-model target with a
-# learned γ), used when (e) runs alone
-STEP_KEYS = ["acc", "gamma/0", "loss", "lr", "sim_loss", "task_loss"]
-EPOCH_KEYS = ["sim_r", "test_acc", "test_loss"]
+# the per-step and per-epoch keys section (a)'s train run logs (a neural-model target with a
+# learned γ per tap, ResNet18's 5 taps), measured there; used when (e) runs alone
+STEP_KEYS = ["acc", *(f"gamma/{i}" for i in range(5)), "loss", "lr", "sim_loss", "task_loss"]
+EPOCH_KEYS = ["sim_r", *(f"sim_r/{i}" for i in range(5)), "test_acc", "test_loss"]
 LOG_LINES_PER_S = 2.0
 
 
