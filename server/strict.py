@@ -147,8 +147,9 @@ def _documented(path: str, methods: set[str], endpoint: Callable[..., Any]) -> d
     is: authenticated (401), a write (403, 413 with a body, 507), addressing something
     by path (404); 503 for any (the database unreachable)."""
     hints = typing.get_type_hints(endpoint, include_extras=True)
-    authenticated = any(getattr(m, "dependency", None) in (get_current_user, get_worker_token)
-                        for h in hints.values() for m in getattr(h, "__metadata__", ()))
+    deps = {getattr(m, "dependency", None) for h in hints.values()
+            for m in getattr(h, "__metadata__", ())}
+    authenticated = bool(deps & {get_current_user, get_worker_token})
     out: dict[int, Any] = {}
 
     def add(code: int, description: str) -> None:
@@ -156,7 +157,10 @@ def _documented(path: str, methods: set[str], endpoint: Callable[..., Any]) -> d
 
     if authenticated:
         add(401, "Missing or invalid bearer token")
-    if authenticated and methods & _WRITES:
+    if get_worker_token in deps:
+        add(403, "Not a worker token, or a run this worker token did not claim (or whose "
+                 "run does not read what is asked)")
+    elif authenticated and methods & _WRITES:
         add(403, "Not yours to write (only the owner or an admin may)")
     if "{" in path:
         add(404, "No such run, artifact, metric or token")

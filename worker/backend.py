@@ -428,7 +428,8 @@ class Remote:
         listing = self._call("GET", self._run(held, f"/files/{root}"),
                              params={"name": name}).json()
         base = self.cache / root / name
-        for rel, size in listing["files"]:
+        for entry in listing["files"]:
+            rel, size = entry["path"], entry["bytes"]
             target = base / rel if rel else base
             if target.is_file() and target.stat().st_size == size:
                 continue
@@ -454,7 +455,7 @@ class Remote:
                result: Any) -> list[tuple[int, str]]:
         body = self._call("POST", self._run(run_id, "/finish"), json={
             "status": status.value, "error": error, "result": result}).json()
-        return [(int(r), str(k)) for r, k in body["queued"]]
+        return [(int(r["id"]), str(r["kind"])) for r in body["queued"]]
 
     def release(self, run_id: int, worker: str, message: str) -> bool:
         return bool(self._call("POST", self._run(run_id, "/release"), json={
@@ -462,7 +463,7 @@ class Remote:
 
     def fan_out(self, study_id: int) -> list[tuple[int, str, dict[str, Any]]]:
         runs = self._call("POST", self._run(study_id, "/fan-out")).json()["runs"]
-        return [(int(r), str(k), dict(c)) for r, k, c in runs]
+        return [(int(r["id"]), str(r["kind"]), dict(r["config"])) for r in runs]
 
     def enqueue(self, study_id: int, runs: Sequence[int], packs: Sequence[list[int]]) -> None:
         self._call("POST", self._run(study_id, "/enqueue"), ok=(204,),

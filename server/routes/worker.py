@@ -41,7 +41,7 @@ from server.routes.artifacts import ArtifactPath, store_body
 from server.routes.logs import MAX_LOG_BATCH_BYTES
 from server.routes.metrics import MAX_BATCH_BYTES
 from server.schemas import MAX_BATCH_POINTS, LogStream, MetricPoint
-from server.strict import api_router, body_limit
+from server.strict import CONFLICT, api_router, body_limit
 
 router = api_router(prefix="/api/worker/runs/{run_id}", tags=["worker"])
 hello_router = api_router(prefix="/api/worker", tags=["worker"])
@@ -56,6 +56,11 @@ class HelloOut(BaseModel):
 def hello(token: WorkerToken) -> HelloOut:
     """Whether this worker token is live: a worker checks it when it starts."""
     return HelloOut(token=token.name, user=token.user.name)
+
+FILE: dict[int | str, dict[str, Any]] = {200: {
+    "description": "the file's bytes (with an object store, a 307 to a signed URL of them)",
+    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}}
+"""A route answering with a file's bytes, as its OpenAPI document says."""
 
 InputId = Annotated[int, Path(ge=1, le=MAX_ID, description="a run the held run reads")]
 Root = Annotated[Literal["recordings", "models"], Path(description="the server's folder")]
@@ -174,7 +179,7 @@ async def save(run_id: RunId, name: ArtifactPath, request: Request, session: Ses
 
 
 @router.get("/artifacts/{name:path}", response_class=FileResponse,
-            responses={204: {"description": "the run has no such artifact"}})
+            responses={**FILE, 204: {"description": "the run has no such artifact"}})
 def load(run_id: RunId, name: ArtifactPath, session: SessionDep, settings: SettingsDep,
          token: WorkerToken) -> Response:
     """The held run's artifact ``name`` (a checkpoint to resume from); 204 when it has
@@ -258,7 +263,8 @@ def input_run(run_id: RunId, input_id: InputId, session: SessionDep,
                                           for a in list_artifacts(session, input_id)})
 
 
-@router.get("/inputs/{input_id}/artifacts/{name:path}", response_class=FileResponse)
+@router.get("/inputs/{input_id}/artifacts/{name:path}", response_class=FileResponse,
+            responses=FILE)
 def input_artifact(run_id: RunId, input_id: InputId, name: ArtifactPath, session: SessionDep,
                    settings: SettingsDep, token: WorkerToken) -> Response:
     """An artifact of a run the held run reads."""
@@ -297,8 +303,13 @@ def _shared(session: Session, settings: Any, run: Run, root: str, name: str) -> 
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
 
 
+class FileOut(BaseModel):
+    path: str  # inside the recording ("" when it is one file)
+    bytes: int
+
+
 class FilesOut(BaseModel):
-    files: list[tuple[str, int]]  # (path inside it, "" for a file; bytes)
+    files: list[FileOut]
 
 
 @router.get("/files/{root}")
@@ -307,10 +318,10 @@ def files(run_id: RunId, root: Root, name: FileName, session: SessionDep,
     """The files of a recording (or network) under the server's ``root`` that the held
     run, or a run it reads, names."""
     path = _shared(session, settings, _held(session, run_id, token), root, name)
-    return FilesOut(files=work.files_of(path))
+    return FilesOut(files=[FileOut(path=p, bytes=n) for p, n in work.files_of(path)])
 
 
-@router.get("/files/{root}/content", response_class=FileResponse)
+@router.get("/files/{root}/content", response_class=FileResponse, responses=FILE)
 def file_content(run_id: RunId, root: Root, name: FileName, session: SessionDep,
                  settings: SettingsDep, token: WorkerToken,
                  file: Annotated[str, Query(max_length=1024)] = "") -> FileResponse:
@@ -391,8 +402,13 @@ class FinishIn(BaseModel):
     result: Any = None
 
 
+class QueuedRun(BaseModel):
+    id: int
+    kind: str
+
+
 class FinishOut(BaseModel):
-    queued: list[tuple[int, str]]  # what its end created and queued (id, kind)
+    queued: list[QueuedRun]  # what its end created and queued
 
 
 @router.post("/finish")
@@ -402,9 +418,9 @@ def finish(run_id: RunId, body: FinishIn, request: Request, session: SessionDep,
     (a study child's evaluation) and tells its study."""
     _held(session, run_id, token)
     result = body.result if isinstance(body.result, dict) else None
-    return FinishOut(queued=work.finish(session, settings, request.app.state.celery, run_id,
-                                        RunStatus(body.status), error=body.error,
-                                        result=result))
+    queued = work.finish(session, settings, request.app.state.celery, run_id,
+                         RunStatus(body.status), error=body.error, result=result)
+    return FinishOut(queued=[QueuedRun(id=r, kind=k) for r, k in queued])
 
 
 class ReleaseIn(BaseModel):
@@ -428,11 +444,15 @@ def release(run_id: RunId, body: ReleaseIn, request: Request, session: SessionDe
                                             run_id, worker=body.worker, message=body.message))
 
 
+class StudyRun(QueuedRun):
+    config: dict[str, Any]
+
+
 class FanOutOut(BaseModel):
-    runs: list[tuple[int, str, dict[str, Any]]]  # (id, kind, config) in queue order
+    runs: list[StudyRun]  # in queue order
 
 
-@router.post("/fan-out")
+@router.post("/fan-out", responses=CONFLICT)
 def fan_out(run_id: RunId, session: SessionDep, token: WorkerToken) -> FanOutOut:
     """Create the held study's runs (once: asked again, none)."""
     from core.studies import fan_out as create
@@ -442,14 +462,17 @@ def fan_out(run_id: RunId, session: SessionDep, token: WorkerToken) -> FanOutOut
         raise HTTPException(status.HTTP_409_CONFLICT, f"run {run_id} is not a study")
     made = create(session, run)
     session.commit()
-    return FanOutOut(runs=[(r.id, r.kind, dict(r.config)) for r in made])
+    return FanOutOut(runs=[StudyRun(id=r.id, kind=r.kind, config=dict(r.config)) for r in made])
+
+
+RunRef = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class EnqueueIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    runs: list[int] = Field(max_length=10_000)
-    packs: list[list[int]] = Field(default_factory=list, max_length=10_000)
+    runs: list[RunRef] = Field(max_length=10_000)
+    packs: list[list[RunRef]] = Field(default_factory=list, max_length=10_000)
 
 
 @router.post("/enqueue", status_code=status.HTTP_204_NO_CONTENT)

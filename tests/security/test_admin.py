@@ -68,7 +68,7 @@ def test_an_admin_lists_and_revokes_anyones_tokens_a_member_only_her_own(
     listed = api.get(f"/api/users/{_id(eve)}/tokens")
     assert listed.status_code == 200
     assert [t["name"] for t in listed.json()] == ["first", "laptop"]
-    assert all(set(t) == {"id", "user_id", "name", "created_at", "revoked_at"}
+    assert all(set(t) == {"id", "user_id", "name", "scope", "created_at", "revoked_at"}
                for t in listed.json())  # never the secret, nor its hash
     assert bob.get(f"/api/users/{_id(eve)}/tokens").status_code == 403
     assert bob.delete(f"/api/tokens/{made['id']}").status_code == 404

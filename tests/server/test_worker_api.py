@@ -163,7 +163,8 @@ def test_a_recording_a_similarity_run_names_is_served_file_by_file(
     assert gpu.post(f"/api/worker/runs/{run}/claim", json={"worker": "a:1"}).json()["kind"]
     files = gpu.get(f"/api/worker/runs/{run}/files/recordings",
                     params={"name": "session1"}).json()["files"]
-    assert files == [["data/responses.npy", 100], ["meta.json", 2]]
+    assert files == [{"path": "data/responses.npy", "bytes": 100},
+                     {"path": "meta.json", "bytes": 2}]
     got = gpu.get(f"/api/worker/runs/{run}/files/recordings/content",
                   params={"name": "session1", "file": "data/responses.npy"})
     assert got.content == b"r" * 100
@@ -183,14 +184,14 @@ def test_a_study_fans_out_and_queues_only_its_own_runs(client: TestClient,
     gpu = _worker(client)
     assert gpu.post(f"/api/worker/runs/{study}/claim", json={"worker": "a:1"}).json()["kind"]
     runs = gpu.post(f"/api/worker/runs/{study}/fan-out").json()["runs"]
-    assert [k for _, k, _ in runs] == ["train", "train"]
+    assert [r["kind"] for r in runs] == ["train", "train"]
     assert gpu.post(f"/api/worker/runs/{study}/fan-out").json()["runs"] == []  # once
     refused = gpu.post(f"/api/worker/runs/{study}/enqueue",
-                       json={"runs": [runs[0][0], stranger]})
+                       json={"runs": [runs[0]["id"], stranger]})
     assert refused.status_code == 403 and f"run {stranger} is not a queued run" in \
         refused.json()["detail"]
     assert gpu.post(f"/api/worker/runs/{study}/enqueue",
-                    json={"runs": [r for r, _, _ in runs]}).status_code == 204
+                    json={"runs": [r["id"] for r in runs]}).status_code == 204
 
 
 def test_another_token_takes_over_only_a_stale_run(client: TestClient, settings: Settings,
