@@ -57,6 +57,11 @@ class Backend(Protocol):
 
     def status(self, run_id: int) -> RunStatus: ...
 
+    def sync(self, run_id: int, points: Sequence[Point],
+             progress: tuple[float, str] | None) -> RunStatus:
+        """Store points and the progress (either may be empty) and read the run's status:
+        a recorder's flush, in one round trip."""
+
     def created_at(self, run_id: int) -> datetime: ...
 
     def save_artifact(self, run_id: int, name: str, data: bytes, media_type: str) -> None: ...
@@ -148,6 +153,18 @@ class Direct:
         from core.store.runs import status_of
 
         with self._session() as s:
+            return status_of(s, run_id)
+
+    def sync(self, run_id: int, points: Sequence[Point],
+             progress: tuple[float, str] | None) -> RunStatus:
+        from core.store.metrics import insert_points
+        from core.store.runs import set_progress, status_of
+
+        with self._session() as s:
+            if points:
+                insert_points(s, run_id, points)
+            if progress is not None:
+                set_progress(s, run_id, *progress)
             return status_of(s, run_id)
 
     def created_at(self, run_id: int) -> datetime:
@@ -357,13 +374,22 @@ class Remote:
     def points(self, run_id: int, points: Sequence[Point]) -> None:
         for k in range(0, len(points), 10_000):  # the route's bound
             self._call("POST", self._run(run_id, "/points"), ok=(204,),
-                       json={"points": [{"key": key, "step": step, "value": value,
-                                          "wall_time": t}
-                                         for key, step, value, t in points[k:k + 10_000]]})
+                       json={"points": _points(points[k:k + 10_000])})
 
     def progress(self, run_id: int, fraction: float, message: str) -> None:
         self._call("POST", self._run(run_id, "/progress"), ok=(204,),
                    json={"fraction": fraction, "message": message})
+
+    def sync(self, run_id: int, points: Sequence[Point],
+             progress: tuple[float, str] | None) -> RunStatus:
+        head, last = points[:-10_000], points[-10_000:]
+        if head:
+            self.points(run_id, head)
+        body = self._call("POST", self._run(run_id, "/sync"), json={
+            "points": _points(last),
+            "progress": None if progress is None else
+            {"fraction": progress[0], "message": progress[1]}}).json()
+        return RunStatus(body["status"])
 
     def _state(self, run_id: int) -> dict[str, Any]:
         return dict(self._call("GET", self._run(run_id)).json())
@@ -468,6 +494,11 @@ class Remote:
     def enqueue(self, study_id: int, runs: Sequence[int], packs: Sequence[list[int]]) -> None:
         self._call("POST", self._run(study_id, "/enqueue"), ok=(204,),
                    json={"runs": list(runs), "packs": [list(p) for p in packs]})
+
+
+def _points(points: Sequence[Point]) -> list[dict[str, Any]]:
+    return [{"key": key, "step": step, "value": value, "wall_time": t}
+            for key, step, value, t in points]
 
 
 def _detail(r: httpx.Response) -> str:

@@ -145,23 +145,26 @@ class SqlRecorder:
         self._also.append(flush)
 
     def flush(self) -> None:
-        """Write buffered points and the latest progress (when new), then what
-        :meth:`also_flush` added. Safe from any thread; raises when the store does (the
-        points stay buffered for the next try)."""
+        """Write buffered points and the latest progress (when new) in one call that
+        also reads the run's status (so a run that logs needs no cancellation check of its
+        own), then what :meth:`also_flush` added. Safe from any thread; raises when the
+        store does (the points stay buffered for the next try)."""
         with self._writing:
             with self._lock:
                 points, self._buffer = self._buffer, []
                 progress = self._progress if self._progress != self._progress_written else None
-            try:
-                if points:
-                    self.backend.points(self.run_id, points)
-            except BaseException:
-                with self._lock:  # back in front, in order, for the next flush
-                    self._buffer[:0] = points
-                raise
-            if progress is not None:
-                self.backend.progress(self.run_id, *progress)
-                self._progress_written = progress
+            if points or progress is not None:
+                try:  # one round trip: the points, the progress, and the run's status
+                    status = self.backend.sync(self.run_id, points, progress)
+                except BaseException:
+                    with self._lock:  # back in front, in order, for the next flush
+                        self._buffer[:0] = points
+                    raise
+                if progress is not None:
+                    self._progress_written = progress
+                self._last_check = time.time()  # the cancellation check, done with it
+                if status is RunStatus.cancelled:
+                    self._stop = True
         for extra in self._also:
             extra()
 

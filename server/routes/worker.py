@@ -168,6 +168,33 @@ def progress(run_id: RunId, body: ProgressIn, session: SessionDep, token: Worker
     session.commit()
 
 
+class SyncIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[MetricPoint] = Field(default_factory=list, max_length=MAX_BATCH_POINTS)
+    progress: ProgressIn | None = None
+
+
+class SyncOut(BaseModel):
+    status: str  # the run's, after the write (a cancel shows here)
+
+
+@router.post("/sync")
+@body_limit(MAX_BATCH_BYTES)
+def sync(run_id: RunId, body: SyncIn, session: SessionDep, token: WorkerToken) -> SyncOut:
+    """A recorder's flush in one round trip: its points and progress (either may be
+    absent), answered with the run's status, its cancellation check."""
+    run = _held(session, run_id, token)
+    if body.points:
+        insert_points(session, run_id, [(p.key, p.step, p.value, p.wall_time)
+                                        for p in body.points])
+    if body.progress is not None:
+        set_progress(session, run_id, body.progress.fraction, body.progress.message)
+    session.commit()
+    session.refresh(run)
+    return SyncOut(status=run.status.value)
+
+
 @router.put("/artifacts/{name:path}", status_code=status.HTTP_204_NO_CONTENT)
 async def save(run_id: RunId, name: ArtifactPath, request: Request, session: SessionDep,
                settings: SettingsDep, token: WorkerToken) -> None:

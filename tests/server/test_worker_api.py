@@ -100,6 +100,12 @@ def test_a_worker_writes_only_the_run_it_claimed(client: TestClient, settings: S
     assert series["steps"] == [0] and series["values"] == [1.5]
     assert one.post(f"/api/worker/runs/{run}/progress",
                     json={"fraction": 0.5, "message": "epoch 1"}).status_code == 204
+    synced = one.post(f"/api/worker/runs/{run}/sync", json={
+        "points": [{"key": "loss", "step": 1, "value": 0.5}],
+        "progress": {"fraction": 0.6, "message": "epoch 2"}})
+    assert synced.json() == {"status": "running"}
+    assert client.get(f"/api/runs/{run}").json()["progress"] == 0.6
+    assert two.post(f"/api/worker/runs/{run}/sync", json={}).status_code == 403
     assert one.put(f"/api/worker/runs/{run}/artifacts/model.pt", content=b"weights",
                    headers={"Content-Type": "application/x-pytorch"}).status_code == 204
     assert one.get(f"/api/worker/runs/{run}/artifacts/model.pt").content == b"weights"

@@ -131,7 +131,7 @@ def test_a_timer_flush_that_fails_keeps_its_points_for_the_next(
     run_id = _run(env)
     ticks = Ticks()
     calls: list[int] = []
-    real = Direct.points
+    real = Direct.sync
 
     def flaky(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(1)
@@ -139,7 +139,7 @@ def test_a_timer_flush_that_fails_keeps_its_points_for_the_next(
             raise OSError("database went away")
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Direct, "points", flaky)
+    monkeypatch.setattr(Direct, "sync", flaky)
     with SqlRecorder(db_url=env.db_url, artifact_root=env.artifacts, run_id=run_id,
                      timer=ticks) as rec:
         rec.log_metrics({"loss": 1.0}, 0)
