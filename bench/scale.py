@@ -984,7 +984,7 @@ class TimedBackend:
             dt = time.perf_counter() - t
             with self._lock:
                 self.calls.setdefault(name, []).append(dt)
-                if name == "points":
+                if name in ("points", "sync"):  # a flush's points go by sync
                     self.acked_points += len(args[1])
                 elif name == "append_lines":
                     self.acked_lines += len(args[1])
