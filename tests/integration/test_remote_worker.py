@@ -1,7 +1,8 @@
 """A worker with only the server's URL, a worker token and the broker: a real Celery worker
 process whose database URL points at nothing and whose data folder is its own runs a
 simulated similarity run and a study (fan-out, trains toward that run's target, the
-evaluation each train queues, the study's end) entirely through ``/api/worker``."""
+evaluation each train queues, its trains as packs, the study's end) entirely through
+``/api/worker``."""
 
 from __future__ import annotations
 
@@ -77,8 +78,8 @@ def test_a_worker_over_the_api_runs_a_similarity_run_and_a_study(
             assert _finished(api, sim, log)["status"] == "succeeded", log.read_text()
             study = api.post("/api/runs", json={"kind": "study", "name": "remote grid",
                                                 "config": {
-                "conditions": ["none", "neural-model"], "seeds": 1, "alphas": [2.0],
-                "target_run": sim,
+                "conditions": ["none", "neural-model"], "seeds": 2, "alphas": [2.0],
+                "target_run": sim, "pack": 2,  # each condition's two seeds as one pack
                 "train": {"backbone": "small_cnn", "width": 4, "epochs": 1,
                           "batch_size": 256, "device": "cpu"},
                 "evaluate": {"parts": ["noise"], "noise_sigmas": [0.0, 0.3],
@@ -87,9 +88,9 @@ def test_a_worker_over_the_api_runs_a_similarity_run_and_a_study(
             assert worker.poll() is None, "the worker died"
         text = log.read_text(errors="replace")
         assert done["status"] == "succeeded", text[-4000:]
-        assert done["result"] == {"runs": 4, "failed": []}
+        assert done["result"] == {"runs": 8, "failed": []}
         kids = api.get("/api/runs", params={"parent_id": study}).json()["items"]
-        assert sorted(k["kind"] for k in kids) == ["evaluate", "evaluate", "train", "train"]
+        assert sorted(k["kind"] for k in kids) == ["evaluate"] * 4 + ["train"] * 4
         for kid in kids:
             run = api.get(f"/api/runs/{kid['id']}").json()
             assert run["status"] == "succeeded" and run["started_at"], run
@@ -101,7 +102,8 @@ def test_a_worker_over_the_api_runs_a_similarity_run_and_a_study(
             prov = api.get(f"/api/runs/{kid['id']}/provenance")
             assert prov.status_code == 200 and prov.json(), prov.text
         study_log = api.get(f"/api/runs/{study}/artifacts/logs.txt").text
-        assert "4/4 of the study's runs finished" in study_log
+        assert "8/8 of the study's runs finished" in study_log
+        assert "as one pack" in text  # the trains went as packs, through the API too
     # everything it made is in the server's store; the worker kept only a cache of inputs
     machine = tmp_path / "worker-machine"
     assert not (machine / "artifacts").exists() or not any((machine / "artifacts").rglob("*"))
