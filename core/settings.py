@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     # hands out live. Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
     s3_bucket: str = ""
     s3_endpoint_url: str = ""
+    # where workers and browsers reach the store, if not at s3_endpoint_url (the compose
+    # file's api reaches http://minio:9000, a browser http://localhost:9000): the signed
+    # URLs name it
+    s3_public_url: str = ""
     s3_prefix: str = ""
     s3_url_ttl_s: int = Field(default=300, ge=10, le=7 * 24 * 3600)
     # recordings a similarity run may read (config.recording is relative to it)
@@ -219,7 +223,8 @@ class Settings(BaseSettings):
             if objects.for_root(root) is None:
                 objects.register(root, objects.ObjectStore(
                     bucket=self.s3_bucket, prefix=self.s3_prefix,
-                    endpoint_url=self.s3_endpoint_url or None, cache=root / ".cache",
+                    endpoint_url=self.s3_endpoint_url or None,
+                    public_url=self.s3_public_url or None, cache=root / ".cache",
                     url_ttl_s=self.s3_url_ttl_s))
         return root
 

@@ -177,11 +177,15 @@ def remove_files(root: Path, paths: Sequence[str]) -> None:
     rollback keeps both); one already gone is no error."""
     store = objects.for_root(root)
     for rel in paths:
-        with contextlib.suppress(OSError, UnsafePath, objects.StoreUnavailable):
+        try:
             if store is not None:
                 store.delete(rel)
             else:
                 _local(root, rel).unlink()
+        except objects.StoreUnavailable as exc:  # the row is gone; the object is left
+            objects.log.warning("artifact %s left in the object store: %s", rel, exc)
+        except (OSError, UnsafePath):
+            pass
 
 
 def list_artifacts(session: Session, run_id: int) -> Sequence[Artifact]:

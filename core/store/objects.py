@@ -19,11 +19,14 @@ which the API answers with 503: nothing is recorded as stored that was not.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 import threading
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _STORES: dict[Path, ObjectStore] = {}
 _LOCK = threading.Lock()
@@ -37,17 +40,20 @@ class ObjectStore:
     """One bucket (and key prefix) of an S3-compatible store, with a local cache."""
 
     def __init__(self, *, bucket: str, prefix: str = "", endpoint_url: str | None = None,
-                 cache: Path, url_ttl_s: int = 300, client: Any = None) -> None:
+                 public_url: str | None = None, cache: Path, url_ttl_s: int = 300) -> None:
+        """``endpoint_url``: where the API reaches the store; ``public_url``: where workers
+        and browsers do, which the signed URLs name (default: the same)."""
+        import boto3
+        from botocore.config import Config
+
         self.bucket, self.prefix, self.cache = bucket, prefix, cache
         self.url_ttl_s = url_ttl_s
-        if client is None:
-            import boto3
-            from botocore.config import Config
-
-            client = boto3.client("s3", endpoint_url=endpoint_url or None, config=Config(
-                retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5,
-                read_timeout=60, signature_version="s3v4"))
-        self.client = client
+        config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5,
+                        read_timeout=60, signature_version="s3v4")
+        self.client = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
+        # a signature covers the host: URLs for others are signed for the address they use
+        self.signer = boto3.client("s3", endpoint_url=public_url, config=config) \
+            if public_url else self.client
 
     def key(self, relative: str) -> str:
         return f"{self.prefix}{relative}"
@@ -134,7 +140,7 @@ class ObjectStore:
 
     def get_url(self, relative: str, *, filename: str, media_type: str) -> str:
         """A URL that downloads the object for ``url_ttl_s`` seconds, as an attachment."""
-        return str(self.client.generate_presigned_url("get_object", Params={
+        return str(self.signer.generate_presigned_url("get_object", Params={
             "Bucket": self.bucket, "Key": self.key(relative),
             "ResponseContentType": media_type,
             "ResponseContentDisposition": f'attachment; filename="{filename}"'},
@@ -142,7 +148,7 @@ class ObjectStore:
 
     def put_url(self, relative: str, *, media_type: str) -> str:
         """A URL that uploads the object for ``url_ttl_s`` seconds."""
-        return str(self.client.generate_presigned_url("put_object", Params={
+        return str(self.signer.generate_presigned_url("put_object", Params={
             "Bucket": self.bucket, "Key": self.key(relative), "ContentType": media_type},
             ExpiresIn=self.url_ttl_s))
 

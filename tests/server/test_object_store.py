@@ -149,3 +149,19 @@ def test_a_remote_worker_retries_through_an_outage(api: TestClient, stored: Sett
     with pytest.raises((RemoteError, httpx.TransportError)):
         remote.save_artifact(run, "ckpt.pt", b"state", "application/octet-stream")
     assert api.get(f"/api/runs/{run}/artifacts").json() == []  # nothing acknowledged
+
+
+def test_signed_urls_name_the_address_workers_and_browsers_reach(
+        s3: S3Server, make_settings) -> None:  # type: ignore[no-untyped-def]
+    """The API reaches the store at one address (compose: minio:9000) and others at
+    another (localhost:9000): the URLs are signed for the public one, and work there."""
+    public = s3.endpoint.replace("127.0.0.1", "localhost")
+    settings = make_settings(s3_bucket=s3.bucket(), s3_endpoint_url=s3.endpoint,
+                             s3_public_url=public)
+    with admin_client(settings) as api:
+        run = _external(api)
+        assert api.put(f"/api/runs/{run}/artifacts/a.bin", content=b"abc").status_code == 201
+        url = api.get(f"/api/runs/{run}/artifacts/a.bin",
+                      follow_redirects=False).headers["location"]
+    assert url.startswith(public + "/")
+    assert httpx.get(url).content == b"abc"
