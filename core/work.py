@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,11 +142,16 @@ def files_of(path: Path) -> list[tuple[str, int]]:
 
 def finish(session: Session, settings: Settings, celery: Celery, run_id: int,
            status: RunStatus, *, error: str | None = None,
-           result: dict[str, Any] | None = None) -> list[tuple[int, str]]:
+           result: dict[str, Any] | None = None,
+           check: Callable[[], None] | None = None) -> list[tuple[int, str]]:
     """Record a run's end (a cancel that came meanwhile stands), queue what it creates (a
-    succeeded study child's evaluation) and tell its study; the (id, kind) queued."""
+    succeeded study child's evaluation) and tell its study; the (id, kind) queued.
+    ``check``: called before the end is committed (the API reads the result as its pages
+    do); what it raises leaves the transaction for the caller to roll back."""
     follow = [(r.id, r.kind) for r in finish_run(session, run_id, status, error=error,
                                                  result=result)]
+    if check is not None:
+        check()
     session.commit()
     enqueue(celery, settings, follow)
     tell_study(session, settings, run_id, status, follow)

@@ -76,7 +76,7 @@ def import_(body: RunImport, response: Response, session: SessionDep,
                  input_run_id=body.input_run_id)
     try:
         run, created = import_run(session, user, rec)
-        _readable(session, user, run)
+        pages_read(session, user, run)
     except ImportRefused as exc:
         session.rollback()
         raise _refused(exc) from None
@@ -87,11 +87,12 @@ def import_(body: RunImport, response: Response, session: SessionDep,
     return run_public(session, run)
 
 
-def _readable(session: SessionDep, user: CurrentUser, run: Any) -> None:
+def pages_read(session: SessionDep, user: CurrentUser, run: Any) -> None:
     """Read the stored run as the pages read it — the run, its study, the γ table,
     the robustness summary, the frontier, the leaderboard's record — before committing:
-    a result no page can read (a hand-edited export, another version's shape) is refused
-    here, naming it, rather than stored to make those pages fail."""
+    a result no page can read (a hand-edited export, another version's shape, a worker
+    token's finish) is refused here, naming it, rather than stored to make those pages
+    fail."""
     from server.routes import records, studies, summaries
 
     reads: list[Any] = [lambda: run_public(session, run)]

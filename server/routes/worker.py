@@ -35,13 +35,15 @@ from core.store.metrics import insert_points
 from core.store.models import MAX_ID, Run, RunStatus
 from core.store.provenance import set_provenance
 from core.store.runs import NotFound, beat, lock_run, set_progress
+from core.transfer import ImportRefused
 from ml import artifacts as names
 from server.deps import RunId, SessionDep, SettingsDep, WorkerToken
 from server.routes.artifacts import ArtifactPath, store_body
 from server.routes.logs import MAX_LOG_BATCH_BYTES
 from server.routes.metrics import MAX_BATCH_BYTES
+from server.routes.transfer import pages_read
 from server.schemas import MAX_BATCH_POINTS, LogStream, MetricPoint
-from server.strict import CONFLICT, api_router, body_limit
+from server.strict import CONFLICT, api_router, body_limit, invalid
 
 router = api_router(prefix="/api/worker/runs/{run_id}", tags=["worker"])
 hello_router = api_router(prefix="/api/worker", tags=["worker"])
@@ -443,10 +445,24 @@ def finish(run_id: RunId, body: FinishIn, request: Request, session: SessionDep,
            settings: SettingsDep, token: WorkerToken) -> FinishOut:
     """The held run's end (a cancel that came meanwhile stands): queues what it creates
     (a study child's evaluation) and tells its study."""
-    _held(session, run_id, token)
+    run = _held(session, run_id, token)
     result = body.result if isinstance(body.result, dict) else None
-    queued = work.finish(session, settings, request.app.state.celery, run_id,
-                         RunStatus(body.status), error=body.error, result=result)
+
+    def readable() -> None:
+        session.refresh(run)  # as finish_run left it
+        pages_read(session, token.user, run)
+
+    try:  # a result the pages cannot read is refused, as an import's is
+        queued = work.finish(session, settings, request.app.state.celery, run_id,
+                             RunStatus(body.status), error=body.error, result=result,
+                             check=readable)
+    except ImportRefused as exc:
+        session.rollback()
+        raise invalid(["body", "result"], exc.message) from None
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        session.rollback()  # the scores of its result could not be read from it
+        raise invalid(["body", "result"], f"neuroreg cannot read this {run.kind} run's "
+                      f"result ({type(exc).__name__}: {str(exc)[:200]})") from None
     return FinishOut(queued=[QueuedRun(id=r, kind=k) for r, k in queued])
 
 

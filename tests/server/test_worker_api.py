@@ -223,3 +223,31 @@ def test_another_token_takes_over_only_a_stale_run(client: TestClient, settings:
                       json={"worker": "c:3"}).json()["kind"] == "train"
     assert one.post(f"/api/worker/runs/{run}/beat").status_code == 403  # not its any more
     assert three.post(f"/api/worker/runs/{run}/beat").status_code == 204
+
+
+def test_a_result_the_pages_cannot_read_is_refused_and_nothing_is_kept(
+        client: TestClient, settings: Settings) -> None:
+    """A worker token's finish is read as the pages read it, as an import is: a result
+    that would break a page (or the scores) is a 422 naming it, and the run stays as it
+    was for a finish that can be read."""
+    from core.lifecycle import finish_run as end
+
+    gpu = _worker(client)
+    train = _train(client)
+    with session_scope(settings.db_url) as s:
+        save_artifact(s, settings.artifacts, run_id=train, name="model.pt", data=b"w",
+                      media_type="application/octet-stream")
+        end(s, train, RunStatus.succeeded)
+    ev = client.post("/api/runs", json={"kind": "evaluate",
+                                        "config": {"train_run": train}}).json()["id"]
+    assert gpu.post(f"/api/worker/runs/{ev}/claim", json={"worker": "a:1"}).json()["kind"]
+    for bad in ({"noise": 5}, {"noise": {"sigmas": "x"}}):
+        res = gpu.post(f"/api/worker/runs/{ev}/finish",
+                       json={"status": "succeeded", "result": bad})
+        assert res.status_code == 422, (bad, res.text)
+        assert res.json()["detail"][0]["loc"] == ["body", "result"]
+    assert client.get(f"/api/runs/{ev}").json()["status"] == "running"
+    assert client.get("/api/summaries/robustness").status_code == 200
+    assert gpu.post(f"/api/worker/runs/{ev}/finish", json={
+        "status": "failed", "error": "out of memory"}).status_code == 200
+    assert client.get(f"/api/runs/{ev}").json()["status"] == "failed"
