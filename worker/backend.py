@@ -407,7 +407,7 @@ class Remote:
         """Straight into the deployment's object store, at a URL the API hands out (then
         recorded through the API); else through the API itself."""
         url = self._call("POST", self._run(run_id, f"/uploads/{quote(name)}"),
-                         json={"media_type": media_type}).json()["url"]
+                         json={"media_type": media_type, "size": len(data)}).json()["url"]
         if url is None:
             self._call("PUT", self._run(run_id, f"/artifacts/{quote(name)}"), ok=(204,),
                        content=data, headers={"Content-Type": media_type})

@@ -146,11 +146,12 @@ class ObjectStore:
             "ResponseContentDisposition": f'attachment; filename="{filename}"'},
             ExpiresIn=self.url_ttl_s))
 
-    def put_url(self, relative: str, *, media_type: str) -> str:
-        """A URL that uploads the object for ``url_ttl_s`` seconds."""
+    def put_url(self, relative: str, *, media_type: str, size: int) -> str:
+        """A URL that uploads the object, of exactly ``size`` bytes (the length is
+        signed), for ``url_ttl_s`` seconds."""
         return str(self.signer.generate_presigned_url("put_object", Params={
-            "Bucket": self.bucket, "Key": self.key(relative), "ContentType": media_type},
-            ExpiresIn=self.url_ttl_s))
+            "Bucket": self.bucket, "Key": self.key(relative), "ContentType": media_type,
+            "ContentLength": size}, ExpiresIn=self.url_ttl_s))
 
 
 def register(root: Path, store: ObjectStore) -> ObjectStore:

@@ -224,6 +224,7 @@ class UploadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     media_type: str = Field("application/octet-stream", max_length=128)
+    size: int = Field(ge=0)  # what the URL takes: the store refuses any other length
 
 
 class UploadOut(BaseModel):
@@ -239,11 +240,14 @@ def upload_url(run_id: RunId, name: ArtifactPath, body: UploadIn, session: Sessi
     store = objects.for_root(settings.artifacts)
     if store is None:
         return UploadOut(url=None)
-    return UploadOut(url=store.put_url(f"{run_id}/{_checked(name)}", media_type=body.media_type))
+    if body.size > settings.max_upload_bytes:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                            f"upload exceeds {settings.max_upload_bytes} bytes")
+    return UploadOut(url=store.put_url(f"{run_id}/{_checked(name)}", media_type=body.media_type,
+                                       size=body.size))
 
 
 class UploadedIn(UploadIn):
-    size: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 

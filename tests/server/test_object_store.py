@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -109,6 +110,15 @@ def test_a_worker_uploads_and_downloads_straight_to_the_store(
     assert path.read_bytes() == b"trained" * 100
     listed = api.get(f"/api/runs/{run}/artifacts").json()
     assert listed[0]["sha256"] == hashlib.sha256(b"trained" * 100).hexdigest()
+    # a signed upload is for the length asked (a real store checks the signed
+    # Content-Length; moto checks no signature), and no more than the cap
+    auth = {"Authorization": f"Bearer {token}"}
+    url = http.post(f"/api/worker/runs/{run}/uploads/big.pt", headers=auth,
+                    json={"size": 10}).json()["url"]
+    assert "content-length" in parse_qs(urlsplit(url).query)["X-Amz-SignedHeaders"][0]
+    over = http.post(f"/api/worker/runs/{run}/uploads/huge.pt", headers=auth,
+                     json={"size": stored.max_upload_bytes + 1})
+    assert over.status_code == 413
     # a record of an upload that is not in the store (or not whole) is refused
     bad = http.post(f"/api/worker/runs/{run}/uploaded/ghost.pt",
                     headers={"Authorization": f"Bearer {token}"},
