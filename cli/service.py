@@ -79,26 +79,6 @@ def worker_command(queues: str, concurrency: int, pool: str) -> list[str]:
     ]
 
 
-def _check_worker_token(settings: Settings) -> str | None:
-    """Why a worker over the API cannot start (the server away, the token refused), or
-    None; it prints where it works and as whom."""
-    import httpx
-
-    try:
-        r = httpx.get(f"{settings.url}/api/worker", timeout=10,
-                      headers={"Authorization": f"Bearer {settings.worker_token}"})
-    except httpx.HTTPError as exc:
-        return f"cannot reach the server at {settings.url} (NEUROREG_API_URL): {exc}"
-    if r.status_code != 200:
-        detail = r.json().get("detail") if r.headers.get("content-type", "").startswith(
-            "application/json") else r.text[:200]
-        return f"NEUROREG_WORKER_TOKEN refused by {settings.url} ({r.status_code}): {detail}"
-    body = r.json()
-    print(f"worker over the API at {settings.url}, as worker token {body['token']!r} "
-          f"of {body['user']}; no database here", file=sys.stderr)
-    return None
-
-
 def _private_files() -> None:
     """What this process and its children (the worker, its pool) create is the service
     user's alone (0600 files, 0700 folders): the store makes its own files private, this
@@ -312,10 +292,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     _private_files()
     if settings.worker_token:  # over the API: no database here (worker/backend.py)
-        problem = _check_worker_token(settings)
+        from core.work import worker_token_problem
+
+        problem, token = worker_token_problem(settings.url, settings.worker_token)
         if problem:
             print(f"neuroreg worker: {problem}", file=sys.stderr)
             return 2
+        print(f"worker over the API at {settings.url}, as worker token {token['token']!r} "
+              f"of {token['user']}; no database here", file=sys.stderr)
     else:
         migrate(settings.db_url)
     cmd = worker_command(args.queues, args.concurrency, args.pool)

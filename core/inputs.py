@@ -228,21 +228,3 @@ def artifact_path(session: Session, settings: Settings, run_id: int, name: str) 
     if row is None:
         raise NotFound(f"run {run_id} has no artifact {name!r}")
     return resolve(settings.artifacts, row.path)
-
-
-def train_inputs(session: Session, settings: Settings, config: Any) -> dict[str, Path]:
-    """Paths of what a train run reads: ``target`` (the similarity run's artifact) and,
-    for cnn-features, ``network``."""
-    out: dict[str, Path] = {}
-    if config.target == "none":
-        return out
-    out["target"] = artifact_path(session, settings, config.target_run,
-                                  target_source(config.target))
-    if REGISTRY[config.target].needs_network:
-        features = config.features
-        if features.weights is not None:
-            out["network"] = recordings.resolve(settings.models, features.weights,
-                                                "config.features.weights")
-        else:
-            out["network"] = artifact_path(session, settings, features.run, artifacts.MODEL)
-    return out

@@ -95,7 +95,10 @@ def check_reachable(settings: Settings, folder: Path) -> list[str]:
     Empty when all are there."""
     problems = []
     if settings.worker_token:
-        problems += _api_problems(settings)
+        from core.work import worker_token_problem
+
+        problem, _ = worker_token_problem(settings.url, settings.worker_token)
+        problems += [problem] if problem else []
     elif settings.db_url.startswith("sqlite"):
         problems.append(f"database: {settings.db_url} is this machine's SQLite file; a "
                         "compute node needs the team's database (NEUROREG_DATABASE_URL="
@@ -132,21 +135,6 @@ def check_reachable(settings: Settings, folder: Path) -> list[str]:
     if not shutil.which("sbatch"):
         problems.append("sbatch: not on PATH (run this where Slurm's commands are)")
     return problems
-
-
-def _api_problems(settings: Settings) -> list[str]:
-    import httpx
-
-    try:
-        r = httpx.get(f"{settings.url}/api/worker", timeout=10,
-                      headers={"Authorization": f"Bearer {settings.worker_token}"})
-    except httpx.HTTPError as exc:
-        return [f"server: cannot reach {settings.url} (NEUROREG_API_URL): "
-                f"{type(exc).__name__}"]
-    if r.status_code != 200:
-        return [f"worker token: {settings.url} refused NEUROREG_WORKER_TOKEN "
-                f"({r.status_code})"]
-    return []
 
 
 def _writable(path: Path) -> str | None:

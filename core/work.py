@@ -228,6 +228,21 @@ def tell_study(session: Session, settings: Settings, run_id: int, status: RunSta
         log.warning("run %s: no line in its study's log", run_id, exc_info=True)
 
 
+def worker_token_problem(url: str, token: str) -> tuple[str | None, dict[str, Any]]:
+    """Whether a worker over the API could start: (why not, or None; the token's name and
+    its admin, when the server took it) — for ``neuroreg worker`` and ``slurm up``."""
+    import httpx
+
+    try:
+        r = httpx.get(f"{url}/api/worker", timeout=10,
+                      headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError as exc:
+        return f"server: cannot reach {url} (NEUROREG_API_URL): {type(exc).__name__}", {}
+    if r.status_code != 200:
+        return f"worker token: {url} refused NEUROREG_WORKER_TOKEN ({r.status_code})", {}
+    return None, dict(r.json())
+
+
 __all__ = ["Claim", "NotFound", "NotHeld", "claim", "children_to_queue", "enqueue",
            "files_of", "finish", "held", "named_files", "readable", "release",
-           "shared_file", "tell_study"]
+           "shared_file", "tell_study", "worker_token_problem"]
