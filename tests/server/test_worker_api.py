@@ -251,3 +251,27 @@ def test_a_result_the_pages_cannot_read_is_refused_and_nothing_is_kept(
     assert gpu.post(f"/api/worker/runs/{ev}/finish", json={
         "status": "failed", "error": "out of memory"}).status_code == 200
     assert client.get(f"/api/runs/{ev}").json()["status"] == "failed"
+
+
+def test_any_worker_may_draw_a_succeeded_train_runs_overview_and_no_more(
+        client: TestClient, settings: Settings) -> None:
+    """The dashboard asks any worker for a missing S_CNN overview: a worker token reads a
+    succeeded train run's model and target and writes its overview, nothing else of it,
+    and nothing of a train run that has not succeeded."""
+    gpu = _worker(client)
+    sim = _similarity(settings, b"stimuli")
+    done, queued = _train(client, target_run=sim), _train(client, target_run=sim)
+    with session_scope(settings.db_url) as s:
+        save_artifact(s, settings.artifacts, run_id=done, name="model.pt", data=b"w",
+                      media_type="application/octet-stream")
+        finish_run(s, done, RunStatus.succeeded)
+    base = f"/api/worker/runs/{done}"
+    assert gpu.get(f"{base}/inputs/{done}/artifacts/model.pt").content == b"w"
+    assert gpu.get(f"{base}/inputs/{sim}/artifacts/{TARGET}").content == b"stimuli"
+    assert gpu.put(f"{base}/artifacts/s-cnn-overview.npz", content=b"npz").status_code == 204
+    assert gpu.get(f"{base}/artifacts/s-cnn-overview.npz").content == b"npz"
+    assert gpu.put(f"{base}/artifacts/model.pt", content=b"evil").status_code == 403
+    assert gpu.post(f"{base}/finish", json={"status": "failed"}).status_code == 403
+    assert gpu.get(f"/api/worker/runs/{queued}/inputs/{sim}").status_code == 403
+    assert gpu.put(f"/api/worker/runs/{queued}/artifacts/s-cnn-overview.npz",
+                   content=b"npz").status_code == 403
