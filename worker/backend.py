@@ -23,11 +23,11 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -39,6 +39,7 @@ from core.store.models import RunStatus
 from core.store.runs import NotFound
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class Backend(Protocol):
@@ -291,72 +292,70 @@ class Remote:
 
     # -- transport ------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, *, ok: Sequence[int] = (200,),
-              client: httpx.Client | None = None, **kw: Any) -> httpx.Response:
-        """One call, retried with backoff while the server is away or answers 5xx (each
-        worker action is idempotent: a point, a line, an artifact stored twice is stored
-        once); a 4xx other than ``ok`` raises :class:`RemoteError` or, for a 404,
-        :class:`NotFound`."""
+    def _retrying(self, what: str, attempt: Callable[[], _T]) -> _T:
+        """``attempt()``, again with backoff for ``retry_s`` while the server is away or
+        answers 5xx (:class:`_Again`); each worker action is idempotent (a point, a line,
+        an artifact stored twice is stored once). Past its patience the last problem
+        is raised."""
         deadline, pause = time.monotonic() + self.retry_s, self.backoff
         while True:
             try:
-                r = (client or self.http).request(method, path, **kw)
+                return attempt()
             except httpx.TransportError as exc:
                 if time.monotonic() >= deadline:
                     raise
-                log.warning("%s %s: %s; retrying", method, path, exc)
-            else:
-                if r.status_code in ok:
-                    return r
-                if r.status_code < 500 and r.status_code != 429:
-                    detail = _detail(r)
-                    if r.status_code == 404:
-                        raise NotFound(detail)
-                    raise RemoteError(f"{method} {path}: {r.status_code} {detail}")
+                problem = str(exc)
+            except _Again as exc:
                 if time.monotonic() >= deadline:
-                    raise RemoteError(f"{method} {path}: {r.status_code} {_detail(r)}")
-                log.warning("%s %s: %s; retrying", method, path, r.status_code)
+                    raise RemoteError(f"{what}: {exc}") from None
+                problem = str(exc)
+            log.warning("%s: %s; retrying", what, problem)
             time.sleep(pause)
             pause = min(pause * 2, 10.0)
+
+    def _call(self, method: str, path: str, *, ok: Sequence[int] = (200,),
+              client: httpx.Client | None = None, **kw: Any) -> httpx.Response:
+        """One call, retried (:meth:`_retrying`); a 4xx other than ``ok`` raises
+        :class:`RemoteError` or, for a 404, :class:`NotFound`."""
+        def attempt() -> httpx.Response:
+            r = (client or self.http).request(method, path, **kw)
+            if r.status_code not in ok:
+                _refused(r, f"{method} {path}")
+            return r
+
+        return self._retrying(f"{method} {path}", attempt)
 
     def _run(self, run_id: int, rest: str = "") -> str:
         return f"/api/worker/runs/{run_id}{rest}"
 
     def _download(self, path: str, target: Path, **kw: Any) -> Path:
-        """Stream a file into ``target`` (atomically), retrying like :meth:`_call`; one
-        in the object store is streamed from the short-lived URL the API redirects to."""
+        """Stream a file into ``target`` (atomically), retried (:meth:`_retrying`); one in
+        the object store is streamed from the short-lived URL the API redirects to (asked
+        afresh on each attempt)."""
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-        deadline, pause = time.monotonic() + self.retry_s, self.backoff
-        origin = (path, kw)
-        client = self.http
-        while True:
-            try:
-                with client.stream("GET", path, **kw) as r:
-                    if r.status_code == 307:
-                        r.read()
-                        path, client, kw = r.headers["location"], self.store_http, {}
-                        continue
-                    if r.status_code == 404:
-                        r.read()
-                        raise NotFound(_detail(r))
-                    if 400 <= r.status_code < 500:
-                        r.read()
-                        raise RemoteError(f"GET {path}: {r.status_code} {_detail(r)}")
-                    if r.status_code == 200:
-                        with open(tmp, "wb") as f:
-                            for chunk in r.iter_bytes(1 << 20):
-                                f.write(chunk)
-                        os.replace(tmp, target)
-                        return target
-            except httpx.TransportError:
-                if time.monotonic() >= deadline:
-                    raise
-            if time.monotonic() >= deadline:
-                raise RemoteError(f"GET {path}: the server did not answer")
-            time.sleep(pause)
-            pause = min(pause * 2, 10.0)
-            (path, kw), client = origin, self.http  # a fresh URL, if it was the store's
+        what = f"GET {path}"
+
+        def save(r: httpx.Response) -> Path:
+            if r.status_code != 200:
+                r.read()
+                _refused(r, what)
+            with open(tmp, "wb") as f:
+                for chunk in r.iter_bytes(1 << 20):
+                    f.write(chunk)
+            os.replace(tmp, target)
+            return target
+
+        def attempt() -> Path:
+            with self.http.stream("GET", path, **kw) as r:
+                if r.status_code != 307:
+                    return save(r)
+                r.read()
+                location = r.headers["location"]
+            with self.store_http.stream("GET", location) as r:
+                return save(r)
+
+        return self._retrying(what, attempt)
 
     # -- the actions ----------------------------------------------------------------------
 
@@ -494,6 +493,20 @@ class Remote:
     def enqueue(self, study_id: int, runs: Sequence[int], packs: Sequence[list[int]]) -> None:
         self._call("POST", self._run(study_id, "/enqueue"), ok=(204,),
                    json={"runs": list(runs), "packs": [list(p) for p in packs]})
+
+
+class _Again(Exception):
+    """The server (or the object store) answered 5xx or 429: worth another try."""
+
+
+def _refused(r: httpx.Response, what: str) -> None:
+    """Raise for an answer that is not the one wanted: :class:`NotFound` (404),
+    :class:`RemoteError` (another 4xx: an answer), :class:`_Again` (5xx, 429)."""
+    if r.status_code == 404:
+        raise NotFound(_detail(r))
+    if r.status_code < 500 and r.status_code != 429:
+        raise RemoteError(f"{what}: {r.status_code} {_detail(r)}")
+    raise _Again(f"{r.status_code} {_detail(r)}")
 
 
 def _points(points: Sequence[Point]) -> list[dict[str, Any]]:
