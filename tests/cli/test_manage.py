@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,32 +22,9 @@ from core.store.db import session_scope
 from core.store.metrics import insert_points
 from core.store.models import Run, RunStatus, User, utcnow
 from core.store.runs import create_run, set_tags, tags_of
-from core.store.users import ensure_admin
-from tests.livesrv import live_server
+from tests.cli.conftest import Server
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclasses.dataclass
-class Server:
-    url: str
-    token: str
-    settings: Settings
-
-
-@pytest.fixture
-def server(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-           ) -> Iterator[Server]:
-    """A live server; the CLI in this process talks to it as its admin."""
-    with live_server(settings) as url:  # the app migrates the store
-        with session_scope(settings.db_url) as s:
-            token = ensure_admin(s)
-        assert token is not None
-        monkeypatch.setenv("NEUROREG_API_URL", url)
-        monkeypatch.setenv("NEUROREG_TOKEN", token)
-        monkeypatch.setenv("NEUROREG_DATA_DIR", str(tmp_path / "client"))
-        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-        yield Server(url, token, settings)
 
 
 def _make(settings: Settings, kind: str, name: str, config: dict | None = None, *,

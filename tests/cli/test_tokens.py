@@ -5,8 +5,6 @@ prints claims a run over /api/worker and is refused on the member routes; a memb
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,23 +14,7 @@ from core.settings import Settings
 from core.store.db import session_scope
 from core.store.models import User
 from core.store.runs import create_run
-from core.store.users import ensure_admin
-from tests.livesrv import live_server
-
-
-@pytest.fixture
-def server(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-           ) -> Iterator[tuple[str, str]]:
-    """A live server's URL and its admin's token; the CLI in this process is that admin."""
-    with live_server(settings) as url:  # the app migrates the store
-        with session_scope(settings.db_url) as s:
-            token = ensure_admin(s)
-        assert token is not None
-        monkeypatch.setenv("NEUROREG_API_URL", url)
-        monkeypatch.setenv("NEUROREG_TOKEN", token)
-        monkeypatch.setenv("NEUROREG_DATA_DIR", str(tmp_path / "client"))
-        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-        yield url, token
+from tests.cli.conftest import Server
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -40,9 +22,9 @@ def _bearer(token: str) -> dict[str, str]:
 
 
 def test_tokens_create_worker_prints_a_token_that_acts_only_as_a_worker(
-        server: tuple[str, str], settings: Settings, capsys: pytest.CaptureFixture[str],
+        server: Server, settings: Settings, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    url, admin = server
+    url, admin = server.url, server.token
     assert main(["tokens", "create", "gpu-box", "--worker"]) == 0
     out = capsys.readouterr().out.splitlines()
     head = "worker token 2 (gpu-box), shown once: "
@@ -86,7 +68,7 @@ def test_tokens_create_worker_prints_a_token_that_acts_only_as_a_worker(
 
 
 def test_a_members_worker_token_is_refused_in_one_line(
-        server: tuple[str, str], capsys: pytest.CaptureFixture[str],
+        server: Server, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     assert main(["users", "add", "eve"]) == 0
     eve = capsys.readouterr().out.splitlines()[1].rsplit(" ", 1)[1]
