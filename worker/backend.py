@@ -54,8 +54,6 @@ class Backend(Protocol):
 
     def points(self, run_id: int, points: Sequence[Point]) -> None: ...
 
-    def progress(self, run_id: int, fraction: float, message: str) -> None: ...
-
     def status(self, run_id: int) -> RunStatus: ...
 
     def sync(self, run_id: int, points: Sequence[Point],
@@ -72,8 +70,6 @@ class Backend(Protocol):
     def artifact_file(self, held: int, run_id: int, name: str) -> Path:
         """A local path of artifact ``name`` of run ``run_id`` (``held`` or a run it
         reads). Raises :class:`NotFound` when it has none."""
-
-    def has_artifact(self, held: int, run_id: int, name: str) -> bool: ...
 
     def config_of(self, held: int, run_id: int) -> tuple[str, dict[str, Any]]:
         """The kind and stored config of ``held`` or a run it reads."""
@@ -144,12 +140,6 @@ class Direct:
         with self._session() as s:
             insert_points(s, run_id, points)
 
-    def progress(self, run_id: int, fraction: float, message: str) -> None:
-        from core.store.runs import set_progress
-
-        with self._session() as s:
-            set_progress(s, run_id, fraction, message)
-
     def status(self, run_id: int) -> RunStatus:
         from core.store.runs import status_of
 
@@ -194,12 +184,6 @@ class Direct:
 
         with self._session() as s:
             return artifact_path(s, self.settings, run_id, name)
-
-    def has_artifact(self, held: int, run_id: int, name: str) -> bool:
-        from core.store.artifacts import get_artifact
-
-        with self._session() as s:
-            return get_artifact(s, run_id, name) is not None
 
     def config_of(self, held: int, run_id: int) -> tuple[str, dict[str, Any]]:
         from core.store.runs import get_run
@@ -375,10 +359,6 @@ class Remote:
             self._call("POST", self._run(run_id, "/points"), ok=(204,),
                        json={"points": _points(points[k:k + 10_000])})
 
-    def progress(self, run_id: int, fraction: float, message: str) -> None:
-        self._call("POST", self._run(run_id, "/progress"), ok=(204,),
-                   json={"fraction": fraction, "message": message})
-
     def sync(self, run_id: int, points: Sequence[Point],
              progress: tuple[float, str] | None) -> RunStatus:
         head, last = points[:-10_000], points[-10_000:]
@@ -441,9 +421,6 @@ class Remote:
             got.unlink()
             raise RemoteError(f"run {run_id}'s {name} arrived damaged (sha256 differs)")
         return got
-
-    def has_artifact(self, held: int, run_id: int, name: str) -> bool:
-        return name in self._input(held, run_id)["artifacts"]
 
     def config_of(self, held: int, run_id: int) -> tuple[str, dict[str, Any]]:
         meta = self._input(held, run_id)

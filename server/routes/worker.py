@@ -163,13 +163,6 @@ class ProgressIn(BaseModel):
     message: str = Field("", max_length=512)
 
 
-@router.post("/progress", status_code=status.HTTP_204_NO_CONTENT)
-def progress(run_id: RunId, body: ProgressIn, session: SessionDep, token: WorkerToken) -> None:
-    _held(session, run_id, token)
-    set_progress(session, run_id, body.fraction, body.message)
-    session.commit()
-
-
 class SyncIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

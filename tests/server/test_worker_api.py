@@ -88,7 +88,7 @@ def test_a_worker_writes_only_the_run_it_claimed(client: TestClient, settings: S
         "kind": None, "config": None, "holder": "a:1"}
     point = {"points": [{"key": "loss", "step": 0, "value": 1.5, "wall_time": 1.0}]}
     for method, path, body in [("POST", "/beat", None), ("POST", "/points", point),
-                               ("POST", "/progress", {"fraction": 0.5}),
+                               ("POST", "/sync", {"progress": {"fraction": 0.5}}),
                                ("PUT", "/artifacts/model.pt", None), ("GET", "", None),
                                ("POST", "/finish", {"status": "succeeded"})]:
         res = two.request(method, f"/api/worker/runs/{run}{path}", json=body)
@@ -98,14 +98,11 @@ def test_a_worker_writes_only_the_run_it_claimed(client: TestClient, settings: S
     assert one.post(f"/api/worker/runs/{run}/points", json=point).status_code == 204
     series = client.get(f"/api/runs/{run}/metrics/loss").json()
     assert series["steps"] == [0] and series["values"] == [1.5]
-    assert one.post(f"/api/worker/runs/{run}/progress",
-                    json={"fraction": 0.5, "message": "epoch 1"}).status_code == 204
     synced = one.post(f"/api/worker/runs/{run}/sync", json={
         "points": [{"key": "loss", "step": 1, "value": 0.5}],
         "progress": {"fraction": 0.6, "message": "epoch 2"}})
     assert synced.json() == {"status": "running"}
     assert client.get(f"/api/runs/{run}").json()["progress"] == 0.6
-    assert two.post(f"/api/worker/runs/{run}/sync", json={}).status_code == 403
     assert one.put(f"/api/worker/runs/{run}/artifacts/model.pt", content=b"weights",
                    headers={"Content-Type": "application/x-pytorch"}).status_code == 204
     assert one.get(f"/api/worker/runs/{run}/artifacts/model.pt").content == b"weights"
