@@ -1125,7 +1125,7 @@ def remote_gen(spec_path: Path) -> None:
                                     artifact_dir=Path(spec["artifacts"])))
         backend = TimedBackend(inner)
         got = backend.claim(run_id, f"bench-{os.getpid()}-{run_id}")
-        assert got is not None and got[0] == "train", got
+        assert got is not None and got.kind == "train", got
         backend.status(run_id)  # connected
         backends.append(backend)
     Path(spec["ready"]).write_text("ready")

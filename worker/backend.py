@@ -37,6 +37,7 @@ from core.store.logs import Dropped, Line
 from core.store.metrics import Point
 from core.store.models import RunStatus
 from core.store.runs import NotFound
+from core.work import Claim
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -45,10 +46,9 @@ _T = TypeVar("_T")
 class Backend(Protocol):
     """A worker's actions on the store (see the module docstring)."""
 
-    def claim(self, run_id: int, worker: str, takeover: str | None = None
-              ) -> tuple[str | None, dict[str, Any] | None, str | None] | None:
-        """Start a run: (kind, config, None); (None, None, holder) when another worker
-        is alive on it; None when it is missing or finished."""
+    def claim(self, run_id: int, worker: str, takeover: str | None = None) -> Claim | None:
+        """Start a run (:class:`~core.work.Claim`: its kind and config, or the worker alive
+        on it); None when it is missing or finished."""
 
     def beat(self, run_id: int) -> None: ...
 
@@ -120,13 +120,11 @@ class Direct:
 
         return celery_app
 
-    def claim(self, run_id: int, worker: str, takeover: str | None = None
-              ) -> tuple[str | None, dict[str, Any] | None, str | None] | None:
+    def claim(self, run_id: int, worker: str, takeover: str | None = None) -> Claim | None:
         from core import work
 
         with self._session() as s:
-            got = work.claim(s, self.settings, run_id, worker=worker, takeover=takeover)
-        return None if got is None else (got.kind, got.config, got.holder)
+            return work.claim(s, self.settings, run_id, worker=worker, takeover=takeover)
 
     def beat(self, run_id: int) -> None:
         from core.store.runs import beat
@@ -343,13 +341,12 @@ class Remote:
 
     # -- the actions ----------------------------------------------------------------------
 
-    def claim(self, run_id: int, worker: str, takeover: str | None = None
-              ) -> tuple[str | None, dict[str, Any] | None, str | None] | None:
+    def claim(self, run_id: int, worker: str, takeover: str | None = None) -> Claim | None:
         body = self._call("POST", self._run(run_id, "/claim"),
                           json={"worker": worker, "takeover": takeover}).json()
         if body["kind"] is None and body["holder"] is None:
             return None
-        return body["kind"], body["config"], body["holder"]
+        return Claim(body["kind"], body["config"], body["holder"])
 
     def beat(self, run_id: int) -> None:
         self._call("POST", self._run(run_id, "/beat"), ok=(204,))

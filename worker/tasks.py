@@ -91,11 +91,11 @@ def _start(run_id: int) -> tuple[str, dict[str, Any]] | None:
     None when it is finished or another worker holds it."""
     backend = get_backend()
     got = backend.claim(run_id, WORKER_ID())
-    if got is not None and got[0] is None and _dead_here(got[2]):
-        got = backend.claim(run_id, WORKER_ID(), takeover=got[2])
-    if got is None or got[0] is None:
+    if got is not None and got.kind is None and _dead_here(got.holder):
+        got = backend.claim(run_id, WORKER_ID(), takeover=got.holder)
+    if got is None or got.kind is None:
         return None
-    return got[0], got[1] or {}
+    return got.kind, got.config or {}
 
 
 def execute(run_id: int, job: Job) -> dict[str, Any]:

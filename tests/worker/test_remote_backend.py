@@ -59,8 +59,9 @@ def test_the_recorder_and_the_log_sink_write_through_the_api(
         client: TestClient, settings: Settings, tmp_path: Path) -> None:
     remote, _ = _remote(client, settings, tmp_path)
     run = _queued(client)
-    kind, config, holder = remote.claim(run, "box:1")  # type: ignore[misc]
-    assert kind == "train" and config["epochs"] == 1 and holder is None  # type: ignore[index]
+    got = remote.claim(run, "box:1")
+    assert got is not None and got.kind == "train" and got.holder is None
+    assert got.config is not None and got.config["epochs"] == 1
     with SqlRecorder(backend=remote, run_id=run) as rec:
         rec.log_metrics({"loss": 2.0, "acc": 0.1}, 0)
         rec.log_metrics({"loss": 1.0, "acc": 0.4}, 1)
