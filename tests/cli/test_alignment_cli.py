@@ -9,7 +9,7 @@ import pytest
 from cli import main
 from core.store.db import session_scope
 from core.store.models import Run, RunStatus
-from tests.cli.test_manage import Server, server  # noqa: F401 (the fixture)
+from tests.cli.conftest import Server
 from tests.server.test_train_api import _stored_run
 
 HEADLINE = {"rsa_mix_oracle": 0.41, "rsa_mix_oracle_normalized": 0.52, "rsa_mix_target": 0.6,

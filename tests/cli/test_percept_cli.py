@@ -9,7 +9,7 @@ import pytest
 
 from cli import main
 from tests.alignment_block import alignment_block
-from tests.cli.test_manage import Server, server  # noqa: F401 (the fixture)
+from tests.cli.conftest import Server
 from tests.percept_block import percept_block
 from tests.server.test_train_api import _stored_run
 

@@ -16,7 +16,7 @@ from core.store.db import session_scope
 from core.store.models import User
 from core.store.runs import create_run
 from tests.browser.conftest import CHROMIUM
-from tests.cli.test_manage import Server, server  # noqa: F401 (the fixture)
+from tests.cli.conftest import Server
 from tests.conftest import unavailable
 from tests.server.test_frontier_api import stored_study
 
