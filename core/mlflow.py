@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from core.access import Access
 from core.lifecycle import finish_run
 from core.store.models import (
     Metric,
@@ -275,17 +276,19 @@ def _may_change(user: User, e: MlflowExperiment) -> None:
                           "only its creator or an admin may change it")
 
 
-def set_experiment_deleted(session: Session, user: User, e: MlflowExperiment,
+def set_experiment_deleted(session: Session, access: Access, e: MlflowExperiment,
                            deleted: bool) -> None:
-    """MLflow's delete (soft) and restore: the experiment and its runs."""
-    _may_change(user, e)
+    """MLflow's delete (soft) and restore: the experiment and those of its runs the caller
+    may write (:mod:`core.access`)."""
+    _may_change(access.user, e)
     if e.deleted == deleted:
         raise MlflowError("INVALID_STATE", f"Cannot {'delete' if deleted else 'restore'} "
                           f"experiment {e.id}: it is already "
                           f"{'deleted' if deleted else 'active'}")
     e.deleted, e.updated_at = deleted, utcnow()
     for run in _experiment_runs(session, e):
-        _set_run_deleted(session, run, deleted)
+        if access.can_write(run):
+            _set_run_deleted(session, run, deleted)
     session.flush()
 
 
@@ -425,25 +428,28 @@ def _set_state(run: Run, **changes: Any) -> None:
     run.provenance = prov
 
 
-def run_of(session: Session, raw: Any) -> Run:
-    """The run a request's ``run_id`` (or ``run_uuid``) names."""
+def run_of(session: Session, raw: Any, access: Access) -> Run:
+    """The run a request's ``run_id`` (or ``run_uuid``) names, if the caller may read it
+    (one they may not is "not found", as one that does not exist)."""
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = str(raw)
     if not isinstance(raw, str) or not raw:
         raise invalid("Missing value for required parameter 'run_id'. See the API docs for "
                       "more information about request parameters.")
     run = session.get(Run, int(raw)) if re.fullmatch(r"\d{1,9}", raw) else None
-    if run is None:
+    if run is None or not access.can_read(run):
         raise MlflowError("RESOURCE_DOES_NOT_EXIST", f"Run with id={raw} not found")
     return run
 
 
-def writable(user: User, run: Run) -> None:
-    """Only the owner or an admin writes into a run; only into an external one that is not
-    deleted (MLflow: "must be in the 'active' state")."""
-    if run.owner_id != user.id and user.role is not Role.admin:
+def writable(access: Access, run: Run) -> None:
+    """Only who may write the run (:meth:`core.access.Access.can_write`) writes into it;
+    only into an external one that is not deleted (MLflow: "must be in the 'active'
+    state")."""
+    if not access.can_write(run):
         raise MlflowError("PERMISSION_DENIED", f"run {run.id} is {run.owner.name}'s; only "
-                          "its owner or an admin may write into it")
+                          "its owner (an editor of its project), the project's owners or "
+                          "an admin may write into it")
     if run.kind != "external":
         raise MlflowError("INVALID_STATE", f"run {run.id} is a neuroreg {run.kind} run: its "
                           "worker writes into it, not a client")
@@ -485,8 +491,8 @@ def _set_run_deleted(session: Session, run: Run, deleted: bool) -> None:
     set_tags(session, run, current + ([DELETED_TAG] if deleted else []))
 
 
-def set_run_deleted(session: Session, user: User, run: Run, deleted: bool) -> None:
-    if run.owner_id != user.id and user.role is not Role.admin:
+def set_run_deleted(session: Session, access: Access, run: Run, deleted: bool) -> None:
+    if not access.can_write(run):
         raise MlflowError("PERMISSION_DENIED", f"run {run.id} is {run.owner.name}'s")
     if run.kind != "external":
         raise MlflowError("INVALID_STATE", f"run {run.id} is a neuroreg {run.kind} run; "
@@ -496,9 +502,9 @@ def set_run_deleted(session: Session, user: User, run: Run, deleted: bool) -> No
     session.flush()
 
 
-def update_run(session: Session, user: User, run: Run, *, status: str | None,
+def update_run(session: Session, access: Access, run: Run, *, status: str | None,
                end_time: int | None, run_name: str | None) -> None:
-    writable(user, run)
+    writable(access, run)
     if run_name:
         run.name = run_name[:200]
     if status:
@@ -669,7 +675,7 @@ def run_json(session: Session, runs: Sequence[Run]) -> list[dict[str, Any]]:
     # a neuroreg run's experiment: the one whose tag it carries (an MLflow run keeps its own)
     carried = {t for r in runs if _state(r)["experiment_id"] is None for t in tags[r.id]}
     tag_exp = dict(session.execute(select(MlflowExperiment.tag, MlflowExperiment.id).where(
-        MlflowExperiment.tag.in_(carried))).tuples().all()) if carried else {}
+        MlflowExperiment.tag.in_(carried))).all()) if carried else {}
     out = []
     for run in runs:
         state = _state(run)
@@ -829,7 +835,7 @@ def order_by_sort(order_by: Sequence[str]) -> tuple[str | None, bool]:
 
 def search_runs(session: Session, *, experiment_ids: Sequence[Any], filter_string: str | None,
                 view_type: str, max_results: int, order_by: Sequence[str],
-                page_token: str | None) -> tuple[list[Run], str | None]:
+                page_token: str | None, where: Any = None) -> tuple[list[Run], str | None]:
     """Runs of the experiments (their tags), by MLflow's filter translated into one neuroreg
     query, so the search runs in SQL like any other."""
     from core.store.query import QueryError
@@ -856,7 +862,8 @@ def search_runs(session: Session, *, experiment_ids: Sequence[Any], filter_strin
     page = min(max_results, PAGE)  # more comes by the token, as from MLflow's server
     try:
         runs, total = list_runs(session, q=" and ".join(clauses), sort=sort,
-                                descending=descending, limit=page, offset=offset)
+                                descending=descending, limit=page, offset=offset,
+                                where=where)
     except QueryError as exc:
         raise invalid(f"Invalid filter {filter_string!r}: {exc.message}") from None
     more = offset + len(runs) < total

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from core.kinds import KINDS
 from core.lifecycle import finish_run, start_run
 from core.queue import enqueue
+from core.store import audit
 from core.store.models import Run, RunStatus, User
 from core.store.runs import create_run, set_task_id
 
@@ -34,6 +35,7 @@ def submit_run(
     provenance: dict[str, Any] | None = None,
     client_key: str | None = None,
     started_at: datetime | None = None,
+    project_id: int | None = None,
 ) -> Run:
     """Store a queued run, then hand it to its queue (after commit, so the worker sees it).
     ``provenance``: an external run's script's (a worker records its own); ``started_at``:
@@ -48,7 +50,10 @@ def submit_run(
         config=config,
         parent_id=parent_id,
         input_run_id=input_run_id,
+        project_id=project_id,
     )
+    audit.record(session, owner, "run.created", "run", run.id, project_id=run.project_id,
+                 name=name, kind=kind)
     run.client_key = client_key
     if job.task is None:  # an external run: running from now until its script finishes it
         run.provenance = provenance

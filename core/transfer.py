@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.access import Access
 from core.kinds import KINDS
 from core.lineage import record_reads
 from core.store.models import Metric, Role, Run, RunStatus, User
@@ -83,7 +84,8 @@ def _dotted(config: dict[str, Any], path: str) -> Any:
     return value
 
 
-def _check(session: Session, user: User, rec: Record) -> None:
+def _check(session: Session, access: Access, rec: Record) -> None:
+    user = access.user
     kind = KINDS.get(rec.kind)
     if kind is None:
         raise ImportRefused("kind", f"{rec.kind!r} is not a run kind here "
@@ -109,12 +111,13 @@ def _check(session: Session, user: User, rec: Record) -> None:
         raise ImportRefused("finished_at", f"{rec.finished_at.isoformat()} is before the run "
                             f"started ({start.isoformat()})")
     for field, ref in (("parent_id", rec.parent_id), ("input_run_id", rec.input_run_id)):
-        if ref is not None and find_run(session, ref) is None:
+        found = find_run(session, ref) if ref is not None else None
+        if ref is not None and (found is None or not access.can_read(found)):
             raise ImportRefused(field, f"run {ref} does not exist here; import it first")
     if rec.parent_id is not None:
         parent = find_run(session, rec.parent_id)
         assert parent is not None
-        if parent.owner_id != user.id and user.role is not Role.admin:
+        if not access.can_write(parent):
             raise ImportRefused("parent_id", f"run {rec.parent_id} is {parent.owner.name}'s; "
                                 "a run's parent must be a run you may write", forbidden=True)
         if KINDS[parent.kind].fans_out and kind.task is None:
@@ -125,7 +128,7 @@ def _check(session: Session, user: User, rec: Record) -> None:
         if ref is None:
             continue
         target = find_run(session, ref) if isinstance(ref, int) else None
-        if target is None:
+        if target is None or not access.can_read(target):
             raise ImportRefused(f"config.{field}", f"run {ref} does not exist here; import "
                                 "the runs a run reads before it")
         if target.kind != wanted:
@@ -133,19 +136,27 @@ def _check(session: Session, user: User, rec: Record) -> None:
                                 f"{wanted} run")
 
 
-def import_run(session: Session, user: User, rec: Record) -> tuple[Run, bool]:
-    """Store ``rec`` as ``user``'s run, or update their run of that key to it; returns the
-    run and whether it is new. The caller commits.
+def import_run(session: Session, access: Access, rec: Record, project_id: int
+               ) -> tuple[Run, bool]:
+    """Store ``rec`` as the caller's run in ``project_id`` (its parent's, if it has one), or
+    update their run of that key to it; returns the run and whether it is new. The caller
+    commits and has checked that they may create runs in ``project_id``.
 
     Raises:
         ImportRefused: what about the record cannot be stored, and why.
     """
-    _check(session, user, rec)
+    user = access.user
+    _check(session, access, rec)
     run = session.execute(select(Run).where(
         Run.owner_id == user.id, Run.client_key == rec.key)).scalar_one_or_none()
     created = run is None
+    if run is not None and not access.can_write(run):
+        raise ImportRefused("key", f"your run {run.id} has this key, in a project you may "
+                            "no longer write to", forbidden=True)
     if run is None:
-        run = Run(owner_id=user.id, owner=user, kind=rec.kind, client_key=rec.key, config={})
+        parent = find_run(session, rec.parent_id) if rec.parent_id is not None else None
+        run = Run(owner_id=user.id, owner=user, kind=rec.kind, client_key=rec.key, config={},
+                  project_id=parent.project_id if parent is not None else project_id)
         session.add(run)
         session.flush()
     elif run.kind != rec.kind:

@@ -29,7 +29,7 @@ from core.store import objects
 from core.store.db import migrate
 from core.store.objects import StoreUnavailable
 from ml._validate import ConfigErrors
-from server.deps import CHALLENGE, NO_TOKEN, token_is_valid
+from server.deps import CHALLENGE, NO_TOKEN, NOT_A_WORKER, WORKER_ONLY, token_scope
 from server.headers import SecurityHeaders
 from server.reaper import Reaper, Retention
 from server.routes import (
@@ -39,6 +39,7 @@ from server.routes import (
     matrices,
     metrics,
     mlflow,
+    projects,
     provenance,
     recordings,
     records,
@@ -79,12 +80,20 @@ class BodyGate:
             await self.app(scope, receive, send)
             return
         route = self._route(scope)
-        if route is not None and route.authenticated and not await run_in_threadpool(
-                token_is_valid, self.settings.db_url, headers.get("authorization")):
+        held = None if route is None or not route.authenticated else await run_in_threadpool(
+            token_scope, self.settings.db_url, headers.get("authorization"))
+        if route is not None and route.authenticated and held is None:
             answer = mlflow.as_mlflow(401, NO_TOKEN) if mlflow.is_mlflow(scope["path"]) \
                 else JSONResponse({"detail": NO_TOKEN}, status_code=401)
             answer.headers.update(CHALLENGE)
             await answer(scope, receive, send)
+            return
+        wanted = "worker" if scope["path"].startswith("/api/worker") else "member"
+        if held is not None and held != wanted:  # the wrong kind of token: before the body
+            detail = NOT_A_WORKER if wanted == "worker" else WORKER_ONLY
+            await (mlflow.as_mlflow(403, detail) if mlflow.is_mlflow(scope["path"])
+                   else JSONResponse({"detail": detail}, status_code=403))(
+                scope, receive, send)
             return
         limit = self._limit(route)
         what = f"{scope['method']} {route.path}" if route is not None else scope["path"]
@@ -336,7 +345,7 @@ def create_app(settings: Settings | None = None, *, celery: Celery | None = None
                                 status_code=405, headers={"Allow": ", ".join(allowed)})
         return await http_exception_handler(request, exc)
 
-    routers = [m.router for m in (system, team, runs, metrics, artifacts, matrices,
+    routers = [m.router for m in (system, team, projects, runs, metrics, artifacts, matrices,
                                   recordings, records, summaries, studies, webhooks, retention,
                                   ui)] + [
         metrics.series_router, runs.dry_run_router, logs.router, provenance.router,

@@ -11,9 +11,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.orm import Session
 
+from core.access import Access, access_of
 from core.settings import Settings
 from core.store.db import new_session
-from core.store.models import MAX_ID, ApiToken, Role, Run, User
+from core.store.models import MAX_ID, ApiToken, ProjectRole, Run, User
 from core.store.runs import NotFound, get_run
 from core.store.users import live_token
 
@@ -83,30 +84,53 @@ def get_worker_token(
     return row
 
 
-def token_is_valid(db_url: str, authorization: str | None) -> bool:
-    """Whether an ``Authorization`` header carries a bearer token that
-    :func:`get_current_user` would take: for the check before a body is read
-    (``server.app.BodyGate``), where there is no request yet. It blocks on the database:
-    call it from a worker thread."""
+def token_scope(db_url: str, authorization: str | None) -> str | None:
+    """The scope of the live bearer token an ``Authorization`` header carries (None: no
+    live token): for the check before a body is read (``server.app.BodyGate``), where
+    there is no request yet. It blocks on the database: call it from a worker thread."""
     scheme, token = get_authorization_scheme_param(authorization)
     if scheme.lower() != "bearer" or not token:
-        return False
+        return None
     with closing(new_session(db_url)) as session:
-        return live_token(session, token) is not None
+        row = live_token(session, token)
+        return row.scope if row is not None else None
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 WorkerToken = Annotated[ApiToken, Depends(get_worker_token)]
 
 
-def may_write(user: User, run: Run) -> bool:
-    """Whether ``user`` may change ``run``, log into it, upload to it or parent a run
-    under it: its owner or an admin."""
-    return run.owner_id == user.id or user.role is Role.admin
+def get_access(session: SessionDep, user: CurrentUser) -> Access:
+    """What the caller may read and write (:mod:`core.access`)."""
+    return access_of(session, user)
 
 
-def run_or_404(session: Session, run_id: int) -> Run:
+CurrentAccess = Annotated[Access, Depends(get_access)]
+
+
+def run_or_404(session: Session, run_id: int, access: Access) -> Run:
+    """A run the caller may read; 404 for one they may not, as for one that does not
+    exist (its id tells them nothing)."""
     try:
-        return get_run(session, run_id)
+        run = get_run(session, run_id)
     except NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    if not access.can_read(run):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} does not exist")
+    return run
+
+
+def run_to_write(session: Session, run_id: int, access: Access, action: str) -> Run:
+    """A run the caller may change (:meth:`core.access.Access.can_write`): 404 for one
+    they may not read, 403 for one they may only read."""
+    run = run_or_404(session, run_id, access)
+    if not access.can_write(run):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, cannot_write(access, run, action))
+    return run
+
+
+def cannot_write(access: Access, run: Run, action: str) -> str:
+    role = access.role_in(run.project_id)
+    why = ("you are a viewer of its project" if role is ProjectRole.viewer
+           else "only its owner or an owner of its project may")
+    return f"you may not {action} run {run.id}: {why}"

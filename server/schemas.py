@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from core.kinds import KINDS, JobKind
-from core.store.models import MAX_ID, Role, RunStatus
+from core.store.models import MAX_ID, ProjectRole, Role, RunStatus
 from core.store.webhooks import EventName
 from ml.evaluate.record import CellKind, Column
 from ml.neural.io.options import ImportOptions
@@ -54,6 +54,14 @@ def _past(v: datetime | None) -> datetime | None:
 PastTime = Annotated[datetime, AfterValidator(_past)]
 
 
+ProjectName = Annotated[str, Field(min_length=1, max_length=64,
+                                   pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+"""A project's name: letters, digits, ``_ . -``, starting with a letter or digit."""
+ProjectRef = Annotated[str, Field(min_length=1, max_length=64,
+                                  pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+                                  description="a project's name or id")]
+
+
 class _RunCreate(BaseModel):
     """What every kind's create body has besides its ``kind`` and ``config``."""
 
@@ -65,6 +73,8 @@ class _RunCreate(BaseModel):
     # an idempotency key: a create that repeats one of its owner's keys returns that run
     # (200) instead of storing a second (an offline spool's sync, a retried request)
     client_key: ClientKey | None = None
+    # the project it goes into (a name or id); none: its parent's, else the default one
+    project: ProjectRef | None = None
 
 
 DEFAULT_KIND = "train"  # a body without "kind" is a train run, as before there were others
@@ -178,6 +188,8 @@ class RunPublic(BaseModel):
     id: int
     name: str
     owner: str
+    project: str = "default"
+    project_id: int = 1
     kind: str
     config: dict[str, Any]
     status: RunStatus
@@ -205,12 +217,13 @@ TagName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-
 
 
 class RunUpdate(BaseModel):
-    """Rename and/or retag a run (owner or admin)."""
+    """Rename, retag, or move a run into another project (with everything it made)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, max_length=200)
     tags: list[TagName] | None = Field(None, max_length=50)
+    project: ProjectRef | None = None
 
 
 MAX_IMPORT_BYTES = 8 * 1024**2
@@ -224,6 +237,8 @@ class RunImport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     key: ClientKey
+    # the project it goes into (its parent's if it has one); none: the caller's default
+    project: ProjectRef | None = None
     kind: str = Field(min_length=1, max_length=32)
     name: str = Field("", max_length=200)
     status: RunStatus
@@ -323,7 +338,43 @@ class AuditEventPublic(BaseModel):
     action: str
     target_kind: str
     target_id: int | None
+    project_id: int | None = None  # the project the change was in
     detail: dict[str, Any]
+
+
+class ProjectMemberPublic(BaseModel):
+    user_id: int
+    user: str
+    role: ProjectRole
+
+
+class ProjectPublic(BaseModel):
+    """A project, the caller's role in it (``owner`` for an admin everywhere) and, for
+    one project, its members."""
+
+    id: int
+    name: str
+    description: str
+    created_at: datetime
+    role: ProjectRole
+    runs: int
+    members: list[ProjectMemberPublic] = []
+
+
+class ProjectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: ProjectName
+    description: str = Field("", max_length=500)
+    # users (by name) who own it from the start; none: the admin making it
+    owners: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=100)
+
+
+class MemberSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: ProjectRole
 
 
 class RunPage(BaseModel):

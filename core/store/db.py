@@ -103,8 +103,28 @@ def migrate(url: str, revision: str = "head") -> None:
     or go back down to it when the database is past it."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine_for(url).begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-        if revision != "head":
-            command.downgrade(cfg, revision)
+    with engine_for(url).connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite changes most of a table by copying it into a new one and dropping
+            # the old (Alembic's batch mode); with foreign keys on, that drop deletes the
+            # rows of every table that cascades from it (a run's metrics, artifacts,
+            # reads…). SQLite's own procedure: keys off around it (outside a transaction,
+            # where the pragma takes effect), then check them before committing.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                if revision != "head":
+                    command.downgrade(cfg, revision)
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"the migration left rows whose foreign keys "
+                                           f"point at nothing: {broken[:5]}")
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()

@@ -57,6 +57,26 @@ class Role(enum.StrEnum):
     member = "member"
 
 
+class ProjectRole(enum.StrEnum):
+    """What a member may do in one project (:mod:`core.access`): a ``viewer`` reads its
+    runs; an ``editor`` also creates runs in it and changes their own; an ``owner`` also
+    changes anyone's runs in it and its members."""
+
+    viewer = "viewer"
+    editor = "editor"
+    owner = "owner"
+
+    @property
+    def rank(self) -> int:
+        return ("viewer", "editor", "owner").index(self.value)
+
+
+DEFAULT_PROJECT_ID = 1
+"""The project migration 0017 made and put every run before it in; every member was made
+its editor (admins its owners), and a new member joins it as an editor: a lab that never
+makes another project works as before projects."""
+
+
 class RunStatus(enum.StrEnum):
     queued = "queued"
     running = "running"
@@ -102,14 +122,46 @@ class ApiToken(Base):
     user: Mapped[User] = relationship()
 
 
+class Project(Base):
+    """A set of runs and who may read or write them (:mod:`core.access`)."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProjectMember(Base):
+    """A user's role in a project; no row: the project is not theirs to read (admins read
+    and write every project)."""
+
+    __tablename__ = "project_members"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True, index=True)
+    role: Mapped[ProjectRole] = mapped_column(Enum(ProjectRole, native_enum=False, length=16))
+
+
 class Run(Base):
     __tablename__ = "runs"
+    # no RETURNING of server defaults either (project_id, as above)
+    __mapper_args__ = {"eager_defaults": False}
     __table_args__ = (Index("ix_runs_owner_created", "owner_id", "created_at"),
                       Index("ix_runs_owner_client_key", "owner_id", "client_key", unique=True))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # the project whose members may read it (core.access); the default one unless named.
+    # Loaded when first read (deferred): the code of a revision before 0017 — a migration
+    # test's rows — never names it; queries that read many runs' filter on it in SQL
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True,
+                                            server_default=str(DEFAULT_PROJECT_ID),
+                                            deferred=True)
     kind: Mapped[str] = mapped_column(String(32), index=True)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[RunStatus] = mapped_column(
@@ -138,6 +190,7 @@ class Run(Base):
     client_key: Mapped[str | None] = mapped_column(String(64))
 
     owner: Mapped[User] = relationship(lazy="joined")
+    project: Mapped[Project] = relationship()
 
 
 class RunTag(Base):
@@ -272,8 +325,10 @@ class AuditEvent(Base):
     actor_id: Mapped[int | None] = mapped_column(Integer)
     actor_name: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(32))  # user.disabled, token.revoked, …
-    target_kind: Mapped[str] = mapped_column(String(16))  # user, token, run, webhook
+    target_kind: Mapped[str] = mapped_column(String(16))  # user, token, run, project, …
     target_id: Mapped[int | None] = mapped_column(Integer)
+    # the project the change was in (a run's, a membership's): its owners read the event
+    project_id: Mapped[int | None] = mapped_column(Integer, index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 

@@ -4,7 +4,8 @@
 
 - **fields**: ``config.<path>`` (any config field, nested with dots: ``config.train.width``),
   ``metrics.<key>[.last|.min|.max]`` (``.last``, the value at the highest step, when
-  none is given), ``tag``, ``owner``, ``kind``, ``status``, ``parent`` (the parent run's
+  none is given), ``tag``, ``owner``, ``project`` (its name), ``kind``, ``status``,
+  ``parent`` (the parent run's
   id, ``null`` for none), ``input`` (the id of the run it reads: an evaluation's model, a
   train run's target), ``name``, ``id``, ``created``, ``started``, ``finished``
   (compared with ISO dates or times: ``created >= "2026-11-01"``);
@@ -44,10 +45,19 @@ from sqlalchemy import (
     true,
 )
 
-from core.store.models import MAX_ID, Metric, MetricBucket, Run, RunStatus, RunTag, User
+from core.store.models import (
+    MAX_ID,
+    Metric,
+    MetricBucket,
+    Project,
+    Run,
+    RunStatus,
+    RunTag,
+    User,
+)
 
-FIELDS_HELP = ("config.<path>, metrics.<key>[.last|.min|.max], tag, owner, kind, status, "
-               "parent, input, name, id, created, started, finished")
+FIELDS_HELP = ("config.<path>, metrics.<key>[.last|.min|.max], tag, owner, project, kind, "
+               "status, parent, input, name, id, created, started, finished")
 _TEXT = {"name": Run.name, "kind": Run.kind}
 _LINKS = {"parent": Run.parent_id, "input": Run.input_run_id}
 _DATES = {"created": Run.created_at, "started": Run.started_at, "finished": Run.finished_at}
@@ -312,6 +322,9 @@ def _comparison(field: _Tok, op_tok: _Tok, value_tok: _Tok, dialect: str) -> Col
     if name == "owner":
         need("text")
         return exists().where(User.id == Run.owner_id, _compare(User.name, op, v))
+    if name == "project":
+        need("text")
+        return exists().where(Project.id == Run.project_id, _compare(Project.name, op, v))
     if name == "status":
         need("text")
         known = [s.value for s in RunStatus]
@@ -408,8 +421,8 @@ def compile_query(q: str, dialect: str) -> ColumnElement[bool]:
     return _Parser(q, dialect).parse()
 
 
-SORT_FIELDS = ("id", "name", "kind", "status", "owner", "parent", "created", "started",
-               "finished")  # besides config.<path> and metrics.<key>[.last|.min|.max]
+SORT_FIELDS = ("id", "name", "kind", "status", "owner", "project", "parent", "created",
+               "started", "finished")  # besides config.<path> and metrics.<key>[.last|.min|.max]
 
 
 def sort_key(name: str, dialect: str) -> Any:
@@ -422,6 +435,8 @@ def sort_key(name: str, dialect: str) -> Any:
         return (plain[name],)
     if name == "owner":
         return (select(User.name).where(User.id == Run.owner_id).scalar_subquery(),)
+    if name == "project":
+        return (select(Project.name).where(Project.id == Run.project_id).scalar_subquery(),)
     try:
         if name.startswith("config."):
             return (field_column(name, 0, dialect, "number"),
@@ -443,11 +458,14 @@ def group_column(name: str, dialect: str) -> Any:
         return func.json_extract(Run.config, "$." + ".".join(f'"{p}"' for p in path))
     if name == "owner":
         return select(User.name).where(User.id == Run.owner_id).scalar_subquery()
+    if name == "project":
+        return select(Project.name).where(Project.id == Run.project_id).scalar_subquery()
     if name in ("kind", "status", "name"):
         return getattr(Run, name)
     if name == "tag":
         return RunTag.tag
-    raise QueryError(f"cannot group by {name!r} (config.<path>, tag, owner, kind, status)", 0)
+    raise QueryError(f"cannot group by {name!r} (config.<path>, tag, owner, project, kind, "
+                     "status)", 0)
 
 
 def group_runs(session: Any, *, by: list[str], metrics: list[str], q: str | None = None,
@@ -520,7 +538,7 @@ def _group_of(by: list[str], values: Any, dialect: str) -> dict[str, Any]:
 
 
 def group_members(session: Any, *, by: list[str], q: str | None = None, limit: int = 500,
-                  ) -> tuple[list[dict[str, Any]], bool]:
+                  where: Any = None) -> tuple[list[dict[str, Any]], bool]:
     """The runs matching ``q`` in the groups :func:`group_runs` makes of them: per group
     its key and ``run_ids`` (oldest first), over at most ``limit`` (run, group) pairs in
     group order. Returns the groups and whether ``limit`` cut any off.
@@ -538,6 +556,8 @@ def group_members(session: Any, *, by: list[str], q: str | None = None, limit: i
         stmt = stmt.join(RunTag, RunTag.run_id == Run.id)
     if q:
         stmt = stmt.where(compile_query(q, dialect))
+    if where is not None:
+        stmt = stmt.where(where)
     order = [k for k in keys] + [Run.id]
     rows = session.execute(stmt.order_by(*order).limit(limit + 1)).all()
     groups: dict[str, dict[str, Any]] = {}

@@ -10,7 +10,15 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.store.db import begin_write
-from core.store.models import MAX_ID, Artifact, Run, RunStatus, RunTag, User, utcnow
+from core.store.models import (
+    MAX_ID,
+    Artifact,
+    Run,
+    RunStatus,
+    RunTag,
+    User,
+    utcnow,
+)
 
 
 class NotFound(LookupError):
@@ -31,11 +39,21 @@ def create_run(
     config: dict[str, Any],
     parent_id: int | None = None,
     input_run_id: int | None = None,
+    project_id: int | None = None,
 ) -> Run:
+    """A queued run in ``project_id``; None: its parent's project (a study's run, the
+    evaluation a train run queues), else the default one. The caller checks that
+    ``owner`` may create runs there (:mod:`core.access`)."""
     for field, ref in (("parent_id", parent_id), ("input_run_id", input_run_id)):
         if ref is not None and find_run(session, ref) is None:
             raise NotFound(f"run {ref} does not exist", field=field)
+    if project_id is None and parent_id is not None:
+        parent = find_run(session, parent_id)
+        project_id = parent.project_id if parent is not None else None
+    # none: the column's server default, the default project
+    placed = {} if project_id is None else {"project_id": project_id}
     run = Run(
+        **placed,
         owner_id=owner.id,
         owner=owner,
         kind=kind,
@@ -90,6 +108,7 @@ def list_runs(
     q: str | None = None,
     sort: str | None = None,
     descending: bool = False,
+    where: Any = None,
 ) -> tuple[Sequence[Run], int]:
     """Newest first (or ``oldest``, or by ``name``); returns the page and the total
     matching count. ``top_level`` leaves out runs a study made (they have a parent).
@@ -103,6 +122,8 @@ def list_runs(
 
     dialect = session.get_bind().dialect.name
     query = select(Run)
+    if where is not None:
+        query = query.where(where)
     if q:
         query = query.where(compile_query(q, dialect))
     if tag is not None:

@@ -10,7 +10,7 @@ cancelled end leaves none), deleted with the run.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, and_, case, delete, exists, func, insert, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -23,6 +23,9 @@ from ml.evaluate.record import model_record, scores
 EPS_TOLERANCE = 1e-6
 """Relative: an AutoAttack score ranks at ε when its ε is this close (``math.isclose``,
 as :func:`ml.evaluate.record.leaderboard_row` matches it)."""
+
+if TYPE_CHECKING:
+    from core.access import Access
 
 
 def record_input(run: Run, last_metrics: Mapping[str, float] | None = None
@@ -69,7 +72,8 @@ def _eps_close(stored: Any, eps: float) -> ColumnElement[bool]:
 def leaderboard(session: Session, *, sort: str, descending: bool, eps: Mapping[str, float],
                 dataset: str | None = None, target: str | None = None,
                 owner: str | None = None, study: int | None = None, limit: int = 100,
-                offset: int = 0) -> tuple[list[tuple[Run, Run]], int]:
+                offset: int = 0, readable: Access | None = None
+                ) -> tuple[list[tuple[Run, Run]], int]:
     """One page of the leaderboard: (evaluation, model) pairs and how many rows there are.
 
     Every succeeded evaluate run that has scores (a non-empty result) of a model that
@@ -82,12 +86,15 @@ def leaderboard(session: Session, *, sort: str, descending: bool, eps: Mapping[s
         sort: a column of :data:`ml.evaluate.record.COLUMNS`.
         descending: highest first.
         eps: threat model → the ε its AutoAttack column ranks.
+        readable: only rows whose evaluation and model the caller may read.
     """
     evaluation = aliased(Run, name="evaluation")
     dialect = session.get_bind().dialect.name
     where: list[ColumnElement[bool]] = [
         evaluation.kind == "evaluate", evaluation.status == RunStatus.succeeded,
         exists().where(EvaluationScore.run_id == evaluation.id)]
+    if readable is not None:
+        where += [readable.runs(evaluation.project_id), readable.runs()]
     if study is not None:
         where.append(Run.parent_id == study)  # Run: the model (config fields are its)
     if owner:

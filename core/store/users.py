@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from core.lifecycle import cancel_run
 from core.store import audit
 from core.store.db import begin_write
-from core.store.models import ApiToken, Role, Run, RunStatus, User, utcnow
+from core.store.models import ApiToken, ProjectRole, Role, Run, RunStatus, User, utcnow
 
 
 class LastAdmin(Exception):
@@ -29,9 +29,14 @@ def hash_token(token: str) -> str:
 
 
 def create_user(session: Session, *, name: str, role: Role, actor: User | None = None) -> User:
+    """A new user; they join the default project, as its owner for an admin and its
+    editor for a member (as every member did before projects: an admin changes it)."""
+    from core.store.projects import join_default
+
     user = User(name=name, role=role)
     session.add(user)
     session.flush()
+    join_default(session, user, ProjectRole.owner if role is Role.admin else ProjectRole.editor)
     audit.record(session, actor, "user.created", "user", user.id, name=name, role=role.value)
     return user
 

@@ -136,7 +136,8 @@ def _deliver(session: Session, hook: Webhook, event: str, body: dict[str, Any],
 
 def queue_run_event(session: Session, run_id: int) -> list[WebhookDelivery]:
     """Write a delivery of the run's finish (``run.succeeded``, ``study.failed``, …) for
-    each active hook of its owner subscribed to it. Call inside the transaction that
+    each active hook of its owner subscribed to it, while its owner may read it
+    (:mod:`core.access`). Call inside the transaction that
     finished the run, after the change (it reads the run's row as that change left it)."""
     row = session.execute(
         select(Run.id, Run.name, Run.kind, Run.status, Run.owner_id,
@@ -152,6 +153,12 @@ def queue_run_event(session: Session, run_id: int) -> list[WebhookDelivery]:
         .order_by(Webhook.id)).scalars() if event in h.events]
     if not hooks:
         return []
+    from core.access import access_of
+
+    owner = session.get(User, row.owner_id)
+    project_id = session.execute(select(Run.project_id).where(Run.id == run_id)).scalar_one()
+    if owner is None or access_of(session, owner).role_in(project_id) is None:
+        return []  # its owner may no longer read it (moved, or taken out of its project)
     run: dict[str, Any] = {
         "id": row.id, "name": row.name, "kind": row.kind, "status": row.status.value,
         "owner": row.owner_name, "parent_id": row.parent_id,

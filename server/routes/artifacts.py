@@ -20,7 +20,14 @@ from core.store.artifacts import (
     save_artifact_stream,
 )
 from core.store.models import Artifact
-from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, may_write, run_or_404
+from server.deps import (
+    CurrentAccess,
+    RunId,
+    SessionDep,
+    SettingsDep,
+    run_or_404,
+    run_to_write,
+)
 from server.schemas import ArtifactPublic
 from server.strict import CONFLICT, api_router, invalid
 
@@ -33,8 +40,8 @@ router = api_router(prefix="/api/runs/{run_id}/artifacts", tags=["artifacts"])
 
 
 @router.get("")
-def list_(run_id: RunId, session: SessionDep, _: CurrentUser) -> list[ArtifactPublic]:
-    run_or_404(session, run_id)
+def list_(run_id: RunId, session: SessionDep, access: CurrentAccess) -> list[ArtifactPublic]:
+    run_or_404(session, run_id, access)
     return [ArtifactPublic.model_validate(a) for a in list_artifacts(session, run_id)]
 
 
@@ -43,11 +50,11 @@ def list_(run_id: RunId, session: SessionDep, _: CurrentUser) -> list[ArtifactPu
     "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}})
 def download(
     run_id: RunId, name: ArtifactPath, session: SessionDep, settings: SettingsDep,
-    _: CurrentUser,
+    access: CurrentAccess,
 ) -> Response:
     """The artifact's bytes (with an object store, a redirect to a short-lived URL that
     downloads them from it)."""
-    run_or_404(session, run_id)
+    run_or_404(session, run_id, access)
     row = get_artifact(session, run_id, name)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run_id} has no artifact {name!r}")
@@ -69,16 +76,13 @@ def download(
 async def upload(
     run_id: RunId, name: ArtifactName, request: Request, session: SessionDep,
     settings: SettingsDep,
-    user: CurrentUser,
+    access: CurrentAccess,
 ) -> ArtifactPublic:
     """Store the request body as artifact ``name`` of an external run (replacing one of
     that name); the body streams to disk, up to ``NEUROREG_MAX_UPLOAD_BYTES``. A run a
     worker runs takes no uploads: its checkpoints, models and targets are read back by
     workers, so only the worker writes them."""
-    run = run_or_404(session, run_id)
-    if not may_write(user, run):
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            "only the owner or an admin may upload to a run")
+    run = run_to_write(session, run_id, access, "upload to")
     if KINDS[run.kind].task is not None:  # its worker writes what workers read back
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"run {run_id} is a {run.kind} run: its artifacts are written by "

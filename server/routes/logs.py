@@ -10,7 +10,14 @@ from fastapi import HTTPException, Query, status
 
 from core.store.logs import Line, append_lines, dropped_of, marker_line, next_seq, read_lines
 from core.store.models import MAX_ID
-from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, may_write, run_or_404
+from server.deps import (
+    CurrentAccess,
+    RunId,
+    SessionDep,
+    SettingsDep,
+    run_or_404,
+    run_to_write,
+)
 from server.schemas import (
     LogBatch,
     LogBatchResult,
@@ -33,7 +40,7 @@ def read(
     run_id: RunId,
     session: SessionDep,
     settings: SettingsDep,
-    _: CurrentUser,
+    access: CurrentAccess,
     after: Annotated[int, Query(ge=-1, le=MAX_ID, description="the last seq you have "
                                 "(-1: from the start)")] = -1,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
@@ -41,7 +48,7 @@ def read(
     """Up to ``limit`` lines after seq ``after``, and whether the run still runs (a page
     follows with ``after=next_after`` until it does not). Past the run's bound,
     ``dropped`` says how much was dropped."""
-    run = run_or_404(session, run_id)
+    run = run_or_404(session, run_id, access)
     lines = read_lines(session, run_id, after=after, limit=limit)
     dropped = dropped_of(session, run_id)
     marker = marker_line(session, run_id) if dropped else None
@@ -58,14 +65,11 @@ def read(
 @router.post("", responses=CONFLICT)
 @body_limit(MAX_LOG_BATCH_BYTES)
 def append(run_id: RunId, body: LogBatch, session: SessionDep, settings: SettingsDep,
-           user: CurrentUser) -> LogBatchResult:
+           access: CurrentAccess) -> LogBatchResult:
     """Append lines to an external run while it runs (its owner or an admin). Each line's
     ``seq`` is its place: a re-sent seq is ignored, so retries are safe. Past the run's
     bound (``NEUROREG_LOG_MAX_BYTES``) lines are dropped and counted."""
-    run = run_or_404(session, run_id)
-    if not may_write(user, run):
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            "only the owner or an admin may append to a run's log")
+    run = run_to_write(session, run_id, access, "append to the log of")
     if run.kind != "external":
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"run {run_id} is a {run.kind} run; its worker writes its log")

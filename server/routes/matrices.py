@@ -41,7 +41,7 @@ from ml.neural.target import SPECTRUM_COMPONENTS, SimilarityTarget, spectrum
 from ml.regularize.cnn_features import SCnnOverviews, tap_features
 from ml.regularize.targets import REGISTRY, source_kind
 from ml.stored import StoredFileError
-from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, run_or_404
+from server.deps import CurrentAccess, RunId, SessionDep, SettingsDep, run_or_404
 from server.schemas import SimilarPairs, TargetSpectrum
 from server.strict import CONFLICT, api_router, invalid
 
@@ -198,11 +198,12 @@ def _train_views(session: Any, run: Any) -> tuple[int, str, tuple[int, ...]]:
 
 
 @router.get("")
-def names(run_id: RunId, session: SessionDep, settings: SettingsDep, _: CurrentUser) -> list[str]:
+def names(run_id: RunId, session: SessionDep, settings: SettingsDep, access: CurrentAccess
+          ) -> list[str]:
     """The matrices a run can show: a similarity run's targets; for a train run, its
     target, S_CNN mixed by its final γ (``cnn``, Eq. 10) and S_CNN of each tapped layer
     (``cnn-<k>``) over the same stimuli."""
-    run = run_or_404(session, run_id)
+    run = run_or_404(session, run_id, access)
     if run.kind == "train":
         try:
             n_taps = len(_train_views(session, run)[2])
@@ -231,11 +232,12 @@ def _pairs(path: str, mtime: float, budget: int, k: int) -> dict[str, Any]:
 
 
 @router.get("/{name}/pairs")
-def pairs(run_id: RunId, name: str, session: SessionDep, settings: SettingsDep, _: CurrentUser,
+def pairs(run_id: RunId, name: str, session: SessionDep, settings: SettingsDep,
+          access: CurrentAccess,
           k: Annotated[int, Query(ge=1, le=12)] = 3) -> SimilarPairs:
     """The paper's Fig. 2 from a similarity run's target: the ``k`` most and least similar
     pairs of distinct stimuli over all i < j, with their images (grey levels 0–255)."""
-    run_or_404(session, run_id)
+    run_or_404(session, run_id, access)
     return SimilarPairs.model_validate(
         _pairs(*_file(session, settings, run_id, artifacts.target(name)), k))
 
@@ -250,12 +252,12 @@ def _spectrum(path: str, mtime: float, budget: int, max_components: int) -> dict
 
 @router.get("/{name}/spectrum")
 def target_spectrum(run_id: RunId, name: str, session: SessionDep, settings: SettingsDep,
-                    _: CurrentUser, max_components: Annotated[
+                    access: CurrentAccess, max_components: Annotated[
                         int, Query(ge=1, le=1000)] = SPECTRUM_COMPONENTS) -> TargetSpectrum:
     """A similarity run's target's eigenspectrum: S's leading eigenvalues as fractions of
     variance (the first ``max_components``), its participation ratio and the components
     holding 50 / 90 / 99 % of the variance, from the factor's singular values."""
-    run_or_404(session, run_id)
+    run_or_404(session, run_id, access)
     return TargetSpectrum.model_validate(
         _spectrum(*_file(session, settings, run_id, artifacts.target(name)), max_components))
 
@@ -263,7 +265,7 @@ def target_spectrum(run_id: RunId, name: str, session: SessionDep, settings: Set
 @router.get("/{name}", responses={**CONFLICT, **PENDING}, response_model=MatrixView,
             response_model_exclude_none=True)
 def matrix(
-    run_id: RunId, name: str, session: SessionDep, settings: SettingsDep, _: CurrentUser,
+    run_id: RunId, name: str, session: SessionDep, settings: SettingsDep, access: CurrentAccess,
     request: Request,
     size: Annotated[int, Query(ge=2, le=400)] = 200,
     rows: Annotated[str | None, Query(pattern=r"^\d+:\d+$")] = None,
@@ -274,7 +276,7 @@ def matrix(
     positions in the shared order, at most 600 each), the exact sub-block. ``minus``
     names another target of the run for a difference map (``target`` for a train run's
     S_CNN − S_target)."""
-    run = run_or_404(session, run_id)
+    run = run_or_404(session, run_id, access)
     if run.kind == "train":
         source, order, ids = _train_matrix(session, settings, run, name, minus)
     else:

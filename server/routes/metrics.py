@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import HTTPException, Path, Query, status
 
 from core.store.metrics import Series, insert_points, read_series, summarize_keys
-from server.deps import CurrentUser, RunId, SessionDep, may_write, run_or_404
+from server.deps import CurrentAccess, RunId, SessionDep, run_or_404, run_to_write
 from server.schemas import (
     MAX_BATCH_POINTS,
     MetricBatch,
@@ -31,23 +31,20 @@ MAX_BATCH_BYTES = MAX_BATCH_POINTS * MAX_POINT_BYTES
 @router.post("")
 @body_limit(MAX_BATCH_BYTES)
 def log_batch(
-    run_id: RunId, body: MetricBatch, session: SessionDep, user: CurrentUser
+    run_id: RunId, body: MetricBatch, session: SessionDep, access: CurrentAccess
 ) -> MetricBatchResult:
     """Log many points at once (the run's owner or an admin). The batch is validated
     whole: one bad point rejects it (422 naming its index) and nothing of it is stored.
     Re-sent (key, step) pairs are ignored, so retries are safe."""
-    run = run_or_404(session, run_id)
-    if not may_write(user, run):
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            "only the owner or an admin may log metrics to a run")
+    run_to_write(session, run_id, access, "log metrics to")
     insert_points(session, run_id, [(p.key, p.step, p.value, p.wall_time) for p in body.points])
     session.commit()
     return MetricBatchResult(accepted=len(body.points))
 
 
 @router.get("")
-def keys(run_id: RunId, session: SessionDep, _: CurrentUser) -> list[MetricKey]:
-    run_or_404(session, run_id)
+def keys(run_id: RunId, session: SessionDep, access: CurrentAccess) -> list[MetricKey]:
+    run_or_404(session, run_id, access)
     return [MetricKey(**k) for k in summarize_keys(session, run_id)]
 
 
@@ -55,13 +52,13 @@ def keys(run_id: RunId, session: SessionDep, _: CurrentUser) -> list[MetricKey]:
 def all_series(
     run_id: RunId,
     session: SessionDep,
-    _: CurrentUser,
+    access: CurrentAccess,
     key: Annotated[list[str] | None, Query(max_length=200)] = None,
     max_points: Annotated[int, Query(ge=2, le=100_000)] = 2000,
 ) -> list[SeriesPublic]:
     """Every series of the run (or the ``key`` ones, repeatable) in one response, each
     reduced like ``GET /metrics/{key}``: what a dashboard draws, in one round trip."""
-    run_or_404(session, run_id)
+    run_or_404(session, run_id, access)
     known = [k["key"] for k in summarize_keys(session, run_id)]
     if key is not None:
         missing = sorted(set(key) - set(known))
@@ -83,10 +80,10 @@ def series(
     run_id: RunId,
     key: Annotated[str, Path(min_length=1, max_length=128)],
     session: SessionDep,
-    _: CurrentUser,
+    access: CurrentAccess,
     max_points: Annotated[int, Query(ge=2, le=100_000)] = 2000,
 ) -> SeriesPublic:
     """One series; longer than ``max_points`` it comes back min/max-decimated in SQL
     (each bucket keeps its lowest and highest point, so spikes survive)."""
-    run_or_404(session, run_id)
+    run_or_404(session, run_id, access)
     return _public(read_series(session, run_id, key, max_points=max_points))

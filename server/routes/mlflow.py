@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from core import mlflow as m
+from core.access import Access
 from core.store.artifacts import (
     UnsafePath,
     check_path,
@@ -29,7 +30,7 @@ from core.store.artifacts import (
     save_artifact_stream,
 )
 from core.submit import submit_run
-from server.deps import CurrentUser, SessionDep, SettingsDep
+from server.deps import CurrentAccess, CurrentUser, SessionDep, SettingsDep
 from server.strict import api_router, loads
 
 PREFIXES = ("/api/2.0/mlflow/", "/api/2.0/preview/mlflow/", "/ajax-api/2.0/mlflow/",
@@ -125,16 +126,16 @@ def get_experiment_by_name(fields: Fields, session: SessionDep, _: CurrentUser) 
 
 
 @router.post("/experiments/delete")
-def delete_experiment(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
-    m.set_experiment_deleted(session, user, m.get_experiment(session, m.experiment_id(fields)),
+def delete_experiment(fields: Fields, session: SessionDep, access: CurrentAccess) -> Any:
+    m.set_experiment_deleted(session, access, m.get_experiment(session, m.experiment_id(fields)),
                              True)
     session.commit()
     return {}
 
 
 @router.post("/experiments/restore")
-def restore_experiment(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
-    m.set_experiment_deleted(session, user, m.get_experiment(session, m.experiment_id(fields)),
+def restore_experiment(fields: Fields, session: SessionDep, access: CurrentAccess) -> Any:
+    m.set_experiment_deleted(session, access, m.get_experiment(session, m.experiment_id(fields)),
                              False)
     session.commit()
     return {}
@@ -181,41 +182,47 @@ def search_experiments(fields: Fields, session: SessionDep, _: CurrentUser) -> A
 # -- runs -----------------------------------------------------------------------------------
 
 @router.post("/runs/create")
-def create_run(fields: Fields, request: Request, session: SessionDep, user: CurrentUser) -> Any:
+def create_run(fields: Fields, request: Request, session: SessionDep, access: CurrentAccess
+               ) -> Any:
     exp_id = m.experiment_id(fields) if fields.get("experiment_id") not in (None, "") \
         else m.DEFAULT_EXPERIMENT
     e = m.get_experiment(session, exp_id)
 
-    def submit(**kwargs: Any) -> Any:
-        return submit_run(session, request.app.state.celery, **kwargs)
+    project_id = access.home()  # MLflow names no project: the caller's default one
+    if project_id is None:
+        raise m.MlflowError("PERMISSION_DENIED", "you may create runs in no project; ask a "
+                            "project's owner to make you its editor")
 
-    run = m.create_run(session, submit, user, e,
+    def submit(**kwargs: Any) -> Any:
+        return submit_run(session, request.app.state.celery, project_id=project_id, **kwargs)
+
+    run = m.create_run(session, submit, access.user, e,
                        run_name=m.text(fields, "run_name", required=False, limit=200),
                        start_time=m.integer(fields, "start_time"),
                        tags=m.key_values(fields, "tags", 100))
     return {"run": m.run_json(session, [run])[0]}
 
 
-def _run(fields: dict[str, Any], session: Any) -> Any:
-    return m.run_of(session, fields.get("run_id") or fields.get("run_uuid"))
+def _run(fields: dict[str, Any], session: Any, access: Access) -> Any:
+    return m.run_of(session, fields.get("run_id") or fields.get("run_uuid"), access)
 
 
-def _writable_run(fields: dict[str, Any], session: Any, user: Any) -> Any:
+def _writable_run(fields: dict[str, Any], session: Any, access: Access) -> Any:
     """The run the request names, if the caller may write into it."""
-    run = _run(fields, session)
-    m.writable(user, run)
+    run = _run(fields, session, access)
+    m.writable(access, run)
     return run
 
 
 @router.get("/runs/get")
-def get_run(fields: Fields, session: SessionDep, _: CurrentUser) -> Any:
-    return {"run": m.run_json(session, [_run(fields, session)])[0]}
+def get_run(fields: Fields, session: SessionDep, access: CurrentAccess) -> Any:
+    return {"run": m.run_json(session, [_run(fields, session, access)])[0]}
 
 
 @router.post("/runs/update")
-def update_run(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
-    run = _run(fields, session)
-    m.update_run(session, user, run, status=m.text(fields, "status", required=False),
+def update_run(fields: Fields, session: SessionDep, access: CurrentAccess) -> Any:
+    run = _run(fields, session, access)
+    m.update_run(session, access, run, status=m.text(fields, "status", required=False),
                  end_time=m.integer(fields, "end_time"),
                  run_name=m.text(fields, "run_name", required=False, limit=200))
     session.commit()
@@ -224,55 +231,55 @@ def update_run(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
 
 
 @router.post("/runs/delete")
-def delete_run(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
-    m.set_run_deleted(session, user, _run(fields, session), True)
+def delete_run(fields: Fields, session: SessionDep, access: CurrentAccess) -> Any:
+    m.set_run_deleted(session, access, _run(fields, session, access), True)
     session.commit()
     return {}
 
 
 @router.post("/runs/restore")
-def restore_run(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
-    m.set_run_deleted(session, user, _run(fields, session), False)
+def restore_run(fields: Fields, session: SessionDep, access: CurrentAccess) -> Any:
+    m.set_run_deleted(session, access, _run(fields, session, access), False)
     session.commit()
     return {}
 
 
 @router.post("/runs/log-metric")
-def log_metric(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
-    run = _writable_run(fields, session, user)
+def log_metric(fields: Fields, session: SessionDep, access: CurrentAccess) -> Any:
+    run = _writable_run(fields, session, access)
     m.log_metrics(session, run, m.metric_points([fields]))
     session.commit()
     return {}
 
 
 @router.post("/runs/log-parameter")
-def log_param(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
-    run = _writable_run(fields, session, user)
+def log_param(fields: Fields, session: SessionDep, access: CurrentAccess) -> Any:
+    run = _writable_run(fields, session, access)
     m.log_params(session, run, [m.key_value(fields)])
     session.commit()
     return {}
 
 
 @router.post("/runs/set-tag")
-def set_tag(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
-    run = _writable_run(fields, session, user)
+def set_tag(fields: Fields, session: SessionDep, access: CurrentAccess) -> Any:
+    run = _writable_run(fields, session, access)
     m.set_run_tags(session, run, [m.key_value(fields)])
     session.commit()
     return {}
 
 
 @router.post("/runs/delete-tag")
-def delete_tag(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
-    run = _writable_run(fields, session, user)
+def delete_tag(fields: Fields, session: SessionDep, access: CurrentAccess) -> Any:
+    run = _writable_run(fields, session, access)
     m.set_run_tags(session, run, [], delete=[m.required(fields, "key", limit=250)])
     session.commit()
     return {}
 
 
 @router.post("/runs/log-batch")
-def log_batch(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
+def log_batch(fields: Fields, session: SessionDep, access: CurrentAccess) -> Any:
     """Params, tags and metrics at once, all or nothing."""
-    run = _writable_run(fields, session, user)
+    run = _writable_run(fields, session, access)
     metrics = fields.get("metrics") or []
     if not isinstance(metrics, list) or len(metrics) > MAX_BATCH["metrics"]:
         raise m.invalid(f"A batch logging request can contain at most {MAX_BATCH['metrics']} "
@@ -289,20 +296,21 @@ def log_batch(fields: Fields, session: SessionDep, user: CurrentUser) -> Any:
 
 @router.get("/runs/search")
 @router.post("/runs/search")
-def search_runs(fields: Fields, session: SessionDep, _: CurrentUser) -> Any:
+def search_runs(fields: Fields, session: SessionDep, access: CurrentAccess) -> Any:
     found, token = m.search_runs(
         session, experiment_ids=m.strings(fields, "experiment_ids", 1000),
         filter_string=m.text(fields, "filter", required=False, limit=2000),
         view_type=str(fields.get("run_view_type") or "ACTIVE_ONLY"),
         max_results=_bounded(fields, "max_results", 1000, m.MAX_RESULTS),
         order_by=m.strings(fields, "order_by"),
-        page_token=m.text(fields, "page_token", required=False, limit=200))
+        page_token=m.text(fields, "page_token", required=False, limit=200),
+        where=access.runs())
     return {"runs": m.run_json(session, found), **({"next_page_token": token} if token else {})}
 
 
 @router.get("/metrics/get-history")
-def metric_history(fields: Fields, session: SessionDep, _: CurrentUser) -> Any:
-    run = _run(fields, session)
+def metric_history(fields: Fields, session: SessionDep, access: CurrentAccess) -> Any:
+    run = _run(fields, session, access)
     key = m.required(fields, "metric_key", limit=250)
     points, token = m.metric_history(
         session, run, key, max_results=_bounded(fields, "max_results", 25_000, 25_000),
@@ -311,8 +319,8 @@ def metric_history(fields: Fields, session: SessionDep, _: CurrentUser) -> Any:
 
 
 @router.get("/artifacts/list")
-def list_run_artifacts(fields: Fields, session: SessionDep, _: CurrentUser) -> Any:
-    run = _run(fields, session)
+def list_run_artifacts(fields: Fields, session: SessionDep, access: CurrentAccess) -> Any:
+    run = _run(fields, session, access)
     path = m.text(fields, "path", required=False, default="") or ""
     exp = m.experiment_of(session, run)
     return {"root_uri": f"mlflow-artifacts:/{exp}/{run.id}/artifacts",
@@ -348,31 +356,31 @@ def _children(session: Any, run_id: int, path: str, *, relative_to_root: bool
     return [files[k] for k in sorted(files)]
 
 
-def _locate(session: Any, path: str) -> tuple[Any, str]:
+def _locate(session: Any, path: str, access: Access) -> tuple[Any, str]:
     """``<experiment>/<run>/artifacts/<name>`` as (run, name)."""
     parts = path.strip("/").split("/", 3)
     if len(parts) < 3 or parts[2] != "artifacts" or not parts[1].isdigit():
         raise m.MlflowError("RESOURCE_DOES_NOT_EXIST", f"No artifact at {path!r}: neuroreg's "
                             "artifact paths are <experiment id>/<run id>/artifacts/<path>")
-    run = m.run_of(session, parts[1])
+    run = m.run_of(session, parts[1], access)
     return run, parts[3] if len(parts) == 4 else ""
 
 
 @artifacts_router.get("/artifacts")
-def proxy_list(fields: Fields, session: SessionDep, _: CurrentUser) -> Any:
+def proxy_list(fields: Fields, session: SessionDep, access: CurrentAccess) -> Any:
     path = m.text(fields, "path", required=False, default="") or ""
     if not path.strip("/"):
         return {"files": []}
-    run, name = _locate(session, path)
+    run, name = _locate(session, path, access)
     return {"files": _children(session, run.id, name, relative_to_root=False)}
 
 
 @artifacts_router.put("/artifacts/{path:path}")
 async def upload_artifact(path: str, request: Request, session: SessionDep,
-                          settings: SettingsDep, user: CurrentUser) -> Any:
+                          settings: SettingsDep, access: CurrentAccess) -> Any:
     """An artifact's bytes, streamed to disk (up to ``NEUROREG_MAX_UPLOAD_BYTES``)."""
-    run, name = _locate(session, path)
-    m.writable(user, run)
+    run, name = _locate(session, path, access)
+    m.writable(access, run)
     try:
         check_path(name)
         await save_artifact_stream(
@@ -389,8 +397,8 @@ async def upload_artifact(path: str, request: Request, session: SessionDep,
 
 @artifacts_router.get("/artifacts/{path:path}", response_model=None)
 def download_artifact(path: str, session: SessionDep, settings: SettingsDep,
-                      _: CurrentUser) -> Response:
-    run, name = _locate(session, path)
+                      access: CurrentAccess) -> Response:
+    run, name = _locate(session, path, access)
     row = get_artifact(session, run.id, name)
     if row is None:
         raise m.MlflowError("RESOURCE_DOES_NOT_EXIST",

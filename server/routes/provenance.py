@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import HTTPException, Query, status
 
+from core.access import readable_ids
 from core.store.models import MAX_ID
 from core.store.provenance import provenance_of
 from neuroreg.provenance import diff
-from server.deps import CurrentUser, RunId, SessionDep, run_or_404
+from server.deps import CurrentAccess, RunId, SessionDep, run_or_404
 from server.schemas import ProvenanceDiff, RunProvenance
 from server.strict import ErrorDetail, api_router
 
@@ -18,13 +19,13 @@ router = api_router(prefix="/api", tags=["provenance"])
 
 
 @router.get("/runs/{run_id}/provenance")
-def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> RunProvenance:
+def read(run_id: RunId, session: SessionDep, access: CurrentAccess) -> RunProvenance:
     """The run's provenance: ``git_commit``, ``git_dirty``, ``git_branch``, ``git_root``
     (null outside a git checkout), ``neuroreg_version``, ``python``, ``host``,
     ``platform``, ``torch``, ``cuda``, ``gpus``, ``script`` (an external run's) and
     ``packages`` ({name: version}); ``provenance`` is null for a run that has none (queued,
     or stored before provenance was recorded)."""
-    run = run_or_404(session, run_id)
+    run = run_or_404(session, run_id, access)
     return RunProvenance(run_id=run.id, provenance=run.provenance)
 
 
@@ -32,7 +33,7 @@ def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> RunProvenance:
     404: {"model": ErrorDetail, "description": "A run named in run_id does not exist"}})
 def provenance_diff(
     session: SessionDep,
-    _: CurrentUser,
+    access: CurrentAccess,
     run_id: Annotated[list[Annotated[int, Query(ge=1, le=MAX_ID)]], Query(
         min_length=1, max_length=100, description="the runs to compare (repeatable)")],
 ) -> ProvenanceDiff:
@@ -42,7 +43,8 @@ def provenance_diff(
     fields and packages are equal), ``missing`` (runs without provenance, whose values are
     null and take no part)."""
     ids = list(dict.fromkeys(run_id))
-    found = provenance_of(session, ids)
+    readable = readable_ids(session, access, ids)
+    found = {i: p for i, p in provenance_of(session, ids).items() if i in readable}
     unknown = [i for i in ids if i not in found]
     if unknown:
         raise HTTPException(status.HTTP_404_NOT_FOUND,

@@ -11,6 +11,7 @@ from fastapi import HTTPException, Query, Response, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.access import Access
 from core.store import scores
 from core.store.metrics import latest_values
 from core.store.models import MAX_ID, Run, RunStatus
@@ -24,7 +25,7 @@ from ml.evaluate.record import (
     leaderboard_row,
     model_record,
 )
-from server.deps import CurrentUser, RunId, RunIdQuery, SessionDep, run_or_404
+from server.deps import CurrentAccess, RunId, RunIdQuery, SessionDep, run_or_404
 from server.schemas import LeaderboardPage, ModelRecord
 from server.strict import CONFLICT, api_router
 
@@ -35,12 +36,15 @@ Epsilon = Annotated[float | None, Query(
     description="the ε whose AutoAttack accuracy this column ranks (images in [0, 1])")]
 
 
-def _records(session: Session, pairs: list[tuple[Run, Run]]) -> list[dict[str, Any]]:
-    """The record of each (evaluation, model) pair, with the similarity runs they name."""
+def _records(session: Session, access: Access, pairs: list[tuple[Run, Run]]
+             ) -> list[dict[str, Any]]:
+    """The record of each (evaluation, model) pair, with the similarity runs they name
+    (those the caller may read)."""
     tests = latest_values(session, [m.id for _, m in pairs], ["test_acc"])
     sim_ids = {m.config.get("target_run") for _, m in pairs} - {None}
     sims = {r.id: r for r in session.execute(
-        select(Run).where(Run.id.in_(sim_ids))).scalars().unique()} if sim_ids else {}
+        select(Run).where(Run.id.in_(sim_ids), access.runs())).scalars().unique()
+            } if sim_ids else {}
     out = []
     for e, m in pairs:
         sim = sims.get(m.config.get("target_run") or 0)
@@ -53,15 +57,15 @@ def _records(session: Session, pairs: list[tuple[Run, Run]]) -> list[dict[str, A
 @router.get("/runs/{run_id}/record", responses={
     **CONFLICT, 200: {"model": ModelRecord, "description": "the record (a file to save with "
                                                           "``download=true``)"}})
-def record(run_id: RunId, session: SessionDep, _: CurrentUser,
+def record(run_id: RunId, session: SessionDep, access: CurrentAccess,
            download: bool = False) -> Response:
     """The RobustBench-style record of a succeeded evaluate run (``download=true``: as a
     JSON file to save). A train run answers 409 naming its evaluations."""
-    run = run_or_404(session, run_id)
+    run = run_or_404(session, run_id, access)
     if run.kind != "evaluate":
         evals = session.execute(select(Run.id).where(
             Run.input_run_id == run.id, Run.kind == "evaluate",
-            Run.status == RunStatus.succeeded).order_by(Run.id)).scalars().all()
+            Run.status == RunStatus.succeeded, access.runs()).order_by(Run.id)).scalars().all()
         hint = (f"; its succeeded evaluations: {', '.join(map(str, evals))}" if evals
                 else "; it has no succeeded evaluation")
         raise HTTPException(status.HTTP_409_CONFLICT,
@@ -72,10 +76,11 @@ def record(run_id: RunId, session: SessionDep, _: CurrentUser,
                             f"run {run_id} is {run.status}: a record needs a succeeded "
                             "evaluation")
     model = session.get(Run, run.input_run_id) if run.input_run_id else None
-    if model is None:
+    if model is None or not access.can_read(model):
         raise HTTPException(status.HTTP_409_CONFLICT,
-                            f"run {run_id}: the model it evaluated was deleted")
-    rec = _records(session, [(run, model)])[0]
+                            f"run {run_id}: the model it evaluated was deleted (or moved "
+                            "where you may not read it)")
+    rec = _records(session, access, [(run, model)])[0]
     ModelRecord.model_validate(rec)  # the schema the API publishes says what it holds
     headers = {"Content-Disposition": f'attachment; filename="neuroreg-record-{run_id}.json"'
                } if download else {}
@@ -86,7 +91,7 @@ def record(run_id: RunId, session: SessionDep, _: CurrentUser,
 @router.get("/leaderboard")
 def leaderboard(
     session: SessionDep,
-    _: CurrentUser,
+    access: CurrentAccess,
     sort: Column = "autoattack_linf",
     order: Literal["desc", "asc"] = "desc",
     dataset: Annotated[str | None, Query(max_length=64)] = None,
@@ -110,10 +115,11 @@ def leaderboard(
     labels = {n: eps_label(v) for n, v in eps.items()}
     pairs, total = scores.leaderboard(
         session, sort=sort, descending=order == "desc", eps=eps, dataset=dataset,
-        target=target, owner=owner, study=study, limit=limit, offset=offset)
+        target=target, owner=owner, study=study, limit=limit, offset=offset,
+        readable=access)
     layout = [{**asdict(c), "header": c.heading(labels), "sortable": c.sortable}
               for c in LEADERBOARD]
     return LeaderboardPage.model_validate({
-            "items": [leaderboard_row(r, eps) for r in _records(session, pairs)],
+            "items": [leaderboard_row(r, eps) for r in _records(session, access, pairs)],
             "total": total, "limit": limit, "offset": offset, "sort": sort, "order": order,
             "columns": list(COLUMNS), "eps": eps, "eps_labels": labels, "layout": layout})

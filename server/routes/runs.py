@@ -13,24 +13,28 @@ from pydantic import AfterValidator, BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from core.access import Access
 from core.inputs import check_inputs
 from core.kinds import KINDS, KindName, stored_config
 from core.lifecycle import cancel_run, finish_run
+from core.lineage import reads as lineage_reads
 from core.queue import revoke
 from core.store import audit
 from core.store.artifacts import remove_files
 from core.store.models import MAX_ID, Run, RunStatus, User
+from core.store.projects import find_project, move_run
 from core.store.query import SORT_FIELDS
 from core.store.runs import NotFound, delete_run, find_run, list_runs, set_tags
 from core.submit import EnqueueFailed, submit_run
 from server.deps import (
-    CurrentUser,
+    CurrentAccess,
     RunId,
     RunIdQuery,
     SessionDep,
     SettingsDep,
-    may_write,
+    cannot_write,
     run_or_404,
+    run_to_write,
 )
 from server.schemas import (
     GroupCurves,
@@ -63,25 +67,58 @@ def _sort_field(value: str | None) -> str | None:
 
 SortField = Annotated[str | None, Query(
     max_length=200, description="a config or metric field to sort by (config.alpha, "
-    "metrics.test_acc.max), or one of the run's: id, name, kind, status, owner, parent, "
-    "created, started, finished; runs without it last"), AfterValidator(_sort_field)]
+    "metrics.test_acc.max), or one of the run's: id, name, kind, status, owner, project, "
+    "parent, created, started, finished; runs without it last"), AfterValidator(_sort_field)]
 METRIC_PATTERN = rf"^metrics(\.{_PART})+$"
-GROUP_PATTERN = rf"^(config(\.{_PART})+|tag|owner|kind|status|name)$"
+GROUP_PATTERN = rf"^(config(\.{_PART})+|tag|owner|project|kind|status|name)$"
 COLUMNS_PATTERN = (rf"^\s*((config|metrics)(\.{_PART})+\s*"
                    rf"(,\s*(config|metrics)(\.{_PART})+\s*){{0,29}})?$")
 dry_run_router = api_router(prefix="/api", tags=["runs"])  # beside /api/runs/{id}, not under it
 
 
-def _checked(body: RunCreate, session: SessionDep, user: User, settings: SettingsDep
-             ) -> int | None:
-    """Every check a new run passes before it is stored; the run it reads (or None)."""
-    if body.parent_id is not None:
-        _check_parent(session, user, body.parent_id)
+def _checked(body: RunCreate, session: SessionDep, access: Access, settings: SettingsDep
+             ) -> tuple[int | None, int]:
+    """Every check a new run passes before it is stored; the run it reads (or None) and
+    the project it goes into: the one named, else its parent's, else the caller's home
+    (:meth:`core.access.Access.home`)."""
+    parent = _check_parent(session, access, body.parent_id) if body.parent_id else None
+    project_id = _project_of(session, access, body, parent)
     reads = check_inputs(session, settings, kind=body.kind, config=body.config)
     if reads is not None and body.input_run_id not in (None, reads):
         raise NotFound(f"the config reads run {reads}, not {body.input_run_id}",
                        field="input_run_id")
-    return reads
+    named = [(f"config.{r.field}", r.run_id) for r in lineage_reads(body.kind, body.config)]
+    if body.input_run_id is not None:
+        named.append(("input_run_id", body.input_run_id))
+    for field, ref in named:  # a run you may not read is one that does not exist
+        found = find_run(session, ref)
+        if found is not None and not access.can_read(found):
+            raise NotFound(f"run {ref} does not exist", field=field)
+    return reads, project_id
+
+
+def _project_of(session: SessionDep, access: Access, body: RunCreate, parent: Run | None
+                ) -> int:
+    if body.project is not None:
+        project = find_project(session, body.project)
+        if access.role_in(project.id) is None:
+            raise NotFound(f"project {body.project!r} does not exist", field="project")
+        if parent is not None and parent.project_id != project.id:
+            raise invalid(["body", "project"], f"run {parent.id}, its parent, is in another "
+                          "project; a run goes into its parent's", "project_mismatch")
+        project_id = project.id
+    elif parent is not None:
+        project_id = parent.project_id
+    else:
+        home = access.home()
+        if home is None:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "project: you may create runs in "
+                                "no project; ask a project's owner to make you its editor")
+        project_id = home
+    if not access.can_create_in(project_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"project: you are a viewer of "
+                            f"project {project_id}; only its editors and owners create runs")
+    return project_id
 
 
 class RunChecked(BaseModel):
@@ -95,12 +132,12 @@ class RunChecked(BaseModel):
 
 
 @dry_run_router.post("/dry-run")
-def dry_run(body: RunCreate, session: SessionDep, user: CurrentUser, settings: SettingsDep
-          ) -> RunChecked:
+def dry_run(body: RunCreate, session: SessionDep, access: CurrentAccess,
+            settings: SettingsDep) -> RunChecked:
     """Check a run without storing or queueing it: the same 422s (naming the field) as
     ``POST /api/runs``, or the config as it would run (``neuroreg submit --check``)."""
     try:
-        reads = _checked(body, session, user, settings)
+        reads, _ = _checked(body, session, access, settings)
     except NotFound as exc:
         raise invalid(["body", *(exc.field or "").split(".")], exc.message,
                       "not_found") from None
@@ -112,18 +149,20 @@ def dry_run(body: RunCreate, session: SessionDep, user: CurrentUser, settings: S
     **CONFLICT, 200: {"model": RunPublic, "description": "The run this client_key created"}})
 def create(
     body: RunCreate, request: Request, response: Response, session: SessionDep,
-    user: CurrentUser, settings: SettingsDep
+    access: CurrentAccess, settings: SettingsDep
 ) -> RunPublic:
     """Store a run (201) and queue it; an external run is running from now. A body whose
     ``client_key`` one of your runs already has is answered with that run (200), stored
-    once however often it is sent."""
+    once however often it is sent. It goes into ``project`` (a name or id), else its
+    parent's, else the default project (or the first you may create runs in)."""
+    user = access.user
     if body.client_key is not None:
         existing = _keyed(session, user, body)
         if existing is not None:
             response.status_code = status.HTTP_200_OK
             return run_public(session, existing)
     try:
-        reads = _checked(body, session, user, settings)
+        reads, project_id = _checked(body, session, access, settings)
         run = submit_run(
             session,
             request.app.state.celery,
@@ -136,6 +175,7 @@ def create(
             provenance=_provenance(body),
             client_key=body.client_key,
             started_at=getattr(body, "started_at", None),
+            project_id=project_id,
         )
     except IntegrityError:  # the same client_key, sent twice at once: the other one won
         session.rollback()
@@ -169,25 +209,26 @@ def _provenance(body: RunCreate) -> dict[str, Any] | None:
     return None if sent is None else dict(sent.model_dump())
 
 
-def _check_parent(session: SessionDep, user: User, parent_id: int) -> None:
+def _check_parent(session: SessionDep, access: Access, parent_id: int) -> Run:
     """A parent is a write into that run: only into one the creator may write, and never
     into a study (a study's runs are the ones it makes)."""
     parent = find_run(session, parent_id)
-    if parent is None:
+    if parent is None or not access.can_read(parent):
         raise NotFound(f"run {parent_id} does not exist", field="parent_id")
-    if not may_write(user, parent):
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            f"parent_id: run {parent_id} is {parent.owner.name}'s; a run's "
-                            "parent must be a run you may write (your own)")
+    if not access.can_write(parent):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "parent_id: " + cannot_write(
+            access, parent, "parent a run under") + "; a run's parent must be a run you "
+            "may write")
     if KINDS[parent.kind].fans_out:
         raise invalid(["body", "parent_id"], f"run {parent_id} is a {parent.kind}; its runs "
                       "are the ones it makes", "parent_is_study")
+    return parent
 
 
 @router.get("")
 def list_(
     session: SessionDep,
-    _: CurrentUser,
+    access: CurrentAccess,
     owner: str | None = None,
     kind: KindName | None = None,
     status: RunStatus | None = None,
@@ -217,7 +258,7 @@ def list_(
         runs, total = list_runs(
             session, owner=owner, kind=kind and kind.value, status=status, tag=tag,
             parent_id=parent_id, top_level=top_level, order=order, limit=limit,
-            offset=offset, q=q, sort=sort, descending=desc)
+            offset=offset, q=q, sort=sort, descending=desc, where=access.runs())
     except QueryError as exc:
         raise _query_422(exc) from None
     return RunPage(items=runs_public(session, runs), total=total, limit=limit, offset=offset,
@@ -229,13 +270,13 @@ def list_(
                                    "content": {"text/csv": {"schema": {"type": "string"}}}}})
 def export_csv(
     session: SessionDep,
-    _: CurrentUser,
+    access: CurrentAccess,
     q: Annotated[str | None, Query(max_length=2000)] = None,
     columns: Annotated[str | None, Query(max_length=2000, pattern=COLUMNS_PATTERN)] = None,
     sort: SortField = None,
     desc: bool = False,
 ) -> Response:
-    """Every run matching ``q`` as CSV: id, name, owner, kind, status, parent, created,
+    """Every run matching ``q`` as CSV: id, name, owner, project, kind, status, parent, created,
     finished, then each of ``columns`` (config and metric fields), in ``sort`` order
     (newest first without one)."""
     import csv
@@ -246,21 +287,22 @@ def export_csv(
     cols = _columns(columns)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["id", "name", "owner", "kind", "status", "parent_id", "created_at",
-                     "finished_at", *cols])
+    writer.writerow(["id", "name", "owner", "project", "kind", "status", "parent_id",
+                     "created_at", "finished_at", *cols])
     from core.store.query import QueryError
 
     offset, total = 0, 1
     while offset < total:  # a page at a time: the values of one page in a few queries
         try:
             runs, total = list_runs(session, q=q, sort=sort, descending=desc, limit=500,
-                                    offset=offset)
+                                    offset=offset, where=access.runs())
         except QueryError as exc:
             raise _query_422(exc) from None
         values = column_values(session, runs, cols) if cols else {}
         for r in runs:
             row = values.get(str(r.id), {})
-            writer.writerow([r.id, cell(r.name), cell(r.owner.name), r.kind, r.status.value,
+            writer.writerow([r.id, cell(r.name), cell(r.owner.name), cell(r.project.name),
+                             r.kind, r.status.value,
                              r.parent_id, r.created_at.isoformat(),
                              r.finished_at.isoformat() if r.finished_at else "",
                              *["" if row.get(c) is None else cell(row[c]) for c in cols]])
@@ -291,7 +333,7 @@ def _columns(columns: str | None) -> list[str]:
 @dry_run_router.get("/run-groups")
 def groups(
     session: SessionDep,
-    _: CurrentUser,
+    access: CurrentAccess,
     by: Annotated[list[Annotated[str, Query(max_length=200, pattern=GROUP_PATTERN)]], Query(
         min_length=1, max_length=5, description="fields to group by (repeatable): "
         "config.<path>, tag, owner, kind, status")],
@@ -305,7 +347,8 @@ def groups(
     from core.store.query import QueryError, group_runs
 
     try:
-        rows = group_runs(session, by=list(by), metrics=list(metric or []), q=q)
+        rows = group_runs(session, by=list(by), metrics=list(metric or []), q=q,
+                          where=access.runs())
     except QueryError as exc:
         raise _query_422(exc) from None
     return RunGroups.model_validate({"by": list(by), "metrics": list(metric or []),
@@ -315,7 +358,7 @@ def groups(
 @dry_run_router.get("/run-groups/curves")
 def group_curves(
     session: SessionDep,
-    _: CurrentUser,
+    access: CurrentAccess,
     by: Annotated[list[Annotated[str, Query(max_length=200, pattern=GROUP_PATTERN)]], Query(
         min_length=1, max_length=5, description="fields to group by (repeatable), as "
         "GET /api/run-groups")],
@@ -334,7 +377,8 @@ def group_curves(
     from ml.study import mean_curve
 
     try:
-        groups, truncated = group_members(session, by=list(by), q=q, limit=max_runs)
+        groups, truncated = group_members(session, by=list(by), q=q, limit=max_runs,
+                                          where=access.runs())
     except QueryError as exc:
         raise _query_422(exc) from None
     ids = sorted({i for g in groups for i in g["run_ids"]})
@@ -384,42 +428,59 @@ def column_values(session: SessionDep, runs: Sequence[Run], cols: list[str]
 
 
 @router.get("/{run_id}")
-def read(run_id: RunId, session: SessionDep, _: CurrentUser) -> RunPublic:
-    return run_public(session, run_or_404(session, run_id))
+def read(run_id: RunId, session: SessionDep, access: CurrentAccess) -> RunPublic:
+    return run_public(session, run_or_404(session, run_id, access))
 
 
-def _owned(session: SessionDep, run_id: int, user: User, action: str) -> Run:
-    run = run_or_404(session, run_id)
-    if not may_write(user, run):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"only the owner or an admin may {action}")
-    return run
-
-
-def _audit_if_not_theirs(session: SessionDep, user: User, run: Run, action: str) -> None:
-    """An admin's cancel or delete of someone else's run goes in the audit trail (with
-    the change: recorded only if it commits)."""
-    if run.owner_id != user.id:
-        audit.record(session, user, action, "run", run.id, name=run.name,
-                     owner_id=run.owner_id, owner=run.owner.name)
+def _audit(session: SessionDep, user: User, run: Run, action: str, **detail: Any) -> None:
+    """A change to a run goes in the audit trail, with the change (recorded only if it
+    commits), for its project's owners to read."""
+    audit.record(session, user, action, "run", run.id, project_id=run.project_id,
+                 name=run.name, owner_id=run.owner_id, owner=run.owner.name, **detail)
 
 
 @router.patch("/{run_id}")
-def update(run_id: RunId, body: RunUpdate, session: SessionDep, user: CurrentUser) -> RunPublic:
-    """Rename and/or retag (owner or admin)."""
-    run = _owned(session, run_id, user, "rename or tag")
-    if body.name is not None:
+def update(run_id: RunId, body: RunUpdate, session: SessionDep, access: CurrentAccess
+           ) -> RunPublic:
+    """Rename, retag, or move into another ``project`` with everything it made (its
+    owner while an editor of its project, the project's owners, admins; a move also needs
+    the right to create runs in the other project)."""
+    run = run_to_write(session, run_id, access, "change")
+    changed: dict[str, Any] = {}
+    if body.name is not None and body.name != run.name:
+        changed["before"], changed["after"] = run.name, body.name
         run.name = body.name
     if body.tags is not None:
+        changed["tags"] = sorted(set(body.tags))
         set_tags(session, run, body.tags)
+    if changed:
+        _audit(session, access.user, run, "run.changed", **changed)
+    if body.project is not None:
+        try:
+            project = find_project(session, body.project)
+        except NotFound as exc:
+            raise invalid(["body", "project"], exc.message, "not_found") from None
+        if access.role_in(project.id) is None:
+            raise invalid(["body", "project"], f"project {body.project!r} does not exist",
+                          "not_found")
+        if project.id != run.project_id:
+            if not access.can_create_in(project.id):
+                raise HTTPException(status.HTTP_403_FORBIDDEN, f"project: you may not move "
+                                    f"runs into {project.name!r}: you are its viewer")
+            if run.parent_id is not None:
+                raise invalid(["body", "project"], f"run {run.id} is part of run "
+                              f"{run.parent_id}; move that run", "project_child")
+            move_run(session, run, project, actor=access.user)
     session.commit()
     return run_public(session, run)
 
 
 @router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, responses=CONFLICT)
-def delete(run_id: RunId, session: SessionDep, user: CurrentUser, settings: SettingsDep) -> None:
-    """Delete a finished run with its metrics and artifacts (owner or admin)."""
-    run = _owned(session, run_id, user, "delete")
-    _audit_if_not_theirs(session, user, run, "run.deleted")
+def delete(run_id: RunId, session: SessionDep, access: CurrentAccess,
+           settings: SettingsDep) -> None:
+    """Delete a finished run with its metrics and artifacts (as ``PATCH``)."""
+    run = run_to_write(session, run_id, access, "delete")
+    _audit(session, access.user, run, "run.deleted", kind=run.kind)
     try:
         paths = delete_run(session, run)
     except ValueError as exc:
@@ -429,13 +490,13 @@ def delete(run_id: RunId, session: SessionDep, user: CurrentUser, settings: Sett
 
 
 @router.post("/{run_id}/finish", responses=CONFLICT)
-def finish(run_id: RunId, body: RunFinish, session: SessionDep, user: CurrentUser,
+def finish(run_id: RunId, body: RunFinish, session: SessionDep, access: CurrentAccess,
            settings: SettingsDep) -> RunPublic:
     """End an external run (owner or admin); worker-run kinds end themselves. Its log
     becomes its logs.txt."""
     from core.store.logs import save_log_artifact
 
-    run = _owned(session, run_id, user, "finish")
+    run = run_to_write(session, run_id, access, "finish")
     if run.kind != "external":
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"run {run_id} is a {run.kind} run; its worker finishes it")
@@ -456,13 +517,14 @@ def finish(run_id: RunId, body: RunFinish, session: SessionDep, user: CurrentUse
 
 
 @router.post("/{run_id}/cancel")
-def cancel(run_id: RunId, request: Request, session: SessionDep, user: CurrentUser) -> RunPublic:
-    """Cancel (owner or admin): a queued task is revoked and skipped, a running one stops
+def cancel(run_id: RunId, request: Request, session: SessionDep, access: CurrentAccess
+           ) -> RunPublic:
+    """Cancel (as ``PATCH``): a queued task is revoked and skipped, a running one stops
     at its next check (within about a second); a study cancels its children."""
-    run = _owned(session, run_id, user, "cancel")
+    run = run_to_write(session, run_id, access, "cancel")
     was_finished = run.status.finished
     if not was_finished:
-        _audit_if_not_theirs(session, user, run, "run.cancelled")
+        _audit(session, access.user, run, "run.cancelled", status=run.status.value)
     tasks = [r.task_id for r in cancel_run(session, run)]  # a study's children with it
     session.commit()
     if not was_finished:

@@ -12,12 +12,13 @@ from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.access import Access
 from core.store.models import MAX_ID, Run, RunStatus
 from ml.evaluate.summary import frequency_table, robustness_table
 from ml.frontier import DEFAULT_TOLERANCE, FrontierError, frontier
 from ml.train.joint import learns_gamma
 from ml.train.summary import gamma_table
-from server.deps import CurrentUser, SessionDep
+from server.deps import CurrentAccess, SessionDep
 from server.schemas import Frontier, FrontierOfRuns, GammaSummary, RobustnessSummary
 from server.strict import CONFLICT, api_router
 
@@ -32,9 +33,11 @@ Tolerance = Annotated[float, Query(
     description="largest |clean accuracy − None's| (a fraction) that counts as matched")]
 
 
-def _picked(session: Session, kind: str, run_id: list[int] | None) -> Sequence[Run]:
-    """The runs of ``kind`` named by ``run_id``; without ids, the newest 1,000 succeeded."""
-    query = select(Run).where(Run.kind == kind)
+def _picked(session: Session, access: Access, kind: str, run_id: list[int] | None
+            ) -> Sequence[Run]:
+    """The runs of ``kind`` the caller may read named by ``run_id``; without ids, the
+    newest 1,000 succeeded (an id they may not read is ``skipped``, as a missing one)."""
+    query = select(Run).where(Run.kind == kind, access.runs())
     query = query.where(Run.id.in_(run_id)) if run_id else query.where(
         Run.status == RunStatus.succeeded).order_by(Run.id.desc()).limit(1000)
     return session.execute(query).scalars().unique().all()
@@ -43,7 +46,7 @@ def _picked(session: Session, kind: str, run_id: list[int] | None) -> Sequence[R
 @router.get("/gamma")
 def gamma(
     session: SessionDep,
-    _: CurrentUser,
+    access: CurrentAccess,
     run_id: RunIds = None,
 ) -> GammaSummary:
     """Final γ per tapped layer, mean ± SEM over the runs of each group: one condition (target,
@@ -53,7 +56,7 @@ def gamma(
     Runs that are not succeeded train runs are listed under ``skipped``; runs that learn no
     γ (``target: none``, or α = 0) under ``no_gamma``.
     """
-    runs = _picked(session, "train", run_id)
+    runs = _picked(session, access, "train", run_id)
     usable, skipped = train_rows(runs)
     missing = sorted(set(run_id or ()) - {r.id for r in runs})
     with_gamma = [u for u in usable if u["gamma"]]
@@ -105,14 +108,14 @@ def eval_rows(session: Session, evals: Sequence[Run]
 @router.get("/robustness")
 def robustness(
     session: SessionDep,
-    _: CurrentUser,
+    access: CurrentAccess,
     run_id: RunIds = None,
 ) -> RobustnessSummary:
     """Evaluate runs grouped by the condition of the train run each evaluated.
 
     ``run_id`` (repeatable) picks evaluate runs; without it, every succeeded one.
     """
-    evals = _picked(session, "evaluate", run_id)
+    evals = _picked(session, access, "evaluate", run_id)
     usable, skipped = eval_rows(session, evals)
     missing = sorted(set(run_id or ()) - {e.id for e in evals})
     return RobustnessSummary.model_validate({"rows": robustness_table(usable),
@@ -131,7 +134,7 @@ def frontier_or_409(evals: Sequence[dict[str, Any]], tolerance: float) -> Fronti
 @router.get("/frontier", responses=CONFLICT)
 def frontier_of_runs(
     session: SessionDep,
-    _: CurrentUser,
+    access: CurrentAccess,
     run_id: RunIds = None,
     tolerance: Tolerance = DEFAULT_TOLERANCE,
 ) -> FrontierOfRuns:
@@ -141,7 +144,7 @@ def frontier_of_runs(
     ``run_id`` (repeatable) picks evaluate runs; without it, every succeeded one. No
     finished evaluation, no None among them, or mixed datasets/backbones: 409.
     """
-    evals = _picked(session, "evaluate", run_id)
+    evals = _picked(session, access, "evaluate", run_id)
     usable, skipped = eval_rows(session, evals)
     missing = sorted(set(run_id or ()) - {e.id for e in evals})
     return FrontierOfRuns(**dict(frontier_or_409(usable, tolerance)),

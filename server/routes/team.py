@@ -2,8 +2,9 @@
 disables and re-enables users, changes roles, lists and revokes anyone's tokens, and
 reads the audit trail of all of it.
 
-Every member can browse every run; writes to a run are the owner's or an admin's. Tokens
-are 256 random bits shown once at creation; only their sha256 is stored.
+Who reads and writes which runs is a matter of projects (:mod:`core.access`,
+:mod:`server.routes.projects`). Tokens are 256 random bits shown once at creation; only
+their sha256 is stored.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.queue import revoke as revoke_task
 from core.store import audit
-from core.store.models import MAX_ID, ApiToken, Role, User
+from core.store.models import MAX_ID, ApiToken, ProjectRole, Role, User
 from core.store.users import (
     LastAdmin,
     create_user,
@@ -28,7 +29,7 @@ from core.store.users import (
     set_role,
     tokens_of,
 )
-from server.deps import CurrentUser, SessionDep
+from server.deps import CurrentAccess, CurrentUser, SessionDep
 from server.schemas import (
     AuditEventPublic,
     TokenCreate,
@@ -151,16 +152,24 @@ def list_user_tokens(user_id: UserId, session: SessionDep, user: CurrentUser
     return [TokenPublic.model_validate(t) for t in tokens_of(session, user_id)]
 
 
-@router.get("/audit", responses=ADMINS_ONLY)
+@router.get("/audit", responses={403: {"model": ErrorDetail, "description": (
+    "Only an admin or a project's owner may read the audit trail")}})
 def list_audit(
-    session: SessionDep, user: CurrentUser,
+    session: SessionDep, access: CurrentAccess,
     limit: Annotated[int, Query(ge=1, le=500, description="how many, newest first")] = 50,
     before: Annotated[int | None, Query(ge=1, le=MAX_ID, description=(
         "only events older than this event id: the next page starts before the last "
         "event shown"))] = None,
+    project: Annotated[int | None, Query(ge=1, le=MAX_ID, description=(
+        "only the events of this project (its id)"))] = None,
 ) -> list[AuditEventPublic]:
-    """Who did what to whom (admins only): users created, disabled, re-enabled and given
-    another role, tokens issued and revoked, newest first."""
-    _admin(user, "read the audit trail")
+    """Who did what to whom, newest first: users created, disabled, re-enabled and given
+    another role, tokens issued and revoked, projects made and their members set, runs
+    created, imported, changed, moved, cancelled and deleted. An admin reads every event;
+    a project's owner the events of the projects they own."""
+    if not access.admin and ProjectRole.owner not in access.roles.values():
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin or a project's owner "
+                            "may read the audit trail")
     return [AuditEventPublic.model_validate(e)
-            for e in audit.events(session, limit=limit, before=before)]
+            for e in audit.events(session, limit=limit, before=before, where=access.owned(),
+                                  project_id=project)]

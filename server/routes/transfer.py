@@ -10,9 +10,20 @@ from fastapi import HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from core.access import Access
 from core.kinds import KINDS, stored_config
+from core.store import audit
+from core.store.projects import find_project
+from core.store.runs import NotFound
 from core.transfer import ImportRefused, Record, import_run, may_import, points_page
-from server.deps import CurrentUser, RunId, SessionDep, SettingsDep, may_write, run_or_404
+from server.deps import (
+    CurrentAccess,
+    RunId,
+    SessionDep,
+    SettingsDep,
+    run_or_404,
+    run_to_write,
+)
 from server.routes.artifacts import ArtifactPath, store_body
 from server.routes.logs import MAX_LOG_BATCH_BYTES, append_batch
 from server.schemas import (
@@ -62,21 +73,26 @@ def _config(body: RunImport) -> dict[str, Any]:
                       "to the record"}})
 @body_limit(MAX_IMPORT_BYTES)
 def import_(body: RunImport, response: Response, session: SessionDep,
-            user: CurrentUser) -> RunPublic:
+            access: CurrentAccess) -> RunPublic:
     """Store a run as another tracker held it — kind, status, times, config, tags,
     provenance, result — as yours (201); a record whose ``key`` one of your runs has
     updates that run to it (200). External runs: any member; runs a worker runs (train,
     similarity, evaluate, study): an admin, finished, with the runs they read imported
-    first. Nothing is queued and no webhook fires."""
+    first. It goes into ``project`` (its parent's, if it has one), else your default
+    project. Nothing is queued and no webhook fires."""
     rec = Record(key=body.key, kind=body.kind, name=body.name, status=body.status,
                  created_at=body.created_at, started_at=body.started_at,
                  finished_at=body.finished_at, config=_config(body), tags=body.tags,
                  provenance=body.provenance, result=body.result, error=body.error,
                  message=body.message, progress=body.progress, parent_id=body.parent_id,
                  input_run_id=body.input_run_id)
+    project_id = _project(session, access, body.project)
     try:
-        run, created = import_run(session, user, rec)
-        pages_read(session, user, run)
+        run, created = import_run(session, access, rec, project_id)
+        if created:
+            audit.record(session, access.user, "run.imported", "run", run.id,
+                         project_id=run.project_id, name=run.name, kind=run.kind)
+        pages_read(session, access, run)
     except ImportRefused as exc:
         session.rollback()
         raise _refused(exc) from None
@@ -87,7 +103,27 @@ def import_(body: RunImport, response: Response, session: SessionDep,
     return run_public(session, run)
 
 
-def pages_read(session: SessionDep, user: CurrentUser, run: Any) -> None:
+def _project(session: SessionDep, access: Access, ref: str | None) -> int:
+    """The project an import goes into: ``ref``, else the caller's home project."""
+    if ref is None:
+        home = access.home()
+        if home is None:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "project: you may create runs "
+                                "in no project")
+        return home
+    try:
+        project = find_project(session, ref)
+    except NotFound as exc:
+        raise invalid(["body", "project"], exc.message, "not_found") from None
+    if access.role_in(project.id) is None:
+        raise invalid(["body", "project"], f"project {ref!r} does not exist", "not_found")
+    if not access.can_create_in(project.id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"project: you are a viewer of "
+                            f"{project.name!r}; only its editors and owners add runs")
+    return project.id
+
+
+def pages_read(session: SessionDep, access: Access, run: Any) -> None:
     """Read the stored run as the pages read it — the run, its study, the γ table,
     the robustness summary, the frontier, the leaderboard's record — before committing:
     a result no page can read (a hand-edited export, another version's shape, a worker
@@ -97,15 +133,15 @@ def pages_read(session: SessionDep, user: CurrentUser, run: Any) -> None:
 
     reads: list[Any] = [lambda: run_public(session, run)]
     if run.kind == "train":
-        reads.append(lambda: summaries.gamma(session, user, run_id=[run.id]))
+        reads.append(lambda: summaries.gamma(session, access, run_id=[run.id]))
     if run.kind == "evaluate":
-        reads += [lambda: summaries.robustness(session, user, run_id=[run.id]),
-                  lambda: summaries.frontier_of_runs(session, user, run_id=[run.id]),
-                  lambda: records.record(run.id, session, user)]
+        reads += [lambda: summaries.robustness(session, access, run_id=[run.id]),
+                  lambda: summaries.frontier_of_runs(session, access, run_id=[run.id]),
+                  lambda: records.record(run.id, session, access)]
     study = run.id if run.kind == "study" else run.parent_id
     if study is not None:
-        reads += [lambda: studies.read(study, session, user),
-                  lambda: studies.frontier(study, session, user)]
+        reads += [lambda: studies.read(study, session, access),
+                  lambda: studies.frontier(study, session, access)]
     for read in reads:
         try:
             read()
@@ -117,12 +153,9 @@ def pages_read(session: SessionDep, user: CurrentUser, run: Any) -> None:
                                 "is it from another version of neuroreg?") from None
 
 
-def _importable(session: SessionDep, user: CurrentUser, run_id: int, what: str) -> None:
-    run = run_or_404(session, run_id)
-    if not may_write(user, run):
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            f"only the owner or an admin may import {what} into a run")
-    if not may_import(user, run.kind):
+def _importable(session: SessionDep, access: Access, run_id: int, what: str) -> None:
+    run = run_to_write(session, run_id, access, f"import {what} into")
+    if not may_import(access.user, run.kind):
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             f"run {run_id} is a {run.kind} run: importing its {what} needs "
                             "an admin")
@@ -131,11 +164,11 @@ def _importable(session: SessionDep, user: CurrentUser, run_id: int, what: str) 
 @router.post("/{run_id}/logs", responses=CONFLICT)
 @body_limit(MAX_LOG_BATCH_BYTES)
 def import_logs(run_id: RunId, body: LogBatch, session: SessionDep, settings: SettingsDep,
-                user: CurrentUser) -> LogBatchResult:
+                access: CurrentAccess) -> LogBatchResult:
     """Lines of a run's log as its source kept them (seq, stream, time; no time: now),
     into a run of any status: a re-sent seq is ignored. Past ``NEUROREG_LOG_MAX_BYTES``
     lines are dropped and counted, as for a running run."""
-    _importable(session, user, run_id, "log lines")
+    _importable(session, access, run_id, "log lines")
     return append_batch(session, settings, run_id, body)
 
 
@@ -143,14 +176,14 @@ def import_logs(run_id: RunId, body: LogBatch, session: SessionDep, settings: Se
             responses=CONFLICT)
 async def import_artifact(
     run_id: RunId, name: ArtifactPath, request: Request, session: SessionDep,
-    settings: SettingsDep, user: CurrentUser,
+    settings: SettingsDep, access: CurrentAccess,
     created_at: Annotated[PastTime | None, Query(
         description="when the source stored it (default now)")] = None,
 ) -> ArtifactPublic:
     """The request body as artifact ``name`` (a path may have folders) of a run of any
     kind and status, replacing one of that name; up to ``NEUROREG_MAX_UPLOAD_BYTES``. A
     run a worker runs: an admin only (workers read its artifacts back)."""
-    _importable(session, user, run_id, "artifacts")
+    _importable(session, access, run_id, "artifacts")
     row = await store_body(request, session, settings, run_id, name)
     if created_at is not None:
         row.created_at = created_at
@@ -163,14 +196,14 @@ def export_points(
     run_id: RunId,
     key: Annotated[str, Path(min_length=1, max_length=128)],
     session: SessionDep,
-    _: CurrentUser,
+    access: CurrentAccess,
     after: Annotated[int, Query(ge=-1, le=2**31 - 1, description="the last step you have "
                                 "(-1: from the first)")] = -1,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 50_000,
 ) -> PointsPage:
     """A series' raw points after step ``after``, in step order, never decimated (the
     export reads every point this way, a page at a time)."""
-    run_or_404(session, run_id)
+    run_or_404(session, run_id, access)
     rows = points_page(session, run_id, key, after=after, limit=limit)
     return PointsPage(key=key, steps=[r[0] for r in rows], values=[r[1] for r in rows],
                       wall_times=[r[2] for r in rows],

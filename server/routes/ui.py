@@ -123,6 +123,16 @@ def users_page() -> HTMLResponse:
     return _shell("users", "users.js")
 
 
+@router.get("/projects")
+def projects_page() -> HTMLResponse:
+    return _shell("projects", "projects.js")
+
+
+@router.get("/audit")
+def audit_page() -> HTMLResponse:
+    return _shell("audit trail", "audit.js")
+
+
 @router.get("/compare")
 def compare_page() -> HTMLResponse:
     return _shell("compare runs", "compare.js", plots=True)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from core import work
+from core.access import Access
 from core.store import objects
 from core.store.artifacts import (
     UnsafePath,
@@ -32,7 +33,7 @@ from core.store.artifacts import (
 from core.store.logs import Dropped, Line, next_seq, save_log_artifact
 from core.store.logs import append_lines as store_lines
 from core.store.metrics import insert_points
-from core.store.models import MAX_ID, Run, RunStatus
+from core.store.models import MAX_ID, ProjectRole, Run, RunStatus
 from core.store.provenance import set_provenance
 from core.store.runs import NotFound, beat, lock_run, set_progress
 from core.transfer import ImportRefused
@@ -447,7 +448,9 @@ def finish(run_id: RunId, body: FinishIn, request: Request, session: SessionDep,
 
     def readable() -> None:
         session.refresh(run)  # as finish_run left it
-        pages_read(session, token.user, run)
+        # read as a viewer of the run's project would: the run, its study
+        pages_read(session, Access(user=token.user,
+                                   roles={run.project_id: ProjectRole.viewer}), run)
 
     try:  # a result the pages cannot read is refused, as an import's is
         queued = work.finish(session, settings, request.app.state.celery, run_id,

@@ -7,10 +7,10 @@ from sqlalchemy import delete, select
 
 from core.lifecycle import finish_run
 from core.store.db import migrate, session_scope
-from core.store.models import EvaluationScore, Role, RunStatus
+from core.store.models import EvaluationScore, RunStatus
 from core.store.runs import create_run
-from core.store.users import create_user
 from tests.alignment_block import alignment_block
+from tests.core.migrating import old_user
 
 ALIGNMENT = ["cka_mix_oracle", "feve_best", "rsa_mix_oracle", "rsa_mix_oracle_normalized"]
 
@@ -18,7 +18,7 @@ ALIGNMENT = ["cka_mix_oracle", "feve_best", "rsa_mix_oracle", "rsa_mix_oracle_no
 def test_evaluations_stored_before_get_their_alignment_scores(db_url: str) -> None:
     migrate(db_url, "0012")
     with session_scope(db_url) as s:
-        owner = create_user(s, name="aligned-owner", role=Role.member)
+        owner = old_user(s, "aligned-owner")
         model = create_run(s, owner=owner, kind="train", name="m",
                            config={"dataset": "digits32", "target": "none", "alpha": 0.0})
         finish_run(s, model.id, RunStatus.succeeded, result={})

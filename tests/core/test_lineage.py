@@ -13,6 +13,7 @@ from core.store.db import migrate, session_scope
 from core.store.models import Role, Run, RunRead, RunStatus
 from core.store.runs import create_run, delete_run
 from core.store.users import create_user
+from tests.core.migrating import old_user
 
 TARGET = "target-neural-model.npz"
 
@@ -129,7 +130,7 @@ def test_a_run_others_read_is_not_deleted(db_url: str) -> None:
 def test_migration_0015_records_what_stored_runs_read(db_url: str) -> None:
     migrate(db_url, "0014")
     with session_scope(db_url) as s:  # rows as 0014's code made them: no reads recorded
-        owner = create_user(s, name="before-lineage", role=Role.member)
+        owner = old_user(s, "before-lineage")
         sim = Run(owner=owner, owner_id=owner.id, kind="similarity", name="s", config={})
         s.add(sim)
         s.flush()

@@ -8,9 +8,9 @@ from sqlalchemy import delete, select
 
 from core.lifecycle import finish_run
 from core.store.db import migrate, session_scope
-from core.store.models import EvaluationScore, Role, RunStatus
+from core.store.models import EvaluationScore, RunStatus
 from core.store.runs import create_run
-from core.store.users import create_user
+from tests.core.migrating import old_user
 from tests.percept_block import percept_block
 
 PERCEPT = ["percept_model_adv_l2", "percept_specificity_l2", "percept_v1_adv_l2"]
@@ -27,7 +27,7 @@ def test_evaluations_stored_before_get_their_percept_scores(db_url: str) -> None
     migrate(db_url, "0013")
     block = percept_block()
     with session_scope(db_url) as s:
-        owner = create_user(s, name="percept-owner", role=Role.member)
+        owner = old_user(s, "percept-owner")
         model = create_run(s, owner=owner, kind="train", name="m",
                            config={"dataset": "digits32", "target": "none", "alpha": 0.0})
         finish_run(s, model.id, RunStatus.succeeded, result={})

@@ -169,7 +169,8 @@ def test_the_api_client_and_cli_take_a_query_and_a_sort(client, settings, capsys
                              ({"sort": "tag"}, "sort", "'tag' is not a field to sort by: "
                               "config.<path> or metrics.<key>[.last|.min|.max]"),
                              ({"sort": "metrics..max"}, "sort", "or one of the run's: id, "
-                              "name, kind, status, owner, parent, created, started, finished")):
+                              "name, kind, status, owner, project, parent, created, started, "
+                              "finished")):
         res = client.get("/api/runs", params=params)
         assert res.status_code == 422, res.text
         (err,) = res.json()["detail"]

@@ -15,6 +15,7 @@ from core.store.runs import create_run
 from core.store.scores import leaderboard
 from core.store.users import create_user
 from ml.evaluate.record import leaderboard_row, model_record, scores
+from tests.core.migrating import old_user
 from tests.server.test_records_api import _result
 
 LINF, L2 = 8 / 255, 0.5
@@ -194,7 +195,7 @@ def test_the_migration_scores_the_evaluations_stored_before_it(db_url: str) -> N
     once the database is at head, with the scores of its record."""
     migrate(db_url, "0008")  # runs is the same there: only the scores table is new
     with session_scope(db_url) as s:
-        ada = create_user(s, name="ada", role=Role.member)
+        ada = old_user(s, "ada")
         model = create_run(s, owner=ada, kind="train", name="m",
                            config={**TRAIN, "target": "none", "alpha": 0.0})
         runs = {name: create_run(s, owner=ada, kind="evaluate", name=name,
@@ -228,7 +229,7 @@ def test_the_mechanism_migration_rescores_the_evaluations_that_ran_that_part(db_
 
     migrate(db_url, "0009")
     with session_scope(db_url) as s:
-        ada = create_user(s, name="ada", role=Role.member)
+        ada = old_user(s, "ada")
         model = _model(s, ada, target="none", alpha=0.0)
         with_part = {**_result(0.9, 0.1, 0.3, 0.7), "mechanism": MECHANISM}
         ids = {name: _evaluation(s, ada, model, result) for name, result in (

@@ -23,6 +23,7 @@ from core.store.models import Base, Role, RunStatus
 from core.store.runs import NotFound, create_run, list_runs
 from core.store.users import create_user, ensure_admin, issue_token, revoke_token, user_for_token
 from tests.concurrently import at_once
+from tests.core.migrating import old_user
 
 
 def _run(db_url: str) -> int:
@@ -223,7 +224,7 @@ def test_train_runs_without_a_target_store_the_alpha_they_never_used(db_url: str
 
     migrate(db_url, "0010")
     with session_scope(db_url) as s:
-        owner = create_user(s, name="none-run-owner", role=Role.member)
+        owner = old_user(s, "none-run-owner")
         none = create_run(s, owner=owner, kind="train", name="n",
                           config={"dataset": "digits32", "target": "none", "alpha": 20.0})
         neural = create_run(s, owner=owner, kind="train", name="r",
