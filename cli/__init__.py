@@ -30,6 +30,7 @@ from cli import (
     alignment,
     logs,
     manage,
+    projects,
     report,
     slurm,
     storage,
@@ -118,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a field of the run file, e.g. --set epochs=2 or --set "
                    "config.train_run=7 (repeatable); " + SET_VALUES)
+    s.add_argument("--project", help="the project it goes into, by name or id (default: "
+                   "the run file's project, else its parent's, else your default one)")
     s.add_argument("--wait", action="store_true", help="show progress until it finishes")
     s.add_argument("--check", action="store_true",
                    help="only check the run file against the server and print it as the "
@@ -129,10 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--status", help="only runs in this status (queued, running, succeeded, "
                    "failed, cancelled)")
     r.add_argument("--owner", help="only this user's runs")
+    r.add_argument("--project", help="only the runs of this project (a name, or an id); "
+                   "with -q, both")
     r.add_argument("-q", "--query", help='a query: \'config.alpha >= 8 and '
                    'metrics.test_acc.last > 0.9 and (tag = "fig4" or tag = "fig6")\'')
     r.add_argument("--sort", help="a config or metric field to sort by (config.alpha, "
-                   "metrics.test_acc.max), or id, name, kind, status, owner, parent, "
+                   "metrics.test_acc.max), or id, name, kind, status, owner, project, parent, "
                    "created, started or finished")
     r.add_argument("--desc", action="store_true", help="with --sort: highest first")
     r.add_argument("--limit", type=int, default=20, help="how many, newest first (default 20)")
@@ -204,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_datasets, service=True)
     webhooks.add_parser(sub)
     team.add_parser(sub)
+    projects.add_parser(sub)
     logs.add_parser(sub)
     manage.add_parser(sub)
     slurm.add_parser(sub)

@@ -142,6 +142,8 @@ def resolve_references(body: dict[str, Any], nr: Any) -> dict[str, Any]:
 
 def cmd_submit(args: argparse.Namespace, settings: ClientSettings) -> int:
     body = apply_sets(load_run_file(Path(args.config)), args.set or [])
+    if args.project:
+        body["project"] = args.project
     with client(settings) as nr:
         body = resolve_references(body, nr)
         if args.check:
@@ -151,7 +153,7 @@ def cmd_submit(args: argparse.Namespace, settings: ClientSettings) -> int:
                   + " (nothing was submitted); as the server would run it, every default "
                   "filled in:")
             resolved = {k: checked[k] for k in ("kind", "name")}
-            for k in ("parent_id", "input_run_id"):
+            for k in ("parent_id", "input_run_id", "project"):
                 if body.get(k) is not None or (k == "input_run_id" and checked[k] is not None):
                     resolved[k] = checked[k] if k == "input_run_id" else body[k]
             say(yaml.safe_dump({**resolved, "config": checked["config"]}, sort_keys=False,
@@ -159,7 +161,8 @@ def cmd_submit(args: argparse.Namespace, settings: ClientSettings) -> int:
                                width=88).rstrip())  # lists of values on one line
             return 0
         run = nr.create(body)
-        print(f"submitted run {run['id']}: {settings.url}/runs/{run['id']}")
+        say(f"submitted run {run['id']}: {settings.url}/runs/{run['id']}"
+            + (f" (project {run['project']})" if body.get("project") is not None else ""))
         if args.wait:
             run = nr.wait(run["id"], poll=1.0)
             if run["error"]:
@@ -176,22 +179,33 @@ def cmd_runs(args: argparse.Namespace, settings: ClientSettings) -> int:
     if args.desc:
         params["desc"] = "true"
     with client(settings) as nr:
+        if args.project:
+            name = nr.project(args.project)["name"] if args.project.isdigit() else args.project
+            params["q"] = project_query(name, args.query)
         page = nr.runs_page(limit=args.limit, **params)
     if args.json:
         print(json.dumps(page, indent=2))
         return 0
     print(
-        f"{'id':>5}  {'status':<10} {'kind':<10} {'owner':<10} {'progress':>8}  "
-        f"{'loss':>7} {'acc':>6}  name"
+        f"{'id':>5}  {'status':<10} {'kind':<10} {'owner':<10} {'project':<10} "
+        f"{'progress':>8}  {'loss':>7} {'acc':>6}  name"
     )
     for r in page["items"]:
         m = r["last_metrics"]
         loss = f"{m['loss']:.3f}" if "loss" in m else "-"
         acc = f"{m['acc']:.3f}" if "acc" in m else "-"
         say(f"{r['id']:>5}  {r['status']:<10} {r['kind']:<10} {r['owner']:<10} "
-            f"{r['progress'] * 100:>7.0f}%  {loss:>7} {acc:>6}  {r['name']}")
+            f"{r.get('project', '-'):<10} {r['progress'] * 100:>7.0f}%  {loss:>7} {acc:>6}  "
+            f"{r['name']}")
     print(f"({len(page['items'])} of {page['total']})")
     return 0
+
+
+def project_query(name: str, query: str | None = None) -> str:
+    """``runs --project NAME`` as a query, ``project = "NAME"``, and with ``-q`` both (the
+    user's query first, so the positions a 422 names in it move by one)."""
+    literal = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"({query}) and project = {literal}" if query else f"project = {literal}"
 
 
 IMPORT_OPTIONS = ("responses", "intervals", "template", "image_column",

@@ -1,7 +1,8 @@
 """``neuroreg users``, ``neuroreg tokens`` and ``neuroreg audit``: the team through the
 client. Anyone lists users and manages their own tokens; an admin adds, disables,
 re-enables and re-roles users, lists and revokes anyone's tokens and reads the audit
-trail (the server refuses the rest with a 403)."""
+trail, of which a project's owner reads the events of the projects they own (the server
+refuses the rest with a 403)."""
 
 from __future__ import annotations
 
@@ -57,10 +58,13 @@ def add_parser(sub: Any) -> None:
     rm.add_argument("id", type=int, help="the token's id (`neuroreg tokens list` shows it)")
     rm.set_defaults(func=cmd_revoke)
 
-    log = sub.add_parser("audit", help="who did what to whom: users, roles, tokens "
-                         "(admins), newest first")
+    log = sub.add_parser("audit", help="who did what to whom, newest first: users, roles, "
+                         "tokens, projects, runs (admins: every event; a project's owners: "
+                         "the events of the projects they own)")
     log.add_argument("--limit", type=int, default=50, help="how many (default 50, at most 500)")
     log.add_argument("--before", type=int, help="only events older than this event id")
+    log.add_argument("--project", type=int, metavar="ID", help="only the events of this "
+                     "project (its id: `neuroreg projects` lists them)")
     log.add_argument("--json", action="store_true", help="the server's JSON as is")
     log.set_defaults(func=cmd_audit)
 
@@ -158,28 +162,36 @@ def cmd_revoke(args: argparse.Namespace, settings: ClientSettings) -> int:
 
 
 def _describe(e: dict[str, Any]) -> str:
-    """One event in words: ``admin  user.disabled  user 3 (eve)``."""
+    """One event in words: ``admin  user.disabled  user 3 (eve)``; a change in a project
+    names it: ``run 7 (sweep) in project 2``, ``project 2 (alpha): ada``."""
     d = e["detail"]
     target = f"{e['target_kind']} {e['target_id']}"
+    hidden = ["name", "user", "user_id"]
     if e["target_kind"] == "token":
         target += f" ({d.get('name')!s} of {d.get('user')!s})"
+    elif e["target_kind"] == "project" and "user" in d:  # a member set or removed
+        target += f" ({d.get('project')!s}): {d['user']}"
+        hidden.append("project")
     elif "name" in d:
         target += f" ({d['name']})"
-    extra = {k: v for k, v in d.items() if k not in ("name", "user", "user_id")}
+    if e.get("project_id") is not None and e["target_kind"] != "project":
+        target += f" in project {e['project_id']}"
+    extra = {k: v for k, v in d.items() if k not in hidden}
     return f"{target}" + (f"  {json.dumps(extra)}" if extra else "")
 
 
 def cmd_audit(args: argparse.Namespace, settings: ClientSettings) -> int:
     with client(settings) as nr:
-        events = nr.audit(limit=args.limit, before=args.before)
+        events = nr.audit(limit=args.limit, before=args.before, project=args.project)
     if args.json:
         print(json.dumps(events, indent=2))
         return 0
     for e in events:
         say(f"{e['id']:>6}  {e['at'][:19]}  {e['actor_name'] or '(service)':<16} "
-            f"{e['action']:<18} {_describe(e)}")
+            f"{e['action']:<22} {_describe(e)}")
     if not events:
         print("no events")
     elif len(events) == args.limit:
-        print(f"(older: neuroreg audit --before {events[-1]['id']})")
+        more = f" --project {args.project}" if args.project is not None else ""
+        print(f"(older: neuroreg audit{more} --before {events[-1]['id']})")
     return 0

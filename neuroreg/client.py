@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
 
 import httpx
 
@@ -66,6 +67,11 @@ def _raise_for(res: httpx.Response) -> None:
         except ValueError:
             detail = res.text
         raise NeuroregError(res.status_code, detail)
+
+
+def _part(ref: str | int) -> str:
+    """A name or id as one segment of a URL path (a ``/`` in it stays in the segment)."""
+    return quote(str(ref), safe="")
 
 
 def _unpack_report(data: bytes, out: Path) -> None:
@@ -164,17 +170,20 @@ class Client:
 
     # runs ---------------------------------------------------------------------------
     def submit(self, kind: str, config: Mapping[str, Any] | None = None, *, name: str = "",
-               tags: Sequence[str] = ()) -> dict[str, Any]:
-        """Create and queue a run; returns it (``id``, ``status``, the full ``config``)."""
-        run = self._call("POST", "/api/runs",
-                         json={"kind": kind, "name": name, "config": dict(config or {})})
+               tags: Sequence[str] = (), project: str | int | None = None) -> dict[str, Any]:
+        """Create and queue a run; returns it (``id``, ``status``, the full ``config``).
+        ``project`` (a name or id): the project it goes into, else your default one."""
+        body: dict[str, Any] = {"kind": kind, "name": name, "config": dict(config or {})}
+        if project is not None:
+            body["project"] = str(project)
+        run = self._call("POST", "/api/runs", json=body)
         if tags:
             run = self.update(run["id"], tags=tags)
         return run
 
     def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create and queue a run as a run file describes it (``kind``, ``name``,
-        ``config``, ``parent_id``, ``input_run_id``)."""
+        ``config``, ``parent_id``, ``input_run_id``, ``project``)."""
         return self._call("POST", "/api/runs", json=dict(body))
 
     def kinds(self) -> list[dict[str, Any]]:
@@ -276,6 +285,13 @@ class Client:
 
     def delete(self, run_id: int) -> None:
         self._call("DELETE", f"/api/runs/{run_id}")
+
+    def move_run(self, run_id: int, project: str | int) -> dict[str, Any]:
+        """Move a run, with everything it made (a study's runs, their evaluations), into
+        ``project`` (a name or id); returns the run. Its owner while an editor of its
+        project, the project's owners and admins may, into a project they may create
+        runs in; a study's run moves with its study, never alone (a 422)."""
+        return self._call("PATCH", f"/api/runs/{run_id}", json={"project": str(project)})
 
     def wait(self, run_id: int, *, progress: bool = True, poll: float = 2.0,
              timeout: float | None = None) -> dict[str, Any]:
@@ -497,15 +513,19 @@ class Client:
 
     # logging from a script -------------------------------------------------------
     def create_external(self, name: str = "", *, params: Mapping[str, Any] | None = None,
-                        tags: Sequence[str] = (), provenance: bool = True) -> dict[str, Any]:
+                        tags: Sequence[str] = (), provenance: bool = True,
+                        project: str | int | None = None) -> dict[str, Any]:
         """A run your own script trains: it is ``running`` until :meth:`finish`. With
         ``provenance`` (default) it records what runs it (:func:`neuroreg.provenance.
         of_script`): the git commit and dirty flag of the script's checkout, the installed
-        packages, Python, host and GPUs. Offline (or ``offline="auto"`` with the server
+        packages, Python, host and GPUs. ``project`` (a name or id): the project it goes
+        into, else your default one. Offline (or ``offline="auto"`` with the server
         unreachable) it is spooled, and its ``id`` is ``"offline:<key>"``."""
         key = _spool.new_key()  # the run's idempotency key, online and in the spool alike
         body: dict[str, Any] = {"kind": "external", "name": name, "client_key": key,
                                 "config": {"params": dict(params or {})}}
+        if project is not None:
+            body["project"] = str(project)
         if provenance:
             from neuroreg.provenance import of_script
 
@@ -522,7 +542,8 @@ class Client:
                     raise
                 self._warn(exc, "a new run")
         sp = self.spool.create(key=key, name=name, params=body["config"]["params"],
-                               tags=list(tags), provenance=body.get("provenance"))
+                               tags=list(tags), provenance=body.get("provenance"),
+                               project=body.get("project"))
         return {"id": sp.id, "name": name, "kind": "external", "status": "running",
                 "config": body["config"], "tags": list(tags), "offline": True,
                 "spool": str(sp.folder), "client_key": key,
@@ -837,9 +858,47 @@ class Client:
         """Revoke one of your tokens (an admin: anyone's)."""
         self._call("DELETE", f"/api/tokens/{token_id}")
 
-    def audit(self, *, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
-        """The audit trail (admins only), newest first; ``before``: older than that event."""
+    def audit(self, *, limit: int = 50, before: int | None = None,
+              project: int | None = None) -> list[dict[str, Any]]:
+        """The audit trail, newest first: every event for an admin, a project owner's the
+        events of the projects they own; ``before``: older than that event; ``project``:
+        only that project's (its id)."""
         params: dict[str, Any] = {"limit": limit}
         if before is not None:
             params["before"] = before
+        if project is not None:
+            params["project"] = project
         return self._call("GET", "/api/audit", params=params)
+
+    # projects -----------------------------------------------------------------------
+    def projects(self) -> list[dict[str, Any]]:
+        """The projects you belong to (every one for an admin): id, name, description,
+        created_at, ``role`` (yours: viewer, editor or owner) and ``runs`` (how many it
+        holds)."""
+        return self._call("GET", "/api/projects")
+
+    def create_project(self, name: str, *, description: str = "",
+                       owners: Sequence[str] = ()) -> dict[str, Any]:
+        """Make a project (admins only); ``owners`` (user names) own it, else you. Nobody
+        else reads it until an owner makes them a member (:meth:`set_member`)."""
+        return self._call("POST", "/api/projects", json={
+            "name": name, "description": description, "owners": list(owners)})
+
+    def project(self, project: str | int) -> dict[str, Any]:
+        """A project you belong to, by name or id, with its ``members`` (``user_id``,
+        ``user``, ``role``)."""
+        return self._call("GET", f"/api/projects/{_part(project)}")
+
+    def set_member(self, project: str | int, user: str, role: str) -> dict[str, Any]:
+        """Give ``user`` (a name) the ``role`` ``viewer``, ``editor`` or ``owner`` in
+        ``project`` (its owners and admins); returns the project with its members."""
+        return self._call("PUT", f"/api/projects/{_part(project)}/members/{_part(user)}",
+                          json={"role": role})
+
+    def remove_member(self, project: str | int, user: str) -> None:
+        """Take ``user`` out of ``project`` (its owners and admins); their runs in it stay."""
+        self._call("DELETE", f"/api/projects/{_part(project)}/members/{_part(user)}")
+
+    def delete_project(self, project: str | int) -> None:
+        """Delete an empty project (admins only; never the default one)."""
+        self._call("DELETE", f"/api/projects/{_part(project)}")

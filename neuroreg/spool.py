@@ -14,9 +14,10 @@ away and the offline copy of it are one run), or ``run-<id>-<uuid>`` for a run t
 server already has whose server went away mid-run. The events, in the order they
 happened:
 
-- ``{"op": "create", "key", "name", "params", "tags", "provenance", "time"}`` — first in
-  a new run's folder; ``{"op": "attach", "run_id", "client_key", "log_base", "time"}`` —
-  first in an existing run's (``log_base``: the seq of the run's next log line when the
+- ``{"op": "create", "key", "name", "params", "tags", "provenance", "time"}`` (and
+  ``"project"`` when the script named one) — first in a new run's folder;
+  ``{"op": "attach", "run_id", "client_key", "log_base", "time"}`` — first in an
+  existing run's (``log_base``: the seq of the run's next log line when the
   client knew it, else null and the sync asks the server once, and keeps the answer);
 - ``{"op": "metrics", "points": [[key, step, value, wall_time], …]}``;
 - ``{"op": "log", "first": i, "stream", "lines": [[time, text], …]}`` — the folder's log
@@ -183,10 +184,11 @@ class Spool:
         return run
 
     def create(self, *, key: str, name: str, params: dict[str, Any], tags: list[str],
-               provenance: dict[str, Any] | None) -> SpoolRun:
+               provenance: dict[str, Any] | None, project: str | None = None) -> SpoolRun:
         run = self._new(key)
+        extra = {} if project is None else {"project": project}
         run.append({"op": "create", "key": key, "name": name, "params": params,
-                    "tags": tags, "provenance": provenance, "time": run.created})
+                    "tags": tags, "provenance": provenance, "time": run.created, **extra})
         return run
 
     def attach(self, run_id: int, *, client_key: str | None, log_base: int | None

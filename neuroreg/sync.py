@@ -382,6 +382,8 @@ class _Syncer:
             body["started_at"] = started
         if isinstance(ev.get("provenance"), dict):
             body["provenance"] = ev["provenance"]
+        if isinstance(ev.get("project"), str):
+            body["project"] = ev["project"]
         # 201: stored now; 200: the syncing user's run with this key, stored before
         res = self._request("POST", "/api/runs", "the run's create", body=body)
         return int(res.json()["id"]), res.status_code == 201

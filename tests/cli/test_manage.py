@@ -250,7 +250,8 @@ def test_runs_sort_by_a_run_field(server: Server, capsys: pytest.CaptureFixture[
     assert capsys.readouterr().err == (
         "error 422: sort: 'tag' is not a field to sort by: config.<path> or "
         "metrics.<key>[.last|.min|.max] (parts of letters, digits and _ : / - [ ]), or one "
-        "of the run's: id, name, kind, status, owner, parent, created, started, finished\n")
+        "of the run's: id, name, kind, status, owner, project, parent, created, started, "
+        "finished\n")
 
 
 def test_a_closed_pipe_ends_the_output_quietly(server: Server) -> None:
