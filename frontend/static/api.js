@@ -168,16 +168,28 @@ export function el(tag, attrs = {}, ...children) {
 export const fmt = (v, digits = 3) => (v === undefined || v === null ? "–" : Number(v).toFixed(digits));
 export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 
-// The same links on every page, after the brand.
+// the projects the signed-in user belongs to (every one for an admin), each with their
+// role in it, asked once; a page that changes them asks GET /api/projects itself
+let projects = null;
+export const myProjects = () => (projects ??= getJSON("/api/projects"));
+
+// The same links on every page, after the brand. The audit trail is an admin's and a
+// project owner's: a member's nav shows it once their projects say they own one.
 function addNav(user) {
   const header = document.querySelector("header");
   if (!header || header.querySelector("nav.top")) return;
+  const admin = user.role === "admin";
+  const link = ([href, text]) => el("a", { href, ...(location.pathname === href ? { "aria-current": "page" } : {}) }, text);
   const links = [["/", "Runs"], ["/submit", "Submit"], ["/compare", "Compare"],
-    ["/leaderboard", "Leaderboard"], ["/storage", "Storage"], ["/tokens", "Tokens"],
-    ...(user.role === "admin" ? [["/users", "Users"]] : [])];
-  const nav = el("nav", { class: "top", "aria-label": "pages" },
-    ...links.map(([href, text]) => el("a", { href, ...(location.pathname === href ? { "aria-current": "page" } : {}) }, text)));
+    ["/leaderboard", "Leaderboard"], ["/storage", "Storage"], ["/projects", "Projects"], ["/tokens", "Tokens"],
+    ...(admin ? [["/users", "Users"], ["/audit", "Audit"]] : [])];
+  const nav = el("nav", { class: "top", "aria-label": "pages" }, ...links.map(link));
   header.querySelector(".brand").after(nav);
+  if (!admin) {
+    myProjects().then((mine) => {
+      if (mine.some((p) => p.role === "owner")) nav.append(link(["/audit", "Audit"]));
+    }).catch(() => {});  // the nav without it; the page itself says what failed
+  }
 }
 
 // POST/PATCH/DELETE with a JSON body; returns {ok, status, body} without throwing on 4xx.

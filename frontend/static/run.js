@@ -114,10 +114,12 @@ function drawRun(run) {
   const badge = document.getElementById("run-status");
   badge.textContent = run.status; badge.className = `badge ${run.status}`;
   const meta = document.getElementById("run-meta");
-  meta.textContent =
-    `${run.kind} · owner ${run.owner} · created ${when(run.created_at)}` +
+  // the project links to its runs
+  meta.replaceChildren(`${run.kind} · project `, el("a", { id: "run-project", title: `the runs of project ${run.project}`,
+    href: `/?${new URLSearchParams({ q: `project = "${run.project}"` })}` }, run.project),
+  ` · owner ${run.owner} · created ${when(run.created_at)}` +
     (run.started_at ? ` · started ${when(run.started_at)}` : "") +
-    (run.finished_at ? ` · finished ${when(run.finished_at)}` : "");
+    (run.finished_at ? ` · finished ${when(run.finished_at)}` : ""));
   drawTags(run);  // the run it reads, its study and its evaluations: drawLinks
   document.getElementById("run-progress").style.width = `${Math.round(run.progress * 100)}%`;
   document.getElementById("run-message").textContent = withEta(run);

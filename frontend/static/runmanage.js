@@ -1,10 +1,12 @@
 // The run page's header extras: the run's tags (each a link to the runs that share it),
 // links to the runs it belongs with (its study, the model it evaluates or the target it
 // trains against, the evaluations of it), and for its owner or an admin the controls to
-// rename it, add or remove a tag, and delete it (after a confirmation). The API decides
-// (PATCH and DELETE /api/runs/{id}: the owner or an admin; a run not yet finished is
-// refused deletion): a refusal is shown as the server words it.
-import { detailOf, el, getJSON, send, whoami } from "./api.js";
+// rename it, add or remove a tag, move it into another project, and delete it (after a
+// confirmation). Who may: the run's owner while an editor of its project, the project's
+// owners, admins (core/access.py); the API decides (PATCH and DELETE /api/runs/{id}; a run
+// not yet finished is refused deletion, a move into a project one only views or of a
+// study's run on its own too): a refusal is shown as the server words it.
+import { detailOf, el, getJSON, myProjects, send, whoami } from "./api.js";
 
 let run = null;       // the run as last drawn
 let allowed = false;  // whether the signed-in user may change it
@@ -57,13 +59,34 @@ async function remove() {
   location.assign(`/?deleted=${run.id}`);
 }
 
+// Move to project: the projects one may create runs in (an editor's or an owner's); the
+// run's own is picked, and Move waits for another
+function setUpMove(projects) {
+  const open = projects.filter((p) => p.role === "editor" || p.role === "owner");
+  if (!open.some((p) => p.id === run.project_id)) open.unshift({ id: run.project_id, name: run.project });
+  const select = $("move-project");
+  select.replaceChildren(...open.map((p) => el("option", { value: p.name }, p.name)));
+  const settle = () => { $("move").disabled = select.value === run.project; };
+  select.value = run.project;
+  select.onchange = settle;
+  settle();
+  $("move-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    if (await patch({ project: select.value })) select.value = run.project;
+    settle();
+  };
+  $("move-form").hidden = open.length < 2;  // nowhere else to move it
+}
+
 // Once, with the run's first answer: who may change it decides which controls show
 export async function setUpManage(first, onChange) {
   redraw = onChange;
   run = first;
-  const me = await whoami();
-  allowed = me.role === "admin" || me.name === first.owner;
+  const [me, projects] = await Promise.all([whoami(), myProjects().catch(() => [])]);
+  const role = (projects.find((p) => p.id === first.project_id) || {}).role;
+  allowed = me.role === "admin" || role === "owner" || (role === "editor" && me.name === first.owner);
   $("run-manage").hidden = !allowed;
+  if (allowed) setUpMove(projects);
   if (allowed) {
     $("rename").onclick = () => {
       $("rename-form").hidden = false;

@@ -84,7 +84,10 @@ async function refresh() {
     // a long name on one line, cut with an ellipsis; all of it on hover
     el("td", { class: "run-name" }, el("a", { href: r.kind === "study" ? `/studies/${r.id}` : `/runs/${r.id}`,
       title: r.name || `run ${r.id}` }, r.name || `run ${r.id}`)),
-    el("td", {}, r.owner), el("td", {}, r.kind),
+    el("td", {}, r.owner),
+    el("td", { class: "run-project" }, el("a", { href: `/?${new URLSearchParams({ q: `project = "${r.project}"` })}`,
+      title: `the runs of project ${r.project}` }, r.project)),
+    el("td", {}, r.kind),
     el("td", {}, el("span", { class: `badge ${r.status}` },
       r.status === "running" ? `running ${Math.round(r.progress * 100)}%` : r.status)),
     el("td", {}, ...r.tags.map((t) => el("a", { class: "badge", href: `/?tag=${encodeURIComponent(t)}` }, t))),

@@ -1,7 +1,7 @@
 // Submit any kind of run with a form built from the API's own schema (GET /openapi.json):
 // one input per config field (enums as selects, numbers with their bounds, nested objects
 // and lists as JSON), validated by the server, whose 422 messages appear next to each field.
-import { detailOf, el, getJSON, send, withLogin } from "./api.js";
+import { detailOf, el, getJSON, myProjects, send, withLogin } from "./api.js";
 
 let KINDS = {};  // kind → the schema of its config: from GET /api/kinds, never listed here
 let INFO = {};  // kind → its GET /api/kinds entry (reads, presets)
@@ -207,8 +207,8 @@ function showErrors(detail) {
 }
 
 withLogin(async () => {
-  const [openapi, kinds] = await Promise.all([getJSON("/openapi.json"),
-    getJSON("/api/kinds")]);
+  const [openapi, kinds, projects] = await Promise.all([getJSON("/openapi.json"),
+    getJSON("/api/kinds"), myProjects()]);
   schemas = openapi.components.schemas;
   KINDS = Object.fromEntries(kinds.map((k) => [k.name, k.config_schema]));
   INFO = Object.fromEntries(kinds.map((k) => [k.name, k]));
@@ -219,6 +219,14 @@ withLogin(async () => {
     ...Object.keys(KINDS).map((k) => el("option", { value: k }, k)));
   kind.value = KINDS[params.get("kind")] ? params.get("kind") : kinds[0].name;
   const name = el("input", { id: "run-name", name: "name", size: 40 });
+  // the projects one may submit into (an editor's or an owner's); "default" first if one may
+  const open = projects.filter((p) => p.role === "editor" || p.role === "owner");
+  const project = el("select", { id: "run-project", name: "project" },
+    ...(open.length ? open.map((p) => el("option", { value: p.name }, p.description ? `${p.name} — ${p.description}` : p.name))
+      : [el("option", { value: "" }, "– no project you may submit runs into –")]));
+  const wantedProject = params.get("project");
+  project.value = open.some((p) => p.name === wantedProject) ? wantedProject
+    : open.some((p) => p.name === "default") ? "default" : (open[0] || { name: "" }).name;
   const tags = el("input", { id: "run-tags", name: "tags", size: 40, placeholder: "fig4, cpu" });
   const holder = el("div", {});
   const preset = el("select", { id: "preset", name: "preset" });
@@ -228,6 +236,9 @@ withLogin(async () => {
   const form = el("form", { id: "submit-form", novalidate: "" },  // the API validates
     el("div", { class: "form-grid" },
       el("label", { for: "kind" }, "kind"), kind, el("div", { class: "field-error", id: "err-kind" }),
+      el("label", { for: "run-project" }, "project"), el("div", { class: "field" }, project,
+        ...(open.length ? [] : [el("div", { class: "hint" }, "You view your projects only: ask a project's owner to make you its editor.")])),
+      el("div", { class: "field-error", id: "err-project" }),
       el("label", { for: "run-name" }, "name"), name, el("div", { class: "field-error", id: "err-name" }),
       el("label", { for: "run-tags" }, "tags"), tags, el("div", { class: "field-error", id: "err-tags" }),
       el("label", { for: "preset" }, "start from"), el("div", { class: "field" }, preset, presetNote), el("div", {})),
@@ -302,7 +313,8 @@ withLogin(async () => {
     try {
       config = readConfig();
     } catch (err) { showErrors(err.detail); return; }
-    const res = await send("POST", "/api/runs", { kind: kind.value, name: name.value, config });
+    const res = await send("POST", "/api/runs", { kind: kind.value, name: name.value, config,
+      ...(project.value ? { project: project.value } : {}) });
     if (!res.ok) {  // fields refused: beside each; anything else: its status and reason
       const detail = res.body && res.body.detail;
       showErrors(Array.isArray(detail) ? detail : [{ loc: [], msg: `HTTP ${res.status} — ${detailOf(res.body, res.status)}` }]);

@@ -2,12 +2,11 @@
 // admin or a member, list and revoke anyone's tokens) and the audit trail, newest first.
 // Nothing for a member; the server refuses them these routes anyway.
 import { el, getJSON, send, when } from "./api.js";
+import { auditLog } from "./auditlog.js";
 
 const reason = (res) => (Array.isArray(res.body?.detail)
   ? res.body.detail.map((e) => `${(e.loc || []).slice(1).join(".")}: ${e.msg}`).join("\n")
   : String(res.body?.detail ?? `HTTP ${res.status}`));
-
-const PAGE = 25;  // audit events per page
 
 function button(label, aria, onclick) {
   const b = el("button", { type: "button", "aria-label": aria }, label);
@@ -65,30 +64,9 @@ async function drawUsers() {
   document.getElementById("user-rows").replaceChildren(...rows);
 }
 
-// one event in words: "token 7 (laptop of eve)", "user 3 (eve) · before member, after admin"
-function target(e) {
-  const d = e.detail || {};
-  const name = e.target_kind === "token" ? `${d.name} of ${d.user}` : d.name;
-  const extra = Object.entries(d).filter(([k]) => !["name", "user", "user_id"].includes(k))
-    .map(([k, v]) => (typeof v === "number" ? `${v} ${k.replaceAll("_", " ")}` : `${k.replaceAll("_", " ")} ${v}`));
-  return `${e.target_kind} ${e.target_id ?? ""}${name ? ` (${name})` : ""}${extra.length ? ` · ${extra.join(", ")}` : ""}`;
-}
-
-let before = null;  // the audit page shown starts before this event id (null: the newest)
-const older = [];   // the pages before it, for Newer
-
-async function drawAudit() {
-  const query = `limit=${PAGE}${before ? `&before=${before}` : ""}`;
-  const events = await getJSON(`/api/audit?${query}`);
-  document.getElementById("audit-rows").replaceChildren(...events.map((e) => el("tr", {},
-    el("td", {}, when(e.at)), el("td", {}, e.actor_name || "(the service)"),
-    el("td", {}, e.action), el("td", {}, target(e)))));
-  document.getElementById("audit-older").disabled = events.length < PAGE;
-  document.getElementById("audit-newer").disabled = before === null;
-  document.getElementById("audit-older").onclick = () => {
-    older.push(before); before = events[events.length - 1].id; drawAudit();
-  };
-}
+// the audit trail (auditlog.js), made with the page's sections
+let audit = null;
+const drawAudit = () => audit.draw();
 
 function addUserForm() {
   const name = el("input", { id: "user-name", required: "", size: 20, placeholder: "eve" });
@@ -112,8 +90,7 @@ function addUserForm() {
 export async function teamSection() {
   const me = await getJSON("/api/me");
   if (me.role !== "admin") return [];
-  const newer = el("button", { type: "button", id: "audit-newer" }, "Newer");
-  newer.onclick = () => { before = older.pop() ?? null; drawAudit(); };
+  audit = auditLog({ projects: await getJSON("/api/projects"), all: "every event" });
   const sections = [
     el("p", { class: "hint" }, "A disabled user's every token is refused at once and their queued runs are cancelled; running runs finish and keep their results. There is always at least one enabled admin."),
     ...addUserForm(),
@@ -121,10 +98,9 @@ export async function teamSection() {
     el("table", { id: "user-table" }, el("thead", {}, el("tr", {}, el("th", {}, "name"), el("th", {}, "role"),
       el("th", {}, "state"), el("th", {}, ""), el("th", {}, ""))), el("tbody", { id: "user-rows" })),
     el("h2", {}, "Audit trail"),
-    el("p", { class: "hint" }, "Who did what to whom, newest first: users added, disabled, re-enabled and re-roled, tokens issued and revoked, and an admin's cancel or delete of someone else's run."),
-    el("table", { id: "audit-table" }, el("thead", {}, el("tr", {}, el("th", {}, "when"), el("th", {}, "who"),
-      el("th", {}, "what"), el("th", {}, "to whom"))), el("tbody", { id: "audit-rows" })),
-    el("p", {}, newer, " ", el("button", { type: "button", id: "audit-older" }, "Older")),
+    el("p", { class: "hint" }, "Who did what to whom, newest first: users added, disabled, re-enabled and re-roled, tokens issued and revoked, projects made and their members set, runs created, changed, moved, cancelled and deleted. A project's owners read its events on the ",
+      el("a", { href: "/audit" }, "audit page"), "."),
+    ...audit.nodes,
   ];
   return sections;
 }
