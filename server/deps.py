@@ -133,4 +133,4 @@ def cannot_write(access: Access, run: Run, action: str) -> str:
     role = access.role_in(run.project_id)
     why = ("you are a viewer of its project" if role is ProjectRole.viewer
            else "only its owner or an owner of its project may")
-    return f"you may not {action} run {run.id}: {why}"
+    return f"run {run.id} is {run.owner.name}'s; you may not {action} it: {why}"

@@ -55,8 +55,9 @@ PastTime = Annotated[datetime, AfterValidator(_past)]
 
 
 ProjectName = Annotated[str, Field(min_length=1, max_length=64,
-                                   pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
-"""A project's name: letters, digits, ``_ . -``, starting with a letter or digit."""
+                                   pattern=r"^[A-Za-z][A-Za-z0-9_.\-]*$")]
+"""A project's name: letters, digits, ``_ . -``, starting with a letter (an all-digit
+name would read as an id where a name or an id is taken)."""
 ProjectRef = Annotated[str, Field(min_length=1, max_length=64,
                                   pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
                                   description="a project's name or id")]

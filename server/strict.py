@@ -28,7 +28,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from server.deps import get_current_user, get_worker_token
+from server.deps import get_access, get_current_user, get_worker_token
 
 MAX_DEPTH = 32
 """The deepest nesting of objects and arrays a body may have (configs nest 3 levels)."""
@@ -149,7 +149,7 @@ def _documented(path: str, methods: set[str], endpoint: Callable[..., Any]) -> d
     hints = typing.get_type_hints(endpoint, include_extras=True)
     deps = {getattr(m, "dependency", None) for h in hints.values()
             for m in getattr(h, "__metadata__", ())}
-    authenticated = bool(deps & {get_current_user, get_worker_token})
+    authenticated = bool(deps & {get_current_user, get_access, get_worker_token})
     out: dict[int, Any] = {}
 
     def add(code: int, description: str) -> None:
@@ -161,7 +161,8 @@ def _documented(path: str, methods: set[str], endpoint: Callable[..., Any]) -> d
         add(403, "Not a worker token, or a run this worker token did not claim (or whose "
                  "run does not read what is asked)")
     elif authenticated and methods & _WRITES:
-        add(403, "Not yours to write (only the owner or an admin may)")
+        add(403, "Not yours to write (its owner while an editor of its project, the "
+                 "project's owners and admins may; a viewer writes nothing)")
     if "{" in path:
         add(404, "No such run, artifact, metric or token")
     if methods & {"POST", "PUT", "PATCH"}:

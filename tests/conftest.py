@@ -191,6 +191,7 @@ def _truncate(url: str) -> None:
             text("TRUNCATE metric_buckets, metrics, artifacts, runs, api_tokens, users, "
                  "audit_events CASCADE")
         )
+        conn.execute(text("DELETE FROM projects WHERE id <> 1"))  # the default one stays
 
 
 @pytest.fixture

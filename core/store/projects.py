@@ -117,9 +117,15 @@ def move_run(session: Session, run: Run, project: Project, *, actor: User) -> li
     for moved in session.execute(select(Run).where(Run.id.in_(ids))).scalars():
         moved.project_id = project.id
     session.flush()
-    for pid in {before, project.id}:
-        audit.record(session, actor, "run.moved", "run", run.id, project_id=pid,
-                     name=run.name, runs=len(ids), before=before, after=project.id)
+    source = session.get(Project, before)
+    # one event, read by the owners of both projects (the one it left through the detail)
+    audit.record(session, actor, "run.moved", "run", run.id, project_id=project.id,
+                 name=run.name, runs=len(ids), before=before, after=project.id,
+                 before_name=source.name if source else None, after_name=project.name)
+    if before != project.id:
+        audit.record(session, actor, "run.moved_out", "run", run.id, project_id=before,
+                     name=run.name, runs=len(ids), before=before, after=project.id,
+                     before_name=source.name if source else None, after_name=project.name)
     return ids
 
 

@@ -142,7 +142,9 @@ def remove(project: ProjectPath, user: UserName, session: SessionDep,
     found = _owned(session, access, project)
     member = _user(session, user)
     try:
-        set_member(session, found, member, None, actor=access.user)
+        if not set_member(session, found, member, None, actor=access.user):
+            raise HTTPException(status.HTTP_404_NOT_FOUND,
+                                f"{user} is not a member of project {found.name!r}")
     except LastOwner as exc:
         session.rollback()
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None

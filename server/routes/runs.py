@@ -116,8 +116,9 @@ def _project_of(session: SessionDep, access: Access, body: RunCreate, parent: Ru
                                 "no project; ask a project's owner to make you its editor")
         project_id = home
     if not access.can_create_in(project_id):
+        name = find_project(session, project_id).name
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"project: you are a viewer of "
-                            f"project {project_id}; only its editors and owners create runs")
+                            f"{name!r}; only its editors and owners create runs")
     return project_id
 
 
@@ -129,6 +130,7 @@ class RunChecked(BaseModel):
     name: str
     config: dict[str, Any]
     input_run_id: int | None
+    project: str = "default"  # the project it would go into
 
 
 @dry_run_router.post("/dry-run")
@@ -137,12 +139,13 @@ def dry_run(body: RunCreate, session: SessionDep, access: CurrentAccess,
     """Check a run without storing or queueing it: the same 422s (naming the field) as
     ``POST /api/runs``, or the config as it would run (``neuroreg submit --check``)."""
     try:
-        reads, _ = _checked(body, session, access, settings)
+        reads, project_id = _checked(body, session, access, settings)
     except NotFound as exc:
         raise invalid(["body", *(exc.field or "").split(".")], exc.message,
                       "not_found") from None
     return RunChecked(kind=body.kind, name=body.name, config=stored_config(body.kind, body.config),
-                      input_run_id=body.input_run_id if reads is None else reads)
+                      input_run_id=body.input_run_id if reads is None else reads,
+                      project=find_project(session, project_id).name)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses={
@@ -241,7 +244,8 @@ def list_(
     q: Annotated[str | None, Query(max_length=2000, description=(
         'a query: config.alpha >= 8 and metrics.test_acc.last > 0.9 and (tag = "fig4" '
         'or tag = "fig6"); fields config.<path>, metrics.<key>[.last|.min|.max], tag, '
-        "owner, kind, status, parent, name, id, created, started, finished"))] = None,
+        "owner, project, kind, status, parent, name, id, created, started, finished"))
+    ] = None,
     sort: SortField = None,
     desc: bool = False,
     columns: Annotated[str | None, Query(max_length=2000, pattern=COLUMNS_PATTERN, description=(
