@@ -17,16 +17,21 @@ export function target(e) {
 // the rest of it: "eve: viewer → editor", "default → vision · 3 runs", "member → admin · …"
 export function detail(e, projectName) {
   const d = e.detail || {};
-  const value = (v) => (v === null || v === undefined ? "none" : e.action === "run.moved" ? projectName(v) : v);
+  const moved = e.action === "run.moved" || e.action === "run.moved_out";
+  const value = (v) => (v === null || v === undefined ? "none" : moved ? projectName(v) : v);
   const out = [];
-  if ("before" in d || "after" in d) {
+  if (moved && d.after_name) {  // a move names both projects (ids of projects not yours)
+    out.push(`${d.before_name ?? value(d.before)} → ${d.after_name}`);
+  } else if ("before" in d || "after" in d) {
     out.push(`${e.action.startsWith("project.member") ? `${d.user}: ` : ""}${value(d.before)} → ${value(d.after)}`);
   }
   for (const [k, v] of Object.entries(d)) {
-    if (["name", "user", "user_id", "owner_id", "project", "before", "after"].includes(k)) continue;
+    if (["name", "user", "user_id", "owner_id", "project", "before", "after", "before_name",
+         "after_name"].includes(k)) continue;
     const key = k.replaceAll("_", " ");
     out.push(Array.isArray(v) ? `${key} ${v.join(", ") || "none"}`
-      : typeof v === "number" ? `${v} ${key}` : `${key} ${v}`);
+      : typeof v === "number" ? `${v} ${v === 1 && key.endsWith("s") ? key.slice(0, -1) : key}`
+      : `${key} ${v}`);
   }
   return out.join(" · ");
 }

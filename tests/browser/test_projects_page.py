@@ -221,7 +221,8 @@ def test_the_runs_list_and_the_run_page_show_the_project(browser, settings: Sett
         assert api.get(f"/api/runs/{run}").json()["project"] == "default"
         assert page.inner_text("#manage-error") == ""
         trail = httpx.get(f"{url}/api/audit", headers={"Authorization": f"Bearer {olga}"}).json()
-        assert trail[0]["action"] == "run.moved" and trail[0]["target_id"] == run
+        # out of her project: the event of the project it left
+        assert trail[0]["action"] == "run.moved_out" and trail[0]["target_id"] == run
 
         # now in default, where she is an editor, it is the admin's run: no controls for her
         page.goto(f"{url}/runs/{run}")

@@ -100,7 +100,7 @@ def test_projects_roles_submit_move_and_audit(
     assert main(["audit", "--project", "2"]) == 0
     events = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert [(e[2], e[3]) for e in events] == [
-        ("bob", "run.moved"), ("bob", "run.created"), ("admin", "project.member_set"),
+        ("bob", "run.moved_out"), ("bob", "run.created"), ("admin", "project.member_set"),
         ("admin", "project.member_set"), ("admin", "project.member_set"),
         ("admin", "project.created")]
     assert events[0][4:8] == ["run", str(run_id), "(sweep)", "in"]
