@@ -48,7 +48,7 @@ def read(run_id: RunId, session: SessionDep, access: CurrentAccess) -> StudyDeta
     study = _study(session, run_id, access)
     kids = list(children(session, study))
     trains = train_rows([k for k in kids if k.kind == "train"])[0]
-    evals = eval_rows(session, [k for k in kids if k.kind == "evaluate"])[0]
+    evals = eval_rows(session, [k for k in kids if k.kind == "evaluate"], access)[0]
     target = find_run(session, study.input_run_id) if study.input_run_id else None
     if target is not None and not access.can_read(target):  # moved out of their reach
         target = None
@@ -79,7 +79,7 @@ def frontier(
     the α of closest clean accuracy within ``tolerance``, paired by seed. A study with no
     finished evaluation or no evaluated None yet: 409 saying which."""
     kids = [k for k in children(session, _study(session, run_id, access)) if k.kind == "evaluate"]
-    return frontier_or_409(eval_rows(session, kids)[0], tolerance)
+    return frontier_or_409(eval_rows(session, kids, access)[0], tolerance)
 
 
 @router.get("/{run_id}/curves")

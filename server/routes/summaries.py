@@ -87,12 +87,15 @@ def train_rows(runs: Sequence[Run]) -> tuple[list[dict[str, Any]], list[int]]:
     return usable, skipped
 
 
-def eval_rows(session: Session, evals: Sequence[Run]
+def eval_rows(session: Session, evals: Sequence[Run], access: Access
               ) -> tuple[list[dict[str, Any]], list[int]]:
-    """Finished evaluate runs with the condition of the model each evaluated."""
+    """Finished evaluate runs with the condition of the model each evaluated; one whose
+    model the caller may not read (moved to another project) is skipped."""
     usable, skipped = [], []
     for e in evals:
         trained = session.get(Run, e.input_run_id) if e.input_run_id else None
+        if trained is not None and not access.can_read(trained):
+            trained = None
         if e.status is not RunStatus.succeeded or trained is None or not e.result:
             skipped.append(e.id)
             continue
@@ -116,7 +119,7 @@ def robustness(
     ``run_id`` (repeatable) picks evaluate runs; without it, every succeeded one.
     """
     evals = _picked(session, access, "evaluate", run_id)
-    usable, skipped = eval_rows(session, evals)
+    usable, skipped = eval_rows(session, evals, access)
     missing = sorted(set(run_id or ()) - {e.id for e in evals})
     return RobustnessSummary.model_validate({"rows": robustness_table(usable),
                                              "skipped": sorted(skipped + missing),
@@ -145,7 +148,7 @@ def frontier_of_runs(
     finished evaluation, no None among them, or mixed datasets/backbones: 409.
     """
     evals = _picked(session, access, "evaluate", run_id)
-    usable, skipped = eval_rows(session, evals)
+    usable, skipped = eval_rows(session, evals, access)
     missing = sorted(set(run_id or ()) - {e.id for e in evals})
     return FrontierOfRuns(**dict(frontier_or_409(usable, tolerance)),
                           skipped=sorted(skipped + missing))

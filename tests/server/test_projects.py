@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from core.store.db import engine_for, migrate, session_scope
-from core.store.models import Project, ProjectMember, ProjectRole, Run, User
+from core.store.models import Project, ProjectMember, ProjectRole, Role, Run, User
 
 
 def _as(client: TestClient, token: str) -> TestClient:
@@ -181,3 +181,34 @@ def test_a_webhook_hears_only_of_runs_its_owner_may_read(client: TestClient,
         events = s.execute(select(WebhookDelivery.event).where(
             WebhookDelivery.run_id == run["id"])).scalars().all()
     assert events == ([] if taken_out else ["run.succeeded"])
+
+
+def test_an_evaluation_of_a_model_moved_out_of_reach_shows_no_model(
+        client: TestClient) -> None:
+    """The summaries, the record and the leaderboard of an evaluation read its model: once
+    the model moves to a project a member does not belong to, they show the evaluation as
+    skipped, never the model's config."""
+    from core.store.users import create_user
+    from tests.core.test_scores import _evaluation, _model
+    from tests.server.test_records_api import _result
+
+    ada = _member(client, "ada")
+    assert client.post("/api/projects", json={"name": "private"}).status_code == 201
+    settings = client.app.state.settings
+    with session_scope(settings.db_url) as s:
+        owner = create_user(s, name="modeller", role=Role.member)
+        model = _model(s, owner, target="none", alpha=0.0)
+        ev = _evaluation(s, owner, model, _result(0.9, 0.1, 0.3, 0.7))
+        model_id = model.id
+    robust = ada.get("/api/summaries/robustness", params={"run_id": [ev]}).json()
+    assert robust["skipped"] == [] and robust["rows"]
+    assert ada.get(f"/api/runs/{ev}/record").status_code == 200
+    assert ada.get("/api/leaderboard").json()["total"] == 1
+    assert client.patch(f"/api/runs/{model_id}", json={"project": "private"}
+                        ).status_code == 200
+    robust = ada.get("/api/summaries/robustness", params={"run_id": [ev]}).json()
+    assert robust == {"rows": [], "skipped": [ev], "frequency": robust["frequency"]}
+    res = ada.get(f"/api/runs/{ev}/record")
+    assert res.status_code == 409 and "where you may not read it" in res.json()["detail"]
+    assert ada.get("/api/leaderboard").json()["total"] == 0
+    assert client.get("/api/leaderboard").json()["total"] == 1  # an admin reads both
