@@ -22,8 +22,10 @@ from fastapi import HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from core.access import Access
 from core.queue import send
 from core.store.artifacts import get_artifact, list_artifacts, resolve
+from core.store.runs import find_run
 from ml import artifacts
 from ml.neural.overview import (
     Difference,
@@ -186,6 +188,13 @@ def _order(session: Any, settings: Any, run_id: int) -> np.ndarray:
     return _target(session, settings, run_id, ref)[1]
 
 
+def _target_readable(session: Any, access: Access, run: Any) -> bool:
+    """Whether the caller may read the run a train run's matrices compare it with (its
+    target's run, which may have moved to another project)."""
+    target = find_run(session, run.input_run_id) if run.input_run_id else None
+    return target is None or access.can_read(target)
+
+
 def _train_views(session: Any, run: Any) -> tuple[int, str, tuple[int, ...]]:
     """A train run's target run, the target it was trained toward, and its taps."""
     if run.input_run_id is None or get_artifact(session, run.id, artifacts.MODEL) is None:
@@ -205,6 +214,8 @@ def names(run_id: RunId, session: SessionDep, settings: SettingsDep, access: Cur
     (``cnn-<k>``) over the same stimuli."""
     run = run_or_404(session, run_id, access)
     if run.kind == "train":
+        if not _target_readable(session, access, run):
+            return []
         try:
             n_taps = len(_train_views(session, run)[2])
         except HTTPException:
@@ -278,6 +289,9 @@ def matrix(
     S_CNN − S_target)."""
     run = run_or_404(session, run_id, access)
     if run.kind == "train":
+        if not _target_readable(session, access, run):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"run {run.id}'s target run is in "
+                                "a project you may not read")
         source, order, ids = _train_matrix(session, settings, run, name, minus)
     else:
         source, order, ids = _target_matrix(session, settings, run_id, name, minus)
