@@ -32,6 +32,8 @@ from sqlalchemy import text
 from core.settings import Settings
 from core.store.db import session_scope
 
+pytestmark = pytest.mark.no_numerics  # access rules over HTTP and SQL: no float a kernel computes
+
 MARK = {"alpha": "zqalphamark", "beta": "zqbetamark"}
 
 # -- the policy of every route ------------------------------------------------------------

@@ -12,6 +12,8 @@ from sqlalchemy import select, text
 from core.store.db import engine_for, migrate, session_scope
 from core.store.models import Project, ProjectMember, ProjectRole, Role, Run, User
 
+pytestmark = pytest.mark.no_numerics  # access rules over HTTP and SQL: no float a kernel computes
+
 
 def _as(client: TestClient, token: str) -> TestClient:
     other = TestClient(client.app, raise_server_exceptions=False)
