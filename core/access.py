@@ -64,12 +64,14 @@ class Access:
         return true() if self.admin else Project.id.in_(sorted(self.roles))
 
     def can_read(self, run: Run) -> bool:
-        return self.role_in(run.project_id) is not None
+        return self.admin or self.role_in(run.project_id) is not None
 
     def can_write(self, run: Run) -> bool:
         """Change it, log, upload or finish into it, cancel or delete it, parent a run
         under it: its owner while an editor of its project, an owner of the project, an
         admin."""
+        if self.admin:
+            return True
         role = self.role_in(run.project_id)
         return role is ProjectRole.owner or (
             role is ProjectRole.editor and run.owner_id == self.user.id)

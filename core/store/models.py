@@ -190,7 +190,6 @@ class Run(Base):
     client_key: Mapped[str | None] = mapped_column(String(64))
 
     owner: Mapped[User] = relationship(lazy="joined")
-    project: Mapped[Project] = relationship()
 
 
 class RunTag(Base):

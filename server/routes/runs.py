@@ -21,7 +21,7 @@ from core.lineage import reads as lineage_reads
 from core.queue import revoke
 from core.store import audit
 from core.store.artifacts import remove_files
-from core.store.models import MAX_ID, Run, RunStatus, User
+from core.store.models import MAX_ID, Project, Run, RunStatus, User
 from core.store.projects import find_project, move_run
 from core.store.query import SORT_FIELDS
 from core.store.runs import NotFound, delete_run, find_run, list_runs, set_tags
@@ -303,9 +303,12 @@ def export_csv(
         except QueryError as exc:
             raise _query_422(exc) from None
         values = column_values(session, runs, cols) if cols else {}
+        projects = dict(session.execute(
+            select(Run.id, Project.name).join(Project, Project.id == Run.project_id)
+            .where(Run.id.in_([r.id for r in runs]))).all()) if runs else {}
         for r in runs:
             row = values.get(str(r.id), {})
-            writer.writerow([r.id, cell(r.name), cell(r.owner.name), cell(r.project.name),
+            writer.writerow([r.id, cell(r.name), cell(r.owner.name), cell(projects[r.id]),
                              r.kind, r.status.value,
                              r.parent_id, r.created_at.isoformat(),
                              r.finished_at.isoformat() if r.finished_at else "",

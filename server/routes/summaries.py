@@ -12,7 +12,7 @@ from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.access import Access
+from core.access import Access, readable_ids
 from core.store.models import MAX_ID, Run, RunStatus
 from ml.evaluate.summary import frequency_table, robustness_table
 from ml.frontier import DEFAULT_TOLERANCE, FrontierError, frontier
@@ -92,10 +92,9 @@ def eval_rows(session: Session, evals: Sequence[Run], access: Access
     """Finished evaluate runs with the condition of the model each evaluated; one whose
     model the caller may not read (moved to another project) is skipped."""
     usable, skipped = [], []
+    readable = readable_ids(session, access, [e.input_run_id for e in evals if e.input_run_id])
     for e in evals:
-        trained = session.get(Run, e.input_run_id) if e.input_run_id else None
-        if trained is not None and not access.can_read(trained):
-            trained = None
+        trained = session.get(Run, e.input_run_id) if e.input_run_id in readable else None
         if e.status is not RunStatus.succeeded or trained is None or not e.result:
             skipped.append(e.id)
             continue
