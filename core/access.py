@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from core.store.models import (
     DEFAULT_PROJECT_ID,
+    AuditEvent,
     Project,
     ProjectMember,
     ProjectRole,
@@ -32,10 +33,6 @@ from core.store.models import (
     Run,
     User,
 )
-
-
-class Denied(PermissionError):
-    """The caller may read the thing but not do this to it (a 403)."""
 
 
 @dataclass(frozen=True)
@@ -84,10 +81,8 @@ class Access:
         return self.role_in(project_id) is ProjectRole.owner
 
     def owned(self) -> ColumnElement[bool]:
-        """The SQL condition on a project id column of the projects they own (for the
-        audit trail): every project for an admin."""
-        from core.store.models import AuditEvent
-
+        """The SQL condition an audit event they may read meets: one in a project they
+        own; every event for an admin."""
         if self.admin:
             return true()
         mine = sorted(p for p, r in self.roles.items() if r is ProjectRole.owner)
