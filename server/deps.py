@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from core.access import Access, access_of
 from core.settings import Settings
 from core.store.db import new_session
-from core.store.models import MAX_ID, ApiToken, ProjectRole, Run, User
+from core.store.models import MAX_ID, ApiToken, Project, ProjectRole, Run, User
+from core.store.projects import find_project
 from core.store.runs import NotFound, get_run
 from core.store.users import live_token
 
@@ -127,6 +128,36 @@ def run_to_write(session: Session, run_id: int, access: Access, action: str) -> 
     if not access.can_write(run):
         raise HTTPException(status.HTTP_403_FORBIDDEN, cannot_write(access, run, action))
     return run
+
+
+def project_to_add_to(session: Session, access: Access, ref: str | None, action: str, *,
+                      parent: Run | None = None) -> Project:
+    """The project a run goes into (created, imported or moved: ``action``, "create runs
+    in"): the one ``ref`` names (a name or id), else its ``parent``'s, else the caller's
+    home (:meth:`core.access.Access.home`). A project the caller does not belong to is a
+    422 naming ``body.project``, as one that does not exist; one they only view, a 403."""
+    from server.strict import invalid
+
+    if ref is not None:
+        try:
+            project: Project | None = find_project(session, ref)
+        except NotFound:
+            project = None
+        if project is None or access.role_in(project.id) is None:
+            raise invalid(["body", "project"], f"project {ref!r} does not exist", "not_found")
+        if parent is not None and parent.project_id != project.id:
+            raise invalid(["body", "project"], f"run {parent.id}, its parent, is in another "
+                          "project; a run goes into its parent's", "project_mismatch")
+    else:
+        home = parent.project_id if parent is not None else access.home()
+        if home is None:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"project: you may {action} no "
+                                "project; ask a project's owner to make you its editor")
+        project = find_project(session, home)
+    if not access.can_create_in(project.id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"project: you may not {action} "
+                            f"{project.name!r}: you are its viewer")
+    return project
 
 
 def cannot_write(access: Access, run: Run, action: str) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.store import audit
 from core.store.models import (
     DEFAULT_PROJECT_ID,
+    MAX_ID,
     Project,
     ProjectMember,
     ProjectRole,
@@ -31,7 +32,7 @@ def find_project(session: Session, ref: str | int) -> Project:
         NotFound: no such project.
     """
     if isinstance(ref, int) or ref.isdigit():
-        project = session.get(Project, int(ref)) if 0 < int(ref) < 2**31 else None
+        project = session.get(Project, int(ref)) if 0 < int(ref) <= MAX_ID else None
     else:
         project = session.execute(select(Project).where(Project.name == ref)
                                   ).scalar_one_or_none()
@@ -114,18 +115,16 @@ def move_run(session: Session, run: Run, project: Project, *, actor: User) -> li
         frontier = list(session.execute(select(Run.id).where(
             Run.parent_id.in_(frontier))).scalars())
         ids += frontier
-    for moved in session.execute(select(Run).where(Run.id.in_(ids))).scalars():
-        moved.project_id = project.id
-    session.flush()
+    session.execute(update(Run).where(Run.id.in_(ids)).values(project_id=project.id)
+                    .execution_options(synchronize_session="fetch"))
     source = session.get(Project, before)
-    # one event, read by the owners of both projects (the one it left through the detail)
-    audit.record(session, actor, "run.moved", "run", run.id, project_id=project.id,
-                 name=run.name, runs=len(ids), before=before, after=project.id,
-                 before_name=source.name if source else None, after_name=project.name)
+    detail = {"name": run.name, "runs": len(ids), "before": before, "after": project.id,
+              "before_name": source.name if source else None, "after_name": project.name}
+    # an event in each project, for each one's owners: the one it enters, the one it left
+    audit.record(session, actor, "run.moved", "run", run.id, project_id=project.id, **detail)
     if before != project.id:
         audit.record(session, actor, "run.moved_out", "run", run.id, project_id=before,
-                     name=run.name, runs=len(ids), before=before, after=project.id,
-                     before_name=source.name if source else None, after_name=project.name)
+                     **detail)
     return ids
 
 

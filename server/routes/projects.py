@@ -23,7 +23,7 @@ from core.store.projects import (
 from core.store.runs import NotFound
 from server.deps import CurrentAccess, SessionDep
 from server.schemas import MemberSet, ProjectCreate, ProjectMemberPublic, ProjectPublic
-from server.strict import CONFLICT, ErrorDetail, api_router
+from server.strict import CONFLICT, ErrorDetail, api_router, invalid
 
 router = api_router(prefix="/api/projects", tags=["projects"])
 
@@ -79,10 +79,8 @@ def create(body: ProjectCreate, session: SessionDep, access: CurrentAccess) -> P
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin may make a project")
     owners = []
     for i, name in enumerate(body.owners or [access.user.name]):
-        user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()
+        user = _named(session, name)
         if user is None:
-            from server.strict import invalid
-
             raise invalid(["body", "owners", i], f"there is no user {name!r}", "not_found")
         owners.append(user)
     try:
@@ -110,8 +108,12 @@ def _owned(session: SessionDep, access: Access, ref: str) -> Project:
     return project
 
 
+def _named(session: SessionDep, name: str) -> User | None:
+    return session.execute(select(User).where(User.name == name)).scalar_one_or_none()
+
+
 def _user(session: SessionDep, name: str) -> User:
-    user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()
+    user = _named(session, name)
     if user is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"there is no user {name!r}")
     return user

@@ -22,7 +22,7 @@ from core.queue import revoke
 from core.store import audit
 from core.store.artifacts import remove_files
 from core.store.models import MAX_ID, Project, Run, RunStatus, User
-from core.store.projects import find_project, move_run
+from core.store.projects import move_run
 from core.store.query import SORT_FIELDS
 from core.store.runs import NotFound, delete_run, find_run, list_runs, set_tags
 from core.submit import EnqueueFailed, submit_run
@@ -33,6 +33,7 @@ from server.deps import (
     SessionDep,
     SettingsDep,
     cannot_write,
+    project_to_add_to,
     run_or_404,
     run_to_write,
 )
@@ -77,12 +78,13 @@ dry_run_router = api_router(prefix="/api", tags=["runs"])  # beside /api/runs/{i
 
 
 def _checked(body: RunCreate, session: SessionDep, access: Access, settings: SettingsDep
-             ) -> tuple[int | None, int]:
+             ) -> tuple[int | None, Project]:
     """Every check a new run passes before it is stored; the run it reads (or None) and
     the project it goes into: the one named, else its parent's, else the caller's home
     (:meth:`core.access.Access.home`)."""
     parent = _check_parent(session, access, body.parent_id) if body.parent_id else None
-    project_id = _project_of(session, access, body, parent)
+    project = project_to_add_to(session, access, body.project, "create runs in",
+                                parent=parent)
     reads = check_inputs(session, settings, kind=body.kind, config=body.config)
     if reads is not None and body.input_run_id not in (None, reads):
         raise NotFound(f"the config reads run {reads}, not {body.input_run_id}",
@@ -94,32 +96,7 @@ def _checked(body: RunCreate, session: SessionDep, access: Access, settings: Set
         found = find_run(session, ref)
         if found is not None and not access.can_read(found):
             raise NotFound(f"run {ref} does not exist", field=field)
-    return reads, project_id
-
-
-def _project_of(session: SessionDep, access: Access, body: RunCreate, parent: Run | None
-                ) -> int:
-    if body.project is not None:
-        project = find_project(session, body.project)
-        if access.role_in(project.id) is None:
-            raise NotFound(f"project {body.project!r} does not exist", field="project")
-        if parent is not None and parent.project_id != project.id:
-            raise invalid(["body", "project"], f"run {parent.id}, its parent, is in another "
-                          "project; a run goes into its parent's", "project_mismatch")
-        project_id = project.id
-    elif parent is not None:
-        project_id = parent.project_id
-    else:
-        home = access.home()
-        if home is None:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "project: you may create runs in "
-                                "no project; ask a project's owner to make you its editor")
-        project_id = home
-    if not access.can_create_in(project_id):
-        name = find_project(session, project_id).name
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"project: you are a viewer of "
-                            f"{name!r}; only its editors and owners create runs")
-    return project_id
+    return reads, project
 
 
 class RunChecked(BaseModel):
@@ -139,13 +116,13 @@ def dry_run(body: RunCreate, session: SessionDep, access: CurrentAccess,
     """Check a run without storing or queueing it: the same 422s (naming the field) as
     ``POST /api/runs``, or the config as it would run (``neuroreg submit --check``)."""
     try:
-        reads, project_id = _checked(body, session, access, settings)
+        reads, project = _checked(body, session, access, settings)
     except NotFound as exc:
         raise invalid(["body", *(exc.field or "").split(".")], exc.message,
                       "not_found") from None
     return RunChecked(kind=body.kind, name=body.name, config=stored_config(body.kind, body.config),
                       input_run_id=body.input_run_id if reads is None else reads,
-                      project=find_project(session, project_id).name)
+                      project=project.name)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses={
@@ -165,7 +142,7 @@ def create(
             response.status_code = status.HTTP_200_OK
             return run_public(session, existing)
     try:
-        reads, project_id = _checked(body, session, access, settings)
+        reads, project = _checked(body, session, access, settings)
         run = submit_run(
             session,
             request.app.state.celery,
@@ -178,7 +155,7 @@ def create(
             provenance=_provenance(body),
             client_key=body.client_key,
             started_at=getattr(body, "started_at", None),
-            project_id=project_id,
+            project_id=project.id,
         )
     except IntegrityError:  # the same client_key, sent twice at once: the other one won
         session.rollback()
@@ -463,17 +440,8 @@ def update(run_id: RunId, body: RunUpdate, session: SessionDep, access: CurrentA
     if changed:
         _audit(session, access.user, run, "run.changed", **changed)
     if body.project is not None:
-        try:
-            project = find_project(session, body.project)
-        except NotFound as exc:
-            raise invalid(["body", "project"], exc.message, "not_found") from None
-        if access.role_in(project.id) is None:
-            raise invalid(["body", "project"], f"project {body.project!r} does not exist",
-                          "not_found")
+        project = project_to_add_to(session, access, body.project, "move runs into")
         if project.id != run.project_id:
-            if not access.can_create_in(project.id):
-                raise HTTPException(status.HTTP_403_FORBIDDEN, f"project: you may not move "
-                                    f"runs into {project.name!r}: you are its viewer")
             if run.parent_id is not None:
                 raise invalid(["body", "project"], f"run {run.id} is part of run "
                               f"{run.parent_id}; move that run", "project_child")

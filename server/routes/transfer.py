@@ -13,14 +13,13 @@ from pydantic import ValidationError
 from core.access import Access
 from core.kinds import KINDS, stored_config
 from core.store import audit
-from core.store.projects import find_project
-from core.store.runs import NotFound
 from core.transfer import ImportRefused, Record, import_run, may_import, points_page
 from server.deps import (
     CurrentAccess,
     RunId,
     SessionDep,
     SettingsDep,
+    project_to_add_to,
     run_or_404,
     run_to_write,
 )
@@ -86,7 +85,7 @@ def import_(body: RunImport, response: Response, session: SessionDep,
                  provenance=body.provenance, result=body.result, error=body.error,
                  message=body.message, progress=body.progress, parent_id=body.parent_id,
                  input_run_id=body.input_run_id)
-    project_id = _project(session, access, body.project)
+    project_id = project_to_add_to(session, access, body.project, "add runs to").id
     try:
         run, created = import_run(session, access, rec, project_id)
         if created:
@@ -101,26 +100,6 @@ def import_(body: RunImport, response: Response, session: SessionDep,
     if not created:
         response.status_code = status.HTTP_200_OK
     return run_public(session, run)
-
-
-def _project(session: SessionDep, access: Access, ref: str | None) -> int:
-    """The project an import goes into: ``ref``, else the caller's home project."""
-    if ref is None:
-        home = access.home()
-        if home is None:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "project: you may create runs "
-                                "in no project")
-        return home
-    try:
-        project = find_project(session, ref)
-    except NotFound as exc:
-        raise invalid(["body", "project"], exc.message, "not_found") from None
-    if access.role_in(project.id) is None:
-        raise invalid(["body", "project"], f"project {ref!r} does not exist", "not_found")
-    if not access.can_create_in(project.id):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"project: you are a viewer of "
-                            f"{project.name!r}; only its editors and owners add runs")
-    return project.id
 
 
 def pages_read(session: SessionDep, access: Access, run: Any) -> None:
