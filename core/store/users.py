@@ -17,6 +17,7 @@ from core.lifecycle import cancel_run
 from core.store import audit
 from core.store.db import begin_write
 from core.store.models import ApiToken, ProjectRole, Role, Run, RunStatus, User, utcnow
+from core.store.projects import join_default
 
 
 class LastAdmin(Exception):
@@ -31,8 +32,6 @@ def hash_token(token: str) -> str:
 def create_user(session: Session, *, name: str, role: Role, actor: User | None = None) -> User:
     """A new user; they join the default project, as its owner for an admin and its
     editor for a member (as every member did before projects: an admin changes it)."""
-    from core.store.projects import join_default
-
     user = User(name=name, role=role)
     session.add(user)
     session.flush()

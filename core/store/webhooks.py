@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
+from core.access import access_of
 from core.secretbox import SecretBox, is_sealed
 from core.store.db import begin_write
 from core.store.models import (
@@ -153,8 +154,6 @@ def queue_run_event(session: Session, run_id: int) -> list[WebhookDelivery]:
         .order_by(Webhook.id)).scalars() if event in h.events]
     if not hooks:
         return []
-    from core.access import access_of
-
     owner = session.get(User, row.owner_id)
     project_id = session.execute(select(Run.project_id).where(Run.id == run_id)).scalar_one()
     if owner is None or access_of(session, owner).role_in(project_id) is None:
