@@ -155,7 +155,7 @@ def print_show(data: dict[str, Any], url: str) -> None:
         status += f" ({run['progress'] * 100:.0f}%)"
     if run["message"]:
         status += f" · {run['message']}"
-    fields += [("status", status), ("owner", run["owner"]),
+    fields += [("status", status), ("owner", run["owner"]), ("project", run["project"]),
                ("tags", ", ".join(run["tags"]) or "(none)")]
     created, started, finished = (_time(run[k]) for k in
                                   ("created_at", "started_at", "finished_at"))

@@ -79,9 +79,10 @@ def test_show_prints_a_runs_whole_picture(server: Server, capsys: pytest.Capture
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0] == f"run {ids['train']}  t none 0"
-    fields = {line.split()[0]: line.split(None, 1)[1] for line in lines[1:9] if line.strip()}
+    fields = {line.split()[0]: line.split(None, 1)[1] for line in lines[1:10] if line.strip()}
     assert fields["kind"] == "train" and fields["status"] == "succeeded"
     assert fields["owner"] == "admin" and fields["tags"] == "fig4, lr:0.05"
+    assert fields["project"] == "default"
     assert fields["study"] == f"run {ids['study']} grid (study, running)"
     assert fields["page"] == f"{server.url}/runs/{ids['train']}"
     assert "  train.width  8" in lines and "  lr           0.05" in lines

@@ -121,6 +121,13 @@ def test_the_audit_trail_says_who_did_what_and_owners_read_their_projects(
 
     seen = own.get("/api/audit").json()
     v1 = 2  # ids: default is 1
+    assert own.get("/api/audit", params={"project": v1}).json() == seen
+    # another's project, one they only belong to, and one that does not exist: one answer
+    assert other.put("/api/projects/v2/members/own", json={"role": "editor"}
+                     ).status_code == 200
+    for project in (3, 1, 999):
+        refused = own.get("/api/audit", params={"project": project})
+        assert refused.status_code == 403 and f"no project {project}" in refused.json()["detail"]
     assert {e["project_id"] for e in seen} == {v1}
     assert [(e["actor_name"], e["action"]) for e in reversed(seen)] == [
         ("admin", "project.created"), ("admin", "project.member_set"),
