@@ -589,6 +589,19 @@ def test_the_leaderboard_sorts_by_a_clicked_column_and_a_run_shows_its_record(  
         table = run.locator("#record-autoattack").inner_text()
         assert "L∞" in table and "8/255" in table and "20.0 %" in table and "custom" in table
         assert "75.0 %" in run.locator("#record-tables").inner_text()
+        # its attacks' soundness (suspect in L∞: HopSkipJump beat them) and its mechanism
+        rows = run.evaluate("() => [...document.querySelectorAll('#record-soundness tbody tr')]"
+                            ".map((r) => [...r.cells].map((c) => c.textContent))")
+        assert [r[:2] for r in rows] == [["L2", "sound"], ["L∞", "suspect"]]
+        assert rows[1][4] == "0.0040 vs 0.0100 (5 of 7 smaller)" and rows[1][6] == "2"
+        assert rows[0][3] == "1.30×" and rows[0][5] == "–"  # no transfer run here
+        tables = run.locator("#record-tables").inner_text()
+        assert "L∞: HopSkipJump beats the gradient attacks" in tables
+        assert "transferred from run #4" in tables
+        mechanism = run.locator("#record-mechanism").inner_text()
+        assert "L2 perturbations' energy in the top 64 PCs\t0.300" in mechanism
+        assert "random directions' (k/D = 0.0625)\t0.060" in mechanism
+        assert "Layer similarity: no similarity target" in tables
         run.screenshot(path=str(OUTPUT / "run-record.png"), full_page=True)
         with run.expect_download() as download:
             run.click("#record-download")
