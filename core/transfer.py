@@ -138,9 +138,10 @@ def _check(session: Session, access: Access, rec: Record) -> None:
 
 def import_run(session: Session, access: Access, rec: Record, project_id: int
                ) -> tuple[Run, bool]:
-    """Store ``rec`` as the caller's run in ``project_id`` (its parent's, if it has one), or
-    update their run of that key to it; returns the run and whether it is new. The caller
-    commits and has checked that they may create runs in ``project_id``.
+    """Store ``rec`` as the caller's run in ``project_id``, or update their run of that key
+    to it; returns the run and whether it is new. The caller commits and has chosen
+    ``project_id`` by the rule every new run follows (its parent's when it has one) and
+    checked that they may create runs in it.
 
     Raises:
         ImportRefused: what about the record cannot be stored, and why.
@@ -154,9 +155,8 @@ def import_run(session: Session, access: Access, rec: Record, project_id: int
         raise ImportRefused("key", f"your run {run.id} has this key, in a project you may "
                             "no longer write to", forbidden=True)
     if run is None:
-        parent = find_run(session, rec.parent_id) if rec.parent_id is not None else None
         run = Run(owner_id=user.id, owner=user, kind=rec.kind, client_key=rec.key, config={},
-                  project_id=parent.project_id if parent is not None else project_id)
+                  project_id=project_id)
         session.add(run)
         session.flush()
     elif run.kind != rec.kind:

@@ -170,8 +170,7 @@ def list_audit(
     if not access.admin and ProjectRole.owner not in access.roles.values():
         raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin or a project's owner "
                             "may read the audit trail")
-    if project is not None and not access.admin and (
-            access.role_in(project) is not ProjectRole.owner):
+    if project is not None and not access.owns(project):
         # the same answer whether the project exists or not: it says nothing of others'
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"project: you own no project {project};"
                             " you may read the audit trail of the projects you own")

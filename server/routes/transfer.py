@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from core.access import Access
 from core.kinds import KINDS, stored_config
 from core.store import audit
+from core.store.runs import find_run
 from core.transfer import ImportRefused, Record, import_run, may_import, points_page
 from server.deps import (
     CurrentAccess,
@@ -77,15 +78,20 @@ def import_(body: RunImport, response: Response, session: SessionDep,
     provenance, result — as yours (201); a record whose ``key`` one of your runs has
     updates that run to it (200). External runs: any member; runs a worker runs (train,
     similarity, evaluate, study): an admin, finished, with the runs they read imported
-    first. It goes into ``project`` (its parent's, if it has one), else your default
-    project. Nothing is queued and no webhook fires."""
+    first. It goes into ``project``, else its parent's, else your home project (a
+    ``project`` other than its parent's is a 422, as for a new run). Nothing is queued and
+    no webhook fires."""
     rec = Record(key=body.key, kind=body.kind, name=body.name, status=body.status,
                  created_at=body.created_at, started_at=body.started_at,
                  finished_at=body.finished_at, config=_config(body), tags=body.tags,
                  provenance=body.provenance, result=body.result, error=body.error,
                  message=body.message, progress=body.progress, parent_id=body.parent_id,
                  input_run_id=body.input_run_id)
-    project_id = project_to_add_to(session, access, body.project, "add runs to").id
+    parent = find_run(session, body.parent_id) if body.parent_id is not None else None
+    if parent is not None and not access.can_read(parent):
+        parent = None  # as if it did not exist: import_run refuses parent_id so
+    project_id = project_to_add_to(session, access, body.project, "add runs to",
+                                   parent=parent).id
     try:
         run, created = import_run(session, access, rec, project_id)
         if created:

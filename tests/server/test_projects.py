@@ -79,6 +79,18 @@ def test_roles_in_a_project_and_what_each_may_do(client: TestClient) -> None:
     child = _external(ed, parent_id=run["id"])
     assert child["project"] == "v1"
     assert ed.get("/api/runs", params={"q": 'project = "v1"'}).json()["total"] == 2
+    # an import follows the same rule: into its parent's project, and no other
+    record = {"kind": "external", "name": "imported", "status": "succeeded",
+              "created_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T01:00:00Z",
+              "parent_id": run["id"]}
+    imported = ed.post("/api/import/runs", json={**record, "key": "k-parented"})
+    assert imported.status_code == 201 and imported.json()["project"] == "v1", imported.text
+    elsewhere = client.post("/api/import/runs", json={**record, "key": "k-elsewhere",
+                                                      "project": "default"})  # an admin's
+    assert elsewhere.status_code == 422, elsewhere.text
+    assert elsewhere.json()["detail"][0]["loc"] == ["body", "project"]
+    assert "its parent, is in another project" in elsewhere.text
+    assert ed.delete(f"/api/runs/{imported.json()['id']}").status_code == 204
     groups = own.get("/api/run-groups", params={"by": "project"}).json()["groups"]
     assert groups == [{"group": {"project": "v1"}, "count": 2, "metrics": {}}]
     # the last owner stays
